@@ -1,0 +1,26 @@
+"""HiResCAM.
+
+Draelos & Carin, "Use HiResCAM instead of Grad-CAM for faithful explanations of convolutional
+neural networks", 2020 (arXiv:2011.08891), Eq. 4: the gradient multiplies the activation element by
+element instead of being averaged first:
+
+.. math::
+    L^c_{\\text{HiResCAM}} = \\sum_k \\frac{\\partial y^c}{\\partial A^k} \\odot A^k
+
+Deviation: we clamp negative values to zero (the paper shows the signed map); the normalised map
+every method returns is ReLU'd anyway, and ``raw`` keeps it non-negative for consistency.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from .._registry import register_method
+from ..engine import LayerContext
+
+
+@register_method("hirescam", paper="Draelos & Carin, 2020")
+def hirescam(ctx: LayerContext) -> Tensor:
+    """Element-wise gradient x activation, summed over channels."""
+    grads = ctx.require_gradients()
+    return (grads * ctx.activations[:, None]).sum(dim=2).clamp(min=0)
