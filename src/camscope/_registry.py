@@ -27,10 +27,14 @@ class MethodSpec:
     Attributes:
         name: the registry key (``"gradcam++"``).
         fn: maps a :class:`~camscope.engine.LayerContext` to a raw map of shape ``(B, K, h, w)`` at
-            layer resolution, or ``(B, K, 3, H, W)`` for input-space (guided) attributions.
+            layer resolution, per-channel contributions ``(B, K, C, h, w)`` (see
+            ``channel_contributions``), or ``(B, K, 3, H, W)`` for input-space (guided) attributions.
         needs_gradients: whether the method reads ``ctx.gradients`` (one shared backward pass).
         needs_guided_gradients: whether it reads ``ctx.guided_gradients`` (one extra guided pass).
         class_specific: whether the map depends on the target class.
+        channel_contributions: the method returns per-channel contributions ``(B, K, C, h, w)``
+            and the engine sums them over channels (or, with ``eigen_smooth``, takes their first
+            principal component); otherwise it returns the map itself.
         summary: one line for ``camscope methods`` and the docs table.
         paper: short citation.
     """
@@ -40,6 +44,7 @@ class MethodSpec:
     needs_gradients: bool
     needs_guided_gradients: bool
     class_specific: bool
+    channel_contributions: bool
     summary: str
     paper: str
 
@@ -53,6 +58,7 @@ def register_method(
     needs_gradients: bool = True,
     needs_guided_gradients: bool = False,
     class_specific: bool = True,
+    channel_contributions: bool = False,
     summary: str = "",
     paper: str = "",
 ) -> Callable[[MethodFn], MethodFn]:
@@ -68,6 +74,7 @@ def register_method(
             needs_gradients=needs_gradients,
             needs_guided_gradients=needs_guided_gradients,
             class_specific=class_specific,
+            channel_contributions=channel_contributions,
             summary=summary or (doc_line[0] if doc_line else ""),
             paper=paper,
         )

@@ -22,12 +22,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._registry import MethodSpec, get_method
 from .errors import UsageError
 from .layers import LayerSpec, ReshapeFn, resolve_layers, to_spatial
+from .ops import first_component, normalise, to_input_space
 from .targets import (
     OutputAdapter,
     ResolvedTargets,
@@ -83,7 +83,7 @@ class Explanation:
         maps: method -> ``(B, H, W)`` maps in [0, 1] at the input's resolution, on its device
             (``(B, K, H, W)`` for top-k targets); several layers are fused by the mean of their
             normalised maps, renormalised.
-        raw: method -> map at layer resolution before ReLU/normalisation (first layer when several;
+        raw: method -> signed map at layer resolution, before ReLU and normalisation (first layer when several;
             ``(B, [K,] 3, H, W)`` input-space gradients for the guided methods).
         layer: the layer name used (a list when several).
         targets: ``(B,)`` class ids (``(B, K)`` for top-k; ``-1`` for callable targets).
@@ -218,26 +218,6 @@ def _check_input(x: Any) -> None:
         )
 
 
-def _normalise(maps: Tensor) -> Tensor:
-    """ReLU, then min-max to [0, 1] over the last two axes; constant maps become zeros."""
-    maps = maps.clamp(min=0)
-    flat = maps.flatten(-2)
-    low = flat.amin(-1, keepdim=True)[..., None]
-    span = flat.amax(-1, keepdim=True)[..., None] - low
-    return torch.where(span > 1e-12, (maps - low) / span.clamp(min=1e-12), torch.zeros_like(maps))
-
-
-def to_input_space(raw: Tensor, size: tuple[int, int]) -> Tensor:
-    """``(B, K, h, w)`` -> normalised ``(B, K, H, W)``; guided ``(B, K, 3, H, W)`` -> magnitude."""
-    if raw.ndim == 5:
-        return _normalise(raw.abs().amax(2))
-    b, k, h, w = raw.shape
-    up = F.interpolate(
-        raw.clamp(min=0).reshape(b * k, 1, h, w), size=size, mode="bilinear", align_corners=False
-    )
-    return _normalise(up.reshape(b, k, *size))
-
-
 def explain(
     model: nn.Module,
     x: Tensor,
@@ -247,6 +227,7 @@ def explain(
     *,
     output_adapter: OutputAdapter | None = None,
     reshape: ReshapeFn | None = None,
+    eigen_smooth: bool = False,
 ) -> Explanation:
     """Explain ``model``'s decision on the batch ``x`` with one or more CAM methods.
 
@@ -259,6 +240,8 @@ def explain(
         output_adapter: maps the model output to ``(B, classes)`` scores (default handles tensors,
             tuples, dicts and ``ModelOutput`` objects).
         reshape: maps a layer output to ``(B, C, h, w)`` (for token layers of transformers).
+        eigen_smooth: replace the channel sum of channel-weighted methods by the first principal
+            component of the weighted activations (no effect on eigencam/eigengradcam/guided).
 
     Example:
         >>> res = explain(model, x, methods=["gradcam", "gradcam++"], targets=[285])  # doctest: +SKIP
@@ -279,7 +262,7 @@ def explain(
             guided = _guided_gradients(model, x, resolved, targets, output_adapter)
             for ctx in contexts:
                 ctx.guided_gradients = guided
-    return _assemble(specs, contexts, resolved, logits, x, targets)
+    return _assemble(specs, contexts, resolved, logits, x, targets, eigen_smooth)
 
 
 def _forward_backward(
@@ -375,6 +358,22 @@ def _guided_gradients(
     return grad.detach().float()
 
 
+def layer_map(spec: MethodSpec, ctx: LayerContext, eigen_smooth: bool = False) -> Tensor:
+    """A method's raw map at layer resolution, ``(B, K, h, w)`` (guided: ``(B, K, 3, H, W)``).
+
+    Channel contributions are summed over channels, or with ``eigen_smooth`` projected on their
+    first principal component (Eigen smoothing, as in Muhammad & Yeasin 2020), which removes noise
+    spread across many channels.
+    """
+    out = spec.fn(ctx).float()
+    if not spec.channel_contributions:
+        return out
+    if eigen_smooth:
+        b, k = out.shape[:2]
+        return first_component(out.flatten(0, 1)).reshape(b, k, *out.shape[-2:])
+    return out.sum(dim=2)
+
+
 def _assemble(
     specs: list[MethodSpec],
     contexts: list[LayerContext],
@@ -382,19 +381,20 @@ def _assemble(
     logits: Tensor | None,
     x: Tensor,
     targets: TargetSpec,
+    eigen_smooth: bool = False,
 ) -> Explanation:
     size = (x.shape[-2], x.shape[-1])
     layer_maps: dict[str, dict[str, Tensor]] = {}
     layer_raw: dict[str, dict[str, Tensor]] = {}
     with torch.no_grad():
         for ctx in contexts:
-            raws = {spec.name: spec.fn(ctx).float() for spec in specs}
+            raws = {spec.name: layer_map(spec, ctx, eigen_smooth) for spec in specs}
             layer_raw[ctx.layer] = raws
             layer_maps[ctx.layer] = {name: to_input_space(raw, size) for name, raw in raws.items()}
         fused = {}
         for spec in specs:
             stack = torch.stack([layer_maps[c.layer][spec.name] for c in contexts])
-            fused[spec.name] = stack[0] if len(contexts) == 1 else _normalise(stack.mean(0))
+            fused[spec.name] = stack[0] if len(contexts) == 1 else normalise(stack.mean(0))
     squeeze = not resolved.per_class
 
     def shape(t: Tensor) -> Tensor:

@@ -1,9 +1,10 @@
 """Built-in CAM methods; importing this package registers each of them.
 
-Order here is the order of ``list_methods()``, the CLI and the docs table.
+Registration follows import order (alphabetical here); it is the order of ``list_methods()``, the
+CLI and the docs table.
 """
 
-from . import (  # noqa: F401
+from . import (
     cam,
     counterfactual,
     eigencam,

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from .._registry import register_method
 from ..engine import LayerContext
 from ..errors import UnsupportedModelError
-from ._common import weighted_sum
+from ._common import channel_weighted
 
 
 def find_classifier(model: nn.Module) -> nn.Linear:
@@ -39,7 +39,9 @@ def find_classifier(model: nn.Module) -> nn.Linear:
     return linears[-1]
 
 
-@register_method("cam", needs_gradients=False, paper="Zhou et al., CVPR 2016")
+@register_method(
+    "cam", channel_contributions=True, needs_gradients=False, paper="Zhou et al., CVPR 2016"
+)
 def cam(ctx: LayerContext) -> Tensor:
     """Classifier weights of the target class applied to the last feature maps (GAP + linear heads)."""
     if bool((ctx.class_ids < 0).any()):
@@ -64,4 +66,4 @@ def cam(ctx: LayerContext) -> Tensor:
             "mode or a different head lies between); choose the layer right before the pooling "
             "(see `camscope layers`), or use 'gradcam', which equals CAM on such heads"
         )
-    return weighted_sum(weight, ctx.activations)
+    return channel_weighted(weight, ctx.activations)

@@ -16,11 +16,13 @@ from torch import Tensor
 
 from .._registry import register_method
 from ..engine import LayerContext
-from ._common import spatial_mean, weighted_sum
+from ._common import channel_weighted, spatial_mean
 
 
-@register_method("counterfactual", paper="Selvaraju et al., ICCV 2017, Sec. 3")
+@register_method(
+    "counterfactual", channel_contributions=True, paper="Selvaraju et al., ICCV 2017, Sec. 3"
+)
 def counterfactual(ctx: LayerContext) -> Tensor:
     """Grad-CAM with negated gradients: where evidence *against* the class lies."""
     weights = -spatial_mean(ctx.require_gradients())
-    return weighted_sum(weights, ctx.activations).clamp(min=0)
+    return channel_weighted(weights, ctx.activations)

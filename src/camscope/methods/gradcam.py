@@ -19,11 +19,11 @@ from torch import Tensor
 
 from .._registry import register_method
 from ..engine import LayerContext
-from ._common import spatial_mean, weighted_sum
+from ._common import channel_weighted, spatial_mean
 
 
-@register_method("gradcam", paper="Selvaraju et al., ICCV 2017")
+@register_method("gradcam", channel_contributions=True, paper="Selvaraju et al., ICCV 2017")
 def gradcam(ctx: LayerContext) -> Tensor:
     """Channel weights are the spatially averaged gradients of the target score."""
     weights = spatial_mean(ctx.require_gradients())
-    return weighted_sum(weights, ctx.activations).clamp(min=0)
+    return channel_weighted(weights, ctx.activations)

@@ -21,10 +21,10 @@ from torch import Tensor
 
 from .._registry import register_method
 from ..engine import LayerContext
-from ._common import weighted_sum
+from ._common import channel_weighted
 
 
-@register_method("gradcam++", paper="Chattopadhay et al., WACV 2018")
+@register_method("gradcam++", channel_contributions=True, paper="Chattopadhay et al., WACV 2018")
 def gradcam_plus_plus(ctx: LayerContext) -> Tensor:
     """Pixel-weighted positive gradients (closed form for an exponential score)."""
     grads = ctx.require_gradients()
@@ -34,4 +34,4 @@ def gradcam_plus_plus(ctx: LayerContext) -> Tensor:
     safe = torch.where(denominator != 0, denominator, torch.ones_like(denominator))
     alpha = torch.where(denominator != 0, g2 / safe, torch.zeros_like(g2))
     weights = (alpha * grads.clamp(min=0)).sum(dim=(-2, -1))
-    return weighted_sum(weights, ctx.activations).clamp(min=0)
+    return channel_weighted(weights, ctx.activations)

@@ -15,7 +15,8 @@ from __future__ import annotations
 from torch import Tensor
 
 from .._registry import register_method
-from ..engine import LayerContext, to_input_space
+from ..engine import LayerContext
+from ..ops import to_input_space
 from .gradcam import gradcam
 
 
@@ -25,5 +26,5 @@ def guided_gradcam(ctx: LayerContext) -> Tensor:
     if ctx.guided_gradients is None:
         raise RuntimeError("guided gradients were not computed")
     size = (ctx.guided_gradients.shape[-2], ctx.guided_gradients.shape[-1])
-    coarse = to_input_space(gradcam(ctx), size)  # (B, K, H, W) in [0, 1]
+    coarse = to_input_space(gradcam(ctx).sum(dim=2), size)  # (B, K, H, W) in [0, 1]
     return ctx.guided_gradients * coarse[:, :, None]

@@ -7,8 +7,8 @@ element instead of being averaged first:
 .. math::
     L^c_{\\text{HiResCAM}} = \\sum_k \\frac{\\partial y^c}{\\partial A^k} \\odot A^k
 
-Deviation: we clamp negative values to zero (the paper shows the signed map); the normalised map
-every method returns is ReLU'd anyway, and ``raw`` keeps it non-negative for consistency.
+No deviation: ``raw`` is the signed map of the paper; ``maps`` clamp negatives to zero, as for
+every method.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from .._registry import register_method
 from ..engine import LayerContext
 
 
-@register_method("hirescam", paper="Draelos & Carin, 2020")
+@register_method("hirescam", channel_contributions=True, paper="Draelos & Carin, 2020")
 def hirescam(ctx: LayerContext) -> Tensor:
     """Element-wise gradient x activation, summed over channels."""
     grads = ctx.require_gradients()
-    return (grads * ctx.activations[:, None]).sum(dim=2).clamp(min=0)
+    return grads * ctx.activations[:, None]

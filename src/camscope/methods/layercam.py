@@ -19,8 +19,8 @@ from .._registry import register_method
 from ..engine import LayerContext
 
 
-@register_method("layercam", paper="Jiang et al., IEEE TIP 2021")
+@register_method("layercam", channel_contributions=True, paper="Jiang et al., IEEE TIP 2021")
 def layercam(ctx: LayerContext) -> Tensor:
     """Positive gradients weight each activation element; works well on shallow layers."""
     grads = ctx.require_gradients()
-    return (grads.clamp(min=0) * ctx.activations[:, None]).sum(dim=2).clamp(min=0)
+    return grads.clamp(min=0) * ctx.activations[:, None]

@@ -18,14 +18,14 @@ from torch import Tensor
 
 from .._registry import register_method
 from ..engine import LayerContext
-from ._common import weighted_sum
+from ._common import channel_weighted
 
 
-@register_method("xgradcam", paper="Fu et al., BMVC 2020")
+@register_method("xgradcam", channel_contributions=True, paper="Fu et al., BMVC 2020")
 def xgradcam(ctx: LayerContext) -> Tensor:
     """Gradients averaged with the activation as weights (sensitivity and conservation axioms)."""
     grads = ctx.require_gradients()
     acts = ctx.activations[:, None]
     total = acts.sum(dim=(-2, -1)) + 1e-7
     weights = (grads * acts).sum(dim=(-2, -1)) / total
-    return weighted_sum(weights, ctx.activations).clamp(min=0)
+    return channel_weighted(weights, ctx.activations)

@@ -1,0 +1,48 @@
+"""Pure-torch helpers shared by the engine, the methods and the metrics (no hooks, no I/O)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def normalise(maps: Tensor) -> Tensor:
+    """ReLU, then min-max to [0, 1] over the last two axes; constant maps become zeros."""
+    maps = maps.clamp(min=0)
+    flat = maps.flatten(-2)
+    low = flat.amin(-1, keepdim=True)[..., None]
+    span = flat.amax(-1, keepdim=True)[..., None] - low
+    return torch.where(span > 1e-12, (maps - low) / span.clamp(min=1e-12), torch.zeros_like(maps))
+
+
+def to_input_space(raw: Tensor, size: tuple[int, int]) -> Tensor:
+    """``(B, K, h, w)`` -> normalised ``(B, K, H, W)``; guided ``(B, K, 3, H, W)`` -> magnitude."""
+    if raw.ndim == 5:
+        return normalise(raw.abs().amax(2))
+    b, k, h, w = raw.shape
+    up = F.interpolate(
+        raw.clamp(min=0).reshape(b * k, 1, h, w), size=size, mode="bilinear", align_corners=False
+    )
+    return normalise(up.reshape(b, k, *size))
+
+
+def first_component(features: Tensor) -> Tensor:
+    """Projection of each position onto the first principal component of its channels.
+
+    ``features`` is ``(N, C, h, w)``; the positions (h*w rows of C values) are centred per channel,
+    and the result is ``(N, h, w)``. The sign of a singular vector is arbitrary; we choose the sign
+    that makes the projection correlate positively with the channel sum of the (uncentred)
+    features, so that strong activations map to high values.
+    """
+    n, c, h, w = features.shape
+    rows = features.reshape(n, c, h * w).transpose(1, 2)  # (N, hw, C)
+    centred = rows - rows.mean(dim=1, keepdim=True)
+    _, _, vh = torch.linalg.svd(centred, full_matrices=False)
+    projection = centred @ vh[:, 0, :, None]  # (N, hw, 1)
+    projection = projection.squeeze(-1)
+    reference = rows.sum(dim=2)
+    reference = reference - reference.mean(dim=1, keepdim=True)
+    sign = torch.sign((projection * reference).sum(dim=1, keepdim=True))
+    sign = torch.where(sign == 0, torch.ones_like(sign), sign)
+    return (projection * sign).reshape(n, h, w)
