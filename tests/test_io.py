@@ -1,0 +1,420 @@
+"""camscope.io: safe image loading, input collection, preprocessing, map resizing."""
+
+from __future__ import annotations
+
+import http.server
+import io
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from camscope.errors import CamscopeError, ImageLoadError
+from camscope.io import (
+    DEMO_IMAGES,
+    collect_inputs,
+    demo_images,
+    load_image,
+    preprocess,
+    resize_map,
+    save_npy,
+)
+from camscope.models import ModelSpec
+
+
+def png_bytes(image: Image.Image, **kwargs: object) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", **kwargs)
+    return buffer.getvalue()
+
+
+def pixels(image: Image.Image) -> np.ndarray:
+    assert image.mode == "RGB"
+    return np.asarray(image)
+
+
+# ---------------------------------------------------------------------------- bad inputs
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "nope.jpg"
+    with pytest.raises(ImageLoadError, match="not found") as info:
+        load_image(path)
+    assert info.value.source == str(path)
+    assert isinstance(info.value, CamscopeError)
+
+
+def test_directory(tmp_path: Path) -> None:
+    with pytest.raises(ImageLoadError, match="folder"):
+        load_image(tmp_path)
+
+
+def test_empty_file(tmp_path: Path) -> None:
+    path = tmp_path / "empty.png"
+    path.write_bytes(b"")
+    with pytest.raises(ImageLoadError, match="empty"):
+        load_image(path)
+
+
+def test_not_an_image(tmp_path: Path) -> None:
+    path = tmp_path / "notes.png"
+    path.write_text("hello, I am text\n" * 20)
+    with pytest.raises(ImageLoadError, match="not an image"):
+        load_image(path)
+
+
+def test_truncated_image(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    noisy = Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    data = png_bytes(noisy)
+    path = tmp_path / "cut.png"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ImageLoadError, match="corrupt") as info:
+        load_image(path)
+    assert "re-" in info.value.reason  # says what to do
+
+
+def test_corrupt_bytes_after_valid_header(tmp_path: Path) -> None:
+    data = bytearray(png_bytes(Image.new("RGB", (32, 32), (1, 2, 3))))
+    data[60:] = b"\x00" * (len(data) - 60)
+    path = tmp_path / "zeroed.png"
+    path.write_bytes(bytes(data))
+    with pytest.raises(ImageLoadError, match="corrupt"):
+        load_image(path)
+
+
+@pytest.mark.parametrize("url", ["ftp://example.com/a.png", "file:///etc/passwd"])
+def test_unsupported_url_scheme(url: str) -> None:
+    with pytest.raises(ImageLoadError, match="unsupported URL scheme"):
+        load_image(url)
+
+
+# ---------------------------------------------------------------------------- pixel cap
+
+
+def test_pixel_cap(tmp_path: Path) -> None:
+    path = tmp_path / "a.png"
+    Image.new("RGB", (100, 50), (9, 9, 9)).save(path)
+    assert load_image(path, max_pixels=5000).size == (100, 50)
+    with pytest.raises(ImageLoadError, match="--max-pixels") as info:
+        load_image(path, max_pixels=4999)
+    assert "5000" in info.value.reason
+
+
+def test_pixel_cap_checked_before_decoding(tmp_path: Path) -> None:
+    # The header claims 400 x 400 but the pixel data is cut off: the cap must fire first.
+    data = png_bytes(Image.new("RGB", (400, 400), (5, 5, 5)))
+    path = tmp_path / "bomb.png"
+    path.write_bytes(data[:80])
+    with pytest.raises(ImageLoadError, match="--max-pixels"):
+        load_image(path, max_pixels=1000)
+    with pytest.raises(ImageLoadError, match="corrupt"):
+        load_image(path)
+
+
+def test_cap_above_pil_default_is_honoured(tmp_path: Path) -> None:
+    # A user cap larger than PIL's global limit must not trip PIL's own bomb check.
+    saved = Image.MAX_IMAGE_PIXELS
+    path = tmp_path / "wide.png"
+    Image.new("L", (300, 10)).save(path)
+    try:
+        Image.MAX_IMAGE_PIXELS = 1000  # PIL would warn at 1000 and refuse above 2000
+        assert load_image(path, max_pixels=10_000).size == (300, 10)
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+    assert saved == Image.MAX_IMAGE_PIXELS
+
+
+# ---------------------------------------------------------------------------- modes
+
+
+def test_16bit_rescaled_not_clipped(tmp_path: Path) -> None:
+    values = np.array([[0, 257, 32896, 65535]], dtype=np.uint16)
+    path = tmp_path / "deep.png"
+    Image.fromarray(values).save(path)
+    out = pixels(load_image(path))
+    # value / 257: 0, 1, 128, 255 (clipping would give 0, 255, 255, 255)
+    expected = np.array([0, 1, 128, 255], dtype=np.uint8)
+    assert out.shape == (1, 4, 3)
+    for channel in range(3):
+        np.testing.assert_array_equal(out[0, :, channel], expected)
+
+
+@pytest.mark.parametrize(("mode", "dtype"), [("I;16", "<u2"), ("I;16B", ">u2"), ("I", "<i4")])
+def test_16bit_modes_in_tiff(tmp_path: Path, mode: str, dtype: str) -> None:
+    raw = np.array([[0, 514, 65535]], dtype=dtype).tobytes()
+    image = Image.frombytes(mode, (3, 1), raw)
+    assert image.mode == mode
+    path = tmp_path / "deep.tif"
+    image.save(path)
+    np.testing.assert_array_equal(pixels(load_image(path))[0, :, 1], [0, 2, 255])
+
+
+def test_float_image(tmp_path: Path) -> None:
+    image = Image.fromarray(np.array([[0.0, 0.5, 1.0]], dtype=np.float32), mode="F")
+    path = tmp_path / "float.tif"
+    image.save(path)
+    np.testing.assert_array_equal(pixels(load_image(path))[0, :, 0], [0, 128, 255])
+
+
+def test_grayscale_and_bilevel(tmp_path: Path) -> None:
+    Image.new("L", (3, 2), 77).save(tmp_path / "g.png")
+    assert (pixels(load_image(tmp_path / "g.png")) == 77).all()
+    bw = Image.new("1", (2, 1), 0)
+    bw.putpixel((1, 0), 1)
+    bw.save(tmp_path / "bw.png")
+    np.testing.assert_array_equal(
+        pixels(load_image(tmp_path / "bw.png")), [[[0, 0, 0], [255, 255, 255]]]
+    )
+
+
+def test_rgba_composited_on_white(tmp_path: Path) -> None:
+    image = Image.new("RGBA", (2, 1))
+    image.putpixel((0, 0), (255, 0, 0, 128))  # half-transparent red
+    image.putpixel((1, 0), (10, 20, 30, 0))  # fully transparent
+    image.save(tmp_path / "a.png")
+    out = pixels(load_image(tmp_path / "a.png"))
+    # 255 * 128/255 + 255 * 127/255 = 255 ; 0 * 128/255 + 255 * 127/255 = 127
+    np.testing.assert_array_equal(out, [[[255, 127, 127], [255, 255, 255]]])
+
+
+def test_la_composited_on_white(tmp_path: Path) -> None:
+    image = Image.new("LA", (2, 1))
+    image.putpixel((0, 0), (100, 255))
+    image.putpixel((1, 0), (100, 0))
+    image.save(tmp_path / "la.png")
+    np.testing.assert_array_equal(
+        pixels(load_image(tmp_path / "la.png")), [[[100, 100, 100], [255, 255, 255]]]
+    )
+
+
+def test_palette_with_transparency(tmp_path: Path) -> None:
+    image = Image.new("P", (2, 1))
+    image.putpalette([0, 0, 0, 0, 0, 255] + [0] * 762)
+    image.putpixel((0, 0), 0)
+    image.putpixel((1, 0), 1)
+    image.info["transparency"] = 0
+    image.save(tmp_path / "p.png", transparency=0)
+    np.testing.assert_array_equal(
+        pixels(load_image(tmp_path / "p.png")), [[[255, 255, 255], [0, 0, 255]]]
+    )
+    opaque = Image.new("P", (1, 1))
+    opaque.putpalette([7, 8, 9] + [0] * 765)
+    opaque.save(tmp_path / "q.png")
+    np.testing.assert_array_equal(pixels(load_image(tmp_path / "q.png")), [[[7, 8, 9]]])
+
+
+def test_cmyk(tmp_path: Path) -> None:
+    image = Image.new("CMYK", (2, 1))
+    image.putpixel((0, 0), (0, 0, 0, 0))
+    image.putpixel((1, 0), (255, 0, 0, 0))
+    image.save(tmp_path / "c.tif")
+    np.testing.assert_array_equal(
+        pixels(load_image(tmp_path / "c.tif")), [[[255, 255, 255], [0, 255, 255]]]
+    )
+
+
+def test_exif_orientation_6(tmp_path: Path) -> None:
+    # Stored 4 wide x 2 high with a red top-left corner; orientation 6 = rotate 90° clockwise.
+    stored = np.zeros((2, 4, 3), dtype=np.uint8)
+    stored[0, 0] = (255, 0, 0)
+    stored[1, 3] = (0, 255, 0)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / "rot.png"
+    Image.fromarray(stored).save(path, exif=exif)
+    out = load_image(path)
+    assert out.size == (2, 4)  # width and height swapped
+    np.testing.assert_array_equal(pixels(out), np.rot90(stored, k=-1))
+    assert tuple(pixels(out)[0, 1]) == (255, 0, 0)  # top-left went to the top-right
+
+
+# ---------------------------------------------------------------------------- URLs
+
+PNG_OK = png_bytes(Image.new("RGB", (3, 2), (40, 50, 60)))
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:  # keep test output quiet
+        pass
+
+    def do_GET(self) -> None:
+        if self.path == "/ok.png":
+            self._send(PNG_OK)
+        elif self.path == "/big-declared":
+            self._send(b"x" * 5000)
+        elif self.path == "/big-undeclared":
+            self.send_response(200)
+            self.end_headers()  # no Content-Length: the body runs until the connection closes
+            for _ in range(10):
+                self.wfile.write(b"y" * 1000)
+        elif self.path == "/slow":
+            time.sleep(1.5)
+            self._send(PNG_OK)
+        elif self.path == "/text":
+            self._send(b"<html>not a picture</html>")
+        else:
+            self.send_error(404, "Not Found")
+
+    def _send(self, body: bytes) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_url_ok(server: str) -> None:
+    image = load_image(server + "/ok.png", timeout=5)
+    assert image.size == (3, 2)
+    assert (pixels(image) == (40, 50, 60)).all()
+
+
+def test_url_404(server: str) -> None:
+    with pytest.raises(ImageLoadError, match="404"):
+        load_image(server + "/missing.png", timeout=5)
+
+
+@pytest.mark.parametrize("route", ["/big-declared", "/big-undeclared"])
+def test_url_too_big(server: str, route: str) -> None:
+    with pytest.raises(ImageLoadError, match="limit of 2000 bytes"):
+        load_image(server + route, timeout=5, max_bytes=2000)
+
+
+def test_url_timeout(server: str) -> None:
+    start = time.monotonic()
+    with pytest.raises(ImageLoadError, match=r"no answer within 0\.3 s"):
+        load_image(server + "/slow", timeout=0.3)
+    assert time.monotonic() - start < 1.4
+
+
+def test_url_not_an_image(server: str) -> None:
+    with pytest.raises(ImageLoadError, match="not an image"):
+        load_image(server + "/text", timeout=5)
+
+
+def test_url_unreachable() -> None:
+    # Port 9 on localhost (discard) is closed on test machines: connection refused.
+    with pytest.raises(ImageLoadError, match="cannot reach"):
+        load_image("http://127.0.0.1:9/x.png", timeout=2)
+
+
+# ---------------------------------------------------------------------------- collect_inputs
+
+
+def test_collect_inputs(tmp_path: Path) -> None:
+    root = tmp_path / "imgs"
+    (root / "sub" / "deeper").mkdir(parents=True)
+    (root / "zz").mkdir()
+    for rel in ["b.PNG", "a.jpg", "notes.txt", "sub/c.jpeg", "sub/deeper/d.TIF", "zz/e.webp"]:
+        (root / rel).write_bytes(b"x")
+    url = "https://example.com/cat.jpg"
+    items = [str(root), str(tmp_path / "missing.jpg"), url, str(root / "a.jpg"), url]
+    assert collect_inputs(items) == [
+        str(root / "a.jpg"),
+        str(root / "b.PNG"),
+        str(root / "sub" / "c.jpeg"),
+        str(root / "sub" / "deeper" / "d.TIF"),
+        str(root / "zz" / "e.webp"),
+        str(tmp_path / "missing.jpg"),
+        url,
+    ]
+
+
+def test_collect_inputs_keeps_given_order_of_items(tmp_path: Path) -> None:
+    (tmp_path / "x.png").write_bytes(b"x")
+    (tmp_path / "a.png").write_bytes(b"x")
+    given = [str(tmp_path / "x.png"), str(tmp_path / "a.png")]
+    assert collect_inputs(given) == given
+
+
+# ---------------------------------------------------------------------------- demo
+
+
+def test_demo_images() -> None:
+    demos = demo_images()
+    assert [name for name, _ in demos] == list(DEMO_IMAGES)
+    sizes = {name: image.size for name, image in demos}
+    assert sizes["chelsea"] == (451, 300)
+    assert sizes["astronaut"] == (512, 512)
+    assert all(image.mode == "RGB" for _, image in demos)
+
+
+# ---------------------------------------------------------------------------- preprocess
+
+
+def test_preprocess_constant_image_by_hand() -> None:
+    spec = ModelSpec(
+        name="t",
+        input_size=(2, 4),
+        mean=(0.5, 0.25, 0.0),
+        std=(0.5, 0.25, 2.0),
+        interpolation="bicubic",
+    )
+    image = Image.new("RGB", (7, 5), (51, 102, 255))
+    x = preprocess(image, spec)
+    assert x.dtype == torch.float32
+    assert tuple(x.shape) == (1, 3, 2, 4)  # (H, W) = input_size, whole image, no crop
+    # (51/255 - 0.5)/0.5 = -0.6 ; (102/255 - 0.25)/0.25 = 0.6 ; (255/255 - 0)/2 = 0.5
+    expected = torch.tensor([-0.6, 0.6, 0.5]).view(1, 3, 1, 1).expand(1, 3, 2, 4)
+    torch.testing.assert_close(x, expected, rtol=0, atol=1e-6)
+
+
+def test_preprocess_keeps_layout() -> None:
+    spec = ModelSpec(name="t", input_size=(1, 2), mean=(0, 0, 0), std=(1, 1, 1))
+    image = Image.new("RGB", (2, 1))
+    image.putpixel((0, 0), (255, 0, 0))
+    image.putpixel((1, 0), (0, 0, 255))
+    x = preprocess(image, spec)
+    torch.testing.assert_close(
+        x[0], torch.tensor([[[1.0, 0.0]], [[0.0, 0.0]], [[0.0, 1.0]]]), rtol=0, atol=0
+    )
+
+
+def test_preprocess_converts_grey() -> None:
+    spec = ModelSpec(name="t", input_size=(3, 3), mean=(0, 0, 0), std=(1, 1, 1))
+    x = preprocess(Image.new("L", (3, 3), 255), spec)
+    assert torch.equal(x, torch.ones(1, 3, 3, 3))
+
+
+# ---------------------------------------------------------------------------- resize_map, save
+
+
+def test_resize_map_bilinear_by_hand() -> None:
+    heat = torch.tensor([[0.0, 1.0], [0.0, 1.0]])
+    out = resize_map(heat, (3, 4))
+    assert out.dtype == np.float32
+    assert out.shape == (3, 4)  # (height, width)
+    # half-pixel centres: sample x = -0.25, 0.25, 0.75, 1.25 -> clamped 0, 0.25, 0.75, 1
+    np.testing.assert_allclose(out, np.tile([0.0, 0.25, 0.75, 1.0], (3, 1)), atol=1e-6)
+
+
+def test_resize_map_clamps_and_accepts_batch_dim() -> None:
+    heat = torch.tensor([[[1.5, -0.5]]])
+    out = resize_map(heat, (1, 2))
+    np.testing.assert_array_equal(out, [[1.0, 0.0]])
+
+
+def test_save_npy(tmp_path: Path) -> None:
+    target = tmp_path / "deep" / "m.npy"
+    save_npy(target, np.array([[1, 2]], dtype=np.int64))
+    back = np.load(target)
+    assert back.dtype == np.float32
+    np.testing.assert_array_equal(back, [[1.0, 2.0]])
