@@ -1,0 +1,105 @@
+"""The ``camscope`` command: registers the subcommands and turns errors into exit codes.
+
+Exit codes: 0 all good; 1 some images failed (each reported on stderr and in ``summary.json``) or an
+unexpected internal error; 2 a usage error (bad option, unknown method/layer/model/colormap, bad
+target, unreadable checkpoint): a one-line message on stderr, no traceback.
+
+Building the parser imports no torch, so ``camscope --help`` is instant; each command imports the
+model stack inside its ``run``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from .. import __version__
+from ..errors import CamscopeError
+from . import explain, layers, methods, predict
+
+log = logging.getLogger("camscope.cli")
+
+_COMMANDS = (explain, methods, layers, predict)
+
+_EPILOG = """\
+examples:
+  camscope explain                               # the demo images, Grad-CAM, out/explain/
+  camscope explain cat.jpg --method gradcam,gradcam++,layercam --target top3
+  camscope methods                               # every CAM method camscope knows
+  camscope layers resnet50                       # candidate layers and the automatic choice
+  camscope predict photos/ --topk 5
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser (one subparser per command module)."""
+    parser = argparse.ArgumentParser(
+        prog="camscope",
+        description="Class Activation Maps for image classifiers: one pass, many methods.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"camscope {__version__}")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="more log messages on stderr (-v: info, -vv: debug with tracebacks)",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    subparsers.required = True
+    for command in _COMMANDS:
+        sub = command.add_parser(subparsers)
+        sub.add_argument(
+            "-v",
+            "--verbose",
+            action="count",
+            default=argparse.SUPPRESS,
+            help="more log messages on stderr (-v: info, -vv: debug)",
+        )
+    return parser
+
+
+def _setup_logging(verbosity: int) -> None:
+    level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    logger = logging.getLogger("camscope")
+    logger.setLevel(level)
+    if not any(getattr(h, "_camscope_cli", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        handler._camscope_cli = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``camscope`` with ``argv`` (default ``sys.argv[1:]``) and return the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(None if argv is None else list(argv))
+    except SystemExit as exc:  # --help, --version, or an argparse usage error (already printed)
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    verbosity = int(getattr(args, "verbose", 0) or 0)
+    _setup_logging(verbosity)
+    try:
+        return int(args.run(args))
+    except CamscopeError as err:
+        sys.stderr.write(f"camscope {args.command}: error: {err}\n")
+        log.debug("details", exc_info=True)
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("camscope: interrupted\n")
+        return 130
+    except Exception as err:  # a bug, not a bad input: say so briefly, trace with -vv
+        sys.stderr.write(
+            f"camscope {args.command}: internal error: {type(err).__name__}: {err} "
+            "(rerun with -vv for the traceback and please report it)\n"
+        )
+        log.debug("traceback", exc_info=True)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

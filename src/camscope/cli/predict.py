@@ -1,0 +1,119 @@
+"""``camscope predict IMAGES``: the model's top-k classes and probabilities for each image."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import CamscopeError, TargetError
+from ._common import (
+    ModelOptions,
+    add_model_arguments,
+    class_label,
+    echo,
+    gather_inputs,
+    positive_int,
+    warn,
+)
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "predict",
+        help="print the top-k classes of images",
+        description="Classify images and print the top-k labels with softmax probabilities.",
+    )
+    parser.add_argument(
+        "images",
+        nargs="*",
+        metavar="IMAGE",
+        help="image files, folders or URLs (default: the demo images)",
+    )
+    add_model_arguments(parser)
+    parser.add_argument(
+        "--topk", type=positive_int, default=5, metavar="K", help="classes per image (default 5)"
+    )
+    parser.add_argument(
+        "--max-pixels",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="refuse images with more pixels than this (default: PIL's bomb limit, ~89 MP)",
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    parser.set_defaults(run=run)
+    return parser
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    images: list[str]
+    model: ModelOptions
+    topk: int = 5
+    max_pixels: int | None = None
+    as_json: bool = False
+
+
+def run(args: argparse.Namespace) -> int:
+    options = PredictOptions(
+        images=list(args.images),
+        model=ModelOptions.from_args(args),
+        topk=args.topk,
+        max_pixels=args.max_pixels,
+        as_json=bool(args.json),
+    )
+    return predict_images(options)
+
+
+def predict_images(options: PredictOptions) -> int:
+    """Classify each input; returns 0, or 1 when some inputs could not be read."""
+    import torch
+
+    from .. import io
+    from ._common import load_model
+
+    model, spec, device = load_model(options.model)
+    items = gather_inputs(options.images)
+    max_pixels = options.max_pixels or io.DEFAULT_MAX_PIXELS
+    records: list[dict[str, Any]] = []
+    failed = 0
+    for item in items:
+        try:
+            image = item.image
+            if image is None:
+                image = io.load_image(item.source, max_pixels=max_pixels)
+            x = io.preprocess(image, spec)
+        except CamscopeError as err:
+            failed += 1
+            warn(f"camscope predict: skipped {item.source}: {getattr(err, 'reason', err)}")
+            records.append({"source": item.source, "predictions": [], "error": str(err)})
+            continue
+        if x.ndim == 3:
+            x = x.unsqueeze(0)
+        with torch.no_grad():
+            logits = model(x.to(device))
+        if isinstance(logits, (tuple, list)):
+            logits = logits[0]
+        logits = getattr(logits, "logits", logits)
+        probs = logits.float().softmax(-1)[0]
+        if options.topk > probs.numel():
+            raise TargetError(f"--topk {options.topk}: the model has only {probs.numel()} classes")
+        values, indices = probs.topk(options.topk)
+        predictions = [
+            {
+                "class": int(c),
+                "label": class_label(spec.class_names, int(c)),
+                "probability": float(p),
+            }
+            for p, c in zip(values.tolist(), indices.tolist())
+        ]
+        records.append({"source": item.source, "predictions": predictions, "error": None})
+        if not options.as_json:
+            echo(item.source)
+            for rank, pred in enumerate(predictions, 1):
+                echo(f"  {rank}. {pred['probability']:6.1%}  {pred['class']:>5}  {pred['label']}")
+    if options.as_json:
+        echo(json.dumps({"model": spec.name, "images": records}, indent=2))
+    return 1 if failed else 0
