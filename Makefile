@@ -3,17 +3,21 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
+RUNTIME := $(VENV)/.installed
 STAMP := $(VENV)/.installed-test
 
 .PHONY: demo test lint typecheck bench clean
 
-$(STAMP): pyproject.toml constraints.txt
+$(RUNTIME): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -c constraints.txt -e .
+	touch $(RUNTIME)
+
+$(STAMP): $(RUNTIME)
 	$(PIP) install -q -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
-demo: $(STAMP)
+demo: $(RUNTIME)
 	$(VENV)/bin/camscope explain --out out/demo --method gradcam,gradcam++,xgradcam,layercam,eigencam,guided-gradcam
 
 lint: $(STAMP)
