@@ -16,7 +16,7 @@ an exception.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,9 +25,10 @@ import torch
 from torch import Tensor, nn
 
 from ._registry import MethodSpec, get_method
-from .errors import UsageError
+from .errors import TargetError, UsageError
 from .layers import LayerSpec, ReshapeFn, resolve_layers, to_spatial
 from .ops import first_component, normalise, to_input_space
+from .reshape import spatial_reshape
 from .targets import (
     OutputAdapter,
     ResolvedTargets,
@@ -55,6 +56,8 @@ class LayerContext:
         model: the model (read-only use: methods must not run hooks or change modes).
         guided_gradients: ``(B, K, 3, H, W)`` guided-backprop input gradients, or None.
         cache: per-layer scratch space for methods that build on others (guided Grad-CAM).
+        method_options: the ``method_options`` passed to :func:`explain` (batch size, progress
+            callback, seed, ...; see ``camscope.perturbation.KNOWN_OPTIONS``).
     """
 
     layer: str
@@ -66,6 +69,7 @@ class LayerContext:
     model: nn.Module
     guided_gradients: Tensor | None = None
     cache: dict[str, Tensor] = field(default_factory=dict)
+    method_options: Mapping[str, Any] = field(default_factory=dict)
 
     def require_gradients(self) -> Tensor:
         if self.gradients is None:
@@ -185,8 +189,14 @@ def _batched_grad(scores: Tensor, inputs: list[Tensor]) -> list[Tensor]:
     eye = torch.eye(k, dtype=scores.dtype, device=scores.device)
     grad_outputs = eye[:, None, :].expand(k, scores.shape[0], k).contiguous()
     try:
+        # retain_graph: if the batched backward fails part-way, the fallback needs the graph.
         grads = torch.autograd.grad(
-            scores, inputs, grad_outputs=grad_outputs, is_grads_batched=True, allow_unused=True
+            scores,
+            inputs,
+            grad_outputs=grad_outputs,
+            is_grads_batched=True,
+            allow_unused=True,
+            retain_graph=True,
         )
     except RuntimeError as err:  # an op without a batching rule: fall back to one pass per target
         log.debug("batched backward unavailable (%s); looping over %d targets", err, k)
@@ -203,6 +213,30 @@ def _batched_grad(scores: Tensor, inputs: list[Tensor]) -> list[Tensor]:
 
 def _zeros_if_none(grad: Tensor | None, like: Tensor) -> Tensor:
     return torch.zeros_like(like) if grad is None else grad
+
+
+def _reaches(root: Tensor, tensors: list[Tensor]) -> list[bool]:
+    """Whether each tensor is part of the autograd graph of ``root`` (a walk over grad_fn nodes)."""
+    if root.grad_fn is None:
+        return [False] * len(tensors)
+    seen: set[int] = set()
+    found_nodes: set[int] = set()
+    found_leaves: set[int] = set()
+    stack = [root.grad_fn]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        found_nodes.add(id(node))
+        variable = getattr(node, "variable", None)  # AccumulateGrad nodes hold their leaf
+        if isinstance(variable, Tensor):
+            found_leaves.add(id(variable))
+        stack.extend(nxt for nxt, _ in node.next_functions if nxt is not None)
+    return [
+        (t.grad_fn is not None and id(t.grad_fn) in found_nodes) or id(t) in found_leaves
+        for t in tensors
+    ]
 
 
 def _check_input(x: Any) -> None:
@@ -228,6 +262,8 @@ def explain(
     output_adapter: OutputAdapter | None = None,
     reshape: ReshapeFn | None = None,
     eigen_smooth: bool = False,
+    aug_smooth: bool = False,
+    method_options: Mapping[str, Any] | None = None,
 ) -> Explanation:
     """Explain ``model``'s decision on the batch ``x`` with one or more CAM methods.
 
@@ -242,6 +278,9 @@ def explain(
         reshape: maps a layer output to ``(B, C, h, w)`` (for token layers of transformers).
         eigen_smooth: replace the channel sum of channel-weighted methods by the first principal
             component of the weighted activations (no effect on eigencam/eigengradcam/guided).
+        aug_smooth: average the maps over test-time flips and scales (:mod:`camscope.smoothing`).
+        method_options: per-method options such as ``batch_size``, ``progress``, ``seed``
+            (``camscope.perturbation.KNOWN_OPTIONS``); ``output_adapter`` is passed on to them.
 
     Example:
         >>> res = explain(model, x, methods=["gradcam", "gradcam++"], targets=[285])  # doctest: +SKIP
@@ -253,6 +292,24 @@ def explain(
     if not names:
         raise UsageError("no method requested; pass methods=['gradcam', ...]")
     specs = [get_method(n) for n in names]
+    options = dict(method_options or {})
+    if output_adapter is not None:
+        options.setdefault("output_adapter", output_adapter)
+    if aug_smooth:
+        from .smoothing import aug_smooth_explain
+
+        return aug_smooth_explain(
+            explain,
+            model,
+            x,
+            names,
+            layer,
+            targets,
+            output_adapter=output_adapter,
+            reshape=reshape,
+            eigen_smooth=eigen_smooth,
+            method_options=options,
+        )
     with _no_side_effects(model):
         layers = resolve_layers(model, layer, x)
         contexts, resolved, logits = _forward_backward(
@@ -262,6 +319,8 @@ def explain(
             guided = _guided_gradients(model, x, resolved, targets, output_adapter)
             for ctx in contexts:
                 ctx.guided_gradients = guided
+    for ctx in contexts:
+        ctx.method_options = options
     return _assemble(specs, contexts, resolved, logits, x, targets, eigen_smooth)
 
 
@@ -285,18 +344,30 @@ def _forward_backward(
             f"layer(s) {missing} did not run in the forward pass; pick layers the model uses"
         )
     resolved = resolve_targets(output, targets, adapter)
-    if not resolved.scores.requires_grad:
-        raise UsageError(
-            "the target score does not depend on the chosen layer; pick an earlier layer"
+    if resolved.scores.shape[0] != x.shape[0]:
+        raise TargetError(
+            f"the target gave {resolved.scores.shape[0]} scores for a batch of {x.shape[0]} "
+            "images; a callable target must return one score per image"
         )
     outputs = [tap.output for tap in taps if tap.output is not None]
+    # requires_grad alone is not enough: parameters after the tap make the scores require grad
+    # even when the layer's output never reaches them (a side branch), which gave all-zero maps.
+    unreached = [
+        name for (name, _), ok in zip(layers, _reaches(resolved.scores, outputs)) if not ok
+    ]
+    if unreached:
+        raise UsageError(
+            f"the target score does not depend on layer(s) {unreached}; pick a layer whose "
+            "output feeds the scores (see `camscope layers`)"
+        )
     gradients: list[Tensor | None] = [None] * len(outputs)
     if any(s.needs_gradients for s in specs):
         gradients = list(_batched_grad(resolved.scores, outputs))
     logits = _logits_or_none(output, targets, adapter)
-    shape_fn = reshape or (lambda t: t)
     contexts = []
     for (name, _), act, grad in zip(layers, outputs, gradients):
+        # token / channels-last outputs are laid out from the model's own facts (reshape.py)
+        shape_fn = reshape or spatial_reshape(model, name, (x.shape[-2], x.shape[-1]))
         spatial_act = to_spatial(shape_fn(act.detach()), name).float()
         spatial_grad = None
         if grad is not None:

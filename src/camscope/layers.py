@@ -3,11 +3,14 @@
 ``layer`` may be a dotted module name, a module, a list of either, ``"auto"``, ``"first"``,
 ``"middle"``, ``"last"`` or ``"conv:N"``:
 
-* ``"auto"``: the last spatial feature layer. For timm models this is ``feature_info[-1]`` (the
-  output of the last stage); otherwise a dry forward (eval mode, no grad, every mode restored)
-  finds the outermost module that produces the last spatial feature map before pooling.
+* ``"auto"``: the documented default of a known family (:mod:`camscope.families`: ViT, Swin,
+  VGG, Inception, ...); otherwise the last spatial feature layer. For timm models this is
+  ``feature_info[-1]`` (the output of the last stage); otherwise a dry forward (eval mode, no
+  grad, every mode restored) finds the outermost module that produces the last spatial feature
+  map before pooling.
 * ``"first"`` / ``"middle"`` / ``"last"``: the first, middle (``n // 2``) or last ``Conv2d`` in
   execution order, as in the layer study of Riyaz & Morem (2024, seed 002).
+  Convs with a 1x1 output (squeeze-and-excitation gates on pooled vectors) are not counted.
 * ``"conv:N"``: the N-th ``Conv2d`` in execution order (negative N counts from the end).
 
 The dry forward is cached per model and input shape, so ``"auto"`` costs one extra forward only the
@@ -115,12 +118,16 @@ def list_layers(model: nn.Module, x: Tensor) -> list[LayerInfo]:
     infos: list[LayerInfo] = []
     conv_count = 0
     seen_names: set[str] = set()
-    for name, module, shape in dry_run(model, x):
+    records = dry_run(model, x)
+    # Convs with a 1x1 output (squeeze-and-excitation gates on pooled vectors in EfficientNet,
+    # MobileNet-V3, RegNet) have no spatial extent: no conv index unless every conv is 1x1.
+    spatial_convs = any(isinstance(m, nn.Conv2d) and s[-1] * s[-2] > 1 for _, m, s in records)
+    for name, module, shape in records:
         if name in seen_names:
             continue
         seen_names.add(name)
         conv_index = None
-        if isinstance(module, nn.Conv2d):
+        if isinstance(module, nn.Conv2d) and (shape[-1] * shape[-2] > 1 or not spatial_convs):
             conv_index = conv_count
             conv_count += 1
         stride = height / shape[-2] if shape[-2] else float("inf")
@@ -135,6 +142,11 @@ _AUTO_CACHE: weakref.WeakKeyDictionary[nn.Module, dict[tuple[int, ...], str]] = 
 
 def auto_layer(model: nn.Module, x: Tensor) -> str:
     """Name of the default layer to explain (see the module docstring)."""
+    from .families import family_layer  # documented per-family defaults (ViT, Swin, VGG, ...)
+
+    known = family_layer(model)
+    if known is not None:
+        return known
     feature_info = getattr(model, "feature_info", None)
     if isinstance(feature_info, list) and feature_info and isinstance(feature_info[-1], dict):
         name = feature_info[-1].get("module")

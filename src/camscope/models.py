@@ -7,9 +7,13 @@
    are mapped onto timm's module tree *in order* (every shape is checked).
 2. ``"package.module:factory"`` or ``"path/to/file.py:factory"``: your own model; ``factory()`` is
    called with no arguments and returns an ``nn.Module`` (or ``(module, ModelSpec)``).
+   A saved Hugging Face ``transformers`` folder (``config.json`` + weights) loads offline with
+   its image-processor preprocessing (:mod:`camscope.hf`).
 3. a timm model name (``timm.list_models()``), optionally with a pretrained tag
    (``"resnet50.a1_in1k"``), or a timm ``"hf-hub:owner/repo"`` name.
-4. a torchvision classification model name (``torchvision.models.list_models()``).
+4. a torchvision classification model name (``torchvision.models.list_models()``). Names both
+   libraries know (``resnet50``) go to timm; write ``torchvision:resnet50`` (or ``tv:``) or
+   ``timm:resnet50`` to choose.
 
 Example:
     >>> model, spec = load_model()  # offline default  # doctest: +SKIP
@@ -156,10 +160,21 @@ def load_model(
     name = name.strip()
     use_library_weights = weights is None and pretrained is not False
 
+    from . import hf
+
+    hf.reject_unexplainable(name)
+    if weights is not None:
+        hf.reject_unexplainable(weights)
     if name == DEFAULT_MODEL:
         model, spec = _load_default(use_library_weights)
     elif name.startswith(("hf-hub:", "hf_hub:")):  # timm's Hugging Face Hub names
         model, spec = _load_timm(name, use_library_weights)
+    elif name.startswith("timm:"):  # explicit source, for names both libraries have
+        model, spec = _load_timm(name.split(":", 1)[1], use_library_weights)
+    elif name.startswith(("torchvision:", "tv:")):
+        model, spec = _load_torchvision(name.split(":", 1)[1], use_library_weights)
+    elif hf.is_hf_folder(name):
+        model, spec = hf.load_hf_model(name)
     elif ":" in name:
         model, spec = _load_factory(name)
     elif _is_timm_name(name):
@@ -186,6 +201,10 @@ def spec_for_model(model: nn.Module, name: str | None = None) -> ModelSpec:
     label = name if name is not None else type(model).__name__
     num_classes = _num_outputs(model)
     names = imagenet_class_names() if num_classes == 1000 else []
+    if hasattr(getattr(model, "config", None), "model_type"):  # Hugging Face model
+        from .hf import class_names_of
+
+        names = class_names_of(model) or names
     cfg = getattr(model, "pretrained_cfg", None)
     if isinstance(cfg, Mapping) and cfg.get("mean") is not None:
         return _spec_from_timm_cfg(label, cfg, names, source="timm pretrained_cfg")

@@ -8,12 +8,19 @@ from torch import Tensor
 
 
 def normalise(maps: Tensor) -> Tensor:
-    """ReLU, then min-max to [0, 1] over the last two axes; constant maps become zeros."""
+    """ReLU, then min-max to [0, 1] over the last two axes; constant maps become zeros.
+
+    "Constant" is relative to the map's own scale (span below 1e-6 of its maximum), so maps of
+    tiny magnitude (deep randomly initialised networks, half precision) keep their shape.
+    """
     maps = maps.clamp(min=0)
     flat = maps.flatten(-2)
     low = flat.amin(-1, keepdim=True)[..., None]
-    span = flat.amax(-1, keepdim=True)[..., None] - low
-    return torch.where(span > 1e-12, (maps - low) / span.clamp(min=1e-12), torch.zeros_like(maps))
+    high = flat.amax(-1, keepdim=True)[..., None]
+    span = high - low
+    tiny = torch.finfo(maps.dtype).tiny if maps.is_floating_point() else 1e-30
+    varies = (span > 1e-6 * high) & (span > tiny)
+    return torch.where(varies, (maps - low) / span.clamp(min=tiny), torch.zeros_like(maps))
 
 
 def to_input_space(raw: Tensor, size: tuple[int, int]) -> Tensor:

@@ -45,42 +45,32 @@ def show_layers(options: ModelOptions, *, size: int | None = None, as_json: bool
     """Print the candidate layers of the model ``options`` describe; returns the exit code."""
     import torch
 
-    from .. import layers as layer_lib
+    from ..families import layer_table
     from ._common import load_model
 
     model, spec, device = load_model(options)
     height, width = (size, size) if size else spec.input_size
     dummy = torch.zeros(1, 3, height, width, device=device)
-    infos = layer_lib.list_layers(model, dummy)
-    auto = layer_lib.auto_layer(model, dummy)
-    convs = [info.name for info in infos if info.conv_index is not None]
-    marks: dict[str, list[str]] = {auto: ["auto"]}
-    if convs:
-        for tag, name in (
-            ("first", convs[0]),
-            ("middle", convs[len(convs) // 2]),
-            ("last", convs[-1]),
-        ):
-            marks.setdefault(name, []).append(tag)
+    table = layer_table(model, dummy)
+    picks = {mark: row.name for row in table for mark in row.marks}
     if as_json:
         record = {
             "model": spec.name,
             "input": [3, height, width],
-            "auto": auto,
-            "first": convs[0] if convs else None,
-            "middle": convs[len(convs) // 2] if convs else None,
-            "last": convs[-1] if convs else None,
+            **{mark: picks.get(mark) for mark in ("auto", "first", "middle", "last")},
             "layers": [
                 {
-                    "index": i.index,
-                    "name": i.name,
-                    "type": i.kind,
-                    "shape": list(i.shape),
-                    "stride": i.stride,
-                    "conv_index": i.conv_index,
-                    "marks": marks.get(i.name, []),
+                    "index": index,
+                    "name": row.name,
+                    "type": row.kind,
+                    "output_shape": list(row.output_shape),
+                    "layout": row.layout,
+                    "shape": list(row.spatial),
+                    "stride": height / row.spatial[1],
+                    "conv_index": row.conv_index,
+                    "marks": list(row.marks),
                 }
-                for i in infos
+                for index, row in enumerate(table)
             ],
             "spec": spec.to_dict(),
         }
@@ -88,24 +78,24 @@ def show_layers(options: ModelOptions, *, size: int | None = None, as_json: bool
         return 0
     rows = [
         [
-            i.index,
-            i.name,
-            i.kind,
-            "x".join(str(d) for d in i.shape),
-            f"{i.stride:g}",
-            "" if i.conv_index is None else i.conv_index,
-            ", ".join(marks.get(i.name, [])),
+            index,
+            row.name,
+            row.kind,
+            "x".join(str(d) for d in row.spatial),
+            f"{height / row.spatial[1]:g}",
+            row.layout,
+            "" if row.conv_index is None else row.conv_index,
+            ", ".join(row.marks),
         ]
-        for i in infos
+        for index, row in enumerate(table)
     ]
-    echo(f"{spec.name}: {len(infos)} layers with a spatial output for a 3x{height}x{width} input")
-    echo(format_table(["#", "layer", "type", "output (CxHxW)", "stride", "conv", "choice"], rows))
+    echo(f"{spec.name}: {len(table)} explainable layers for a 3x{height}x{width} input")
+    headers = ["#", "layer", "type", "map (CxHxW)", "stride", "layout", "conv", "choice"]
+    echo(format_table(headers, rows))
     echo()
-    echo(f"--layer auto -> {auto}")
-    if convs:
-        echo(
-            f"--layer first / middle / last -> {convs[0]} / {convs[len(convs) // 2]} / {convs[-1]}"
-        )
+    for mark in ("auto", "first", "middle", "last"):
+        if mark in picks:
+            echo(f"--layer {mark} -> {picks[mark]}")
     echo()
     echo("preprocessing:")
     for key, value in spec.to_dict().items():

@@ -5,15 +5,21 @@ CLI and the docs table.
 """
 
 from . import (
+    ablationcam,
     cam,
     counterfactual,
     eigencam,
     eigengradcam,
+    faster_scorecam,
     gradcam,
     gradcampp,
     guided_backprop,
     guided_gradcam,
     hirescam,
+    iscam,
     layercam,
+    scorecam,
+    smoothgradcampp,
+    sscam,
     xgradcam,
 )

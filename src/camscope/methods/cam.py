@@ -57,8 +57,13 @@ def cam(ctx: LayerContext) -> Tensor:
         )
     weight = linear.weight.detach().float()[ctx.class_ids]  # (B, K, C)
     bias = linear.bias.detach().float()[ctx.class_ids] if linear.bias is not None else 0.0
-    predicted = torch.einsum("bkc,bc->bk", weight, ctx.activations.mean(dim=(-2, -1))) + bias
-    tolerance = 1e-3 * ctx.scores.abs().clamp(min=1.0)
+    pooled = ctx.activations.mean(dim=(-2, -1))
+    predicted = torch.einsum("bkc,bc->bk", weight, pooled) + bias
+    # Relative to the size of the terms summed; low-precision (bfloat16/float16) models round
+    # every term, so their tolerance follows the dtype's resolution.
+    terms = torch.einsum("bkc,bc->bk", weight.abs(), pooled.abs()) + torch.as_tensor(bias).abs()
+    relative = max(1e-3, 4 * torch.finfo(linear.weight.dtype).eps)
+    tolerance = relative * torch.maximum(terms, ctx.scores.abs()).clamp(min=1.0)
     if not bool(((predicted - ctx.scores).abs() <= tolerance).all()):
         raise UnsupportedModelError(
             f"CAM: the output of layer {ctx.layer!r} does not reach the scores through global "

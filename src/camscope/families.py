@@ -1,0 +1,190 @@
+"""Default layers for the common image-classifier families, and a layer table that includes tokens.
+
+``layer="auto"`` asks :func:`family_layer` first; families it does not know fall back to the
+generic rule of :mod:`camscope.layers` (the last spatial map before pooling; timm's
+``feature_info[-1]``). The rules, and why (see ``docs/families.md`` for the full table):
+
+* **ViT / DeiT** (timm, torchvision, Hugging Face): the LayerNorm at the *input* of the last
+  block's attention (timm ``blocks.{L-1}.norm1``, torchvision
+  ``encoder.layers.encoder_layer_{L-1}.ln_1``, Hugging Face
+  ``*.layers.{L-1}.layernorm_before``
+  (``*.encoder.layer.{L-1}...`` before transformers 5)). A class-token model reads only the class token of
+  the last block's output, so the patch tokens there get *zero* gradient and every gradient map
+  is flat; one step earlier, the last attention still mixes every patch into the class token and
+  the gradients say which patches mattered. The LayerNorm output (rather than the raw residual
+  stream) removes the few high-norm outlier tokens that otherwise dominate activation-weighted
+  maps.
+* **Swin** (timm, torchvision, Hugging Face): the final norm that feeds global average pooling
+  (``norm``; HF ``swin.layernorm``), channels-last or tokens, reshaped by :mod:`camscope.reshape`.
+* **VGG**: the last ReLU before the final max-pool (``features.29`` in VGG-16), the rectified
+  conv5_3 maps the Grad-CAM paper uses, at twice the resolution of the pooled output.
+* **Inception-v3**: ``Mixed_7c``, the last Inception block (explicit, because at small inputs its
+  output is 1x1 and the generic rule would skip it).
+* **timm EfficientNet / EfficientNet-Lite**: ``bn2`` (``conv_head`` + BN + activation), the map
+  that feeds global pooling, so that CAM (Zhou et al.) works with ``auto`` too.
+* **torchvision segmentation models** (FCN, DeepLabV3, LR-ASPP): the backbone's last stage.
+
+Example:
+    >>> family_layer(torchvision.models.vit_b_16())  # doctest: +SKIP
+    'encoder.layers.encoder_layer_11.ln_1'
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .reshape import Layout, layout_of, token_facts
+
+
+def _last_index(names: list[str], pattern: str) -> str | None:
+    """The name matching ``pattern`` (with one ``(\\d+)`` group) that has the largest index."""
+    regex = re.compile(pattern)
+    best: tuple[int, str] | None = None
+    for name in names:
+        match = regex.fullmatch(name)
+        if match and (best is None or int(match.group(1)) > best[0]):
+            best = (int(match.group(1)), name)
+    return best[1] if best else None
+
+
+def family_layer(model: nn.Module) -> str | None:
+    """The documented default layer of a known family, or None (see the module docstring)."""
+    names = [n for n, _ in model.named_modules() if n]
+    modules = dict(model.named_modules())
+    cls = type(model).__name__
+    origin = type(model).__module__
+    if isinstance(getattr(model, "num_prefix_tokens", None), int) and "blocks" in modules:
+        return _last_index(names, r"blocks\.(\d+)\.norm1")  # timm ViT / DeiT / Eva / BEiT
+    if origin.startswith("torchvision.models"):
+        if cls == "VisionTransformer":
+            return _last_index(names, r"encoder\.layers\.encoder_layer_(\d+)\.ln_1")
+        if cls == "SwinTransformer" and "norm" in modules:
+            return "norm"
+        if cls == "VGG":
+            features = modules.get("features")
+            if isinstance(features, nn.Sequential) and isinstance(features[-1], nn.MaxPool2d):
+                return f"features.{len(features) - 2}"
+        if cls == "Inception3":
+            return "Mixed_7c"
+        backbone = modules.get("backbone")
+        if origin.startswith("torchvision.models.segmentation") and backbone is not None:
+            children = [n for n, _ in backbone.named_children()]
+            return f"backbone.{children[-1]}" if children else None
+    if origin.startswith("timm."):
+        if cls == "SwinTransformer" and "norm" in modules:
+            return "norm"
+        if cls == "EfficientNet" and "bn2" in modules and "conv_head" in modules:
+            return "bn2"
+    config = getattr(model, "config", None)
+    if config is not None and hasattr(config, "model_type"):  # Hugging Face
+        # transformers >= 5: "vit.layers.N..."; 4.x: "vit.encoder.layer.N..."
+        vit_like = _last_index(
+            names, r"(?:.*\.)?(?:encoder\.layer|layers)\.(\d+)\.layernorm_before"
+        )
+        if vit_like is not None:
+            return vit_like
+        model_type = str(config.model_type)
+        if model_type in ("swin", "swinv2"):
+            found = [n for n in names if n.endswith("layernorm") and n.count(".") == 1]
+            return found[-1] if found else None
+    return None
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    """One row of :func:`layer_table`.
+
+    Attributes:
+        name: dotted module name.
+        kind: module class name.
+        output_shape: per-sample output shape as the module returns it.
+        layout: how camscope reads it (``NCHW``, ``NHWC``, ``tokens(...)``).
+        spatial: ``(C, h, w)`` after reshaping.
+        conv_index: position among ``Conv2d`` modules, or None.
+        marks: ``auto`` / ``first`` / ``middle`` / ``last`` where this layer is that choice.
+    """
+
+    name: str
+    kind: str
+    output_shape: tuple[int, ...]
+    layout: str
+    spatial: tuple[int, int, int]
+    conv_index: int | None
+    marks: tuple[str, ...]
+
+
+def _spatial_of(shape: tuple[int, ...], layout: Layout) -> tuple[int, int, int]:
+    if layout.kind == "NHWC":
+        return shape[2], shape[0], shape[1]
+    if layout.kind == "tokens" and layout.grid is not None:
+        return shape[1], layout.grid[0], layout.grid[1]
+    return shape[0], shape[1], shape[2]
+
+
+def layer_table(model: nn.Module, x: Tensor) -> list[LayerRow]:
+    """Every module whose output camscope can explain, feature maps and token layers alike.
+
+    One eval-mode, no-grad forward on ``x[:1]`` (modes and hooks restored). Rows come in
+    execution order; the ``auto`` choice and the first / middle / last ``Conv2d`` (the choices of
+    Riyaz & Morem 2024, seed 002) are marked.
+    """
+    from .layers import auto_layer, list_layers, preserved_modes
+
+    facts = token_facts(model)
+    size = (x.shape[-2], x.shape[-1])
+    seen: list[tuple[str, nn.Module, tuple[int, ...]]] = []
+    handles = []
+
+    def record(name: str) -> Callable[[nn.Module, Any, Any], None]:
+        def hook(module: nn.Module, _inputs: Any, output: Any) -> None:
+            if isinstance(output, Tensor) and output.ndim in (3, 4) and output.is_floating_point():
+                seen.append((name, module, tuple(output.shape[1:])))
+
+        return hook
+
+    try:
+        for name, module in model.named_modules():
+            if name:
+                handles.append(module.register_forward_hook(record(name)))
+        with preserved_modes(model), torch.no_grad():
+            model.eval()
+            model(x[:1])
+    finally:
+        for handle in handles:
+            handle.remove()
+    rows: list[tuple[str, nn.Module, tuple[int, ...], Layout]] = []
+    done: set[str] = set()
+    for name, module, shape in seen:
+        layout = layout_of(shape, facts, size)
+        if name in done or layout is None:
+            continue
+        done.add(name)
+        rows.append((name, module, shape, layout))
+    conv_index = {i.name: i.conv_index for i in list_layers(model, x) if i.conv_index is not None}
+    convs = sorted(conv_index, key=conv_index.__getitem__)
+    marks: dict[str, list[str]] = {auto_layer(model, x): ["auto"]}
+    if convs:
+        for tag, pick in (
+            ("first", convs[0]),
+            ("middle", convs[len(convs) // 2]),
+            ("last", convs[-1]),
+        ):
+            marks.setdefault(pick, []).append(tag)
+    return [
+        LayerRow(
+            name,
+            type(module).__name__,
+            shape,
+            str(layout),
+            _spatial_of(shape, layout),
+            conv_index.get(name),
+            tuple(marks.get(name, [])),
+        )
+        for name, module, shape, layout in rows
+    ]

@@ -1,0 +1,75 @@
+"""Score-CAM.
+
+Wang et al., "Score-CAM: Score-Weighted Visual Explanations for Convolutional Neural Networks",
+CVPR Workshops 2020 (arXiv:1910.01279), Eq. 5-8. Each activation channel, upsampled to the input
+size and min-max normalised, masks the input; the channel's weight is the target's softmax
+probability for the masked input:
+
+.. math::
+    M_k = s(\\mathrm{Up}(A^k)),\\qquad w_k^c = \\mathrm{softmax}\\big(f(X \\odot M_k)\\big)_c,
+    \\qquad L^c = \\mathrm{ReLU}\\Big(\\sum_k w_k^c A^k\\Big)
+
+with ``s`` the min-max normalisation. The paper's baseline term ``f(X_b)`` is the same for every
+channel and drops out of the normalised map.
+
+Speed: constant channels share one pass on the zero input, duplicate masks share a pass, passes
+are batched (see :mod:`camscope.perturbation`); the result equals one pass per channel.
+
+Options (``explain(..., method_options={...})``): ``batch_size``, ``progress``, ``optimize``,
+``score="channel-softmax"`` for the variant of pytorch-grad-cam and torchcam (softmax over
+channels of the target logits instead of the softmax probability over classes).
+
+Deviations: a constant channel's mask is empty (the paper's normalisation divides by zero); the
+masked passes run in eval mode even when the model is in train mode. Callable targets are not
+supported (the masked outputs are scored by class).
+
+Example:
+    >>> explain(model, x, methods="scorecam", method_options={"batch_size": 64})  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from .._registry import register_method
+from ..engine import LayerContext
+from ..perturbation import Scorer, Settings, channel_weights, class_targets, masked_channel_scores
+from ._common import channel_weighted
+
+
+def score_weights(
+    ctx: LayerContext,
+    name: str,
+    *,
+    coefficients: tuple[float, ...] = (1.0,),
+    noise_std: float = 0.0,
+    seed: int = 0,
+    selected: Tensor | None = None,
+) -> Tensor:
+    """``(B, K, C)`` Score-CAM-family weights (shared by scorecam, sscam, iscam, faster-scorecam)."""
+    settings = Settings.read(ctx.method_options)
+    ids = class_targets(ctx.class_ids, name)
+    scorer = Scorer(ctx.model, settings, ctx.input.device)
+    scores = masked_channel_scores(
+        scorer,
+        ctx.input.detach(),
+        ctx.activations,
+        ids,
+        coefficients=coefficients,
+        noise_std=noise_std,
+        seed=seed,
+        selected=selected,
+        desc=name,
+    )
+    return channel_weights(scores, selected, settings.score).to(ctx.activations)
+
+
+@register_method(
+    "scorecam",
+    needs_gradients=False,
+    channel_contributions=True,
+    paper="Wang et al., CVPR-W 2020",
+)
+def scorecam(ctx: LayerContext) -> Tensor:
+    """Channels weighted by the target's score on the input masked by each channel."""
+    return channel_weighted(score_weights(ctx, "scorecam"), ctx.activations)

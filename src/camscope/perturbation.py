@@ -1,0 +1,668 @@
+"""Batched perturbation passes for the Score-CAM family and Ablation-CAM.
+
+Score-CAM and its variants need one forward pass per masked input, Ablation-CAM one pass of the
+network *after* the target layer per ablated channel. This module does those passes as cheaply as
+their definitions allow, and keeps the output equal to the one-pass-per-channel formulation:
+
+* **Fewer passes.** A channel whose activation is constant (all zero included) min-max normalises
+  to the empty mask, so every such channel shares one pass on the all-zero input; channels with the
+  same normalised activation give the same mask and share one pass (exact float equality, found
+  with ``torch.unique``). Ablating an all-zero channel changes nothing: its score drop is zero
+  without a pass.
+* **Batched passes** under ``torch.inference_mode()``, in chunks whose size comes from free memory
+  (override with ``batch_size``). Masked inputs are built chunk by chunk, never all at once.
+* **A faster model for the masked passes** (``optimize=True``, default): an eval-mode copy with
+  batch-norm folded into the preceding convolutions (``torch.fx``; skipped where the model cannot
+  be traced) in ``channels_last`` layout. It computes the same function up to float rounding.
+* **Ablation without the prefix.** One recording pass per image stores the outputs of the modules
+  that finish before the target layer starts; the ablation passes replay them and the target layer
+  returns the ablated batch, so nothing before the layer runs again (see :func:`ablation_scores`).
+
+Options come from ``explain(..., method_options={...})`` (see :data:`KNOWN_OPTIONS`); progress is
+reported through a callback ``progress(done, total)`` or, with ``progress=True``, a tqdm bar on
+stderr. Nothing is printed by default.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import weakref
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .errors import UsageError
+from .layers import preserved_modes
+from .targets import OutputAdapter, default_output_adapter
+
+log = logging.getLogger(__name__)
+
+ProgressFn = Callable[[int, int], None]
+
+#: Every key ``method_options`` may hold for the perturbation and smoothing methods, with its
+#: meaning. Unknown keys are an error (typos would otherwise be ignored silently).
+KNOWN_OPTIONS: dict[str, str] = {
+    "batch_size": "int: inputs per forward pass (default: from free memory)",
+    "progress": "callable(done, total) or True for a tqdm bar on stderr (default: silent)",
+    "seed": "int: seed of the noise of sscam / smoothgradcam++ (default 0)",
+    "score": "'probability' (paper, default) or 'channel-softmax' (pytorch-grad-cam/torchcam)",
+    "optimize": "bool: fold batch-norm and use channels_last for masked passes (default True)",
+    "num_channels": "int: channels kept by faster-scorecam (default 64)",
+    "num_samples": "int: noisy copies / integration steps (sscam 35, iscam 10, smoothgradcam++ 8)",
+    "noise_std": "float: sscam mask noise std (default 2.0)",
+    "noise_level": "float: smoothgradcam++ noise std as a fraction of the input range (0.15)",
+    "output_adapter": "callable mapping the model output to (B, classes) scores",
+}
+
+_CPU_CAP = 64
+_GPU_CAP = 512
+
+
+def option(
+    options: Mapping[str, Any], name: str, default: Any, kind: type | tuple[type, ...]
+) -> Any:
+    """Read ``options[name]`` (or ``default``), checking its type; unknown keys are an error."""
+    unknown = sorted(set(options) - set(KNOWN_OPTIONS))
+    if unknown:
+        raise UsageError(f"unknown method option(s) {unknown}; known: {sorted(KNOWN_OPTIONS)}")
+    value = options.get(name, default)
+    if value is None or value is default:
+        return value
+    if (
+        isinstance(value, bool)
+        and kind is not bool
+        and bool not in (kind if isinstance(kind, tuple) else (kind,))
+    ):
+        raise UsageError(f"method option {name!r} must be {kind}, got a bool")
+    if not isinstance(value, kind):
+        raise UsageError(
+            f"method option {name!r} must be of type {kind}, got {type(value).__name__}: "
+            f"{KNOWN_OPTIONS[name]}"
+        )
+    return value
+
+
+def positive_int(options: Mapping[str, Any], name: str, default: int | None) -> int | None:
+    value = option(options, name, default, int)
+    if value is not None and value < 1:
+        raise UsageError(f"method option {name!r} must be >= 1, got {value}")
+    return value
+
+
+@dataclass
+class Settings:
+    """Options shared by every perturbation method, read once per call."""
+
+    batch_size: int | None
+    progress: ProgressFn | bool | None
+    score: str
+    optimize: bool
+    adapter: OutputAdapter
+
+    @classmethod
+    def read(cls, options: Mapping[str, Any]) -> Settings:
+        score = option(options, "score", "probability", str)
+        if score not in ("probability", "channel-softmax"):
+            raise UsageError(
+                f"method option 'score' must be 'probability' or 'channel-softmax', got {score!r}"
+            )
+        progress = options.get("progress")
+        if progress is not None and not (
+            progress is True or progress is False or callable(progress)
+        ):
+            raise UsageError("method option 'progress' must be a callable(done, total) or a bool")
+        adapter = option(options, "output_adapter", None, object) or default_output_adapter
+        if not callable(adapter):
+            raise UsageError("method option 'output_adapter' must be callable")
+        return cls(
+            batch_size=positive_int(options, "batch_size", None),
+            progress=progress,
+            score=score,
+            optimize=bool(option(options, "optimize", True, bool)),
+            adapter=adapter,
+        )
+
+
+class Progress:
+    """Counts forward rows and reports them to a callback or a tqdm bar."""
+
+    def __init__(self, total: int, target: ProgressFn | bool | None, desc: str) -> None:
+        self.total, self.done = total, 0
+        self.fn: ProgressFn | None = None
+        self.bar: Any = None
+        if target is True:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, desc=desc, unit="input", leave=False)
+        elif callable(target):
+            self.fn = target
+
+    def step(self, n: int) -> None:
+        self.done += n
+        if self.bar is not None:
+            self.bar.update(n)
+        if self.fn is not None:
+            self.fn(self.done, self.total)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def class_targets(class_ids: Tensor, method: str) -> Tensor:
+    if bool((class_ids < 0).any()):
+        raise UsageError(
+            f"{method} scores perturbed inputs by class; it cannot explain a callable target. "
+            "Pass class indices or 'topK' as targets."
+        )
+    return class_ids
+
+
+def minmax_rows(t: Tensor) -> tuple[Tensor, Tensor]:
+    """Min-max normalise each row of ``(N, D)``; constant rows become zeros. Also returns the
+    boolean ``(N,)`` constant-row mask."""
+    low = t.amin(1, keepdim=True)
+    span = t.amax(1, keepdim=True) - low
+    constant = ~(span > 0).squeeze(1) | ~torch.isfinite(span).squeeze(1)
+    out = torch.where(span > 0, (t - low) / torch.where(span > 0, span, torch.ones_like(span)), 0.0)
+    return torch.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0), constant
+
+
+def upsampled_masks(lowres: Tensor, size: tuple[int, int]) -> Tensor:
+    """``(N, h, w)`` activations -> ``(N, 1, H, W)`` bilinearly upsampled, min-max normalised masks."""
+    up = F.interpolate(lowres[:, None].float(), size=size, mode="bilinear", align_corners=False)
+    flat, _ = minmax_rows(up.flatten(1))
+    return flat.reshape(up.shape)
+
+
+def _memory_free(device: torch.device) -> int:
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return 4 << 30
+
+
+def batch_size_for(per_row_bytes: int, device: torch.device, limit: int) -> int:
+    """Rows per pass: a quarter of free memory divided by the measured bytes per row, capped
+    (64 on CPU, where larger batches stop paying off; 512 on GPU) and at most ``limit``."""
+    cap = _GPU_CAP if device.type == "cuda" else _CPU_CAP
+    fit = int(_memory_free(device) * 0.25) // max(per_row_bytes, 1)
+    return max(1, min(cap, fit, limit))
+
+
+@contextmanager
+def output_bytes(model: nn.Module) -> Iterator[list[int]]:
+    """Sum of the bytes of every leaf module's tensor outputs during the enclosed forward."""
+    total = [0]
+
+    def hook(_m: nn.Module, _i: Any, out: Any) -> None:
+        if isinstance(out, Tensor):
+            total[0] += out.numel() * out.element_size()
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
+    try:
+        yield total
+    finally:
+        for h in handles:
+            h.remove()
+
+
+_FAST_CACHE: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[Any, ...], nn.Module]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _fingerprint(model: nn.Module, device: torch.device) -> tuple[Any, ...]:
+    tensors = list(model.parameters()) + list(model.buffers())
+    return (str(device), *((t.data_ptr(), t._version) for t in tensors))
+
+
+def inference_model(model: nn.Module, device: torch.device, optimize: bool) -> nn.Module:
+    """The model to use for masked passes: with ``optimize``, a cached eval-mode copy with
+    batch-norm folded into convolutions and ``channels_last`` weights; else ``model`` itself."""
+    if not optimize:
+        return model
+    key = _fingerprint(model, device)
+    cached = _FAST_CACHE.get(model)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    with preserved_modes(model):
+        model.eval()
+        try:
+            from torch.fx.experimental.optimization import fuse
+
+            fast = fuse(model)
+        except Exception as err:  # untraceable control flow: keep the layers as they are
+            log.debug("batch-norm folding skipped (%s: %s)", type(err).__name__, err)
+            fast = copy.deepcopy(model)
+    fast.eval()
+    fast = fast.to(memory_format=torch.channels_last)
+    for p in fast.parameters():
+        p.requires_grad_(False)
+    _FAST_CACHE[model] = (key, fast)
+    return fast
+
+
+class Scorer:
+    """Runs batches through the (optimised) model in eval mode and returns target scores."""
+
+    def __init__(self, model: nn.Module, settings: Settings, device: torch.device) -> None:
+        self.model = inference_model(model, device, settings.optimize)
+        self.original = model
+        self.settings = settings
+        self.channels_last = settings.optimize
+        self.dtype = next((p.dtype for p in self.model.parameters() if p.is_floating_point()), None)
+
+    def logits(self, batch: Tensor) -> Tensor:
+        if self.dtype is not None and batch.dtype != self.dtype:  # masks are built in float32
+            batch = batch.to(self.dtype)
+        if self.channels_last and batch.ndim == 4:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        out = self.settings.adapter(self.model(batch))
+        if out.ndim != 2 or out.shape[0] != batch.shape[0]:
+            raise UsageError(
+                f"perturbation methods need (batch, classes) scores; the model gave "
+                f"{tuple(out.shape)}. Pass method_options={{'output_adapter': ...}}"
+            )
+        return out.float()
+
+    def scores(self, batch: Tensor, class_ids: Tensor) -> Tensor:
+        """``(n, K)`` scores of ``class_ids`` (``(n, K)``): softmax probabilities in
+        ``probability`` mode, logits otherwise."""
+        logits = self.logits(batch)
+        if self.settings.score == "probability":
+            logits = logits.softmax(1)
+        return logits.gather(1, class_ids)
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        with preserved_modes(self.original), torch.inference_mode():
+            self.original.eval()
+            self.model.eval()
+            yield
+
+
+@dataclass
+class MaskPlan:
+    """Which masked inputs one image needs.
+
+    ``bank`` holds the distinct non-empty low-resolution masks, ``index[c]`` the bank row of
+    channel ``c`` (``-1`` for an empty mask: constant channel), ``selected[c]`` whether channel
+    ``c`` is scored at all.
+    """
+
+    bank: Tensor
+    index: Tensor
+
+
+def plan_masks(acts: Tensor, selected: Tensor, dedup: bool) -> MaskPlan:
+    """Distinct non-empty normalised masks of the selected channels of ``acts`` ``(C, h, w)``."""
+    c, h, w = acts.shape
+    norm, constant = minmax_rows(acts.reshape(c, h * w).float())
+    keep = selected & ~constant
+    index = torch.full((c,), -1, dtype=torch.long, device=acts.device)
+    if not bool(keep.any()):
+        return MaskPlan(norm[:0].reshape(0, h, w), index)
+    rows = norm[keep]
+    if dedup:
+        bank, inverse = torch.unique(rows, dim=0, return_inverse=True)
+    else:
+        bank, inverse = rows, torch.arange(rows.shape[0], device=acts.device)
+    index[keep] = inverse
+    return MaskPlan(bank.reshape(-1, h, w), index)
+
+
+def noise_rows(
+    keys: Tensor, size: tuple[int, int], std: float, seed: int, device: torch.device
+) -> Tensor:
+    """Gaussian noise ``(n, 1, H, W)``, one independent, reproducible draw per integer key (the
+    draw for a key does not depend on chunking or on which other rows are computed)."""
+    gen = torch.Generator()
+    out = torch.empty((keys.numel(), 1, *size))
+    for i, key in enumerate(keys.tolist()):
+        gen.manual_seed(seed * 1_000_003 + int(key))
+        out[i, 0] = torch.randn(size, generator=gen)
+    return out.to(device) * std
+
+
+def masked_channel_scores(
+    scorer: Scorer,
+    x: Tensor,
+    acts: Tensor,
+    class_ids: Tensor,
+    *,
+    coefficients: Sequence[float] = (1.0,),
+    noise_std: float = 0.0,
+    seed: int = 0,
+    selected: Tensor | None = None,
+    desc: str = "scorecam",
+) -> Tensor:
+    """Mean score over ``coefficients`` of each channel's masked input: ``(B, C, K)``.
+
+    Row ``(b, i, c)`` scores ``x[b] * (coefficients[i] * M_c + noise)`` where ``M_c`` is channel
+    ``c``'s upsampled, min-max normalised activation. Without noise, empty masks share one pass
+    on the zero input and duplicate masks share a pass; with noise every row is its own pass
+    (noise differs per row) except unselected channels. Unselected channels score 0.
+    """
+    b, c = acts.shape[:2]
+    size = (x.shape[-2], x.shape[-1])
+    k = class_ids.shape[1]
+    device = x.device
+    sel = torch.ones(b, c, dtype=torch.bool, device=acts.device) if selected is None else selected
+    coef = torch.tensor(list(coefficients), dtype=torch.float32, device=device)
+    n = coef.numel()
+    noisy = noise_std > 0
+    # Row table: image, coefficient index, low-res mask (global bank index or -1 = empty), noise key.
+    banks, row_img, row_coef, row_mask, row_key, plans = [], [], [], [], [], []
+    offset = 0
+    for img in range(b):
+        if noisy:  # every selected channel is its own mask (noise breaks equality)
+            norm, _ = minmax_rows(acts[img].reshape(c, -1).float())
+            plan = MaskPlan(
+                norm.reshape(acts[img].shape)[sel[img]],
+                torch.full((c,), -1, dtype=torch.long, device=acts.device),
+            )
+            plan.index[sel[img]] = torch.arange(int(sel[img].sum()), device=acts.device)
+            channels = sel[img].nonzero().squeeze(1)
+        else:
+            plan = plan_masks(acts[img], sel[img], dedup=True)
+        plans.append(plan)
+        banks.append(plan.bank)
+        u = plan.bank.shape[0]
+        ids = torch.arange(u, device=acts.device) + offset
+        row_mask.append(ids.repeat(n))
+        row_coef.append(torch.arange(n, device=acts.device).repeat_interleave(u))
+        row_img.append(torch.full((u * n,), img, dtype=torch.long, device=acts.device))
+        if noisy:
+            # The noise depends on (sample, channel) only, not on the image's place in the
+            # batch, so a batch gives the same maps as single images.
+            keys = torch.arange(n, device=acts.device).repeat_interleave(u) * c + channels.repeat(n)
+            row_key.append(keys)
+        offset += u
+    bank = torch.cat(banks).to(device)
+    rows_img, rows_coef, rows_mask = torch.cat(row_img), torch.cat(row_coef), torch.cat(row_mask)
+    keys_all = torch.cat(row_key) if noisy else None
+    need_zero = any(bool(((p.index < 0) & sel[i]).any()) for i, p in enumerate(plans))
+    total = rows_mask.numel() + int(need_zero)
+    progress = Progress(total, scorer.settings.progress, desc)
+    row_scores = torch.empty(rows_mask.numel(), k, device=device)
+    zero_scores = torch.zeros(b, k, device=device)
+    try:
+        with scorer.running():
+            batch = scorer.settings.batch_size
+            if need_zero or batch is None:  # the zero input also measures memory per row
+                with output_bytes(scorer.model) as used:
+                    zero_logits = scorer.logits(torch.zeros_like(x[:1]))
+                if scorer.settings.score == "probability":
+                    zero_logits = zero_logits.softmax(1)
+                zero_scores = zero_logits[0][class_ids.to(device)]
+                progress.step(int(need_zero))
+                per_row = used[0] + 3 * x[:1].numel() * x.element_size()
+                batch = batch or batch_size_for(per_row, device, max(total, 1))
+            ids_dev = class_ids.to(device)
+            for start in range(0, rows_mask.numel(), batch):
+                sl = slice(start, start + batch)
+                masks = (
+                    upsampled_masks(bank[rows_mask[sl]], size)
+                    * coef[rows_coef[sl]][:, None, None, None]
+                )
+                if keys_all is not None:
+                    masks = masks + noise_rows(keys_all[sl], size, noise_std, seed, device)
+                imgs = rows_img[sl].to(device)
+                inputs = x[imgs] * masks
+                row_scores[sl] = scorer.scores(inputs, ids_dev[imgs])
+                progress.step(inputs.shape[0])
+    finally:
+        progress.close()
+    # Scatter back: (B, C, K), mean over coefficients.
+    out = torch.zeros(b, c, k, device=device)
+    start = 0
+    for img, plan in enumerate(plans):
+        u = plan.bank.shape[0]
+        chunk = row_scores[start : start + u * n].reshape(n, u, k).mean(0)
+        start += u * n
+        idx = plan.index.to(device)
+        has = idx >= 0
+        out[img][has] = chunk[idx[has]]
+        empty = (~has) & sel[img].to(device)
+        out[img][empty] = zero_scores[img]
+    return out
+
+
+def channel_weights(scores: Tensor, selected: Tensor | None, mode: str) -> Tensor:
+    """``(B, C, K)`` channel scores -> ``(B, K, C)`` weights: the scores themselves
+    (``probability``) or their softmax over the selected channels (``channel-softmax``)."""
+    w = scores.transpose(1, 2)
+    if mode == "channel-softmax":
+        if selected is not None:
+            w = w.masked_fill(~selected[:, None, :].to(w.device), float("-inf"))
+        w = torch.nan_to_num(w.softmax(-1), nan=0.0)
+    elif selected is not None:
+        w = w * selected[:, None, :].to(w)
+    return w
+
+
+class _Recording:
+    """Forward hooks for the recording pass of :func:`ablation_scores`."""
+
+    def __init__(self, model: nn.Module, layer: str) -> None:
+        self.layer = layer
+        self.modules = dict(model.named_modules())
+        self.started = False
+        self.calls: dict[str, int] = {}
+        self.before: dict[str, Any] = {}  # first output of modules that finished before the layer
+        self.after_bytes = 0
+        self.layer_output: Tensor | None = None
+
+    def hooks(self) -> list[Any]:
+        handles = [self.modules[self.layer].register_forward_pre_hook(self._start)]
+        for name, module in self.modules.items():
+            if name:
+                handles.append(module.register_forward_hook(self._finish(name)))
+        return handles
+
+    def _start(self, _m: nn.Module, _i: Any) -> None:
+        self.started = True
+
+    def _finish(self, name: str) -> Callable[[nn.Module, Any, Any], None]:
+        def hook(module: nn.Module, _i: Any, out: Any) -> None:
+            self.calls[name] = self.calls.get(name, 0) + 1
+            if name == self.layer:
+                self.layer_output = out if isinstance(out, Tensor) else None
+            elif not self.started:
+                self.before.setdefault(name, out)
+            elif isinstance(out, Tensor) and not list(module.children()):
+                self.after_bytes += out.numel() * out.element_size()
+
+        return hook
+
+    def replay_set(self) -> list[str]:
+        """Outermost modules that ran once, entirely before the layer: their outputs are replayed."""
+        chosen: list[str] = []
+        for name in sorted(self.before, key=lambda n: n.count(".")):
+            if self.calls.get(name) != 1:
+                continue
+            if any(name.startswith(c + ".") for c in chosen):
+                continue
+            chosen.append(name)
+        return chosen
+
+
+def _replaying(value: Any) -> Callable[..., Any]:
+    def forward(*_args: Any, **_kwargs: Any) -> Any:
+        return value.clone() if isinstance(value, Tensor) else value
+
+    return forward
+
+
+@contextmanager
+def _patched_forwards(patches: Mapping[nn.Module, Callable[..., Any]]) -> Iterator[None]:
+    saved = {m: m.__dict__.get("forward") for m in patches}
+    try:
+        for module, fn in patches.items():
+            module.forward = fn
+        yield
+    finally:
+        for module, old in saved.items():
+            if old is None:
+                module.__dict__.pop("forward", None)
+            else:
+                module.forward = old
+
+
+class SuffixMismatch(RuntimeError):
+    """The prefix-free ablation pass did not reproduce the model's own score."""
+
+
+def ablation_scores(
+    model: nn.Module,
+    x: Tensor,
+    layer: str,
+    class_ids: Tensor,
+    settings: Settings,
+    *,
+    skip: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Logit of each target with each channel of ``layer``'s output set to zero.
+
+    Returns ``(ablated, base)``: ``(B, C, K)`` scores with channel ``c`` zeroed and the ``(B, K)``
+    scores of the unablated model, both from eval-mode passes. Channels in ``skip`` (``(B, C)``,
+    e.g. all-zero channels, whose ablation changes nothing) get the base score without a pass.
+
+    Per image, one recording pass stores the layer output and the outputs of the outermost
+    modules that finished before the layer started. Each ablation pass then feeds the one image,
+    replays those outputs (nothing before the layer computes again) and makes the layer return
+    the batch of ablated copies. This is exact when every tensor that flows from before the layer
+    to after it does so either through the layer or by broadcasting over the batch (additions and
+    products do; ``torch.cat`` along channels does not). Every chunk carries one unablated row whose
+    score must match the recording pass; if it does not, or the suffix fails (shape errors), the
+    method falls back to full passes of the repeated image with the layer output replaced (the
+    prefix then runs again), and logs that at INFO level.
+    """
+    modules = dict(model.named_modules())
+    target = modules[layer]
+    b = x.shape[0]
+    ids = class_ids.to(x.device)
+    base = torch.empty(b, ids.shape[1], device=x.device)
+    results: list[Tensor] = []
+    with preserved_modes(model), torch.inference_mode():
+        model.eval()
+        for img in range(b):
+            x1 = x[img : img + 1]
+            rec = _Recording(model, layer)
+            handles = rec.hooks()
+            try:
+                logits = settings.adapter(model(x1)).float()
+            finally:
+                for h in handles:
+                    h.remove()
+            act = rec.layer_output
+            if act is None or rec.calls.get(layer) != 1 or act.ndim < 2:
+                raise UsageError(
+                    f"ablationcam needs layer {layer!r} to run once and return a tensor "
+                    "(batch, channels, ...); pick another layer"
+                )
+            base[img] = logits[0][ids[img]]
+            channels = act.shape[1]
+            todo = torch.arange(channels, device=x.device)
+            if skip is not None:
+                todo = todo[~skip[img].to(x.device)]
+            per_row = rec.after_bytes + 2 * act.numel() * act.element_size()
+            batch = settings.batch_size or batch_size_for(per_row, x.device, channels + 1)
+            replay = {modules[n]: _replaying(rec.before[n]) for n in rec.replay_set()}
+            scores = base[img].expand(channels, -1).clone()
+            progress = Progress(int(todo.numel()), settings.progress, "ablationcam")
+            try:
+                scores[todo] = _ablate(
+                    model,
+                    x1,
+                    target,
+                    act,
+                    todo,
+                    ids[img],
+                    base[img],
+                    replay,
+                    batch,
+                    settings,
+                    progress,
+                )
+            finally:
+                progress.close()
+            results.append(scores)
+    return torch.stack(results), base
+
+
+def _ablated_batch(act: Tensor, channels: Tensor, with_base: bool) -> Tensor:
+    """Copies of ``act`` (batch 1) with ``channels[i]`` zeroed in row ``i`` (after an optional
+    unablated first row), written in one broadcast multiply."""
+    first = int(with_base)
+    keep = torch.ones(channels.numel() + first, act.shape[1], dtype=act.dtype, device=act.device)
+    keep[torch.arange(channels.numel(), device=act.device) + first, channels] = 0
+    return act * keep.view(*keep.shape, *([1] * (act.ndim - 2)))
+
+
+def _ablate(
+    model: nn.Module,
+    x1: Tensor,
+    target: nn.Module,
+    act: Tensor,
+    todo: Tensor,
+    ids: Tensor,
+    base: Tensor,
+    replay: dict[nn.Module, Callable[..., Any]],
+    batch: int,
+    settings: Settings,
+    progress: Progress,
+) -> Tensor:
+    out = torch.empty(todo.numel(), ids.numel(), device=x1.device)
+    fast = True
+    for start in range(0, todo.numel(), batch):
+        chunk = todo[start : start + batch]
+        rows: Tensor | None = None
+        if fast:
+            rows = _ablated_batch(act, chunk, with_base=True)
+            try:
+                with _patched_forwards({**replay, target: _replaying(rows)}):
+                    logits = settings.adapter(model(x1)).float()
+                if logits.shape[0] != rows.shape[0]:
+                    raise SuffixMismatch(f"output batch {logits.shape[0]} != {rows.shape[0]}")
+                got = logits[:, ids]
+                tol = 1e-4 * base.abs().clamp(min=1.0)
+                if not bool(((got[0] - base).abs() <= tol).all()):
+                    raise SuffixMismatch("the unablated row does not reproduce the model's score")
+                out[start : start + chunk.numel()] = got[1:]
+                progress.step(chunk.numel())
+                continue
+            except (RuntimeError, UsageError) as err:
+                log.info(
+                    "ablationcam: the layers after the target read tensors from before it (%s); "
+                    "falling back to full forward passes",
+                    err,
+                )
+                fast = False
+        rows = _ablated_batch(act, chunk, with_base=False)
+        handle = target.register_forward_hook(lambda _m, _i, _o, r=rows: r)
+        try:
+            logits = settings.adapter(model(x1.expand(rows.shape[0], *x1.shape[1:]))).float()
+        finally:
+            handle.remove()
+        out[start : start + chunk.numel()] = logits[:, ids]
+        progress.step(chunk.numel())
+    return out

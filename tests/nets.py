@@ -1,0 +1,196 @@
+"""Tiny hand-weighted networks whose activations and gradients can be worked out on paper.
+
+Every network takes a ``(B, 1, 4, 4)`` input; :func:`ramp` gives ``x[i, j] = 4 i + j``.
+
+``TwoChannelConv`` (shared by the GAP and flatten nets), a 2x2 convolution without padding, so the
+layer is 3x3:
+
+* channel 0: kernel ``[[2, 0], [0, 0]]``, bias -5 -> ``P0[i, j] = 2 x[i, j] - 5 = 8 i + 2 j - 5``
+* channel 1: kernel ``[[0, 0], [0, -2]]``, bias 21 -> ``P1[i, j] = 21 - 2 x[i+1, j+1] = 11 - 8 i - 2 j``
+
+    P0 = [[-5, -3, -1], [3, 5, 7], [11, 13, 15]]      A0 = ReLU(P0) = [[0, 0, 0], [3, 5, 7], [11, 13, 15]]
+    P1 = [[11, 9, 7], [3, 1, -1], [-5, -7, -9]]       A1 = ReLU(P1) = [[11, 9, 7], [3, 1, 0], [0, 0, 0]]
+
+No pre-activation is exactly zero, so the ReLU derivative convention at 0 never matters.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+# Hand-derived layer values for ``ramp()`` (see the module docstring).
+P0 = [[-5.0, -3.0, -1.0], [3.0, 5.0, 7.0], [11.0, 13.0, 15.0]]
+P1 = [[11.0, 9.0, 7.0], [3.0, 1.0, -1.0], [-5.0, -7.0, -9.0]]
+A0 = [[0.0, 0.0, 0.0], [3.0, 5.0, 7.0], [11.0, 13.0, 15.0]]  # sum 54, mean 6
+A1 = [[11.0, 9.0, 7.0], [3.0, 1.0, 0.0], [0.0, 0.0, 0.0]]  # sum 31, mean 31/9
+
+# GAP head: logits = W @ mean(A) + b.
+GAP_W = [[1.0, -1.0], [-1.0, 2.0], [0.5, 0.5]]
+GAP_B = [0.0, 0.5, -1.0]
+
+# Flatten head (class 0 and class 1), laid out like A: weight[c] = [G0 (3x3), G1 (3x3)].
+FLAT_G0 = [[1.0, 0.0, -1.0], [0.0, 1.0, 0.0], [2.0, 0.0, 1.0]]
+FLAT_G1 = [[0.0, 1.0, 0.0], [-1.0, 0.0, 1.0], [0.0, 0.0, -2.0]]
+FLAT_B = [0.0, 0.0]
+
+
+def ramp(batch: int = 1) -> Tensor:
+    """``(batch, 1, 4, 4)`` input with ``x[i, j] = 4 i + j``."""
+    return torch.arange(16.0).reshape(1, 1, 4, 4).repeat(batch, 1, 1, 1)
+
+
+def t(values: list) -> Tensor:
+    return torch.tensor(values, dtype=torch.float32)
+
+
+class TwoChannelConv(nn.Conv2d):
+    def __init__(self) -> None:
+        super().__init__(1, 2, kernel_size=2)
+        with torch.no_grad():
+            self.weight.copy_(t([[[[2.0, 0.0], [0.0, 0.0]]], [[[0.0, 0.0], [0.0, -2.0]]]]))
+            self.bias.copy_(t([-5.0, 21.0]))
+
+
+class GapNet(nn.Module):
+    """conv -> ReLU -> global average pooling -> linear(2 -> 3).
+
+    logits = [6 - 31/9, -6 + 62/9 + 0.5, (6 + 31/9) / 2 - 1] = [23/9, 25/18, 67/18]: top-1 is class
+    2, then 0, then 1.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = TwoChannelConv()
+        self.relu = nn.ReLU()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(2, 3)
+        with torch.no_grad():
+            self.fc.weight.copy_(t(GAP_W))
+            self.fc.bias.copy_(t(GAP_B))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc(self.pool(self.relu(self.conv(x))).flatten(1))
+
+
+class FlatNet(nn.Module):
+    """conv -> ReLU -> flatten -> linear(18 -> 2): the gradient at the ReLU output is the weight."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = TwoChannelConv()
+        self.relu = nn.ReLU()
+        self.fc = nn.Linear(18, 2)
+        with torch.no_grad():
+            class0 = torch.cat([t(FLAT_G0).flatten(), t(FLAT_G1).flatten()])
+            self.fc.weight.copy_(torch.stack([class0, -class0]))
+            self.fc.bias.copy_(t(FLAT_B))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc(self.relu(self.conv(x)).flatten(1))
+
+
+class TwinNet(nn.Module):
+    """Like GapNet, but channel 1 is exactly twice channel 0 (an obvious first principal component).
+
+    conv channel 0 = P0 above, channel 1 = 2 P0, so A1 = 2 A0. Head: logits = W @ mean(A) + b with
+    W = [[1, -1], [-1, 1]].
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, kernel_size=2)
+        self.relu = nn.ReLU()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(2, 2)
+        with torch.no_grad():
+            self.conv.weight.copy_(t([[[[2.0, 0.0], [0.0, 0.0]]], [[[4.0, 0.0], [0.0, 0.0]]]]))
+            self.conv.bias.copy_(t([-5.0, -10.0]))
+            self.fc.weight.copy_(t([[1.0, -1.0], [-1.0, 1.0]]))
+            self.fc.bias.zero_()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc(self.pool(self.relu(self.conv(x))).flatten(1))
+
+
+class GuidedNet(nn.Module):
+    """1x1 conv (+1 / -1) -> ReLU module -> flatten -> linear(8 -> 1), on a 2x2 input.
+
+    With ``x = [[-1.5, -0.5], [0.5, 1.5]]``: channel 0 = x is positive on the bottom row, channel
+    1 = -x on the top row. The head weights V0 (channel 0) and V1 (channel 1) are below.
+    """
+
+    V0: ClassVar[list[list[float]]] = [[1.0, -2.0], [3.0, -4.0]]
+    V1: ClassVar[list[list[float]]] = [[5.0, 6.0], [7.0, 8.0]]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, kernel_size=1)
+        self.relu = nn.ReLU()
+        self.fc = nn.Linear(8, 1)
+        with torch.no_grad():
+            self.conv.weight.copy_(t([1.0, -1.0]).reshape(2, 1, 1, 1))
+            self.conv.bias.zero_()
+            self.fc.weight.copy_(torch.cat([t(self.V0).flatten(), t(self.V1).flatten()])[None])
+            self.fc.bias.zero_()
+
+    @staticmethod
+    def input() -> Tensor:
+        return t([[-1.5, -0.5], [0.5, 1.5]]).reshape(1, 1, 2, 2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc(self.relu(self.conv(x)).flatten(1))
+
+
+class SmallNet(nn.Module):
+    """A small random-init CNN for contract tests: conv/BN/ReLU stages, dropout, GAP + linear.
+
+    ``features`` is the last spatial layer (it ends with a ReLU, so CAM's premise holds there).
+    """
+
+    def __init__(self, classes: int = 5, in_channels: int = 3) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU()
+        )
+        self.features = nn.Sequential(
+            nn.Conv2d(4, 6, 3, stride=2, padding=1), nn.BatchNorm2d(6), nn.ReLU()
+        )
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.drop = nn.Dropout(0.0)
+        self.fc = nn.Linear(6, classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc(self.drop(self.pool(self.features(self.stem(x))).flatten(1)))
+
+
+class InplaceReluNet(nn.Module):
+    """torchvision-DenseNet style: ``features`` ends before a functional in-place ReLU."""
+
+    def __init__(self, inplace: bool = True, classes: int = 4) -> None:
+        super().__init__()
+        self.inplace = inplace
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 6, 3, stride=2, padding=1)
+        )
+        self.fc = nn.Linear(6, classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        features = self.features(x)
+        out = F.relu(features, inplace=self.inplace)
+        return self.fc(F.adaptive_avg_pool2d(out, 1).flatten(1))
+
+
+def hook_counts(model: nn.Module) -> dict[str, int]:
+    """Number of hooks of every kind left on any submodule (all should be 0 after explain)."""
+    kinds = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+    counts = {}
+    for name, module in model.named_modules():
+        for kind in kinds:
+            n = len(getattr(module, kind))
+            if n:
+                counts[f"{name or '<root>'}.{kind}"] = n
+    return counts
