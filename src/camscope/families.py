@@ -55,8 +55,8 @@ def _last_index(names: list[str], pattern: str) -> str | None:
 
 def family_layer(model: nn.Module) -> str | None:
     """The documented default layer of a known family, or None (see the module docstring)."""
-    names = [n for n, _ in model.named_modules() if n]
     modules = dict(model.named_modules())
+    names = [n for n in modules if n]
     cls = type(model).__name__
     origin = type(model).__module__
     if isinstance(getattr(model, "num_prefix_tokens", None), int) and "blocks" in modules:

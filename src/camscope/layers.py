@@ -142,6 +142,15 @@ _AUTO_CACHE: weakref.WeakKeyDictionary[nn.Module, dict[tuple[int, ...], str]] = 
 
 def auto_layer(model: nn.Module, x: Tensor) -> str:
     """Name of the default layer to explain (see the module docstring)."""
+    key = tuple(x.shape[1:])
+    cached = _AUTO_CACHE.get(model, {}).get(key)
+    if cached is None:
+        cached = _find_auto_layer(model, x)
+        _AUTO_CACHE.setdefault(model, {})[key] = cached
+    return cached
+
+
+def _find_auto_layer(model: nn.Module, x: Tensor) -> str:
     from .families import family_layer  # documented per-family defaults (ViT, Swin, VGG, ...)
 
     known = family_layer(model)
@@ -150,12 +159,8 @@ def auto_layer(model: nn.Module, x: Tensor) -> str:
     feature_info = getattr(model, "feature_info", None)
     if isinstance(feature_info, list) and feature_info and isinstance(feature_info[-1], dict):
         name = feature_info[-1].get("module")
-        if isinstance(name, str) and name in dict(model.named_modules()):
+        if isinstance(name, str) and _has_submodule(model, name):
             return name
-    key = tuple(x.shape[1:])
-    cached = _AUTO_CACHE.get(model, {}).get(key)
-    if cached is not None:
-        return cached
     candidates = [
         (name, shape)
         for name, module, shape in dry_run(model, x)
@@ -167,22 +172,38 @@ def auto_layer(model: nn.Module, x: Tensor) -> str:
             "automatically; pass layer='<module name>' (and reshape=... for token outputs)"
         )
     wide = [c for c in candidates if c[1][-1] * c[1][-2] > 1]
-    name = (wide or candidates)[-1][0]
-    _AUTO_CACHE.setdefault(model, {})[key] = name
-    return name
+    return (wide or candidates)[-1][0]
+
+
+def _has_submodule(model: nn.Module, name: str) -> bool:
+    try:
+        model.get_submodule(name)
+    except AttributeError:
+        return False
+    return bool(name)
+
+
+_CONV_CACHE: weakref.WeakKeyDictionary[nn.Module, dict[tuple[int, ...], list[str]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def _conv_names(model: nn.Module, x: Tensor) -> list[str]:
+    """Conv2d layers in execution order (one dry forward per model and input shape)."""
+    key = tuple(x.shape[1:])
+    cached = _CONV_CACHE.get(model, {}).get(key)
+    if cached is not None:
+        return cached
     names = [info.name for info in list_layers(model, x) if info.conv_index is not None]
     if not names:
         raise LayerError(f"{type(model).__name__} has no Conv2d layer that ran in a forward pass")
+    _CONV_CACHE.setdefault(model, {})[key] = names
     return names
 
 
 def _resolve_one(model: nn.Module, spec: str | nn.Module, x: Tensor) -> tuple[str, nn.Module]:
-    modules = dict(model.named_modules())
     if isinstance(spec, nn.Module):
-        for name, module in modules.items():
+        for name, module in model.named_modules():
             if module is spec:
                 return name, module
         raise LayerError(f"the given {type(spec).__name__} module is not part of the model")
@@ -202,12 +223,13 @@ def _resolve_one(model: nn.Module, spec: str | nn.Module, x: Tensor) -> tuple[st
                 f"layer {spec!r}: the model has {len(convs)} conv layers, "
                 f"use conv:0 .. conv:{len(convs) - 1} (or a negative index)"
             ) from None
-    if key not in modules or key == "":
+    if not _has_submodule(model, key):
+        names = [n for n, _ in model.named_modules() if n]
         raise LayerError(
             f"no layer named {spec!r} in {type(model).__name__}; closest: "
-            f"{closest(key, [n for n in modules if n])}. Run `camscope layers MODEL` to list them."
+            f"{closest(key, names)}. Run `camscope layers MODEL` to list them."
         )
-    return key, modules[key]
+    return key, model.get_submodule(key)
 
 
 def resolve_layers(model: nn.Module, spec: LayerSpec, x: Tensor) -> list[tuple[str, nn.Module]]:

@@ -45,9 +45,17 @@ def first_component(features: Tensor) -> Tensor:
     n, c, h, w = features.shape
     rows = features.reshape(n, c, h * w).transpose(1, 2)  # (N, hw, C)
     centred = rows - rows.mean(dim=1, keepdim=True)
-    _, _, vh = torch.linalg.svd(centred, full_matrices=False)
-    projection = centred @ vh[:, 0, :, None]  # (N, hw, 1)
-    projection = projection.squeeze(-1)
+    # centred = U S V^T and the projection is centred @ v1 = s1 u1. Rather than a full SVD we take
+    # the top eigenvector of the smaller Gram matrix (hw x hw or C x C), in float64 because
+    # forming it squares the condition number; ~10x faster for a 7x7x1280 layer.
+    wide = centred.double()
+    if h * w <= c:
+        values, vectors = torch.linalg.eigh(wide @ wide.transpose(1, 2))
+        projection = vectors[..., -1] * values[..., -1:].clamp(min=0).sqrt()
+    else:
+        _, vectors = torch.linalg.eigh(wide.transpose(1, 2) @ wide)
+        projection = (wide @ vectors[..., -1:]).squeeze(-1)
+    projection = projection.to(features.dtype)
     reference = rows.sum(dim=2)
     reference = reference - reference.mean(dim=1, keepdim=True)
     sign = torch.sign((projection * reference).sum(dim=1, keepdim=True))
