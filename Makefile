@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 RUNTIME := $(VENV)/.installed
 STAMP := $(VENV)/.installed-test
 
-.PHONY: demo test lint typecheck bench clean
+.PHONY: demo test lint typecheck bench clean chromium
 
 $(RUNTIME): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,7 +27,12 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-test: lint typecheck
+# Debian's chromium drives the report test (tests/test_report.py) through Playwright; never
+# `playwright install` (no browser downloads).
+chromium:
+	command -v chromium || (apt-get update && apt-get install -y chromium chromium-driver)
+
+test: lint typecheck chromium
 	$(PY) -m pytest -q
 
 bench: $(STAMP)

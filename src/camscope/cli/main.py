@@ -17,11 +17,11 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import CamscopeError
-from . import explain, layers, methods, predict
+from . import evaluate, explain, layers, methods, predict
 
 log = logging.getLogger("camscope.cli")
 
-_COMMANDS = (explain, methods, layers, predict)
+_COMMANDS = (explain, methods, layers, predict, evaluate)
 
 _EPILOG = """\
 examples:

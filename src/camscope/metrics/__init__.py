@@ -1,0 +1,10 @@
+"""Evaluation metrics for saliency maps, one module per family (pure torch, batched).
+
+* :mod:`camscope.metrics.localization`: WSOL boxes, IoU, localization error, pointing games,
+  energy share, class discrimination;
+* :mod:`camscope.metrics.faithfulness`: Average Drop / Increase in Confidence / Win, deletion and
+  insertion AUC, ROAD, rank correlation with occlusion;
+* :mod:`camscope.metrics.sanity`: cascading model-parameter randomization.
+
+``camscope evaluate`` (:mod:`camscope.evaluation`) runs them on a data set and writes a report.
+"""
