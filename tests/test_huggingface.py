@@ -121,3 +121,10 @@ def test_torchscript_and_onnx_are_refused_with_advice(tmp_path: Path) -> None:
     plain = tmp_path / "state.pt"
     torch.save(_Small().state_dict(), plain)
     reject_unexplainable(plain)  # a state dict is not TorchScript
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit:FutureWarning")
+def test_explain_refuses_a_scripted_model_with_advice() -> None:
+    scripted = torch.jit.script(_Small())
+    with pytest.raises(UnsupportedModelError, match="TorchScript"):
+        camscope.explain(scripted, torch.zeros(1, 3, 32, 32), "gradcam")

@@ -152,7 +152,8 @@ def _no_side_effects(model: nn.Module) -> Iterator[None]:
     finally:
         torch.set_grad_enabled(grad_mode)
         for module, mode in modes:
-            module.training = mode
+            if module.training != mode:  # nn.Module.__setattr__ is slow; touch only changes
+                module.training = mode
         if saved is not None:
             with torch.no_grad():
                 for key, value in model.named_buffers():
@@ -239,7 +240,10 @@ def _reaches(root: Tensor, tensors: list[Tensor]) -> list[bool]:
     ]
 
 
-def _check_input(x: Any) -> None:
+def _check_input(model: Any, x: Any) -> None:
+    from .hf import reject_unexplainable
+
+    reject_unexplainable(model)  # TorchScript / ONNX: no hooks, no autograd
     if torch.is_inference_mode_enabled():
         raise UsageError(
             "explain() was called inside torch.inference_mode(), which forbids gradients; "
@@ -287,7 +291,7 @@ def explain(
         >>> res.maps["gradcam"].shape  # doctest: +SKIP
         torch.Size([1, 224, 224])
     """
-    _check_input(x)
+    _check_input(model, x)
     names = [methods] if isinstance(methods, str) else list(methods)
     if not names:
         raise UsageError("no method requested; pass methods=['gradcam', ...]")
@@ -319,9 +323,10 @@ def explain(
             guided = _guided_gradients(model, x, resolved, targets, output_adapter)
             for ctx in contexts:
                 ctx.guided_gradients = guided
-    for ctx in contexts:
-        ctx.method_options = options
-    return _assemble(specs, contexts, resolved, logits, x, targets, eigen_smooth)
+        for ctx in contexts:
+            ctx.method_options = options
+        # Inside the guard: perturbation methods run further passes through the model.
+        return _assemble(specs, contexts, resolved, logits, x, targets, eigen_smooth)
 
 
 def _forward_backward(

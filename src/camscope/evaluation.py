@@ -33,6 +33,7 @@ from torch import Tensor, nn
 
 from .datasets import Sample
 from .errors import UsageError
+from .metrics import DEFAULT_METRICS, FAMILIES
 from .metrics import faithfulness as fm
 from .metrics import localization as lm
 
@@ -71,21 +72,6 @@ COLUMNS: tuple[MetricInfo, ...] = (
     MetricInfo("occlusion_rho", "Occlusion Spearman", True, "occlusion"),
 )
 COLUMN_BY_KEY = {c.key: c for c in COLUMNS}
-
-FAMILIES = (
-    "loc",
-    "pointing",
-    "energy",
-    "discrimination",
-    "drop",
-    "deletion",
-    "insertion",
-    "road",
-    "occlusion",
-    "sanity",
-)
-#: The default set: everything but the costly ROAD, occlusion and sanity families.
-DEFAULT_METRICS = ("loc", "pointing", "energy", "discrimination", "drop", "deletion", "insertion")
 
 
 @dataclass

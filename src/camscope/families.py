@@ -32,11 +32,8 @@ Example:
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from .reshape import Layout, layout_of, token_facts
@@ -134,30 +131,11 @@ def layer_table(model: nn.Module, x: Tensor) -> list[LayerRow]:
     execution order; the ``auto`` choice and the first / middle / last ``Conv2d`` (the choices of
     Riyaz & Morem 2024, seed 002) are marked.
     """
-    from .layers import auto_layer, list_layers, preserved_modes
+    from .layers import auto_layer, dry_run, list_layers
 
     facts = token_facts(model)
     size = (x.shape[-2], x.shape[-1])
-    seen: list[tuple[str, nn.Module, tuple[int, ...]]] = []
-    handles = []
-
-    def record(name: str) -> Callable[[nn.Module, Any, Any], None]:
-        def hook(module: nn.Module, _inputs: Any, output: Any) -> None:
-            if isinstance(output, Tensor) and output.ndim in (3, 4) and output.is_floating_point():
-                seen.append((name, module, tuple(output.shape[1:])))
-
-        return hook
-
-    try:
-        for name, module in model.named_modules():
-            if name:
-                handles.append(module.register_forward_hook(record(name)))
-        with preserved_modes(model), torch.no_grad():
-            model.eval()
-            model(x[:1])
-    finally:
-        for handle in handles:
-            handle.remove()
+    seen = dry_run(model, x, ranks=(3, 4))
     rows: list[tuple[str, nn.Module, tuple[int, ...], Layout]] = []
     done: set[str] = set()
     for name, module, shape in seen:

@@ -82,8 +82,11 @@ def _spatial(out: Any) -> Tensor | None:
     return None
 
 
-def dry_run(model: nn.Module, x: Tensor) -> list[tuple[str, nn.Module, tuple[int, ...]]]:
-    """Run one eval-mode, no-grad forward on ``x[:1]`` and record every module's 4-D output.
+def dry_run(
+    model: nn.Module, x: Tensor, ranks: tuple[int, ...] = (4,)
+) -> list[tuple[str, nn.Module, tuple[int, ...]]]:
+    """Run one eval-mode, no-grad forward on ``x[:1]`` and record every module's float output
+    whose rank is in ``ranks`` (4: feature maps; 3: token sequences too).
 
     Returns ``(name, module, shape)`` in the order the modules finished, outermost last when a
     container returns its child's output. Modes and hooks are restored even if the forward fails.
@@ -93,9 +96,8 @@ def dry_run(model: nn.Module, x: Tensor) -> list[tuple[str, nn.Module, tuple[int
 
     def record(name: str) -> Callable[[nn.Module, Any, Any], None]:
         def hook(module: nn.Module, _inputs: Any, output: Any) -> None:
-            out = _spatial(output)
-            if out is not None:
-                seen.append((name, module, tuple(out.shape[1:])))
+            if isinstance(output, Tensor) and output.ndim in ranks and output.is_floating_point():
+                seen.append((name, module, tuple(output.shape[1:])))
 
         return hook
 

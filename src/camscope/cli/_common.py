@@ -260,6 +260,15 @@ class InputItem:
     stem: str
     image: Any = None  # an already decoded PIL image (demo images), else loaded from ``source``
 
+    def load(self, spec: ModelSpec, max_pixels: int) -> tuple[Any, torch.Tensor]:
+        """The decoded image and its model input; raises ImageLoadError for a bad file."""
+        from .. import io
+
+        image = self.image
+        if image is None:
+            image = io.load_image(self.source, max_pixels=max_pixels)
+        return image, io.preprocess(image, spec)
+
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
 

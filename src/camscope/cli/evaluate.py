@@ -12,21 +12,10 @@ import argparse
 from typing import Any
 
 from ..errors import UsageError
+from ..metrics import DEFAULT_METRICS, FAMILIES
 from ._common import ModelOptions, add_model_arguments, echo, positive_int, split_list
 
-_FAMILIES = (
-    "loc",
-    "pointing",
-    "energy",
-    "discrimination",
-    "drop",
-    "deletion",
-    "insertion",
-    "road",
-    "occlusion",
-    "sanity",
-)
-_DEFAULT = "loc,pointing,energy,discrimination,drop,deletion,insertion"
+_DEFAULT = ",".join(DEFAULT_METRICS)
 
 _EPILOG = f"""\
 metric families (--metrics, comma list or 'all'; default {_DEFAULT}):
@@ -149,11 +138,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def parse_metrics(text: str) -> list[str]:
     names = split_list([text])
     if [n.lower() for n in names] == ["all"]:
-        return list(_FAMILIES)
-    bad = [n for n in names if n not in _FAMILIES]
+        return list(FAMILIES)
+    bad = [n for n in names if n not in FAMILIES]
     if bad or not names:
         raise UsageError(
-            f"--metrics: unknown family {bad or text!r}; choose from {', '.join(_FAMILIES)} or 'all'"
+            f"--metrics: unknown family {bad or text!r}; choose from {', '.join(FAMILIES)} or 'all'"
         )
     return list(dict.fromkeys(names))
 

@@ -228,10 +228,7 @@ def explain_images(options: ExplainOptions) -> int:
             for item in chunk:
                 began = time.perf_counter()
                 try:
-                    image = item.image
-                    if image is None:
-                        image = io.load_image(item.source, max_pixels=max_pixels)
-                    x = io.preprocess(image, spec)
+                    image, x = item.load(spec, max_pixels)
                 except CamscopeError as err:
                     failures += 1
                     reason = getattr(err, "reason", None) or str(err)

@@ -81,10 +81,7 @@ def predict_images(options: PredictOptions) -> int:
     failed = 0
     for item in items:
         try:
-            image = item.image
-            if image is None:
-                image = io.load_image(item.source, max_pixels=max_pixels)
-            x = io.preprocess(image, spec)
+            _, x = item.load(spec, max_pixels)
         except CamscopeError as err:
             failed += 1
             warn(f"camscope predict: skipped {item.source}: {getattr(err, 'reason', err)}")

@@ -8,3 +8,20 @@
 
 ``camscope evaluate`` (:mod:`camscope.evaluation`) runs them on a data set and writes a report.
 """
+
+# Metric families of ``camscope evaluate --metrics`` (kept here, free of torch, so that the CLI's
+# --help stays fast).
+FAMILIES = (
+    "loc",
+    "pointing",
+    "energy",
+    "discrimination",
+    "drop",
+    "deletion",
+    "insertion",
+    "road",
+    "occlusion",
+    "sanity",
+)
+#: The default set: everything but the costly ROAD, occlusion and sanity families.
+DEFAULT_METRICS = ("loc", "pointing", "energy", "discrimination", "drop", "deletion", "insertion")
