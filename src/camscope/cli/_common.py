@@ -161,6 +161,17 @@ def class_label(class_names: Sequence[str], index: int) -> str:
 # Model options shared by explain, predict and layers
 
 
+def add_max_pixels_argument(parser: argparse.ArgumentParser) -> None:
+    """``--max-pixels``: the decompression-bomb cap for input images."""
+    parser.add_argument(
+        "--max-pixels",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="refuse images with more pixels than this (default: PIL's bomb limit, ~89 MP)",
+    )
+
+
 def add_model_arguments(parser: argparse.ArgumentParser, *, positional: bool = False) -> None:
     """``--model`` (or a MODEL positional), ``--weights``, ``--trust-checkpoint``,
     ``--random-init`` and ``--device``."""

@@ -31,6 +31,7 @@ from ..errors import CamscopeError, UsageError
 from ._common import (
     InputItem,
     ModelOptions,
+    add_max_pixels_argument,
     add_model_arguments,
     class_label,
     echo,
@@ -123,13 +124,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--alpha", type=unit_float, default=0.5, help="heat-map opacity in [0, 1] (default 0.5)"
     )
-    parser.add_argument(
-        "--max-pixels",
-        type=positive_int,
-        default=None,
-        metavar="N",
-        help="refuse images with more pixels than this (default: PIL's bomb limit, ~89 MP)",
-    )
+    add_max_pixels_argument(parser)
     parser.add_argument(
         "--batch-size",
         type=positive_int,

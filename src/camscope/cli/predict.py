@@ -10,6 +10,7 @@ from typing import Any
 from ..errors import CamscopeError, TargetError
 from ._common import (
     ModelOptions,
+    add_max_pixels_argument,
     add_model_arguments,
     class_label,
     echo,
@@ -35,13 +36,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--topk", type=positive_int, default=5, metavar="K", help="classes per image (default 5)"
     )
-    parser.add_argument(
-        "--max-pixels",
-        type=positive_int,
-        default=None,
-        metavar="N",
-        help="refuse images with more pixels than this (default: PIL's bomb limit, ~89 MP)",
-    )
+    add_max_pixels_argument(parser)
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
     parser.set_defaults(run=run)
     return parser
