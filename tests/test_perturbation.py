@@ -299,6 +299,40 @@ def test_agrees_with_pytorch_grad_cam_and_torchcam() -> None:
     assert r(ours.maps["scorecam"][0], tc[0]) >= 0.99
 
 
+def pearson(a: Tensor, b: Tensor) -> float:
+    a, b = a.flatten().double() - a.mean(), b.flatten().double() - b.mean()
+    return float(a @ b / (a.norm() * b.norm()))
+
+
+def test_align_corners_reproduces_pytorch_grad_cam_masks() -> None:
+    from pytorch_grad_cam import ScoreCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    model, x = TinyNet(channels=16).eval(), inputs(1)
+    with ScoreCAM(model=model, target_layers=[model.stage]) as cam:
+        theirs = torch.as_tensor(cam(input_tensor=x, targets=[ClassifierOutputTarget(2)]))[0]
+    opts = {"score": "channel-softmax"}
+    default = explain(model, x, "scorecam", "stage", targets=2, method_options=opts)
+    aligned = explain(
+        model, x, "scorecam", "stage", targets=2, method_options={**opts, "align_corners": True}
+    )
+    r_aligned = pearson(aligned.maps["scorecam"][0], theirs)
+    assert r_aligned >= 0.9999
+    assert r_aligned > pearson(default.maps["scorecam"][0], theirs)
+
+
+def test_optimized_passes_equal_the_model_and_bfloat16_is_close() -> None:
+    model, x = TinyNet(dead=2, dup=2).eval(), inputs(2)
+    plain = explain(model, x, "scorecam", "stage", method_options={"optimize": False})
+    fast = explain(model, x, "scorecam", "stage")
+    half = explain(model, x, "scorecam", "stage", method_options={"precision": "bfloat16"})
+    assert (fast.maps["scorecam"] - plain.maps["scorecam"]).abs().max() <= 1e-4
+    for i in range(2):
+        assert pearson(half.maps["scorecam"][i], plain.maps["scorecam"][i]) >= 0.99
+    with pytest.raises(UsageError, match="precision"):
+        explain(model, x, "scorecam", "stage", method_options={"precision": "fp8"})
+
+
 def test_bad_options_and_callable_targets_are_usage_errors() -> None:
     model, x = TinyNet().eval(), inputs(1)
     with pytest.raises(UsageError, match="batch_sise"):

@@ -12,8 +12,9 @@ their definitions allow, and keeps the output equal to the one-pass-per-channel 
 * **Batched passes** under ``torch.inference_mode()``, in chunks whose size comes from free memory
   (override with ``batch_size``). Masked inputs are built chunk by chunk, never all at once.
 * **A faster model for the masked passes** (``optimize=True``, default): an eval-mode copy with
-  batch-norm folded into the preceding convolutions (``torch.fx``; skipped where the model cannot
-  be traced) in ``channels_last`` layout. It computes the same function up to float rounding.
+  batch-norm folded and ``channels_last`` weights, on CPU a checked TorchScript graph of it
+  (:mod:`camscope.fastpath`). It computes the same function up to float rounding.
+  ``precision="bfloat16"`` trades exactness for speed (opt-in).
 * **Ablation without the prefix.** One recording pass per image stores the outputs of the modules
   that finish before the target layer starts; the ablation passes replay them and the target layer
   returns the ablated batch, so nothing before the layer runs again (see :func:`ablation_scores`).
@@ -25,10 +26,8 @@ stderr. Nothing is printed by default.
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
-import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .errors import UsageError
+from .fastpath import PRECISIONS, FastForward
 from .layers import preserved_modes
 from .targets import OutputAdapter, default_output_adapter
 
@@ -53,7 +53,9 @@ KNOWN_OPTIONS: dict[str, str] = {
     "progress": "callable(done, total) or True for a tqdm bar on stderr (default: silent)",
     "seed": "int: seed of the noise of sscam / smoothgradcam++ (default 0)",
     "score": "'probability' (paper, default) or 'channel-softmax' (pytorch-grad-cam/torchcam)",
-    "optimize": "bool: fold batch-norm and use channels_last for masked passes (default True)",
+    "optimize": "bool: masked passes on a folded, channels_last (CPU: TorchScript) copy (True)",
+    "precision": "'float32' (default), 'bfloat16' or 'float16' (CUDA): autocast masked passes",
+    "align_corners": "bool: upsample masks with align_corners=True like pytorch-grad-cam (False)",
     "num_channels": "int: channels kept by faster-scorecam (default 64)",
     "num_samples": "int: noisy copies / integration steps (sscam 35, iscam 10, smoothgradcam++ 8)",
     "noise_std": "float: sscam mask noise std (default 2.0)",
@@ -105,6 +107,8 @@ class Settings:
     score: str
     optimize: bool
     adapter: OutputAdapter
+    precision: str = "float32"
+    align_corners: bool = False
 
     @classmethod
     def read(cls, options: Mapping[str, Any]) -> Settings:
@@ -112,6 +116,11 @@ class Settings:
         if score not in ("probability", "channel-softmax"):
             raise UsageError(
                 f"method option 'score' must be 'probability' or 'channel-softmax', got {score!r}"
+            )
+        precision = option(options, "precision", "float32", str)
+        if precision not in PRECISIONS:
+            raise UsageError(
+                f"method option 'precision' must be one of {sorted(PRECISIONS)}, got {precision!r}"
             )
         progress = options.get("progress")
         if progress is not None and not (
@@ -127,6 +136,8 @@ class Settings:
             score=score,
             optimize=bool(option(options, "optimize", True, bool)),
             adapter=adapter,
+            precision=precision,
+            align_corners=bool(option(options, "align_corners", False, bool)),
         )
 
 
@@ -175,9 +186,12 @@ def minmax_rows(t: Tensor) -> tuple[Tensor, Tensor]:
     return torch.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0), constant
 
 
-def upsampled_masks(lowres: Tensor, size: tuple[int, int]) -> Tensor:
-    """``(N, h, w)`` activations -> ``(N, 1, H, W)`` bilinearly upsampled, min-max normalised masks."""
-    up = F.interpolate(lowres[:, None].float(), size=size, mode="bilinear", align_corners=False)
+def upsampled_masks(lowres: Tensor, size: tuple[int, int], align_corners: bool = False) -> Tensor:
+    """``(N, h, w)`` activations -> ``(N, 1, H, W)`` bilinearly upsampled, min-max normalised
+    masks (half-pixel centres as in the Score-CAM authors' code, or ``align_corners``)."""
+    up = F.interpolate(
+        lowres[:, None].float(), size=size, mode="bilinear", align_corners=align_corners
+    )
     flat, _ = minmax_rows(up.flatten(1))
     return flat.reshape(up.shape)
 
@@ -224,58 +238,23 @@ def output_bytes(model: nn.Module) -> Iterator[list[int]]:
             h.remove()
 
 
-_FAST_CACHE: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[Any, ...], nn.Module]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _fingerprint(model: nn.Module, device: torch.device) -> tuple[Any, ...]:
-    tensors = list(model.parameters()) + list(model.buffers())
-    return (str(device), *((t.data_ptr(), t._version) for t in tensors))
-
-
-def inference_model(model: nn.Module, device: torch.device, optimize: bool) -> nn.Module:
-    """The model to use for masked passes: with ``optimize``, a cached eval-mode copy with
-    batch-norm folded into convolutions and ``channels_last`` weights; else ``model`` itself."""
-    if not optimize:
-        return model
-    key = _fingerprint(model, device)
-    cached = _FAST_CACHE.get(model)
-    if cached is not None and cached[0] == key:
-        return cached[1]
-    with preserved_modes(model):
-        model.eval()
-        try:
-            from torch.fx.experimental.optimization import fuse
-
-            fast = fuse(model)
-        except Exception as err:  # untraceable control flow: keep the layers as they are
-            log.debug("batch-norm folding skipped (%s: %s)", type(err).__name__, err)
-            fast = copy.deepcopy(model)
-    fast.eval()
-    fast = fast.to(memory_format=torch.channels_last)
-    for p in fast.parameters():
-        p.requires_grad_(False)
-    _FAST_CACHE[model] = (key, fast)
-    return fast
-
-
 class Scorer:
-    """Runs batches through the (optimised) model in eval mode and returns target scores."""
+    """Runs batches through the fast copy of the model (:mod:`camscope.fastpath`) in eval mode
+    and returns target scores."""
 
     def __init__(self, model: nn.Module, settings: Settings, device: torch.device) -> None:
-        self.model = inference_model(model, device, settings.optimize)
+        self.forward = FastForward(
+            model, device, optimize=settings.optimize, precision=settings.precision
+        )
         self.original = model
         self.settings = settings
-        self.channels_last = settings.optimize
-        self.dtype = next((p.dtype for p in self.model.parameters() if p.is_floating_point()), None)
+
+    @property
+    def model(self) -> nn.Module:
+        return self.forward.module()
 
     def logits(self, batch: Tensor) -> Tensor:
-        if self.dtype is not None and batch.dtype != self.dtype:  # masks are built in float32
-            batch = batch.to(self.dtype)
-        if self.channels_last and batch.ndim == 4:
-            batch = batch.contiguous(memory_format=torch.channels_last)
-        out = self.settings.adapter(self.model(batch))
+        out = self.settings.adapter(self.forward(batch))
         if out.ndim != 2 or out.shape[0] != batch.shape[0]:
             raise UsageError(
                 f"perturbation methods need (batch, classes) scores; the model gave "
@@ -420,7 +399,7 @@ def masked_channel_scores(
             for start in range(0, rows_mask.numel(), batch):
                 sl = slice(start, start + batch)
                 masks = (
-                    upsampled_masks(bank[rows_mask[sl]], size)
+                    upsampled_masks(bank[rows_mask[sl]], size, scorer.settings.align_corners)
                     * coef[rows_coef[sl]][:, None, None, None]
                 )
                 if keys_all is not None:
