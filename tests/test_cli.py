@@ -186,6 +186,33 @@ def test_explain_writes_overlays_grid_npy_and_summary(tmp_path, capsys, tiny) ->
     assert "1 of 1" in stdout
 
 
+def test_explain_smoothing_and_method_options_reach_the_library(tmp_path, capsys, tiny) -> None:
+    from camscope import explain
+
+    model, _ = tiny
+    img = make_image(tmp_path / "cat.png", size=(32, 32))
+    out = tmp_path / "out"
+    argv = ["-m", "gradcam++,sscam", "--aug-smooth", "--eigen-smooth", "--save-npy"]
+    options = ["-O", "num_samples=2", "-O", "seed=7", "-O", "align_corners=true"]
+    code, _, stderr = run(capsys, "explain", str(img), "-o", str(out), *argv, *options)
+    assert code == 0, stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["aug_smooth"] and summary["eigen_smooth"]
+    assert summary["method_options"] == {"num_samples": 2, "seed": 7, "align_corners": True}
+    x = io.preprocess(io.load_image(img), SPEC)
+    x = x if x.ndim == 4 else x[None]
+    opts = {"num_samples": 2, "seed": 7, "align_corners": True}
+    ref = explain(
+        model, x, ["gradcam++", "sscam"], aug_smooth=True, eigen_smooth=True, method_options=opts
+    )
+    plain = explain(model, x, ["gradcam++", "sscam"], method_options=opts)
+    for method in ("gradcam++", "sscam"):
+        saved = np.load(out / f"cat.{method}.npy")
+        expected = ref.maps[method][0].numpy()
+        np.testing.assert_allclose(saved, expected, atol=1e-4)
+        assert np.abs(plain.maps[method][0].numpy() - saved).max() > 1e-3  # the flags changed it
+
+
 def test_explain_topk_writes_one_overlay_per_class(tmp_path, capsys, tiny) -> None:
     model, _ = tiny
     img = make_image(tmp_path / "dog.png", size=(20, 24), seed=1)
@@ -277,6 +304,10 @@ def test_explain_bad_images_are_skipped_with_exit_1(tmp_path, capsys, tiny) -> N
         (["--target", "crane"], "matches several classes"),
         (["--target", "zebra"], "closest names"),
         (["--random-init", "--weights", "w.pt"], "exclude each other"),
+        (["-m", "scorecam", "-O", "batch_sise=4"], "unknown key 'batch_sise'"),
+        (["-m", "scorecam", "-O", "batch_size"], "expected KEY=VALUE"),
+        (["-m", "scorecam", "-O", "precision=fp8"], "precision"),
+        (["-m", "scorecam", "-O", "batch_size=0"], "must be >= 1"),
     ],
 )
 def test_explain_usage_errors_exit_2(tmp_path, capsys, tiny, argv, message) -> None:

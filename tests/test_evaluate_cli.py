@@ -84,3 +84,30 @@ def test_usage_errors(tmp_path, patched, capsys):
     assert "unknown family" in capsys.readouterr().err
     assert _run(tmp_path, "--data", str(tmp_path / "nothing")) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_method_options_reach_every_explain_call_and_bind_resume(
+    tmp_path, patched, capsys, monkeypatch
+):
+    from camscope import engine
+
+    seen: list[dict] = []
+    real = engine.explain
+
+    def spy(*args, **kwargs):
+        seen.append(dict(kwargs.get("method_options") or {}))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "explain", spy)  # evaluation imports it from the engine per call
+    code = main([
+        "evaluate", "--methods", "scorecam", "--layers", "2", "--metrics", "loc,sanity",
+        "--sanity-images", "1", "--data", "builtin:2", "--out", str(tmp_path / "ev"),
+        "--no-progress", "--examples", "1", "-O", "batch_size=3", "-O", "align_corners=true",
+    ])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    assert len(seen) >= 4  # top-5, explained class, sanity cascade, examples
+    assert all(opts == {"batch_size": 3, "align_corners": True} for opts in seen)
+    stored = json.loads((tmp_path / "ev" / "config.json").read_text())
+    assert stored["method_options"] == {"batch_size": 3, "align_corners": True}
+    assert _run(tmp_path, "--data", "builtin:2", "-O", "batch_sise=3") == 2
+    assert "unknown key 'batch_sise'" in capsys.readouterr().err

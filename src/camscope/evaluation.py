@@ -33,6 +33,7 @@ from torch import Tensor, nn
 
 from .datasets import Sample
 from .errors import UsageError
+from .fastpath import FastForward
 from .metrics import DEFAULT_METRICS, FAMILIES
 from .metrics import faithfulness as fm
 from .metrics import localization as lm
@@ -92,6 +93,7 @@ class EvalConfig:
         occlusion_patch / occlusion_stride: occlusion grid.
         sanity_images: images used for the (model-level) randomization test.
         data: a description of the data (for the report).
+        method_options: ``method_options`` of every :func:`camscope.explain` call.
     """
 
     methods: list[str]
@@ -111,6 +113,7 @@ class EvalConfig:
     sanity_images: int = 8
     data: str = ""
     model: str = ""
+    method_options: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
         unknown = [m for m in self.metrics if m not in FAMILIES]
@@ -128,23 +131,34 @@ class EvalConfig:
 
 
 class CountingForward:
-    """Wraps a model as a ``forward`` for the metrics, counting images and time spent in it."""
+    """Wraps a model as a ``forward`` for the metrics, counting images and time spent in it.
 
-    def __init__(self, model: nn.Module) -> None:
-        self.model = model
+    The passes run on the fast eval-mode copy of :mod:`camscope.fastpath` (same function up to
+    float rounding), in chunks of ``chunk`` images on CPU, where small batches run fastest.
+    """
+
+    def __init__(self, model: nn.Module, chunk: int = 8) -> None:
+        device = next(iter(model.parameters()), torch.zeros(0)).device
+        self.forward = FastForward(model, device)
+        self.chunk = chunk if device.type == "cpu" else None
         self.images = 0
         self.seconds = 0.0
 
     @torch.no_grad()
     def __call__(self, x: Tensor) -> Tensor:
         start = time.perf_counter()
-        out = self.model(x)
+        step = self.chunk or x.shape[0]
+        out = torch.cat([self._scores(x[i : i + step]) for i in range(0, x.shape[0], step)])
+        self.seconds += time.perf_counter() - start
+        self.images += x.shape[0]
+        return out
+
+    def _scores(self, x: Tensor) -> Tensor:
+        out = self.forward(x)
         if not isinstance(out, Tensor):
             from .targets import default_output_adapter
 
             out = default_output_adapter(out)
-        self.seconds += time.perf_counter() - start
-        self.images += x.shape[0]
         return out
 
 
@@ -260,7 +274,15 @@ def evaluate_batch(
             f"evaluation needs (batch, classes) model outputs; got {tuple(logits.shape)}"
         )
     t0 = time.perf_counter()
-    top = explain(model, x, methods, layer=layer, targets=f"topk:{min(5, logits.shape[1])}")
+    opts = config.method_options
+    top = explain(
+        model,
+        x,
+        methods,
+        layer=layer,
+        targets=f"topk:{min(5, logits.shape[1])}",
+        method_options=opts,
+    )
     timing.add("explain", time.perf_counter() - t0)
     top_classes = top.targets if top.targets.ndim == 2 else top.targets[:, None]
     explained_layer = top.layer if isinstance(top.layer, str) else ",".join(top.layer)
@@ -273,7 +295,7 @@ def evaluate_batch(
     ]
     targets = torch.tensor(first, dtype=torch.long)
     t0 = time.perf_counter()
-    res = explain(model, x, methods, layer=layer, targets=targets.tolist())
+    res = explain(model, x, methods, layer=layer, targets=targets.tolist(), method_options=opts)
     timing.add("explain", time.perf_counter() - t0)
     probs = logits.softmax(1)
     for i, s in enumerate(samples):
@@ -355,7 +377,9 @@ def evaluate_batch(
             t0 = time.perf_counter()
             idx = torch.tensor(two)
             second = [_best_accepted(logits[i].cpu(), samples[i].objects[1].class_ids) for i in two]
-            other = explain(model, x[idx], methods, layer=layer, targets=second)
+            other = explain(
+                model, x[idx], methods, layer=layer, targets=second, method_options=opts
+            )
             timing.add("explain", time.perf_counter() - t0)
             t0 = time.perf_counter()
             sub = [samples[i] for i in two]
@@ -677,7 +701,12 @@ def collect_examples(
         x = torch.stack([t for t, _ in inputs])
         device = next(iter(model.parameters()), torch.zeros(0)).device
         res = explain(
-            model, x.to(device), m, layer=layer, targets=[int(r["target"]) for r in picked]
+            model,
+            x.to(device),
+            m,
+            layer=layer,
+            targets=[int(r["target"]) for r in picked],
+            method_options=config.method_options,
         )
         out[m] = [
             {
@@ -725,7 +754,9 @@ def _sanity(
     result: dict[str, Any] = {"images": len(chosen), "fail_below": FAIL_SIMILARITY, "layers": {}}
     for layer in config.layers:
         name = resolve_layers(model, layer, x[:1])[0][0] if layer == "auto" else layer
-        res = cascading_randomization(model, x, config.methods, layer=name)
+        res = cascading_randomization(
+            model, x, config.methods, layer=name, method_options=config.method_options
+        )
         result["layers"][name] = {
             "steps": res.steps,
             "spearman": res.spearman,

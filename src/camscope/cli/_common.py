@@ -172,6 +172,52 @@ def add_max_pixels_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+_NOT_FROM_THE_COMMAND_LINE = {"progress", "output_adapter"}
+
+
+def add_method_option_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--option",
+        "-O",
+        action="append",
+        default=None,
+        metavar="KEY=VALUE",
+        help="method option, repeatable: batch_size=16, precision=bfloat16, num_samples=8, "
+        "num_channels=32, seed=1, score=channel-softmax, align_corners=true, optimize=false",
+    )
+
+
+def parse_method_options(values: Sequence[str] | None) -> dict[str, Any]:
+    """``["batch_size=16", "precision=bfloat16"]`` -> ``{"batch_size": 16, ...}``: numbers and
+    true/false are converted, unknown keys are a usage error naming the known ones."""
+    from ..perturbation import KNOWN_OPTIONS
+
+    known = sorted(set(KNOWN_OPTIONS) - _NOT_FROM_THE_COMMAND_LINE)
+    options: dict[str, Any] = {}
+    for text in values or []:
+        key, sep, raw = (part.strip() for part in text.partition("="))
+        if not sep or not key:
+            raise UsageError(f"--option {text!r}: expected KEY=VALUE, e.g. batch_size=16")
+        if key not in known:
+            raise UsageError(
+                f"--option: unknown key {key!r}; did you mean {closest(key, known, n=2)}? "
+                f"Known keys: {', '.join(known)}"
+            )
+        options[key] = _option_value(raw)
+    return options
+
+
+def _option_value(raw: str) -> Any:
+    if raw.lower() in ("true", "false"):
+        return raw.lower() == "true"
+    for kind in (int, float):
+        try:
+            return kind(raw)
+        except ValueError:
+            pass
+    return raw
+
+
 def add_model_arguments(parser: argparse.ArgumentParser, *, positional: bool = False) -> None:
     """``--model`` (or a MODEL positional), ``--weights``, ``--trust-checkpoint``,
     ``--random-init`` and ``--device``."""

@@ -13,7 +13,15 @@ from typing import Any
 
 from ..errors import UsageError
 from ..metrics import DEFAULT_METRICS, FAMILIES
-from ._common import ModelOptions, add_model_arguments, echo, positive_int, split_list
+from ._common import (
+    ModelOptions,
+    add_method_option_arguments,
+    add_model_arguments,
+    echo,
+    parse_method_options,
+    positive_int,
+    split_list,
+)
 
 _DEFAULT = ",".join(DEFAULT_METRICS)
 
@@ -130,6 +138,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="K",
         help="worst and best images per method in the report (default 3; 0: none)",
     )
+    add_method_option_arguments(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(run=run)
     return parser
@@ -153,6 +162,7 @@ def run(args: argparse.Namespace) -> int:
     metrics = parse_metrics(args.metrics)
     methods = parse_methods(args.methods)
     layers = split_list(args.layers) or ["auto"]
+    method_options = parse_method_options(args.option)
     if not 0.0 <= args.threshold <= 1.0:
         raise UsageError(f"--threshold must be a fraction in [0, 1]; got {args.threshold}")
     if args.tolerance < 0:
@@ -192,6 +202,7 @@ def run(args: argparse.Namespace) -> int:
         # The built-in benchmark's image i does not depend on N, so a resumed run may grow N.
         data=f"builtin (seed {args.seed})" if args.data.startswith("builtin") else args.data,
         model=spec.name,
+        method_options=method_options,
     )
     result = evaluation.run_evaluation(
         model,

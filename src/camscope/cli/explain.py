@@ -32,11 +32,13 @@ from ._common import (
     InputItem,
     ModelOptions,
     add_max_pixels_argument,
+    add_method_option_arguments,
     add_model_arguments,
     class_label,
     echo,
     gather_inputs,
     parse_layers,
+    parse_method_options,
     parse_methods,
     parse_target,
     positive_int,
@@ -69,6 +71,8 @@ examples:
   camscope explain cat.jpg dog.png --method gradcam,gradcam++,layercam --out out/pets
   camscope explain photos/ --target top3 --save-npy
   camscope explain --model resnet50 --layer layer3,layer4 --colormap jet
+  camscope explain cat.jpg -m scorecam,ablationcam -O batch_size=16 -O precision=bfloat16
+  camscope explain cat.jpg -m gradcam++ --aug-smooth --eigen-smooth
 """
 
 
@@ -126,6 +130,17 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     add_max_pixels_argument(parser)
     parser.add_argument(
+        "--aug-smooth",
+        action="store_true",
+        help="average each map over flipped and rescaled copies of the image (6x the cost)",
+    )
+    parser.add_argument(
+        "--eigen-smooth",
+        action="store_true",
+        help="use the first principal component of the weighted activations",
+    )
+    add_method_option_arguments(parser)
+    parser.add_argument(
         "--batch-size",
         type=positive_int,
         default=1,
@@ -151,6 +166,9 @@ class ExplainOptions:
     alpha: float = 0.5
     max_pixels: int | None = None
     batch_size: int = 1
+    aug_smooth: bool = False
+    eigen_smooth: bool = False
+    method_options: dict[str, Any] = field(default_factory=dict)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -166,6 +184,9 @@ def run(args: argparse.Namespace) -> int:
         alpha=args.alpha,
         max_pixels=args.max_pixels,
         batch_size=args.batch_size,
+        aug_smooth=bool(args.aug_smooth),
+        eigen_smooth=bool(args.eigen_smooth),
+        method_options=parse_method_options(args.option),
     )
     return explain_images(options)
 
@@ -208,6 +229,7 @@ def explain_images(options: ExplainOptions) -> int:
     items = gather_inputs(options.images)
     max_pixels = options.max_pixels or io.DEFAULT_MAX_PIXELS
     writer = _Writer(options, methods, spec)
+    calls = _call_options(options)
     records: list[dict[str, Any]] = []
     failures = 0
     with tqdm(
@@ -237,7 +259,7 @@ def explain_images(options: ExplainOptions) -> int:
                     x = x.unsqueeze(0)
                 loaded.append(_Loaded(item, image, x, time.perf_counter() - began))
             for group, result, error in _explain_groups(
-                model, loaded, methods, layer_names, target, device
+                model, loaded, methods, layer_names, target, device, calls
             ):
                 for i, entry in enumerate(group):
                     began = time.perf_counter()
@@ -264,6 +286,9 @@ def explain_images(options: ExplainOptions) -> int:
         "target": options.target,
         "colormap": options.colormap,
         "alpha": options.alpha,
+        "aug_smooth": options.aug_smooth,
+        "eigen_smooth": options.eigen_smooth,
+        "method_options": options.method_options,
         "images": records,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
@@ -292,6 +317,19 @@ def _failed(item: InputItem, error: str, seconds: float) -> dict[str, Any]:
     }
 
 
+def _call_options(options: ExplainOptions) -> dict[str, Any]:
+    """Keyword arguments of :func:`camscope.explain`; long perturbation runs draw a bar on stderr
+    when it is a terminal (the library itself prints nothing)."""
+    method_options = dict(options.method_options)
+    if sys.stderr.isatty():
+        method_options.setdefault("progress", True)
+    return {
+        "aug_smooth": options.aug_smooth,
+        "eigen_smooth": options.eigen_smooth,
+        "method_options": method_options,
+    }
+
+
 def _explain_groups(
     model: nn.Module,
     loaded: list[_Loaded],
@@ -299,6 +337,7 @@ def _explain_groups(
     layers: list[str],
     target: str | int,
     device: torch.device,
+    calls: dict[str, Any],
 ) -> list[tuple[list[_Loaded], tuple[Explanation, float] | None, str | None]]:
     """Explain a chunk in one call; if that fails for a reason other than a usage error, retry
     image by image so one bad image does not take the others with it."""
@@ -312,7 +351,8 @@ def _explain_groups(
     def attempt(group: list[_Loaded]) -> tuple[Explanation, float]:
         began = time.perf_counter()
         x = torch.cat([entry.x for entry in group]).to(device)
-        result = explain(model, x, methods, layers if len(layers) > 1 else layers[0], target)
+        layer = layers if len(layers) > 1 else layers[0]
+        result = explain(model, x, methods, layer, target, **calls)
         return result, time.perf_counter() - began
 
     try:
@@ -325,7 +365,7 @@ def _explain_groups(
             return [(loaded, None, f"{type(err).__name__}: {err}")]
     results: list[tuple[list[_Loaded], tuple[Explanation, float] | None, str | None]] = []
     for entry in loaded:
-        results.extend(_explain_groups(model, [entry], methods, layers, target, device))
+        results.extend(_explain_groups(model, [entry], methods, layers, target, device, calls))
     return results
 
 

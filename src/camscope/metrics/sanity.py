@@ -21,8 +21,9 @@ Example:
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -148,6 +149,7 @@ def cascading_randomization(
     max_steps: int | None = 6,
     depth: int = 2,
     seed: int = 0,
+    method_options: Mapping[str, Any] | None = None,
 ) -> CascadeResult:
     """Run the cascading randomization test on ``x`` for ``methods`` at ``layer``.
 
@@ -161,13 +163,21 @@ def cascading_randomization(
             top (the last point always randomises every unit); None: every unit.
         depth: unit granularity (see :func:`parameter_units`).
         seed: seeds the re-initialisation.
+        method_options: passed to every :func:`camscope.explain` call.
 
     Cost: ``1 + steps`` calls of :func:`camscope.explain` on ``x`` (every method shares each).
     """
     from ..engine import explain
 
     names = list(methods)
-    ref = explain(model, x, names, layer=layer, targets="top1" if targets is None else targets)
+    ref = explain(
+        model,
+        x,
+        names,
+        layer=layer,
+        targets="top1" if targets is None else targets,
+        method_options=method_options,
+    )
     classes = ref.targets if targets is None else targets
     units = list(reversed(parameter_units(model, x, depth)))
     if not units:
@@ -188,7 +198,7 @@ def cascading_randomization(
             reinitialise(modules[units[done]], gen)
             done += 1
         steps.append(units[point])
-        res = explain(work, x, names, layer=layer, targets=classes)
+        res = explain(work, x, names, layer=layer, targets=classes, method_options=method_options)
         for n in names:
             a, b = ref.maps[n], res.maps[n]
             rho = spearman(a.flatten(1), b.flatten(1))
