@@ -2,11 +2,16 @@
 
 Models (random init, no downloads): timm ``efficientnet_lite0`` at ``blocks.6`` (320 channels,
 7x7) and torchvision ``resnet50`` at ``layer4`` (2048 channels, 7x7); one 224 px image, batch 1.
-For every method and library it prints the wall time, the time ratio to camscope and the Pearson
-correlation of the maps with camscope's (all maps brought to 224 x 224 with bilinear
-interpolation). camscope's Score-CAM runs with ``score="channel-softmax"``, the weighting both
-peers use (softmax over channels of the target logit); the correlation of the paper's weighting
-(``score="probability"``, camscope's default) is printed as well.
+Every row is one timed call (camscope's caches are cleared before each of its calls, so building
+the fast copy and its TorchScript graph is inside the time). For every row it prints the wall
+time, the speed-up over each peer and the Pearson correlation of its map with each peer's (all
+maps brought to 224 x 224 with bilinear interpolation).
+
+camscope's Score-CAM runs with ``score="channel-softmax"``, the weighting both peers use (softmax
+over channels of the target logit). Variants: ``align_corners`` upsamples the masks as
+pytorch-grad-cam does (torchcam and the Score-CAM authors' code use half-pixel centres, camscope's
+default); ``bfloat16`` runs the masked passes under autocast (an approximation, opt-in); ``paper
+weights`` is camscope's default weighting (softmax probability over classes).
 
     python benchmarks/perturbation.py --device cpu
     python benchmarks/perturbation.py --device cuda --models resnet50
@@ -89,6 +94,63 @@ def torchcam_lib(model: nn.Module, x: Tensor, layer: str, _method: str, cls: int
     return to224(cams[0][0], str(x.device))
 
 
+Row = tuple[str, float, Tensor]
+
+
+def scorecam_rows(
+    model: nn.Module, x: Tensor, layer: str, cls: int, dev: str, skip_unoptimised: bool
+) -> list[Row]:
+    from camscope import fastpath
+
+    variants: dict[str, dict[str, Any]] = {
+        "camscope": {},
+        "camscope align_corners": {"align_corners": True},
+        "camscope bfloat16": {"precision": "bfloat16"},
+        "camscope bfloat16 + align_corners": {"precision": "bfloat16", "align_corners": True},
+        "camscope (paper weights)": {"score": "probability"},
+    }
+    if not skip_unoptimised:
+        variants["camscope optimize=False"] = {"optimize": False}
+    rows: list[Row] = []
+    for label, opts in variants.items():
+        fastpath.clear_caches()
+        opts = {"score": "channel-softmax", **opts}
+        seconds, cam = timed(partial(ours, model, x, layer, "scorecam", cls, **opts), dev)
+        rows.append((label, seconds, cam))
+        print(f"  {label}: {seconds:.2f} s", flush=True)
+    for peer, fn in (("torchcam", torchcam_lib), ("pytorch-grad-cam", gradcam_lib)):
+        seconds, cam = timed(partial(fn, model, x, layer, "scorecam", cls), dev)
+        rows.append((peer, seconds, cam))
+        print(f"  {peer}: {seconds:.2f} s", flush=True)
+    return rows
+
+
+def ablation_rows(model: nn.Module, x: Tensor, layer: str, cls: int, dev: str) -> list[Row]:
+    rows: list[Row] = []
+    seconds, cam = timed(partial(ours, model, x, layer, "ablationcam", cls), dev)
+    rows.append(("camscope", seconds, cam))
+    seconds, cam = timed(partial(gradcam_lib, model, x, layer, "ablationcam", cls), dev)
+    rows.append(("pytorch-grad-cam", seconds, cam))
+    return rows
+
+
+def table(name: str, method: str, rows: list[Row]) -> list[str]:
+    """Markdown rows: time, speed-up over each peer, correlation with each peer."""
+    peers = [(label, t, cam) for label, t, cam in rows if not label.startswith("camscope")]
+    lines = []
+    for label, seconds, cam in rows:
+        speed = " | ".join(f"{t / seconds:.2f}" for _, t, _ in peers)
+        corr = " | ".join(f"{pearson(cam, other):.4f}" for _, _, other in peers)
+        lines.append(f"| {name} | {method} | {label} | {seconds:.2f} | {speed} | {corr} |")
+    header = " | ".join(f"x faster than {p}" for p, _, _ in peers)
+    header += " | " + " | ".join(f"r vs {p}" for p, _, _ in peers)
+    return [
+        f"| model | method | library | time (s) | {header} |",
+        "|---" * (4 + 2 * len(peers)) + "|",
+        *lines,
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -101,47 +163,20 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     dev = args.device
     print(f"device={dev} threads={torch.get_num_threads()} torch={torch.__version__}")
-    print("| model | method | library | time (s) | peer / camscope | Pearson r vs camscope |")
-    print("|---|---|---|---:|---:|---:|")
+    tables: list[str] = []
     for name in args.models:
         model, layer = build(name, dev)
         x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(1)).to(dev)
         with torch.no_grad():
             cls = int(model(x).argmax(1))
         for method in args.methods:
-            peers: dict[str, Callable[[], Tensor]] = {}
+            print(f"{name} {method}", flush=True)
             if method == "scorecam":
-                ref_opts: dict[str, Any] = {"score": "channel-softmax"}
-                peers["torchcam"] = partial(torchcam_lib, model, x, layer, method, cls)
+                rows = scorecam_rows(model, x, layer, cls, dev, args.skip_unoptimised)
             else:
-                ref_opts = {}
-            peers["pytorch-grad-cam"] = partial(gradcam_lib, model, x, layer, method, cls)
-            t_ours, m_ours = timed(partial(ours, model, x, layer, method, cls, **ref_opts), dev)
-            print(f"| {name} | {method} | camscope | {t_ours:.2f} | 1.00 | 1.0000 |", flush=True)
-            if method == "scorecam":
-                t_p, m_p = timed(partial(ours, model, x, layer, method, cls), dev)
-                r = pearson(m_p, m_ours)
-                print(
-                    f"| {name} | {method} | camscope (paper weights) | {t_p:.2f} | "
-                    f"{t_p / t_ours:.2f} | {r:.4f} |",
-                    flush=True,
-                )
-                if not args.skip_unoptimised:
-                    opts = {**ref_opts, "optimize": False}
-                    t_u, m_u = timed(partial(ours, model, x, layer, method, cls, **opts), dev)
-                    diff = float((m_u - m_ours).abs().max())
-                    print(
-                        f"| {name} | {method} | camscope optimize=False | {t_u:.2f} | "
-                        f"{t_u / t_ours:.2f} | {pearson(m_u, m_ours):.4f} (max diff {diff:.1e}) |",
-                        flush=True,
-                    )
-            for peer, fn in peers.items():
-                t_peer, m_peer = timed(fn, dev)
-                print(
-                    f"| {name} | {method} | {peer} | {t_peer:.2f} | {t_peer / t_ours:.2f} | "
-                    f"{pearson(m_peer, m_ours):.4f} |",
-                    flush=True,
-                )
+                rows = ablation_rows(model, x, layer, cls, dev)
+            tables += ["", *table(name, method, rows)]
+    print("\n".join(tables))
 
 
 if __name__ == "__main__":
