@@ -341,3 +341,21 @@ def test_bad_options_and_callable_targets_are_usage_errors() -> None:
         explain(model, x, "scorecam", "stage", method_options={"batch_size": 0})
     with pytest.raises(UsageError, match="callable target"):
         explain(model, x, "ablationcam", "stage", targets=lambda out: out[:, 0])
+
+
+@pytest.mark.parametrize("method", ["scorecam", "gradcam"])
+def test_several_classes_per_image_equal_separate_calls(method: str) -> None:
+    model, x = TinyNet(dead=2, dup=2).eval(), inputs(2)
+    classes = [[1, 3, 1], [0, 4, 2]]
+    totals: list[int] = []
+    opts = {"progress": lambda d, t: totals.append(t)}
+    joint = explain(model, x, method, "stage", targets=classes, method_options=opts)
+    assert joint.maps[method].shape == (2, 3, 32, 32)
+    joint_total = totals[-1] if totals else None
+    for k in range(3):
+        single = explain(
+            model, x, method, "stage", targets=[row[k] for row in classes], method_options=opts
+        )
+        assert (joint.maps[method][:, k] - single.maps[method]).abs().max() <= 1e-5
+    if method == "scorecam":  # one set of masked passes serves all three classes
+        assert joint_total == totals[-1] == 2 * 8 + 1  # 12 channels: 2 dead, 2 duplicates

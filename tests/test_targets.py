@@ -43,6 +43,14 @@ def test_explicit_classes(spec, ids: list[int]) -> None:
     assert res.scores[:, 0].tolist() == [LOGITS[i, c].item() for i, c in enumerate(ids)]
 
 
+@pytest.mark.parametrize("spec", [[[2, 0, 2], [3, 1, 1]], torch.tensor([[2, 0, 2], [3, 1, 1]])])
+def test_several_explicit_classes_per_sample(spec) -> None:
+    res = resolve_targets(LOGITS, spec)
+    assert res.per_class
+    assert res.class_ids.tolist() == [[2, 0, 2], [3, 1, 1]]
+    assert res.scores.tolist() == [[5.0, 3.0, 5.0], [4.0, 9.0, 9.0]]
+
+
 @pytest.mark.parametrize(
     ("spec", "match"),
     [
@@ -53,6 +61,10 @@ def test_explicit_classes(spec, ids: list[int]) -> None:
         ("second", "unknown target 'second'"),
         (True, "cannot use True"),
         ([0.5, 1.0], "cannot use"),
+        ([[0, 1], [2]], "same, non-zero length"),
+        ([[0, 1], [2, 0.5]], "must hold class indices"),
+        ([[0, 1]], "for 1 images, the batch has 2"),
+        (torch.tensor([[0, 4], [1, 1]]), "class 4 is out of range"),
     ],
 )
 def test_bad_class_targets(spec, match: str) -> None:

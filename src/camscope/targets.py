@@ -5,6 +5,9 @@ A target specification is one of
 * ``"top1"`` (default) or ``"top5"`` / ``"topk:K"``: the model's own top classes, one map per class;
 * an ``int``: the same class for every sample;
 * a sequence of ints, one per sample;
+* a ``(B, K)`` tensor or a list of ``B`` lists of ``K`` ints: ``K`` classes per sample, one map
+  each (as for top-k: maps of shape ``(B, K, H, W)``), e.g. the top-5 and a ground-truth class
+  in one call, which shares the forward pass and, for Score-CAM, the masked passes;
 * a callable ``f(output) -> Tensor[B]`` returning one differentiable score per sample, for any
   differentiable output (segmentation masks, captioning scores, a regression head, ...).
 
@@ -25,7 +28,7 @@ from torch import Tensor
 from .errors import TargetError, UsageError
 
 ScoreFn = Callable[[Any], Tensor]
-TargetSpec = Union[str, int, Sequence[int], Tensor, ScoreFn]
+TargetSpec = Union[str, int, Sequence[int], Sequence[Sequence[int]], Tensor, ScoreFn]
 OutputAdapter = Callable[[Any], Tensor]
 
 
@@ -126,6 +129,9 @@ def _class_ids(
         if not 1 <= k <= num_classes:
             raise TargetError(f"target {spec!r} asks for {k} classes; the model has {num_classes}")
         return logits.detach().topk(k, dim=1).indices, k > 1
+    several = _per_sample_lists(spec)
+    if several is not None:
+        return _checked(several, batch, num_classes), True
     if isinstance(spec, Tensor):
         ids = spec.reshape(-1).long()
     elif isinstance(spec, int) and not isinstance(spec, bool):
@@ -138,9 +144,30 @@ def _class_ids(
         ids = ids.expand(batch)
     if ids.numel() != batch:
         raise TargetError(f"got {ids.numel()} target classes for a batch of {batch} images")
+    return _checked(ids[:, None], batch, num_classes), False
+
+
+def _per_sample_lists(spec: TargetSpec) -> Tensor | None:
+    """``(B, K)`` class ids from a 2-D tensor or a list of int lists; None for other specs."""
+    if isinstance(spec, Tensor):
+        return spec.long() if spec.ndim == 2 else None
+    if isinstance(spec, Sequence) and not isinstance(spec, str) and spec:
+        rows: list[Any] = list(spec)
+        if all(isinstance(r, Sequence) and not isinstance(r, str) for r in rows):
+            if not all(isinstance(t, int) and not isinstance(t, bool) for r in rows for t in r):
+                raise TargetError("per-sample target lists must hold class indices (ints)")
+            if len({len(r) for r in rows}) != 1 or not rows[0]:
+                raise TargetError("per-sample target lists must all have the same, non-zero length")
+            return torch.tensor([list(r) for r in rows], dtype=torch.long)
+    return None
+
+
+def _checked(ids: Tensor, batch: int, num_classes: int) -> Tensor:
+    if ids.shape[0] != batch:
+        raise TargetError(f"got target classes for {ids.shape[0]} images, the batch has {batch}")
     bad = ids[(ids < 0) | (ids >= num_classes)]
     if bad.numel():
         raise TargetError(
             f"target class {int(bad[0])} is out of range: the model has classes 0..{num_classes - 1}"
         )
-    return ids[:, None].clone(), False
+    return ids.clone()
