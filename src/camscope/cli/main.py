@@ -16,6 +16,7 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
+from ..allocator import tune_allocator
 from ..errors import CamscopeError
 from . import evaluate, explain, layers, methods, predict
 
@@ -83,6 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     verbosity = int(getattr(args, "verbose", 0) or 0)
     _setup_logging(verbosity)
+    tune_allocator()  # this process is ours: keep activation buffers instead of re-faulting them
     try:
         return int(args.run(args))
     except CamscopeError as err:
