@@ -194,3 +194,25 @@ def hook_counts(model: nn.Module) -> dict[str, int]:
             if n:
                 counts[f"{name or '<root>'}.{kind}"] = n
     return counts
+
+
+def imagenet_sized(batch_norm: bool = False) -> nn.Module:
+    """A random two-conv classifier with 1000 outputs (ImageNet's label space), 32 px inputs;
+    ``batch_norm`` adds a BatchNorm with non-trivial statistics after the first convolution."""
+    torch.manual_seed(0)
+    norm: list[nn.Module] = [nn.BatchNorm2d(8)] if batch_norm else []
+    net = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        *norm,
+        nn.ReLU(),
+        nn.Conv2d(8, 8, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, 1000),
+    )
+    if batch_norm:
+        with torch.no_grad():
+            net[1].running_mean.uniform_(-0.3, 0.3)
+            net[1].running_var.uniform_(0.5, 2.0)
+    return net.eval()

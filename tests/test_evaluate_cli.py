@@ -7,30 +7,17 @@ import json
 
 import pytest
 import torch
-from torch import nn
+from nets import imagenet_sized
 
 from camscope.cli import _common
 from camscope.cli.main import main
 from camscope.models import ModelSpec
 
 
-def tiny_model() -> nn.Module:
-    torch.manual_seed(0)
-    return nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1),
-        nn.ReLU(),
-        nn.Conv2d(8, 8, 3, stride=2, padding=1),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(8, 1000),
-    ).eval()
-
-
 @pytest.fixture
 def patched(monkeypatch):
     spec = ModelSpec(name="tiny", input_size=(32, 32), class_names=[f"c{i}" for i in range(1000)])
-    model = tiny_model()
+    model = imagenet_sized()
     monkeypatch.setattr(_common, "load_model", lambda options: (model, spec, torch.device("cpu")))
     return model
 

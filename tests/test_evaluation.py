@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
+from nets import imagenet_sized
 
 from camscope import explain
 from camscope.evaluation import CountingForward, EvalConfig, evaluate_batch, to_input
@@ -12,20 +12,6 @@ from camscope.metrics import localization as lm
 from camscope.synthetic import SyntheticBenchmark
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
-
-
-def tiny_model() -> nn.Module:
-    torch.manual_seed(0)
-    return nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1),
-        nn.BatchNorm2d(8),
-        nn.ReLU(),
-        nn.Conv2d(8, 8, 3, stride=2, padding=1),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(8, 1000),
-    ).eval()
 
 
 def boxes_of(sample, scale, j):
@@ -36,7 +22,7 @@ def boxes_of(sample, scale, j):
 
 @pytest.mark.parametrize("method", ["gradcam", "scorecam"])
 def test_one_call_per_batch_equals_separate_explain_calls(method: str) -> None:
-    model = tiny_model()
+    model = imagenet_sized(batch_norm=True)
     bench = SyntheticBenchmark(12, size=32, seed=0)
     two = [s for s in bench if len(s.objects) == 2][:2]
     one = next(s for s in bench if len(s.objects) == 1)
@@ -46,7 +32,7 @@ def test_one_call_per_batch_equals_separate_explain_calls(method: str) -> None:
     scales = [sc for _, sc in inputs]
     config = EvalConfig(methods=[method], metrics=["loc", "pointing", "energy", "discrimination"])
     rows, maps = evaluate_batch(
-        model, samples, x, scales, config, "3", CountingForward(model), mean=MEAN, std=STD
+        model, samples, x, scales, config, "4", CountingForward(model), mean=MEAN, std=STD
     )
     with torch.no_grad():
         logits = model(x)
@@ -54,7 +40,7 @@ def test_one_call_per_batch_equals_separate_explain_calls(method: str) -> None:
         ids = torch.tensor(sample.objects[0].class_ids)
         first = int(ids[logits[i, ids].argmax()])
         assert row["target"] == first
-        own = explain(model, x[i : i + 1], method, "3", targets=first).maps[method]
+        own = explain(model, x[i : i + 1], method, "4", targets=first).maps[method]
         assert torch.allclose(maps[method][i], own[0], atol=1e-5)
         box, valid = boxes_of(sample, scales[i], 0)
         iou = lm.box_iou(lm.wsol_boxes(own, config.threshold)[:, None], box)[0, 0]
@@ -65,7 +51,7 @@ def test_one_call_per_batch_equals_separate_explain_calls(method: str) -> None:
         if len(sample.objects) == 2:
             ids_b = torch.tensor(sample.objects[1].class_ids)
             second = int(ids_b[logits[i, ids_b].argmax()])
-            other = explain(model, x[i : i + 1], method, "3", targets=second).maps[method]
+            other = explain(model, x[i : i + 1], method, "4", targets=second).maps[method]
             box_b, valid_b = boxes_of(sample, scales[i], 1)
             _, share_a = lm.discrimination(own, box, valid, box_b, valid_b)
             _, share_b = lm.discrimination(other, box_b, valid_b, box, valid)
