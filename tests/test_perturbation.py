@@ -211,7 +211,7 @@ class ConcatNet(TinyNet):
 
 def test_ablation_falls_back_when_the_suffix_reads_the_prefix(caplog) -> None:
     model, x = ConcatNet().eval(), inputs(1)
-    with caplog.at_level(logging.INFO, logger="camscope.perturbation"):
+    with caplog.at_level(logging.INFO, logger="camscope.ablation"):
         got = explain(model, x, "ablationcam", "stage").maps["ablationcam"]
     assert "falling back" in caplog.text
     assert (got - slow_ablation(model, x, "stage")).abs().max() <= 1e-4
