@@ -126,6 +126,15 @@ def test_noisy_linear_imputation_single_hole_by_hand():
     assert torch.equal(noisy[0, 0][kept], x[0, 0][kept])
 
 
+def test_imputation_renormalises_the_weights_at_the_border_by_hand():
+    x = torch.tensor([[0.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]]).expand(1, 1, 3, 3)
+    removed = torch.zeros(1, 3, 3, dtype=torch.bool)
+    removed[0, 0, 0] = True
+    out = fm.noisy_linear_impute(x, removed, noise=0.0)
+    # neighbours of the corner: 2 and 4 (weight 1/6 each), 5 (1/12); weights sum to 5/12
+    assert float(out[0, 0, 0, 0]) == pytest.approx((2 / 6 + 4 / 6 + 5 / 12) / (5 / 12))
+
+
 def test_imputation_reproduces_a_constant_image_with_a_large_hole():
     x = torch.full((1, 3, 16, 16), 0.7)
     removed = torch.zeros(1, 16, 16, dtype=torch.bool)

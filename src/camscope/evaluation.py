@@ -268,7 +268,9 @@ def evaluate_batch(
     def put(i: int, method: str, key: str, value: Any) -> None:
         rows[i * len(methods) + methods.index(method)][key] = value
 
+    t0 = time.perf_counter()
     logits = forward(x).float()
+    timing.add("classify", time.perf_counter() - t0)
     if logits.ndim != 2:
         raise UsageError(
             f"evaluation needs (batch, classes) model outputs; got {tuple(logits.shape)}"
@@ -618,7 +620,8 @@ def _accumulate_timing(
 ) -> dict[str, Any]:
     """Add this session's cost to ``timing.json`` (sessions of a resumed run add up).
 
-    ``metric_overhead_seconds`` is the metric stages' time minus the time spent inside the model's
+    ``metric_overhead_seconds`` is the metric stages' time (with ``classify``, the one plain
+    forward per image that picks the explained classes) minus the time spent inside the model's
     forward passes they asked for: the work the metrics themselves add (masking, ranking, connected
     components, imputation...). ``explain`` is the time of the :func:`explain` calls.
     """

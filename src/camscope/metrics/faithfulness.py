@@ -253,25 +253,28 @@ def noisy_linear_impute(
     """
     keep = (~removed)[:, None].to(x.dtype)
     filled = _coarse_fill(x, keep)
-    kernel = torch.tensor(
-        [[1 / 12, 1 / 6, 1 / 12], [1 / 6, 0.0, 1 / 6], [1 / 12, 1 / 6, 1 / 12]],
-        dtype=x.dtype,
-        device=x.device,
-    )
     b, c, h, w = x.shape
-    k4 = kernel.view(1, 1, 3, 3)
     # Neighbour weights that fall outside the image are dropped and the rest renormalised.
-    norm = F.conv2d(F.pad(torch.ones(1, 1, h, w, dtype=x.dtype, device=x.device), (1, 1, 1, 1)), k4)
+    norm = _neighbour_sum(torch.ones(1, 1, h, w, dtype=x.dtype, device=x.device))
     flat_keep = keep.expand(b, c, h, w).reshape(b * c, 1, h, w)
     flat_x = x.reshape(b * c, 1, h, w)
     filled = filled.reshape(b * c, 1, h, w)
     for _ in range(sweeps):
-        avg = F.conv2d(F.pad(filled, (1, 1, 1, 1)), k4) / norm
-        filled = torch.where(flat_keep > 0.5, flat_x, avg)
+        filled = torch.where(flat_keep > 0.5, flat_x, _neighbour_sum(filled) / norm)
     filled = filled.reshape(b, c, h, w)
     gen = torch.Generator(device="cpu").manual_seed(seed)
     jitter = torch.randn(x.shape, generator=gen).to(x.device) * noise
     return keep * x + (1 - keep) * (filled + jitter)
+
+
+def _neighbour_sum(t: Tensor) -> Tensor:
+    """Weighted sum of each pixel's 8 neighbours (1/6 direct, 1/12 diagonal; zero outside):
+    the 3x3 kernel is ``(outer([1, 2, 1], [1, 2, 1]) - 4 * centre) / 12``, applied as two
+    3-tap passes, several times faster on CPU than a one-channel ``conv2d``."""
+    p = F.pad(t, (1, 1, 1, 1))
+    rows = p[..., :, :-2] + 2 * p[..., :, 1:-1] + p[..., :, 2:]
+    both = rows[..., :-2, :] + 2 * rows[..., 1:-1, :] + rows[..., 2:, :]
+    return (both - 4 * t) / 12
 
 
 def _coarse_fill(x: Tensor, keep: Tensor) -> Tensor:
