@@ -21,6 +21,8 @@ per model and keeps it while the model's parameters stay the same:
   0.999 with float32.
 
 Passes run under ``torch.inference_mode()`` by the caller; the user's model is never modified.
+Memory: while the model lives (or until :func:`clear_caches`), the folded copy and, on CPU, the
+frozen graph each hold a copy of the weights.
 """
 
 from __future__ import annotations
