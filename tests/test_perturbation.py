@@ -359,3 +359,22 @@ def test_several_classes_per_image_equal_separate_calls(method: str) -> None:
         assert (joint.maps[method][:, k] - single.maps[method]).abs().max() <= 1e-5
     if method == "scorecam":  # one set of masked passes serves all three classes
         assert joint_total == totals[-1] == 2 * 8 + 1  # 12 channels: 2 dead, 2 duplicates
+
+
+def test_memory_per_row_is_measured_on_one_plain_pass(monkeypatch) -> None:
+    from camscope import perturbation
+    from camscope.fastpath import inference_model
+
+    model, x = TinyNet(dead=3).eval(), inputs(1)
+    seen: list[int] = []
+    real = perturbation.batch_size_for
+    monkeypatch.setattr(
+        perturbation,
+        "batch_size_for",
+        lambda per_row, device, limit: seen.append(per_row) or real(per_row, device, limit),
+    )
+    explain(model, x, "scorecam", "stage")
+    fast = inference_model(model, x.device)
+    with perturbation.output_bytes(fast) as used, torch.no_grad():
+        fast(torch.zeros_like(x).contiguous(memory_format=torch.channels_last))
+    assert seen == [used[0] + 3 * x.numel() * x.element_size()]

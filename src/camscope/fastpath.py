@@ -159,7 +159,9 @@ class FastForward:
         """The module that runs the passes (the folded copy, or the model itself)."""
         return inference_model(self.model, self.device) if self.optimize else self.model
 
-    def __call__(self, batch: Tensor) -> Any:
+    def __call__(self, batch: Tensor, *, traced: bool = True) -> Any:
+        """``traced=False`` runs the eager copy even where a graph exists (e.g. to measure the
+        memory of a pass with module hooks, which a graph would not call)."""
         module = self.module()
         dtype = next((p.dtype for p in module.parameters() if p.is_floating_point()), None)
         if dtype is not None and batch.dtype != dtype and self.autocast is None:
@@ -169,7 +171,7 @@ class FastForward:
         if self.autocast is not None:
             with torch.autocast(self.device.type, dtype=self.autocast):
                 return module(batch)
-        if self.trace:
+        if self.trace and traced:
             return self._traced(module, batch)
         return module(batch)
 

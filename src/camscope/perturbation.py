@@ -254,8 +254,8 @@ class Scorer:
     def model(self) -> nn.Module:
         return self.forward.module()
 
-    def logits(self, batch: Tensor) -> Tensor:
-        out = self.settings.adapter(self.forward(batch))
+    def logits(self, batch: Tensor, *, traced: bool = True) -> Tensor:
+        out = self.settings.adapter(self.forward(batch, traced=traced))
         if out.ndim != 2 or out.shape[0] != batch.shape[0]:
             raise UsageError(
                 f"perturbation methods need (batch, classes) scores; the model gave "
@@ -388,8 +388,8 @@ def masked_channel_scores(
         with scorer.running():
             batch = scorer.settings.batch_size
             if need_zero or batch is None:  # the zero input also measures memory per row
-                with output_bytes(scorer.model) as used:
-                    zero_logits = scorer.logits(torch.zeros_like(x[:1]))
+                with output_bytes(scorer.model) as used:  # hooks fire on the eager copy only
+                    zero_logits = scorer.logits(torch.zeros_like(x[:1]), traced=False)
                 if scorer.settings.score == "probability":
                     zero_logits = zero_logits.softmax(1)
                 zero_scores = zero_logits[0][class_ids.to(device)]
