@@ -95,15 +95,21 @@ def inputs(b: int = 1, size: int = 32) -> Tensor:
     return torch.randn(b, 3, size, size, generator=torch.Generator().manual_seed(3))
 
 
-def slow_scorecam(model: nn.Module, x: Tensor, layer: str, coefs=(1.0,)) -> Tensor:
-    """One pass per channel and coefficient; the straightforward definition."""
+def recorded(model: nn.Module, x: Tensor, layer: str) -> tuple[Tensor, Tensor]:
+    """``layer``'s output and the logits of one plain no-grad pass."""
     store: dict[str, Tensor] = {}
     module = dict(model.named_modules())[layer]
     handle = module.register_forward_hook(lambda _m, _i, o: store.update(a=o.detach()))
     with torch.no_grad():
         logits = model(x)
     handle.remove()
-    acts, cls = store["a"], logits.argmax(1)
+    return store["a"], logits
+
+
+def slow_scorecam(model: nn.Module, x: Tensor, layer: str, coefs=(1.0,)) -> Tensor:
+    """One pass per channel and coefficient; the straightforward definition."""
+    acts, logits = recorded(model, x, layer)
+    cls = logits.argmax(1)
     maps = []
     for b in range(x.shape[0]):
         weights = []
@@ -121,12 +127,8 @@ def slow_scorecam(model: nn.Module, x: Tensor, layer: str, coefs=(1.0,)) -> Tens
 
 def slow_ablation(model: nn.Module, x: Tensor, layer: str) -> Tensor:
     module = dict(model.named_modules())[layer]
-    store: dict[str, Tensor] = {}
-    handle = module.register_forward_hook(lambda _m, _i, o: store.update(a=o.detach()))
-    with torch.no_grad():
-        logits = model(x)
-    handle.remove()
-    acts, cls = store["a"], logits.argmax(1)
+    acts, logits = recorded(model, x, layer)
+    cls = logits.argmax(1)
     maps = []
     for b in range(x.shape[0]):
         y = logits[b, cls[b]]
