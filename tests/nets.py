@@ -216,3 +216,36 @@ def imagenet_sized(batch_norm: bool = False) -> nn.Module:
             net[1].running_mean.uniform_(-0.3, 0.3)
             net[1].running_var.uniform_(0.5, 2.0)
     return net.eval()
+
+
+def tiny_hf_vit(labels: list[str] | None = None, num_labels: int = 10) -> nn.Module:
+    """A two-block Hugging Face ViT on 64 px inputs (16 patch tokens), random weights; ``labels``
+    names the classes (and sets their number)."""
+    import transformers
+
+    named: dict[str, object] = {}
+    if labels:
+        named = {
+            "id2label": dict(enumerate(labels)),
+            "label2id": {n: i for i, n in enumerate(labels)},
+        }
+    config = transformers.ViTConfig(
+        image_size=64,
+        patch_size=16,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        num_labels=len(labels) if labels else num_labels,
+        **named,
+    )
+    return transformers.ViTForImageClassification(config)
+
+
+def hf_vit_auto_layer() -> str:
+    """camscope's auto layer of :func:`tiny_hf_vit`: transformers >= 5 names the blocks
+    ``vit.layers.N``, 4.x ``vit.encoder.layer.N``."""
+    import transformers
+
+    major = int(str(getattr(transformers, "__version__", "5")).split(".")[0])
+    return "vit.layers.1.layernorm_before" if major >= 5 else "vit.encoder.layer.1.layernorm_before"

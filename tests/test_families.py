@@ -32,6 +32,7 @@ import timm
 import torch
 import torch.nn.functional as F
 import torchvision.models as tvm
+from nets import hf_vit_auto_layer, tiny_hf_vit
 from torch import Tensor, nn
 
 import camscope
@@ -69,21 +70,6 @@ def _tv_vit() -> nn.Module:
     return model
 
 
-def _hf_vit() -> nn.Module:
-    from transformers import ViTConfig, ViTForImageClassification
-
-    config = ViTConfig(
-        image_size=64,
-        patch_size=16,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        num_labels=10,
-    )
-    return ViTForImageClassification(config)
-
-
 def _hf_swin() -> nn.Module:
     from transformers import SwinConfig, SwinForImageClassification
 
@@ -106,10 +92,7 @@ def _hf_convnext() -> nn.Module:
     return ConvNextForImageClassification(config)
 
 
-# transformers >= 5 names the blocks "vit.layers.N", 4.x "vit.encoder.layer.N"
-HF_VIT_AUTO = "vit.layers.1.layernorm_before"
-if int(getattr(__import__("transformers"), "__version__", "5").split(".")[0]) < 5:
-    HF_VIT_AUTO = "vit.encoder.layer.1.layernorm_before"
+HF_VIT_AUTO = hf_vit_auto_layer()
 
 FAMILIES = [
     Family("tv-vgg16", _tv("vgg16"), 64, "features.29", slow=True),
@@ -134,7 +117,7 @@ FAMILIES = [
     Family("timm-swin", _timm("swin_tiny_patch4_window7_224", img_size=64), 64, "norm"),
     Family("timm-convnext", _timm("convnext_atto"), 64, "stages.3"),
     Family("timm-efficientnet-lite", _timm("efficientnet_lite0"), 64, "bn2"),
-    Family("hf-vit", _hf_vit, 64, HF_VIT_AUTO),
+    Family("hf-vit", tiny_hf_vit, 64, HF_VIT_AUTO),
     Family("hf-swin", _hf_swin, 64, "swin.layernorm"),
     Family("hf-convnext", _hf_convnext, 64, "convnext.encoder.stages.3"),
 ]

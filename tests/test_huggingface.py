@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from nets import hf_vit_auto_layer, tiny_hf_vit
 from torch import nn
 
 import camscope
@@ -17,19 +18,8 @@ transformers = pytest.importorskip("transformers")  # the optional extra camscop
 
 
 def _tiny_vit() -> nn.Module:
-    config = transformers.ViTConfig(
-        image_size=64,
-        patch_size=16,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        num_labels=3,
-        id2label={0: "cat", 1: "dog", 2: "fox"},
-        label2id={"cat": 0, "dog": 1, "fox": 2},
-    )
     torch.manual_seed(0)
-    return transformers.ViTForImageClassification(config).eval()
+    return tiny_hf_vit(labels=["cat", "dog", "fox"]).eval()
 
 
 def test_saved_folder_loads_offline_with_its_preprocessing(tmp_path: Path) -> None:
@@ -55,7 +45,7 @@ def test_saved_folder_loads_offline_with_its_preprocessing(tmp_path: Path) -> No
     with torch.no_grad():
         torch.testing.assert_close(loaded(x).logits, model(x).logits)
     res = camscope.explain(loaded, x, ["gradcam", "layercam"], layer="auto")
-    assert res.layer in ("vit.layers.1.layernorm_before", "vit.encoder.layer.1.layernorm_before")
+    assert res.layer == hf_vit_auto_layer()
     assert res.raw["gradcam"].shape == (2, 4, 4)  # 16 patch tokens, the class token dropped
     torch.testing.assert_close(res.logits, model(x).logits.detach())
     assert float(res.maps["gradcam"].std()) > 0
