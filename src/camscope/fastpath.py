@@ -89,11 +89,12 @@ def inference_model(model: nn.Module, device: torch.device) -> nn.Module:
     return fast
 
 
-def precision_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype of a ``precision`` name (``None`` for float32); bad names are errors."""
+def precision_dtype(precision: str, device: torch.device | None = None) -> torch.dtype | None:
+    """The autocast dtype of a ``precision`` name (``None`` for float32); bad names are errors,
+    and so is ``float16`` on a known non-CUDA ``device``."""
     if precision not in PRECISIONS:
         raise UsageError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
-    if precision == "float16" and device.type != "cuda":
+    if precision == "float16" and device is not None and device.type != "cuda":
         raise UsageError(
             "precision 'float16' needs a CUDA device; on CPU use 'bfloat16' (or 'float32')"
         )

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .errors import UsageError
-from .fastpath import PRECISIONS, FastForward
+from .fastpath import FastForward, precision_dtype
 from .layers import preserved_modes
 from .targets import OutputAdapter, default_output_adapter
 
@@ -119,10 +119,7 @@ class Settings:
                 f"method option 'score' must be 'probability' or 'channel-softmax', got {score!r}"
             )
         precision = option(options, "precision", "float32", str)
-        if precision not in PRECISIONS:
-            raise UsageError(
-                f"method option 'precision' must be one of {sorted(PRECISIONS)}, got {precision!r}"
-            )
+        precision_dtype(precision)  # the name is checked even where no pass uses it
         progress = options.get("progress")
         if progress is not None and not (
             progress is True or progress is False or callable(progress)
