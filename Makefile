@@ -27,7 +27,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-# Debian's chromium drives the report test (tests/test_report.py) through Playwright; never
+# Debian's chromium drives the report test (tests/evaluation/test_report.py) through Playwright; never
 # `playwright install` (no browser downloads).
 chromium:
 	command -v chromium || (apt-get update && apt-get install -y chromium chromium-driver)

@@ -26,7 +26,7 @@ import torch
 
 from camscope import evaluation, load_model
 from camscope.allocator import tune_allocator
-from camscope.synthetic import SyntheticBenchmark
+from camscope.data.synthetic import SyntheticBenchmark
 
 FAMILIES = ("drop", "deletion", "insertion", "road", "occlusion")
 

@@ -43,7 +43,7 @@ import torchvision
 from torch import nn
 
 import camscope
-from camscope.layers import auto_layer
+from camscope.core.layers import auto_layer
 
 SIX = ["gradcam", "gradcam++", "xgradcam", "layercam", "hirescam", "eigencam"]
 # case -> (target ratio vs forward, description); None: no ratio target.

@@ -13,25 +13,28 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _LAZY = {
-    "explain": "camscope.engine",
-    "Explanation": "camscope.engine",
-    "LayerContext": "camscope.engine",
+    "explain": "camscope.core.engine",
+    "Explanation": "camscope.core.result",
+    "LayerContext": "camscope.core.context",
     "load_model": "camscope.models",
     "ModelSpec": "camscope.models",
-    "list_methods": "camscope._registry",
-    "register_method": "camscope._registry",
-    "get_method": "camscope._registry",
-    "list_layers": "camscope.layers",
+    "list_methods": "camscope.methods",
+    "register_method": "camscope.core.registry",
+    "get_method": "camscope.methods",
+    "list_layers": "camscope.core.layers",
     "CamscopeError": "camscope.errors",
 }
 
 __all__ = sorted(_LAZY)
 
 if TYPE_CHECKING:
-    from ._registry import get_method, list_methods, register_method
-    from .engine import Explanation, LayerContext, explain
+    from .core.context import LayerContext
+    from .core.engine import explain
+    from .core.layers import list_layers
+    from .core.registry import register_method
+    from .core.result import Explanation
     from .errors import CamscopeError
-    from .layers import list_layers
+    from .methods import get_method, list_methods
     from .models import ModelSpec, load_model
 
 

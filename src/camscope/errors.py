@@ -30,6 +30,10 @@ class UnsupportedModelError(UsageError):
     """The model's structure does not allow the requested method (e.g. CAM without a GAP head)."""
 
 
+class DatasetError(UsageError):
+    """An annotation file or folder cannot be read; the message names the file and the problem."""
+
+
 class ModelLoadError(CamscopeError):
     """A model or checkpoint could not be loaded."""
 

@@ -1,7 +1,7 @@
 """Pictures: heat-map overlays, guided-gradient images and method grids.
 
 Everything here takes and returns numpy arrays and PIL images; maps arrive already normalised to
-[0, 1] (see :class:`camscope.engine.Explanation`) and resized to the picture
+[0, 1] (see :class:`camscope.core.engine.Explanation`) and resized to the picture
 (:func:`camscope.io.resize_map`). Figures are drawn on matplotlib's Agg canvas through
 ``matplotlib.figure.Figure`` directly, so nothing here opens a window, switches the global backend
 or leaves pyplot state behind.

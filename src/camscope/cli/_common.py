@@ -1,4 +1,4 @@
-"""Helpers shared by the CLI commands: argument types, model options, tables, output streams.
+"""Helpers shared by the CLI commands: argument types, parsing, tables, output streams.
 
 Nothing here imports torch at module level, so building the parser (``camscope --help``) stays fast.
 Functions that need torch or the model stack import it when called.
@@ -10,19 +10,9 @@ import argparse
 import re
 import sys
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import TargetError, UsageError, closest
-
-if TYPE_CHECKING:
-    import torch
-    from torch import nn
-
-    from ..models import ModelSpec
-
-DEFAULT_MODEL = "efficientnet_lite0"  # same as camscope.models.DEFAULT_MODEL (kept torch-free here)
 
 
 def echo(text: str = "") -> None:
@@ -70,7 +60,7 @@ def split_list(values: Iterable[str] | None) -> list[str]:
 
 def parse_methods(text: str) -> list[str]:
     """Comma list of method names (or ``all``) -> canonical registry names, without duplicates."""
-    from .._registry import get_method, list_methods
+    from ..methods import get_method, list_methods
 
     names = split_list([text])
     if not names:
@@ -104,7 +94,7 @@ def parse_target(text: str, class_names: Sequence[str], model: str = "the model"
     up among the model's class names (case-insensitive, ``_`` = space, and each comma-separated
     synonym of an ImageNet label counts: ``"tabby"`` finds ``"tabby, tabby cat"``).
     """
-    from ..targets import parse_topk
+    from ..core.targets import parse_topk
 
     spec = text.strip()
     k = parse_topk(spec)
@@ -150,15 +140,8 @@ def parse_target(text: str, class_names: Sequence[str], model: str = "the model"
     )
 
 
-def class_label(class_names: Sequence[str], index: int) -> str:
-    """Human-readable label of a class index (``"class 17"`` when names are unknown)."""
-    if 0 <= index < len(class_names):
-        return class_names[index]
-    return f"class {index}"
-
-
 # ---------------------------------------------------------------------------------------------
-# Model options shared by explain, predict and layers
+# Options shared by several commands
 
 
 def add_max_pixels_argument(parser: argparse.ArgumentParser) -> None:
@@ -190,7 +173,7 @@ def add_method_option_arguments(parser: argparse.ArgumentParser) -> None:
 def parse_method_options(values: Sequence[str] | None) -> dict[str, Any]:
     """``["batch_size=16", "precision=bfloat16"]`` -> ``{"batch_size": 16, ...}``: numbers and
     true/false are converted, unknown keys are a usage error naming the known ones."""
-    from ..perturbation import KNOWN_OPTIONS
+    from ..perturbation.options import KNOWN_OPTIONS
 
     known = sorted(set(KNOWN_OPTIONS) - _NOT_FROM_THE_COMMAND_LINE)
     options: dict[str, Any] = {}
@@ -216,161 +199,6 @@ def _option_value(raw: str) -> Any:
         except ValueError:
             pass
     return raw
-
-
-def add_model_arguments(parser: argparse.ArgumentParser, *, positional: bool = False) -> None:
-    """``--model`` (or a MODEL positional), ``--weights``, ``--trust-checkpoint``,
-    ``--random-init`` and ``--device``."""
-    model_help = (
-        f"model name: a timm or torchvision model (default {DEFAULT_MODEL}, which ships offline "
-        "with its ImageNet weights)"
-    )
-    if positional:
-        parser.add_argument("model", metavar="MODEL", help=model_help)
-    else:
-        parser.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME", help=model_help)
-    parser.add_argument(
-        "--weights",
-        type=Path,
-        default=None,
-        metavar="FILE",
-        help="load weights from a local checkpoint (.safetensors, or .pt/.pth state dict)",
-    )
-    parser.add_argument(
-        "--trust-checkpoint",
-        action="store_true",
-        help="allow a pickled checkpoint to run code when loaded (only for files you trust)",
-    )
-    parser.add_argument(
-        "--random-init",
-        action="store_true",
-        help="do not load pretrained weights (random initialisation; for testing and sanity checks)",
-    )
-    parser.add_argument(
-        "--device",
-        choices=("auto", "cpu", "cuda"),
-        default="auto",
-        help="where to run the model (default: cuda when available, else cpu)",
-    )
-
-
-@dataclass(frozen=True)
-class ModelOptions:
-    """The model-related command-line options, as plain typed values."""
-
-    name: str = DEFAULT_MODEL
-    weights: Path | None = None
-    trust_checkpoint: bool = False
-    random_init: bool = False
-    device: str = "auto"
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> ModelOptions:
-        return cls(
-            name=args.model,
-            weights=args.weights,
-            trust_checkpoint=bool(args.trust_checkpoint),
-            random_init=bool(args.random_init),
-            device=args.device,
-        )
-
-
-def pick_device(name: str) -> torch.device:
-    """``auto`` -> cuda if available else cpu; ``cuda`` without a GPU is a usage error."""
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UsageError(
-            "--device cuda was requested but no CUDA GPU is available; use --device cpu"
-        )
-    return torch.device(name)
-
-
-def load_model(options: ModelOptions) -> tuple[nn.Module, ModelSpec, torch.device]:
-    """Load the model the options describe, in eval mode on the chosen device."""
-    from .. import models
-
-    if options.random_init and options.weights is not None:
-        raise UsageError("--random-init and --weights exclude each other; pass only one")
-    device = pick_device(options.device)
-    model, spec = models.load_model(
-        options.name,
-        weights=options.weights,
-        trust_checkpoint=options.trust_checkpoint,
-        pretrained=False if options.random_init else None,
-    )
-    model = model.to(device).eval()
-    return model, spec, device
-
-
-# ---------------------------------------------------------------------------------------------
-# Inputs
-
-
-@dataclass(frozen=True)
-class InputItem:
-    """One image to process: where it comes from, a file-name stem, and a loader."""
-
-    source: str
-    stem: str
-    image: Any = None  # an already decoded PIL image (demo images), else loaded from ``source``
-
-    def load(self, spec: ModelSpec, max_pixels: int) -> tuple[Any, torch.Tensor]:
-        """The decoded image and its model input; raises ImageLoadError for a bad file."""
-        from .. import io
-
-        image = self.image
-        if image is None:
-            image = io.load_image(self.source, max_pixels=max_pixels)
-        return image, io.preprocess(image, spec)
-
-
-_UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
-
-
-def stem_of(source: str) -> str:
-    """File-name stem for an input path or URL: ``/a/b/cat.01.jpg`` -> ``cat.01``."""
-    tail = source.split("?", 1)[0].split("#", 1)[0].rstrip("/\\")
-    name = re.split(r"[/\\]", tail)[-1] if tail else ""
-    stem = Path(name).stem if "." in name else name
-    stem = _UNSAFE.sub("_", stem).strip("._") or "image"
-    return stem[:80]
-
-
-def unique_stems(stems: Sequence[str]) -> list[str]:
-    """Make stems unique in order: ``cat, cat, cat-2`` -> ``cat, cat-2, cat-2-2``."""
-    used: set[str] = set()
-    result: list[str] = []
-    for stem in stems:
-        candidate, n = stem, 2
-        while candidate.lower() in used:
-            candidate = f"{stem}-{n}"
-            n += 1
-        used.add(candidate.lower())
-        result.append(candidate)
-    return result
-
-
-def gather_inputs(images: Sequence[str]) -> list[InputItem]:
-    """Command-line image arguments (files, folders, URLs) or, when none, the demo images."""
-    from .. import io
-
-    if images:
-        sources = io.collect_inputs(list(images))
-        if not sources:
-            raise UsageError(
-                f"no images found in {', '.join(map(repr, images))}; image files end in "
-                f"{', '.join(io.IMAGE_EXTENSIONS)}"
-            )
-        pairs: list[tuple[str, Any]] = [(s, None) for s in sources]
-        stems = unique_stems([stem_of(s) for s in sources])
-    else:
-        demo = io.demo_images()
-        pairs = [(f"demo:{name}", image) for name, image in demo]
-        stems = unique_stems([stem_of(name) for name, _ in demo])
-    return [InputItem(src, stem, image) for (src, image), stem in zip(pairs, stems)]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -14,14 +14,13 @@ from typing import Any
 from ..errors import UsageError
 from ..metrics import DEFAULT_METRICS, FAMILIES
 from ._common import (
-    ModelOptions,
     add_method_option_arguments,
-    add_model_arguments,
     echo,
     parse_method_options,
     positive_int,
     split_list,
 )
+from ._model import ModelOptions, add_model_arguments
 
 _DEFAULT = ",".join(DEFAULT_METRICS)
 
@@ -157,7 +156,8 @@ def parse_metrics(text: str) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ._common import load_model, parse_methods
+    from ._common import parse_methods
+    from ._model import load_model
 
     metrics = parse_metrics(args.metrics)
     methods = parse_methods(args.methods)
@@ -168,9 +168,10 @@ def run(args: argparse.Namespace) -> int:
     if args.tolerance < 0:
         raise UsageError(f"--tolerance must be >= 0 pixels; got {args.tolerance}")
     from .. import evaluation
-    from ..datasets import ClassMapper, load_dataset
-    from ..report import write_report
-    from ..synthetic import SyntheticBenchmark
+    from ..data.annotations import load_dataset
+    from ..data.classes import ClassMapper
+    from ..data.synthetic import SyntheticBenchmark
+    from ..evaluation.report import write_report
 
     model, spec, _device = load_model(ModelOptions.from_args(args))
     data: Any

@@ -29,14 +29,9 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import CamscopeError, UsageError
 from ._common import (
-    InputItem,
-    ModelOptions,
     add_max_pixels_argument,
     add_method_option_arguments,
-    add_model_arguments,
-    class_label,
     echo,
-    gather_inputs,
     parse_layers,
     parse_method_options,
     parse_methods,
@@ -45,15 +40,10 @@ from ._common import (
     split_list,
     unit_float,
 )
+from ._model import ModelOptions, add_model_arguments
 
 if TYPE_CHECKING:
-    import numpy as np
-    import torch
-    from PIL import Image
-    from torch import nn
-
-    from ..engine import Explanation
-    from ..models import ModelSpec
+    from ..batch.inputs import InputItem
 
 log = logging.getLogger(__name__)
 
@@ -191,22 +181,16 @@ def run(args: argparse.Namespace) -> int:
     return explain_images(options)
 
 
-@dataclass
-class _Loaded:
-    item: InputItem
-    image: Image.Image
-    x: torch.Tensor
-    seconds: float
-
-
 def explain_images(options: ExplainOptions) -> int:
     """Run the whole command; returns 0, or 1 when some images failed."""
     import torch
     from tqdm import tqdm
 
     from .. import io, viz
-    from ..layers import resolve_layers
-    from ._common import load_model
+    from ..batch.files import LoadedImage, PictureWriter, explain_groups
+    from ..batch.inputs import gather_inputs
+    from ..core.layers import resolve_layers
+    from ._model import load_model
 
     # Everything that can be checked without the model is checked before loading it.
     methods = parse_methods(options.methods)
@@ -228,7 +212,9 @@ def explain_images(options: ExplainOptions) -> int:
 
     items = gather_inputs(options.images)
     max_pixels = options.max_pixels or io.DEFAULT_MAX_PIXELS
-    writer = _Writer(options, methods, spec)
+    writer = PictureWriter(
+        options.out, methods, spec, options.colormap, options.alpha, options.save_npy
+    )
     calls = _call_options(options)
     records: list[dict[str, Any]] = []
     failures = 0
@@ -241,7 +227,7 @@ def explain_images(options: ExplainOptions) -> int:
     ) as bar:
         for start in range(0, len(items), options.batch_size):
             chunk = items[start : start + options.batch_size]
-            loaded: list[_Loaded] = []
+            loaded: list[LoadedImage] = []
             for item in chunk:
                 began = time.perf_counter()
                 try:
@@ -257,8 +243,8 @@ def explain_images(options: ExplainOptions) -> int:
                     continue
                 if x.ndim == 3:
                     x = x.unsqueeze(0)
-                loaded.append(_Loaded(item, image, x, time.perf_counter() - began))
-            for group, result, error in _explain_groups(
+                loaded.append(LoadedImage(item, image, x, time.perf_counter() - began))
+            for group, result, error in explain_groups(
                 model, loaded, methods, layer_names, target, device, calls
             ):
                 for i, entry in enumerate(group):
@@ -328,187 +314,3 @@ def _call_options(options: ExplainOptions) -> dict[str, Any]:
         "eigen_smooth": options.eigen_smooth,
         "method_options": method_options,
     }
-
-
-def _explain_groups(
-    model: nn.Module,
-    loaded: list[_Loaded],
-    methods: list[str],
-    layers: list[str],
-    target: str | int,
-    device: torch.device,
-    calls: dict[str, Any],
-) -> list[tuple[list[_Loaded], tuple[Explanation, float] | None, str | None]]:
-    """Explain a chunk in one call; if that fails for a reason other than a usage error, retry
-    image by image so one bad image does not take the others with it."""
-    import torch
-
-    from ..engine import explain
-
-    if not loaded:
-        return []
-
-    def attempt(group: list[_Loaded]) -> tuple[Explanation, float]:
-        began = time.perf_counter()
-        x = torch.cat([entry.x for entry in group]).to(device)
-        layer = layers if len(layers) > 1 else layers[0]
-        result = explain(model, x, methods, layer, target, **calls)
-        return result, time.perf_counter() - began
-
-    try:
-        return [(loaded, attempt(loaded), None)]
-    except CamscopeError:
-        raise  # a bad layer/target/method affects every image: stop with exit code 2
-    except (RuntimeError, ValueError) as err:
-        if len(loaded) == 1:
-            log.debug("explain failed", exc_info=True)
-            return [(loaded, None, f"{type(err).__name__}: {err}")]
-    results: list[tuple[list[_Loaded], tuple[Explanation, float] | None, str | None]] = []
-    for entry in loaded:
-        results.extend(_explain_groups(model, [entry], methods, layers, target, device, calls))
-    return results
-
-
-class _Writer:
-    """Turns one image's part of an :class:`Explanation` into files and a summary record."""
-
-    def __init__(self, options: ExplainOptions, methods: list[str], spec: ModelSpec) -> None:
-        self.options = options
-        self.methods = methods
-        self.spec = spec
-
-    def _label(self, cls: int) -> str:
-        return class_label(self.spec.class_names, cls)
-
-    def _entry(self, cls: int, probability: float | None) -> dict[str, Any]:
-        return {
-            "class": cls,
-            "label": self._label(cls),
-            "probability": None if probability is None else round(probability, 6),
-        }
-
-    def _picture(
-        self, image: Image.Image, fused: torch.Tensor, raw: torch.Tensor
-    ) -> tuple[np.ndarray, np.ndarray | None]:
-        """(heat map at image size, guided RGB at image size or None)."""
-        import torch.nn.functional as F
-
-        from .. import io, viz
-
-        size = (image.height, image.width)
-        heat = io.resize_map(fused, size)
-        if raw.ndim == 3:  # input-space (guided) gradients (3, H, W)
-            up = F.interpolate(raw[None].float(), size=size, mode="bilinear", align_corners=False)[
-                0
-            ]
-            return heat, viz.guided_to_rgb(up.cpu().numpy())
-        return heat, None
-
-    def write(
-        self, item: InputItem, image: Image.Image, result: Explanation, i: int
-    ) -> dict[str, Any]:
-        import numpy as np
-
-        from .. import io, viz
-
-        opts = self.options
-        out = opts.out
-        per_class = result.targets.ndim == 2
-        class_ids = [int(c) for c in result.targets[i].reshape(-1).tolist()]
-        probs: list[float | None] = (
-            [float(p) for p in result.probabilities[i].reshape(-1).tolist()]
-            if result.probabilities is not None
-            else [None] * len(class_ids)
-        )
-        top5: list[dict[str, Any]] = []
-        if result.logits is not None:
-            p_all = result.logits[i].float().softmax(-1)
-            values, indices = p_all.topk(min(5, p_all.numel()))
-            top5 = [
-                self._entry(int(c), float(p)) for p, c in zip(values.tolist(), indices.tolist())
-            ]
-        layer_names = [result.layer] if isinstance(result.layer, str) else list(result.layer)
-        files: list[str] = []
-        rows: list[tuple[str, list[viz.Panel]]] = []
-
-        def pick(t: torch.Tensor, k: int) -> torch.Tensor:
-            return t[i, k] if per_class else t[i]
-
-        def caption(k: int) -> str:
-            p = probs[k]
-            label = self._label(class_ids[k])
-            return label if p is None else f"{label} (p={p:.2f})"
-
-        for k, cls in enumerate(class_ids):
-            suffix = f".{cls}" if per_class else ""
-            panels: list[viz.Panel] = []
-            for method in self.methods:
-                heat, rgb = self._picture(
-                    image, pick(result.maps[method], k), pick(result.raw[method], k)
-                )
-                png = out / f"{item.stem}.{method}{suffix}.png"
-                if rgb is not None:
-                    from PIL import Image as PILImage
-
-                    PILImage.fromarray(rgb, mode="RGB").save(png)
-                    panels.append(viz.Panel(f"{method}\n{caption(k)}", rgb=rgb))
-                else:
-                    viz.overlay(image, heat, opts.colormap, opts.alpha).save(png)
-                    panels.append(viz.Panel(f"{method}\n{caption(k)}", heatmap=heat))
-                files.append(png.name)
-                if opts.save_npy:
-                    npy = out / f"{item.stem}.{method}{suffix}.npy"
-                    io.save_npy(npy, np.asarray(heat, dtype=np.float32))
-                    files.append(npy.name)
-            row_label = f"top-{k + 1}: {self._label(cls)}" if per_class else ""
-            if not per_class and len(layer_names) > 1:
-                row_label = f"mean of {len(layer_names)} layers"
-                for panel in panels:  # guided maps are not fused: say which layer they show
-                    if panel.rgb is not None:
-                        method, _, rest = panel.title.partition("\n")
-                        panel.title = f"{method} ({layer_names[0]})\n{rest}"
-            rows.append((row_label, panels))
-        if not per_class and len(layer_names) > 1:
-            layer_rows = []
-            for name in layer_names:
-                panels = []
-                for method in self.methods:
-                    heat, rgb = self._picture(
-                        image, result.layer_maps[name][method][i], result.layer_raw[name][method][i]
-                    )
-                    title = f"{method}\n{caption(0)}"
-                    panels.append(
-                        viz.Panel(title, rgb=rgb)
-                        if rgb is not None
-                        else viz.Panel(title, heatmap=heat)
-                    )
-                layer_rows.append((f"layer {name}", panels))
-            rows = layer_rows + rows
-        grid = out / f"{item.stem}.grid.png"
-        layer_text = ", ".join(layer_names)
-        if len(layer_text) > 60:
-            layer_text = f"{len(layer_names)} layers"
-        viz.save_grid(
-            grid,
-            image,
-            rows,
-            colormap=opts.colormap,
-            alpha=opts.alpha,
-            title=f"{item.stem}  |  {self.spec.name}  |  "
-            + ("layer" if len(layer_names) == 1 else "layers")
-            + f": {layer_text}",
-        )
-        files.append(grid.name)
-        return {
-            "source": item.source,
-            "stem": item.stem,
-            "size": [image.width, image.height],
-            "top5": top5,
-            "target": self._entry(class_ids[0], probs[0]),
-            "targets": [self._entry(c, p) for c, p in zip(class_ids, probs)],
-            "layers": layer_names,
-            "methods": list(self.methods),
-            "files": files,
-            "seconds": 0.0,
-            "error": None,
-        }

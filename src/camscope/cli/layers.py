@@ -12,7 +12,8 @@ import argparse
 import json
 from typing import Any
 
-from ._common import ModelOptions, add_model_arguments, echo, format_table, positive_int
+from ._common import echo, format_table, positive_int
+from ._model import ModelOptions, add_model_arguments
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -45,8 +46,8 @@ def show_layers(options: ModelOptions, *, size: int | None = None, as_json: bool
     """Print the candidate layers of the model ``options`` describe; returns the exit code."""
     import torch
 
-    from ..families import layer_table
-    from ._common import load_model
+    from ..core.layer_table import layer_table
+    from ._model import load_model
 
     model, spec, device = load_model(options)
     height, width = (size, size) if size else spec.input_size

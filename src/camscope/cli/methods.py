@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
 
 def show_methods(*, as_json: bool = False) -> int:
     """Print the registry; returns the exit code."""
-    from .._registry import method_specs
+    from ..methods import method_specs
 
     specs = method_specs()
     if as_json:

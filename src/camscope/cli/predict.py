@@ -8,16 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import CamscopeError, TargetError
-from ._common import (
-    ModelOptions,
-    add_max_pixels_argument,
-    add_model_arguments,
-    class_label,
-    echo,
-    gather_inputs,
-    positive_int,
-    warn,
-)
+from ._common import add_max_pixels_argument, echo, positive_int, warn
+from ._model import ModelOptions, add_model_arguments
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -67,7 +59,8 @@ def predict_images(options: PredictOptions) -> int:
     import torch
 
     from .. import io
-    from ._common import load_model
+    from ..batch.inputs import gather_inputs
+    from ._model import load_model
 
     model, spec, device = load_model(options.model)
     items = gather_inputs(options.images)
@@ -96,7 +89,7 @@ def predict_images(options: PredictOptions) -> int:
         predictions = [
             {
                 "class": int(c),
-                "label": class_label(spec.class_names, int(c)),
+                "label": spec.label(int(c)),
                 "probability": float(p),
             }
             for p, c in zip(values.tolist(), indices.tolist())

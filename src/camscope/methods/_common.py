@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from ..ops import first_component
+from ..core.ops import first_component
 
 __all__ = ["channel_weighted", "first_component", "spatial_mean"]
 

@@ -8,7 +8,7 @@ target score (logit) when that channel of the layer output is set to zero:
     w_k^c = \\frac{y^c - y^c_k}{y^c},\\qquad L^c = \\mathrm{ReLU}\\Big(\\sum_k w_k^c A^k\\Big)
 
 Speed: only the network after the layer runs for the ablated copies, batched; the layers before
-it run once per image (see :func:`camscope.ablation.ablation_scores`, which also says when
+it run once per image (see :func:`camscope.perturbation.ablation.ablation_scores`, which also says when
 this is exact and how it falls back otherwise). All-zero channels have ``w_k = 0`` without a pass.
 
 Options: ``batch_size``, ``progress``. Deviations: where ``|y^c| < 1e-6`` the drop is divided by
@@ -22,11 +22,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .._registry import register_method
-from ..ablation import ablation_scores
-from ..engine import LayerContext
+from ..core.context import LayerContext
+from ..core.registry import register_method
 from ..errors import UsageError
-from ..perturbation import Settings, class_targets
+from ..perturbation.ablation import ablation_scores
+from ..perturbation.options import Settings, class_targets
 from ._common import channel_weighted
 
 

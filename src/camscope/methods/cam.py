@@ -18,8 +18,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .._registry import register_method
-from ..engine import LayerContext
+from ..core.context import LayerContext
+from ..core.registry import register_method
 from ..errors import UnsupportedModelError
 from ._common import channel_weighted
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from .._registry import register_method
-from ..engine import LayerContext
+from ..core.context import LayerContext
+from ..core.registry import register_method
 from ._common import channel_weighted, spatial_mean
 
 

@@ -21,9 +21,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .._registry import register_method
-from ..engine import LayerContext
-from ..perturbation import positive_int
+from ..core.context import LayerContext
+from ..core.registry import register_method
+from ..perturbation.options import positive_int
 from ._common import channel_weighted
 from .scorecam import score_weights
 

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from .._registry import register_method
-from ..engine import LayerContext
-from ..ops import to_input_space
+from ..core.context import LayerContext
+from ..core.ops import to_input_space
+from ..core.registry import register_method
 from .gradcam import gradcam
 
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from .._registry import register_method
-from ..engine import LayerContext
+from ..core.context import LayerContext
+from ..core.registry import register_method
 
 
 @register_method("layercam", channel_contributions=True, paper="Jiang et al., IEEE TIP 2021")

@@ -14,7 +14,7 @@ channel and drops out of the normalised map.
 
 Speed: constant channels share one pass on the zero input, duplicate masks share a pass, passes
 are batched and run on a folded (on CPU: TorchScript) copy of the model (see
-:mod:`camscope.perturbation` and :mod:`camscope.fastpath`); the result equals one pass per
+:mod:`camscope.perturbation.masked` and :mod:`camscope.perturbation.fastpath`); the result equals one pass per
 channel up to float rounding.
 
 Options (``explain(..., method_options={...})``): ``batch_size``, ``progress``, ``optimize``,
@@ -36,9 +36,10 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from .._registry import register_method
-from ..engine import LayerContext
-from ..perturbation import Scorer, Settings, channel_weights, class_targets, masked_channel_scores
+from ..core.context import LayerContext
+from ..core.registry import register_method
+from ..perturbation.masked import Scorer, channel_weights, masked_channel_scores
+from ..perturbation.options import Settings, class_targets
 from ._common import channel_weighted
 
 

@@ -22,11 +22,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .._registry import register_method
-from ..engine import LayerContext
+from ..core.context import LayerContext
+from ..core.layers import preserved_modes
+from ..core.registry import register_method
 from ..errors import UsageError
-from ..layers import preserved_modes
-from ..perturbation import Settings, class_targets, option, positive_int
+from ..perturbation.options import Settings, class_targets, option, positive_int
 from ._common import channel_weighted
 
 

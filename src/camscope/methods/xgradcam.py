@@ -19,8 +19,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .._registry import register_method
-from ..engine import LayerContext
+from ..core.context import LayerContext
+from ..core.registry import register_method
 from ._common import channel_weighted
 
 

@@ -1,6 +1,6 @@
 """Localization metrics: WSOL boxes, IoU, localization error, pointing games, energy share.
 
-Conventions used by every function here (and by :mod:`camscope.datasets`):
+Conventions used by every function here (and by :mod:`camscope.data.annotations`):
 
 * maps are ``(B, H, W)`` float tensors, higher = more relevant (any scale; most functions
   normalise nothing themselves);

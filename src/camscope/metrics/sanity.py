@@ -167,7 +167,7 @@ def cascading_randomization(
 
     Cost: ``1 + steps`` calls of :func:`camscope.explain` on ``x`` (every method shares each).
     """
-    from ..engine import explain
+    from ..core.engine import explain
 
     names = list(methods)
     ref = explain(

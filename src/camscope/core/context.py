@@ -1,0 +1,50 @@
+"""What a CAM method sees: the :class:`LayerContext` of one layer after the shared passes.
+
+Methods import this module and :mod:`camscope.core.registry`, never the engine: the engine builds
+contexts and calls the registered methods, so the arrows point from the engine to the methods.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import Tensor, nn
+
+
+@dataclass
+class LayerContext:
+    """Everything a method may read for one layer; all tensors are float32 and detached.
+
+    Attributes:
+        layer: the layer's dotted name.
+        activations: ``(B, C, h, w)`` layer output.
+        gradients: ``(B, K, C, h, w)`` gradient of each target score, or None if no method asked.
+        scores: ``(B, K)`` target scores (logits).
+        class_ids: ``(B, K)`` target classes, ``-1`` for callable targets.
+        input: the input batch ``(B, 3, H, W)``.
+        model: the model (read-only use: methods must not run hooks or change modes).
+        guided_gradients: ``(B, K, 3, H, W)`` guided-backprop input gradients, or None.
+        cache: per-layer scratch space for methods that build on others (guided Grad-CAM).
+        method_options: the ``method_options`` passed to :func:`explain` (batch size, progress
+            callback, seed, ...; see ``camscope.perturbation.KNOWN_OPTIONS``).
+    """
+
+    layer: str
+    activations: Tensor
+    gradients: Tensor | None
+    scores: Tensor
+    class_ids: Tensor
+    input: Tensor
+    model: nn.Module
+    guided_gradients: Tensor | None = None
+    cache: dict[str, Tensor] = field(default_factory=dict)
+    method_options: Mapping[str, Any] = field(default_factory=dict)
+
+    def require_gradients(self) -> Tensor:
+        if self.gradients is None:
+            raise RuntimeError(
+                "gradients were not computed; register the method with needs_gradients"
+            )
+        return self.gradients

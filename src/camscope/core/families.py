@@ -1,0 +1,90 @@
+"""Default layers for the common image-classifier families.
+
+``layer="auto"`` asks :func:`family_layer` first; families it does not know fall back to the
+generic rule of :mod:`camscope.core.layers` (the last spatial map before pooling; timm's
+``feature_info[-1]``). The rules, and why (see ``docs/families.md`` for the full table):
+
+* **ViT / DeiT** (timm, torchvision, Hugging Face): the LayerNorm at the *input* of the last
+  block's attention (timm ``blocks.{L-1}.norm1``, torchvision
+  ``encoder.layers.encoder_layer_{L-1}.ln_1``, Hugging Face
+  ``*.layers.{L-1}.layernorm_before``
+  (``*.encoder.layer.{L-1}...`` before transformers 5)). A class-token model reads only the class token of
+  the last block's output, so the patch tokens there get *zero* gradient and every gradient map
+  is flat; one step earlier, the last attention still mixes every patch into the class token and
+  the gradients say which patches mattered. The LayerNorm output (rather than the raw residual
+  stream) removes the few high-norm outlier tokens that otherwise dominate activation-weighted
+  maps.
+* **Swin** (timm, torchvision, Hugging Face): the final norm that feeds global average pooling
+  (``norm``; HF ``swin.layernorm``), channels-last or tokens, reshaped by :mod:`camscope.core.reshape`.
+* **VGG**: the last ReLU before the final max-pool (``features.29`` in VGG-16), the rectified
+  conv5_3 maps the Grad-CAM paper uses, at twice the resolution of the pooled output.
+* **Inception-v3**: ``Mixed_7c``, the last Inception block (explicit, because at small inputs its
+  output is 1x1 and the generic rule would skip it).
+* **timm EfficientNet / EfficientNet-Lite**: ``bn2`` (``conv_head`` + BN + activation), the map
+  that feeds global pooling, so that CAM (Zhou et al.) works with ``auto`` too.
+* **torchvision segmentation models** (FCN, DeepLabV3, LR-ASPP): the backbone's last stage.
+
+Example:
+    >>> family_layer(torchvision.models.vit_b_16())  # doctest: +SKIP
+    'encoder.layers.encoder_layer_11.ln_1'
+"""
+
+from __future__ import annotations
+
+import re
+
+from torch import nn
+
+
+def _last_index(names: list[str], pattern: str) -> str | None:
+    """The name matching ``pattern`` (with one ``(\\d+)`` group) that has the largest index."""
+    regex = re.compile(pattern)
+    best: tuple[int, str] | None = None
+    for name in names:
+        match = regex.fullmatch(name)
+        if match and (best is None or int(match.group(1)) > best[0]):
+            best = (int(match.group(1)), name)
+    return best[1] if best else None
+
+
+def family_layer(model: nn.Module) -> str | None:
+    """The documented default layer of a known family, or None (see the module docstring)."""
+    modules = dict(model.named_modules())
+    names = [n for n in modules if n]
+    cls = type(model).__name__
+    origin = type(model).__module__
+    if isinstance(getattr(model, "num_prefix_tokens", None), int) and "blocks" in modules:
+        return _last_index(names, r"blocks\.(\d+)\.norm1")  # timm ViT / DeiT / Eva / BEiT
+    if origin.startswith("torchvision.models"):
+        if cls == "VisionTransformer":
+            return _last_index(names, r"encoder\.layers\.encoder_layer_(\d+)\.ln_1")
+        if cls == "SwinTransformer" and "norm" in modules:
+            return "norm"
+        if cls == "VGG":
+            features = modules.get("features")
+            if isinstance(features, nn.Sequential) and isinstance(features[-1], nn.MaxPool2d):
+                return f"features.{len(features) - 2}"
+        if cls == "Inception3":
+            return "Mixed_7c"
+        backbone = modules.get("backbone")
+        if origin.startswith("torchvision.models.segmentation") and backbone is not None:
+            children = [n for n, _ in backbone.named_children()]
+            return f"backbone.{children[-1]}" if children else None
+    if origin.startswith("timm."):
+        if cls == "SwinTransformer" and "norm" in modules:
+            return "norm"
+        if cls == "EfficientNet" and "bn2" in modules and "conv_head" in modules:
+            return "bn2"
+    config = getattr(model, "config", None)
+    if config is not None and hasattr(config, "model_type"):  # Hugging Face
+        # transformers >= 5: "vit.layers.N..."; 4.x: "vit.encoder.layer.N..."
+        vit_like = _last_index(
+            names, r"(?:.*\.)?(?:encoder\.layer|layers)\.(\d+)\.layernorm_before"
+        )
+        if vit_like is not None:
+            return vit_like
+        model_type = str(config.model_type)
+        if model_type in ("swin", "swinv2"):
+            found = [n for n in names if n.endswith("layernorm") and n.count(".") == 1]
+            return found[-1] if found else None
+    return None

@@ -1,0 +1,173 @@
+"""What to explain: turning model outputs into one differentiable score per sample and target.
+
+A target specification is one of
+
+* ``"top1"`` (default) or ``"top5"`` / ``"topk:K"``: the model's own top classes, one map per class;
+* an ``int``: the same class for every sample;
+* a sequence of ints, one per sample;
+* a ``(B, K)`` tensor or a list of ``B`` lists of ``K`` ints: ``K`` classes per sample, one map
+  each (as for top-k: maps of shape ``(B, K, H, W)``), e.g. the top-5 and a ground-truth class
+  in one call, which shares the forward pass and, for Score-CAM, the masked passes;
+* a callable ``f(output) -> Tensor[B]`` returning one differentiable score per sample, for any
+  differentiable output (segmentation masks, captioning scores, a regression head, ...).
+
+Scores are the raw logits, not softmax probabilities, as in the Grad-CAM paper (Selvaraju et al.,
+2017, Sec. 3): the softmax couples classes and makes the gradient of one class depend on the others.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Union
+
+import torch
+from torch import Tensor
+
+from ..errors import TargetError, UsageError
+
+ScoreFn = Callable[[Any], Tensor]
+TargetSpec = Union[str, int, Sequence[int], Sequence[Sequence[int]], Tensor, ScoreFn]
+OutputAdapter = Callable[[Any], Tensor]
+
+
+def default_output_adapter(output: Any) -> Tensor:
+    """Return the class-score tensor of a model output.
+
+    Tensors pass through; objects with a ``logits`` attribute (Hugging Face ``ModelOutput``,
+    torchvision's ``InceptionOutputs``) and mappings with a ``"logits"`` key give their logits;
+    tuples and lists give their first tensor.
+    """
+    if isinstance(output, Tensor):
+        return output
+    logits = getattr(output, "logits", None)
+    if isinstance(logits, Tensor):
+        return logits
+    if isinstance(output, Mapping):
+        if isinstance(output.get("logits"), Tensor):
+            return output["logits"]
+        raise UsageError(
+            f"the model returned a mapping with keys {sorted(map(str, output))} and no 'logits'; "
+            "pass output_adapter=lambda out: out['<key>'] to say which entry holds the scores."
+        )
+    if isinstance(output, (tuple, list)):
+        for item in output:
+            if isinstance(item, Tensor):
+                return item
+    raise UsageError(
+        f"cannot find class scores in a model output of type {type(output).__name__}; "
+        "pass output_adapter=<callable returning a (batch, classes) tensor>."
+    )
+
+
+@dataclass(frozen=True)
+class ResolvedTargets:
+    """Scores to differentiate and the class ids they belong to.
+
+    Attributes:
+        scores: ``(B, K)`` differentiable scores.
+        class_ids: ``(B, K)`` class indices, ``-1`` for callable targets.
+        per_class: whether the request asked for several classes (top-k): maps then keep the K axis.
+    """
+
+    scores: Tensor
+    class_ids: Tensor
+    per_class: bool
+
+
+_TOPK = re.compile(r"^top(?:k:)?(\d+)$")
+
+
+def parse_topk(spec: str) -> int | None:
+    """``"top1"`` -> 1, ``"top5"`` -> 5, ``"topk:3"`` -> 3; anything else -> None."""
+    match = _TOPK.match(spec.strip().lower())
+    return int(match.group(1)) if match else None
+
+
+def resolve_targets(
+    output: Any, spec: TargetSpec, adapter: OutputAdapter | None = None
+) -> ResolvedTargets:
+    """Pick the scores to explain from a model output (see the module docstring)."""
+    if callable(spec) and not isinstance(spec, Tensor):
+        scores = spec(output)
+        if not isinstance(scores, Tensor) or scores.ndim != 1:
+            raise TargetError(
+                "a callable target must return one score per sample (a 1-D tensor); "
+                f"got {type(scores).__name__} of shape {getattr(scores, 'shape', None)}"
+            )
+        if not scores.requires_grad:
+            raise TargetError(
+                "the callable target returned a score that does not depend on the explained layer; "
+                "compute it from the model output with differentiable torch operations"
+            )
+        ids = torch.full((scores.shape[0], 1), -1, dtype=torch.long, device=scores.device)
+        return ResolvedTargets(scores[:, None], ids, per_class=False)
+
+    logits = (adapter or default_output_adapter)(output)
+    if logits.ndim != 2:
+        raise TargetError(
+            f"class targets need (batch, classes) scores, the model gave shape {tuple(logits.shape)}; "
+            "pass a callable target that reduces the output to one score per sample"
+        )
+    batch, num_classes = logits.shape
+    ids, per_class = _class_ids(spec, batch, num_classes, logits)
+    ids = ids.to(logits.device)
+    return ResolvedTargets(logits.gather(1, ids), ids, per_class)
+
+
+def _class_ids(
+    spec: TargetSpec, batch: int, num_classes: int, logits: Tensor
+) -> tuple[Tensor, bool]:
+    if isinstance(spec, str):
+        k = parse_topk(spec)
+        if k is None:
+            raise TargetError(
+                f"unknown target {spec!r}; use 'top1', 'top5', 'topk:K', a class index, "
+                "a list of class indices (one per image) or a callable"
+            )
+        if not 1 <= k <= num_classes:
+            raise TargetError(f"target {spec!r} asks for {k} classes; the model has {num_classes}")
+        return logits.detach().topk(k, dim=1).indices, k > 1
+    several = _per_sample_lists(spec)
+    if several is not None:
+        return _checked(several, batch, num_classes), True
+    if isinstance(spec, Tensor):
+        ids = spec.reshape(-1).long()
+    elif isinstance(spec, int) and not isinstance(spec, bool):
+        ids = torch.full((batch,), spec, dtype=torch.long)
+    elif isinstance(spec, Sequence) and all(isinstance(t, int) for t in spec):
+        ids = torch.tensor(list(spec), dtype=torch.long)
+    else:
+        raise TargetError(f"cannot use {spec!r} as a target")
+    if ids.numel() == 1 and batch > 1:
+        ids = ids.expand(batch)
+    if ids.numel() != batch:
+        raise TargetError(f"got {ids.numel()} target classes for a batch of {batch} images")
+    return _checked(ids[:, None], batch, num_classes), False
+
+
+def _per_sample_lists(spec: TargetSpec) -> Tensor | None:
+    """``(B, K)`` class ids from a 2-D tensor or a list of int lists; None for other specs."""
+    if isinstance(spec, Tensor):
+        return spec.long() if spec.ndim == 2 else None
+    if isinstance(spec, Sequence) and not isinstance(spec, str) and spec:
+        rows: list[Any] = list(spec)
+        if all(isinstance(r, Sequence) and not isinstance(r, str) for r in rows):
+            if not all(isinstance(t, int) and not isinstance(t, bool) for r in rows for t in r):
+                raise TargetError("per-sample target lists must hold class indices (ints)")
+            if len({len(r) for r in rows}) != 1 or not rows[0]:
+                raise TargetError("per-sample target lists must all have the same, non-zero length")
+            return torch.tensor([list(r) for r in rows], dtype=torch.long)
+    return None
+
+
+def _checked(ids: Tensor, batch: int, num_classes: int) -> Tensor:
+    if ids.shape[0] != batch:
+        raise TargetError(f"got target classes for {ids.shape[0]} images, the batch has {batch}")
+    bad = ids[(ids < 0) | (ids >= num_classes)]
+    if bad.numel():
+        raise TargetError(
+            f"target class {int(bad[0])} is out of range: the model has classes 0..{num_classes - 1}"
+        )
+    return ids.clone()

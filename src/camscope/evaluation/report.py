@@ -1,0 +1,342 @@
+"""The evaluation report: ``report.html`` (self-contained) and ``report.md``.
+
+Content: the leaderboard (methods x metrics, the better direction marked with an arrow and the best
+value of each column in bold), mean deletion / insertion curves, one bar chart per metric with 95%
+confidence intervals over images, the sanity-check table when it was run, the cost of the run, and
+example grids of each method's worst and best images (ground-truth boxes drawn in).
+
+Charts are drawn with matplotlib's Agg canvas (``matplotlib.figure.Figure``, no pyplot state) to
+PNG; the HTML embeds them as base64 ``data:`` URIs so the file can be mailed or opened offline; the
+Markdown report links the same PNGs, written to ``figures/`` beside it.
+
+Example:
+    >>> write_report("out/eval", summary, examples, title="efficientnet_lite0")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from ..viz import overlay
+
+_COLORS = (
+    "#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000",
+    "#999999", "#882255", "#44AA99", "#117733", "#332288", "#AA4499",
+)  # fmt: skip
+
+
+def _png(fig: Any) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def _new_figure(width: float, height: float) -> Any:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height))
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def curves_figure(curves: dict[str, dict[str, list[float]]]) -> bytes | None:
+    """Mean deletion and insertion curves, one line per method; None when there are none."""
+    modes = [m for m in ("deletion", "insertion") if any(m in c for c in curves.values())]
+    if not modes:
+        return None
+    fig = _new_figure(5.2 * len(modes), 3.6)
+    for k, mode in enumerate(modes):
+        ax = fig.add_subplot(1, len(modes), k + 1)
+        for i, (name, c) in enumerate(curves.items()):
+            if mode in c:
+                ys = np.asarray(c[mode])
+                xs = np.linspace(0, 1, len(ys))
+                auc = float(np.sum(ys[1:] + ys[:-1]) / (2 * (len(ys) - 1)))
+                ax.plot(xs, ys, color=_COLORS[i % len(_COLORS)], label=f"{name} ({auc:.3f})")
+        better = "lower" if mode == "deletion" else "higher"
+        ax.set_title(f"{mode.capitalize()} (AUC {better} is better)")
+        ax.set_xlabel("fraction of pixels " + ("removed" if mode == "deletion" else "inserted"))
+        ax.set_ylabel("class probability")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    return _png(fig)
+
+
+def bar_figure(summary: dict[str, Any], key: str) -> bytes:
+    """One metric: a bar per method with its 95% confidence interval."""
+    info = summary["column_info"][key]
+    board = summary["leaderboard"]
+    names = [n for n in board if key in board[n]]
+    means = [board[n][key]["mean"] for n in names]
+    cis = [0.0 if math.isnan(board[n][key]["ci95"]) else board[n][key]["ci95"] for n in names]
+    fig = _new_figure(max(4.0, 0.55 * len(names) + 1.5), 3.0)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.bar(
+        range(len(names)),
+        means,
+        yerr=cis,
+        capsize=3,
+        color=[_COLORS[i % len(_COLORS)] for i in range(len(names))],
+    )
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels(names, rotation=45, ha="right", fontsize=8)
+    arrow = "↑ higher is better" if info["higher_is_better"] else "↓ lower is better"
+    ax.set_title(f"{info['title']} ({arrow}; 95% CI)", fontsize=9)
+    ax.grid(axis="y", alpha=0.3)
+    return _png(fig)
+
+
+def _draw_boxes(img: Image.Image, boxes: Sequence[Sequence[float]]) -> Image.Image:
+    draw = ImageDraw.Draw(img)
+    for x0, y0, x1, y1 in boxes:
+        draw.rectangle([x0, y0, x1 - 1, y1 - 1], outline=(0, 255, 0), width=2)
+    return img
+
+
+def examples_figure(method: str, items: list[dict[str, Any]]) -> bytes:
+    """A row of overlays (map on image, ground-truth boxes in green) with each image's score."""
+    fig = _new_figure(2.0 * max(1, len(items)), 2.4)
+    for k, item in enumerate(items):
+        ax = fig.add_subplot(1, len(items), k + 1)
+        base = Image.fromarray(item["image"])
+        heat = np.asarray(item["map"], dtype=np.float64)
+        if heat.shape != (base.height, base.width):
+            heat = np.asarray(
+                Image.fromarray(heat.astype(np.float32)).resize(
+                    (base.width, base.height), Image.Resampling.BILINEAR
+                )
+            )
+        pic = _draw_boxes(overlay(base, heat, alpha=0.5), item["boxes"])
+        ax.imshow(np.asarray(pic))
+        ax.set_axis_off()
+        tag = "worst" if k < len(items) / 2 else "best"
+        ax.set_title(
+            f"{tag}: {item['metric']} {item['score']:.2f}\n{item.get('target', '')}"[:60],
+            fontsize=7,
+        )
+    fig.suptitle(method, fontsize=9)
+    return _png(fig)
+
+
+def sanity_figure(sanity: dict[str, Any]) -> bytes | None:
+    """Spearman similarity to the trained model's maps along the randomization cascade."""
+    layers = sanity.get("layers", {}) if sanity else {}
+    if not layers:
+        return None
+    fig = _new_figure(5.5 * len(layers), 3.4)
+    for k, (layer, data) in enumerate(layers.items()):
+        ax = fig.add_subplot(1, len(layers), k + 1)
+        for i, (name, vals) in enumerate(data["spearman"].items()):
+            ax.plot(range(len(vals)), vals, marker="o", color=_COLORS[i % len(_COLORS)], label=name)
+        ax.set_xticks(range(len(data["steps"])))
+        ax.set_xticklabels(data["steps"], rotation=45, ha="right", fontsize=7)
+        ax.axhline(sanity.get("fail_below", 0.5), color="grey", ls="--", lw=1)
+        ax.set_ylim(-0.3, 1.05)
+        ax.set_title(f"Cascading randomization at {layer} (lower = more sensitive)", fontsize=8)
+        ax.set_ylabel("Spearman vs trained")
+        ax.legend(fontsize=6)
+    return _png(fig)
+
+
+def _fmt(stats: dict[str, Any] | None) -> str:
+    if not stats:
+        return "–"
+    mean, ci = stats["mean"], stats["ci95"]
+    if isinstance(ci, float) and math.isnan(ci):
+        return f"{mean:.3g}" if abs(mean) < 1 else f"{mean:.1f}"
+    if abs(mean) < 1 and abs(ci) < 1:
+        return f"{mean:.3f} ± {ci:.3f}"
+    return f"{mean:.1f} ± {ci:.1f}"
+
+
+def _best(summary: dict[str, Any], key: str) -> set[str]:
+    board = summary["leaderboard"]
+    vals = {n: board[n][key]["mean"] for n in board if key in board[n]}
+    if not vals:
+        return set()
+    higher = summary["column_info"][key]["higher_is_better"]
+    target = max(vals.values()) if higher else min(vals.values())
+    return {n for n, v in vals.items() if v == target}
+
+
+def leaderboard_rows(
+    summary: dict[str, Any],
+) -> tuple[list[str], list[list[str]], list[list[bool]]]:
+    """Header cells, body cells and "best in column" flags of the leaderboard."""
+    cols = summary["columns"]
+    info = summary["column_info"]
+    header = ["method"] + [
+        f"{info[c]['title']} {'↑' if info[c]['higher_is_better'] else '↓'}" for c in cols
+    ]
+    best = {c: _best(summary, c) for c in cols}
+    body, flags = [], []
+    for name, stats in summary["leaderboard"].items():
+        body.append([name] + [_fmt(stats.get(c)) for c in cols])
+        flags.append([False] + [name in best[c] for c in cols])
+    return header, body, flags
+
+
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px;color:#222}
+table{border-collapse:collapse;font-size:13px;margin:1em 0}
+th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}
+th:first-child,td:first-child{text-align:left}
+th{background:#f3f3f3}
+td.best{font-weight:bold;background:#e8f5e9}
+img{max-width:100%}
+.note{color:#555;font-size:13px}
+"""
+
+
+def _img_tag(png: bytes, alt: str) -> str:
+    data = base64.b64encode(png).decode("ascii")
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def write_report(
+    out_dir: str | Path,
+    summary: dict[str, Any],
+    examples: dict[str, list[dict[str, Any]]] | None = None,
+    title: str = "camscope evaluation",
+    notes: Sequence[str] = (),
+) -> tuple[Path, Path]:
+    """Write ``report.html`` and ``report.md`` (with ``figures/*.png``) to ``out_dir``.
+
+    Args:
+        summary: :func:`camscope.evaluation.summarise` output plus optional ``sanity`` and
+            ``timing`` entries (as in ``results.json``).
+        examples: :func:`camscope.evaluation.collect_examples` output.
+        title: page title.
+        notes: extra lines (protocol settings) printed under the title.
+
+    Returns:
+        The paths of the HTML and the Markdown report.
+    """
+    out = Path(out_dir)
+    figdir = out / "figures"
+    figdir.mkdir(parents=True, exist_ok=True)
+    figures: list[tuple[str, str, bytes]] = []  # (section, name, png)
+    curves = curves_figure(summary.get("curves", {}))
+    if curves:
+        figures.append(("curves", "curves.png", curves))
+    for key in summary["columns"]:
+        figures.append(("bars", f"bar_{key}.png", bar_figure(summary, key)))
+    sanity = summary.get("sanity")
+    sfig = sanity_figure(sanity) if sanity else None
+    if sfig:
+        figures.append(("sanity", "sanity.png", sfig))
+    for method, items in (examples or {}).items():
+        if items:
+            safe = "".join(ch if ch.isalnum() else "_" for ch in method)
+            figures.append(("examples", f"examples_{safe}.png", examples_figure(method, items)))
+    for _, name, png in figures:
+        (figdir / name).write_bytes(png)
+
+    header, body, flags = leaderboard_rows(summary)
+    timing = summary.get("timing") or {}
+    lines_intro = [
+        f"{summary.get('images', 0)} images; model top-1 accuracy on them: "
+        + (
+            f"{summary['top1_accuracy']:.1f}%"
+            if summary.get("top1_accuracy") is not None
+            else "n/a"
+        ),
+        "Values are means over images ± the half-width of a 95% confidence interval (1.96 s/√n). "
+        "↑ higher is better, ↓ lower is better; the best value of each column is bold.",
+    ]
+    if timing:
+        lines_intro.append(
+            f"Run time {timing.get('seconds_total', 0):.0f} s for {timing.get('images', 0)} images "
+            f"({timing.get('seconds_per_image', 0):.2f} s/image); metric forward passes: "
+            f"{timing.get('metric_forward_images', 0)} images in {timing.get('metric_forward_seconds', 0):.0f} s; "
+            f"metric work beyond forward passes: {timing.get('metric_overhead_seconds', 0):.0f} s."
+        )
+    lines_intro.extend(notes)
+
+    # HTML
+    parts = [
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>",
+        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+        *[f"<p class='note'>{html.escape(line)}</p>" for line in lines_intro],
+        "<h2>Leaderboard</h2><table id='leaderboard'><thead><tr>",
+        *[f"<th>{html.escape(h)}</th>" for h in header],
+        "</tr></thead><tbody>",
+    ]
+    for row, flag in zip(body, flags):
+        cells = "".join(
+            f"<td class='best'>{html.escape(c)}</td>" if f else f"<td>{html.escape(c)}</td>"
+            for c, f in zip(row, flag)
+        )
+        parts.append(f"<tr>{cells}</tr>")
+    parts.append("</tbody></table>")
+    if sanity and sanity.get("layers"):
+        parts.append("<h2>Sanity check (cascading randomization)</h2>")
+        parts.append(
+            f"<p class='note'>{sanity.get('images')} images; a method passes when the Spearman "
+            f"correlation of its maps with the trained model's falls below {sanity.get('fail_below')} "
+            "once every layer is randomised.</p><table id='sanity'><tr><th>layer</th><th>method</th>"
+            "<th>Spearman (all randomised)</th><th>SSIM (all randomised)</th><th>verdict</th></tr>"
+        )
+        for layer, data in sanity["layers"].items():
+            for m, ok in data["passed"].items():
+                parts.append(
+                    f"<tr><td>{html.escape(layer)}</td><td>{html.escape(m)}</td>"
+                    f"<td>{data['spearman'][m][-1]:.3f}</td><td>{data['ssim'][m][-1]:.3f}</td>"
+                    f"<td>{'pass' if ok else 'FAIL'}</td></tr>"
+                )
+        parts.append("</table>")
+    titles = {
+        "curves": "Deletion and insertion curves",
+        "bars": "Per-metric comparison",
+        "sanity": "Randomization cascade",
+        "examples": "Examples: worst and best images per method",
+    }
+    seen: set[str] = set()
+    for section, name, png in figures:
+        if section not in seen:
+            parts.append(f"<h2>{titles[section]}</h2>")
+            seen.add(section)
+        parts.append(f"<div class='figure'>{_img_tag(png, name)}</div>")
+    parts.append("</body></html>")
+    html_path = out / "report.html"
+    html_path.write_text("\n".join(parts), encoding="utf-8")
+
+    # Markdown
+    md = [f"# {title}", "", *[f"{line}  " for line in lines_intro], "", "## Leaderboard", ""]
+    md.append("| " + " | ".join(header) + " |")
+    md.append("|" + "|".join("---" for _ in header) + "|")
+    for row, flag in zip(body, flags):
+        md.append("| " + " | ".join(f"**{c}**" if f else c for c, f in zip(row, flag)) + " |")
+    if sanity and sanity.get("layers"):
+        md += [
+            "",
+            "## Sanity check (cascading randomization)",
+            "",
+            "| layer | method | Spearman | SSIM | verdict |",
+            "|---|---|---|---|---|",
+        ]
+        for layer, data in sanity["layers"].items():
+            for m, ok in data["passed"].items():
+                md.append(
+                    f"| {layer} | {m} | {data['spearman'][m][-1]:.3f} | {data['ssim'][m][-1]:.3f} | {'pass' if ok else 'FAIL'} |"
+                )
+    seen = set()
+    for section, name, _ in figures:
+        if section not in seen:
+            md += ["", f"## {titles[section]}", ""]
+            seen.add(section)
+        md.append(f"![{name}](figures/{name})")
+    md_path = out / "report.md"
+    md_path.write_text("\n".join(md) + "\n", encoding="utf-8")
+    return html_path, md_path

@@ -1,0 +1,26 @@
+"""Models and the preprocessing they expect: ``load_model(name) -> (model, ModelSpec)``.
+
+* :mod:`.loading`: names to models (the offline default, ``module:factory``, timm, torchvision,
+  Hugging Face folders), see :func:`load_model`;
+* :mod:`.spec`: :class:`ModelSpec` (input size, mean/std, interpolation, class names);
+* :mod:`.default`: the offline EfficientNet-Lite0 and why its preprocessing is what it is;
+* :mod:`.checkpoints`: weights files (state dicts, safetensors, trusted pickles);
+* :mod:`.hf`: Hugging Face ``transformers`` classifiers.
+
+This package imports :mod:`camscope.core` (to refuse TorchScript/ONNX models) and
+:mod:`camscope.errors`; nothing here runs the engine.
+"""
+
+from .checkpoints import map_state_dict_in_order
+from .default import DEFAULT_MODEL
+from .loading import load_model
+from .spec import ModelSpec, imagenet_class_names, spec_for_model
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "ModelSpec",
+    "imagenet_class_names",
+    "load_model",
+    "map_state_dict_in_order",
+    "spec_for_model",
+]

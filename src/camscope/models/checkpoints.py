@@ -1,0 +1,192 @@
+"""Checkpoints: state dicts (``torch.load(weights_only=True)``), safetensors and, only when the user
+trusts the file, whole pickled modules.
+
+Wrapper prefixes (``module.`` from DataParallel, ``_orig_mod.`` from ``torch.compile``) are
+stripped, nested ``state_dict`` / ``model`` entries are unwrapped, and every mismatch is reported
+with the keys or shapes that do not fit.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import ModelLoadError
+from .spec import ModelSpec, num_outputs, spec_for_model
+
+log = logging.getLogger(__name__)
+
+_PREFIXES = ("module.", "_orig_mod.")  # DataParallel / torch.compile wrappers
+
+
+def map_state_dict_in_order(
+    source: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """Rename ``source``'s tensors to ``target``'s keys by position (not by name).
+
+    Both must list the same number of entries and each pair must have the same shape.
+
+    Raises:
+        ModelLoadError: naming the first pair that does not fit.
+    """
+    src = list(source.items())
+    dst = list(target.items())
+    if len(src) != len(dst):
+        raise ModelLoadError(
+            f"cannot map weights in order: the checkpoint has {len(src)} tensors, the model "
+            f"expects {len(dst)}"
+        )
+    mapped: dict[str, torch.Tensor] = {}
+    for index, ((src_key, src_val), (dst_key, dst_val)) in enumerate(zip(src, dst)):
+        src_shape = tuple(getattr(src_val, "shape", ()))
+        if src_shape != tuple(dst_val.shape):
+            raise ModelLoadError(
+                f"cannot map weights in order: entry {index} {src_key!r} has shape "
+                f"{list(src_shape)} but the model's {dst_key!r} has shape {list(dst_val.shape)}"
+            )
+        mapped[dst_key] = src_val
+    return mapped
+
+
+def _read_checkpoint(path: Path, trust: bool) -> Any:
+    if not path.exists():
+        raise ModelLoadError(f"weights file {str(path)!r} not found")
+    if path.is_dir():
+        raise ModelLoadError(f"weights {str(path)!r} is a folder; pass the checkpoint file")
+    if path.suffix.lower() == ".safetensors":
+        try:
+            from safetensors.torch import load_file
+
+            return load_file(str(path), device="cpu")
+        except Exception as err:
+            raise ModelLoadError(
+                f"weights file {str(path)!r} is not a readable safetensors file ({err})"
+            ) from err
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        if "weights only" not in str(err).lower() and "weights_only" not in str(err):
+            raise ModelLoadError(
+                f"weights file {str(path)!r} is not a PyTorch checkpoint or is corrupt ({err})"
+            ) from err
+        if not trust:
+            raise ModelLoadError(
+                f"weights file {str(path)!r} contains pickled Python objects besides tensors, and "
+                "unpickling them can run code. If you trust this file, pass trust_checkpoint=True "
+                "(CLI: --trust-checkpoint); otherwise re-save it as a plain state dict or "
+                ".safetensors"
+            ) from err
+    except Exception as err:
+        raise ModelLoadError(
+            f"weights file {str(path)!r} is not a PyTorch checkpoint or is corrupt ({err})"
+        ) from err
+    log.warning("unpickling trusted checkpoint %s with weights_only=False", path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:
+        raise ModelLoadError(
+            f"weights file {str(path)!r} could not be unpickled ({err!r})"
+        ) from err
+
+
+def _unwrap_state_dict(obj: Any, path: Path) -> Any:
+    for _ in range(4):
+        if isinstance(obj, nn.Module) or not isinstance(obj, Mapping):
+            return obj
+        for key in ("state_dict", "model", "model_state_dict"):
+            inner = obj.get(key)
+            if isinstance(inner, (Mapping, nn.Module)):
+                obj = inner
+                break
+        else:
+            return obj
+    return obj
+
+
+def _strip_prefixes(state: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in state.items():
+        new = str(key)
+        changed = True
+        while changed:
+            changed = False
+            for prefix in _PREFIXES:
+                if new.startswith(prefix):
+                    new = new[len(prefix) :]
+                    changed = True
+        out[new] = value
+    return out
+
+
+def _list_keys(keys: list[str], limit: int = 8) -> str:
+    shown = ", ".join(repr(k) for k in keys[:limit])
+    return shown + (f" ... ({len(keys)} in all)" if len(keys) > limit else "")
+
+
+def apply_weights_file(
+    model: nn.Module,
+    spec: ModelSpec,
+    weights: str | Path,
+    trust: bool,
+    *,
+    map_in_order: bool = False,
+) -> tuple[nn.Module, ModelSpec]:
+    """Load ``weights`` into ``model`` (or take the whole pickled module it holds, when trusted).
+
+    ``map_in_order``: a state dict whose keys share nothing with the model's is mapped by position
+    (the default model's packaged naming scheme, see :mod:`camscope.models.default`).
+    """
+    path = Path(weights).expanduser()
+    obj = _unwrap_state_dict(_read_checkpoint(path, trust), path)
+    if isinstance(obj, nn.Module):
+        log.info("model %r: whole pickled module from %s", spec.name, path)
+        if num_outputs(obj) != num_outputs(model):
+            spec = spec_for_model(obj, spec.name)
+        return obj, spec
+    if not isinstance(obj, Mapping) or not obj:
+        raise ModelLoadError(
+            f"weights file {str(path)!r} holds {type(obj).__name__}, not a state dict "
+            "(a mapping of parameter names to tensors)"
+        )
+    state = _strip_prefixes(obj)
+    bad = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise ModelLoadError(
+            f"weights file {str(path)!r}: entries are not tensors: {_list_keys(bad)}"
+        )
+    expected = model.state_dict()
+    if map_in_order and not set(state) & set(expected):
+        state = map_state_dict_in_order(state, expected)  # original package naming
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing keys: {_list_keys(missing)}")
+        if unexpected:
+            parts.append(f"unexpected keys: {_list_keys(unexpected)}")
+        raise ModelLoadError(
+            f"weights file {str(path)!r} does not fit model {spec.name!r}: "
+            + "; ".join(parts)
+            + ". Check that the checkpoint belongs to this architecture"
+        )
+    wrong = [
+        f"{k!r} {list(state[k].shape)} vs {list(v.shape)}"
+        for k, v in expected.items()
+        if tuple(state[k].shape) != tuple(v.shape)
+    ]
+    if wrong:
+        raise ModelLoadError(
+            f"weights file {str(path)!r} does not fit model {spec.name!r}: shape mismatch "
+            f"(checkpoint vs model) {', '.join(wrong[:8])}"
+            + (f" ... ({len(wrong)} in all)" if len(wrong) > 8 else "")
+        )
+    model.load_state_dict(state)
+    log.info("model %r: loaded weights from %s", spec.name, path)
+    return model, spec

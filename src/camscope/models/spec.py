@@ -1,0 +1,174 @@
+"""What a model expects as input and what its outputs mean: :class:`ModelSpec`.
+
+A spec travels with every loaded model: input size, normalisation, interpolation and class names
+come from timm's ``pretrained_cfg``, torchvision's weights enum, a Hugging Face image processor or,
+for any other module, ImageNet defaults (:func:`spec_for_model`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a model expects as input and what its outputs mean.
+
+    Attributes:
+        name: model name as loaded.
+        input_size: ``(H, W)`` the model was trained at.
+        mean / std: per-channel normalisation of [0, 1] RGB.
+        interpolation: ``"bilinear"``, ``"bicubic"`` or ``"nearest"``.
+        crop_pct: centre-crop fraction of the training recipe (reported; camscope resizes the whole
+            image so the map covers every pixel the user sees).
+        class_names: one label per output class (empty if unknown).
+        source: where these facts came from (``"timm pretrained_cfg"``, ``"torchvision weights"``, ...).
+    """
+
+    name: str
+    input_size: tuple[int, int] = (224, 224)
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    interpolation: str = "bilinear"
+    crop_pct: float | None = None
+    class_names: list[str] = field(default_factory=list)
+    source: str = "default"
+
+    def label(self, index: int) -> str:
+        """Human-readable label of a class index (``"class 17"`` when names are unknown).
+
+        >>> ModelSpec("m", class_names=["cat"]).label(0), ModelSpec("m").label(17)
+        ('cat', 'class 17')
+        """
+        if 0 <= index < len(self.class_names):
+            return self.class_names[index]
+        return f"class {index}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary; the class names are reported as their count.
+
+        >>> ModelSpec("m", class_names=["a", "b"]).to_dict()["num_classes"]
+        2
+        """
+        return {
+            "name": self.name,
+            "input_size": [int(v) for v in self.input_size],
+            "mean": [float(v) for v in self.mean],
+            "std": [float(v) for v in self.std],
+            "interpolation": self.interpolation,
+            "crop_pct": None if self.crop_pct is None else float(self.crop_pct),
+            "num_classes": len(self.class_names),
+            "source": self.source,
+        }
+
+
+def imagenet_class_names() -> list[str]:
+    """The 1000 ImageNet-1k labels in class-index order (shipped with torchvision, offline).
+
+    >>> imagenet_class_names()[281]
+    'tabby'
+    """
+    try:
+        from torchvision.models import ResNet18_Weights
+
+        names = list(ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
+    except Exception:  # pragma: no cover - older/newer torchvision layouts
+        from torchvision.models._meta import _IMAGENET_CATEGORIES
+
+        names = list(_IMAGENET_CATEGORIES)
+    return names
+
+
+def spec_for_model(model: nn.Module, name: str | None = None) -> ModelSpec:
+    """Best-effort :class:`ModelSpec` for any module.
+
+    Uses timm's ``pretrained_cfg`` when the model has one, otherwise ImageNet defaults (224 x 224,
+    bilinear, ImageNet mean/std). Class names are the ImageNet labels when the model has 1000
+    outputs (``num_classes`` attribute or last ``nn.Linear``), else empty.
+    """
+    label = name if name is not None else type(model).__name__
+    num_classes = num_outputs(model)
+    names = imagenet_class_names() if num_classes == 1000 else []
+    if hasattr(getattr(model, "config", None), "model_type"):  # Hugging Face model
+        names = class_names_of(model) or names
+    cfg = getattr(model, "pretrained_cfg", None)
+    if isinstance(cfg, Mapping) and cfg.get("mean") is not None:
+        return spec_from_timm_cfg(label, cfg, names, source="timm pretrained_cfg")
+    return ModelSpec(name=label, class_names=names, source="ImageNet defaults")
+
+
+def spec_from_timm_cfg(
+    name: str, cfg: Mapping[str, Any], class_names: list[str], source: str
+) -> ModelSpec:
+    size = cfg.get("input_size") or (3, 224, 224)
+    interpolation = str(cfg.get("interpolation") or "bilinear")
+    if interpolation not in INTERPOLATIONS:
+        interpolation = "bilinear"
+    mean = tuple(float(v) for v in cfg.get("mean") or IMAGENET_MEAN)
+    std = tuple(float(v) for v in cfg.get("std") or IMAGENET_STD)
+    crop = cfg.get("crop_pct")
+    return ModelSpec(
+        name=name,
+        input_size=(int(size[-2]), int(size[-1])),
+        mean=(mean[0], mean[1], mean[2]),
+        std=(std[0], std[1], std[2]),
+        interpolation=interpolation,
+        crop_pct=None if crop is None else float(crop),
+        class_names=class_names,
+        source=source,
+    )
+
+
+def spec_from_torchvision(name: str, enum_value: Any, num_classes: int | None) -> ModelSpec:
+    preset = enum_value.transforms()
+    crop = int(next(iter(getattr(preset, "crop_size", None) or [224])))
+    resize = next(iter(getattr(preset, "resize_size", None) or [crop]))
+    mean = [float(v) for v in getattr(preset, "mean", IMAGENET_MEAN)]
+    std = [float(v) for v in getattr(preset, "std", IMAGENET_STD)]
+    mode = getattr(preset, "interpolation", None)
+    interpolation = str(getattr(mode, "value", mode) or "bilinear")
+    if interpolation not in INTERPOLATIONS:
+        interpolation = "bilinear"
+    categories = list(enum_value.meta.get("categories") or [])
+    if num_classes is not None and len(categories) != num_classes:
+        categories = imagenet_class_names() if num_classes == 1000 else []
+    return ModelSpec(
+        name=name,
+        input_size=(crop, crop),
+        mean=(mean[0], mean[1], mean[2]),
+        std=(std[0], std[1], std[2]),
+        interpolation=interpolation,
+        crop_pct=crop / float(resize) if resize else None,
+        class_names=categories,
+        source=f"torchvision weights {enum_value}",
+    )
+
+
+def num_outputs(model: nn.Module) -> int | None:
+    n = getattr(model, "num_classes", None)
+    if isinstance(n, int) and n > 0:
+        return n
+    last: nn.Linear | None = None
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            last = module
+    return None if last is None else int(last.out_features)
+
+
+def class_names_of(model: nn.Module) -> list[str]:
+    """``config.id2label`` in class order, or ``[]`` when the labels are the ``LABEL_i`` defaults."""
+    id2label = getattr(getattr(model, "config", None), "id2label", None)
+    if not isinstance(id2label, Mapping) or not id2label:
+        return []
+    labels = [str(id2label[k]) for k in sorted(id2label, key=int)]
+    if all(label == f"LABEL_{i}" for i, label in enumerate(labels)):
+        return []
+    return labels

@@ -1,0 +1,132 @@
+"""The HTML report renders in headless Chromium with its table and images."""
+
+from __future__ import annotations
+
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from camscope.evaluation import COLUMN_BY_KEY
+from camscope.evaluation.report import leaderboard_rows, write_report
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+def _summary() -> dict:
+    cols = ["loc_error_top1", "energy", "deletion"]
+    return {
+        "leaderboard": {
+            "gradcam": {
+                "loc_error_top1": {"mean": 40.0, "ci95": 5.0, "n": 10},
+                "energy": {"mean": 60.0, "ci95": 3.0, "n": 10},
+                "deletion": {"mean": 0.10, "ci95": 0.02, "n": 10},
+            },
+            "layercam": {
+                "loc_error_top1": {"mean": 45.0, "ci95": 5.0, "n": 10},
+                "energy": {"mean": 65.0, "ci95": math.nan, "n": 1},
+                "deletion": {"mean": 0.12, "ci95": 0.02, "n": 10},
+            },
+        },
+        "columns": cols,
+        "column_info": {
+            k: {
+                "title": COLUMN_BY_KEY[k].title,
+                "higher_is_better": COLUMN_BY_KEY[k].higher_is_better,
+            }
+            for k in cols
+        },
+        "curves": {
+            "gradcam": {"deletion": [1.0, 0.5, 0.0]},
+            "layercam": {"deletion": [1.0, 0.7, 0.1]},
+        },
+        "images": 10,
+        "top1_accuracy": 70.0,
+        "sanity": {
+            "images": 2,
+            "fail_below": 0.5,
+            "layers": {
+                "blocks.6": {
+                    "steps": ["classifier", "blocks.6"],
+                    "spearman": {"gradcam": [0.4, 0.1], "layercam": [0.9, 0.8]},
+                    "ssim": {"gradcam": [0.5, 0.2], "layercam": [0.9, 0.85]},
+                    "passed": {"gradcam": True, "layercam": False},
+                }
+            },
+        },
+    }
+
+
+def _examples() -> dict:
+    img = np.zeros((32, 32, 3), dtype=np.uint8)
+    heat = np.zeros((32, 32))
+    heat[4:12, 4:12] = 1
+    item = {
+        "id": "x",
+        "metric": "energy",
+        "score": 12.0,
+        "target": "tabby",
+        "image": img,
+        "map": heat,
+        "boxes": [(2, 2, 14, 14)],
+    }
+    return {"gradcam": [item, {**item, "score": 90.0}]}
+
+
+def test_leaderboard_marks_direction_and_best():
+    header, body, flags = leaderboard_rows(_summary())
+    assert header[1].endswith("↓") and header[2].endswith("↑")
+    assert body[0][1] == "40.0 ± 5.0" and body[1][2] == "65.0"
+    assert flags[0][1] and not flags[1][1]  # lower loc error wins
+    assert flags[1][2] and not flags[0][2]  # higher energy wins
+
+
+def test_markdown_report(tmp_path):
+    html_path, md_path = write_report(tmp_path, _summary(), _examples(), title="t")
+    md = md_path.read_text()
+    assert "| **gradcam** |" not in md and "**40.0 ± 5.0**" in md
+    assert (
+        "figures/curves.png" in md and (tmp_path / "figures" / "curves.png").stat().st_size > 1000
+    )
+    assert "FAIL" in md
+    assert 'src="data:image/png;base64,' in html_path.read_text()
+
+
+@pytest.mark.skipif(
+    shutil.which("chromium") is None, reason="needs Debian chromium (make test installs it)"
+)
+def test_html_report_renders_in_headless_chromium(tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    html_path, _ = write_report(tmp_path, _summary(), _examples(), title="camscope evaluate: test")
+    # self-contained: no file references besides inline data
+    text = html_path.read_text()
+    assert "figures/" not in text and "http" not in text.replace("http-equiv", "")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--no-first-run",
+            ],
+        )  # fmt: skip
+        try:
+            page = browser.new_page()
+            page.goto(Path(html_path).resolve().as_uri())
+            assert page.title() == "camscope evaluate: test"
+            rows = page.locator("#leaderboard tbody tr")
+            assert rows.count() == 2
+            assert rows.nth(0).locator("td").nth(0).inner_text() == "gradcam"
+            headers = page.locator("#leaderboard th").all_inner_texts()
+            assert headers[1] == "Top-1 loc. error % ↓"
+            assert page.locator("#leaderboard td.best").count() == 3
+            assert page.locator("#sanity tr").count() == 3
+            widths = page.eval_on_selector_all(
+                "img", "els => els.map(e => e.complete ? e.naturalWidth : 0)"
+            )
+            # curves + 3 bar charts + sanity + one example grid, all decoded
+            assert len(widths) == 6 and all(w > 100 for w in widths)
+        finally:
+            browser.close()
