@@ -26,7 +26,7 @@ ALLOWED: dict[str, set[str]] = {
     "io": {"errors", "models"},
     "viz": {"errors"},
     "metrics": {"errors", "core", "methods"},
-    "data": {"errors"},
+    "data": {"errors", "io"},
     "evaluation": {
         "errors",
         "core",

@@ -1,0 +1,122 @@
+"""Image-classification folders: one subfolder per class (torchvision's ``ImageFolder`` layout).
+
+``root/cat/001.jpg, root/dog/xyz.png, ...``: the class names are the subfolder names in sorted
+order, as in torchvision, whose scanning (:func:`torchvision.datasets.folder.find_classes`) this
+uses. Image files are those whose extension is in :data:`camscope.io.IMAGE_EXTENSIONS` (any case),
+found recursively below each class folder; nothing is decoded here, so a corrupt file is found
+when it is loaded (:func:`camscope.io.load_image` names it), not when the folder is scanned.
+
+Training reads the class names as the model's classes; the diagnosis commands map them onto a
+trained model's classes with :class:`camscope.data.classes.ClassMapper`.
+
+Example:
+    >>> data = scan_class_folders("pets")  # doctest: +SKIP
+    >>> data.classes, data.items[0]  # doctest: +SKIP
+    (['cat', 'dog'], (PosixPath('pets/cat/001.jpg'), 0))
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import DatasetError
+from ..io import IMAGE_EXTENSIONS
+
+
+@dataclass(frozen=True)
+class FolderDataset:
+    """A scanned class-folder data set.
+
+    Attributes:
+        root: the folder.
+        classes: class names (subfolder names), sorted; the index of a name is its label.
+        items: ``(image path, class index)`` in sorted path order.
+        empty: class folders that hold no image (only when ``empty="skip"``).
+    """
+
+    root: Path
+    classes: list[str]
+    items: list[tuple[Path, int]]
+    empty: list[str] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        """Images per class name."""
+        out = dict.fromkeys(self.classes, 0)
+        for _, label in self.items:
+            out[self.classes[label]] += 1
+        return out
+
+
+def _is_image(path: str) -> bool:
+    return os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS
+
+
+def _images_below(folder: Path) -> list[Path]:
+    found: list[Path] = []
+    for dirpath, dirs, files in os.walk(folder, followlinks=True):
+        dirs.sort()
+        found.extend(Path(dirpath) / f for f in files if _is_image(f))
+    return sorted(found)
+
+
+def scan_class_folders(
+    root: str | Path, *, min_classes: int = 1, empty: str = "error"
+) -> FolderDataset:
+    """Scan ``root`` as one subfolder per class.
+
+    Args:
+        root: the data folder.
+        min_classes: fewer class folders than this is a :class:`DatasetError` (training needs 2).
+        empty: ``"error"`` (default): a class folder without images is an error naming it;
+            ``"skip"``: it is left out and listed in :attr:`FolderDataset.empty`.
+
+    Raises:
+        DatasetError: ``root`` is not a folder, has too few class folders, or (with
+            ``empty="error"``) an empty class folder.
+    """
+    from torchvision.datasets.folder import find_classes
+
+    if empty not in ("error", "skip"):
+        raise ValueError(f"empty must be 'error' or 'skip', got {empty!r}")
+    folder = Path(root).expanduser()
+    if not folder.is_dir():
+        raise DatasetError(f"data folder {str(folder)!r} does not exist or is not a folder")
+    try:
+        names, _ = find_classes(str(folder))
+    except FileNotFoundError:
+        names = []
+    if len(names) < min_classes:
+        loose = [p.name for p in folder.iterdir() if p.is_file() and _is_image(p.name)][:3]
+        hint = (
+            f"; it holds images directly ({', '.join(loose)}...): put them in one subfolder "
+            "per class"
+            if loose
+            else ""
+        )
+        raise DatasetError(
+            f"data folder {str(folder)!r} has {len(names)} class folder(s), at least "
+            f"{min_classes} needed (one subfolder per class, e.g. {folder.name}/cat/*.jpg){hint}"
+        )
+    classes: list[str] = []
+    items: list[tuple[Path, int]] = []
+    skipped: list[str] = []
+    for name in names:
+        files = _images_below(folder / name)
+        if not files:
+            if empty == "error":
+                raise DatasetError(
+                    f"class folder {str(folder / name)!r} holds no images "
+                    f"({', '.join(IMAGE_EXTENSIONS)}); add images or remove the folder"
+                )
+            skipped.append(name)
+            continue
+        items.extend((path, len(classes)) for path in files)
+        classes.append(name)
+    if len(classes) < min_classes:
+        raise DatasetError(
+            f"data folder {str(folder)!r} has {len(classes)} class folder(s) with images, at "
+            f"least {min_classes} needed (empty: {', '.join(skipped)})"
+        )
+    return FolderDataset(folder, classes, items, skipped)

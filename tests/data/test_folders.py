@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from camscope.data.folders import scan_class_folders
+from camscope.errors import DatasetError
+
+
+def _write(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (4, 4)).save(path)
+
+
+def test_classes_are_sorted_folder_names_and_files_are_found_recursively(tmp_path: Path) -> None:
+    for rel in ("dog/b.png", "cat/z.JPG", "cat/sub/a.png", "dog/notes.txt"):
+        if rel.endswith(".txt"):
+            (tmp_path / rel).write_text("x")
+        else:
+            _write(tmp_path / rel)
+    data = scan_class_folders(tmp_path, min_classes=2)
+    assert data.classes == ["cat", "dog"]
+    assert [(p.relative_to(tmp_path).as_posix(), c) for p, c in data.items] == [
+        ("cat/sub/a.png", 0),
+        ("cat/z.JPG", 0),
+        ("dog/b.png", 1),
+    ]
+    assert data.counts() == {"cat": 2, "dog": 1}
+
+
+def test_empty_class_folder_is_named_or_skipped(tmp_path: Path) -> None:
+    _write(tmp_path / "cat" / "a.png")
+    _write(tmp_path / "dog" / "a.png")
+    (tmp_path / "bird").mkdir()
+    with pytest.raises(DatasetError, match="bird"):
+        scan_class_folders(tmp_path)
+    data = scan_class_folders(tmp_path, empty="skip", min_classes=2)
+    assert data.classes == ["cat", "dog"] and data.empty == ["bird"]
+
+
+def test_too_few_classes_and_loose_images_say_what_to_do(tmp_path: Path) -> None:
+    _write(tmp_path / "a.png")
+    with pytest.raises(DatasetError, match="one subfolder per class"):
+        scan_class_folders(tmp_path, min_classes=2)
+    with pytest.raises(DatasetError, match="does not exist"):
+        scan_class_folders(tmp_path / "missing")
