@@ -49,3 +49,10 @@ def test_bad_arguments():
         SyntheticBenchmark(0)
     with pytest.raises(UsageError, match="unknown benchmark object"):
         SyntheticBenchmark(3, objects=("dog",))
+
+
+def test_ids_without_rendering(monkeypatch):
+    bench = SyntheticBenchmark(4000, size=64, seed=2)
+    monkeypatch.setattr(SyntheticBenchmark, "render", lambda self, i: pytest.fail("rendered"))
+    ids = bench.ids()
+    assert len(ids) == 4000 and ids[7] == "builtin-2-000007"

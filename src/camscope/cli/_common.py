@@ -83,18 +83,19 @@ def parse_layers(values: Sequence[str] | None) -> str | list[str]:
     return names[0] if len(names) == 1 else names
 
 
-def _norm_label(text: str) -> str:
-    return " ".join(text.replace("_", " ").lower().split())
-
-
 def parse_target(text: str, class_names: Sequence[str], model: str = "the model") -> str | int:
     """``--target`` -> a target the engine understands.
 
-    ``top1``, ``top5``, ``topk:K`` pass through; an integer is a class index; anything else is looked
-    up among the model's class names (case-insensitive, ``_`` = space, and each comma-separated
-    synonym of an ImageNet label counts: ``"tabby"`` finds ``"tabby, tabby cat"``).
+    ``top1``, ``top5``, ``topk:K`` pass through; an integer is a class index; anything else is a
+    class name resolved by :class:`camscope.data.classes.ClassMapper`, the resolver
+    ``camscope evaluate`` uses for data-set labels: the model's class names (case-insensitive,
+    ``_`` = space), each comma-separated synonym inside a name (``"tabby"`` finds
+    ``"tabby, tabby cat"``), and for ImageNet-1k models synset ids and WordNet lemmas
+    (``"tabby cat"``, ``n02123045``).
     """
     from ..core.targets import parse_topk
+    from ..data.classes import ClassMapper
+    from ..errors import DatasetError
 
     spec = text.strip()
     k = parse_topk(spec)
@@ -118,26 +119,13 @@ def parse_target(text: str, class_names: Sequence[str], model: str = "the model"
             f"--target {text!r} is not top1, top5, topk:K or a class index, and {model} has no "
             "class names to look it up in; pass a class index"
         )
-    key = _norm_label(spec)
-    exact = [i for i, name in enumerate(class_names) if _norm_label(name) == key]
-    if exact:
-        return exact[0]
-    synonyms = [
-        i
-        for i, name in enumerate(class_names)
-        if key in (_norm_label(part) for part in name.split(","))
-    ]
-    if len(synonyms) == 1:
-        return synonyms[0]
-    if len(synonyms) > 1:
-        options = ", ".join(f"{i} ({class_names[i]!r})" for i in synonyms)
+    try:
+        return ClassMapper(class_names).resolve_one(spec)
+    except DatasetError as err:
         raise TargetError(
-            f"--target {text!r} matches several classes: {options}; pass the class index"
-        )
-    raise TargetError(
-        f"--target {text!r} is not top1, top5, topk:K, a class index or a class name of {model}; "
-        f"closest names: {closest(spec.lower(), class_names)}"
-    )
+            f"--target {text!r} is not top1, top5, topk:K, a class index or a class name of "
+            f"{model}: {err}"
+        ) from None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,10 +1,11 @@
-"""Localization data sets: images with ground-truth boxes, and class names mapped to model classes.
+"""Localization data sets: images with ground-truth boxes, and their labels mapped to model classes.
 
 Three annotation formats are read, all into :class:`Sample` records:
 
 * **PASCAL VOC XML**, one file per image (also the format of ImageNet's validation boxes, whose
-  ``<name>`` is a WordNet synset id such as ``n02123045``). VOC coordinates are 1-based and
-  inclusive; they are converted to pixel-edge boxes (``x0 = xmin - 1``, ``x1 = xmax``).
+  ``<name>`` is a WordNet synset id such as ``n02123045``, and of the Oxford-IIIT Pet head boxes).
+  VOC coordinates are 1-based and inclusive; they are converted to pixel-edge boxes
+  (``x0 = xmin - 1``, ``x1 = xmax``).
 * **COCO JSON** (``images``, ``annotations`` with ``bbox = [x, y, width, height]``, ``categories``).
 * **CSV** with columns ``file, class, x0, y0, x1, y1`` (a header row is optional), boxes already in
   pixel-edge coordinates (``x1 - x0`` is the width). Several rows per file give several objects.
@@ -12,32 +13,36 @@ Three annotation formats are read, all into :class:`Sample` records:
 Boxes everywhere are ``(x0, y0, x1, y1)`` floats in the image's own pixels, pixel column ``j``
 covering ``[j, j + 1)`` (see :mod:`camscope.metrics.localization`).
 
-Class names go to model class indices with :class:`camscope.data.classes.ClassMapper`.
+Checks (each failure is a :class:`DatasetError` naming the file, the entry and the field): every
+field the reader needs is present and of the right type; coordinates and sizes are finite
+numbers; a box is not empty or inverted; a box reaching outside an image of known size is clipped
+to it (counted in :attr:`DataSet.clipped`), one wholly outside is refused; image names that leave
+the data folder are refused unless ``allow_outside=True`` (:func:`camscope.data.layouts.safe_relative`).
+
+Labels go to model classes with :class:`camscope.data.classes.ClassMapper`; labels that map to no
+class are listed all at once (``unmapped="error"``) or their objects are skipped and counted
+(``unmapped="skip"``).
 
 Example:
-    >>> samples = load_dataset("data/voc_subset")  # doctest: +SKIP
-    >>> samples[0].objects[0].class_ids  # doctest: +SKIP
-    (281,)
+    >>> data = read_dataset("VOC2007", ClassMapper(), unmapped="skip")  # doctest: +SKIP
+    >>> data.samples[0].objects[0].class_ids, data.unmapped  # doctest: +SKIP
+    ((281, 282, 283, 284, 285), {'person': 12})
 """
 
 from __future__ import annotations
 
 import csv
-import json
-import logging
-import re
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from ..errors import DatasetError
+from .checks import Box, box_in_image, key_field, load_json, number, records, size_of, text_field
 from .classes import ClassMapper
+from .layouts import coco_image_dirs, find_annotations, find_image, safe_relative, voc_image_dirs
 
-log = logging.getLogger(__name__)
-
-Box = tuple[float, float, float, float]
-_SYNSET = re.compile(r"^n\d{8}$")
-_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".JPEG")
+UNMAPPED_CHOICES = ("error", "skip")
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,7 @@ class Sample:
         objects: the annotated objects.
         image: the RGB image as a ``PIL.Image`` when it is held in memory.
         size: ``(width, height)`` when known from the annotation.
+        extra: ``annotation`` (the file it came from), ``clipped`` (boxes clipped to the image).
     """
 
     id: str
@@ -75,138 +81,156 @@ class Sample:
     extra: dict[str, object] = field(default_factory=dict)
 
 
+@dataclass
+class DataSet:
+    """What :func:`read_dataset` read.
+
+    Attributes:
+        samples: the images with at least one mapped object.
+        description: the layout and files read.
+        unmapped: label -> objects skipped because the label maps to no model class.
+        empty: ids of images skipped because no (mapped) object was left.
+        clipped: boxes clipped to their image.
+        missing: annotated images whose file was not found (they fail when loaded).
+        image_dirs: the folders images were looked for in.
+    """
+
+    samples: list[Sample]
+    description: str = ""
+    unmapped: dict[str, int] = field(default_factory=dict)
+    empty: list[str] = field(default_factory=list)
+    clipped: int = 0
+    missing: list[str] = field(default_factory=list)
+    image_dirs: list[Path] = field(default_factory=list)
+
+    def notes(self) -> list[str]:
+        """One line per thing the user should know about this data (for stderr and the report)."""
+        out = []
+        if self.unmapped:
+            parts = ", ".join(f"{k!r}: {v}" for k, v in sorted(self.unmapped.items()))
+            out.append(
+                f"skipped {sum(self.unmapped.values())} object(s) whose class maps to no model "
+                f"class ({parts})"
+            )
+        if self.empty:
+            out.append(f"skipped {len(self.empty)} image(s) left without an object to localise")
+        if self.clipped:
+            out.append(f"clipped {self.clipped} box(es) that reached outside their image")
+        if self.missing:
+            out.append(
+                f"{len(self.missing)} annotated image file(s) not found, e.g. {self.missing[0]}"
+            )
+        return out
+
+
+def _image_path(name: str, dirs: list[Path], where: str, allow_outside: bool) -> Path:
+    name = safe_relative(name, where, allow_outside)
+    return find_image(dirs, name) or dirs[0] / name
+
+
+def _objects_with_clip_count(
+    items: list[tuple[str, Box, str]], size: tuple[int, int] | None
+) -> tuple[list[GroundTruth], int]:
+    objects, clipped = [], 0
+    for label, raw, where in items:
+        box, was_clipped = box_in_image(raw, where, size)
+        clipped += was_clipped
+        objects.append(GroundTruth(label, (), box))
+    return objects, clipped
+
+
 # ---------------------------------------------------------------------------------------------
-# Readers
+# Readers (labels unmapped; map_labels maps them)
 
 
-def _find_image(folder: Path, name: str) -> Path:
-    candidates = [
-        folder / name,
-        folder.parent / "JPEGImages" / name,
-        folder.parent / "images" / name,
-    ]
-    for cand in candidates:
-        if cand.is_file():
-            return cand
-    stem = Path(name).stem
-    for base in (folder, folder.parent / "JPEGImages", folder.parent / "images"):
-        for suffix in _IMAGE_SUFFIXES:
-            if (base / (stem + suffix)).is_file():
-                return base / (stem + suffix)
-    return candidates[0]
-
-
-def _float(text: str | None, where: str, what: str) -> float:
-    try:
-        return float(text)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise DatasetError(f"{where}: {what} is {text!r}, not a number") from None
-
-
-def _check_box(box: Box, where: str) -> Box:
-    x0, y0, x1, y1 = box
-    if not (x1 > x0 and y1 > y0):
-        raise DatasetError(f"{where}: box {box} is empty or inverted (need x1 > x0 and y1 > y0)")
-    return box
-
-
-def read_voc(path: str | Path, mapper: ClassMapper | None = None) -> list[Sample]:
-    """Read PASCAL VOC XML annotations: one ``.xml`` file, or every ``.xml`` in a folder (also in
-    its ``Annotations/`` subfolder). Images are looked up by ``<filename>`` beside the XML, in
-    ``../JPEGImages`` or ``../images``; ``<folder>`` is ignored."""
-    mapper = mapper or ClassMapper()
-    root = Path(path)
-    files = (
-        [root]
-        if root.is_file()
-        else sorted(root.glob("*.xml")) or sorted(root.glob("Annotations/*.xml"))
-    )
-    if not files:
-        raise DatasetError(f"{root}: no VOC .xml annotation files found")
+def parse_voc(files: list[Path], dirs: list[Path], allow_outside: bool = False) -> list[Sample]:
+    """VOC XML files into samples with unmapped labels (``class_ids == ()``)."""
     samples = []
     for xml_path in files:
         try:
             tree = ET.parse(xml_path).getroot()
         except ET.ParseError as err:
             raise DatasetError(f"{xml_path}: not valid XML ({err})") from None
-        filename = tree.findtext("filename") or xml_path.stem + ".JPEG"
-        width = tree.findtext("size/width")
-        height = tree.findtext("size/height")
-        objects = []
-        for obj in tree.iter("object"):
+        except OSError as err:
+            raise DatasetError(f"{xml_path}: cannot read ({err.strerror or err})") from None
+        filename = (tree.findtext("filename") or "").strip() or xml_path.stem + ".jpg"
+        where = str(xml_path)
+        size = size_of(tree.findtext("size/width"), tree.findtext("size/height"), f"{where} <size>")
+        items = []
+        for k, obj in enumerate(tree.iter("object")):
             name = (obj.findtext("name") or "").strip()
             bb = obj.find("bndbox")
             if not name or bb is None:
-                raise DatasetError(f"{xml_path}: an <object> lacks <name> or <bndbox>")
-            where = f"{xml_path} object {name!r}"
+                raise DatasetError(f"{where}: <object> {k + 1} lacks <name> or <bndbox>")
+            here = f"{where} <object> {k + 1} ({name!r})"
             xmin, ymin, xmax, ymax = (
-                _float(bb.findtext(k), where, k) for k in ("xmin", "ymin", "xmax", "ymax")
+                number(bb.findtext(t), here, f"<{t}>") for t in ("xmin", "ymin", "xmax", "ymax")
             )
-            box = _check_box((xmin - 1, ymin - 1, xmax, ymax), where)
-            objects.append(GroundTruth(name, mapper.map(name), box))
-        size = (int(float(width)), int(float(height))) if width and height else None
-        image = _find_image(xml_path.parent, filename)
-        samples.append(Sample(id=image.name, path=image, objects=objects, size=size))
+            items.append((name, (xmin - 1, ymin - 1, xmax, ymax), here))
+        objects, clipped = _objects_with_clip_count(items, size)
+        image = _image_path(filename, dirs, f"{where} <filename>", allow_outside)
+        extra: dict[str, object] = {"annotation": where, "clipped": clipped}
+        samples.append(Sample(image.name, image, objects, size=size, extra=extra))
     return samples
 
 
-def read_coco(
-    path: str | Path, mapper: ClassMapper | None = None, image_dir: str | Path | None = None
-) -> list[Sample]:
-    """Read a COCO-style JSON file. Category names are mapped with ``mapper``; images are looked up
-    under ``image_dir`` (default: the JSON's folder, then its ``images/`` subfolder). Crowd
-    annotations are skipped; images without annotations are kept with no objects."""
-    mapper = mapper or ClassMapper()
-    json_path = Path(path)
-    try:
-        data = json.loads(json_path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise DatasetError(f"{json_path}: cannot read COCO JSON ({err})") from None
-    for key in ("images", "annotations", "categories"):
-        if key not in data:
-            raise DatasetError(f"{json_path}: no {key!r} list; is this a COCO annotation file?")
-    cats = {c["id"]: c["name"] for c in data["categories"]}
-    mapped = {cid: mapper.map(name) for cid, name in cats.items()}
-    base = Path(image_dir) if image_dir else json_path.parent
-    by_image: dict[object, list[GroundTruth]] = {img["id"]: [] for img in data["images"]}
-    for ann in data["annotations"]:
+def parse_coco(json_path: Path, dirs: list[Path], allow_outside: bool = False) -> list[Sample]:
+    """A COCO JSON file into samples with unmapped labels; crowd annotations are skipped."""
+    data = load_json(json_path)
+    if not isinstance(data, dict):
+        raise DatasetError(
+            f"{json_path}: expected a JSON object with 'images', 'annotations' and 'categories'; "
+            f"got {type(data).__name__}"
+        )
+    categories = records(data, "categories", json_path)
+    images = records(data, "images", json_path)
+    annotations = records(data, "annotations", json_path)
+    cats: dict[int | str, str] = {}
+    for k, cat in enumerate(categories):
+        where = f"{json_path} categories[{k}]"
+        cats[key_field(cat, "id", where)] = text_field(cat, "name", where)
+    entries: dict[int | str, tuple[str, tuple[int, int] | None, str]] = {}
+    for k, img in enumerate(images):
+        where = f"{json_path} images[{k}]"
+        image_id = key_field(img, "id", where)
+        if image_id in entries:
+            raise DatasetError(f"{where}: id {image_id!r} appears twice in 'images'")
+        size = size_of(img.get("width"), img.get("height"), where)
+        entries[image_id] = (text_field(img, "file_name", where), size, where)
+    items: dict[int | str, list[tuple[str, Box, str]]] = {i: [] for i in entries}
+    for k, ann in enumerate(annotations):
         if ann.get("iscrowd"):
             continue
-        where = f"{json_path} annotation {ann.get('id')}"
-        if ann.get("image_id") not in by_image:
-            raise DatasetError(f"{where}: image_id {ann.get('image_id')!r} is not in 'images'")
-        if ann.get("category_id") not in cats:
-            raise DatasetError(
-                f"{where}: category_id {ann.get('category_id')!r} is not in 'categories'"
-            )
+        where = f"{json_path} annotations[{k}]"
+        image_id, cat_id = key_field(ann, "image_id", where), key_field(ann, "category_id", where)
+        if image_id not in entries:
+            raise DatasetError(f"{where}: image_id {image_id!r} is not in 'images'")
+        if cat_id not in cats:
+            raise DatasetError(f"{where}: category_id {cat_id!r} is not in 'categories'")
         bbox = ann.get("bbox")
         if not isinstance(bbox, list) or len(bbox) != 4:
-            raise DatasetError(f"{where}: bbox must be [x, y, width, height]; got {bbox!r}")
-        x, y, w, h = (_float(str(v), where, "bbox") for v in bbox)
-        box = _check_box((x, y, x + w, y + h), where)
-        cid = ann["category_id"]
-        by_image[ann["image_id"]].append(GroundTruth(cats[cid], mapped[cid], box))
+            raise DatasetError(f"{where}: 'bbox' must be [x, y, width, height]; got {bbox!r:.60}")
+        x, y, w, h = (number(v, where, "a 'bbox' value") for v in bbox)
+        items[image_id].append((cats[cat_id], (x, y, x + w, y + h), where))
     samples = []
-    for img in data["images"]:
-        name = img["file_name"]
-        image = base / name if (base / name).is_file() else _find_image(base / "images", name)
-        size = (
-            (int(img["width"]), int(img["height"])) if "width" in img and "height" in img else None
-        )
-        samples.append(Sample(id=name, path=image, objects=by_image[img["id"]], size=size))
+    for image_id, (name, size, where) in entries.items():
+        objects, clipped = _objects_with_clip_count(items[image_id], size)
+        path = _image_path(name, dirs, f"{where} 'file_name'", allow_outside)
+        extra: dict[str, object] = {"annotation": str(json_path), "clipped": clipped}
+        samples.append(Sample(name, path, objects, size=size, extra=extra))
     return samples
 
 
-def read_csv(path: str | Path, mapper: ClassMapper | None = None) -> list[Sample]:
-    """Read ``file, class, x0, y0, x1, y1`` rows (header optional; files relative to the CSV)."""
-    mapper = mapper or ClassMapper()
-    csv_path = Path(path)
+def parse_csv(csv_path: Path, dirs: list[Path], allow_outside: bool = False) -> list[Sample]:
+    """``file, class, x0, y0, x1, y1`` rows (header optional) into samples with unmapped labels."""
     try:
-        rows = list(csv.reader(csv_path.read_text().splitlines()))
+        rows = list(csv.reader(csv_path.read_text(encoding="utf-8").splitlines()))
     except OSError as err:
-        raise DatasetError(f"{csv_path}: cannot read ({err})") from None
+        raise DatasetError(f"{csv_path}: cannot read ({err.strerror or err})") from None
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise DatasetError(f"{csv_path}: not a readable CSV file ({err})") from None
     order: list[str] = []
-    objects: dict[str, list[GroundTruth]] = {}
+    objects: dict[str, list[tuple[str, Box, str]]] = {}
     for n, row in enumerate(rows, start=1):
         if not row or not "".join(row).strip() or row[0].lstrip().startswith("#"):
             continue
@@ -218,58 +242,181 @@ def read_csv(path: str | Path, mapper: ClassMapper | None = None) -> list[Sample
             continue  # header
         file, label = row[0].strip(), row[1].strip()
         where = f"{csv_path} line {n}"
+        if not file or not label:
+            raise DatasetError(f"{where}: the file and class columns must not be empty")
         x0, y0, x1, y1 = (
-            _float(v, where, col) for v, col in zip(row[2:], ("x0", "y0", "x1", "y1"))
+            number(v, where, col) for v, col in zip(row[2:], ("x0", "y0", "x1", "y1"))
         )
-        box = _check_box((x0, y0, x1, y1), where)
         if file not in objects:
             order.append(file)
             objects[file] = []
-        objects[file].append(GroundTruth(label, mapper.map(label), box))
+        objects[file].append((label, (x0, y0, x1, y1), where))
     if not order:
         raise DatasetError(f"{csv_path}: no annotation rows")
-    return [Sample(id=f, path=csv_path.parent / f, objects=objects[f]) for f in order]
-
-
-def load_dataset(path: str | Path, mapper: ClassMapper | None = None) -> list[Sample]:
-    """Read a data set from a VOC folder / file, a COCO ``.json`` or a ``.csv``.
-
-    A folder is searched for, in order, ``*.csv``, ``*.json`` (COCO) and ``*.xml`` /
-    ``Annotations/*.xml`` (VOC). Image files must exist; a missing one is a :class:`DatasetError`
-    naming it.
-    """
-    root = Path(path)
-    if not root.exists():
-        raise DatasetError(f"{root}: no such file or folder")
-    if root.is_file():
-        suffix = root.suffix.lower()
-        if suffix == ".csv":
-            samples = read_csv(root, mapper)
-        elif suffix == ".json":
-            samples = read_coco(root, mapper)
-        elif suffix == ".xml":
-            samples = read_voc(root, mapper)
-        else:
-            raise DatasetError(
-                f"{root}: unknown annotation format (use .csv, COCO .json or VOC .xml)"
-            )
-    else:
-        csvs, jsons = sorted(root.glob("*.csv")), sorted(root.glob("*.json"))
-        if len(csvs) + len(jsons) > 1:
-            raise DatasetError(
-                f"{root}: several annotation files ({', '.join(p.name for p in csvs + jsons)}); "
-                "pass the one to use"
-            )
-        if csvs:
-            samples = read_csv(csvs[0], mapper)
-        elif jsons:
-            samples = read_coco(jsons[0], mapper)
-        else:
-            samples = read_voc(root, mapper)
-    missing = [s.path for s in samples if s.path is not None and not s.path.is_file()]
-    if missing:
-        raise DatasetError(
-            f"{len(missing)} annotated image(s) not found, e.g. {missing[0]}; put the images beside "
-            "the annotations (or in JPEGImages/ or images/)"
-        )
+    samples = []
+    for file in order:
+        items, clipped = _objects_with_clip_count(objects[file], None)
+        path = _image_path(file, dirs, f"{csv_path} file {file!r}", allow_outside)
+        extra: dict[str, object] = {"annotation": str(csv_path), "clipped": clipped}
+        samples.append(Sample(file, path, items, extra=extra))
     return samples
+
+
+# ---------------------------------------------------------------------------------------------
+# Labels
+
+
+def map_labels(
+    samples: list[Sample], mapper: ClassMapper, unmapped: str = "error"
+) -> tuple[list[Sample], dict[str, int]]:
+    """Map every object's label to model classes.
+
+    Args:
+        unmapped: ``"error"``: labels that map to no class are listed in one
+            :class:`DatasetError` (each with its count and the first file it appears in);
+            ``"skip"``: their objects are dropped and counted.
+
+    Returns:
+        The mapped samples (objects of unmapped labels dropped) and ``label -> skipped objects``.
+    """
+    if unmapped not in UNMAPPED_CHOICES:
+        raise DatasetError(f"unmapped must be one of {UNMAPPED_CHOICES}; got {unmapped!r}")
+    cache: dict[str, tuple[int, ...] | None] = {}
+    misses: dict[str, list[Any]] = {}  # label -> [objects, first file, deliberately unmapped]
+    out = []
+    for s in samples:
+        kept = []
+        for o in s.objects:
+            if o.label not in cache:
+                try:
+                    cache[o.label] = mapper.lookup(o.label)
+                except DatasetError as err:
+                    raise DatasetError(f"{s.extra.get('annotation', s.id)}: {err}") from None
+            ids = cache[o.label]
+            if ids:
+                kept.append(replace(o, class_ids=ids))
+                continue
+            entry = misses.setdefault(o.label, [0, s.extra.get("annotation", s.id), ids == ()])
+            entry[0] += 1
+        out.append(replace(s, objects=kept))
+    if misses and unmapped == "error":
+        listed = "; ".join(
+            f"{label!r} ({n} object(s), first in {first}"
+            + (", mapped to no class on purpose)" if deliberate else ")")
+            for label, (n, first, deliberate) in sorted(misses.items())
+        )
+        raise DatasetError(
+            f"{len(misses)} data-set class(es) are not classes of the model: {listed}. Map them "
+            'with --class-map FILE (JSON {"data-set label": ["model class name or index", ...]}) '
+            "or skip their objects with --unmapped skip"
+        )
+    return out, {label: v[0] for label, v in misses.items()}
+
+
+def _mapper(mapper: ClassMapper | None) -> ClassMapper:
+    return mapper or ClassMapper()
+
+
+def read_voc(
+    path: str | Path,
+    mapper: ClassMapper | None = None,
+    *,
+    images: str | Path | None = None,
+    allow_outside: bool = False,
+) -> list[Sample]:
+    """Read PASCAL VOC XML annotations: one ``.xml`` file, or the XML files of a folder in any
+    layout :func:`camscope.data.layouts.find_annotations` knows. Images are looked up by
+    ``<filename>`` (beside the XML, in ``../JPEGImages`` or ``../images``, or in ``images``)."""
+    root = Path(path)
+    if root.is_file():
+        files, dirs = [root], voc_image_dirs(root.parent)
+    else:
+        layout = find_annotations(root)
+        if layout.kind not in ("voc", "pet"):
+            raise DatasetError(f"{root}: no VOC .xml annotation files found ({layout.description})")
+        files, dirs = layout.files, layout.image_dirs
+    dirs = [Path(images)] if images is not None else dirs
+    return map_labels(parse_voc(files, dirs, allow_outside), _mapper(mapper))[0]
+
+
+def read_coco(
+    path: str | Path,
+    mapper: ClassMapper | None = None,
+    image_dir: str | Path | None = None,
+    *,
+    allow_outside: bool = False,
+) -> list[Sample]:
+    """Read a COCO-style JSON file. Category names are mapped with ``mapper``; images are looked up
+    under ``image_dir`` (default: :func:`camscope.data.layouts.coco_image_dirs`). Crowd
+    annotations are skipped; images without annotations are kept with no objects."""
+    json_path = Path(path)
+    dirs = [Path(image_dir)] if image_dir is not None else coco_image_dirs(json_path)
+    return map_labels(parse_coco(json_path, dirs, allow_outside), _mapper(mapper))[0]
+
+
+def read_csv(
+    path: str | Path, mapper: ClassMapper | None = None, *, allow_outside: bool = False
+) -> list[Sample]:
+    """Read ``file, class, x0, y0, x1, y1`` rows (header optional; files relative to the CSV)."""
+    csv_path = Path(path)
+    return map_labels(parse_csv(csv_path, [csv_path.parent], allow_outside), _mapper(mapper))[0]
+
+
+def read_dataset(
+    path: str | Path,
+    mapper: ClassMapper | None = None,
+    *,
+    images: str | Path | None = None,
+    unmapped: str = "error",
+    allow_outside: bool = False,
+) -> DataSet:
+    """Read a data set from an annotation file or a folder in a common layout.
+
+    Args:
+        path: a ``.csv``, COCO ``.json`` or VOC ``.xml`` file, or a folder
+            (:func:`camscope.data.layouts.find_annotations` lists the layouts).
+        mapper: label -> model classes (default: ImageNet-1k).
+        images: ``--images DIR``: the folder that holds the images.
+        unmapped: ``"error"`` or ``"skip"`` (see :func:`map_labels`).
+        allow_outside: accept image names that leave the data folder.
+
+    Images left without a (mapped) object are skipped and listed in :attr:`DataSet.empty`; image
+    files that do not exist stay in (they fail when loaded, and the run goes on), unless none
+    exists, which is a :class:`DatasetError` naming the folders searched.
+    """
+    layout = find_annotations(path, images)
+    samples: list[Sample] = []
+    for file in layout.files:
+        if layout.kind == "csv":
+            samples += parse_csv(file, layout.image_dirs, allow_outside)
+        elif layout.kind == "coco":
+            samples += parse_coco(file, layout.image_dirs, allow_outside)
+        else:
+            samples += parse_voc([file], layout.image_dirs, allow_outside)
+    mapped, skipped = map_labels(samples, _mapper(mapper), unmapped)
+    kept = [s for s in mapped if s.objects]
+    empty = [s.id for s in mapped if not s.objects]
+    if not kept:
+        raise DatasetError(
+            f"{layout.description}: no image with an object to localise"
+            + (
+                f" (every object's class is unmapped: {', '.join(sorted(skipped))})"
+                if skipped
+                else ""
+            )
+        )
+    missing = [str(s.path) for s in kept if s.path is not None and not s.path.is_file()]
+    if missing and len(missing) == len(kept):
+        raise DatasetError(
+            f"annotated images not found: none of {len(kept)} exists (e.g. {missing[0]}); looked in "
+            f"{', '.join(str(d) for d in layout.image_dirs)}. Pass the image folder with --images DIR"
+        )
+    clipped = sum(int(s.extra.get("clipped", 0)) for s in kept)  # type: ignore[call-overload]
+    return DataSet(kept, layout.description, skipped, empty, clipped, missing, layout.image_dirs)
+
+
+def load_dataset(
+    path: str | Path, mapper: ClassMapper | None = None, **options: Any
+) -> list[Sample]:
+    """The samples of :func:`read_dataset` (same arguments)."""
+    return read_dataset(path, mapper, **options).samples

@@ -1,16 +1,31 @@
-"""Class names of data sets mapped to model classes.
+"""Class names of data sets mapped to model classes: one resolver for every command.
 
-Class names go to model class indices with :class:`ClassMapper`: an ImageNet synset id, one of the
-ImageNet class names (torchvision's list, any of the comma-separated WordNet lemmas of the synset,
-case-insensitive), an integer index, or a ``|``-separated list of these when several model classes
-are acceptable for one object (``"tabby|tiger cat|Egyptian cat"``).
+:class:`ClassMapper` turns a label into model class indices. A label is, in this order of
+precedence:
+
+1. an entry of a user class map (``--class-map FILE``, :func:`read_class_map`): a data-set label
+   -> a list of model classes, any of which counts as correct;
+2. one of the model's class names (case-insensitive, ``_`` / ``-`` = space), or one of the
+   comma-separated synonyms inside a name (``"tabby"`` finds ``"tabby, tabby cat"``);
+3. for ImageNet-1k models, an ImageNet synset id (``n02123045``) or any WordNet lemma of the synset
+   (``"tabby cat"``), read from the lists that ship with timm;
+4. an integer class index;
+5. for ImageNet-1k models, one of PASCAL VOC's 20 class names through :data:`VOC_TO_IMAGENET`
+   (``"cat"`` -> the five domestic-cat classes); ``"person"`` has no ImageNet counterpart;
+6. a ``|``-separated list of these when several model classes are acceptable for one object
+   (``"tabby|tiger cat|Egyptian cat"``).
+
+``camscope evaluate`` (data-set labels) and ``camscope explain --target`` (one class) both resolve
+names here, so a name that one accepts the other accepts too.
 """
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
+from pathlib import Path
 
 from ..errors import DatasetError
 
@@ -69,14 +84,60 @@ def _norm(text: str) -> str:
     return re.sub(r"[\s_\-]+", " ", text.strip().lower())
 
 
+def _span(first: int, last: int) -> tuple[int, ...]:
+    return tuple(range(first, last + 1))
+
+
+#: PASCAL VOC's 20 classes -> the ImageNet-1k classes that count as that object (our choice).
+#: Where ImageNet splits a VOC class into kinds (breeds, vehicle types), every kind is accepted;
+#: an empty tuple means ImageNet-1k has no sensible counterpart. Indices are torchvision's order.
+VOC_TO_IMAGENET: dict[str, tuple[int, ...]] = {
+    "aeroplane": (404, 895),  # airliner, warplane
+    "bicycle": (444, 671),  # bicycle-built-for-two, mountain bike
+    # birds: cock .. great grey owl, black grouse .. black swan, white stork .. albatross
+    "bird": _span(7, 24) + _span(80, 100) + _span(127, 146),
+    # aircraft carrier, canoe, catamaran, container ship, fireboat, gondola, lifeboat, liner,
+    # paddlewheel, pirate (ship), schooner, speedboat, submarine, trimaran, yawl
+    "boat": (403, 472, 484, 510, 554, 576, 625, 628, 694, 724, 780, 814, 833, 871, 914),
+    "bottle": (440, 720, 737, 898, 907),  # beer, pill, pop, water, wine bottle
+    "bus": (654, 779, 874),  # minibus, school bus, trolleybus
+    # ambulance, beach wagon, cab, convertible, jeep, limousine, minivan, Model T, pickup,
+    # police van, racer, sports car (VOC's "car" includes vans and pick-ups)
+    "car": (407, 436, 468, 511, 609, 627, 656, 661, 717, 734, 751, 817),
+    "cat": _span(281, 285),  # tabby, tiger cat, Persian, Siamese, Egyptian cat (not big cats)
+    "chair": (423, 559, 765, 857),  # barber chair, folding chair, rocking chair, throne
+    "cow": (345,),  # ox (water buffalo and bison are not VOC cows)
+    "diningtable": (532,),  # dining table
+    "dog": _span(151, 268),  # the 118 domestic dog breeds, Chihuahua .. Mexican hairless
+    "horse": (339,),  # sorrel, ImageNet-1k's only horse
+    "motorbike": (665, 670),  # moped, motor scooter: ImageNet-1k has no motorcycle class
+    "person": (),  # no person class in ImageNet-1k (only roles: scuba diver, groom, ballplayer)
+    "pottedplant": (738,),  # pot, flowerpot
+    "sheep": (348,),  # ram (bighorn is a wild sheep)
+    "sofa": (831,),  # studio couch
+    # electric and steam locomotive, bullet train, freight car, passenger car, streetcar
+    "train": (466, 547, 565, 705, 820, 829),
+    "tvmonitor": (664, 782, 851),  # monitor, screen, television
+}
+
+
+def is_imagenet(class_names: Sequence[str]) -> bool:
+    """The model's labels are ImageNet-1k's (1000 names, the first being tench or its synset)."""
+    if len(class_names) != 1000:
+        return False
+    first = _norm(str(class_names[0]).split(",")[0])
+    return first in ("tench", "n01440764", "tinca tinca")
+
+
 class ClassMapper:
-    """Maps annotation class names to model class indices.
+    """Maps data-set labels and ``--target`` names to model class indices.
 
     Args:
         class_names: the model's class names in index order (default: ImageNet-1k). With
-            ImageNet-sized label spaces, synset ids and WordNet lemmas are understood too.
-        aliases: extra ``name -> class id(s)`` entries, checked first (e.g. a VOC ``"cat"`` ->
-            ``(281, 282, 285)``).
+            ImageNet-1k names, synset ids, WordNet lemmas and the PASCAL VOC names are understood
+            too.
+        aliases: extra ``label -> class id(s)`` entries, checked first (e.g. a VOC ``"cat"`` ->
+            ``(281, 282, 285)``); an empty tuple marks a label as deliberately unmapped.
 
     Example:
         >>> ClassMapper().map("n02123045|tiger cat")
@@ -86,49 +147,146 @@ class ClassMapper:
     def __init__(
         self,
         class_names: Sequence[str] | None = None,
-        aliases: dict[str, Sequence[int]] | None = None,
+        aliases: Mapping[str, Sequence[int]] | None = None,
     ) -> None:
-        names = list(class_names) if class_names else imagenet_names()
+        names = [str(n) for n in class_names] if class_names else imagenet_names()
+        self.names = names
         self.num_classes = len(names)
-        self._lookup: dict[str, int] = {}
-        imagenet = len(names) == 1000
-        if imagenet:
-            for i, wnid in enumerate(imagenet_synsets()):
-                self._lookup[wnid.lower()] = i
+        self.imagenet = is_imagenet(names)
+        # key -> candidate classes of the strongest tier that knows the key
+        self._lookup: dict[str, list[int]] = {}
+        tiers: list[dict[str, list[int]]] = [{}, {}, {}]
+        for i, name in enumerate(names):
+            tiers[0].setdefault(_norm(name), []).append(i)
+            for part in name.split(","):
+                if part.strip():
+                    tiers[1].setdefault(_norm(part), []).append(i)
+        if self.imagenet:
             lemmas = _imagenet_lemmas()
             for i, wnid in enumerate(imagenet_synsets()):
+                tiers[2].setdefault(wnid.lower(), []).append(i)
                 for lemma in lemmas.get(wnid, "").split(","):
                     if lemma.strip():
-                        self._lookup.setdefault(_norm(lemma), i)
-        for i, name in enumerate(names):
-            self._lookup[_norm(name)] = i  # model names win over lemmas
+                        tiers[2].setdefault(_norm(lemma), []).append(i)
+        for tier in reversed(tiers):
+            self._lookup.update({k: list(dict.fromkeys(v)) for k, v in tier.items()})
         self._aliases = {_norm(k): tuple(int(v) for v in vs) for k, vs in (aliases or {}).items()}
+
+    def candidates(self, name: str) -> list[int] | None:
+        """Every class one name (no ``|``) may mean, or None when it is not a known name.
+
+        Raises:
+            DatasetError: an integer index out of range.
+        """
+        key = _norm(name)
+        if key in self._aliases:
+            return list(self._aliases[key])
+        if key in self._lookup:
+            return list(self._lookup[key])
+        if re.fullmatch(r"[+-]?\d+", key):
+            idx = int(key)
+            if not 0 <= idx < self.num_classes:
+                raise DatasetError(f"class index {idx} is out of range 0..{self.num_classes - 1}")
+            return [idx]
+        if self.imagenet and key.replace(" ", "") in VOC_TO_IMAGENET:
+            return list(VOC_TO_IMAGENET[key.replace(" ", "")])
+        return None
+
+    def lookup(self, label: str) -> tuple[int, ...] | None:
+        """Class indices for a data-set label (``|`` joins acceptable classes); None when some
+        part is not a known name; ``()`` for a label mapped to nothing on purpose."""
+        out: list[int] = []
+        for part in str(label).split("|"):
+            if not _norm(part):
+                continue
+            found = self.candidates(part)
+            if found is None:
+                return None
+            # an ambiguous lemma of a data-set label: every class it names is acceptable
+            out.extend(found)
+        return tuple(dict.fromkeys(out))
 
     def map(self, label: str) -> tuple[int, ...]:
         """Class indices for ``label``; raises :class:`DatasetError` when nothing matches."""
-        out: list[int] = []
-        for part in str(label).split("|"):
-            key = _norm(part)
-            if not key:
-                continue
-            if key in self._aliases:
-                out.extend(self._aliases[key])
-            elif key.isdigit():
-                idx = int(key)
-                if not 0 <= idx < self.num_classes:
-                    raise DatasetError(
-                        f"class index {idx} in label {label!r} is out of range 0..{self.num_classes - 1}"
-                    )
-                out.append(idx)
-            elif key in self._lookup:
-                out.append(self._lookup[key])
-            else:
-                import difflib
+        found = self.lookup(label)
+        if found is None:
+            bad = next(p for p in str(label).split("|") if _norm(p) and self.candidates(p) is None)
+            raise DatasetError(
+                f"class {bad!r} is not a class of the model (closest: {self.closest(bad)}); "
+                "use the model's class names, ImageNet synset ids (n02123045), indices, "
+                "'a|b' for several acceptable classes, or --class-map FILE"
+            )
+        return found
 
-                near = difflib.get_close_matches(key, list(self._lookup), n=4, cutoff=0.6)
-                raise DatasetError(
-                    f"class {part!r} is not a class of the model (closest: {near or 'none'}); "
-                    "use the model's class names, ImageNet synset ids (n02123045), indices, or "
-                    "'a|b' for several acceptable classes"
-                )
-        return tuple(dict.fromkeys(out))
+    def resolve_one(self, name: str) -> int:
+        """The one class a name means (``--target``): exact names before synonyms before lemmas.
+
+        Raises:
+            DatasetError: unknown (with the closest names) or ambiguous (with the candidates).
+        """
+        found = self.candidates(name)
+        if found is None:
+            raise DatasetError(f"{name!r} is not a class name; closest names: {self.closest(name)}")
+        if len(found) > 1:
+            options = ", ".join(f"{i} ({self.label(i)!r})" for i in found[:8])
+            raise DatasetError(f"{name!r} matches several classes: {options}; pass the class index")
+        return found[0]
+
+    def label(self, index: int) -> str:
+        return self.names[index] if 0 <= index < len(self.names) else str(index)
+
+    def closest(self, name: str, n: int = 4) -> str:
+        import difflib
+
+        near = difflib.get_close_matches(_norm(name), list(self._lookup), n=n, cutoff=0.6)
+        return ", ".join(repr(x) for x in near) or "none"
+
+
+def read_class_map(path: str | Path, mapper: ClassMapper) -> dict[str, tuple[int, ...]]:
+    """Read a ``--class-map`` JSON file: ``{"data-set label": ["model class name or index", ...]}``.
+
+    A hit on any listed class counts as correct; ``[]`` marks a label as deliberately unmapped
+    (skipped with ``--unmapped skip``, an error otherwise). The model classes are resolved with
+    ``mapper`` (names, synonyms, synset ids, lemmas, indices); every entry that does not resolve is
+    listed in one :class:`DatasetError` naming the file.
+
+    Example:
+        ``{"cat": ["tabby", "tiger cat", 285], "person": []}``
+    """
+    where = Path(path)
+    try:
+        data = json.loads(where.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise DatasetError(f"--class-map {where}: cannot read ({err.strerror or err})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
+        raise DatasetError(f"--class-map {where}: not valid JSON ({err})") from None
+    if not isinstance(data, dict):
+        raise DatasetError(
+            f'--class-map {where}: expected an object {{"data-set label": ["model class", ...]}}; '
+            f"got {type(data).__name__}"
+        )
+    out: dict[str, tuple[int, ...]] = {}
+    problems: list[str] = []
+    for label, targets in data.items():
+        items: Iterable[object] = targets if isinstance(targets, list) else [targets]
+        ids: list[int] = []
+        for item in items:
+            if isinstance(item, bool) or not isinstance(item, (str, int)):
+                problems.append(f"{label!r}: {item!r} is not a class name or index")
+                continue
+            try:
+                found = mapper.candidates(str(item))
+            except DatasetError as err:
+                problems.append(f"{label!r}: {err}")
+                continue
+            if found is None:
+                problems.append(f"{label!r}: {item!r} is not a class of the model")
+            else:
+                ids.extend(found)
+        out[label] = tuple(dict.fromkeys(ids))
+    if problems:
+        raise DatasetError(
+            f"--class-map {where}: {len(problems)} entr{'y' if len(problems) == 1 else 'ies'} "
+            "cannot be resolved: " + "; ".join(problems)
+        )
+    return out
