@@ -10,8 +10,10 @@ from camscope import explain
 from camscope.data.synthetic import SyntheticBenchmark
 from camscope.evaluation import CountingForward, EvalConfig, evaluate_batch, to_input
 from camscope.metrics import localization as lm
+from camscope.models import ModelSpec
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
+SPEC = ModelSpec("tiny", input_size=(32, 32), mean=MEAN, std=STD)
 
 
 def boxes_of(sample, scale, j):
@@ -27,7 +29,7 @@ def test_one_call_per_batch_equals_separate_explain_calls(method: str) -> None:
     two = [s for s in bench if len(s.objects) == 2][:2]
     one = next(s for s in bench if len(s.objects) == 1)
     samples = [*two, one]
-    inputs = [to_input(s, (32, 32), MEAN, STD) for s in samples]
+    inputs = [to_input(s, SPEC) for s in samples]
     x = torch.stack([t for t, _ in inputs])
     scales = [sc for _, sc in inputs]
     config = EvalConfig(methods=[method], metrics=["loc", "pointing", "energy", "discrimination"])

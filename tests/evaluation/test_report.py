@@ -20,14 +20,14 @@ def _summary() -> dict:
     return {
         "leaderboard": {
             "gradcam": {
-                "loc_error_top1": {"mean": 40.0, "ci95": 5.0, "n": 10},
-                "energy": {"mean": 60.0, "ci95": 3.0, "n": 10},
-                "deletion": {"mean": 0.10, "ci95": 0.02, "n": 10},
+                "loc_error_top1": {"mean": 40.0, "low": 16.8, "high": 68.7, "n": 10},
+                "energy": {"mean": 60.0, "low": 57.0, "high": 63.0, "n": 10},
+                "deletion": {"mean": 0.10, "low": 0.08, "high": 0.12, "n": 10},
             },
             "layercam": {
-                "loc_error_top1": {"mean": 45.0, "ci95": 5.0, "n": 10},
-                "energy": {"mean": 65.0, "ci95": math.nan, "n": 1},
-                "deletion": {"mean": 0.12, "ci95": 0.02, "n": 10},
+                "loc_error_top1": {"mean": 45.0, "low": 21.2, "high": 71.1, "n": 10},
+                "energy": {"mean": 65.0, "low": math.nan, "high": math.nan, "n": 1},
+                "deletion": {"mean": 0.12, "low": 0.10, "high": 0.14, "n": 10},
             },
         },
         "columns": cols,
@@ -78,7 +78,7 @@ def _examples() -> dict:
 def test_leaderboard_marks_direction_and_best():
     header, body, flags = leaderboard_rows(_summary())
     assert header[1].endswith("↓") and header[2].endswith("↑")
-    assert body[0][1] == "40.0 ± 5.0" and body[1][2] == "65.0"
+    assert body[0][1] == "40.0 [16.8, 68.7]" and body[1][2] == "65.0"
     assert flags[0][1] and not flags[1][1]  # lower loc error wins
     assert flags[1][2] and not flags[0][2]  # higher energy wins
 
@@ -86,7 +86,7 @@ def test_leaderboard_marks_direction_and_best():
 def test_markdown_report(tmp_path):
     html_path, md_path = write_report(tmp_path, _summary(), _examples(), title="t")
     md = md_path.read_text()
-    assert "| **gradcam** |" not in md and "**40.0 ± 5.0**" in md
+    assert "| **gradcam** |" not in md and "**40.0 [16.8, 68.7]**" in md
     assert (
         "figures/curves.png" in md and (tmp_path / "figures" / "curves.png").stat().st_size > 1000
     )
@@ -130,3 +130,26 @@ def test_html_report_renders_in_headless_chromium(tmp_path):
             assert len(widths) == 6 and all(w > 100 for w in widths)
         finally:
             browser.close()
+
+
+def test_error_bars_are_the_asymmetric_interval():
+    from camscope.evaluation.report import error_bars
+
+    below, above = error_bars(_summary(), "loc_error_top1")
+    assert below == pytest.approx([40.0 - 16.8, 45.0 - 21.2])
+    assert above == pytest.approx([68.7 - 40.0, 71.1 - 45.0])
+    below, above = error_bars(_summary(), "energy")  # no interval at n = 1: no bar
+    assert below[1] == 0.0 and above[1] == 0.0
+
+
+def test_report_has_a_verdict_and_bolds_ties(tmp_path):
+    summary = _summary()
+    summary["leaderboard"]["layercam"]["deletion"]["mean"] = 0.1000004  # prints as 0.100
+    _, _, flags = leaderboard_rows(summary)
+    assert flags[0][3] and flags[1][3]
+    html_path, md_path = write_report(tmp_path, summary, None, title="t")
+    md = md_path.read_text()
+    assert "## Verdict for this model and data" in md
+    assert "Localizes best (Energy pointing % ↑): no clear winner" in md.replace("\\", "")
+    assert "Fails the sanity check at blocks.6: layercam" in md
+    assert "<ul id='verdict'>" in html_path.read_text()

@@ -1,19 +1,25 @@
 """``camscope evaluate``: run the papers' evaluation protocols and write a leaderboard report.
 
 Writes ``results.jsonl`` (one line per image and method/layer, appended after every batch),
-``results.csv`` and ``results.json`` (the leaderboard with 95% confidence intervals),
-``report.html`` (self-contained) and ``report.md`` (+ ``figures/``). ``--resume`` continues an
-interrupted run in the same ``--out`` folder with the same settings.
+``results.csv`` and ``results.json`` (the leaderboard with 95% intervals), ``report.html``
+(self-contained) and ``report.md`` (+ ``figures/``). ``--resume`` continues an interrupted run in
+the same ``--out`` folder with the same settings. Images load as in ``camscope explain``; one that
+cannot be read is reported and skipped, and the exit status is then 1.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import re
+import sys
+from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
 from ..metrics import DEFAULT_METRICS, FAMILIES
 from ._common import (
+    add_max_pixels_argument,
     add_method_option_arguments,
     echo,
     parse_method_options,
@@ -21,6 +27,8 @@ from ._common import (
     split_list,
 )
 from ._model import ModelOptions, add_model_arguments
+
+_BUILTIN = re.compile(r"builtin(?::(\d+))?")
 
 _DEFAULT = ",".join(DEFAULT_METRICS)
 
@@ -37,9 +45,16 @@ metric families (--metrics, comma list or 'all'; default {_DEFAULT}):
   occlusion       Spearman correlation with an occlusion map (shared by all methods)
   sanity          cascading parameter randomization on --sanity-images images
 
+data layouts (--data): a .csv, COCO .json or VOC .xml file, or a folder holding one of
+  *.csv | *.json | *.xml, Annotations/*.xml (VOC), annotations/xmls/*.xml + images/ (Oxford-IIIT
+  Pet), annotations/*.json (COCO, images beside it, in images/ or in the split's folder);
+  --images DIR says where the images are. With an ImageNet-1k model, PASCAL VOC's class names map
+  onto ImageNet classes by a built-in table (docs/evaluation.md); --class-map FILE maps any label.
+
 examples:
   camscope evaluate --data builtin:50 --methods gradcam,gradcam++,layercam --out out/eval
-  camscope evaluate --data voc_subset/ --methods all --metrics all --out out/voc
+  camscope evaluate --data VOC2007/ --unmapped skip --methods all --metrics all --out out/voc
+  camscope evaluate --data pets/ --class-map pets_map.json --out out/pets
   camscope evaluate --data builtin:50 --out out/eval --resume      # continue an interrupted run
 """
 
@@ -74,7 +89,30 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--data",
         default="builtin:50",
         metavar="DIR|FILE|builtin:N",
-        help="annotations (VOC folder, COCO .json, .csv) or builtin:N for N images of the built-in benchmark (default %(default)s)",
+        help="annotations (a file or a folder in a common layout, see below) or builtin:N for N "
+        "images of the built-in benchmark (default %(default)s)",
+    )
+    parser.add_argument(
+        "--images", metavar="DIR", default=None, help="the folder that holds the data's images"
+    )
+    parser.add_argument(
+        "--class-map",
+        metavar="FILE",
+        default=None,
+        help='JSON {"data-set label": ["model class name or index", ...]}; a hit on any listed '
+        "class counts as correct; [] marks a label as unmapped",
+    )
+    parser.add_argument(
+        "--unmapped",
+        choices=("error", "skip"),
+        default="error",
+        help="objects whose label maps to no model class: error (list them all; default) or "
+        "skip them (counted in the report)",
+    )
+    parser.add_argument(
+        "--allow-outside-paths",
+        action="store_true",
+        help="accept image paths in annotations that leave the data folder (../x.jpg, /abs/x.jpg)",
     )
     parser.add_argument(
         "--seed", type=int, default=0, help="seed of the built-in benchmark (default 0)"
@@ -137,6 +175,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="K",
         help="worst and best images per method in the report (default 3; 0: none)",
     )
+    add_max_pixels_argument(parser)
     add_method_option_arguments(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(run=run)
@@ -155,40 +194,72 @@ def parse_metrics(text: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def _printable(text: str) -> str:
+    """A name safe to print: control characters (terminal escapes, newlines) shown escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+
+
+def _fingerprint(path: str | Path) -> str:
+    """``/abs/path (sha256 0123456789abcdef)``: what a file is, not only where it is."""
+    file = Path(path).expanduser()
+    digest = hashlib.sha256()
+    try:
+        with file.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    except OSError as err:
+        raise UsageError(f"cannot read {str(file)!r}: {err.strerror or err}") from None
+    return f"{file.resolve()} (sha256 {digest.hexdigest()[:16]})"
+
+
+def _load_data(args: argparse.Namespace, spec: Any) -> tuple[Any, str, str, list[str]]:
+    """The samples, the data's description for config.json, the label rule and data notes."""
+    from ..data.annotations import read_dataset
+    from ..data.classes import ClassMapper, read_class_map
+    from ..data.synthetic import SyntheticBenchmark
+
+    builtin = _BUILTIN.fullmatch(args.data.strip())
+    if builtin is None and args.data.strip().startswith("builtin:"):
+        raise UsageError(f"--data {args.data!r}: expected builtin:N with N a whole number")
+    if builtin is not None:
+        n = int(builtin.group(1) or 50)
+        if args.limit:
+            n = min(n, args.limit)
+        size = int(spec.input_size[0]) if spec.input_size[0] == spec.input_size[1] else 224
+        # The built-in benchmark's image i does not depend on N, so a resumed run may grow N.
+        return (
+            SyntheticBenchmark(n, size=size, seed=args.seed),
+            f"builtin (seed {args.seed})",
+            "",
+            [],
+        )
+    mapper = ClassMapper(spec.class_names or None)
+    labels = f"unmapped {args.unmapped}"
+    if args.class_map:
+        mapper = ClassMapper(spec.class_names or None, read_class_map(args.class_map, mapper))
+        labels = f"class map {_fingerprint(args.class_map)}; {labels}"
+    data = read_dataset(
+        args.data,
+        mapper,
+        images=args.images,
+        unmapped=args.unmapped,
+        allow_outside=args.allow_outside_paths,
+    )
+    samples = data.samples[: args.limit] if args.limit else data.samples
+    notes = [f"data: {data.description}", *data.notes()]
+    return samples, str(Path(args.data).expanduser().resolve()), labels, notes
+
+
 def run(args: argparse.Namespace) -> int:
     from ._common import parse_methods
-    from ._model import load_model
 
     metrics = parse_metrics(args.metrics)
     methods = parse_methods(args.methods)
     layers = split_list(args.layers) or ["auto"]
     method_options = parse_method_options(args.option)
-    if not 0.0 <= args.threshold <= 1.0:
-        raise UsageError(f"--threshold must be a fraction in [0, 1]; got {args.threshold}")
-    if args.tolerance < 0:
-        raise UsageError(f"--tolerance must be >= 0 pixels; got {args.tolerance}")
     from .. import evaluation
-    from ..data.annotations import load_dataset
-    from ..data.classes import ClassMapper
-    from ..data.synthetic import SyntheticBenchmark
-    from ..evaluation.report import write_report
 
-    model, spec, _device = load_model(ModelOptions.from_args(args))
-    data: Any
-    if args.data.startswith("builtin"):
-        _, _, count = args.data.partition(":")
-        try:
-            n = int(count or 50)
-        except ValueError:
-            raise UsageError(
-                f"--data {args.data!r}: expected builtin:N with N a whole number"
-            ) from None
-        size = int(spec.input_size[0]) if spec.input_size[0] == spec.input_size[1] else 224
-        data = list(SyntheticBenchmark(n, size=size, seed=args.seed))
-    else:
-        data = load_dataset(args.data, ClassMapper(spec.class_names or None))
-    if args.limit:
-        data = data[: args.limit]
+    # settings are checked before the model loads (NaN, ranges)
     config = evaluation.EvalConfig(
         methods=methods,
         layers=layers,
@@ -200,11 +271,41 @@ def run(args: argparse.Namespace) -> int:
         deletion_substrate=args.deletion_substrate,
         insertion_substrate=args.insertion_substrate,
         sanity_images=args.sanity_images,
-        # The built-in benchmark's image i does not depend on N, so a resumed run may grow N.
-        data=f"builtin (seed {args.seed})" if args.data.startswith("builtin") else args.data,
-        model=spec.name,
+        random_init=bool(args.random_init),
+        allow_outside_paths=bool(args.allow_outside_paths),
         method_options=method_options,
     )
+    config.validate()
+    out = Path(args.out)
+    evaluation.prepare_output(out)  # a bad --out or a busy one is said before the model loads
+    with evaluation.output_lock(out):  # held until the report is written
+        return _evaluate(args, config, out)
+
+
+def _evaluate(args: argparse.Namespace, config: Any, out: Path) -> int:
+    from tqdm import tqdm
+
+    from .. import evaluation
+    from ..evaluation.report import write_report
+    from ._model import load_model
+
+    if args.weights is not None:
+        config.weights = _fingerprint(args.weights)
+    model, spec, _device = load_model(ModelOptions.from_args(args))
+    data, config.data, config.labels, data_notes = _load_data(args, spec)
+    config.model = spec.name
+    config.model_input = {
+        k: v
+        for k, v in spec.to_dict().items()
+        if k in ("input_size", "mean", "std", "interpolation", "num_classes")
+    }
+    config.images = str(Path(args.images).expanduser().resolve()) if args.images else ""
+    for line in data_notes[1:]:
+        sys.stderr.write(f"camscope evaluate: {_printable(line)}\n")
+
+    def skipped(source: str, reason: str) -> None:
+        tqdm.write(f"camscope evaluate: skipped {_printable(source)}: {reason}", file=sys.stderr)
+
     result = evaluation.run_evaluation(
         model,
         spec,
@@ -214,12 +315,20 @@ def run(args: argparse.Namespace) -> int:
         resume=args.resume,
         progress=not args.no_progress,
         examples=max(0, args.examples),
+        max_pixels=args.max_pixels,
+        on_failure=skipped,
     )
     notes = [
-        f"Model {spec.name}; data {args.data} (seed {args.seed}); layers {', '.join(layers)}; metrics {', '.join(metrics)}.",
+        f"Model {spec.name}"
+        + (f" ({config.weights})" if config.weights else "")
+        + ("; random init" if config.random_init else "")
+        + f"; data {args.data}"
+        + (f" (seed {args.seed})" if config.data.startswith("builtin") else "")
+        + f"; layers {', '.join(config.layers)}; metrics {', '.join(config.metrics)}.",
         f"WSOL threshold {config.threshold:g} of the max, largest 8-connected segment; pointing tolerance "
         f"{config.tolerance:g} px; deletion/insertion {config.steps} steps, substrates "
         f"{config.deletion_substrate}/{config.insertion_substrate}, pixels ranked by decreasing map value (ties in raster order).",
+        *data_notes,
     ]
     html_path, _ = write_report(
         args.out,
@@ -228,5 +337,9 @@ def run(args: argparse.Namespace) -> int:
         title=f"camscope evaluate: {spec.name}",
         notes=notes,
     )
-    echo(f"{result.summary['images']} images evaluated; report: {html_path}")
-    return 0
+    failed = len(result.failed)
+    echo(
+        f"{result.summary['images']} images evaluated; report: {_printable(str(html_path))}"
+        + (f"; {failed} image(s) skipped (see stderr and the report)" if failed else "")
+    )
+    return 1 if failed else 0

@@ -3,7 +3,9 @@
 * :mod:`.config`: the leaderboard columns and :class:`EvalConfig`;
 * :mod:`.scoring`: one batch, its explain call and every selected metric;
 * :mod:`.run`: the resumable run over a data set, examples and the sanity check;
-* :mod:`.summary`: means with confidence intervals, ``results.csv``;
+* :mod:`.store`: the output folder's lock, atomic writes and ``results.jsonl``;
+* :mod:`.summary`: means with bounded 95% intervals (Wilson, bootstrap), ties, the verdict,
+  ``results.csv``;
 * :mod:`.report`: ``report.md`` and the self-contained ``report.html``.
 
 The metrics themselves are pure functions in :mod:`camscope.metrics`; the data sets come from
@@ -12,9 +14,10 @@ models, metrics, data, io, viz), never :mod:`camscope.cli`.
 """
 
 from .config import COLUMN_BY_KEY, COLUMNS, EvalConfig, MetricInfo
-from .run import RunResult, read_rows, run_evaluation
+from .run import RunResult, read_rows, run_evaluation, sample_ids
 from .scoring import CountingForward, evaluate_batch, to_input
-from .summary import summarise, write_csv
+from .store import output_lock, prepare_output
+from .summary import summarise, verdict, write_csv
 
 __all__ = [
     "COLUMNS",
@@ -24,9 +27,13 @@ __all__ = [
     "MetricInfo",
     "RunResult",
     "evaluate_batch",
+    "output_lock",
+    "prepare_output",
     "read_rows",
     "run_evaluation",
+    "sample_ids",
     "summarise",
     "to_input",
+    "verdict",
     "write_csv",
 ]

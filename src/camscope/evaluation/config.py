@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,28 +14,34 @@ from ..metrics import localization as lm
 
 @dataclass(frozen=True)
 class MetricInfo:
-    """A leaderboard column: its key, title, unit, better direction and family."""
+    """A leaderboard column: its key, title, unit, better direction and family.
+
+    ``binary``: every image scores 0 or 100 (a hit or a miss), so the column is a proportion and
+    gets a Wilson interval; the other columns get a bootstrap interval of the mean
+    (:mod:`camscope.evaluation.summary`).
+    """
 
     key: str
     title: str
     higher_is_better: bool
     family: str
     percent: bool = False
+    binary: bool = False
 
 
 #: Every column the evaluation can produce, in leaderboard order.
 COLUMNS: tuple[MetricInfo, ...] = (
-    MetricInfo("loc_error_top1", "Top-1 loc. error %", False, "loc", True),
-    MetricInfo("loc_error_top5", "Top-5 loc. error %", False, "loc", True),
-    MetricInfo("gt_known_loc", "GT-known loc. %", True, "loc", True),
+    MetricInfo("loc_error_top1", "Top-1 loc. error %", False, "loc", True, binary=True),
+    MetricInfo("loc_error_top5", "Top-5 loc. error %", False, "loc", True, binary=True),
+    MetricInfo("gt_known_loc", "GT-known loc. %", True, "loc", True, binary=True),
     MetricInfo("iou", "IoU", True, "loc"),
-    MetricInfo("pointing", "Pointing %", True, "pointing", True),
+    MetricInfo("pointing", "Pointing %", True, "pointing", True, binary=True),
     MetricInfo("pointing_top5", "Top-5 pointing (reject) %", True, "pointing", True),
     MetricInfo("energy", "Energy pointing %", True, "energy", True),
     MetricInfo("disc_pointing", "Discrimination pointing %", True, "discrimination", True),
     MetricInfo("disc_energy", "Discrimination energy %", True, "discrimination", True),
     MetricInfo("avg_drop", "Average Drop %", False, "drop"),
-    MetricInfo("increase", "Increase in Confidence %", True, "drop", True),
+    MetricInfo("increase", "Increase in Confidence %", True, "drop", True, binary=True),
     MetricInfo("win", "Win %", True, "drop", True),
     MetricInfo("deletion", "Deletion AUC", False, "deletion"),
     MetricInfo("insertion", "Insertion AUC", True, "insertion"),
@@ -43,6 +50,9 @@ COLUMNS: tuple[MetricInfo, ...] = (
     MetricInfo("occlusion_rho", "Occlusion Spearman", True, "occlusion"),
 )
 COLUMN_BY_KEY = {c.key: c for c in COLUMNS}
+#: Columns computed from the class probability ratio ``O / Y``: images whose explained class has
+#: ``Y`` below :data:`camscope.evaluation.summary.LOW_CONFIDENCE_P` are left out of them.
+RELATIVE_DROP_COLUMNS = ("avg_drop", "increase", "win")
 
 
 @dataclass
@@ -62,8 +72,17 @@ class EvalConfig:
         road_fractions: ROAD removal fractions.
         occlusion_patch / occlusion_stride: occlusion grid.
         sanity_images: images used for the (model-level) randomization test.
-        data: a description of the data (for the report).
+        data: the data (absolute path, or ``builtin (seed S)``).
+        model: the model's name.
+        weights: the weights file and its SHA-256 (``""``: the model's own weights).
+        random_init: the model was not given pretrained weights.
+        model_input: what the input pipeline does (input size, mean, std, interpolation, classes).
+        labels: how data-set labels became model classes (class-map file and hash, unmapped rule).
+        images: ``--images`` folder; allow_outside_paths: ``--allow-outside-paths``.
         method_options: ``method_options`` of every :func:`camscope.explain` call.
+
+    Everything here changes the rows a run writes, so ``--resume`` refuses a run whose stored
+    config differs in any field (:func:`config_differences`).
     """
 
     methods: list[str]
@@ -83,9 +102,16 @@ class EvalConfig:
     sanity_images: int = 8
     data: str = ""
     model: str = ""
+    weights: str = ""
+    random_init: bool = False
+    model_input: dict[str, Any] = field(default_factory=dict)
+    labels: str = ""
+    images: str = ""
+    allow_outside_paths: bool = False
     method_options: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
+        """Refuse settings that cannot give meaningful numbers (NaN, out of range, empty)."""
         unknown = [m for m in self.metrics if m not in FAMILIES]
         if unknown:
             raise UsageError(f"unknown metric(s) {unknown}; choose from {', '.join(FAMILIES)}")
@@ -96,5 +122,38 @@ class EvalConfig:
                 raise UsageError(
                     f"unknown substrate {sub!r}; choose from {', '.join(fm.SUBSTRATES)}"
                 )
-        if self.steps < 1 or self.batch_size < 1 or self.forward_batch < 1:
-            raise UsageError("steps, batch size and forward batch must be >= 1")
+        for name in ("steps", "batch_size", "forward_batch", "occlusion_patch", "occlusion_stride"):
+            if int(getattr(self, name)) < 1:
+                raise UsageError(f"{name} must be >= 1; got {getattr(self, name)}")
+        if self.sanity_images < 1:
+            raise UsageError(f"sanity_images must be >= 1; got {self.sanity_images}")
+        _check_range("threshold (--threshold)", self.threshold, 0.0, 1.0)
+        _check_range("tolerance (--tolerance, pixels)", self.tolerance, 0.0, math.inf)
+        _check_range("reject_threshold", self.reject_threshold, 0.0, 1.0)
+        if not self.road_fractions:
+            raise UsageError("road_fractions must not be empty")
+        for fraction in self.road_fractions:
+            _check_range("a ROAD fraction", fraction, 0.0, 1.0)
+
+
+def _check_range(name: str, value: float, low: float, high: float) -> None:
+    """A finite number in [low, high] (NaN and infinities are refused: they make runs
+    unresumable and every comparison false)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"{name} must be a number; got {value!r}") from None
+    if not math.isfinite(number) or not low <= number <= high:
+        bounds = f"in [{low:g}, {high:g}]" if math.isfinite(high) else f">= {low:g}"
+        raise UsageError(f"{name} must be a finite number {bounds}; got {value!r}")
+
+
+def config_differences(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """``"name (stored X, now Y)"`` for every setting that differs between two configs."""
+    out = []
+    for key in sorted(set(stored) | set(current)):
+        if stored.get(key, "<not recorded>") != current.get(key, "<not recorded>"):
+            was = stored.get(key, "<not recorded>")
+            now = current.get(key, "<not recorded>")
+            out.append(f"{key} (stored {was!r:.80}, now {now!r:.80})")
+    return out

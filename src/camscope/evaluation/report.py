@@ -1,9 +1,16 @@
 """The evaluation report: ``report.html`` (self-contained) and ``report.md``.
 
-Content: the leaderboard (methods x metrics, the better direction marked with an arrow and the best
-value of each column in bold), mean deletion / insertion curves, one bar chart per metric with 95%
-confidence intervals over images, the sanity-check table when it was run, the cost of the run, and
-example grids of each method's worst and best images (ground-truth boxes drawn in).
+Content: a short verdict (:func:`camscope.evaluation.summary.verdict`), the leaderboard (methods x
+metrics, the better direction marked with an arrow and every value that ties for the best of its
+column, as printed, in bold), mean deletion / insertion curves, one bar chart per metric with its
+asymmetric 95% intervals over images, the sanity-check table when it was run, the images that were
+skipped and why, the cost of the run, and example grids of each method's worst and best images
+(ground-truth boxes drawn in).
+
+Text that comes from the user (model name, data path, class and layer names) is escaped in both
+reports: HTML-escaped in ``report.html``, and in ``report.md`` HTML-escaped with Markdown's
+punctuation backslash-escaped, so a name cannot inject markup or links. Figure titles are drawn
+as plain text (no matplotlib mathtext, so a ``$`` in a class name is just a dollar sign).
 
 Charts are drawn with matplotlib's Agg canvas (``matplotlib.figure.Figure``, no pyplot state) to
 PNG; the HTML embeds them as base64 ``data:`` URIs so the file can be mailed or opened offline; the
@@ -19,6 +26,7 @@ import base64
 import html
 import io
 import math
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,6 +35,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from ..viz import overlay
+from .summary import best_entries, display, verdict
 
 _COLORS = (
     "#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000",
@@ -62,7 +71,8 @@ def curves_figure(curves: dict[str, dict[str, list[float]]]) -> bytes | None:
                 ys = np.asarray(c[mode])
                 xs = np.linspace(0, 1, len(ys))
                 auc = float(np.sum(ys[1:] + ys[:-1]) / (2 * (len(ys) - 1)))
-                ax.plot(xs, ys, color=_COLORS[i % len(_COLORS)], label=f"{name} ({auc:.3f})")
+                label = f"{name} ({auc:.3f})".replace("$", r"\$")
+                ax.plot(xs, ys, color=_COLORS[i % len(_COLORS)], label=label)
         better = "lower" if mode == "deletion" else "higher"
         ax.set_title(f"{mode.capitalize()} (AUC {better} is better)")
         ax.set_xlabel("fraction of pixels " + ("removed" if mode == "deletion" else "inserted"))
@@ -73,27 +83,40 @@ def curves_figure(curves: dict[str, dict[str, list[float]]]) -> bytes | None:
 
 
 def bar_figure(summary: dict[str, Any], key: str) -> bytes:
-    """One metric: a bar per method with its 95% confidence interval."""
+    """One metric: a bar per method with its (asymmetric) 95% interval as error bars."""
     info = summary["column_info"][key]
     board = summary["leaderboard"]
     names = [n for n in board if key in board[n]]
     means = [board[n][key]["mean"] for n in names]
-    cis = [0.0 if math.isnan(board[n][key]["ci95"]) else board[n][key]["ci95"] for n in names]
+    below, above = error_bars(summary, key)
     fig = _new_figure(max(4.0, 0.55 * len(names) + 1.5), 3.0)
     ax = fig.add_subplot(1, 1, 1)
     ax.bar(
         range(len(names)),
         means,
-        yerr=cis,
+        yerr=[below, above],
         capsize=3,
         color=[_COLORS[i % len(_COLORS)] for i in range(len(names))],
     )
     ax.set_xticks(range(len(names)))
-    ax.set_xticklabels(names, rotation=45, ha="right", fontsize=8)
+    ax.set_xticklabels(names, rotation=45, ha="right", fontsize=8, parse_math=False)
     arrow = "↑ higher is better" if info["higher_is_better"] else "↓ lower is better"
-    ax.set_title(f"{info['title']} ({arrow}; 95% CI)", fontsize=9)
+    ax.set_title(f"{info['title']} ({arrow}; 95% interval)", fontsize=9, parse_math=False)
     ax.grid(axis="y", alpha=0.3)
     return _png(fig)
+
+
+def error_bars(summary: dict[str, Any], key: str) -> tuple[list[float], list[float]]:
+    """Distances from each mean down to its interval's low end and up to its high end (0 where
+    there is no interval), as matplotlib's ``yerr=[below, above]`` wants them."""
+    board = summary["leaderboard"]
+    below, above = [], []
+    for n in (n for n in board if key in board[n]):
+        s = board[n][key]
+        low, high = s.get("low", math.nan), s.get("high", math.nan)
+        below.append(0.0 if math.isnan(low) else max(0.0, s["mean"] - low))
+        above.append(0.0 if math.isnan(high) else max(0.0, high - s["mean"]))
+    return below, above
 
 
 def _draw_boxes(img: Image.Image, boxes: Sequence[Sequence[float]]) -> Image.Image:
@@ -123,8 +146,9 @@ def examples_figure(method: str, items: list[dict[str, Any]]) -> bytes:
         ax.set_title(
             f"{tag}: {item['metric']} {item['score']:.2f}\n{item.get('target', '')}"[:60],
             fontsize=7,
+            parse_math=False,
         )
-    fig.suptitle(method, fontsize=9)
+    fig.suptitle(method, fontsize=9, parse_math=False)
     return _png(fig)
 
 
@@ -137,36 +161,32 @@ def sanity_figure(sanity: dict[str, Any]) -> bytes | None:
     for k, (layer, data) in enumerate(layers.items()):
         ax = fig.add_subplot(1, len(layers), k + 1)
         for i, (name, vals) in enumerate(data["spearman"].items()):
-            ax.plot(range(len(vals)), vals, marker="o", color=_COLORS[i % len(_COLORS)], label=name)
+            ax.plot(
+                range(len(vals)), vals, marker="o", color=_COLORS[i % len(_COLORS)],
+                label=name.replace("$", r"\$"),
+            )  # fmt: skip
         ax.set_xticks(range(len(data["steps"])))
-        ax.set_xticklabels(data["steps"], rotation=45, ha="right", fontsize=7)
+        ax.set_xticklabels(data["steps"], rotation=45, ha="right", fontsize=7, parse_math=False)
         ax.axhline(sanity.get("fail_below", 0.5), color="grey", ls="--", lw=1)
         ax.set_ylim(-0.3, 1.05)
-        ax.set_title(f"Cascading randomization at {layer} (lower = more sensitive)", fontsize=8)
+        ax.set_title(
+            f"Cascading randomization at {layer} (lower = more sensitive)", fontsize=8,
+            parse_math=False,
+        )  # fmt: skip
         ax.set_ylabel("Spearman vs trained")
         ax.legend(fontsize=6)
     return _png(fig)
 
 
 def _fmt(stats: dict[str, Any] | None) -> str:
+    """``mean [low, high]`` (the 95% interval), or the mean alone when there is no interval."""
     if not stats:
         return "–"
-    mean, ci = stats["mean"], stats["ci95"]
-    if isinstance(ci, float) and math.isnan(ci):
-        return f"{mean:.3g}" if abs(mean) < 1 else f"{mean:.1f}"
-    if abs(mean) < 1 and abs(ci) < 1:
-        return f"{mean:.3f} ± {ci:.3f}"
-    return f"{mean:.1f} ± {ci:.1f}"
-
-
-def _best(summary: dict[str, Any], key: str) -> set[str]:
-    board = summary["leaderboard"]
-    vals = {n: board[n][key]["mean"] for n in board if key in board[n]}
-    if not vals:
-        return set()
-    higher = summary["column_info"][key]["higher_is_better"]
-    target = max(vals.values()) if higher else min(vals.values())
-    return {n for n, v in vals.items() if v == target}
+    mean = stats["mean"]
+    low, high = stats.get("low", math.nan), stats.get("high", math.nan)
+    if math.isnan(low) or math.isnan(high):
+        return display(mean)
+    return f"{display(mean)} [{display(low)}, {display(high)}]"
 
 
 def leaderboard_rows(
@@ -178,7 +198,7 @@ def leaderboard_rows(
     header = ["method"] + [
         f"{info[c]['title']} {'↑' if info[c]['higher_is_better'] else '↓'}" for c in cols
     ]
-    best = {c: _best(summary, c) for c in cols}
+    best = {c: best_entries(summary, c) for c in cols}
     body, flags = [], []
     for name, stats in summary["leaderboard"].items():
         body.append([name] + [_fmt(stats.get(c)) for c in cols])
@@ -203,6 +223,55 @@ def _img_tag(png: bytes, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
 
 
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#!|~$])")
+
+
+def md_escape(text: object) -> str:
+    r"""Plain text for Markdown: one line, HTML-escaped, Markdown punctuation backslash-escaped.
+
+    >>> md_escape("a*b <script> [x](y)")
+    'a\\*b &lt;script&gt; \\[x\\]\\(y\\)'
+    """
+    flat = " ".join(str(text).split())
+    return _MD_SPECIAL.sub(r"\\\1", html.escape(flat, quote=False))
+
+
+def intro_lines(summary: dict[str, Any]) -> list[str]:
+    """The lines under the title: data size, how to read the table, what was left out, cost."""
+    acc = summary.get("top1_accuracy")
+    lines = [
+        f"{summary.get('images', 0)} images; model top-1 accuracy on them: "
+        + (f"{acc:.1f}%" if acc is not None else "n/a"),
+        "Values are means over images with a 95% interval in brackets: Wilson score intervals for "
+        "the hit-or-miss columns (localization error, GT-known loc., pointing, Increase in "
+        "Confidence), percentile bootstrap intervals (2,000 resamples, seed 0) for the others. "
+        "↑ higher is better, ↓ lower is better; every value that ties for the best of its column "
+        "(as printed) is bold. Win %: methods within "
+        f"{summary.get('win_tie_tolerance', 0.01):g} points of the lowest signed drop share the win.",
+    ]
+    low = summary.get("low_confidence") or {}
+    if low.get("images"):
+        lines.append(
+            f"{low['images']} image(s) whose explained class has p < {low['threshold']:g} are left "
+            f"out of {', '.join(low['columns'])} (relative changes of such a probability say "
+            "nothing about the map); they count in every other column."
+        )
+    failed = summary.get("failed") or []
+    if failed:
+        lines.append(
+            f"{len(failed)} image(s) could not be evaluated and were skipped (listed below)."
+        )
+    timing = summary.get("timing") or {}
+    if timing:
+        lines.append(
+            f"Run time {timing.get('seconds_total', 0):.0f} s for {timing.get('images', 0)} images "
+            f"({timing.get('seconds_per_image', 0):.2f} s/image); metric forward passes: "
+            f"{timing.get('metric_forward_images', 0)} images in {timing.get('metric_forward_seconds', 0):.0f} s; "
+            f"metric work beyond forward passes: {timing.get('metric_overhead_seconds', 0):.0f} s."
+        )
+    return lines
+
+
 def write_report(
     out_dir: str | Path,
     summary: dict[str, Any],
@@ -213,11 +282,11 @@ def write_report(
     """Write ``report.html`` and ``report.md`` (with ``figures/*.png``) to ``out_dir``.
 
     Args:
-        summary: :func:`camscope.evaluation.summarise` output plus optional ``sanity`` and
-            ``timing`` entries (as in ``results.json``).
+        summary: :func:`camscope.evaluation.summarise` output plus optional ``sanity``,
+            ``timing`` and ``failed`` entries (as in ``results.json``).
         examples: :func:`camscope.evaluation.collect_examples` output.
-        title: page title.
-        notes: extra lines (protocol settings) printed under the title.
+        title: page title (escaped).
+        notes: extra lines (protocol settings) printed under the title (escaped).
 
     Returns:
         The paths of the HTML and the Markdown report.
@@ -243,40 +312,63 @@ def write_report(
         (figdir / name).write_bytes(png)
 
     header, body, flags = leaderboard_rows(summary)
-    timing = summary.get("timing") or {}
-    lines_intro = [
-        f"{summary.get('images', 0)} images; model top-1 accuracy on them: "
-        + (
-            f"{summary['top1_accuracy']:.1f}%"
-            if summary.get("top1_accuracy") is not None
-            else "n/a"
+    lines_intro = [*intro_lines(summary), *notes]
+    verdict_lines = verdict(summary)
+    failed = summary.get("failed") or []
+    titles = {
+        "curves": "Deletion and insertion curves",
+        "bars": "Per-metric comparison",
+        "sanity": "Randomization cascade",
+        "examples": "Examples: worst and best images per method",
+    }
+    html_path = out / "report.html"
+    html_path.write_text(
+        _html(
+            title, lines_intro, verdict_lines, header, body, flags, sanity, failed, figures, titles
         ),
-        "Values are means over images ± the half-width of a 95% confidence interval (1.96 s/√n). "
-        "↑ higher is better, ↓ lower is better; the best value of each column is bold.",
-    ]
-    if timing:
-        lines_intro.append(
-            f"Run time {timing.get('seconds_total', 0):.0f} s for {timing.get('images', 0)} images "
-            f"({timing.get('seconds_per_image', 0):.2f} s/image); metric forward passes: "
-            f"{timing.get('metric_forward_images', 0)} images in {timing.get('metric_forward_seconds', 0):.0f} s; "
-            f"metric work beyond forward passes: {timing.get('metric_overhead_seconds', 0):.0f} s."
-        )
-    lines_intro.extend(notes)
+        encoding="utf-8",
+    )
+    md_path = out / "report.md"
+    md_path.write_text(
+        _markdown(
+            title, lines_intro, verdict_lines, header, body, flags, sanity, failed, figures, titles
+        ),
+        encoding="utf-8",
+    )
+    return html_path, md_path
 
-    # HTML
+
+def _html(
+    title: str,
+    intro: list[str],
+    verdict_lines: list[str],
+    header: list[str],
+    body: list[list[str]],
+    flags: list[list[bool]],
+    sanity: dict[str, Any] | None,
+    failed: list[dict[str, str]],
+    figures: list[tuple[str, str, bytes]],
+    titles: dict[str, str],
+) -> str:
+    e = html.escape
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'>",
-        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
-        f"<h1>{html.escape(title)}</h1>",
-        *[f"<p class='note'>{html.escape(line)}</p>" for line in lines_intro],
+        f"<title>{e(title)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{e(title)}</h1>",
+        *[f"<p class='note'>{e(line)}</p>" for line in intro],
+    ]
+    if verdict_lines:
+        parts.append("<h2>Verdict for this model and data</h2><ul id='verdict'>")
+        parts += [f"<li>{e(line)}</li>" for line in verdict_lines]
+        parts.append("</ul>")
+    parts += [
         "<h2>Leaderboard</h2><table id='leaderboard'><thead><tr>",
-        *[f"<th>{html.escape(h)}</th>" for h in header],
+        *[f"<th>{e(h)}</th>" for h in header],
         "</tr></thead><tbody>",
     ]
     for row, flag in zip(body, flags):
         cells = "".join(
-            f"<td class='best'>{html.escape(c)}</td>" if f else f"<td>{html.escape(c)}</td>"
-            for c, f in zip(row, flag)
+            f"<td class='best'>{e(c)}</td>" if f else f"<td>{e(c)}</td>" for c, f in zip(row, flag)
         )
         parts.append(f"<tr>{cells}</tr>")
     parts.append("</tbody></table>")
@@ -291,17 +383,17 @@ def write_report(
         for layer, data in sanity["layers"].items():
             for m, ok in data["passed"].items():
                 parts.append(
-                    f"<tr><td>{html.escape(layer)}</td><td>{html.escape(m)}</td>"
+                    f"<tr><td>{e(layer)}</td><td>{e(m)}</td>"
                     f"<td>{data['spearman'][m][-1]:.3f}</td><td>{data['ssim'][m][-1]:.3f}</td>"
                     f"<td>{'pass' if ok else 'FAIL'}</td></tr>"
                 )
         parts.append("</table>")
-    titles = {
-        "curves": "Deletion and insertion curves",
-        "bars": "Per-metric comparison",
-        "sanity": "Randomization cascade",
-        "examples": "Examples: worst and best images per method",
-    }
+    if failed:
+        parts.append(
+            "<h2>Skipped images</h2><table id='failed'><tr><th>image</th><th>reason</th></tr>"
+        )
+        parts += [f"<tr><td>{e(f['source'])}</td><td>{e(f['reason'])}</td></tr>" for f in failed]
+        parts.append("</table>")
     seen: set[str] = set()
     for section, name, png in figures:
         if section not in seen:
@@ -309,15 +401,36 @@ def write_report(
             seen.add(section)
         parts.append(f"<div class='figure'>{_img_tag(png, name)}</div>")
     parts.append("</body></html>")
-    html_path = out / "report.html"
-    html_path.write_text("\n".join(parts), encoding="utf-8")
+    return "\n".join(parts)
 
-    # Markdown
-    md = [f"# {title}", "", *[f"{line}  " for line in lines_intro], "", "## Leaderboard", ""]
-    md.append("| " + " | ".join(header) + " |")
+
+def _markdown(
+    title: str,
+    intro: list[str],
+    verdict_lines: list[str],
+    header: list[str],
+    body: list[list[str]],
+    flags: list[list[bool]],
+    sanity: dict[str, Any] | None,
+    failed: list[dict[str, str]],
+    figures: list[tuple[str, str, bytes]],
+    titles: dict[str, str],
+) -> str:
+    m = md_escape
+    md = [f"# {m(title)}", "", *[f"{m(line)}  " for line in intro], ""]
+    if verdict_lines:
+        md += [
+            "## Verdict for this model and data",
+            "",
+            *[f"* {m(line)}" for line in verdict_lines],
+            "",
+        ]
+    md += ["## Leaderboard", ""]
+    md.append("| " + " | ".join(m(h) for h in header) + " |")
     md.append("|" + "|".join("---" for _ in header) + "|")
     for row, flag in zip(body, flags):
-        md.append("| " + " | ".join(f"**{c}**" if f else c for c, f in zip(row, flag)) + " |")
+        cells = [m(row[0]), *row[1:]]  # the name is the user's; the numbers are ours
+        md.append("| " + " | ".join(f"**{c}**" if f else c for c, f in zip(cells, flag)) + " |")
     if sanity and sanity.get("layers"):
         md += [
             "",
@@ -327,16 +440,18 @@ def write_report(
             "|---|---|---|---|---|",
         ]
         for layer, data in sanity["layers"].items():
-            for m, ok in data["passed"].items():
+            for name, ok in data["passed"].items():
                 md.append(
-                    f"| {layer} | {m} | {data['spearman'][m][-1]:.3f} | {data['ssim'][m][-1]:.3f} | {'pass' if ok else 'FAIL'} |"
+                    f"| {m(layer)} | {m(name)} | {data['spearman'][name][-1]:.3f} | "
+                    f"{data['ssim'][name][-1]:.3f} | {'pass' if ok else 'FAIL'} |"
                 )
-    seen = set()
+    if failed:
+        md += ["", "## Skipped images", "", "| image | reason |", "|---|---|"]
+        md += [f"| {m(f['source'])} | {m(f['reason'])} |" for f in failed]
+    seen: set[str] = set()
     for section, name, _ in figures:
         if section not in seen:
             md += ["", f"## {titles[section]}", ""]
             seen.add(section)
-        md.append(f"![{name}](figures/{name})")
-    md_path = out / "report.md"
-    md_path.write_text("\n".join(md) + "\n", encoding="utf-8")
-    return html_path, md_path
+        md.append(f"![{m(name)}](figures/{name})")
+    return "\n".join(md) + "\n"

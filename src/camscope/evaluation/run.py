@@ -5,11 +5,16 @@ For every batch of images this module makes the :func:`camscope.explain` calls t
 two-object images the other object's class), runs the selected metric families of
 :mod:`camscope.metrics` and appends one JSON line per image and method/layer to
 ``results.jsonl``, so an interrupted run resumes where it stopped. :func:`summarise` turns the lines
-into the leaderboard (means with 95% confidence intervals over images).
+into the leaderboard (means with 95% intervals over images).
 
 Which class is explained: for each object the accepted class (see
-:class:`camscope.data.annotations.GroundTruth`) the model scores highest, as in TorchRay's pointing game and the Grad-CAM paper's
-"ground-truth class" maps; top-1/top-5 localization error use the model's own top classes.
+:class:`camscope.data.annotations.GroundTruth`) the model scores highest, as in TorchRay's pointing
+game and the Grad-CAM paper's "ground-truth class" maps; top-1/top-5 localization error use the
+model's own top classes.
+
+The output folder is locked for the run (:mod:`.store`); an image that cannot be read is reported
+(``on_failure``, ``results.json``) and skipped, and the run goes on. Images are loaded one batch at
+a time, so a large ``builtin:N`` or data set never sits in memory whole.
 
 Example:
     >>> config = EvalConfig(methods=["gradcam", "layercam"], metrics=DEFAULT_METRICS)  # doctest: +SKIP
@@ -21,8 +26,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,37 +36,56 @@ import torch
 from torch import Tensor, nn
 
 from ..data.annotations import Sample
-from ..errors import UsageError
-from .config import EvalConfig
+from ..errors import ImageLoadError, UsageError
+from .config import EvalConfig, config_differences
 from .scoring import CountingForward, Timing, evaluate_batch, to_input
+from .store import (
+    append_rows,
+    output_lock,
+    prepare_output,
+    read_rows,
+    row_key,
+    scan_rows,
+    write_atomic,
+    write_json,
+)
 from .summary import summarise, write_csv
 
 log = logging.getLogger(__name__)
 
-
-def read_rows(path: Path) -> list[dict[str, Any]]:
-    """Rows of a ``results.jsonl`` (a truncated last line from an interrupted run is ignored)."""
-    rows: list[dict[str, Any]] = []
-    if not path.exists():
-        return rows
-    for line in path.read_text().splitlines():
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            log.warning("%s: skipping a truncated line (interrupted run)", path)
-    return rows
+__all__ = ["RunResult", "collect_examples", "read_rows", "run_evaluation", "sample_ids"]
 
 
 @dataclass
 class RunResult:
-    """What :func:`run_evaluation` produced."""
+    """What :func:`run_evaluation` produced.
+
+    Attributes:
+        rows: the rows of the images the current settings select (also those of earlier sessions).
+        failed: ``{"id", "source", "reason"}`` of every image that could not be evaluated.
+    """
 
     out_dir: Path
     rows: list[dict[str, Any]]
     summary: dict[str, Any]
     examples: dict[str, Any]
+    failed: list[dict[str, str]] = field(default_factory=list)
+
+
+def sample_ids(samples: Sequence[Sample]) -> list[str]:
+    """The ids of a data set without building its images when it can say them (``ids()``)."""
+    ids = getattr(samples, "ids", None)
+    return list(ids()) if callable(ids) else [s.id for s in samples]
+
+
+def _as_sequence(samples: Sequence[Sample] | Iterable[Sample]) -> Sequence[Sample]:
+    if hasattr(samples, "__getitem__") and hasattr(samples, "__len__"):
+        return samples  # type: ignore[return-value]
+    return list(samples)
+
+
+def _device(model: nn.Module) -> torch.device:
+    return next(iter(model.parameters()), torch.zeros(0)).device
 
 
 def run_evaluation(
@@ -73,150 +97,220 @@ def run_evaluation(
     resume: bool = False,
     progress: bool = True,
     examples: int = 4,
+    max_pixels: int | None = None,
+    on_failure: Callable[[str, str], None] | None = None,
 ) -> RunResult:
     """Evaluate ``config.methods`` on ``samples`` and write ``results.jsonl`` / ``config.json``.
 
     Args:
         model: the classifier (in eval mode; never modified).
         spec: a :class:`camscope.models.ModelSpec` (input size, normalisation, class names).
-        samples: the data (:func:`camscope.data.annotations.load_dataset` or the built-in benchmark).
-        config: what to run.
-        out_dir: output folder; ``results.jsonl`` gets one line per image and method/layer, written
-            after every batch.
-        resume: keep the rows already in ``out_dir`` and skip their images (the stored config must
-            match); without it an existing ``results.jsonl`` is an error.
+        samples: the data (:func:`camscope.data.annotations.load_dataset`, the built-in benchmark
+            or any sequence of samples; read one batch at a time).
+        config: what to run (recorded in ``config.json``).
+        out_dir: output folder, locked for the run; ``results.jsonl`` gets one line per image and
+            method/layer, appended after every batch.
+        resume: keep the rows already in ``out_dir`` and skip their images; the stored config must
+            match (else a :class:`UsageError` naming each differing setting). Without it an
+            existing ``results.jsonl`` is an error.
         progress: show a progress bar with ETA on stderr.
         examples: images kept per method for the report's example grids (best and worst).
+        max_pixels: pixel cap of :func:`camscope.io.load_image`.
+        on_failure: called with (image, reason) for each image that is skipped; default: a
+            logged warning.
 
     Returns:
-        :class:`RunResult` with the rows and :func:`summarise`'s summary (the report is written by
-        :func:`camscope.evaluation.report.write_report`).
+        :class:`RunResult`: rows and summary of the images these settings select (a resumed run
+        with a smaller ``--limit`` reports only those), and the failures.
     """
     config.validate()
-    samples = list(samples)
-    ids = [s.id for s in samples]
+    data = _as_sequence(samples)
+    ids = sample_ids(data)
     if len(set(ids)) != len(ids):
-        raise UsageError("sample ids must be unique (two images share a name)")
+        from collections import Counter
+
+        dupes = sorted(k for k, v in Counter(ids).items() if v > 1)[:3]
+        raise UsageError(f"sample ids must be unique; repeated: {dupes} (two images share a name)")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    jsonl = out / "results.jsonl"
-    cfg_path = out / "config.json"
-    cfg = asdict(config)
-    if jsonl.exists() and jsonl.stat().st_size > 0:
-        if not resume:
-            raise UsageError(
-                f"{jsonl} exists; pass --resume to continue that run or choose another --out"
-            )
+    prepare_output(out)
+    with output_lock(out):
+        return _run_locked(
+            model, spec, data, ids, config, out, resume, progress, examples, max_pixels, on_failure
+        )
+
+
+def _check_resume(out: Path, cfg: dict[str, Any], resume: bool) -> None:
+    jsonl, cfg_path = out / "results.jsonl", out / "config.json"
+    if not (jsonl.exists() and jsonl.stat().st_size > 0):
+        return
+    if not resume:
+        raise UsageError(
+            f"{jsonl} exists; pass --resume to continue that run or choose another --out"
+        )
+    try:
         stored = json.loads(cfg_path.read_text()) if cfg_path.exists() else None
-        if stored is not None and stored != cfg:
-            diff = sorted(k for k in cfg if stored.get(k) != cfg[k])
-            raise UsageError(
-                f"cannot resume {out}: the settings differ from the stored run ({', '.join(diff)})"
-            )
-    cfg_path.write_text(json.dumps(cfg, indent=2))
-    rows = read_rows(jsonl) if resume else []
-    expected = len(config.methods) * len(config.layers)
-    counts: dict[str, int] = {}
-    for r in rows:
-        counts[r["id"]] = counts.get(r["id"], 0) + 1
-    done = {k for k, v in counts.items() if v >= expected}
-    rows = [r for r in rows if r["id"] in done]
-    if resume:  # rewrite without partial images so they are evaluated again cleanly
-        jsonl.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    todo = [s for s in samples if s.id not in done]
+    except (OSError, json.JSONDecodeError):
+        stored = None
+    if stored is None:
+        raise UsageError(f"cannot resume {out}: its config.json is missing or unreadable")
+    diff = config_differences(stored, cfg)
+    if diff:
+        raise UsageError(
+            f"cannot resume {out}: settings differ from the stored run: {'; '.join(diff)}. "
+            "Rerun with the stored settings or choose another --out"
+        )
+
+
+def _run_locked(
+    model: nn.Module,
+    spec: Any,
+    data: Sequence[Sample],
+    ids: list[str],
+    config: EvalConfig,
+    out: Path,
+    resume: bool,
+    progress: bool,
+    examples: int,
+    max_pixels: int | None,
+    on_failure: Callable[[str, str], None] | None,
+) -> RunResult:
+    jsonl = out / "results.jsonl"
+    cfg = json.loads(json.dumps(asdict(config)))  # as it reads back from config.json
+    _check_resume(out, cfg, resume)
+    if not resume:  # a fresh run: nothing of an earlier one in this folder counts
+        for stale in ("timing.json", "sanity.json"):
+            (out / stale).unlink(missing_ok=True)
+    write_json(out / "config.json", cfg)
+    stored, clean = scan_rows(jsonl) if resume else ([], True)
+    expected = {(m, layer) for m in config.methods for layer in config.layers}
+    have: dict[str, set[tuple[str, str]]] = {}
+    for r in stored:
+        have.setdefault(str(r["id"]), set()).add(row_key(r)[1:])
+    done = {k for k, v in have.items() if expected <= v}
+    rows = [r for r in stored if r["id"] in done]
+    if len(rows) != len(stored) or not clean or (not resume and jsonl.exists()):
+        # drop partial images (they are evaluated again) by writing aside and renaming: a kill
+        # at any moment leaves the old file or the new one, never an empty one
+        write_atomic(jsonl, "".join(json.dumps(r) + "\n" for r in rows))
+    todo = [i for i, sid in enumerate(ids) if sid not in done]
+    failed: list[dict[str, str]] = []
+
+    def fail(sample_id: str, source: str, reason: str) -> None:
+        failed.append({"id": sample_id, "source": source, "reason": reason})
+        if on_failure is not None:
+            on_failure(source, reason)
+        else:
+            log.warning("skipped %s: %s", source, reason)
+
     forward = CountingForward(model)
     timing = Timing()
-    start = time.perf_counter()
+    clock = _SessionClock(out / "timing.json")
     bar = None
     if progress and todo:
         from tqdm import tqdm
 
         bar = tqdm(total=len(todo), unit="img", desc="evaluate", dynamic_ncols=True, leave=True)
     class_names = list(getattr(spec, "class_names", []) or [])
-    device = next(iter(model.parameters()), torch.zeros(0)).device
+    device = _device(model)
+    evaluated = 0
     try:
         for begin in range(0, len(todo), config.batch_size):
-            batch = todo[begin : begin + config.batch_size]
-            tensors, scales = zip(
-                *(
-                    to_input(s, tuple(spec.input_size), spec.mean, spec.std, spec.interpolation)
-                    for s in batch
-                )
-            )
-            x = torch.stack(list(tensors)).to(device)
-            new_rows: list[dict[str, Any]] = []
-            for layer in config.layers:
-                layer_rows, _maps = evaluate_batch(
-                    model,
-                    batch,
-                    x,
-                    list(scales),
-                    config,
-                    layer,
-                    forward,
-                    class_names,
-                    timing,
-                    spec.mean,
-                    spec.std,
-                )
-                new_rows.extend(layer_rows)
-            with jsonl.open("a") as fh:
-                for r in new_rows:
-                    fh.write(json.dumps(r) + "\n")
-            rows.extend(new_rows)
+            batch, tensors, scales = [], [], []
+            for index in todo[begin : begin + config.batch_size]:
+                sample = data[index]
+                try:
+                    x_i, scale = to_input(sample, spec, max_pixels)
+                except ImageLoadError as err:
+                    fail(sample.id, err.source, err.reason)
+                    continue
+                batch.append(sample)
+                tensors.append(x_i)
+                scales.append(scale)
+            if batch:
+                x = torch.stack(tensors).to(device)
+                new_rows: list[dict[str, Any]] = []
+                for layer in config.layers:
+                    layer_rows, _maps = evaluate_batch(
+                        model, batch, x, scales, config, layer, forward, class_names, timing,
+                        spec.mean, spec.std,
+                    )  # fmt: skip
+                    new_rows.extend(layer_rows)
+                append_rows(jsonl, new_rows)
+                rows.extend(new_rows)
+                evaluated += len(batch)
+            clock.update(evaluated, forward, timing)
             if bar is not None:
-                bar.update(len(batch))
+                bar.update(len(todo[begin : begin + config.batch_size]))
     finally:
         if bar is not None:
             bar.close()
-    elapsed = time.perf_counter() - start
-    sanity = _sanity(model, spec, samples, config, out) if "sanity" in config.metrics else None
+    selected = set(ids)
+    rows = [r for r in rows if r["id"] in selected]
+    failed_ids = {f["id"] for f in failed}
+    sanity = (
+        _sanity(model, spec, data, ids, config, out, max_pixels, failed_ids)
+        if "sanity" in config.metrics
+        else None
+    )
     summary = summarise(rows, config)
     summary["sanity"] = sanity
-    summary["timing"] = _accumulate_timing(out / "timing.json", elapsed, len(todo), forward, timing)
-    (out / "results.json").write_text(json.dumps({"config": cfg, **summary}, indent=2))
+    summary["timing"] = clock.update(evaluated, forward, timing)
+    summary["failed"] = failed
+    write_json(out / "results.json", {"config": cfg, **summary})
     write_csv(out / "results.csv", summary)
-    shown = collect_examples(model, spec, samples, rows, config, examples) if examples else {}
-    return RunResult(out, rows, summary, shown)
+    shown = (
+        collect_examples(model, spec, data, rows, config, examples, max_pixels) if examples else {}
+    )
+    return RunResult(out, rows, summary, shown, failed)
 
 
-def _accumulate_timing(
-    path: Path, elapsed: float, images: int, forward: CountingForward, timing: Timing
-) -> dict[str, Any]:
-    """Add this session's cost to ``timing.json`` (sessions of a resumed run add up).
+class _SessionClock:
+    """Keeps ``timing.json`` current after every batch (sessions of a resumed run add up, and a
+    killed session still counts what it finished).
 
     ``metric_overhead_seconds`` is the metric stages' time (with ``classify``, the one plain
     forward per image that picks the explained classes) minus the time spent inside the model's
-    forward passes they asked for: the work the metrics themselves add (masking, ranking, connected
-    components, imputation...). ``explain`` is the time of the :func:`explain` calls.
+    forward passes they asked for: the work the metrics themselves add (masking, ranking,
+    connected components, imputation...). ``explain`` is the time of the :func:`explain` calls.
     """
-    old = json.loads(path.read_text()) if path.exists() else {}
-    stages = dict(old.get("by_stage", {}))
-    for key, value in timing.seconds.items():
-        stages[key] = round(stages.get(key, 0.0) + value, 2)
-    total = old.get("seconds_total", 0.0) + elapsed
-    count = old.get("images", 0) + images
-    fwd_images = old.get("metric_forward_images", 0) + forward.images
-    fwd_seconds = old.get("metric_forward_seconds", 0.0) + forward.seconds
-    metric_seconds = sum(v for k, v in stages.items() if k != "explain")
-    result = {
-        "seconds_total": round(total, 2),
-        "images": count,
-        "sessions": old.get("sessions", 0) + 1,
-        "seconds_per_image": round(total / max(1, count), 3),
-        "metric_forward_images": fwd_images,
-        "metric_forward_seconds": round(fwd_seconds, 2),
-        "metric_overhead_seconds": round(max(0.0, metric_seconds - fwd_seconds), 2),
-        "by_stage": stages,
-    }
-    path.write_text(json.dumps(result, indent=2))
-    return result
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self.old = json.loads(path.read_text()) if path.exists() else {}
+        except (OSError, json.JSONDecodeError):
+            self.old = {}
+        self.start = time.perf_counter()
+
+    def update(self, images: int, forward: CountingForward, timing: Timing) -> dict[str, Any]:
+        old = self.old
+        stages = dict(old.get("by_stage", {}))
+        for key, value in timing.seconds.items():
+            stages[key] = round(stages.get(key, 0.0) + value, 2)
+        total = old.get("seconds_total", 0.0) + time.perf_counter() - self.start
+        count = old.get("images", 0) + images
+        fwd_seconds = old.get("metric_forward_seconds", 0.0) + forward.seconds
+        metric_seconds = sum(v for k, v in stages.items() if k != "explain")
+        result = {
+            "seconds_total": round(total, 2),
+            "images": count,
+            "sessions": old.get("sessions", 0) + 1,
+            "seconds_per_image": round(total / max(1, count), 3),
+            "metric_forward_images": old.get("metric_forward_images", 0) + forward.images,
+            "metric_forward_seconds": round(fwd_seconds, 2),
+            "metric_overhead_seconds": round(max(0.0, metric_seconds - fwd_seconds), 2),
+            "by_stage": stages,
+        }
+        write_json(self.path, result)
+        return result
 
 
 def _denormalise(x: Tensor, spec: Any) -> np.ndarray:
     mean = torch.tensor(spec.mean)[:, None, None]
     std = torch.tensor(spec.std)[:, None, None]
     img = (x.cpu() * std + mean).clamp(0, 1).permute(1, 2, 0).numpy()
+    if img.shape[2] == 1:  # one-channel models: show grey as RGB
+        img = np.repeat(img, 3, axis=2)
     return (img * 255).astype(np.uint8)
 
 
@@ -227,12 +321,14 @@ def collect_examples(
     rows: list[dict[str, Any]],
     config: EvalConfig,
     count: int = 4,
+    max_pixels: int | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
     """Best and worst images of each method for the report's example grids.
 
     Images are ranked per method by energy share (else IoU, else insertion AUC) at the first
     layer; the ``count`` worst and ``count`` best are explained again (one :func:`explain` call
-    per method on at most ``2 * count`` images) so that a resumed run gets grids too.
+    per method on at most ``2 * count`` images) so that a resumed run gets grids too. An image
+    that cannot be read again is left out.
 
     Returns:
         method -> list of ``{"id", "score", "image" (H, W, 3 uint8), "map" (H, W), "boxes"}``,
@@ -240,13 +336,13 @@ def collect_examples(
     """
     from ..core.engine import explain
 
-    by_id = {s.id: s for s in samples}
+    data = _as_sequence(samples)
+    index = {sid: i for i, sid in enumerate(sample_ids(data))}
     layer = config.layers[0]
     out: dict[str, list[dict[str, Any]]] = {}
     for m in config.methods:
-        mine = [r for r in rows if r["method"] == m and r.get("id") in by_id]
-        if layer != "auto":
-            mine = [r for r in mine if r["layer"] == layer] or mine
+        mine = [r for r in rows if r["method"] == m and r.get("id") in index]
+        mine = [r for r in mine if r.get("asked_layer", layer) == layer] or mine
         metric = next(
             (k for k in ("energy", "iou", "insertion") if any(k in r for r in mine)), None
         )
@@ -254,19 +350,22 @@ def collect_examples(
             continue
         ranked = sorted(mine, key=lambda r: (float(r.get(metric, 0.0)), r["id"]))
         picked = ranked[:count] + [r for r in ranked[-count:] if r not in ranked[:count]]
-        chosen = [by_id[r["id"]] for r in picked]
-        inputs = [
-            to_input(s, tuple(spec.input_size), spec.mean, spec.std, spec.interpolation)
-            for s in chosen
-        ]
-        x = torch.stack([t for t, _ in inputs])
-        device = next(iter(model.parameters()), torch.zeros(0)).device
+        loaded = []
+        for r in picked:
+            sample = data[index[r["id"]]]
+            try:
+                loaded.append((r, sample, *to_input(sample, spec, max_pixels)))
+            except ImageLoadError as err:
+                log.warning("example %s left out: %s", r["id"], err.reason)
+        if not loaded:
+            continue
+        x = torch.stack([t for _, _, t, _ in loaded])
         res = explain(
             model,
-            x.to(device),
+            x.to(_device(model)),
             m,
             layer=layer,
-            targets=[int(r["target"]) for r in picked],
+            targets=[int(r["target"]) for r, *_ in loaded],
             method_options=config.method_options,
         )
         out[m] = [
@@ -279,10 +378,10 @@ def collect_examples(
                 "map": res.maps[m][i].cpu().numpy(),
                 "boxes": [
                     (o.box[0] * sx, o.box[1] * sy, o.box[2] * sx, o.box[3] * sy)
-                    for o in chosen[i].objects
+                    for o in sample.objects
                 ],
             }
-            for i, (r, (_, (sx, sy))) in enumerate(zip(picked, inputs))
+            for i, (r, sample, _, (sx, sy)) in enumerate(loaded)
         ]
     return out
 
@@ -290,29 +389,36 @@ def collect_examples(
 def _sanity(
     model: nn.Module,
     spec: Any,
-    samples: Sequence[Sample] | Iterable[Sample],
+    data: Sequence[Sample],
+    ids: list[str],
     config: EvalConfig,
     out: Path,
+    max_pixels: int | None,
+    failed_ids: set[str],
 ) -> dict[str, Any]:
     from ..core.layers import resolve_layers
     from ..metrics.sanity import FAIL_SIMILARITY, cascading_randomization
 
     path = out / "sanity.json"
     if path.exists():
-        return json.loads(path.read_text())
-    chosen = []
-    for s in samples:
-        chosen.append(s)
-        if len(chosen) >= config.sanity_images:
+        try:
+            return dict(json.loads(path.read_text()))
+        except (OSError, json.JSONDecodeError):
+            log.warning("%s is unreadable; running the sanity check again", path)
+    tensors: list[Tensor] = []
+    for i, sid in enumerate(ids):
+        if len(tensors) >= config.sanity_images:
             break
-    device = next(iter(model.parameters()), torch.zeros(0)).device
-    x = torch.stack(
-        [
-            to_input(s, tuple(spec.input_size), spec.mean, spec.std, spec.interpolation)[0]
-            for s in chosen
-        ]
-    ).to(device)
-    result: dict[str, Any] = {"images": len(chosen), "fail_below": FAIL_SIMILARITY, "layers": {}}
+        if sid in failed_ids:
+            continue
+        try:
+            tensors.append(to_input(data[i], spec, max_pixels)[0])
+        except ImageLoadError:
+            continue
+    result: dict[str, Any] = {"images": len(tensors), "fail_below": FAIL_SIMILARITY, "layers": {}}
+    if not tensors:
+        return result
+    x = torch.stack(tensors).to(_device(model))
     for layer in config.layers:
         name = resolve_layers(model, layer, x[:1])[0][0] if layer == "auto" else layer
         res = cascading_randomization(
@@ -324,5 +430,5 @@ def _sanity(
             "ssim": res.ssim,
             "passed": {m: res.passed(m) for m in config.methods},
         }
-    path.write_text(json.dumps(result, indent=2))
+    write_json(path, result)
     return result

@@ -12,12 +12,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
 from ..data.annotations import Sample
-from ..errors import UsageError
+from ..errors import ImageLoadError, UsageError
 from ..metrics import faithfulness as fm
 from ..metrics import localization as lm
 from ..perturbation.fastpath import FastForward
@@ -57,48 +56,57 @@ class CountingForward:
 
 
 def to_input(
-    sample: Sample,
-    input_size: tuple[int, int],
-    mean: Sequence[float],
-    std: Sequence[float],
-    interpolation: str = "bilinear",
+    sample: Sample, spec: Any, max_pixels: int | None = None
 ) -> tuple[Tensor, tuple[float, float]]:
-    """Load a sample's image, resize the whole image to ``input_size`` (no crop, so every box stays
-    inside) and normalise. Returns the ``(3, H, W)`` input and the ``(sx, sy)`` box scale."""
+    """A sample's model input through the same path as ``camscope explain``.
+
+    The image is read with :func:`camscope.io.load_image` (pixel cap ``max_pixels``, EXIF
+    orientation, grey / 16-bit / alpha conversions, clear errors) unless the sample holds it in
+    memory, and turned into the model input by :func:`camscope.io.preprocess` (the whole image
+    resized to the model's input size, no crop, so every box stays inside).
+
+    Returns:
+        The ``(C, H, W)`` input and the ``(sx, sy)`` factors from image to input pixels.
+
+    Raises:
+        ImageLoadError: the image cannot be read, or one of its boxes lies wholly outside it.
+    """
     from PIL import Image
 
+    from .. import io
+
     image = sample.image
+    source = str(sample.path) if sample.path is not None else sample.id
     if image is None:
         if sample.path is None:
             raise UsageError(f"sample {sample.id} has neither an image nor a path")
-        from ..errors import ImageLoadError
-
-        try:
-            with Image.open(sample.path) as im:
-                image = im.convert("RGB")
-        except OSError as err:
-            raise ImageLoadError(str(sample.path), f"cannot decode ({err})") from None
-    assert isinstance(image, Image.Image)
-    image = image.convert("RGB")
-    h, w = input_size
-    resample = {
-        "bilinear": Image.Resampling.BILINEAR,
-        "bicubic": Image.Resampling.BICUBIC,
-        "nearest": Image.Resampling.NEAREST,
-    }.get(interpolation, Image.Resampling.BILINEAR)
-    scale = (w / image.width, h / image.height)
-    arr = np.asarray(image.resize((w, h), resample), dtype=np.float32) / 255.0
-    t = torch.from_numpy(arr).permute(2, 0, 1)
-    t = (t - torch.tensor(mean)[:, None, None]) / torch.tensor(std)[:, None, None]
-    return t, scale
+        image = io.load_image(sample.path, max_pixels=max_pixels or io.DEFAULT_MAX_PIXELS)
+    if not isinstance(image, Image.Image):
+        raise UsageError(
+            f"sample {sample.id}: image must be a PIL image; got {type(image).__name__}"
+        )
+    width, height = image.size
+    for o in sample.objects:
+        x0, y0, x1, y1 = o.box
+        if x0 >= width or y0 >= height or x1 <= 0 or y1 <= 0:
+            raise ImageLoadError(
+                source,
+                f"the box {o.box} of {o.label!r} lies outside the {width} x {height} image; "
+                "fix the annotation",
+            )
+    x = io.preprocess(image, spec)[0]
+    h_in, w_in = (int(v) for v in spec.input_size)
+    return x, (w_in / width, h_in / height)
 
 
 def _gt_tensors(
     samples: Sequence[Sample],
     scales: Sequence[tuple[float, float]],
     which: Callable[[int, int], bool] | None = None,
+    size: tuple[int, int] | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Padded ``(B, M, 4)`` boxes (input pixels), ``(B, M, S)`` classes and ``(B, M)`` validity."""
+    """Padded ``(B, M, 4)`` boxes (input pixels, clipped to ``size = (H, W)`` when given),
+    ``(B, M, S)`` classes and ``(B, M)`` validity."""
     m = max(1, max(len(s.objects) for s in samples))
     s_max = max([1] + [len(o.class_ids) for s in samples for o in s.objects])
     boxes = torch.zeros(len(samples), m, 4)
@@ -110,6 +118,9 @@ def _gt_tensors(
                 continue
             x0, y0, x1, y1 = o.box
             boxes[i, j] = torch.tensor([x0 * sx, y0 * sy, x1 * sx, y1 * sy])
+            if size is not None:  # boxes of annotations without an image size are clipped here
+                boxes[i, j, 0::2] = boxes[i, j, 0::2].clamp(0, size[1])
+                boxes[i, j, 1::2] = boxes[i, j, 1::2].clamp(0, size[0])
             classes[i, j, : len(o.class_ids)] = torch.tensor(o.class_ids, dtype=torch.long)
             valid[i, j] = True
     return boxes, classes, valid
@@ -152,9 +163,10 @@ def evaluate_batch(
     fams = set(config.metrics)
     methods = list(config.methods)
     b = x.shape[0]
-    gt_boxes, gt_classes, valid = _gt_tensors(samples, scales)
+    size = (int(x.shape[-2]), int(x.shape[-1]))
+    gt_boxes, gt_classes, valid = _gt_tensors(samples, scales, size=size)
     rows: list[dict[str, Any]] = [
-        {"id": s.id, "method": m, "layer": layer, "objects": len(s.objects)}
+        {"id": s.id, "method": m, "layer": layer, "asked_layer": layer, "objects": len(s.objects)}
         for s in samples
         for m in methods
     ]
@@ -216,7 +228,9 @@ def evaluate_batch(
             )
             put(i, m, "p_target", float(probs[i, first[i]]) if first[i] < probs.shape[1] else None)
     # Boxes of the explained object only (first object) for the single-class metrics.
-    own_boxes, _own_classes, own_valid = _gt_tensors(samples, scales, which=lambda i, j: j == 0)
+    own_boxes, _own_classes, own_valid = _gt_tensors(
+        samples, scales, which=lambda i, j: j == 0, size=size
+    )
 
     t0 = time.perf_counter()
     if "loc" in fams:
@@ -275,8 +289,8 @@ def evaluate_batch(
         t0 = time.perf_counter()
         sub = [samples[i] for i in two]
         sub_scales = [scales[i] for i in two]
-        a_boxes, _, a_valid = _gt_tensors(sub, sub_scales, which=lambda i, j: j == 0)
-        b_boxes, _, b_valid = _gt_tensors(sub, sub_scales, which=lambda i, j: j == 1)
+        a_boxes, _, a_valid = _gt_tensors(sub, sub_scales, lambda i, j: j == 0, size)
+        b_boxes, _, b_valid = _gt_tensors(sub, sub_scales, lambda i, j: j == 1, size)
         for m in methods:
             hit_a, share_a = lm.discrimination(own_maps[m][idx], a_boxes, a_valid, b_boxes, b_valid)
             hit_b, share_b = lm.discrimination(
@@ -287,7 +301,7 @@ def evaluate_batch(
                 put(i, m, "disc_energy", 100.0 * (float(share_a[n]) + float(share_b[n])) / 2)
         timing.add("discrimination", time.perf_counter() - t0)
 
-    black = ((0.0 - torch.tensor(mean)) / torch.tensor(std)).view(1, 3, 1, 1).to(x.device)
+    black = ((0.0 - torch.tensor(mean)) / torch.tensor(std)).view(1, -1, 1, 1).to(x.device)
     p_full = probs.gather(1, targets[:, None].to(probs.device))[:, 0]
     if "drop" in fams:
         t0 = time.perf_counter()

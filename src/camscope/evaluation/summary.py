@@ -1,111 +1,300 @@
-"""The leaderboard: per-image rows into means with confidence intervals, and ``results.csv``."""
+"""The leaderboard: per-image rows into means with bounded 95% intervals, and ``results.csv``.
+
+Rules (each one written in the report too):
+
+* **Intervals stay inside the metric's range.** A column where every image scores 0 or 100 (a
+  hit or a miss: localization error, GT-known localization, pointing, Increase in Confidence) is a
+  proportion and gets the Wilson score interval (Wilson 1927; Brown, Cai & DasGupta 2001 recommend
+  it over the normal approximation for small n):
+  ``(p + z^2/2n +- z sqrt(p(1-p)/n + z^2/4n^2)) / (1 + z^2/n)``, ``z = 1.96``. Every other column
+  gets a percentile bootstrap interval of the mean (2,000 resamples of the images, seed 0, so a
+  report is reproducible), which lies within [min, max] of the values. Both are asymmetric.
+* **Ties are ties.** Win % gives an image's win to every method whose signed drop is within
+  :data:`WIN_TIE_TOLERANCE` percentage points of the lowest (shared equally), so identical maps
+  that differ by float rounding share their wins.
+* **Near-zero probabilities are reported apart.** Average Drop, Increase in Confidence and Win
+  divide by the explained class's probability ``Y``; images with ``Y <`` :data:`LOW_CONFIDENCE_P`
+  are left out of those columns and counted (a relative change of a probability of 1e-5 says
+  nothing about the map).
+
+:func:`verdict` turns the table into a few sentences: which method localises best, which is most
+faithful, which fail the sanity check, or "no clear winner" when the best method's 95% interval
+overlaps another's.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from ..metrics import faithfulness as fm
-from .config import COLUMN_BY_KEY, COLUMNS, EvalConfig
+from .config import COLUMN_BY_KEY, COLUMNS, RELATIVE_DROP_COLUMNS, EvalConfig
+
+Z95 = 1.959963984540054
+#: Signed drops (percentage points of the class probability) this close to the best share a win.
+WIN_TIE_TOLERANCE = 0.01
+#: Images whose explained class has a smaller probability are left out of the relative-drop columns.
+LOW_CONFIDENCE_P = 1e-3
+BOOTSTRAP_RESAMPLES = 2000
+BOOTSTRAP_SEED = 0
 
 
-def _ci(values: list[float]) -> tuple[float, float, int]:
-    """Mean and half-width of a normal-approximation 95% confidence interval (1.96 s / sqrt(n))."""
+def wilson_interval(successes: float, n: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval of a proportion ``successes / n``, as fractions in [0, 1].
+
+    >>> [round(v, 4) for v in wilson_interval(2, 4)]
+    [0.15, 0.85]
+    """
+    if n <= 0:
+        return math.nan, math.nan
+    p = successes / n
+    denom = 1.0 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z / denom * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def bootstrap_interval(
+    values: Sequence[float],
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+    level: float = 0.95,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean (resampling the values with replacement).
+
+    The bounds are means of resamples, so they lie within ``[min(values), max(values)]``.
+    """
+    data = np.asarray(values, dtype=np.float64)
+    n = data.size
+    if n < 2:
+        return math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    means = np.empty(resamples)
+    step = max(1, 4_000_000 // n)  # bound the index matrix to ~32 MB
+    for start in range(0, resamples, step):
+        count = min(step, resamples - start)
+        means[start : start + count] = data[rng.integers(0, n, size=(count, n))].mean(axis=1)
+    tail = (1.0 - level) / 2
+    low, high = np.quantile(means, [tail, 1.0 - tail])
+    return float(low), float(high)
+
+
+def interval(values: Sequence[float], binary: bool) -> dict[str, Any]:
+    """``{"mean", "low", "high", "n", "interval"}`` of one column of one method.
+
+    Binary columns (values 0 or 100) use :func:`wilson_interval`, the rest
+    :func:`bootstrap_interval`; one value has no interval (NaN bounds).
+    """
     n = len(values)
-    if n == 0:
-        return math.nan, math.nan, 0
-    mean = sum(values) / n
-    if n == 1:
-        return mean, math.nan, 1
-    var = sum((v - mean) ** 2 for v in values) / (n - 1)
-    return mean, 1.96 * math.sqrt(var / n), n
+    mean = float(np.mean(values)) if n else math.nan
+    if n and binary and all(v in (0.0, 100.0) for v in values):
+        low, high = wilson_interval(sum(v == 100.0 for v in values), n)
+        return {"mean": mean, "low": 100 * low, "high": 100 * high, "n": n, "interval": "wilson"}
+    low, high = bootstrap_interval(values)
+    return {"mean": mean, "low": low, "high": high, "n": n, "interval": "bootstrap"}
 
 
-def summarise(rows: list[dict[str, Any]], config: EvalConfig) -> dict[str, Any]:
+def win_shares(drops: dict[str, float], tolerance: float = WIN_TIE_TOLERANCE) -> dict[str, float]:
+    """One image's win (1) split among the methods whose signed drop is within ``tolerance`` of
+    the lowest.
+
+    >>> win_shares({"a": 1.0, "b": 1.004, "c": 2.0})
+    {'a': 0.5, 'b': 0.5, 'c': 0.0}
+    """
+    best = min(drops.values())
+    winners = [k for k, v in drops.items() if v <= best + tolerance]
+    return {k: (1.0 / len(winners) if k in winners else 0.0) for k in drops}
+
+
+def _low_confidence(row: dict[str, Any]) -> bool:
+    p = row.get("p_target")
+    return p is not None and float(p) < LOW_CONFIDENCE_P
+
+
+def summarise(rows: list[dict[str, Any]], config: EvalConfig | None = None) -> dict[str, Any]:
     """Aggregate rows into the leaderboard: one entry per method (and layer when several) with
-    ``mean``, ``ci95`` (half-width) and ``n`` for each metric, plus mean deletion/insertion curves.
-
-    Win %: per image, among the evaluated method/layer entries, the share of the lowest signed drop
-    (ties split)."""
+    ``mean``, ``low`` / ``high`` (95% interval), ``n`` and ``interval`` for each metric, plus mean
+    deletion/insertion curves and the count of low-confidence images."""
     several = len({r["layer"] for r in rows}) > 1
 
     def key(r: dict[str, Any]) -> str:
         return f"{r['method']}@{r['layer']}" if several else r["method"]
 
-    entries = sorted({key(r) for r in rows}, key=lambda k: [key(r) for r in rows].index(k))
-    # Win shares per image.
+    entries = list(dict.fromkeys(key(r) for r in rows))
+    low_ids = {r["id"] for r in rows if _low_confidence(r)}
     by_image: dict[str, dict[str, float]] = {}
     for r in rows:
-        if r.get("signed_drop") is not None:
-            by_image.setdefault(r["id"], {})[key(r)] = r["signed_drop"]
+        if r.get("signed_drop") is not None and r["id"] not in low_ids:
+            by_image.setdefault(r["id"], {})[key(r)] = float(r["signed_drop"])
     wins: dict[str, list[float]] = {e: [] for e in entries}
     for drops in by_image.values():
-        names = list(drops)
-        shares = fm.win_share({n: torch.tensor([drops[n]]) for n in names})
-        for n in names:
-            wins[n].append(100.0 * float(shares[n][0]))
+        for name, share in win_shares(drops).items():
+            wins[name].append(100.0 * share)
     board: dict[str, dict[str, Any]] = {}
     curves: dict[str, dict[str, list[float]]] = {}
     for e in entries:
         mine = [r for r in rows if key(r) == e]
         stats: dict[str, Any] = {}
         for col in COLUMNS:
-            vals = (
-                wins[e]
-                if col.key == "win"
-                else [float(r[col.key]) for r in mine if r.get(col.key) is not None]
-            )
-            if not vals:
-                continue
-            mean, ci, count = _ci(vals)
-            stats[col.key] = {"mean": mean, "ci95": ci, "n": count}
+            if col.key == "win":
+                vals = wins[e]
+            else:
+                usable = [r for r in mine if r.get(col.key) is not None]
+                if col.key in RELATIVE_DROP_COLUMNS:
+                    usable = [r for r in usable if r["id"] not in low_ids]
+                vals = [float(r[col.key]) for r in usable]
+            if vals:
+                stats[col.key] = interval(vals, col.binary)
         board[e] = stats
         for mode in ("deletion", "insertion"):
             cs = [r[f"{mode}_curve"] for r in mine if r.get(f"{mode}_curve")]
             if cs:
                 curves.setdefault(e, {})[mode] = np.mean(np.array(cs), axis=0).round(5).tolist()
     columns = [c.key for c in COLUMNS if any(c.key in board[e] for e in entries)]
-    images = len({r["id"] for r in rows})
-    top1 = (
-        [bool(r.get("top1_correct")) for r in rows if r["method"] == rows[0]["method"]]
-        if rows
-        else []
-    )
+    first = rows[0]["method"] if rows else None
+    first_layer = rows[0]["layer"] if rows else None
+    top1 = [
+        bool(r.get("top1_correct"))
+        for r in rows
+        if r["method"] == first and r["layer"] == first_layer
+    ]
+    drop_cols = [c for c in RELATIVE_DROP_COLUMNS if c in columns]
     return {
         "leaderboard": board,
         "columns": columns,
         "column_info": {k: asdict(COLUMN_BY_KEY[k]) for k in columns},
         "curves": curves,
-        "images": images,
+        "images": len({r["id"] for r in rows}),
         "top1_accuracy": 100.0 * sum(top1) / len(top1) if top1 else None,
+        "low_confidence": {
+            "threshold": LOW_CONFIDENCE_P,
+            "images": len(low_ids) if drop_cols else 0,
+            "columns": drop_cols,
+        },
+        "win_tie_tolerance": WIN_TIE_TOLERANCE,
     }
 
 
+def display(value: float) -> str:
+    """A mean as the report prints it (3 decimals below 1 in magnitude, else 1)."""
+    if math.isnan(value):
+        return "–"
+    return f"{value:.3f}" if abs(value) < 1 else f"{value:.1f}"
+
+
+def best_entries(summary: dict[str, Any], key: str) -> set[str]:
+    """Every entry whose mean, as printed, equals the best one's (ties are all best)."""
+    board = summary["leaderboard"]
+    vals = {n: board[n][key]["mean"] for n in board if key in board[n]}
+    vals = {n: v for n, v in vals.items() if not math.isnan(v)}
+    if not vals:
+        return set()
+    higher = summary["column_info"][key]["higher_is_better"]
+    target = max(vals.values()) if higher else min(vals.values())
+    return {n for n, v in vals.items() if display(v) == display(target)}
+
+
+LOCALIZATION_COLUMNS = ("energy", "pointing", "gt_known_loc", "iou", "loc_error_top1")
+FAITHFULNESS_COLUMNS = (
+    "insertion",
+    "deletion",
+    "avg_drop",
+    "road_lerf",
+    "road_morf",
+    "occlusion_rho",
+)
+
+
+def _names(items: Sequence[str], limit: int = 5) -> str:
+    items = list(items)
+    if len(items) > limit:
+        items = [*items[:limit], f"{len(items) - limit} more"]
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _aspect(summary: dict[str, Any], candidates: Sequence[str], doing: str) -> str | None:
+    key = next((c for c in candidates if c in summary["columns"]), None)
+    if key is None:
+        return None
+    board, info = summary["leaderboard"], summary["column_info"][key]
+    best = sorted(best_entries(summary, key), key=list(board).index)
+    if not best:
+        return None
+    title = f"{info['title']} {'↑' if info['higher_is_better'] else '↓'}"
+    lead = board[best[0]][key]
+    shown = f"{display(lead['mean'])} [{display(lead['low'])}, {display(lead['high'])}]"
+    if len(best) > 1:
+        return f"{doing} ({title}): no clear winner; {_names(best)} tie at {shown}."
+    if math.isnan(lead["low"]):
+        return f"{doing} ({title}): no clear winner; {best[0]} leads but too few images for an interval."
+    overlap = [
+        n
+        for n in board
+        if n != best[0]
+        and key in board[n]
+        and not (board[n][key]["high"] < lead["low"] or board[n][key]["low"] > lead["high"])
+    ]
+    if overlap:
+        return (
+            f"{doing} ({title}): no clear winner; {best[0]} leads with {shown}, but the 95% "
+            f"intervals of {_names(overlap)} overlap it."
+        )
+    return f"{doing} ({title}): {best[0]}, {shown}, clear of every other method's 95% interval."
+
+
+def verdict(summary: dict[str, Any]) -> list[str]:
+    """A few sentences that answer "which method should I trust for this model and data?".
+
+    Localization uses the first available of :data:`LOCALIZATION_COLUMNS`, faithfulness the first
+    of :data:`FAITHFULNESS_COLUMNS`; a method is named best only when its 95% interval overlaps no
+    other method's ("no clear winner" otherwise, or when the best values tie). Sanity lists the
+    methods that fail the cascading randomization test.
+    """
+    lines = [
+        line
+        for line in (
+            _aspect(summary, LOCALIZATION_COLUMNS, "Localizes best"),
+            _aspect(summary, FAITHFULNESS_COLUMNS, "Most faithful"),
+        )
+        if line
+    ]
+    sanity = summary.get("sanity") or {}
+    for layer, data in (sanity.get("layers") or {}).items():
+        failed = [m for m, ok in data.get("passed", {}).items() if not ok]
+        if failed:
+            lines.append(
+                f"Fails the sanity check at {layer}: {_names(failed)} (maps barely change when "
+                "the weights are randomised; do not trust them for this model)."
+            )
+        else:
+            lines.append(f"Sanity check at {layer}: every method passes.")
+    return lines
+
+
 def write_csv(path: Path, summary: dict[str, Any]) -> None:
-    """``results.csv``: one row per method (/layer), columns ``<metric>`` and ``<metric>_ci95``."""
+    """``results.csv``: one row per method (/layer), columns ``<metric>``, ``<metric>_low`` and
+    ``<metric>_high`` (the 95% interval), and ``n``."""
     import csv
 
     cols = summary["columns"]
     with path.open("w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["method", *[x for c in cols for x in (c, f"{c}_ci95")], "n"])
+        w.writerow(["method", *[x for c in cols for x in (c, f"{c}_low", f"{c}_high")], "n"])
         for name, stats in summary["leaderboard"].items():
             row: list[Any] = [name]
             n = 0
             for c in cols:
                 s = stats.get(c)
-                row += (
-                    [
-                        f"{s['mean']:.4f}",
-                        "" if s is None or math.isnan(s["ci95"]) else f"{s['ci95']:.4f}",
-                    ]
-                    if s
-                    else ["", ""]
-                )
-                n = max(n, s["n"]) if s else n
+                if not s:
+                    row += ["", "", ""]
+                    continue
+                row += [
+                    f"{s['mean']:.4f}",
+                    *("" if math.isnan(s[b]) else f"{s[b]:.4f}" for b in ("low", "high")),
+                ]
+                n = max(n, s["n"])
             w.writerow([*row, n])
