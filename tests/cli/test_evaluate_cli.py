@@ -319,3 +319,35 @@ def test_report_escapes_the_model_name_and_the_data_path(tmp_path, monkeypatch):
     html = (tmp_path / "q" / "report.html").read_text()
     assert "<script>" not in html and "net&lt;script&gt;" in html
     assert "Verdict for this model and data" in md
+
+
+def test_pet_layout_with_a_class_map_and_skipped_classes(tmp_path, patched, capsys):
+    from PIL import Image
+
+    data = tmp_path / "pets"
+    (data / "annotations" / "xmls").mkdir(parents=True)
+    (data / "images").mkdir()
+    for stem, labels in (("Abyssinian_1", ["kitty", "person"]), ("beagle_2", ["person"])):
+        Image.new("RGB", (40, 30), (90, 60, 30)).save(data / "images" / f"{stem}.jpg")
+        objects = "".join(
+            f"<object><name>{n}</name><bndbox><xmin>2</xmin><ymin>2</ymin><xmax>20</xmax>"
+            "<ymax>20</ymax></bndbox></object>"
+            for n in labels
+        )
+        (data / "annotations" / "xmls" / f"{stem}.xml").write_text(
+            f"<annotation><filename>{stem}.jpg</filename>{objects}</annotation>"
+        )
+    class_map = tmp_path / "map.json"
+    class_map.write_text(json.dumps({"kitty": ["c5", 7]}))
+    assert _quick(tmp_path, "--data", str(data), "--class-map", str(class_map)) == 2
+    assert "'person' (2 object(s), first in" in capsys.readouterr().err
+    args = ("--data", str(data), "--class-map", str(class_map), "--unmapped", "skip")
+    assert _quick(tmp_path, *args) == 0
+    err = capsys.readouterr().err
+    assert "skipped 2 object(s) whose class maps to no model class ('person': 2)" in err
+    assert "skipped 1 image(s) left without an object" in err
+    (row,) = [json.loads(x) for x in (tmp_path / "q" / "results.jsonl").read_text().splitlines()]
+    assert row["id"] == "Abyssinian_1.jpg" and row["target"] in (5, 7)
+    assert "Oxford-IIIT Pet" in (tmp_path / "q" / "report.md").read_text()
+    stored = json.loads((tmp_path / "q" / "config.json").read_text())
+    assert "sha256" in stored["labels"] and stored["labels"].endswith("unmapped skip")

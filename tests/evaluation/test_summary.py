@@ -129,4 +129,5 @@ def test_verdict_names_a_clear_winner_only_when_intervals_do_not_overlap():
     assert "no clear winner; cam and gradcam tie" in verdict(tied)[0]
     sanity = {"layers": {"bn2": {"passed": {"gradcam": True, "eigencam": False}}}}
     lines = verdict(_summary({"gradcam": (1.0, 0.5, 1.5)}, sanity=sanity))
+    assert "only gradcam was evaluated (1.0 [0.5, 1.5]); nothing to compare" in lines[0]
     assert lines[-1].startswith("Fails the sanity check at bn2: eigencam")

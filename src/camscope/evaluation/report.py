@@ -35,7 +35,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from ..viz import overlay
-from .summary import best_entries, display, verdict
+from .summary import best_entries, column_decimals, shown, verdict
 
 _COLORS = (
     "#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000",
@@ -178,15 +178,8 @@ def sanity_figure(sanity: dict[str, Any]) -> bytes | None:
     return _png(fig)
 
 
-def _fmt(stats: dict[str, Any] | None) -> str:
-    """``mean [low, high]`` (the 95% interval), or the mean alone when there is no interval."""
-    if not stats:
-        return "–"
-    mean = stats["mean"]
-    low, high = stats.get("low", math.nan), stats.get("high", math.nan)
-    if math.isnan(low) or math.isnan(high):
-        return display(mean)
-    return f"{display(mean)} [{display(low)}, {display(high)}]"
+def _fmt(stats: dict[str, Any] | None, decimals: int = 1) -> str:
+    return shown(stats, decimals) if stats else "–"
 
 
 def leaderboard_rows(
@@ -199,9 +192,10 @@ def leaderboard_rows(
         f"{info[c]['title']} {'↑' if info[c]['higher_is_better'] else '↓'}" for c in cols
     ]
     best = {c: best_entries(summary, c) for c in cols}
+    places = {c: column_decimals(summary, c) for c in cols}
     body, flags = [], []
     for name, stats in summary["leaderboard"].items():
-        body.append([name] + [_fmt(stats.get(c)) for c in cols])
+        body.append([name] + [_fmt(stats.get(c), places[c]) for c in cols])
         flags.append([False] + [name in best[c] for c in cols])
     return header, body, flags
 

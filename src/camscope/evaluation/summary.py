@@ -179,11 +179,35 @@ def summarise(rows: list[dict[str, Any]], config: EvalConfig | None = None) -> d
     }
 
 
-def display(value: float) -> str:
-    """A mean as the report prints it (3 decimals below 1 in magnitude, else 1)."""
-    if math.isnan(value):
-        return "–"
-    return f"{value:.3f}" if abs(value) < 1 else f"{value:.1f}"
+def column_decimals(summary: dict[str, Any], key: str) -> int:
+    """Decimals a column is printed with: 1 when any of its means or bounds reaches 1 in
+    magnitude (percentages, counts), else 3 (AUCs, correlations, IoU)."""
+    values = [
+        abs(float(v))
+        for stats in summary["leaderboard"].values()
+        if key in stats
+        for v in (
+            stats[key]["mean"],
+            stats[key].get("low", math.nan),
+            stats[key].get("high", math.nan),
+        )
+        if not math.isnan(float(v))
+    ]
+    return 1 if any(v >= 1 for v in values) else 3
+
+
+def display(value: float, decimals: int = 1) -> str:
+    """A number as the report prints it."""
+    return "–" if math.isnan(value) else f"{value:.{decimals}f}"
+
+
+def shown(stats: dict[str, Any], decimals: int) -> str:
+    """``mean [low, high]`` (the 95% interval), or the mean alone when there is no interval."""
+    mean = stats["mean"]
+    low, high = stats.get("low", math.nan), stats.get("high", math.nan)
+    if math.isnan(low) or math.isnan(high):
+        return display(mean, decimals)
+    return f"{display(mean, decimals)} [{display(low, decimals)}, {display(high, decimals)}]"
 
 
 def best_entries(summary: dict[str, Any], key: str) -> set[str]:
@@ -195,7 +219,8 @@ def best_entries(summary: dict[str, Any], key: str) -> set[str]:
         return set()
     higher = summary["column_info"][key]["higher_is_better"]
     target = max(vals.values()) if higher else min(vals.values())
-    return {n for n, v in vals.items() if display(v) == display(target)}
+    places = column_decimals(summary, key)
+    return {n for n, v in vals.items() if display(v, places) == display(target, places)}
 
 
 LOCALIZATION_COLUMNS = ("energy", "pointing", "gt_known_loc", "iou", "loc_error_top1")
@@ -226,9 +251,11 @@ def _aspect(summary: dict[str, Any], candidates: Sequence[str], doing: str) -> s
         return None
     title = f"{info['title']} {'↑' if info['higher_is_better'] else '↓'}"
     lead = board[best[0]][key]
-    shown = f"{display(lead['mean'])} [{display(lead['low'])}, {display(lead['high'])}]"
+    text = shown(lead, column_decimals(summary, key))
+    if sum(key in board[n] for n in board) == 1:
+        return f"{doing} ({title}): only {best[0]} was evaluated ({text}); nothing to compare."
     if len(best) > 1:
-        return f"{doing} ({title}): no clear winner; {_names(best)} tie at {shown}."
+        return f"{doing} ({title}): no clear winner; {_names(best)} tie at {text}."
     if math.isnan(lead["low"]):
         return f"{doing} ({title}): no clear winner; {best[0]} leads but too few images for an interval."
     overlap = [
@@ -240,10 +267,10 @@ def _aspect(summary: dict[str, Any], candidates: Sequence[str], doing: str) -> s
     ]
     if overlap:
         return (
-            f"{doing} ({title}): no clear winner; {best[0]} leads with {shown}, but the 95% "
+            f"{doing} ({title}): no clear winner; {best[0]} leads with {text}, but the 95% "
             f"intervals of {_names(overlap)} overlap it."
         )
-    return f"{doing} ({title}): {best[0]}, {shown}, clear of every other method's 95% interval."
+    return f"{doing} ({title}): {best[0]}, {text}, clear of every other method's 95% interval."
 
 
 def verdict(summary: dict[str, Any]) -> list[str]:
