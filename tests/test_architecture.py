@@ -39,6 +39,7 @@ ALLOWED: dict[str, set[str]] = {
         "data",
     },
     "batch": {"errors", "core", "methods", "perturbation", "models", "io", "viz", "data"},
+    "serve": {"errors", "core", "methods", "perturbation", "models", "io", "viz", "data"},
     "cli": {"*"},
     "__init__": {"*"},
     "__main__": {"cli"},

@@ -154,6 +154,21 @@ def load_image(
         raise ImageLoadError(name, f"cannot read the file ({err.strerror or err})") from err
 
 
+def load_image_bytes(
+    data: bytes, name: str = "upload", *, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> Image.Image:
+    """Decode an image held in memory (an upload) exactly as :func:`load_image` decodes a file.
+
+    ``name`` only labels error messages; it is never opened.
+
+    Raises:
+        ImageLoadError: empty data, not an image, corrupt data, too many pixels.
+    """
+    if not data:
+        raise ImageLoadError(name, "the upload is empty (0 bytes); choose an image file")
+    return _decode(name, _io.BytesIO(data), max_pixels)
+
+
 def _download(url: str, *, timeout: float, max_bytes: int) -> bytes:
     request = urllib.request.Request(url, headers={"User-Agent": "camscope"})
     try:

@@ -18,11 +18,11 @@ from collections.abc import Sequence
 from .. import __version__
 from ..allocator import tune_allocator
 from ..errors import CamscopeError
-from . import evaluate, explain, layers, methods, predict
+from . import evaluate, explain, layers, methods, predict, serve, study
 
 log = logging.getLogger("camscope.cli")
 
-_COMMANDS = (explain, methods, layers, predict, evaluate)
+_COMMANDS = (explain, methods, layers, predict, evaluate, serve, study)
 
 _EPILOG = """\
 examples:
@@ -31,6 +31,7 @@ examples:
   camscope methods                               # every CAM method camscope knows
   camscope layers resnet50                       # candidate layers and the automatic choice
   camscope predict photos/ --topk 5
+  camscope serve                                 # the web viewer on http://127.0.0.1:8000/
 """
 
 

@@ -1,0 +1,186 @@
+"""``camscope serve``: a local web viewer of CAM maps with a REST API, or a blind human study.
+
+The viewer explains an image (dropped, picked, a demo photo or a URL the server fetches) with
+several methods side by side, at any layer, for any class; opacity and colour map change in the
+browser. The REST API (OpenAPI at /docs) serves the same maps to programs. With --study the server
+runs a human study instead (see docs/serve.md) and appends every answer to DIR/answers.csv.
+
+The server listens on 127.0.0.1 unless --host says otherwise; it holds the models in memory and
+runs one request at a time through each model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import socket
+from pathlib import Path
+from typing import Any
+
+from ..errors import UsageError
+from ._common import add_max_pixels_argument, echo, positive_int, split_list, warn
+from ._model import DEFAULT_MODEL
+
+STUDY_KINDS = ("class-discrimination", "trust")
+
+_EPILOG = """\
+examples:
+  camscope serve                                   # http://127.0.0.1:8000/, the default model
+  camscope serve --model resnet50 --model runs/cats --port 8080
+  camscope serve --port 0 --no-url                 # a free port; no fetching of image URLs
+  camscope serve --study class-discrimination --data builtin:40 --methods gradcam,scorecam --out out/study1
+  camscope serve --study trust --model runs/a --model runs/b --data photos/ --methods gradcam --out out/trust
+  camscope study summarize out/study1
+"""
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "serve",
+        help="a local web viewer and REST API (or a human study with --study)",
+        description=__doc__,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--model",
+        action="append",
+        default=None,
+        metavar="M",
+        help=f"a model to offer, repeatable: a timm/torchvision name, module:factory or a run folder "
+        f"of `camscope train` (the built-in {DEFAULT_MODEL} is always offered in the viewer)",
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+    )
+    parser.add_argument(
+        "--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)"
+    )
+    parser.add_argument(
+        "--no-url", action="store_true", help="do not fetch image URLs on the server"
+    )
+    parser.add_argument(
+        "--max-upload-mb",
+        type=float,
+        default=20.0,
+        metavar="MB",
+        help="largest upload accepted, answered 413 above (default 20)",
+    )
+    add_max_pixels_argument(parser)
+    parser.add_argument(
+        "--device", choices=("auto", "cpu", "cuda"), default="auto", help="where models run"
+    )
+    study = parser.add_argument_group("human study (instead of the viewer)")
+    study.add_argument("--study", choices=STUDY_KINDS, default=None, help="the kind of study")
+    study.add_argument(
+        "--data",
+        default=None,
+        metavar="DATA",
+        help="builtin:N (its two-object images for class-discrimination), annotations (VOC, COCO, "
+        "CSV) or, for trust, a folder of images",
+    )
+    study.add_argument(
+        "--methods", default="gradcam", metavar="NAMES", help="comma-separated methods to compare"
+    )
+    study.add_argument("--layer", default="auto", metavar="LAYER", help="layer (default auto)")
+    study.add_argument("--out", type=Path, default=None, metavar="DIR", help="study folder")
+    study.add_argument(
+        "--seed", type=int, default=None, help="seed of the trial order (default: drawn, recorded)"
+    )
+    study.add_argument(
+        "--limit", type=positive_int, default=None, metavar="N", help="use at most N images"
+    )
+    parser.set_defaults(run=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from ._model import pick_device
+
+    models = split_list(args.model)
+    if args.max_upload_mb <= 0:
+        raise UsageError(f"--max-upload-mb must be positive; got {args.max_upload_mb}")
+    device = str(pick_device(args.device))
+    sock = _bind(args.host, args.port)
+    if args.study:
+        app = _study_app(args, models, device)
+    else:
+        from ..io import DEFAULT_MAX_PIXELS
+        from ..serve.app import ServeConfig, create_app
+        from ..serve.pool import ModelPool
+
+        offered = [*models, DEFAULT_MODEL] if DEFAULT_MODEL not in models else models
+        pool = ModelPool(offered or [DEFAULT_MODEL], device=device)
+        for name in models or [DEFAULT_MODEL]:
+            pool.get(name)  # a bad model name fails now, not at the first request
+        config = ServeConfig(
+            models=pool.names,
+            device=device,
+            allow_url=not args.no_url,
+            max_upload_bytes=int(args.max_upload_mb * 2**20),
+            max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS,
+        )
+        app = create_app(config, pool=pool)
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    address = f"http://{shown}:{port}/"
+    echo(f"camscope serve: {address}  (API docs: {address}docs; Ctrl+C stops)")
+    if not _is_loopback(host):
+        warn(f"camscope serve: listening on {host}: anyone who can reach this machine can use it")
+    import sys
+
+    sys.stdout.flush()
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    server.run(sockets=[sock])
+    return 0
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    if not 0 <= port <= 65535:
+        raise UsageError(f"--port must be 0..65535; got {port}")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as err:
+        sock.close()
+        raise UsageError(
+            f"cannot listen on {host}:{port} ({err.strerror}); pick another --port (0 = any free "
+            "one) or --host"
+        ) from None
+    sock.listen(128)
+    return sock
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def _study_app(args: argparse.Namespace, models: list[str], device: str) -> Any:
+    from ..serve.study import StudyOptions, prepare_study
+    from ..serve.study_app import create_study_app
+
+    if not args.data or args.out is None:
+        raise UsageError("--study needs --data and --out (the study folder)")
+    options = StudyOptions(
+        kind=args.study,
+        data=args.data,
+        methods=args.methods,
+        models=models or [DEFAULT_MODEL],
+        layer=args.layer,
+        seed=args.seed,
+        limit=args.limit,
+        max_pixels=args.max_pixels,
+    )
+    study = prepare_study(options, args.out, device=device)
+    echo(
+        f"camscope serve: {study.kind} study, {len(study.trials)} trials per participant, "
+        f"answers in {study.answers_path}"
+    )
+    return create_study_app(study)

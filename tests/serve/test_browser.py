@@ -1,0 +1,155 @@
+"""The viewer in a real browser: a `camscope serve` process on a free port, driven through Debian's
+chromium with Playwright (never a downloaded browser).
+
+Set CAMSCOPE_VIEWER_SCREENSHOT=path to keep the screenshot it takes (docs/images/viewer.png is made
+this way by docs/images/make_viewer_screenshot.py).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from camscope import explain
+from camscope.io import demo_images, preprocess, resize_map
+from camscope.viz import overlay
+
+CHROMIUM = "/usr/bin/chromium"
+SRC = Path(__file__).resolve().parents[2] / "src"
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        shutil.which("chromium") is None, reason="needs Debian chromium (make test installs it)"
+    ),
+]
+
+
+@pytest.fixture
+def server():
+    """`camscope serve --port 0` in its own process; yields the address it prints."""
+    env = dict(os.environ, PYTHONPATH=str(SRC), OMP_NUM_THREADS="1")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "camscope", "serve", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    try:
+        line = proc.stdout.readline() if proc.stdout else ""
+        match = re.search(r"http://127\.0\.0\.1:\d+/", line)
+        assert match, f"no address printed: {line!r}"
+        yield match.group(0)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+PIXELS = """(selector) => {
+  const c = document.querySelector(selector);
+  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+  let sum = 0, sq = 0, n = 0;
+  for (let i = 0; i < d.length; i += 4) { const v = d[i] + d[i + 1] + d[i + 2]; sum += v; sq += v * v; n++; }
+  return {mean: sum / n, std: Math.sqrt(sq / n - (sum / n) ** 2), first: Array.from(d.slice(0, 64))};
+}"""
+
+
+def test_viewer_in_chromium(server, tmp_path, lite0) -> None:
+    from playwright.sync_api import sync_playwright
+
+    chelsea = demo_images()[0][1]
+    upload = tmp_path / "chelsea.png"
+    chelsea.save(upload)
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("these are notes, not a photo\n", encoding="utf-8")
+    methods = ["eigencam", "gradcam", "xgradcam"]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--no-first-run",
+            ],
+        )
+        page = browser.new_page(viewport={"width": 1360, "height": 860}, accept_downloads=True)
+        errors: list[str] = []
+        requests: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("request", lambda r: requests.append(r.url))
+        page.goto(server)
+        page.wait_for_selector("body[data-ready=true]", timeout=60_000)
+        for name in ("gradcam++", "layercam"):
+            page.uncheck(f"#methods input[value='{name}']")
+        for name in ("eigencam", "xgradcam"):
+            page.check(f"#methods input[value='{name}']")
+        page.set_input_files("#file", str(upload))
+        for name in methods:
+            page.wait_for_selector(f"canvas[data-method='{name}']", timeout=60_000)
+        maps = [page.evaluate(PIXELS, f"canvas[data-method='{m}']") for m in methods]
+        picture = page.evaluate(PIXELS, ".input-card canvas")
+        for stats in maps:  # drawn, not blank, and not just the photo
+            assert stats["std"] > 20 and stats["first"] != picture["first"]
+        assert "Egyptian cat" in page.inner_text("#chips")
+
+        before = len(requests)
+        page.locator("#opacity").fill("0.9")
+        moved = page.evaluate(PIXELS, "canvas[data-method='gradcam']")
+        assert moved["first"] != maps[1]["first"] and len(requests) == before
+
+        card = page.locator("figure", has=page.locator("canvas[data-method='gradcam']"))
+        with page.expect_download() as info:
+            card.locator("button[data-download='npy']").click()
+        npy = tmp_path / "gradcam.npy"
+        info.value.save_as(npy)
+        assert info.value.suggested_filename == "chelsea.gradcam.npy"
+        with page.expect_download() as info:
+            card.locator("button[data-download='png']").click()
+        png = tmp_path / "gradcam.png"
+        info.value.save_as(png)
+
+        page.check("#compare")
+        page.wait_for_function(
+            "document.querySelectorAll('canvas[data-method]').length === 9", timeout=60_000
+        )
+        page.locator("#opacity").fill("0.55")
+        page.evaluate("document.querySelector('.panel').scrollTop = 0")
+        page.wait_for_timeout(300)
+        shot = tmp_path / "viewer.png"
+        page.screenshot(path=str(shot))
+
+        page.set_input_files("#file", str(bad))
+        page.wait_for_selector("#error:not([hidden])", timeout=30_000)
+        assert "not an image" in page.inner_text("#error")
+        assert not errors, errors
+        browser.close()
+    with urllib.request.urlopen(server + "healthz", timeout=10) as reply:  # still serving
+        assert reply.status == 200
+
+    model, spec = lite0
+    want = explain(model, preprocess(chelsea, spec), "gradcam").maps["gradcam"][0].numpy()
+    got = np.load(npy)
+    assert got.shape == (224, 224) and got.dtype == np.float32
+    np.testing.assert_allclose(got, want, atol=5e-4)
+    # the browser's overlay is the library's: same colour map, opacity and resize
+    expected = np.asarray(overlay(chelsea, resize_map(got, (300, 451)), "inferno", 0.9), dtype=int)
+    drawn = np.asarray(Image.open(png).convert("RGB"), dtype=int)
+    assert drawn.shape == expected.shape
+    # within two levels: the page rounds each colour-table entry to 8 bits
+    assert np.abs(drawn - expected).max() <= 2 and np.abs(drawn - expected).mean() < 0.5
+    assert shot.stat().st_size > 50_000
+    keep = os.environ.get("CAMSCOPE_VIEWER_SCREENSHOT")
+    if keep:
+        shutil.copyfile(shot, keep)

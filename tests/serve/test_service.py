@@ -1,0 +1,254 @@
+"""The viewer's work without HTTP: method costs, request parsing, reuse, cancellation, Wilson."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from nets import SmallNet, hook_counts
+from PIL import Image
+
+from camscope import explain, get_method, list_methods
+from camscope.core import engine
+from camscope.errors import TargetError, UsageError
+from camscope.io import preprocess
+from camscope.models import ModelSpec
+from camscope.serve.answers import wilson
+from camscope.serve.catalogue import colormap_luts, method_cost
+from camscope.serve.jobs import ExplainCancelled, Job, JobBoard
+from camscope.serve.pool import ModelPool
+from camscope.serve.service import (
+    Explainer,
+    ExplainRequest,
+    ImageSource,
+    parse_target,
+    plan_groups,
+)
+from camscope.viz import colorize
+
+SPEC = ModelSpec("small", input_size=(32, 32), class_names=["a", "b", "c", "d", "e"])
+
+
+def small_pool() -> tuple[ModelPool, torch.nn.Module]:
+    torch.manual_seed(0)
+    model = SmallNet(classes=5).eval()
+    return ModelPool.of_loaded({"small": (model, SPEC)}), model
+
+
+def wide_pool() -> tuple[ModelPool, torch.nn.Module]:
+    """24 channels at the explained layer: Score-CAM needs several batches of masked passes."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 24, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(24, 5),
+    ).eval()
+    return ModelPool.of_loaded({"small": (model, SPEC)}), model
+
+
+def picture(seed: int = 0) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8))
+
+
+def source(seed: int = 0) -> ImageSource:
+    return ImageSource(f"img{seed}", lambda: picture(seed))
+
+
+def test_costs_come_from_the_method_specs() -> None:
+    costs = {name: method_cost(get_method(name)) for name in list_methods()}
+    slow = {"scorecam", "faster-scorecam", "sscam", "iscam", "ablationcam", "smoothgradcam++"}
+    assert {n for n, c in costs.items() if c == "perturbation"} == slow
+    assert {n for n, c in costs.items() if c == "guided pass"} == {
+        "guided-backprop",
+        "guided-gradcam",
+    }
+    assert costs["gradcam"] == costs["cam"] == costs["eigencam"] == "one pass"
+
+
+def test_targets_and_groups_are_parsed() -> None:
+    assert parse_target("285") == 285
+    assert parse_target(" TOP1 ") == ("top", 1)
+    assert parse_target("topk:3") == parse_target("top3") == ("top", 3)
+    for bad in ("cat", "top0", "-1", "topk:"):
+        with pytest.raises(TargetError):
+            parse_target(bad)
+    groups = plan_groups(("scorecam", "gradcam", "guided-gradcam", "eigencam", "ablationcam"))
+    assert groups == [["gradcam", "eigencam"], ["guided-gradcam"], ["scorecam"], ["ablationcam"]]
+
+
+def test_colormap_tables_are_matplotlibs() -> None:
+    """The page colours v with entry min(floor(256 v), 255): the same colours as viz.colorize."""
+    lut = np.asarray(colormap_luts(("inferno", "jet"))["inferno"]).reshape(256, 3)
+    values = np.linspace(0.0, 1.0, 1001)
+    index = np.minimum(np.floor(values * 256).astype(int), 255)
+    expected = colorize(values[None, :], "inferno")[0] * 255.0
+    assert np.abs(lut[index] - expected).max() <= 0.5
+
+
+def test_fast_overlay_is_the_librarys() -> None:
+    from camscope.serve.encode import overlay as fast_overlay
+    from camscope.viz import overlay
+
+    image = picture(3)
+    rng = np.random.default_rng(0)
+    heat = rng.random((30, 40)).astype(np.float32)
+    heat[0, :3] = [0.0, 1.0, 0.5]
+    for colormap, alpha in (("inferno", 0.5), ("jet", 0.8), ("tab10", 0.3)):
+        want = np.asarray(overlay(image, heat, colormap, alpha), dtype=int)
+        got = np.asarray(fast_overlay(image, heat, colormap, alpha), dtype=int)
+        assert np.abs(got - want).max() <= 1
+
+
+class CallCounter:
+    """Wraps camscope's explain to record the methods of every call."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+        self.original = engine.explain
+
+    def __call__(self, model, x, methods, *args, **kwargs):
+        self.calls.append(list(methods))
+        return self.original(model, x, methods, *args, **kwargs)
+
+
+def test_reuse_computes_only_what_is_missing(monkeypatch) -> None:
+    pool, model = small_pool()
+    explainer = Explainer(pool)
+    counter = CallCounter()
+    monkeypatch.setattr(engine, "explain", counter)
+
+    def ask(methods: str, target: str = "top1", layer: str = "auto"):
+        return explainer.explain(ExplainRequest("small", (methods,), layer, target), source())
+
+    first = ask("gradcam,eigencam,gradcam++")
+    assert counter.calls == [["gradcam", "eigencam", "gradcam++"]]
+    again = ask("gradcam,gradcam++")
+    assert counter.calls == [["gradcam", "eigencam", "gradcam++"]]  # nothing new
+    assert again.reused == ["gradcam", "gradcam++"] and again.computed == []
+    assert again.body["maps"]["gradcam"] == first.body["maps"]["gradcam"]
+    more = ask("gradcam,layercam")  # one more one-pass method: one call for it alone
+    assert counter.calls[-1] == ["layercam"] and more.reused == ["gradcam"]
+    top = first.body["targets"][0]["index"]
+    other = (top + 1) % 5
+    switched = ask("gradcam,eigencam", target=str(other))  # eigencam is class-agnostic
+    assert counter.calls[-1] == ["gradcam"] and switched.reused == ["eigencam"]
+    assert switched.body["targets"][0]["index"] == other
+    ask("gradcam", layer="stem.0")  # another layer: computed again
+    assert counter.calls[-1] == ["gradcam"] and len(counter.calls) == 4
+    # every map equals the library called alone on the same input (float16 transport)
+    x = preprocess(picture(), SPEC)
+    for method, target in (("gradcam", other), ("layercam", top), ("eigencam", other)):
+        body = ask(method, target=str(target)).body
+        alone = explain(model, x, method, targets=target).maps[method][0].numpy()
+        got = _decode(body["maps"][method])
+        np.testing.assert_allclose(got, alone, atol=1e-3, rtol=0)
+    assert hook_counts(model) == {}
+
+
+def test_topk_and_fused_layers() -> None:
+    pool, model = small_pool()
+    body = (
+        Explainer(pool)
+        .explain(ExplainRequest("small", ("gradcam",), "stem.0,features.0", "topk:3"), source())
+        .body
+    )
+    assert body["layer"] == "stem.0,features.0"
+    assert len(body["targets"]) == 3 and body["maps"]["gradcam"]["shape"] == [3, 32, 32]
+    x = preprocess(picture(), SPEC)
+    ids = [t["index"] for t in body["targets"]]
+    want = explain(model, x, "gradcam", ["stem.0", "features.0"], "topk:3").maps["gradcam"][0]
+    assert ids == explain(model, x, "gradcam", targets="topk:3").targets[0].tolist()
+    np.testing.assert_allclose(_decode(body["maps"]["gradcam"]), want.numpy(), atol=1e-3)
+
+
+def test_bad_requests_name_the_culprit() -> None:
+    pool, _ = small_pool()
+    explainer = Explainer(pool)
+    with pytest.raises(UsageError, match="unknown model 'nope'"):
+        explainer.explain(ExplainRequest("nope"), source())
+    with pytest.raises(UsageError, match="unknown method"):
+        explainer.explain(ExplainRequest("small", ("gradcm",)), source())
+    with pytest.raises(TargetError, match="out of range"):
+        explainer.explain(ExplainRequest("small", target="7"), source())
+    with pytest.raises(UsageError, match="colormap"):
+        explainer.explain(ExplainRequest("small", colormap="rainbowz"), source())
+
+
+def test_a_cancel_sent_before_the_start_stops_the_job() -> None:
+    pool, model = small_pool()
+    explainer = Explainer(pool)
+    explainer.jobs.cancel("j1")
+    with pytest.raises(ExplainCancelled):
+        explainer.explain(ExplainRequest("small", ("scorecam",)), source(), job_id="j1")
+    assert explainer.jobs.get("j1")["state"] == "cancelled"
+    assert hook_counts(model) == {}
+
+
+def test_cancel_in_the_progress_callback_stops_a_perturbation_run(monkeypatch) -> None:
+    pool, model = wide_pool()
+    explainer = Explainer(pool)
+    original = Job.progress
+
+    def cancel_after_first_report(self: Job, method: str):
+        report = original(self, method)
+
+        def wrapped(done: int, total: int) -> None:
+            if done > 0:
+                self.cancel.set()  # the client's POST /api/cancel, arriving mid-run
+            report(done, total)
+
+        return wrapped
+
+    monkeypatch.setattr(Job, "progress", cancel_after_first_report)
+    flags = [p.requires_grad for p in model.parameters()]
+    with pytest.raises(ExplainCancelled):
+        explainer.explain(ExplainRequest("small", ("gradcam,scorecam",)), source(), job_id="j2")
+    state = explainer.jobs.get("j2")
+    assert state["state"] == "cancelled" and state["method"] == "scorecam"
+    assert 0 < state["done"] < state["total"]  # stopped part-way
+    assert state["finished"] == ["gradcam"]
+    assert hook_counts(model) == {} and not model.training
+    assert [p.requires_grad for p in model.parameters()] == flags
+    # the one-pass map computed before the cancel is kept; the next request finishes the job
+    monkeypatch.setattr(Job, "progress", original)
+    done = explainer.explain(ExplainRequest("small", ("gradcam,scorecam",)), source(), job_id="j3")
+    assert done.reused == ["gradcam"] and done.computed == ["scorecam"]
+    x = preprocess(picture(), SPEC)
+    want = explain(model, x, "scorecam").maps["scorecam"][0].numpy()
+    np.testing.assert_allclose(_decode(done.body["maps"]["scorecam"]), want, atol=1e-3)
+    assert explainer.jobs.get("j3")["state"] == "done"
+
+
+def test_job_ids_are_checked() -> None:
+    board = JobBoard()
+    for bad in ("", "a/b", "../x", "x" * 65):
+        with pytest.raises(UsageError):
+            board.cancel(bad)
+    assert board.get("never-seen")["state"] == "unknown"
+
+
+def test_wilson_interval() -> None:
+    """Hand values (p = 0.8, n = 10, z = 1.96) and scipy's independent implementation."""
+    low, high = wilson(8, 10)
+    z = 1.959963984540054
+    centre = (0.8 + z * z / 20) / (1 + z * z / 10)
+    half = z * math.sqrt(0.8 * 0.2 / 10 + z * z / 400) / (1 + z * z / 10)
+    assert (low, high) == pytest.approx((centre - half, centre + half), abs=1e-12)
+    assert (round(low, 4), round(high, 4)) == (0.4902, 0.9433)
+    from scipy.stats import binomtest
+
+    for k, n in ((0, 5), (5, 5), (3, 7), (40, 120)):
+        ref = binomtest(k, n).proportion_ci(method="wilson")
+        assert wilson(k, n) == pytest.approx((ref.low, ref.high), abs=1e-9)
+    assert all(math.isnan(v) for v in wilson(0, 0))
+
+
+def _decode(entry: dict) -> np.ndarray:
+    from camscope.serve.encode import map_from_base64
+
+    return map_from_base64(entry["map"], entry["shape"])
