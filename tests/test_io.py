@@ -20,6 +20,7 @@ from camscope.io import (
     collect_inputs,
     demo_images,
     load_image,
+    load_image_bytes,
     preprocess,
     resize_map,
     save_npy,
@@ -418,3 +419,19 @@ def test_save_npy(tmp_path: Path) -> None:
     back = np.load(target)
     assert back.dtype == np.float32
     np.testing.assert_array_equal(back, [[1.0, 2.0]])
+
+
+def test_load_image_bytes_decodes_like_a_file(tmp_path: Path) -> None:
+    """Uploads decode exactly as files do (orientation, mode conversion, caps, errors)."""
+    rgba = Image.new("RGBA", (5, 4), (10, 20, 30, 0))
+    data = png_bytes(rgba)
+    path = tmp_path / "a.png"
+    path.write_bytes(data)
+    assert np.array_equal(pixels(load_image_bytes(data, "a.png")), pixels(load_image(path)))
+    with pytest.raises(ImageLoadError, match="empty"):
+        load_image_bytes(b"", "upload")
+    with pytest.raises(ImageLoadError, match="not an image") as info:
+        load_image_bytes(b"plain text", "notes.jpg")
+    assert info.value.source == "notes.jpg"
+    with pytest.raises(ImageLoadError, match="max-pixels"):
+        load_image_bytes(data, "a.png", max_pixels=10)

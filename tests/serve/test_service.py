@@ -166,6 +166,20 @@ def test_topk_and_fused_layers() -> None:
     np.testing.assert_allclose(_decode(body["maps"]["gradcam"]), want.numpy(), atol=1e-3)
 
 
+def test_class_agnostic_maps_serve_every_target() -> None:
+    pool, _ = small_pool()
+    explainer = Explainer(pool, input_entries=0)  # scores forgotten: targets resolved anew
+    explainer.explain(ExplainRequest("small", ("eigencam",)), source())
+    reply = explainer.explain(
+        ExplainRequest("small", ("eigencam,gradcam",), "auto", "topk:3"), source()
+    )
+    assert reply.reused == ["eigencam"] and reply.computed == ["gradcam"]
+    maps = reply.body["maps"]
+    assert maps["eigencam"]["shape"] == maps["gradcam"]["shape"] == [3, 32, 32]
+    eigen = _decode(maps["eigencam"])
+    assert np.array_equal(eigen[0], eigen[2])
+
+
 def test_bad_requests_name_the_culprit() -> None:
     pool, _ = small_pool()
     explainer = Explainer(pool)
@@ -187,6 +201,8 @@ def test_a_cancel_sent_before_the_start_stops_the_job() -> None:
         explainer.explain(ExplainRequest("small", ("scorecam",)), source(), job_id="j1")
     assert explainer.jobs.get("j1")["state"] == "cancelled"
     assert hook_counts(model) == {}
+    again = explainer.explain(ExplainRequest("small", ("gradcam",)), source(), job_id="j1")
+    assert again.computed == ["gradcam"] and explainer.jobs.get("j1")["state"] == "done"
 
 
 def test_cancel_in_the_progress_callback_stops_a_perturbation_run(monkeypatch) -> None:

@@ -7,7 +7,8 @@ that the perturbation methods call after every batch of masked passes
 (:data:`camscope.perturbation.options.KNOWN_OPTIONS`); a set flag raises :class:`ExplainCancelled`
 there, which unwinds :func:`camscope.explain` through its guard (hooks, modes and flags restored)
 and answers the request with 409. A cancel that arrives before its job starts is kept, so the job
-stops at its first check. Finished jobs are forgotten after :data:`KEEP_SECONDS`.
+stops at its first check; an id sent again after its job ended starts afresh. Jobs that are not
+running are forgotten :data:`KEEP_SECONDS` after their last change.
 """
 
 from __future__ import annotations
@@ -82,8 +83,14 @@ class JobBoard:
         self._lock = threading.Lock()
 
     def _forget_old(self) -> None:
+        """Drop ended (or never started) jobs idle for KEEP_SECONDS; running ones stay."""
         now = time.monotonic()
-        for key in [k for k, j in self._jobs.items() if now - j.updated > KEEP_SECONDS]:
+        stale = [
+            k
+            for k, j in self._jobs.items()
+            if j.state != "running" and now - j.updated > KEEP_SECONDS
+        ]
+        for key in stale:
             del self._jobs[key]
 
     def start(self, job_id: str) -> Job:
@@ -92,7 +99,7 @@ class JobBoard:
         with self._lock:
             self._forget_old()
             job = self._jobs.get(job_id)
-            if job is None or job.state in ("done", "error"):
+            if job is None or job.state in ("done", "error", "cancelled"):  # an id used again
                 job = self._jobs[job_id] = Job(job_id)
             job.state = "running" if not job.cancel.is_set() else job.state
             job.updated = time.monotonic()

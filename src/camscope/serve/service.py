@@ -290,8 +290,7 @@ class Explainer:
                 continue
             record = self.maps.get((image_key, slot.name, layers, None if agnostic else ids))
             if record is not None and method in record.maps:
-                maps, seconds = record.maps[method]
-                hits[method] = (maps.expand(len(ids or (0,)), *maps.shape[-2:]), seconds)
+                hits[method] = record.maps[method]
         return hits
 
     def _store(
@@ -370,6 +369,8 @@ class Explainer:
         maps: dict[str, Any] = {}
         for method in request.methods:
             heat = found[method][0]
+            if heat.shape[0] == 1 < len(ids):  # a class-agnostic map serves every target
+                heat = heat.expand(len(ids), *heat.shape[1:])
             single = heat.shape[0] == 1
             maps[method] = {
                 "overlay_png": overlay_png(record.display, heat, request.colormap)

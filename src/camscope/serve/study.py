@@ -28,13 +28,14 @@ import os
 import random
 import secrets
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
 from .answers import AnswerLog
 from .service import Explainer, ExplainRequest, ImageSource, parse_methods
+from .study_data import StudyOptions, Trial, build_trials, study_images
 
 if TYPE_CHECKING:
     from .pool import ModelPool
@@ -47,33 +48,6 @@ QUESTIONS = {
     "trust": "Both models predicted the same class. Whose explanation do you trust more?",
 }
 TRUST_CHOICES = ("left", "right", "same")
-
-
-@dataclass(frozen=True)
-class StudyOptions:
-    """The settings of ``camscope serve --study``."""
-
-    kind: str
-    data: str
-    methods: str = "gradcam"
-    models: tuple[str, ...] | list[str] = ("efficientnet_lite0",)
-    layer: str = "auto"
-    seed: int | None = None
-    limit: int | None = None
-    max_pixels: int | None = None
-
-
-@dataclass(frozen=True)
-class Trial:
-    """One question. ``labels``: the two object names (class discrimination) or the predicted
-    label (trust); ``classes``: the class explained per model; ``answer``: the correct label."""
-
-    id: int
-    image: str
-    method: str
-    classes: tuple[int, ...]
-    labels: tuple[str, ...]
-    answer: str = ""
 
 
 class Study:
@@ -198,7 +172,6 @@ def prepare_study(
         UsageError: an unknown kind, a folder holding a study of other settings, no usable image.
     """
     from .pool import ModelPool
-    from .study_data import build_trials, study_images
 
     if options.kind not in KINDS:
         raise UsageError(f"unknown study {options.kind!r}; choose from {', '.join(KINDS)}")

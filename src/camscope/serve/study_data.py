@@ -21,7 +21,33 @@ if TYPE_CHECKING:
     from ..data.annotations import GroundTruth
     from ..models import ModelSpec
     from .service import Explainer
-    from .study import StudyOptions, Trial
+
+
+@dataclass(frozen=True)
+class StudyOptions:
+    """The settings of ``camscope serve --study``."""
+
+    kind: str
+    data: str
+    methods: str = "gradcam"
+    models: tuple[str, ...] | list[str] = ("efficientnet_lite0",)
+    layer: str = "auto"
+    seed: int | None = None
+    limit: int | None = None
+    max_pixels: int | None = None
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One question. ``labels``: the two object names (class discrimination) or the predicted
+    label (trust); ``classes``: the class explained per model; ``answer``: the correct label."""
+
+    id: int
+    image: str
+    method: str
+    classes: tuple[int, ...]
+    labels: tuple[str, ...]
+    answer: str = ""
 
 
 @dataclass
@@ -125,7 +151,6 @@ def build_trials(
 ) -> list[Trial]:
     """The trials of a study, in data order (:mod:`.study` shuffles them per participant)."""
     from .service import ImageSource
-    from .study import Trial
 
     trials: list[Trial] = []
     used = 0

@@ -1,0 +1,116 @@
+"""`camscope serve` and `camscope study` on the command line (uvicorn's loop replaced by a stub;
+the real server process is driven in tests/serve/test_browser.py)."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+
+import pytest
+from fastapi.testclient import TestClient
+
+from camscope.cli.main import main
+
+
+@pytest.fixture
+def captured_app(monkeypatch):
+    """Replace uvicorn's serving loop: record the app and the socket, return at once."""
+    import uvicorn
+
+    seen = {}
+
+    def fake_run(self, sockets=None):
+        seen["app"] = self.config.app
+        seen["address"] = sockets[0].getsockname()[:2]
+        sockets[0].close()
+
+    monkeypatch.setattr(uvicorn.Server, "run", fake_run)
+    return seen
+
+
+def test_help_stays_light() -> None:
+    code = (
+        "import sys\n"
+        "from camscope.cli.main import main\n"
+        "for argv in (['serve', '--help'], ['study', 'summarize', '--help']):\n"
+        "    assert main(argv) == 0\n"
+        "heavy = [n for n in ('torch', 'numpy', 'fastapi', 'uvicorn') if n in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "--no-url" in result.stdout and "--study" in result.stdout
+
+
+def test_serve_prints_its_address_and_offers_the_models(captured_app, capsys) -> None:
+    argv = ["serve", "--model", "nets:imagenet_sized", "--port", "0", "--no-url", "--device", "cpu"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    host, port = captured_app["address"]
+    assert host == "127.0.0.1"  # loopback unless told otherwise
+    assert f"http://127.0.0.1:{port}/" in out and "docs" in out
+    client = TestClient(captured_app["app"])
+    names = [m["name"] for m in client.get("/api/models").json()]
+    assert names == ["nets:imagenet_sized", "efficientnet_lite0"]
+    assert client.get("/api/config").json()["url_fetch"] is False
+
+
+def test_usage_errors_exit_2(captured_app, capsys, tmp_path) -> None:
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    try:
+        port = str(busy.getsockname()[1])
+        assert main(["serve", "--port", port]) == 2
+        assert "pick another --port" in capsys.readouterr().err
+    finally:
+        busy.close()
+    assert main(["serve", "--port", "0", "--max-upload-mb", "0"]) == 2
+    assert main(["serve", "--port", "0", "--study", "trust"]) == 2
+    assert "--data and --out" in capsys.readouterr().err
+    study = [
+        "serve",
+        "--port",
+        "0",
+        "--study",
+        "trust",
+        "--data",
+        "builtin:2",
+        "--out",
+        str(tmp_path),
+    ]
+    assert main([*study, "--model", "nets:imagenet_sized"]) == 2
+    assert "two different models" in capsys.readouterr().err
+    assert main(["serve", "--port", "0", "--model", "no_such_model_anywhere"]) == 2
+    assert "unknown model" in capsys.readouterr().err
+    assert "app" not in captured_app  # nothing was served
+
+
+def test_study_mode_serves_the_study_only(captured_app, capsys, tmp_path) -> None:
+    argv = [
+        "serve",
+        "--port",
+        "0",
+        "--study",
+        "class-discrimination",
+        "--model",
+        "nets:imagenet_sized",
+        "--data",
+        "builtin:8",
+        "--methods",
+        "gradcam,layercam",
+        "--out",
+        str(tmp_path / "study"),
+        "--seed",
+        "3",
+    ]
+    assert main(argv) == 0
+    assert "trials per participant" in capsys.readouterr().out
+    client = TestClient(captured_app["app"])
+    about = client.get("/api/study").json()
+    assert about["kind"] == "class-discrimination" and about["total"] > 0
+    assert client.get("/api/methods").status_code == 404  # no viewer: nothing to unblind with
+    assert (tmp_path / "study" / "study.json").is_file()
+    assert main(["study", "summarize", str(tmp_path / "study")]) == 0
+    assert "0 answers" in capsys.readouterr().out
