@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
 import threading
 from collections.abc import Callable
@@ -33,7 +34,6 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
-from .. import __version__
 from ..errors import CamscopeError, UsageError
 from ..io import DEFAULT_MAX_PIXELS, DEMO_IMAGES
 from ..models.default import DEFAULT_MODEL
@@ -54,6 +54,17 @@ from .pool import ModelPool
 from .service import Explainer, ExplainRequest, ImageSource
 
 log = logging.getLogger(__name__)
+
+
+def _installed_version() -> str:
+    """camscope's version as installed (the package root is not this room's to import)."""
+    try:
+        return importlib.metadata.version("camscope")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+__version__ = _installed_version()
 
 STATIC = Path(__file__).resolve().parent / "static"
 T = TypeVar("T")

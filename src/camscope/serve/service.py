@@ -255,6 +255,13 @@ class Explainer:
                     if result.logits is not None and record.logits is None:
                         record.logits = result.logits[0].detach().float().cpu()
                     for method in todo:
+                        if method not in result.maps:  # an engine that skips what cannot run
+                            skipped = getattr(result, "skipped", {}) or {}
+                            why = skipped.get(method) or next(
+                                (v for k, v in skipped.items() if k.startswith(f"{method}@")),
+                                "it gave no map",
+                            )
+                            raise UsageError(f"{method} cannot explain {slot.name} here: {why}")
                         maps = result.maps[method].detach().float().cpu()
                         maps = maps.reshape(-1, *maps.shape[-2:])
                         agnostic = not get_method(method).class_specific
