@@ -57,6 +57,7 @@ async function next() {
     button.addEventListener("click", () => answer(option.id));
     options.appendChild(button);
   });
+  $("keys").textContent = `Keys 1 to ${trial.options.length} choose too.`;
   $("trial").hidden = false;
   shownAt = performance.now();
   busy = false;
