@@ -1,8 +1,6 @@
-"""The viewer's work without HTTP: method costs, request parsing, reuse, cancellation, Wilson."""
+"""The viewer's work without HTTP: method costs, request parsing, reuse, cancellation."""
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import pytest
@@ -15,7 +13,6 @@ from camscope.core import engine
 from camscope.errors import TargetError, UsageError
 from camscope.io import preprocess
 from camscope.models import ModelSpec
-from camscope.serve.answers import wilson
 from camscope.serve.catalogue import colormap_luts, method_cost
 from camscope.serve.jobs import ExplainCancelled, Job, JobBoard
 from camscope.serve.pool import ModelPool
@@ -246,22 +243,6 @@ def test_job_ids_are_checked() -> None:
         with pytest.raises(UsageError):
             board.cancel(bad)
     assert board.get("never-seen")["state"] == "unknown"
-
-
-def test_wilson_interval() -> None:
-    """Hand values (p = 0.8, n = 10, z = 1.96) and scipy's independent implementation."""
-    low, high = wilson(8, 10)
-    z = 1.959963984540054
-    centre = (0.8 + z * z / 20) / (1 + z * z / 10)
-    half = z * math.sqrt(0.8 * 0.2 / 10 + z * z / 400) / (1 + z * z / 10)
-    assert (low, high) == pytest.approx((centre - half, centre + half), abs=1e-12)
-    assert (round(low, 4), round(high, 4)) == (0.4902, 0.9433)
-    from scipy.stats import binomtest
-
-    for k, n in ((0, 5), (5, 5), (3, 7), (40, 120)):
-        ref = binomtest(k, n).proportion_ci(method="wilson")
-        assert wilson(k, n) == pytest.approx((ref.low, ref.high), abs=1e-9)
-    assert all(math.isnan(v) for v in wilson(0, 0))
 
 
 def _decode(entry: dict) -> np.ndarray:

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from camscope.cli.main import main
 from camscope.errors import UsageError
+from camscope.evaluation.summary import wilson_interval
 from camscope.serve import answers
 from camscope.serve.pool import ModelPool
 from camscope.serve.study import StudyOptions, prepare_study
@@ -102,7 +103,7 @@ def test_summaries(tmp_path, lite0, capsys) -> None:
     assert main(["study", "summarize", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "5 answers from 1 participant" in out
-    low, high = answers.wilson(4, 5)
+    low, high = wilson_interval(4, 5)  # 0.376, 0.964
     line = next(line for line in out.splitlines() if line.startswith("gradcam"))
     assert line.split()[1:4] == ["5", "4", "80.0%"]
     assert f"{100 * low:.1f}% - {100 * high:.1f}%" in line

@@ -10,6 +10,6 @@ summarise their answers. ``static/`` holds the one page of our own (HTML, JavaSc
 build step, no CDN), shipped as package data.
 
 This room may import ``errors``, ``core``, ``methods``, ``perturbation``, ``models``, ``io``,
-``viz`` and ``data``; only :mod:`.app` and :mod:`.study_app` import FastAPI (the ``serve``
+``viz``, ``data`` and ``evaluation`` (its Wilson interval); only :mod:`.app` and :mod:`.study_app` import FastAPI (the ``serve``
 extra), so the rest is usable and testable without it.
 """

@@ -7,7 +7,9 @@ the log; every complete row is kept.
 
 :func:`summarize` turns the rows into one line per method: for class discrimination the share of
 correct answers, for trust the share of decided answers preferring the first model, each with a
-Wilson score interval (:func:`wilson`).
+95% Wilson score interval (Wilson 1927; :func:`camscope.evaluation.summary.wilson_interval`, the
+interval ``camscope evaluate`` gives its hit-or-miss columns), which stays inside [0, 1] for small
+samples.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import os
 import threading
 from pathlib import Path
 from typing import Any
+
+from ..evaluation.summary import wilson_interval
 
 log = logging.getLogger(__name__)
 
@@ -42,31 +46,6 @@ COLUMNS = (
     "ms",
     "seed",
 )
-Z95 = 1.959963984540054  # the 97.5% quantile of the standard normal distribution
-
-
-def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval of a binomial proportion (Wilson, JASA 1927).
-
-    .. math::
-        \\frac{\\hat p + \\frac{z^2}{2n} \\pm z \\sqrt{\\frac{\\hat p (1 - \\hat p)}{n}
-        + \\frac{z^2}{4 n^2}}}{1 + \\frac{z^2}{n}}
-
-    Unlike the normal approximation it stays inside [0, 1] and is usable for small ``n`` and
-    proportions near 0 or 1. ``n = 0`` gives ``(nan, nan)``.
-
-    >>> [round(v, 4) for v in wilson(8, 10)]
-    [0.4902, 0.9433]
-    """
-    if n <= 0:
-        return math.nan, math.nan
-    if not 0 <= successes <= n:
-        raise ValueError(f"successes must be in 0..{n}; got {successes}")
-    p = successes / n
-    denominator = 1.0 + z * z / n
-    centre = (p + z * z / (2 * n)) / denominator
-    half = z * math.sqrt(p * (1.0 - p) / n + z * z / (4.0 * n * n)) / denominator
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 class AnswerLog:
@@ -135,7 +114,7 @@ def summarize(kind: str, rows: list[dict[str, str]], models: list[str]) -> list[
         n = len(mine)
         if kind == "class-discrimination":
             correct = sum(r["correct"] == "1" for r in mine)
-            low, high = wilson(correct, n)
+            low, high = wilson_interval(correct, n)
             out.append(
                 {
                     "method": method,
@@ -150,7 +129,7 @@ def summarize(kind: str, rows: list[dict[str, str]], models: list[str]) -> list[
             a = sum(r["preferred"] == models[0] for r in mine)
             b = sum(r["preferred"] == models[1] for r in mine)
             decided = a + b
-            low, high = wilson(a, decided)
+            low, high = wilson_interval(a, decided)
             out.append(
                 {
                     "method": method,
