@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import http.server
 import io
 import re
 import threading
@@ -158,6 +159,45 @@ def test_upload_and_pixel_caps(lite0, demo_pngs) -> None:
     pixels = post(client, png(Image.new("RGB", (400, 300))))  # 120,000 > 100,000 pixels
     assert pixels.status_code == 400 and "--max-pixels" in pixels.json()["detail"]
     assert post(client, png(Image.new("RGB", (200, 150), "white"))).status_code == 200
+
+
+def test_image_urls_are_fetched_with_the_caps(lite0, demo_pngs) -> None:
+    """POST /api/fetch reads a URL through camscope.io.load_image (a local server here)."""
+    files = {"/cat.png": demo_pngs["chelsea"], "/notes.txt": b"not an image"}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            body = files.get(self.path)
+            self.send_response(200 if body else 404)
+            self.send_header("Content-Length", str(len(body or b"")))
+            self.end_headers()
+            self.wfile.write(body or b"")
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    pool = ModelPool.of_loaded({"efficientnet_lite0": lite0})
+    try:
+        client = TestClient(create_app(ServeConfig(), pool=pool))
+        reply = client.post("/api/fetch", data={"url": f"{base}/cat.png"})
+        assert reply.status_code == 200 and reply.headers["content-type"] == "image/png"
+        fetched = np.asarray(Image.open(io.BytesIO(reply.content)))
+        assert np.array_equal(fetched, np.asarray(demo_images()[0][1]))
+        for url, text in (
+            (f"{base}/notes.txt", "not an image"),
+            (f"{base}/missing.png", "HTTP 404"),
+            ("file:///etc/passwd", "not an http(s) URL"),
+        ):
+            bad = client.post("/api/fetch", data={"url": url})
+            assert bad.status_code == 400 and text in bad.json()["detail"]
+        capped = TestClient(create_app(ServeConfig(max_upload_bytes=10_000), pool=pool))
+        big = capped.post("/api/fetch", data={"url": f"{base}/cat.png"})
+        assert big.status_code == 400 and "limit of 10000 bytes" in big.json()["detail"]
+    finally:
+        server.shutdown()
 
 
 def test_works_behind_a_path_prefix(lite0) -> None:

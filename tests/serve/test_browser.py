@@ -7,6 +7,7 @@ this way by docs/images/make_viewer_screenshot.py).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -119,6 +120,16 @@ def test_viewer_in_chromium(server, tmp_path, lite0) -> None:
             card.locator("button[data-download='png']").click()
         png = tmp_path / "gradcam.png"
         info.value.save_as(png)
+
+        with page.expect_download() as info:
+            page.click("#dl-json")
+        summary = json.loads(Path(info.value.path()).read_text(encoding="utf-8"))
+        assert summary["targets"][0]["index"] == 285 and summary["opacity"] == 0.9
+        assert [m["method"] for m in summary["rows"][0]["methods"]] == methods
+        with page.expect_download() as info:
+            page.click("#dl-grid")
+        grid = Image.open(info.value.path())
+        assert info.value.suggested_filename == "chelsea.grid.png" and grid.width > 4 * 320
 
         page.check("#compare")
         page.wait_for_function(
