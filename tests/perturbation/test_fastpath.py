@@ -3,6 +3,9 @@ effects, cache invalidation, reduced precision as an opt-in."""
 
 from __future__ import annotations
 
+import weakref
+from collections.abc import Iterator
+
 import pytest
 import torch
 from torch import Tensor, nn
@@ -125,3 +128,101 @@ def test_bad_precision_names_the_choices() -> None:
         FastForward(conv_net(), CPU, precision="half")
     with pytest.raises(UsageError, match="CUDA"):
         FastForward(conv_net(), CPU, precision="float16")
+
+
+# --- bounded caches and stale weights (issue 15, items 2 and 3) -------------------------------
+
+
+def rss_mib() -> float:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * 4096 / 2**20
+
+
+@pytest.fixture()
+def fresh_caches() -> Iterator[None]:
+    fastpath.clear_caches()
+    yield
+    fastpath.set_cache_limits(fastpath.MAX_GRAPHS, fastpath.MAX_GRAPH_BYTES)
+    fastpath.clear_caches()
+
+
+def test_graph_cache_is_bounded_by_count_and_bytes(fresh_caches: None) -> None:
+    net = conv_net()
+    forward = FastForward(net, CPU)
+    graphs = []
+    with torch.no_grad():
+        for side in range(8, 20):  # 12 input shapes, one traced graph each
+            x = torch.randn(1, 3, side, side)
+            forward(x)
+            graphs.append(weakref.ref(graph_entry(forward, x)))
+    info = fastpath.cache_info()
+    assert info["graphs"] == fastpath.MAX_GRAPHS == 8
+    assert sum(ref() is not None for ref in graphs) == 8  # the 4 oldest were freed
+    assert all(ref() is not None for ref in graphs[-8:])
+    per_graph = info["graph_bytes"] // 8
+    assert per_graph == sum(
+        t.numel() * t.element_size() for t in forward.module().state_dict().values()
+    )
+    fastpath.set_cache_limits(max_bytes=int(2.5 * per_graph))
+    assert fastpath.cache_info()["graphs"] == 2
+    assert sum(ref() is not None for ref in graphs) == 2
+    with torch.no_grad():  # the most recently used graph survives the next eviction
+        forward(torch.randn(1, 3, 19, 19))
+        forward(torch.randn(1, 3, 30, 30))
+    assert graphs[-1]() is not None and graphs[-2]() is None
+
+
+def test_clear_caches_frees_the_graphs_and_gives_memory_back(fresh_caches: None) -> None:
+    net = conv_net()
+    forward = FastForward(net, CPU)
+    with torch.no_grad():
+        forward(batch(2))
+    fastpath.clear_caches()
+    before = rss_mib()
+    with torch.no_grad():  # growing inputs leave freed heap pages behind (glibc keeps them)
+        for side in range(40, 160, 3):
+            forward(torch.randn(4, 3, side, side))
+    grown = rss_mib() - before
+    assert grown > 20, grown  # the premise of the test
+    copy_ref = weakref.ref(forward.module())
+    fastpath.clear_caches()
+    assert fastpath.cache_info() == {"copies": 0, "graphs": 0, "graph_bytes": 0}
+    assert copy_ref() is None
+    assert rss_mib() - before < 0.5 * grown
+
+
+def test_edits_through_data_reach_the_fast_copy() -> None:
+    net, x = conv_net(), batch(2)
+    forward = FastForward(net, CPU)
+    with torch.no_grad():
+        forward(x)
+        net[0].weight.data.mul_(0.5)  # .data: the version counter does not move
+        assert torch.allclose(forward(x), net(x), atol=1e-5)  # the same instance sees it
+        net[3].weight.data[5, 0, 1, 2] += 3.0  # one value, not among the sampled ones
+        fresh = FastForward(net, CPU)  # a new explain call / evaluation run: full checksum
+        assert torch.allclose(fresh(x), net(x), atol=1e-5)
+        net[1].running_var.data.fill_(4.0)  # buffers too
+        assert torch.allclose(forward(x), net(x), atol=1e-5)
+
+
+def test_scorecam_and_a_metric_forward_use_weights_edited_in_place() -> None:
+    from nets import SmallNet
+
+    from camscope import explain
+
+    torch.manual_seed(0)
+    net, x = SmallNet().eval(), torch.randn(1, 3, 16, 16)
+    metric_forward = FastForward(net, CPU)  # like evaluate's forward: one instance per run
+    with torch.no_grad():
+        metric_forward(x)
+    explain(net, x, "scorecam", layer="features", targets=0)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.data.mul_(-1.5)
+    got = explain(net, x, "scorecam", layer="features", targets=0)
+    slow = explain(
+        net, x, "scorecam", layer="features", targets=0, method_options={"optimize": False}
+    )
+    torch.testing.assert_close(got.maps["scorecam"], slow.maps["scorecam"], atol=1e-5, rtol=0)
+    with torch.no_grad():
+        torch.testing.assert_close(metric_forward(x), net(x), atol=1e-5, rtol=1e-5)
