@@ -346,10 +346,65 @@ class SideBranch(nn.Module):
 
 def test_layer_errors() -> None:
     net, x = SideBranch().eval(), torch.randn(1, 3, 8, 8)
-    with pytest.raises(UsageError, match=r"\['never'\] did not run"):
+    with pytest.raises(UsageError, match=r"layer 'never' did not run"):
         explain(net, x, "gradcam", layer="never")
-    with pytest.raises(UsageError, match=r"does not depend on layer\(s\) \['unused'\]"):
+    with pytest.raises(UsageError, match=r"does not depend on layer 'unused'"):
         explain(net, x, "gradcam", layer="unused")
     with pytest.raises(LayerError, match=r"layer 'fc' outputs shape \(1, 3\)"):
         explain(net, x, "gradcam", layer="fc")
     assert hook_counts(net) == {}
+
+
+# --- modes: eval by default, the caller's modes with mode="as-is" (issue 16, item 4) ----------
+
+
+def train_mode_net() -> nn.Module:
+    """SmallNet with non-trivial batch-norm statistics and a dropout, left in train mode."""
+    net = SmallNet(classes=5)
+    net.drop = nn.Dropout(0.5)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.3, 3.0)
+    return net.train()
+
+
+def test_a_train_mode_model_is_explained_in_eval_mode_and_left_in_train_mode() -> None:
+    net, x = train_mode_net(), torch.randn(1, 3, 16, 16)
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    reference = explain(net.eval(), x, ["gradcam", "scorecam"], "features", "top1")
+    net.train()
+    res = explain(net, x, ["gradcam", "scorecam"], "features", "top1")
+    assert res.targets.tolist() == reference.targets.tolist()
+    for method in ("gradcam", "scorecam"):
+        torch.testing.assert_close(res.maps[method], reference.maps[method], atol=1e-6, rtol=0)
+    torch.testing.assert_close(res.probabilities, reference.probabilities)
+    assert res.warnings == []
+    assert all(m.training for m in net.modules())
+    assert all(torch.equal(v, state[k]) for k, v in net.state_dict().items())
+
+
+def test_as_is_keeps_train_mode_and_warns_about_batch_norm(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    net, x = train_mode_net(), torch.randn(1, 3, 16, 16)
+    net.drop.p = 0.0  # deterministic, so that the map can be compared
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    with caplog.at_level("WARNING"):
+        res = explain(net, x, "gradcam", "features", 0, mode="as-is")
+    seen: list[bool] = []
+    handle = net.features.register_forward_hook(lambda m, _i, _o: seen.append(m.training))
+    try:
+        explain(net, x, "gradcam", "features", 0, mode="as-is")
+    finally:
+        handle.remove()
+    assert seen == [True]  # the forward ran in the caller's train mode
+    assert any("train mode" in w and "single image" in w for w in res.warnings), res.warnings
+    assert "single image" in caplog.text
+    evaluated = explain(net, x, "gradcam", "features", 0)
+    assert not torch.allclose(res.maps["gradcam"], evaluated.maps["gradcam"], atol=1e-3)
+    assert all(m.training for m in net.modules())
+    assert all(torch.equal(v, state[k]) for k, v in net.state_dict().items())
+    with pytest.raises(UsageError, match="mode must be one of"):
+        explain(net, x, "gradcam", "features", mode="train")

@@ -36,6 +36,7 @@ from nets import hf_vit_auto_layer, tiny_hf_vit
 from torch import Tensor, nn
 
 import camscope
+from camscope.core.families import family_blocks
 from camscope.core.layer_table import layer_table
 from camscope.core.layers import auto_layer
 from camscope.methods import method_specs
@@ -203,15 +204,35 @@ def test_auto_layer_frozen_no_grad(key: str) -> None:
             p.requires_grad_(flag)
 
 
+TRANSFORMERS = {
+    "tv-swin-t": ("features.1.0", "features.5.2", "features.7.1"),
+    "tv-swin-v2-t": ("features.1.0", "features.5.2", "features.7.1"),
+    "tv-vit-b-16": tuple(f"encoder.layers.encoder_layer_{i}.ln_1" for i in (0, 6, 11)),
+    "timm-vit": ("blocks.0.norm1", "blocks.6.norm1", "blocks.11.norm1"),
+    "timm-deit": ("blocks.0.norm1", "blocks.6.norm1", "blocks.11.norm1"),
+    "timm-swin": ("layers.0.blocks.0", "layers.2.blocks.2", "layers.3.blocks.1"),
+    "hf-vit": tuple(HF_VIT_AUTO.replace(".1.", f".{i}.") for i in (0, 1, 1)),
+    "hf-swin": tuple(
+        f"swin.encoder.layers.{s}.blocks.{b}.layernorm_before" for s, b in ((0, 0), (2, 0), (3, 0))
+    ),
+}
+
+
 @pytest.mark.parametrize("spec", ["first", "middle", "last"])
 @pytest.mark.parametrize("key", CASES)
-def test_conv_layer_choices(key: str, spec: str) -> None:
+def test_depth_layer_choices(key: str, spec: str) -> None:
+    """first / middle / last: convs of a CNN, blocks of a transformer (never the patch embedding)."""
     family = BY_KEY[key]
     model = built(key)
     x = batch(family.size)
     res = camscope.explain(model, x, METHODS, layer=spec)
     assert isinstance(res.layer, str)
-    assert isinstance(dict(model.named_modules())[res.layer], nn.Conv2d)
+    if key in TRANSFORMERS:
+        assert res.layer == TRANSFORMERS[key][("first", "middle", "last").index(spec)]
+        assert family_blocks(model) is not None
+    else:
+        assert isinstance(dict(model.named_modules())[res.layer], nn.Conv2d)
+        assert family_blocks(model) is None
     _check_maps(res, family.size)
     assert _hook_count(model) == 0
 
@@ -225,7 +246,10 @@ def test_layer_table_marks(key: str) -> None:
     assert marked["auto"] == family.auto
     assert {"first", "middle", "last"} <= set(marked)
     convs = [row for row in rows if row.conv_index is not None]
-    assert marked["first"] == convs[0].name and marked["last"] == convs[-1].name
+    if key in TRANSFORMERS:
+        assert (marked["first"], marked["middle"], marked["last"]) == TRANSFORMERS[key]
+    else:
+        assert marked["first"] == convs[0].name and marked["last"] == convs[-1].name
     auto_row = next(row for row in rows if row.name == family.auto)
     assert auto_row.spatial[1] >= 1 and auto_row.spatial[2] >= 1
 

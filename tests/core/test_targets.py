@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from types import SimpleNamespace
 
 import pytest
@@ -98,3 +99,95 @@ def test_default_output_adapter() -> None:
         default_output_adapter({"scores": t, "boxes": t})
     with pytest.raises(UsageError, match="output_adapter"):
         default_output_adapter("text")
+
+
+# --- single-logit (sigmoid) and multi-label heads (issue 16, item 3) --------------------------
+# binary_net: A0 = x, A1 = -x (1x1 conv), logit = mean(A0) (head weights [1, 0]). On HAND_X =
+# [[0, 1], [2, 3]] the logit is 1.5: the positive class (1) with p = sigmoid(1.5).
+# Score-CAM masks: M0 = x / 3 -> masked logit mean(x^2 / 3) = 7/6; M1 = (3 - x) / 3 -> 1/3.
+
+HAND_X = torch.tensor([[0.0, 1.0], [2.0, 3.0]]).view(1, 1, 2, 2)
+
+
+def binary_net(outputs: int = 1) -> torch.nn.Module:
+    from torch import nn
+
+    feat = nn.Conv2d(1, 2, 1, bias=False)
+    head = nn.Linear(2, outputs, bias=False)
+    with torch.no_grad():
+        feat.weight.copy_(torch.tensor([1.0, -1.0]).view(2, 1, 1, 1))
+        head.weight.copy_(torch.eye(2)[:outputs])
+    return nn.Sequential(feat, nn.AdaptiveAvgPool2d(1), nn.Flatten(), head).eval()
+
+
+def sigmoid(v: float) -> float:
+    return 1 / (1 + math.exp(-v))
+
+
+def test_single_logit_head_has_a_negative_and_a_positive_class() -> None:
+    logits = torch.tensor([[1.5], [-0.25], [0.0]], requires_grad=True)
+    top = resolve_targets(logits, "top1")
+    assert top.head is not None and top.head.kind == "binary"
+    assert top.class_ids.tolist() == [[1], [0], [1]]  # p >= 0.5 is the positive side
+    assert top.scores.detach().tolist() == [[1.5], [0.25], [0.0]]  # class 0 scores -logit
+    both = resolve_targets(logits, "topk:2")
+    assert both.class_ids.tolist() == [[1, 0], [0, 1], [1, 0]]
+    p = top.head.probabilities(logits.detach(), both.class_ids)
+    assert torch.allclose(p[0], torch.tensor([sigmoid(1.5), 1 - sigmoid(1.5)]))
+    with pytest.raises(TargetError, match=r"classes 0\.\.1"):
+        resolve_targets(logits, 2)
+    with pytest.raises(TargetError, match="asks for 3 classes; the model has 2"):
+        resolve_targets(logits, "top3")
+
+
+def test_binary_model_maps_and_probabilities() -> None:
+    from camscope import explain
+
+    net = binary_net()
+    res = explain(net, HAND_X, ["gradcam", "cam", "scorecam", "ablationcam"], "0", "top1")
+    assert res.targets.tolist() == [1] and res.probability_kind == "sigmoid"
+    assert res.probabilities is not None
+    assert float(res.probabilities[0]) == pytest.approx(sigmoid(1.5))
+    probs = res.class_probabilities()
+    assert probs is not None and probs[0].tolist() == pytest.approx(
+        [1 - sigmoid(1.5), sigmoid(1.5)]
+    )
+    x = HAND_X[0, 0]
+    # Grad-CAM of the logit: alpha = (1/4, 0), raw = x / 4; CAM: w = (1, 0), raw = x
+    assert torch.allclose(res.raw["gradcam"][0], x / 4)
+    assert torch.allclose(res.raw["cam"][0], x)
+    # Score-CAM weights are sigmoid probabilities (a softmax over one logit is always 1)
+    w0, w1 = sigmoid(7 / 6), sigmoid(1 / 3)
+    assert torch.allclose(res.raw["scorecam"][0], (w0 - w1) * x, atol=1e-5)
+    assert torch.allclose(res.raw["ablationcam"][0], x, atol=1e-5)  # w = (1.5 - 0) / 1.5
+    negative = explain(net, HAND_X, ["gradcam", "cam", "scorecam", "smoothgradcam++"], "0", 0)
+    assert negative.targets.tolist() == [0]
+    assert float(negative.probabilities[0]) == pytest.approx(1 - sigmoid(1.5))
+    assert torch.allclose(negative.raw["gradcam"][0], -x / 4)  # the map of -logit
+    assert torch.allclose(negative.raw["cam"][0], -x)
+    n0, n1 = sigmoid(-7 / 6), sigmoid(-1 / 3)
+    assert torch.allclose(negative.raw["scorecam"][0], (n0 - n1) * x, atol=1e-5)
+
+
+def test_binary_top1_picks_the_negative_side_below_one_half() -> None:
+    from camscope import explain
+
+    res = explain(binary_net(), -HAND_X, "gradcam", "0")  # logit -1.5
+    assert res.targets.tolist() == [0]
+    assert float(res.probabilities[0]) == pytest.approx(sigmoid(1.5))
+
+
+def test_multilabel_heads_use_a_sigmoid_per_class() -> None:
+    from camscope import explain
+
+    net = binary_net(outputs=2)  # logits (1.5, -1.5)
+    soft = explain(net, HAND_X, ["gradcam", "scorecam"], "0", 0)
+    multi = explain(net, HAND_X, ["gradcam", "scorecam"], "0", 0, multilabel=True)
+    assert soft.probability_kind == "softmax" and multi.probability_kind == "sigmoid"
+    assert float(soft.probabilities[0]) == pytest.approx(sigmoid(3.0))  # softmax of (a, -a)
+    assert float(multi.probabilities[0]) == pytest.approx(sigmoid(1.5))
+    assert torch.allclose(multi.raw["gradcam"], soft.raw["gradcam"])  # scores stay the logits
+    w0, w1 = sigmoid(7 / 6), sigmoid(1 / 3)  # Score-CAM: per-class sigmoid, not the softmax
+    assert torch.allclose(multi.raw["scorecam"][0], (w0 - w1) * HAND_X[0, 0], atol=1e-5)
+    probs = multi.class_probabilities()
+    assert probs is not None and probs[0].tolist() == pytest.approx([sigmoid(1.5), sigmoid(-1.5)])

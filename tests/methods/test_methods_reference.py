@@ -258,7 +258,8 @@ def test_guided_backprop_differs_from_plain_gradient() -> None:
     x_leaf = x.clone().requires_grad_()
     (plain,) = torch.autograd.grad(net(x_leaf).sum(), x_leaf)
     close(plain[0, 0], t([[-5, -6], [3, -4]]))  # sanity check of the hand derivation
-    res = explain(net, x, "guided-backprop", layer="relu", targets=0)
+    # one output: a single-logit head, whose class 1 is the logit itself (class 0: -logit)
+    res = explain(net, x, "guided-backprop", layer="relu", targets=1)
     raw = res.raw["guided-backprop"]
     assert raw.shape == (1, 1, 2, 2)  # (B, input channels, H, W)
     close(raw[0, 0], t([[-5, -6], [3, 0]]))
@@ -272,7 +273,7 @@ def test_guided_gradcam() -> None:
     # mean V1) = (-0.5, 6.5): L = [[9.75, 3.25], [-0.25, -0.75]]; same size as the input, so the
     # normalised map is [[1, 1/3], [0, 0]] and Guided Grad-CAM = guided * that = [[-5, -2], [0, 0]].
     res = explain(
-        GuidedNet(), GuidedNet.input(), ["gradcam", "guided-gradcam"], layer="relu", targets=0
+        GuidedNet(), GuidedNet.input(), ["gradcam", "guided-gradcam"], layer="relu", targets=1
     )
     close(res.raw["gradcam"][0], t([[9.75, 3.25], [-0.25, -0.75]]))
     close(res.maps["gradcam"][0], t([[1.0, 1 / 3], [0.0, 0.0]]))

@@ -12,6 +12,8 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from .targets import ClassHead
+
 
 @dataclass
 class LayerContext:
@@ -21,7 +23,7 @@ class LayerContext:
         layer: the layer's dotted name.
         activations: ``(B, C, h, w)`` layer output.
         gradients: ``(B, K, C, h, w)`` gradient of each target score, or None if no method asked.
-        scores: ``(B, K)`` target scores (logits).
+        scores: ``(B, K)`` target scores (logits; ``-logit`` for class 0 of a single-logit model).
         class_ids: ``(B, K)`` target classes, ``-1`` for callable targets.
         input: the input batch ``(B, 3, H, W)``.
         model: the model (read-only use: methods must not run hooks or change modes).
@@ -29,6 +31,9 @@ class LayerContext:
         cache: per-layer scratch space for methods that build on others (guided Grad-CAM).
         method_options: the ``method_options`` passed to :func:`explain` (batch size, progress
             callback, seed, ...; see ``camscope.perturbation.KNOWN_OPTIONS``).
+        head: how logits become target scores and probabilities (softmax, single-logit binary or
+            multi-label sigmoid; :class:`~camscope.core.targets.ClassHead`). Methods that run
+            their own passes score them with ``head.scores`` / ``head.probabilities``.
     """
 
     layer: str
@@ -41,6 +46,7 @@ class LayerContext:
     guided_gradients: Tensor | None = None
     cache: dict[str, Tensor] = field(default_factory=dict)
     method_options: Mapping[str, Any] = field(default_factory=dict)
+    head: ClassHead = field(default_factory=ClassHead)
 
     def require_gradients(self) -> Tensor:
         if self.gradients is None:

@@ -5,12 +5,28 @@ chosen layer runs under ``torch.no_grad()``: its hook swaps the layer output for
 gradient recording on for the rest of the forward, and so the graph starts at the layer. One
 ``torch.autograd.grad`` call to the layer outputs (never ``.backward()``, never parameter ``.grad``)
 then serves every requested method; several targets (top-k) share it through a batched
-vector-Jacobian product. Guided backpropagation needs gradients with respect to the input under a
-different ReLU rule, so methods that use it add one guided forward/backward pass.
+vector-Jacobian product (:mod:`camscope.core.passes`). Guided backpropagation needs gradients with
+respect to the input under a different ReLU rule, so methods that use it add one guided
+forward/backward pass. The methods' maps are put together in :mod:`camscope.core.assemble`.
 
-No side effects: hooks are removed and every module's ``training`` flag, ``requires_grad`` flag,
-parameter ``.grad`` and buffer (batch-norm running statistics in train mode) is as before, also after
-an exception.
+**Modes.** By default (``mode="eval"``) the model is explained in eval mode, whatever mode the
+caller left it in: a model in train mode would normalise a single image with its own batch-norm
+statistics and drop units at random, and give silently wrong maps. ``mode="as-is"`` keeps the
+caller's modes (with a warning when batch-norm in train mode sees a single image).
+
+**No side effects.** Hooks are removed and every module's ``training`` flag, ``requires_grad``
+flag, parameter ``.grad`` and buffer (batch-norm running statistics in train mode) is as before,
+also after an exception.
+
+**Threads.** Calls on one model from several threads are correct: each call holds the model's
+re-entrant lock (:func:`camscope.core.concurrency.model_lock`), so calls on one model run one after
+another while calls on different models run in parallel, and every hook acts only on the passes of
+the call that made it, so a plain ``model(x)`` in another thread is neither recorded nor changed
+(it does see the model in eval mode while a call on a train-mode model runs).
+
+**Skipping.** A method or layer that cannot run (``cam`` at a layer that does not feed global
+average pooling, a layer the target does not depend on) is skipped and reported in
+``Explanation.skipped`` while the others are returned; ``strict=True`` raises instead.
 """
 
 from __future__ import annotations
@@ -23,74 +39,42 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..errors import TargetError, UsageError
+from ..errors import UsageError
 from ..methods import get_method
-from .context import LayerContext
-from .layers import LayerSpec, ReshapeFn, resolve_layers, to_spatial
-from .ops import first_component, normalise, to_input_space
-from .registry import MethodSpec
-from .reshape import spatial_reshape
+from .assemble import assemble, layer_map
+from .concurrency import model_lock
+from .layers import LayerSpec, ReshapeFn, resolve_layers
+from .passes import forward_backward, guided_gradients
 from .result import Explanation
-from .targets import (
-    OutputAdapter,
-    ResolvedTargets,
-    TargetSpec,
-    default_output_adapter,
-    resolve_targets,
-)
+from .targets import OutputAdapter, TargetSpec
 from .unsupported import reject_unexplainable
 
 log = logging.getLogger(__name__)
 
-_ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.SiLU, nn.GELU, nn.Hardswish, nn.Mish)
+MODES = ("eval", "as-is")
 
-
-class _Tap:
-    """Forward hook that records a layer's output as the start (or a node) of the gradient graph."""
-
-    def __init__(self) -> None:
-        self.output: Tensor | None = None
-
-    def __call__(self, _module: nn.Module, _inputs: Any, output: Any) -> Any:
-        if not isinstance(output, Tensor):
-            raise UsageError(
-                f"the chosen layer returns {type(output).__name__}, not a tensor; pick a layer "
-                "that outputs a feature tensor"
-            )
-        torch.set_grad_enabled(True)  # the prefix ran without a graph; record from here on
-        tap = output if output.requires_grad else output.detach().requires_grad_()
-        self.output = tap
-        # Downstream in-place ops (functional ReLU(inplace=True)) must not change what we saved.
-        return tap.clone()
+__all__ = ["MODES", "explain", "layer_map"]
 
 
 @contextmanager
-def _hooks(pairs: Sequence[tuple[nn.Module, Any]]) -> Iterator[None]:
-    handles = []
-    try:
-        for module, hook in pairs:
-            handles.append(module.register_forward_hook(hook))
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
-@contextmanager
-def _no_side_effects(model: nn.Module) -> Iterator[None]:
-    """Restore modes and, for models with modules in train mode, buffers (BN statistics)."""
+def _no_side_effects(model: nn.Module, mode: str) -> Iterator[None]:
+    """Restore modes and, for models with modules in train mode, buffers (BN statistics); in
+    ``eval`` mode, put the model in eval mode for the duration."""
     modes = [(m, m.training) for m in model.modules()]
+    training = any(mode for _, mode in modes)
     saved = None
-    if any(mode for _, mode in modes):
+    if training:
         saved = {k: v.detach().clone() for k, v in model.named_buffers()}
     grad_mode = torch.is_grad_enabled()
     try:
+        if training and mode == "eval":
+            model.eval()  # through train(False), which models may override (frozen BN, ...)
         yield
     finally:
         torch.set_grad_enabled(grad_mode)
-        for module, mode in modes:
-            if module.training != mode:  # nn.Module.__setattr__ is slow; touch only changes
-                module.training = mode
+        for module, was in modes:
+            if module.training != was:  # nn.Module.__setattr__ is slow; touch only changes
+                module.training = was
         if saved is not None:
             with torch.no_grad():
                 for key, value in model.named_buffers():
@@ -98,83 +82,34 @@ def _no_side_effects(model: nn.Module) -> Iterator[None]:
                         value.copy_(saved[key])
 
 
-class _PositiveGradientGate(torch.autograd.Function):
-    """Identity forward; backward passes only positive gradients (guided backpropagation)."""
-
-    @staticmethod
-    def forward(ctx: Any, x: Tensor) -> Tensor:
-        return x.clone()
-
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> Tensor:
-        return grad.clamp(min=0)
-
-
-def _gate(_module: nn.Module, _inputs: Any, output: Any) -> Any:
-    return _PositiveGradientGate.apply(output) if isinstance(output, Tensor) else output
-
-
-def _batched_grad(scores: Tensor, inputs: list[Tensor]) -> list[Tensor]:
-    """Gradients of each score column w.r.t. ``inputs``: ``(B, K, ...)`` per input.
-
-    Samples are independent in eval mode, so the gradient of the batch sum of column k gives every
-    sample's own gradient; the K columns go through one vmapped backward (is_grads_batched).
-    """
-    k = scores.shape[1]
-    if k == 1:
-        grads = torch.autograd.grad(scores.sum(), inputs, allow_unused=True)
-        return [_zeros_if_none(g, t).unsqueeze(1) for g, t in zip(grads, inputs)]
-    eye = torch.eye(k, dtype=scores.dtype, device=scores.device)
-    grad_outputs = eye[:, None, :].expand(k, scores.shape[0], k).contiguous()
-    try:
-        # retain_graph: if the batched backward fails part-way, the fallback needs the graph.
-        grads = torch.autograd.grad(
-            scores,
-            inputs,
-            grad_outputs=grad_outputs,
-            is_grads_batched=True,
-            allow_unused=True,
-            retain_graph=True,
+def _mode_warnings(model: nn.Module, x: Tensor, mode: str) -> list[str]:
+    """Under ``as-is``: batch-norm layers in train mode normalise with the batch's statistics."""
+    if mode != "as-is":
+        return []
+    norms = [
+        name
+        for name, m in model.named_modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training
+    ]
+    if not norms:
+        return []
+    shown = ", ".join(repr(n) for n in norms[:3]) + (
+        f" and {len(norms) - 3} more" if len(norms) > 3 else ""
+    )
+    if x.shape[0] == 1:
+        message = (
+            f"mode='as-is': batch-norm layer(s) {shown} are in train mode and see a single "
+            "image, so they normalise it with its own statistics instead of the running ones: "
+            "the prediction and the maps differ from eval mode (use mode='eval', the default, "
+            "or CLI without --as-is)"
         )
-    except RuntimeError as err:  # an op without a batching rule: fall back to one pass per target
-        log.debug("batched backward unavailable (%s); looping over %d targets", err, k)
-        columns = [
-            torch.autograd.grad(scores[:, j].sum(), inputs, retain_graph=True, allow_unused=True)
-            for j in range(k)
-        ]
-        grads = tuple(torch.stack(list(parts)) for parts in zip(*columns))
-    return [
-        _zeros_if_none(g, t.unsqueeze(0).expand(k, *t.shape)).transpose(0, 1)
-        for g, t in zip(grads, inputs)
-    ]
-
-
-def _zeros_if_none(grad: Tensor | None, like: Tensor) -> Tensor:
-    return torch.zeros_like(like) if grad is None else grad
-
-
-def _reaches(root: Tensor, tensors: list[Tensor]) -> list[bool]:
-    """Whether each tensor is part of the autograd graph of ``root`` (a walk over grad_fn nodes)."""
-    if root.grad_fn is None:
-        return [False] * len(tensors)
-    seen: set[int] = set()
-    found_nodes: set[int] = set()
-    found_leaves: set[int] = set()
-    stack = [root.grad_fn]
-    while stack:
-        node = stack.pop()
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        found_nodes.add(id(node))
-        variable = getattr(node, "variable", None)  # AccumulateGrad nodes hold their leaf
-        if isinstance(variable, Tensor):
-            found_leaves.add(id(variable))
-        stack.extend(nxt for nxt, _ in node.next_functions if nxt is not None)
-    return [
-        (t.grad_fn is not None and id(t.grad_fn) in found_nodes) or id(t) in found_leaves
-        for t in tensors
-    ]
+    else:
+        message = (
+            f"mode='as-is': batch-norm layer(s) {shown} are in train mode, so each image's "
+            f"prediction and maps depend on the other {x.shape[0] - 1} image(s) of the batch"
+        )
+    log.warning("%s", message)
+    return [message]
 
 
 def _check_input(model: Any, x: Any) -> None:
@@ -203,6 +138,9 @@ def explain(
     eigen_smooth: bool = False,
     aug_smooth: bool = False,
     method_options: Mapping[str, Any] | None = None,
+    strict: bool = False,
+    mode: str = "eval",
+    multilabel: bool = False,
 ) -> Explanation:
     """Explain ``model``'s decision on the batch ``x`` with one or more CAM methods.
 
@@ -220,6 +158,14 @@ def explain(
         aug_smooth: average the maps over test-time flips and scales (:mod:`camscope.core.smoothing`).
         method_options: per-method options such as ``batch_size``, ``progress``, ``seed``
             (``camscope.perturbation.KNOWN_OPTIONS``); ``output_adapter`` is passed on to them.
+        strict: raise on the first method or layer that cannot run instead of skipping it
+            (skipped ones are listed in ``Explanation.skipped`` with the reason).
+        mode: ``"eval"`` (default) explains the model in eval mode and restores the caller's
+            modes afterwards; ``"as-is"`` keeps the modes the caller set (batch-norm in train mode
+            then normalises with the batch's own statistics: a warning says so).
+        multilabel: the classes are independent sigmoids (probabilities ``sigmoid(logit)``)
+            rather than a softmax. Single-logit models are always read as binary sigmoid
+            classifiers (targets 0 = negative, 1 = positive; :mod:`camscope.core.targets`).
 
     Example:
         >>> res = explain(model, x, methods=["gradcam", "gradcam++"], targets=[285])  # doctest: +SKIP
@@ -227,6 +173,8 @@ def explain(
         torch.Size([1, 224, 224])
     """
     _check_input(model, x)
+    if mode not in MODES:
+        raise UsageError(f"mode must be one of {list(MODES)}, got {mode!r}")
     names = [methods] if isinstance(methods, str) else list(methods)
     if not names:
         raise UsageError("no method requested; pass methods=['gradcam', ...]")
@@ -248,182 +196,31 @@ def explain(
             reshape=reshape,
             eigen_smooth=eigen_smooth,
             method_options=options,
+            strict=strict,
+            mode=mode,
+            multilabel=multilabel,
         )
-    with _no_side_effects(model):
+    with model_lock(model), _no_side_effects(model, mode):
+        notes = _mode_warnings(model, x, mode)
         layers = resolve_layers(model, layer, x)
-        contexts, resolved, logits = _forward_backward(
-            model, x, layers, specs, targets, output_adapter, reshape
+        passes = forward_backward(
+            model,
+            x,
+            layers,
+            any(s.needs_gradients for s in specs),
+            targets,
+            output_adapter,
+            reshape,
+            multilabel=multilabel,
+            strict=strict,
         )
         if any(s.needs_guided_gradients for s in specs):
-            guided = _guided_gradients(model, x, resolved, targets, output_adapter)
-            for ctx in contexts:
+            guided = guided_gradients(model, x, passes.resolved, targets, output_adapter)
+            for ctx in passes.contexts:
                 ctx.guided_gradients = guided
-        for ctx in contexts:
+        for ctx in passes.contexts:
             ctx.method_options = options
         # Inside the guard: perturbation methods run further passes through the model.
-        return _assemble(specs, contexts, resolved, logits, x, targets, eigen_smooth)
-
-
-def _forward_backward(
-    model: nn.Module,
-    x: Tensor,
-    layers: list[tuple[str, nn.Module]],
-    specs: list[MethodSpec],
-    targets: TargetSpec,
-    adapter: OutputAdapter | None,
-    reshape: ReshapeFn | None,
-) -> tuple[list[LayerContext], ResolvedTargets, Tensor | None]:
-    taps = [_Tap() for _ in layers]
-    with _hooks([(module, tap) for (_, module), tap in zip(layers, taps)]):
-        torch.set_grad_enabled(False)
-        output = model(x)
-        torch.set_grad_enabled(True)
-    missing = [name for (name, _), tap in zip(layers, taps) if tap.output is None]
-    if missing:
-        raise UsageError(
-            f"layer(s) {missing} did not run in the forward pass; pick layers the model uses"
+        return assemble(
+            specs, passes, x, targets, eigen_smooth=eigen_smooth, strict=strict, warnings=notes
         )
-    resolved = resolve_targets(output, targets, adapter)
-    if resolved.scores.shape[0] != x.shape[0]:
-        raise TargetError(
-            f"the target gave {resolved.scores.shape[0]} scores for a batch of {x.shape[0]} "
-            "images; a callable target must return one score per image"
-        )
-    outputs = [tap.output for tap in taps if tap.output is not None]
-    # requires_grad alone is not enough: parameters after the tap make the scores require grad
-    # even when the layer's output never reaches them (a side branch), which gave all-zero maps.
-    unreached = [
-        name for (name, _), ok in zip(layers, _reaches(resolved.scores, outputs)) if not ok
-    ]
-    if unreached:
-        raise UsageError(
-            f"the target score does not depend on layer(s) {unreached}; pick a layer whose "
-            "output feeds the scores (see `camscope layers`)"
-        )
-    gradients: list[Tensor | None] = [None] * len(outputs)
-    if any(s.needs_gradients for s in specs):
-        gradients = list(_batched_grad(resolved.scores, outputs))
-    logits = _logits_or_none(output, targets, adapter)
-    contexts = []
-    for (name, _), act, grad in zip(layers, outputs, gradients):
-        # token / channels-last outputs are laid out from the model's own facts (reshape.py)
-        shape_fn = reshape or spatial_reshape(model, name, (x.shape[-2], x.shape[-1]))
-        spatial_act = to_spatial(shape_fn(act.detach()), name).float()
-        spatial_grad = None
-        if grad is not None:
-            b, k = grad.shape[:2]
-            flat = to_spatial(shape_fn(grad.detach().flatten(0, 1)), name).float()
-            spatial_grad = flat.reshape(b, k, *flat.shape[1:])
-        contexts.append(
-            LayerContext(
-                layer=name,
-                activations=spatial_act,
-                gradients=spatial_grad,
-                scores=resolved.scores.detach().float(),
-                class_ids=resolved.class_ids,
-                input=x,
-                model=model,
-            )
-        )
-    return contexts, resolved, logits
-
-
-def _is_callable_target(targets: TargetSpec) -> bool:
-    return callable(targets) and not isinstance(targets, Tensor)
-
-
-def _logits_or_none(
-    output: Any, targets: TargetSpec, adapter: OutputAdapter | None
-) -> Tensor | None:
-    """Detached ``(B, classes)`` scores, or None when a callable target explains another output."""
-    try:
-        logits = (adapter or default_output_adapter)(output)
-    except UsageError:
-        if _is_callable_target(targets):
-            return None
-        raise
-    return logits.detach().float() if logits.ndim == 2 else None
-
-
-def _guided_gradients(
-    model: nn.Module,
-    x: Tensor,
-    resolved: ResolvedTargets,
-    targets: TargetSpec,
-    adapter: OutputAdapter | None,
-) -> Tensor:
-    """Input gradients with every activation module's backward passing positive gradients only.
-
-    The targets are the classes the main pass chose, so top-k ties cannot pick other classes here.
-    """
-    gates = [(m, _gate) for m in model.modules() if isinstance(m, _ACTIVATIONS)]
-    x_leaf = x.detach().requires_grad_()
-    with _hooks(gates):
-        torch.set_grad_enabled(True)
-        output = model(x_leaf)
-    if _is_callable_target(targets):
-        scores = resolve_targets(output, targets, adapter).scores
-    else:
-        scores = (adapter or default_output_adapter)(output).gather(1, resolved.class_ids)
-    (grad,) = _batched_grad(scores, [x_leaf])
-    return grad.detach().float()
-
-
-def layer_map(spec: MethodSpec, ctx: LayerContext, eigen_smooth: bool = False) -> Tensor:
-    """A method's raw map at layer resolution, ``(B, K, h, w)`` (guided: ``(B, K, 3, H, W)``).
-
-    Channel contributions are summed over channels, or with ``eigen_smooth`` projected on their
-    first principal component (Eigen smoothing, as in Muhammad & Yeasin 2020), which removes noise
-    spread across many channels.
-    """
-    out = spec.fn(ctx).float()
-    if not spec.channel_contributions:
-        return out
-    if eigen_smooth:
-        b, k = out.shape[:2]
-        return first_component(out.flatten(0, 1)).reshape(b, k, *out.shape[-2:])
-    return out.sum(dim=2)
-
-
-def _assemble(
-    specs: list[MethodSpec],
-    contexts: list[LayerContext],
-    resolved: ResolvedTargets,
-    logits: Tensor | None,
-    x: Tensor,
-    targets: TargetSpec,
-    eigen_smooth: bool = False,
-) -> Explanation:
-    size = (x.shape[-2], x.shape[-1])
-    layer_maps: dict[str, dict[str, Tensor]] = {}
-    layer_raw: dict[str, dict[str, Tensor]] = {}
-    with torch.no_grad():
-        for ctx in contexts:
-            raws = {spec.name: layer_map(spec, ctx, eigen_smooth) for spec in specs}
-            layer_raw[ctx.layer] = raws
-            layer_maps[ctx.layer] = {name: to_input_space(raw, size) for name, raw in raws.items()}
-        fused = {}
-        for spec in specs:
-            stack = torch.stack([layer_maps[c.layer][spec.name] for c in contexts])
-            fused[spec.name] = stack[0] if len(contexts) == 1 else normalise(stack.mean(0))
-    squeeze = not resolved.per_class
-
-    def shape(t: Tensor) -> Tensor:
-        return t.squeeze(1) if squeeze else t
-
-    probabilities = None
-    if logits is not None and not _is_callable_target(targets):
-        probabilities = shape(logits.softmax(1).gather(1, resolved.class_ids.to(logits.device)))
-    first = contexts[0].layer
-    names = [c.layer for c in contexts]
-    return Explanation(
-        maps={k: shape(v) for k, v in fused.items()},
-        raw={k: shape(v) for k, v in layer_raw[first].items()},
-        layer=names[0] if len(names) == 1 else names,
-        targets=shape(resolved.class_ids),
-        scores=shape(resolved.scores.detach().float()),
-        probabilities=probabilities,
-        logits=logits,
-        layer_maps={lay: {k: shape(v) for k, v in d.items()} for lay, d in layer_maps.items()},
-        layer_raw={lay: {k: shape(v) for k, v in d.items()} for lay, d in layer_raw.items()},
-    )

@@ -24,6 +24,13 @@ generic rule of :mod:`camscope.core.layers` (the last spatial map before pooling
   that feeds global pooling, so that CAM (Zhou et al.) works with ``auto`` too.
 * **torchvision segmentation models** (FCN, DeepLabV3, LR-ASPP): the backbone's last stage.
 
+``"first"`` / ``"middle"`` / ``"last"`` mean the first, middle (``n // 2``) and last *block* of a
+transformer (:func:`family_blocks`), not its convolutions: a ViT has a single convolution, the
+patch embedding, which would be all three at once. The layer of each block is the one ``auto``
+uses for the family: the input LayerNorm of each ViT block (so ``last`` is ``auto``), and each
+Swin block's output (Swin has no class token, so its last block's output reaches the head).
+CNNs keep the conv-based rule of :mod:`camscope.core.layers`.
+
 Example:
     >>> family_layer(torchvision.models.vit_b_16())  # doctest: +SKIP
     'encoder.layers.encoder_layer_11.ln_1'
@@ -45,6 +52,41 @@ def _last_index(names: list[str], pattern: str) -> str | None:
         if match and (best is None or int(match.group(1)) > best[0]):
             best = (int(match.group(1)), name)
     return best[1] if best else None
+
+
+def _indexed(names: list[str], pattern: str) -> list[str]:
+    """Names fully matching ``pattern``, ordered by their captured integer groups."""
+    regex = re.compile(pattern)
+    found = [(tuple(int(g) for g in m.groups()), n) for n in names if (m := regex.fullmatch(n))]
+    return [n for _, n in sorted(found)]
+
+
+def family_blocks(model: nn.Module) -> list[str] | None:
+    """The explainable layer of every block of a known transformer, in order, or None (CNNs)."""
+    modules = dict(model.named_modules())
+    names = [n for n in modules if n]
+    cls = type(model).__name__
+    origin = type(model).__module__
+    blocks: list[str] = []
+    if isinstance(getattr(model, "num_prefix_tokens", None), int) and "blocks" in modules:
+        blocks = _indexed(names, r"blocks\.(\d+)\.norm1")
+    elif origin.startswith("torchvision.models") and cls == "VisionTransformer":
+        blocks = _indexed(names, r"encoder\.layers\.encoder_layer_(\d+)\.ln_1")
+    elif origin.startswith("torchvision.models") and cls == "SwinTransformer":
+        blocks = [
+            f"features.{i}.{j}"
+            for i, stage in enumerate(getattr(model, "features", []))
+            if isinstance(stage, nn.Sequential)
+            and type(stage[0]).__name__.startswith("SwinTransformerBlock")
+            for j in range(len(stage))
+        ]
+    elif origin.startswith("timm.") and cls == "SwinTransformer":
+        blocks = _indexed(names, r"layers\.(\d+)\.blocks\.(\d+)")
+    elif hasattr(getattr(model, "config", None), "model_type"):  # Hugging Face
+        blocks = _indexed(names, r"(?:.*\.)?(?:encoder\.layer|layers)\.(\d+)\.layernorm_before")
+        if not blocks:
+            blocks = _indexed(names, r"(?:.*\.)?layers\.(\d+)\.blocks\.(\d+)\.layernorm_before")
+    return blocks or None
 
 
 def family_layer(model: nn.Module) -> str | None:

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
-from .layers import auto_layer, dry_run, list_layers
+from .families import family_blocks
+from .layers import auto_layer, depth_choices, dry_run, list_layers
 from .reshape import Layout, layout_of, token_facts
 
 
@@ -50,7 +51,7 @@ def layer_table(model: nn.Module, x: Tensor) -> list[LayerRow]:
 
     One eval-mode, no-grad forward on ``x[:1]`` (modes and hooks restored). Rows come in
     execution order; the ``auto`` choice and the first / middle / last ``Conv2d`` (the choices of
-    Riyaz & Morem 2024, seed 002) are marked.
+    Riyaz & Morem 2024, seed 002) or, for transformers, block are marked.
     """
     facts = token_facts(model)
     size = (x.shape[-2], x.shape[-1])
@@ -64,14 +65,9 @@ def layer_table(model: nn.Module, x: Tensor) -> list[LayerRow]:
         done.add(name)
         rows.append((name, module, shape, layout))
     conv_index = {i.name: i.conv_index for i in list_layers(model, x) if i.conv_index is not None}
-    convs = sorted(conv_index, key=conv_index.__getitem__)
     marks: dict[str, list[str]] = {auto_layer(model, x): ["auto"]}
-    if convs:
-        for tag, pick in (
-            ("first", convs[0]),
-            ("middle", convs[len(convs) // 2]),
-            ("last", convs[-1]),
-        ):
+    if conv_index or family_blocks(model):
+        for tag, pick in depth_choices(model, x).items():
             marks.setdefault(pick, []).append(tag)
     return [
         LayerRow(

@@ -11,6 +11,8 @@
 * ``"first"`` / ``"middle"`` / ``"last"``: the first, middle (``n // 2``) or last ``Conv2d`` in
   execution order, as in the layer study of Riyaz & Morem (2024, seed 002).
   Convs with a 1x1 output (squeeze-and-excitation gates on pooled vectors) are not counted.
+  For transformers (ViT, DeiT, Swin: :func:`camscope.core.families.family_blocks`) they are the
+  first, middle and last block instead.
 * ``"conv:N"``: the N-th ``Conv2d`` in execution order (negative N counts from the end).
 
 The dry forward is cached per model and input shape, so ``"auto"`` costs one extra forward only the
@@ -29,6 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import LayerError, closest
+from .concurrency import PassScope
 
 LayerSpec = Union[str, nn.Module, Sequence[str | nn.Module]]
 ReshapeFn = Callable[[Tensor], Tensor]
@@ -93,6 +96,7 @@ def dry_run(
     """
     seen: list[tuple[str, nn.Module, tuple[int, ...]]] = []
     handles = []
+    scope = PassScope()  # another thread's forward of this model is not recorded
 
     def record(name: str) -> Callable[[nn.Module, Any, Any], None]:
         def hook(module: nn.Module, _inputs: Any, output: Any) -> None:
@@ -104,8 +108,8 @@ def dry_run(
     try:
         for name, module in model.named_modules():
             if name:
-                handles.append(module.register_forward_hook(record(name)))
-        with preserved_modes(model), torch.no_grad():
+                handles.append(module.register_forward_hook(scope.hook(record(name))))
+        with preserved_modes(model), torch.no_grad(), scope.active():
             model.eval()
             model(x[:1])
     finally:
@@ -203,6 +207,14 @@ def _conv_names(model: nn.Module, x: Tensor) -> list[str]:
     return names
 
 
+def depth_choices(model: nn.Module, x: Tensor) -> dict[str, str]:
+    """``first`` / ``middle`` / ``last``: blocks of a transformer, else convs (see the module doc)."""
+    from .families import family_blocks
+
+    layers = family_blocks(model) or _conv_names(model, x)
+    return {"first": layers[0], "middle": layers[len(layers) // 2], "last": layers[-1]}
+
+
 def _resolve_one(model: nn.Module, spec: str | nn.Module, x: Tensor) -> tuple[str, nn.Module]:
     if isinstance(spec, nn.Module):
         for name, module in model.named_modules():
@@ -214,8 +226,7 @@ def _resolve_one(model: nn.Module, spec: str | nn.Module, x: Tensor) -> tuple[st
     if lowered == "auto":
         key = auto_layer(model, x)
     elif lowered in ("first", "middle", "last"):
-        convs = _conv_names(model, x)
-        key = {"first": convs[0], "middle": convs[len(convs) // 2], "last": convs[-1]}[lowered]
+        key = depth_choices(model, x)[lowered]
     elif lowered.startswith("conv:"):
         convs = _conv_names(model, x)
         try:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from torch import Tensor
+
+from .targets import ClassHead
 
 
 @dataclass
@@ -15,14 +17,24 @@ class Explanation:
         maps: method -> ``(B, H, W)`` maps in [0, 1] at the input's resolution, on its device
             (``(B, K, H, W)`` for top-k targets); several layers are fused by the mean of their
             normalised maps, renormalised.
-        raw: method -> signed map at layer resolution, before ReLU and normalisation (first layer when several;
-            ``(B, [K,] 3, H, W)`` input-space gradients for the guided methods).
+        raw: method -> signed map at layer resolution, before ReLU and normalisation (first layer
+            where the method ran when several; ``(B, [K,] 3, H, W)`` input-space gradients for the
+            guided methods).
         layer: the layer name used (a list when several).
-        targets: ``(B,)`` class ids (``(B, K)`` for top-k; ``-1`` for callable targets).
-        scores: target scores (logits) in the same shape as ``targets``.
-        probabilities: softmax probability of each target, or None for callable targets.
+        targets: ``(B,)`` class ids (``(B, K)`` for top-k; ``-1`` for callable targets). For a
+            single-logit (sigmoid) model, ``0`` is the negative and ``1`` the positive class.
+        scores: target scores (logits; ``-logit`` for the negative class of a single-logit model)
+            in the same shape as ``targets``.
+        probabilities: probability of each target (see ``probability_kind``), or None for
+            callable targets.
         logits: ``(B, classes)`` model scores, detached (None for callable targets on other outputs).
         layer_maps / layer_raw: layer -> method -> map, for every layer.
+        skipped: ``"method"`` or ``"method@layer"`` -> why it could not run there (empty when
+            everything ran; ``explain(..., strict=True)`` raises instead).
+        warnings: what the caller should know about these maps (all-zero maps and why, batch-norm
+            in train mode under ``mode="as-is"``); also logged.
+        probability_kind: ``"softmax"`` (one class per image), ``"sigmoid"`` (single-logit binary
+            or ``multilabel=True``) or ``"none"`` (callable targets).
     """
 
     maps: dict[str, Tensor]
@@ -34,3 +46,16 @@ class Explanation:
     logits: Tensor | None
     layer_maps: dict[str, dict[str, Tensor]]
     layer_raw: dict[str, dict[str, Tensor]]
+    skipped: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    probability_kind: str = "softmax"
+
+    def class_probabilities(self) -> Tensor | None:
+        """``(B, classes)`` probability of every class under ``probability_kind`` (a single-logit
+        model has two classes: ``[1 - p, p]``), or None without logits or for callable targets."""
+        if self.logits is None or self.probability_kind == "none":
+            return None
+        if self.probability_kind == "softmax":
+            return ClassHead("softmax").class_probabilities(self.logits)
+        kind = "binary" if self.logits.shape[1] == 1 else "multilabel"
+        return ClassHead(kind).class_probabilities(self.logits)

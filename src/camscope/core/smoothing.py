@@ -84,15 +84,26 @@ def aug_smooth_explain(
     eigen_smooth: bool = False,
     method_options: Mapping[str, Any] | None = None,
     augmentations: Sequence[Augmentation] = AUGMENTATIONS,
+    strict: bool = False,
+    mode: str = "eval",
+    multilabel: bool = False,
 ) -> Explanation:
-    """Run ``explain_fn`` on each augmentation and average the maps (see the module docstring)."""
+    """Run ``explain_fn`` on each augmentation and average the maps (see the module docstring).
+
+    Methods and layers skipped on the input itself are left out of the augmented runs; a map an
+    augmented run cannot give is averaged over the others (the sum is renormalised).
+    """
     common: dict[str, Any] = {
         "output_adapter": output_adapter,
         "reshape": reshape,
         "eigen_smooth": eigen_smooth,
         "method_options": method_options,
+        "mode": mode,
+        "multilabel": multilabel,
+        "strict": strict,
     }
     base = explain_fn(model, x, methods, layer, targets, **common)
+    methods = list(base.maps)
     size = (x.shape[-2], x.shape[-1])
     layers = [base.layer] if isinstance(base.layer, str) else list(base.layer)
     per_class = base.targets.ndim == 2
@@ -113,12 +124,14 @@ def aug_smooth_explain(
             runs = [explain_fn(model, xa, methods, layers, base.targets.tolist(), **common)]
         for lay in layers:
             for m in sums[lay]:
+                if any(m not in r.layer_maps.get(lay, {}) for r in runs):
+                    continue
                 parts = [r.layer_maps[lay][m] for r in runs]
                 maps = torch.stack(parts, 1) if per_class else parts[0]
                 sums[lay][m] += aug.invert(maps, size)
     layer_maps = {lay: {m: normalise(v) for m, v in d.items()} for lay, d in sums.items()}
     fused = {}
     for m in base.maps:
-        stack = torch.stack([layer_maps[lay][m] for lay in layers])
-        fused[m] = stack[0] if len(layers) == 1 else normalise(stack.mean(0))
+        stack = torch.stack([layer_maps[lay][m] for lay in layers if m in layer_maps[lay]])
+        fused[m] = stack[0] if len(stack) == 1 else normalise(stack.mean(0))
     return dataclasses.replace(base, maps=fused, layer_maps=layer_maps)

@@ -13,6 +13,16 @@ A target specification is one of
 
 Scores are the raw logits, not softmax probabilities, as in the Grad-CAM paper (Selvaraju et al.,
 2017, Sec. 3): the softmax couples classes and makes the gradient of one class depend on the others.
+
+How logits become probabilities depends on the head (:class:`ClassHead`):
+
+* ``softmax`` (default): one class per image, ``p = softmax(logits)``;
+* ``binary``: a single-logit (sigmoid) classifier, ``(B, 1)`` outputs. It has two classes:
+  ``1`` (positive) with score ``+logit`` and ``p = sigmoid(logit)``, and ``0`` (negative) with
+  score ``-logit`` and ``p = sigmoid(-logit) = 1 - p_1``, so the map of class 0 is the map of
+  ``-logit``. ``top1`` picks the side with ``p >= 0.5``;
+* ``multilabel`` (``explain(..., multilabel=True)``): independent sigmoids, ``p_c = sigmoid(logit_c)``;
+  scores and top-k stay the logits (the sigmoid is monotonic).
 """
 
 from __future__ import annotations
@@ -62,6 +72,62 @@ def default_output_adapter(output: Any) -> Tensor:
 
 
 @dataclass(frozen=True)
+class ClassHead:
+    """How a classifier's logits become class scores and probabilities (see the module doc).
+
+    Attributes:
+        kind: ``"softmax"``, ``"binary"`` (one sigmoid logit, two classes) or ``"multilabel"``.
+    """
+
+    kind: str = "softmax"
+
+    @property
+    def probability_kind(self) -> str:
+        """``"softmax"`` or ``"sigmoid"``: what :attr:`Explanation.probabilities` holds."""
+        return "softmax" if self.kind == "softmax" else "sigmoid"
+
+    def num_classes(self, logits: Tensor) -> int:
+        return 2 if self.kind == "binary" else int(logits.shape[1])
+
+    def scores(self, logits: Tensor, class_ids: Tensor) -> Tensor:
+        """``(n, K)`` differentiable scores of ``class_ids`` from ``(n, classes)`` logits."""
+        ids = class_ids.to(logits.device)
+        if self.kind == "binary":
+            sign = (2 * ids - 1).to(logits.dtype)  # class 1: +logit, class 0: -logit
+            return logits[:, :1] * sign
+        return logits.gather(1, ids)
+
+    def probabilities(self, logits: Tensor, class_ids: Tensor) -> Tensor:
+        """``(n, K)`` probabilities of ``class_ids``."""
+        if self.kind == "softmax":
+            return logits.softmax(1).gather(1, class_ids.to(logits.device))
+        return self.scores(logits, class_ids).sigmoid()
+
+    def class_probabilities(self, logits: Tensor) -> Tensor:
+        """``(n, classes)`` probability of every class (binary: ``[1 - p, p]``)."""
+        if self.kind == "softmax":
+            return logits.softmax(1)
+        if self.kind == "binary":
+            p = logits[:, :1].sigmoid()
+            return torch.cat([1 - p, p], dim=1)
+        return logits.sigmoid()
+
+    def top(self, logits: Tensor, k: int) -> Tensor:
+        """``(n, k)`` class ids ranked by score (binary: the side with ``p >= 0.5`` first)."""
+        if self.kind == "binary":
+            positive = (logits[:, :1] >= 0).long()
+            return torch.cat([positive, 1 - positive], dim=1)[:, :k]
+        return logits.topk(k, dim=1).indices
+
+
+def class_head(logits: Tensor, multilabel: bool = False) -> ClassHead:
+    """The :class:`ClassHead` of ``(B, classes)`` logits: one column is a binary sigmoid head."""
+    if logits.ndim == 2 and logits.shape[1] == 1:
+        return ClassHead("binary")
+    return ClassHead("multilabel" if multilabel else "softmax")
+
+
+@dataclass(frozen=True)
 class ResolvedTargets:
     """Scores to differentiate and the class ids they belong to.
 
@@ -69,11 +135,13 @@ class ResolvedTargets:
         scores: ``(B, K)`` differentiable scores.
         class_ids: ``(B, K)`` class indices, ``-1`` for callable targets.
         per_class: whether the request asked for several classes (top-k): maps then keep the K axis.
+        head: how the logits become scores and probabilities (None for callable targets).
     """
 
     scores: Tensor
     class_ids: Tensor
     per_class: bool
+    head: ClassHead | None = None
 
 
 _TOPK = re.compile(r"^top(?:k:)?(\d+)$")
@@ -86,7 +154,7 @@ def parse_topk(spec: str) -> int | None:
 
 
 def resolve_targets(
-    output: Any, spec: TargetSpec, adapter: OutputAdapter | None = None
+    output: Any, spec: TargetSpec, adapter: OutputAdapter | None = None, multilabel: bool = False
 ) -> ResolvedTargets:
     """Pick the scores to explain from a model output (see the module docstring)."""
     if callable(spec) and not isinstance(spec, Tensor):
@@ -110,14 +178,15 @@ def resolve_targets(
             f"class targets need (batch, classes) scores, the model gave shape {tuple(logits.shape)}; "
             "pass a callable target that reduces the output to one score per sample"
         )
-    batch, num_classes = logits.shape
-    ids, per_class = _class_ids(spec, batch, num_classes, logits)
+    head = class_head(logits, multilabel)
+    batch, num_classes = logits.shape[0], head.num_classes(logits)
+    ids, per_class = _class_ids(spec, batch, num_classes, logits, head)
     ids = ids.to(logits.device)
-    return ResolvedTargets(logits.gather(1, ids), ids, per_class)
+    return ResolvedTargets(head.scores(logits, ids), ids, per_class, head)
 
 
 def _class_ids(
-    spec: TargetSpec, batch: int, num_classes: int, logits: Tensor
+    spec: TargetSpec, batch: int, num_classes: int, logits: Tensor, head: ClassHead
 ) -> tuple[Tensor, bool]:
     if isinstance(spec, str):
         k = parse_topk(spec)
@@ -128,7 +197,7 @@ def _class_ids(
             )
         if not 1 <= k <= num_classes:
             raise TargetError(f"target {spec!r} asks for {k} classes; the model has {num_classes}")
-        return logits.detach().topk(k, dim=1).indices, k > 1
+        return head.top(logits.detach(), k), k > 1
     several = _per_sample_lists(spec)
     if several is not None:
         return _checked(several, batch, num_classes), True

@@ -42,7 +42,7 @@ def ablationcam(ctx: LayerContext) -> Tensor:
     ids = class_targets(ctx.class_ids, "ablationcam")
     empty = ~ctx.activations.flatten(2).ne(0).any(dim=2)
     ablated, base = ablation_scores(
-        ctx.model, ctx.input.detach(), ctx.layer, ids, settings, skip=empty
+        ctx.model, ctx.input.detach(), ctx.layer, ids, settings, skip=empty, head=ctx.head
     )
     if ablated.shape[1] != ctx.activations.shape[1]:
         raise UsageError(

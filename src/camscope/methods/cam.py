@@ -55,8 +55,11 @@ def cam(ctx: LayerContext) -> Tensor:
             f"CAM: layer {ctx.layer!r} has {channels} channels but the classifier expects "
             f"{linear.in_features}; choose the layer that feeds the global average pooling"
         )
-    weight = linear.weight.detach().float()[ctx.class_ids]  # (B, K, C)
-    bias = linear.bias.detach().float()[ctx.class_ids] if linear.bias is not None else 0.0
+    rows, sign = ctx.class_ids, torch.ones_like(ctx.class_ids, dtype=torch.float32)
+    if ctx.head.kind == "binary":  # one logit: class 1 is +logit, class 0 is -logit
+        rows, sign = torch.zeros_like(ctx.class_ids), (2 * ctx.class_ids - 1).float()
+    weight = linear.weight.detach().float()[rows] * sign[..., None]  # (B, K, C)
+    bias = linear.bias.detach().float()[rows] * sign if linear.bias is not None else 0.0
     pooled = ctx.activations.mean(dim=(-2, -1))
     predicted = torch.einsum("bkc,bc->bk", weight, pooled) + bias
     # Relative to the size of the terms summed; low-precision (bfloat16/float16) models round

@@ -55,7 +55,7 @@ def score_weights(
     """``(B, K, C)`` Score-CAM-family weights (shared by scorecam, sscam, iscam, faster-scorecam)."""
     settings = Settings.read(ctx.method_options)
     ids = class_targets(ctx.class_ids, name)
-    scorer = Scorer(ctx.model, settings, ctx.input.device)
+    scorer = Scorer(ctx.model, settings, ctx.input.device, ctx.head)
     scores = masked_channel_scores(
         scorer,
         ctx.input.detach(),

@@ -22,6 +22,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..core.concurrency import PassScope
 from ..core.context import LayerContext
 from ..core.layers import preserved_modes
 from ..core.registry import register_method
@@ -44,6 +45,7 @@ def noisy_gradients(ctx: LayerContext, n: int, level: float, seed: int, batch: i
     row_ids = ids.repeat(n, 1)
     module = dict(ctx.model.named_modules())[ctx.layer]
     grads = []
+    scope = PassScope()  # the hook ignores other threads' forwards of this model
     with preserved_modes(ctx.model), torch.enable_grad():
         ctx.model.eval()
         for start in range(0, inputs.shape[0], batch):
@@ -56,12 +58,13 @@ def noisy_gradients(ctx: LayerContext, n: int, level: float, seed: int, batch: i
                 store.append(out)
                 return out.clone()
 
-            handle = module.register_forward_hook(hook)
+            handle = module.register_forward_hook(scope.hook(hook))
             try:
-                logits = settings.adapter(ctx.model(inputs[start : start + batch]))
+                with scope.active():
+                    logits = settings.adapter(ctx.model(inputs[start : start + batch]))
             finally:
                 handle.remove()
-            scores = logits.gather(1, row_ids[start : start + batch])
+            scores = ctx.head.scores(logits, row_ids[start : start + batch])
             k = scores.shape[1]
             cols = [
                 torch.autograd.grad(scores[:, j].sum(), store[0], retain_graph=j < k - 1)[0]

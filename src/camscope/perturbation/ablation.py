@@ -17,7 +17,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..core.concurrency import PassScope
 from ..core.layers import preserved_modes
+from ..core.targets import ClassHead
 from ..errors import UsageError
 from .masked import batch_size_for
 from .options import Progress, Settings
@@ -37,11 +39,12 @@ class _Recording:
         self.after_bytes = 0
         self.layer_output: Tensor | None = None
 
-    def hooks(self) -> list[Any]:
-        handles = [self.modules[self.layer].register_forward_pre_hook(self._start)]
+    def hooks(self, scope: PassScope) -> list[Any]:
+        target = self.modules[self.layer]
+        handles = [target.register_forward_pre_hook(scope.pre_hook(self._start))]
         for name, module in self.modules.items():
             if name:
-                handles.append(module.register_forward_hook(self._finish(name)))
+                handles.append(module.register_forward_hook(scope.hook(self._finish(name))))
         return handles
 
     def _start(self, _m: nn.Module, _i: Any) -> None:
@@ -79,11 +82,24 @@ def _replaying(value: Any) -> Callable[..., Any]:
 
 
 @contextmanager
-def _patched_forwards(patches: Mapping[nn.Module, Callable[..., Any]]) -> Iterator[None]:
+def _patched_forwards(
+    patches: Mapping[nn.Module, Callable[..., Any]], scope: PassScope
+) -> Iterator[None]:
+    """Replace the modules' forwards in ``scope``'s passes; other passes (another thread's plain
+    forward of the same model) run the original forwards."""
     saved = {m: m.__dict__.get("forward") for m in patches}
+
+    def scoped(module: nn.Module, fn: Callable[..., Any]) -> Callable[..., Any]:
+        original = saved[module] or type(module).forward.__get__(module)
+
+        def forward(*args: Any, **kwargs: Any) -> Any:
+            return fn(*args, **kwargs) if scope.owns_pass() else original(*args, **kwargs)
+
+        return forward
+
     try:
         for module, fn in patches.items():
-            module.forward = fn
+            module.forward = scoped(module, fn)
         yield
     finally:
         for module, old in saved.items():
@@ -105,12 +121,14 @@ def ablation_scores(
     settings: Settings,
     *,
     skip: Tensor | None = None,
+    head: ClassHead | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Logit of each target with each channel of ``layer``'s output set to zero.
 
     Returns ``(ablated, base)``: ``(B, C, K)`` scores with channel ``c`` zeroed and the ``(B, K)``
     scores of the unablated model, both from eval-mode passes. Channels in ``skip`` (``(B, C)``,
     e.g. all-zero channels, whose ablation changes nothing) get the base score without a pass.
+    ``head`` turns logits into target scores (``-logit`` for class 0 of a single-logit model).
 
     Per image, one recording pass stores the layer output and the outputs of the outermost
     modules that finished before the layer started. Each ablation pass then feeds the one image,
@@ -124,6 +142,8 @@ def ablation_scores(
     """
     modules = dict(model.named_modules())
     target = modules[layer]
+    head = head or ClassHead()
+    scope = PassScope()
     b = x.shape[0]
     ids = class_ids.to(x.device)
     base = torch.empty(b, ids.shape[1], device=x.device)
@@ -133,9 +153,10 @@ def ablation_scores(
         for img in range(b):
             x1 = x[img : img + 1]
             rec = _Recording(model, layer)
-            handles = rec.hooks()
+            handles = rec.hooks(scope)
             try:
-                logits = settings.adapter(model(x1)).float()
+                with scope.active():
+                    logits = settings.adapter(model(x1)).float()
             finally:
                 for h in handles:
                     h.remove()
@@ -145,7 +166,7 @@ def ablation_scores(
                     f"ablationcam needs layer {layer!r} to run once and return a tensor "
                     "(batch, channels, ...); pick another layer"
                 )
-            base[img] = logits[0][ids[img]]
+            base[img] = head.scores(logits, ids[img : img + 1])[0]
             channels = act.shape[1]
             todo = torch.arange(channels, device=x.device)
             if skip is not None:
@@ -168,6 +189,8 @@ def ablation_scores(
                     batch,
                     settings,
                     progress,
+                    head,
+                    scope,
                 )
             finally:
                 progress.close()
@@ -196,6 +219,8 @@ def _ablate(
     batch: int,
     settings: Settings,
     progress: Progress,
+    head: ClassHead,
+    scope: PassScope,
 ) -> Tensor:
     out = torch.empty(todo.numel(), ids.numel(), device=x1.device)
     fast = True
@@ -205,11 +230,11 @@ def _ablate(
         if fast:
             rows = _ablated_batch(act, chunk, with_base=True)
             try:
-                with _patched_forwards({**replay, target: _replaying(rows)}):
+                with _patched_forwards({**replay, target: _replaying(rows)}, scope), scope.active():
                     logits = settings.adapter(model(x1)).float()
                 if logits.shape[0] != rows.shape[0]:
                     raise SuffixMismatch(f"output batch {logits.shape[0]} != {rows.shape[0]}")
-                got = logits[:, ids]
+                got = head.scores(logits, ids[None].expand(logits.shape[0], -1))
                 tol = 1e-4 * base.abs().clamp(min=1.0)
                 if not bool(((got[0] - base).abs() <= tol).all()):
                     raise SuffixMismatch("the unablated row does not reproduce the model's score")
@@ -224,11 +249,18 @@ def _ablate(
                 )
                 fast = False
         rows = _ablated_batch(act, chunk, with_base=False)
-        handle = target.register_forward_hook(lambda _m, _i, _o, r=rows: r)
+
+        def replace(_m: nn.Module, _i: Any, _o: Any, r: Tensor = rows) -> Tensor:
+            return r
+
+        handle = target.register_forward_hook(scope.hook(replace))
         try:
-            logits = settings.adapter(model(x1.expand(rows.shape[0], *x1.shape[1:]))).float()
+            with scope.active():
+                logits = settings.adapter(model(x1.expand(rows.shape[0], *x1.shape[1:]))).float()
         finally:
             handle.remove()
-        out[start : start + chunk.numel()] = logits[:, ids]
+        out[start : start + chunk.numel()] = head.scores(
+            logits, ids[None].expand(rows.shape[0], -1)
+        )
         progress.step(chunk.numel())
     return out

@@ -37,7 +37,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..core.concurrency import PassScope
 from ..core.layers import preserved_modes
+from ..core.targets import ClassHead
 from ..errors import UsageError
 from .fastpath import FastForward
 from .options import Progress, Settings
@@ -95,31 +97,42 @@ def batch_size_for(per_row_bytes: int, device: torch.device, limit: int) -> int:
 
 @contextmanager
 def output_bytes(model: nn.Module) -> Iterator[list[int]]:
-    """Sum of the bytes of every leaf module's tensor outputs during the enclosed forward."""
+    """Sum of the bytes of every leaf module's tensor outputs during the enclosed forward (other
+    threads' forwards of the same module are not counted)."""
     total = [0]
+    scope = PassScope()
 
     def hook(_m: nn.Module, _i: Any, out: Any) -> None:
         if isinstance(out, Tensor):
             total[0] += out.numel() * out.element_size()
 
-    handles = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
+    leaves = [m for m in model.modules() if not list(m.children())]
+    handles = [m.register_forward_hook(scope.hook(hook)) for m in leaves]
     try:
-        yield total
+        with scope.active():
+            yield total
     finally:
         for h in handles:
             h.remove()
 
 
 class Scorer:
-    """Runs batches through the fast copy of the model (:mod:`camscope.perturbation.fastpath`) in eval mode
-    and returns target scores."""
+    """Runs batches through the fast copy of the model (:mod:`camscope.perturbation.fastpath`) in
+    eval mode and returns target scores (``head``: softmax, single-logit or multi-label sigmoid)."""
 
-    def __init__(self, model: nn.Module, settings: Settings, device: torch.device) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        settings: Settings,
+        device: torch.device,
+        head: ClassHead | None = None,
+    ) -> None:
         self.forward = FastForward(
             model, device, optimize=settings.optimize, precision=settings.precision
         )
         self.original = model
         self.settings = settings
+        self.head = head or ClassHead()
 
     @property
     def model(self) -> nn.Module:
@@ -135,12 +148,15 @@ class Scorer:
         return out.float()
 
     def scores(self, batch: Tensor, class_ids: Tensor) -> Tensor:
-        """``(n, K)`` scores of ``class_ids`` (``(n, K)``): softmax probabilities in
-        ``probability`` mode, logits otherwise."""
-        logits = self.logits(batch)
+        """``(n, K)`` scores of ``class_ids`` (``(n, K)``) on ``batch``."""
+        return self.score_logits(self.logits(batch), class_ids)
+
+    def score_logits(self, logits: Tensor, class_ids: Tensor) -> Tensor:
+        """Probabilities (softmax, or sigmoid for single-logit and multi-label heads) in
+        ``probability`` mode, target logits otherwise."""
         if self.settings.score == "probability":
-            logits = logits.softmax(1)
-        return logits.gather(1, class_ids)
+            return self.head.probabilities(logits, class_ids)
+        return self.head.scores(logits, class_ids)
 
     @contextmanager
     def running(self) -> Iterator[None]:
@@ -261,9 +277,7 @@ def masked_channel_scores(
             if need_zero or batch is None:  # the zero input also measures memory per row
                 with output_bytes(scorer.model) as used:  # hooks fire on the eager copy only
                     zero_logits = scorer.logits(torch.zeros_like(x[:1]), traced=False)
-                if scorer.settings.score == "probability":
-                    zero_logits = zero_logits.softmax(1)
-                zero_scores = zero_logits[0][class_ids.to(device)]
+                zero_scores = scorer.score_logits(zero_logits.expand(b, -1), class_ids.to(device))
                 progress.step(int(need_zero))
                 per_row = used[0] + 3 * x[:1].numel() * x.element_size()
                 batch = batch or batch_size_for(per_row, device, max(total, 1))
