@@ -100,7 +100,7 @@ Row = tuple[str, float, Tensor]
 def scorecam_rows(
     model: nn.Module, x: Tensor, layer: str, cls: int, dev: str, skip_unoptimised: bool
 ) -> list[Row]:
-    from camscope import fastpath
+    from camscope.perturbation import fastpath
 
     variants: dict[str, dict[str, Any]] = {
         "camscope": {},

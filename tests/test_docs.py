@@ -1,4 +1,4 @@
-"""The docs' method table and the registry must list the same methods."""
+"""``docs/methods.md`` holds the table ``camscope methods --markdown`` prints, made from the registry."""
 
 from __future__ import annotations
 
@@ -6,13 +6,23 @@ import re
 from pathlib import Path
 
 from camscope import get_method, list_methods
+from camscope.methods.table import markdown_table
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "methods.md"
+BLOCK = re.compile(
+    r"<!-- generated: camscope methods --markdown -->\n(.*?)<!-- end generated -->", re.DOTALL
+)
 
 
 def documented_methods() -> list[str]:
     rows = re.findall(r"^\| `([^`]+)` \|", DOCS.read_text(encoding="utf-8"), flags=re.MULTILINE)
     return rows
+
+
+def test_docs_table_is_the_generated_table() -> None:
+    match = BLOCK.search(DOCS.read_text(encoding="utf-8"))
+    assert match is not None, "docs/methods.md lost its generated block"
+    assert match.group(1) == markdown_table(), "run `camscope methods --markdown` and paste it"
 
 
 def test_every_registered_method_has_one_docs_line() -> None:
@@ -21,7 +31,14 @@ def test_every_registered_method_has_one_docs_line() -> None:
     assert len(documented) == len(set(documented))
 
 
-def test_docs_paper_column_matches_registry() -> None:
+def test_the_registry_states_the_facts_people_asked_about() -> None:
+    # smoothgradcam++ differentiates noisy copies itself; guided backprop barely depends on the
+    # class (Adebayo et al. 2018); Eigen-CAM not at all
+    assert get_method("smoothgradcam++").uses_gradients
+    assert not get_method("smoothgradcam++").needs_gradients
+    assert get_method("guided-backprop").class_specific == "weakly"
+    assert get_method("eigencam").class_specific == "no"
+    assert get_method("gradcam").class_specific == "yes"
     for line in DOCS.read_text(encoding="utf-8").splitlines():
         match = re.match(r"^\| `([^`]+)` \|", line)
         if match:

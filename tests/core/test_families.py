@@ -273,7 +273,8 @@ def test_docs_table_lists_every_family_with_its_auto_layer() -> None:
 
 def test_inception_train_mode_aux_logits() -> None:
     """Inception-v3 in train mode returns ``InceptionOutputs(logits, aux_logits)``: explained
-    through ``.logits``; mode and batch-norm statistics are left unchanged."""
+    through ``.logits`` (``mode="as-is"``: the default eval mode would give plain logits); mode and
+    batch-norm statistics are left unchanged."""
     torch.manual_seed(0)
     model = tvm.inception_v3(weights=None, num_classes=10, aux_logits=True, init_weights=False)
     model.train()
@@ -284,8 +285,9 @@ def test_inception_train_mode_aux_logits() -> None:
         out = model(x)
     assert type(out).__name__ == "InceptionOutputs"
     model.Mixed_7c.branch_pool.bn.running_mean.copy_(stats)
-    res = camscope.explain(model, x, "gradcam", layer="auto")
+    res = camscope.explain(model, x, "gradcam", layer="auto", mode="as-is")
     assert res.layer == "Mixed_7c"
+    assert any("depend on the other 1 image(s)" in w for w in res.warnings)
     assert model.training
     assert torch.equal(model.Mixed_7c.branch_pool.bn.running_mean, stats)
     assert res.logits is not None and res.logits.shape == (2, 10)

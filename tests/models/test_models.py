@@ -129,12 +129,17 @@ def test_timm_spec_from_pretrained_cfg(no_network: None) -> None:
 def test_download_failure_timm(monkeypatch: pytest.MonkeyPatch) -> None:
     import timm
 
+    from camscope.models import hub
+
     def fake_create(name: str, pretrained: bool = False, **kw: Any) -> nn.Module:
         if pretrained:
             raise OSError("We couldn't connect to 'https://huggingface.co'")
         raise AssertionError("should not get here")
 
     monkeypatch.setattr(timm, "create_model", fake_create)
+    # not cached, and the probe got through: the download itself fails
+    monkeypatch.setattr(hub, "local_timm_weights", lambda name: None)
+    monkeypatch.setattr(hub, "hub_reachable", lambda url, timeout=3.0: True)
     with pytest.raises(ModelLoadError) as info:
         load_model(TIMM_NAME)
     message = str(info.value)

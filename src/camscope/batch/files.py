@@ -131,6 +131,7 @@ class PictureWriter:
         from .. import io, viz
 
         out = self.out
+        methods = [m for m in self.methods if m in result.maps]  # skipped ones have no map
         per_class = result.targets.ndim == 2
         class_ids = [int(c) for c in result.targets[i].reshape(-1).tolist()]
         probs: list[float | None] = (
@@ -160,7 +161,7 @@ class PictureWriter:
         for k, cls in enumerate(class_ids):
             suffix = f".{cls}" if per_class else ""
             panels: list[viz.Panel] = []
-            for method in self.methods:
+            for method in methods:
                 heat, rgb = self._picture(
                     image, pick(result.maps[method], k), pick(result.raw[method], k)
                 )
@@ -190,7 +191,7 @@ class PictureWriter:
             layer_rows = []
             for name in layer_names:
                 panels = []
-                for method in self.methods:
+                for method in [m for m in methods if m in result.layer_maps[name]]:
                     heat, rgb = self._picture(
                         image, result.layer_maps[name][method][i], result.layer_raw[name][method][i]
                     )
@@ -225,7 +226,9 @@ class PictureWriter:
             "target": self._entry(class_ids[0], probs[0]),
             "targets": [self._entry(c, p) for c, p in zip(class_ids, probs)],
             "layers": layer_names,
-            "methods": list(self.methods),
+            "methods": methods,
+            "skipped": dict(result.skipped),
+            "warnings": list(result.warnings),
             "files": files,
             "seconds": 0.0,
             "error": None,

@@ -9,10 +9,14 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from ..errors import TargetError, UsageError, closest
+
+if TYPE_CHECKING:
+    from torch import Tensor, nn
 
 
 def echo(text: str = "") -> None:
@@ -59,13 +63,17 @@ def split_list(values: Iterable[str] | None) -> list[str]:
 
 
 def parse_methods(text: str) -> list[str]:
-    """Comma list of method names (or ``all``) -> canonical registry names, without duplicates."""
+    """Comma list of method names (or ``all``) -> canonical registry names, without duplicates.
+
+    ``all`` is every registered method; :func:`methods_within_budget` then drops those whose
+    estimated passes per image exceed the budget (unless ``--allow-slow``).
+    """
     from ..methods import get_method, list_methods
 
     names = split_list([text])
     if not names:
         raise UsageError("--method is empty; name at least one method (see `camscope methods`)")
-    if [n.lower() for n in names] == ["all"]:
+    if means_all(text):
         return list_methods()
     result: list[str] = []
     for name in names:
@@ -73,6 +81,66 @@ def parse_methods(text: str) -> list[str]:
         if canonical not in result:
             result.append(canonical)
     return result
+
+
+def means_all(text: str) -> bool:
+    """Whether a ``--method`` value is ``all``."""
+    return [n.lower() for n in split_list([text])] == ["all"]
+
+
+@dataclass
+class MethodChoice:
+    """The methods a run will use after the pass budget.
+
+    Attributes:
+        methods: the methods to run, in the order asked.
+        left_out: method -> why it was left out (``-m all`` over the budget).
+        estimates: method -> estimated model passes per image beyond the shared ones.
+        notes: lines for stderr (methods asked for by name that are over the budget).
+    """
+
+    methods: list[str]
+    left_out: dict[str, str] = field(default_factory=dict)
+    estimates: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def methods_within_budget(
+    text: str,
+    methods: Sequence[str],
+    model: nn.Module,
+    layers: str | Sequence[str],
+    x: Tensor,
+    *,
+    targets_per_image: int = 1,
+    method_options: Mapping[str, Any] | None = None,
+    allow_slow: bool = False,
+    budget: int | None = None,
+) -> MethodChoice:
+    """Estimate each method's passes per image (``camscope.methods.estimate_passes``, one dry
+    forward) and apply the budget: with ``--method all`` the methods over it are left out (each
+    with its reason) unless ``allow_slow``; methods named one by one always run, with a note
+    when they are over it. ``x`` is a dummy input of the model's size."""
+    from ..core.cost import DEFAULT_PASS_BUDGET, within_budget
+    from ..methods import estimate_passes
+
+    limit = budget or DEFAULT_PASS_BUDGET
+    estimates = estimate_passes(
+        model, x, list(methods), layers, targets=targets_per_image, method_options=method_options
+    )
+    choice = MethodChoice(list(methods), estimates=estimates)
+    _, over = within_budget(estimates, limit)
+    if not over:
+        return choice
+    if means_all(text) and not allow_slow:
+        choice.methods = [m for m in methods if m not in over]
+        choice.left_out = {m: f"{why}; --allow-slow runs it" for m, why in over.items()}
+    else:
+        choice.notes = [
+            f"{m}: {why}; this will take a while (each pass is a forward of the model)"
+            for m, why in over.items()
+        ]
+    return choice
 
 
 def parse_layers(values: Sequence[str] | None) -> str | list[str]:

@@ -32,6 +32,7 @@ from ._common import (
     add_max_pixels_argument,
     add_method_option_arguments,
     echo,
+    methods_within_budget,
     parse_layers,
     parse_method_options,
     parse_methods,
@@ -39,8 +40,9 @@ from ._common import (
     positive_int,
     split_list,
     unit_float,
+    warn,
 )
-from ._model import ModelOptions, add_model_arguments
+from ._model import ExplainMode, ModelOptions, add_explain_mode_arguments, add_model_arguments
 
 if TYPE_CHECKING:
     from ..batch.inputs import InputItem
@@ -130,6 +132,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="use the first principal component of the weighted activations",
     )
     add_method_option_arguments(parser)
+    add_explain_mode_arguments(parser)
     parser.add_argument(
         "--batch-size",
         type=positive_int,
@@ -159,6 +162,7 @@ class ExplainOptions:
     aug_smooth: bool = False
     eigen_smooth: bool = False
     method_options: dict[str, Any] = field(default_factory=dict)
+    explain_mode: ExplainMode = field(default_factory=ExplainMode)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -177,6 +181,7 @@ def run(args: argparse.Namespace) -> int:
         aug_smooth=bool(args.aug_smooth),
         eigen_smooth=bool(args.eigen_smooth),
         method_options=parse_method_options(args.option),
+        explain_mode=ExplainMode.from_args(args),
     )
     return explain_images(options)
 
@@ -190,6 +195,7 @@ def explain_images(options: ExplainOptions) -> int:
     from ..batch.files import LoadedImage, PictureWriter, explain_groups
     from ..batch.inputs import gather_inputs
     from ..core.layers import resolve_layers
+    from ..core.targets import parse_topk
     from ._model import load_model
 
     # Everything that can be checked without the model is checked before loading it.
@@ -208,6 +214,22 @@ def explain_images(options: ExplainOptions) -> int:
     target = parse_target(options.target, spec.class_names, spec.name)
     dummy = torch.zeros(1, 3, *spec.input_size, device=device)
     layer_names = [name for name, _ in resolve_layers(model, layer, dummy)]
+    choice = methods_within_budget(
+        options.methods,
+        methods,
+        model,
+        layer_names,
+        dummy,
+        targets_per_image=parse_topk(target) or 1 if isinstance(target, str) else 1,
+        method_options=options.method_options,
+        allow_slow=options.explain_mode.allow_slow,
+        budget=options.explain_mode.pass_budget,
+    )
+    for name, why in choice.left_out.items():
+        warn(f"camscope explain: left out {name}: {why}")
+    for note in choice.notes:
+        warn(f"camscope explain: {note}")
+    methods = choice.methods
     log.info("model %s, layers %s, methods %s, target %r", spec.name, layer_names, methods, target)
 
     items = gather_inputs(options.images)
@@ -275,6 +297,7 @@ def explain_images(options: ExplainOptions) -> int:
         "aug_smooth": options.aug_smooth,
         "eigen_smooth": options.eigen_smooth,
         "method_options": options.method_options,
+        "methods_left_out": choice.left_out,
         "images": records,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
@@ -313,4 +336,5 @@ def _call_options(options: ExplainOptions) -> dict[str, Any]:
         "aug_smooth": options.aug_smooth,
         "eigen_smooth": options.eigen_smooth,
         "method_options": method_options,
+        **options.explain_mode.explain_kwargs(),
     }

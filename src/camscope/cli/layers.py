@@ -2,8 +2,8 @@
 
 A dry forward on a zero image of the model's input size (or ``--size``) lists every module that
 outputs a spatial feature map with its shape, stride and conv index, marks the layer ``--layer
-auto`` picks and the first / middle / last conv (``--layer first|middle|last``), and prints the
-preprocessing the model expects.
+auto`` picks and the first / middle / last conv (``--layer first|middle|last``; for transformers
+the first / middle / last block), and prints the preprocessing the model expects.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""``camscope methods``: the registered CAM methods as a table (or JSON)."""
+"""``camscope methods``: the registered CAM methods as a table, JSON or the Markdown block of
+``docs/methods.md`` (all three made from the registry, so they cannot disagree)."""
 
 from __future__ import annotations
 
@@ -13,41 +14,49 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "methods",
         help="list the CAM methods camscope knows",
-        description="List every registered CAM method with what it needs and where it comes from.",
+        description="List every registered CAM method with what it needs, what it costs and "
+        "where it comes from.",
     )
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    output.add_argument(
+        "--markdown",
+        action="store_true",
+        help="print the Markdown table of docs/methods.md (the docs are generated from it)",
+    )
     parser.set_defaults(run=run)
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
-    return show_methods(as_json=bool(args.json))
+    return show_methods(as_json=bool(args.json), as_markdown=bool(getattr(args, "markdown", False)))
 
 
-def show_methods(*, as_json: bool = False) -> int:
+def show_methods(*, as_json: bool = False, as_markdown: bool = False) -> int:
     """Print the registry; returns the exit code."""
     from ..methods import method_specs
+    from ..methods.table import COLUMNS, markdown_table, method_rows
 
-    specs = method_specs()
+    if as_markdown:
+        echo(markdown_table().rstrip("\n"))
+        return 0
+    rows = method_rows()
     if as_json:
         records = [
             {
                 "name": s.name,
+                "family": s.family,
                 "needs_gradients": s.needs_gradients,
                 "needs_guided_gradients": s.needs_guided_gradients,
+                "uses_gradients": s.uses_gradients,
                 "class_specific": s.class_specific,
+                "passes_per_image": s.passes_text,
                 "paper": s.paper,
                 "summary": s.summary,
             }
-            for s in specs
+            for s in method_specs()
         ]
         echo(json.dumps(records, indent=2))
         return 0
-    rows = []
-    for s in specs:
-        grads = "yes" if s.needs_gradients else "no"
-        if s.needs_guided_gradients:
-            grads += " + guided"
-        rows.append([s.name, grads, "yes" if s.class_specific else "no", s.paper, s.summary])
-    echo(format_table(["method", "gradients", "class-specific", "paper", "summary"], rows))
+    echo(format_table(COLUMNS, [[row[c] for c in COLUMNS] for row in rows]))
     return 0

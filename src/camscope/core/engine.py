@@ -61,7 +61,7 @@ def _no_side_effects(model: nn.Module, mode: str) -> Iterator[None]:
     """Restore modes and, for models with modules in train mode, buffers (BN statistics); in
     ``eval`` mode, put the model in eval mode for the duration."""
     modes = [(m, m.training) for m in model.modules()]
-    training = any(mode for _, mode in modes)
+    training = any(flag for _, flag in modes)
     saved = None
     if training:
         saved = {k: v.detach().clone() for k, v in model.named_buffers()}

@@ -1,16 +1,22 @@
 """The method registry: ``@register_method("name")`` records a CAM method by name.
 
-The CLI's choices, the docs table and the contract tests all read this registry, so adding a method
-means one new file under ``camscope/methods/`` and one import line there. The registry itself knows
-no method: :mod:`camscope.methods` imports every built-in method file (which registers it) and
-offers the lookups (``list_methods``, ``get_method``) over the complete registry.
+The CLI's choices, ``camscope methods``, the docs table (``docs/methods.md`` is generated from it)
+and the contract tests all read this registry, so adding a method means one new file under
+``camscope/methods/`` and one import line there. The registry itself knows no method:
+:mod:`camscope.methods` imports every built-in method file (which registers it) and offers the
+lookups (``list_methods``, ``get_method``) over the complete registry.
+
+Each method also declares its cost: the model passes per image it adds beyond the shared forward
+(and backward), as a number or as a function of a :class:`PassQuery` (the layer's channel count,
+the targets per image and the method options), with a formula for people (``passes_text``).
+:mod:`camscope.core.cost` adds them up before a run.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError, closest
 
@@ -20,6 +26,34 @@ if TYPE_CHECKING:
     from .context import LayerContext
 
 MethodFn = Callable[["LayerContext"], "Tensor"]
+
+
+@dataclass(frozen=True)
+class PassQuery:
+    """What a method's cost depends on, per image.
+
+    Attributes:
+        channels: channels of the explained layer (after reshaping tokens).
+        targets: classes explained per image (``K``; top-k).
+        options: the ``method_options`` of the call (``num_samples``, ``num_channels``, ...).
+    """
+
+    channels: int
+    targets: int = 1
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def option(self, name: str, default: int) -> int:
+        """An integer option (its default when absent or not a positive integer)."""
+        value = self.options.get(name, default)
+        return (
+            value
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0
+            else default
+        )
+
+
+PassFn = Callable[[PassQuery], int]
+CLASS_SPECIFIC = ("yes", "no", "weakly")
 
 
 @dataclass(frozen=True)
@@ -33,22 +67,38 @@ class MethodSpec:
             ``channel_contributions``), or ``(B, K, 3, H, W)`` for input-space (guided) attributions.
         needs_gradients: whether the method reads ``ctx.gradients`` (one shared backward pass).
         needs_guided_gradients: whether it reads ``ctx.guided_gradients`` (one extra guided pass).
-        class_specific: whether the map depends on the target class.
+        class_specific: ``"yes"``, ``"no"`` (the same map for every class) or ``"weakly"``
+            (nominally class-specific, in practice nearly the same map for every class).
         channel_contributions: the method returns per-channel contributions ``(B, K, C, h, w)``
             and the engine sums them over channels (or, with ``eigen_smooth``, takes their first
             principal component); otherwise it returns the map itself.
-        summary: one line for ``camscope methods`` and the docs table.
+        summary: one line for ``camscope methods`` and the docs table (what the map shows).
         paper: short citation.
+        family: ``gradient``, ``activation``, ``perturbation``, ``input gradient``, ...
+        uses_gradients: whether the method uses gradients at all (also through passes of its own,
+            as Smooth Grad-CAM++ does, which ``needs_gradients`` does not say).
+        passes: model passes (forwards and backwards) per image beyond the shared forward and
+            backward: a number, or a function of a :class:`PassQuery`.
+        passes_text: the same as a formula for people (``C`` = channels of the layer, ``N`` =
+            ``num_samples``, ``K`` = targets per image).
     """
 
     name: str
     fn: MethodFn
     needs_gradients: bool
     needs_guided_gradients: bool
-    class_specific: bool
+    class_specific: str
     channel_contributions: bool
     summary: str
     paper: str
+    family: str = ""
+    uses_gradients: bool = False
+    passes: PassFn = field(default=lambda _q: 0)
+    passes_text: str = "0"
+
+    def passes_per_image(self, query: PassQuery) -> int:
+        """Model passes per image this method adds (see ``passes``)."""
+        return int(self.passes(query))
 
 
 _METHODS: dict[str, MethodSpec] = {}
@@ -59,12 +109,31 @@ def register_method(
     *,
     needs_gradients: bool = True,
     needs_guided_gradients: bool = False,
-    class_specific: bool = True,
+    class_specific: bool | str = True,
     channel_contributions: bool = False,
     summary: str = "",
     paper: str = "",
+    family: str = "",
+    uses_gradients: bool | None = None,
+    passes: int | PassFn = 0,
+    passes_text: str | None = None,
 ) -> Callable[[MethodFn], MethodFn]:
-    """Decorator that registers a CAM method under ``name``."""
+    """Decorator that registers a CAM method under ``name`` (see :class:`MethodSpec`).
+
+    ``class_specific`` takes a bool or ``"yes"`` / ``"no"`` / ``"weakly"``; ``uses_gradients``
+    defaults to ``needs_gradients or needs_guided_gradients``; ``passes`` defaults to none beyond
+    the shared ones.
+    """
+    if isinstance(class_specific, bool):
+        specific = "yes" if class_specific else "no"
+    else:
+        specific = class_specific
+    if specific not in CLASS_SPECIFIC:
+        raise ValueError(f"class_specific must be a bool or one of {CLASS_SPECIFIC}")
+    cost = passes if callable(passes) else _constant(int(passes))
+    if passes_text is None and callable(passes):
+        raise ValueError("a passes function needs its formula in passes_text")
+    text = passes_text if passes_text is not None else str(passes)
 
     def decorate(fn: MethodFn) -> MethodFn:
         if name in _METHODS:
@@ -75,14 +144,29 @@ def register_method(
             fn=fn,
             needs_gradients=needs_gradients,
             needs_guided_gradients=needs_guided_gradients,
-            class_specific=class_specific,
+            class_specific=specific,
             channel_contributions=channel_contributions,
             summary=summary or (doc_line[0] if doc_line else ""),
             paper=paper,
+            family=family or ("gradient" if needs_gradients else "activation"),
+            uses_gradients=(
+                needs_gradients or needs_guided_gradients
+                if uses_gradients is None
+                else uses_gradients
+            ),
+            passes=cost,
+            passes_text=text,
         )
         return fn
 
     return decorate
+
+
+def _constant(n: int) -> PassFn:
+    def passes(_query: PassQuery) -> int:
+        return n
+
+    return passes
 
 
 def registered_names() -> list[str]:

@@ -7,6 +7,11 @@ here); it is the order of ``list_methods()``, the CLI and the docs table. The lo
 the registry after every built-in method is in it.
 """
 
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
 from . import (
     ablationcam,
     cam,
@@ -26,8 +31,12 @@ from . import (
     sscam,
     xgradcam,
 )
-
 from ..core.registry import MethodSpec, lookup, registered_names, registered_specs
+
+if TYPE_CHECKING:
+    from torch import Tensor, nn
+
+    from ..core.layers import LayerSpec, ReshapeFn
 
 
 def list_methods() -> list[str]:
@@ -44,3 +53,24 @@ def get_method(name: str) -> MethodSpec:
 def method_specs() -> list[MethodSpec]:
     """Every registered :class:`~camscope.core.registry.MethodSpec`, in registration order."""
     return registered_specs()
+
+
+def estimate_passes(
+    model: nn.Module,
+    x: Tensor,
+    methods: Sequence[str],
+    layer: LayerSpec = "auto",
+    *,
+    targets: int = 1,
+    method_options: Mapping[str, Any] | None = None,
+    reshape: ReshapeFn | None = None,
+) -> dict[str, int]:
+    """Model passes per image each method would add beyond the shared forward and backward, for
+    ``model`` at ``layer`` (one dry forward to count the layers' channels), with ``targets``
+    classes per image (see :mod:`camscope.core.cost`; upper bounds for the Score-CAM family)."""
+    from ..core.cost import estimate, layer_channels
+    from ..core.layers import resolve_layers
+
+    specs = [lookup(name) for name in methods]
+    layers = resolve_layers(model, layer, x)
+    return estimate(specs, layer_channels(model, layers, x, reshape), targets, method_options)

@@ -35,6 +35,10 @@ from ._common import channel_weighted
     needs_gradients=False,
     channel_contributions=True,
     paper="Ramaswamy & Desai, WACV 2020",
+    family="perturbation",
+    summary="relative drop of the target score when each channel is zeroed",
+    passes=lambda q: q.channels + 1,
+    passes_text="C + 1 (C of them only the layers after the target)",
 )
 def ablationcam(ctx: LayerContext) -> Tensor:
     """Channels weighted by the relative drop of the target score when each one is zeroed."""

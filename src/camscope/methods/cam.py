@@ -40,7 +40,13 @@ def find_classifier(model: nn.Module) -> nn.Linear:
 
 
 @register_method(
-    "cam", channel_contributions=True, needs_gradients=False, paper="Zhou et al., CVPR 2016"
+    "cam",
+    channel_contributions=True,
+    needs_gradients=False,
+    paper="Zhou et al., CVPR 2016",
+    family="activation x classifier weight",
+    summary="classifier weights applied to the last feature maps; GAP + linear heads only "
+    "(checked)",
 )
 def cam(ctx: LayerContext) -> Tensor:
     """Classifier weights of the target class applied to the last feature maps (GAP + linear heads)."""

@@ -20,7 +20,11 @@ from ._common import channel_weighted, spatial_mean
 
 
 @register_method(
-    "counterfactual", channel_contributions=True, paper="Selvaraju et al., ICCV 2017, Sec. 3"
+    "counterfactual",
+    channel_contributions=True,
+    paper="Selvaraju et al., ICCV 2017, Sec. 3",
+    summary="Grad-CAM with negated gradients: evidence *against* the class",
+    passes_text="0 (shared backward)",
 )
 def counterfactual(ctx: LayerContext) -> Tensor:
     """Grad-CAM with negated gradients: where evidence *against* the class lies."""

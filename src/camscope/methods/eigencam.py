@@ -22,7 +22,11 @@ from ._common import first_component
 
 
 @register_method(
-    "eigencam", needs_gradients=False, class_specific=False, paper="Muhammad & Yeasin, IJCNN 2020"
+    "eigencam",
+    needs_gradients=False,
+    class_specific=False,
+    paper="Muhammad & Yeasin, IJCNN 2020",
+    summary="first principal component of the activations (the same map for every class)",
 )
 def eigencam(ctx: LayerContext) -> Tensor:
     """First principal component of the activations; no gradients, not class-specific."""

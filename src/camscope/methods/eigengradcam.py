@@ -19,7 +19,12 @@ from ..core.registry import register_method
 from ._common import first_component
 
 
-@register_method("eigengradcam", paper="Muhammad & Yeasin 2020; Gildenblat et al. 2021")
+@register_method(
+    "eigengradcam",
+    paper="Muhammad & Yeasin 2020; Gildenblat et al. 2021",
+    summary="first principal component of gradient x activation",
+    passes_text="0 (shared backward)",
+)
 def eigengradcam(ctx: LayerContext) -> Tensor:
     """First principal component of gradient x activation; class-specific."""
     grads = ctx.require_gradients()

@@ -42,6 +42,10 @@ def top_variance(acts: Tensor, n: int) -> Tensor:
     needs_gradients=False,
     channel_contributions=True,
     paper="Wang et al., CVPR-W 2020 (channel subset)",
+    family="perturbation",
+    summary="approximation of Score-CAM on the N channels of highest variance",
+    passes=lambda q: min(q.option("num_channels", 64), q.channels) + 1,
+    passes_text="min(N, C) + 1, N = num_channels (64)",
 )
 def faster_scorecam(ctx: LayerContext) -> Tensor:
     """Score-CAM restricted to the N channels of highest variance (default 64)."""

@@ -22,7 +22,13 @@ from ..core.registry import register_method
 from ._common import channel_weighted, spatial_mean
 
 
-@register_method("gradcam", channel_contributions=True, paper="Selvaraju et al., ICCV 2017")
+@register_method(
+    "gradcam",
+    channel_contributions=True,
+    paper="Selvaraju et al., ICCV 2017",
+    summary="channels weighted by spatially averaged gradients",
+    passes_text="0 (shared backward)",
+)
 def gradcam(ctx: LayerContext) -> Tensor:
     """Channel weights are the spatially averaged gradients of the target score."""
     weights = spatial_mean(ctx.require_gradients())

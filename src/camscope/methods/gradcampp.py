@@ -24,7 +24,13 @@ from ..core.registry import register_method
 from ._common import channel_weighted
 
 
-@register_method("gradcam++", channel_contributions=True, paper="Chattopadhay et al., WACV 2018")
+@register_method(
+    "gradcam++",
+    channel_contributions=True,
+    paper="Chattopadhay et al., WACV 2018",
+    summary="pixel-weighted positive gradients; better with several instances of a class",
+    passes_text="0 (shared backward)",
+)
 def gradcam_plus_plus(ctx: LayerContext) -> Tensor:
     """Pixel-weighted positive gradients (closed form for an exponential score)."""
     grads = ctx.require_gradients()

@@ -27,6 +27,12 @@ from ..core.registry import register_method
     needs_gradients=False,
     needs_guided_gradients=True,
     paper="Springenberg et al., ICLR-W 2015",
+    family="input gradient",
+    class_specific="weakly",
+    summary="fine-grained input gradients through activations that pass positive gradients; "
+    "nearly the same image for every class",
+    passes=2,
+    passes_text="2 (one guided pass, shared)",
 )
 def guided_backprop(ctx: LayerContext) -> Tensor:
     """Input gradients through ReLUs that pass only positive gradients: fine, not class-discriminative."""

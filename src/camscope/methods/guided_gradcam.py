@@ -20,7 +20,15 @@ from ..core.registry import register_method
 from .gradcam import gradcam
 
 
-@register_method("guided-gradcam", needs_guided_gradients=True, paper="Selvaraju et al., ICCV 2017")
+@register_method(
+    "guided-gradcam",
+    needs_guided_gradients=True,
+    paper="Selvaraju et al., ICCV 2017",
+    family="input gradient x gradient",
+    summary="guided backprop x upsampled Grad-CAM: fine-grained and class-discriminative",
+    passes=2,
+    passes_text="2 (one guided pass, shared)",
+)
 def guided_gradcam(ctx: LayerContext) -> Tensor:
     """Guided Backpropagation x upsampled Grad-CAM: fine-grained and class-discriminative."""
     if ctx.guided_gradients is None:

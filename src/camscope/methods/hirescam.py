@@ -19,7 +19,14 @@ from ..core.context import LayerContext
 from ..core.registry import register_method
 
 
-@register_method("hirescam", channel_contributions=True, paper="Draelos & Carin, 2020")
+@register_method(
+    "hirescam",
+    channel_contributions=True,
+    paper="Draelos & Carin, 2020",
+    summary="element-wise gradient x activation; shows the locations that add to the score "
+    "when one linear layer follows the map",
+    passes_text="0 (shared backward)",
+)
 def hirescam(ctx: LayerContext) -> Tensor:
     """Element-wise gradient x activation, summed over channels."""
     grads = ctx.require_gradients()

@@ -26,7 +26,14 @@ from .scorecam import score_weights
 
 
 @register_method(
-    "iscam", needs_gradients=False, channel_contributions=True, paper="Naidu et al., 2020"
+    "iscam",
+    needs_gradients=False,
+    channel_contributions=True,
+    paper="Naidu et al., 2020",
+    family="perturbation",
+    summary="Score-CAM with weights integrated over mask intensities",
+    passes=lambda q: q.option("num_samples", 10) * q.channels + 1,
+    passes_text="N x C + 1, N = num_samples (10)",
 )
 def iscam(ctx: LayerContext) -> Tensor:
     """Score-CAM with weights integrated over mask intensities i/N (default N = 10)."""

@@ -19,7 +19,13 @@ from ..core.context import LayerContext
 from ..core.registry import register_method
 
 
-@register_method("layercam", channel_contributions=True, paper="Jiang et al., IEEE TIP 2021")
+@register_method(
+    "layercam",
+    channel_contributions=True,
+    paper="Jiang et al., IEEE TIP 2021",
+    summary="positive gradients weight each location; good on shallow layers",
+    passes_text="0 (shared backward)",
+)
 def layercam(ctx: LayerContext) -> Tensor:
     """Positive gradients weight each activation element; works well on shallow layers."""
     grads = ctx.require_gradients()

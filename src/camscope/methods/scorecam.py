@@ -10,7 +10,8 @@ probability for the masked input:
     \\qquad L^c = \\mathrm{ReLU}\\Big(\\sum_k w_k^c A^k\\Big)
 
 with ``s`` the min-max normalisation. The paper's baseline term ``f(X_b)`` is the same for every
-channel and drops out of the normalised map.
+channel and drops out of the normalised map. For a single-logit (binary) or multi-label head the
+probability is the target's sigmoid instead of the softmax (:mod:`camscope.core.targets`).
 
 Speed: constant channels share one pass on the zero input, duplicate masks share a pass, passes
 are batched and run on a folded (on CPU: TorchScript) copy of the model (see
@@ -75,6 +76,10 @@ def score_weights(
     needs_gradients=False,
     channel_contributions=True,
     paper="Wang et al., CVPR-W 2020",
+    family="perturbation",
+    summary="channels weighted by the target's probability on the input masked by each channel",
+    passes=lambda q: q.channels + 1,
+    passes_text="C + 1 at most",
 )
 def scorecam(ctx: LayerContext) -> Tensor:
     """Channels weighted by the target's score on the input masked by each channel."""

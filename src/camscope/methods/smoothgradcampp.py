@@ -79,7 +79,12 @@ def noisy_gradients(ctx: LayerContext, n: int, level: float, seed: int, batch: i
     "smoothgradcam++",
     channel_contributions=True,
     needs_gradients=False,
+    uses_gradients=True,
     paper="Omeiza et al., 2019",
+    family="gradient (noisy passes)",
+    summary="Grad-CAM++ with derivatives averaged over noisy copies of the input",
+    passes=lambda q: q.option("num_samples", 8) * (1 + q.targets),
+    passes_text="N x (1 + K), N = num_samples (8)",
 )
 def smoothgradcampp(ctx: LayerContext) -> Tensor:
     """Grad-CAM++ with derivatives averaged over noisy copies of the input (default 8)."""

@@ -35,7 +35,14 @@ def nonzero_channels(acts: Tensor) -> Tensor:
 
 
 @register_method(
-    "sscam", needs_gradients=False, channel_contributions=True, paper="Wang et al., 2020"
+    "sscam",
+    needs_gradients=False,
+    channel_contributions=True,
+    paper="Wang et al., 2020",
+    family="perturbation",
+    summary="Score-CAM averaged over noisy masks",
+    passes=lambda q: q.option("num_samples", 35) * q.channels + 1,
+    passes_text="N x C + 1, N = num_samples (35)",
 )
 def sscam(ctx: LayerContext) -> Tensor:
     """Score-CAM with weights averaged over noisy masks (default 35 samples, sigma 2)."""

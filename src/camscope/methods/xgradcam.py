@@ -24,7 +24,13 @@ from ..core.registry import register_method
 from ._common import channel_weighted
 
 
-@register_method("xgradcam", channel_contributions=True, paper="Fu et al., BMVC 2020")
+@register_method(
+    "xgradcam",
+    channel_contributions=True,
+    paper="Fu et al., BMVC 2020",
+    summary="gradients weighted by normalised activations",
+    passes_text="0 (shared backward)",
+)
 def xgradcam(ctx: LayerContext) -> Tensor:
     """Gradients averaged with the activation as weights (sensitivity and conservation axioms)."""
     grads = ctx.require_gradients()

@@ -54,11 +54,20 @@ def map_state_dict_in_order(
     return mapped
 
 
-def _read_checkpoint(path: Path, trust: bool) -> Any:
+def read_checkpoint(
+    path: Path, trust: bool, trust_hint: str = "trust_checkpoint=True (CLI: --trust-checkpoint)"
+) -> Any:
+    """What ``path`` holds: a safetensors file, a ``weights_only`` torch file or, when
+    ``trust`` (``trust_hint`` says how the user grants it), any pickle."""
     if not path.exists():
         raise ModelLoadError(f"weights file {str(path)!r} not found")
     if path.is_dir():
         raise ModelLoadError(f"weights {str(path)!r} is a folder; pass the checkpoint file")
+    if path.stat().st_size == 0:
+        raise ModelLoadError(
+            f"{str(path)!r} is empty (0 bytes): the save that wrote it did not finish or was "
+            "interrupted; save the model or checkpoint again"
+        )
     if path.suffix.lower() == ".safetensors":
         try:
             from safetensors.torch import load_file
@@ -77,10 +86,10 @@ def _read_checkpoint(path: Path, trust: bool) -> Any:
             ) from err
         if not trust:
             raise ModelLoadError(
-                f"weights file {str(path)!r} contains pickled Python objects besides tensors, and "
-                "unpickling them can run code. If you trust this file, pass trust_checkpoint=True "
-                "(CLI: --trust-checkpoint); otherwise re-save it as a plain state dict or "
-                ".safetensors"
+                f"{str(path)!r} contains pickled Python objects besides tensors (a whole model or "
+                f"other objects), and unpickling them can run code. If you trust this file, pass "
+                f"{trust_hint}; otherwise re-save it as a plain state dict "
+                "(torch.save(model.state_dict(), ...)) or .safetensors"
             ) from err
     except Exception as err:
         raise ModelLoadError(
@@ -143,7 +152,7 @@ def apply_weights_file(
     (the default model's packaged naming scheme, see :mod:`camscope.models.default`).
     """
     path = Path(weights).expanduser()
-    obj = _unwrap_state_dict(_read_checkpoint(path, trust), path)
+    obj = _unwrap_state_dict(read_checkpoint(path, trust), path)
     if isinstance(obj, nn.Module):
         log.info("model %r: whole pickled module from %s", spec.name, path)
         if num_outputs(obj) != num_outputs(model):

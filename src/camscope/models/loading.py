@@ -14,6 +14,14 @@
 4. a torchvision classification model name (``torchvision.models.list_models()``). Names both
    libraries know (``resnet50``) go to timm; write ``torchvision:resnet50`` (or ``tv:``) or
    ``timm:resnet50`` to choose.
+5. a whole pickled model file (``torch.save(model)``), only with ``trust_checkpoint=True``
+   (unpickling runs code), with the same warning as trusted checkpoints.
+
+A path that exists but holds no model (a folder without ``config.json``, a ``config.json`` without
+weights, an empty or state-dict-only file) is an error that says what it lacks. timm weights are
+taken from the local caches when they are there, and an offline machine fails in seconds instead
+of retrying the Hub for a minute (:mod:`camscope.models.hub`). Messages name the Python arguments
+(``weights=``, ``pretrained=False``) or, for ``hints="cli"``, the command-line flags.
 
 Example:
     >>> model, spec = load_model()  # offline default  # doctest: +SKIP
@@ -29,7 +37,7 @@ import importlib
 import importlib.util
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -37,17 +45,36 @@ from torch import nn
 
 from ..core.unsupported import reject_unexplainable
 from ..errors import ModelLoadError, closest
-from . import hf
-from .checkpoints import apply_weights_file
+from . import hf, hub
+from .checkpoints import apply_weights_file, read_checkpoint
 from .default import DEFAULT_MODEL, load_default
-from .spec import ModelSpec, num_outputs, spec_for_model, spec_from_torchvision
+from .spec import ModelSpec, num_outputs, spec_for_model, spec_from_torchvision, with_binary_names
 
 log = logging.getLogger(__name__)
 
-_NO_DOWNLOAD_HINT = (
-    "without network access pass weights=FILE (a local checkpoint) or pretrained=False "
-    "(random weights)"
-)
+_MODEL_FILES = (".pt", ".pth", ".pkl", ".pickle", ".bin", ".ckpt", ".tar")
+_HINTS = {
+    "python": {
+        "weights": "weights=FILE",
+        "random": "pretrained=False",
+        "trust": "trust_checkpoint=True",
+        "model": "load_model('ARCH', weights=FILE)",
+    },
+    "cli": {
+        "weights": "--weights FILE",
+        "random": "--random-init",
+        "trust": "--trust-checkpoint",
+        "model": "--model ARCH --weights FILE",
+    },
+}
+
+
+def _no_download(hints: str) -> str:
+    flag = _HINTS[hints]
+    return (
+        f"without network access pass {flag['weights']} (a local checkpoint) or {flag['random']} "
+        "(random weights)"
+    )
 
 
 def load_model(
@@ -56,6 +83,8 @@ def load_model(
     weights: str | Path | None = None,
     trust_checkpoint: bool = False,
     pretrained: bool | None = None,
+    keep_mode: bool = False,
+    hints: str = "python",
 ) -> tuple[nn.Module, ModelSpec]:
     """Build a model by name and return it in eval mode with its :class:`ModelSpec`.
 
@@ -71,6 +100,10 @@ def load_model(
             ``weights`` file is given (a download for timm / torchvision names); ``False`` keeps
             random weights; ``True`` is the same as ``None``. Ignored for ``module:factory``
             names (the factory decides).
+        keep_mode: return the model in the mode its factory or pickle left it in (for
+            ``explain(..., mode="as-is")``) instead of eval mode.
+        hints: ``"python"`` or ``"cli"``: whether messages name the arguments of this function
+            or the command-line flags (``--weights``, ``--random-init``, ``--trust-checkpoint``).
 
     Raises:
         ModelLoadError: unknown name (with close names), failed download, unreadable or
@@ -78,28 +111,33 @@ def load_model(
     """
     if not isinstance(name, str) or not name.strip():
         raise ModelLoadError(f"model name must be a non-empty string, got {name!r}")
+    if hints not in _HINTS:
+        raise ValueError(f"hints must be one of {sorted(_HINTS)}, got {hints!r}")
     name = name.strip()
     use_library_weights = weights is None and pretrained is not False
 
     reject_unexplainable(name)
     if weights is not None:
         reject_unexplainable(weights)
+    path = Path(name).expanduser()
     if name == DEFAULT_MODEL:
-        model, spec = load_default(use_library_weights)
+        model, spec = load_default(use_library_weights, _HINTS[hints]["random"])
     elif name.startswith(("hf-hub:", "hf_hub:")):  # timm's Hugging Face Hub names
-        model, spec = _load_timm(name, use_library_weights)
+        model, spec = _load_timm(name, use_library_weights, hints)
     elif name.startswith("timm:"):  # explicit source, for names both libraries have
-        model, spec = _load_timm(name.split(":", 1)[1], use_library_weights)
+        model, spec = _load_timm(name.split(":", 1)[1], use_library_weights, hints)
     elif name.startswith(("torchvision:", "tv:")):
-        model, spec = _load_torchvision(name.split(":", 1)[1], use_library_weights)
-    elif hf.is_hf_folder(name):
-        model, spec = hf.load_hf_model(name)
+        model, spec = _load_torchvision(name.split(":", 1)[1], use_library_weights, hints)
+    elif path.is_dir():
+        model, spec = hf.load_hf_model(path, _HINTS[hints]["model"])
+    elif path.is_file() and ":" not in path.name:
+        model, spec = _load_pickled_model(path, trust_checkpoint, hints)
     elif ":" in name:
         model, spec = _load_factory(name)
     elif _is_timm_name(name):
-        model, spec = _load_timm(name, use_library_weights)
+        model, spec = _load_timm(name, use_library_weights, hints)
     elif name in _torchvision_names():
-        model, spec = _load_torchvision(name, use_library_weights)
+        model, spec = _load_torchvision(name, use_library_weights, hints)
     else:
         raise ModelLoadError(_unknown_name_message(name))
 
@@ -109,7 +147,32 @@ def load_model(
         )
     elif pretrained is False:
         log.info("model %r: random initialisation (pretrained=False)", name)
-    return model.eval(), spec
+    spec = with_binary_names(spec, model)
+    return (model if keep_mode else model.eval()), spec
+
+
+def _load_pickled_model(path: Path, trust: bool, hints: str) -> tuple[nn.Module, ModelSpec]:
+    """A whole model saved with ``torch.save(model)``: unpickled only when trusted."""
+    flag = _HINTS[hints]
+    if path.suffix.lower() not in _MODEL_FILES:
+        raise ModelLoadError(
+            f"{str(path)!r} is a file but not a model file camscope knows ({', '.join(_MODEL_FILES)}"
+            "); pass a model name, package.module:factory, or a torch.save(model) file"
+        )
+    obj = read_checkpoint(path, trust, trust_hint=flag["trust"])
+    if isinstance(obj, Mapping) and not isinstance(obj, nn.Module):
+        raise ModelLoadError(
+            f"{str(path)!r} holds weights (a state dict), not a whole model; build the "
+            f"architecture and load the weights into it: {flag['model'].replace('FILE', str(path))}"
+        )
+    if not isinstance(obj, nn.Module):
+        raise ModelLoadError(
+            f"{str(path)!r} holds {type(obj).__name__}, not a torch.nn.Module; save the model "
+            "with torch.save(model) or pass its architecture and weights"
+        )
+    reject_unexplainable(obj)
+    log.info("model %r: whole pickled module", str(path))
+    return obj, spec_for_model(obj, path.stem)
 
 
 def _load_factory(name: str) -> tuple[nn.Module, ModelSpec]:
@@ -204,16 +267,27 @@ def _torchvision_names(classification_only: bool = False) -> list[str]:
     return list(tvm.list_models(module=tvm) if classification_only else tvm.list_models())
 
 
-def _load_timm(name: str, use_library_weights: bool) -> tuple[nn.Module, ModelSpec]:
+def _load_timm(name: str, use_library_weights: bool, hints: str) -> tuple[nn.Module, ModelSpec]:
     import timm
 
+    kwargs: dict[str, Any] = {}
+    if use_library_weights:
+        cached = hub.local_timm_weights(name)
+        if cached is not None and not name.startswith(("hf-hub:", "hf_hub:")):
+            log.info("model %r: pretrained weights from the local cache %s", name, cached)
+            kwargs["pretrained_cfg_overlay"] = {"file": cached}
+        elif cached is None and not hub.hub_reachable(hub.timm_weights_host(name)):
+            raise ModelLoadError(
+                f"the pretrained weights of timm model {name!r} are not in the local cache and "
+                f"{hub.timm_weights_host(name)} cannot be reached; {_no_download(hints)}"
+            )
     try:
-        model = timm.create_model(name, pretrained=use_library_weights)
+        model = timm.create_model(name, pretrained=use_library_weights, **kwargs)
     except Exception as err:
         if use_library_weights:
             raise ModelLoadError(
                 f"could not download pretrained weights for timm model {name!r} ({err}); "
-                f"{_NO_DOWNLOAD_HINT}"
+                f"{_no_download(hints)}"
             ) from err
         raise ModelLoadError(f"timm could not build {name!r}: {err}") from err
     if use_library_weights:
@@ -223,7 +297,9 @@ def _load_timm(name: str, use_library_weights: bool) -> tuple[nn.Module, ModelSp
     return model, spec
 
 
-def _load_torchvision(name: str, use_library_weights: bool) -> tuple[nn.Module, ModelSpec]:
+def _load_torchvision(
+    name: str, use_library_weights: bool, hints: str
+) -> tuple[nn.Module, ModelSpec]:
     import torchvision.models as tvm
 
     if name not in _torchvision_names(classification_only=True):
@@ -237,8 +313,10 @@ def _load_torchvision(name: str, use_library_weights: bool) -> tuple[nn.Module, 
     except Exception:
         log.debug("torchvision model %r has no weights enum", name)
     if use_library_weights and enum_default is None:
+        flag = _HINTS[hints]
         raise ModelLoadError(
-            f"torchvision has no pretrained weights for {name!r}; pass weights=FILE or pretrained=False"
+            f"torchvision has no pretrained weights for {name!r}; pass {flag['weights']} or "
+            f"{flag['random']}"
         )
     try:
         model = tvm.get_model(name, weights=enum_default if use_library_weights else None)
@@ -246,7 +324,7 @@ def _load_torchvision(name: str, use_library_weights: bool) -> tuple[nn.Module, 
         if use_library_weights:
             raise ModelLoadError(
                 f"could not download pretrained weights for torchvision model {name!r} ({err}); "
-                f"{_NO_DOWNLOAD_HINT}"
+                f"{_no_download(hints)}"
             ) from err
         raise ModelLoadError(f"torchvision could not build {name!r}: {err}") from err
     if use_library_weights:
@@ -260,6 +338,11 @@ def _load_torchvision(name: str, use_library_weights: bool) -> tuple[nn.Module, 
 
 
 def _unknown_name_message(name: str) -> str:
+    if any(sep in name for sep in ("/", "\\")) or name.lower().endswith(_MODEL_FILES):
+        return (
+            f"no file or folder {name!r} (looked for it as a path because it has a path "
+            "separator or a model-file suffix); check the path"
+        )
     pool = [DEFAULT_MODEL]
     with contextlib.suppress(Exception):
         import timm

@@ -7,6 +7,7 @@ for any other module, ImageNet defaults (:func:`spec_for_model`).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -150,6 +151,22 @@ def spec_from_torchvision(name: str, enum_value: Any, num_classes: int | None) -
         class_names=categories,
         source=f"torchvision weights {enum_value}",
     )
+
+
+BINARY_CLASS_NAMES = ["negative", "positive"]
+
+
+def with_binary_names(spec: ModelSpec, model: nn.Module) -> ModelSpec:
+    """A single-logit (sigmoid) model has two classes, 0 and 1 (see
+    :mod:`camscope.core.targets`): the spec's two class names when it gives two, else
+    ``["negative", "positive"]``.
+
+    >>> with_binary_names(ModelSpec("m"), nn.Linear(4, 1)).class_names
+    ['negative', 'positive']
+    """
+    if num_outputs(model) != 1 or len(spec.class_names) == 2:
+        return spec
+    return dataclasses.replace(spec, class_names=list(BINARY_CLASS_NAMES))
 
 
 def num_outputs(model: nn.Module) -> int | None:

@@ -1,0 +1,106 @@
+"""How many model passes a call will cost, before running it.
+
+Every registered method declares the passes per image it adds beyond the shared forward and
+backward (:class:`~camscope.core.registry.MethodSpec` ``passes``): none for the gradient methods,
+one guided forward and backward for the guided ones, about one forward per channel for Score-CAM,
+``N`` per channel for SS-CAM and IS-CAM. :func:`layer_channels` finds the channel counts with one
+dry forward, :func:`estimate` adds the costs up per method (over every explained layer; the
+guided pass is shared), and :func:`within_budget` splits a method list by a budget of passes per
+image (``DEFAULT_PASS_BUDGET``), which is what ``camscope explain -m all`` uses.
+
+The counts are upper bounds for the Score-CAM family: constant and duplicate masks share one
+pass, so real runs often need fewer.
+
+Example:
+    >>> from camscope.methods import estimate_passes
+    >>> estimate_passes(model, x, ["gradcam", "scorecam", "sscam"], "bn2")  # doctest: +SKIP
+    {'gradcam': 0, 'scorecam': 1281, 'sscam': 44801}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .concurrency import PassScope
+from .layers import ReshapeFn, preserved_modes, to_spatial
+from .registry import MethodSpec, PassQuery
+from .reshape import spatial_reshape
+
+#: Passes per image above which ``-m all`` leaves a method out (unless ``--allow-slow``).
+DEFAULT_PASS_BUDGET = 2000
+
+
+def layer_channels(
+    model: nn.Module,
+    layers: Sequence[tuple[str, nn.Module]],
+    x: Tensor,
+    reshape: ReshapeFn | None = None,
+) -> dict[str, int]:
+    """Channels of each layer's output as the methods see it (tokens reshaped), from one
+    eval-mode, no-grad forward on ``x[:1]`` (modes and hooks restored)."""
+    shapes: dict[str, int] = {}
+    scope = PassScope()
+    size = (x.shape[-2], x.shape[-1])
+
+    def record(name: str) -> Any:
+        def hook(_m: nn.Module, _i: Any, out: Any) -> None:
+            if isinstance(out, Tensor) and name not in shapes:
+                try:
+                    fn = reshape or spatial_reshape(model, name, size)
+                    shapes[name] = int(to_spatial(fn(out), name).shape[1])
+                except Exception:  # not a feature map: the run itself will say why
+                    shapes[name] = int(out.shape[1]) if out.ndim > 1 else 1
+
+        return hook
+
+    handles = [m.register_forward_hook(scope.hook(record(n))) for n, m in layers]
+    try:
+        with preserved_modes(model), torch.no_grad(), scope.active():
+            model.eval()
+            model(x[:1])
+    finally:
+        for handle in handles:
+            handle.remove()
+    return shapes
+
+
+def estimate(
+    specs: Sequence[MethodSpec],
+    channels: Mapping[str, int],
+    targets: int = 1,
+    options: Mapping[str, Any] | None = None,
+) -> dict[str, int]:
+    """Passes per image each method adds, summed over the layers in ``channels`` (the guided
+    pass, which does not depend on the layer, counted once)."""
+    opts = dict(options or {})
+    result = {}
+    for spec in specs:
+        per_layer = [
+            spec.passes_per_image(PassQuery(c, targets, opts)) for c in channels.values()
+        ] or [spec.passes_per_image(PassQuery(0, targets, opts))]
+        result[spec.name] = max(per_layer) if spec.needs_guided_gradients else sum(per_layer)
+    return result
+
+
+def shared_passes(specs: Sequence[MethodSpec]) -> int:
+    """The passes every call makes: one forward, one backward if a method needs gradients, and
+    one guided forward and backward if a guided method is asked for (counted in its estimate)."""
+    return 1 + int(any(s.needs_gradients for s in specs))
+
+
+def within_budget(
+    estimates: Mapping[str, int], budget: int = DEFAULT_PASS_BUDGET
+) -> tuple[list[str], dict[str, str]]:
+    """Split methods into those whose estimate fits ``budget`` passes per image and the others
+    (name -> why it was left out)."""
+    kept = [name for name, n in estimates.items() if n <= budget]
+    left = {
+        name: f"about {n:,} model passes per image, over the budget of {budget:,}"
+        for name, n in estimates.items()
+        if n > budget
+    }
+    return kept, left
