@@ -72,6 +72,15 @@ def test_a_folder_that_is_not_a_model_says_what_it_lacks(tmp_path: Path) -> None
         load_model(str(folder))
 
 
+def test_a_folder_named_like_a_model_does_not_shadow_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "resnet18").mkdir()  # e.g. an earlier run's --out folder
+    monkeypatch.chdir(tmp_path)
+    model, spec = load_model("resnet18", pretrained=False)
+    assert spec.name == "resnet18" and type(model).__name__ == "ResNet"
+
+
 def test_a_whole_pickled_model_file_needs_trust(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

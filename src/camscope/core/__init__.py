@@ -1,6 +1,9 @@
 """The engine: one forward and one backward pass, and everything a CAM method reads from them.
 
-* :mod:`.engine`: :func:`explain`, the passes, hooks and the no-side-effects guard;
+* :mod:`.engine`: :func:`explain`, its modes and the no-side-effects guard; :mod:`.passes`: the
+  shared forward and backward and the guided pass; :mod:`.assemble`: the methods' maps, what was
+  skipped and why, warnings; :mod:`.concurrency`: the per-model lock and hooks scoped to their
+  own call; :mod:`.cost`: passes per image before a run;
 * :mod:`.context` / :mod:`.result`: the :class:`LayerContext` a method sees and the
   :class:`Explanation` ``explain`` returns;
 * :mod:`.registry`: ``@register_method`` and :class:`MethodSpec`;

@@ -80,10 +80,10 @@ def _zero_map_warnings(
         for spec in specs:
             if spec.name not in maps or (layer in dead_layers and spec.needs_gradients):
                 continue  # covered by the layer's zero-gradient warning
-            peak = maps[spec.name].flatten(2).amax(-1)  # (B, K)
-            if not bool((peak == 0).any()):
+            lit = maps[spec.name].flatten(2).any(-1)  # (B, K): the map is not all zero
+            if bool(lit.all()):
                 continue
-            images = sorted({int(i) for i in (peak == 0).nonzero()[:, 0].tolist()})
+            images = sorted({int(i) for i in (~lit).nonzero()[:, 0].tolist()})
             messages.append(
                 f"{spec.name} at layer {layer!r}: the map is zero everywhere for image(s) "
                 f"{images}: no position has positive evidence for the target there (the signed "

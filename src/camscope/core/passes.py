@@ -299,9 +299,10 @@ def forward_backward(
 
 def _zero_gradient_warning(model: nn.Module, name: str, act: Tensor, grad: Tensor) -> str | None:
     """A warning when the target's gradient is zero at every position of the layer."""
-    dead = grad.flatten(2).abs().amax(-1) == 0  # (B, K)
-    if not bool(dead.any()):
+    live = grad.flatten(2).any(-1)  # (B, K): some position has a non-zero gradient
+    if bool(live.all()):
         return None
+    dead = ~live
     images = sorted({int(i) for i in dead.nonzero()[:, 0].tolist()})
     from .families import family_layer
 

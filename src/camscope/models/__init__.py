@@ -1,11 +1,12 @@
 """Models and the preprocessing they expect: ``load_model(name) -> (model, ModelSpec)``.
 
 * :mod:`.loading`: names to models (the offline default, ``module:factory``, timm, torchvision,
-  Hugging Face folders), see :func:`load_model`;
+  Hugging Face folders, whole pickled models), see :func:`load_model`;
 * :mod:`.spec`: :class:`ModelSpec` (input size, mean/std, interpolation, class names);
 * :mod:`.default`: the offline EfficientNet-Lite0 and why its preprocessing is what it is;
 * :mod:`.checkpoints`: weights files (state dicts, safetensors, trusted pickles);
-* :mod:`.hf`: Hugging Face ``transformers`` classifiers.
+* :mod:`.hf`: Hugging Face ``transformers`` classifiers;
+* :mod:`.hub`: timm weights from the local caches, and a quick network check before a download.
 
 This package imports :mod:`camscope.core` (to refuse TorchScript/ONNX models) and
 :mod:`camscope.errors`; nothing here runs the engine.

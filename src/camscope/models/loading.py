@@ -128,16 +128,18 @@ def load_model(
         model, spec = _load_timm(name.split(":", 1)[1], use_library_weights, hints)
     elif name.startswith(("torchvision:", "tv:")):
         model, spec = _load_torchvision(name.split(":", 1)[1], use_library_weights, hints)
-    elif path.is_dir():
+    elif hf.is_hf_folder(path):
         model, spec = hf.load_hf_model(path, _HINTS[hints]["model"])
-    elif path.is_file() and ":" not in path.name:
-        model, spec = _load_pickled_model(path, trust_checkpoint, hints)
-    elif ":" in name:
+    elif ":" in name and not path.exists():
         model, spec = _load_factory(name)
-    elif _is_timm_name(name):
+    elif _is_timm_name(name):  # known names first: a folder called resnet50 does not shadow it
         model, spec = _load_timm(name, use_library_weights, hints)
     elif name in _torchvision_names():
         model, spec = _load_torchvision(name, use_library_weights, hints)
+    elif path.is_dir():  # says what the folder lacks to be a model
+        model, spec = hf.load_hf_model(path, _HINTS[hints]["model"])
+    elif path.is_file():
+        model, spec = _load_pickled_model(path, trust_checkpoint, hints)
     else:
         raise ModelLoadError(_unknown_name_message(name))
 

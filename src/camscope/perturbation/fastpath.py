@@ -194,6 +194,8 @@ def _checksum(tensors: Sequence[Tensor]) -> Tensor:
         sums.append(bits.sum(dtype=torch.int64 if view is torch.int64 else torch.int32).long())
     if not sums:
         return torch.zeros(0, dtype=torch.int64)
+    if len({s.device for s in sums}) == 1:
+        return torch.stack(sums).cpu()  # one device synchronisation, not one per tensor
     return torch.stack([s.cpu() for s in sums])
 
 
