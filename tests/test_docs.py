@@ -36,9 +36,11 @@ def test_the_registry_states_the_facts_people_asked_about() -> None:
     # class (Adebayo et al. 2018); Eigen-CAM not at all
     assert get_method("smoothgradcam++").uses_gradients
     assert not get_method("smoothgradcam++").needs_gradients
-    assert get_method("guided-backprop").class_specific == "weakly"
-    assert get_method("eigencam").class_specific == "no"
-    assert get_method("gradcam").class_specific == "yes"
+    assert get_method("guided-backprop").class_specificity == "weakly"
+    assert get_method("guided-backprop").class_specific is True  # depends on it, barely
+    assert get_method("eigencam").class_specificity == "no"
+    assert get_method("eigencam").class_specific is False
+    assert get_method("gradcam").class_specificity == "yes"
     for line in DOCS.read_text(encoding="utf-8").splitlines():
         match = re.match(r"^\| `([^`]+)` \|", line)
         if match:

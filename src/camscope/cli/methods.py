@@ -50,6 +50,7 @@ def show_methods(*, as_json: bool = False, as_markdown: bool = False) -> int:
                 "needs_guided_gradients": s.needs_guided_gradients,
                 "uses_gradients": s.uses_gradients,
                 "class_specific": s.class_specific,
+                "class_specificity": s.class_specificity,
                 "passes_per_image": s.passes_text,
                 "paper": s.paper,
                 "summary": s.summary,

@@ -67,8 +67,10 @@ class MethodSpec:
             ``channel_contributions``), or ``(B, K, 3, H, W)`` for input-space (guided) attributions.
         needs_gradients: whether the method reads ``ctx.gradients`` (one shared backward pass).
         needs_guided_gradients: whether it reads ``ctx.guided_gradients`` (one extra guided pass).
-        class_specific: ``"yes"``, ``"no"`` (the same map for every class) or ``"weakly"``
-            (nominally class-specific, in practice nearly the same map for every class).
+        class_specific: whether the map depends on the target class (False: the same map for
+            every class, as for Eigen-CAM).
+        class_specificity: the same for people: ``"yes"``, ``"no"`` or ``"weakly"`` (depends on
+            the class in principle, in practice nearly the same map for every class).
         channel_contributions: the method returns per-channel contributions ``(B, K, C, h, w)``
             and the engine sums them over channels (or, with ``eigen_smooth``, takes their first
             principal component); otherwise it returns the map itself.
@@ -87,11 +89,12 @@ class MethodSpec:
     fn: MethodFn
     needs_gradients: bool
     needs_guided_gradients: bool
-    class_specific: str
+    class_specific: bool
     channel_contributions: bool
     summary: str
     paper: str
     family: str = ""
+    class_specificity: str = "yes"
     uses_gradients: bool = False
     passes: PassFn = field(default=lambda _q: 0)
     passes_text: str = "0"
@@ -144,7 +147,8 @@ def register_method(
             fn=fn,
             needs_gradients=needs_gradients,
             needs_guided_gradients=needs_guided_gradients,
-            class_specific=specific,
+            class_specific=specific != "no",
+            class_specificity=specific,
             channel_contributions=channel_contributions,
             summary=summary or (doc_line[0] if doc_line else ""),
             paper=paper,

@@ -42,7 +42,7 @@ def method_rows() -> list[dict[str, str]]:
             "family": spec.family,
             "gradients": gradients_label(spec),
             "passes per image": spec.passes_text,
-            "class-specific": spec.class_specific,
+            "class-specific": spec.class_specificity,
             "paper": spec.paper,
             "what it shows": spec.summary,
         }
