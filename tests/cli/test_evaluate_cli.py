@@ -351,3 +351,15 @@ def test_pet_layout_with_a_class_map_and_skipped_classes(tmp_path, patched, caps
     assert "Oxford-IIIT Pet" in (tmp_path / "q" / "report.md").read_text()
     stored = json.loads((tmp_path / "q" / "config.json").read_text())
     assert "sha256" in stored["labels"] and stored["labels"].endswith("unmapped skip")
+
+
+def test_a_method_that_cannot_run_at_the_layer_is_a_usage_error(tmp_path, patched, capsys):
+    """explain() skips such a method by default; evaluate needs every method's maps, so it asks
+    for strict results and stops with the engine's reason instead of a KeyError."""
+    code = main([
+        "evaluate", "--methods", "gradcam,cam", "--layers", "0", "--metrics", "energy",
+        "--data", "builtin:2", "--out", str(tmp_path / "ev"), "--no-progress",
+    ])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "cam" in err and "internal error" not in err

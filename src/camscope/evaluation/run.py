@@ -367,6 +367,7 @@ def collect_examples(
             layer=layer,
             targets=[int(r["target"]) for r, *_ in loaded],
             method_options=config.method_options,
+            strict=True,
         )
         out[m] = [
             {

@@ -198,8 +198,16 @@ def evaluate_batch(
         second[i] = _best_accepted(logits[i].cpu(), samples[i].objects[1].class_ids)
     asked = torch.cat([top_classes, torch.tensor([first, second]).T], dim=1)
     t0 = time.perf_counter()
+    # strict: every metric below reads every method's maps; a method that cannot run at this
+    # layer is a usage error for the whole run, not a silent hole in the leaderboard.
     res = explain(
-        model, x, methods, layer=layer, targets=asked, method_options=config.method_options
+        model,
+        x,
+        methods,
+        layer=layer,
+        targets=asked,
+        method_options=config.method_options,
+        strict=True,
     )
     timing.add("explain", time.perf_counter() - t0)
     explained_layer = res.layer if isinstance(res.layer, str) else ",".join(res.layer)

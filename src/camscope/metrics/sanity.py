@@ -177,6 +177,7 @@ def cascading_randomization(
         layer=layer,
         targets="top1" if targets is None else targets,
         method_options=method_options,
+        strict=True,
     )
     classes = ref.targets if targets is None else targets
     units = list(reversed(parameter_units(model, x, depth)))
@@ -198,7 +199,9 @@ def cascading_randomization(
             reinitialise(modules[units[done]], gen)
             done += 1
         steps.append(units[point])
-        res = explain(work, x, names, layer=layer, targets=classes, method_options=method_options)
+        res = explain(
+            work, x, names, layer=layer, targets=classes, method_options=method_options, strict=True
+        )
         for n in names:
             a, b = ref.maps[n], res.maps[n]
             rho = spearman(a.flatten(1), b.flatten(1))
