@@ -50,6 +50,7 @@ ALLOWED: dict[str, set[str]] = {
         "data",
         "evaluation",
     },
+    "training": {"errors", "core", "models", "io", "viz", "metrics", "data"},
     "cli": {"*"},
     "__init__": {"*"},
     "__main__": {"cli"},

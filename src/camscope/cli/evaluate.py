@@ -216,7 +216,7 @@ def _load_data(args: argparse.Namespace, spec: Any) -> tuple[Any, str, str, list
     """The samples, the data's description for config.json, the label rule and data notes."""
     from ..data.annotations import read_dataset
     from ..data.classes import ClassMapper, read_class_map
-    from ..data.synthetic import SyntheticBenchmark
+    from ..data.synthetic import SyntheticBenchmark, trained_class_ids
 
     builtin = _BUILTIN.fullmatch(args.data.strip())
     if builtin is None and args.data.strip().startswith("builtin:"):
@@ -228,7 +228,10 @@ def _load_data(args: argparse.Namespace, spec: Any) -> tuple[Any, str, str, list
         size = int(spec.input_size[0]) if spec.input_size[0] == spec.input_size[1] else 224
         # The built-in benchmark's image i does not depend on N, so a resumed run may grow N.
         return (
-            SyntheticBenchmark(n, size=size, seed=args.seed),
+            # a model trained on builtin:N (camscope train) has the object kinds as classes
+            SyntheticBenchmark(
+                n, size=size, seed=args.seed, class_ids=trained_class_ids(spec.class_names)
+            ),
             f"builtin (seed {args.seed})",
             "",
             [],

@@ -18,11 +18,11 @@ from collections.abc import Sequence
 from .. import __version__
 from ..allocator import tune_allocator
 from ..errors import CamscopeError
-from . import evaluate, explain, layers, methods, predict, serve, study
+from . import evaluate, explain, layers, methods, predict, serve, study, train
 
 log = logging.getLogger("camscope.cli")
 
-_COMMANDS = (explain, methods, layers, predict, evaluate, serve, study)
+_COMMANDS = (explain, methods, layers, predict, evaluate, serve, study, train)
 
 _EPILOG = """\
 examples:
@@ -32,6 +32,7 @@ examples:
   camscope layers resnet50                       # candidate layers and the automatic choice
   camscope predict photos/ --topk 5
   camscope serve                                 # the web viewer on http://127.0.0.1:8000/
+  camscope train --data builtin:1200 --arch gapnet --image-size 32 --out runs/gap
 """
 
 

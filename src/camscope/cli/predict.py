@@ -26,7 +26,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     add_model_arguments(parser)
     parser.add_argument(
-        "--topk", type=positive_int, default=5, metavar="K", help="classes per image (default 5)"
+        "--topk",
+        type=positive_int,
+        default=None,
+        metavar="K",
+        help="classes per image (default 5, or every class of a model with fewer)",
     )
     add_max_pixels_argument(parser)
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
@@ -38,7 +42,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 class PredictOptions:
     images: list[str]
     model: ModelOptions
-    topk: int = 5
+    topk: int | None = None  # None: 5, or all classes of a model with fewer
     max_pixels: int | None = None
     as_json: bool = False
 
@@ -83,9 +87,10 @@ def predict_images(options: PredictOptions) -> int:
             logits = logits[0]
         logits = getattr(logits, "logits", logits)
         probs = logits.float().softmax(-1)[0]
-        if options.topk > probs.numel():
-            raise TargetError(f"--topk {options.topk}: the model has only {probs.numel()} classes")
-        values, indices = probs.topk(options.topk)
+        k = options.topk if options.topk is not None else min(5, probs.numel())
+        if k > probs.numel():
+            raise TargetError(f"--topk {k}: the model has only {probs.numel()} classes")
+        values, indices = probs.topk(k)
         predictions = [
             {
                 "class": int(c),

@@ -37,7 +37,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 
@@ -235,6 +235,9 @@ class SyntheticBenchmark:
         scale: range of the pasted object's longer side as a fraction of the canvas (single
             objects; two-object images use 0.7 times it).
         objects: object names to use (default: all of :data:`OBJECTS`).
+        class_ids: model classes that count as each object, replacing the ImageNet classes of
+            :data:`OBJECTS` (:func:`trained_class_ids` gives them for a model trained on the
+            built-in set).
     """
 
     def __init__(
@@ -245,6 +248,7 @@ class SyntheticBenchmark:
         two_object_fraction: float = 0.3,
         scale: tuple[float, float] = (0.4, 0.8),
         objects: tuple[str, ...] | None = None,
+        class_ids: Mapping[str, Sequence[int]] | None = None,
     ) -> None:
         if length < 1:
             raise UsageError(f"the built-in benchmark needs at least one image; got {length}")
@@ -267,6 +271,7 @@ class SyntheticBenchmark:
         self.two_object_fraction = two_object_fraction
         self.scale = scale
         self.specs = [known[n] for n in names]
+        self.class_ids = {n: tuple(int(i) for i in ids) for n, ids in (class_ids or {}).items()}
 
     def __len__(self) -> int:
         return self.length
@@ -289,7 +294,8 @@ class SyntheticBenchmark:
         objects = []
         for name, mask in zip(r.names, r.masks):
             spec = next(o for o in self.specs if o.name == name)
-            objects.append(GroundTruth(name, spec.class_ids, tight_box(mask)))
+            ids = self.class_ids.get(name, spec.class_ids)
+            objects.append(GroundTruth(name, ids, tight_box(mask)))
         return Sample(
             id=self._id(index),
             path=None,
@@ -354,6 +360,26 @@ class SyntheticBenchmark:
         x = int(rng.integers(0, w - side + 1))
         crop = Image.fromarray(photo[y : y + side, x : x + side])
         return np.asarray(crop.resize((self.size, self.size), Image.Resampling.BILINEAR)).copy()
+
+
+def trained_class_ids(class_names: Sequence[str]) -> dict[str, tuple[int, ...]] | None:
+    """The class index of each object kind in a model whose classes are the object kinds.
+
+    A model trained on ``builtin:N`` by ``camscope train`` has exactly the object kinds as classes
+    (``cat, cup, motorcycle, rocket``, in its own order): each object then counts as its own
+    class. For any other model (ImageNet classes) this returns None and the objects keep their
+    ImageNet classes.
+
+    >>> trained_class_ids(["cat", "cup", "motorcycle", "rocket"])["rocket"]
+    (3,)
+    >>> trained_class_ids(["tench", "goldfish"]) is None
+    True
+    """
+    kinds = {o.name for o in OBJECTS}
+    names = [str(n) for n in class_names]
+    if len(names) != len(kinds) or set(names) != kinds:
+        return None
+    return {name: (index,) for index, name in enumerate(names)}
 
 
 def _apart(a: tuple[float, ...], b: tuple[float, ...]) -> bool:

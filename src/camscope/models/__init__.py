@@ -6,7 +6,10 @@
 * :mod:`.default`: the offline EfficientNet-Lite0 and why its preprocessing is what it is;
 * :mod:`.checkpoints`: weights files (state dicts, safetensors, trusted pickles);
 * :mod:`.hf`: Hugging Face ``transformers`` classifiers;
-* :mod:`.hub`: timm weights from the local caches, and a quick network check before a download.
+* :mod:`.hub`: timm weights from the local caches, and a quick network check before a download;
+* :mod:`.architectures`, :mod:`.gapnet`: the classifiers ``camscope train`` builds (timm and
+  torchvision families with a small-input stem, seed 004's no-pooling GapNet);
+* :mod:`.run_folder`: a ``camscope train`` run folder loaded as a model.
 
 This package imports :mod:`camscope.core` (to refuse TorchScript/ONNX models) and
 :mod:`camscope.errors`; nothing here runs the engine.

@@ -8,7 +8,8 @@
 2. ``"package.module:factory"`` or ``"path/to/file.py:factory"``: your own model; ``factory()`` is
    called with no arguments and returns an ``nn.Module`` (or ``(module, ModelSpec)``).
    A saved Hugging Face ``transformers`` folder (``config.json`` + weights) loads offline with
-   its image-processor preprocessing (:mod:`camscope.models.hf`).
+   its image-processor preprocessing (:mod:`camscope.models.hf`); a ``camscope train`` run
+   folder loads its best epoch with its classes and preprocessing (:mod:`.run_folder`).
 3. a timm model name (``timm.list_models()``), optionally with a pretrained tag
    (``"resnet50.a1_in1k"``), or a timm ``"hf-hub:owner/repo"`` name.
 4. a torchvision classification model name (``torchvision.models.list_models()``). Names both
@@ -45,7 +46,7 @@ from torch import nn
 
 from ..core.unsupported import reject_unexplainable
 from ..errors import ModelLoadError, closest
-from . import hf, hub
+from . import hf, hub, run_folder
 from .checkpoints import apply_weights_file, read_checkpoint
 from .default import DEFAULT_MODEL, load_default
 from .spec import ModelSpec, num_outputs, spec_for_model, spec_from_torchvision, with_binary_names
@@ -128,6 +129,8 @@ def load_model(
         model, spec = _load_timm(name.split(":", 1)[1], use_library_weights, hints)
     elif name.startswith(("torchvision:", "tv:")):
         model, spec = _load_torchvision(name.split(":", 1)[1], use_library_weights, hints)
+    elif run_folder.is_run_folder(path):  # before Hugging Face: both have a config.json
+        model, spec = run_folder.load_run_folder(path, load_weights=use_library_weights)
     elif hf.is_hf_folder(path):
         model, spec = hf.load_hf_model(path, _HINTS[hints]["model"])
     elif ":" in name and not path.exists():

@@ -1,0 +1,327 @@
+"""The epoch loop of a run: loaders, optimizer, schedule, mixed precision, DDP, early stopping,
+checkpoints after every epoch, and the run folder's reports at the end."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler, Subset
+
+from ..errors import DatasetError, UsageError
+from .checkpoint import BEST_WEIGHTS, CHECKPOINT, Progress, restore_rng, save_best, save_checkpoint
+from .config import TrainConfig
+from .distributed import World, gather_lists, sum_over_ranks, sum_tensor
+from .loop import EpochStats, Step, evaluate, train_epoch
+from .optim import build_optimizer, build_schedule
+from .report import per_class_accuracy, plot_confusion, plot_curves, write_json, write_metrics
+from .result import TrainResult, read_result
+from .splits import TrainingData
+from .transforms import ImageTransform, LabelledImages, Normalize, collate
+
+log = logging.getLogger(__name__)
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``precision`` on ``device`` (None: float32 throughout)."""
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision == "fp16":
+        if device.type != "cuda":
+            raise UsageError("--precision fp16 needs a CUDA GPU; use --precision bf16 on a CPU")
+        return torch.float16
+    if precision == "auto" and device.type == "cuda":
+        return torch.float16
+    return None
+
+
+def epoch_seed(seed: int, epoch: int, rank: int) -> int:
+    """The seed of every generator at the start of ``epoch`` on ``rank``."""
+    return int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1)[0])
+
+
+def _reseed(seed: int) -> None:
+    import random
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _loaders(
+    config: TrainConfig, data: TrainingData, world: World, device: torch.device
+) -> tuple[DataLoader, DataLoader, DistributedSampler]:
+    size = int(config.image_size or 0)
+    mode = config.augment
+    if mode == "auto":
+        mode = "pad-crop" if size <= 64 else "crop"
+    train_set = LabelledImages(
+        data.train, ImageTransform(size, "bilinear", "eval" if mode == "none" else mode)
+    )
+    val_set = LabelledImages(data.val, ImageTransform(size, "bilinear", "eval"))
+    sampler: DistributedSampler = DistributedSampler(
+        train_set, num_replicas=world.size, rank=world.rank, shuffle=True, seed=config.seed
+    )
+    common: dict[str, Any] = {
+        "num_workers": config.workers,
+        "collate_fn": collate,
+        "pin_memory": device.type == "cuda",
+    }
+    train_loader = DataLoader(train_set, batch_size=config.batch_size, sampler=sampler, **common)
+    shard = Subset(val_set, list(range(world.rank, len(val_set), world.size)))
+    val_loader = DataLoader(shard, batch_size=2 * config.batch_size, shuffle=False, **common)
+    return train_loader, val_loader, sampler
+
+
+def _better(config: TrainConfig, row: dict[str, float], progress: Progress) -> bool:
+    value = row[config.monitor]
+    if progress.best_value is None:
+        return True
+    if config.monitor == "val_loss":
+        return value < progress.best_value
+    return value > progress.best_value
+
+
+def run_epochs(
+    config: TrainConfig,
+    out: Path,
+    data: TrainingData,
+    model: nn.Module,
+    device: torch.device,
+    world: World,
+    progress: Progress,
+    state: dict[str, Any] | None,
+    *,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    cam_layer: dict[str, Any],
+) -> TrainResult:
+    """Train from ``progress.epoch + 1`` to ``config.epochs`` (or ``stop_after`` epochs, or early
+    stopping) and write the run folder's files (rank 0)."""
+    channels_last = (
+        config.channels_last if config.channels_last is not None else device.type == "cuda"
+    )
+    model.to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    net: nn.Module = model
+    if world.size > 1:
+        net = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    train_loader, val_loader, sampler = _loaders(config, data, world, device)
+    lr = config.lr or config.default_lr
+    optimizer = build_optimizer(
+        model, config.optimizer, lr, config.weight_decay, config.momentum, config.nesterov
+    )
+    schedule = build_schedule(
+        optimizer, len(train_loader), config.epochs, config.warmup_epochs, lr, config.min_lr
+    )
+    dtype = autocast_dtype(config.precision, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        restore_rng(state["rng"])
+    step = Step(
+        net,
+        optimizer,
+        schedule,
+        scaler,
+        nn.CrossEntropyLoss(label_smoothing=config.label_smoothing),
+        Normalize(mean, std, device),
+        device,
+        dtype,
+        config.clip_grad,
+        channels_last,
+    )
+    classes = data.classes
+    show = config.progress and world.main
+    throughput: list[tuple[int, float, float]] = []
+    for epoch in range(progress.epoch + 1, config.epochs + 1):
+        if progress.stopped_early or (
+            config.stop_after is not None and len(throughput) >= config.stop_after
+        ):
+            break
+        _reseed(epoch_seed(config.seed, epoch, world.rank))
+        sampler.set_epoch(epoch)
+        bar = _bar(show, len(sampler), f"epoch {epoch}/{config.epochs}")
+        try:
+            train = train_epoch(step, train_loader, _updater(bar))
+        finally:
+            if bar is not None:
+                bar.close()
+        val = evaluate(step, val_loader, len(classes))
+        row, confusion = _epoch_row(world, device, epoch, train, val, optimizer)
+        for name, reason in gather_lists(world, train.skipped + val.skipped):
+            if name not in progress.skipped:
+                progress.skipped[name] = reason
+                if world.main:
+                    log.warning("skipped unreadable image %s: %s", name, reason)
+        if row["train_images"] == 0:
+            raise DatasetError(f"no training image of {config.data} could be read")
+        throughput.append((int(row.pop("train_images")), train.seconds, train.data_wait))
+        progress.history.append(row)
+        progress.epoch = epoch
+        if _better(config, row, progress):
+            progress.best_epoch, progress.best_value = epoch, row[config.monitor]
+            progress.best_confusion = confusion
+            progress.bad_epochs = 0
+            if world.main:
+                save_best(out / BEST_WEIGHTS, model, epoch)
+        else:
+            progress.bad_epochs += 1
+        if config.patience is not None and progress.bad_epochs >= config.patience:
+            progress.stopped_early = True
+        if world.main:
+            save_checkpoint(out / CHECKPOINT, model, optimizer, schedule, scaler, progress)
+            write_metrics(out / "metrics.csv", progress.history)
+            if show:
+                _epoch_line(row, config.epochs, throughput[-1])
+    if world.main:
+        _finish(config, out, data, model, progress, throughput, cam_layer, mean, std)
+    from .distributed import barrier
+
+    barrier(world)
+    return read_result(out)
+
+
+def _epoch_row(
+    world: World,
+    device: torch.device,
+    epoch: int,
+    train: EpochStats,
+    val: EpochStats,
+    optimizer: torch.optim.Optimizer,
+) -> tuple[dict[str, Any], list[list[int]]]:
+    totals = sum_over_ranks(
+        world,
+        [train.loss_sum, train.correct, train.images, val.loss_sum, val.correct, val.images],
+        device,
+    )
+    assert val.confusion is not None
+    confusion = sum_tensor(world, val.confusion.clone()).cpu().tolist()
+    t_loss, t_correct, t_images, v_loss, v_correct, v_images = totals
+    row = {
+        "epoch": epoch,
+        "train_loss": t_loss / max(1.0, t_images),
+        "train_acc": t_correct / max(1.0, t_images),
+        "val_loss": v_loss / max(1.0, v_images),
+        "val_acc": v_correct / max(1.0, v_images),
+        "lr": float(optimizer.param_groups[0]["lr"]),
+        "seconds": train.seconds + val.seconds,
+        "train_images": t_images,
+    }
+    return row, confusion
+
+
+def _bar(show: bool, total: int, desc: str) -> Any:
+    if not show:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(
+        total=total, desc=desc, unit="img", leave=False, file=sys.stderr, dynamic_ncols=True
+    )
+
+
+def _updater(bar: Any) -> Any:
+    if bar is None:
+        return None
+
+    def update(images: int, loss: float | None, acc: float | None) -> None:
+        bar.update(images)
+        if loss is not None:
+            bar.set_postfix(loss=f"{loss:.3f}", acc=f"{acc:.3f}", refresh=False)
+
+    return update
+
+
+def _epoch_line(row: dict[str, float], epochs: int, speed: tuple[int, float, float]) -> None:
+    from tqdm import tqdm
+
+    images, seconds, wait = speed
+    tqdm.write(
+        f"epoch {int(row['epoch'])}/{epochs}: train loss {row['train_loss']:.4f} acc "
+        f"{row['train_acc']:.3f} | val loss {row['val_loss']:.4f} acc {row['val_acc']:.3f} | "
+        f"lr {row['lr']:.3g} | {row['seconds']:.1f} s, {images / max(seconds, 1e-9):.0f} img/s, "
+        f"data wait {100 * wait / max(seconds, 1e-9):.0f}%",
+        file=sys.stderr,
+    )
+
+
+def _finish(
+    config: TrainConfig,
+    out: Path,
+    data: TrainingData,
+    model: nn.Module,
+    progress: Progress,
+    throughput: list[tuple[int, float, float]],
+    cam_layer: dict[str, Any],
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+) -> None:
+    if progress.stopped_early:
+        status = "stopped early"
+    elif progress.epoch >= config.epochs:
+        status = "finished"
+    else:
+        status = "paused"
+    history = progress.history
+    title = f"{out.name}: {config.arch}, {config.data}"
+    if history:
+        plot_curves(out / "curves.png", history, title)
+    if progress.best_confusion:
+        plot_confusion(out / "confusion.png", progress.best_confusion, data.classes, title)
+    best = next((r for r in history if r["epoch"] == progress.best_epoch), None)
+    images = sum(t[0] for t in throughput)
+    seconds = sum(t[1] for t in throughput)
+    summary: dict[str, Any] = {
+        "status": status,
+        "epochs_done": progress.epoch,
+        "epochs_planned": config.epochs,
+        "best": None if best is None else {k: best[k] for k in ("epoch", "val_acc", "val_loss")},
+        "per_class_accuracy": per_class_accuracy(progress.best_confusion, data.classes)
+        if progress.best_confusion
+        else {},
+        "skipped_files": {
+            "count": len(progress.skipped),
+            "files": [{"file": k, "reason": v} for k, v in sorted(progress.skipped.items())],
+        },
+        "cam_layer": cam_layer,
+        "this_session": {
+            "epochs": len(throughput),
+            "train_images_per_second": round(images / seconds, 1) if seconds else None,
+            "data_wait_share": round(sum(t[2] for t in throughput) / seconds, 4)
+            if seconds
+            else None,
+        },
+        "history": history,
+    }
+    if status != "paused" and config.explain and (out / BEST_WEIGHTS).exists():
+        from safetensors.torch import load_file
+
+        from .grids import write_grids
+
+        model.load_state_dict(
+            load_file(str(out / BEST_WEIGHTS), device=str(next(model.parameters()).device))
+        )
+        model.eval()
+        summary["explain"] = write_grids(
+            model,
+            data.val,
+            data.classes,
+            config.explain,
+            out / "explain",
+            image_size=int(config.image_size or 0),
+            interpolation="bilinear",
+            mean=mean,
+            std=std,
+        )
+    write_json(out / "summary.json", summary)

@@ -1,0 +1,120 @@
+"""Fine-tuning starts: timm's local cache, a checkpoint file, or another run folder. Nothing is
+downloaded.
+
+* ``"timm"``: the weights timm would download for the architecture, found in the Hugging Face hub
+  cache (``~/.cache/huggingface/hub``, :func:`huggingface_hub.try_to_load_from_cache`) or torch
+  hub's checkpoint folder; timm itself then loads them (dropping the classifier when the class
+  count differs and resizing position embeddings), and the small-input stem is adapted afterwards.
+* a ``.safetensors`` / ``.pt`` / ``.pth`` state dict, or a run folder (its ``model.safetensors``):
+  loaded after the model is built; tensors whose name or shape does not fit (a new classifier, a
+  CIFAR stem instead of a 7x7 one) keep their random initialisation and are listed.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import UsageError
+from ..models.run_folder import WEIGHTS_FILE, is_run_folder
+
+log = logging.getLogger(__name__)
+
+_PREFIXES = ("module.", "_orig_mod.")
+
+
+def timm_cache_file(name: str) -> str:
+    """The locally cached pretrained weights of timm model ``name``.
+
+    Raises:
+        UsageError: timm has no weights for it, or they are not in the local cache.
+    """
+    import timm
+
+    cfg = timm.get_pretrained_cfg(name)
+    if cfg is None or (not cfg.hf_hub_id and not cfg.url):
+        raise UsageError(f"--pretrained timm: timm has no pretrained weights for {name!r}")
+    if cfg.hf_hub_id:
+        from huggingface_hub import try_to_load_from_cache
+
+        for filename in (cfg.hf_hub_filename, "model.safetensors", "pytorch_model.bin"):
+            if not filename:
+                continue
+            found = try_to_load_from_cache(cfg.hf_hub_id, filename)
+            if isinstance(found, str):
+                return found
+    if cfg.url:
+        local = Path(torch.hub.get_dir()) / "checkpoints" / Path(str(cfg.url)).name
+        if local.is_file():
+            return str(local)
+    raise UsageError(
+        f"--pretrained timm: the weights of {name!r} ({cfg.hf_hub_id or cfg.url}) are not in the "
+        "local cache and camscope never downloads them; on a connected machine run "
+        f"`python -c \"import timm; timm.create_model('{name}', pretrained=True)\"`, or pass "
+        "--pretrained FILE"
+    )
+
+
+def _state_of(source: str) -> dict[str, torch.Tensor]:
+    path = Path(source).expanduser()
+    if path.is_dir():
+        if not is_run_folder(path):
+            raise UsageError(f"--pretrained {source!r}: a folder must be a camscope run folder")
+        path = path / WEIGHTS_FILE
+    if not path.is_file():
+        raise UsageError(f"--pretrained {source!r}: no such file (nor 'timm')")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state: Any = load_file(str(path), device="cpu")
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise UsageError(f"--pretrained {source!r}: cannot read weights ({err})") from err
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict):
+        raise UsageError(f"--pretrained {source!r} holds no state dict")
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        name = str(key)
+        for prefix in _PREFIXES:
+            name = name.removeprefix(prefix)
+        if isinstance(value, torch.Tensor):
+            out[name] = value
+    return out
+
+
+def load_matching(model: nn.Module, source: str) -> dict[str, Any]:
+    """Copy every tensor of ``source`` whose name and shape fit into ``model``.
+
+    Returns ``{"source", "loaded", "kept_random": [names]}``.
+
+    Raises:
+        UsageError: unreadable source, or fewer than half of the model's tensors fit (the
+            checkpoint belongs to another architecture).
+    """
+    state = _state_of(source)
+    own = model.state_dict()
+    fitting = {k: v for k, v in state.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
+    kept = sorted(k for k in own if k not in fitting)
+    if len(fitting) < len(own) / 2:
+        raise UsageError(
+            f"--pretrained {source!r} fits only {len(fitting)} of the model's {len(own)} tensors; "
+            "it belongs to another architecture"
+        )
+    model.load_state_dict(fitting, strict=False)
+    if kept:
+        log.info(
+            "fine-tuning from %s: %d tensors keep their random initialisation: %s",
+            source,
+            len(kept),
+            ", ".join(kept[:6]),
+        )
+    return {"source": source, "loaded": len(fitting), "kept_random": kept}

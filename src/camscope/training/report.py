@@ -1,0 +1,103 @@
+"""The run folder's human-readable files: ``metrics.csv``, ``curves.png``, ``confusion.png`` and
+``summary.json``.
+
+``metrics.csv`` has one row per finished epoch, ``epoch, train_loss, train_acc, val_loss, val_acc,
+lr, seconds``; it is rewritten from the checkpoint's history after every epoch (write aside, then
+rename), so a resumed run never lists an epoch twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds")
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_metrics(path: Path, history: Sequence[dict[str, float]]) -> None:
+    """``metrics.csv`` from the history rows (floats with 6 significant digits, seconds 0.01)."""
+    lines = [",".join(COLUMNS)]
+    for row in history:
+        cells = [str(int(row["epoch"]))]
+        cells += [f"{row[c]:.6g}" for c in COLUMNS[1:-1]]
+        cells.append(f"{row['seconds']:.2f}")
+        lines.append(",".join(cells))
+    _write(path, "\n".join(lines) + "\n")
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    _write(path, json.dumps(data, indent=2) + "\n")
+
+
+def per_class_accuracy(
+    confusion: Sequence[Sequence[int]], classes: Sequence[str]
+) -> dict[str, Any]:
+    """``{class: {"n": images, "accuracy": share correct}}`` from a confusion matrix (rows = true)."""
+    matrix = np.asarray(confusion, dtype=np.int64)
+    out: dict[str, Any] = {}
+    for i, name in enumerate(classes):
+        n = int(matrix[i].sum()) if matrix.size else 0
+        out[name] = {"n": n, "accuracy": float(matrix[i, i] / n) if n else None}
+    return out
+
+
+def _figure(width: float, height: float) -> Any:
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=120, layout="constrained")
+
+
+def plot_curves(path: Path, history: Sequence[dict[str, float]], title: str) -> None:
+    """Loss and accuracy per epoch, training and validation."""
+    fig = _figure(8.0, 3.2)
+    loss_ax, acc_ax = fig.subplots(1, 2)
+    epochs = [row["epoch"] for row in history]
+    for ax, key, label in ((loss_ax, "loss", "loss"), (acc_ax, "acc", "accuracy")):
+        ax.plot(epochs, [row[f"train_{key}"] for row in history], "o-", label="training")
+        ax.plot(epochs, [row[f"val_{key}"] for row in history], "s-", label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    acc_ax.set_ylim(0.0, 1.0)
+    loss_ax.legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.savefig(path)
+
+
+def plot_confusion(
+    path: Path, confusion: Sequence[Sequence[int]], classes: Sequence[str], title: str
+) -> None:
+    """The confusion matrix, each row normalised to the share of its true class."""
+    matrix = np.asarray(confusion, dtype=np.float64)
+    shares = matrix / np.maximum(1.0, matrix.sum(axis=1, keepdims=True))
+    k = len(classes)
+    side = min(12.0, 2.5 + 0.45 * k)
+    fig = _figure(side + 1.0, side)
+    ax = fig.subplots()
+    image = ax.imshow(shares, vmin=0.0, vmax=1.0, cmap="Blues")
+    fig.colorbar(image, ax=ax, fraction=0.046, label="share of the true class")
+    if k <= 30:
+        ax.set_xticks(range(k), [str(c) for c in classes], rotation=60, ha="right", fontsize=8)
+        ax.set_yticks(range(k), [str(c) for c in classes], fontsize=8)
+    if k <= 12:
+        for i in range(k):
+            for j in range(k):
+                color = "white" if shares[i, j] > 0.5 else "black"
+                ax.text(
+                    j, i, f"{int(matrix[i, j])}", ha="center", va="center", fontsize=8, color=color
+                )
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title, fontsize=10)
+    fig.savefig(path)

@@ -1,0 +1,259 @@
+"""``train(config)``: a whole run, resumable, into its run folder.
+
+The run folder (``config.out``):
+
+* ``config.json``: the ``"camscope_run"`` marker, architecture, classes, image size, mean/std,
+  interpolation, stem, seed, library versions, the data summary and every training option; it
+  makes the folder a model (:mod:`camscope.models.run_folder`);
+* ``model.safetensors``: the weights of the best validation epoch (``monitor``);
+* ``last.ckpt``: the state after the last finished epoch (:mod:`.checkpoint`);
+* ``metrics.csv``, ``curves.png``, ``confusion.png`` (best epoch), ``summary.json`` (status,
+  per-class accuracy, skipped files, throughput, the CAM-layer check), ``explain/`` with
+  ``explain=N``.
+
+Determinism: the model is initialised from ``seed``; before each epoch every random generator is
+reseeded from ``(seed, epoch, rank)`` and the sampler shuffles with ``seed + epoch``. An epoch
+therefore computes the same thing whether the run got there straight or through ``--resume``:
+on CPU, 2 epochs plus a resume to 4 give the same weights and ``metrics.csv`` (but the seconds) as
+4 straight epochs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import UsageError
+from ..models.architectures import build_classifier, map_check
+from ..models.run_folder import FORMAT_VERSION, MARKER
+from ..models.spec import IMAGENET_MEAN, IMAGENET_STD
+from .checkpoint import CHECKPOINT, Progress, load_checkpoint, progress_from
+from .config import TrainConfig
+from .distributed import World, join, launch, leave
+from .epochs import run_epochs
+from .result import TrainResult, read_result
+from .sources import load_training_data
+from .splits import TrainingData
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SIZE = {"cifar10": 32, "cifar100": 32, "builtin": 64}
+
+
+def train(config: TrainConfig) -> TrainResult:
+    """Train as ``config`` says (see :class:`TrainConfig`) and return what the run folder holds.
+
+    With ``config.devices > 1`` outside ``torchrun``, starts that many processes with torchrun's
+    launcher (:mod:`.distributed`); under ``torchrun`` every process calls this function.
+
+    Raises:
+        UsageError / DatasetError: bad options or data (each names the culprit), a run folder that
+            already holds a run without ``resume``, or a ``resume`` with other settings.
+    """
+    if config.devices > 1 and int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        launch(_train_in_process, config.to_dict(), config.devices)
+        return read_result(Path(config.out))
+    return _train(config)
+
+
+def _train_in_process(settings: dict[str, Any]) -> str:
+    _train(TrainConfig.from_dict({**settings, "devices": 1}))
+    return settings["out"]
+
+
+def resume_config(out: str | Path, **changes: Any) -> TrainConfig:
+    """The stored configuration of the run in ``out``, with ``changes`` applied (``resume=True``).
+
+    Raises:
+        UsageError: no run in ``out``, or a change that would alter what an epoch computes.
+    """
+    folder = Path(out)
+    stored = _stored_training(folder)
+    base = TrainConfig.from_dict({**stored, "out": str(folder), "resume": True})
+    wanted = TrainConfig.from_dict({**base.to_dict(), **changes, "resume": True})
+    differ = wanted.differences(stored)
+    if differ:
+        raise UsageError(
+            f"cannot resume {folder}: {', '.join(differ)} differ from the stored run (only "
+            "epochs, stop-after, workers, devices, patience, explain and progress may change)"
+        )
+    return wanted
+
+
+def _stored_training(folder: Path) -> dict[str, Any]:
+    import json
+
+    config = folder / "config.json"
+    if not config.is_file():
+        raise UsageError(f"--resume: {folder} holds no run to continue (no config.json)")
+    data = json.loads(config.read_text(encoding="utf-8"))
+    if MARKER not in data or "training" not in data:
+        raise UsageError(f"--resume: {config} was not written by camscope train")
+    return dict(data["training"])
+
+
+def _check_folder(config: TrainConfig) -> Path:
+    out = Path(config.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file; give a folder for the run")
+    started = (out / CHECKPOINT).exists() or (out / "config.json").exists()
+    if started and not config.resume:
+        raise UsageError(
+            f"{out} already holds a run; pass --resume to continue it or choose another --out"
+        )
+    if config.resume:
+        differ = config.differences(_stored_training(out))
+        if differ:
+            raise UsageError(f"cannot resume {out}: {', '.join(differ)} differ from the stored run")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _device(name: str, world_local_rank: int) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UsageError(
+                "--device cuda was requested but no CUDA GPU is available; use --device cpu"
+            )
+        if name == "cuda":
+            return torch.device("cuda", world_local_rank)
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, numpy's and torch's generators (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _resolve_size(config: TrainConfig) -> int:
+    if config.image_size is not None:
+        return config.image_size
+    return DEFAULT_SIZE.get(config.data.partition(":")[0], 224)
+
+
+def _train(config: TrainConfig) -> TrainResult:
+    size = _resolve_size(config)
+    config = TrainConfig.from_dict({**config.to_dict(), "image_size": size})
+    out = _check_folder(config)
+    device = _device(config.device, int(os.environ.get("LOCAL_RANK", "0")))
+    world = join(device.type)
+    try:
+        if config.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+            torch.backends.cudnn.benchmark = False
+        elif device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        seed_everything(config.seed)
+        data = load_training_data(
+            config.data,
+            config.val,
+            config.val_split,
+            config.seed,
+            image_size=size,
+            labels=config.labels,
+            download=config.download and world.main,
+        )
+        return _train_on(config, out, data, device, world)
+    finally:
+        leave(world)
+
+
+def _build(config: TrainConfig, data: TrainingData) -> tuple[Any, dict[str, Any], tuple, tuple]:
+    from .pretrained import load_matching, timm_cache_file
+
+    size = int(config.image_size or 0)
+    timm_file = None
+    mean, std = IMAGENET_MEAN, IMAGENET_STD
+    if config.pretrained == "timm":
+        from ..models.architectures import resolve_arch
+
+        source, name = resolve_arch(config.arch)
+        if source != "timm":
+            raise UsageError(f"--pretrained timm needs a timm architecture; {config.arch!r} is not")
+        timm_file = timm_cache_file(name)
+    torch.manual_seed(config.seed)  # the same initial weights in every process and every run
+    built = build_classifier(
+        config.arch,
+        len(data.classes),
+        size,
+        stem=config.stem,
+        options=config.arch_options,
+        timm_weights_file=timm_file,
+    )
+    facts: dict[str, Any] = {"notes": built.notes}
+    if timm_file is not None:
+        cfg = getattr(built.model, "pretrained_cfg", {}) or {}
+        mean = tuple(cfg.get("mean", mean))
+        std = tuple(cfg.get("std", std))
+        facts["pretrained"] = {"source": "timm cache", "file": timm_file}
+    elif config.pretrained is not None:
+        facts["pretrained"] = load_matching(built.model, config.pretrained)
+    return built, facts, mean, std
+
+
+def _train_on(
+    config: TrainConfig, out: Path, data: TrainingData, device: torch.device, world: World
+) -> TrainResult:
+    size = int(config.image_size or 0)
+    built, facts, mean, std = _build(config, data)
+    check = map_check(built.model, size)
+    cam_layer = {
+        "layer": check.layer,
+        "map_size": list(check.size),
+        "usable": [[n, list(hw)] for n, hw in check.usable],
+    }
+    if not check.ok and world.main:
+        log.warning("%s", check.message(size))
+    state = (
+        load_checkpoint(out / CHECKPOINT) if config.resume and (out / CHECKPOINT).exists() else None
+    )
+    progress = progress_from(state) if state is not None else Progress()
+    if state is not None:
+        built.model.load_state_dict(state["model"])
+    if world.main:
+        from .result import write_config
+
+        write_config(
+            out,
+            {
+                MARKER: FORMAT_VERSION,
+                "arch": built.arch,
+                "stem": built.stem,
+                "arch_options": dict(config.arch_options),
+                "classes": list(data.classes),
+                "num_classes": len(data.classes),
+                "image_size": size,
+                "mean": list(mean),
+                "std": list(std),
+                "interpolation": "bilinear",
+                "seed": config.seed,
+                "cam_layer": cam_layer,
+                "model": facts,
+                "data": data.summary(),
+                "distributed": {"world_size": world.size},
+                "training": config.to_dict(),
+            },
+        )
+    return run_epochs(
+        config,
+        out,
+        data,
+        built.model,
+        device,
+        world,
+        progress,
+        state,
+        mean=tuple(mean),
+        std=tuple(std),
+        cam_layer=cam_layer,
+    )

@@ -1,0 +1,144 @@
+"""From a labelled image to a batch: the training augmentation, the evaluation resize, and a
+collate function that lets corrupt files through as named skips.
+
+Every image leaves the dataset as a ``(3, S, S)`` uint8 tensor; the loop normalises the whole batch
+on the device (``(x / 255 - mean) / std`` in float32, the same arithmetic as
+:func:`camscope.io.preprocess`, so a run folder predicts what validation measured).
+
+* evaluation: the whole image resized to ``S x S`` with the run's interpolation (PIL, as
+  :func:`camscope.io.preprocess` does: no centre crop);
+* ``crop``: random-resized crop (scale 0.25-1, aspect 3/4-4/3, Szegedy et al. 2015) and a
+  horizontal flip (torchvision's transforms v2);
+* ``pad-crop``: the evaluation resize, a reflection padding of ``S / 8`` pixels, a random ``S x S``
+  crop and a horizontal flip (the usual CIFAR recipe, He et al. 2016).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+from ..errors import ImageLoadError
+from .splits import ImageSource
+
+_RESAMPLE = {
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "nearest": Image.Resampling.NEAREST,
+}
+
+
+def resize_whole(image: Image.Image | np.ndarray, size: int, interpolation: str) -> np.ndarray:
+    """The whole image as an ``(S, S, 3)`` uint8 array, resized like :func:`camscope.io.preprocess`."""
+    if isinstance(image, np.ndarray):
+        if image.shape[:2] == (size, size):
+            return image
+        image = Image.fromarray(image)
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    if image.size != (size, size):
+        image = image.resize(
+            (size, size), resample=_RESAMPLE.get(interpolation, Image.Resampling.BILINEAR)
+        )
+    return np.asarray(image)
+
+
+class ImageTransform:
+    """``image -> (3, S, S)`` uint8 tensor for one of the modes ``eval``, ``crop``, ``pad-crop``."""
+
+    def __init__(self, size: int, interpolation: str, mode: str) -> None:
+        from torchvision.transforms import InterpolationMode, v2
+
+        if mode not in ("eval", "crop", "pad-crop"):
+            raise ValueError(f"unknown transform mode {mode!r}")
+        self.size = size
+        self.interpolation = interpolation
+        self.mode = mode
+        flip = v2.RandomHorizontalFlip()
+        if mode == "crop":
+            self.augment = v2.Compose(
+                [
+                    v2.RandomResizedCrop(
+                        size,
+                        scale=(0.25, 1.0),
+                        interpolation=InterpolationMode(interpolation),
+                        antialias=True,
+                    ),
+                    flip,
+                ]
+            )
+        elif mode == "pad-crop":
+            pad = max(1, size // 8)
+            self.augment = v2.Compose(
+                [v2.RandomCrop(size, padding=pad, padding_mode="reflect"), flip]
+            )
+
+    def __call__(self, image: Image.Image | np.ndarray) -> Tensor:
+        if self.mode == "crop":
+            if isinstance(image, np.ndarray):
+                tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+            else:
+                tensor = _pil_to_tensor(image)
+            return self.augment(tensor).contiguous()
+        array = resize_whole(image, self.size, self.interpolation)
+        tensor = torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)
+        if self.mode == "pad-crop":
+            return self.augment(tensor).contiguous()
+        return tensor.contiguous()
+
+
+def _pil_to_tensor(image: Image.Image) -> Tensor:
+    rgb = image if image.mode == "RGB" else image.convert("RGB")
+    return torch.from_numpy(np.array(rgb, dtype=np.uint8)).permute(2, 0, 1)
+
+
+class LabelledImages(torch.utils.data.Dataset):
+    """A :class:`torch.utils.data.Dataset` over an :class:`ImageSource`.
+
+    An image that cannot be read comes out as ``(None, label, name, reason)``; :func:`collate`
+    drops it from the batch and passes ``(name, reason)`` on, so the loop can warn and count.
+    """
+
+    def __init__(self, source: ImageSource, transform: ImageTransform) -> None:
+        self.source = source
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, index: int) -> tuple[Any, int, str, str]:
+        label = self.source.labels[index]
+        try:
+            image = self.source.load(index)
+        except ImageLoadError as err:
+            return None, label, self.source.name(index), err.reason
+        return self.transform(image), label, "", ""
+
+
+def collate(
+    items: Sequence[tuple[Any, int, str, str]],
+) -> tuple[Tensor, Tensor, list[tuple[str, str]]]:
+    """``(uint8 images (B, 3, S, S), labels (B,), [(skipped name, reason), ...])``."""
+    good = [(x, y) for x, y, _, _ in items if x is not None]
+    skipped = [(name, reason) for x, _, name, reason in items if x is None]
+    if not good:
+        return torch.empty(0, 3, 1, 1, dtype=torch.uint8), torch.empty(0, dtype=torch.long), skipped
+    images = torch.stack([x for x, _ in good])
+    labels = torch.tensor([y for _, y in good], dtype=torch.long)
+    return images, labels, skipped
+
+
+class Normalize:
+    """Batch normalisation of uint8 images on the device: ``(x / 255 - mean) / std`` in float32."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float], device: torch.device) -> None:
+        self.mean = torch.tensor(list(mean), dtype=torch.float32, device=device).view(1, 3, 1, 1)
+        self.std = torch.tensor(list(std), dtype=torch.float32, device=device).view(1, 3, 1, 1)
+
+    def __call__(self, images: Tensor) -> Tensor:
+        return (images.float() / 255.0 - self.mean) / self.std
