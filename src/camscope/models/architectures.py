@@ -230,8 +230,10 @@ def adapt_small_input(model: nn.Module, image_size: int) -> list[str]:
                 model.set_submodule(name, nn.Identity())
                 notes.append(f"{name}: max-pool removed")
                 break
+    if notes:
+        return notes
     pools = [n for n, m, _ in order if isinstance(m, nn.MaxPool2d)]
-    while pools and not notes and _last_map_side(model, image_size) < MIN_MAP:
+    while pools and _last_map_side(model, image_size) < MIN_MAP:
         name = pools.pop()  # no strided stem (VGG): drop the last max-pools instead
         model.set_submodule(name, nn.Identity())
         notes.append(f"{name}: max-pool removed")
@@ -249,8 +251,8 @@ class MapCheck:
     Attributes:
         layer: the ``layer="auto"`` choice.
         size: its ``(h, w)`` at the given input size.
-        usable: ``(name, (h, w))`` of the deepest layer at each map size of at least 4x4, deepest
-            first.
+        usable: ``(name, (h, w))`` for each map size of at least 4x4: the last of the outermost
+            modules with that size (a stage's output), deepest first.
     """
 
     layer: str
@@ -289,12 +291,14 @@ def map_check(model: nn.Module, image_size: int) -> MapCheck:
             size = (int(layout.grid[0]), int(layout.grid[1]))
         elif len(shape) == 3:
             size = (int(shape[1]), int(shape[2]))
-    deepest: dict[tuple[int, int], str] = {}
+    by_size: dict[tuple[int, int], list[tuple[int, int, str]]] = {}
     for info in list_layers(model, x):
         hw = (int(info.shape[-2]), int(info.shape[-1]))
-        if min(hw) >= MIN_MAP:
-            deepest[hw] = info.name
-    usable = sorted(((n, hw) for hw, n in deepest.items()), key=lambda item: item[1][0])
+        if min(hw) >= MIN_MAP and "Pool" not in info.kind:
+            by_size.setdefault(hw, []).append((info.name.count("."), -info.index, info.name))
+    # per map size the outermost module (fewest dots), the last of them: a stage's output
+    picks = {hw: min(found) for hw, found in by_size.items()}
+    usable = [(name, hw) for hw, (_, _, name) in sorted(picks.items(), key=lambda kv: kv[1][1])]
     return MapCheck(layer, size, usable)
 
 

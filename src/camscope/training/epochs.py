@@ -238,7 +238,7 @@ def _updater(bar: Any) -> Any:
     def update(images: int, loss: float | None, acc: float | None) -> None:
         bar.update(images)
         if loss is not None:
-            bar.set_postfix(loss=f"{loss:.3f}", acc=f"{acc:.3f}", refresh=False)
+            bar.set_postfix(loss=f"{loss:.3f}", acc=f"{acc:.3f}")
 
     return update
 

@@ -82,7 +82,8 @@ def train_epoch(
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), dtype=torch.long, device=device)
     stats = EpochStats()
-    start = last_report = time.perf_counter()
+    start = time.perf_counter()
+    last_report = 0.0  # the first step reports, then about twice a second
     iterator = iter(batches)
     enabled = step.autocast_dtype is not None
     while True:

@@ -45,7 +45,7 @@ def resize_whole(image: Image.Image | np.ndarray, size: int, interpolation: str)
         image = image.resize(
             (size, size), resample=_RESAMPLE.get(interpolation, Image.Resampling.BILINEAR)
         )
-    return np.asarray(image)
+    return np.array(image, dtype=np.uint8)  # a writable copy: torch.from_numpy needs one
 
 
 class ImageTransform:

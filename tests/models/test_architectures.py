@@ -1,0 +1,98 @@
+"""The classifiers camscope train builds: seed 004's GapNet (full-resolution CAM), the small-input
+stem and the map-size check behind seed 003's 1x1 observation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from camscope import explain
+from camscope.errors import UsageError
+from camscope.models.architectures import adapt_small_input, build_classifier, map_check
+from camscope.models.gapnet import GapNet
+
+
+@pytest.mark.parametrize("size", [(32, 32), (24, 40)])
+def test_gapnet_raw_cam_has_the_input_size(size) -> None:
+    torch.manual_seed(0)
+    model = GapNet(num_classes=3, width=6, depth=2).eval()
+    x = torch.randn(2, 3, *size)
+    res = explain(model, x, ["cam", "gradcam"], targets=[0, 2])
+    assert res.layer == "features"
+    assert tuple(res.raw["cam"].shape) == (2, *size)
+    assert tuple(res.raw["gradcam"].shape) == (2, *size)
+
+
+def test_gapnet_cam_is_the_classifier_weighted_feature_sum() -> None:
+    """CAM (Zhou et al. 2016, Eq. 2) worked out from the network's own parts."""
+    torch.manual_seed(1)
+    model = GapNet(num_classes=3, width=5, depth=1).eval()
+    x = torch.randn(1, 3, 12, 12)
+    with torch.no_grad():
+        features = model.features(x)[0]  # (5, 12, 12)
+        expected = torch.einsum("k,khw->hw", model.fc.weight[1], features)
+    res = explain(model, x, "cam", targets=[1])
+    torch.testing.assert_close(res.raw["cam"][0], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_gapnet_pooled_is_the_same_network_with_pooling() -> None:
+    plain = GapNet(4, width=8, depth=3)
+    pooled = GapNet(4, width=8, depth=3, pooled=True)
+    shapes = [p.shape for p in plain.parameters()]
+    assert shapes == [p.shape for p in pooled.parameters()]  # same parameters, pooling only
+    assert sum(isinstance(m, nn.MaxPool2d) for m in pooled.modules()) == 2
+    res = explain(pooled.eval(), torch.randn(1, 3, 32, 32), "cam")
+    assert tuple(res.raw["cam"].shape[-2:]) == (8, 8)
+    with pytest.raises(UsageError, match="depth"):
+        GapNet(4, depth=0)
+
+
+def test_resnet18_stems_at_32_px() -> None:
+    cifar = build_classifier("resnet18", num_classes=10, image_size=32)
+    assert cifar.stem == "cifar" and cifar.arch == "timm:resnet18"
+    conv1 = cifar.model.conv1
+    assert conv1.kernel_size == (3, 3) and conv1.stride == (1, 1)
+    assert isinstance(cifar.model.maxpool, nn.Identity)
+    check = map_check(cifar.model, 32)
+    assert check.layer == "layer4" and check.size == (4, 4) and check.ok
+    imagenet = build_classifier("resnet18", num_classes=10, image_size=32, stem="imagenet")
+    check = map_check(imagenet.model, 32)
+    assert check.size == (1, 1) and not check.ok
+    assert check.usable[0] == ("layer2", (4, 4))  # the deepest layer with a usable map
+    assert "layer2 (4x4)" in check.message(32) and "1x1" in check.message(32)
+    # at 224 px the architecture stays as published
+    assert build_classifier("resnet18", 10, 224).stem == "imagenet"
+
+
+def test_efficientnet_stem_and_small_map_warning() -> None:
+    built = build_classifier("efficientnet_b0", num_classes=4, image_size=32)
+    assert built.model.conv_stem.stride == (1, 1)
+    check = map_check(built.model, 32)
+    assert check.size == (2, 2) and not check.ok  # stride 16 remains: say so
+    assert check.usable and min(check.usable[0][1]) >= 4
+
+
+def test_vgg_like_network_loses_its_last_pools() -> None:
+    layers: list[nn.Module] = []
+    for _ in range(5):  # VGG: 3x3 stride-1 convolutions, a max-pool after each block
+        layers += [nn.Conv2d(3 if not layers else 4, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
+    model = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
+    notes = adapt_small_input(model, 32)
+    assert notes == ["14: max-pool removed", "11: max-pool removed"]
+    assert model[:-3](torch.zeros(1, 3, 32, 32)).shape[-1] == 4
+
+
+def test_swin_is_built_for_the_image_size() -> None:
+    built = build_classifier("swin_tiny", num_classes=5, image_size=32)
+    assert built.stem == "none" and built.arch == "timm:swin_tiny_patch4_window7_224"
+    assert built.model(torch.zeros(1, 3, 32, 32)).shape == (1, 5)
+
+
+def test_unknown_names_and_options() -> None:
+    with pytest.raises(UsageError, match="resnet18"):
+        build_classifier("resnet_18", 4, 32)
+    with pytest.raises(UsageError, match="width"):
+        build_classifier("gapnet", 4, 32, options={"widht": 3})
+    with pytest.raises(UsageError, match="stem"):
+        build_classifier("gapnet", 4, 32, stem="cifar10")
