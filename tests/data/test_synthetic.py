@@ -56,3 +56,21 @@ def test_ids_without_rendering(monkeypatch):
     monkeypatch.setattr(SyntheticBenchmark, "render", lambda self, i: pytest.fail("rendered"))
     ids = bench.ids()
     assert len(ids) == 4000 and ids[7] == "builtin-2-000007"
+
+
+def test_objects_count_as_the_classes_of_a_model_trained_on_them():
+    from camscope.data.synthetic import trained_class_ids
+
+    classes = ["cat", "cup", "motorcycle", "rocket"]  # camscope train's classes for builtin:N
+    ids = trained_class_ids(classes)
+    assert ids == {"cat": (0,), "cup": (1,), "motorcycle": (2,), "rocket": (3,)}
+    bench = SyntheticBenchmark(6, size=32, seed=0, class_ids=ids)
+    plain = SyntheticBenchmark(6, size=32, seed=0)
+    for mapped, imagenet in zip(bench, plain):
+        assert [o.label for o in mapped.objects] == [o.label for o in imagenet.objects]
+        assert [o.box for o in mapped.objects] == [o.box for o in imagenet.objects]
+        assert [o.class_ids for o in mapped.objects] == [
+            (classes.index(o.label),) for o in mapped.objects
+        ]
+    assert trained_class_ids(["cat", "cup"]) is None  # not the object kinds: ImageNet classes stay
+    assert trained_class_ids(["tabby", "cup", "motorcycle", "rocket"]) is None

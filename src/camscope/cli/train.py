@@ -72,7 +72,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     add("--batch-size", type=positive_int, help="images per step and process (64)")
     add("--optimizer", choices=("adamw", "sgd"), help="optimizer (adamw)")
     add("--lr", type=float, help="peak learning rate (adamw 1e-3, sgd 0.05)")
-    add("--weight-decay", type=float, help="weight decay (0.05)")
+    add("--weight-decay", type=float, help="weight decay (adamw 0.05, sgd 5e-4)")
     add("--momentum", type=float, help="SGD momentum (0.9)")
     add("--nesterov", action=argparse.BooleanOptionalAction, default=None, help="Nesterov (on)")
     add("--warmup-epochs", type=float, help="linear warm-up before the cosine decay (1)")

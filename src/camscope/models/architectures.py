@@ -192,6 +192,7 @@ def _build_torchvision(name: str, num_classes: int, options: dict[str, Any]) -> 
 
 
 def _execution_order(model: nn.Module, image_size: int) -> list[tuple[str, nn.Module, tuple]]:
+    """``(name, module, output shape)`` of every module with a 4-D output, in execution order."""
     from ..core.layers import dry_run
 
     return dry_run(model, torch.zeros(1, 3, image_size, image_size))
@@ -274,38 +275,30 @@ class MapCheck:
 
 
 def map_check(model: nn.Module, image_size: int) -> MapCheck:
-    """Find the ``auto`` layer's map size at ``image_size`` and the usable layers (one dry forward)."""
-    from ..core.layers import auto_layer, list_layers
-    from ..core.reshape import layout_of, token_facts
+    """Find the ``auto`` layer's map size at ``image_size`` and the usable layers.
+
+    Reads :func:`camscope.core.layer_table.layer_table` (one dry forward; token and channels-last
+    layouts as camscope reads them). Dropout, identity, pooling and attention-internal modules
+    are not offered as usable layers.
+    """
+    from ..core.layer_table import layer_table
 
     x = torch.zeros(1, 3, image_size, image_size, device=_device_of(model))
-    layer = auto_layer(model, x)
-    shapes = {name: shape for name, _, shape in _execution_order_on(model, x)}
-    shape = shapes.get(layer)
-    size = (1, 1)
-    if shape is not None:
-        layout = layout_of(shape, token_facts(model), (image_size, image_size))
-        if layout is not None and layout.kind == "NHWC":
-            size = (int(shape[0]), int(shape[1]))
-        elif layout is not None and layout.kind == "tokens" and layout.grid is not None:
-            size = (int(layout.grid[0]), int(layout.grid[1]))
-        elif len(shape) == 3:
-            size = (int(shape[1]), int(shape[2]))
+    rows = layer_table(model, x)
+    auto = next(row for row in rows if "auto" in row.marks)
     by_size: dict[tuple[int, int], list[tuple[int, int, str]]] = {}
-    for info in list_layers(model, x):
-        hw = (int(info.shape[-2]), int(info.shape[-1]))
-        if min(hw) >= MIN_MAP and "Pool" not in info.kind:
-            by_size.setdefault(hw, []).append((info.name.count("."), -info.index, info.name))
+    for index, row in enumerate(rows):
+        hw = (int(row.spatial[1]), int(row.spatial[2]))
+        skip = any(word in row.kind for word in _NOT_A_LAYER) or ".attn" in row.name
+        if min(hw) >= MIN_MAP and not skip:
+            by_size.setdefault(hw, []).append((row.name.count("."), -index, row.name))
     # per map size the outermost module (fewest dots), the last of them: a stage's output
     picks = {hw: min(found) for hw, found in by_size.items()}
     usable = [(name, hw) for hw, (_, _, name) in sorted(picks.items(), key=lambda kv: kv[1][1])]
-    return MapCheck(layer, size, usable)
+    return MapCheck(auto.name, (int(auto.spatial[1]), int(auto.spatial[2])), usable)
 
 
-def _execution_order_on(model: nn.Module, x: torch.Tensor) -> list[tuple[str, nn.Module, tuple]]:
-    from ..core.layers import dry_run
-
-    return dry_run(model, x, ranks=(3, 4))
+_NOT_A_LAYER = ("Drop", "Identity", "Pool", "Softmax")
 
 
 def _device_of(model: nn.Module) -> torch.device:

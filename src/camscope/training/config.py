@@ -54,7 +54,8 @@ class TrainConfig:
             a checkpoint file or a run folder.
 
     Optimisation:
-        epochs, batch_size, optimizer (``adamw`` | ``sgd``), lr, weight_decay, momentum, nesterov,
+        epochs, batch_size, optimizer (``adamw`` | ``sgd``), lr (default 1e-3 for AdamW, 0.05 for
+        SGD), weight_decay (default 0.05 for AdamW, 5e-4 for SGD), momentum, nesterov,
         warmup_epochs (linear warm-up, then cosine decay to ``min_lr``), label_smoothing,
         clip_grad (max gradient norm, None = off), augment (``auto`` = ``pad-crop`` at 64 px or
         less, else ``crop`` = random-resized crop; both with a horizontal flip), precision
@@ -87,7 +88,7 @@ class TrainConfig:
     batch_size: int = 64
     optimizer: str = "adamw"
     lr: float | None = None
-    weight_decay: float = 0.05
+    weight_decay: float | None = None
     momentum: float = 0.9
     nesterov: bool = True
     warmup_epochs: float = 1.0
@@ -125,7 +126,11 @@ class TrainConfig:
             (0.0 < self.val_split < 1.0 or self.val is not None, "val split must be in (0, 1)"),
             (self.image_size is None or self.image_size >= 8, "image size must be >= 8 px"),
             (self.lr is None or _positive(self.lr), "lr must be a positive number"),
-            (_finite(self.weight_decay) and self.weight_decay >= 0, "weight decay must be >= 0"),
+            (
+                self.weight_decay is None
+                or (_finite(self.weight_decay) and self.weight_decay >= 0),
+                "weight decay must be >= 0",
+            ),
             (0.0 <= self.momentum < 1.0, "momentum must be in [0, 1)"),
             (_finite(self.warmup_epochs) and self.warmup_epochs >= 0, "warmup must be >= 0"),
             (_finite(self.min_lr) and self.min_lr >= 0, "min lr must be >= 0"),
@@ -145,6 +150,13 @@ class TrainConfig:
     def default_lr(self) -> float:
         """The learning rate used when none is given: 1e-3 for AdamW, 0.05 for SGD."""
         return 1e-3 if self.optimizer == "adamw" else 0.05
+
+    @property
+    def decay(self) -> float:
+        """The weight decay: as given, else 0.05 for AdamW and 5e-4 for SGD."""
+        if self.weight_decay is not None:
+            return self.weight_decay
+        return 0.05 if self.optimizer == "adamw" else 5e-4
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -117,7 +117,7 @@ def run_epochs(
     train_loader, val_loader, sampler = _loaders(config, data, world, device)
     lr = config.lr or config.default_lr
     optimizer = build_optimizer(
-        model, config.optimizer, lr, config.weight_decay, config.momentum, config.nesterov
+        model, config.optimizer, lr, config.decay, config.momentum, config.nesterov
     )
     schedule = build_schedule(
         optimizer, len(train_loader), config.epochs, config.warmup_epochs, lr, config.min_lr

@@ -1,0 +1,313 @@
+"""Reproduce the seed papers' training findings with numbers (the tables of docs/training.md).
+
+1. Seed 004: ``gapnet`` (no pooling: the CAM has the input's size) against ``gapnet-pooled`` (the
+   same network and parameters with 2x2 max-pools between blocks), trained on the built-in set.
+2. Seed 003: ResNet-18 on 32-px images with the ImageNet stem (a 1x1 last map) against the CIFAR
+   stem (4x4), Grad-CAM at the last and the middle layers.
+
+Each model is trained with ``camscope train`` and scored with ``camscope evaluate`` on
+``builtin:N`` (generator seed 0, which training never sees: it draws from seed 1), both run as
+subprocesses under ``nice``, one at a time. Localization numbers come with 95% confidence
+intervals over images, and the gapnet/pooled and stem comparisons also as paired differences on
+the same images. Writes ``OUT/findings.json``, ``OUT/findings.md`` and side-by-side grids
+(``OUT/*.png``; ``--figures DIR`` copies them, e.g. to docs/images).
+
+    python benchmarks/seed_findings.py --out out/findings                 # both, ~30 CPU-minutes
+    python benchmarks/seed_findings.py --only gapnet --epochs 12 --train-images 1200
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+CAMSCOPE = [sys.executable, "-m", "camscope"]
+
+
+def run(args: list[str], log: Path) -> None:
+    command = ["nice", "-n", "10", *CAMSCOPE, *args]
+    print("$", " ".join(command[3:]).replace(sys.executable, "python"), flush=True)
+    with log.open("a") as handle:
+        handle.write("$ " + " ".join(command) + "\n")
+        handle.flush()
+        code = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT).returncode
+    if code not in (0, 1):
+        raise SystemExit(f"command failed ({code}); see {log}")
+
+
+def train(out: Path, name: str, extra: list[str], opts: argparse.Namespace, log: Path) -> Path:
+    run_dir = out / name
+    if (run_dir / "summary.json").exists():
+        summary = json.loads((run_dir / "summary.json").read_text())
+        if summary.get("status") != "paused":
+            return run_dir
+        extra = ["--resume"]
+    base = ["train", "--out", str(run_dir), "--no-progress"]
+    if extra != ["--resume"]:
+        base += ["--data", f"builtin:{opts.train_images}", "--image-size", "32"]
+        base += ["--epochs", str(opts.epochs), "--seed", str(opts.seed), "--explain", "4"]
+    run([*base, *extra], log)
+    return run_dir
+
+
+def evaluate(
+    run_dir: Path, methods: str, layers: str | None, opts: argparse.Namespace, log: Path
+) -> dict[str, Any]:
+    out = run_dir / "eval"
+    if not (out / "results.json").exists():
+        args = ["evaluate", "--model", str(run_dir), "--data", f"builtin:{opts.eval_images}"]
+        args += ["--methods", methods, "--metrics", "loc,pointing,energy", "--out", str(out)]
+        # 15 px at 224 px, the pointing game's tolerance, is 2 px at 32 px
+        args += ["--tolerance", "2", "--no-progress", "--examples", "0"]
+        if layers:
+            args += ["--layers", layers]
+        run(args, log)
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines() if line]
+    return {"summary": json.loads((out / "results.json").read_text()), "rows": rows}
+
+
+def mean_ci(values: list[float]) -> tuple[float, float]:
+    n = len(values)
+    mean = sum(values) / n
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else math.nan
+    return mean, 1.96 * sd / math.sqrt(n)
+
+
+def paired(a: list[dict[str, Any]], b: list[dict[str, Any]], key: str) -> tuple[float, float, int]:
+    """Mean and 95% half-width of ``b - a`` over the images both scored."""
+    left = {r["id"]: r[key] for r in a if r.get(key) is not None}
+    diffs = [r[key] - left[r["id"]] for r in b if r.get(key) is not None and r["id"] in left]
+    mean, half = mean_ci(diffs)
+    return mean, half, len(diffs)
+
+
+def fmt(mean: float, half: float, scale: float = 1.0, digits: int = 1) -> str:
+    return f"{mean * scale:.{digits}f} ± {half * scale:.{digits}f}"
+
+
+def select(
+    rows: list[dict[str, Any]], method: str, layer: str | None = None
+) -> list[dict[str, Any]]:
+    return [r for r in rows if r["method"] == method and (layer is None or r["layer"] == layer)]
+
+
+def run_summary(run_dir: Path) -> dict[str, Any]:
+    config = json.loads((run_dir / "config.json").read_text())
+    summary = json.loads((run_dir / "summary.json").read_text())
+    seconds = sum(r["seconds"] for r in summary["history"])
+    return {
+        "val_acc": summary["best"]["val_acc"],
+        "best_epoch": summary["best"]["epoch"],
+        "val_images": config["data"]["val_images"],
+        "train_images": config["data"]["train_images"],
+        "cam_layer": config["cam_layer"]["layer"],
+        "cam_size": config["cam_layer"]["map_size"],
+        "train_seconds": round(seconds, 1),
+    }
+
+
+def top1(rows: list[dict[str, Any]]) -> tuple[float, float]:
+    """Top-1 accuracy on the single-object evaluation images (one row per image)."""
+    single = {r["id"]: float(r["top1_correct"]) for r in rows if r.get("objects") == 1}
+    return mean_ci(list(single.values()))
+
+
+def gapnet_experiment(
+    out: Path, opts: argparse.Namespace, log: Path
+) -> tuple[dict[str, Any], list[str]]:
+    shape = ["--width", str(opts.width), "--depth", str(opts.depth)]
+    runs = {
+        name: train(out, name, ["--arch", name, *shape], opts, log)
+        for name in ("gapnet", "gapnet-pooled")
+    }
+    results: dict[str, Any] = {}
+    lines = [
+        "| model | CAM layer | CAM size | val acc | top-1 on eval (1 object) | pointing % | energy in box % | box IoU | train s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    evals = {}
+    for name, run_dir in runs.items():
+        facts = run_summary(run_dir)
+        ev = evaluate(run_dir, "cam,gradcam", None, opts, log)
+        evals[name] = ev
+        cam = select(ev["rows"], "cam")
+        acc, acc_ci = top1(cam)
+        point = mean_ci([r["pointing"] for r in cam])
+        energy = mean_ci([r["energy"] for r in cam])
+        iou = mean_ci([r["iou"] for r in cam if r.get("iou") is not None])
+        results[name] = {
+            **facts,
+            "top1": [acc, acc_ci],
+            "pointing": point,
+            "energy": energy,
+            "iou": iou,
+        }
+        h, w = facts["cam_size"]
+        lines.append(
+            f"| {name} | {facts['cam_layer']} | {h}x{w} | {facts['val_acc']:.3f} | {fmt(acc, acc_ci, 100)}% | "
+            f"{fmt(*point)} | {fmt(*energy)} | {fmt(*iou, digits=3)} | {facts['train_seconds']:.0f} |"
+        )
+    lines += [
+        "",
+        "| paired difference, gapnet minus gapnet-pooled (same images, CAM) | mean ± 95% | n |",
+        "|---|---|---|",
+    ]
+    for key, label in (
+        ("pointing", "pointing %"),
+        ("energy", "energy in box %"),
+        ("iou", "box IoU"),
+    ):
+        mean, half, n = paired(
+            select(evals["gapnet-pooled"]["rows"], "cam"),
+            select(evals["gapnet"]["rows"], "cam"),
+            key,
+        )
+        results.setdefault("paired", {})[key] = [mean, half, n]
+        lines.append(f"| {label} | {fmt(mean, half, digits=3 if key == 'iou' else 1)} | {n} |")
+    return results, lines
+
+
+def stem_experiment(
+    out: Path, opts: argparse.Namespace, log: Path
+) -> tuple[dict[str, Any], list[str]]:
+    runs = {
+        stem: train(out, f"resnet18-{stem}", ["--arch", "resnet18", "--stem", stem], opts, log)
+        for stem in ("imagenet", "cifar")
+    }
+    layers = ("layer4", "layer3", "layer2")
+    results: dict[str, Any] = {}
+    lines = [
+        "| stem | val acc | layer | map size | pointing % | energy in box % | box IoU |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for stem, run_dir in runs.items():
+        facts = run_summary(run_dir)
+        ev = evaluate(run_dir, "gradcam", ",".join(layers), opts, log)
+        sizes = {name: shape for name, shape in layer_sizes(run_dir, layers).items()}
+        results[stem] = {**facts, "layers": {}}
+        for layer in layers:
+            rows = select(ev["rows"], "gradcam", layer)
+            point = mean_ci([r["pointing"] for r in rows])
+            energy = mean_ci([r["energy"] for r in rows])
+            iou = mean_ci([r["iou"] for r in rows if r.get("iou") is not None])
+            results[stem]["layers"][layer] = {
+                "size": sizes[layer],
+                "pointing": point,
+                "energy": energy,
+                "iou": iou,
+            }
+            h, w = sizes[layer]
+            lines.append(
+                f"| {stem} | {facts['val_acc']:.3f} | {layer} | {h}x{w} | {fmt(*point)} | {fmt(*energy)} | {fmt(*iou, digits=3)} |"
+            )
+    return results, lines
+
+
+def layer_sizes(run_dir: Path, layers: tuple[str, ...]) -> dict[str, list[int]]:
+    import torch
+
+    from camscope import load_model
+    from camscope.core.layers import list_layers
+
+    model, spec = load_model(str(run_dir))
+    infos = {
+        i.name: list(i.shape[-2:]) for i in list_layers(model, torch.zeros(1, 3, *spec.input_size))
+    }
+    return {layer: infos[layer] for layer in layers}
+
+
+def side_by_side(path: Path, runs: list[tuple[str, Path, str]], count: int, title: str) -> None:
+    """Rows: evaluation images; columns: one CAM per (label, run folder, layer)."""
+    import torch
+
+    from camscope import explain, load_model
+    from camscope.data.synthetic import SyntheticBenchmark
+    from camscope.io import preprocess
+    from camscope.viz import Panel, save_grid
+
+    loaded = [(label, *load_model(str(run_dir)), layer) for label, run_dir, layer in runs]
+    size = loaded[0][2].input_size[0]
+    bench = SyntheticBenchmark(count * 3, size=size, seed=0, two_object_fraction=0.0)
+    rows = []
+    for i in range(count):
+        sample = bench[i * 3]
+        panels = []
+        for label, model, spec, layer in loaded:
+            x = preprocess(sample.image, spec)
+            method = "cam" if layer == "auto" and "gapnet" in label else "gradcam"
+            res = explain(
+                model,
+                x,
+                method,
+                layer=layer,
+                targets=[spec.class_names.index(sample.objects[0].label)],
+            )
+            h, w = res.raw[method].shape[-2:]
+            panels.append(Panel(f"{label}\n{method} {h}x{w}", res.maps[method][0].numpy()))
+        rows.append((sample.objects[0].label, panels))
+    from PIL import Image
+
+    picture = bench[0].image
+    assert isinstance(picture, Image.Image)
+    save_grid(path, picture, rows, title=title)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("out/findings"))
+    parser.add_argument("--only", choices=("gapnet", "stem"), default=None)
+    parser.add_argument("--train-images", type=int, default=1200)
+    parser.add_argument("--eval-images", type=int, default=200)
+    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--width", type=int, default=16)
+    parser.add_argument("--depth", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--figures", type=Path, default=None, help="copy the grids here")
+    opts = parser.parse_args()
+    opts.out.mkdir(parents=True, exist_ok=True)
+    log = opts.out / "commands.log"
+    findings: dict[str, Any] = {"settings": {k: str(v) for k, v in vars(opts).items()}}
+    report: list[str] = []
+    if opts.only in (None, "gapnet"):
+        findings["gapnet"], lines = gapnet_experiment(opts.out, opts, log)
+        report += ["## gapnet vs gapnet-pooled", "", *lines, ""]
+        side_by_side(
+            opts.out / "gapnet_vs_pooled.png",
+            [
+                ("gapnet", opts.out / "gapnet", "auto"),
+                ("gapnet-pooled", opts.out / "gapnet-pooled", "auto"),
+            ],
+            4,
+            "CAM of the true class: no pooling (left) vs pooled (right)",
+        )
+    if opts.only in (None, "stem"):
+        findings["stem"], lines = stem_experiment(opts.out, opts, log)
+        report += ["## ResNet-18 at 32 px: ImageNet stem vs CIFAR stem", "", *lines, ""]
+        side_by_side(
+            opts.out / "resnet18_stems.png",
+            [
+                ("ImageNet stem", opts.out / "resnet18-imagenet", "layer4"),
+                ("ImageNet stem", opts.out / "resnet18-imagenet", "layer2"),
+                ("CIFAR stem", opts.out / "resnet18-cifar", "layer4"),
+                ("CIFAR stem", opts.out / "resnet18-cifar", "layer2"),
+            ],
+            4,
+            "Grad-CAM of the true class at layer4 (last) and layer2 (middle)",
+        )
+    (opts.out / "findings.json").write_text(json.dumps(findings, indent=2))
+    (opts.out / "findings.md").write_text("\n".join(report))
+    print("\n".join(report))
+    if opts.figures:
+        opts.figures.mkdir(parents=True, exist_ok=True)
+        for png in opts.out.glob("*.png"):
+            shutil.copy(png, opts.figures / f"training_{png.name}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,164 @@
+"""Images per second of ``camscope train``'s loop against a minimal hand-written PyTorch loop.
+
+Both loops train their own copy of the same initial model on the same batches: the built-in set
+rendered once (``camscope.training.sources``), the same ``DataLoader`` (pad-and-crop + flip,
+``--workers`` processes, ``--batch-size``), AdamW, cross-entropy. The hand-written loop is what a
+tutorial writes::
+
+    for images, labels, _ in loader:
+        x = (images.float() / 255 - mean) / std
+        loss = F.cross_entropy(model(x), labels)
+        optimizer.zero_grad(set_to_none=True); loss.backward(); optimizer.step()
+
+camscope's loop (:func:`camscope.training.loop.train_epoch`) adds the per-step schedule, the AMP
+scaler (disabled in float32), on-device loss/accuracy sums and the data-wait clock. The two run
+interleaved, one epoch each per round, so outside load hits both alike; the table gives the median
+images/s over the rounds, the ratio, and the share of the epoch spent waiting for the DataLoader.
+A last row runs the whole ``camscope.training.train`` (validation, checkpoint and reports
+included) for as many epochs and reports its end-to-end images/s.
+
+    python benchmarks/training.py                              # gapnet-pooled, 32 px, 3 rounds
+    python benchmarks/training.py --arch resnet18 --images 512 --rounds 5 --markdown
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from camscope.models.architectures import build_classifier
+from camscope.models.spec import IMAGENET_MEAN, IMAGENET_STD
+from camscope.training import TrainConfig, train
+from camscope.training.loop import Step, train_epoch
+from camscope.training.optim import build_optimizer, build_schedule
+from camscope.training.sources import load_training_data
+from camscope.training.transforms import ImageTransform, LabelledImages, Normalize, collate
+
+
+def hand_written_epoch(model, loader, optimizer, mean, std) -> tuple[int, float, float]:
+    """The minimal loop; returns (images, seconds, seconds waiting for data)."""
+    model.train()
+    images_seen, wait = 0, 0.0
+    start = time.perf_counter()
+    iterator = iter(loader)
+    while True:
+        t0 = time.perf_counter()
+        try:
+            images, labels, _ = next(iterator)
+        except StopIteration:
+            break
+        wait += time.perf_counter() - t0
+        x = (images.float() / 255.0 - mean) / std
+        loss = F.cross_entropy(model(x), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        images_seen += labels.shape[0]
+    return images_seen, time.perf_counter() - start, wait
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--arch", default="gapnet-pooled")
+    parser.add_argument("--image-size", type=int, default=32)
+    parser.add_argument("--images", type=int, default=640, help="built-in images (training set)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--markdown", action="store_true")
+    args = parser.parse_args()
+
+    size = args.image_size
+    data = load_training_data(f"builtin:{args.images}", None, 0.1, 0, image_size=size)
+    dataset = LabelledImages(data.train, ImageTransform(size, "bilinear", "pad-crop"))
+    loader = DataLoader(
+        dataset,
+        batch_size=args.batch_size,
+        shuffle=True,
+        num_workers=args.workers,
+        collate_fn=collate,
+    )
+    torch.manual_seed(0)
+    base = build_classifier(args.arch, len(data.classes), size).model
+    device = torch.device("cpu")
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+
+    hand_model = copy.deepcopy(base)
+    hand_opt = torch.optim.AdamW(hand_model.parameters(), lr=1e-3, weight_decay=0.05)
+    ours_model = copy.deepcopy(base)
+    ours_opt = build_optimizer(ours_model, "adamw", 1e-3, 0.05)
+    step = Step(
+        ours_model,
+        ours_opt,
+        build_schedule(ours_opt, len(loader), args.rounds + 1, 1.0, 1e-3, 0.0),
+        torch.amp.GradScaler("cpu", enabled=False),
+        torch.nn.CrossEntropyLoss(),
+        Normalize(IMAGENET_MEAN, IMAGENET_STD, device),
+        device,
+    )
+    print(
+        f"arch={args.arch} size={size} train images={len(dataset)} batch={args.batch_size} "
+        f"workers={args.workers} threads={torch.get_num_threads()} torch={torch.__version__}"
+    )
+    hand_epoch = hand_written_epoch(hand_model, loader, hand_opt, mean, std)  # warm-up
+    train_epoch(step, loader)
+    hand, ours = [], []
+    for r in range(args.rounds):
+        first_ours = r % 2 == 0
+        for which in ("ours", "hand") if first_ours else ("hand", "ours"):
+            if which == "hand":
+                hand_epoch = hand_written_epoch(hand_model, loader, hand_opt, mean, std)
+                hand.append(hand_epoch)
+            else:
+                stats = train_epoch(step, loader)
+                ours.append((stats.images, stats.seconds, stats.data_wait))
+    rate = lambda runs: statistics.median(n / s for n, s, _ in runs)  # noqa: E731
+    wait = lambda runs: statistics.median(w / s for _, s, w in runs)  # noqa: E731
+
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        result = train(
+            TrainConfig(
+                data=f"builtin:{args.images}",
+                out=str(Path(tmp) / "run"),
+                arch=args.arch,
+                image_size=size,
+                epochs=args.rounds,
+                batch_size=args.batch_size,
+                workers=args.workers,
+                val_split=0.1,
+            )
+        )
+        whole = time.perf_counter() - start
+        per_epoch = sum(r["seconds"] for r in result.history) / len(result.history)
+    rows = [
+        ("hand-written loop", rate(hand), 1.0, wait(hand)),
+        ("camscope loop (train_epoch)", rate(ours), rate(ours) / rate(hand), wait(ours)),
+    ]
+    full_rate = len(dataset) / per_epoch
+    header = "| loop | images/s (median) | x hand-written | data wait |"
+    print(header if args.markdown else header.replace("|", " ").strip())
+    if args.markdown:
+        print("|---|---|---|---|")
+    for name, value, ratio, waiting in rows:
+        print(f"| {name} | {value:.1f} | {ratio:.3f} | {100 * waiting:.1f}% |")
+    print(
+        f"| camscope train (whole run: epoch + validation + checkpoint) | {full_rate:.1f} | "
+        f"{full_rate / rate(hand):.3f} | - |"
+    )
+    print(
+        f"whole run incl. data rendering and model building: {whole:.1f} s for {args.rounds} epochs"
+    )
+
+
+if __name__ == "__main__":
+    main()
