@@ -224,7 +224,6 @@ def layer_sizes(run_dir: Path, layers: tuple[str, ...]) -> dict[str, list[int]]:
 
 def side_by_side(path: Path, runs: list[tuple[str, Path, str]], count: int, title: str) -> None:
     """Rows: evaluation images; columns: one CAM per (label, run folder, layer)."""
-    import torch
 
     from camscope import explain, load_model
     from camscope.data.synthetic import SyntheticBenchmark
