@@ -7,12 +7,13 @@
 
 Each model is trained with ``camscope train`` and scored with ``camscope evaluate`` on
 ``builtin:N`` (generator seed 0, which training never sees: it draws from seed 1), both run as
-subprocesses under ``nice``, one at a time. Localization numbers come with 95% confidence
+subprocesses under ``nice -n 10`` (do not nice this script itself), one at a time; a run that was
+interrupted is resumed. Localization numbers come with 95% confidence
 intervals over images, and the gapnet/pooled and stem comparisons also as paired differences on
 the same images. Writes ``OUT/findings.json``, ``OUT/findings.md`` and side-by-side grids
 (``OUT/*.png``; ``--figures DIR`` copies them, e.g. to docs/images).
 
-    python benchmarks/seed_findings.py --out out/findings                 # both, ~30 CPU-minutes
+    python benchmarks/seed_findings.py --out out/findings --figures docs/images   # both
     python benchmarks/seed_findings.py --only gapnet --epochs 12 --train-images 1200
 """
 
@@ -41,25 +42,40 @@ def run(args: list[str], log: Path) -> None:
         raise SystemExit(f"command failed ({code}); see {log}")
 
 
-def train(out: Path, name: str, extra: list[str], opts: argparse.Namespace, log: Path) -> Path:
+def train(
+    out: Path,
+    name: str,
+    extra: list[str],
+    opts: argparse.Namespace,
+    log: Path,
+    images: int,
+    epochs: int,
+) -> Path:
+    """Train ``name`` unless it is done; an interrupted or paused run is resumed."""
     run_dir = out / name
+    base = ["train", "--out", str(run_dir), "--no-progress"]
     if (run_dir / "summary.json").exists():
         summary = json.loads((run_dir / "summary.json").read_text())
         if summary.get("status") != "paused":
             return run_dir
-        extra = ["--resume"]
-    base = ["train", "--out", str(run_dir), "--no-progress"]
-    if extra != ["--resume"]:
-        base += ["--data", f"builtin:{opts.train_images}", "--image-size", "32"]
-        base += ["--epochs", str(opts.epochs), "--seed", str(opts.seed), "--explain", "4"]
-    run([*base, *extra], log)
+        run([*base, "--resume"], log)
+    elif (run_dir / "config.json").exists():
+        run([*base, "--resume"], log)
+    else:
+        base += ["--data", f"builtin:{images}", "--image-size", "32", "--epochs", str(epochs)]
+        run([*base, "--seed", str(opts.seed), "--explain", "4", *extra], log)
     return run_dir
 
 
 def evaluate(
-    run_dir: Path, methods: str, layers: str | None, opts: argparse.Namespace, log: Path
+    run_dir: Path,
+    methods: str,
+    layers: str | None,
+    opts: argparse.Namespace,
+    log: Path,
+    name: str = "eval",
 ) -> dict[str, Any]:
-    out = run_dir / "eval"
+    out = run_dir / name
     if not (out / "results.json").exists():
         args = ["evaluate", "--model", str(run_dir), "--data", f"builtin:{opts.eval_images}"]
         args += ["--methods", methods, "--metrics", "loc,pointing,energy", "--out", str(out)]
@@ -118,12 +134,30 @@ def top1(rows: list[dict[str, Any]]) -> tuple[float, float]:
     return mean_ci(list(single.values()))
 
 
+def localization(rows: list[dict[str, Any]]) -> tuple[tuple[float, float], ...]:
+    """Pointing, energy in box and box IoU: mean and 95% half-width each."""
+    return (
+        mean_ci([r["pointing"] for r in rows]),
+        mean_ci([r["energy"] for r in rows]),
+        mean_ci([r["iou"] for r in rows if r.get("iou") is not None]),
+    )
+
+
+def pooled_middle_layer(run_dir: Path) -> str:
+    """The last module of the pooled net's second block (after one 2x2 pooling)."""
+    from camscope import load_model
+
+    model, _ = load_model(str(run_dir))
+    pools = [i for i, m in enumerate(model.features) if type(m).__name__ == "MaxPool2d"]
+    return f"features.{pools[1] - 1}" if len(pools) > 1 else "features"
+
+
 def gapnet_experiment(
     out: Path, opts: argparse.Namespace, log: Path
 ) -> tuple[dict[str, Any], list[str]]:
     shape = ["--width", str(opts.width), "--depth", str(opts.depth)]
     runs = {
-        name: train(out, name, ["--arch", name, *shape], opts, log)
+        name: train(out, name, ["--arch", name, *shape], opts, log, opts.train_images, opts.epochs)
         for name in ("gapnet", "gapnet-pooled")
     }
     results: dict[str, Any] = {}
@@ -138,9 +172,7 @@ def gapnet_experiment(
         evals[name] = ev
         cam = select(ev["rows"], "cam")
         acc, acc_ci = top1(cam)
-        point = mean_ci([r["pointing"] for r in cam])
-        energy = mean_ci([r["energy"] for r in cam])
-        iou = mean_ci([r["iou"] for r in cam if r.get("iou") is not None])
+        point, energy, iou = localization(cam)
         results[name] = {
             **facts,
             "top1": [acc, acc_ci],
@@ -153,6 +185,23 @@ def gapnet_experiment(
             f"| {name} | {facts['cam_layer']} | {h}x{w} | {facts['val_acc']:.3f} | {fmt(acc, acc_ci, 100)}% | "
             f"{fmt(*point)} | {fmt(*energy)} | {fmt(*iou, digits=3)} | {facts['train_seconds']:.0f} |"
         )
+    # Architecture or layer? Grad-CAM at the pooled net's second block, its finest map after
+    # one pooling (16x16 at 32 px).
+    middle = pooled_middle_layer(runs["gapnet-pooled"])
+    mid = evaluate(runs["gapnet-pooled"], "gradcam", middle, opts, log, name="eval_middle")
+    point, energy, iou = localization(select(mid["rows"], "gradcam"))
+    size = layer_sizes(runs["gapnet-pooled"], (middle,))[middle]
+    results["gapnet-pooled"]["middle"] = {
+        "layer": middle,
+        "size": size,
+        "pointing": point,
+        "energy": energy,
+        "iou": iou,
+    }
+    lines.append(
+        f"| gapnet-pooled, Grad-CAM at its 2nd block | {middle} | {size[0]}x{size[1]} | (same) | | "
+        f"{fmt(*point)} | {fmt(*energy)} | {fmt(*iou, digits=3)} | |"
+    )
     lines += [
         "",
         "| paired difference, gapnet minus gapnet-pooled (same images, CAM) | mean ± 95% | n |",
@@ -177,25 +226,32 @@ def stem_experiment(
     out: Path, opts: argparse.Namespace, log: Path
 ) -> tuple[dict[str, Any], list[str]]:
     runs = {
-        stem: train(out, f"resnet18-{stem}", ["--arch", "resnet18", "--stem", stem], opts, log)
+        stem: train(
+            out,
+            f"resnet18-{stem}",
+            ["--arch", "resnet18", "--stem", stem],
+            opts,
+            log,
+            opts.stem_images,
+            opts.stem_epochs,
+        )
         for stem in ("imagenet", "cifar")
     }
     layers = ("layer4", "layer3", "layer2")
     results: dict[str, Any] = {}
     lines = [
-        "| stem | val acc | layer | map size | pointing % | energy in box % | box IoU |",
-        "|---|---|---|---|---|---|---|",
+        "| stem | val acc | top-1 on eval (1 object) | layer | map size | pointing % | energy in box % | box IoU | train s |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for stem, run_dir in runs.items():
         facts = run_summary(run_dir)
         ev = evaluate(run_dir, "gradcam", ",".join(layers), opts, log)
         sizes = {name: shape for name, shape in layer_sizes(run_dir, layers).items()}
-        results[stem] = {**facts, "layers": {}}
+        acc, acc_ci = top1(select(ev["rows"], "gradcam", layers[0]))
+        results[stem] = {**facts, "top1": [acc, acc_ci], "layers": {}}
         for layer in layers:
             rows = select(ev["rows"], "gradcam", layer)
-            point = mean_ci([r["pointing"] for r in rows])
-            energy = mean_ci([r["energy"] for r in rows])
-            iou = mean_ci([r["iou"] for r in rows if r.get("iou") is not None])
+            point, energy, iou = localization(rows)
             results[stem]["layers"][layer] = {
                 "size": sizes[layer],
                 "pointing": point,
@@ -204,7 +260,8 @@ def stem_experiment(
             }
             h, w = sizes[layer]
             lines.append(
-                f"| {stem} | {facts['val_acc']:.3f} | {layer} | {h}x{w} | {fmt(*point)} | {fmt(*energy)} | {fmt(*iou, digits=3)} |"
+                f"| {stem} | {facts['val_acc']:.3f} | {fmt(acc, acc_ci, 100)}% | {layer} | {h}x{w} | "
+                f"{fmt(*point)} | {fmt(*energy)} | {fmt(*iou, digits=3)} | {facts['train_seconds']:.0f} |"
             )
     return results, lines
 
@@ -223,47 +280,56 @@ def layer_sizes(run_dir: Path, layers: tuple[str, ...]) -> dict[str, list[int]]:
 
 
 def side_by_side(path: Path, runs: list[tuple[str, Path, str]], count: int, title: str) -> None:
-    """Rows: evaluation images; columns: one CAM per (label, run folder, layer)."""
+    """Rows: evaluation images (box drawn on the input); columns: the CAM (gapnet at its ``auto``
+    layer) or Grad-CAM of the true class for each (label, run folder, layer)."""
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Rectangle
 
     from camscope import explain, load_model
     from camscope.data.synthetic import SyntheticBenchmark
     from camscope.io import preprocess
-    from camscope.viz import Panel, save_grid
+    from camscope.viz import overlay
 
     loaded = [(label, *load_model(str(run_dir)), layer) for label, run_dir, layer in runs]
     size = loaded[0][2].input_size[0]
     bench = SyntheticBenchmark(count * 3, size=size, seed=0, two_object_fraction=0.0)
-    rows = []
+    fig = Figure(figsize=(1.9 * (len(runs) + 1), 2.1 * count + 0.5), dpi=110)
+    axes = fig.subplots(count, len(runs) + 1, squeeze=False)
     for i in range(count):
         sample = bench[i * 3]
-        panels = []
-        for label, model, spec, layer in loaded:
-            x = preprocess(sample.image, spec)
-            method = "cam" if layer == "auto" and "gapnet" in label else "gradcam"
-            res = explain(
-                model,
-                x,
-                method,
-                layer=layer,
-                targets=[spec.class_names.index(sample.objects[0].label)],
-            )
+        picture = sample.image
+        obj = sample.objects[0]
+        axes[i, 0].imshow(picture)
+        x0, y0, x1, y1 = obj.box
+        axes[i, 0].add_patch(
+            Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, color="lime")
+        )
+        axes[i, 0].set_title(f"input: {obj.label}", fontsize=8)
+        for j, (label, model, spec, layer) in enumerate(loaded, start=1):
+            x = preprocess(picture, spec)
+            method = "cam" if "gapnet" in label else "gradcam"
+            target = [spec.class_names.index(obj.label)]
+            res = explain(model, x, method, layer=layer, targets=target)
             h, w = res.raw[method].shape[-2:]
-            panels.append(Panel(f"{label}\n{method} {h}x{w}", res.maps[method][0].numpy()))
-        rows.append((sample.objects[0].label, panels))
-    from PIL import Image
-
-    picture = bench[0].image
-    assert isinstance(picture, Image.Image)
-    save_grid(path, picture, rows, title=title)
+            axes[i, j].imshow(overlay(picture, res.maps[method][0].numpy()))
+            axes[i, j].set_title(f"{label}\n{method} {res.layer} {h}x{w}", fontsize=7)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(title, fontsize=9)
+    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=0.92, wspace=0.05, hspace=0.25)
+    fig.savefig(path)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("out/findings"))
     parser.add_argument("--only", choices=("gapnet", "stem"), default=None)
-    parser.add_argument("--train-images", type=int, default=1200)
+    parser.add_argument("--train-images", type=int, default=800)
     parser.add_argument("--eval-images", type=int, default=200)
-    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--stem-images", type=int, default=400, help="ResNet-18 experiment")
+    parser.add_argument("--stem-epochs", type=int, default=6, help="ResNet-18 experiment")
+    parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--width", type=int, default=16)
     parser.add_argument("--depth", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
@@ -283,7 +349,7 @@ def main() -> None:
                 ("gapnet-pooled", opts.out / "gapnet-pooled", "auto"),
             ],
             4,
-            "CAM of the true class: no pooling (left) vs pooled (right)",
+            "CAM of the true class at 32 px: no pooling vs pooled (same parameters)",
         )
     if opts.only in (None, "stem"):
         findings["stem"], lines = stem_experiment(opts.out, opts, log)
@@ -297,7 +363,7 @@ def main() -> None:
                 ("CIFAR stem", opts.out / "resnet18-cifar", "layer2"),
             ],
             4,
-            "Grad-CAM of the true class at layer4 (last) and layer2 (middle)",
+            "ResNet-18 at 32 px: Grad-CAM of the true class at layer4 (last) and layer2 (middle)",
         )
     (opts.out / "findings.json").write_text(json.dumps(findings, indent=2))
     (opts.out / "findings.md").write_text("\n".join(report))

@@ -25,6 +25,7 @@ def test_defaults_follow_the_optimizer() -> None:
         ({"label_smoothing": 1.0}, "label smoothing"),
         ({"epochs": 0}, "epochs"),
         ({"precision": "fp8"}, "precision"),
+        ({"device": "tpu"}, "device"),
     ],
 )
 def test_bad_values_are_named(changes, word) -> None:

@@ -7,6 +7,7 @@ stored fields that change results with the new ones and refuses a resume that di
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -141,6 +142,10 @@ class TrainConfig:
             (self.workers >= 0, "workers must be >= 0"),
             (self.stop_after is None or self.stop_after >= 1, "stop after must be >= 1"),
             (self.explain >= 0, "explain must be >= 0"),
+            (
+                re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device) is not None,
+                "device must be auto, cpu, cuda or cuda:N",
+            ),
         ]
         for ok, message in checks:
             if not ok:

@@ -35,7 +35,7 @@ from ..models.run_folder import FORMAT_VERSION, MARKER
 from ..models.spec import IMAGENET_MEAN, IMAGENET_STD
 from .checkpoint import CHECKPOINT, Progress, load_checkpoint, progress_from
 from .config import TrainConfig
-from .distributed import World, join, launch, leave
+from .distributed import World, barrier, join, launch, leave
 from .epochs import run_epochs
 from .result import TrainResult, read_result
 from .sources import load_training_data
@@ -63,7 +63,7 @@ def train(config: TrainConfig) -> TrainResult:
 
 
 def _train_in_process(settings: dict[str, Any]) -> str:
-    _train(TrainConfig.from_dict({**settings, "devices": 1}))
+    _train(TrainConfig.from_dict(settings))  # WORLD_SIZE is set here: no second launch
     return settings["out"]
 
 
@@ -154,6 +154,8 @@ def _train(config: TrainConfig) -> TrainResult:
         elif device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         seed_everything(config.seed)
+        if config.download and not world.main:
+            barrier(world)  # rank 0 downloads first
         data = load_training_data(
             config.data,
             config.val,
@@ -163,6 +165,8 @@ def _train(config: TrainConfig) -> TrainResult:
             labels=config.labels,
             download=config.download and world.main,
         )
+        if config.download and world.main:
+            barrier(world)
         return _train_on(config, out, data, device, world)
     finally:
         leave(world)
