@@ -2,8 +2,8 @@
 downloaded.
 
 * ``"timm"``: the weights timm would download for the architecture, found in the Hugging Face hub
-  cache (``~/.cache/huggingface/hub``, :func:`huggingface_hub.try_to_load_from_cache`) or torch
-  hub's checkpoint folder; timm itself then loads them (dropping the classifier when the class
+  cache or torch hub's checkpoint folder (:func:`camscope.models.hub.local_timm_weights`); timm
+  itself then loads them (dropping the classifier when the class
   count differs and resizing position embeddings), and the small-input stem is adapted afterwards.
 * a ``.safetensors`` / ``.pt`` / ``.pth`` state dict, or a run folder (its ``model.safetensors``):
   loaded after the model is built; tensors whose name or shape does not fit (a new classifier, a
@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from ..errors import UsageError
+from ..models.hub import local_timm_weights
 from ..models.run_folder import WEIGHTS_FILE, is_run_folder
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,8 @@ _PREFIXES = ("module.", "_orig_mod.")
 
 
 def timm_cache_file(name: str) -> str:
-    """The locally cached pretrained weights of timm model ``name``.
+    """The locally cached pretrained weights of timm model ``name``
+    (:func:`camscope.models.hub.local_timm_weights`: the Hugging Face and torch hub caches).
 
     Raises:
         UsageError: timm has no weights for it, or they are not in the local cache.
@@ -38,25 +40,15 @@ def timm_cache_file(name: str) -> str:
     cfg = timm.get_pretrained_cfg(name)
     if cfg is None or (not cfg.hf_hub_id and not cfg.url):
         raise UsageError(f"--pretrained timm: timm has no pretrained weights for {name!r}")
-    if cfg.hf_hub_id:
-        from huggingface_hub import try_to_load_from_cache
-
-        for filename in (cfg.hf_hub_filename, "model.safetensors", "pytorch_model.bin"):
-            if not filename:
-                continue
-            found = try_to_load_from_cache(cfg.hf_hub_id, filename)
-            if isinstance(found, str):
-                return found
-    if cfg.url:
-        local = Path(torch.hub.get_dir()) / "checkpoints" / Path(str(cfg.url)).name
-        if local.is_file():
-            return str(local)
-    raise UsageError(
-        f"--pretrained timm: the weights of {name!r} ({cfg.hf_hub_id or cfg.url}) are not in the "
-        "local cache and camscope never downloads them; on a connected machine run "
-        f"`python -c \"import timm; timm.create_model('{name}', pretrained=True)\"`, or pass "
-        "--pretrained FILE"
-    )
+    found = local_timm_weights(name)
+    if found is None:
+        raise UsageError(
+            f"--pretrained timm: the weights of {name!r} ({cfg.hf_hub_id or cfg.url}) are not in "
+            "the local cache and camscope train never downloads them; on a connected machine run "
+            f"`python -c \"import timm; timm.create_model('{name}', pretrained=True)\"`, or pass "
+            "--pretrained FILE"
+        )
+    return found
 
 
 def _state_of(source: str) -> dict[str, torch.Tensor]:
