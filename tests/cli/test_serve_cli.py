@@ -50,10 +50,33 @@ def test_serve_prints_its_address_and_offers_the_models(captured_app, capsys) ->
     host, port = captured_app["address"]
     assert host == "127.0.0.1"  # loopback unless told otherwise
     assert f"http://127.0.0.1:{port}/" in out and "docs" in out
-    client = TestClient(captured_app["app"])
+    client = TestClient(captured_app["app"], base_url=f"http://127.0.0.1:{port}")
     names = [m["name"] for m in client.get("/api/models").json()]
     assert names == ["nets:imagenet_sized", "efficientnet_lite0"]
     assert client.get("/api/config").json()["url_fetch"] is False
+
+
+@pytest.mark.parametrize(
+    ("host", "status"),
+    [
+        ("localhost:8000", 200),
+        ("127.0.0.1", 200),
+        ("[::1]:8000", 200),
+        ("attacker.example", 421),
+        ("attacker.example:8000", 421),
+        ("127.0.0.1.nip.io", 421),
+        ("", 421),
+    ],
+)
+def test_a_loopback_server_answers_only_to_loopback_names(captured_app, host, status) -> None:
+    """DNS rebinding: a page elsewhere names its own host that resolves to 127.0.0.1."""
+    argv = ["serve", "--model", "nets:imagenet_sized", "--port", "0", "--device", "cpu"]
+    assert main(argv) == 0
+    client = TestClient(captured_app["app"])
+    answer = client.get("/healthz", headers={"host": host})
+    assert answer.status_code == status, answer.text
+    if status == 421:
+        assert "--host" in answer.json()["detail"]
 
 
 def test_usage_errors_exit_2(captured_app, capsys, tmp_path) -> None:
@@ -107,7 +130,7 @@ def test_study_mode_serves_the_study_only(captured_app, capsys, tmp_path) -> Non
     ]
     assert main(argv) == 0
     assert "trials per participant" in capsys.readouterr().out
-    client = TestClient(captured_app["app"])
+    client = TestClient(captured_app["app"], base_url="http://localhost")
     about = client.get("/api/study").json()
     assert about["kind"] == "class-discrimination" and about["total"] > 0
     assert client.get("/api/methods").status_code == 404  # no viewer: nothing to unblind with

@@ -127,7 +127,11 @@ def run(args: argparse.Namespace) -> int:
     shown = f"[{host}]" if ":" in host else host
     address = f"http://{shown}:{port}/"
     echo(f"camscope serve: {address}  (API docs: {address}docs; Ctrl+C stops)")
-    if not _is_loopback(host):
+    if _is_loopback(host):
+        from ..serve.limits import LoopbackHosts
+
+        app = LoopbackHosts(app)  # a page elsewhere cannot reach it by DNS rebinding
+    else:
         warn(f"camscope serve: listening on {host}: anyone who can reach this machine can use it")
     import sys
 

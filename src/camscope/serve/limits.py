@@ -9,6 +9,12 @@ limited to :data:`SMALL_BODY` bytes.
 
 Written here rather than taken from FastAPI's ``max_body_size`` (new in 2026), so the ``serve``
 extra keeps working with every FastAPI release it accepts.
+
+:class:`LoopbackHosts` answers 421 to a request whose ``Host`` header is not a loopback name. A
+server on 127.0.0.1 is out of other machines' reach, but a web page the user visits can point a
+name it controls at 127.0.0.1 (DNS rebinding) and then read the viewer's answers; such requests
+carry that name in ``Host``. Starlette's ``TrustedHostMiddleware`` is not used because it cuts the
+port off at the first colon, which breaks ``[::1]:8000``.
 """
 
 from __future__ import annotations
@@ -105,6 +111,42 @@ class BodyLimit:
             await _answer_413(send, too_large_message(None, limit))
 
 
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def host_name(header: str) -> str:
+    """The name part of a ``Host`` header: ``[::1]:8000`` -> ``::1``, ``localhost:80`` ->
+    ``localhost``."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1 : header.find("]")] if "]" in header else header
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+
+
+class LoopbackHosts:
+    """ASGI middleware answering 421 unless the ``Host`` header names this machine's loopback."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            header = next(
+                (v.decode("latin-1") for k, v in scope.get("headers", []) if k.lower() == b"host"),
+                "",
+            )
+            name = host_name(header)
+            if name not in LOOPBACK_NAMES:
+                detail = (
+                    f"this viewer listens on a loopback address and answers only to localhost, "
+                    f"127.0.0.1 or [::1], not {name[:80]!r}; to serve other names, start it "
+                    "with --host"
+                )
+                await _answer(send, 421, detail)
+                return
+        await self.app(scope, receive, send)
+
+
 def _content_length(scope: Scope) -> int | None:
     for key, value in scope.get("headers", []):
         if key.lower() == b"content-length":
@@ -114,11 +156,15 @@ def _content_length(scope: Scope) -> int | None:
 
 
 async def _answer_413(send: Any, detail: str) -> None:
+    await _answer(send, 413, detail)
+
+
+async def _answer(send: Any, status: int, detail: str) -> None:
     body = json.dumps({"detail": detail}).encode()
     await send(
         {
             "type": "http.response.start",
-            "status": 413,
+            "status": status,
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
