@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import http.server
 import io
+import struct
+import subprocess
+import sys
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,18 +18,23 @@ import pytest
 import torch
 from PIL import Image
 
-from camscope.errors import CamscopeError, ImageLoadError
+from camscope.errors import CamscopeError, ImageLoadError, UsageError
 from camscope.io import (
+    DEFAULT_MAX_PIXELS,
     DEMO_IMAGES,
     collect_inputs,
     demo_images,
     load_image,
     load_image_bytes,
+    model_channels,
     preprocess,
     resize_map,
     save_npy,
+    source_pixels,
 )
 from camscope.models import ModelSpec
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def png_bytes(image: Image.Image, **kwargs: object) -> bytes:
@@ -129,6 +138,109 @@ def test_cap_above_pil_default_is_honoured(tmp_path: Path) -> None:
     finally:
         Image.MAX_IMAGE_PIXELS = saved
     assert saved == Image.MAX_IMAGE_PIXELS
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    """A valid tiny PNG whose header (with a correct CRC) claims ``width x height``."""
+    data = bytearray(png_bytes(Image.new("L", (1, 1))))
+    struct.pack_into(">II", data, 16, width, height)  # IHDR data starts at byte 16
+    struct.pack_into(">I", data, 29, zlib.crc32(bytes(data[12:29])))
+    return bytes(data)
+
+
+@pytest.mark.parametrize("cap", [100, 300])
+def test_pixel_cap_message_names_the_real_limit(tmp_path: Path, cap: int) -> None:
+    # 400 pixels: above 2 x 100 PIL raises its bomb error, between 300 and 600 it only warns;
+    # both used to quote PIL's doubled limit ("limit of 200").
+    path = tmp_path / "twenty.png"
+    Image.new("L", (20, 20)).save(path)
+    with pytest.raises(ImageLoadError) as info:
+        load_image(path, max_pixels=cap)
+    assert f"limit of {cap} (--max-pixels)" in info.value.reason
+    assert str(2 * cap) not in info.value.reason and "400" in info.value.reason
+
+
+def test_default_cap_message_quotes_the_default(tmp_path: Path) -> None:
+    path = tmp_path / "huge.png"
+    path.write_bytes(_png_claiming(20_000, 20_000))  # 400 MP: over twice PIL's limit
+    with pytest.raises(ImageLoadError) as info:
+        load_image(path)
+    assert f"limit of {DEFAULT_MAX_PIXELS} (--max-pixels)" in info.value.reason
+    assert str(2 * DEFAULT_MAX_PIXELS) not in info.value.reason
+
+
+def _jpeg_claiming(width: int, height: int) -> bytes:
+    """A 16 x 16 JPEG whose frame header claims ``width x height``, cut 16 bytes into its scan
+    and closed with an end-of-image marker: libjpeg fills the rest with grey, silently."""
+    rng = np.random.default_rng(0)
+    buffer = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(buffer, "JPEG")
+    data = bytearray(buffer.getvalue())
+    frame = data.find(b"\xff\xc0")
+    struct.pack_into(">HH", data, frame + 5, height, width)
+    scan = data.find(b"\xff\xda")
+    header_end = scan + 2 + int.from_bytes(data[scan + 2 : scan + 4], "big")
+    return bytes(data[: header_end + 16]) + b"\xff\xd9"
+
+
+def test_jpeg_too_short_for_its_size_is_truncated(tmp_path: Path) -> None:
+    path = tmp_path / "bomb.jpg"
+    path.write_bytes(_jpeg_claiming(9000, 9000))
+    assert path.stat().st_size < 700  # and 81 MP (243 MB decoded) claimed
+    with pytest.raises(ImageLoadError, match="truncated JPEG") as info:
+        load_image(path)
+    assert "re-export or re-download" in info.value.reason
+    # The refusal comes before decoding: a fresh process stays far below the 243 MB picture.
+    # (VmHWM, not ru_maxrss: the latter keeps the forking test process's peak across exec)
+    code = (
+        "from camscope.io import load_image\n"
+        "from camscope.errors import ImageLoadError\n"
+        "try:\n"
+        f"    load_image({str(path)!r})\n"
+        "except ImageLoadError:\n"
+        "    pass\n"
+        "status = open('/proc/self/status').read().split('VmHWM:')[1]\n"
+        "print(int(status.split()[0]) // 1024)\n"
+    )
+    env = {"PYTHONPATH": str(REPO / "src"), "PATH": "/usr/bin:/bin"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout) < 200  # MiB
+
+
+@pytest.mark.parametrize(
+    ("mode", "options"),
+    [
+        ("RGB", {}),
+        ("RGB", {"progressive": True}),
+        ("L", {"quality": 10}),
+        ("RGB", {"subsampling": 0}),
+    ],
+)
+def test_intact_flat_jpegs_are_not_called_truncated(
+    tmp_path: Path, mode: str, options: dict
+) -> None:
+    # A flat picture is the most compressible content: the bound must still hold.
+    path = tmp_path / "flat.jpg"
+    Image.new(mode, (1200, 900), 128 if mode == "L" else (120, 130, 140)).save(path, **options)
+    assert load_image(path).size == (1200, 900)
+
+
+def test_pil_truncation_flag_set_elsewhere_is_ignored(tmp_path: Path) -> None:
+    from PIL import ImageFile
+
+    rng = np.random.default_rng(0)
+    data = png_bytes(Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)))
+    path = tmp_path / "cut.png"
+    path.write_bytes(data[: len(data) // 2])
+    ImageFile.LOAD_TRUNCATED_IMAGES = True  # as some libraries do, process-wide
+    try:
+        with pytest.raises(ImageLoadError, match="truncated"):
+            load_image(path)
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 
 # ---------------------------------------------------------------------------- modes
@@ -393,6 +505,72 @@ def test_preprocess_converts_grey() -> None:
     spec = ModelSpec(name="t", input_size=(3, 3), mean=(0, 0, 0), std=(1, 1, 1))
     x = preprocess(Image.new("L", (3, 3), 255), spec)
     assert torch.equal(x, torch.ones(1, 3, 3, 3))
+
+
+def test_model_channels_from_spec() -> None:
+    assert model_channels(ModelSpec("rgb")) == 3
+    assert model_channels(ModelSpec("grey", mean=(0.5,), std=(0.25,))) == 1
+    assert model_channels(ModelSpec("grey", channels=1, mean=(0.5,), std=(0.25,))) == 1
+
+
+def test_preprocess_follows_a_one_channel_spec() -> None:
+    spec = ModelSpec("g", input_size=(1, 2), mean=(0.5,), std=(0.25,), interpolation="nearest")
+    image = Image.new("RGB", (2, 1))
+    image.putpixel((0, 0), (255, 0, 0))
+    image.putpixel((1, 0), (0, 0, 255))
+    x = preprocess(image, spec)
+    assert tuple(x.shape) == (1, 1, 1, 2)
+    # luma of pure red is 0.299, of pure blue 0.114 (BT.601); (v - 0.5) / 0.25
+    expected = torch.tensor([[[[(0.299 - 0.5) / 0.25, (0.114 - 0.5) / 0.25]]]])
+    torch.testing.assert_close(x, expected, rtol=0, atol=1e-6)
+
+
+def test_16bit_grey_reaches_grey_and_rgb_models_at_full_precision(tmp_path: Path) -> None:
+    values = np.array([[0, 1, 32768, 65534]], dtype=np.uint16)
+    path = tmp_path / "deep.png"
+    Image.fromarray(values).save(path)
+    image = load_image(path)
+    assert image.mode == "RGB"  # the picture stays 8-bit RGB for drawing
+    exact = torch.from_numpy(values.astype(np.float64) / 65535.0).float()
+    grey = ModelSpec("g", input_size=(1, 4), mean=(0.0,), std=(1.0,), interpolation="nearest")
+    x = preprocess(image, grey)
+    assert tuple(x.shape) == (1, 1, 1, 4)
+    # 8 bits would give 0, 0, 128/255, 1: the 1 and the 65534 tell the difference
+    torch.testing.assert_close(x[0, 0], exact, rtol=0, atol=1e-7)
+    rgb = ModelSpec("c", input_size=(1, 4), mean=(0, 0, 0), std=(1, 1, 1), interpolation="nearest")
+    x3 = preprocess(image, rgb)
+    for channel in range(3):
+        torch.testing.assert_close(x3[0, channel], exact, rtol=0, atol=1e-7)
+    # A derived picture carries nothing stale: it is read as the 8-bit picture it is.
+    resized = image.resize((4, 1))
+    assert source_pixels(resized) is None and source_pixels(image) is not None
+    torch.testing.assert_close(
+        preprocess(resized, grey)[0, 0, 0, 1], torch.tensor(0.0), rtol=0, atol=1e-7
+    )
+
+
+def test_preprocess_refuses_specs_it_cannot_serve() -> None:
+    image = Image.new("RGB", (4, 4))
+    with pytest.raises(UsageError, match="3 values for a 1-channel model"):
+        preprocess(image, ModelSpec("m", channels=1))
+    with pytest.raises(UsageError, match="4 channels"):
+        preprocess(image, ModelSpec("m", mean=(0.5,) * 4, std=(0.5,) * 4))
+
+
+def test_spec_for_a_one_channel_model() -> None:
+    from torch import nn
+
+    from camscope.models.spec import input_channels, spec_for_model
+
+    model = nn.Sequential(
+        nn.Conv2d(1, 2, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2, 3)
+    )
+    assert input_channels(model) == 1
+    spec = spec_for_model(model, "grey")
+    assert spec.channels == 1 and model_channels(spec) == 1
+    # ImageNet's three values become their average (documented deviation)
+    assert spec.mean == pytest.approx((0.449,)) and spec.std == pytest.approx((0.226,))
+    assert preprocess(Image.new("L", (5, 5), 100), spec).shape == (1, 1, 224, 224)
 
 
 # ---------------------------------------------------------------------------- resize_map, save

@@ -26,22 +26,25 @@ class ModelSpec:
     Attributes:
         name: model name as loaded.
         input_size: ``(H, W)`` the model was trained at.
-        mean / std: per-channel normalisation of [0, 1] RGB.
+        mean / std: per-channel normalisation of [0, 1] values (RGB, or one value for grey).
         interpolation: ``"bilinear"``, ``"bicubic"`` or ``"nearest"``.
         crop_pct: centre-crop fraction of the training recipe (reported; camscope resizes the whole
             image so the map covers every pixel the user sees).
         class_names: one label per output class (empty if unknown).
         source: where these facts came from (``"timm pretrained_cfg"``, ``"torchvision weights"``, ...).
+        channels: input channels the model reads (3 RGB, 1 grey); None means one per ``mean``
+            value. :func:`camscope.io.preprocess` builds inputs with this many channels.
     """
 
     name: str
     input_size: tuple[int, int] = (224, 224)
-    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
-    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    mean: tuple[float, ...] = (0.485, 0.456, 0.406)
+    std: tuple[float, ...] = (0.229, 0.224, 0.225)
     interpolation: str = "bilinear"
     crop_pct: float | None = None
     class_names: list[str] = field(default_factory=list)
     source: str = "default"
+    channels: int | None = None
 
     def label(self, index: int) -> str:
         """Human-readable label of a class index (``"class 17"`` when names are unknown).
@@ -68,6 +71,7 @@ class ModelSpec:
             "crop_pct": None if self.crop_pct is None else float(self.crop_pct),
             "num_classes": len(self.class_names),
             "source": self.source,
+            "channels": self.channels or len(self.mean),
         }
 
 
@@ -97,13 +101,44 @@ def spec_for_model(model: nn.Module, name: str | None = None) -> ModelSpec:
     """
     label = name if name is not None else type(model).__name__
     num_classes = num_outputs(model)
+    channels = input_channels(model)
     names = imagenet_class_names() if num_classes == 1000 else []
     if hasattr(getattr(model, "config", None), "model_type"):  # Hugging Face model
         names = class_names_of(model) or names
     cfg = getattr(model, "pretrained_cfg", None)
     if isinstance(cfg, Mapping) and cfg.get("mean") is not None:
-        return spec_from_timm_cfg(label, cfg, names, source="timm pretrained_cfg")
-    return ModelSpec(name=label, class_names=names, source="ImageNet defaults")
+        spec = spec_from_timm_cfg(label, cfg, names, source="timm pretrained_cfg")
+    else:
+        spec = ModelSpec(name=label, class_names=names, source="ImageNet defaults")
+    if channels is not None and channels != len(spec.mean):
+        spec = for_channels(spec, channels)
+    return spec
+
+
+def for_channels(spec: ModelSpec, channels: int) -> ModelSpec:
+    """``spec`` for a model reading ``channels`` channels: mean and std of other lengths become
+    their average (deviation: a grey model trained from RGB statistics has no agreed value; pass
+    the model's own with ``--mean``/``--std``).
+
+    >>> for_channels(ModelSpec("m", mean=(0.2, 0.4, 0.6), std=(0.5, 0.5, 0.5)), 1).mean
+    (0.4,)
+    """
+    from dataclasses import replace
+
+    def fit(values: tuple[float, ...]) -> tuple[float, ...]:
+        if len(values) in (1, channels):
+            return tuple(values)
+        return (round(sum(values) / len(values), 6),) * channels
+
+    return replace(spec, channels=channels, mean=fit(spec.mean), std=fit(spec.std))
+
+
+def input_channels(model: nn.Module) -> int | None:
+    """Input channels of the model's first convolution (in module order), None without one."""
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            return int(module.in_channels)
+    return None
 
 
 def spec_from_timm_cfg(
