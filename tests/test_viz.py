@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -96,18 +98,74 @@ def _rows() -> list[tuple[str, list[viz.Panel]]]:
     ]
 
 
-def test_grid_figure_axes() -> None:
+def test_overlay_costs_a_few_bytes_per_pixel() -> None:
+    # 3 MP: float64 overlays (the old way) peaked at about 140 bytes per pixel.
+    height, width = 1500, 2000
+    image = Image.fromarray(np.full((height, width, 3), 90, dtype=np.uint8))
+    heat = np.linspace(0, 1, height * width, dtype=np.float32).reshape(height, width)
+    tracemalloc.start()
+    try:
+        picture = viz.overlay(image, heat)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert picture.size == (width, height)
+    assert peak / (height * width) < 8  # numpy's share: picture copy, result, row blocks
+
+
+def test_overlay_composites_transparency_like_the_input_panel() -> None:
+    rgba = Image.new("RGBA", (2, 1), (10, 20, 30, 0))  # fully transparent, hidden colour
+    rgba.putpixel((1, 0), (200, 0, 0, 255))
+    shown = np.asarray(viz.to_display_rgb(rgba))
+    np.testing.assert_array_equal(shown, [[[255, 255, 255], [200, 0, 0]]])
+    np.testing.assert_array_equal(np.asarray(viz.overlay(rgba, np.zeros((1, 2)), alpha=0.0)), shown)
+    grid = viz.compose_grid(rgba, [("", [viz.Panel("m", heatmap=np.zeros((1, 2)))])], alpha=0.0)
+    layout = viz.grid_layout(rgba.size, [("", [viz.Panel("m", heatmap=np.zeros((1, 2)))])])
+    (x, y), top = layout.input_at, layout.title_height
+    cell_w, cell_h = layout.cell
+    pixels = np.asarray(grid)
+    input_cell = pixels[y + top : y + top + cell_h, x : x + cell_w]
+    panel_x = layout.panels[0][1][0]
+    panel_cell = pixels[y + top : y + top + cell_h, panel_x : panel_x + cell_w]
+    np.testing.assert_array_equal(input_cell, panel_cell)  # alpha 0: the same picture
+    assert (input_cell[:, : cell_w // 4] == 255).all()  # the transparent half is white
+
+
+def test_grid_layout_draws_the_input_once_and_wraps() -> None:
+    heat = np.zeros((4, 4))
+    many = [viz.Panel(f"m{i}", heatmap=heat) for i in range(8)]
+    rows = [("top-1: cat", many), ("top-2: dog", many[:3])]
+    layout = viz.grid_layout((40, 30), rows, max_columns=6)
+    assert len(layout.panels) == 11
+    assert layout.input_at == (12, layout.labels[0][0] + 24)  # once, under the first label
+    tops = sorted({y for _, (_, y), _ in layout.panels})
+    assert len(tops) == 3  # 8 panels wrap into 6 + 2, then the second row's 3
+    columns = sorted({x for _, (x, _), _ in layout.panels})
+    assert len(columns) == 6 and columns[0] > layout.input_at[0]
+    assert [text for _, text in layout.labels] == ["top-1: cat", "top-2: dog"]
+    assert [kind for kind, _ in layout.legends] == ["relevance"]
+
+
+def test_guided_panels_get_their_own_legend() -> None:
+    rgb = np.zeros((4, 4, 3), dtype=np.uint8)
+    heat = np.zeros((4, 4))
+    both = [("", [viz.Panel("gradcam", heatmap=heat), viz.Panel("guided", rgb=rgb, signed=True)])]
+    assert [k for k, _ in viz.grid_layout((4, 4), both).legends] == ["relevance", "guided"]
+    only = [("", [viz.Panel("guided", rgb=rgb, signed=True)])]
+    assert [k for k, _ in viz.grid_layout((4, 4), only).legends] == ["guided"]
+    plain = [("", [viz.Panel("photo", rgb=rgb)])]
+    assert viz.grid_layout((4, 4), plain).legends == []
+
+
+def test_titles_are_plain_text() -> None:
+    # matplotlib parsed "$...$" as math: "$x_$" aborted the whole grid.
     image = Image.new("RGB", (32, 24), (30, 60, 90))
-    fig = viz.grid_figure(image, _rows(), title="t")
-    # 2 rows x (input + 2 panel columns) + 1 colour bar.
-    assert len(fig.axes) == 2 * 3 + 1
-    visible = [ax for ax in fig.axes if ax.get_visible() and ax.axison]
-    assert len(visible) == 2 * 3 - 1 + 1  # the empty cell of row 2 is hidden
-    titles = [ax.get_title() for ax in fig.axes]
-    assert "gradcam\ncat (p=0.90)" in titles and "input" in titles
-    # Only RGB panels: no colour bar.
-    fig2 = viz.grid_figure(image, [("", [viz.Panel("g", rgb=np.zeros((24, 32, 3)))])])
-    assert len(fig2.axes) == 2
+    rows = [("target: $x_$ (p = 0.5)", [viz.Panel("a $\\frac{1}{$ b", heatmap=np.zeros((24, 32)))])]
+    grid = viz.compose_grid(image, rows, title="$model$ | a\x1b[31mb")
+    assert grid.width > 320
+    layout = viz.grid_layout(image.size, rows, title="a\x1b[31mb\nc")
+    assert layout.header == ["a\\x1b[31mb", "c"]  # escape codes shown, not sent to a viewer
+    assert viz.printable("tab\there\n") == "tab\\there\n"
 
 
 def test_save_grid_writes_png(tmp_path) -> None:
@@ -117,9 +175,13 @@ def test_save_grid_writes_png(tmp_path) -> None:
     with Image.open(path) as written:
         assert written.format == "PNG"
         width, height = written.size
-    # Three columns of 2.2 in at 150 dpi plus the colour bar; two rows of 3:4 cells.
-    assert 3 * 2.2 * 150 <= width <= 4.2 * 2.2 * 150
-    assert height < width
+    # Input + two panel columns of 320 px (cells are 320 px on the longer side).
+    assert 3 * 320 <= width <= 3 * 320 + 60
+    assert height > 2 * 240
+    with pytest.raises(UsageError, match="cannot write a grid"):
+        viz.save_grid(tmp_path / "grid.svg", image, _rows())
+    fig = viz.grid_figure(image, _rows())
+    assert fig.get_figwidth() * 100 == pytest.approx(width)
 
 
 def test_unknown_colormap() -> None:
@@ -131,9 +193,17 @@ def test_unknown_colormap() -> None:
     assert viz.check_colormap("turbo") == "turbo"
 
 
+def test_colorize_is_matplotlibs_colour_map() -> None:
+    import matplotlib
+
+    heat = np.array([[0.0, 0.2, 0.5], [0.999, 1.0, 0.0031]])
+    expected = matplotlib.colormaps["viridis"](heat)[..., :3]
+    np.testing.assert_allclose(viz.colorize(heat, "viridis"), expected, atol=1e-6)
+
+
 def test_bad_panel() -> None:
     image = Image.new("RGB", (4, 4))
     with pytest.raises(UsageError, match="exactly one"):
-        viz.grid_figure(image, [("", [viz.Panel("empty")])])
+        viz.compose_grid(image, [("", [viz.Panel("empty")])])
     with pytest.raises(UsageError, match="at least one row"):
-        viz.grid_figure(image, [])
+        viz.compose_grid(image, [])
