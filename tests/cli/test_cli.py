@@ -15,51 +15,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cli_helpers import CLASS_NAMES, REPO, SPEC, make_image, patch_loader, run, tiny_model
 from PIL import Image
 from torch import nn
 
-from camscope import io, models, viz
+from camscope import io, viz
 from camscope.cli import main as cli
-from camscope.models import ModelSpec
-
-CLASS_NAMES = ["tabby, tabby cat", "tiger cat", "crane, bird", "crane, machine", "dog"]
-SPEC = ModelSpec(name="tiny", input_size=(32, 32), class_names=CLASS_NAMES, source="test")
-REPO = Path(__file__).resolve().parents[2]
-
-
-def tiny_model() -> nn.Module:
-    torch.manual_seed(0)
-    return nn.Sequential(
-        nn.Conv2d(3, 4, 3, padding=1),
-        nn.ReLU(),
-        nn.Conv2d(4, 6, 3, stride=2, padding=1),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(6, len(CLASS_NAMES)),
-    ).eval()
 
 
 @pytest.fixture
 def tiny(monkeypatch):
     """Replace the model loader by the tiny CNN; records the keyword arguments it got."""
-    calls: list[dict] = []
     model = tiny_model()
-
-    def fake_load_model(name="efficientnet_lite0", **kwargs):
-        calls.append({"name": name, **kwargs})
-        return model, SPEC
-
-    monkeypatch.setattr(models, "load_model", fake_load_model)
-    return model, calls
-
-
-def make_image(path: Path, size=(40, 30), seed=0) -> Path:
-    rng = np.random.default_rng(seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pixels = rng.integers(0, 256, size=(size[1], size[0], 3), dtype=np.uint8)
-    Image.fromarray(pixels).save(path)
-    return path
+    return model, patch_loader(monkeypatch, model, SPEC)
 
 
 def probabilities(model: nn.Module, path: Path) -> torch.Tensor:
@@ -69,12 +37,6 @@ def probabilities(model: nn.Module, path: Path) -> torch.Tensor:
         x = x[None]
     with torch.no_grad():
         return model(x).softmax(-1)[0]
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    code = cli.main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 # ---------------------------------------------------------------------------------------------
@@ -111,7 +73,7 @@ def test_parse_helpers() -> None:
     assert _common.parse_target("Tiger_Cat", CLASS_NAMES) == 1
     assert inputs.unique_stems(["a", "b", "a", "A", "a-2"]) == ["a", "b", "a-2", "A-3", "a-2-2"]
     assert inputs.stem_of("/x/y/cat.01.jpg") == "cat.01"
-    assert inputs.stem_of("https://h/p/dog%20one.png?x=1") == "dog_20one"
+    assert inputs.stem_of("https://h/p/dog%20one.png?x=1") == "dog one"
 
 
 def test_help_does_not_import_torch() -> None:
@@ -146,6 +108,8 @@ def test_explain_writes_overlays_grid_npy_and_summary(tmp_path, capsys, tiny) ->
         "--out",
         str(out),
         "--save-npy",
+        "--npy-size",
+        "image",
         "--random-init",
     )
     assert code == 0, stderr

@@ -4,9 +4,10 @@ unique, safe file-name stem for its outputs."""
 from __future__ import annotations
 
 import re
+import unicodedata
+import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
@@ -18,6 +19,15 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
+class LoadOptions:
+    """How input images are read (see :func:`camscope.io.load_image`)."""
+
+    max_pixels: int | None = None
+    timeout: float | None = None  # total seconds for one URL download (None: io's default)
+    window: tuple[float, float] | None = None  # DICOM/NIfTI window (centre, width)
+
+
+@dataclass(frozen=True)
 class InputItem:
     """One image to process: where it comes from, a file-name stem, and a loader."""
 
@@ -25,26 +35,64 @@ class InputItem:
     stem: str
     image: Any = None  # an already decoded PIL image (demo images), else loaded from ``source``
 
-    def load(self, spec: ModelSpec, max_pixels: int) -> tuple[Any, torch.Tensor]:
+    def load(
+        self, spec: ModelSpec, max_pixels: int | None = None, options: LoadOptions | None = None
+    ) -> tuple[Any, torch.Tensor]:
         """The decoded image and its model input; raises ImageLoadError for a bad file."""
         from .. import io
 
+        options = options or LoadOptions()
         image = self.image
         if image is None:
-            image = io.load_image(self.source, max_pixels=max_pixels)
+            deadline = options.timeout or io.DEFAULT_DEADLINE
+            image = io.load_image(
+                self.source,
+                max_pixels=max_pixels or options.max_pixels or io.DEFAULT_MAX_PIXELS,
+                timeout=min(io.DEFAULT_TIMEOUT, deadline),
+                deadline=deadline,
+                window=options.window,
+            )
         return image, io.preprocess(image, spec)
 
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
+# Characters no file name may hold on common systems (path separators, Windows' reserved set).
+_FORBIDDEN = re.compile(r'[/\\<>:"|?*]')
+_STEM_BYTES = 120  # leaves room for ".guided-gradcam.999.webp" under the usual 255-byte limit
+
+
+def _safe_char(ch: str) -> str:
+    category = unicodedata.category(ch)
+    if category[0] == "C" or category in ("Zl", "Zp"):  # control, format, unassigned, newlines
+        return "_"
+    return "_" if _FORBIDDEN.match(ch) else ch
 
 
 def stem_of(source: str) -> str:
-    """File-name stem for an input path or URL: ``/a/b/cat.01.jpg`` -> ``cat.01``."""
-    tail = source.split("?", 1)[0].split("#", 1)[0].rstrip("/\\")
+    """File-name stem for an input path or URL: ``/a/b/cat.01.jpg`` -> ``cat.01``.
+
+    Letters of every script and spaces are kept (``café latte.jpg`` -> ``café latte``, in Unicode
+    NFC form); path separators, characters Windows forbids and control characters (escape codes,
+    newlines) become ``_``; URLs are percent-decoded first; leading/trailing dots and spaces are
+    dropped and the stem is cut to 120 bytes of UTF-8.
+
+    >>> stem_of("https://h/p/dog%20one.png?x=1"), stem_of("/x/a\\x1b[31m.png")
+    ('dog one', 'a_[31m')
+    """
+    tail = source.split("?", 1)[0].split("#", 1)[0] if "://" in source else source
+    tail = tail.rstrip("/\\")
     name = re.split(r"[/\\]", tail)[-1] if tail else ""
-    stem = Path(name).stem if "." in name else name
-    stem = _UNSAFE.sub("_", stem).strip("._") or "image"
-    return stem[:80]
+    if "://" in source:
+        name = urllib.parse.unquote(name)
+    lower = name.lower()
+    if lower.endswith(".nii.gz"):
+        name = name[: -len(".nii.gz")]
+    elif "." in name.lstrip("."):
+        name = name.rsplit(".", 1)[0]
+    name = unicodedata.normalize("NFC", name)
+    stem = "".join(_safe_char(ch) for ch in name).strip(". ")
+    encoded = stem.encode("utf-8")[:_STEM_BYTES]
+    stem = encoded.decode("utf-8", errors="ignore").strip(". ")
+    return stem or "image"
 
 
 def unique_stems(stems: Sequence[str]) -> list[str]:
@@ -53,10 +101,10 @@ def unique_stems(stems: Sequence[str]) -> list[str]:
     result: list[str] = []
     for stem in stems:
         candidate, n = stem, 2
-        while candidate.lower() in used:
+        while candidate.casefold() in used:
             candidate = f"{stem}-{n}"
             n += 1
-        used.add(candidate.lower())
+        used.add(candidate.casefold())
         result.append(candidate)
     return result
 

@@ -1,6 +1,8 @@
 """The model options every command shares: ``--model``, ``--weights``, ``--trust-checkpoint``,
 ``--random-init``, ``--device``, and loading the model they describe; and the options of how a
-model is explained (``--as-is``, ``--multilabel``, ``--allow-slow``, ``--pass-budget``).
+model is explained (``--as-is``, ``--multilabel``, ``--allow-slow``, ``--pass-budget``); and the
+preprocessing overrides (``--mean``, ``--std``, ``--input-size``, ``--class-names``,
+``--channels``).
 
 Nothing here imports torch at module level (``camscope --help`` stays fast).
 """
@@ -174,3 +176,164 @@ class ExplainMode:
     def explain_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of :func:`camscope.explain`: ``mode`` and ``multilabel``."""
         return {"mode": "as-is" if self.as_is else "eval", "multilabel": self.multilabel}
+
+
+# ---------------------------------------------------------------------------------------------
+# Preprocessing overrides (any model): --mean, --std, --input-size, --class-names, --channels
+
+
+def add_preprocessing_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options that override what the model's spec says about its input and its classes."""
+    group = parser.add_argument_group("preprocessing (overrides what the model says)")
+    group.add_argument(
+        "--mean",
+        type=number_list,
+        default=None,
+        metavar="M[,M,M]",
+        help="per-channel mean of [0, 1] inputs (one value for every channel, or one per channel)",
+    )
+    group.add_argument(
+        "--std", type=number_list, default=None, metavar="S[,S,S]", help="per-channel std, > 0"
+    )
+    group.add_argument(
+        "--input-size",
+        type=input_size,
+        default=None,
+        metavar="H[,W]",
+        help="size the whole image is resized to (one number: square)",
+    )
+    group.add_argument(
+        "--class-names",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="text file with one class name per line, in class-index order",
+    )
+    group.add_argument(
+        "--channels",
+        type=int,
+        choices=(1, 3),
+        default=None,
+        help="input channels (default: the first convolution's, else the spec's): 1 = grey, "
+        "16-bit and medical values kept at full precision",
+    )
+
+
+def number_list(text: str) -> tuple[float, ...]:
+    """argparse type: ``0.5`` or ``0.485,0.456,0.406`` (finite numbers)."""
+    import math
+
+    try:
+        values = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected numbers separated by commas, got {text!r}"
+        ) from None
+    if not values or not all(math.isfinite(v) for v in values):
+        raise argparse.ArgumentTypeError(f"expected finite numbers, got {text!r}")
+    return values
+
+
+def input_size(text: str) -> tuple[int, int]:
+    """argparse type: ``224`` or ``256,320`` (height, width), each >= 1."""
+    try:
+        values = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected H or H,W in pixels, got {text!r}") from None
+    if len(values) not in (1, 2) or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected H or H,W of positive pixels, got {text!r}")
+    return (values[0], values[-1])
+
+
+@dataclass(frozen=True)
+class PreprocessingOptions:
+    """The preprocessing overrides as plain typed values."""
+
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    input_size: tuple[int, int] | None = None
+    class_names: Path | None = None
+    channels: int | None = None
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> PreprocessingOptions:
+        return cls(
+            mean=getattr(args, "mean", None),
+            std=getattr(args, "std", None),
+            input_size=getattr(args, "input_size", None),
+            class_names=getattr(args, "class_names", None),
+            channels=getattr(args, "channels", None),
+        )
+
+
+def apply_preprocessing(
+    model: nn.Module, spec: ModelSpec, options: PreprocessingOptions
+) -> tuple[ModelSpec, list[str]]:
+    """The spec with the overrides applied, and notes for the user.
+
+    The channel count is ``--channels``, else the first convolution's ``in_channels``, else the
+    spec's; when it differs from the spec's, mean and std of another length become their average
+    (say so, unless ``--mean``/``--std`` are given).
+    """
+    from dataclasses import replace
+
+    from ..io import model_channels
+    from ..models.spec import for_channels, input_channels, num_outputs
+
+    notes: list[str] = []
+    channels = options.channels or input_channels(model) or model_channels(spec)
+    if channels != model_channels(spec):
+        spec = for_channels(spec, channels)
+        if options.mean is None or options.std is None:
+            notes.append(
+                f"the model reads {channels} channel(s); normalising with mean {list(spec.mean)} "
+                f"and std {list(spec.std)} (pass --mean and --std to give the model's own)"
+            )
+    else:
+        spec = replace(spec, channels=channels)
+    for what, values in (("mean", options.mean), ("std", options.std)):
+        if values is None:
+            continue
+        if len(values) not in (1, channels):
+            raise UsageError(
+                f"--{what} has {len(values)} values for a {channels}-channel model; give 1 or "
+                f"{channels}"
+            )
+        if what == "std" and min(values) <= 0:
+            raise UsageError(f"--std values must be > 0, got {list(values)}")
+        fitted = tuple(values) * (channels if len(values) == 1 else 1)
+        spec = replace(spec, mean=fitted) if what == "mean" else replace(spec, std=fitted)
+    if options.input_size is not None:
+        spec = replace(spec, input_size=options.input_size)
+    if options.class_names is not None:
+        names = read_class_names(options.class_names)
+        outputs = num_outputs(model)
+        if outputs is not None and len(names) != outputs and not (outputs == 1 and len(names) == 2):
+            raise UsageError(
+                f"--class-names {str(options.class_names)!r} has {len(names)} names; the model "
+                f"has {outputs} outputs"
+            )
+        spec = replace(spec, class_names=names)
+    return spec, notes
+
+
+def read_class_names(path: Path) -> list[str]:
+    """One class name per line (UTF-8); trailing empty lines are ignored, other empty lines are
+    an error naming the line."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise UsageError(f"--class-names {str(path)!r}: file not found") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise UsageError(
+            f"--class-names {str(path)!r}: cannot read it as UTF-8 text ({err})"
+        ) from None
+    names = [line.strip() for line in text.splitlines()]
+    while names and not names[-1]:
+        names.pop()
+    if not names:
+        raise UsageError(f"--class-names {str(path)!r} is empty; write one class name per line")
+    for number, name in enumerate(names, 1):
+        if not name:
+            raise UsageError(f"--class-names {str(path)!r}: line {number} is empty")
+    return names

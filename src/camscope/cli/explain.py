@@ -1,19 +1,25 @@
 """``camscope explain``: heat maps for images, several methods from one forward/backward pass.
 
-For every image this writes, into ``--out``:
+For every image this writes, into ``--out`` (``--image-format`` png, jpg or webp):
 
-* ``<stem>.<method>.png``: the map over the image at the image's own resolution (guided methods:
-  the signed guided gradients as a colour image); with top-k targets one file per class,
-  ``<stem>.<method>.<class>.png``;
-* ``<stem>.grid.png``: the image and one column per method, titled with the label and probability;
-  one row per layer when several layers are given (plus their mean), one row per class for top-k;
-  with several layers the ``.png`` files show the mean map, except for the guided methods, whose
-  signed gradients cannot be averaged meaningfully: they show the first layer;
-* with ``--save-npy``: ``<stem>.<method>[.<class>].npy``, float32 (H, W) in [0, 1];
+* ``<stem>.<method>.png``: the map over the image, at most ``--max-side`` pixels on the longer side
+  (default 1024; 0 keeps the image's own size; guided methods: the signed guided gradients as a
+  colour image); with top-k targets one file per class, ``<stem>.<method>.<class>.png``
+  (class-agnostic methods: one file); ``--no-overlays`` leaves them out;
+* ``<stem>.grid.png``: the input and one panel per method, under a line naming the explained class
+  and its probability; one row per layer when several layers are given (plus their mean), one row
+  per class for top-k (the classes share one scale per method unless ``--class-scale own``);
+  rows wrap after six panels; ``--no-grid`` leaves it out;
+* with ``--save-npy``: ``<stem>.<method>[.<class>].npy``, float32 maps in [0, 1] at the model
+  input's size (``--npy-size model``, default), each layer's (``layer``) or the image's
+  (``image``);
 * ``summary.json``: the model, its preprocessing, and for each image its top-5 classes, the
-  explained class(es), layers, methods, files, seconds and error (if any).
+  explained class(es), layers, methods, files, seconds, error (if any), skipped methods and, for
+  DICOM/NIfTI, the pixel spacing. It is written also when the run is interrupted (Ctrl-C).
 
-Unreadable images are reported on stderr and in ``summary.json`` and skipped; the exit code is then 1.
+Unreadable images (and images whose files cannot be written) are reported on stderr and in
+``summary.json`` and skipped; a method that cannot explain this model is reported and skipped;
+the exit code is then 1.
 """
 
 from __future__ import annotations
@@ -22,12 +28,11 @@ import argparse
 import json
 import logging
 import sys
-import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..errors import CamscopeError, UsageError
+from ..errors import UsageError
 from ._common import (
     add_max_pixels_argument,
     add_method_option_arguments,
@@ -42,10 +47,15 @@ from ._common import (
     unit_float,
     warn,
 )
-from ._model import ExplainMode, ModelOptions, add_explain_mode_arguments, add_model_arguments
-
-if TYPE_CHECKING:
-    from ..batch.inputs import InputItem
+from ._inputs import Progress, add_input_arguments, shown
+from ._model import (
+    ExplainMode,
+    ModelOptions,
+    add_explain_mode_arguments,
+    PreprocessingOptions,
+    add_model_arguments,
+    add_preprocessing_arguments,
+)
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +71,10 @@ layers:
 
 examples:
   camscope explain cat.jpg dog.png --method gradcam,gradcam++,layercam --out out/pets
-  camscope explain photos/ --target top3 --save-npy
+  camscope explain photos/ --target top3 --save-npy --no-overlays
   camscope explain --model resnet50 --layer layer3,layer4 --colormap jet
   camscope explain cat.jpg -m scorecam,ablationcam -O batch_size=16 -O precision=bfloat16
-  camscope explain cat.jpg -m gradcam++ --aug-smooth --eigen-smooth
+  camscope explain scan.dcm --model my_models:chest_net --window 40,400 --class-names labels.txt
 """
 
 
@@ -80,7 +90,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "images",
         nargs="*",
         metavar="IMAGE",
-        help="image files, folders or URLs (default: the four demo images)",
+        help="image files (also DICOM, NIfTI), folders or URLs (default: the four demo images)",
     )
     add_model_arguments(parser)
     parser.add_argument(
@@ -109,19 +119,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--out", "-o", type=Path, default=Path("out/explain"), metavar="DIR", help="output folder"
     )
     parser.add_argument(
-        "--save-npy", action="store_true", help="also save each map as float32 .npy in [0, 1]"
-    )
-    parser.add_argument(
-        "--colormap",
-        default="inferno",
-        metavar="NAME",
-        help="matplotlib colour map (default inferno; jet and turbo give the classic look)",
-    )
-    parser.add_argument(
-        "--alpha", type=unit_float, default=0.5, help="heat-map opacity in [0, 1] (default 0.5)"
-    )
-    add_max_pixels_argument(parser)
-    parser.add_argument(
         "--aug-smooth",
         action="store_true",
         help="average each map over flipped and rescaled copies of the image (6x the cost)",
@@ -140,8 +137,70 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="B",
         help="images per forward/backward pass (default 1)",
     )
+    add_picture_arguments(parser)
+    add_max_pixels_argument(parser)
+    add_input_arguments(parser)
+    add_preprocessing_arguments(parser)
     parser.set_defaults(run=run)
     return parser
+
+
+def add_picture_arguments(parser: argparse.ArgumentParser) -> None:
+    """What is drawn and written for each image."""
+    group = parser.add_argument_group("pictures and files")
+    group.add_argument(
+        "--colormap",
+        default="inferno",
+        metavar="NAME",
+        help="matplotlib colour map (default inferno; jet and turbo give the classic look)",
+    )
+    group.add_argument(
+        "--alpha", type=unit_float, default=0.5, help="heat-map opacity in [0, 1] (default 0.5)"
+    )
+    group.add_argument(
+        "--max-side",
+        type=non_negative_int,
+        default=1024,
+        metavar="PX",
+        help="longer side of the overlay files (default 1024; 0: the image's own size)",
+    )
+    group.add_argument("--no-grid", action="store_true", help="do not write <stem>.grid.png")
+    group.add_argument(
+        "--no-overlays", action="store_true", help="do not write one overlay file per method"
+    )
+    group.add_argument(
+        "--image-format",
+        choices=("png", "jpg", "webp"),
+        default="png",
+        help="format of the overlay and grid files (default png)",
+    )
+    group.add_argument(
+        "--class-scale",
+        choices=("shared", "own"),
+        default="shared",
+        help="top-k grids: one scale per method across the classes (default) or each map on "
+        "its own",
+    )
+    group.add_argument(
+        "--save-npy", action="store_true", help="also save each map as float32 .npy in [0, 1]"
+    )
+    group.add_argument(
+        "--npy-size",
+        choices=("layer", "model", "image"),
+        default="model",
+        help="resolution of the .npy maps: the layer's, the model input's (default) or the image's",
+    )
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -150,14 +209,23 @@ class ExplainOptions:
 
     images: list[str] = field(default_factory=list)
     model: ModelOptions = field(default_factory=ModelOptions)
+    preprocessing: PreprocessingOptions = field(default_factory=PreprocessingOptions)
     methods: str = "gradcam"
     layers: list[str] = field(default_factory=list)
     target: str = "top1"
     out: Path = Path("out/explain")
     save_npy: bool = False
+    npy_size: str = "model"
     colormap: str = "inferno"
     alpha: float = 0.5
+    max_side: int = 1024
+    grid: bool = True
+    overlays: bool = True
+    image_format: str = "png"
+    class_scale: str = "shared"
     max_pixels: int | None = None
+    timeout: float | None = None
+    window: tuple[float, float] | None = None
     batch_size: int = 1
     aug_smooth: bool = False
     eigen_smooth: bool = False
@@ -169,14 +237,23 @@ def run(args: argparse.Namespace) -> int:
     options = ExplainOptions(
         images=list(args.images),
         model=ModelOptions.from_args(args),
+        preprocessing=PreprocessingOptions.from_args(args),
         methods=args.method,
         layers=split_list(args.layer),
         target=args.target,
         out=args.out,
         save_npy=bool(args.save_npy),
+        npy_size=args.npy_size,
         colormap=args.colormap,
         alpha=args.alpha,
+        max_side=args.max_side,
+        grid=not args.no_grid,
+        overlays=not args.no_overlays,
+        image_format=args.image_format,
+        class_scale=args.class_scale,
         max_pixels=args.max_pixels,
+        timeout=args.timeout,
+        window=args.window,
         batch_size=args.batch_size,
         aug_smooth=bool(args.aug_smooth),
         eigen_smooth=bool(args.eigen_smooth),
@@ -186,17 +263,39 @@ def run(args: argparse.Namespace) -> int:
     return explain_images(options)
 
 
-def explain_images(options: ExplainOptions) -> int:
-    """Run the whole command; returns 0, or 1 when some images failed."""
-    import torch
-    from tqdm import tqdm
+class _Reporter:
+    """Prints what the job reports: one line per problem, names shown safely."""
 
-    from .. import io, viz
-    from ..batch.files import LoadedImage, PictureWriter, explain_groups
-    from ..batch.inputs import gather_inputs
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+
+    def input_failed(self, source: str, reason: str) -> None:
+        self.progress.write(f"camscope explain: skipped {shown(source)}: {shown(reason)}")
+
+    def method_skipped(self, key: str, reason: str) -> None:
+        self.progress.write(f"camscope explain: skipped method {shown(key)}: {shown(reason)}")
+
+    def warning(self, text: str) -> None:
+        self.progress.write(f"camscope explain: warning: {shown(text)}")
+
+    def advance(self, images: int) -> None:
+        self.progress.advance(images)
+
+
+def explain_images(options: ExplainOptions) -> int:
+    """Run the whole command; returns 0, 1 when some images failed or methods were skipped,
+    130 when interrupted (``summary.json`` then lists what was done)."""
+    import torch
+
+    from .. import viz
+    from ..batch.files import PictureWriter, prepare_output_folder
+    from ..batch.inputs import LoadOptions, gather_inputs
+    from ..batch.job import ExplainRequest, JobState, explain_to_files
+    from ..batch.pictures import PictureOptions
     from ..core.layers import resolve_layers
+    from ..io import model_channels
     from ..core.targets import parse_topk
-    from ._model import load_model
+    from ._model import apply_preprocessing, load_model
 
     # Everything that can be checked without the model is checked before loading it.
     methods = parse_methods(options.methods)
@@ -204,15 +303,15 @@ def explain_images(options: ExplainOptions) -> int:
     viz.check_colormap(options.colormap)
     if not 0.0 <= options.alpha <= 1.0:
         raise UsageError(f"--alpha must be between 0 and 1; got {options.alpha}")
-    out = options.out
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UsageError(f"cannot create the output folder {str(out)!r}: {err.strerror}") from None
+    prepare_output_folder(options.out)
+    items = gather_inputs(options.images)
 
     model, spec, device = load_model(options.model)
+    spec, notes = apply_preprocessing(model, spec, options.preprocessing)
+    for note in notes:
+        sys.stderr.write(f"camscope explain: note: {note}\n")
     target = parse_target(options.target, spec.class_names, spec.name)
-    dummy = torch.zeros(1, 3, *spec.input_size, device=device)
+    dummy = torch.zeros(1, model_channels(spec), *spec.input_size, device=device)
     layer_names = [name for name, _ in resolve_layers(model, layer, dummy)]
     choice = methods_within_budget(
         options.methods,
@@ -232,64 +331,94 @@ def explain_images(options: ExplainOptions) -> int:
     methods = choice.methods
     log.info("model %s, layers %s, methods %s, target %r", spec.name, layer_names, methods, target)
 
-    items = gather_inputs(options.images)
-    max_pixels = options.max_pixels or io.DEFAULT_MAX_PIXELS
-    writer = PictureWriter(
-        options.out, methods, spec, options.colormap, options.alpha, options.save_npy
+    pictures = PictureOptions(
+        colormap=options.colormap,
+        alpha=options.alpha,
+        max_side=options.max_side or None,
+        grid=options.grid,
+        overlays=options.overlays,
+        image_format=options.image_format,
+        save_npy=options.save_npy,
+        npy_size=options.npy_size,
+        class_scale=options.class_scale,
     )
-    calls = _call_options(options)
-    records: list[dict[str, Any]] = []
-    failures = 0
-    with tqdm(
-        total=len(items),
-        unit="img",
-        file=sys.stderr,
-        disable=True if len(items) <= 3 else None,
-        leave=False,
-    ) as bar:
-        for start in range(0, len(items), options.batch_size):
-            chunk = items[start : start + options.batch_size]
-            loaded: list[LoadedImage] = []
-            for item in chunk:
-                began = time.perf_counter()
-                try:
-                    image, x = item.load(spec, max_pixels)
-                except CamscopeError as err:
-                    failures += 1
-                    reason = getattr(err, "reason", None) or str(err)
-                    tqdm.write(
-                        f"camscope explain: skipped {item.source}: {reason}", file=sys.stderr
-                    )
-                    records.append(_failed(item, str(err), time.perf_counter() - began))
-                    bar.update(1)
-                    continue
-                if x.ndim == 3:
-                    x = x.unsqueeze(0)
-                loaded.append(LoadedImage(item, image, x, time.perf_counter() - began))
-            for group, result, error in explain_groups(
-                model, loaded, methods, layer_names, target, device, calls
-            ):
-                for i, entry in enumerate(group):
-                    began = time.perf_counter()
-                    share = entry.seconds + (result[1] / len(group) if result else 0.0)
-                    if result is None:
-                        failures += 1
-                        tqdm.write(
-                            f"camscope explain: failed on {entry.item.source}: {error}",
-                            file=sys.stderr,
-                        )
-                        records.append(_failed(entry.item, str(error), share))
-                    else:
-                        record = writer.write(entry.item, entry.image, result[0], i)
-                        record["seconds"] = round(share + time.perf_counter() - began, 4)
-                        records.append(record)
-                    bar.update(1)
+    request = ExplainRequest(
+        methods, layer_names, target, _call_options(options), options.batch_size
+    )
+    load = LoadOptions(options.max_pixels, options.timeout, options.window)
+    state = JobState()
+    progress = Progress(len(items), "camscope explain")
+    try:
+        explain_to_files(
+            model,
+            spec,
+            device,
+            items,
+            request,
+            load,
+            PictureWriter(options.out, pictures),
+            state,
+            _Reporter(progress),
+        )
+    except KeyboardInterrupt:
+        progress.close()
+        _write_summary(
+            options,
+            spec,
+            device,
+            choice.methods,
+            layer_names,
+            state,
+            interrupted=True,
+            left_out=choice.left_out,
+        )
+        sys.stderr.write(
+            f"camscope explain: interrupted after {len(state.records)} of {len(items)} image(s); "
+            f"{shown(options.out / 'summary.json')} lists them\n"
+        )
+        return 130
+    progress.close()
+    _write_summary(
+        options,
+        spec,
+        device,
+        choice.methods,
+        layer_names,
+        state,
+        interrupted=False,
+        left_out=choice.left_out,
+    )
+    written = sum(len(r["files"]) for r in state.records)
+    done = len(state.records) - state.failed
+    skipped = f"; skipped {', '.join(sorted(state.skipped))}" if state.skipped else ""
+    echo(
+        f"explained {done} of {len(state.records)} image(s) with "
+        f"{', '.join(m for m in methods if m not in state.skipped)}: {written} file(s) in "
+        f"{shown(options.out)}/"
+        + (f"; {state.failed} failed (see stderr and summary.json)" if state.failed else "")
+        + skipped
+    )
+    return 1 if state.failed or state.skipped else 0
+
+
+def _write_summary(
+    options: ExplainOptions,
+    spec: Any,
+    device: Any,
+    methods: list[str],
+    layer_names: list[str],
+    state: Any,
+    *,
+    interrupted: bool,
+    left_out: dict[str, str],
+) -> None:
     summary = {
         "camscope": _version(),
         "model": spec.name,
         "spec": spec.to_dict(),
         "device": str(device),
         "methods": methods,
+        "skipped": dict(state.skipped),
         "layer": layer_names[0] if len(layer_names) == 1 else layer_names,
         "target": options.target,
         "colormap": options.colormap,
@@ -297,33 +426,28 @@ def explain_images(options: ExplainOptions) -> int:
         "aug_smooth": options.aug_smooth,
         "eigen_smooth": options.eigen_smooth,
         "method_options": options.method_options,
-        "methods_left_out": choice.left_out,
-        "images": records,
+        "methods_left_out": left_out,
+        "pictures": {
+            "max_side": options.max_side or None,
+            "image_format": options.image_format,
+            "grid": options.grid,
+            "overlays": options.overlays,
+            "class_scale": options.class_scale,
+            "npy_size": options.npy_size if options.save_npy else None,
+        },
+        "preprocessing": {k: v for k, v in asdict(options.preprocessing).items() if v is not None},
+        "warnings": list(state.warnings),
+        "interrupted": interrupted,
+        "images": state.records,
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    written = sum(len(r["files"]) for r in records)
-    echo(
-        f"explained {len(records) - failures} of {len(records)} image(s) with "
-        f"{', '.join(methods)}: {written} file(s) in {out}/"
-        + (f"; {failures} failed (see stderr and summary.json)" if failures else "")
-    )
-    return 1 if failures else 0
+    text = json.dumps(summary, indent=2, default=str) + "\n"
+    (options.out / "summary.json").write_text(text, encoding="utf-8")
 
 
 def _version() -> str:
     from .. import __version__
 
     return __version__
-
-
-def _failed(item: InputItem, error: str, seconds: float) -> dict[str, Any]:
-    return {
-        "source": item.source,
-        "stem": item.stem,
-        "error": error,
-        "files": [],
-        "seconds": round(seconds, 4),
-    }
 
 
 def _call_options(options: ExplainOptions) -> dict[str, Any]:

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import CamscopeError, TargetError
 from ._common import add_max_pixels_argument, echo, positive_int, warn
-from ._model import ModelOptions, add_model_arguments
+from ._inputs import add_input_arguments, shown
+from ._model import (
+    ModelOptions,
+    PreprocessingOptions,
+    add_model_arguments,
+    add_preprocessing_arguments,
+)
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -22,7 +28,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "images",
         nargs="*",
         metavar="IMAGE",
-        help="image files, folders or URLs (default: the demo images)",
+        help="image files (also DICOM, NIfTI), folders or URLs (default: the demo images)",
     )
     add_model_arguments(parser)
     parser.add_argument(
@@ -32,8 +38,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="K",
         help="classes per image (default 5, or every class of a model with fewer)",
     )
-    add_max_pixels_argument(parser)
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    add_max_pixels_argument(parser)
+    add_input_arguments(parser)
+    add_preprocessing_arguments(parser)
     parser.set_defaults(run=run)
     return parser
 
@@ -45,6 +53,9 @@ class PredictOptions:
     topk: int | None = None  # None: 5, or all classes of a model with fewer
     max_pixels: int | None = None
     as_json: bool = False
+    preprocessing: PreprocessingOptions = field(default_factory=PreprocessingOptions)
+    timeout: float | None = None
+    window: tuple[float, float] | None = None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,6 +65,9 @@ def run(args: argparse.Namespace) -> int:
         topk=args.topk,
         max_pixels=args.max_pixels,
         as_json=bool(args.json),
+        preprocessing=PreprocessingOptions.from_args(args),
+        timeout=args.timeout,
+        window=args.window,
     )
     return predict_images(options)
 
@@ -62,22 +76,25 @@ def predict_images(options: PredictOptions) -> int:
     """Classify each input; returns 0, or 1 when some inputs could not be read."""
     import torch
 
-    from .. import io
-    from ..batch.inputs import gather_inputs
-    from ._model import load_model
+    from ..batch.inputs import LoadOptions, gather_inputs
+    from ._model import apply_preprocessing, load_model
 
-    model, spec, device = load_model(options.model)
     items = gather_inputs(options.images)
-    max_pixels = options.max_pixels or io.DEFAULT_MAX_PIXELS
+    model, spec, device = load_model(options.model)
+    spec, notes = apply_preprocessing(model, spec, options.preprocessing)
+    for note in notes:
+        warn(f"camscope predict: note: {note}")
+    load = LoadOptions(options.max_pixels, options.timeout, options.window)
     records: list[dict[str, Any]] = []
     failed = 0
     for item in items:
         try:
-            _, x = item.load(spec, max_pixels)
+            _, x = item.load(spec, options=load)
         except CamscopeError as err:
             failed += 1
-            warn(f"camscope predict: skipped {item.source}: {getattr(err, 'reason', err)}")
-            records.append({"source": item.source, "predictions": [], "error": str(err)})
+            reason = getattr(err, "reason", None) or str(err)
+            warn(f"camscope predict: skipped {shown(item.source)}: {shown(reason)}")
+            records.append({"source": item.source, "predictions": [], "error": reason})
             continue
         if x.ndim == 3:
             x = x.unsqueeze(0)
@@ -101,9 +118,11 @@ def predict_images(options: PredictOptions) -> int:
         ]
         records.append({"source": item.source, "predictions": predictions, "error": None})
         if not options.as_json:
-            echo(item.source)
+            echo(shown(item.source))
             for rank, pred in enumerate(predictions, 1):
-                echo(f"  {rank}. {pred['probability']:6.1%}  {pred['class']:>5}  {pred['label']}")
+                echo(
+                    f"  {rank}. {pred['probability']:6.1%}  {pred['class']:>5}  {shown(pred['label'])}"
+                )
     if options.as_json:
         echo(json.dumps({"model": spec.name, "images": records}, indent=2))
     return 1 if failed else 0
