@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from cli_helpers import CLASS_NAMES, REPO, SPEC, make_image, patch_loader, run, tiny_model
 from PIL import Image
 
@@ -311,3 +312,28 @@ def test_class_names_listed_in_the_epilog_still_resolve(tmp_path, capsys, tiny) 
         "probability": pytest.approx(summary(out)["images"][0]["targets"][0]["probability"]),
     }
     assert CLASS_NAMES[3] != "wolf"
+
+
+def test_predict_single_logit_is_a_sigmoid(tmp_path, capsys, monkeypatch) -> None:
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 2, 3),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(2, 1),
+    ).eval()
+    patch_loader(monkeypatch, model, ModelSpec("binary", input_size=(16, 16), class_names=["cat"]))
+    img = make_image(tmp_path / "a.png")
+    code, out, err = run(capsys, "predict", str(img), "--json", "--topk", "2")
+    assert code == 0, err
+    predictions = json.loads(out)["images"][0]["predictions"]
+    with torch.no_grad():
+        logit = float(
+            model(io.preprocess(io.load_image(img), SPEC.__class__("s", input_size=(16, 16))))[0, 0]
+        )
+    p = 1 / (1 + np.exp(-logit))
+    by_class = {entry["class"]: entry for entry in predictions}
+    assert by_class[1]["label"] == "cat" and by_class[1]["probability"] == pytest.approx(
+        p, abs=1e-6
+    )
+    assert by_class[0]["label"] == "not cat (negative class)"
+    assert by_class[0]["probability"] == pytest.approx(1 - p, abs=1e-6)

@@ -93,20 +93,34 @@ def display_size(size: tuple[int, int], max_side: int | None) -> tuple[int, int]
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def class_probabilities(logits: torch.Tensor, kind: str) -> list[tuple[int, float]]:
-    """The top-5 ``(class, probability)`` pairs of one image's scores (``kind``: softmax or
-    sigmoid; one sigmoid logit is the positive class 1 against the negative class 0)."""
-    scores = logits.float()
-    if kind == "sigmoid":
-        p = scores.sigmoid()
-        if p.numel() == 1:
-            positive = float(p[0])
-            pairs = [(1, positive), (0, 1.0 - positive)]
-            return sorted(pairs, key=lambda pair: -pair[1])
-    else:
-        p = scores.softmax(-1)
-    values, indices = p.topk(min(5, p.numel()))
+def top_classes(probabilities: torch.Tensor, k: int = 5) -> list[tuple[int, float]]:
+    """The ``k`` most probable ``(class, probability)`` pairs of one image's row of
+    :meth:`~camscope.core.result.Explanation.class_probabilities` (a single-logit model's row is
+    ``[1 - p, p]``, so its negative class 0 ranks first when p < 0.5).
+
+    >>> import torch
+    >>> top_classes(torch.tensor([0.25, 0.75]), 2)
+    [(1, 0.75), (0, 0.25)]
+    """
+    values, indices = probabilities.float().topk(min(k, probabilities.numel()))
     return [(int(c), float(v)) for v, c in zip(values.tolist(), indices.tolist())]
+
+
+def class_label(spec: ModelSpec, cls: int, single_logit: bool = False) -> str:
+    """A class's label; for a single-logit (sigmoid) model class 1 is the positive class (the
+    one name given, or the second of two) and class 0 the negative class.
+
+    >>> from camscope.models import ModelSpec
+    >>> class_label(ModelSpec("m", class_names=["pneumonia"]), 0, single_logit=True)
+    'not pneumonia (negative class)'
+    """
+    names = spec.class_names
+    if not single_logit or len(names) == 2:
+        return spec.label(cls)
+    positive = names[0] if len(names) == 1 else "positive class"
+    if cls == 1:
+        return positive
+    return f"not {positive} (negative class)" if names else "negative class"
 
 
 def _shared_maps(result: Explanation, method: str, i: int, size: tuple[int, int]) -> torch.Tensor:
@@ -153,7 +167,7 @@ def plan_image(
         if result.probabilities is not None
         else [None] * len(class_ids)
     )
-    kind = str(getattr(result, "probability_kind", "softmax"))
+    kind = result.probability_kind
     layer_names = [result.layer] if isinstance(result.layer, str) else list(result.layer)
     drawn = [m for m in methods if m in result.maps]
     ext = IMAGE_FORMATS[options.image_format]
@@ -161,17 +175,20 @@ def plan_image(
     height, width = result.maps[drawn[0]].shape[-2:] if drawn else (1, 1)
     size = (int(height), int(width))
 
+    single = result.logits is not None and result.logits.shape[-1] == 1 and kind == "sigmoid"
+
     def label(k: int) -> str:
-        return viz.printable(spec.label(class_ids[k])).replace("\n", " ")
+        return viz.printable(class_label(spec, class_ids[k], single)).replace("\n", " ")
 
     def caption(k: int) -> str:
         p = probs[k]
         return label(k) if p is None else f"{label(k)}, p = {p:.2f}"
 
     display = viz.to_display_rgb(image, options.max_side)
+    every_class = result.class_probabilities()
     top5 = []
-    if result.logits is not None:
-        top5 = [_entry(spec, c, p) for c, p in class_probabilities(result.logits[i], kind)]
+    if every_class is not None:
+        top5 = [_entry(spec, c, p, single) for c, p in top_classes(every_class[i], 5)]
     record: dict[str, Any] = {
         "source": item.source,
         "stem": item.stem,
@@ -179,8 +196,8 @@ def plan_image(
         "display_size": [display.width, display.height],
         "top5": top5,
         "probability_kind": kind,
-        "target": _entry(spec, class_ids[0], probs[0]),
-        "targets": [_entry(spec, c, p) for c, p in zip(class_ids, probs)],
+        "target": _entry(spec, class_ids[0], probs[0], single),
+        "targets": [_entry(spec, c, p, single) for c, p in zip(class_ids, probs)],
         "layers": layer_names,
         "methods": drawn,
         "files": [],
@@ -323,9 +340,11 @@ def _npys(
     return out
 
 
-def _entry(spec: ModelSpec, cls: int, probability: float | None) -> dict[str, Any]:
+def _entry(
+    spec: ModelSpec, cls: int, probability: float | None, single_logit: bool = False
+) -> dict[str, Any]:
     return {
         "class": cls,
-        "label": spec.label(cls),
+        "label": class_label(spec, cls, single_logit),
         "probability": None if probability is None else round(probability, 6),
     }

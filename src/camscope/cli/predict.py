@@ -22,7 +22,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "predict",
         help="print the top-k classes of images",
-        description="Classify images and print the top-k labels with softmax probabilities.",
+        description="Classify images and print the top-k labels with their probabilities "
+        "(softmax; a single-logit model: sigmoid, class 1 positive and 0 negative; --multilabel: "
+        "a sigmoid per class).",
     )
     parser.add_argument(
         "images",
@@ -37,6 +39,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=None,
         metavar="K",
         help="classes per image (default 5, or every class of a model with fewer)",
+    )
+    parser.add_argument(
+        "--multilabel",
+        action="store_true",
+        help="the classes are independent sigmoids (multi-label head), not a softmax",
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
     add_max_pixels_argument(parser)
@@ -56,6 +63,7 @@ class PredictOptions:
     preprocessing: PreprocessingOptions = field(default_factory=PreprocessingOptions)
     timeout: float | None = None
     window: tuple[float, float] | None = None
+    multilabel: bool = False
 
 
 def run(args: argparse.Namespace) -> int:
@@ -68,15 +76,21 @@ def run(args: argparse.Namespace) -> int:
         preprocessing=PreprocessingOptions.from_args(args),
         timeout=args.timeout,
         window=args.window,
+        multilabel=bool(args.multilabel),
     )
     return predict_images(options)
 
 
 def predict_images(options: PredictOptions) -> int:
-    """Classify each input; returns 0, or 1 when some inputs could not be read."""
+    """Classify each input; the probabilities are those of
+    :meth:`camscope.core.result.Explanation.class_probabilities` (softmax; a single-logit model:
+    its sigmoid, ``[1 - p, p]``; ``multilabel``: a sigmoid per class). Returns 0, or 1 when some
+    inputs could not be read."""
     import torch
 
     from ..batch.inputs import LoadOptions, gather_inputs
+    from ..batch.pictures import class_label, top_classes
+    from ..core.targets import class_head
     from ._model import apply_preprocessing, load_model
 
     items = gather_inputs(options.images)
@@ -102,19 +116,16 @@ def predict_images(options: PredictOptions) -> int:
             logits = model(x.to(device))
         if isinstance(logits, (tuple, list)):
             logits = logits[0]
-        logits = getattr(logits, "logits", logits)
-        probs = logits.float().softmax(-1)[0]
+        logits = getattr(logits, "logits", logits).float()[:1]
+        head = class_head(logits, options.multilabel)
+        single = head.kind == "binary"
+        probs = head.class_probabilities(logits)[0]
         k = options.topk if options.topk is not None else min(5, probs.numel())
         if k > probs.numel():
             raise TargetError(f"--topk {k}: the model has only {probs.numel()} classes")
-        values, indices = probs.topk(k)
+        pairs = top_classes(probs, k)
         predictions = [
-            {
-                "class": int(c),
-                "label": spec.label(int(c)),
-                "probability": float(p),
-            }
-            for p, c in zip(values.tolist(), indices.tolist())
+            {"class": c, "label": class_label(spec, c, single), "probability": p} for c, p in pairs
         ]
         records.append({"source": item.source, "predictions": predictions, "error": None})
         if not options.as_json:

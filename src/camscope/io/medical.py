@@ -106,9 +106,14 @@ def _dicom(
 ) -> Image.Image:
     try:
         import pydicom
-        from pydicom.pixels import apply_modality_lut
     except ImportError as err:
         raise ImageLoadError(name, f"reading DICOM needs pydicom: {_INSTALL}") from err
+    try:
+        from pydicom.pixels import apply_modality_lut
+    except ImportError:  # pydicom 2.x
+        from pydicom.pixel_data_handlers.util import (  # type: ignore[no-redef]
+            apply_modality_lut,
+        )
     source = _io.BytesIO(data) if isinstance(data, bytes) else str(data)
     try:
         ds = pydicom.dcmread(source, force=True)
