@@ -3,8 +3,7 @@ docs/explain.md).
 
 For a small image (the baseline: interpreter, torch, the default model) and large photos made by
 upscaling scikit-image's chelsea (JPEG, quality 90), one ``camscope explain`` process per case
-runs the six demo methods, and its peak resident memory (``ru_maxrss`` from ``wait4``) is
-reported with the bytes per input pixel above the baseline. Also measured: the 641-byte JPEG
+runs the six demo methods, and its peak resident memory (``VmHWM`` read at exit) is reported with the bytes per input pixel above the baseline. Also measured: the 641-byte JPEG
 claiming 9000 x 9000 pixels (refused as truncated), ``--max-side 0`` (full-size overlays) and
 ``--save-npy --npy-size image``.
 
@@ -22,31 +21,50 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 METHODS = "gradcam,gradcam++,xgradcam,layercam,eigencam,guided-gradcam"
 
 
-def _peak_mib(command: list[str]) -> float:
+_WRAPPER = """
+import atexit, runpy, sys
+report = sys.argv[1]
+def record():
+    status = open("/proc/self/status").read().split("VmHWM:")[1]
+    open(report, "w").write(status.split()[0])
+atexit.register(record)
+sys.argv = ["camscope", *sys.argv[2:]]
+runpy.run_module("camscope", run_name="__main__")
+"""
+
+
+def _peak_mib(command: list[str], folder: Path) -> float:
+    """Peak resident memory (VmHWM, which exec resets, unlike ru_maxrss) of ``camscope ARGS``."""
     env = {**os.environ, "PYTHONPATH": str(SRC)}
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    stderr = process.stderr.read().decode() if process.stderr else ""
-    if process.returncode not in (0, 1):
-        raise SystemExit(f"failed ({process.returncode}): {stderr[-2000:]}")
-    return usage.ru_maxrss / 1024.0  # KiB on Linux
+    report = folder / "vmhwm.txt"
+    done = subprocess.run(
+        [sys.executable, "-c", _WRAPPER, str(report), *command],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode not in (0, 1):
+        raise SystemExit(f"failed ({done.returncode}): {done.stderr[-2000:]}")
+    return int(report.read_text()) / 1024.0  # kB
 
 
 def _photo(path: Path, side: int) -> None:
-    from skimage import data
-
-    small = Image.fromarray(np.asarray(data.chelsea(), dtype=np.uint8))
-    small.resize((side, side * small.height // small.width), Image.Resampling.BILINEAR).save(
-        path, quality=90
+    """chelsea upscaled to ``side`` pixels wide, made in a child process (this one stays small)."""
+    code = (
+        "import sys, numpy as np\n"
+        "from PIL import Image\n"
+        "from skimage import data\n"
+        "small = Image.fromarray(np.asarray(data.chelsea(), dtype=np.uint8))\n"
+        "side = int(sys.argv[2])\n"
+        "small.resize((side, side * small.height // small.width)).save(sys.argv[1], quality=90)\n"
     )
+    subprocess.run([sys.executable, "-c", code, str(path), str(side)], check=True)
 
 
 def _truncated(path: Path) -> None:
@@ -68,25 +86,38 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory(prefix="camscope-mem-") as tmp:
         folder = Path(tmp)
-        cli = [sys.executable, "-m", "camscope", "explain", "-m", METHODS, "--out"]
+        cli = ["explain", "-m", METHODS, "--out"]
         small = folder / "small.jpg"
         _photo(small, 224)
-        baseline = _peak_mib([*cli, str(folder / "o0"), str(small)])
-        rows.append(("224 px photo (baseline)", 224 * 149, baseline))
+        baseline = _peak_mib([*cli, str(folder / "o0"), str(small)], folder)
+        with Image.open(small) as opened:
+            rows.append(("224 px photo (baseline)", opened.width * opened.height, baseline))
         bomb = folder / "bomb.jpg"
         _truncated(bomb)
-        rows.append(("641-byte JPEG claiming 9000 x 9000", 0, _peak_mib([*cli, str(folder / "o1"), str(bomb)])))
+        rows.append(
+            (
+                "641-byte JPEG claiming 9000 x 9000",
+                0,
+                _peak_mib([*cli, str(folder / "o1"), str(bomb)], folder),
+            )
+        )
         for side in (int(s) for s in args.sides.split(",")):
             photo = folder / f"photo{side}.jpg"
             _photo(photo, side)
             with Image.open(photo) as opened:
                 pixels = opened.width * opened.height
             out = str(folder / f"o{side}")
-            rows.append((f"{side} px photo ({pixels / 1e6:.1f} MP)", pixels, _peak_mib([*cli, out, str(photo)])))
-            full = _peak_mib([*cli, out, str(photo), "--max-side", "0"])
-            rows.append((f"  same, --max-side 0", pixels, full))
-            npy = _peak_mib([*cli, out, str(photo), "--save-npy", "--npy-size", "image"])
-            rows.append((f"  same, --save-npy --npy-size image", pixels, npy))
+            rows.append(
+                (
+                    f"{side} px photo ({pixels / 1e6:.1f} MP)",
+                    pixels,
+                    _peak_mib([*cli, out, str(photo)], folder),
+                )
+            )
+            full = _peak_mib([*cli, out, str(photo), "--max-side", "0"], folder)
+            rows.append(("  same, --max-side 0", pixels, full))
+            npy = _peak_mib([*cli, out, str(photo), "--save-npy", "--npy-size", "image"], folder)
+            rows.append(("  same, --save-npy --npy-size image", pixels, npy))
     print(f"peak resident memory of one `camscope explain` process, methods {METHODS}")
     if args.markdown:
         print("| input | pixels | peak MiB | above baseline MiB | bytes per pixel |")
@@ -97,7 +128,9 @@ def main() -> None:
         if args.markdown:
             print(f"| {name} | {pixels} | {peak:.0f} | {above:.0f} | {per_pixel} |")
         else:
-            print(f"{name:40s} {pixels:>10d} px  peak {peak:7.0f} MiB  +{above:6.0f} MiB  {per_pixel} B/px")
+            print(
+                f"{name:40s} {pixels:>10d} px  peak {peak:7.0f} MiB  +{above:6.0f} MiB  {per_pixel} B/px"
+            )
 
 
 if __name__ == "__main__":

@@ -3,8 +3,9 @@
 Twenty demo-size images (scikit-image's chelsea, coffee, rocket and astronaut, five copies each,
 as PNG files) are explained with the six demo methods by
 
-* ``library``: a fresh Python process that imports camscope, loads the default model and, per
-  image, calls ``io.load_image``, ``io.preprocess`` and ``camscope.explain`` (nothing written);
+* ``library``: a fresh Python process that imports camscope, tunes the allocator as the command
+  does, loads the default model and, per image, calls ``io.load_image``, ``io.preprocess`` and
+  ``camscope.explain`` (nothing written);
 * ``cli``: ``python -m camscope explain DIR --out TMP -m <six methods>`` (overlays, grids and
   ``summary.json`` written), and the same with ``--image-format jpg``, ``--no-overlays`` and
   ``--no-grid``;
@@ -40,6 +41,8 @@ import sys
 from pathlib import Path
 import camscope
 from camscope import io
+from camscope.allocator import tune_allocator
+tune_allocator()  # as the camscope command does (README: "In your own scripts call ...")
 model, spec = camscope.load_model()
 for path in sorted(Path(sys.argv[1]).glob("*.png")):
     x = io.preprocess(io.load_image(path), spec)
@@ -56,8 +59,10 @@ def _images(folder: Path, copies: int) -> None:
             picture.save(folder / f"{name}-{i}.png")
 
 
-def _wall(command: list[str], src: Path) -> float:
+def _wall(command: list[str], src: Path, threads: int | None) -> float:
     env = {**os.environ, "PYTHONPATH": str(src)}
+    if threads is not None:  # OpenMP threads of torch (intra-op), the same in every case
+        env["OMP_NUM_THREADS"] = str(threads)
     began = time.perf_counter()
     done = subprocess.run(command, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - began
@@ -71,6 +76,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--copies", type=int, default=5, help="copies of each demo image")
     parser.add_argument("--before", type=Path, default=None, help="another source tree's src/")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="OMP_NUM_THREADS for every case (default: torch's own choice); 1 is steadier on a "
+        "machine shared with other jobs, where spinning OpenMP threads wait for each other",
+    )
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="camscope-bench-") as tmp:
@@ -95,13 +107,17 @@ def main() -> None:
         times: dict[str, list[float]] = {name: [] for name in cases}
         for _ in range(args.repeats):
             for name, (command, src) in cases.items():
-                times[name].append(_wall(command, src))
+                times[name].append(_wall(command, src, args.threads))
     library = statistics.median(times["library"])
     rows = [
         (name, statistics.median(values), min(values), statistics.median(values) / library)
         for name, values in times.items()
     ]
-    print(f"{count} images, methods {METHODS}, {args.repeats} rounds, {os.cpu_count()} CPUs")
+    threads = args.threads or "default"
+    print(
+        f"{count} images, methods {METHODS}, {args.repeats} rounds, {os.cpu_count()} CPUs, "
+        f"torch threads: {threads}"
+    )
     if args.markdown:
         print("| case | median s | best s | x library |")
         print("|---|---|---|---|")

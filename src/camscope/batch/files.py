@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import os
 import tempfile
+import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -72,24 +73,27 @@ def _save(picture: Image.Image, path: Path, image_format: str) -> None:
     picture.save(path, **_SAVE_OPTIONS[image_format])
 
 
-def render(plan: ImagePlan, out: Path, options: PictureOptions) -> tuple[list[str], str | None]:
-    """Draw and write one image's files; returns the file names written and an error or None."""
+def render(
+    plan: ImagePlan, out: Path, options: PictureOptions
+) -> tuple[list[str], str | None, float]:
+    """Draw and write one image's files; returns the file names written, an error or None, and
+    the seconds it took."""
     import numpy as np
     from PIL import Image
 
     from .. import io, viz
 
+    began = time.perf_counter()
     written: list[str] = []
     target = out
     size = (plan.display.height, plan.display.width)
-    lut = viz.colormap_lut(options.colormap)
-    base = np.asarray(plan.display)
     try:
         for picture in plan.pictures:
             target = out / picture.name
             if picture.heat is not None:
                 heat = io.resize_map(picture.heat, size)
-                drawn = Image.fromarray(viz.blend(base, heat, lut, options.alpha), mode="RGB")
+                drawn = viz.overlay(plan.display, heat, options.colormap, options.alpha)
+                del heat
             else:
                 assert picture.rgb is not None
                 drawn = Image.fromarray(picture.rgb, mode="RGB")
@@ -119,11 +123,9 @@ def render(plan: ImagePlan, out: Path, options: PictureOptions) -> tuple[list[st
         reason = err.strerror or str(err)
         if target.is_dir():
             reason = "a folder is in the way"
-        return (
-            written,
-            f"cannot write {target.name!r} ({reason}); remove it or choose another --out",
-        )
-    return written, None
+        error = f"cannot write {target.name!r} ({reason}); remove it or choose another --out"
+        return written, error, time.perf_counter() - began
+    return written, None, time.perf_counter() - began
 
 
 class PictureWriter:
@@ -141,7 +143,8 @@ class PictureWriter:
         self._pool = ThreadPoolExecutor(max_workers=count, thread_name_prefix="camscope-write")
         self._limit = 2 * count
         self.failed: list[dict[str, Any]] = []
-        self._pending: deque[tuple[dict[str, Any], Future[tuple[list[str], str | None]]]] = deque()
+        self._pending: deque[tuple[dict[str, Any], Future[tuple[list[str], str | None, float]]]]
+        self._pending = deque()
 
     def submit(self, plan: ImagePlan) -> dict[str, Any]:
         """Queue one image's files; returns its record (files and error filled in later)."""
@@ -158,8 +161,9 @@ class PictureWriter:
         failed, self.failed = self.failed, []
         while self._pending and (wait or self._pending[0][1].done()):
             record, future = self._pending.popleft()
-            files, error = future.result()
+            files, error, seconds = future.result()
             record["files"] = files + record["files"]
+            record["seconds"] = round(record.get("seconds", 0.0) + seconds, 4)
             if error is not None:
                 record["error"] = error
                 failed.append(record)

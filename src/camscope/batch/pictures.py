@@ -157,7 +157,6 @@ def plan_image(
 ) -> ImagePlan:
     """The pictures and record for image ``i`` of ``result`` (see the module docstring)."""
     from .. import io, viz
-    from ..core.ops import normalise
     from ..methods import get_method
 
     per_class = result.targets.ndim == 2
@@ -250,20 +249,8 @@ def plan_image(
                 plan.pictures.append(picture)
             rows[k][1].append(panel)
             if options.save_npy:
-                plan.npys.extend(
-                    _npys(
-                        result,
-                        method,
-                        i,
-                        k,
-                        item.stem + f".{method}{suffix}",
-                        heat,
-                        options.npy_size,
-                        image,
-                        layer_names,
-                        normalise,
-                    )
-                )
+                base = f"{item.stem}.{method}{suffix}"
+                plan.npys.extend(_npys(result, method, i, k, base, options.npy_size, image))
     if not per_class and len(layer_names) > 1:
         layer_rows = []
         for name in layer_names:
@@ -302,41 +289,26 @@ def plan_image(
 
 
 def _npys(
-    result: Explanation,
-    method: str,
-    i: int,
-    k: int,
-    base: str,
-    heat: np.ndarray,
-    npy_size: str,
-    image: Image.Image,
-    layer_names: list[str],
-    normalise: Any,
+    result: Explanation, method: str, i: int, k: int, base: str, npy_size: str, image: Image.Image
 ) -> list[NpyFile]:
-    """``.npy`` maps at the layer's, the model input's or the image's resolution."""
-    import numpy as np
+    """``.npy`` maps at the layer's, the model input's or the image's resolution (the maps as
+    :func:`camscope.explain` returns them: ReLU'd and min-max normalised per class)."""
+    from ..core.ops import normalise
 
     per_class = result.targets.ndim == 2
-    if npy_size == "model":
-        model_map = result.maps[method][i]
-        model_map = model_map[k] if per_class else model_map
-        return [NpyFile(f"{base}.npy", model_map.float().cpu().numpy())]
-    if npy_size == "image":
-        model_map = result.maps[method][i]
-        model_map = model_map[k] if per_class else model_map
-        return [
-            NpyFile(f"{base}.npy", model_map.float().cpu().numpy(), (image.height, image.width))
-        ]
+    if npy_size in ("model", "image"):
+        maps = result.maps[method][i]
+        model_map = (maps[k] if per_class else maps).float().cpu().numpy()
+        size = (image.height, image.width) if npy_size == "image" else None
+        return [NpyFile(f"{base}.npy", model_map, size)]
     out = []
-    for name in layer_names:
-        raws = result.layer_raw.get(name, {})
-        if method not in raws:
-            continue
-        raw = raws[method][i]
+    layers = [name for name, raws in result.layer_raw.items() if method in raws]
+    for name in layers:
+        raw = result.layer_raw[name][method][i]
         raw = raw[k] if per_class else raw
-        layer_map = normalise(raw.abs().amax(0) if raw.ndim == 3 else raw)
-        suffix = f".{name}" if len(layer_names) > 1 else ""
-        out.append(NpyFile(f"{base}{suffix}.npy", np.asarray(layer_map.float().cpu().numpy())))
+        layer_map = normalise(raw.abs().amax(0) if raw.ndim == 3 else raw)  # guided: magnitude
+        suffix = f".{name}" if len(result.layer_raw) > 1 else ""
+        out.append(NpyFile(f"{base}{suffix}.npy", layer_map.float().cpu().numpy()))
     return out
 
 

@@ -30,7 +30,7 @@ import logging
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
 from ._common import (
@@ -56,6 +56,12 @@ from ._model import (
     add_model_arguments,
     add_preprocessing_arguments,
 )
+
+if TYPE_CHECKING:
+    import torch
+
+    from ..batch.job import JobState
+    from ..models import ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -403,11 +409,11 @@ def explain_images(options: ExplainOptions) -> int:
 
 def _write_summary(
     options: ExplainOptions,
-    spec: Any,
-    device: Any,
+    spec: ModelSpec,
+    device: torch.device,
     methods: list[str],
     layer_names: list[str],
-    state: Any,
+    state: JobState,
     *,
     interrupted: bool,
     left_out: dict[str, str],

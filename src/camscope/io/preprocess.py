@@ -121,11 +121,12 @@ def resize_map(heatmap: Tensor | np.ndarray, size: tuple[int, int]) -> np.ndarra
     height, width = (int(v) for v in size)
     if height <= 0 or width <= 0:
         raise UsageError(f"resize_map size must be positive (height, width), got {size}")
-    if tuple(tensor.shape) != (height, width):
-        tensor = F.interpolate(
-            tensor[None, None], size=(height, width), mode="bilinear", align_corners=False
-        )[0, 0]
-    return tensor.clamp(0.0, 1.0).numpy().astype(np.float32, copy=False)
+    if tuple(tensor.shape) == (height, width):
+        return tensor.clamp(0.0, 1.0).numpy()  # a copy: the caller's map stays as it was
+    resized = F.interpolate(
+        tensor[None, None], size=(height, width), mode="bilinear", align_corners=False
+    )[0, 0]
+    return resized.clamp_(0.0, 1.0).numpy()  # in place: one full-size buffer, not two
 
 
 def save_npy(path: str | Path, array: np.ndarray) -> None:
