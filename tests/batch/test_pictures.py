@@ -7,8 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
+import camscope
 from camscope.batch.inputs import InputItem, stem_of, unique_stems
-from camscope.batch.pictures import PictureOptions, class_probabilities, plan_image
+from camscope.batch.pictures import PictureOptions, plan_image, top_classes
 from camscope.core.result import Explanation
 from camscope.models import ModelSpec
 
@@ -104,11 +105,33 @@ def test_single_target_titles() -> None:
     ]
 
 
-def test_probabilities_of_sigmoid_heads() -> None:
-    assert class_probabilities(torch.tensor([0.0]), "sigmoid") == [(1, 0.5), (0, 0.5)]
-    top = class_probabilities(torch.tensor([2.0]), "sigmoid")
-    assert top[0][0] == 1 and top[0][1] == pytest.approx(1 / (1 + np.exp(-2.0)))
-    assert class_probabilities(torch.tensor([0.0, 0.0]), "softmax") == [(0, 0.5), (1, 0.5)]
+def test_sigmoid_heads_are_titled_and_ranked_by_their_sigmoid() -> None:
+    """A single-logit model: top-5 and titles come from Explanation.class_probabilities()
+    (``[1 - p, p]``), not from a softmax over one logit (which says p = 1.00)."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 2, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(2, 1),
+    )
+    with torch.no_grad():
+        net[4].bias.fill_(-1.0)  # logit about -1: the negative class is the more probable
+    x = torch.rand(1, 3, 4, 4)
+    result = camscope.explain(net, x, ["gradcam"], "0", "top2")
+    with torch.no_grad():
+        p = float(torch.sigmoid(net(x))[0, 0])
+    spec = ModelSpec("m", input_size=(4, 4), class_names=["healthy", "nodule"])
+    image = Image.new("RGB", (4, 4))
+    options = PictureOptions()
+    plan = plan_image(InputItem("a.png", "a"), image, result, 0, spec, ["gradcam"], options)
+    top5 = plan.record["top5"]
+    assert [entry["class"] for entry in top5] == [0, 1]
+    assert [entry["probability"] for entry in top5] == pytest.approx([1 - p, p])
+    assert plan.record["probability_kind"] == "sigmoid"
+    assert plan.grid_rows[0][0] == f"top-1: healthy, p = {1 - p:.2f} (sigmoid)"
+    assert top_classes(torch.tensor([0.125, 0.5, 0.25]), 2) == [(1, 0.5), (2, 0.25)]
 
 
 def test_stems_keep_unicode_and_stay_safe() -> None:

@@ -4,14 +4,11 @@
 caller interrupted (Ctrl-C) still holds the records of every image done, and reports through a
 :class:`Reporter` (the library prints nothing). One image that cannot be read or written fails
 alone. One method (or method at a layer) that cannot explain this model is skipped with its
-reason, and the others are written: with an engine that offers ``explain(..., strict=False)``
-its ``Explanation.skipped`` is used; otherwise each method is tried alone on the first image of
-the batch that failed, and the ones that fail there are skipped for the rest of the job.
+reason (the engine's ``Explanation.skipped``, ``strict=False``), and the others are written.
 """
 
 from __future__ import annotations
 
-import inspect
 import logging
 import time
 from dataclasses import dataclass, field
@@ -76,12 +73,6 @@ class LoadedImage:
     seconds: float
 
 
-def _supports_strict() -> bool:
-    from ..core.engine import explain
-
-    return "strict" in inspect.signature(explain).parameters
-
-
 def explain_to_files(
     model: nn.Module,
     spec: ModelSpec,
@@ -123,8 +114,8 @@ def explain_to_files(
                         entry.item, entry.image, result, i, spec, methods, writer.options
                     )
                     record = writer.submit(plan)
-                    if state.skipped:
-                        record["skipped"] = dict(state.skipped)
+                    record["skipped"] = dict(result.skipped)
+                    record["warnings"] = list(result.warnings)
                     share = entry.seconds + seconds / len(group)
                     record["seconds"] = round(share + time.perf_counter() - began, 4)
                     state.records.append(record)
@@ -175,10 +166,10 @@ def explain_groups(
 ) -> list[tuple[list[LoadedImage], Any]]:
     """Explain a chunk in one call: ``[(images, (result, seconds) or error text)]``.
 
-    If the call fails for a reason that is not the request's (an image the model cannot take),
-    each image is retried alone so that one bad image does not take the others with it. A
-    request that fails for some methods skips them (``methods`` is shortened in place and the
-    reasons go to ``state.skipped``); one that fails for every method raises its usage error.
+    Methods (and layers) that cannot run are skipped by the engine (``strict=False``) and
+    reported once each; a request that no method can serve raises the engine's usage error. If
+    the call fails for a reason that is not the request's (an image the model cannot take), each
+    image is retried alone so that one bad image does not take the others with it.
     """
     import torch
 
@@ -186,17 +177,15 @@ def explain_groups(
 
     if not loaded:
         return []
-    strict = _supports_strict()
     layer: str | list[str] = request.layers if len(request.layers) > 1 else request.layers[0]
 
     def attempt(group: list[LoadedImage]) -> tuple[Explanation, float]:
         began = time.perf_counter()
         x = torch.cat([entry.x for entry in group]).to(device)
-        calls = dict(request.calls, strict=False) if strict else request.calls
-        result = explain(model, x, methods, layer, request.target, **calls)
-        for key, reason in getattr(result, "skipped", {}).items():
+        result = explain(model, x, methods, layer, request.target, **request.calls, strict=False)
+        for key, reason in result.skipped.items():
             _skip(state, reporter, key, reason)
-        for text in getattr(result, "warnings", []) or []:
+        for text in result.warnings:
             if text not in state.warnings:
                 state.warnings.append(text)
                 reporter.warning(text)
@@ -204,12 +193,8 @@ def explain_groups(
 
     try:
         return [(loaded, attempt(loaded))]
-    except UsageError as err:
-        if strict or not _skip_failing_methods(
-            model, loaded[0], methods, layer, request, device, state, reporter, err
-        ):
-            raise
-        return explain_groups(model, loaded, methods, request, device, state, reporter)
+    except UsageError:
+        raise
     except (RuntimeError, ValueError) as err:
         if len(loaded) == 1:
             log.debug("explain failed", exc_info=True)
@@ -218,39 +203,6 @@ def explain_groups(
     for entry in loaded:
         results.extend(explain_groups(model, [entry], methods, request, device, state, reporter))
     return results
-
-
-def _skip_failing_methods(
-    model: nn.Module,
-    probe: LoadedImage,
-    methods: list[str],
-    layer: str | list[str],
-    request: ExplainRequest,
-    device: torch.device,
-    state: JobState,
-    reporter: Reporter,
-    error: UsageError,
-) -> bool:
-    """Try each method alone on one image; skip those that fail. True when some were skipped
-    and some remain (so the batch is worth another try)."""
-    from ..core.engine import explain
-
-    if len(methods) < 2:
-        return False
-    failing: dict[str, str] = {}
-    x = probe.x.to(device)
-    for method in methods:
-        try:
-            explain(model, x, [method], layer, request.target, **request.calls)
-        except UsageError as err:
-            failing[method] = str(err)
-    if not failing or len(failing) == len(methods):
-        return False
-    for method, reason in failing.items():
-        methods.remove(method)
-        _skip(state, reporter, method, reason)
-    log.debug("skipped %s after: %s", sorted(failing), error)
-    return True
 
 
 def _skip(state: JobState, reporter: Reporter, key: str, reason: str) -> None:

@@ -7,6 +7,7 @@ model's input size (it is resized to the display size only when its file is draw
 guided pictures, the ``.npy`` maps and the grid's rows. Titles say what each picture shows:
 
 * the explained class and its probability head each grid row (``target: tabby, p = 0.77``;
+  ``p = 0.62 (sigmoid)`` for single-logit and multi-label heads;
   ``top-2: ...`` for top-k targets, whose input is drawn once, not once per class);
 * class-agnostic methods (Eigen-CAM) are titled as such and drawn once for top-k targets;
   the counterfactual map is titled as evidence *against* the class;
@@ -181,7 +182,9 @@ def plan_image(
 
     def caption(k: int) -> str:
         p = probs[k]
-        return label(k) if p is None else f"{label(k)}, p = {p:.2f}"
+        if p is None:
+            return label(k)
+        return f"{label(k)}, p = {p:.2f}" + (" (sigmoid)" if kind == "sigmoid" else "")
 
     display = viz.to_display_rgb(image, options.max_side)
     every_class = result.class_probabilities()

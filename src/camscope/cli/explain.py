@@ -51,8 +51,8 @@ from ._inputs import Progress, add_input_arguments, shown
 from ._model import (
     ExplainMode,
     ModelOptions,
-    add_explain_mode_arguments,
     PreprocessingOptions,
+    add_explain_mode_arguments,
     add_model_arguments,
     add_preprocessing_arguments,
 )
@@ -299,8 +299,8 @@ def explain_images(options: ExplainOptions) -> int:
     from ..batch.job import ExplainRequest, JobState, explain_to_files
     from ..batch.pictures import PictureOptions
     from ..core.layers import resolve_layers
-    from ..io import model_channels
     from ..core.targets import parse_topk
+    from ..io import model_channels
     from ._model import apply_preprocessing, load_model
 
     # Everything that can be checked without the model is checked before loading it.
