@@ -153,3 +153,14 @@ def test_report_has_a_verdict_and_bolds_ties(tmp_path):
     assert "Localizes best (Energy pointing % ↑): no clear winner" in md.replace("\\", "")
     assert "Fails the sanity check at blocks.6: layercam" in md
     assert "<ul id='verdict'>" in html_path.read_text()
+
+
+def test_markdown_report_escapes_user_text(tmp_path):
+    """A model name or --data path cannot inject markup or links into report.md (issue 15.13)."""
+    model = "net*bold* [click](http://x.example) <script>alert(1)</script>"
+    data = "/data/a_b_/[x](javascript:y)\nsecond line"
+    _, md_path = write_report(tmp_path, _summary(), _examples(), title=model, notes=[data])
+    md = md_path.read_text()
+    assert "<script>" not in md and "[click](http" not in md and "[x](javascript" not in md
+    assert r"net\*bold\* \[click\]\(http://x.example\) &lt;script&gt;" in md
+    assert r"/data/a\_b\_/\[x\]\(javascript:y\) second line" in md

@@ -279,7 +279,9 @@ class _Reporter:
         self.progress.write(f"camscope explain: skipped {shown(source)}: {shown(reason)}")
 
     def method_skipped(self, key: str, reason: str) -> None:
-        self.progress.write(f"camscope explain: skipped method {shown(key)}: {shown(reason)}")
+        method, _, layer = key.partition("@")  # the engine's "method@layer" for one layer
+        what = f"{shown(method)} at layer {shown(layer)}" if layer else shown(method)
+        self.progress.write(f"camscope explain: skipped method {what}: {shown(reason)}")
 
     def warning(self, text: str) -> None:
         self.progress.write(f"camscope explain: warning: {shown(text)}")
