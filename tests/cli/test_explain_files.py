@@ -303,6 +303,29 @@ def test_progress_line_without_a_terminal(monkeypatch, capsys) -> None:
     ]
 
 
+def test_progress_of_a_slow_method_on_one_image_without_a_terminal(monkeypatch, capsys) -> None:
+    """The perturbation methods' progress(done, total) callback gets a rate-limited line with
+    the time left of the running method (SS-CAM on one image can take many minutes)."""
+    from camscope.cli import _inputs
+    from camscope.cli.explain import ExplainOptions, _call_options
+
+    clock = iter(float(t) for t in range(0, 1000, 3))
+    monkeypatch.setattr(_inputs.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
+    progress = _inputs.Progress(2, "camscope explain", every=5.0)  # began at t = 0
+    callback = _call_options(ExplainOptions(), progress)["method_options"]["progress"]
+    for done in (100, 200, 300, 400):  # t = 3, 6, 9, 12
+        callback(done, 1000)
+    callback(30, 60)  # another method (a new run, begun at t = 12) at t = 15: too soon
+    callback(45, 60)  # t = 18: 45 passes in 6 s, 15 to go
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [
+        "camscope explain: image 1/2: model passes 200/1000, about 24 s left for this method",
+        "camscope explain: image 1/2: model passes 400/1000, about 18 s left for this method",
+        "camscope explain: image 1/2: model passes 45/60, about 2 s left for this method",
+    ]
+
+
 def test_class_names_listed_in_the_epilog_still_resolve(tmp_path, capsys, tiny) -> None:
     # --class-names replaces the spec's names, so --target looks them up there
     names = tmp_path / "n.txt"

@@ -74,12 +74,19 @@ def shown(text: object) -> str:
 
 class Progress:
     """Images done out of a total, on stderr: a tqdm bar on a terminal, otherwise one plain line
-    with the rate and the time left at most every ``every`` seconds (and at the end)."""
+    with the rate and the time left at most every ``every`` seconds.
+
+    Without a terminal, :meth:`passes` is the ``progress(done, total)`` callback of the
+    perturbation methods (Score-CAM family, Ablation-CAM): a slow method on one image (SS-CAM can
+    take many minutes) then also gets a line with its time left, under the same rate limit.
+    """
 
     def __init__(self, total: int, label: str, every: float = 5.0) -> None:
         self.total, self.label, self.every = total, label, every
         self.done = 0
         self.began = self.last = time.monotonic()
+        self.passes_began = self.passes_last = self.began
+        self.passes_done = self.passes_total = 0
         self.bar: Any = None
         if sys.stderr.isatty() and total > 3:
             from tqdm import tqdm
@@ -102,6 +109,22 @@ class Progress:
         if now - self.last >= self.every and self.done < self.total:
             self.last = now
             self.write(self.line(now))
+
+    def passes(self, done: int, total: int) -> None:
+        """``progress(done, total)`` of one perturbation run. A count that does not grow, or
+        another total, is a new run, taken to have begun at the previous call."""
+        now = time.monotonic()
+        if done <= self.passes_done or total != self.passes_total:
+            self.passes_began = self.passes_last
+        self.passes_done, self.passes_total, self.passes_last = done, total, now
+        if now - self.last < self.every or done >= total:
+            return
+        self.last = now
+        left = (now - self.passes_began) / max(done, 1) * (total - done)
+        self.write(
+            f"{self.label}: image {min(self.done + 1, self.total)}/{self.total}: model passes "
+            f"{done}/{total}, about {_duration(left)} left for this method"
+        )
 
     def line(self, now: float) -> str:
         elapsed = now - self.began

@@ -350,12 +350,12 @@ def explain_images(options: ExplainOptions) -> int:
         npy_size=options.npy_size,
         class_scale=options.class_scale,
     )
+    progress = Progress(len(items), "camscope explain")
     request = ExplainRequest(
-        methods, layer_names, target, _call_options(options), options.batch_size
+        methods, layer_names, target, _call_options(options, progress), options.batch_size
     )
     load = LoadOptions(options.max_pixels, options.timeout, options.window)
     state = JobState()
-    progress = Progress(len(items), "camscope explain")
     try:
         explain_to_files(
             model,
@@ -458,12 +458,12 @@ def _version() -> str:
     return __version__
 
 
-def _call_options(options: ExplainOptions) -> dict[str, Any]:
-    """Keyword arguments of :func:`camscope.explain`; long perturbation runs draw a bar on stderr
-    when it is a terminal (the library itself prints nothing)."""
+def _call_options(options: ExplainOptions, progress: Progress) -> dict[str, Any]:
+    """Keyword arguments of :func:`camscope.explain`; long perturbation runs report their passes
+    on stderr, as a bar on a terminal, otherwise as lines of :class:`Progress` (the library
+    itself prints nothing)."""
     method_options = dict(options.method_options)
-    if sys.stderr.isatty():
-        method_options.setdefault("progress", True)
+    method_options.setdefault("progress", True if sys.stderr.isatty() else progress.passes)
     return {
         "aug_smooth": options.aug_smooth,
         "eigen_smooth": options.eigen_smooth,
