@@ -366,3 +366,19 @@ def test_predict_single_logit_is_a_sigmoid(tmp_path, capsys, monkeypatch) -> Non
     )
     assert by_class[0]["label"] == "not cat (negative class)"
     assert by_class[0]["probability"] == pytest.approx(1 - p, abs=1e-6)
+    assert json.loads(out)["images"][0]["probability_kind"] == "sigmoid"
+
+
+def test_predict_multilabel_gives_a_sigmoid_per_class(tmp_path, capsys, tiny) -> None:
+    img = make_image(tmp_path / "a.png")
+    code, out, err = run(capsys, "predict", str(img), "--json", "--multilabel", "--topk", "5")
+    assert code == 0, err
+    record = json.loads(out)["images"][0]
+    model, _ = tiny
+    with torch.no_grad():
+        logits = model(io.preprocess(io.load_image(img), SPEC))[0]
+    by_class = {entry["class"]: entry["probability"] for entry in record["predictions"]}
+    assert by_class == pytest.approx(
+        {c: float(torch.sigmoid(logits[c])) for c in range(5)}, abs=1e-6
+    )
+    assert record["probability_kind"] == "sigmoid"

@@ -127,7 +127,14 @@ def predict_images(options: PredictOptions) -> int:
         predictions = [
             {"class": c, "label": class_label(spec, c, single), "probability": p} for c, p in pairs
         ]
-        records.append({"source": item.source, "predictions": predictions, "error": None})
+        records.append(
+            {
+                "source": item.source,
+                "probability_kind": head.probability_kind,
+                "predictions": predictions,
+                "error": None,
+            }
+        )
         if not options.as_json:
             echo(shown(item.source))
             for rank, pred in enumerate(predictions, 1):
