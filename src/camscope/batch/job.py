@@ -194,7 +194,7 @@ def explain_groups(
     try:
         return [(loaded, attempt(loaded))]
     except UsageError:
-        raise
+        raise  # the request's fault (no method can run), not an image's: a ValueError too
     except (RuntimeError, ValueError) as err:
         if len(loaded) == 1:
             log.debug("explain failed", exc_info=True)
