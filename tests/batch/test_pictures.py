@@ -105,6 +105,27 @@ def test_single_target_titles() -> None:
     ]
 
 
+def test_a_method_skipped_at_one_layer_says_where_its_map_comes_from() -> None:
+    result = _result([3], [[[1.0, 0.0], [0.0, 2.0]]])
+    result.targets = result.targets[:, 0]
+    result.probabilities = result.probabilities[:, 0]
+    for key in list(result.maps):
+        result.maps[key] = result.maps[key][:, 0]
+        result.raw[key] = result.raw[key][:, 0]
+    result.layer = ["l", "m"]
+    result.layer_maps = {"l": {"gradcam": result.maps["gradcam"]}, "m": dict(result.maps)}
+    result.layer_raw = {"l": {"gradcam": result.raw["gradcam"]}, "m": dict(result.raw)}
+    result.skipped = {"eigencam@l": "why", "counterfactual@l": "why"}
+    plan = _plan(result)
+    labels = [label for label, _ in plan.grid_rows]
+    assert labels[:2] == ["layer l", "layer m"] and labels[2].startswith("target: dog")
+    assert [panel.title for panel in plan.grid_rows[2][1]] == [
+        "gradcam",
+        "eigencam\n(class-agnostic)\n(layer m only)",
+        "counterfactual\n(evidence against dog)\n(layer m only)",
+    ]
+
+
 def test_sigmoid_heads_are_titled_and_ranked_by_their_sigmoid() -> None:
     """A single-logit model: top-5 and titles come from Explanation.class_probabilities()
     (``[1 - p, p]``), not from a softmax over one logit (which says p = 1.00)."""

@@ -231,10 +231,11 @@ def test_incompatible_method_is_skipped_and_the_rest_written(tmp_path, capsys, t
     assert code == 2  # nothing could run: a usage error as before
     # a method that fits one of two layers: skipped at the other only, its map from the one
     argv = ["explain", str(img), "-m", "gradcam,cam", "-l", "1,3", "--out", str(tmp_path / "two")]
-    code, _, err = run(capsys, *argv)
+    code, stdout, err = run(capsys, *argv)
     assert code == 1 and "skipped method cam at layer 1: CAM: layer '1' has 4 channels" in err
     record = summary(tmp_path / "two")["images"][0]
     assert list(record["skipped"]) == ["cam@1"] and "a.cam.png" in record["files"]
+    assert "skipped cam at layer 1" in stdout
 
 
 # ---------------------------------------------------------------------------------------------

@@ -240,6 +240,9 @@ def plan_image(
                 title += "\n(class-agnostic" + (", same for every class)" if per_class else ")")
             elif method in _AGAINST:
                 title += f"\n(evidence against {label(k)})"
+            ran_at = [name for name in layer_names if method in result.layer_raw.get(name, {})]
+            if not guided and 0 < len(ran_at) < len(layer_names):  # skipped at the others
+                title += f"\n(layer {viz.printable(', '.join(ran_at))} only)"
             if guided:
                 picture.rgb = viz.guided_to_rgb(raw[k].cpu().numpy(), spread)
                 if len(layer_names) > 1:

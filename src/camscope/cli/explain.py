@@ -398,7 +398,10 @@ def explain_images(options: ExplainOptions) -> int:
     )
     written = sum(len(r["files"]) for r in state.records)
     done = len(state.records) - state.failed
-    skipped = f"; skipped {', '.join(sorted(state.skipped))}" if state.skipped else ""
+    skipped = ""
+    if state.skipped:
+        keys = (key.replace("@", " at layer ", 1) for key in sorted(state.skipped))
+        skipped = f"; skipped {shown(', '.join(keys))}"
     echo(
         f"explained {done} of {len(state.records)} image(s) with "
         f"{', '.join(m for m in methods if m not in state.skipped)}: {written} file(s) in "
