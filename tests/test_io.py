@@ -20,9 +20,6 @@ from PIL import Image
 from camscope.errors import CamscopeError, ImageLoadError
 from camscope.io import (
     DEFAULT_MAX_PIXELS,
-    DEMO_IMAGES,
-    collect_inputs,
-    demo_images,
     load_image,
     load_image_bytes,
 )
@@ -364,6 +361,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._send(PNG_OK)
         elif self.path == "/text":
             self._send(b"<html>not a picture</html>")
+        elif self.path == "/bomb.jpg":
+            self._send(_jpeg_claiming(9000, 9000))
         else:
             self.send_error(404, "Not Found")
 
@@ -417,6 +416,13 @@ def test_url_timeout(server: str) -> None:
     assert time.monotonic() - start < 1.4
 
 
+def test_truncated_jpeg_over_http_and_upload_is_refused(server: str) -> None:
+    with pytest.raises(ImageLoadError, match="truncated JPEG"):
+        load_image(server + "/bomb.jpg")
+    with pytest.raises(ImageLoadError, match="truncated JPEG"):
+        load_image_bytes(_jpeg_claiming(9000, 9000), "upload.jpg")
+
+
 def test_url_not_an_image(server: str) -> None:
     with pytest.raises(ImageLoadError, match="not an image"):
         load_image(server + "/text", timeout=5)
@@ -426,47 +432,6 @@ def test_url_unreachable() -> None:
     # Port 9 on localhost (discard) is closed on test machines: connection refused.
     with pytest.raises(ImageLoadError, match="cannot reach"):
         load_image("http://127.0.0.1:9/x.png", timeout=2)
-
-
-# ---------------------------------------------------------------------------- collect_inputs
-
-
-def test_collect_inputs(tmp_path: Path) -> None:
-    root = tmp_path / "imgs"
-    (root / "sub" / "deeper").mkdir(parents=True)
-    (root / "zz").mkdir()
-    for rel in ["b.PNG", "a.jpg", "notes.txt", "sub/c.jpeg", "sub/deeper/d.TIF", "zz/e.webp"]:
-        (root / rel).write_bytes(b"x")
-    url = "https://example.com/cat.jpg"
-    items = [str(root), str(tmp_path / "missing.jpg"), url, str(root / "a.jpg"), url]
-    assert collect_inputs(items) == [
-        str(root / "a.jpg"),
-        str(root / "b.PNG"),
-        str(root / "sub" / "c.jpeg"),
-        str(root / "sub" / "deeper" / "d.TIF"),
-        str(root / "zz" / "e.webp"),
-        str(tmp_path / "missing.jpg"),
-        url,
-    ]
-
-
-def test_collect_inputs_keeps_given_order_of_items(tmp_path: Path) -> None:
-    (tmp_path / "x.png").write_bytes(b"x")
-    (tmp_path / "a.png").write_bytes(b"x")
-    given = [str(tmp_path / "x.png"), str(tmp_path / "a.png")]
-    assert collect_inputs(given) == given
-
-
-# ---------------------------------------------------------------------------- demo
-
-
-def test_demo_images() -> None:
-    demos = demo_images()
-    assert [name for name, _ in demos] == list(DEMO_IMAGES)
-    sizes = {name: image.size for name, image in demos}
-    assert sizes["chelsea"] == (451, 300)
-    assert sizes["astronaut"] == (512, 512)
-    assert all(image.mode == "RGB" for _, image in demos)
 
 
 def test_load_image_bytes_decodes_like_a_file(tmp_path: Path) -> None:
