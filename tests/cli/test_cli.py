@@ -341,6 +341,13 @@ def test_layers_marks_auto_and_convs(capsys, tiny) -> None:
     assert record["layers"][2]["shape"] == [6, 16, 16] and record["layers"][2]["conv_index"] == 1
 
 
+def test_layers_of_a_one_channel_model(capsys, monkeypatch) -> None:
+    patch_loader(monkeypatch, tiny_model(in_channels=1), SPEC)  # the spec still says RGB
+    code, out, err = run(capsys, "layers", "tiny", "--size", "16")
+    assert code == 0, err
+    assert "explainable layers for a 1x16x16 input" in out and "--layer auto -> 3" in out
+
+
 def test_predict_topk(tmp_path, capsys, tiny) -> None:
     model, _ = tiny
     img = make_image(tmp_path / "p.png")

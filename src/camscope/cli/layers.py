@@ -47,17 +47,20 @@ def show_layers(options: ModelOptions, *, size: int | None = None, as_json: bool
     import torch
 
     from ..core.layer_table import layer_table
-    from ._model import load_model
+    from ..io import model_channels
+    from ._model import PreprocessingOptions, apply_preprocessing, load_model
 
     model, spec, device = load_model(options)
+    spec, _ = apply_preprocessing(model, spec, PreprocessingOptions())  # the channels it reads
+    channels = model_channels(spec)
     height, width = (size, size) if size else spec.input_size
-    dummy = torch.zeros(1, 3, height, width, device=device)
+    dummy = torch.zeros(1, channels, height, width, device=device)
     table = layer_table(model, dummy)
     picks = {mark: row.name for row in table for mark in row.marks}
     if as_json:
         record = {
             "model": spec.name,
-            "input": [3, height, width],
+            "input": [channels, height, width],
             **{mark: picks.get(mark) for mark in ("auto", "first", "middle", "last")},
             "layers": [
                 {
@@ -90,7 +93,7 @@ def show_layers(options: ModelOptions, *, size: int | None = None, as_json: bool
         ]
         for index, row in enumerate(table)
     ]
-    echo(f"{spec.name}: {len(table)} explainable layers for a 3x{height}x{width} input")
+    echo(f"{spec.name}: {len(table)} explainable layers for a {channels}x{height}x{width} input")
     headers = ["#", "layer", "type", "map (CxHxW)", "stride", "layout", "conv", "choice"]
     echo(format_table(headers, rows))
     echo()
