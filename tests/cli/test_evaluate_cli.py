@@ -363,3 +363,21 @@ def test_a_method_that_cannot_run_at_the_layer_is_a_usage_error(tmp_path, patche
     err = capsys.readouterr().err
     assert code == 2, err
     assert "cam" in err and "internal error" not in err
+
+
+def test_a_one_channel_model_with_the_preprocessing_options(tmp_path, monkeypatch, capsys):
+    """evaluate takes --mean/--std/--input-size/--channels as explain does (issue 16.1)."""
+    spec = ModelSpec(name="grey", input_size=(24, 24), class_names=[f"c{i}" for i in range(1000)])
+    model = imagenet_sized()
+    model[0] = torch.nn.Conv2d(1, 8, 3, padding=1)  # reads one channel; the spec still says RGB
+    monkeypatch.setattr(_model, "load_model", lambda options: (model, spec, torch.device("cpu")))
+    code = _run(
+        tmp_path, "--data", "builtin:2", "--mean", "0.5", "--std", "0.25", "--input-size", "32"
+    )
+    assert code == 0, capsys.readouterr().err
+    config = json.loads((tmp_path / "ev" / "config.json").read_text())
+    assert config["model_input"]["channels"] == 1
+    assert config["model_input"]["mean"] == [0.5] and config["model_input"]["std"] == [0.25]
+    assert config["model_input"]["input_size"] == [32, 32]
+    rows = (tmp_path / "ev" / "results.jsonl").read_text().splitlines()
+    assert len(rows) == 4  # two images, two methods

@@ -56,6 +56,25 @@ def source(seed: int = 0) -> ImageSource:
     return ImageSource(f"img{seed}", lambda: picture(seed))
 
 
+def test_a_one_channel_model_is_served_with_grey_inputs() -> None:
+    """A grey model whose spec still says RGB: layers and maps work, the input has 1 channel."""
+    torch.manual_seed(0)
+    model = SmallNet(classes=5, in_channels=1).eval()
+    pool = ModelPool.of_loaded({"grey": (model, SPEC)})
+    slot = pool.get("grey")
+    assert slot.spec.channels == 1 and len(slot.spec.mean) == 1
+    assert slot.layer_rows() and slot.dummy().shape[1] == 1
+    body = Explainer(pool).explain(ExplainRequest("grey", ("gradcam",)), source()).body
+    x = preprocess(picture(), slot.spec)
+    assert x.shape[1] == 1
+    alone = explain(model, x, "gradcam", body["layer"])
+    assert body["targets"][0]["index"] == int(alone.targets[0])
+    np.testing.assert_allclose(
+        _decode(body["maps"]["gradcam"]), alone.maps["gradcam"][0], atol=1e-3
+    )
+    assert hook_counts(model) == {}
+
+
 def test_costs_come_from_the_method_specs() -> None:
     costs = {name: method_cost(get_method(name)) for name in list_methods()}
     slow = {"scorecam", "faster-scorecam", "sscam", "iscam", "ablationcam", "smoothgradcam++"}

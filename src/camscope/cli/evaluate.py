@@ -26,7 +26,12 @@ from ._common import (
     positive_int,
     split_list,
 )
-from ._model import ModelOptions, add_model_arguments
+from ._model import (
+    ModelOptions,
+    PreprocessingOptions,
+    add_model_arguments,
+    add_preprocessing_arguments,
+)
 
 _BUILTIN = re.compile(r"builtin(?::(\d+))?")
 
@@ -71,6 +76,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_model_arguments(parser)
+    add_preprocessing_arguments(parser)
     parser.add_argument(
         "--methods",
         "--method",
@@ -290,17 +296,22 @@ def _evaluate(args: argparse.Namespace, config: Any, out: Path) -> int:
 
     from .. import evaluation
     from ..evaluation.report import write_report
-    from ._model import load_model
+    from ._model import apply_preprocessing, load_model
 
     if args.weights is not None:
         config.weights = _fingerprint(args.weights)
     model, spec, _device = load_model(ModelOptions.from_args(args))
+    spec, preprocessing_notes = apply_preprocessing(
+        model, spec, PreprocessingOptions.from_args(args)
+    )
+    for line in preprocessing_notes:
+        sys.stderr.write(f"camscope evaluate: {_printable(line)}\n")
     data, config.data, config.labels, data_notes = _load_data(args, spec)
     config.model = spec.name
     config.model_input = {
         k: v
         for k, v in spec.to_dict().items()
-        if k in ("input_size", "mean", "std", "interpolation", "num_classes")
+        if k in ("input_size", "mean", "std", "interpolation", "num_classes", "channels")
     }
     config.images = str(Path(args.images).expanduser().resolve()) if args.images else ""
     for line in data_notes[1:]:

@@ -47,7 +47,9 @@ class ModelSlot:
         """A zero input of the model's size (layer choices depend on the size only)."""
         import torch
 
-        return torch.zeros(1, 3, *self.spec.input_size, device=self.device)
+        from ..io import model_channels
+
+        return torch.zeros(1, model_channels(self.spec), *self.spec.input_size, device=self.device)
 
     def layer_rows(self) -> list[LayerRow]:
         """:func:`camscope.core.layer_table.layer_table` of the model, computed once."""
@@ -140,6 +142,7 @@ class ModelPool:
                 import torch
 
                 model, spec = self._loader(chosen)
+                spec = fit_channels(model, spec)
                 device = torch.device(self._device)
                 model = model.to(device)  # load_model returns eval mode; the mode is the loader's
                 slot = ModelSlot(chosen, model, spec, device)
@@ -160,3 +163,15 @@ def _default_loader(name: str) -> tuple[nn.Module, ModelSpec]:
     from ..models import load_model
 
     return load_model(name)
+
+
+def fit_channels(model: nn.Module, spec: ModelSpec) -> ModelSpec:
+    """The spec reading as many channels as the model's first convolution: a grey model whose
+    factory gave an RGB spec still gets one-channel inputs (as on the command line)."""
+    from ..io import model_channels
+    from ..models.spec import for_channels, input_channels
+
+    channels = input_channels(model)
+    if channels is not None and channels != model_channels(spec):
+        return for_channels(spec, channels)
+    return spec
