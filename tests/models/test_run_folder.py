@@ -99,3 +99,22 @@ def test_evaluate_maps_the_builtin_objects_to_the_run_classes(run_dir, tmp_path,
     assert len({r["id"] for r in rows}) == 4
     assert {r["target_name"] for r in rows} <= {"cat", "cup", "motorcycle", "rocket"}
     assert all(0.0 <= r["energy"] <= 100.0 for r in rows)  # percent of the map energy
+
+
+def test_serve_offers_the_run_folder_by_its_path(run_dir, picture) -> None:
+    from fastapi.testclient import TestClient
+
+    from camscope.serve.app import ServeConfig, create_app
+
+    client = TestClient(create_app(ServeConfig(models=[str(run_dir)], allow_url=False)))
+    data = picture.read_bytes()
+    reply = client.post(
+        "/api/explain",
+        files={"image": ("scene.png", data, "image/png")},
+        data={"methods": "cam", "overlays": "false"},
+    )
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    assert body["model"] == str(run_dir) and body["layer"] == "features"
+    assert {t["label"] for t in body["top5"]} == {"cat", "cup", "motorcycle", "rocket"}
+    assert body["maps"]["cam"]["shape"] == [32, 32]  # the run's image size, as config.json says
