@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -118,3 +119,36 @@ def test_builtin_set_is_one_object_per_image_with_boxes() -> None:
     assert data.details["generator_seed"] == 1  # evaluate's builtin:N uses seed 0
     with pytest.raises(UsageError, match="builtin:N"):
         load_training_data("builtin:many", None, 0.25, 0, image_size=32)
+
+
+def test_download_asks_torchvision_and_an_offline_failure_says_where_to_fetch(
+    tmp_path, monkeypatch
+) -> None:
+    import torchvision.datasets as tvd
+
+    calls = []
+
+    class FakeCIFAR100:  # what torchvision's class does on a connected machine: write the folder
+        def __init__(self, root: str, train: bool, download: bool) -> None:
+            calls.append((root, train, download))
+            write_cifar100(Path(root))
+
+    monkeypatch.setattr(tvd, "CIFAR100", FakeCIFAR100)
+    data = load_training_data(
+        f"cifar100:{tmp_path}", None, 0.25, 0, image_size=32, labels="coarse", download=True
+    )
+    assert calls == [(str(tmp_path), True, True)]
+    assert data.classes == [f"coarse{i}" for i in range(20)]
+    assert len(data.train) + len(data.val) == 40
+    load_training_data(
+        f"cifar100:{tmp_path}", None, 0.25, 0, image_size=32, labels="coarse", download=True
+    )
+    assert len(calls) == 1  # there now: not fetched again
+
+    class Offline:
+        def __init__(self, **_: object) -> None:
+            raise OSError("network unreachable")
+
+    monkeypatch.setattr(tvd, "CIFAR10", Offline)
+    with pytest.raises(DatasetError, match=r"network unreachable.*cifar-10-python\.tar\.gz"):
+        load_training_data(f"cifar10:{tmp_path}", None, 0.1, 0, image_size=32, download=True)
