@@ -96,3 +96,20 @@ def test_unknown_names_and_options() -> None:
         build_classifier("gapnet", 4, 32, options={"widht": 3})
     with pytest.raises(UsageError, match="stem"):
         build_classifier("gapnet", 4, 32, stem="cifar10")
+
+
+@pytest.mark.parametrize(
+    ("name", "stem_conv", "layer"),
+    [("mobilenetv3_large_100", "conv_stem", "blocks.6"), ("regnety_004", "stem.conv", "s4")],
+)
+def test_seed_003_families_get_the_stem_and_name_their_usable_layers(
+    name, stem_conv, layer
+) -> None:
+    built = build_classifier(name, num_classes=100, image_size=32)
+    assert built.stem == "cifar" and built.arch == f"timm:{name}"
+    assert built.model.get_submodule(stem_conv).stride == (1, 1)
+    assert built.model(torch.zeros(2, 3, 32, 32)).shape == (2, 100)
+    check = map_check(built.model, 32)
+    assert check.layer == layer and check.size == (2, 2) and not check.ok  # stride 16 remains
+    deepest, shape = check.usable[0]
+    assert min(shape) >= 4 and deepest in check.message(32)
