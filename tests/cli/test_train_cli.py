@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 from tiny_data import write_image_folder
@@ -18,8 +19,15 @@ def pets(tmp_path_factory):
     return write_image_folder(tmp_path_factory.mktemp("data") / "pets", ("ant", "bee"), 10)
 
 
-def test_train_shows_progress_then_resumes(pets, tmp_path, capsys) -> None:
+def test_train_shows_progress_then_resumes(pets, tmp_path, capsys, monkeypatch) -> None:
     out = tmp_path / "run"
+    logged = tmp_path / "logged"
+    # not a terminal (a log file): the epoch lines but no progress bar redraws
+    assert main(["train", "--data", str(pets), "--out", str(logged), "--epochs", "1", *TINY]) == 0
+    captured = capsys.readouterr()
+    assert "epoch 1/1: train loss" in captured.err and "img/s" in captured.err
+    assert "loss=" not in captured.err and "\r" not in captured.err
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
     assert main(["train", "--data", str(pets), "--out", str(out), "--epochs", "1", *TINY]) == 0
     captured = capsys.readouterr()
     assert "loss=" in captured.err and "acc=" in captured.err and "img/s" in captured.err

@@ -222,7 +222,7 @@ def _epoch_row(
 
 
 def _bar(show: bool, total: int, desc: str) -> Any:
-    if not show:
+    if not show or not sys.stderr.isatty():  # a log file gets the epoch lines, not the redraws
         return None
     from tqdm import tqdm
 
