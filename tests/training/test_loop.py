@@ -119,3 +119,25 @@ def test_validation_counts_a_confusion_matrix_and_plain_cross_entropy() -> None:
     assert stats.correct == int(expected.diagonal().sum()) and stats.images == 12
     assert stats.loss == pytest.approx(loss / 12, rel=1e-5)
     assert not model.training  # validation leaves eval mode: the loop sets the mode per pass
+
+
+def test_the_cuda_recipe_fp16_with_the_gradient_scaler_runs_on_the_cpu() -> None:
+    """The GPU path (fp16 autocast, a live GradScaler, clipping the unscaled gradients), run on
+    the CPU, where torch supports both: its updates are float32's within 20% of each tensor's
+    largest update (the convolution's, ~1e-4, carry fp16 rounding); clipping the still-scaled
+    gradients would leave 1 / 4096 of them."""
+    batches = _batches(5, 3, size=8)
+    start = [p.detach().clone() for p in _conv_net().parameters()]
+    reference = _conv_net()
+    plain = train_epoch(_step(reference, 0.1, clip_grad=0.05), batches)
+    half = _conv_net()
+    step = _step(half, 0.1, clip_grad=0.05, autocast_dtype=torch.float16)
+    step.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**12)
+    stats = train_epoch(step, batches)
+    assert step.scaler.get_scale() == 2.0**12  # no overflow, no skipped step
+    assert stats.loss == pytest.approx(plain.loss, rel=1e-2)
+    for p0, a, b in zip(start, reference.parameters(), half.parameters()):
+        assert b.dtype == torch.float32
+        moved, expected = b.detach() - p0, a.detach() - p0
+        assert expected.abs().max() > 1e-5  # every tensor was updated
+        torch.testing.assert_close(moved, expected, rtol=0, atol=0.2 * expected.abs().max())
