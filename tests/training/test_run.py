@@ -138,3 +138,15 @@ def test_corrupt_file_is_named_skipped_and_counted(folder, tmp_path, caplog) -> 
     assert skipped["count"] == 1 and skipped["files"][0]["file"].endswith("broken.png")
     rows = _rows(tmp_path / "run" / "metrics.csv")
     assert len(rows) == 2  # training went on
+
+
+def test_dataloader_workers_keep_the_run_reproducible_across_a_resume(folder, tmp_path) -> None:
+    """Workers draw their crops from generators seeded through the epoch's reseeding."""
+    common = {"augment": "pad-crop", "workers": 2, "epochs": 2}
+    train(_config(folder, tmp_path / "straight", **common))
+    train(_config(folder, tmp_path / "resumed", stop_after=1, **common))
+    train(resume_config(tmp_path / "resumed"))
+    a = torch.load(tmp_path / "straight" / "last.ckpt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "resumed" / "last.ckpt", weights_only=True)["model"]
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], rtol=1e-5, atol=1e-6)
