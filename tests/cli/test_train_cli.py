@@ -39,6 +39,11 @@ def test_train_shows_progress_then_resumes(pets, tmp_path, capsys, monkeypatch) 
     config = json.loads((out / "config.json").read_text())
     assert config["training"]["arch_options"] == {"width": 4, "depth": 1}
     assert config["training"]["epochs"] == 2
+    # under torchrun the other ranks run the same command and leave the talking to rank 0
+    monkeypatch.setenv("RANK", "1")
+    assert main(["train", "--resume", "--out", str(out), "--epochs", "3", "--no-progress"]) == 0
+    assert capsys.readouterr().out == ""
+    monkeypatch.delenv("RANK")
 
 
 def test_usage_errors_exit_2(pets, tmp_path, capsys) -> None:

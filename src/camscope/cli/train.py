@@ -10,6 +10,7 @@ from the last finished epoch).
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
 
 from ..errors import UsageError
@@ -130,13 +131,20 @@ def run(args: argparse.Namespace) -> int:
         if not args.data:
             raise UsageError("--data is required for a new run (see `camscope train --help`)")
         config = TrainConfig(**given)
+    # under torchrun every process runs this command; rank 0 speaks for the run
+    speaks = os.environ.get("RANK", "0") == "0"
     try:
         result = train(config)
     except KeyboardInterrupt:
-        warn(f"camscope train: interrupted; `camscope train --resume --out {args.out}` continues")
+        if speaks:
+            warn(
+                f"camscope train: interrupted; `camscope train --resume --out {args.out}` continues"
+            )
         return 130
     best = result.summary.get("best") or {}
     skipped = result.summary.get("skipped_files", {}).get("count", 0)
+    if not speaks:
+        return 1 if skipped else 0
     echo(
         f"{result.status}: {result.epochs_done}/{result.epochs_planned} epochs; best epoch "
         f"{best.get('epoch', '-')}: val acc {best.get('val_acc', float('nan')):.4f}, val loss "
