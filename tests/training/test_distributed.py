@@ -9,6 +9,7 @@ import pytest
 import torch
 from tiny_data import write_image_folder
 
+from camscope.errors import UsageError
 from camscope.training import TrainConfig, train
 
 
@@ -40,3 +41,16 @@ def test_two_processes_equal_one_process_with_twice_the_batch(tmp_path) -> None:
     for ra, rb in zip(parallel.history, single.history):
         for key in ("train_loss", "train_acc", "val_loss", "val_acc", "lr"):
             assert ra[key] == pytest.approx(rb[key], rel=1e-5, abs=1e-6), key
+
+
+def test_more_processes_than_gpus_is_refused_before_launching(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    settings = {"data": "builtin:8", "arch": "gapnet", "out": str(tmp_path / "run")}
+    with pytest.raises(UsageError, match=r"--devices 3 needs 3 CUDA GPUs, this machine has 2"):
+        train(TrainConfig(devices=3, device="cuda", **settings))
+    with pytest.raises(UsageError, match=r"--devices 4 needs 4 CUDA GPUs.*--devices 2"):
+        train(TrainConfig(devices=4, **settings))  # device auto -> cuda
+    with pytest.raises(UsageError, match="not cuda:1"):
+        train(TrainConfig(devices=2, device="cuda:1", **settings))
+    assert not (tmp_path / "run").exists()  # nothing started

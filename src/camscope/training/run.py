@@ -57,6 +57,7 @@ def train(config: TrainConfig) -> TrainResult:
             already holds a run without ``resume``, or a ``resume`` with other settings.
     """
     if config.devices > 1 and int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        _check_gpus_for(config.devices, config.device)
         launch(_train_in_process, config.to_dict(), config.devices)
         return read_result(Path(config.out))
     return _train(config)
@@ -113,6 +114,24 @@ def _check_folder(config: TrainConfig) -> Path:
             raise UsageError(f"cannot resume {out}: {', '.join(differ)} differ from the stored run")
     out.mkdir(parents=True, exist_ok=True)
     return out
+
+
+def _check_gpus_for(processes: int, device: str) -> None:
+    """One GPU per process on CUDA (NCCL refuses two ranks on one GPU); said before launching."""
+    cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    if not cuda:
+        return
+    if device.startswith("cuda:"):
+        raise UsageError(
+            f"--devices {processes} puts one process on each GPU; give --device cuda "
+            f"(not {device}), or set CUDA_VISIBLE_DEVICES to choose the GPUs"
+        )
+    count = torch.cuda.device_count()
+    if processes > count:
+        raise UsageError(
+            f"--devices {processes} needs {processes} CUDA GPUs, this machine has {count}; "
+            f"use --devices {count} or fewer (or --device cpu for CPU processes)"
+        )
 
 
 def _device(name: str, world_local_rank: int) -> torch.device:
