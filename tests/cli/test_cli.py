@@ -91,6 +91,23 @@ def test_help_does_not_import_torch() -> None:
     assert "camscope explain" in done.stdout and "--target" in done.stdout
 
 
+def test_a_reader_that_goes_away_is_not_an_internal_error() -> None:
+    """`camscope methods | head -1`: the pipe closes before camscope has written everything."""
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "camscope", "methods"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=REPO,
+        env=env,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # the reader is gone before the first line
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141
+    assert "internal error" not in err and "Traceback" not in err and "Exception" not in err, err
+
+
 # ---------------------------------------------------------------------------------------------
 # explain
 

@@ -2,7 +2,8 @@
 
 Exit codes: 0 all good; 1 some images failed (each reported on stderr and in ``summary.json``) or an
 unexpected internal error; 2 a usage error (bad option, unknown method/layer/model/colormap, bad
-target, unreadable checkpoint): a one-line message on stderr, no traceback.
+target, unreadable checkpoint): a one-line message on stderr, no traceback; 130 interrupted
+(Ctrl-C); 141 the reader of stdout went away (``camscope layers | head``), quietly.
 
 Building the parser imports no torch, so ``camscope --help`` is instant; each command imports the
 model stack inside its ``run``.
@@ -96,6 +97,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("camscope: interrupted\n")
         return 130
+    except BrokenPipeError:  # the reader went away (`camscope layers | head`): not an error of ours
+        _silence_stdout()
+        return 141  # 128 + SIGPIPE, what a shell reports for a command stopped by a closed pipe
     except Exception as err:  # a bug, not a bad input: say so briefly, trace with -vv
         sys.stderr.write(
             f"camscope {args.command}: internal error: {type(err).__name__}: {err} "
@@ -103,6 +107,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         log.debug("traceback", exc_info=True)
         return 1
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's final flush does not fail again."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no real stdout (tests capture it): nothing will flush
+        pass
 
 
 if __name__ == "__main__":  # pragma: no cover
