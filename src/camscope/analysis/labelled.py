@@ -86,6 +86,16 @@ class LabelledData:
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
+class _LenientMapper(ClassMapper):
+    """A label that is no model class maps to no class instead of failing."""
+
+    def map(self, label: str) -> tuple[int, ...]:
+        try:
+            return super().map(label)
+        except DatasetError:
+            return ()
+
+
 def is_builtin(data: str) -> bool:
     """``builtin`` or ``builtin:N`` exactly (a folder called ``builtin_mine`` is a folder)."""
     return _BUILTIN.match(data.strip()) is not None
@@ -105,8 +115,8 @@ def read_labelled(
     Args:
         data: ``builtin[:N]``, an annotation file or folder, or a class-folder root.
         class_names: the model's class names (empty: ImageNet-1k).
-        require_mapping: a class-folder name that is no model class is a :class:`DatasetError`
-            naming it; with False it is kept with no accepted class (predictions are not judged).
+        require_mapping: a label that is no model class is a :class:`DatasetError` naming it;
+            with False it is kept with no accepted class (predictions are not judged).
         seed, size: the built-in set's seed and image side.
         max_pixels: refuse larger images (decompression bombs); default PIL's limit.
     """
@@ -114,7 +124,7 @@ def read_labelled(
     if not spec:
         raise UsageError("--data is empty; pass a folder, an annotation file or builtin:N")
     match = _BUILTIN.match(spec)
-    mapper = ClassMapper(list(class_names) or None)
+    mapper = (ClassMapper if require_mapping else _LenientMapper)(list(class_names) or None)
     if match:
         return _builtin(int(match.group(1) or 50), mapper, class_names, require_mapping, seed, size)
     root = Path(spec).expanduser()

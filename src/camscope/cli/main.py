@@ -19,11 +19,11 @@ from collections.abc import Sequence
 from .. import __version__
 from ..allocator import tune_allocator
 from ..errors import CamscopeError
-from . import audit, evaluate, explain, layers, methods, predict, serve, study, train
+from . import audit, embed, evaluate, explain, layers, methods, predict, serve, study, train
 
 log = logging.getLogger("camscope.cli")
 
-_COMMANDS = (explain, methods, layers, predict, evaluate, serve, study, train, audit)
+_COMMANDS = (explain, methods, layers, predict, evaluate, serve, study, train, audit, embed)
 
 _EPILOG = """\
 examples:

@@ -1,0 +1,218 @@
+"""Layer embeddings: globally pooled features of chosen layers, their 2-D projection, and how well
+they separate the classes.
+
+Seed 002 (Riyaz & Morem 2024) shows layer-specific embeddings beside the maps. Here each chosen
+layer's output is globally average-pooled into one vector per image (``(B, C, h, w)`` over
+``h, w``; token and channels-last outputs are first laid out as ``(B, C, h, w)`` by
+:func:`camscope.core.reshape.spatial_reshape`, so a ViT's class token is left out; ``(B, C)``
+outputs are used as they are). ``"input"`` is the model input itself pooled the same way (the
+mean colour): the baseline a layer has to beat.
+
+Two numbers per layer say how class separation grows with depth, both on the pooled features
+(not on the 2-D picture), with Euclidean distances:
+
+* **silhouette** (Rousseeuw 1987): per image ``s = (b - a) / max(a, b)``, ``a`` the mean distance to
+  the other images of its class, ``b`` the smallest mean distance to the images of another class;
+  ``s = 0`` for a class of one image (scikit-learn's convention); the score is the mean ``s``, in
+  ``[-1, 1]``;
+* **k-NN accuracy**: leave-one-out, each image takes the majority class of its ``k`` nearest other
+  images (ties to the class listed first).
+
+Both are pure torch, computed in row chunks so memory stays ``O(chunk * N)``, and agree with
+scikit-learn's ``silhouette_score`` and ``KNeighborsClassifier`` (a test checks them).
+
+Projection to 2-D: PCA by default (exact SVD of the centred features, each component's sign fixed
+so that its largest loading is positive, as scikit-learn's ``svd_flip`` does), or UMAP
+(McInnes et al. 2018) through ``umap-learn`` (``pip install camscope[umap]``).
+
+The forward passes run under ``torch.no_grad()`` in eval mode with hooks on the chosen layers
+only; hooks are removed and every module's mode is restored afterwards, also on error.
+
+Example:
+    >>> layers = resolve_embedding_layers(model, ["input", "first", "last"], x)  # doctest: +SKIP
+    >>> features, logits = pooled_features(model, x, layers)  # doctest: +SKIP
+    >>> silhouette(features["layer4"], labels), knn_accuracy(features["layer4"], labels)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..core.layers import preserved_modes, resolve_layers
+from ..core.reshape import spatial_reshape
+from ..core.targets import default_output_adapter
+from ..errors import LayerError, UsageError
+
+INPUT = "input"
+Layers = list[tuple[str, nn.Module | None]]
+
+
+def resolve_embedding_layers(model: nn.Module, names: Sequence[str], x: Tensor) -> Layers:
+    """``["input", "first", "layer3.1", ...]`` -> ``[(name, module or None for the input)]``
+    without duplicates, through :func:`camscope.core.layers.resolve_layers`."""
+    if not names:
+        raise LayerError("no layer given; pass e.g. --layers first,middle,last")
+    out: Layers = []
+    if any(n.strip().lower() == INPUT for n in names):
+        out.append((INPUT, None))
+    rest = [n for n in names if n.strip().lower() != INPUT]
+    if rest:
+        out.extend(resolve_layers(model, rest, x))
+    return out
+
+
+def _pool(output: Any, name: str, model: nn.Module, size: tuple[int, int]) -> Tensor:
+    if isinstance(output, (tuple, list)):
+        output = next((o for o in output if isinstance(o, Tensor)), None)
+    if not isinstance(output, Tensor) or not output.is_floating_point():
+        raise LayerError(f"layer {name!r} does not output a float tensor; pick another layer")
+    if output.ndim == 2:
+        return output.float()
+    if output.ndim not in (3, 4):
+        raise LayerError(f"layer {name!r} outputs shape {tuple(output.shape)}; cannot pool it")
+    return spatial_reshape(model, name, size)(output).float().mean(dim=(2, 3))
+
+
+@torch.no_grad()
+def pooled_features(
+    model: nn.Module,
+    x: Tensor,
+    layers: Layers,
+    output_adapter: Callable[[Any], Tensor] | None = None,
+) -> tuple[dict[str, Tensor], Tensor]:
+    """Pooled ``(B, C)`` features of ``layers`` for the batch ``x`` (in depth order: the order
+    the layers ran) and the model's ``(B, classes)`` scores, from one forward pass.
+
+    The model runs in eval mode; modes and hooks are as before afterwards, also on error.
+    """
+    size = (int(x.shape[-2]), int(x.shape[-1]))
+    found: dict[str, Tensor] = {}
+    if any(module is None for _, module in layers):
+        found[INPUT] = x.float().mean(dim=(2, 3))
+    handles = []
+
+    def hook(name: str) -> Callable[[nn.Module, Any, Any], None]:
+        def record(_module: nn.Module, _inputs: Any, output: Any) -> None:
+            if name not in found:  # a module called twice: its first call, like the dry forward
+                found[name] = _pool(output, name, model, size)
+
+        return record
+
+    try:
+        for name, module in layers:
+            if module is not None:
+                handles.append(module.register_forward_hook(hook(name)))
+        with preserved_modes(model):
+            model.eval()
+            output = model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    missing = [name for name, _ in layers if name not in found]
+    if missing:
+        raise LayerError(f"layer(s) {missing} did not run in the forward pass; pick others")
+    scores = (output_adapter or default_output_adapter)(output)
+    return {name: found[name].cpu() for name in found}, scores.float()
+
+
+def _check(features: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+    if features.ndim != 2 or labels.ndim != 1 or features.shape[0] != labels.shape[0]:
+        raise UsageError(
+            f"features {tuple(features.shape)} and labels {tuple(labels.shape)} do not match"
+        )
+    return features.double(), labels.long()
+
+
+def _per_class_distance_sums(
+    features: Tensor, labels: Tensor, chunk: int
+) -> Tensor:  # (N, K): sum of distances from each image to every class's images
+    k = int(labels.max()) + 1
+    onehot = torch.nn.functional.one_hot(labels, k).double()
+    rows = []
+    for begin in range(0, features.shape[0], chunk):
+        dist = torch.cdist(features[begin : begin + chunk], features)
+        rows.append(dist @ onehot)
+    return torch.cat(rows)
+
+
+def silhouette(features: Tensor, labels: Tensor, chunk: int = 1024) -> float | None:
+    """Mean silhouette of ``(N, D)`` features grouped by ``(N,)`` integer labels (see the module
+    docstring); None unless there are at least 2 classes and fewer classes than images."""
+    x, y = _check(features, labels)
+    _, y = torch.unique(y, return_inverse=True)
+    classes = int(y.max()) + 1 if y.numel() else 0
+    if classes < 2 or classes >= x.shape[0]:
+        return None
+    sums = _per_class_distance_sums(x, y, chunk)
+    counts = torch.bincount(y, minlength=classes).double()
+    own = counts[y]
+    a = sums.gather(1, y[:, None])[:, 0] / (own - 1).clamp(min=1)
+    means = sums / counts[None, :]
+    means.scatter_(1, y[:, None], float("inf"))
+    b = means.min(1).values
+    s = (b - a) / torch.maximum(a, b).clamp(min=1e-300)
+    s = torch.where(own > 1, s, torch.zeros_like(s))
+    return float(s.mean())
+
+
+def knn_accuracy(features: Tensor, labels: Tensor, k: int = 5, chunk: int = 1024) -> float | None:
+    """Leave-one-out ``k``-NN accuracy (majority vote, ties to the lowest label); None for fewer
+    than two images."""
+    x, y = _check(features, labels)
+    n = x.shape[0]
+    if n < 2:
+        return None
+    if k < 1:
+        raise UsageError(f"k must be at least 1; got {k}")
+    k = min(k, n - 1)
+    classes = int(y.max()) + 1
+    hits = 0
+    for begin in range(0, n, chunk):
+        dist = torch.cdist(x[begin : begin + chunk], x)
+        rows = torch.arange(dist.shape[0])
+        dist[rows, rows + begin] = float("inf")  # leave the image itself out
+        nearest = dist.topk(k, dim=1, largest=False).indices
+        votes = torch.nn.functional.one_hot(y[nearest], classes).sum(1)
+        hits += int((votes.argmax(1) == y[begin : begin + chunk]).sum())
+    return hits / n
+
+
+def pca_2d(features: Tensor) -> tuple[Tensor, list[float]]:
+    """``(N, 2)`` PCA coordinates and the two components' explained-variance ratios."""
+    x = features.double()
+    x = x - x.mean(0, keepdim=True)
+    if x.shape[0] < 2 or not bool(x.abs().sum() > 0):
+        return torch.zeros(x.shape[0], 2), [0.0, 0.0]
+    u, s, vh = torch.linalg.svd(x, full_matrices=False)
+    # svd_flip: the largest loading of each component is positive (a deterministic sign)
+    signs = torch.sign(vh[torch.arange(vh.shape[0]), vh.abs().argmax(1)])
+    signs[signs == 0] = 1.0
+    coords = (u * s * signs)[:, :2]
+    if coords.shape[1] < 2:
+        coords = torch.cat([coords, torch.zeros(coords.shape[0], 2 - coords.shape[1])], 1)
+    variance = (s**2) / (s**2).sum()
+    ratios = [float(v) for v in variance[:2]] + [0.0] * max(0, 2 - variance.numel())
+    return coords.float(), ratios
+
+
+def umap_2d(features: Tensor, seed: int = 0, neighbours: int = 15) -> Tensor:
+    """``(N, 2)`` UMAP coordinates (``umap-learn``; ``pip install camscope[umap]``)."""
+    n = features.shape[0]
+    if n < 4:
+        raise UsageError(f"UMAP needs at least 4 images; got {n} (use --projection pca)")
+    try:
+        import umap
+    except ImportError:
+        raise UsageError(
+            "--projection umap needs umap-learn: pip install 'camscope[umap]'"
+        ) from None
+    reducer = umap.UMAP(n_components=2, random_state=seed, n_neighbors=min(neighbours, n - 1))
+    with warnings.catch_warnings():  # a fixed seed makes umap-learn single-threaded, and say so
+        warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)
+        coords = reducer.fit_transform(features.double().numpy())
+    return torch.as_tensor(coords, dtype=torch.float32)

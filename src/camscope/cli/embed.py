@@ -1,0 +1,117 @@
+"""``camscope embed``: globally pooled layer features projected to 2-D, with silhouette and k-NN
+accuracy per layer, so how class separation grows with depth is a number.
+
+Writes ``embeddings.json`` (layers in depth order), one ``embed_<layer>.png`` scatter per layer
+and a self-contained ``embeddings.html`` with thumbnails on hover. Exit status: 0 all images
+embedded, 1 some could not be read (the others are embedded), 2 usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ._common import add_max_pixels_argument, echo, positive_int
+from ._model import ModelOptions, add_model_arguments
+
+_EPILOG = """\
+--layers: comma list of 'input' (the pooled input: the mean colour, a baseline), first, middle,
+last (the first, middle and last conv layer), auto, conv:N or module names (camscope layers MODEL).
+
+examples:
+  camscope embed --data pets/ --out out/embed
+  camscope embed --model out/run --data out/bias/test --layers input,first,middle,last
+  camscope embed --data builtin:80 --layers layer2,layer4 --projection umap --out out/umap
+"""
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "embed",
+        help="layer embeddings: pooled features in 2-D, silhouette and k-NN accuracy per layer",
+        description=(
+            "Pool the features of chosen layers for every image, project them to 2-D (PCA or "
+            "UMAP), and measure per layer how well they separate the classes."
+        ),
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_model_arguments(parser)
+    parser.add_argument(
+        "--data", required=True, metavar="DIR|FILE|builtin:N", help="class folders or annotations"
+    )
+    parser.add_argument(
+        "--layers",
+        "--layer",
+        default="input,first,middle,last",
+        metavar="LIST",
+        help="layers, comma list (default %(default)s)",
+    )
+    parser.add_argument("--out", default="out/embed", metavar="DIR", help="output folder")
+    parser.add_argument("--projection", choices=("pca", "umap"), default="pca")
+    parser.add_argument(
+        "--k", type=positive_int, default=5, help="neighbours of the k-NN accuracy (default 5)"
+    )
+    parser.add_argument("--batch-size", type=positive_int, default=32, metavar="N")
+    parser.add_argument("--limit", type=positive_int, default=None, metavar="N")
+    parser.add_argument("--seed", type=int, default=0, help="seed of builtin:N and of UMAP")
+    parser.add_argument(
+        "--thumbnails",
+        type=int,
+        default=2000,
+        metavar="N",
+        help="images with a hover thumbnail in the HTML (default 2000)",
+    )
+    add_max_pixels_argument(parser)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(run=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..analysis.embed_report import write_embeddings
+    from ..analysis.embed_run import embed_dataset
+    from ..analysis.labelled import read_labelled
+    from ..errors import UsageError
+    from ._common import split_list, warn
+    from ._model import load_model
+
+    layers = split_list([args.layers])
+    if not layers:
+        raise UsageError("--layers is empty; e.g. --layers input,first,middle,last")
+    model, spec, _device = load_model(ModelOptions.from_args(args))
+    size = int(spec.input_size[0]) if spec.input_size[0] == spec.input_size[1] else 224
+    data = read_labelled(
+        args.data,
+        spec.class_names,
+        require_mapping=False,
+        seed=args.seed,
+        size=size,
+        max_pixels=args.max_pixels,
+    )
+    if args.limit:
+        data.inputs = data.inputs[: args.limit]
+    if not data.inputs:
+        raise UsageError(f"--data {args.data!r} holds no images to embed")
+    result = embed_dataset(
+        model,
+        spec,
+        data,
+        layers,
+        projection=args.projection,
+        k=args.k,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        thumbnails=max(0, args.thumbnails),
+        progress=not args.no_progress,
+    )
+    settings = {"model": spec.name, "data": args.data, "layers": layers, "k": args.k}
+    paths = write_embeddings(result, args.out, settings, title=f"camscope embed: {spec.name}")
+    for image_id, reason in result.failed:
+        warn(f"{image_id}: {reason}")
+    summary = ", ".join(
+        f"{name} {layer.silhouette:.2f}" if layer.silhouette is not None else f"{name} –"
+        for name, layer in result.layers.items()
+    )
+    echo(f"{len(result.ids)} images embedded; silhouette per layer: {summary}; {paths['html']}")
+    return 1 if result.failed else 0
