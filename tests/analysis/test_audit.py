@@ -140,6 +140,27 @@ def test_a_map_that_follows_the_object_is_not_flagged() -> None:
     assert summary.hotspot is not None and summary.hotspot.area > 0.25
 
 
+def test_a_coarse_map_on_a_small_object_is_not_flagged_if_it_is_concentrated_there() -> None:
+    # 16 x 16 image, object 4 x 4 at (6, 6): coverage 1/16. The map spreads over 8 x 8 around it:
+    # inside 16 of 64 equal pixels = 25% (75% outside), which is 4 times an even spread.
+    maps = torch.zeros(6, 16, 16)
+    maps[:, 4:12, 4:12] = 1.0
+    region = torch.zeros(6, 16, 16, dtype=torch.bool)
+    region[:, 6:10, 6:10] = True
+    stats = image_stats(maps, region, grid=16)
+    few = AuditThresholds(min_images=10)  # every map is the same: no hot-spot verdict here
+    summary = summarise_class("x", stats, [True] * 6, few)
+    assert summary.object_energy == pytest.approx(0.25) and summary.coverage == 1 / 16
+    assert summary.flags == []
+    strict = summarise_class(
+        "x", stats, [True] * 6, AuditThresholds(min_images=10, min_object_lift=5.0)
+    )
+    assert strict.flags == [
+        "75% of the map energy lies outside the object boxes, which cover 6% of the image "
+        "(4.0 times an even spread)"
+    ]
+
+
 def test_without_boxes_only_the_hot_spot_speaks() -> None:
     maps = torch.stack([_bump(16, 14.0, 2.0, 1.0) for _ in range(6)])
     stats = image_stats(maps, None, grid=16)
@@ -190,6 +211,7 @@ def test_mean_map_weighs_every_image_equally() -> None:
         {"min_hotspot_hits": -0.1},
         {"min_images": 0},
         {"max_outside_energy": 2.0},
+        {"min_object_lift": float("nan")},
     ],
 )
 def test_bad_thresholds_are_usage_errors(kwargs) -> None:

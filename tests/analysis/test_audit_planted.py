@@ -79,5 +79,8 @@ def test_a_model_trained_on_a_planted_cue_is_flagged_at_the_cue(tmp_path) -> Non
     assert set(run.examples) == set(train.names)
     assert all(len(items) == 2 for items in run.examples.values())
     # masks were found beside boxes.csv and measured (undefined only for maps without energy)
-    assert all(np.isnan(r.mask_energy) == (r.stats.energy == 0) for r in run.records)
+    assert all(np.isnan(r.mask_energy) == (r.predicted_stats.energy == 0) for r in run.records)
     assert sum(not np.isnan(r.mask_energy) for r in run.records) > 24
+    # the maps of the predicted class sit on the cue, off the objects
+    energies = [c.object_energy for c in run.classes.values()]
+    assert all(e is not None and e < 0.5 for e in energies)

@@ -6,10 +6,12 @@ turns that look into numbers per class ``C``:
 
 * ``n``, ``accuracy``: the images labelled ``C`` and the share whose top-1 class is an accepted
   class of ``C``;
-* ``object_energy``: over the images labelled ``C``, the mean share of the energy of *the map of
-  C* (the accepted class the model scores highest, as in ``evaluate``) inside the object boxes
-  (:func:`camscope.analysis.hotspot.object_energy`; ``None`` without boxes): is the evidence for
-  the right class on the object?
+* ``object_energy``: over the images labelled ``C``, the mean share of the energy of the map of
+  *the predicted class* inside the object boxes
+  (:func:`camscope.analysis.hotspot.object_energy`; ``None`` without boxes): does the model look
+  at the object when it decides? (On a correctly classified image that is the map of ``C``; the
+  map of the true class, the accepted class of ``C`` the model scores highest as in ``evaluate``,
+  is measured too and reported beside it.)
 * ``hotspot_box``, ``hotspot_share``, ``hotspot_hits``: over the images the model *predicts* as
   ``C``, the hot spot of the mean unit-sum map of ``C`` (found without boxes,
   :func:`camscope.analysis.hotspot.find_hotspot`): the box in fractions ``[x0, y0, x1, y1]``, its
@@ -67,7 +69,9 @@ class AuditThresholds:
         min_hotspot_hits: ... that at least this share of the images peak in (0.5);
         min_images: ... when the class has at least this many maps with energy (5).
         max_outside_energy: flag a class whose maps put more than this share of their energy
-            outside the object boxes (0.5; only with boxes).
+            outside the object boxes (0.5; only with boxes) ...
+        min_object_lift: ... unless the energy inside is at least this many times the boxes'
+            share of the image (2.0: twice what an evenly spread map would put there).
     """
 
     hotspot_energy: float = 0.5
@@ -75,6 +79,7 @@ class AuditThresholds:
     min_hotspot_hits: float = 0.5
     min_images: int = 5
     max_outside_energy: float = 0.5
+    min_object_lift: float = 2.0
 
     def validate(self) -> None:
         for name in ("hotspot_energy", "max_hotspot_area", "min_hotspot_hits"):
@@ -83,6 +88,8 @@ class AuditThresholds:
                 raise UsageError(f"{name} must be in (0, 1]; got {value}")
         if not 0.0 <= self.max_outside_energy <= 1.0:
             raise UsageError(f"max_outside_energy must be in [0, 1]; got {self.max_outside_energy}")
+        if not (math.isfinite(self.min_object_lift) and self.min_object_lift >= 0):
+            raise UsageError(f"min_object_lift must be >= 0; got {self.min_object_lift}")
         if self.min_images < 1:
             raise UsageError(f"min_images must be at least 1; got {self.min_images}")
 
@@ -192,7 +199,7 @@ def summarise_class(
     """Aggregate one class into its :class:`ClassSummary` and flags.
 
     Args:
-        stats: the class's map on each image labelled with the class.
+        stats: the map measured for the object energy on each image labelled with the class.
         correct: whether each of those images was classified correctly.
         predicted: the class's map on each image predicted as the class, for the hot spot
             (default ``stats``).
@@ -215,7 +222,12 @@ def summarise_class(
         hits = float(hits_in_box(peaks, spot.box).double().mean())
     flags: list[str] = []
     if energy is not None:
-        reason = outside_flag(energy, coverage or 0.0, max_outside=thresholds.max_outside_energy)
+        reason = outside_flag(
+            energy,
+            coverage or 0.0,
+            max_outside=thresholds.max_outside_energy,
+            min_lift=thresholds.min_object_lift,
+        )
         if reason:
             flags.append(reason)
     if spot is not None and hits is not None:

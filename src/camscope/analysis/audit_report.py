@@ -7,15 +7,15 @@ self-contained ``report.html``.
                         "hotspot_hits", "flags"}},
      "flagged": [NAME, ...],
      "details": {NAME: {"mean_map", "box_coverage", "hotspot_energy", "hotspot_place",
-                        "hotspot_images", "predicted_n", "object_energy_predicted",
+                        "hotspot_images", "predicted_n", "object_energy_true",
                         "mask_energy"}},
      "settings": {...}, "images": N, "failed": [{"id", "reason"}], "skipped": [...]}
 
 ``hotspot_share`` is the hot spot box's share of the image area; ``hotspot_energy`` (in
 ``details``) the share of the mean map's energy inside it; ``hotspot_images`` the number of maps
 it was found on (the images predicted as the class whose map has energy), ``predicted_n`` the
-number of images predicted as the class; ``object_energy_predicted`` is the object energy of the
-predicted class's map on the images labelled with the class. Undefined numbers are ``null``.
+number of images predicted as the class; ``object_energy_true`` is the object energy of the true
+class's map on the images labelled with the class (``object_energy`` is the predicted class's). Undefined numbers are ``null``.
 A class the model never predicts has no hot spot (``null``) and no mean map file.
 ``images.jsonl`` has one line per image (class, prediction, probability, object energies, peak).
 Class names become file names through :func:`safe_names` (letters, digits, ``. _ -``; unique);
@@ -206,7 +206,7 @@ def report_html(
 <title>{e(title)}</title><style>{_STYLE}</style></head><body>
 <h1>{e(title)}</h1>
 <p>{len(run.records)} images, layer <code>{e(run.layer)}</code>. Flagged classes: <b>{flagged}</b>.</p>
-<p>Object energy: share of the map of the true class inside the object boxes. Hot spot: the
+<p>Object energy: share of the map of the predicted class inside the object boxes. Hot spot: the
 smallest box around the fewest pixels holding the set share of the class's mean map energy
 (cyan box below); hits: share of the class's images whose own map peaks inside it.</p>
 <table><tr><th>class</th><th>n</th><th>accuracy</th><th>object energy</th><th>hot spot</th>
@@ -247,8 +247,8 @@ def write_audit(
                 "predicted": r.predicted,
                 "probability": r.probability,
                 "correct": r.correct,
-                "object_energy": r.stats.object_energy,
-                "object_energy_predicted": r.predicted_stats.object_energy,
+                "object_energy": r.predicted_stats.object_energy,
+                "object_energy_true": r.stats.object_energy,
                 "mask_energy": r.mask_energy,
                 "peak": list(r.stats.peak) if r.stats.peak else None,
             }

@@ -2,9 +2,9 @@
 
 Per batch: one :func:`camscope.explain` call for the top-1 class (its logits give the prediction
 and the accepted class the model scores highest), and one more, on the misclassified images only,
-for that true class (for the others the two maps are the same map). Per image the true-class map
-goes to :func:`camscope.analysis.audit.image_stats` (and, when the data set has masks, the mask's
-energy share is kept beside the boxes'); the predicted-class map's object energy is kept too.
+for that true class (for the others the two maps are the same map). Both maps go to
+:func:`camscope.analysis.audit.image_stats` (and, when the data set has masks, the mask's energy
+share of the predicted class's map is kept beside the boxes').
 Then :func:`camscope.analysis.audit.summarise_class` aggregates each class, and the most affected
 images of the flagged classes are explained again for the report.
 
@@ -84,6 +84,9 @@ class ImageRecord:
     mask_energy: float
     stats: ImageStats
     predicted_stats: ImageStats
+
+    # ``stats``: the true class's map; ``predicted_stats``: the predicted class's map (the same
+    # map when the prediction is right).
 
 
 @dataclass
@@ -279,7 +282,7 @@ def _audit_batch(
     stats = image_stats(true_maps, boxes_region, config.grid)
     stats_pred = image_stats(pred_maps, boxes_region, config.grid)
     nan = torch.full((len(loaded),), math.nan)
-    energy_mask = object_energy(true_maps, masks_region).cpu() if masks_region is not None else nan
+    energy_mask = object_energy(pred_maps, masks_region).cpu() if masks_region is not None else nan
     for i, (item, li) in enumerate(kept):
         no_mask = masks_region is None or li.mask is None
         records.append(
@@ -312,12 +315,12 @@ def _summaries(
         said = [r.predicted_stats for r in records if r.predicted in accepted[name]]
         extra = {
             "predicted_n": len(said),
-            "object_energy_predicted": _mean([r.predicted_stats.object_energy for r in mine]),
+            "object_energy_true": _mean([r.stats.object_energy for r in mine]),
             "mask_energy": _mean([r.mask_energy for r in mine]),
         }
         out[name] = summarise_class(
             name,
-            [r.stats for r in mine],
+            [r.predicted_stats for r in mine],
             [r.correct for r in mine],
             thresholds,
             predicted=said,
@@ -358,7 +361,7 @@ def collect_examples(
         summary = run.classes[name]
         if summary.object_energy is not None:  # boxes: the lowest object energy of the class
             mine = [r for r in run.records if r.label == name and r.id in by_id]
-            ranked = [r.stats for r in mine]
+            ranked = [r.predicted_stats for r in mine]
         else:  # no boxes: the images predicted as the class that look most at its hot spot
             ids = next(r.accepted for r in run.records if r.label == name)
             mine = [r for r in run.records if r.predicted in ids and r.id in by_id]
@@ -384,7 +387,7 @@ def collect_examples(
         for i, (r, li) in enumerate(zip(chosen, loaded)):
             sx, sy = w / li.image.width, h / li.image.height
             picture = np.asarray(li.image.convert("RGB").resize((w, h)), dtype=np.uint8)
-            energy, peak = r.stats.object_energy, r.predicted_stats.peak
+            energy, peak = r.predicted_stats.object_energy, r.predicted_stats.peak
             score = (
                 f"object energy {energy:.0%}"
                 if not math.isnan(energy)

@@ -224,17 +224,31 @@ def hotspot_flag(
     )
 
 
-def outside_flag(energy: float, coverage: float, *, max_outside: float) -> str | None:
-    """The plain-language reason when more than ``max_outside`` of the energy misses the objects.
+def outside_flag(
+    energy: float, coverage: float, *, max_outside: float, min_lift: float = 2.0
+) -> str | None:
+    """The plain-language reason when the maps miss the objects, or None.
+
+    Flagged when more than ``max_outside`` of the energy lies outside the object boxes *and* the
+    energy inside is less than ``min_lift`` times the boxes' share of the image (what a map
+    spread evenly would put there). The second condition keeps coarse maps on small objects
+    (a 7 x 7 Grad-CAM on an object covering 5% of the image cannot put half its energy inside)
+    from being flagged when they are still concentrated on the objects; for boxes covering a
+    quarter of the image or more it always holds when the first does.
 
     >>> outside_flag(0.38, 0.3, max_outside=0.5)
-    '62% of the map energy lies outside the object boxes (which cover 30% of the image)'
+    '62% of the map energy lies outside the object boxes, which cover 30% of the image (1.3 times an even spread)'
+    >>> outside_flag(0.38, 0.1, max_outside=0.5) is None  # 3.8 times an even spread
+    True
     """
     if math.isnan(energy) or 1.0 - energy <= max_outside:
         return None
+    if coverage > 0 and energy >= min_lift * coverage:
+        return None
+    lift = f" ({energy / coverage:.1f} times an even spread)" if coverage > 0 else ""
     return (
-        f"{_percent(1.0 - energy)} of the map energy lies outside the object boxes "
-        f"(which cover {_percent(coverage)} of the image)"
+        f"{_percent(1.0 - energy)} of the map energy lies outside the object boxes, "
+        f"which cover {_percent(coverage)} of the image{lift}"
     )
 
 

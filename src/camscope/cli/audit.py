@@ -25,7 +25,8 @@ DATA: class folders (DIR/<class>/*.jpg), annotated boxes (VOC folder, COCO .json
 file,class,x0,y0,x1,y1; masks/<image stem>.png beside them are used where present) or builtin:N.
 
 flags (defaults in brackets):
-  object energy   more than --max-outside-energy [0.5] of the map energy outside the boxes
+  object energy   more than --max-outside-energy [0.5] of the map energy outside the boxes, and
+                  less than --min-object-lift [2.0] times the boxes' share of the image inside
   hot spot        the box around the fewest pixels holding --hotspot-energy [0.5] of the class's
                   mean map energy covers at most --max-hotspot-area [0.25] of the image and at
                   least --min-hotspot-hits [0.5] of the images peak inside it (classes with at
@@ -63,6 +64,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--min-hotspot-hits", type=unit_float, default=0.5, metavar="SHARE")
     parser.add_argument("--min-images", type=positive_int, default=5, metavar="N")
     parser.add_argument("--max-outside-energy", type=unit_float, default=0.5, metavar="SHARE")
+    parser.add_argument("--min-object-lift", type=float, default=2.0, metavar="X")
     parser.add_argument(
         "--grid", type=positive_int, default=32, help="side of the pooled mean maps (default 32)"
     )
@@ -98,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
         min_hotspot_hits=args.min_hotspot_hits,
         min_images=args.min_images,
         max_outside_energy=args.max_outside_energy,
+        min_object_lift=args.min_object_lift,
     )
     thresholds.validate()
     options = parse_method_options(args.option)
