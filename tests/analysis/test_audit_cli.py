@@ -10,7 +10,7 @@ import torch
 from nets import SmallNet, hook_counts, imagenet_sized
 from PIL import Image
 
-from camscope.analysis.labelled import is_builtin, read_labelled
+from camscope.analysis.labelled import DataOptions, is_builtin, read_labelled
 from camscope.cli import _model
 from camscope.cli.main import main
 from camscope.errors import DatasetError, UsageError
@@ -141,9 +141,37 @@ def test_read_labelled_kinds_and_errors(tmp_path) -> None:
     # a folder called builtin_mine is a folder, not the built-in set
     folder = _folders(tmp_path / "builtin_mine", names=["cat", "cup"], per_class=1)
     assert read_labelled(str(folder), names).kind == "folders"
-    unmapped = read_labelled(str(folder), ["x", "y"], require_mapping=False)
+    unmapped = read_labelled(str(folder), ["x", "y"], DataOptions(unmapped="keep"))
     assert unmapped.inputs[0].load().class_ids == ()
-    with pytest.raises(DatasetError, match="class folder"):
+    assert read_labelled(str(folder), ["x", "cup"], DataOptions(unmapped="skip")).classes == ["cup"]
+    with pytest.raises(DatasetError, match="class folders"):
         read_labelled(str(folder), ["x", "y"])
+    with pytest.raises(UsageError, match="builtin:N"):
+        read_labelled("builtin:x", names)
     with pytest.raises(UsageError, match="empty"):
         read_labelled("  ", names)
+
+
+def test_boxes_with_a_class_map_and_unmapped_labels_skipped(tmp_path, odd_model, capsys):
+    data = tmp_path / "csv"
+    (data / "images").mkdir(parents=True)
+    rows = ["file,class,x0,y0,x1,y1"]
+    rng = np.random.default_rng(1)
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(
+            data / "images" / f"{i}.png"
+        )
+        rows.append(f"images/{i}.png,{'kitty' if i < 4 else 'zebra'},2,2,20,{10 + i}")
+    (data / "boxes.csv").write_text("\n".join(rows) + "\n")
+    class_map = tmp_path / "map.json"
+    class_map.write_text(json.dumps({"kitty": ["<b>bold"]}))
+    out = tmp_path / "a"
+    base = ["audit", "--data", str(data), "--out", str(out), "--no-progress", "--min-images", "1"]
+    assert main([*base, "--class-map", str(class_map)]) == 2  # zebra is no class: an error
+    assert "'zebra'" in capsys.readouterr().err
+    assert main([*base, "--class-map", str(class_map), "--unmapped", "skip"]) == 0
+    assert "zebra" in capsys.readouterr().err  # said on stderr, not silently dropped
+    doc = json.loads((out / "audit.json").read_text())
+    assert list(doc["classes"]) == ["kitty"] and doc["classes"]["kitty"]["n"] == 4
+    assert doc["classes"]["kitty"]["object_energy"] is not None
+    assert len(doc["skipped"]) == 2

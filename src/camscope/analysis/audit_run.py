@@ -173,8 +173,15 @@ def _explain_pair(
     """Predicted-class maps, true-class maps, predictions, true targets, probabilities, layer."""
     from ..core.engine import explain
 
+    # strict: a method that cannot run at the layer is the user's error, not a silent gap
     res = explain(
-        model, x, config.method, config.layer, "top1", method_options=config.method_options
+        model,
+        x,
+        config.method,
+        config.layer,
+        "top1",
+        method_options=config.method_options,
+        strict=True,
     )
     if res.logits is None:  # pragma: no cover - top1 targets always keep the logits
         raise UsageError("the model's output has no class scores to audit")
@@ -195,6 +202,7 @@ def _explain_pair(
             config.layer,
             target[wrong],
             method_options=config.method_options,
+            strict=True,
         )
         true_maps[wrong] = res_true.maps[config.method]
     layer = res.layer if isinstance(res.layer, str) else ",".join(res.layer)
@@ -379,7 +387,13 @@ def collect_examples(
         x = torch.cat([io.preprocess(li.image, spec) for li in loaded]).to(device)
         targets = torch.tensor([[r.target, r.predicted] for r in chosen], device=device)
         res = explain(
-            model, x, config.method, config.layer, targets, method_options=config.method_options
+            model,
+            x,
+            config.method,
+            config.layer,
+            targets,
+            method_options=config.method_options,
+            strict=True,
         )
         maps = res.maps[config.method].float().cpu().numpy()
         h, w = x.shape[-2:]

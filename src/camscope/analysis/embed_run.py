@@ -7,8 +7,8 @@ the same forward pass; an image is misclassified when its top-1 class is none of
 accepted classes (labels that map to no model class are not judged).
 
 Example:
-    >>> run = embed_dataset(model, spec, read_labelled("pets", spec.class_names,
-    ...     require_mapping=False), ["input", "first", "middle", "last"])  # doctest: +SKIP
+    >>> data = read_labelled("pets", spec.class_names, DataOptions(unmapped="keep"))  # doctest: +SKIP
+    >>> run = embed_dataset(model, spec, data, ["input", "first", "middle", "last"])  # doctest: +SKIP
     >>> {name: layer.silhouette for name, layer in run.layers.items()}  # doctest: +SKIP
 """
 

@@ -18,12 +18,12 @@ from ._common import (
     positive_int,
     unit_float,
 )
+from ._labelled import add_data_arguments, data_help
 from ._model import ModelOptions, add_model_arguments
 
-_EPILOG = """\
-DATA: class folders (DIR/<class>/*.jpg), annotated boxes (VOC folder, COCO .json, .csv with
-file,class,x0,y0,x1,y1; masks/<image stem>.png beside them are used where present) or builtin:N.
-
+_EPILOG = (
+    data_help()
+    + """
 flags (defaults in brackets):
   object energy   more than --max-outside-energy [0.5] of the map energy outside the boxes, and
                   less than --min-object-lift [2.0] times the boxes' share of the image inside
@@ -36,6 +36,7 @@ examples:
   camscope audit --model out/run --data out/bias/test --out out/audit
   camscope audit --data builtin:40 --method gradcam++ --out out/audit-builtin
 """
+)
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -50,7 +51,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_model_arguments(parser)
-    parser.add_argument("--data", required=True, metavar="DIR|FILE|builtin:N", help="the images")
+    add_data_arguments(parser, unmapped=("error", "skip"))
     parser.add_argument("--out", default="out/audit", metavar="DIR", help="output folder")
     parser.add_argument("--method", default="gradcam", help="CAM method (default %(default)s)")
     parser.add_argument(
@@ -86,9 +87,9 @@ def run(args: argparse.Namespace) -> int:
     from ..analysis.audit import AuditThresholds
     from ..analysis.audit_report import write_audit
     from ..analysis.audit_run import AuditConfig, run_audit
-    from ..analysis.labelled import read_labelled
     from ..errors import UsageError
     from ._common import parse_layers, parse_method_options, parse_methods, warn
+    from ._labelled import read_data
     from ._model import load_model
 
     methods = parse_methods(args.method)
@@ -105,12 +106,9 @@ def run(args: argparse.Namespace) -> int:
     thresholds.validate()
     options = parse_method_options(args.option)
     model, spec, _device = load_model(ModelOptions.from_args(args))
-    size = int(spec.input_size[0]) if spec.input_size[0] == spec.input_size[1] else 224
-    data = read_labelled(
-        args.data, spec.class_names, seed=args.seed, size=size, max_pixels=args.max_pixels
-    )
-    if args.limit:
-        data.inputs = data.inputs[: args.limit]
+    data = read_data(args, spec)
+    for note in data.notes[1:]:  # the first names the layout
+        warn(note)
     if not data.inputs:
         raise UsageError(f"--data {args.data!r} holds no images to audit")
     config = AuditConfig(
@@ -129,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
         "method": config.method,
         "layer": result.layer,
         "grid": config.grid,
+        "notes": data.notes,
         **{k: getattr(thresholds, k) for k in thresholds.__dataclass_fields__},
     }
     paths = write_audit(result, args.out, settings, title=f"camscope audit: {spec.name}")

@@ -12,9 +12,12 @@ import argparse
 from typing import Any
 
 from ._common import add_max_pixels_argument, echo, positive_int
+from ._labelled import add_data_arguments, data_help
 from ._model import ModelOptions, add_model_arguments
 
-_EPILOG = """\
+_EPILOG = (
+    data_help()
+    + """
 --layers: comma list of 'input' (the pooled input: the mean colour, a baseline), first, middle,
 last (the first, middle and last conv layer), auto, conv:N or module names (camscope layers MODEL).
 
@@ -23,6 +26,7 @@ examples:
   camscope embed --model out/run --data out/bias/test --layers input,first,middle,last
   camscope embed --data builtin:80 --layers layer2,layer4 --projection umap --out out/umap
 """
+)
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -37,9 +41,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_model_arguments(parser)
-    parser.add_argument(
-        "--data", required=True, metavar="DIR|FILE|builtin:N", help="class folders or annotations"
-    )
+    add_data_arguments(parser, unmapped=("keep", "skip", "error"))
     parser.add_argument(
         "--layers",
         "--layer",
@@ -71,26 +73,18 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from ..analysis.embed_report import write_embeddings
     from ..analysis.embed_run import embed_dataset
-    from ..analysis.labelled import read_labelled
     from ..errors import UsageError
     from ._common import split_list, warn
+    from ._labelled import read_data
     from ._model import load_model
 
     layers = split_list([args.layers])
     if not layers:
         raise UsageError("--layers is empty; e.g. --layers input,first,middle,last")
     model, spec, _device = load_model(ModelOptions.from_args(args))
-    size = int(spec.input_size[0]) if spec.input_size[0] == spec.input_size[1] else 224
-    data = read_labelled(
-        args.data,
-        spec.class_names,
-        require_mapping=False,
-        seed=args.seed,
-        size=size,
-        max_pixels=args.max_pixels,
-    )
-    if args.limit:
-        data.inputs = data.inputs[: args.limit]
+    data = read_data(args, spec)
+    for note in data.notes[1:]:  # the first names the layout
+        warn(note)
     if not data.inputs:
         raise UsageError(f"--data {args.data!r} holds no images to embed")
     result = embed_dataset(
