@@ -30,9 +30,23 @@ from .audit_report import safe_names
 from .embed_run import EmbeddingRun, LayerEmbedding
 
 _PALETTE = (
-    "#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000",
-    "#999999", "#882255", "#44AA99", "#117733", "#332288", "#AA4499", "#DDCC77", "#88CCEE",
-)  # fmt: skip
+    "#0072B2",
+    "#E69F00",
+    "#009E73",
+    "#CC79A7",
+    "#56B4E9",
+    "#D55E00",
+    "#F0E442",
+    "#000000",
+    "#999999",
+    "#882255",
+    "#44AA99",
+    "#117733",
+    "#332288",
+    "#AA4499",
+    "#DDCC77",
+    "#88CCEE",
+)  # fmt: skip  (Okabe-Ito first: told apart with colour-blind eyes too)
 
 
 def _colour(index: int) -> str:
