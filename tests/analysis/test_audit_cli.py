@@ -175,3 +175,29 @@ def test_boxes_with_a_class_map_and_unmapped_labels_skipped(tmp_path, odd_model,
     assert list(doc["classes"]) == ["kitty"] and doc["classes"]["kitty"]["n"] == 4
     assert doc["classes"]["kitty"]["object_energy"] is not None
     assert len(doc["skipped"]) == 2
+
+
+def test_a_single_logit_model_is_audited_as_a_binary_classifier(tmp_path, monkeypatch, capsys):
+    torch.manual_seed(0)
+    model = SmallNet(classes=1).eval()
+    spec = ModelSpec(name="binary", input_size=(32, 32), class_names=["no", "yes"])
+    monkeypatch.setattr(_model, "load_model", lambda options: (model, spec, torch.device("cpu")))
+    root = _folders(tmp_path / "data", names=["no", "yes"], per_class=3)
+    out = tmp_path / "a"
+    code = main(
+        ["audit", "--data", str(root), "--out", str(out), "--no-progress", "--examples", "0"]
+    )
+    assert code == 0, capsys.readouterr().err
+    records = [json.loads(line) for line in (out / "images.jsonl").read_text().splitlines()]
+    # the prediction is the sign of the one logit, its probability the sigmoid's
+    with torch.no_grad():
+        logits = torch.cat([model(_as_input(root / r["id"])) for r in records])[:, 0]
+    assert [r["predicted"] for r in records] == [int(v > 0) for v in logits]
+    expected = [float(torch.sigmoid(v if v > 0 else -v)) for v in logits]
+    assert [r["probability"] for r in records] == pytest.approx(expected, abs=1e-4)
+
+
+def _as_input(path) -> torch.Tensor:
+    from camscope.io import load_image, preprocess
+
+    return preprocess(load_image(path), ModelSpec(name="binary", input_size=(32, 32)))

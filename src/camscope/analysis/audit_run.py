@@ -124,14 +124,15 @@ def _device(model: nn.Module) -> torch.device:
     return next(iter(model.parameters()), torch.zeros(0)).device
 
 
-def _true_target(logits: Tensor, accepted: tuple[int, ...], label: str) -> int:
-    bad = [c for c in accepted if not 0 <= c < logits.shape[0]]
+def _true_target(scores: Tensor, accepted: tuple[int, ...], label: str) -> int:
+    """The accepted class the model scores highest (``scores``: one image's probabilities)."""
+    bad = [c for c in accepted if not 0 <= c < scores.shape[0]]
     if bad:
         raise UsageError(
-            f"class {label!r} maps to model class {bad[0]}, but the model has {logits.shape[0]} "
-            "outputs; check the data set's labels against the model's classes"
+            f"class {label!r} maps to model class {bad[0]}, but the model has {scores.shape[0]} "
+            "classes; check the data set's labels against the model's classes"
         )
-    return max(accepted, key=lambda c: float(logits[c]))
+    return max(accepted, key=lambda c: float(scores[c]))
 
 
 def _regions(
@@ -187,9 +188,12 @@ def _explain_pair(
         raise UsageError("the model's output has no class scores to audit")
     pred_maps = res.maps[config.method]
     predicted = res.targets.reshape(-1)
-    probs = torch.softmax(res.logits.float(), dim=1)
+    # softmax, or sigmoid for single-logit and multi-label heads (two columns for a binary head)
+    probs = res.class_probabilities()
+    if probs is None:  # pragma: no cover - top1 targets always have logits
+        probs = torch.softmax(res.logits.float(), dim=1)
     target = torch.tensor(
-        [_true_target(res.logits[i], accepted[i], labels[i]) for i in range(x.shape[0])],
+        [_true_target(probs[i], accepted[i], labels[i]) for i in range(x.shape[0])],
         device=predicted.device,
     )
     true_maps = pred_maps.clone()
