@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 RUNTIME := $(VENV)/.installed
 STAMP := $(VENV)/.installed-test
 
-.PHONY: demo test lint typecheck bench clean chromium
+.PHONY: demo test lint typecheck bench clean chromium bias-experiment
 
 $(RUNTIME): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ $(STAMP): $(RUNTIME)
 
 demo: $(RUNTIME)
 	$(VENV)/bin/camscope explain --out out/demo --method gradcam,gradcam++,xgradcam,layercam,eigencam,guided-gradcam
+
+# The Grad-CAM paper's bias experiment, offline (docs/bias.md): a few minutes on 2 CPU cores.
+bias-experiment: $(RUNTIME)
+	$(VENV)/bin/camscope bias-experiment --out out/bias
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff format --check src tests benchmarks

@@ -19,11 +19,35 @@ from collections.abc import Sequence
 from .. import __version__
 from ..allocator import tune_allocator
 from ..errors import CamscopeError
-from . import audit, embed, evaluate, explain, layers, methods, predict, serve, study, train
+from . import (
+    audit,
+    bias_experiment,
+    embed,
+    evaluate,
+    explain,
+    layers,
+    methods,
+    predict,
+    serve,
+    study,
+    train,
+)
 
 log = logging.getLogger("camscope.cli")
 
-_COMMANDS = (explain, methods, layers, predict, evaluate, serve, study, train, audit, embed)
+_COMMANDS = (
+    explain,
+    methods,
+    layers,
+    predict,
+    evaluate,
+    serve,
+    study,
+    train,
+    audit,
+    embed,
+    bias_experiment,
+)
 
 _EPILOG = """\
 examples:
