@@ -106,6 +106,10 @@ class BiasExperiment:
             )
         if self.size < 32:
             raise UsageError(f"size must be at least 32 px; got {self.size}")
+        if not 0.02 <= self.cue_size <= 0.3:
+            raise UsageError(
+                f"cue size must be between 0.02 and 0.3 of the side; got {self.cue_size}"
+            )
         for name in ("width", "depth", "epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise UsageError(f"{name} must be >= 1; got {getattr(self, name)}")
@@ -123,7 +127,7 @@ def write_data(config: BiasExperiment) -> dict[str, Path]:
     splits = {
         "train-biased": (bench(config.train_images, config.seed, config.bias), "folders"),
         "train-balanced": (bench(config.train_images, config.seed, None), "folders"),
-        "test": (test_bench(config), "boxes"),
+        "test": (held_out_bench(config), "boxes"),
     }
     paths = {}
     for name, (split, layout) in splits.items():
@@ -131,7 +135,7 @@ def write_data(config: BiasExperiment) -> dict[str, Path]:
     return paths
 
 
-def test_bench(config: BiasExperiment) -> BiasedBenchmark:
+def held_out_bench(config: BiasExperiment) -> BiasedBenchmark:
     """The test split's generator (its ``cue_of`` and ``cue_box`` give each image's cue)."""
     return BiasedBenchmark(
         config.test_images,
@@ -145,6 +149,7 @@ def test_bench(config: BiasExperiment) -> BiasedBenchmark:
 def train_model(config: BiasExperiment, data: Path, run_dir: Path) -> dict[str, Any]:
     """Train on ``data`` into ``run_dir`` with :func:`camscope.training.train`; its key numbers."""
     from ..training import TrainConfig, train
+    from ..training.result import read_result
 
     started = (run_dir / "config.json").exists()
     if started and not config.resume:
@@ -152,32 +157,51 @@ def train_model(config: BiasExperiment, data: Path, run_dir: Path) -> dict[str, 
             f"{run_dir} already holds a training run; pass --resume to continue (finished runs are "
             "reused) or choose another --out"
         )
-    tic = time.perf_counter()
-    result = train(
-        TrainConfig(
-            data=str(data),
-            out=str(run_dir),
-            arch=config.arch,
-            arch_options={"width": config.width, "depth": config.depth},
-            image_size=config.size,
-            epochs=config.epochs,
-            batch_size=config.batch_size,
-            lr=config.lr,
-            augment="none",
-            seed=config.seed,
-            device=config.device,
-            resume=started,
-            progress=config.progress,
-        )
+    wanted = TrainConfig(
+        data=str(data),
+        out=str(run_dir),
+        arch=config.arch,
+        arch_options={"width": config.width, "depth": config.depth},
+        image_size=config.size,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        lr=config.lr,
+        augment="none",
+        seed=config.seed,
+        device=config.device,
+        resume=started,
+        progress=config.progress,
     )
+    if _finished_as_wanted(run_dir, wanted):
+        log.info("reusing the finished run in %s", run_dir)
+        result = read_result(run_dir)
+    else:  # a new run, or an interrupted one (train refuses a resume with other settings)
+        result = train(wanted)
     return {
         "run": str(run_dir),
         "status": result.status,
         "epochs": result.epochs_done,
         "best_epoch": result.best_epoch,
         "val_accuracy": round(result.best_val_acc, 4),
-        "train_seconds": round(time.perf_counter() - tic, 1),
+        # the epochs' own seconds (metrics.csv), so a reused run reports its training time
+        "train_seconds": round(sum(float(row.get("seconds", 0.0)) for row in result.history), 1),
     }
+
+
+def _finished_as_wanted(run_dir: Path, wanted: Any) -> bool:
+    """True when ``run_dir`` holds a finished run with the settings (and epochs) of ``wanted``."""
+    from ..training.result import read_result
+
+    if not (run_dir / "summary.json").exists() or not (run_dir / "config.json").exists():
+        return False
+    stored = json.loads((run_dir / "config.json").read_text(encoding="utf-8")).get("training", {})
+    done = read_result(run_dir)
+    return (
+        done.status != "paused"
+        and done.epochs_done >= done.epochs_planned
+        and stored.get("epochs") == wanted.epochs
+        and not wanted.differences(stored)
+    )
 
 
 def audit_model(
@@ -271,10 +295,16 @@ def run_bias_experiment(config: BiasExperiment) -> dict[str, Any]:
 
     config.validate()
     out = Path(config.out)
+    for name in MODELS:  # before the data are rewritten
+        if (out / "runs" / name / "config.json").exists() and not config.resume:
+            raise UsageError(
+                f"{out} already holds the experiment's training runs; pass --resume to continue "
+                "(finished runs are reused) or choose another --out"
+            )
     out.mkdir(parents=True, exist_ok=True)
     tic = time.perf_counter()
     paths = write_data(config)
-    bench = test_bench(config)
+    bench = held_out_bench(config)
     models: dict[str, Any] = {}
     runs: dict[str, AuditRun] = {}
     loaded: dict[str, tuple[nn.Module, ModelSpec]] = {}
