@@ -16,7 +16,7 @@ No pre-activation is exactly zero, so the ReLU derivative convention at 0 never 
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -249,3 +249,39 @@ def hf_vit_auto_layer() -> str:
 
     major = int(str(getattr(transformers, "__version__", "5")).split(".")[0])
     return "vit.layers.1.layernorm_before" if major >= 5 else "vit.encoder.layer.1.layernorm_before"
+
+
+def dataset_classifier() -> tuple[nn.Module, Any]:
+    """A small fixed-weight RGB classifier on 32 px inputs (ten named classes), built the same in
+    every process: the data-set job tests load it by file path in subprocesses and Ray actors.
+    ``CAMSCOPE_TEST_FORWARD_DELAY=S`` makes every forward pass sleep S seconds (a pre-hook, so the
+    layer names stay the same), to kill a job while it runs."""
+    import os
+    import time
+
+    from camscope.models import ModelSpec
+
+    generator = torch.Generator().manual_seed(7)
+    net = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(8, 12, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(12, 10),
+    )
+    with torch.no_grad():
+        for parameter in net.parameters():
+            parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.5)
+    delay = float(os.environ.get("CAMSCOPE_TEST_FORWARD_DELAY", "0"))
+    if delay > 0:
+        net.register_forward_pre_hook(lambda _module, _inputs: time.sleep(delay))
+    spec = ModelSpec(
+        "dataset_classifier",
+        input_size=(32, 32),
+        mean=(0.5, 0.5, 0.5),
+        std=(0.25, 0.25, 0.25),
+        class_names=[f"class{i}" for i in range(10)],
+    )
+    return net.eval(), spec

@@ -38,7 +38,17 @@ ALLOWED: dict[str, set[str]] = {
         "metrics",
         "data",
     },
-    "batch": {"errors", "core", "methods", "perturbation", "models", "io", "viz", "data"},
+    "batch": {
+        "errors",
+        "core",
+        "methods",
+        "perturbation",
+        "models",
+        "io",
+        "viz",
+        "metrics",
+        "data",
+    },
     "serve": {
         "errors",
         "core",

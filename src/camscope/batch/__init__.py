@@ -1,7 +1,49 @@
 """Explaining collections of images into files on disk.
 
 * :mod:`.inputs`: files, folders, URLs or the demo images, with unique, safe output stems;
-* :mod:`.files`: overlays, grids and ``.npy`` maps per image, as ``camscope explain`` writes them.
+* :mod:`.files`: overlays, grids and ``.npy`` maps per image, as ``camscope explain`` writes them;
+* data-set scale (``camscope explain DIR --format parquet``, needs ``camscope[batch]``):
+  :mod:`.sources` lists a folder or a CSV/Parquet list, :mod:`.decode` loads images in loader
+  workers, :mod:`.rows` explains a batch into rows, :mod:`.parquet` commits shards exactly once,
+  :mod:`.pipeline` runs the streaming job (:mod:`.ray_backend` on Ray Data), :mod:`.maps` reads
+  the maps back (:func:`open_maps`).
 
-This package may import core, methods, models, io and viz; never the CLI.
+This package may import core, methods, perturbation, models, io, viz, data and metrics; never the
+CLI. pyarrow and Ray are imported only where they are used.
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .dataset_job import DatasetJob, ModelRecipe, RayOptions
+    from .maps import MapRecord, MapStore, open_maps
+    from .pipeline import run_dataset_job
+
+__all__ = [
+    "DatasetJob",
+    "MapRecord",
+    "MapStore",
+    "ModelRecipe",
+    "RayOptions",
+    "open_maps",
+    "run_dataset_job",
+]
+
+
+def __getattr__(name: str) -> Any:
+    """Lazy exports: ``import camscope.batch`` stays free of torch and pyarrow."""
+    if name in ("DatasetJob", "ModelRecipe", "RayOptions"):
+        from . import dataset_job
+
+        return getattr(dataset_job, name)
+    if name in ("MapRecord", "MapStore", "open_maps"):
+        from . import maps
+
+        return getattr(maps, name)
+    if name == "run_dataset_job":
+        from .pipeline import run_dataset_job
+
+        return run_dataset_job
+    raise AttributeError(f"module 'camscope.batch' has no attribute {name!r}")

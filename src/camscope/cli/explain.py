@@ -47,6 +47,7 @@ from ._common import (
     unit_float,
     warn,
 )
+from ._dataset import add_dataset_arguments, run_dataset, wants_dataset
 from ._inputs import Progress, add_input_arguments, shown
 from ._model import (
     ExplainMode,
@@ -147,6 +148,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     add_max_pixels_argument(parser)
     add_input_arguments(parser)
     add_preprocessing_arguments(parser)
+    add_dataset_arguments(parser)
     parser.set_defaults(run=run)
     return parser
 
@@ -240,6 +242,8 @@ class ExplainOptions:
 
 
 def run(args: argparse.Namespace) -> int:
+    if wants_dataset(args):
+        return run_dataset(args)
     options = ExplainOptions(
         images=list(args.images),
         model=ModelOptions.from_args(args),

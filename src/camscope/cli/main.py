@@ -26,6 +26,7 @@ from . import (
     evaluate,
     explain,
     layers,
+    maps,
     methods,
     predict,
     serve,
@@ -41,6 +42,7 @@ _COMMANDS = (
     layers,
     predict,
     evaluate,
+    maps,
     serve,
     study,
     train,
@@ -58,6 +60,8 @@ examples:
   camscope predict photos/ --topk 5
   camscope serve                                 # the web viewer on http://127.0.0.1:8000/
   camscope train --data builtin:1200 --arch gapnet --image-size 32 --out runs/gap
+  camscope explain photos/ --format parquet --out out/maps   # a whole data set, resumable
+  camscope maps export out/maps --png --ids cats/001.jpg
 """
 
 

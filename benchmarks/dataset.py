@@ -1,0 +1,330 @@
+"""Data-set scale: images/s of camscope's streaming job against plain inference and a peer loop.
+
+Run by hand (not a test), one run, one table::
+
+    .venv/bin/python benchmarks/dataset.py                         # 2,000 images, CPU
+    .venv/bin/python benchmarks/dataset.py --images 200 --cases a,b   # a quick look
+    .venv/bin/python benchmarks/dataset.py --markdown              # the table for docs/scale.md
+
+It generates (once, reused) a folder of ``--images`` JPEG and PNG files of mixed sizes (crops of
+scikit-image's photos, 96 to 800 px a side) and explains all of them with Grad-CAM, top-1 class, at
+the model's automatic layer, in batches of ``--batch-size``:
+
+* (a) ``plain``: the same pipeline (DataLoader workers decoding with ``camscope.io``, batches of the
+  same size) feeding ``model(x)`` under ``torch.inference_mode()`` and a top-5: the reference;
+* (b) ``camscope local``: ``run_dataset_job(backend="local")``, Parquet shards and commits included;
+* (c) ``camscope ray N``: the same job with ``backend="ray"`` on a local Ray instance, N actors;
+* (d) ``pytorch-grad-cam``: a per-batch loop as its README shows it: PIL ``Image.open`` +
+  torchvision transforms in the main process, ``GradCAM(model, [layer])(x, targets=None)``; the
+  maps are computed and dropped (no file writing: in its favour).
+
+Every case uses the same torch thread count (the default: one per core). The local backend runs one
+decoding worker beside the model (``--decode-workers``); Ray gets ``cores + 1`` logical CPUs so that
+its decoding task also runs beside actors that use every core (1 actor: ``cores`` threads; 2
+actors: ``cores / 2`` each). Times are wall-clock over the whole run, model loading excluded for
+(a), (b), (d) (loaded once before), Ray's actor start-up included (``ray.init`` excluded).
+Memory: RSS of this process at the start, middle and end of each case, and the proportional set
+size (PSS) of this process and all its children (loader workers, Ray workers) at the middle.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+CASES = ("a", "b", "c", "d")
+
+
+@dataclass
+class Memory:
+    """RSS (MiB) of this process at three moments, and the whole tree's PSS at the middle."""
+
+    rss: list[float] = field(default_factory=list)
+    tree_pss: float | None = None
+    _marks: set[str] = field(default_factory=set)
+
+    def sample(self, mark: str, tree: bool = False) -> None:
+        if mark in self._marks:
+            return
+        self._marks.add(mark)
+        me = psutil.Process()
+        self.rss.append(me.memory_info().rss / 2**20)
+        if tree:
+            total = 0
+            for process in [me, *me.children(recursive=True)]:
+                try:
+                    total += process.memory_full_info().pss
+                except (psutil.Error, AttributeError):
+                    continue
+            self.tree_pss = total / 2**20
+
+    def progress(self, done: int, total: int) -> None:
+        if done >= total // 2:
+            self.sample("middle", tree=True)
+
+
+@dataclass
+class Row:
+    case: str
+    images: int
+    seconds: float
+    memory: Memory
+
+    @property
+    def rate(self) -> float:
+        return self.images / self.seconds
+
+
+def make_images(folder: Path, count: int, seed: int = 0) -> None:
+    """``count`` crops of scikit-image's photos, 96..800 px a side, JPEG (2/3) and PNG (1/3)."""
+    from PIL import Image
+    from skimage import data
+
+    photos = [
+        np.asarray(getattr(data, name)())
+        for name in ("chelsea", "coffee", "rocket", "astronaut", "cat", "hubble_deep_field")
+    ]
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        photo = photos[i % len(photos)]
+        if photo.ndim == 2:
+            photo = np.stack([photo] * 3, -1)
+        h, w = photo.shape[:2]
+        ch, cw = int(rng.integers(h // 3, h + 1)), int(rng.integers(w // 3, w + 1))
+        y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+        out_w, out_h = (int(v) for v in rng.integers(96, 801, size=2))
+        image = Image.fromarray(photo[y : y + ch, x : x + cw, :3]).resize((out_w, out_h))
+        sub = folder / f"part{i % 10}"
+        sub.mkdir(exist_ok=True)
+        if i % 3 == 2:
+            image.save(sub / f"img{i:05d}.png")
+        else:
+            image.save(sub / f"img{i:05d}.jpg", quality=90)
+
+
+def plain(model: Any, spec: Any, folder: Path, batch: int, workers: int) -> Row:
+    """(a) the same loader and batches, forward + top-5 only."""
+    from torch.utils.data import DataLoader
+
+    from camscope import io
+    from camscope.batch.decode import DecodeDataset, DecodeSettings, collate, worker_init
+    from camscope.batch.sources import list_inputs
+
+    memory = Memory()
+    memory.sample("start")
+    inputs = list_inputs(folder)
+    dataset = DecodeDataset(inputs.ids, inputs.sources, DecodeSettings(spec, io.DEFAULT_MAX_PIXELS))
+    loader = DataLoader(
+        dataset,  # type: ignore[arg-type]
+        batch_size=batch,
+        num_workers=workers,
+        collate_fn=collate,
+        worker_init_fn=worker_init if workers else None,
+    )
+    began, done = time.perf_counter(), 0
+    with torch.inference_mode():
+        for decoded in loader:
+            ok = [i for i, e in enumerate(decoded.errors) if e is None]
+            model(decoded.x[ok]).softmax(1).topk(5)
+            done += len(decoded)
+            memory.progress(done, len(inputs))
+    seconds = time.perf_counter() - began
+    memory.sample("end")
+    return Row("(a) plain inference, same pipeline", len(inputs), seconds, memory)
+
+
+def camscope_job(
+    loaded: tuple[Any, Any] | None,
+    model_name: str,
+    folder: Path,
+    batch: int,
+    workers: int,
+    backend: str,
+    actors: int = 1,
+) -> Row:
+    """(b) and (c): the data-set job into a fresh temporary folder."""
+    from camscope.batch import DatasetJob, ModelRecipe, RayOptions, run_dataset_job
+
+    memory = Memory()
+    memory.sample("start")
+    out = Path(tempfile.mkdtemp(prefix="camscope-bench-"))
+    cores = os.cpu_count() or 2
+    job = DatasetJob(
+        folder,
+        out,
+        model=ModelRecipe(model_name, device="cpu"),
+        methods=("gradcam",),
+        batch_size=batch,
+        decode_workers=workers,
+        backend=backend,
+        ray=RayOptions(num_workers=actors, cpus_per_worker=max(1, cores // actors)),
+    )
+    began = time.perf_counter()
+    result = run_dataset_job(job, progress=memory.progress, loaded=loaded)
+    seconds = time.perf_counter() - began
+    memory.sample("end")
+    shutil.rmtree(out)
+    counts = result.summary["counts"]
+    assert counts["explained"] == counts["inputs"], counts
+    name = (
+        "(b) camscope, local backend"
+        if backend == "local"
+        else f"(c) camscope, Ray, {actors} actor(s)"
+    )
+    return Row(name, counts["inputs"], seconds, memory)
+
+
+def peer_loop(model: Any, spec: Any, layer: Any, folder: Path, batch: int) -> Row:
+    """(d) pytorch-grad-cam in a per-batch loop with PIL loading in the main process."""
+    from PIL import Image
+    from pytorch_grad_cam import GradCAM
+    from torchvision import transforms
+
+    from camscope.batch.sources import list_inputs
+
+    memory = Memory()
+    memory.sample("start")
+    paths = list_inputs(folder).sources.to_pylist()
+    transform = transforms.Compose(
+        [
+            transforms.Resize(tuple(spec.input_size)),
+            transforms.ToTensor(),
+            transforms.Normalize(spec.mean, spec.std),
+        ]
+    )
+    began = time.perf_counter()
+    with GradCAM(model=model, target_layers=[layer]) as cam:
+        for start in range(0, len(paths), batch):
+            chunk = paths[start : start + batch]
+            x = torch.stack([transform(Image.open(p).convert("RGB")) for p in chunk])
+            cam(input_tensor=x, targets=None)
+            memory.progress(start + len(chunk), len(paths))
+    seconds = time.perf_counter() - began
+    memory.sample("end")
+    return Row("(d) pytorch-grad-cam, per-batch loop, PIL", len(paths), seconds, memory)
+
+
+def table(rows: list[Row], markdown: bool) -> str:
+    ref = next((r for r in rows if r.case.startswith("(a)")), None)
+    local = next((r for r in rows if r.case.startswith("(b)")), None)
+    header = [
+        "case",
+        "images/s",
+        "vs (a)",
+        "(b) vs it",
+        "RSS MiB start / middle / end",
+        "tree PSS MiB",
+    ]
+    lines = []
+    for r in rows:
+        rss = " / ".join(f"{v:.0f}" for v in r.memory.rss)
+        vs_a = f"{r.rate / ref.rate:.2f}x" if ref else "-"
+        b_vs = f"{local.rate / r.rate:.2f}x" if local else "-"
+        pss = f"{r.memory.tree_pss:.0f}" if r.memory.tree_pss else "-"
+        lines.append([r.case, f"{r.rate:.1f}", vs_a, b_vs, rss, pss])
+    if markdown:
+        out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        out += ["| " + " | ".join(line) + " |" for line in lines]
+        return "\n".join(out)
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *lines)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    return "\n".join([fmt.format(*header), *(fmt.format(*line) for line in lines)])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--images", type=int, default=2000)
+    parser.add_argument("--folder", type=Path, default=ROOT / "out" / "bench-dataset")
+    parser.add_argument("--model", default="efficientnet_lite0")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--decode-workers", type=int, default=1)
+    parser.add_argument("--cases", default="a,b,c,d", help="comma list of a, b, c, d")
+    parser.add_argument("--ray-actors", default="1,2")
+    parser.add_argument("--markdown", action="store_true")
+    args = parser.parse_args(argv)
+    cases = set(args.cases.split(","))
+    sys.path.insert(0, str(ROOT / "src"))
+    from camscope import load_model
+    from camscope.core.layers import resolve_layers
+
+    folder = args.folder / f"images-{args.images}"
+    if not folder.is_dir() or len(list(folder.rglob("img*"))) != args.images:
+        shutil.rmtree(folder, ignore_errors=True)
+        print(f"generating {args.images} images in {folder} ...", file=sys.stderr)
+        make_images(folder, args.images)
+    model, spec = load_model(args.model)
+    ((layer_name, layer),) = resolve_layers(model, "auto", torch.zeros(1, 3, *spec.input_size))
+    print(
+        f"# {args.images} images, {args.model} at {layer_name}, Grad-CAM top-1, batch "
+        f"{args.batch_size}, {torch.get_num_threads()} torch threads, "
+        f"{args.decode_workers} decode worker(s); {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} cores, torch {torch.__version__}, "
+        f"{datetime.datetime.now():%Y-%m-%d %H:%M}",
+        file=sys.stderr,
+    )
+    rows: list[Row] = []
+    runs: list[tuple[str, Callable[[], Row]]] = []
+    if "a" in cases:
+        runs.append(("a", lambda: plain(model, spec, folder, args.batch_size, args.decode_workers)))
+    if "b" in cases:
+        runs.append(
+            (
+                "b",
+                lambda: camscope_job(
+                    (model, spec), args.model, folder, args.batch_size, args.decode_workers, "local"
+                ),
+            )
+        )
+    if "c" in cases:
+        for actors in (int(v) for v in args.ray_actors.split(",")):
+            runs.append(
+                (
+                    "c",
+                    lambda actors=actors: camscope_job(
+                        None, args.model, folder, args.batch_size, 1, "ray", actors
+                    ),
+                )
+            )
+    if "d" in cases:
+        runs.append(("d", lambda: peer_loop(model, spec, layer, folder, args.batch_size)))
+    ray_started = False
+    for case, run in runs:
+        if case == "c" and not ray_started:
+            import ray
+
+            ray.init(
+                num_cpus=(os.cpu_count() or 2) + 1,
+                include_dashboard=False,
+                log_to_driver=False,
+                logging_level="ERROR",
+            )
+            ray_started = True
+        row = run()
+        print(f"{row.case}: {row.rate:.1f} images/s ({row.seconds:.1f} s)", file=sys.stderr)
+        rows.append(row)
+    if ray_started:
+        import ray
+
+        ray.shutdown()
+    print(table(rows, args.markdown))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,180 @@
+"""The settings of a data-set job as plain values, and its progress bar.
+
+:class:`DatasetJob` is what :func:`camscope.batch.pipeline.run_dataset_job` runs; the CLI builds
+one from ``camscope explain --format parquet`` options, library users build it directly.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import UsageError
+from .parquet import ERROR
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import torch
+    from torch import nn
+
+    from ..models import ModelSpec
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("local", "ray")
+FAILURES_IN_SUMMARY = 100
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class ModelRecipe:
+    """How to build the model (a recipe, not the module: each Ray actor builds its own copy)."""
+
+    name: str = "efficientnet_lite0"
+    weights: str | None = None
+    trust_checkpoint: bool = False
+    random_init: bool = False
+    device: str = "auto"  # auto | cpu | cuda
+
+    def load(self) -> tuple[nn.Module, ModelSpec, torch.device]:
+        import torch
+
+        from .. import models
+
+        if self.random_init and self.weights is not None:
+            raise UsageError("random_init and weights exclude each other; pass only one")
+        if self.device == "auto":
+            device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        elif self.device == "cuda" and not torch.cuda.is_available():
+            raise UsageError("device 'cuda' was requested but no CUDA GPU is available")
+        else:
+            device = torch.device(self.device)
+        model, spec = models.load_model(
+            self.name,
+            weights=self.weights,
+            trust_checkpoint=self.trust_checkpoint,
+            pretrained=False if self.random_init else None,
+        )
+        return model.to(device), spec, device
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """``--backend ray``: where the cluster is and how many model actors to run.
+
+    ``address=None`` uses the Ray instance this process already started, or starts a local one;
+    ``"auto"`` joins the cluster of the machine (``ray start``); ``"ray://host:10001"`` a remote
+    one through Ray Client.
+    """
+
+    address: str | None = None
+    num_workers: int = 1
+    gpus_per_worker: float = 0.0
+    cpus_per_worker: float = 1.0
+    decode_cpus: float = 1.0  # CPUs reserved by each decoding task
+
+
+@dataclass(frozen=True)
+class DatasetJob:
+    """Everything a data-set job needs, as plain values (the CLI builds one from its options)."""
+
+    source: str | Path
+    out: str | Path
+    model: ModelRecipe = field(default_factory=ModelRecipe)
+    methods: tuple[str, ...] = ("gradcam",)
+    layers: tuple[str, ...] = ("auto",)
+    target: str | int = "top1"
+    batch_size: int = 32
+    shard_size: int = 1024
+    map_size: tuple[int, int] | None = None
+    save_png: bool = False
+    save_boxes: bool = False
+    save_masks: bool = False
+    colormap: str = "inferno"
+    alpha: float = 0.5
+    max_pixels: int | None = None
+    decode_workers: int | None = None  # default: cores - 1, at most 4
+    aug_smooth: bool = False
+    eigen_smooth: bool = False
+    method_options: dict[str, Any] = field(default_factory=dict)
+    resume: bool = False
+    backend: str = "local"
+    ray: RayOptions = field(default_factory=RayOptions)
+
+
+@dataclass
+class JobResult:
+    """What a job did: the summary written to ``summary.json`` and the exit status it implies."""
+
+    out: Path
+    summary: dict[str, Any]
+
+    @property
+    def failed(self) -> int:
+        return int(self.summary["counts"]["failed"])
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every input has its maps, 1 when some failed (as ``camscope explain``)."""
+        return 1 if self.failed else 0
+
+
+def default_decode_workers() -> int:
+    return max(1, min(4, (os.cpu_count() or 2) - 1))
+
+
+class ProgressBar:
+    """The job's progress: a tqdm bar (images/s, ETA) or a ``callable(done, total)``; failed
+    inputs are logged as warnings (through the bar, so the bar is not torn)."""
+
+    def __init__(self, progress: bool | Progress, total: int) -> None:
+        self.total = total
+        self.done = 0
+        self.callback = progress if callable(progress) else None
+        self.bar: Any = None
+        self._redirect: Any = None
+        if progress is True and total:
+            import sys
+
+            from tqdm import tqdm
+            from tqdm.contrib.logging import logging_redirect_tqdm
+
+            tty = sys.stderr.isatty()
+            self.bar = tqdm(
+                total=total,
+                unit="img",
+                desc="explain",
+                dynamic_ncols=True,
+                smoothing=0.05,
+                mininterval=0.5 if tty else 30.0,
+                file=sys.stderr,
+            )
+            self._redirect = logging_redirect_tqdm(loggers=[logging.getLogger("camscope")])
+
+    def __enter__(self) -> ProgressBar:
+        if self._redirect is not None:
+            self._redirect.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._redirect is not None:
+            self._redirect.__exit__(*exc)
+        if self.bar is not None:
+            self.bar.close()
+
+    def advance(self, n: int, rows: pa.Table) -> None:
+        """``n`` more inputs settled; ``rows`` (a step's output) may name failed ones."""
+        import pyarrow.compute as pc
+
+        bad = rows.filter(pc.is_valid(rows.column(ERROR)))
+        for id_, reason in zip(bad.column("id").to_pylist(), bad.column(ERROR).to_pylist()):
+            log.warning("skipped %s: %s", id_, reason)
+        self.done += n
+        if self.bar is not None:
+            self.bar.update(n)
+        if self.callback is not None:
+            self.callback(self.done, self.total)

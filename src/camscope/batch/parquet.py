@@ -1,0 +1,472 @@
+"""The on-disk layout of a data-set job: Parquet shards committed exactly once.
+
+Layout of the output folder::
+
+    DIR/maps-00000.parquet ...      committed shards: one row per image, layer, method and target
+    DIR/errors.parquet              (id, reason) of every input that failed, rebuilt after each run
+    DIR/summary.json                counts, failures, throughput (rebuilt after each run)
+    DIR/png/                        overlays, only with --save-png
+    DIR/_camscope/job.json          the settings that decide the rows (checked by --resume)
+    DIR/_camscope/commits/S.parquet the commit record of shard S: every input it settled
+    DIR/_camscope/staging/          shards written but not (yet) committed
+    DIR/_camscope/lock              held while a job writes (a second job is refused)
+
+**Commit protocol** (:meth:`ShardLog.commit`), for shard ``S``:
+
+1. the shard is written to ``staging/maps-S.parquet`` and flushed to disk (``fsync``);
+2. the commit record (id, source, ok, reason, and for each image the shard and its first row and
+   row count) is written to ``commits/S.parquet.partial``, flushed, and renamed to
+   ``commits/S.parquet``. **This rename is the commit**: a rename within one folder is atomic, so
+   the record is either there whole or not at all;
+3. the shard is renamed to ``DIR/maps-S.parquet``.
+
+A job killed at any moment (``SIGKILL`` included) leaves one of three states, and
+:func:`recover` (run before every job and by ``--resume``) repairs each: no record (the staged
+shard is deleted; its images are explained again), a record and a staged shard (the rename of
+step 3 is done now), or both in place. An input whose record says ``ok`` is never explained again,
+so every readable input ends up in exactly one committed shard. ``DIR/maps-*.parquet`` only ever
+holds committed shards, so other tools can read that glob at any time.
+
+Inputs that failed are recorded too (``ok = false`` with the reason), and are tried again by
+``--resume`` (the cause, such as a missing file, may have been fixed); ``errors.parquet`` lists
+the inputs whose latest attempt failed.
+
+**Row schema** (:func:`map_schema`): ``id``, ``width``, ``height`` (of the original image),
+``model``, ``layer``, ``method``, ``rank`` (0 for the first target), ``target`` (class index),
+``label``, ``probability`` (softmax probability of the target), ``top5`` (list of
+``{class, label, probability}``), ``map`` (float16, row-major), ``map_shape``, ``map_scale``; with
+``--save-boxes`` ``box`` (``x0, y0, x1, y1`` in the image's pixels), with ``--save-masks`` ``mask``
+(bits, ``numpy.packbits`` of the row-major boolean mask) and ``mask_shape``.
+
+The stored map is ``raw / map_scale`` with ``map_scale = max |raw|`` (1 for an all-zero map), so
+it lies in [-1, 1] and float16 keeps every value to within ``2**-11 * max |raw|``, whatever the
+map's magnitude (raw maps range from 1e-6 to 1e4 across models: float16 alone would underflow or
+overflow). Multiply by ``map_scale`` to get the signed raw map of :func:`camscope.explain`
+(deviation from the issue's "map float16": one float32 per row more).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from ..errors import UsageError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pyarrow as pa
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+META_DIR = "_camscope"
+SHARD_PATTERN = re.compile(r"^maps-(\d{5,})\.parquet$")
+ROW_GROUP_ROWS = 256  # one map lookup reads one row group (~50 KB at 7x7, ~25 MB at 224x224)
+POSITION = "_position"  # internal columns of a step's output; never written to a shard
+ERROR = "_error"
+SOURCE = "_source"
+
+
+def map_schema(save_boxes: bool = False, save_masks: bool = False) -> pa.Schema:
+    """The Arrow schema of the shards (see the module docstring)."""
+    import pyarrow as pa
+
+    fields = [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("width", pa.int32()),
+        pa.field("height", pa.int32()),
+        pa.field("model", pa.string()),
+        pa.field("layer", pa.string()),
+        pa.field("method", pa.string()),
+        pa.field("rank", pa.int16()),
+        pa.field("target", pa.int32()),
+        pa.field("label", pa.string()),
+        pa.field("probability", pa.float32()),
+        pa.field("top5", pa.list_(top5_type())),
+        pa.field("map", pa.list_(pa.float16())),
+        pa.field("map_shape", pa.list_(pa.int32())),
+        pa.field("map_scale", pa.float32()),
+    ]
+    if save_boxes:
+        fields.append(pa.field("box", pa.list_(pa.float32(), 4)))
+    if save_masks:
+        fields.append(pa.field("mask", pa.binary()))
+        fields.append(pa.field("mask_shape", pa.list_(pa.int32())))
+    return pa.schema(fields, metadata={"camscope_format": str(FORMAT_VERSION)})
+
+
+def top5_type() -> pa.DataType:
+    import pyarrow as pa
+
+    return pa.struct([("class", pa.int32()), ("label", pa.string()), ("probability", pa.float32())])
+
+
+def step_schema(save_boxes: bool = False, save_masks: bool = False) -> pa.Schema:
+    """What one explain step returns: the shard rows plus the input's position, source and error
+    (a failed input is one row with its error and empty map columns)."""
+    import pyarrow as pa
+
+    base = map_schema(save_boxes, save_masks)
+    return (
+        base.append(pa.field(POSITION, pa.int64()))
+        .append(pa.field(SOURCE, pa.string()))
+        .append(pa.field(ERROR, pa.string()))
+    )
+
+
+def commit_schema() -> pa.Schema:
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            pa.field("id", pa.string(), nullable=False),
+            pa.field("source", pa.string()),
+            pa.field("ok", pa.bool_(), nullable=False),
+            pa.field("reason", pa.string()),
+            pa.field("shard", pa.string()),
+            pa.field("row", pa.int64()),
+            pa.field("rows", pa.int32()),
+        ]
+    )
+
+
+def meta_dir(out: Path) -> Path:
+    return Path(out) / META_DIR
+
+
+def commits_dir(out: Path) -> Path:
+    return meta_dir(out) / "commits"
+
+
+def staging_dir(out: Path) -> Path:
+    return meta_dir(out) / "staging"
+
+
+def shard_name(seq: int) -> str:
+    return f"maps-{seq:05d}.parquet"
+
+
+def _fsync_dir(folder: Path) -> None:
+    with contextlib.suppress(OSError):  # not every platform lets a folder be opened and synced
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _write_parquet(table: pa.Table, path: Path, **kwargs: Any) -> None:
+    """Write and flush to disk (a rename after this never exposes a half-written file)."""
+    import pyarrow.parquet as pq
+
+    with path.open("wb") as handle:
+        pq.write_table(table, handle, compression="zstd", **kwargs)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def write_atomically(path: Path, write: Any) -> None:
+    """Write a file aside (``write(handle)``), flush it, then rename it into place."""
+    partial = path.with_name(path.name + ".partial")
+    with partial.open("wb") as handle:
+        write(handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(partial, path)
+    _fsync_dir(path.parent)
+
+
+def write_json_atomically(path: Path, data: Any) -> None:
+    text = (json.dumps(data, indent=2) + "\n").encode("utf-8")
+    write_atomically(path, lambda handle: handle.write(text))
+
+
+def commit_files(out: Path) -> list[tuple[int, Path]]:
+    """The commit records in the folder, in commit order."""
+    folder = commits_dir(out)
+    if not folder.is_dir():
+        return []
+    found = []
+    for path in folder.iterdir():
+        if path.suffix == ".parquet" and path.stem.isdigit():
+            found.append((int(path.stem), path))
+    return sorted(found)
+
+
+def read_commits(out: Path) -> pa.Table:
+    """Every commit record, with its sequence number in a ``seq`` column, in commit order."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    tables = []
+    for seq, path in commit_files(out):
+        table = pq.read_table(path, schema=commit_schema())
+        tables.append(table.append_column("seq", pa.array([seq] * len(table), pa.int32())))
+    if not tables:
+        empty = commit_schema().append(pa.field("seq", pa.int32()))
+        return empty.empty_table()
+    return pa.concat_tables(tables)
+
+
+def shard_path(out: Path, name: str) -> Path:
+    """Where a committed shard is: in place, or still staged after a kill between the commit and
+    the final rename (readers then find it there; the next job moves it)."""
+    final = Path(out) / name
+    return final if final.exists() else staging_dir(out) / name
+
+
+def recover(out: Path) -> None:
+    """Bring the folder to a committed state (see the module docstring): finish the renames of
+    committed shards, delete shards and records that were never committed.
+
+    Raises:
+        UsageError: a commit record names a shard that is in neither place (deleted by hand).
+    """
+    import pyarrow.parquet as pq
+
+    out = Path(out)
+    staged = staging_dir(out)
+    named: set[str] = set()
+    for partial in commits_dir(out).glob("*.partial") if commits_dir(out).is_dir() else []:
+        partial.unlink()
+    for seq, path in commit_files(out):
+        shards = {s for s in pq.read_table(path, columns=["shard"]).column(0).to_pylist() if s}
+        for name in shards:
+            named.add(name)
+            if (out / name).exists():
+                continue
+            if (staged / name).exists():
+                log.info("finishing the commit of %s (the job stopped after its commit)", name)
+                os.replace(staged / name, out / name)
+                _fsync_dir(out)
+                continue
+            raise UsageError(
+                f"{out}: commit {seq} lists the shard {name}, which is missing; restore it, or "
+                f"delete {path} to explain its images again"
+            )
+    if staged.is_dir():
+        for leftover in staged.iterdir():
+            log.info("removing %s: written but never committed", leftover)
+            leftover.unlink()
+    for path in out.glob("maps-*.parquet"):
+        if SHARD_PATTERN.match(path.name) and path.name not in named:
+            log.warning("%s is not in any commit record; it is ignored", path)
+
+
+def next_sequence(out: Path) -> int:
+    """One more than any shard or record number in the folder (stray files included)."""
+    numbers = [seq for seq, _ in commit_files(out)]
+    for path in Path(out).glob("maps-*.parquet"):
+        match = SHARD_PATTERN.match(path.name)
+        if match:
+            numbers.append(int(match.group(1)))
+    return max(numbers, default=-1) + 1
+
+
+@contextlib.contextmanager
+def exclusive_lock(out: Path) -> Iterator[None]:
+    """Hold ``_camscope/lock`` for the job (released by the OS even when the process is killed)."""
+    path = meta_dir(out) / "lock"
+    handle: IO[bytes] = path.open("ab")
+    try:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows: no advisory locks, no check
+            yield
+            return
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise UsageError(
+                f"another camscope job is writing to {out}; wait for it or choose another --out"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    finally:
+        handle.close()
+
+
+class ShardLog:
+    """Buffers the rows of a running job and commits them in shards of ``shard_images`` inputs.
+
+    ``add`` takes a step's output (:func:`step_schema`); an input whose position was already
+    settled in this job (``settled[position]``) is dropped, so a batch delivered twice by a
+    distributed engine cannot create duplicates.
+    """
+
+    def __init__(
+        self,
+        out: Path,
+        schema: pa.Schema,
+        shard_images: int,
+        settled: np.ndarray,
+    ) -> None:
+        self.out = Path(out)
+        self.schema = schema
+        self.shard_images = max(1, int(shard_images))
+        self.settled = settled
+        self.seq = next_sequence(self.out)
+        self._pending: list[pa.Table] = []
+        self._pending_inputs = 0
+        self.committed_inputs = 0
+        self.committed_ok = 0
+        self.committed_rows = 0
+        self.failures = 0
+        self.shards: list[str] = []
+
+    def add(self, step_rows: pa.Table) -> tuple[int, int]:
+        """Buffer a step's rows; commit every full shard. Returns (new inputs, failed inputs)."""
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        positions = step_rows.column(POSITION).to_numpy()
+        if len(positions) == 0:
+            return 0, 0
+        fresh = ~self.settled[positions]
+        if not fresh.all():
+            log.warning("dropping %d row(s) of inputs that were already settled", (~fresh).sum())
+            step_rows = step_rows.filter(pa.array(fresh))
+            positions = positions[fresh]
+        unique = np.unique(positions)
+        self.settled[unique] = True
+        failed = step_rows.filter(pc.is_valid(step_rows.column(ERROR)))
+        self._pending.append(step_rows)
+        self._pending_inputs += len(unique)
+        while self._pending_inputs >= self.shard_images:
+            self._commit_full_shards()
+        return len(unique), len(failed)
+
+    def _commit_full_shards(self) -> None:
+        import pyarrow as pa
+
+        table = pa.concat_tables(self._pending)
+        # Rows of one input are contiguous; cut after the shard_images-th distinct input.
+        starts = _run_starts(table.column(POSITION).to_numpy())
+        cut = int(starts[self.shard_images]) if len(starts) > self.shard_images else len(table)
+        self.commit(table.slice(0, cut))
+        rest = table.slice(cut)
+        self._pending = [rest] if len(rest) else []
+        self._pending_inputs = len(starts) - min(len(starts), self.shard_images)
+
+    def flush(self) -> None:
+        """Commit whatever is buffered (the last, smaller shard)."""
+        import pyarrow as pa
+
+        if self._pending:
+            self.commit(pa.concat_tables(self._pending))
+        self._pending = []
+        self._pending_inputs = 0
+
+    def commit(self, rows: pa.Table) -> None:
+        """Write one shard and its commit record (the protocol of the module docstring)."""
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        if len(rows) == 0:
+            return
+        seq = self.seq
+        self.seq += 1
+        name = shard_name(seq)
+        is_ok = pc.is_null(rows.column(ERROR))
+        good = rows.filter(is_ok)
+        bad = rows.filter(pc.invert(is_ok))
+        shard = good.select(self.schema.names).cast(self.schema)
+        staged = staging_dir(self.out) / name
+        if len(shard):
+            _write_parquet(shard, staged, row_group_size=ROW_GROUP_ROWS)
+        # One record per input: its first row and row count in the shard.
+        positions = good.column(POSITION).to_numpy()
+        starts = _run_starts(positions)
+        counts = np.diff(np.r_[starts, len(good)])
+        first = pa.array(starts, pa.int64())
+        n_ok, n_bad = len(starts), len(bad)
+        record = pa.table(
+            {
+                "id": pa.concat_arrays(
+                    [_flat(good.column("id").take(first)), _flat(bad.column("id"))]
+                ),
+                "source": pa.concat_arrays(
+                    [_flat(good.column(SOURCE).take(first)), _flat(bad.column(SOURCE))]
+                ),
+                "ok": pa.array([True] * n_ok + [False] * n_bad),
+                "reason": pa.concat_arrays([pa.nulls(n_ok, pa.string()), _flat(bad.column(ERROR))]),
+                "shard": pa.array([name] * n_ok + [None] * n_bad, pa.string()),
+                "row": pa.array(starts.tolist() + [None] * n_bad, pa.int64()),
+                "rows": pa.array(counts.tolist() + [None] * n_bad, pa.int32()),
+            },
+            schema=commit_schema(),
+        )
+        target = commits_dir(self.out) / f"{seq:05d}.parquet"
+        write_atomically(target, lambda handle: _write_record(record, handle))  # the commit
+        if len(shard):
+            os.replace(staged, self.out / name)
+            _fsync_dir(self.out)
+            self.shards.append(name)
+        self.committed_inputs += n_ok + n_bad
+        self.committed_ok += n_ok
+        self.committed_rows += len(shard)
+        self.failures += n_bad
+        log.debug(
+            "committed %s: %d inputs (%d failed), %d rows", name, n_ok + n_bad, n_bad, len(shard)
+        )
+
+
+def _run_starts(positions: np.ndarray) -> np.ndarray:
+    """Indices where a new input's rows begin (the rows of one input are contiguous)."""
+    import numpy as np
+
+    if len(positions) == 0:
+        return np.zeros(0, dtype=np.int64)
+    return np.flatnonzero(np.r_[True, positions[1:] != positions[:-1]])
+
+
+def _flat(column: pa.ChunkedArray | pa.Array) -> pa.Array:
+    import pyarrow as pa
+
+    if isinstance(column, pa.ChunkedArray):
+        return column.combine_chunks().cast(pa.string())
+    return column.cast(pa.string())
+
+
+def _write_record(record: pa.Table, handle: IO[bytes]) -> None:
+    import pyarrow.parquet as pq
+
+    pq.write_table(record, handle, compression="zstd")
+
+
+def settled_ids(commits: pa.Table) -> pa.Array:
+    """Ids explained in some committed shard (``--resume`` skips these)."""
+    import pyarrow.compute as pc
+
+    return pc.unique(commits.filter(commits.column("ok")).column("id"))
+
+
+def failed_inputs(commits: pa.Table) -> pa.Table:
+    """``(id, reason)`` of every input whose latest attempt failed and none succeeded."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if len(commits) == 0:
+        return pa.table({"id": pa.array([], pa.string()), "reason": pa.array([], pa.string())})
+    ok = settled_ids(commits)
+    bad = commits.filter(
+        pc.and_(pc.invert(commits.column("ok")), pc.invert(pc.is_in(commits.column("id"), ok)))
+    )
+    # Latest attempt per id: commits are in order, so keep each id's last row.
+    ids = bad.column("id").to_pylist()
+    last = {value: i for i, value in enumerate(ids)}
+    keep = sorted(last.values())
+    picked = bad.take(pa.array(keep, pa.int64()))
+    return pa.table(
+        {"id": picked.column("id"), "reason": picked.column("reason")},
+    )

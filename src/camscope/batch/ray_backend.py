@@ -1,0 +1,152 @@
+"""The data-set job on Ray Data (``--backend ray``): the same rows, the same commit log.
+
+The pipeline is Ray Data's streaming one::
+
+    from_arrow(pending inputs) -> map_batches(decode_columns)         tasks, `decode_cpus` each
+                               -> map_batches(ExplainActor)           `num_workers` actors
+                               -> iter_batches on the driver -> ShardLog.add (commits)
+
+* The driver lists the inputs and drops the committed ones (so both backends explain the same
+  ids), then hands ``(position, id, source)`` to Ray in blocks.
+* Decoding runs as Ray tasks with :func:`camscope.batch.decode.decode_columns`: the same
+  :func:`camscope.io.load_image` / :func:`camscope.io.preprocess` as the local backend, failures as
+  rows. Workers read the images by path: on a cluster the paths must be valid on every node
+  (a shared file system).
+* :class:`ExplainActor` builds the model **once per actor** from the :class:`ModelRecipe` and
+  runs :class:`camscope.batch.rows.ExplainStep`, the local backend's code, with gradients forced
+  on (``torch.inference_mode(False)`` and ``torch.enable_grad()``): Ray Data runs some of its own
+  inference helpers under ``torch.no_grad()``, and explaining needs a backward pass.
+* Rows come back to the driver, which alone writes shards and commit records (maps at layer
+  resolution are small: 98 bytes for 7 x 7 float16). A batch delivered twice (a retried task) is
+  dropped by position, so the exactly-once guarantee does not depend on Ray's retries.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from ..errors import UsageError
+from .decode import DecodeSettings, batch_from_columns, decode_columns
+from .rows import ExplainStep, MapSettings
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pyarrow as pa
+
+    from . import parquet as store
+    from .dataset_job import DatasetJob, ModelRecipe, ProgressBar
+    from .sources import DatasetInputs
+
+log = logging.getLogger(__name__)
+
+MAX_BLOCK_INPUTS = 4096
+DECODE_BYTES_PER_IMAGE = 16 * 1024 * 1024  # a decoded 2000 x 2000 RGB image and its copies
+
+
+class ExplainActor:
+    """Ray Data actor: loads the model once, then explains decoded batches into rows."""
+
+    def __init__(self, recipe: ModelRecipe, settings: MapSettings, threads: int = 0) -> None:
+        import torch
+
+        if threads > 0:
+            torch.set_num_threads(threads)
+        model, spec, device = recipe.load()
+        self.step = ExplainStep(model, spec, settings, device)
+        log.info("actor ready: %s on %s", recipe.name, device)
+
+    def __call__(self, columns: dict[str, Any]) -> pa.Table:
+        return self.step(batch_from_columns(columns))
+
+
+def _require_ray() -> Any:
+    try:
+        import ray
+        import ray.data
+    except ImportError:
+        raise UsageError("--backend ray needs Ray Data: pip install 'camscope[ray]'") from None
+    return ray
+
+
+def _blocks(table: pa.Table, batch_size: int, workers: int) -> list[pa.Table]:
+    """Enough blocks to keep every actor busy, none bigger than MAX_BLOCK_INPUTS inputs."""
+    n = len(table)
+    per_block = max(batch_size, min(MAX_BLOCK_INPUTS, -(-n // max(1, 4 * workers))))
+    return [table.slice(i, per_block) for i in range(0, n, per_block)]
+
+
+def run_on_ray(
+    job: DatasetJob,
+    inputs: DatasetInputs,
+    todo: np.ndarray,
+    settings: MapSettings,
+    decode: DecodeSettings,
+    shards: store.ShardLog,
+    bar: ProgressBar,
+    timing: dict[str, float],
+) -> None:
+    """Explain the inputs at positions ``todo`` on Ray and hand the rows to ``shards``."""
+    import numpy as np
+    import pyarrow as pa
+
+    ray = _require_ray()
+    options = job.ray
+    if options.num_workers < 1:
+        raise UsageError(f"num_workers must be at least 1; got {options.num_workers}")
+    if options.gpus_per_worker < 0 or options.cpus_per_worker <= 0:
+        raise UsageError("gpus_per_worker must be >= 0 and cpus_per_worker > 0")
+    if len(todo) == 0:
+        return
+    started_here = not ray.is_initialized()
+    if started_here:
+        log.info("connecting to Ray (address=%s)", options.address)
+        ray.init(address=options.address, logging_level=logging.WARNING)
+    try:
+        context = ray.data.DataContext.get_current()
+        context.enable_progress_bars = False  # the job draws its own bar
+        positions = pa.array(todo.astype(np.int64))
+        pending = pa.table(
+            {
+                "position": positions,
+                "id": inputs.ids.take(positions),
+                "source": inputs.sources.take(positions),
+            }
+        )
+        dataset = ray.data.from_arrow(_blocks(pending, job.batch_size, options.num_workers))
+        dataset = dataset.map_batches(
+            decode_columns,
+            fn_kwargs={"settings": decode},
+            batch_size=job.batch_size,
+            batch_format="numpy",
+            num_cpus=options.decode_cpus,
+            # Room for a batch of decoded images. Asking for it also keeps Ray Data from fusing
+            # decoding into the actors (it fuses stages whose resource requests are equal), so
+            # decoding overlaps the model and scales on its own.
+            memory=job.batch_size * DECODE_BYTES_PER_IMAGE,
+        )
+        dataset = dataset.map_batches(
+            ExplainActor,
+            fn_constructor_kwargs={
+                "recipe": job.model,
+                "settings": settings,
+                "threads": max(1, int(options.cpus_per_worker)),
+            },
+            batch_size=job.batch_size,
+            batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=options.num_workers),
+            num_cpus=options.cpus_per_worker,
+            num_gpus=options.gpus_per_worker,
+        )
+        waited = time.perf_counter()
+        for rows in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
+            t0 = time.perf_counter()
+            timing["waiting_for_inputs"] += t0 - waited
+            new, _failed = shards.add(rows)
+            timing["write"] += time.perf_counter() - t0
+            bar.advance(new, rows)
+            waited = time.perf_counter()
+    finally:
+        if started_here:
+            ray.shutdown()

@@ -1,0 +1,327 @@
+"""One step of a data-set job: explain a decoded batch and turn the result into shard rows.
+
+:class:`ExplainStep` is shared by the local pipeline and the Ray actors, so both backends produce
+the same rows from the same inputs. It makes one :func:`camscope.explain` call per batch (the
+passes exactly as ``explain`` does them); when that call fails for a reason that is not the user's
+request (a ``RuntimeError``/``ValueError`` that is not a :class:`~camscope.errors.CamscopeError`),
+it retries image by image, so one image that breaks the model fails alone.
+
+Rows (:func:`camscope.batch.parquet.map_schema`): one per image, layer, method and target, in that
+order, so the rows of one image are contiguous. Weak labels, as in the WSOL evaluation
+(:mod:`camscope.metrics.localization`, seed paper 001's protocol): the map at the model input's
+resolution is thresholded at 15% of its maximum and the largest 8-connected segment kept; the box
+around it is scaled to the image's own pixels (``--save-boxes``), the segment itself is the mask
+(``--save-masks``, at the input resolution or ``--map-size``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import CamscopeError
+from ..metrics.localization import DEFAULT_THRESHOLD
+from .decode import DecodedBatch
+from .parquet import ERROR, POSITION, SOURCE, step_schema
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pyarrow as pa
+    import torch
+    from torch import nn
+
+    from ..core.result import Explanation
+    from ..models import ModelSpec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MapSettings:
+    """What each step computes and stores (picklable: it travels to the Ray actors)."""
+
+    methods: tuple[str, ...]
+    layers: tuple[str, ...]
+    target: str | int = "top1"
+    map_size: tuple[int, int] | None = None
+    save_boxes: bool = False
+    save_masks: bool = False
+    threshold: float = DEFAULT_THRESHOLD
+    aug_smooth: bool = False
+    eigen_smooth: bool = False
+    method_options: dict[str, Any] = field(default_factory=dict)
+    png_dir: str | None = None  # overlays go here (--save-png)
+    colormap: str = "inferno"
+    alpha: float = 0.5
+
+
+class ExplainStep:
+    """Explains :class:`DecodedBatch` es with one model into rows of :func:`step_schema`."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        spec: ModelSpec,
+        settings: MapSettings,
+        device: torch.device,
+        model_name: str | None = None,
+    ) -> None:
+        self.model = model
+        self.spec = spec
+        self.settings = settings
+        self.device = device
+        self.model_name = model_name or spec.name
+        self.schema = step_schema(settings.save_boxes, settings.save_masks)
+
+    def __call__(self, batch: DecodedBatch) -> pa.Table:
+        ok = [i for i, error in enumerate(batch.errors) if error is None]
+        columns: dict[str, list[Any]] = {name: [] for name in self.schema.names}
+        results = self._explain(batch, ok)
+        for i in range(len(batch)):
+            outcome = results.get(i)
+            if isinstance(outcome, tuple):
+                result, j = outcome
+                self._add_rows(columns, batch, i, result, j)
+            else:
+                error = batch.errors[i] or outcome or "not explained"
+                self._add_error(columns, batch, i, error)
+        return self._table(columns)
+
+    # -- the model's work -----------------------------------------------------------------------
+
+    def _explain(
+        self, batch: DecodedBatch, indices: list[int]
+    ) -> dict[int, tuple[Explanation, int] | str]:
+        """Explain the images at ``indices``: index -> (result, row in result) or error text."""
+        if not indices:
+            return {}
+        try:
+            result = self._call(batch.x[indices])
+        except CamscopeError:
+            raise  # a bad layer/target/method affects every image: stop the job
+        except (RuntimeError, ValueError) as err:
+            if len(indices) == 1:
+                log.debug("explain failed on %s", batch.ids[indices[0]], exc_info=True)
+                return {indices[0]: f"{type(err).__name__}: {err}"}
+            out: dict[int, tuple[Explanation, int] | str] = {}
+            for i in indices:
+                out.update(self._explain(batch, [i]))
+            return out
+        return {i: (result, j) for j, i in enumerate(indices)}
+
+    def _call(self, x: torch.Tensor) -> Explanation:
+        import torch
+
+        from ..core.engine import explain
+
+        s = self.settings
+        layer: str | list[str] = list(s.layers) if len(s.layers) > 1 else s.layers[0]
+        # Explaining needs gradients: a caller (Ray Data wraps some UDFs in no_grad) must not
+        # switch them off; inference mode would refuse outright.
+        with torch.inference_mode(False), torch.enable_grad():
+            return explain(
+                self.model,
+                x.to(self.device, non_blocking=True),
+                list(s.methods),
+                layer,
+                s.target,
+                aug_smooth=s.aug_smooth,
+                eigen_smooth=s.eigen_smooth,
+                method_options=s.method_options,
+            )
+
+    # -- rows -------------------------------------------------------------------------------
+
+    def _add_error(
+        self, columns: dict[str, list[Any]], batch: DecodedBatch, i: int, error: str
+    ) -> None:
+        for name in columns:
+            columns[name].append(None)
+        columns["id"][-1] = batch.ids[i]
+        columns[POSITION][-1] = int(batch.positions[i])
+        columns[SOURCE][-1] = batch.sources[i]
+        columns[ERROR][-1] = error
+
+    def _add_rows(
+        self,
+        columns: dict[str, list[Any]],
+        batch: DecodedBatch,
+        i: int,
+        result: Explanation,
+        j: int,
+    ) -> None:
+        import torch
+
+        s = self.settings
+        per_class = result.targets.ndim == 2
+        classes = result.targets[j].reshape(-1).tolist()
+        probs = (
+            result.probabilities[j].reshape(-1).tolist()
+            if result.probabilities is not None
+            else [None] * len(classes)
+        )
+        top5 = self._top5(result, j)
+        width, height = int(batch.widths[i]), int(batch.heights[i])
+        boxes = masks = None
+        for layer in self._layer_names(result):
+            for method in s.methods:
+                raw = result.layer_raw[layer][method][j]
+                raw = raw if per_class else raw.unsqueeze(0)  # (K, h, w) or guided (K, 3, H, W)
+                heat = result.layer_maps[layer][method][j]
+                heat = heat if per_class else heat.unsqueeze(0)  # (K, H, W) in [0, 1]
+                if s.save_boxes:
+                    boxes = self._boxes(heat, width, height)
+                if s.save_masks:
+                    masks = self._masks(heat)
+                stored = self._resize(raw.float())
+                scale = stored.flatten(1).abs().amax(1)
+                scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+                half = (stored / scale.view(-1, *[1] * (stored.ndim - 1))).half().cpu().numpy()
+                for k, cls in enumerate(classes):
+                    row = {
+                        "id": batch.ids[i],
+                        "width": width,
+                        "height": height,
+                        "model": self.model_name,
+                        "layer": layer,
+                        "method": method,
+                        "rank": k,
+                        "target": int(cls),
+                        "label": self.spec.label(int(cls)),
+                        "probability": probs[k],
+                        "top5": top5,
+                        "map": half[k].reshape(-1),
+                        "map_shape": list(half[k].shape),
+                        "map_scale": float(scale[k]),
+                        POSITION: int(batch.positions[i]),
+                        SOURCE: batch.sources[i],
+                        ERROR: None,
+                    }
+                    if boxes is not None:
+                        row["box"] = boxes[k]
+                    if masks is not None:
+                        row["mask"], row["mask_shape"] = masks[k]
+                    for name, value in row.items():
+                        columns[name].append(value)
+        if s.png_dir is not None:
+            self._write_pngs(batch, i, result, j, classes)
+
+    @staticmethod
+    def _layer_names(result: Explanation) -> list[str]:
+        return [result.layer] if isinstance(result.layer, str) else list(result.layer)
+
+    def _top5(self, result: Explanation, j: int) -> list[dict[str, Any]] | None:
+        if result.logits is None:
+            return None
+        p = result.logits[j].float().softmax(-1)
+        values, indices = p.topk(min(5, p.numel()))
+        return [
+            {"class": int(c), "label": self.spec.label(int(c)), "probability": float(v)}
+            for v, c in zip(values.tolist(), indices.tolist())
+        ]
+
+    def _resize(self, raw: torch.Tensor) -> torch.Tensor:
+        """The raw map at ``--map-size`` (bilinear, as explain upsamples), else as it is."""
+        import torch.nn.functional as F
+
+        size = self.settings.map_size
+        if size is None or tuple(raw.shape[-2:]) == tuple(size):
+            return raw
+        lead = raw.shape[:-2]
+        flat = raw.reshape(-1, 1, *raw.shape[-2:])
+        up = F.interpolate(flat, size=tuple(size), mode="bilinear", align_corners=False)
+        return up.reshape(*lead, *size)
+
+    def _boxes(self, heat: torch.Tensor, width: int, height: int) -> list[list[float]]:
+        from ..metrics.localization import wsol_boxes
+
+        boxes = wsol_boxes(heat.float(), self.settings.threshold)
+        h, w = heat.shape[-2:]
+        scale = boxes.new_tensor([width / w, height / h, width / w, height / h])
+        return (boxes * scale).cpu().tolist()
+
+    def _masks(self, heat: torch.Tensor) -> list[tuple[bytes, list[int]]]:
+        import numpy as np
+
+        from ..metrics.localization import largest_component, threshold_mask
+
+        maps = heat.float()
+        if self.settings.map_size is not None:
+            maps = self._resize(maps)
+        keep = largest_component(threshold_mask(maps, self.settings.threshold)).cpu().numpy()
+        return [(np.packbits(m.reshape(-1)).tobytes(), list(m.shape)) for m in keep]
+
+    def _table(self, columns: dict[str, list[Any]]) -> pa.Table:
+        import pyarrow as pa
+
+        arrays = []
+        for f in self.schema:
+            values = columns[f.name]
+            if f.name == "map":
+                arrays.append(_half_lists(values))
+            else:
+                arrays.append(pa.array(values, f.type))
+        return pa.Table.from_arrays(arrays, schema=self.schema)
+
+    # -- pictures -----------------------------------------------------------------------------
+
+    def _write_pngs(
+        self, batch: DecodedBatch, i: int, result: Explanation, j: int, classes: list[int]
+    ) -> None:
+        from PIL import Image
+
+        from .. import io, viz
+
+        s = self.settings
+        assert s.png_dir is not None
+        image = batch.images[i] if batch.images is not None else None
+        picture = (
+            Image.fromarray(image)
+            if image is not None
+            else io.load_image(batch.sources[i], max_pixels=io.DEFAULT_MAX_PIXELS)
+        )
+        per_class = result.targets.ndim == 2
+        base = Path(s.png_dir) / png_stem(batch.ids[i])
+        base.parent.mkdir(parents=True, exist_ok=True)
+        for method in s.methods:
+            maps = result.maps[method][j]
+            for k, cls in enumerate(classes):
+                heat = io.resize_map(
+                    maps[k] if per_class else maps, (picture.height, picture.width)
+                )
+                suffix = f".{cls}" if per_class else ""
+                target = base.with_name(f"{base.name}.{method}{suffix}.png")
+                partial = target.with_name(target.name + ".partial")
+                viz.overlay(picture, heat, s.colormap, s.alpha).save(partial, format="PNG")
+                os.replace(partial, target)  # a killed job never leaves half a picture
+
+
+_UNSAFE_PART = re.compile(r"[^\w.+-]+")
+
+
+def png_stem(id_: str) -> str:
+    """A relative file path for an id's overlays: its folders kept, nothing outside the PNG folder
+    (``..`` and absolute parts dropped), characters outside letters, digits, ``._+-`` replaced."""
+    parts = [p for p in re.split(r"[/\\]+", id_) if p not in ("", ".", "..")]
+    safe = [_UNSAFE_PART.sub("_", p).strip() or "_" for p in parts] or ["_"]
+    return "/".join(safe)
+
+
+def _half_lists(values: list[np.ndarray | None]) -> pa.Array:
+    """``list<halffloat>`` from float16 vectors (None for failed inputs), built in one copy."""
+    import numpy as np
+    import pyarrow as pa
+
+    lengths = [0 if v is None else len(v) for v in values]
+    offsets = np.zeros(len(values) + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    flat = [v for v in values if v is not None]
+    data = np.concatenate(flat) if flat else np.zeros(0, dtype=np.float16)
+    mask = pa.array([v is None for v in values])
+    return pa.ListArray.from_arrays(
+        pa.array(offsets), pa.array(data.astype(np.float16, copy=False)), mask=mask
+    )

@@ -1,0 +1,237 @@
+"""``camscope explain DIR --format parquet``: the data-set options of ``explain`` and their run.
+
+``explain`` registers these options with :func:`add_dataset_arguments` and hands a run with
+``--format parquet`` to :func:`run_dataset`, which turns the options into a
+:class:`camscope.batch.DatasetJob` (no argparse past this module).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from ..errors import UsageError
+from ._common import (
+    echo,
+    parse_method_options,
+    parse_methods,
+    parse_target,
+    positive_int,
+    split_list,
+)
+from ._model import ModelOptions
+
+DATASET_BATCH_SIZE = 32
+
+_DESCRIPTION = """\
+With --format parquet, explain takes one folder (every image below it, ids = relative paths) or
+one list (LIST.csv with a header, or LIST.parquet: a 'path' column and an optional 'id' column)
+and writes Parquet shards OUT/maps-*.parquet (one row per image, layer, method and target: label,
+probability, top-5, the raw map as float16), errors.parquet and summary.json; committed exactly
+once, so --resume after any interruption finishes the job. --batch-size defaults to 32 here.
+Read the maps back with camscope.batch.open_maps(OUT) or `camscope maps export`. See docs/scale.md.
+"""
+
+
+class _DefaultInt(int):
+    """An int default that can be told apart from the same number typed by the user."""
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
+    return value
+
+
+def map_size(text: str) -> tuple[int, int]:
+    """argparse type: ``H,W`` (or one number for a square), both >= 1."""
+    parts = [p.strip() for p in text.replace("x", ",").split(",") if p.strip()]
+    try:
+        numbers = [int(p) for p in parts]
+    except ValueError:
+        numbers = []
+    if len(numbers) == 1:
+        numbers *= 2
+    if len(numbers) != 2 or min(numbers) < 1:
+        raise argparse.ArgumentTypeError(f"expected H,W (e.g. 56,56) or one size, got {text!r}")
+    return numbers[0], numbers[1]
+
+
+def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register ``--format`` and the data-set options on ``explain``'s parser."""
+    group = parser.add_argument_group("data-set scale (--format parquet)", _DESCRIPTION)
+    group.add_argument(
+        "--format",
+        choices=("png", "parquet"),
+        default="png",
+        help="png: pictures per image (default); parquet: a resumable job into Parquet shards",
+    )
+    group.add_argument(
+        "--resume", action="store_true", help="continue the job in --out, skipping committed ids"
+    )
+    group.add_argument(
+        "--backend", choices=("local", "ray"), default="local", help="where to run (default local)"
+    )
+    group.add_argument(
+        "--ray-address",
+        default=None,
+        metavar="ADDR",
+        help="Ray cluster: 'auto' (the one `ray start` made here), ray://HOST:10001, or none to "
+        "start a local Ray instance",
+    )
+    group.add_argument(
+        "--num-workers", type=positive_int, default=1, metavar="N", help="Ray model actors (1)"
+    )
+    group.add_argument(
+        "--gpus-per-worker",
+        type=non_negative_float,
+        default=0.0,
+        metavar="G",
+        help="GPUs per Ray actor, fractions allowed (0)",
+    )
+    group.add_argument(
+        "--cpus-per-worker",
+        type=non_negative_float,
+        default=1.0,
+        metavar="C",
+        help="CPUs per Ray actor, also its torch threads (1)",
+    )
+    group.add_argument(
+        "--decode-workers",
+        type=non_negative_int,
+        default=None,
+        metavar="N",
+        help="processes decoding images beside the model (local; default cores - 1, at most 4)",
+    )
+    group.add_argument(
+        "--shard-size",
+        type=positive_int,
+        default=1024,
+        metavar="N",
+        help="images per committed shard (1024); smaller loses less work when killed",
+    )
+    group.add_argument(
+        "--map-size",
+        type=map_size,
+        default=None,
+        metavar="H,W",
+        help="store maps resized to H,W (default: the layer's own resolution)",
+    )
+    group.add_argument("--save-png", action="store_true", help="also write overlays to OUT/png/")
+    group.add_argument(
+        "--save-boxes",
+        action="store_true",
+        help="add each map's WSOL box (15%% of the maximum, largest segment), in image pixels",
+    )
+    group.add_argument(
+        "--save-masks", action="store_true", help="add each map's binary WSOL mask (weak labels)"
+    )
+    default = parser.get_default("batch_size")
+    if isinstance(default, int):
+        parser.set_defaults(batch_size=_DefaultInt(default))
+
+
+def wants_dataset(args: argparse.Namespace) -> bool:
+    return getattr(args, "format", "png") == "parquet"
+
+
+def run_dataset(args: argparse.Namespace) -> int:
+    """``explain --format parquet``: build the job, run it, report; 0 or 1 (some inputs failed)."""
+    from ..batch.dataset_job import DatasetJob, ModelRecipe, RayOptions
+    from ..batch.pipeline import run_dataset_job
+    from ..batch.sources import require_pyarrow
+
+    require_pyarrow()
+    images = list(args.images)
+    if len(images) != 1:
+        raise UsageError(
+            "--format parquet takes one folder or list file (DIR, LIST.csv or LIST.parquet); "
+            f"got {len(images)} inputs"
+        )
+    if getattr(args, "save_npy", False):
+        raise UsageError("--save-npy is for --format png; the maps are in the Parquet shards")
+    if args.backend == "local" and (
+        args.ray_address is not None or args.num_workers != 1 or args.gpus_per_worker
+    ):
+        raise UsageError("--ray-address, --num-workers and --gpus-per-worker need --backend ray")
+    methods = parse_methods(args.method)
+    model_options = ModelOptions.from_args(args)
+    recipe = ModelRecipe(
+        name=model_options.name,
+        weights=None if model_options.weights is None else str(model_options.weights),
+        trust_checkpoint=model_options.trust_checkpoint,
+        random_init=model_options.random_init,
+        device=model_options.device,
+    )
+    loaded = recipe.load()
+    target = parse_target(args.target, loaded[1].class_names, loaded[1].name)
+    batch_size = args.batch_size
+    if isinstance(batch_size, _DefaultInt):
+        batch_size = DATASET_BATCH_SIZE
+    job = DatasetJob(
+        source=images[0],
+        out=Path(args.out),
+        model=recipe,
+        methods=tuple(methods),
+        layers=tuple(split_list(args.layer)) or ("auto",),
+        target=target,
+        batch_size=int(batch_size),
+        shard_size=args.shard_size,
+        map_size=args.map_size,
+        save_png=bool(args.save_png),
+        save_boxes=bool(args.save_boxes),
+        save_masks=bool(args.save_masks),
+        colormap=getattr(args, "colormap", "inferno"),
+        alpha=getattr(args, "alpha", 0.5),
+        max_pixels=getattr(args, "max_pixels", None),
+        decode_workers=args.decode_workers,
+        aug_smooth=bool(getattr(args, "aug_smooth", False)),
+        eigen_smooth=bool(getattr(args, "eigen_smooth", False)),
+        method_options=parse_method_options(getattr(args, "option", None)),
+        resume=bool(args.resume),
+        backend=args.backend,
+        ray=RayOptions(
+            address=args.ray_address,
+            num_workers=args.num_workers,
+            gpus_per_worker=args.gpus_per_worker,
+            cpus_per_worker=args.cpus_per_worker or 1.0,
+        ),
+    )
+    if job.save_png:
+        from .. import viz
+
+        viz.check_colormap(job.colormap)
+    result = run_dataset_job(job, progress=True, loaded=(loaded[0], loaded[1]))
+    echo(_report(result.summary, result.out))
+    return result.exit_code
+
+
+def _report(summary: dict[str, Any], out: Path) -> str:
+    counts, run = summary["counts"], summary["this_run"]
+    text = (
+        f"explained {counts['explained']} of {counts['inputs']} input(s) with "
+        f"{', '.join(summary['methods'])}: {counts['rows']} row(s) in {counts['shards']} "
+        f"shard(s) in {out}/"
+    )
+    if run["skipped_as_committed"]:
+        text += f" ({run['skipped_as_committed']} were already committed)"
+    if run["images_per_second"]:
+        text += f"; {run['images_per_second']:.1f} images/s"
+    if counts["failed"]:
+        text += f"; {counts['failed']} failed (see {out}/errors.parquet)"
+    return text

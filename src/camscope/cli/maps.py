@@ -1,0 +1,141 @@
+"""``camscope maps``: look into the output of ``camscope explain DIR --format parquet``.
+
+* ``camscope maps info OUT``: the job's settings and counts;
+* ``camscope maps export OUT --png --ids ID [ID ...]``: overlays of some images, drawn from the
+  stored maps over the original images (found through the paths the job read them from, or
+  ``--root`` when the data set has moved); ``--npy`` writes the raw maps instead or as well.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from ..errors import CamscopeError, UsageError
+from ._common import echo, unit_float, warn
+
+_EPILOG = """\
+examples:
+  camscope maps info out/maps
+  camscope maps export out/maps --png --ids cats/001.jpg cats/002.jpg --out out/picked
+  camscope maps export out/maps --png --ids-file failures.txt --method gradcam --root /new/place
+"""
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "maps",
+        help="read the maps of `explain --format parquet`: info, export overlays",
+        description=__doc__,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    actions = parser.add_subparsers(dest="action", metavar="ACTION")
+    actions.required = True
+    info = actions.add_parser("info", help="settings and counts of a job's output")
+    info.add_argument("dir", type=Path, metavar="OUT", help="the job's output folder")
+    export = actions.add_parser("export", help="overlays (--png) or raw maps (--npy) of some ids")
+    export.add_argument("dir", type=Path, metavar="OUT", help="the job's output folder")
+    export.add_argument("--ids", nargs="+", default=[], metavar="ID", help="ids to export")
+    export.add_argument(
+        "--ids-file", type=Path, default=None, metavar="FILE", help="more ids, one per line"
+    )
+    export.add_argument("--png", action="store_true", help="overlay PNGs at the image's size")
+    export.add_argument("--npy", action="store_true", help="raw maps as float32 .npy")
+    export.add_argument(
+        "--method", "-m", default=None, metavar="NAMES", help="only these methods (comma list)"
+    )
+    export.add_argument(
+        "--out", "-o", type=Path, default=None, metavar="DIR", help="where (default OUT/export)"
+    )
+    export.add_argument(
+        "--root",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="find images as ROOT/ID instead of the paths the job read",
+    )
+    export.add_argument("--colormap", default="inferno", metavar="NAME", help="(default inferno)")
+    export.add_argument(
+        "--alpha", type=unit_float, default=0.5, help="heat-map opacity in [0, 1] (default 0.5)"
+    )
+    parser.set_defaults(run=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..batch.maps import open_maps
+
+    store = open_maps(args.dir)
+    if args.action == "info":
+        return _info(store)
+    return _export(store, args)
+
+
+def _info(store: Any) -> int:
+    settings, summary = store.settings, store.summary
+    echo(f"{store.out}: {len(store)} image(s) with maps, {len(store.errors())} failed")
+    for key in ("input", "model", "layers", "methods", "target", "map_size"):
+        echo(f"  {key}: {settings.get(key)}")
+    if summary:
+        run = summary.get("this_run", {})
+        echo(
+            f"  last run: {run.get('inputs')} input(s) in {run.get('seconds')} s "
+            f"({run.get('images_per_second')} images/s, backend {summary.get('backend')})"
+        )
+    return 0
+
+
+def _export(store: Any, args: argparse.Namespace) -> int:
+    from .. import io, viz
+    from ..batch.maps import heatmap_of
+    from ..batch.rows import png_stem
+    from ._common import split_list
+
+    if not (args.png or args.npy):
+        raise UsageError("say what to export: --png (overlays) and/or --npy (raw maps)")
+    ids = list(args.ids)
+    if args.ids_file is not None:
+        try:
+            text = args.ids_file.read_text(encoding="utf-8")
+        except OSError as err:
+            raise UsageError(f"cannot read --ids-file {str(args.ids_file)!r}: {err}") from None
+        ids += [line.strip() for line in text.splitlines() if line.strip()]
+    if not ids:
+        raise UsageError("no ids given; pass --ids ID [ID ...] or --ids-file FILE")
+    viz.check_colormap(args.colormap)
+    methods = split_list([args.method]) if args.method else None
+    out = args.out or Path(args.dir) / "export"
+    out.mkdir(parents=True, exist_ok=True)
+    written, failed = 0, 0
+    for id_ in ids:
+        try:
+            records = [r for r in store.records(id_) if methods is None or r.method in methods]
+            if not records:
+                raise UsageError(f"{id_!r} has no rows for the methods {methods}")
+            image = None
+            if args.png:
+                source = str(args.root / id_) if args.root is not None else store.source(id_)
+                image = io.load_image(source)
+            several_layers = len({r.layer for r in records}) > 1
+            for record in records:
+                name = png_stem(id_)
+                if several_layers:
+                    name += f".{record.layer}"
+                name += f".{record.method}" + (f".{record.target}" if record.rank else "")
+                base = out / name
+                base.parent.mkdir(parents=True, exist_ok=True)
+                if args.npy:
+                    io.save_npy(base.with_name(base.name + ".npy"), record.map)
+                    written += 1
+                if image is not None:
+                    heat = heatmap_of(record, (image.height, image.width))
+                    picture = viz.overlay(image, heat, args.colormap, args.alpha)
+                    picture.save(base.with_name(base.name + ".png"))
+                    written += 1
+        except CamscopeError as err:
+            failed += 1
+            warn(f"camscope maps export: skipped {id_}: {err}")
+    echo(f"wrote {written} file(s) for {len(ids) - failed} of {len(ids)} id(s) to {out}/")
+    return 1 if failed else 0

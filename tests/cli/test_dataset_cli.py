@@ -1,0 +1,114 @@
+"""``camscope explain DIR --format parquet`` and ``camscope maps``: the options reach the job,
+mistakes are usage errors (exit 2), failed inputs give exit 1, overlays are exported by id."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from image_folders import BROKEN, GOOD, MODEL, add_broken_files, make_images
+from PIL import Image
+
+from camscope.cli import main as cli
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    images = tmp_path_factory.mktemp("cli-images")
+    make_images(images, GOOD)
+    add_broken_files(images)
+    return images
+
+
+def explain(folder: Path, out: Path, *extra: str) -> int:
+    args = ["explain", str(folder), "--format", "parquet", "--out", str(out), "--model", MODEL]
+    return cli.main([*args, "--decode-workers", "0", *extra])
+
+
+def test_a_folder_becomes_shards_with_the_options_given(
+    folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    code = explain(
+        folder, out, "-m", "gradcam,layercam", "--target", "class3", "--map-size", "4,5",
+        "--save-png", "--save-boxes", "--shard-size", "4",
+    )  # fmt: skip
+    assert code == 1  # the broken files
+    stdout, stderr = capsys.readouterr()
+    assert f"explained {GOOD} of {GOOD + 3} input(s) with gradcam, layercam" in stdout
+    assert "3 failed" in stdout and "errors.parquet" in stdout
+    assert all(f"skipped {name}" in stderr for name in BROKEN)
+    table = pq.read_table(sorted(out.glob("maps-*.parquet")))
+    assert set(table.column("target").to_pylist()) == {3}  # the class name was resolved
+    assert set(map(tuple, table.column("map_shape").to_pylist())) == {(4, 5)}
+    assert table.column("box").null_count == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["this_run"]["batch_size"] == 32  # the data-set default
+    assert summary["counts"]["shards"] == 3  # 12 inputs, 4 per shard
+    overlay = Image.open(out / "png" / "a" / "img001.jpg.layercam.png")
+    assert overlay.size == Image.open(folder / "a" / "img001.jpg").size
+
+
+def test_maps_export_draws_overlays_of_the_ids_asked_for(
+    folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    explain(folder, out, "--batch-size", "3")
+    assert json.loads((out / "summary.json").read_text())["this_run"]["batch_size"] == 3
+    capsys.readouterr()
+    code = cli.main(
+        ["maps", "export", str(out), "--png", "--npy", "--ids", "b/img003.jpg", "img002.png"]
+    )
+    assert code == 0
+    exported = out / "export"
+    assert sorted(p.relative_to(exported).as_posix() for p in exported.rglob("*.*")) == [
+        "b/img003.jpg.gradcam.npy",
+        "b/img003.jpg.gradcam.png",
+        "img002.png.gradcam.npy",
+        "img002.png.gradcam.png",
+    ]
+    assert (
+        Image.open(exported / "img002.png.gradcam.png").size
+        == Image.open(folder / "img002.png").size
+    )
+    assert np.load(exported / "img002.png.gradcam.npy").shape == (16, 16)
+    code = cli.main(["maps", "export", str(out), "--png", "--ids", "notes.jpg", "nope"])
+    assert code == 1
+    assert "failed in the job" in capsys.readouterr().err
+    assert cli.main(["maps", "info", str(out)]) == 0
+    assert f"{GOOD} image(s) with maps, 3 failed" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--save-npy"], "--save-npy is for --format png"),
+        (["--num-workers", "2"], "need --backend ray"),
+        (["--map-size", "0,3"], "expected H,W"),
+        (["--target", "no such class"], "is not top1, top5"),
+    ],
+)
+def test_mistakes_are_usage_errors(
+    folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+) -> None:
+    assert explain(folder, tmp_path / "out", *extra) == 2
+    assert message in capsys.readouterr().err
+    assert not list((tmp_path / "out").glob("maps-*"))
+
+
+def test_one_input_only_and_resume_rules(
+    folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    args = ["explain", str(folder), str(folder), "--format", "parquet", "--out", str(out)]
+    assert cli.main(args) == 2
+    assert "takes one folder or list file" in capsys.readouterr().err
+    assert explain(folder, out) == 1
+    assert explain(folder, out) == 2
+    assert "pass --resume" in capsys.readouterr().err
+    assert explain(folder, out, "--resume") == 1
+    assert "were already committed" in capsys.readouterr().out
+    assert cli.main(["maps", "export", str(out), "--ids", "img002.png"]) == 2
