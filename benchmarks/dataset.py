@@ -18,10 +18,11 @@ the model's automatic layer, in batches of ``--batch-size``:
   torchvision transforms in the main process, ``GradCAM(model, [layer])(x, targets=None)``; the
   maps are computed and dropped (no file writing: in its favour).
 
-Every case uses the same torch thread count (the default: one per core). The local backend runs one
-decoding worker beside the model (``--decode-workers``); Ray gets ``cores + 1`` logical CPUs so that
-its decoding task also runs beside actors that use every core (1 actor: ``cores`` threads; 2
-actors: ``cores / 2`` each). Times are wall-clock over the whole run, model loading excluded for
+The process raises glibc's malloc thresholds first, as the ``camscope`` command does (the Ray
+actors do the same for themselves), for every case alike. Every case uses the same torch thread
+count (the default: one per core). The local backend runs one decoding worker beside the model
+(``--decode-workers``); Ray gets ``cores + 1`` logical CPUs so that its decoding task also runs
+beside actors that use every core (1 actor: ``cores`` threads; 2 actors: ``cores / 2`` each). Times are wall-clock over the whole run, model loading excluded for
 (a), (b), (d) (loaded once before), Ray's actor start-up included (``ray.init`` excluded).
 Memory: RSS of this process at the start, middle and end of each case, and the proportional set
 size (PSS) of this process and all its children (loader workers, Ray workers) at the middle.
@@ -43,7 +44,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import psutil
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,20 +62,39 @@ class Memory:
         if mark in self._marks:
             return
         self._marks.add(mark)
-        me = psutil.Process()
-        self.rss.append(me.memory_info().rss / 2**20)
+        self.rss.append(_proc_kib(os.getpid(), "status", "VmRSS:") / 1024)
         if tree:
-            total = 0
-            for process in [me, *me.children(recursive=True)]:
-                try:
-                    total += process.memory_full_info().pss
-                except (psutil.Error, AttributeError):
-                    continue
-            self.tree_pss = total / 2**20
+            pids = _descendants(os.getpid())
+            self.tree_pss = sum(_proc_kib(p, "smaps_rollup", "Pss:") for p in pids) / 1024
 
     def progress(self, done: int, total: int) -> None:
         if done >= total // 2:
             self.sample("middle", tree=True)
+
+
+def _proc_kib(pid: int, name: str, key: str) -> float:
+    """A kB figure from /proc (Linux; 0 when the process is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/{name}").read_text().splitlines():
+            if line.startswith(key):
+                return float(line.split()[1])
+    except OSError:
+        pass
+    return 0.0
+
+
+def _descendants(pid: int) -> list[int]:
+    """This process and every process below it (loader workers, the raylet and its workers)."""
+    found, stack = [], [pid]
+    while stack:
+        current = stack.pop()
+        found.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*"):
+            try:
+                stack.extend(int(c) for c in (task / "children").read_text().split())
+            except OSError:
+                continue
+    return found
 
 
 @dataclass
@@ -261,6 +280,9 @@ def main(argv: list[str] | None = None) -> int:
     cases = set(args.cases.split(","))
     sys.path.insert(0, str(ROOT / "src"))
     from camscope import load_model
+    from camscope.allocator import tune_allocator
+
+    tune_allocator()  # as the camscope command does; for every case alike (Ray actors do it too)
     from camscope.core.layers import resolve_layers
 
     folder = args.folder / f"images-{args.images}"
@@ -297,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
                 (
                     "c",
                     lambda actors=actors: camscope_job(
-                        None, args.model, folder, args.batch_size, 1, "ray", actors
+                        (model, spec), args.model, folder, args.batch_size, 1, "ray", actors
                     ),
                 )
             )

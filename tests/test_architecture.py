@@ -40,6 +40,7 @@ ALLOWED: dict[str, set[str]] = {
     },
     "batch": {
         "errors",
+        "allocator",
         "core",
         "methods",
         "perturbation",

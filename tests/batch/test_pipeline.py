@@ -173,3 +173,35 @@ def test_a_list_gives_its_own_ids(image_folder: Path, tmp_path: Path) -> None:
     assert maps.ids() == ["cat-1"] and result.exit_code == 1
     assert maps.source("cat-1") == str(image_folder / "img002.png")
     assert maps.errors().column("id").to_pylist() == ["cat-2"]
+
+
+def test_ctrl_c_commits_the_finished_batches_and_resume_does_the_rest(
+    image_folder: Path, tmp_path: Path
+) -> None:
+    def interrupt(done: int, total: int) -> None:
+        if done >= 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_dataset_job(job(image_folder, tmp_path, shard_size=100), progress=interrupt)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["this_run"]["inputs"] == 4  # one batch, committed although the shard was short
+    assert len(open_maps(tmp_path)) + summary["counts"]["failed"] == 4
+    again = run_dataset_job(job(image_folder, tmp_path, resume=True))
+    assert again.summary["counts"]["explained"] == GOOD
+
+
+def test_a_job_that_stopped_before_its_first_commit_binds_nothing(
+    image_folder: Path, tmp_path: Path
+) -> None:
+    def fail(done: int, total: int) -> None:
+        raise RuntimeError("the machine went away")
+
+    with pytest.raises(RuntimeError):
+        run_dataset_job(job(image_folder, tmp_path, shard_size=100), progress=fail)
+    assert (tmp_path / "_camscope" / "job.json").exists() and not list(tmp_path.glob("maps-*"))
+    # Other settings, no --resume: nothing was committed, so nothing is refused.
+    result = run_dataset_job(job(image_folder, tmp_path, methods=("gradcam",)))
+    assert result.summary["counts"]["explained"] == GOOD
+    with pytest.raises(UsageError, match="unknown method option"):
+        run_dataset_job(job(image_folder, tmp_path / "x", method_options={"no_such": 1}))

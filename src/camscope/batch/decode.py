@@ -62,6 +62,11 @@ class DecodedBatch:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def pin_memory(self) -> DecodedBatch:
+        """DataLoader(pin_memory=True) calls this: page-locked inputs copy to a GPU asynchronously."""
+        self.x = self.x.pin_memory()
+        return self
+
 
 def decode_one(position: int, id_: str, source: str, settings: DecodeSettings) -> DecodedInput:
     """Load and preprocess one input; a bad file gives an input with ``error`` set."""

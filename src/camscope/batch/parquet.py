@@ -233,8 +233,9 @@ def recover(out: Path) -> None:
     out = Path(out)
     staged = staging_dir(out)
     named: set[str] = set()
-    for partial in commits_dir(out).glob("*.partial") if commits_dir(out).is_dir() else []:
-        partial.unlink()
+    for folder in (out, commits_dir(out)):
+        for partial in folder.glob("*.partial") if folder.is_dir() else []:
+            partial.unlink()  # written aside by a job that stopped before renaming it
     for seq, path in commit_files(out):
         shards = {s for s in pq.read_table(path, columns=["shard"]).column(0).to_pylist() if s}
         for name in shards:

@@ -68,13 +68,21 @@ def _check(job: DatasetJob) -> None:
         raise UsageError("no method requested; pass methods=('gradcam', ...)")
     for method in job.methods:
         get_method(method)
+    from ..perturbation.options import KNOWN_OPTIONS
+
+    unknown = sorted(set(job.method_options) - set(KNOWN_OPTIONS))
+    if unknown:
+        raise UsageError(f"unknown method option(s) {unknown}; known: {sorted(KNOWN_OPTIONS)}")
     if job.decode_workers is not None and job.decode_workers < 0:
         raise UsageError(f"decode_workers must be 0 or more; got {job.decode_workers}")
 
 
 def job_settings(job: DatasetJob, inputs: DatasetInputs, layers: list[str]) -> dict[str, Any]:
     """The settings that decide the rows; ``--resume`` refuses to mix rows of other settings."""
+    from ..core.targets import parse_topk
+
     options = {k: v for k, v in job.method_options.items() if k != "progress"}
+    k = parse_topk(job.target) if isinstance(job.target, str) else None
     return {
         "format": store.FORMAT_VERSION,
         "input": inputs.listing,
@@ -83,7 +91,7 @@ def job_settings(job: DatasetJob, inputs: DatasetInputs, layers: list[str]) -> d
         "random_init": job.model.random_init,
         "methods": list(job.methods),
         "layers": list(layers),
-        "target": job.target,
+        "target": f"topk:{k}" if k is not None else job.target,
         "map_size": list(job.map_size) if job.map_size else None,
         "save_boxes": job.save_boxes,
         "save_masks": job.save_masks,
@@ -98,7 +106,9 @@ def _prepare_folder(out: Path, settings: dict[str, Any], resume: bool) -> None:
     import json
 
     job_file = store.meta_dir(out) / "job.json"
-    existing = job_file.exists() or bool(store.commit_files(out))
+    # Only committed work binds a folder to its settings: a job that stopped before its first
+    # commit (a wrong option, say) leaves nothing to protect.
+    existing = bool(store.commit_files(out))
     if existing and not resume:
         raise UsageError(
             f"{out} already holds a data-set job; pass --resume to continue it or choose "
@@ -191,26 +201,19 @@ def run_dataset_job(
         )
         timing = {"waiting_for_inputs": 0.0, "explain": 0.0, "write": 0.0}
         began = time.perf_counter()
+        interrupted = False
         with ProgressBar(progress, len(todo)) as bar:
-            if job.backend == "local":
-                _run_local(
-                    job,
-                    inputs,
-                    todo,
-                    model,
-                    spec,
-                    device,
-                    map_settings,
-                    decode,
-                    shards,
-                    bar,
-                    timing,
-                )
-            else:
-                from .ray_backend import run_on_ray
+            try:
+                if job.backend == "local":
+                    args = (inputs, todo, model, spec, device, map_settings, decode)
+                    _run_local(job, *args, shards, bar, timing)
+                else:
+                    from .ray_backend import run_on_ray
 
-                del model, loaded  # each actor builds its own; the driver only needed the layers
-                run_on_ray(job, inputs, todo, map_settings, decode, shards, bar, timing)
+                    del model, loaded  # each actor builds its own; the driver checked the layers
+                    run_on_ray(job, inputs, todo, map_settings, decode, shards, bar, timing)
+            except KeyboardInterrupt:
+                interrupted = True  # keep what is finished: commit it, then write the summary
             t0 = time.perf_counter()
             shards.flush()
             timing["write"] += time.perf_counter() - t0
@@ -218,6 +221,9 @@ def run_dataset_job(
         summary = _finish(
             out, job, inputs, spec, device, layers, settled, shards, seconds, timing, started
         )
+        if interrupted:
+            log.warning("interrupted: the finished work is committed; --resume completes the job")
+            raise KeyboardInterrupt
     return JobResult(out, summary)
 
 

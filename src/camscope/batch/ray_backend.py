@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_BLOCK_INPUTS = 4096
+DECODE_BASE_BYTES = 512 * 1024 * 1024  # a worker with torch, PIL and numpy loaded (~380 MiB seen)
 DECODE_BYTES_PER_IMAGE = 16 * 1024 * 1024  # a decoded 2000 x 2000 RGB image and its copies
 
 
@@ -51,6 +52,11 @@ class ExplainActor:
     def __init__(self, recipe: ModelRecipe, settings: MapSettings, threads: int = 0) -> None:
         import torch
 
+        from ..allocator import tune_allocator
+
+        # The actor's process exists for this job alone, as the `camscope` command's own does:
+        # keep activation buffers instead of faulting them in again on every pass.
+        tune_allocator()
         if threads > 0:
             torch.set_num_threads(threads)
         model, spec, device = recipe.load()
@@ -124,7 +130,7 @@ def run_on_ray(
             # Room for a batch of decoded images. Asking for it also keeps Ray Data from fusing
             # decoding into the actors (it fuses stages whose resource requests are equal), so
             # decoding overlaps the model and scales on its own.
-            memory=job.batch_size * DECODE_BYTES_PER_IMAGE,
+            memory=DECODE_BASE_BYTES + job.batch_size * DECODE_BYTES_PER_IMAGE,
         )
         dataset = dataset.map_batches(
             ExplainActor,
