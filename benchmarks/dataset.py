@@ -19,10 +19,13 @@ the model's automatic layer, in batches of ``--batch-size``:
   maps are computed and dropped (no file writing: in its favour).
 
 The process raises glibc's malloc thresholds first, as the ``camscope`` command does (the Ray
-actors do the same for themselves), for every case alike. Every case uses the same torch thread
-count (the default: one per core). The local backend runs one decoding worker beside the model
-(``--decode-workers``); Ray gets ``cores + 1`` logical CPUs so that its decoding task also runs
-beside actors that use every core (1 actor: ``cores`` threads; 2 actors: ``cores / 2`` each). Times are wall-clock over the whole run, model loading excluded for
+actors do the same for themselves), for every case alike. Threads, as the CLI sets them: the model
+gets ``cores - decode workers`` torch threads (``--threads``), one decoding worker runs beside it
+(``--decode-workers``); a Ray actor gets ``threads / actors`` (at least 1) and Ray ``cores + 1``
+logical CPUs so that its decoding task runs beside the actors; (d) runs twice, with that thread
+count and with every core, and the table keeps its faster run (on a busy machine OpenMP passes
+whose threads share cores with other work wait at every barrier, so fewer threads can be faster).
+Times are wall-clock over the whole run, model loading excluded for
 (a), (b), (d) (loaded once before), Ray's actor start-up included (``ray.init`` excluded).
 Memory: RSS of this process at the start, middle and end of each case, and the proportional set
 size (PSS) of this process and all its children (loader workers, Ray workers) at the middle.
@@ -56,6 +59,7 @@ class Memory:
 
     rss: list[float] = field(default_factory=list)
     tree_pss: float | None = None
+    load: list[float] = field(default_factory=list)  # 1-minute load average at start and end
     _marks: set[str] = field(default_factory=set)
 
     def sample(self, mark: str, tree: bool = False) -> None:
@@ -63,6 +67,8 @@ class Memory:
             return
         self._marks.add(mark)
         self.rss.append(_proc_kib(os.getpid(), "status", "VmRSS:") / 1024)
+        if mark in ("start", "end"):
+            self.load.append(os.getloadavg()[0])
         if tree:
             pids = _descendants(os.getpid())
             self.tree_pss = sum(_proc_kib(p, "smaps_rollup", "Pss:") for p in pids) / 1024
@@ -137,7 +143,7 @@ def make_images(folder: Path, count: int, seed: int = 0) -> None:
             image.save(sub / f"img{i:05d}.jpg", quality=90)
 
 
-def plain(model: Any, spec: Any, folder: Path, batch: int, workers: int) -> Row:
+def plain(model: Any, spec: Any, folder: Path, batch: int, workers: int, threads: int) -> Row:
     """(a) the same loader and batches, forward + top-5 only."""
     from torch.utils.data import DataLoader
 
@@ -157,6 +163,7 @@ def plain(model: Any, spec: Any, folder: Path, batch: int, workers: int) -> Row:
         worker_init_fn=worker_init if workers else None,
     )
     began, done = time.perf_counter(), 0
+    torch.set_num_threads(threads)
     with torch.inference_mode():
         for decoded in loader:
             ok = [i for i, e in enumerate(decoded.errors) if e is None]
@@ -175,6 +182,7 @@ def camscope_job(
     batch: int,
     workers: int,
     backend: str,
+    threads: int,
     actors: int = 1,
 ) -> Row:
     """(b) and (c): the data-set job into a fresh temporary folder."""
@@ -183,7 +191,6 @@ def camscope_job(
     memory = Memory()
     memory.sample("start")
     out = Path(tempfile.mkdtemp(prefix="camscope-bench-"))
-    cores = os.cpu_count() or 2
     job = DatasetJob(
         folder,
         out,
@@ -191,8 +198,9 @@ def camscope_job(
         methods=("gradcam",),
         batch_size=batch,
         decode_workers=workers,
+        torch_threads=threads,
         backend=backend,
-        ray=RayOptions(num_workers=actors, cpus_per_worker=max(1, cores // actors)),
+        ray=RayOptions(num_workers=actors, cpus_per_worker=max(1, threads // actors)),
     )
     began = time.perf_counter()
     result = run_dataset_job(job, progress=memory.progress, loaded=loaded)
@@ -209,7 +217,7 @@ def camscope_job(
     return Row(name, counts["inputs"], seconds, memory)
 
 
-def peer_loop(model: Any, spec: Any, layer: Any, folder: Path, batch: int) -> Row:
+def peer_loop(model: Any, spec: Any, layer: Any, folder: Path, batch: int, threads: int) -> Row:
     """(d) pytorch-grad-cam in a per-batch loop with PIL loading in the main process."""
     from PIL import Image
     from pytorch_grad_cam import GradCAM
@@ -227,6 +235,7 @@ def peer_loop(model: Any, spec: Any, layer: Any, folder: Path, batch: int) -> Ro
             transforms.Normalize(spec.mean, spec.std),
         ]
     )
+    torch.set_num_threads(threads)
     began = time.perf_counter()
     with GradCAM(model=model, target_layers=[layer]) as cam:
         for start in range(0, len(paths), batch):
@@ -236,10 +245,16 @@ def peer_loop(model: Any, spec: Any, layer: Any, folder: Path, batch: int) -> Ro
             memory.progress(start + len(chunk), len(paths))
     seconds = time.perf_counter() - began
     memory.sample("end")
-    return Row("(d) pytorch-grad-cam, per-batch loop, PIL", len(paths), seconds, memory)
+    case = f"(d) pytorch-grad-cam, per-batch loop, PIL, {threads} thread(s)"
+    return Row(case, len(paths), seconds, memory)
 
 
 def table(rows: list[Row], markdown: bool) -> str:
+    """One table; (d) appears once, at its better thread count (the other is on stderr)."""
+    peers = [r for r in rows if r.case.startswith("(d)")]
+    if len(peers) > 1:
+        best = max(peers, key=lambda r: r.rate)
+        rows = [r for r in rows if not r.case.startswith("(d)") or r is best]
     ref = next((r for r in rows if r.case.startswith("(a)")), None)
     local = next((r for r in rows if r.case.startswith("(b)")), None)
     header = [
@@ -249,14 +264,21 @@ def table(rows: list[Row], markdown: bool) -> str:
         "(b) vs it",
         "RSS MiB start / middle / end",
         "tree PSS MiB",
+        "load start / end",
     ]
     lines = []
     for r in rows:
-        rss = " / ".join(f"{v:.0f}" for v in r.memory.rss)
-        vs_a = f"{r.rate / ref.rate:.2f}x" if ref else "-"
-        b_vs = f"{local.rate / r.rate:.2f}x" if local else "-"
-        pss = f"{r.memory.tree_pss:.0f}" if r.memory.tree_pss else "-"
-        lines.append([r.case, f"{r.rate:.1f}", vs_a, b_vs, rss, pss])
+        lines.append(
+            [
+                r.case,
+                f"{r.rate:.1f}",
+                f"{r.rate / ref.rate:.2f}x" if ref else "-",
+                f"{local.rate / r.rate:.2f}x" if local else "-",
+                " / ".join(f"{v:.0f}" for v in r.memory.rss),
+                f"{r.memory.tree_pss:.0f}" if r.memory.tree_pss else "-",
+                " / ".join(f"{v:.1f}" for v in r.memory.load),
+            ]
+        )
     if markdown:
         out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         out += ["| " + " | ".join(line) + " |" for line in lines]
@@ -275,6 +297,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--decode-workers", type=int, default=1)
     parser.add_argument("--cases", default="a,b,c,d", help="comma list of a, b, c, d")
     parser.add_argument("--ray-actors", default="1,2")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads of the model (default: cores minus decode workers, as the CLI)",
+    )
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args(argv)
     cases = set(args.cases.split(","))
@@ -285,6 +313,8 @@ def main(argv: list[str] | None = None) -> int:
     tune_allocator()  # as the camscope command does; for every case alike (Ray actors do it too)
     from camscope.core.layers import resolve_layers
 
+    cores = os.cpu_count() or 2
+    threads = args.threads or max(1, cores - args.decode_workers)
     folder = args.folder / f"images-{args.images}"
     if not folder.is_dir() or len(list(folder.rglob("img*"))) != args.images:
         shutil.rmtree(folder, ignore_errors=True)
@@ -294,51 +324,45 @@ def main(argv: list[str] | None = None) -> int:
     ((layer_name, layer),) = resolve_layers(model, "auto", torch.zeros(1, 3, *spec.input_size))
     print(
         f"# {args.images} images, {args.model} at {layer_name}, Grad-CAM top-1, batch "
-        f"{args.batch_size}, {torch.get_num_threads()} torch threads, "
+        f"{args.batch_size}, {threads} torch thread(s) for the model, "
         f"{args.decode_workers} decode worker(s); {platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} cores, torch {torch.__version__}, "
-        f"{datetime.datetime.now():%Y-%m-%d %H:%M}",
+        f"{cores} cores, torch {torch.__version__}, {datetime.datetime.now():%Y-%m-%d %H:%M}",
         file=sys.stderr,
     )
-    rows: list[Row] = []
+    batch, workers = args.batch_size, args.decode_workers
     runs: list[tuple[str, Callable[[], Row]]] = []
     if "a" in cases:
-        runs.append(("a", lambda: plain(model, spec, folder, args.batch_size, args.decode_workers)))
+        runs.append(("a", lambda: plain(model, spec, folder, batch, workers, threads)))
     if "b" in cases:
-        runs.append(
-            (
-                "b",
-                lambda: camscope_job(
-                    (model, spec), args.model, folder, args.batch_size, args.decode_workers, "local"
-                ),
-            )
-        )
+        job = (model, spec), args.model, folder, batch, workers
+        runs.append(("b", lambda: camscope_job(*job, "local", threads)))
     if "c" in cases:
         for actors in (int(v) for v in args.ray_actors.split(",")):
-            runs.append(
-                (
-                    "c",
-                    lambda actors=actors: camscope_job(
-                        (model, spec), args.model, folder, args.batch_size, 1, "ray", actors
-                    ),
-                )
-            )
+            job = (model, spec), args.model, folder, batch, workers
+            runs.append(("c", lambda job=job, n=actors: camscope_job(*job, "ray", threads, n)))
     if "d" in cases:
-        runs.append(("d", lambda: peer_loop(model, spec, layer, folder, args.batch_size)))
+        # The peer's best: with all cores, and with as many threads as the others use.
+        for n in sorted({threads, cores}):
+            runs.append(("d", lambda n=n: peer_loop(model, spec, layer, folder, batch, n)))
+    rows: list[Row] = []
     ray_started = False
     for case, run in runs:
         if case == "c" and not ray_started:
             import ray
 
             ray.init(
-                num_cpus=(os.cpu_count() or 2) + 1,
+                num_cpus=cores + 1,  # the decoding task runs beside actors that use every core
                 include_dashboard=False,
                 log_to_driver=False,
                 logging_level="ERROR",
             )
             ray_started = True
         row = run()
-        print(f"{row.case}: {row.rate:.1f} images/s ({row.seconds:.1f} s)", file=sys.stderr)
+        print(
+            f"{row.case}: {row.rate:.1f} images/s ({row.seconds:.1f} s, load "
+            f"{' -> '.join(f'{v:.1f}' for v in row.memory.load)})",
+            file=sys.stderr,
+        )
         rows.append(row)
     if ray_started:
         import ray

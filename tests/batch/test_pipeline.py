@@ -205,3 +205,19 @@ def test_a_job_that_stopped_before_its_first_commit_binds_nothing(
     assert result.summary["counts"]["explained"] == GOOD
     with pytest.raises(UsageError, match="unknown method option"):
         run_dataset_job(job(image_folder, tmp_path / "x", method_options={"no_such": 1}))
+
+
+def test_the_model_threads_are_set_for_the_job_and_restored(
+    image_folder: Path, tmp_path: Path
+) -> None:
+    seen: list[int] = []
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        run_dataset_job(
+            job(image_folder, tmp_path, torch_threads=1),
+            progress=lambda done, total: seen.append(torch.get_num_threads()),
+        )
+        assert set(seen) == {1} and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

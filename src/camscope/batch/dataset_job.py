@@ -98,6 +98,10 @@ class DatasetJob:
     alpha: float = 0.5
     max_pixels: int | None = None
     decode_workers: int | None = None  # default: cores - 1, at most 4
+    # torch threads of the model while a local job runs (then restored); None leaves them as they
+    # are. The CLI sets cores minus decode workers: an OpenMP pass whose threads share cores with
+    # the decoding processes waits at every barrier for the thread that was preempted.
+    torch_threads: int | None = None
     aug_smooth: bool = False
     eigen_smooth: bool = False
     method_options: dict[str, Any] = field(default_factory=dict)

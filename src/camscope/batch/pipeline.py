@@ -73,6 +73,8 @@ def _check(job: DatasetJob) -> None:
     unknown = sorted(set(job.method_options) - set(KNOWN_OPTIONS))
     if unknown:
         raise UsageError(f"unknown method option(s) {unknown}; known: {sorted(KNOWN_OPTIONS)}")
+    if job.torch_threads is not None and job.torch_threads < 1:
+        raise UsageError(f"torch_threads must be at least 1; got {job.torch_threads}")
     if job.decode_workers is not None and job.decode_workers < 0:
         raise UsageError(f"decode_workers must be 0 or more; got {job.decode_workers}")
 
@@ -240,6 +242,7 @@ def _run_local(
     bar: ProgressBar,
     timing: dict[str, float],
 ) -> None:
+    import torch
     from torch.utils.data import DataLoader
 
     from .decode import DecodeDataset, collate, worker_init
@@ -259,20 +262,26 @@ def _run_local(
         pin_memory=device.type == "cuda",
     )
     step = ExplainStep(model, spec, settings, device)
-    batches = iter(loader)
-    while True:
-        t0 = time.perf_counter()
-        batch = next(batches, None)
-        t1 = time.perf_counter()
-        timing["waiting_for_inputs"] += t1 - t0
-        if batch is None:
-            break
-        rows = step(batch)
-        t2 = time.perf_counter()
-        timing["explain"] += t2 - t1
-        shards.add(rows)
-        timing["write"] += time.perf_counter() - t2
-        bar.advance(len(batch), rows)
+    threads = torch.get_num_threads()
+    if job.torch_threads is not None:
+        torch.set_num_threads(job.torch_threads)
+    try:
+        batches = iter(loader)
+        while True:
+            t0 = time.perf_counter()
+            batch = next(batches, None)
+            t1 = time.perf_counter()
+            timing["waiting_for_inputs"] += t1 - t0
+            if batch is None:
+                break
+            rows = step(batch)
+            t2 = time.perf_counter()
+            timing["explain"] += t2 - t1
+            shards.add(rows)
+            timing["write"] += time.perf_counter() - t2
+            bar.advance(len(batch), rows)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _finish(
@@ -343,6 +352,7 @@ def _finish(
             "decode_workers": job.decode_workers
             if job.decode_workers is not None
             else default_decode_workers(),
+            "torch_threads": job.torch_threads,
             "started": _iso(started),
             "finished": _iso(time.time()),
         },

@@ -119,6 +119,13 @@ def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
         help="processes decoding images beside the model (local; default cores - 1, at most 4)",
     )
     group.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="torch threads of the model (local; default: cores minus decode workers)",
+    )
+    group.add_argument(
         "--shard-size",
         type=positive_int,
         default=1024,
@@ -200,6 +207,7 @@ def run_dataset(args: argparse.Namespace) -> int:
         alpha=getattr(args, "alpha", 0.5),
         max_pixels=getattr(args, "max_pixels", None),
         decode_workers=args.decode_workers,
+        torch_threads=args.threads or _default_threads(args.decode_workers),
         aug_smooth=bool(getattr(args, "aug_smooth", False)),
         eigen_smooth=bool(getattr(args, "eigen_smooth", False)),
         method_options=parse_method_options(getattr(args, "option", None)),
@@ -219,6 +227,16 @@ def run_dataset(args: argparse.Namespace) -> int:
     result = run_dataset_job(job, progress=True, loaded=(loaded[0], loaded[1]))
     echo(_report(result.summary, result.out))
     return result.exit_code
+
+
+def _default_threads(decode_workers: int | None) -> int:
+    """The cores the decoding processes leave to the model (at least one)."""
+    import os
+
+    from ..batch.dataset_job import default_decode_workers
+
+    workers = default_decode_workers() if decode_workers is None else decode_workers
+    return max(1, (os.cpu_count() or 1) - workers)
 
 
 def _report(summary: dict[str, Any], out: Path) -> str:
