@@ -350,6 +350,10 @@ def main(argv: list[str] | None = None) -> int:
         if case == "c" and not ray_started:
             import ray
 
+            # Ray lowers its workers' priority (nice +15) to keep its own daemons responsive; on
+            # a machine shared with other jobs that alone would slow the actors against (b).
+            os.environ.setdefault("RAY_worker_niceness", "0")
+
             ray.init(
                 num_cpus=cores + 1,  # the decoding task runs beside actors that use every core
                 include_dashboard=False,
