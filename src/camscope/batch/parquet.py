@@ -52,7 +52,6 @@ import json
 import logging
 import os
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -268,31 +267,6 @@ def next_sequence(out: Path) -> int:
         if match:
             numbers.append(int(match.group(1)))
     return max(numbers, default=-1) + 1
-
-
-@contextlib.contextmanager
-def exclusive_lock(out: Path) -> Iterator[None]:
-    """Hold ``_camscope/lock`` for the job (released by the OS even when the process is killed)."""
-    path = meta_dir(out) / "lock"
-    handle: IO[bytes] = path.open("ab")
-    try:
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover - Windows: no advisory locks, no check
-            yield
-            return
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise UsageError(
-                f"another camscope job is writing to {out}; wait for it or choose another --out"
-            ) from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-    finally:
-        handle.close()
 
 
 class ShardLog:

@@ -41,6 +41,7 @@ from .dataset_job import (
     ProgressBar,
     default_decode_workers,
 )
+from .lock import exclusive_lock
 from .rows import MapSettings
 from .sources import DatasetInputs, list_inputs
 
@@ -163,7 +164,7 @@ def run_dataset_job(
             folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise UsageError(f"cannot create the output folder {str(out)!r}: {err.strerror}") from None
-    with store.exclusive_lock(out):
+    with exclusive_lock(out):
         if loaded is None:
             model, spec, device = job.model.load()
         else:
