@@ -4,9 +4,9 @@
 * :mod:`.files`: overlays, grids and ``.npy`` maps per image, as ``camscope explain`` writes them;
 * data-set scale (``camscope explain DIR --format parquet``, needs ``camscope[batch]``):
   :mod:`.sources` lists a folder or a CSV/Parquet list, :mod:`.decode` loads images in loader
-  workers, :mod:`.rows` explains a batch into rows, :mod:`.parquet` commits shards exactly once (:mod:`.lock`: one job per folder),
-  :mod:`.pipeline` runs the streaming job (:mod:`.ray_backend` on Ray Data), :mod:`.maps` reads
-  the maps back (:func:`open_maps`).
+  workers, :mod:`.rows` explains a batch into rows, :mod:`.parquet` commits shards exactly once
+  (:mod:`.lock`: one job per folder), :mod:`.pipeline` runs the streaming job
+  (:mod:`.ray_backend` on Ray Data), :mod:`.maps` reads the maps back (:func:`open_maps`).
 
 This package may import core, methods, perturbation, models, io, viz, data and metrics; never the
 CLI. pyarrow and Ray are imported only where they are used.
