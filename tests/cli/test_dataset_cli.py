@@ -112,3 +112,22 @@ def test_one_input_only_and_resume_rules(
     assert explain(folder, out, "--resume") == 1
     assert "were already committed" in capsys.readouterr().out
     assert cli.main(["maps", "export", str(out), "--ids", "img002.png"]) == 2
+
+
+def test_method_all_keeps_to_the_pass_budget_and_the_explain_mode_reaches_the_job(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    images, out = tmp_path / "images", tmp_path / "out"
+    make_images(images, 2)
+    code = explain(images, out, "-m", "all", "--pass-budget", "8", "--multilabel", "--as-is")
+    assert code == 0
+    err = capsys.readouterr().err
+    table = pq.read_table(sorted(out.glob("maps-*.parquet")))
+    stored = set(table.column("method").to_pylist())
+    for slow in ("scorecam", "sscam", "iscam", "ablationcam"):
+        assert f"left out {slow}: about" in err and slow not in stored
+    summary = json.loads((out / "summary.json").read_text())
+    assert "gradcam" in stored and stored == set(summary["methods"])
+    assert summary["multilabel"] is True and summary["mode"] == "as-is"
+    top5 = table.column("top5")[0].as_py()
+    assert sum(t["probability"] for t in top5) > 1.0  # sigmoids, not a softmax

@@ -39,6 +39,7 @@ class ModelRecipe:
     trust_checkpoint: bool = False
     random_init: bool = False
     device: str = "auto"  # auto | cpu | cuda
+    keep_mode: bool = False  # the mode the factory gave (for mode="as-is"), else eval mode
 
     def load(self) -> tuple[nn.Module, ModelSpec, torch.device]:
         import torch
@@ -58,6 +59,7 @@ class ModelRecipe:
             weights=self.weights,
             trust_checkpoint=self.trust_checkpoint,
             pretrained=False if self.random_init else None,
+            keep_mode=self.keep_mode,
         )
         return model.to(device), spec, device
 
@@ -105,6 +107,8 @@ class DatasetJob:
     aug_smooth: bool = False
     eigen_smooth: bool = False
     method_options: dict[str, Any] = field(default_factory=dict)
+    mode: str = "eval"  # explain's mode: "eval", or "as-is" (with ModelRecipe(keep_mode=True))
+    multilabel: bool = False  # independent sigmoids: probabilities and top-5 by sigmoid
     resume: bool = False
     backend: str = "local"
     ray: RayOptions = field(default_factory=RayOptions)

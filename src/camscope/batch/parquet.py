@@ -33,8 +33,9 @@ the inputs whose latest attempt failed.
 
 **Row schema** (:func:`map_schema`): ``id``, ``width``, ``height`` (of the original image),
 ``model``, ``layer``, ``method``, ``rank`` (0 for the first target), ``target`` (class index),
-``label``, ``probability`` (softmax probability of the target), ``top5`` (list of
-``{class, label, probability}``), ``map`` (float16, row-major), ``map_shape``, ``map_scale``; with
+``label``, ``probability`` (of the target: softmax, or the sigmoid of its logit for a
+single-logit model or a ``multilabel`` job, as :meth:`camscope.Explanation.class_probabilities`),
+``top5`` (list of ``{class, label, probability}``, same kind), ``map`` (float16, row-major), ``map_shape``, ``map_scale``; with
 ``--save-boxes`` ``box`` (``x0, y0, x1, y1`` in the image's pixels), with ``--save-masks`` ``mask``
 (bits, ``numpy.packbits`` of the row-major boolean mask) and ``mask_shape``.
 

@@ -65,6 +65,10 @@ def _check(job: DatasetJob) -> None:
             raise UsageError(f"{name} must be at least 1; got {value}")
     if job.map_size is not None and (len(job.map_size) != 2 or min(job.map_size) < 1):
         raise UsageError(f"map_size must be two positive numbers (H, W); got {job.map_size}")
+    from ..core.engine import MODES
+
+    if job.mode not in MODES:
+        raise UsageError(f"mode must be one of {list(MODES)}, got {job.mode!r}")
     if not job.methods:
         raise UsageError("no method requested; pass methods=('gradcam', ...)")
     for method in job.methods:
@@ -102,6 +106,8 @@ def job_settings(job: DatasetJob, inputs: DatasetInputs, layers: list[str]) -> d
         "aug_smooth": job.aug_smooth,
         "eigen_smooth": job.eigen_smooth,
         "method_options": options,
+        "mode": job.mode,
+        "multilabel": job.multilabel,
     }
 
 
@@ -192,6 +198,8 @@ def run_dataset_job(
             aug_smooth=job.aug_smooth,
             eigen_smooth=job.eigen_smooth,
             method_options=dict(job.method_options),
+            mode=job.mode,
+            multilabel=job.multilabel,
             png_dir=str(out / "png") if job.save_png else None,
             colormap=job.colormap,
             alpha=job.alpha,
@@ -327,6 +335,8 @@ def _finish(
         "methods": list(job.methods),
         "layers": layers,
         "target": job.target,
+        "mode": job.mode,
+        "multilabel": job.multilabel,
         "map_size": list(job.map_size) if job.map_size else None,
         "save_boxes": job.save_boxes,
         "save_masks": job.save_masks,

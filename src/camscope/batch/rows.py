@@ -54,6 +54,8 @@ class MapSettings:
     aug_smooth: bool = False
     eigen_smooth: bool = False
     method_options: dict[str, Any] = field(default_factory=dict)
+    mode: str = "eval"
+    multilabel: bool = False
     png_dir: str | None = None  # overlays go here (--save-png)
     colormap: str = "inferno"
     alpha: float = 0.5
@@ -121,7 +123,9 @@ class ExplainStep:
         s = self.settings
         layer: str | list[str] = list(s.layers) if len(s.layers) > 1 else s.layers[0]
         # Explaining needs gradients: a caller (Ray Data wraps some UDFs in no_grad) must not
-        # switch them off; inference mode would refuse outright.
+        # switch them off; inference mode would refuse outright. Strict: every row must have
+        # every method's map, so a method that cannot run at a layer stops the job with the
+        # engine's reason (nothing of that batch is committed) instead of leaving rows out.
         with torch.inference_mode(False), torch.enable_grad():
             return explain(
                 self.model,
@@ -132,6 +136,9 @@ class ExplainStep:
                 aug_smooth=s.aug_smooth,
                 eigen_smooth=s.eigen_smooth,
                 method_options=s.method_options,
+                strict=True,
+                mode=s.mode,
+                multilabel=s.multilabel,
             )
 
     # -- rows -------------------------------------------------------------------------------
@@ -215,9 +222,10 @@ class ExplainStep:
         return [result.layer] if isinstance(result.layer, str) else list(result.layer)
 
     def _top5(self, result: Explanation, j: int) -> list[dict[str, Any]] | None:
-        if result.logits is None:
+        every = result.class_probabilities()  # softmax, or sigmoid for sigmoid heads
+        if every is None:
             return None
-        p = result.logits[j].float().softmax(-1)
+        p = every[j].float()
         values, indices = p.topk(min(5, p.numel()))
         return [
             {"class": int(c), "label": self.spec.label(int(c)), "probability": float(v)}

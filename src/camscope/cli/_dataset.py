@@ -14,13 +14,15 @@ from typing import Any
 from ..errors import UsageError
 from ._common import (
     echo,
+    methods_within_budget,
     parse_method_options,
     parse_methods,
     parse_target,
     positive_int,
     split_list,
+    warn,
 )
-from ._model import ModelOptions
+from ._model import ExplainMode, ModelOptions
 
 DATASET_BATCH_SIZE = 32
 
@@ -178,15 +180,20 @@ def run_dataset(args: argparse.Namespace) -> int:
         raise UsageError("--ray-address, --num-workers and --gpus-per-worker need --backend ray")
     methods = parse_methods(args.method)
     model_options = ModelOptions.from_args(args)
+    mode = ExplainMode.from_args(args)
     recipe = ModelRecipe(
         name=model_options.name,
         weights=None if model_options.weights is None else str(model_options.weights),
         trust_checkpoint=model_options.trust_checkpoint,
         random_init=model_options.random_init,
         device=model_options.device,
+        keep_mode=model_options.keep_mode,
     )
     loaded = recipe.load()
     target = parse_target(args.target, loaded[1].class_names, loaded[1].name)
+    method_options = parse_method_options(getattr(args, "option", None))
+    layers = tuple(split_list(args.layer)) or ("auto",)
+    methods = _within_budget(args.method, methods, loaded, layers, target, method_options, mode)
     batch_size = args.batch_size
     if isinstance(batch_size, _DefaultInt):
         batch_size = DATASET_BATCH_SIZE
@@ -195,7 +202,7 @@ def run_dataset(args: argparse.Namespace) -> int:
         out=Path(args.out),
         model=recipe,
         methods=tuple(methods),
-        layers=tuple(split_list(args.layer)) or ("auto",),
+        layers=layers,
         target=target,
         batch_size=int(batch_size),
         shard_size=args.shard_size,
@@ -210,7 +217,9 @@ def run_dataset(args: argparse.Namespace) -> int:
         torch_threads=args.threads or _default_threads(args.decode_workers),
         aug_smooth=bool(getattr(args, "aug_smooth", False)),
         eigen_smooth=bool(getattr(args, "eigen_smooth", False)),
-        method_options=parse_method_options(getattr(args, "option", None)),
+        method_options=method_options,
+        mode="as-is" if mode.as_is else "eval",
+        multilabel=mode.multilabel,
         resume=bool(args.resume),
         backend=args.backend,
         ray=RayOptions(
@@ -227,6 +236,43 @@ def run_dataset(args: argparse.Namespace) -> int:
     result = run_dataset_job(job, progress=True, loaded=(loaded[0], loaded[1]))
     echo(_report(result.summary, result.out))
     return result.exit_code
+
+
+def _within_budget(
+    text: str,
+    methods: list[str],
+    loaded: tuple[Any, Any, Any],
+    layers: tuple[str, ...],
+    target: str | int,
+    method_options: dict[str, Any],
+    mode: ExplainMode,
+) -> list[str]:
+    """``--method all`` under the pass budget, as ``explain`` without ``--format parquet``."""
+    import torch
+
+    from ..core.layers import resolve_layers
+    from ..core.targets import parse_topk
+
+    model, spec, device = loaded
+    dummy = torch.zeros(1, 3, *spec.input_size, device=device)
+    layer_spec = layers[0] if len(layers) == 1 else list(layers)
+    names = [name for name, _ in resolve_layers(model, layer_spec, dummy)]
+    choice = methods_within_budget(
+        text,
+        methods,
+        model,
+        names,
+        dummy,
+        targets_per_image=parse_topk(target) or 1 if isinstance(target, str) else 1,
+        method_options=method_options,
+        allow_slow=mode.allow_slow,
+        budget=mode.pass_budget,
+    )
+    for name, why in choice.left_out.items():
+        warn(f"camscope explain: left out {name}: {why}")
+    for note in choice.notes:
+        warn(f"camscope explain: {note}")
+    return choice.methods
 
 
 def _default_threads(decode_workers: int | None) -> int:
