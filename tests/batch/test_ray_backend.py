@@ -15,6 +15,7 @@ from image_folders import BROKEN, GOOD, MODEL
 
 from camscope.batch import DatasetJob, ModelRecipe, RayOptions, open_maps, run_dataset_job
 from camscope.batch import parquet as store
+from camscope.errors import UnsupportedModelError
 
 METHODS = ("gradcam", "gradcam++")
 
@@ -82,3 +83,15 @@ def test_ray_resumes_a_job_the_local_backend_began(
     maps = open_maps(out)
     assert sorted(maps.ids()) == sorted(str(image_folder / n) for n in names)
     assert len(store.commit_files(out)) == 1 + 2  # 4 inputs, then 5 more in shards of 4
+
+
+@pytest.mark.slow
+def test_an_actors_camscope_error_stops_the_job_with_its_own_message(
+    ray_local: Any, image_folder: Path, tmp_path: Path
+) -> None:
+    # explain(strict=True) in the actor: CAM cannot run at a layer of 8 channels (classifier: 12)
+    failing = job(image_folder, tmp_path, "ray", layers=("1",))
+    failing = DatasetJob(**{**failing.__dict__, "methods": ("gradcam", "cam")})
+    with pytest.raises(UnsupportedModelError, match="classifier expects 12"):
+        run_dataset_job(failing)
+    assert not list(tmp_path.glob("maps-*.parquet"))

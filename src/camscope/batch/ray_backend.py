@@ -23,12 +23,14 @@ The pipeline is Ray Data's streaming one::
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from ..errors import UsageError
+from ..errors import CamscopeError, UsageError
 from .decode import DecodeSettings, batch_from_columns, decode_columns
+from .parquet import ERROR
 from .rows import ExplainStep, MapSettings
 
 if TYPE_CHECKING:
@@ -44,6 +46,7 @@ log = logging.getLogger(__name__)
 MAX_BLOCK_INPUTS = 4096
 DECODE_BASE_BYTES = 512 * 1024 * 1024  # a worker with torch, PIL and numpy loaded (~380 MiB seen)
 DECODE_BYTES_PER_IMAGE = 16 * 1024 * 1024  # a decoded 2000 x 2000 RGB image and its copies
+STOP = "\x00camscope-stop:"  # error text of rows that stand for an actor's CamscopeError
 
 
 class ExplainActor:
@@ -64,7 +67,14 @@ class ExplainActor:
         log.info("actor ready: %s on %s", recipe.name, device)
 
     def __call__(self, columns: dict[str, Any]) -> pa.Table:
-        return self.step(batch_from_columns(columns))
+        batch = batch_from_columns(columns)
+        try:
+            return self.step(batch)
+        except CamscopeError as err:
+            # A wrong request (a method that cannot run at the layer, say) stops the job, as on
+            # the local backend. Raised here, it would reach the driver as Ray Data's own wrapper
+            # with the message only inside a traceback; as rows it keeps its type and words.
+            return self.step.failed_batch(batch, f"{STOP}{type(err).__name__}:{err}")
 
 
 def _require_ray() -> Any:
@@ -149,6 +159,7 @@ def run_on_ray(
         for rows in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
             t0 = time.perf_counter()
             timing["waiting_for_inputs"] += t0 - waited
+            _raise_stop(rows)
             new, _failed = shards.add(rows)
             timing["write"] += time.perf_counter() - t0
             bar.advance(new, rows)
@@ -156,3 +167,23 @@ def run_on_ray(
     finally:
         if started_here:
             ray.shutdown()
+
+
+def _raise_stop(rows: pa.Table) -> None:
+    """Raise the :class:`CamscopeError` an actor sent back as rows (see ``ExplainActor``)."""
+    import pyarrow.compute as pc
+
+    from .. import errors
+
+    texts = rows.column(ERROR).fill_null("")
+    stops = pc.starts_with(texts, STOP)
+    if not pc.any(stops).as_py():
+        return
+    text = texts.filter(stops)[0].as_py()[len(STOP) :]
+    name, _, message = text.partition(":")
+    kind = getattr(errors, name, None)
+    error: errors.CamscopeError = errors.CamscopeError(message)
+    if isinstance(kind, type) and issubclass(kind, errors.CamscopeError):
+        with contextlib.suppress(TypeError):  # an error class with other arguments
+            error = kind(message)
+    raise error

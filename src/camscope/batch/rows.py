@@ -93,6 +93,13 @@ class ExplainStep:
                 self._add_error(columns, batch, i, error)
         return self._table(columns)
 
+    def failed_batch(self, batch: DecodedBatch, error: str) -> pa.Table:
+        """Rows that record every input of ``batch`` as failed with ``error``."""
+        columns: dict[str, list[Any]] = {name: [] for name in self.schema.names}
+        for i in range(len(batch)):
+            self._add_error(columns, batch, i, error)
+        return self._table(columns)
+
     # -- the model's work -----------------------------------------------------------------------
 
     def _explain(
