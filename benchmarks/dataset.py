@@ -353,6 +353,10 @@ def main(argv: list[str] | None = None) -> int:
             # Ray lowers its workers' priority (nice +15) to keep its own daemons responsive; on
             # a machine shared with other jobs that alone would slow the actors against (b).
             os.environ.setdefault("RAY_worker_niceness", "0")
+            # Ray's workers import camscope from this source tree, as this process does
+            # (sys.path does not reach them; the environment of the local instance does).
+            paths = [str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]
+            os.environ["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
 
             ray.init(
                 num_cpus=cores + 1,  # the decoding task runs beside actors that use every core
