@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
 from ._common import (
@@ -23,6 +23,12 @@ from ._common import (
     warn,
 )
 from ._model import ExplainMode, ModelOptions
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from ..models import ModelSpec
 
 DATASET_BATCH_SIZE = 32
 
@@ -241,7 +247,7 @@ def run_dataset(args: argparse.Namespace) -> int:
 def _within_budget(
     text: str,
     methods: list[str],
-    loaded: tuple[Any, Any, Any],
+    loaded: tuple[nn.Module, ModelSpec, torch.device],
     layers: tuple[str, ...],
     target: str | int,
     method_options: dict[str, Any],
