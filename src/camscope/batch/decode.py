@@ -178,6 +178,9 @@ def batch_from_columns(columns: dict[str, Any]) -> DecodedBatch:
     import numpy as np
     import torch
 
+    x = np.ascontiguousarray(columns["x"], dtype=np.float32)
+    if not x.flags.writeable:  # a zero-copy view of Ray's object store: torch wants its own
+        x = x.copy()
     return DecodedBatch(
         positions=np.asarray(columns["position"], dtype=np.int64),
         ids=[str(v) for v in columns["id"]],
@@ -185,5 +188,5 @@ def batch_from_columns(columns: dict[str, Any]) -> DecodedBatch:
         widths=np.asarray(columns["width"], dtype=np.int32),
         heights=np.asarray(columns["height"], dtype=np.int32),
         errors=[str(e) if e else None for e in columns["error"]],
-        x=torch.as_tensor(np.ascontiguousarray(columns["x"], dtype=np.float32)),
+        x=torch.from_numpy(x),
     )
