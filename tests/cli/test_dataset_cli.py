@@ -131,3 +131,19 @@ def test_method_all_keeps_to_the_pass_budget_and_the_explain_mode_reaches_the_jo
     assert summary["multilabel"] is True and summary["mode"] == "as-is"
     top5 = table.column("top5")[0].as_py()
     assert sum(t["probability"] for t in top5) > 1.0  # sigmoids, not a softmax
+
+
+def test_preprocessing_overrides_reach_the_job(
+    folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    names = tmp_path / "names.txt"
+    names.write_text("".join(f"kind {i}\n" for i in range(10)))
+    out = tmp_path / "out"
+    code = explain(folder, out, "--input-size", "48,48", "--class-names", str(names))
+    assert code == 1  # the broken files
+    table = pq.read_table(sorted(out.glob("maps-*.parquet")))
+    # layer '3' halves the input: 24 x 24 at 48 px (16 x 16 at the model's own 32 px)
+    assert set(map(tuple, table.column("map_shape").to_pylist())) == {(24, 24)}
+    assert all(label.startswith("kind ") for label in table.column("label").to_pylist())
+    settings = json.loads((out / "_camscope" / "job.json").read_text())
+    assert settings["spec"]["input_size"] == [48, 48]

@@ -40,6 +40,9 @@ class ModelRecipe:
     random_init: bool = False
     device: str = "auto"  # auto | cpu | cuda
     keep_mode: bool = False  # the mode the factory gave (for mode="as-is"), else eval mode
+    # The spec to use instead of the model's own (the CLI's --mean/--std/--input-size/
+    # --class-names/--channels applied to it), so every Ray actor preprocesses alike.
+    spec: ModelSpec | None = None
 
     def load(self) -> tuple[nn.Module, ModelSpec, torch.device]:
         import torch
@@ -61,7 +64,7 @@ class ModelRecipe:
             pretrained=False if self.random_init else None,
             keep_mode=self.keep_mode,
         )
-        return model.to(device), spec, device
+        return model.to(device), self.spec or spec, device
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,8 @@ class DatasetJob:
     colormap: str = "inferno"
     alpha: float = 0.5
     max_pixels: int | None = None
+    timeout: float | None = None  # total seconds for one URL download (None: io's default)
+    window: tuple[float, float] | None = None  # DICOM/NIfTI grey-value window (centre, width)
     decode_workers: int | None = None  # default: cores - 1, at most 4
     # torch threads of the model while a local job runs (then restored); None leaves them as they
     # are. The CLI sets cores minus decode workers: an OpenMP pass whose threads share cores with

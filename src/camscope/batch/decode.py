@@ -32,6 +32,8 @@ class DecodeSettings:
     spec: ModelSpec
     max_pixels: int
     keep_images: bool = False  # also return the decoded RGB image (for --save-png)
+    timeout: float | None = None  # total seconds for one URL download (None: io's default)
+    window: tuple[float, float] | None = None  # DICOM/NIfTI grey-value window (centre, width)
 
 
 @dataclass
@@ -75,7 +77,14 @@ def decode_one(position: int, id_: str, source: str, settings: DecodeSettings) -
     from .. import io
 
     try:
-        image = io.load_image(source, max_pixels=settings.max_pixels)
+        deadline = settings.timeout or io.DEFAULT_DEADLINE  # as camscope explain reads inputs
+        image = io.load_image(
+            source,
+            max_pixels=settings.max_pixels,
+            timeout=min(io.DEFAULT_TIMEOUT, deadline),
+            deadline=deadline,
+            window=settings.window,
+        )
         x = io.preprocess(image, settings.spec)
     except UsageError:
         raise  # a setting (e.g. the spec's interpolation) is wrong for every image: stop
@@ -155,13 +164,20 @@ def decode_columns(columns: dict[str, Any], settings: DecodeSettings) -> dict[st
     """Ray Data ``map_batches`` function: ``{position, id, source}`` -> decoded columns."""
     import numpy as np
 
+    from .. import io
+
     items = [
         decode_one(int(p), str(i), str(s), settings)
         for p, i, s in zip(columns["position"], columns["id"], columns["source"])
     ]
     batch = collate(items)
+    channels = io.model_channels(settings.spec)
     height, width = (int(v) for v in settings.spec.input_size)
-    x = batch.x.numpy() if batch.x.ndim == 4 else np.zeros((len(items), 3, height, width), "f4")
+    x = (
+        batch.x.numpy()
+        if batch.x.ndim == 4
+        else np.zeros((len(items), channels, height, width), "f4")
+    )
     return {
         "position": batch.positions,
         "id": np.array(batch.ids, dtype=object),

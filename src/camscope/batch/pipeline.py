@@ -31,7 +31,6 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
 from . import parquet as store
-from .decode import DecodeSettings
 from .dataset_job import (
     BACKENDS,
     FAILURES_IN_SUMMARY,
@@ -41,6 +40,7 @@ from .dataset_job import (
     ProgressBar,
     default_decode_workers,
 )
+from .decode import DecodeSettings
 from .lock import exclusive_lock
 from .rows import MapSettings
 from .sources import DatasetInputs, list_inputs
@@ -103,6 +103,8 @@ def job_settings(job: DatasetJob, inputs: DatasetInputs, layers: list[str]) -> d
         "save_boxes": job.save_boxes,
         "save_masks": job.save_masks,
         "max_pixels": job.max_pixels,
+        "window": list(job.window) if job.window else None,
+        "spec": job.model.spec.to_dict() if job.model.spec else None,
         "aug_smooth": job.aug_smooth,
         "eigen_smooth": job.eigen_smooth,
         "method_options": options,
@@ -160,6 +162,7 @@ def run_dataset_job(
     import torch
 
     from ..core.layers import resolve_layers
+    from ..io import model_channels
 
     _check(job)
     started = time.time()
@@ -176,7 +179,7 @@ def run_dataset_job(
         else:
             model, spec = loaded
             device = next(iter(model.parameters()), torch.zeros(0)).device
-        dummy = torch.zeros(1, 3, *spec.input_size, device=device)
+        dummy = torch.zeros(1, model_channels(spec), *spec.input_size, device=device)
         layer = list(job.layers) if len(job.layers) > 1 else job.layers[0]
         layers = [name for name, _ in resolve_layers(model, layer, dummy)]
         settings = job_settings(job, inputs, layers)
@@ -206,7 +209,13 @@ def run_dataset_job(
         )
         from .. import io
 
-        decode = DecodeSettings(spec, job.max_pixels or io.DEFAULT_MAX_PIXELS, job.save_png)
+        decode = DecodeSettings(
+            spec,
+            job.max_pixels or io.DEFAULT_MAX_PIXELS,
+            job.save_png,
+            timeout=job.timeout,
+            window=job.window,
+        )
         shards = store.ShardLog(
             out, store.map_schema(job.save_boxes, job.save_masks), job.shard_size, settled.copy()
         )

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +23,7 @@ from ._common import (
     split_list,
     warn,
 )
-from ._model import ExplainMode, ModelOptions
+from ._model import ExplainMode, ModelOptions, PreprocessingOptions, apply_preprocessing
 
 if TYPE_CHECKING:
     import torch
@@ -195,7 +196,12 @@ def run_dataset(args: argparse.Namespace) -> int:
         device=model_options.device,
         keep_mode=model_options.keep_mode,
     )
-    loaded = recipe.load()
+    model, spec, device = recipe.load()
+    spec, notes = apply_preprocessing(model, spec, PreprocessingOptions.from_args(args))
+    for note in notes:
+        warn(f"camscope explain: {note}")
+    recipe = replace(recipe, spec=spec)  # the Ray actors preprocess with the same spec
+    loaded = (model, spec, device)
     target = parse_target(args.target, loaded[1].class_names, loaded[1].name)
     method_options = parse_method_options(getattr(args, "option", None))
     layers = tuple(split_list(args.layer)) or ("auto",)
@@ -219,6 +225,8 @@ def run_dataset(args: argparse.Namespace) -> int:
         colormap=getattr(args, "colormap", "inferno"),
         alpha=getattr(args, "alpha", 0.5),
         max_pixels=getattr(args, "max_pixels", None),
+        timeout=getattr(args, "timeout", None),
+        window=getattr(args, "window", None),
         decode_workers=args.decode_workers,
         torch_threads=args.threads or _default_threads(args.decode_workers),
         aug_smooth=bool(getattr(args, "aug_smooth", False)),
@@ -258,9 +266,10 @@ def _within_budget(
 
     from ..core.layers import resolve_layers
     from ..core.targets import parse_topk
+    from ..io import model_channels
 
     model, spec, device = loaded
-    dummy = torch.zeros(1, 3, *spec.input_size, device=device)
+    dummy = torch.zeros(1, model_channels(spec), *spec.input_size, device=device)
     layer_spec = layers[0] if len(layers) == 1 else list(layers)
     names = [name for name, _ in resolve_layers(model, layer_spec, dummy)]
     choice = methods_within_budget(
