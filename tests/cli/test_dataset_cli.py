@@ -86,6 +86,8 @@ def test_maps_export_draws_overlays_of_the_ids_asked_for(
     ("extra", "message"),
     [
         (["--save-npy"], "--save-npy is for --format png"),
+        (["--no-grid"], "--no-grid is for --format png"),
+        (["--image-format", "jpg"], "--image-format is for --format png"),
         (["--num-workers", "2"], "need --backend ray"),
         (["--map-size", "0,3"], "expected H,W"),
         (["--target", "no such class"], "is not top1, top5"),

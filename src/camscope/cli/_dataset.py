@@ -43,6 +43,17 @@ Read the maps back with camscope.batch.open_maps(OUT) or `camscope maps export`.
 """
 
 
+_PNG_ONLY = (
+    "save_npy",
+    "npy_size",
+    "max_side",
+    "no_grid",
+    "no_overlays",
+    "image_format",
+    "class_scale",
+)
+
+
 class _DefaultInt(int):
     """An int default that can be told apart from the same number typed by the user."""
 
@@ -157,6 +168,9 @@ def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--save-masks", action="store_true", help="add each map's binary WSOL mask (weak labels)"
     )
+    # The picture options of --format png, with their defaults: a data-set job refuses them
+    # rather than ignore them (its overlays are --save-png's, its maps are in the shards).
+    parser.set_defaults(_png_only={dest: parser.get_default(dest) for dest in _PNG_ONLY})
     default = parser.get_default("batch_size")
     if isinstance(default, int):
         parser.set_defaults(batch_size=_DefaultInt(default))
@@ -179,8 +193,13 @@ def run_dataset(args: argparse.Namespace) -> int:
             "--format parquet takes one folder or list file (DIR, LIST.csv or LIST.parquet); "
             f"got {len(images)} inputs"
         )
-    if getattr(args, "save_npy", False):
-        raise UsageError("--save-npy is for --format png; the maps are in the Parquet shards")
+    for dest, default in getattr(args, "_png_only", {}).items():
+        if getattr(args, dest, default) != default:
+            option = "--" + dest.replace("_", "-")
+            raise UsageError(
+                f"{option} is for --format png; a data-set job keeps its maps in the Parquet "
+                "shards (overlays with --save-png, or `camscope maps export`)"
+            )
     if args.backend == "local" and (
         args.ray_address is not None or args.num_workers != 1 or args.gpus_per_worker
     ):
