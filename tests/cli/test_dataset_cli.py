@@ -149,3 +149,15 @@ def test_preprocessing_overrides_reach_the_job(
     assert all(label.startswith("kind ") for label in table.column("label").to_pylist())
     settings = json.loads((out / "_camscope" / "job.json").read_text())
     assert settings["spec"]["input_size"] == [48, 48]
+
+
+@pytest.mark.parametrize(
+    "extra", [["--resume"], ["--backend", "ray"], ["--shard-size", "8"], ["--save-boxes"]]
+)
+def test_data_set_options_need_the_parquet_format(
+    folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str]
+) -> None:
+    args = ["explain", str(folder / "img002.png"), "--out", str(tmp_path), "--model", MODEL]
+    assert cli.main([*args, *extra]) == 2
+    assert f"{extra[0]} needs --format parquet" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # refused before any work

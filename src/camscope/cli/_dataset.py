@@ -95,89 +95,97 @@ def map_size(text: str) -> tuple[int, int]:
 def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
     """Register ``--format`` and the data-set options on ``explain``'s parser."""
     group = parser.add_argument_group("data-set scale (--format parquet)", _DESCRIPTION)
-    group.add_argument(
+    actions: list[argparse.Action] = []
+
+    def add(*names: str, **options: Any) -> None:
+        actions.append(group.add_argument(*names, **options))
+
+    add(
         "--format",
         choices=("png", "parquet"),
         default="png",
         help="png: pictures per image (default); parquet: a resumable job into Parquet shards",
     )
-    group.add_argument(
-        "--resume", action="store_true", help="continue the job in --out, skipping committed ids"
-    )
-    group.add_argument(
-        "--backend", choices=("local", "ray"), default="local", help="where to run (default local)"
-    )
-    group.add_argument(
+    add("--resume", action="store_true", help="continue the job in --out, skipping committed ids")
+    add("--backend", choices=("local", "ray"), default="local", help="where to run (default local)")
+    add(
         "--ray-address",
         default=None,
         metavar="ADDR",
         help="Ray cluster: 'auto' (the one `ray start` made here), ray://HOST:10001, or none to "
         "start a local Ray instance",
     )
-    group.add_argument(
-        "--num-workers", type=positive_int, default=1, metavar="N", help="Ray model actors (1)"
-    )
-    group.add_argument(
+    add("--num-workers", type=positive_int, default=1, metavar="N", help="Ray model actors (1)")
+    add(
         "--gpus-per-worker",
         type=non_negative_float,
         default=0.0,
         metavar="G",
         help="GPUs per Ray actor, fractions allowed (0)",
     )
-    group.add_argument(
+    add(
         "--cpus-per-worker",
         type=non_negative_float,
         default=1.0,
         metavar="C",
         help="CPUs per Ray actor, also its torch threads (1)",
     )
-    group.add_argument(
+    add(
         "--decode-workers",
         type=non_negative_int,
         default=None,
         metavar="N",
         help="processes decoding images beside the model (local; default cores - 1, at most 4)",
     )
-    group.add_argument(
+    add(
         "--threads",
         type=positive_int,
         default=None,
         metavar="N",
         help="torch threads of the model (local; default: cores minus decode workers)",
     )
-    group.add_argument(
+    add(
         "--shard-size",
         type=positive_int,
         default=1024,
         metavar="N",
         help="images per committed shard (1024); smaller loses less work when killed",
     )
-    group.add_argument(
+    add(
         "--map-size",
         type=map_size,
         default=None,
         metavar="H,W",
         help="store maps resized to H,W (default: the layer's own resolution)",
     )
-    group.add_argument("--save-png", action="store_true", help="also write overlays to OUT/png/")
-    group.add_argument(
+    add("--save-png", action="store_true", help="also write overlays to OUT/png/")
+    add(
         "--save-boxes",
         action="store_true",
         help="add each map's WSOL box (15%% of the maximum, largest segment), in image pixels",
     )
-    group.add_argument(
-        "--save-masks", action="store_true", help="add each map's binary WSOL mask (weak labels)"
-    )
+    add("--save-masks", action="store_true", help="add each map's binary WSOL mask (weak labels)")
     # The picture options of --format png, with their defaults: a data-set job refuses them
     # rather than ignore them (its overlays are --save-png's, its maps are in the shards).
     parser.set_defaults(_png_only={dest: parser.get_default(dest) for dest in _PNG_ONLY})
+    parser.set_defaults(
+        _parquet_only={action.dest: action.default for action in actions if action.dest != "format"}
+    )
     default = parser.get_default("batch_size")
     if isinstance(default, int):
         parser.set_defaults(batch_size=_DefaultInt(default))
 
 
 def wants_dataset(args: argparse.Namespace) -> bool:
-    return getattr(args, "format", "png") == "parquet"
+    """Whether ``explain`` runs a data-set job; the data-set options without ``--format parquet``
+    are a usage error rather than ignored."""
+    if getattr(args, "format", "png") == "parquet":
+        return True
+    for dest, default in getattr(args, "_parquet_only", {}).items():
+        if getattr(args, dest, default) != default:
+            option = "--" + dest.replace("_", "-")
+            raise UsageError(f"{option} needs --format parquet (a data-set job; see docs/scale.md)")
+    return False
 
 
 def run_dataset(args: argparse.Namespace) -> int:
