@@ -270,6 +270,8 @@ def run_dataset(args: argparse.Namespace) -> int:
             cpus_per_worker=args.cpus_per_worker or 1.0,
         ),
     )
+    if job.backend == "ray" and not getattr(args, "verbose", 0):
+        _quiet_ray_data()
     if job.save_png:
         from .. import viz
 
@@ -315,6 +317,16 @@ def _within_budget(
     for note in choice.notes:
         warn(f"camscope explain: {note}")
     return choice.methods
+
+
+def _quiet_ray_data() -> None:
+    """Ray Data logs every dataset's plan and progress at INFO on stderr; the job draws its own
+    progress bar, so without ``-v`` only Ray Data's warnings and errors are shown."""
+    import logging
+
+    import ray.data  # noqa: F401  (configures Ray Data's loggers, which this then adjusts)
+
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
 
 
 def _default_threads(decode_workers: int | None) -> int:
