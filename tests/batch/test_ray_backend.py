@@ -4,6 +4,7 @@ local backend started."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from image_folders import BROKEN, GOOD, MODEL
 from camscope.batch import DatasetJob, ModelRecipe, RayOptions, open_maps, run_dataset_job
 from camscope.batch import parquet as store
 from camscope.errors import UnsupportedModelError
+from camscope.models import load_model
 
 METHODS = ("gradcam", "gradcam++")
 
@@ -24,7 +26,7 @@ def job(source: Path, out: Path, backend: str, **options: Any) -> DatasetJob:
     return DatasetJob(
         source,
         out,
-        model=ModelRecipe(MODEL, device="cpu"),
+        model=options.pop("model", ModelRecipe(MODEL, device="cpu")),
         methods=METHODS,
         batch_size=4,
         shard_size=4,
@@ -70,19 +72,24 @@ def test_ray_resumes_a_job_the_local_backend_began(
     ray_local: Any, image_folder: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "out"
+    # The spec the CLI's preprocessing overrides give travels to the actors: 48 px inputs
+    _, spec = load_model(MODEL)
+    model = ModelRecipe(MODEL, device="cpu", spec=replace(spec, input_size=(48, 48)))
     listing = tmp_path / "list.csv"
     names = sorted(p.relative_to(image_folder).as_posix() for p in image_folder.rglob("img*"))
     listing.write_text("path\n" + "".join(f"{image_folder / n}\n" for n in names[:4]))
-    run_dataset_job(job(listing, out, "local"))
+    run_dataset_job(job(listing, out, "local", model=model))
     listing.write_text("path\n" + "".join(f"{image_folder / n}\n" for n in names))
     with pytest.raises(Exception, match="settings differ"):
-        run_dataset_job(job(listing, out, "ray", resume=True, map_size=(4, 4)))
-    result = run_dataset_job(job(listing, out, "ray", resume=True))
+        run_dataset_job(job(listing, out, "ray", resume=True, map_size=(4, 4), model=model))
+    result = run_dataset_job(job(listing, out, "ray", resume=True, model=model))
     assert result.summary["this_run"]["skipped_as_committed"] == 4
     assert result.summary["this_run"]["inputs"] == len(names) - 4
     maps = open_maps(out)
     assert sorted(maps.ids()) == sorted(str(image_folder / n) for n in names)
     assert len(store.commit_files(out)) == 1 + 2  # 4 inputs, then 5 more in shards of 4
+    shapes = pq.read_table(sorted(out.glob("maps-*.parquet"))).column("map_shape").to_pylist()
+    assert {tuple(s) for s in shapes} == {(24, 24)}  # layer '3' halves 48 px on both backends
 
 
 @pytest.mark.slow
