@@ -25,7 +25,7 @@ ALLOWED: dict[str, set[str]] = {
     "models": {"errors", "core"},
     "io": {"errors", "models"},
     "viz": {"errors"},
-    "metrics": {"errors", "core", "methods"},
+    "metrics": {"errors", "core", "perturbation", "methods"},
     "data": {"errors", "io"},
     "evaluation": {
         "errors",

@@ -26,6 +26,7 @@ from . import (
     hirescam,
     iscam,
     layercam,
+    occlusion,
     scorecam,
     smoothgradcampp,
     sscam,

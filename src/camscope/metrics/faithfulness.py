@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import UsageError
+from ..perturbation.occlusion import occlusion_drops, occlusion_grid
 
 Forward = Callable[[Tensor], Tensor]
 
@@ -372,20 +373,6 @@ def spearman(a: Tensor, b: Tensor) -> Tensor:
     ).float()
 
 
-def occlusion_grid(size: tuple[int, int], patch: int, stride: int) -> tuple[list[int], list[int]]:
-    """Top-left corners (rows, cols) of the occluding patches; the last one touches the border."""
-
-    def starts(n: int) -> list[int]:
-        if patch > n:
-            raise UsageError(f"occlusion patch {patch} px is larger than the {n} px input")
-        out = list(range(0, n - patch + 1, stride))
-        if out[-1] != n - patch:
-            out.append(n - patch)
-        return out
-
-    return starts(size[0]), starts(size[1])
-
-
 @torch.no_grad()
 def occlusion_map(
     forward: Forward,
@@ -402,28 +389,20 @@ def occlusion_map(
     A ``patch`` x ``patch`` square of ``baseline`` slides with ``stride``; each cell of the result
     is the drop of the class score (logit by default, as the Grad-CAM paper's "CNN score") when
     that square is occluded. Cost: ``B * rows * cols`` forwards (7 x 7 = 49 for 224 px with the
-    defaults), shared by every method.
+    defaults), shared by every method. The passes are those of the ``occlusion`` method
+    (:func:`camscope.perturbation.occlusion.occlusion_drops`).
 
     Returns:
         ``(B, rows, cols)`` score drops.
     """
-    b, _, h, w = x.shape
-    rows, cols = occlusion_grid((h, w), patch, stride)
-    full = scores(forward, x, classes, batch_size, probability)
-    inputs = []
-    for r in rows:
-        for c in cols:
-            occluded = x.clone()
-            occluded[:, :, r : r + patch, c : c + patch] = (
-                baseline
-                if not isinstance(baseline, Tensor)
-                else baseline.expand_as(x)[:, :, r : r + patch, c : c + patch]
-            )
-            inputs.append(occluded)
-    stack = torch.stack(inputs, dim=1).flatten(0, 1)  # image-major
-    cells = len(rows) * len(cols)
-    occ = scores(forward, stack, classes.repeat_interleave(cells), batch_size, probability)
-    return (full[:, None] - occ.reshape(b, cells)).reshape(b, len(rows), len(cols))
+
+    def score_fn(inputs: Tensor, ids: Tensor) -> Tensor:
+        return scores(forward, inputs, ids[:, 0], batch_size, probability)[:, None]
+
+    drops = occlusion_drops(
+        score_fn, x, classes[:, None], patch, stride, baseline, batch_size=batch_size
+    )
+    return drops[:, 0]
 
 
 def pool_to_grid(maps: Tensor, patch: int, stride: int) -> Tensor:
@@ -465,6 +444,7 @@ __all__ = [
     "gaussian_blur",
     "increase_in_confidence",
     "noisy_linear_impute",
+    "occlusion_grid",
     "occlusion_map",
     "occlusion_spearman",
     "pixel_ranks",

@@ -35,6 +35,9 @@ KNOWN_OPTIONS: dict[str, str] = {
     "noise_std": "float: sscam mask noise std (default 2.0)",
     "noise_level": "float: smoothgradcam++ noise std as a fraction of the input range (0.15)",
     "output_adapter": "callable mapping the model output to (B, classes) scores",
+    "patch": "int: occlusion square side in px (default: a seventh of the shorter input side)",
+    "stride": "int: occlusion step in px (default: half the patch)",
+    "baseline": "float: occlusion fill in model-input units (default 0: the normalisation mean)",
 }
 
 
