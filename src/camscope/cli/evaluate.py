@@ -49,6 +49,8 @@ metric families (--metrics, comma list or 'all'; default {_DEFAULT}):
   road            ROAD most/least relevant first with noisy linear imputation
   occlusion       Spearman correlation with an occlusion map (shared by all methods)
   sanity          cascading parameter randomization on --sanity-images images
+  robustness      max-/avg-sensitivity, local Lipschitz, top-k intersection, centre-of-mass shift
+                  of each map under --robustness-samples noisy copies (uniform, --robustness-radius)
 
 data layouts (--data): a .csv, COCO .json or VOC .xml file, or a folder holding one of
   *.csv | *.json | *.xml, Annotations/*.xml (VOC), annotations/xmls/*.xml + images/ (Oxford-IIIT
@@ -175,6 +177,20 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="images for the randomization test (default 8)",
     )
     parser.add_argument(
+        "--robustness-samples",
+        type=positive_int,
+        default=8,
+        metavar="N",
+        help="noisy copies per image for the robustness family (default 8)",
+    )
+    parser.add_argument(
+        "--robustness-radius",
+        type=float,
+        default=0.02,
+        metavar="R",
+        help="uniform noise radius on the [0, 1] pixel scale for the robustness family (default 0.02)",
+    )
+    parser.add_argument(
         "--examples",
         type=int,
         default=3,
@@ -282,6 +298,8 @@ def run(args: argparse.Namespace) -> int:
         sanity_images=args.sanity_images,
         random_init=bool(args.random_init),
         allow_outside_paths=bool(args.allow_outside_paths),
+        robustness_samples=args.robustness_samples,
+        robustness_radius=args.robustness_radius,
         method_options=method_options,
     )
     config.validate()

@@ -48,6 +48,11 @@ COLUMNS: tuple[MetricInfo, ...] = (
     MetricInfo("road_morf", "ROAD MoRF", False, "road"),
     MetricInfo("road_lerf", "ROAD LeRF", True, "road"),
     MetricInfo("occlusion_rho", "Occlusion Spearman", True, "occlusion"),
+    MetricInfo("max_sensitivity", "Max-sensitivity", False, "robustness"),
+    MetricInfo("avg_sensitivity", "Avg-sensitivity", False, "robustness"),
+    MetricInfo("lipschitz", "Local Lipschitz", False, "robustness"),
+    MetricInfo("topk_intersection", "Top-k intersection %", True, "robustness", True),
+    MetricInfo("com_shift", "Centre-of-mass shift px", False, "robustness"),
 )
 COLUMN_BY_KEY = {c.key: c for c in COLUMNS}
 #: Columns computed from the class probability ratio ``O / Y``: images whose explained class has
@@ -72,6 +77,8 @@ class EvalConfig:
         road_fractions: ROAD removal fractions.
         occlusion_patch / occlusion_stride: occlusion grid.
         sanity_images: images used for the (model-level) randomization test.
+        robustness_samples / robustness_radius: noisy copies per image and their uniform noise
+            radius on the [0, 1] pixel scale (:mod:`camscope.metrics.robustness`).
         data: the data (absolute path, or ``builtin (seed S)``).
         model: the model's name.
         weights: the weights file and its SHA-256 (``""``: the model's own weights).
@@ -100,6 +107,8 @@ class EvalConfig:
     occlusion_patch: int = 56
     occlusion_stride: int = 28
     sanity_images: int = 8
+    robustness_samples: int = 8
+    robustness_radius: float = 0.02
     data: str = ""
     model: str = ""
     weights: str = ""
@@ -127,6 +136,12 @@ class EvalConfig:
                 raise UsageError(f"{name} must be >= 1; got {getattr(self, name)}")
         if self.sanity_images < 1:
             raise UsageError(f"sanity_images must be >= 1; got {self.sanity_images}")
+        if int(self.robustness_samples) < 1:
+            raise UsageError(
+                f"robustness_samples (--robustness-samples) must be >= 1; "
+                f"got {self.robustness_samples}"
+            )
+        _check_range("robustness_radius (--robustness-radius)", self.robustness_radius, 0.0, 1.0)
         _check_range("threshold (--threshold)", self.threshold, 0.0, 1.0)
         _check_range("tolerance (--tolerance, pixels)", self.tolerance, 0.0, math.inf)
         _check_range("reject_threshold", self.reject_threshold, 0.0, 1.0)

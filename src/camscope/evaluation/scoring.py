@@ -7,7 +7,9 @@ row per image and method. Forward passes of the metrics go through :class:`Count
 
 from __future__ import annotations
 
+import math
 import time
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +21,7 @@ from ..data.annotations import Sample
 from ..errors import ImageLoadError, UsageError
 from ..metrics import faithfulness as fm
 from ..metrics import localization as lm
+from ..metrics import robustness as rm
 from ..perturbation.fastpath import FastForward
 from .config import EvalConfig
 
@@ -383,4 +386,35 @@ def evaluate_batch(
             for i in range(b):
                 put(i, m, "occlusion_rho", float(rho[i]))
         timing.add("occlusion", time.perf_counter() - t0)
+    if "robustness" in fams:
+        t0, noisy_explain = time.perf_counter(), Timing()
+
+        def explain_noisy(inputs: Tensor, classes: Tensor) -> tuple[dict[str, Tensor], Tensor]:
+            began = time.perf_counter()
+            r = explain(
+                model, inputs, methods, layer, classes, method_options=config.method_options
+            )
+            noisy_explain.add("explain", time.perf_counter() - began)
+            if r.logits is None:
+                raise UsageError("the robustness metrics need (batch, classes) model outputs")
+            return r.maps, r.logits.argmax(1)
+
+        # Noise on the [0, 1] pixel scale, seeded per image id (resumable, batch-independent).
+        seeds = [zlib.crc32(s.id.encode()) for s in samples]
+        pixel_noise = rm.uniform_noise(
+            x.shape[1:], config.robustness_samples, config.robustness_radius, seeds
+        )
+        deltas = pixel_noise / torch.tensor(std, dtype=torch.float32).view(1, 1, -1, 1, 1)
+        found = rm.robustness_scores(
+            explain_noisy, x, own_maps, targets, top_classes[:, 0], deltas, config.batch_size
+        )
+        for m in methods:
+            for key, values in found[m].items():
+                scale = 100.0 if key in ("topk_intersection", "kept") else 1.0
+                for i in range(b):
+                    v = float(values[i])
+                    put(i, m, key, None if math.isnan(v) else scale * v)
+        seconds = noisy_explain.seconds.get("explain", 0.0)
+        timing.add("explain", seconds)
+        timing.add("robustness", time.perf_counter() - t0 - seconds)
     return rows, own_maps
