@@ -72,6 +72,7 @@ ALLOWED: dict[str, set[str]] = {
         "viz",
         "metrics",
         "data",
+        "batch",
         "evaluation",
         "training",
     },

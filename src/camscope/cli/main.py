@@ -20,11 +20,13 @@ from .. import __version__
 from ..allocator import tune_allocator
 from ..errors import CamscopeError
 from . import (
+    adversarial,
     audit,
     bias_experiment,
     embed,
     evaluate,
     explain,
+    failures,
     layers,
     maps,
     methods,
@@ -43,6 +45,8 @@ _COMMANDS = (
     predict,
     evaluate,
     maps,
+    failures,
+    adversarial,
     serve,
     study,
     train,
@@ -62,6 +66,8 @@ examples:
   camscope train --data builtin:1200 --arch gapnet --image-size 32 --out runs/gap
   camscope explain photos/ --format parquet --out out/maps   # a whole data set, resumable
   camscope maps export out/maps --png --ids cats/001.jpg
+  camscope failures --data pets/                 # explain every mistake on labelled folders
+  camscope adversarial --attack pgd --eps 2/255  # attack the demo images, compare the maps
 """
 
 

@@ -1,0 +1,336 @@
+"""Adversarial noise and the maps: does the original class's map survive an attack?
+
+Seed 001 (the Grad-CAM paper, Sec. 6.2) attacks VGG-16 so that the original classes get a
+near-zero probability, and shows that Grad-CAM for those classes still localizes the objects.
+:func:`run_adversarial` measures it on any model and data:
+
+* each image is resized to the model's input size, kept as 8-bit pixels in [0, 1], classified
+  (the **clean class** = its top-1) and attacked (:mod:`camscope.analysis.attacks`: FGSM or PGD,
+  away from the clean class, or towards ``target``), batched;
+* **success**: the adversarial top-1 differs from the clean class (untargeted) or is the target
+  (targeted); **success_8bit**: the same after rounding the adversarial image to 8 bits (what a
+  PNG keeps);
+* maps (one :func:`camscope.explain` call per batch): the adversarial class and the original class
+  on the adversarial image, the original class on the clean image; **similarity** of the original
+  class's two maps: Spearman rank correlation of the pixels and IoU of the top-15% pixels; with
+  boxes (annotated data, ``builtin:N``), the **pointing game** (peak within ``tolerance`` px of
+  an object box) of both maps.
+
+Writes ``adversarial.json``, ``<stem>.adv.png`` (8-bit), ``<stem>.adv.npy`` (float32 H x W x 3 in
+[0, 1]: the exact adversarial input at the model's input size, which the model classifies as
+reported) and ``<stem>.adversarial.png`` (clean image + map, adversarial image, its class's map,
+the original class's map on it, the perturbation amplified).
+
+Example:
+    >>> result = run_adversarial(model, spec, open_images(["cat.jpg"]), "out/adv",
+    ...                          AttackSettings(attack="pgd", eps=2 / 255, target=404))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from ..errors import CamscopeError
+from .attacks import attack, default_step_size, pixel_forward, to_8bit
+from .diagnosis_inputs import LabelledData, LabelledItem
+
+if TYPE_CHECKING:
+    from torch import Tensor, nn
+
+    from ..models import ModelSpec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AttackSettings:
+    """The attack and the maps of :func:`run_adversarial` (plain values, no argparse)."""
+
+    attack: str = "pgd"
+    eps: float = 2 / 255
+    steps: int = 10
+    step_size: float | None = None
+    target: int | None = None
+    random_start: bool = False
+    seed: int = 0
+    method: str = "gradcam"
+    layer: str | list[str] = "auto"
+    batch_size: int = 8
+    tolerance: float = 15.0
+    colormap: str = "inferno"
+    alpha: float = 0.5
+    max_pixels: int | None = None
+    method_options: dict[str, Any] = field(default_factory=dict)
+    progress: bool = True
+
+
+@dataclass
+class AdversarialResult:
+    """The summary written to ``adversarial.json``."""
+
+    summary: dict[str, Any]
+
+    @property
+    def errors(self) -> list[dict[str, str]]:
+        return list(self.summary["errors"])
+
+
+def _norm(x: Tensor, spec: ModelSpec) -> Tensor:
+    mean = torch.tensor(spec.mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    std = torch.tensor(spec.std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    return (x - mean) / std
+
+
+def unit_image(x: Tensor, spec: ModelSpec) -> Tensor:
+    """A preprocessed input back in [0, 1], rounded to the 8-bit pixels it was made from."""
+    mean = torch.tensor(spec.mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    std = torch.tensor(spec.std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    return to_8bit(x * std + mean)
+
+
+def _probabilities(model: nn.Module, x01: Tensor, spec: ModelSpec) -> Tensor:
+    from ..core.layers import preserved_modes
+
+    with preserved_modes(model), torch.no_grad():
+        model.eval()
+        return pixel_forward(model, spec.mean, spec.std)(x01).float().softmax(1)
+
+
+def _uint8(x01: Tensor) -> np.ndarray:
+    return (to_8bit(x01) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
+
+
+def _grid(
+    out: Path,
+    rec: dict[str, Any],
+    clean: Tensor,
+    adv: Tensor,
+    maps: list[Tensor],
+    s: AttackSettings,
+) -> str:
+    from PIL import Image
+
+    from .. import viz
+
+    clean_pil, adv_pil = Image.fromarray(_uint8(clean)), Image.fromarray(_uint8(adv))
+    orig_clean, adv_class, orig_adv = (m.cpu().numpy() for m in maps)
+    amplified = ((adv - clean) / (2 * s.eps) + 0.5).clamp(0, 1).permute(1, 2, 0).cpu().numpy()
+    o, a = rec["clean_label"], rec["adversarial_label"]
+    panels = [
+        viz.Panel(f"clean: {o} ({rec['clean_probability']:.2f})\n{s.method} for {o}", orig_clean),
+        viz.Panel(
+            f"adversarial: {a}\n({rec['adversarial_probability']:.2f})", rgb=np.asarray(adv_pil)
+        ),
+        viz.Panel(
+            f"{s.method} for {a}",
+            rgb=np.asarray(viz.overlay(adv_pil, adv_class, s.colormap, s.alpha)),
+        ),
+        viz.Panel(
+            f"{s.method} for {o}\n(p = {rec['original_probability_adversarial']:.3f})",
+            rgb=np.asarray(viz.overlay(adv_pil, orig_adv, s.colormap, s.alpha)),
+        ),
+        viz.Panel("perturbation\n(x' - x) / 2 eps + 1/2", rgb=amplified),
+    ]
+    name = f"{rec['stem']}.adversarial.png"
+    goal = "" if s.target is None else f" towards {rec['target_label']}"
+    sim = rec["similarity"]
+    title = (
+        f"{s.attack.upper()}{goal}, eps {s.eps * 255:g}/255. {o} map, clean vs adversarial: "
+        f"Spearman {sim['spearman']:.2f}, top-15% IoU {sim['top15_iou']:.2f}"
+    )
+    viz.save_grid(
+        out / name, clean_pil, [("", panels)], colormap=s.colormap, alpha=s.alpha, title=title
+    )
+    return name
+
+
+def _success(predicted: int, clean: int, target: int | None) -> bool:
+    """Untargeted: the class changed; targeted: it is the target."""
+    return predicted != clean if target is None else predicted == target
+
+
+def _attack_batch(
+    model: nn.Module,
+    spec: ModelSpec,
+    batch: list[tuple[LabelledItem, Tensor, Tensor]],
+    out: Path,
+    s: AttackSettings,
+) -> list[dict[str, Any]]:
+    from PIL import Image
+
+    from ..core.engine import explain
+    from ..metrics.faithfulness import spearman
+    from ..metrics.localization import pointing_hits
+    from ..metrics.robustness import TOP_REGION, top_region_iou
+
+    x01 = torch.cat([t for _, t, _ in batch])
+    p_clean = _probabilities(model, x01, spec)
+    clean = p_clean.argmax(1)
+    labels = clean if s.target is None else torch.full_like(clean, s.target)
+    adv = attack(
+        s.attack,
+        model,
+        x01,
+        labels,
+        s.eps,
+        steps=s.steps,
+        step_size=s.step_size,
+        random_start=s.random_start,
+        seed=s.seed,
+        mean=spec.mean,
+        std=spec.std,
+        targeted=s.target is not None,
+    )
+    p_adv = _probabilities(model, adv, spec)
+    p_8bit = _probabilities(model, to_8bit(adv), spec)
+    adv_class, class_8bit = p_adv.argmax(1), p_8bit.argmax(1)
+    n = x01.shape[0]
+    targets = torch.cat([torch.stack([adv_class, clean], 1), torch.stack([clean, clean], 1)])
+    res = explain(
+        model,
+        _norm(torch.cat([adv, x01]), spec),
+        s.method,
+        s.layer,
+        targets,
+        method_options=s.method_options,
+    )
+    maps = res.maps[s.method]
+    adv_maps, orig_adv, orig_clean = maps[:n, 0], maps[:n, 1], maps[n:, 0]
+    rho = spearman(orig_clean.flatten(1), orig_adv.flatten(1))
+    iou = top_region_iou(orig_clean, orig_adv, TOP_REGION)
+    records = []
+    for i, (item, _, boxes) in enumerate(batch):
+        c, a, c8 = int(clean[i]), int(adv_class[i]), int(class_8bit[i])
+        similarity: dict[str, Any] = {
+            "spearman": round(float(rho[i]), 4),
+            "top15_iou": round(float(iou[i]), 4),
+        }
+        if boxes.shape[0]:
+            b, valid = (
+                boxes[None].to(maps.device),
+                torch.ones(1, boxes.shape[0], dtype=torch.bool, device=maps.device),
+            )
+            similarity["pointing_clean"] = bool(
+                pointing_hits(orig_clean[i : i + 1], b, valid, s.tolerance)[0]
+            )
+            similarity["pointing_adversarial"] = bool(
+                pointing_hits(orig_adv[i : i + 1], b, valid, s.tolerance)[0]
+            )
+        rec: dict[str, Any] = {
+            "path": item.source,
+            "stem": item.stem,
+            "label": item.label,
+            "clean_class": c,
+            "clean_label": spec.label(c),
+            "clean_probability": round(float(p_clean[i, c]), 6),
+            "target_label": None if s.target is None else spec.label(s.target),
+            "adversarial_class": a,
+            "adversarial_label": spec.label(a),
+            "adversarial_probability": round(float(p_adv[i, a]), 6),
+            "original_probability_adversarial": round(float(p_adv[i, c]), 6),
+            "success": _success(a, c, s.target),
+            "adversarial_class_8bit": c8,
+            "success_8bit": _success(c8, c, s.target),
+            "linf": round(float((adv[i] - x01[i]).abs().max()) * 255, 4),
+            "similarity": similarity,
+        }
+        np.save(
+            out / f"{item.stem}.adv.npy", adv[i].permute(1, 2, 0).cpu().numpy().astype(np.float32)
+        )
+        Image.fromarray(_uint8(adv[i])).save(out / f"{item.stem}.adv.png")
+        grid = _grid(out, rec, x01[i], adv[i], [orig_clean[i], adv_maps[i], orig_adv[i]], s)
+        rec["files"] = [f"{item.stem}.adv.png", f"{item.stem}.adv.npy", grid]
+        records.append(rec)
+    return records
+
+
+def run_adversarial(
+    model: nn.Module,
+    spec: ModelSpec,
+    data: LabelledData,
+    out_dir: str | Path,
+    settings: AttackSettings | None = None,
+) -> AdversarialResult:
+    """Attack every image of ``data`` and compare the maps (see the module docstring)."""
+    from tqdm import tqdm
+
+    from .. import io
+
+    s = settings or AttackSettings()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    device = next(iter(model.parameters()), torch.zeros(0)).device
+    max_pixels = s.max_pixels or io.DEFAULT_MAX_PIXELS
+    records: list[dict[str, Any]] = []
+    errors: list[dict[str, str]] = []
+    hide = None if s.progress else True  # None: a bar on a terminal only
+    with tqdm(total=len(data.items), unit="img", file=sys.stderr, disable=hide, leave=False) as bar:
+        for start in range(0, len(data.items), s.batch_size):
+            chunk = data.items[start : start + s.batch_size]
+            loaded = []
+            for item in chunk:
+                try:
+                    if item.error:
+                        raise CamscopeError(item.error)
+                    _, x, boxes = item.load(spec, max_pixels)
+                    loaded.append((item, unit_image(x, spec).to(device), boxes))
+                except CamscopeError as err:
+                    errors.append({"path": item.source, "error": str(err)})
+                    tqdm.write(
+                        f"camscope adversarial: skipped {item.source}: {err}", file=sys.stderr
+                    )
+            if loaded:
+                try:
+                    records.extend(_attack_batch(model, spec, loaded, out, s))
+                except CamscopeError:
+                    raise  # a bad method, layer or target concerns every image: usage error
+                except (RuntimeError, ValueError) as err:
+                    log.debug("the attack failed", exc_info=True)
+                    errors.extend(
+                        {"path": it.source, "error": f"{type(err).__name__}: {err}"}
+                        for it, _, _ in loaded
+                    )
+            bar.update(len(chunk))
+    summary = _summary(spec, data, s, records, errors)
+    (out / "adversarial.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    return AdversarialResult(summary)
+
+
+def _mean(values: list[float]) -> float | None:
+    return round(sum(values) / len(values), 4) if values else None
+
+
+def _summary(
+    spec: ModelSpec,
+    data: LabelledData,
+    s: AttackSettings,
+    records: list[dict[str, Any]],
+    errors: list[dict[str, str]],
+) -> dict[str, Any]:
+    sims = [r["similarity"] for r in records]
+    settings = asdict(s)
+    for key in ("progress", "colormap", "alpha", "max_pixels", "batch_size"):
+        settings.pop(key)
+    if s.attack == "pgd" and s.step_size is None:
+        settings["step_size"] = default_step_size(s.eps, s.steps)
+    return {
+        "model": spec.name,
+        "data": data.description,
+        "settings": settings,
+        "images": records,
+        "success_rate": _mean([float(r["success"]) for r in records]),
+        "success_rate_8bit": _mean([float(r["success_8bit"]) for r in records]),
+        "similarity": {
+            key: _mean([float(x[key]) for x in sims if key in x])
+            for key in ("spearman", "top15_iou", "pointing_clean", "pointing_adversarial")
+        },
+        "errors": errors,
+    }

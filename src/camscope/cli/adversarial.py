@@ -1,0 +1,194 @@
+"""``camscope adversarial``: attack images with FGSM or PGD and see what happens to the maps.
+
+Writes, per image, ``<stem>.adv.png`` (the adversarial image, 8-bit), ``<stem>.adv.npy`` (float32
+H x W x 3 in [0, 1]: the exact adversarial input at the model's input size) and
+``<stem>.adversarial.png`` (clean image and map, adversarial image, the maps of the adversarial
+and of the original class on it, the perturbation amplified); then ``adversarial.json`` with the
+clean and adversarial classes, success (also after rounding to 8 bits) and how similar the
+original class's map stays (Spearman, IoU of the top-15% regions, pointing game with boxes).
+Unreadable images are reported and skipped; the exit code is then 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from ..errors import UsageError
+from ._common import (
+    add_max_pixels_argument,
+    add_method_option_arguments,
+    echo,
+    parse_layers,
+    parse_method_options,
+    parse_methods,
+    parse_target,
+    positive_int,
+    split_list,
+    unit_float,
+)
+from ._model import ModelOptions, add_model_arguments
+from .failures import make_folder
+
+_EPILOG = """\
+inputs:
+  image files, folders or URLs (default: the demo images), or one annotated data set
+  (builtin:N, VOC/COCO/CSV annotations as `camscope evaluate` reads them: adds the pointing game)
+
+examples:
+  camscope adversarial --attack fgsm --eps 2/255 --out out/adv
+  camscope adversarial cat.jpg --attack pgd --eps 2/255 --steps 10 --target airliner
+  camscope adversarial builtin:20 --attack pgd --eps 1/255 --method gradcam++
+"""
+
+
+def pixel_budget(text: str) -> float:
+    """argparse type: a number or a fraction such as ``2/255``, in (0, 1]."""
+    try:
+        value = float(Fraction(text.strip()))
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(
+            f"expected a number or a fraction such as 2/255, got {text!r}"
+        ) from None
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a value in (0, 1] (pixel units), got {text}")
+    return value
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "adversarial",
+        help="FGSM/PGD adversarial images and how the maps change under the attack",
+        description=__doc__,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "inputs", nargs="*", metavar="IMAGES|DATA", help="images, folders, URLs or one data set"
+    )
+    add_model_arguments(parser)
+    parser.add_argument("--attack", choices=("fgsm", "pgd"), default="pgd", help="(default pgd)")
+    parser.add_argument(
+        "--eps",
+        type=pixel_budget,
+        default=2 / 255,
+        metavar="E",
+        help="L-infinity budget on the [0, 1] pixel scale, e.g. 2/255 (default)",
+    )
+    parser.add_argument(
+        "--steps", type=positive_int, default=10, metavar="N", help="PGD steps (default 10)"
+    )
+    parser.add_argument(
+        "--step-size",
+        type=pixel_budget,
+        default=None,
+        metavar="A",
+        help="PGD step (default 2.5 * eps / steps, as Madry et al.)",
+    )
+    parser.add_argument(
+        "--random-start", action="store_true", help="PGD starts at a random point of the ball"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of --random-start and builtin:N")
+    parser.add_argument(
+        "--target",
+        "-t",
+        default=None,
+        metavar="CLASS",
+        help="targeted attack towards this class (index or name); default: untargeted",
+    )
+    parser.add_argument(
+        "--method", "-m", default="gradcam", metavar="NAME", help="map method (default gradcam)"
+    )
+    parser.add_argument(
+        "--layer", "-l", action="append", default=None, metavar="LAYER", help="layer (default auto)"
+    )
+    parser.add_argument(
+        "--out", "-o", type=Path, default=Path("out/adversarial"), metavar="DIR", help="output"
+    )
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=8, metavar="B", help="images per attack (8)"
+    )
+    parser.add_argument(
+        "--tolerance",
+        type=float,
+        default=15.0,
+        metavar="PX",
+        help="pointing-game tolerance in pixels at the model input size (default 15)",
+    )
+    parser.add_argument("--colormap", default="inferno", metavar="NAME", help="colour map")
+    parser.add_argument("--alpha", type=unit_float, default=0.5, help="heat-map opacity")
+    add_max_pixels_argument(parser)
+    add_method_option_arguments(parser)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(run=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from .. import viz
+    from ..analysis.adversarial import AttackSettings, run_adversarial
+    from ..analysis.diagnosis_inputs import is_data_argument, open_images, open_labelled
+    from ..core.layers import resolve_layers
+    from ._model import load_model
+
+    methods = parse_methods(args.method)
+    if len(methods) != 1:
+        raise UsageError("--method takes one method")
+    if args.tolerance < 0:
+        raise UsageError(f"--tolerance must be >= 0 pixels; got {args.tolerance}")
+    viz.check_colormap(args.colormap)
+    make_folder(args.out)
+    model, spec, device = load_model(ModelOptions.from_args(args))
+    target = None
+    if args.target is not None:
+        parsed = parse_target(args.target, spec.class_names, spec.name)
+        if not isinstance(parsed, int):
+            raise UsageError(f"--target {args.target!r}: name one class (an index or a name)")
+        target = parsed
+    settings = AttackSettings(
+        attack=args.attack,
+        eps=args.eps,
+        steps=args.steps if args.attack == "pgd" else 1,
+        step_size=args.step_size,
+        target=target,
+        random_start=bool(args.random_start),
+        seed=args.seed,
+        method=methods[0],
+        layer=parse_layers(split_list(args.layer)),
+        batch_size=args.batch_size,
+        tolerance=args.tolerance,
+        colormap=args.colormap,
+        alpha=args.alpha,
+        max_pixels=args.max_pixels,
+        method_options=parse_method_options(args.option),
+        progress=not args.no_progress,
+    )
+    dummy = torch.zeros(1, 3, *spec.input_size, device=device)
+    resolve_layers(model, settings.layer, dummy)  # a bad layer is a usage error before any work
+    if len(args.inputs) == 1 and is_data_argument(args.inputs[0]):
+        data = open_labelled(args.inputs[0], spec.class_names, tuple(spec.input_size), args.seed)
+    else:
+        data = open_images(args.inputs)
+    result = run_adversarial(model, spec, data, args.out, settings)
+    summary = result.summary
+    done = len(summary["images"])
+    rate = summary["success_rate"]
+    echo(
+        f"attacked {done} image(s) with {args.attack.upper()} at eps {args.eps * 255:g}/255"
+        + (
+            f": success {100 * rate:.0f}% (8-bit {100 * summary['success_rate_8bit']:.0f}%)"
+            if rate is not None
+            else ""
+        )
+        + f"; files in {args.out}/"
+        + (
+            f"; {len(result.errors)} skipped (see stderr and adversarial.json)"
+            if result.errors
+            else ""
+        )
+    )
+    return 1 if result.errors else 0

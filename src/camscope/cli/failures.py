@@ -1,0 +1,143 @@
+"""``camscope failures``: explain every mistake of a model on labelled data.
+
+For every misclassified image this writes ``<stem>.failure.png`` (the map for the predicted and the
+true class, Guided Grad-CAM for both, the counterfactual map of the predicted class) and measures
+the overlap of the two maps; then ``failures.json`` (most confident mistake first), ``per_class.csv``,
+``confusion.png`` and a self-contained ``report.html``. Unreadable images and class folders that
+name no class of the model are reported and skipped; the exit code is then 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from ..errors import UsageError
+from ._common import (
+    add_max_pixels_argument,
+    add_method_option_arguments,
+    echo,
+    parse_layers,
+    parse_method_options,
+    parse_methods,
+    positive_int,
+    split_list,
+    unit_float,
+)
+from ._model import ModelOptions, add_model_arguments
+
+_EPILOG = """\
+data (--data):
+  a folder with one subfolder per class: ImageNet class names, WordNet lemmas or synset ids
+  (n02123045) for ImageNet models, the run's class names for models from `camscope train`;
+  or annotations as `camscope evaluate` reads them (VOC XML, COCO JSON, CSV boxes; the first
+  object's class is the image's class); or builtin:N (the built-in benchmark)
+
+examples:
+  camscope failures --data pets/ --out out/failures
+  camscope failures --data builtin:40 --method gradcam++ --layer blocks.5
+  camscope failures --model runs/pets --data pets/val --out out/pets-failures
+"""
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "failures",
+        help="explain every misclassified image of labelled data (failure-mode report)",
+        description=__doc__,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_model_arguments(parser)
+    parser.add_argument(
+        "--data", required=True, metavar="DIR|FILE|builtin:N", help="labelled images (see below)"
+    )
+    parser.add_argument(
+        "--out", "-o", type=Path, default=Path("out/failures"), metavar="DIR", help="output folder"
+    )
+    parser.add_argument(
+        "--method",
+        "-m",
+        default="gradcam",
+        metavar="NAME",
+        help="map for the predicted and the true class (default gradcam; see `camscope methods`)",
+    )
+    parser.add_argument(
+        "--layer", "-l", action="append", default=None, metavar="LAYER", help="layer (default auto)"
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=8,
+        metavar="B",
+        help="images per pass (default 8)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of builtin:N (default 0)")
+    parser.add_argument("--colormap", default="inferno", metavar="NAME", help="colour map")
+    parser.add_argument("--alpha", type=unit_float, default=0.5, help="heat-map opacity")
+    parser.add_argument(
+        "--embed",
+        type=int,
+        default=100,
+        metavar="N",
+        help="grids embedded in report.html, most confident mistakes first (default 100)",
+    )
+    add_max_pixels_argument(parser)
+    add_method_option_arguments(parser)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(run=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from .. import viz
+    from ..analysis.failures import FailureSettings, diagnose_failures
+    from ..analysis.diagnosis_inputs import open_labelled
+    from ..core.layers import resolve_layers
+    from ._model import load_model
+
+    methods = parse_methods(args.method)
+    if len(methods) != 1:
+        raise UsageError("--method takes one method (the map compared for the two classes)")
+    viz.check_colormap(args.colormap)
+    settings = FailureSettings(
+        method=methods[0],
+        layer=parse_layers(split_list(args.layer)),
+        batch_size=args.batch_size,
+        colormap=args.colormap,
+        alpha=args.alpha,
+        max_pixels=args.max_pixels,
+        method_options=parse_method_options(args.option),
+        progress=not args.no_progress,
+        embed=max(0, args.embed),
+    )
+    make_folder(args.out)
+    model, spec, device = load_model(ModelOptions.from_args(args))
+    dummy = torch.zeros(1, 3, *spec.input_size, device=device)
+    resolve_layers(model, settings.layer, dummy)  # a bad layer is a usage error before any work
+    data = open_labelled(args.data, spec.class_names, tuple(spec.input_size), args.seed)
+    result = diagnose_failures(model, spec, data, args.out, settings)
+    summary = result.summary
+    accuracy = summary["accuracy"]
+    echo(
+        f"{summary['classified']} image(s) classified"
+        + (f", accuracy {100 * accuracy:.1f}%" if accuracy is not None else "")
+        + f", {len(summary['failures'])} misclassified; report: {result.report}"
+        + (
+            f"; {len(result.errors)} skipped (see stderr and failures.json)"
+            if result.errors
+            else ""
+        )
+    )
+    return 1 if result.errors else 0
+
+
+def make_folder(out: Path) -> None:
+    """Create the output folder; failing that is a usage error naming it."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UsageError(f"cannot create the output folder {str(out)!r}: {err.strerror}") from None

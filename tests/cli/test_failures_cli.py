@@ -1,0 +1,121 @@
+"""``camscope failures`` end to end on a colour classifier: the mislabelled image is found, bad
+inputs are skipped with exit code 1, names are escaped in the report, usage errors exit 2."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from camscope.cli import _model
+from camscope.cli.main import main
+from camscope.models import ModelSpec
+
+# A class name with HTML in it: the report must escape it.
+CLASSES = ["red&<i>", "blue", "green"]
+
+
+class ColourNet(nn.Module):
+    """Identity 1x1 conv ("conv") -> ReLU -> mean -> logits (R - B, B - R, G - R / 2 - B / 2):
+    a red square is "red&<i>", a blue one "blue"."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 1)
+        self.fc = nn.Linear(3, 3, bias=False)
+        with torch.no_grad():
+            self.conv.weight.copy_(torch.eye(3).view(3, 3, 1, 1))
+            self.conv.bias.zero_()
+            self.fc.weight.copy_(torch.tensor([[1.0, 0, -1], [-1, 0, 1], [-0.5, 1, -0.5]]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.relu(self.conv(x)).mean((2, 3)))
+
+
+@pytest.fixture
+def patched(monkeypatch):
+    spec = ModelSpec(
+        name="colours", input_size=(16, 16), mean=(0, 0, 0), std=(1, 1, 1), class_names=CLASSES
+    )
+    model = ColourNet().eval()
+    monkeypatch.setattr(_model, "load_model", lambda options: (model, spec, torch.device("cpu")))
+    return model
+
+
+def square(path: Path, colour: tuple[int, int, int], corner: int) -> None:
+    """A 16 x 16 (the input size: no resizing) black picture with an 8 px square of ``colour``."""
+    arr = np.zeros((16, 16, 3), dtype=np.uint8)
+    arr[corner : corner + 8, corner : corner + 8] = colour
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr).save(path)
+
+
+@pytest.fixture
+def folders(tmp_path: Path) -> Path:
+    root = tmp_path / "data"
+    square(root / "red&<i>" / "r1.png", (255, 0, 0), 2)
+    square(root / "red&<i>" / "r2.png", (200, 0, 0), 7)
+    square(root / "red&<i>" / "oops.png", (0, 0, 255), 8)  # mislabelled: a blue square
+    square(root / "blue" / "b1.png", (0, 0, 255), 3)
+    square(root / "blue" / "b2.png", (0, 0, 180), 6)
+    (root / "blue" / "broken.png").write_bytes(b"not a png")
+    square(root / "purple" / "p1.png", (255, 0, 255), 4)  # names no class of the model
+    return root
+
+
+def test_the_mislabelled_image_is_found(tmp_path, folders, patched, capsys) -> None:
+    out = tmp_path / "out"
+    code = main(["failures", "--data", str(folders), "--out", str(out), "--layer", "conv"])
+    assert code == 1  # the broken file and the purple folder were skipped, the rest went on
+    err = capsys.readouterr().err
+    assert "broken.png" in err and "purple" in err and "Traceback" not in err
+    summary = json.loads((out / "failures.json").read_text())
+    assert summary["classified"] == 5 and summary["accuracy"] == pytest.approx(0.8)
+    (failure,) = summary["failures"]
+    assert failure["path"].endswith("oops.png")
+    assert failure["true_label"] == "red&<i>" and failure["predicted_label"] == "blue"
+    assert failure["true_rank"] == 3  # blue, then green (0), then red (-mean blue)
+    # logits of a blue square covering 64 of 256 pixels: (-0.25, 0.25, -0.125)
+    logits = torch.tensor([-0.25, 0.25, -0.125])
+    probs = logits.softmax(0)
+    assert failure["predicted_probability"] == pytest.approx(float(probs[1]), abs=1e-5)
+    assert failure["true_probability"] == pytest.approx(float(probs[0]), abs=1e-5)
+    assert [t["label"] for t in failure["top5"]] == ["blue", "green", "red&<i>"]
+    # the map for "blue" is the square, the one for "red" is empty: no shared evidence
+    assert failure["overlap"] < 0.3
+    assert (out / failure["grid"]).is_file()
+    assert {e["path"].split("/")[-1] for e in summary["errors"]} == {"broken.png", "p1.png"}
+    assert summary["per_class"]["red&<i>"] == {"images": 3, "correct": 2, "accuracy": 2 / 3}
+    with (out / "per_class.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["class"] for r in rows] == ["blue", "red&<i>"]
+    assert (out / "confusion.png").stat().st_size > 1000
+    html = (out / "report.html").read_text()
+    assert "red&amp;&lt;i&gt;" in html and "red&<i>" not in html
+    assert html.count("data:image/png;base64") == 2  # the confusion matrix and one grid
+
+
+def test_annotated_data_and_usage_errors(tmp_path, patched, capsys) -> None:
+    images = tmp_path / "ann"
+    square(images / "a.png", (255, 0, 0), 1)
+    square(images / "b.png", (0, 0, 255), 1)
+    (images / "boxes.csv").write_text("a.png,red&<i>,1,1,9,9\nb.png,red&<i>,1,1,9,9\n")
+    out = tmp_path / "out"
+    assert main(["failures", "--data", str(images), "--out", str(out), "--layer", "conv"]) == 0
+    summary = json.loads((out / "failures.json").read_text())
+    assert [f["path"].split("/")[-1] for f in summary["failures"]] == ["b.png"]
+    capsys.readouterr()
+    assert main(["failures", "--data", str(tmp_path / "missing"), "--out", str(out)]) == 2
+    assert "no such file" in capsys.readouterr().err
+    assert main(["failures", "--data", str(images), "--method", "nope", "--out", str(out)]) == 2
+    assert main(["failures", "--data", str(images), "--layer", "fc9", "--out", str(out)]) == 2
+    only_purple = tmp_path / "purple"
+    square(only_purple / "purple" / "p.png", (255, 0, 255), 1)
+    assert main(["failures", "--data", str(only_purple), "--out", str(out)]) == 2
+    assert "names a class" in capsys.readouterr().err
