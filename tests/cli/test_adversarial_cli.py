@@ -102,7 +102,7 @@ def test_targeted_attack_on_annotated_data_gives_the_pointing_game(tmp_path, mod
     out = tmp_path / "adv"
     code = main([
         "adversarial", "builtin:2", "--attack", "fgsm", "--eps", "4/255", "--target", "c7",
-        "--out", str(out), "--layer", "4", "--no-progress",
+        "--out", str(out), "--layer", "4", "--no-progress", "--method", "gradcam,eigencam",
     ])  # fmt: skip
     assert code == 0
     summary = json.loads((out / "adversarial.json").read_text())
@@ -111,6 +111,8 @@ def test_targeted_attack_on_annotated_data_gives_the_pointing_game(tmp_path, mod
         assert rec["success"] == (rec["adversarial_class"] == 7)
         assert isinstance(rec["similarity"]["pointing_clean"], bool)
         assert isinstance(rec["similarity"]["pointing_adversarial"], bool)
+        assert set(rec["similarity_by_method"]) == {"gradcam", "eigencam"}
+        assert rec["similarity_by_method"]["gradcam"] == rec["similarity"]
     assert summary["similarity"]["pointing_clean"] is not None
 
 

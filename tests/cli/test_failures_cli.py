@@ -22,8 +22,8 @@ CLASSES = ["red&<i>", "blue", "green"]
 
 
 class ColourNet(nn.Module):
-    """Identity 1x1 conv ("conv") -> ReLU -> mean -> logits (R - B, B - R, G - R / 2 - B / 2):
-    a red square is "red&<i>", a blue one "blue"."""
+    """Identity 1x1 conv ("conv") -> ReLU -> mean -> logits (R - B, B - R, G - R / 2 - B / 2)
+    of the channel means: a red square is "red&<i>", a blue one "blue"."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -64,6 +64,7 @@ def folders(tmp_path: Path) -> Path:
     square(root / "red&<i>" / "oops.png", (0, 0, 255), 8)  # mislabelled: a blue square
     square(root / "blue" / "b1.png", (0, 0, 255), 3)
     square(root / "blue" / "b2.png", (0, 0, 180), 6)
+    square(root / "green" / "yellow.png", (255, 255, 0), 8)  # ambiguous: red and green evidence
     (root / "blue" / "broken.png").write_bytes(b"not a png")
     square(root / "purple" / "p1.png", (255, 0, 255), 4)  # names no class of the model
     return root
@@ -76,29 +77,38 @@ def test_the_mislabelled_image_is_found(tmp_path, folders, patched, capsys) -> N
     err = capsys.readouterr().err
     assert "broken.png" in err and "purple" in err and "Traceback" not in err
     summary = json.loads((out / "failures.json").read_text())
-    assert summary["classified"] == 5 and summary["accuracy"] == pytest.approx(0.8)
-    (failure,) = summary["failures"]
-    assert failure["path"].endswith("oops.png")
-    assert failure["true_label"] == "red&<i>" and failure["predicted_label"] == "blue"
-    assert failure["true_rank"] == 3  # blue, then green (0), then red (-mean blue)
+    assert summary["classified"] == 6 and summary["accuracy"] == pytest.approx(4 / 6)
+    oops, yellow = summary["failures"]  # most confident mistake first: 0.436 > 0.402
+    assert oops["path"].endswith("oops.png") and yellow["path"].endswith("yellow.png")
+    assert oops["true_label"] == "red&<i>" and oops["predicted_label"] == "blue"
+    assert oops["true_rank"] == 3  # blue 0.25, green -0.125, red -0.25
     # logits of a blue square covering 64 of 256 pixels: (-0.25, 0.25, -0.125)
-    logits = torch.tensor([-0.25, 0.25, -0.125])
-    probs = logits.softmax(0)
-    assert failure["predicted_probability"] == pytest.approx(float(probs[1]), abs=1e-5)
-    assert failure["true_probability"] == pytest.approx(float(probs[0]), abs=1e-5)
-    assert [t["label"] for t in failure["top5"]] == ["blue", "green", "red&<i>"]
-    # the map for "blue" is the square, the one for "red" is empty: no shared evidence
-    assert failure["overlap"] < 0.3
-    assert (out / failure["grid"]).is_file()
+    probs = torch.tensor([-0.25, 0.25, -0.125]).softmax(0)
+    assert oops["predicted_probability"] == pytest.approx(float(probs[1]), abs=1e-5)
+    assert oops["true_probability"] == pytest.approx(float(probs[0]), abs=1e-5)
+    assert [t["label"] for t in oops["top5"]] == ["blue", "green", "red&<i>"]
+    # Grad-CAM at "conv": channel weights mean(dlogit/dA) = W[c, k] * (64 / 256) / 256 where the
+    # channel is non-zero. "blue": +B on the square; "red": -B, all zero after the ReLU. The top
+    # 15% (38 pixels, ties in raster order) are the square's first 38 vs the image's first 38:
+    # no pixel in common.
+    assert oops["overlap"] == 0.0
+    # yellow: logits (0.25, -0.25, 0.125) -> "red" (p 0.402) over the true "green"; the red map
+    # is +R, the green one G - R / 2 = +R / 2: the same square, overlap 1 (one ambiguous object)
+    assert yellow["predicted_label"] == "red&<i>" and yellow["true_label"] == "green"
+    assert yellow["true_rank"] == 2 and yellow["overlap"] == 1.0
+    probs = torch.tensor([0.25, -0.25, 0.125]).softmax(0)
+    assert yellow["predicted_probability"] == pytest.approx(float(probs[0]), abs=1e-5)
+    assert (out / oops["grid"]).is_file()
     assert {e["path"].split("/")[-1] for e in summary["errors"]} == {"broken.png", "p1.png"}
     assert summary["per_class"]["red&<i>"] == {"images": 3, "correct": 2, "accuracy": 2 / 3}
     with (out / "per_class.csv").open() as fh:
         rows = list(csv.DictReader(fh))
-    assert [r["class"] for r in rows] == ["blue", "red&<i>"]
+    assert [r["class"] for r in rows] == ["blue", "green", "red&<i>"]
     assert (out / "confusion.png").stat().st_size > 1000
     html = (out / "report.html").read_text()
     assert "red&amp;&lt;i&gt;" in html and "red&<i>" not in html
-    assert html.count("data:image/png;base64") == 2  # the confusion matrix and one grid
+    assert html.count("data:image/png;base64") == 3  # the confusion matrix and two grids
+    assert html.index("oops.png") < html.index("yellow.png")
 
 
 def test_annotated_data_and_usage_errors(tmp_path, patched, capsys) -> None:

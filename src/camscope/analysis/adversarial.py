@@ -61,7 +61,7 @@ class AttackSettings:
     target: int | None = None
     random_start: bool = False
     seed: int = 0
-    method: str = "gradcam"
+    methods: list[str] = field(default_factory=lambda: ["gradcam"])
     layer: str | list[str] = "auto"
     batch_size: int = 8
     tolerance: float = 15.0
@@ -123,18 +123,18 @@ def _grid(
     clean_pil, adv_pil = Image.fromarray(_uint8(clean)), Image.fromarray(_uint8(adv))
     orig_clean, adv_class, orig_adv = (m.cpu().numpy() for m in maps)
     amplified = ((adv - clean) / (2 * s.eps) + 0.5).clamp(0, 1).permute(1, 2, 0).cpu().numpy()
-    o, a = rec["clean_label"], rec["adversarial_label"]
+    o, a, method = rec["clean_label"], rec["adversarial_label"], s.methods[0]
     panels = [
-        viz.Panel(f"clean: {o} ({rec['clean_probability']:.2f})\n{s.method} for {o}", orig_clean),
+        viz.Panel(f"clean: {o} ({rec['clean_probability']:.2f})\n{method} for {o}", orig_clean),
         viz.Panel(
             f"adversarial: {a}\n({rec['adversarial_probability']:.2f})", rgb=np.asarray(adv_pil)
         ),
         viz.Panel(
-            f"{s.method} for {a}",
+            f"{method} for {a}",
             rgb=np.asarray(viz.overlay(adv_pil, adv_class, s.colormap, s.alpha)),
         ),
         viz.Panel(
-            f"{s.method} for {o}\n(p = {rec['original_probability_adversarial']:.3f})",
+            f"{method} for {o}\n(p = {rec['original_probability_adversarial']:.3f})",
             rgb=np.asarray(viz.overlay(adv_pil, orig_adv, s.colormap, s.alpha)),
         ),
         viz.Panel("perturbation\n(x' - x) / 2 eps + 1/2", rgb=amplified),
@@ -152,6 +152,34 @@ def _grid(
     return name
 
 
+def _similarity(
+    maps: Tensor, n: int, boxes: list[Tensor], tolerance: float
+) -> list[dict[str, Any]]:
+    """Per image: Spearman and top-15% IoU of the original class's map on the clean image
+    (``maps[n + i, 0]``) and on the adversarial one (``maps[i, 1]``), and with boxes the pointing
+    game of both."""
+    from ..metrics.faithfulness import spearman
+    from ..metrics.localization import pointing_hits
+    from ..metrics.robustness import TOP_REGION, top_region_iou
+
+    orig_adv, orig_clean = maps[:n, 1], maps[n:, 0]
+    rho = spearman(orig_clean.flatten(1), orig_adv.flatten(1))
+    iou = top_region_iou(orig_clean, orig_adv, TOP_REGION)
+    out = []
+    for i, b in enumerate(boxes):
+        sim: dict[str, Any] = {
+            "spearman": round(float(rho[i]), 4),
+            "top15_iou": round(float(iou[i]), 4),
+        }
+        if b.shape[0]:
+            gt = b[None].to(maps.device)
+            valid = torch.ones(1, b.shape[0], dtype=torch.bool, device=maps.device)
+            for key, m in (("pointing_clean", orig_clean), ("pointing_adversarial", orig_adv)):
+                sim[key] = bool(pointing_hits(m[i : i + 1], gt, valid, tolerance)[0])
+        out.append(sim)
+    return out
+
+
 def _success(predicted: int, clean: int, target: int | None) -> bool:
     """Untargeted: the class changed; targeted: it is the target."""
     return predicted != clean if target is None else predicted == target
@@ -167,9 +195,6 @@ def _attack_batch(
     from PIL import Image
 
     from ..core.engine import explain
-    from ..metrics.faithfulness import spearman
-    from ..metrics.localization import pointing_hits
-    from ..metrics.robustness import TOP_REGION, top_region_iou
 
     x01 = torch.cat([t for _, t, _ in batch])
     p_clean = _probabilities(model, x01, spec)
@@ -197,33 +222,17 @@ def _attack_batch(
     res = explain(
         model,
         _norm(torch.cat([adv, x01]), spec),
-        s.method,
+        s.methods,
         s.layer,
         targets,
         method_options=s.method_options,
     )
-    maps = res.maps[s.method]
-    adv_maps, orig_adv, orig_clean = maps[:n, 0], maps[:n, 1], maps[n:, 0]
-    rho = spearman(orig_clean.flatten(1), orig_adv.flatten(1))
-    iou = top_region_iou(orig_clean, orig_adv, TOP_REGION)
+    boxes = [b for _, _, b in batch]
+    by_method = {m: _similarity(res.maps[m], n, boxes, s.tolerance) for m in s.methods}
+    first = res.maps[s.methods[0]]
     records = []
-    for i, (item, _, boxes) in enumerate(batch):
+    for i, (item, _, _) in enumerate(batch):
         c, a, c8 = int(clean[i]), int(adv_class[i]), int(class_8bit[i])
-        similarity: dict[str, Any] = {
-            "spearman": round(float(rho[i]), 4),
-            "top15_iou": round(float(iou[i]), 4),
-        }
-        if boxes.shape[0]:
-            b, valid = (
-                boxes[None].to(maps.device),
-                torch.ones(1, boxes.shape[0], dtype=torch.bool, device=maps.device),
-            )
-            similarity["pointing_clean"] = bool(
-                pointing_hits(orig_clean[i : i + 1], b, valid, s.tolerance)[0]
-            )
-            similarity["pointing_adversarial"] = bool(
-                pointing_hits(orig_adv[i : i + 1], b, valid, s.tolerance)[0]
-            )
         rec: dict[str, Any] = {
             "path": item.source,
             "stem": item.stem,
@@ -240,13 +249,15 @@ def _attack_batch(
             "adversarial_class_8bit": c8,
             "success_8bit": _success(c8, c, s.target),
             "linf": round(float((adv[i] - x01[i]).abs().max()) * 255, 4),
-            "similarity": similarity,
+            "similarity": by_method[s.methods[0]][i],
+            "similarity_by_method": {m: sims[i] for m, sims in by_method.items()},
         }
         np.save(
             out / f"{item.stem}.adv.npy", adv[i].permute(1, 2, 0).cpu().numpy().astype(np.float32)
         )
         Image.fromarray(_uint8(adv[i])).save(out / f"{item.stem}.adv.png")
-        grid = _grid(out, rec, x01[i], adv[i], [orig_clean[i], adv_maps[i], orig_adv[i]], s)
+        maps = [first[n + i, 0], first[i, 0], first[i, 1]]  # clean, adversarial class, original
+        grid = _grid(out, rec, x01[i], adv[i], maps, s)
         rec["files"] = [f"{item.stem}.adv.png", f"{item.stem}.adv.npy", grid]
         records.append(rec)
     return records
@@ -315,7 +326,12 @@ def _summary(
     records: list[dict[str, Any]],
     errors: list[dict[str, str]],
 ) -> dict[str, Any]:
-    sims = [r["similarity"] for r in records]
+    keys = ("spearman", "top15_iou", "pointing_clean", "pointing_adversarial")
+
+    def means(method: str) -> dict[str, float | None]:
+        sims = [r["similarity_by_method"][method] for r in records]
+        return {key: _mean([float(x[key]) for x in sims if key in x]) for key in keys}
+
     settings = asdict(s)
     for key in ("progress", "colormap", "alpha", "max_pixels", "batch_size"):
         settings.pop(key)
@@ -328,9 +344,7 @@ def _summary(
         "images": records,
         "success_rate": _mean([float(r["success"]) for r in records]),
         "success_rate_8bit": _mean([float(r["success_8bit"]) for r in records]),
-        "similarity": {
-            key: _mean([float(x[key]) for x in sims if key in x])
-            for key in ("spearman", "top15_iou", "pointing_clean", "pointing_adversarial")
-        },
+        "similarity": means(s.methods[0]),
+        "similarity_by_method": {m: means(m) for m in s.methods},
         "errors": errors,
     }

@@ -99,7 +99,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="targeted attack towards this class (index or name); default: untargeted",
     )
     parser.add_argument(
-        "--method", "-m", default="gradcam", metavar="NAME", help="map method (default gradcam)"
+        "--method",
+        "-m",
+        default="gradcam",
+        metavar="NAMES",
+        help="map method(s), comma list; the first one is drawn (default gradcam)",
     )
     parser.add_argument(
         "--layer", "-l", action="append", default=None, metavar="LAYER", help="layer (default auto)"
@@ -136,8 +140,6 @@ def run(args: argparse.Namespace) -> int:
     from ._model import load_model
 
     methods = parse_methods(args.method)
-    if len(methods) != 1:
-        raise UsageError("--method takes one method")
     if args.tolerance < 0:
         raise UsageError(f"--tolerance must be >= 0 pixels; got {args.tolerance}")
     viz.check_colormap(args.colormap)
@@ -157,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
         target=target,
         random_start=bool(args.random_start),
         seed=args.seed,
-        method=methods[0],
+        methods=methods,
         layer=parse_layers(split_list(args.layer)),
         batch_size=args.batch_size,
         tolerance=args.tolerance,
