@@ -36,6 +36,10 @@ def test_top_regions_topk_and_centre_of_mass_by_hand() -> None:
     b = torch.tensor([[[1.0, 3.0, 4.0, 2.0]]])
     assert float(rm.top_region_iou(a, b, 0.5)[0]) == pytest.approx(1 / 3)
     assert float(rm.top_region_iou(a, a)[0]) == 1.0
+    # only pixels with evidence: a map with one positive pixel has a one-pixel region
+    c = torch.tensor([[[0.0, 0.0, 5.0, 0.0]]])
+    assert float(rm.top_region_iou(b, c, 0.5)[0]) == pytest.approx(1 / 2)  # {1, 2} vs {2}
+    assert float(rm.top_region_iou(torch.zeros(1, 1, 4), torch.zeros(1, 1, 4))[0]) == 0.0
     # ties keep raster order: the first two of four equal pixels
     assert rm.top_fraction_mask(torch.ones(1, 1, 4), 0.5).tolist() == [[[True, True, False, False]]]
     assert rm.topk_intersection(a, b[:, None], 0.5).tolist() == [[0.5]]

@@ -12,9 +12,12 @@ near-zero probability, and shows that Grad-CAM for those classes still localizes
   PNG keeps);
 * maps (one :func:`camscope.explain` call per batch): the adversarial class and the original class
   on the adversarial image, the original class on the clean image; **similarity** of the original
-  class's two maps: Spearman rank correlation of the pixels and IoU of the top-15% pixels; with
-  boxes (annotated data, ``builtin:N``), the **pointing game** (peak within ``tolerance`` px of
-  an object box) of both maps.
+  class's two maps: Spearman rank correlation of the pixels (0 when a map is constant, e.g. empty)
+  and IoU of the top-15% pixels with evidence (:func:`camscope.metrics.robustness.top_region_iou`),
+  and whether a map is **empty** (no positive evidence anywhere); with boxes (annotated data,
+  ``builtin:N``), the **pointing game** (peak within ``tolerance`` px of any object's box; an
+  empty map misses) of both maps. Several methods can be measured in one run
+  (``similarity_by_method``); the first is drawn and reported as ``similarity``.
 
 Writes ``adversarial.json``, ``<stem>.adv.png`` (8-bit), ``<stem>.adv.npy`` (float32 H x W x 3 in
 [0, 1]: the exact adversarial input at the model's input size, which the model classifies as
@@ -156,8 +159,8 @@ def _similarity(
     maps: Tensor, n: int, boxes: list[Tensor], tolerance: float
 ) -> list[dict[str, Any]]:
     """Per image: Spearman and top-15% IoU of the original class's map on the clean image
-    (``maps[n + i, 0]``) and on the adversarial one (``maps[i, 1]``), and with boxes the pointing
-    game of both."""
+    (``maps[n + i, 0]``) and on the adversarial one (``maps[i, 1]``), whether either is empty (no
+    positive evidence anywhere), and with boxes the pointing game of both (an empty map misses)."""
     from ..metrics.faithfulness import spearman
     from ..metrics.localization import pointing_hits
     from ..metrics.robustness import TOP_REGION, top_region_iou
@@ -170,12 +173,16 @@ def _similarity(
         sim: dict[str, Any] = {
             "spearman": round(float(rho[i]), 4),
             "top15_iou": round(float(iou[i]), 4),
+            "empty_clean": not bool(orig_clean[i].max() > 0),
+            "empty_adversarial": not bool(orig_adv[i].max() > 0),
         }
         if b.shape[0]:
             gt = b[None].to(maps.device)
             valid = torch.ones(1, b.shape[0], dtype=torch.bool, device=maps.device)
             for key, m in (("pointing_clean", orig_clean), ("pointing_adversarial", orig_adv)):
-                sim[key] = bool(pointing_hits(m[i : i + 1], gt, valid, tolerance)[0])
+                # an empty map points nowhere (its arg-max would be the top-left pixel)
+                hit = bool(pointing_hits(m[i : i + 1], gt, valid, tolerance)[0])
+                sim[key] = hit and bool(m[i].max() > 0)
         out.append(sim)
     return out
 
@@ -326,7 +333,14 @@ def _summary(
     records: list[dict[str, Any]],
     errors: list[dict[str, str]],
 ) -> dict[str, Any]:
-    keys = ("spearman", "top15_iou", "pointing_clean", "pointing_adversarial")
+    keys = (
+        "spearman",
+        "top15_iou",
+        "empty_clean",
+        "empty_adversarial",
+        "pointing_clean",
+        "pointing_adversarial",
+    )
 
     def means(method: str) -> dict[str, float | None]:
         sims = [r["similarity_by_method"][method] for r in records]

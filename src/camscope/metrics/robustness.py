@@ -12,6 +12,9 @@ noisy maps ``(B, N, H, W)``.
   ``LocalLipschitzEstimate``): ``max_i ||a - a_i||_2 / (||delta_i||_2 + 1e-10)``, with
   ``delta_i`` in whatever units the inputs are given (model-input units in ``evaluate``). Lower is
   better.
+* **Top-15% region IoU** (:func:`top_region_iou`, used by ``camscope failures`` and
+  ``camscope adversarial``): IoU of the 15% most relevant pixels of two maps, pixels without
+  evidence (0) left out.
 * **Top-k intersection** and **centre-of-mass shift** (Ghorbani, Abid & Zou, "Interpretation of
   Neural Networks is Fragile", AAAI 2019, Sec. 3): the share of the ``k`` most relevant pixels of
   ``a`` that stay among the ``k`` most relevant of ``a_i`` (higher is better; they used k = 1000
@@ -107,26 +110,33 @@ def local_lipschitz(maps: Tensor, noisy: Tensor, deltas: Tensor) -> Tensor:
     return lipschitz_ratios(maps, noisy, deltas).amax(1)
 
 
-def top_fraction_mask(maps: Tensor, fraction: float) -> Tensor:
+def top_fraction_mask(maps: Tensor, fraction: float, positive_only: bool = False) -> Tensor:
     """The ``round(fraction * H * W)`` most relevant pixels of each map ``(..., H, W)`` (ties in
-    raster order) as a boolean mask of the same shape."""
+    raster order) as a boolean mask of the same shape; with ``positive_only`` pixels whose value
+    is not above 0 are left out (an all-zero map has an empty region)."""
     if not 0.0 < fraction <= 1.0:
         raise UsageError(f"the top fraction must be in (0, 1]; got {fraction}")
     h, w = maps.shape[-2:]
     k = max(1, round(fraction * h * w))
     ranks = pixel_ranks(maps.reshape(-1, h, w)).reshape(maps.shape)
-    return ranks < k
+    top = ranks < k
+    return top & (maps > 0) if positive_only else top
 
 
 def top_region_iou(a: Tensor, b: Tensor, fraction: float = TOP_REGION) -> Tensor:
     """IoU of the top-``fraction`` regions of two maps ``(..., H, W)``: 1 = the same pixels.
+
+    A region holds only pixels with evidence (value above 0): the map of a class with no positive
+    evidence anywhere has an empty region, which shares nothing (IoU 0, also with another empty
+    region).
 
     Example:
         >>> a = torch.tensor([[[4.0, 3.0, 2.0, 1.0]]]); b = torch.tensor([[[1.0, 3.0, 4.0, 2.0]]])
         >>> top_region_iou(a, b, fraction=0.5)  # {0, 1} vs {1, 2}: 1 shared of 3
         tensor([0.3333])
     """
-    ma, mb = top_fraction_mask(a, fraction), top_fraction_mask(b, fraction)
+    ma = top_fraction_mask(a, fraction, positive_only=True)
+    mb = top_fraction_mask(b, fraction, positive_only=True)
     inter = (ma & mb).flatten(-2).sum(-1).float()
     union = (ma | mb).flatten(-2).sum(-1).float()
     return inter / union.clamp(min=1)
