@@ -34,6 +34,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -73,6 +74,7 @@ class AttackSettings:
     max_pixels: int | None = None
     method_options: dict[str, Any] = field(default_factory=dict)
     progress: bool = True
+    on_skip: Callable[[str, str], None] | None = None
 
 
 @dataclass
@@ -289,6 +291,14 @@ def run_adversarial(
     max_pixels = s.max_pixels or io.DEFAULT_MAX_PIXELS
     records: list[dict[str, Any]] = []
     errors: list[dict[str, str]] = []
+
+    def skip(path: str, error: str) -> None:
+        errors.append({"path": path, "error": error})
+        if s.on_skip is not None:
+            s.on_skip(path, error)
+        else:
+            log.warning("skipped %s: %s", path, error)
+
     hide = None if s.progress else True  # None: a bar on a terminal only
     with tqdm(total=len(data.items), unit="img", file=sys.stderr, disable=hide, leave=False) as bar:
         for start in range(0, len(data.items), s.batch_size):
@@ -301,10 +311,7 @@ def run_adversarial(
                     _, x, boxes = item.load(spec, max_pixels)
                     loaded.append((item, unit_image(x, spec).to(device), boxes))
                 except CamscopeError as err:
-                    errors.append({"path": item.source, "error": str(err)})
-                    tqdm.write(
-                        f"camscope adversarial: skipped {item.source}: {err}", file=sys.stderr
-                    )
+                    skip(item.source, str(err))
             if loaded:
                 try:
                     records.extend(_attack_batch(model, spec, loaded, out, s))
@@ -312,10 +319,8 @@ def run_adversarial(
                     raise  # a bad method, layer or target concerns every image: usage error
                 except (RuntimeError, ValueError) as err:
                     log.debug("the attack failed", exc_info=True)
-                    errors.extend(
-                        {"path": it.source, "error": f"{type(err).__name__}: {err}"}
-                        for it, _, _ in loaded
-                    )
+                    for it, _, _ in loaded:
+                        skip(it.source, f"{type(err).__name__}: {err}")
             bar.update(len(chunk))
     summary = _summary(spec, data, s, records, errors)
     (out / "adversarial.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
@@ -347,7 +352,7 @@ def _summary(
         return {key: _mean([float(x[key]) for x in sims if key in x]) for key in keys}
 
     settings = asdict(s)
-    for key in ("progress", "colormap", "alpha", "max_pixels", "batch_size"):
+    for key in ("progress", "colormap", "alpha", "max_pixels", "batch_size", "on_skip"):
         settings.pop(key)
     if s.attack == "pgd" and s.step_size is None:
         settings["step_size"] = default_step_size(s.eps, s.steps)

@@ -32,6 +32,7 @@ import csv
 import json
 import logging
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,6 +51,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 GUIDED, COUNTERFACTUAL = "guided-gradcam", "counterfactual"
+#: ``on_skip(path, reason)``: told about every input that cannot be used (default: a warning).
+SkipFn = Callable[[str, str], None]
 
 
 @dataclass
@@ -65,6 +68,7 @@ class FailureSettings:
     method_options: dict[str, Any] = field(default_factory=dict)
     progress: bool = True
     embed: int = 100
+    on_skip: SkipFn | None = None
 
 
 @dataclass
@@ -164,6 +168,26 @@ def _explain_failures(
         rec["grid"] = _grid(out, images[i], rec, res, i, s)
 
 
+def _load(
+    items: list[LabelledItem], spec: ModelSpec, max_pixels: int, skip: SkipFn
+) -> list[tuple[LabelledItem, Any, Tensor]]:
+    """Decode a chunk; items without a usable class or with a bad file are reported to ``skip``."""
+    loaded = []
+    for item in items:
+        problem = item.error or (
+            None if item.class_ids else f"label {item.label!r} names no class of the model"
+        )
+        if problem is None:
+            try:
+                image, x, _ = item.load(spec, max_pixels)
+                loaded.append((item, image, x))
+                continue
+            except CamscopeError as err:
+                problem = str(err)
+        skip(item.source, problem)
+    return loaded
+
+
 def diagnose_failures(
     model: nn.Module,
     spec: ModelSpec,
@@ -184,53 +208,40 @@ def diagnose_failures(
     max_pixels = s.max_pixels or io.DEFAULT_MAX_PIXELS
     records: list[dict[str, Any]] = []
     errors: list[dict[str, str]] = []
-    items = data.items
+
+    def skip(path: str, error: str) -> None:
+        errors.append({"path": path, "error": error})
+        (s.on_skip or _log_skip)(path, error)
+
     hide = None if s.progress else True  # None: a bar on a terminal only
-    with tqdm(total=len(items), unit="img", file=sys.stderr, disable=hide, leave=False) as bar:
-        for start in range(0, len(items), s.batch_size):
-            loaded: list[tuple[LabelledItem, Any, Tensor]] = []
-            for item in items[start : start + s.batch_size]:
-                problem = item.error or (
-                    None if item.class_ids else f"label {item.label!r} names no class of the model"
-                )
-                if problem is None:
-                    try:
-                        image, x, _ = item.load(spec, max_pixels)
-                        loaded.append((item, image, x))
-                    except CamscopeError as err:
-                        problem = str(err)
-                if problem is not None:
-                    errors.append({"path": item.source, "error": problem})
-                    tqdm.write(
-                        f"camscope failures: skipped {item.source}: {problem}", file=sys.stderr
-                    )
+    with tqdm(total=len(data.items), unit="img", file=sys.stderr, disable=hide, leave=False) as bar:
+        for start in range(0, len(data.items), s.batch_size):
+            chunk = data.items[start : start + s.batch_size]
+            loaded = _load(chunk, spec, max_pixels, skip)
             if loaded:
                 x = torch.cat([t for _, _, t in loaded]).to(device)
                 logits = _classify(model, x).cpu()
                 batch = [_record(item, logits[i], spec) for i, (item, _, _) in enumerate(loaded)]
                 wrong = [i for i, r in enumerate(batch) if not r["correct"]]
-                if wrong:
-                    try:
-                        _explain_failures(
-                            model,
-                            x[wrong],
-                            [batch[i] for i in wrong],
-                            [loaded[i][1] for i in wrong],
-                            out,
-                            s,
-                        )
-                    except CamscopeError:
-                        raise  # a bad method/layer/option concerns every image: usage error
-                    except (RuntimeError, ValueError) as err:
-                        log.debug("explaining the failures failed", exc_info=True)
-                        for i in wrong:
-                            errors.append(
-                                {"path": batch[i]["path"], "error": f"{type(err).__name__}: {err}"}
-                            )
-                        batch = [r for i, r in enumerate(batch) if i not in wrong]
+                try:
+                    if wrong:
+                        failed = [batch[i] for i in wrong]
+                        images = [loaded[i][1] for i in wrong]
+                        _explain_failures(model, x[wrong], failed, images, out, s)
+                except CamscopeError:
+                    raise  # a bad method/layer/option concerns every image: usage error
+                except (RuntimeError, ValueError) as err:
+                    log.debug("explaining the failures failed", exc_info=True)
+                    for i in wrong:
+                        skip(batch[i]["path"], f"{type(err).__name__}: {err}")
+                    batch = [r for i, r in enumerate(batch) if i not in wrong]
                 records.extend(batch)
-            bar.update(len(items[start : start + s.batch_size]))
+            bar.update(len(chunk))
     return _write(out, spec, data, records, errors, s)
+
+
+def _log_skip(path: str, error: str) -> None:
+    log.warning("skipped %s: %s", path, error)
 
 
 def _write(

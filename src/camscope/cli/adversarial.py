@@ -30,7 +30,7 @@ from ._common import (
     unit_float,
 )
 from ._model import ModelOptions, add_model_arguments
-from .failures import make_folder
+from .failures import make_folder, skipped
 
 _EPILOG = """\
 inputs:
@@ -168,6 +168,7 @@ def run(args: argparse.Namespace) -> int:
         max_pixels=args.max_pixels,
         method_options=parse_method_options(args.option),
         progress=not args.no_progress,
+        on_skip=skipped("adversarial"),
     )
     dummy = torch.zeros(1, 3, *spec.input_size, device=device)
     resolve_layers(model, settings.layer, dummy)  # a bad layer is a usage error before any work

@@ -10,6 +10,8 @@ name no class of the model are reported and skipped; the exit code is then 1.
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
         max_pixels=args.max_pixels,
         method_options=parse_method_options(args.option),
         progress=not args.no_progress,
+        on_skip=skipped("failures"),
         embed=max(0, args.embed),
     )
     make_folder(args.out)
@@ -133,6 +136,17 @@ def run(args: argparse.Namespace) -> int:
         )
     )
     return 1 if result.errors else 0
+
+
+def skipped(command: str) -> Callable[[str, str], None]:
+    """Report a skipped input on stderr without breaking the progress bar."""
+
+    def report(path: str, reason: str) -> None:
+        from tqdm import tqdm
+
+        tqdm.write(f"camscope {command}: skipped {path}: {reason}", file=sys.stderr)
+
+    return report
 
 
 def make_folder(out: Path) -> None:
