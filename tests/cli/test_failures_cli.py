@@ -107,7 +107,8 @@ def test_the_mislabelled_image_is_found(tmp_path, folders, patched, capsys) -> N
     assert (out / "confusion.png").stat().st_size > 1000
     html = (out / "report.html").read_text()
     assert "red&amp;&lt;i&gt;" in html and "red&<i>" not in html
-    assert html.count("data:image/png;base64") == 3  # the confusion matrix and two grids
+    assert html.count("data:image/png;base64") == 1  # the confusion matrix
+    assert html.count("data:image/jpeg;base64") == 2  # the two grids
     assert html.index("oops.png") < html.index("yellow.png")
 
 

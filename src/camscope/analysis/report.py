@@ -66,7 +66,8 @@ def confusion_png(classes: Sequence[str], counts: np.ndarray, title: str = "") -
 
 
 def _img(path: Path, alt: str, max_width: int = 1100) -> str:
-    """An ``<img>`` with the picture embedded, shrunk to ``max_width`` pixels (as a PNG)."""
+    """An ``<img>`` with the picture embedded as a JPEG (quality 88), shrunk to ``max_width``
+    pixels: photographs in grids compress about 5x better than as PNG."""
     from PIL import Image
 
     with Image.open(path) as im:
@@ -75,9 +76,9 @@ def _img(path: Path, alt: str, max_width: int = 1100) -> str:
         height = round(picture.height * max_width / picture.width)
         picture = picture.resize((max_width, height), Image.Resampling.LANCZOS)
     buf = io.BytesIO()
-    picture.save(buf, format="PNG", optimize=True)
+    picture.save(buf, format="JPEG", quality=88)
     data = base64.b64encode(buf.getvalue()).decode("ascii")
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+    return f'<img alt="{html.escape(alt)}" src="data:image/jpeg;base64,{data}">'
 
 
 def _pct(value: float | None) -> str:
