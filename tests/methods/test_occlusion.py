@@ -136,3 +136,22 @@ def test_pixels_no_patch_covers_get_zero() -> None:
     out: Tensor = spread_to_pixels(drops, (5, 5), patch=2, stride=3)
     assert out[2].tolist() == [0.0] * 5 and out[:, 2].tolist() == [0.0] * 5
     assert out[0, 0] == 1.0 and out[4, 4] == 4.0
+
+
+@pytest.mark.parametrize("options", [{"patch": 2, "stride": 2}, {"patch": 2, "stride": 1}, {}])
+def test_registered_cost_is_the_passes_the_model_sees(options: dict) -> None:
+    # 4x4 input: 2x2 patches at stride 2 -> 2 x 2 positions, stride 1 -> 3 x 3; the default patch
+    # is ceil(4 / 7) = 1 px at stride 1 -> 4 x 4. Each adds the unoccluded pass; the shared
+    # forward of explain() is not part of the method's cost.
+    from camscope.methods import estimate_passes
+
+    net = linear_net()
+    seen: list[int] = []
+    handle = net.head.register_forward_hook(lambda _m, inputs, _o: seen.append(len(inputs[0])))
+    try:
+        explain(net, ramp(), "occlusion", "conv", targets=0, method_options=options)
+    finally:
+        handle.remove()
+    estimate = estimate_passes(net, ramp(), ["occlusion"], "conv", method_options=options)
+    assert estimate["occlusion"] == sum(seen) - 1
+    assert estimate["occlusion"] == {2: 5, 1: 10}.get(options.get("stride", 0), 17)

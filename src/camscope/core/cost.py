@@ -73,15 +73,17 @@ def estimate(
     channels: Mapping[str, int],
     targets: int = 1,
     options: Mapping[str, Any] | None = None,
+    input_size: tuple[int, int] = (224, 224),
 ) -> dict[str, int]:
     """Passes per image each method adds, summed over the layers in ``channels`` (the guided
-    pass, which does not depend on the layer, counted once)."""
+    pass, which does not depend on the layer, counted once), for inputs of ``input_size``."""
     opts = dict(options or {})
     result = {}
     for spec in specs:
         per_layer = [
-            spec.passes_per_image(PassQuery(c, targets, opts)) for c in channels.values()
-        ] or [spec.passes_per_image(PassQuery(0, targets, opts))]
+            spec.passes_per_image(PassQuery(c, targets, opts, input_size))
+            for c in channels.values()
+        ] or [spec.passes_per_image(PassQuery(0, targets, opts, input_size))]
         result[spec.name] = max(per_layer) if spec.needs_guided_gradients else sum(per_layer)
     return result
 

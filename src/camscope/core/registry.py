@@ -8,7 +8,7 @@ lookups (``list_methods``, ``get_method``) over the complete registry.
 
 Each method also declares its cost: the model passes per image it adds beyond the shared forward
 (and backward), as a number or as a function of a :class:`PassQuery` (the layer's channel count,
-the targets per image and the method options), with a formula for people (``passes_text``).
+the targets per image, the method options and the input size), with a formula for people (``passes_text``).
 :mod:`camscope.core.cost` adds them up before a run.
 """
 
@@ -36,11 +36,13 @@ class PassQuery:
         channels: channels of the explained layer (after reshaping tokens).
         targets: classes explained per image (``K``; top-k).
         options: the ``method_options`` of the call (``num_samples``, ``num_channels``, ...).
+        input_size: the model input's ``(height, width)`` (occlusion's patch grid depends on it).
     """
 
     channels: int
     targets: int = 1
     options: Mapping[str, Any] = field(default_factory=dict)
+    input_size: tuple[int, int] = (224, 224)
 
     def option(self, name: str, default: int) -> int:
         """An integer option (its default when absent or not a positive integer)."""

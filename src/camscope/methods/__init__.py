@@ -74,4 +74,6 @@ def estimate_passes(
 
     specs = [lookup(name) for name in methods]
     layers = resolve_layers(model, layer, x)
-    return estimate(specs, layer_channels(model, layers, x, reshape), targets, method_options)
+    channels = layer_channels(model, layers, x, reshape)
+    size = (int(x.shape[-2]), int(x.shape[-1]))
+    return estimate(specs, channels, targets, method_options, input_size=size)

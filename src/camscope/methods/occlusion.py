@@ -42,7 +42,7 @@ import torch
 from torch import Tensor, nn
 
 from ..core.context import LayerContext
-from ..core.registry import register_method
+from ..core.registry import PassQuery, register_method
 from ..errors import UsageError
 from ..perturbation.masked import Scorer, batch_size_for, output_bytes
 from ..perturbation.occlusion import (
@@ -76,10 +76,26 @@ def _geometry(ctx: LayerContext) -> tuple[int, int, float]:
     return patch, stride, float(baseline)
 
 
+def _passes(query: PassQuery) -> int:
+    """One unoccluded forward plus one per patch position (the layer plays no part)."""
+    patch_default, _ = default_patch(query.input_size)
+    patch = query.option("patch", patch_default)
+    stride = query.option("stride", max(1, -(-patch // 2)))
+    if patch > min(query.input_size):
+        return 0  # the call itself refuses the patch
+    rows, cols = occlusion_grid(query.input_size, patch, stride)
+    return len(rows) * len(cols) + 1
+
+
 @register_method(
     "occlusion",
     needs_gradients=False,
     paper="Zeiler & Fergus, ECCV 2014",
+    family="perturbation",
+    summary="drop of the target logit when a grey square covers each region (mean over the "
+    "patches covering a pixel); options `patch`, `stride`, `baseline`",
+    passes=_passes,
+    passes_text="P + 1, P = patch positions (13 x 13 = 169 at 224 px by default)",
 )
 def occlusion(ctx: LayerContext) -> Tensor:
     """Drop of the target logit when a square patch of the input is covered (mean per pixel)."""
