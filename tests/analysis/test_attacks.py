@@ -121,3 +121,22 @@ def test_bad_inputs_are_usage_errors() -> None:
 def test_8bit_rounding() -> None:
     x = torch.tensor([0.0, 0.5 / 255, 0.51 / 255, 1.2])
     assert (to_8bit(x) * 255).tolist() == [0.0, 0.0, 1.0, 255.0]
+
+
+def test_single_logit_model_in_closed_form() -> None:
+    # One sigmoid logit w . z + b (classes 0 = negative, 1 = positive, as explain()). Away from
+    # class 1 the loss -log sigmoid(logit) has gradient -(1 - p) w / std: the step is
+    # -eps sign(w); away from class 0 (or towards 1) it is +eps sign(w).
+    torch.manual_seed(3)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(12, 1)).eval()
+    sign_w = torch.sign(net[1].weight[0]).detach().reshape(1, 3, 2, 2)
+    x = torch.rand(2, 3, 2, 2, generator=torch.Generator().manual_seed(4)) * 0.5 + 0.25
+    eps = 2 / 255
+    away_from_positive = fgsm(net, x, torch.tensor([1, 1]), eps, mean=MEAN, std=STD)
+    torch.testing.assert_close(away_from_positive, x - eps * sign_w, atol=1e-7, rtol=0)
+    away_from_negative = fgsm(net, x, torch.tensor([0, 0]), eps, mean=MEAN, std=STD)
+    torch.testing.assert_close(away_from_negative, x + eps * sign_w, atol=1e-7, rtol=0)
+    towards_positive = fgsm(net, x, torch.tensor([1, 1]), eps, mean=MEAN, std=STD, targeted=True)
+    torch.testing.assert_close(towards_positive, x + eps * sign_w, atol=1e-7, rtol=0)
+    with pytest.raises(UsageError, match="classes 0 and 1"):
+        fgsm(net, x, torch.tensor([2, 0]), eps, mean=MEAN, std=STD)

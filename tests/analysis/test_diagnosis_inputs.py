@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from camscope.analysis.diagnosis_inputs import is_data_argument, open_images, open_labelled
+from camscope.analysis.diagnosis_inputs import DataOptions, is_data_argument, open_images, open_labelled
 from camscope.analysis.report import confusion_counts
 from camscope.errors import DatasetError
 
@@ -68,3 +68,54 @@ def test_plain_images_have_no_class(tmp_path) -> None:
 def test_confusion_counts_put_outside_predictions_in_other() -> None:
     counts = confusion_counts(["a", "b"], [("a", "a"), ("a", "b"), ("b", None), ("b", "b")])
     assert counts.tolist() == [[1, 1, 0], [0, 1, 1]]
+
+
+def _pet_xml(path: Path, filename: str, name: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        f"<annotation><filename>{filename}</filename><size><width>10</width><height>8</height>"
+        f"</size><object><name>{name}</name><bndbox><xmin>1</xmin><ymin>2</ymin><xmax>5</xmax>"
+        "<ymax>6</ymax></bndbox></object></annotation>"
+    )
+
+
+def test_pet_layout_with_a_class_map_and_unmapped_labels(tmp_path) -> None:
+    # Oxford-IIIT Pet: annotations/xmls/*.xml, images/*.jpg; its label "cat" is no class of the
+    # model until the class map says which classes count.
+    root = tmp_path / "pets"
+    picture(root / "images" / "Abyssinian_1.png")
+    picture(root / "images" / "beagle_2.png")
+    _pet_xml(root / "annotations" / "xmls" / "Abyssinian_1.xml", "Abyssinian_1.png", "cat")
+    _pet_xml(root / "annotations" / "xmls" / "beagle_2.xml", "beagle_2.png", "dog")
+    assert is_data_argument(str(root))  # not class folders named "annotations", "images"
+    (tmp_path / "map.json").write_text('{"cat": ["tabby", 2]}')
+    names = ["persian", "tabby", "siamese"]
+    options = DataOptions(class_map=str(tmp_path / "map.json"), unmapped="skip")
+    data = open_labelled(str(root), names, (16, 16), options)
+    (item,) = data.items
+    # VOC boxes are 1-based pixel indices: x 1..5, y 2..6 -> [0, 5) x [1, 6)
+    assert item.label == "cat" and item.class_ids == (1, 2) and item.boxes == ((0, 1, 5, 6),)
+    assert any("'dog': 1" in note for note in data.notes)
+    with pytest.raises(DatasetError, match="dog"):  # default: an unmapped label stops the run
+        open_labelled(str(root), names, (16, 16), DataOptions(class_map=options.class_map))
+
+
+def test_class_map_and_skip_for_class_folders(tmp_path) -> None:
+    root = tmp_path / "flowers"
+    picture(root / "kitty" / "a.png")
+    picture(root / "tulip" / "b.png")
+    (tmp_path / "map.json").write_text('{"kitty": ["rose"]}')
+    options = DataOptions(class_map=str(tmp_path / "map.json"), unmapped="skip")
+    data = open_labelled(str(root), ["daisy", "rose"], (32, 32), options)
+    assert data.class_ids == {"kitty": (1,)} and [i.label for i in data.items] == ["kitty"]
+    assert data.notes == [
+        "skipped 1 image(s) in class folders that name no class of the model (tulip)"
+    ]
+
+
+def test_builtin_for_a_model_trained_on_it_uses_its_classes() -> None:
+    # camscope train on builtin:N gives a model whose classes are the object kinds
+    classes = ["rocket", "motorcycle", "cup", "cat"]
+    data = open_labelled("builtin:4", classes, (32, 32))
+    for item in data.items:
+        assert item.class_ids == (classes.index(item.label),)

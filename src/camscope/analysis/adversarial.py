@@ -102,11 +102,14 @@ def unit_image(x: Tensor, spec: ModelSpec) -> Tensor:
 
 
 def _probabilities(model: nn.Module, x01: Tensor, spec: ModelSpec) -> Tensor:
+    """``(B, classes)`` probabilities (a single-logit model: ``[1 - p, p]``, as ``explain``)."""
     from ..core.layers import preserved_modes
+    from ..core.targets import class_head
 
     with preserved_modes(model), torch.no_grad():
         model.eval()
-        return pixel_forward(model, spec.mean, spec.std)(x01).float().softmax(1)
+        logits = pixel_forward(model, spec.mean, spec.std)(x01).float()
+        return class_head(logits).class_probabilities(logits)
 
 
 def _uint8(x01: Tensor) -> np.ndarray:
@@ -235,6 +238,7 @@ def _attack_batch(
         s.layer,
         targets,
         method_options=s.method_options,
+        strict=True,  # every method's maps are read below; one that cannot run is a usage error
     )
     boxes = [b for _, _, b in batch]
     by_method = {m: _similarity(res.maps[m], n, boxes, s.tolerance) for m in s.methods}

@@ -2,7 +2,9 @@
 
 Images are ``(B, 3, H, W)`` in [0, 1]; the model's normalisation ``(x - mean) / std`` is applied
 inside the attacked function, so ``eps`` is in pixel units (``2/255`` = two grey levels) and the
-result is an image, clipped to [0, 1]. The loss is the cross-entropy of the logits.
+result is an image, clipped to [0, 1]. The loss is the cross-entropy of the logits; for a
+single-logit (sigmoid) model, whose classes are 0 (negative) and 1 (positive) as in
+:mod:`camscope.core.targets`, the binary cross-entropy ``-log sigmoid(+-logit)``.
 
 * **FGSM** (Goodfellow, Shlens & Szegedy, ICLR 2015), one step:
   untargeted ``x' = clip(x + eps * sign(grad_x CE(f(x), y)))`` moves away from the class ``y``;
@@ -67,12 +69,23 @@ def _check(x: Tensor, labels: Tensor, eps: float) -> None:
         raise UsageError("attacks take images in [0, 1], before the model's normalisation")
 
 
+def class_loss(logits: Tensor, labels: Tensor) -> Tensor:
+    """Summed cross-entropy of ``labels``; a single-logit model's classes are 0 and 1 (binary
+    cross-entropy of the sigmoid, the same as the cross-entropy of ``[-logit / 2, logit / 2]``)."""
+    if logits.shape[1] == 1:
+        if bool(((labels != 0) & (labels != 1)).any()):
+            raise UsageError("a single-logit model has the classes 0 and 1 only")
+        target = labels.to(logits.dtype)[:, None]
+        return F.binary_cross_entropy_with_logits(logits, target, reduction="sum")
+    return F.cross_entropy(logits, labels, reduction="sum")
+
+
 def gradient_sign(forward: PixelForward, x: Tensor, labels: Tensor, targeted: bool) -> Tensor:
     """``sign`` of the gradient of the summed cross-entropy w.r.t. ``x``, negated when targeted:
     the direction one FGSM step moves each pixel."""
     leaf = x.detach().requires_grad_(True)
     with torch.enable_grad():
-        loss = F.cross_entropy(forward(leaf).float(), labels.to(x.device), reduction="sum")
+        loss = class_loss(forward(leaf).float(), labels.to(x.device))
         (grad,) = torch.autograd.grad(loss, leaf)
     direction = grad.sign()
     return -direction if targeted else direction
@@ -192,6 +205,7 @@ __all__ = [
     "ATTACKS",
     "PixelForward",
     "attack",
+    "class_loss",
     "default_step_size",
     "fgsm",
     "gradient_sign",

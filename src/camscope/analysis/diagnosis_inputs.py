@@ -8,9 +8,13 @@ Four kinds of data, one record type (:class:`LabelledItem`):
   ImageNet models; the model's own class names, e.g. a ``camscope train`` run's classes,
   otherwise). A folder whose name matches no model class makes its images fail (named, the
   others go on); when no folder matches, that is a usage error;
-* **annotated data** read by ``camscope evaluate`` (VOC XML, COCO JSON, CSV boxes): the class of
-  the first object is the image's class, every object's box is kept;
+* **annotated data** read by ``camscope evaluate`` (VOC XML, COCO JSON, CSV boxes, in the
+  folder layouts of :mod:`camscope.data.layouts`: VOC, Oxford-IIIT Pet, COCO), with the same
+  :class:`DataOptions` (``--images``, ``--class-map``, ``--unmapped``, ``--allow-outside-paths``):
+  the class of the first object is the image's class, every object's box is kept;
 * **the built-in benchmark** ``builtin:N`` (:mod:`camscope.data.synthetic`), with exact boxes;
+  for a model trained on it by ``camscope train`` (its classes are the object kinds) each
+  object is its own class;
 * **plain images** (files, folders, URLs; the demo photos when none): no class, no boxes.
 
 Example:
@@ -35,7 +39,28 @@ if TYPE_CHECKING:
     from ..models import ModelSpec
 
 Box = tuple[float, float, float, float]
-_ANNOTATIONS = (".csv", ".json", ".xml")
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    """How labelled data is read (the options ``camscope evaluate`` has for the same data).
+
+    Attributes:
+        seed: seed of ``builtin:N``.
+        images: the folder that holds an annotated data set's images.
+        class_map: a JSON file ``{"label": ["model class", ...]}``
+            (:func:`camscope.data.classes.read_class_map`); also for class-folder names.
+        unmapped: labels that map to no model class: ``"error"`` (annotations: stop and list
+            them; class folders: their images fail, named, and the others go on) or ``"skip"``
+            (left out, counted in :attr:`LabelledData.notes`).
+        allow_outside: accept image paths in annotations that leave the data folder.
+    """
+
+    seed: int = 0
+    images: str | None = None
+    class_map: str | None = None
+    unmapped: str = "error"
+    allow_outside: bool = False
 
 
 @dataclass(frozen=True)
@@ -91,12 +116,14 @@ class LabelledData:
         items: the images.
         classes: the data set's class names in order (empty for plain images).
         class_ids: class name -> accepted model classes.
+        notes: what the user should know about the data (skipped labels, clipped boxes).
     """
 
     description: str
     items: list[LabelledItem]
     classes: list[str] = field(default_factory=list)
     class_ids: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
 
 def _stems(sources: Sequence[str]) -> list[str]:
@@ -105,22 +132,29 @@ def _stems(sources: Sequence[str]) -> list[str]:
     return unique_stems([stem_of(s) for s in sources])
 
 
-def is_data_argument(text: str) -> bool:
-    """Whether ``text`` names annotated data (``builtin:N``, an annotation file, or a folder
-    holding annotations) rather than images."""
+def is_data_argument(text: str, images: str | None = None) -> bool:
+    """Whether ``text`` names annotated data (``builtin:N``, an annotation file, or a folder in
+    one of the layouts of :func:`camscope.data.layouts.find_annotations`) rather than images or
+    class folders."""
+    from ..data.layouts import find_annotations
+
     if text.startswith("builtin"):
         return True
-    path = Path(text)
+    path = Path(text).expanduser()
     if path.is_file():
-        return path.suffix.lower() in _ANNOTATIONS
-    if path.is_dir():
-        return (path / "Annotations").is_dir() or any(
-            p.suffix.lower() in _ANNOTATIONS for p in path.iterdir() if p.is_file()
-        )
-    return False
+        return path.suffix.lower() in (".csv", ".json", ".xml")
+    if not path.is_dir():
+        return False
+    try:
+        find_annotations(path, images)
+    except DatasetError:
+        return False
+    return True
 
 
-def _from_samples(samples: list[Sample], description: str) -> LabelledData:
+def _from_samples(
+    samples: Sequence[Sample], description: str, notes: Sequence[str] = ()
+) -> LabelledData:
     labels = [s.objects[0].label if s.objects else None for s in samples]
     sources = [str(s.path) if s.path is not None else s.id for s in samples]
     items = [
@@ -139,11 +173,11 @@ def _from_samples(samples: list[Sample], description: str) -> LabelledData:
     for item in items:
         if item.label is not None:
             ids.setdefault(item.label, item.class_ids)
-    return LabelledData(description, items, classes, ids)
+    return LabelledData(description, items, classes, ids, list(notes))
 
 
-def _builtin(text: str, size: Sequence[int], seed: int) -> LabelledData:
-    from ..data.synthetic import SyntheticBenchmark
+def _builtin(text: str, class_names: Sequence[str], size: Sequence[int], seed: int) -> LabelledData:
+    from ..data.synthetic import SyntheticBenchmark, trained_class_ids
 
     _, _, count = text.partition(":")
     try:
@@ -151,16 +185,26 @@ def _builtin(text: str, size: Sequence[int], seed: int) -> LabelledData:
     except ValueError:
         raise UsageError(f"{text!r}: expected builtin:N with N a whole number") from None
     side = int(size[0]) if size[0] == size[1] else 224
-    samples = list(SyntheticBenchmark(n, size=side, seed=seed))
+    # a model trained on builtin:N (camscope train) has the object kinds as its classes
+    ids = trained_class_ids(class_names) if class_names else None
+    samples = list(SyntheticBenchmark(n, size=side, seed=seed, class_ids=ids))
     return _from_samples(samples, f"builtin:{n} (seed {seed})")
 
 
-def _class_folders(root: str, class_names: Sequence[str]) -> LabelledData:
-    from ..data.classes import ClassMapper
+def _mapper(class_names: Sequence[str], options: DataOptions) -> Any:
+    from ..data.classes import ClassMapper, read_class_map
+
+    mapper = ClassMapper(class_names or None)
+    if options.class_map:
+        mapper = ClassMapper(class_names or None, read_class_map(options.class_map, mapper))
+    return mapper
+
+
+def _class_folders(root: str, class_names: Sequence[str], options: DataOptions) -> LabelledData:
     from ..data.folders import scan_class_folders
 
     data = scan_class_folders(root, empty="skip")
-    mapper = ClassMapper(class_names or None)
+    mapper = _mapper(class_names, options)
     ids: dict[str, tuple[int, ...]] = {}
     unmapped: dict[str, str] = {}
     for name in data.classes:
@@ -170,8 +214,19 @@ def _class_folders(root: str, class_names: Sequence[str]) -> LabelledData:
             unmapped[name] = f"class folder {name!r}: {err}"
     if not ids:
         first = next(iter(unmapped.values()))
-        raise DatasetError(f"no class folder of {root!r} names a class of the model; {first}")
-    sources = [str(path) for path, _ in data.items]
+        raise DatasetError(
+            f"no class folder of {root!r} names a class of the model; {first}. "
+            "Map the folder names with --class-map FILE"
+        )
+    notes = []
+    found = data.items
+    if options.unmapped == "skip" and unmapped:
+        found = [(path, label) for path, label in data.items if data.classes[label] in ids]
+        notes.append(
+            f"skipped {len(data.items) - len(found)} image(s) in class folders that name no class "
+            f"of the model ({', '.join(sorted(unmapped))})"
+        )
+    sources = [str(path) for path, _ in found]
     items = [
         LabelledItem(
             source=src,
@@ -180,26 +235,38 @@ def _class_folders(root: str, class_names: Sequence[str]) -> LabelledData:
             class_ids=ids.get(data.classes[label], ()),
             error=unmapped.get(data.classes[label]),
         )
-        for (_, label), src, stem in zip(data.items, sources, _stems(sources))
+        for (_, label), src, stem in zip(found, sources, _stems(sources))
     ]
     mapped = [name for name in data.classes if name in ids]
-    return LabelledData(f"class folders {root}", items, mapped, ids)
+    return LabelledData(f"class folders {root}", items, mapped, ids, notes)
 
 
 def open_labelled(
-    text: str, class_names: Sequence[str], size: Sequence[int], seed: int = 0
+    text: str,
+    class_names: Sequence[str],
+    size: Sequence[int],
+    options: DataOptions | None = None,
 ) -> LabelledData:
     """Labelled data from ``builtin:N``, an annotation file or folder, or class folders."""
+    opts = options or DataOptions()
+    if opts.unmapped not in ("error", "skip"):
+        raise UsageError(f"unmapped must be 'error' or 'skip'; got {opts.unmapped!r}")
     if text.startswith("builtin"):
-        return _builtin(text, size, seed)
-    from ..data.annotations import load_dataset
-    from ..data.classes import ClassMapper
+        return _builtin(text, class_names, size, opts.seed)
+    from ..data.annotations import read_dataset
 
-    if not Path(text).exists():
+    if not Path(text).expanduser().exists():
         raise DatasetError(f"{text}: no such file or folder")
-    if is_data_argument(text):
-        return _from_samples(load_dataset(text, ClassMapper(class_names or None)), text)
-    return _class_folders(text, class_names)
+    if opts.images is not None or is_data_argument(text):
+        found = read_dataset(
+            text,
+            _mapper(class_names, opts),
+            images=opts.images,
+            unmapped=opts.unmapped,
+            allow_outside=opts.allow_outside,
+        )
+        return _from_samples(found.samples, found.description, found.notes())
+    return _class_folders(str(Path(text).expanduser()), class_names, opts)
 
 
 def open_images(sources: Sequence[str]) -> LabelledData:

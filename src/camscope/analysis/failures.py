@@ -84,8 +84,10 @@ class FailuresResult:
 
 
 def _classify(model: nn.Module, x: Tensor) -> Tensor:
+    """``(B, classes)`` probabilities: softmax, or ``[1 - p, p]`` for a single-logit model (its
+    classes 0 and 1, as in :mod:`camscope.core.targets`)."""
     from ..core.layers import preserved_modes
-    from ..core.targets import default_output_adapter
+    from ..core.targets import class_head, default_output_adapter
 
     with preserved_modes(model), torch.no_grad():
         model.eval()
@@ -94,14 +96,13 @@ def _classify(model: nn.Module, x: Tensor) -> Tensor:
         raise UsageError(
             f"failures needs (batch, classes) model outputs; got {tuple(logits.shape)}"
         )
-    return logits.float()
+    return class_head(logits).class_probabilities(logits.float())
 
 
-def _record(item: LabelledItem, logits: Tensor, spec: ModelSpec) -> dict[str, Any]:
-    probs = logits.softmax(0)
+def _record(item: LabelledItem, probs: Tensor, spec: ModelSpec) -> dict[str, Any]:
     accepted = torch.tensor(item.class_ids, dtype=torch.long)
-    true = int(accepted[logits[accepted].argmax()])
-    predicted = int(logits.argmax())
+    true = int(accepted[probs[accepted].argmax()])
+    predicted = int(probs.argmax())
     top = probs.topk(min(5, probs.numel()))
     return {
         "path": item.source,
@@ -111,7 +112,7 @@ def _record(item: LabelledItem, logits: Tensor, spec: ModelSpec) -> dict[str, An
         "true_class": true,
         "true_label": spec.label(true),
         "true_probability": round(float(probs[true]), 6),
-        "true_rank": 1 + int((logits > logits[true]).sum()),
+        "true_rank": 1 + int((probs > probs[true]).sum()),
         "predicted_class": predicted,
         "predicted_label": spec.label(predicted),
         "predicted_probability": round(float(probs[predicted]), 6),
@@ -161,7 +162,16 @@ def _explain_failures(
 
     methods = list(dict.fromkeys([s.method, GUIDED, COUNTERFACTUAL]))
     targets = torch.tensor([[r["predicted_class"], r["true_class"]] for r in records])
-    res = explain(model, x, methods, s.layer, targets.to(x.device), method_options=s.method_options)
+    # strict: every method's maps are drawn; one that cannot run at the layer is a usage error
+    res = explain(
+        model,
+        x,
+        methods,
+        s.layer,
+        targets.to(x.device),
+        method_options=s.method_options,
+        strict=True,
+    )
     overlap = top_region_iou(res.maps[s.method][:, 0], res.maps[s.method][:, 1])
     for i, rec in enumerate(records):
         rec["overlap"] = round(float(overlap[i]), 4)
@@ -220,8 +230,8 @@ def diagnose_failures(
             loaded = _load(chunk, spec, max_pixels, skip)
             if loaded:
                 x = torch.cat([t for _, _, t in loaded]).to(device)
-                logits = _classify(model, x).cpu()
-                batch = [_record(item, logits[i], spec) for i, (item, _, _) in enumerate(loaded)]
+                probs = _classify(model, x).cpu()
+                batch = [_record(item, probs[i], spec) for i, (item, _, _) in enumerate(loaded)]
                 wrong = [i for i, r in enumerate(batch) if not r["correct"]]
                 try:
                     if wrong:

@@ -30,7 +30,7 @@ from ._common import (
     unit_float,
 )
 from ._model import ModelOptions, add_model_arguments
-from .failures import make_folder, skipped
+from .failures import add_data_arguments, data_options, make_folder, skipped, write_notes
 
 _EPILOG = """\
 inputs:
@@ -91,6 +91,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--random-start", action="store_true", help="PGD starts at a random point of the ball"
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of --random-start and builtin:N")
+    add_data_arguments(parser)
     parser.add_argument(
         "--target",
         "-t",
@@ -172,8 +173,12 @@ def run(args: argparse.Namespace) -> int:
     )
     dummy = torch.zeros(1, 3, *spec.input_size, device=device)
     resolve_layers(model, settings.layer, dummy)  # a bad layer is a usage error before any work
-    if len(args.inputs) == 1 and is_data_argument(args.inputs[0]):
-        data = open_labelled(args.inputs[0], spec.class_names, tuple(spec.input_size), args.seed)
+    options = data_options(args)
+    if len(args.inputs) == 1 and (
+        args.images is not None or is_data_argument(args.inputs[0], args.images)
+    ):
+        data = open_labelled(args.inputs[0], spec.class_names, tuple(spec.input_size), options)
+        write_notes("adversarial", data.notes)
     else:
         data = open_images(args.inputs)
     result = run_adversarial(model, spec, data, args.out, settings)

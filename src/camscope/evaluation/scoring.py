@@ -392,7 +392,13 @@ def evaluate_batch(
         def explain_noisy(inputs: Tensor, classes: Tensor) -> tuple[dict[str, Tensor], Tensor]:
             began = time.perf_counter()
             r = explain(
-                model, inputs, methods, layer, classes, method_options=config.method_options
+                model,
+                inputs,
+                methods,
+                layer,
+                classes,
+                method_options=config.method_options,
+                strict=True,  # as the first call: every method's maps are compared
             )
             noisy_explain.add("explain", time.perf_counter() - began)
             if r.logits is None:
