@@ -130,3 +130,91 @@ def test_annotated_data_and_usage_errors(tmp_path, patched, capsys) -> None:
     square(only_purple / "purple" / "p.png", (255, 0, 255), 1)
     assert main(["failures", "--data", str(only_purple), "--out", str(out)]) == 2
     assert "names a class" in capsys.readouterr().err
+
+
+class SignNet(nn.Module):
+    """A single-logit (sigmoid) model: logit = mean(R) - mean(B) after an identity conv ("conv").
+    Its classes are 0 = "blue" (score -logit) and 1 = "red" (score +logit), as in explain()."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 1)
+        with torch.no_grad():
+            self.conv.weight.copy_(torch.eye(3).view(3, 3, 1, 1))
+            self.conv.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        means = torch.relu(self.conv(x)).mean((2, 3))
+        return (means[:, 0] - means[:, 2])[:, None]
+
+
+def test_a_single_logit_model(tmp_path, monkeypatch) -> None:
+    spec = ModelSpec(
+        name="sign", input_size=(16, 16), mean=(0, 0, 0), std=(1, 1, 1), class_names=["blue", "red"]
+    )
+    model = SignNet().eval()
+    monkeypatch.setattr(_model, "load_model", lambda options: (model, spec, torch.device("cpu")))
+    root = tmp_path / "data"
+    square(root / "red" / "r.png", (255, 0, 0), 2)
+    square(root / "red" / "oops.png", (0, 0, 255), 4)  # mislabelled
+    square(root / "blue" / "b.png", (0, 0, 255), 6)
+    out = tmp_path / "out"
+    assert main(["failures", "--data", str(root), "--out", str(out), "--layer", "conv"]) == 0
+    summary = json.loads((out / "failures.json").read_text())
+    (oops,) = summary["failures"]
+    # logit of a blue square on 64 of 256 pixels: -0.25; p(red) = sigmoid(-0.25)
+    assert oops["predicted_label"] == "blue" and oops["true_label"] == "red"
+    p_red = float(torch.sigmoid(torch.tensor(-0.25)))
+    assert oops["true_probability"] == pytest.approx(p_red, abs=1e-6)
+    assert oops["predicted_probability"] == pytest.approx(1 - p_red, abs=1e-6)
+    assert oops["true_rank"] == 2 and [t["label"] for t in oops["top5"]] == ["blue", "red"]
+    # the red class's map (+R - B) has no positive evidence on a blue square: overlap 0
+    assert oops["overlap"] == 0.0
+
+
+@pytest.mark.slow
+def test_a_run_folder_is_a_model(tmp_path, capsys) -> None:
+    # One epoch of camscope train on two class folders. Every test image is put under both
+    # folder names, so whatever the model predicts, exactly one copy of each is a mistake.
+    import shutil
+
+    from tiny_data import write_image_folder
+
+    from camscope.training import TrainConfig, train
+
+    images = write_image_folder(tmp_path / "train", per_class=4)
+    run = tmp_path / "run"
+    config = TrainConfig(
+        data=str(images),
+        out=str(run),
+        arch="gapnet",
+        arch_options={"width": 4, "depth": 1},
+        image_size=16,
+        epochs=1,
+        batch_size=4,
+        val_split=0.25,
+        progress=False,
+    )
+    train(config)
+    test = tmp_path / "test"
+    for folder in ("ant", "bee"):
+        for source in ("ant", "bee"):
+            for path in (images / source).glob("*.png"):
+                (test / folder).mkdir(parents=True, exist_ok=True)
+                shutil.copy(path, test / folder / f"{source}-{path.name}")
+    out = tmp_path / "out"
+    argv = ["failures", "--model", str(run), "--data", str(test), "--out", str(out)]
+    assert main([*argv, "--no-progress"]) == 0
+    summary = json.loads((out / "failures.json").read_text())
+    assert summary["classified"] == 16 and len(summary["failures"]) == 8
+    assert set(summary["per_class"]) == {"ant", "bee"}
+    for failure in summary["failures"]:
+        assert {failure["true_label"], failure["predicted_label"]} == {"ant", "bee"}
+        assert failure["true_probability"] + failure["predicted_probability"] == pytest.approx(1)
+        assert (out / failure["grid"]).is_file()
+    adv = tmp_path / "adv"
+    picture = str(test / "ant" / "ant-000.png")
+    argv = ["adversarial", picture, "--model", str(run), "--attack", "fgsm", "--out", str(adv)]
+    assert main([*argv, "--eps", "8/255", "--no-progress"]) == 0
+    (record,) = json.loads((adv / "adversarial.json").read_text())["images"]
+    assert record["clean_label"] in {"ant", "bee"} and (adv / "ant-000.adv.npy").is_file()
