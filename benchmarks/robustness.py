@@ -46,7 +46,7 @@ def main() -> None:
 
     model, spec = load_model(args.model)
     data = list(SyntheticBenchmark(args.images, size=int(spec.input_size[0]), seed=0))
-    x = torch.stack([to_input(s, spec.input_size, spec.mean, spec.std)[0] for s in data])
+    x = torch.stack([to_input(s, spec)[0] for s in data])
     with torch.no_grad():
         y = model(x).argmax(1)
     std = torch.tensor(spec.std).view(1, 1, 3, 1, 1)
