@@ -8,7 +8,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from camscope.analysis.diagnosis_inputs import DataOptions, is_data_argument, open_images, open_labelled
+from camscope.analysis.diagnosis_inputs import (
+    DataOptions,
+    is_data_argument,
+    open_images,
+    open_labelled,
+)
 from camscope.analysis.report import confusion_counts
 from camscope.errors import DatasetError
 

@@ -100,8 +100,8 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from .. import viz
-    from ..analysis.failures import FailureSettings, diagnose_failures
     from ..analysis.diagnosis_inputs import open_labelled
+    from ..analysis.failures import FailureSettings, diagnose_failures
     from ..core.layers import resolve_layers
     from ._model import load_model
 
