@@ -283,9 +283,15 @@ def test_sixteen_parallel_requests_equal_sequential_ones(lite0, demo_pngs) -> No
     assert not model.training
 
 
+# Once the job has reported progress, SlowNet's forwards wait until the test has sent its cancel:
+# the job is cancelled mid-way however busy the machine (a fixed sleep per pass raced the cancel).
+CANCEL_SENT = threading.Event()
+WATCHED: list = []  # the server's job board
+
+
 class SlowNet(torch.nn.Module):
-    """Every forward takes 40 ms: Score-CAM's 64 masks in batches of 8 take long enough to be
-    cancelled from outside after the first batch."""
+    """Score-CAM's 64 masks in batches of 8; after the first progress report, waits for the
+    cancel."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -294,14 +300,17 @@ class SlowNet(torch.nn.Module):
         self.head = torch.nn.Linear(64, 4)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        time.sleep(0.04)
+        if WATCHED and WATCHED[0].get("job-1")["done"] > 0:
+            CANCEL_SENT.wait(timeout=120)
         return self.head(self.features(x).mean((2, 3)))
 
 
 def test_progress_and_cancel_over_http(demo_pngs) -> None:
+    CANCEL_SENT.clear()
     model = SlowNet().eval()
     spec = ModelSpec("slow", input_size=(32, 32), class_names=list("abcd"))
     app = create_app(ServeConfig(), pool=ModelPool.of_loaded({"slow": (model, spec)}))
+    WATCHED[:] = [app.state.explainer.jobs]
 
     async def scenario():
         transport = httpx.ASGITransport(app=app)
@@ -320,11 +329,13 @@ def test_progress_and_cancel_over_http(demo_pngs) -> None:
                 if seen["done"] > 0:
                     break
             await client.post("/api/cancel", data={"job": "job-1"})
+            CANCEL_SENT.set()
             reply = await running
             after = (await client.get("/api/progress", params={"job": "job-1"})).json()
             return seen, reply, after
 
     seen, reply, after = asyncio.run(scenario())
+    WATCHED.clear()
     assert seen["state"] == "running" and seen["method"] == "scorecam" and seen["total"] >= 64
     assert reply.status_code == 409 and "cancelled" in reply.json()["detail"]
     assert after["state"] == "cancelled" and after["done"] < after["total"]
