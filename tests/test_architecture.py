@@ -1,7 +1,7 @@
 """The house stays as ``docs/architecture.md`` describes it: no import circle anywhere in
 ``src/camscope`` (imports inside functions and under ``TYPE_CHECKING`` count), every import goes
-in the allowed direction, every subpackage says in its docstring what lives there, and no source
-file is over 500 lines."""
+in the allowed direction, every subpackage says in its docstring what lives there, no source
+file is over 500 lines, and no two test files share a name."""
 
 from __future__ import annotations
 
@@ -212,3 +212,14 @@ def test_no_file_over_the_limit() -> None:
         if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_LINES
     }
     assert not long, f"files over {MAX_LINES} lines: {long}"
+
+
+def test_test_file_names_are_unique() -> None:
+    """tests/ is on sys.path and has no packages: two test files of one name cannot both be
+    collected (pytest stops with 'import file mismatch')."""
+    tests = Path(__file__).resolve().parent
+    seen: dict[str, list[str]] = {}
+    for path in tests.rglob("test_*.py"):
+        seen.setdefault(path.name, []).append(str(path.relative_to(tests)))
+    clashes = {name: paths for name, paths in seen.items() if len(paths) > 1}
+    assert not clashes, f"rename one of each: {clashes}"
