@@ -16,6 +16,8 @@ from ..errors import UsageError
 from ._common import (
     echo,
     methods_within_budget,
+    non_negative_float,
+    non_negative_int,
     parse_method_options,
     parse_methods,
     parse_target,
@@ -56,26 +58,6 @@ _PNG_ONLY = (
 
 class _DefaultInt(int):
     """An int default that can be told apart from the same number typed by the user."""
-
-
-def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
-    return value
 
 
 def map_size(text: str) -> tuple[int, int]:

@@ -38,6 +38,7 @@ from ._common import (
     add_method_option_arguments,
     echo,
     methods_within_budget,
+    non_negative_int,
     parse_layers,
     parse_method_options,
     parse_methods,
@@ -198,17 +199,6 @@ def add_picture_arguments(parser: argparse.ArgumentParser) -> None:
         default="model",
         help="resolution of the .npy maps: the layer's, the model input's (default) or the image's",
     )
-
-
-def non_negative_int(text: str) -> int:
-    """argparse type: an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
-    return value
 
 
 @dataclass(frozen=True)
