@@ -22,11 +22,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
-from .concurrency import PassScope
-from .layers import ReshapeFn, preserved_modes, to_spatial
+from .layers import ReshapeFn, hooked_dry_forward, to_spatial
 from .registry import MethodSpec, PassQuery
 from .reshape import spatial_reshape
 
@@ -43,7 +41,6 @@ def layer_channels(
     """Channels of each layer's output as the methods see it (tokens reshaped), from one
     eval-mode, no-grad forward on ``x[:1]`` (modes and hooks restored)."""
     shapes: dict[str, int] = {}
-    scope = PassScope()
     size = (x.shape[-2], x.shape[-1])
 
     def record(name: str) -> Any:
@@ -57,14 +54,7 @@ def layer_channels(
 
         return hook
 
-    handles = [m.register_forward_hook(scope.hook(record(n))) for n, m in layers]
-    try:
-        with preserved_modes(model), torch.no_grad(), scope.active():
-            model.eval()
-            model(x[:1])
-    finally:
-        for handle in handles:
-            handle.remove()
+    hooked_dry_forward(model, x, [(m, record(n)) for n, m in layers])
     return shapes
 
 

@@ -31,7 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import LayerError, closest
-from .concurrency import PassScope
+from .concurrency import Hook, PassScope
 
 LayerSpec = Union[str, nn.Module, Sequence[str | nn.Module]]
 ReshapeFn = Callable[[Tensor], Tensor]
@@ -85,6 +85,25 @@ def _spatial(out: Any) -> Tensor | None:
     return None
 
 
+def hooked_dry_forward(
+    model: nn.Module, x: Tensor, hooks: Sequence[tuple[nn.Module, Hook]]
+) -> None:
+    """One eval-mode, no-grad forward on ``x[:1]`` with each ``(module, hook)`` attached as a
+    forward hook that sees this pass only (another thread's forward of the model is not
+    recorded). Modes and hooks are restored even if the forward fails."""
+    scope = PassScope()
+    handles = []
+    try:
+        for module, hook in hooks:
+            handles.append(module.register_forward_hook(scope.hook(hook)))
+        with preserved_modes(model), torch.no_grad(), scope.active():
+            model.eval()
+            model(x[:1])
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 def dry_run(
     model: nn.Module, x: Tensor, ranks: tuple[int, ...] = (4,)
 ) -> list[tuple[str, nn.Module, tuple[int, ...]]]:
@@ -95,26 +114,15 @@ def dry_run(
     container returns its child's output. Modes and hooks are restored even if the forward fails.
     """
     seen: list[tuple[str, nn.Module, tuple[int, ...]]] = []
-    handles = []
-    scope = PassScope()  # another thread's forward of this model is not recorded
 
-    def record(name: str) -> Callable[[nn.Module, Any, Any], None]:
+    def record(name: str) -> Hook:
         def hook(module: nn.Module, _inputs: Any, output: Any) -> None:
             if isinstance(output, Tensor) and output.ndim in ranks and output.is_floating_point():
                 seen.append((name, module, tuple(output.shape[1:])))
 
         return hook
 
-    try:
-        for name, module in model.named_modules():
-            if name:
-                handles.append(module.register_forward_hook(scope.hook(record(name))))
-        with preserved_modes(model), torch.no_grad(), scope.active():
-            model.eval()
-            model(x[:1])
-    finally:
-        for handle in handles:
-            handle.remove()
+    hooked_dry_forward(model, x, [(m, record(n)) for n, m in model.named_modules() if n])
     return seen
 
 
