@@ -184,6 +184,23 @@ class InplaceReluNet(nn.Module):
         return self.fc(F.adaptive_avg_pool2d(out, 1).flatten(1))
 
 
+class SideBranch(nn.Module):
+    """``(B, 3, H, W)`` -> 3 scores through ``conv``; ``unused`` runs but does not reach the
+    scores, ``never`` does not run at all."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.unused = nn.Conv2d(3, 4, 3)
+        self.never = nn.Conv2d(3, 4, 3)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x: Tensor) -> Tensor:
+        self.unused(x)  # runs, but the output does not reach the scores
+        return self.fc(self.conv(x).mean(dim=(2, 3)))
+
+
 def hook_counts(model: nn.Module) -> dict[str, int]:
     """Number of hooks of every kind left on any submodule (all should be 0 after explain)."""
     kinds = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")

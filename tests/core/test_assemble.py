@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from nets import GapNet, SmallNet, hook_counts, ramp
-from torch import Tensor, nn
+from nets import GapNet, SideBranch, SmallNet, hook_counts, ramp
+from torch import nn
 
 from camscope import explain
 from camscope.errors import UnsupportedModelError, UsageError
@@ -50,19 +50,6 @@ def test_a_method_skipped_at_one_layer_keeps_its_other_layers() -> None:
         net, X, ["gradcam", "cam"], layer=["stem", "features"], targets=[0, 1], aug_smooth=True
     )
     assert list(smooth.skipped) == ["cam@stem"] and set(smooth.maps) == {"gradcam", "cam"}
-
-
-class SideBranch(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.conv = nn.Conv2d(3, 4, 3)
-        self.unused = nn.Conv2d(3, 4, 3)
-        self.fc = nn.Linear(4, 3)
-
-    def forward(self, x: Tensor) -> Tensor:
-        self.unused(x)  # runs, but the output does not reach the scores
-        return self.fc(self.conv(x).mean(dim=(2, 3)))
 
 
 def test_a_layer_the_target_does_not_depend_on_is_skipped() -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 import torch
-from nets import GapNet, SmallNet, hook_counts, ramp
+from nets import GapNet, SideBranch, SmallNet, hook_counts, ramp
 from torch import Tensor, nn
 
 from camscope import explain, get_method, list_methods
@@ -328,20 +328,6 @@ def test_input_and_method_errors() -> None:
     with pytest.raises(UsageError, match=r"unknown method 'gradcm'.*'gradcam'"):
         explain(net, x, "gradcm", layer="features")
     assert hook_counts(net) == {}
-
-
-class SideBranch(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.conv = nn.Conv2d(3, 4, 3)
-        self.unused = nn.Conv2d(3, 4, 3)
-        self.never = nn.Conv2d(3, 4, 3)
-        self.fc = nn.Linear(4, 3)
-
-    def forward(self, x: Tensor) -> Tensor:
-        self.unused(x)  # runs, but the output does not reach the scores
-        return self.fc(self.conv(x).mean(dim=(2, 3)))
 
 
 def test_layer_errors() -> None:
