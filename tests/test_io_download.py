@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import http.server
 import io
-import threading
 import time
 from collections.abc import Iterator
 
 import pytest
+from local_http import local_server
 from PIL import Image
 
 from camscope.errors import ImageLoadError
@@ -28,24 +28,6 @@ def _png() -> bytes:
 PNG = _png()
 
 
-class _Quiet(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        pass  # a client that hangs up on a trickle is expected here
-
-
-def _serve(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
-    httpd = _Quiet(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-
-
 class _Other(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args: object) -> None:
         pass
@@ -60,7 +42,8 @@ class _Other(http.server.BaseHTTPRequestHandler):
 @pytest.fixture(scope="module")
 def other() -> Iterator[str]:
     """A second local server (another port) that would serve a fine image."""
-    yield from _serve(_Other)
+    with local_server(_Other) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +72,8 @@ def server(other: str) -> Iterator[str]:
             else:
                 super().do_GET()
 
-    yield from _serve(Handler)
+    with local_server(Handler) as url:
+        yield url
 
 
 def test_redirect_on_the_same_host_is_followed(server: str) -> None:
