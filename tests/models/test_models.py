@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import textwrap
 import urllib.error
 from collections import OrderedDict
@@ -34,15 +33,6 @@ class NotATensor:
 
     def __init__(self) -> None:
         self.note = "hello"
-
-
-@pytest.fixture
-def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
-    def refuse(*args: Any, **kwargs: Any) -> Any:
-        raise AssertionError("network access attempted")
-
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setattr(socket.socket, "connect", refuse)
 
 
 # ---------------------------------------------------------------------------- default model
