@@ -82,13 +82,19 @@ def test_topk_classes_share_one_scale_by_default() -> None:
     np.testing.assert_allclose(own[1].heat, result.maps["gradcam"][0, 1].numpy())
 
 
-def test_single_target_titles() -> None:
+def _single_target_result() -> Explanation:
+    """``_result`` for the one class 3 without the class axis (as ``targets=3`` explains)."""
     result = _result([3], [[[1.0, 0.0], [0.0, 2.0]]])
     result.targets = result.targets[:, 0]
     result.probabilities = result.probabilities[:, 0]
     for key in list(result.maps):
         result.maps[key] = result.maps[key][:, 0]
         result.raw[key] = result.raw[key][:, 0]
+    return result
+
+
+def test_single_target_titles() -> None:
+    result = _single_target_result()
     result.layer_maps = {"l": dict(result.maps)}
     result.layer_raw = {"l": dict(result.raw)}
     plan = _plan(result)
@@ -106,12 +112,7 @@ def test_single_target_titles() -> None:
 
 
 def test_a_method_skipped_at_one_layer_says_where_its_map_comes_from() -> None:
-    result = _result([3], [[[1.0, 0.0], [0.0, 2.0]]])
-    result.targets = result.targets[:, 0]
-    result.probabilities = result.probabilities[:, 0]
-    for key in list(result.maps):
-        result.maps[key] = result.maps[key][:, 0]
-        result.raw[key] = result.raw[key][:, 0]
+    result = _single_target_result()
     result.layer = ["l", "m"]
     result.layer_maps = {"l": {"gradcam": result.maps["gradcam"]}, "m": dict(result.maps)}
     result.layer_raw = {"l": {"gradcam": result.raw["gradcam"]}, "m": dict(result.raw)}
