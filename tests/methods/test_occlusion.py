@@ -10,7 +10,7 @@ import torch
 from nets import SmallNet, ramp
 from torch import Tensor, nn
 
-from camscope import explain
+from camscope import Explanation, explain
 from camscope.errors import UsageError
 from camscope.perturbation.occlusion import default_patch, occlusion_grid, spread_to_pixels
 
@@ -29,16 +29,14 @@ def linear_net() -> nn.Module:
     return nn.Sequential(OrderedDict(layers)).eval()
 
 
+def _occlude_ramp(**options: object) -> Explanation:
+    """Occlusion of ``ramp()`` through :func:`linear_net`, for class 0."""
+    return explain(linear_net(), ramp(), "occlusion", "conv", targets=0, method_options=options)
+
+
 def test_non_overlapping_patches_by_hand() -> None:
     # ramp x[i, j] = 4 i + j; the four 2x2 blocks sum to 10, 18, 42 and 50.
-    res = explain(
-        linear_net(),
-        ramp(),
-        "occlusion",
-        "conv",
-        targets=0,
-        method_options={"patch": 2, "stride": 2},
-    )
+    res = _occlude_ramp(patch=2, stride=2)
     block = torch.tensor([[10.0, 18.0], [42.0, 50.0]])
     expected = block.repeat_interleave(2, 0).repeat_interleave(2, 1)
     torch.testing.assert_close(res.raw["occlusion"][0], expected)
@@ -50,14 +48,7 @@ def test_overlapping_patches_average_the_drops_by_hand() -> None:
     # 2x2 patches with stride 1: patch (r, c) sums to 16 r + 4 c + 10. Pixel row i is covered by
     # patch rows {0}, {0, 1}, {1, 2}, {2} (means R = 0, 0.5, 1.5, 2), likewise columns, so the
     # mean drop at (i, j) is 16 R(i) + 4 R(j) + 10.
-    res = explain(
-        linear_net(),
-        ramp(),
-        "occlusion",
-        "conv",
-        targets=0,
-        method_options={"patch": 2, "stride": 1},
-    )
+    res = _occlude_ramp(patch=2, stride=1)
     r = torch.tensor([0.0, 0.5, 1.5, 2.0])
     torch.testing.assert_close(res.raw["occlusion"][0], 16 * r[:, None] + 4 * r[None, :] + 10)
 
