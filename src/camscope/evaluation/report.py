@@ -28,6 +28,7 @@ import io
 import math
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -266,6 +267,22 @@ def intro_lines(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
+@dataclass(frozen=True)
+class _Page:
+    """What the HTML and the Markdown report show, in page order."""
+
+    title: str
+    intro: list[str]
+    verdict_lines: list[str]
+    header: list[str]
+    body: list[list[str]]
+    flags: list[list[bool]]
+    sanity: dict[str, Any] | None
+    failed: list[dict[str, str]]
+    figures: list[tuple[str, str, bytes]]
+    titles: dict[str, str]
+
+
 def write_report(
     out_dir: str | Path,
     summary: dict[str, Any],
@@ -315,66 +332,55 @@ def write_report(
         "sanity": "Randomization cascade",
         "examples": "Examples: worst and best images per method",
     }
+    page = _Page(
+        title, lines_intro, verdict_lines, header, body, flags, sanity, failed, figures, titles
+    )
     html_path = out / "report.html"
     html_path.write_text(
-        _html(
-            title, lines_intro, verdict_lines, header, body, flags, sanity, failed, figures, titles
-        ),
+        _html(page),
         encoding="utf-8",
     )
     md_path = out / "report.md"
     md_path.write_text(
-        _markdown(
-            title, lines_intro, verdict_lines, header, body, flags, sanity, failed, figures, titles
-        ),
+        _markdown(page),
         encoding="utf-8",
     )
     return html_path, md_path
 
 
-def _html(
-    title: str,
-    intro: list[str],
-    verdict_lines: list[str],
-    header: list[str],
-    body: list[list[str]],
-    flags: list[list[bool]],
-    sanity: dict[str, Any] | None,
-    failed: list[dict[str, str]],
-    figures: list[tuple[str, str, bytes]],
-    titles: dict[str, str],
-) -> str:
+def _html(page: _Page) -> str:
     e = html.escape
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'>",
-        f"<title>{e(title)}</title><style>{_CSS}</style></head><body>",
-        f"<h1>{e(title)}</h1>",
-        *[f"<p class='note'>{e(line)}</p>" for line in intro],
+        f"<title>{e(page.title)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{e(page.title)}</h1>",
+        *[f"<p class='note'>{e(line)}</p>" for line in page.intro],
     ]
-    if verdict_lines:
+    if page.verdict_lines:
         parts.append("<h2>Verdict for this model and data</h2><ul id='verdict'>")
-        parts += [f"<li>{e(line)}</li>" for line in verdict_lines]
+        parts += [f"<li>{e(line)}</li>" for line in page.verdict_lines]
         parts.append("</ul>")
     parts += [
         "<h2>Leaderboard</h2><table id='leaderboard'><thead><tr>",
-        *[f"<th>{e(h)}</th>" for h in header],
+        *[f"<th>{e(h)}</th>" for h in page.header],
         "</tr></thead><tbody>",
     ]
-    for row, flag in zip(body, flags):
+    for row, flag in zip(page.body, page.flags):
         cells = "".join(
             f"<td class='best'>{e(c)}</td>" if f else f"<td>{e(c)}</td>" for c, f in zip(row, flag)
         )
         parts.append(f"<tr>{cells}</tr>")
     parts.append("</tbody></table>")
-    if sanity and sanity.get("layers"):
+    if page.sanity and page.sanity.get("layers"):
         parts.append("<h2>Sanity check (cascading randomization)</h2>")
         parts.append(
-            f"<p class='note'>{sanity.get('images')} images; a method passes when the Spearman "
-            f"correlation of its maps with the trained model's falls below {sanity.get('fail_below')} "
+            f"<p class='note'>{page.sanity.get('images')} images; a method passes when the "
+            "Spearman correlation of its maps with the trained model's falls below "
+            f"{page.sanity.get('fail_below')} "
             "once every layer is randomised.</p><table id='sanity'><tr><th>layer</th><th>method</th>"
             "<th>Spearman (all randomised)</th><th>SSIM (all randomised)</th><th>verdict</th></tr>"
         )
-        for layer, data in sanity["layers"].items():
+        for layer, data in page.sanity["layers"].items():
             for m, ok in data["passed"].items():
                 parts.append(
                     f"<tr><td>{e(layer)}</td><td>{e(m)}</td>"
@@ -382,50 +388,41 @@ def _html(
                     f"<td>{'pass' if ok else 'FAIL'}</td></tr>"
                 )
         parts.append("</table>")
-    if failed:
+    if page.failed:
         parts.append(
             "<h2>Skipped images</h2><table id='failed'><tr><th>image</th><th>reason</th></tr>"
         )
-        parts += [f"<tr><td>{e(f['source'])}</td><td>{e(f['reason'])}</td></tr>" for f in failed]
+        parts += [
+            f"<tr><td>{e(f['source'])}</td><td>{e(f['reason'])}</td></tr>" for f in page.failed
+        ]
         parts.append("</table>")
     seen: set[str] = set()
-    for section, name, png in figures:
+    for section, name, png in page.figures:
         if section not in seen:
-            parts.append(f"<h2>{titles[section]}</h2>")
+            parts.append(f"<h2>{page.titles[section]}</h2>")
             seen.add(section)
         parts.append(f"<div class='figure'>{_img_tag(png, name)}</div>")
     parts.append("</body></html>")
     return "\n".join(parts)
 
 
-def _markdown(
-    title: str,
-    intro: list[str],
-    verdict_lines: list[str],
-    header: list[str],
-    body: list[list[str]],
-    flags: list[list[bool]],
-    sanity: dict[str, Any] | None,
-    failed: list[dict[str, str]],
-    figures: list[tuple[str, str, bytes]],
-    titles: dict[str, str],
-) -> str:
+def _markdown(page: _Page) -> str:
     m = md_escape
-    md = [f"# {m(title)}", "", *[f"{m(line)}  " for line in intro], ""]
-    if verdict_lines:
+    md = [f"# {m(page.title)}", "", *[f"{m(line)}  " for line in page.intro], ""]
+    if page.verdict_lines:
         md += [
             "## Verdict for this model and data",
             "",
-            *[f"* {m(line)}" for line in verdict_lines],
+            *[f"* {m(line)}" for line in page.verdict_lines],
             "",
         ]
     md += ["## Leaderboard", ""]
-    md.append("| " + " | ".join(m(h) for h in header) + " |")
-    md.append("|" + "|".join("---" for _ in header) + "|")
-    for row, flag in zip(body, flags):
+    md.append("| " + " | ".join(m(h) for h in page.header) + " |")
+    md.append("|" + "|".join("---" for _ in page.header) + "|")
+    for row, flag in zip(page.body, page.flags):
         cells = [m(row[0]), *row[1:]]  # the name is the user's; the numbers are ours
         md.append("| " + " | ".join(f"**{c}**" if f else c for c, f in zip(cells, flag)) + " |")
-    if sanity and sanity.get("layers"):
+    if page.sanity and page.sanity.get("layers"):
         md += [
             "",
             "## Sanity check (cascading randomization)",
@@ -433,19 +430,19 @@ def _markdown(
             "| layer | method | Spearman | SSIM | verdict |",
             "|---|---|---|---|---|",
         ]
-        for layer, data in sanity["layers"].items():
+        for layer, data in page.sanity["layers"].items():
             for name, ok in data["passed"].items():
                 md.append(
                     f"| {m(layer)} | {m(name)} | {data['spearman'][name][-1]:.3f} | "
                     f"{data['ssim'][name][-1]:.3f} | {'pass' if ok else 'FAIL'} |"
                 )
-    if failed:
+    if page.failed:
         md += ["", "## Skipped images", "", "| image | reason |", "|---|---|"]
-        md += [f"| {m(f['source'])} | {m(f['reason'])} |" for f in failed]
+        md += [f"| {m(f['source'])} | {m(f['reason'])} |" for f in page.failed]
     seen: set[str] = set()
-    for section, name, _ in figures:
+    for section, name, _ in page.figures:
         if section not in seen:
-            md += ["", f"## {titles[section]}", ""]
+            md += ["", f"## {page.titles[section]}", ""]
             seen.add(section)
         md.append(f"![{m(name)}](figures/{name})")
     return "\n".join(md) + "\n"
