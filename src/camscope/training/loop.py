@@ -59,11 +59,19 @@ class EpochStats:
         return self.correct / max(1, self.images)
 
 
-def _inputs(step: Step, images: Tensor) -> Tensor:
+def _on_device(step: Step, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+    """The uint8 batch normalised on the device (channels-last if asked) and its labels."""
     x = step.normalize(images.to(step.device, non_blocking=True))
     if step.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    return x
+    return x, labels.to(step.device, non_blocking=True)
+
+
+def _autocast(step: Step) -> torch.autocast:
+    """The mixed-precision context of training and validation alike (off without a dtype)."""
+    return torch.autocast(
+        step.device.type, dtype=step.autocast_dtype, enabled=step.autocast_dtype is not None
+    )
 
 
 def train_epoch(
@@ -85,7 +93,6 @@ def train_epoch(
     start = time.perf_counter()
     last_report = 0.0  # the first step reports, then about twice a second
     iterator = iter(batches)
-    enabled = step.autocast_dtype is not None
     while True:
         wait_start = time.perf_counter()
         try:
@@ -97,9 +104,8 @@ def train_epoch(
             stats.skipped.extend(skipped)
         if labels.numel() == 0:
             continue
-        x = _inputs(step, images)
-        y = labels.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=step.autocast_dtype, enabled=enabled):
+        x, y = _on_device(step, images, labels)
+        with _autocast(step):
             logits = model(x)
             loss = step.criterion(logits, y)
         step.optimizer.zero_grad(set_to_none=True)
@@ -136,14 +142,12 @@ def evaluate(step: Step, batches: Iterable[Batch], num_classes: int) -> EpochSta
     confusion = torch.zeros(num_classes * num_classes, dtype=torch.long, device=device)
     stats = EpochStats()
     start = time.perf_counter()
-    enabled = step.autocast_dtype is not None
     for images, labels, skipped in batches:
         stats.skipped.extend(skipped)
         if labels.numel() == 0:
             continue
-        x = _inputs(step, images)
-        y = labels.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=step.autocast_dtype, enabled=enabled):
+        x, y = _on_device(step, images, labels)
+        with _autocast(step):
             logits = model(x)
         loss_sum += nn.functional.cross_entropy(logits.float(), y, reduction="sum")
         predicted = logits.argmax(1)
