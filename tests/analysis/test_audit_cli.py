@@ -135,14 +135,14 @@ def test_read_labelled_kinds_and_errors(tmp_path) -> None:
     assert is_builtin("builtin") and is_builtin("builtin:7") and not is_builtin("builtin_mine")
     names = ["cat", "cup", "motorcycle", "rocket"]
     data = read_labelled("builtin:3", names, size=32)
-    assert data.kind == "builtin" and len(data.inputs) == 3
-    item = data.inputs[0].load()
+    assert data.kind == "builtin" and len(data.items) == 3
+    item = data.items[0].load()
     assert item.label in names and item.class_ids == (names.index(item.label),) and item.boxes
     # a folder called builtin_mine is a folder, not the built-in set
     folder = _folders(tmp_path / "builtin_mine", names=["cat", "cup"], per_class=1)
     assert read_labelled(str(folder), names).kind == "folders"
     unmapped = read_labelled(str(folder), ["x", "y"], DataOptions(unmapped="keep"))
-    assert unmapped.inputs[0].load().class_ids == ()
+    assert unmapped.items[0].load().class_ids == ()
     assert read_labelled(str(folder), ["x", "cup"], DataOptions(unmapped="skip")).classes == ["cup"]
     with pytest.raises(DatasetError, match="class folders"):
         read_labelled(str(folder), ["x", "y"])

@@ -57,7 +57,7 @@ def test_a_model_trained_on_a_planted_cue_is_flagged_at_the_cue(tmp_path) -> Non
     write_split(test, tmp_path / "test", "boxes")
     spec = ModelSpec("tiny", input_size=(SIDE, SIDE), mean=MEAN, std=STD, class_names=train.names)
     data = read_labelled(str(tmp_path / "test"), spec.class_names)
-    assert data.kind == "annotations" and len(data.inputs) == 48
+    assert data.kind == "annotations" and len(data.items) == 48
     run = run_audit(net, spec, data, AuditConfig(layer="4", examples=2))
 
     # The model follows the cue, not the object: on the independent split its predictions are

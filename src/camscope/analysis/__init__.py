@@ -1,7 +1,8 @@
 """Using maps and features to diagnose models, one group of modules per command.
 
-* :mod:`.labelled`: the labelled images ``audit`` and ``embed`` read (class folders, annotated
-  boxes, the built-in set), decoded one at a time;
+* :mod:`.labelled`: the one reader of labelled images for ``audit``, ``embed``, ``failures``
+  and ``adversarial`` (class folders, the annotated formats of ``evaluate``, the built-in set, or
+  plain images), each with its accepted model classes and boxes, decoded one at a time;
 * :mod:`.hotspot`: object energy and the box-free hot spot of a class's mean map (pure torch);
 * :mod:`.audit`, :mod:`.audit_run`, :mod:`.audit_report`: ``camscope audit``, per-class
   accuracy, object energy, hot spot and plain-language flags, ``audit.json`` and ``report.html``;
@@ -9,9 +10,6 @@
   layer features projected to 2-D with silhouette and k-NN accuracy per layer;
 * :mod:`.bias_experiment`, :mod:`.bias_figures`: ``camscope bias-experiment``, the Grad-CAM
   paper's bias experiment offline (docs/bias.md);
-* :mod:`.diagnosis_inputs`: the inputs of ``failures`` and ``adversarial``: class folders, the
-  annotated formats of ``evaluate``, the built-in benchmark, or plain images, each with its
-  accepted model classes and boxes;
 * :mod:`.failures`, :mod:`.report`: ``camscope failures``, every misclassified image explained
   for its predicted and its true class, with the overlap of the two maps, ``failures.json``, the
   confusion matrix, per-class accuracy and the self-contained ``report.html``;

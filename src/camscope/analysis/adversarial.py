@@ -44,7 +44,7 @@ import torch
 
 from ..errors import CamscopeError
 from .attacks import attack, default_step_size, pixel_forward, to_8bit
-from .diagnosis_inputs import LabelledData, LabelledItem
+from .labelled import LabelledData, LabelledItem
 
 if TYPE_CHECKING:
     from torch import Tensor, nn
@@ -312,7 +312,7 @@ def run_adversarial(
                 try:
                     if item.error:
                         raise CamscopeError(item.error)
-                    _, x, boxes = item.load(spec, max_pixels)
+                    _, x, boxes = item.prepare(spec, max_pixels)
                     loaded.append((item, unit_image(x, spec).to(device), boxes))
                 except CamscopeError as err:
                     skip(item.source, str(err))

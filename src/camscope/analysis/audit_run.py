@@ -40,7 +40,7 @@ from .audit import (
     summarise_class,
 )
 from .hotspot import object_energy
-from .labelled import AuditInput, LabelledData, LoadedInput
+from .labelled import LabelledData, LabelledItem, LoadedInput
 
 log = logging.getLogger(__name__)
 
@@ -239,14 +239,14 @@ def run_audit(
     failed: list[tuple[str, str]] = []
     layer = str(config.layer)
     bar = None
-    if progress and data.inputs:
+    if progress and data.items:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(data.inputs), unit="img", desc="audit", dynamic_ncols=True)
+        bar = tqdm(total=len(data.items), unit="img", desc="audit", dynamic_ncols=True)
     try:
-        for begin in range(0, len(data.inputs), config.batch_size):
-            batch = data.inputs[begin : begin + config.batch_size]
-            kept: list[tuple[AuditInput, LoadedInput]] = []
+        for begin in range(0, len(data.items), config.batch_size):
+            batch = data.items[begin : begin + config.batch_size]
+            kept: list[tuple[LabelledItem, LoadedInput]] = []
             for item in batch:
                 try:
                     kept.append((item, item.load()))
@@ -270,7 +270,7 @@ def run_audit(
 def _audit_batch(
     model: nn.Module,
     spec: Any,
-    kept: list[tuple[AuditInput, LoadedInput]],
+    kept: list[tuple[LabelledItem, LoadedInput]],
     size: tuple[int, ...],
     device: torch.device,
     config: AuditConfig,
@@ -366,7 +366,7 @@ def collect_examples(
     from .. import io
     from ..core.engine import explain
 
-    by_id = {item.id: item for item in data.inputs}
+    by_id = {item.id: item for item in data.items}
     device = _device(model)
     out: dict[str, list[Example]] = {}
     for name in illustrated_classes(run, config.max_example_classes):

@@ -110,13 +110,13 @@ def embed_dataset(
     failed: list[tuple[str, str]] = []
     layers = None
     bar = None
-    if progress and data.inputs:
+    if progress and data.items:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(data.inputs), unit="img", desc="embed", dynamic_ncols=True)
+        bar = tqdm(total=len(data.items), unit="img", desc="embed", dynamic_ncols=True)
     try:
-        for begin in range(0, len(data.inputs), batch_size):
-            batch = data.inputs[begin : begin + batch_size]
+        for begin in range(0, len(data.items), batch_size):
+            batch = data.items[begin : begin + batch_size]
             loaded = []
             for item in batch:
                 try:

@@ -3,7 +3,7 @@
 Seed 001 (the Grad-CAM paper, Sec. 6.1) explains VGG-16's mistakes with Guided Grad-CAM for the
 predicted and for the true class and finds that the mistakes have reasons (an ambiguous object,
 the other class's evidence elsewhere in the image). :func:`diagnose_failures` does this for every
-misclassified image of a labelled data set (:mod:`camscope.analysis.diagnosis_inputs`):
+misclassified image of a labelled data set (:mod:`camscope.analysis.labelled`):
 
 * every image is classified (batched); it is **correct** when the top-1 class is one of its
   accepted classes. Its **true class** is the accepted class the model scores highest (as in
@@ -22,7 +22,7 @@ them are "other") and a self-contained ``report.html``. An image that cannot be 
 listed under ``errors`` and the others go on.
 
 Example:
-    >>> data = open_labelled("pets/", spec.class_names, spec.input_size)  # doctest: +SKIP
+    >>> data = read_labelled("pets/", spec.class_names)  # doctest: +SKIP
     >>> result = diagnose_failures(model, spec, data, "out/failures")  # doctest: +SKIP
 """
 
@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..errors import CamscopeError, UsageError
-from .diagnosis_inputs import LabelledData, LabelledItem
+from .labelled import LabelledData, LabelledItem
 from .report import confusion_counts, confusion_png, failures_html
 
 if TYPE_CHECKING:
@@ -189,7 +189,7 @@ def _load(
         )
         if problem is None:
             try:
-                image, x, _ = item.load(spec, max_pixels)
+                image, x, _ = item.prepare(spec, max_pixels)
                 loaded.append((item, image, x))
                 continue
             except CamscopeError as err:

@@ -1,5 +1,7 @@
-"""The data options of the analysis commands (``audit``, ``embed``): ``--data`` plus evaluate's
-``--images``, ``--class-map``, ``--unmapped`` and ``--allow-outside-paths``.
+"""The data options of the commands that read labelled data (``audit``, ``embed``, ``failures``,
+``adversarial``; ``evaluate`` shares ``--images``, ``--class-map``, ``--unmapped`` and
+``--allow-outside-paths``), and the one way they become a
+:func:`camscope.analysis.labelled.read_labelled` call.
 
 Nothing here imports torch (``camscope --help`` stays fast).
 """
@@ -10,17 +12,39 @@ import argparse
 from typing import Any
 
 _DATA_HELP = """\
-DATA: class folders (DIR/<class>/*.jpg), annotated boxes (a .csv with file,class,x0,y0,x1,y1, a
-COCO .json or VOC .xml, or a folder in a common layout: *.csv | *.json | *.xml,
-Annotations/*.xml, annotations/xmls/*.xml + images/, annotations/*.json), or builtin:N. Object
+DATA: class folders (DIR/<class>/*.jpg: ImageNet class names, WordNet lemmas or synset ids such as
+n02123045 for ImageNet models, the run's class names for models from `camscope train`), annotated
+boxes (a .csv with file,class,x0,y0,x1,y1, a COCO .json or VOC .xml, or a folder in a common
+layout: *.csv | *.json | *.xml, Annotations/*.xml, annotations/xmls/*.xml + images/,
+annotations/*.json; the largest object's class is the image's class), or builtin:N. Object
 masks, where given, are masks/<image stem>.png beside the annotations.
 """
 
+_UNMAPPED_HELP = {
+    "error": "error (list them all)",
+    "fail": "error (annotations: stop and list them; class folders: their images fail, exit 1)",
+    "skip": "skip (leave their images out)",
+    "keep": "keep (embed them, judge no prediction)",
+}
 
-def add_data_arguments(parser: argparse.ArgumentParser, *, unmapped: tuple[str, ...]) -> None:
-    """``--data``, ``--images``, ``--class-map``, ``--unmapped`` (``unmapped[0]`` is the default)
-    and ``--allow-outside-paths``."""
-    parser.add_argument("--data", required=True, metavar="DIR|FILE|builtin:N", help="the images")
+
+def add_data_arguments(
+    parser: argparse.ArgumentParser,
+    *,
+    unmapped: tuple[str, ...],
+    unmapped_folders: str = "error",
+    data: bool = True,
+) -> None:
+    """``--data`` (unless ``data`` is False), ``--images``, ``--class-map``, ``--unmapped``
+    (``unmapped[0]`` is the default) and ``--allow-outside-paths``.
+
+    ``unmapped_folders`` is what ``--unmapped error`` does to class folders that name no model
+    class (:attr:`camscope.analysis.labelled.DataOptions.unmapped_folders`); it only changes the
+    help here, :func:`read_data` takes it too."""
+    if data:
+        parser.add_argument(
+            "--data", required=True, metavar="DIR|FILE|builtin:N", help="the labelled images"
+        )
     parser.add_argument(
         "--images", metavar="DIR", default=None, help="the folder that holds the annotated images"
     )
@@ -28,22 +52,18 @@ def add_data_arguments(parser: argparse.ArgumentParser, *, unmapped: tuple[str, 
         "--class-map",
         metavar="FILE",
         default=None,
-        help='JSON {"data-set label": ["model class name or index", ...]}',
+        help='JSON {"data-set label or folder name": ["model class name or index", ...]}; a hit '
+        "on any listed class counts as correct; [] marks a label as unmapped",
     )
+    described = [
+        _UNMAPPED_HELP["fail" if u == "error" and unmapped_folders == "fail" else u]
+        for u in unmapped
+    ]
     parser.add_argument(
         "--unmapped",
         choices=unmapped,
         default=unmapped[0],
-        help="labels that are no model class: "
-        + ", ".join(
-            {
-                "error": "error (list them all)",
-                "skip": "skip (leave their images out)",
-                "keep": "keep (embed them, judge no prediction)",
-            }[u]
-            for u in unmapped
-        )
-        + f"; default {unmapped[0]}",
+        help=f"labels that are no model class: {', '.join(described)}; default {unmapped[0]}",
     )
     parser.add_argument(
         "--allow-outside-paths",
@@ -57,20 +77,35 @@ def data_help() -> str:
     return _DATA_HELP
 
 
-def read_data(args: argparse.Namespace, spec: Any) -> Any:
-    """:func:`camscope.analysis.labelled.read_labelled` with the command's options."""
-    from ..analysis.labelled import DataOptions, read_labelled
+def data_options(args: argparse.Namespace, *, unmapped_folders: str = "error") -> Any:
+    """The :class:`~camscope.analysis.labelled.DataOptions` of the parsed arguments."""
+    from ..analysis.labelled import DataOptions
 
-    size = int(spec.input_size[0]) if spec.input_size[0] == spec.input_size[1] else 224
-    options = DataOptions(
+    return DataOptions(
         images=args.images,
         class_map=args.class_map,
         unmapped=args.unmapped,
+        unmapped_folders=unmapped_folders,
         allow_outside=bool(args.allow_outside_paths),
     )
-    data = read_labelled(
-        args.data, spec.class_names, options, seed=args.seed, size=size, max_pixels=args.max_pixels
+
+
+def read_data(
+    args: argparse.Namespace, spec: Any, data: str | None = None, *, unmapped_folders: str = "error"
+) -> Any:
+    """:func:`camscope.analysis.labelled.read_labelled` of ``data`` (default ``--data``) with the
+    command's options; ``--limit``, where the command has it, keeps the first N images."""
+    from ..analysis.labelled import read_labelled
+
+    size = int(spec.input_size[0]) if spec.input_size[0] == spec.input_size[1] else 224
+    found = read_labelled(
+        args.data if data is None else data,
+        spec.class_names,
+        data_options(args, unmapped_folders=unmapped_folders),
+        seed=args.seed,
+        size=size,
+        max_pixels=args.max_pixels,
     )
-    if args.limit:
-        data.inputs = data.inputs[: args.limit]
-    return data
+    if getattr(args, "limit", None):
+        found.items = found.items[: args.limit]
+    return found

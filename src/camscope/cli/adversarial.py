@@ -29,8 +29,9 @@ from ._common import (
     split_list,
     unit_float,
 )
+from ._labelled import add_data_arguments, read_data
 from ._model import ModelOptions, add_model_arguments
-from .failures import add_data_arguments, data_options, make_folder, skipped, write_notes
+from .failures import make_folder, skipped, write_notes
 
 _EPILOG = """\
 inputs:
@@ -91,7 +92,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--random-start", action="store_true", help="PGD starts at a random point of the ball"
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of --random-start and builtin:N")
-    add_data_arguments(parser)
+    add_data_arguments(parser, unmapped=("error", "skip"), unmapped_folders="fail", data=False)
     parser.add_argument(
         "--target",
         "-t",
@@ -136,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
 
     from .. import viz
     from ..analysis.adversarial import AttackSettings, run_adversarial
-    from ..analysis.diagnosis_inputs import is_data_argument, open_images, open_labelled
+    from ..analysis.labelled import is_annotated, open_images
     from ..core.layers import resolve_layers
     from ._model import load_model
 
@@ -173,11 +174,10 @@ def run(args: argparse.Namespace) -> int:
     )
     dummy = torch.zeros(1, 3, *spec.input_size, device=device)
     resolve_layers(model, settings.layer, dummy)  # a bad layer is a usage error before any work
-    options = data_options(args)
     if len(args.inputs) == 1 and (
-        args.images is not None or is_data_argument(args.inputs[0], args.images)
+        args.images is not None or is_annotated(args.inputs[0], args.images)
     ):
-        data = open_labelled(args.inputs[0], spec.class_names, tuple(spec.input_size), options)
+        data = read_data(args, spec, args.inputs[0], unmapped_folders="fail")
         write_notes("adversarial", data.notes)
     else:
         data = open_images(args.inputs)

@@ -107,9 +107,9 @@ def run(args: argparse.Namespace) -> int:
     options = parse_method_options(args.option)
     model, spec, _device = load_model(ModelOptions.from_args(args))
     data = read_data(args, spec)
-    for note in data.notes[1:]:  # the first names the layout
+    for note in data.notes:
         warn(note)
-    if not data.inputs:
+    if not data.items:
         raise UsageError(f"--data {args.data!r} holds no images to audit")
     config = AuditConfig(
         method=methods[0],
@@ -127,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
         "method": config.method,
         "layer": result.layer,
         "grid": config.grid,
-        "notes": data.notes,
+        "notes": [f"data: {data.description}", *data.notes],
         **{k: getattr(thresholds, k) for k in thresholds.__dataclass_fields__},
     }
     paths = write_audit(result, args.out, settings, title=f"camscope audit: {spec.name}")

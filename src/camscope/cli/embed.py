@@ -83,9 +83,9 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--layers is empty; e.g. --layers input,first,middle,last")
     model, spec, _device = load_model(ModelOptions.from_args(args))
     data = read_data(args, spec)
-    for note in data.notes[1:]:  # the first names the layout
+    for note in data.notes:
         warn(note)
-    if not data.inputs:
+    if not data.items:
         raise UsageError(f"--data {args.data!r} holds no images to embed")
     result = embed_dataset(
         model,

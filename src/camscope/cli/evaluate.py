@@ -26,6 +26,7 @@ from ._common import (
     positive_int,
     split_list,
 )
+from ._labelled import add_data_arguments
 from ._model import (
     ModelOptions,
     PreprocessingOptions,
@@ -100,28 +101,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="annotations (a file or a folder in a common layout, see below) or builtin:N for N "
         "images of the built-in benchmark (default %(default)s)",
     )
-    parser.add_argument(
-        "--images", metavar="DIR", default=None, help="the folder that holds the data's images"
-    )
-    parser.add_argument(
-        "--class-map",
-        metavar="FILE",
-        default=None,
-        help='JSON {"data-set label": ["model class name or index", ...]}; a hit on any listed '
-        "class counts as correct; [] marks a label as unmapped",
-    )
-    parser.add_argument(
-        "--unmapped",
-        choices=("error", "skip"),
-        default="error",
-        help="objects whose label maps to no model class: error (list them all; default) or "
-        "skip them (counted in the report)",
-    )
-    parser.add_argument(
-        "--allow-outside-paths",
-        action="store_true",
-        help="accept image paths in annotations that leave the data folder (../x.jpg, /abs/x.jpg)",
-    )
+    add_data_arguments(parser, unmapped=("error", "skip"), data=False)
     parser.add_argument(
         "--seed", type=int, default=0, help="seed of the built-in benchmark (default 0)"
     )

@@ -27,6 +27,7 @@ from ._common import (
     split_list,
     unit_float,
 )
+from ._labelled import add_data_arguments, read_data
 from ._model import ModelOptions, add_model_arguments
 
 _EPILOG = """\
@@ -34,7 +35,7 @@ data (--data):
   a folder with one subfolder per class: ImageNet class names, WordNet lemmas or synset ids
   (n02123045) for ImageNet models, the run's class names for models from `camscope train`;
   or annotations as `camscope evaluate` reads them (VOC XML, COCO JSON, CSV boxes, the VOC,
-  Oxford-IIIT Pet and COCO folder layouts; the first object's class is the image's class;
+  Oxford-IIIT Pet and COCO folder layouts; the largest object's class is the image's class;
   --images DIR where the images are); or builtin:N (the built-in benchmark). --class-map FILE
   maps data-set labels and folder names onto model classes; --unmapped skip leaves out what maps
   to no class (default: such images fail and are named, exit 1)
@@ -56,9 +57,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     add_model_arguments(parser)
     parser.add_argument(
-        "--data", required=True, metavar="DIR|FILE|builtin:N", help="labelled images (see below)"
-    )
-    parser.add_argument(
         "--out", "-o", type=Path, default=Path("out/failures"), metavar="DIR", help="output folder"
     )
     parser.add_argument(
@@ -79,7 +77,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="images per pass (default 8)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of builtin:N (default 0)")
-    add_data_arguments(parser)
+    add_data_arguments(parser, unmapped=("error", "skip"), unmapped_folders="fail")
     parser.add_argument("--colormap", default="inferno", metavar="NAME", help="colour map")
     parser.add_argument("--alpha", type=unit_float, default=0.5, help="heat-map opacity")
     parser.add_argument(
@@ -100,7 +98,6 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from .. import viz
-    from ..analysis.diagnosis_inputs import open_labelled
     from ..analysis.failures import FailureSettings, diagnose_failures
     from ..core.layers import resolve_layers
     from ._model import load_model
@@ -125,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     model, spec, device = load_model(ModelOptions.from_args(args))
     dummy = torch.zeros(1, 3, *spec.input_size, device=device)
     resolve_layers(model, settings.layer, dummy)  # a bad layer is a usage error before any work
-    data = open_labelled(args.data, spec.class_names, tuple(spec.input_size), data_options(args))
+    data = read_data(args, spec, unmapped_folders="fail")
     write_notes("failures", data.notes)
     result = diagnose_failures(model, spec, data, args.out, settings)
     summary = result.summary
@@ -141,44 +138,6 @@ def run(args: argparse.Namespace) -> int:
         )
     )
     return 1 if result.errors else 0
-
-
-def add_data_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--images``, ``--class-map``, ``--unmapped``, ``--allow-outside-paths`` (as ``evaluate``)."""
-    parser.add_argument(
-        "--images", metavar="DIR", default=None, help="the folder that holds the data's images"
-    )
-    parser.add_argument(
-        "--class-map",
-        metavar="FILE",
-        default=None,
-        help='JSON {"data-set label or folder name": ["model class name or index", ...]}',
-    )
-    parser.add_argument(
-        "--unmapped",
-        choices=("error", "skip"),
-        default="error",
-        help="labels that map to no model class: error (annotations: stop; class folders: their "
-        "images fail, exit 1) or skip them (default error)",
-    )
-    parser.add_argument(
-        "--allow-outside-paths",
-        action="store_true",
-        help="accept image paths in annotations that leave the data folder",
-    )
-
-
-def data_options(args: argparse.Namespace) -> Any:
-    """The :class:`~camscope.analysis.diagnosis_inputs.DataOptions` of the parsed arguments."""
-    from ..analysis.diagnosis_inputs import DataOptions
-
-    return DataOptions(
-        seed=args.seed,
-        images=args.images,
-        class_map=args.class_map,
-        unmapped=args.unmapped,
-        allow_outside=bool(args.allow_outside_paths),
-    )
 
 
 def write_notes(command: str, notes: list[str]) -> None:

@@ -274,13 +274,16 @@ def map_labels(
     Args:
         unmapped: ``"error"``: labels that map to no class are listed in one
             :class:`DatasetError` (each with its count and the first file it appears in);
-            ``"skip"``: their objects are dropped and counted.
+            ``"skip"``: their objects are dropped and counted; ``"keep"``: their objects stay
+            with no class (``class_ids == ()``), nothing is counted (``camscope embed``).
 
     Returns:
         The mapped samples (objects of unmapped labels dropped) and ``label -> skipped objects``.
     """
-    if unmapped not in UNMAPPED_CHOICES:
-        raise DatasetError(f"unmapped must be one of {UNMAPPED_CHOICES}; got {unmapped!r}")
+    if unmapped not in (*UNMAPPED_CHOICES, "keep"):
+        raise DatasetError(
+            f"unmapped must be one of {UNMAPPED_CHOICES} or 'keep'; got {unmapped!r}"
+        )
     cache: dict[str, tuple[int, ...] | None] = {}
     misses: dict[str, list[Any]] = {}  # label -> [objects, first file, deliberately unmapped]
     out = []
@@ -293,8 +296,8 @@ def map_labels(
                 except DatasetError as err:
                     raise DatasetError(f"{s.extra.get('annotation', s.id)}: {err}") from None
             ids = cache[o.label]
-            if ids:
-                kept.append(replace(o, class_ids=ids))
+            if ids or unmapped == "keep":
+                kept.append(replace(o, class_ids=ids or ()))
                 continue
             entry = misses.setdefault(o.label, [0, s.extra.get("annotation", s.id), ids == ()])
             entry[0] += 1
@@ -377,7 +380,7 @@ def read_dataset(
             (:func:`camscope.data.layouts.find_annotations` lists the layouts).
         mapper: label -> model classes (default: ImageNet-1k).
         images: ``--images DIR``: the folder that holds the images.
-        unmapped: ``"error"`` or ``"skip"`` (see :func:`map_labels`).
+        unmapped: ``"error"``, ``"skip"`` or ``"keep"`` (see :func:`map_labels`).
         allow_outside: accept image names that leave the data folder.
 
     Images left without a (mapped) object are skipped and listed in :attr:`DataSet.empty`; image
