@@ -33,8 +33,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,6 +43,7 @@ import torch
 from ..errors import CamscopeError
 from .attacks import attack, default_step_size, pixel_forward, to_8bit
 from .labelled import LabelledData, LabelledItem
+from .labelled_batches import DiagnosisRun, DiagnosisSettings
 
 if TYPE_CHECKING:
     from torch import Tensor, nn
@@ -55,8 +54,9 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class AttackSettings:
-    """The attack and the maps of :func:`run_adversarial` (plain values, no argparse)."""
+class AttackSettings(DiagnosisSettings):
+    """The attack and the maps of :func:`run_adversarial` (plain values, no argparse): the
+    shared settings plus the attack's, the map ``methods`` and the pointing-game tolerance."""
 
     attack: str = "pgd"
     eps: float = 2 / 255
@@ -66,15 +66,7 @@ class AttackSettings:
     random_start: bool = False
     seed: int = 0
     methods: list[str] = field(default_factory=lambda: ["gradcam"])
-    layer: str | list[str] = "auto"
-    batch_size: int = 8
     tolerance: float = 15.0
-    colormap: str = "inferno"
-    alpha: float = 0.5
-    max_pixels: int | None = None
-    method_options: dict[str, Any] = field(default_factory=dict)
-    progress: bool = True
-    on_skip: Callable[[str, str], None] | None = None
 
 
 @dataclass
@@ -284,49 +276,23 @@ def run_adversarial(
     settings: AttackSettings | None = None,
 ) -> AdversarialResult:
     """Attack every image of ``data`` and compare the maps (see the module docstring)."""
-    from tqdm import tqdm
-
-    from .. import io
-
     s = settings or AttackSettings()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    device = next(iter(model.parameters()), torch.zeros(0)).device
-    max_pixels = s.max_pixels or io.DEFAULT_MAX_PIXELS
+    run = DiagnosisRun(model, out_dir, s)
+    out, skip = run.out, run.skip
     records: list[dict[str, Any]] = []
-    errors: list[dict[str, str]] = []
-
-    def skip(path: str, error: str) -> None:
-        errors.append({"path": path, "error": error})
-        if s.on_skip is not None:
-            s.on_skip(path, error)
-        else:
-            log.warning("skipped %s: %s", path, error)
-
-    hide = None if s.progress else True  # None: a bar on a terminal only
-    with tqdm(total=len(data.items), unit="img", file=sys.stderr, disable=hide, leave=False) as bar:
-        for start in range(0, len(data.items), s.batch_size):
-            chunk = data.items[start : start + s.batch_size]
-            loaded = []
-            for item in chunk:
-                try:
-                    if item.error:
-                        raise CamscopeError(item.error)
-                    _, x, boxes = item.prepare(spec, max_pixels)
-                    loaded.append((item, unit_image(x, spec).to(device), boxes))
-                except CamscopeError as err:
-                    skip(item.source, str(err))
-            if loaded:
-                try:
-                    records.extend(_attack_batch(model, spec, loaded, out, s))
-                except CamscopeError:
-                    raise  # a bad method, layer or target concerns every image: usage error
-                except (RuntimeError, ValueError) as err:
-                    log.debug("the attack failed", exc_info=True)
-                    for it, _, _ in loaded:
-                        skip(it.source, f"{type(err).__name__}: {err}")
-            bar.update(len(chunk))
-    summary = _summary(spec, data, s, records, errors)
+    for prepared in run.batches(data.items, spec):
+        loaded = [(it, unit_image(x, spec).to(run.device), b) for it, _, x, b in prepared]
+        if not loaded:
+            continue
+        try:
+            records.extend(_attack_batch(model, spec, loaded, out, s))
+        except CamscopeError:
+            raise  # a bad method, layer or target concerns every image: usage error
+        except (RuntimeError, ValueError) as err:
+            log.debug("the attack failed", exc_info=True)
+            for it, _, _ in loaded:
+                skip(it.source, f"{type(err).__name__}: {err}")
+    summary = _summary(spec, data, s, records, skip.errors)
     (out / "adversarial.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return AdversarialResult(summary)
 

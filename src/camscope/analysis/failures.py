@@ -31,9 +31,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import sys
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +39,7 @@ import torch
 
 from ..errors import CamscopeError, UsageError
 from .labelled import LabelledData, LabelledItem
+from .labelled_batches import DiagnosisRun, DiagnosisSettings
 from .report import confusion_counts, confusion_png, failures_html
 
 if TYPE_CHECKING:
@@ -51,24 +50,15 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 GUIDED, COUNTERFACTUAL = "guided-gradcam", "counterfactual"
-#: ``on_skip(path, reason)``: told about every input that cannot be used (default: a warning).
-SkipFn = Callable[[str, str], None]
 
 
 @dataclass
-class FailureSettings:
-    """How :func:`diagnose_failures` explains (plain values, no argparse)."""
+class FailureSettings(DiagnosisSettings):
+    """How :func:`diagnose_failures` explains (plain values, no argparse): the shared settings
+    plus the compared map ``method`` and how many grids ``report.html`` embeds."""
 
     method: str = "gradcam"
-    layer: str | list[str] = "auto"
-    batch_size: int = 8
-    colormap: str = "inferno"
-    alpha: float = 0.5
-    max_pixels: int | None = None
-    method_options: dict[str, Any] = field(default_factory=dict)
-    progress: bool = True
     embed: int = 100
-    on_skip: SkipFn | None = None
 
 
 @dataclass
@@ -178,26 +168,6 @@ def _explain_failures(
         rec["grid"] = _grid(out, images[i], rec, res, i, s)
 
 
-def _load(
-    items: list[LabelledItem], spec: ModelSpec, max_pixels: int, skip: SkipFn
-) -> list[tuple[LabelledItem, Any, Tensor]]:
-    """Decode a chunk; items without a usable class or with a bad file are reported to ``skip``."""
-    loaded = []
-    for item in items:
-        problem = item.error or (
-            None if item.class_ids else f"label {item.label!r} names no class of the model"
-        )
-        if problem is None:
-            try:
-                image, x, _ = item.prepare(spec, max_pixels)
-                loaded.append((item, image, x))
-                continue
-            except CamscopeError as err:
-                problem = str(err)
-        skip(item.source, problem)
-    return loaded
-
-
 def diagnose_failures(
     model: nn.Module,
     spec: ModelSpec,
@@ -207,61 +177,42 @@ def diagnose_failures(
 ) -> FailuresResult:
     """Classify every image of ``data``, explain the mistakes and write the reports to
     ``out_dir`` (see the module docstring)."""
-    from tqdm import tqdm
-
-    from .. import io
-
     s = settings or FailureSettings()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    device = next(iter(model.parameters()), torch.zeros(0)).device
-    max_pixels = s.max_pixels or io.DEFAULT_MAX_PIXELS
+    run = DiagnosisRun(model, out_dir, s)
+    out, skip = run.out, run.skip
     records: list[dict[str, Any]] = []
-    errors: list[dict[str, str]] = []
-
-    def skip(path: str, error: str) -> None:
-        errors.append({"path": path, "error": error})
-        (s.on_skip or _log_skip)(path, error)
-
-    hide = None if s.progress else True  # None: a bar on a terminal only
-    with tqdm(total=len(data.items), unit="img", file=sys.stderr, disable=hide, leave=False) as bar:
-        for start in range(0, len(data.items), s.batch_size):
-            chunk = data.items[start : start + s.batch_size]
-            loaded = _load(chunk, spec, max_pixels, skip)
-            if loaded:
-                x = torch.cat([t for _, _, t in loaded]).to(device)
-                probs = _classify(model, x).cpu()
-                batch = [_record(item, probs[i], spec) for i, (item, _, _) in enumerate(loaded)]
-                wrong = [i for i, r in enumerate(batch) if not r["correct"]]
-                try:
-                    if wrong:
-                        failed = [batch[i] for i in wrong]
-                        images = [loaded[i][1] for i in wrong]
-                        _explain_failures(model, x[wrong], failed, images, out, s)
-                except CamscopeError:
-                    raise  # a bad method/layer/option concerns every image: usage error
-                except (RuntimeError, ValueError) as err:
-                    log.debug("explaining the failures failed", exc_info=True)
-                    for i in wrong:
-                        skip(batch[i]["path"], f"{type(err).__name__}: {err}")
-                    batch = [r for i, r in enumerate(batch) if i not in wrong]
-                records.extend(batch)
-            bar.update(len(chunk))
-    return _write(out, spec, data, records, errors, s)
-
-
-def _log_skip(path: str, error: str) -> None:
-    log.warning("skipped %s: %s", path, error)
+    for loaded in run.batches(data.items, spec, need_class=True):
+        if not loaded:
+            continue
+        x = torch.cat([t for _, _, t, _ in loaded]).to(run.device)
+        probs = _classify(model, x).cpu()
+        batch = [_record(item, probs[i], spec) for i, (item, _, _, _) in enumerate(loaded)]
+        wrong = [i for i, r in enumerate(batch) if not r["correct"]]
+        try:
+            if wrong:
+                failed = [batch[i] for i in wrong]
+                images = [loaded[i][1] for i in wrong]
+                _explain_failures(model, x[wrong], failed, images, out, s)
+        except CamscopeError:
+            raise  # a bad method/layer/option concerns every image: usage error
+        except (RuntimeError, ValueError) as err:
+            log.debug("explaining the failures failed", exc_info=True)
+            for i in wrong:
+                skip(batch[i]["path"], f"{type(err).__name__}: {err}")
+            batch = [r for i, r in enumerate(batch) if i not in wrong]
+        records.extend(batch)
+    return _write(run, spec, data, records, s)
 
 
 def _write(
-    out: Path,
+    run: DiagnosisRun,
     spec: ModelSpec,
     data: LabelledData,
     records: list[dict[str, Any]],
-    errors: list[dict[str, str]],
     s: FailureSettings,
 ) -> FailuresResult:
+    """``failures.json``, ``per_class.csv``, ``confusion.png`` and ``report.html`` in ``run.out``."""
+    out = run.out
     per_class: dict[str, dict[str, Any]] = {}
     for name in data.classes:
         mine = [r for r in records if r["label"] == name]
@@ -285,7 +236,7 @@ def _write(
         "accuracy": (len(records) - len(failures)) / len(records) if records else None,
         "per_class": per_class,
         "failures": failures,
-        "errors": errors,
+        "errors": run.skip.errors,
     }
     (out / "failures.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     with (out / "per_class.csv").open("w", newline="", encoding="utf-8") as fh:

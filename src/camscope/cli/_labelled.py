@@ -9,7 +9,10 @@ Nothing here imports torch (``camscope --help`` stays fast).
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import Any
+
+from ._common import add_max_pixels_argument, add_method_option_arguments
 
 _DATA_HELP = """\
 DATA: class folders (DIR/<class>/*.jpg: ImageNet class names, WordNet lemmas or synset ids such as
@@ -70,6 +73,34 @@ def add_data_arguments(
         action="store_true",
         help="accept image paths in annotations that leave the data folder (../x.jpg, /abs/x.jpg)",
     )
+
+
+def add_run_arguments(
+    parser: argparse.ArgumentParser,
+    run: Callable[[argparse.Namespace], int],
+    *,
+    method_options: bool = True,
+) -> argparse.ArgumentParser:
+    """The options these commands end with: ``--max-pixels``, the method options (``--option``,
+    unless ``method_options`` is False) and ``--no-progress``; ``run`` handles the command."""
+    add_max_pixels_argument(parser)
+    if method_options:
+        add_method_option_arguments(parser)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(run=run)
+    return parser
+
+
+def one_method(text: str, what: str) -> str:
+    """The single method ``--method`` names; more than one is a usage error saying ``what`` the
+    method is for."""
+    from ..errors import UsageError
+    from ._common import parse_methods
+
+    methods = parse_methods(text)
+    if len(methods) != 1:
+        raise UsageError(f"--method takes one method ({what}); got {', '.join(methods)}")
+    return methods[0]
 
 
 def data_help() -> str:

@@ -18,8 +18,6 @@ from typing import Any
 
 from ..errors import UsageError
 from ._common import (
-    add_max_pixels_argument,
-    add_method_option_arguments,
     echo,
     parse_layers,
     parse_method_options,
@@ -27,11 +25,10 @@ from ._common import (
     parse_target,
     positive_int,
     split_list,
-    unit_float,
 )
-from ._labelled import add_data_arguments, read_data
-from ._model import ModelOptions, add_model_arguments
-from .failures import make_folder, skipped, write_notes
+from ._labelled import add_data_arguments, add_run_arguments, read_data
+from ._model import add_model_arguments
+from .failures import add_map_arguments, add_picture_arguments, load_checked, skipped, write_notes
 
 _EPILOG = """\
 inputs:
@@ -100,15 +97,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="CLASS",
         help="targeted attack towards this class (index or name); default: untargeted",
     )
-    parser.add_argument(
-        "--method",
-        "-m",
-        default="gradcam",
-        metavar="NAMES",
-        help="map method(s), comma list; the first one is drawn (default gradcam)",
-    )
-    parser.add_argument(
-        "--layer", "-l", action="append", default=None, metavar="LAYER", help="layer (default auto)"
+    add_map_arguments(
+        parser, "NAMES", "map method(s), comma list; the first one is drawn (default gradcam)"
     )
     parser.add_argument(
         "--out", "-o", type=Path, default=Path("out/adversarial"), metavar="DIR", help="output"
@@ -123,30 +113,19 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="PX",
         help="pointing-game tolerance in pixels at the model input size (default 15)",
     )
-    parser.add_argument("--colormap", default="inferno", metavar="NAME", help="colour map")
-    parser.add_argument("--alpha", type=unit_float, default=0.5, help="heat-map opacity")
-    add_max_pixels_argument(parser)
-    add_method_option_arguments(parser)
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.set_defaults(run=run)
-    return parser
+    add_picture_arguments(parser)
+    return add_run_arguments(parser, run)
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from .. import viz
     from ..analysis.adversarial import AttackSettings, run_adversarial
     from ..analysis.labelled import is_annotated, open_images
-    from ..core.layers import resolve_layers
-    from ._model import load_model
 
     methods = parse_methods(args.method)
     if args.tolerance < 0:
         raise UsageError(f"--tolerance must be >= 0 pixels; got {args.tolerance}")
-    viz.check_colormap(args.colormap)
-    make_folder(args.out)
-    model, spec, device = load_model(ModelOptions.from_args(args))
+    layer = parse_layers(split_list(args.layer))
+    model, spec, _ = load_checked(args, layer)
     target = None
     if args.target is not None:
         parsed = parse_target(args.target, spec.class_names, spec.name)
@@ -162,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
         random_start=bool(args.random_start),
         seed=args.seed,
         methods=methods,
-        layer=parse_layers(split_list(args.layer)),
+        layer=layer,
         batch_size=args.batch_size,
         tolerance=args.tolerance,
         colormap=args.colormap,
@@ -172,8 +151,6 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         on_skip=skipped("adversarial"),
     )
-    dummy = torch.zeros(1, 3, *spec.input_size, device=device)
-    resolve_layers(model, settings.layer, dummy)  # a bad layer is a usage error before any work
     if len(args.inputs) == 1 and (
         args.images is not None or is_annotated(args.inputs[0], args.images)
     ):

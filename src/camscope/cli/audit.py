@@ -12,13 +12,11 @@ import argparse
 from typing import Any
 
 from ._common import (
-    add_max_pixels_argument,
-    add_method_option_arguments,
     echo,
     positive_int,
     unit_float,
 )
-from ._labelled import add_data_arguments, data_help
+from ._labelled import add_data_arguments, add_run_arguments, data_help, one_method
 from ._model import ModelOptions, add_model_arguments
 
 _EPILOG = (
@@ -76,11 +74,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="K",
         help="most affected images per flagged class in the report (default 4; 0: none)",
     )
-    add_max_pixels_argument(parser)
-    add_method_option_arguments(parser)
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.set_defaults(run=run)
-    return parser
+    return add_run_arguments(parser, run)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -88,13 +82,11 @@ def run(args: argparse.Namespace) -> int:
     from ..analysis.audit_report import write_audit
     from ..analysis.audit_run import AuditConfig, run_audit
     from ..errors import UsageError
-    from ._common import parse_layers, parse_method_options, parse_methods, warn
+    from ._common import parse_layers, parse_method_options, warn
     from ._labelled import read_data
     from ._model import load_model
 
-    methods = parse_methods(args.method)
-    if len(methods) != 1:
-        raise UsageError(f"--method takes one method for the audit; got {', '.join(methods)}")
+    method = one_method(args.method, "the audit's map")
     thresholds = AuditThresholds(
         hotspot_energy=args.hotspot_energy,
         max_hotspot_area=args.max_hotspot_area,
@@ -112,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     if not data.items:
         raise UsageError(f"--data {args.data!r} holds no images to audit")
     config = AuditConfig(
-        method=methods[0],
+        method=method,
         layer=parse_layers([args.layer]),
         batch_size=args.batch_size,
         grid=args.grid,

@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ._common import add_max_pixels_argument, echo, positive_int
-from ._labelled import add_data_arguments, data_help
+from ._common import echo, positive_int
+from ._labelled import add_data_arguments, add_run_arguments, data_help
 from ._model import ModelOptions, add_model_arguments
 
 _EPILOG = (
@@ -64,10 +64,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="N",
         help="images with a hover thumbnail in the HTML (default 2000)",
     )
-    add_max_pixels_argument(parser)
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.set_defaults(run=run)
-    return parser
+    return add_run_arguments(parser, run, method_options=False)
 
 
 def run(args: argparse.Namespace) -> int:

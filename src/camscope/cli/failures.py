@@ -17,17 +17,14 @@ from typing import Any
 
 from ..errors import UsageError
 from ._common import (
-    add_max_pixels_argument,
-    add_method_option_arguments,
     echo,
     parse_layers,
     parse_method_options,
-    parse_methods,
     positive_int,
     split_list,
     unit_float,
 )
-from ._labelled import add_data_arguments, read_data
+from ._labelled import add_data_arguments, add_run_arguments, one_method, read_data
 from ._model import ModelOptions, add_model_arguments
 
 _EPILOG = """\
@@ -59,15 +56,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--out", "-o", type=Path, default=Path("out/failures"), metavar="DIR", help="output folder"
     )
-    parser.add_argument(
-        "--method",
-        "-m",
-        default="gradcam",
-        metavar="NAME",
-        help="map for the predicted and the true class (default gradcam; see `camscope methods`)",
-    )
-    parser.add_argument(
-        "--layer", "-l", action="append", default=None, metavar="LAYER", help="layer (default auto)"
+    add_map_arguments(
+        parser,
+        "NAME",
+        "map for the predicted and the true class (default gradcam; see `camscope methods`)",
     )
     parser.add_argument(
         "--batch-size",
@@ -78,8 +70,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of builtin:N (default 0)")
     add_data_arguments(parser, unmapped=("error", "skip"), unmapped_folders="fail")
-    parser.add_argument("--colormap", default="inferno", metavar="NAME", help="colour map")
-    parser.add_argument("--alpha", type=unit_float, default=0.5, help="heat-map opacity")
+    add_picture_arguments(parser)
     parser.add_argument(
         "--embed",
         type=int,
@@ -87,27 +78,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="N",
         help="grids embedded in report.html, most confident mistakes first (default 100)",
     )
-    add_max_pixels_argument(parser)
-    add_method_option_arguments(parser)
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.set_defaults(run=run)
-    return parser
+    return add_run_arguments(parser, run)
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from .. import viz
     from ..analysis.failures import FailureSettings, diagnose_failures
-    from ..core.layers import resolve_layers
-    from ._model import load_model
 
-    methods = parse_methods(args.method)
-    if len(methods) != 1:
-        raise UsageError("--method takes one method (the map compared for the two classes)")
-    viz.check_colormap(args.colormap)
+    method = one_method(args.method, "the map compared for the two classes")
     settings = FailureSettings(
-        method=methods[0],
+        method=method,
         layer=parse_layers(split_list(args.layer)),
         batch_size=args.batch_size,
         colormap=args.colormap,
@@ -118,10 +97,7 @@ def run(args: argparse.Namespace) -> int:
         on_skip=skipped("failures"),
         embed=max(0, args.embed),
     )
-    make_folder(args.out)
-    model, spec, device = load_model(ModelOptions.from_args(args))
-    dummy = torch.zeros(1, 3, *spec.input_size, device=device)
-    resolve_layers(model, settings.layer, dummy)  # a bad layer is a usage error before any work
+    model, spec, _ = load_checked(args, settings.layer)
     data = read_data(args, spec, unmapped_folders="fail")
     write_notes("failures", data.notes)
     result = diagnose_failures(model, spec, data, args.out, settings)
@@ -138,6 +114,37 @@ def run(args: argparse.Namespace) -> int:
         )
     )
     return 1 if result.errors else 0
+
+
+def add_map_arguments(parser: argparse.ArgumentParser, metavar: str, method_help: str) -> None:
+    """``--method`` (default gradcam) and ``--layer`` (repeatable, default auto) of failures and
+    adversarial."""
+    parser.add_argument("--method", "-m", default="gradcam", metavar=metavar, help=method_help)
+    parser.add_argument(
+        "--layer", "-l", action="append", default=None, metavar="LAYER", help="layer (default auto)"
+    )
+
+
+def add_picture_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--colormap`` and ``--alpha`` of the heat-map overlays (failures, adversarial)."""
+    parser.add_argument("--colormap", default="inferno", metavar="NAME", help="colour map")
+    parser.add_argument("--alpha", type=unit_float, default=0.5, help="heat-map opacity")
+
+
+def load_checked(args: argparse.Namespace, layer: str | list[str]) -> tuple[Any, Any, Any]:
+    """Check ``--colormap``, create ``--out``, load the model and resolve ``layer`` on a dummy
+    input (a bad layer is a usage error before any work); ``(model, spec, device)``."""
+    import torch
+
+    from .. import viz
+    from ..core.layers import resolve_layers
+    from ._model import load_model
+
+    viz.check_colormap(args.colormap)
+    make_folder(args.out)
+    model, spec, device = load_model(ModelOptions.from_args(args))
+    resolve_layers(model, layer, torch.zeros(1, 3, *spec.input_size, device=device))
+    return model, spec, device
 
 
 def write_notes(command: str, notes: list[str]) -> None:
