@@ -3,6 +3,8 @@
 * :mod:`.labelled`: the one reader of labelled images for ``audit``, ``embed``, ``failures``
   and ``adversarial`` (class folders, the annotated formats of ``evaluate``, the built-in set, or
   plain images), each with its accepted model classes and boxes, decoded one at a time;
+  :mod:`.labelled_batches` walks them batch by batch for ``failures`` and ``adversarial`` (their
+  shared settings, the skipped inputs, the progress bar);
 * :mod:`.hotspot`: object energy and the box-free hot spot of a class's mean map (pure torch);
 * :mod:`.audit`, :mod:`.audit_run`, :mod:`.audit_report`: ``camscope audit``, per-class
   accuracy, object energy, hot spot and plain-language flags, ``audit.json`` and ``report.html``;

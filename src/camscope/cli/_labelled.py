@@ -26,7 +26,7 @@ masks, where given, are masks/<image stem>.png beside the annotations.
 _UNMAPPED_HELP = {
     "error": "error (list them all)",
     "fail": "error (annotations: stop and list them; class folders: their images fail, exit 1)",
-    "skip": "skip (leave their images out)",
+    "skip": "skip (leave out the objects or class folders they label; counted)",
     "keep": "keep (embed them, judge no prediction)",
 }
 
