@@ -107,18 +107,22 @@ def test_colormap_tables_are_matplotlibs() -> None:
     assert np.abs(lut[index] - expected).max() <= 0.5
 
 
-def test_fast_overlay_is_the_librarys() -> None:
-    from camscope.serve.encode import overlay as fast_overlay
+def test_overlay_png_is_the_librarys_overlay_side_by_side() -> None:
+    import base64
+    import io as _io
+
+    from camscope.io import resize_map
+    from camscope.serve.encode import overlay_png
     from camscope.viz import overlay
 
     image = picture(3)
-    rng = np.random.default_rng(0)
-    heat = rng.random((30, 40)).astype(np.float32)
-    heat[0, :3] = [0.0, 1.0, 0.5]
-    for colormap, alpha in (("inferno", 0.5), ("jet", 0.8), ("tab10", 0.3)):
-        want = np.asarray(overlay(image, heat, colormap, alpha), dtype=int)
-        got = np.asarray(fast_overlay(image, heat, colormap, alpha), dtype=int)
-        assert np.abs(got - want).max() <= 1
+    maps = torch.rand(2, 8, 8, generator=torch.Generator().manual_seed(0))
+    png = Image.open(_io.BytesIO(base64.b64decode(overlay_png(image, maps, "jet"))))
+    assert png.size == (2 * image.width, image.height)
+    for k in range(2):
+        want = overlay(image, resize_map(maps[k], (image.height, image.width)), "jet", 0.5)
+        tile = png.crop((k * image.width, 0, (k + 1) * image.width, image.height))
+        assert np.array_equal(np.asarray(tile), np.asarray(want))
 
 
 class CallCounter:

@@ -6,15 +6,13 @@
 * ``overlay_png``: the map over the picture with the requested colour map at opacity 0.5, drawn
   at the display copy of the picture (longer side at most :data:`DISPLAY_SIDE` pixels, never
   enlarged), PNG, base64. With several target classes the overlays stand side by side in target
-  order. :func:`overlay` is :func:`camscope.viz.overlay`'s formula computed through the colour
-  map's own table in float32 (about 5x faster; the same picture up to one level of rounding, as
-  ``tests/serve/test_service.py`` checks).
+  order. The overlays are :func:`camscope.viz.overlay`'s, so the viewer's downloads and the
+  command line's files are the same pictures.
 """
 
 from __future__ import annotations
 
 import base64
-import functools
 import io as _io
 from typing import TYPE_CHECKING
 
@@ -61,39 +59,12 @@ def png_bytes(image: Image.Image, compress_level: int = 6) -> bytes:
     return buffer.getvalue()
 
 
-@functools.lru_cache(maxsize=32)
-def _table(colormap: str) -> np.ndarray:
-    """The colour map's own ``(N, 3)`` table, scaled to 0..255 (float32)."""
-    from ..viz import get_colormap
-
-    cmap = get_colormap(colormap)
-    return (np.asarray(cmap(np.arange(cmap.N)), dtype=np.float64)[:, :3] * 255.0).astype(np.float32)
-
-
-def overlay(
-    picture: Image.Image, heatmap: np.ndarray, colormap: str, alpha: float = OVERLAY_ALPHA
-) -> Image.Image:
-    """``round((1 - alpha) * picture + alpha * 255 * colormap(heatmap))``, as
-    :func:`camscope.viz.overlay`; ``heatmap`` is ``(H, W)`` in [0, 1] at the picture's size.
-
-    The colour of ``v`` is entry ``min(floor(N v), N - 1)`` of the map's ``N``-entry table, which is
-    how matplotlib colours a value.
-    """
-    table = _table(colormap)
-    index = np.minimum(
-        (np.clip(heatmap, 0.0, 1.0) * table.shape[0]).astype(np.int32), table.shape[0] - 1
-    )
-    base = np.asarray(picture.convert("RGB"), dtype=np.float32)
-    blended = (1.0 - alpha) * base + alpha * table[index]
-    return Image.fromarray(np.clip(np.rint(blended), 0, 255).astype(np.uint8), mode="RGB")
-
-
 def overlay_png(display: Image.Image, maps: torch.Tensor, colormap: str) -> str:
     """Base64 PNG of each ``(K, H, W)`` map over ``display``, side by side."""
-    from .. import io
+    from .. import io, viz
 
     size = (display.height, display.width)
-    tiles = [overlay(display, io.resize_map(m, size), colormap) for m in maps]
+    tiles = [viz.overlay(display, io.resize_map(m, size), colormap, OVERLAY_ALPHA) for m in maps]
     if len(tiles) == 1:
         return png_base64(tiles[0])
     strip = Image.new("RGB", (display.width * len(tiles), display.height))
