@@ -9,6 +9,7 @@ Nothing here imports torch (``camscope --help`` stays fast).
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -122,10 +123,17 @@ def data_options(args: argparse.Namespace, *, unmapped_folders: str = "error") -
 
 
 def read_data(
-    args: argparse.Namespace, spec: Any, data: str | None = None, *, unmapped_folders: str = "error"
+    args: argparse.Namespace,
+    spec: Any,
+    data: str | None = None,
+    *,
+    command: str,
+    unmapped_folders: str = "error",
 ) -> Any:
     """:func:`camscope.analysis.labelled.read_labelled` of ``data`` (default ``--data``) with the
-    command's options; ``--limit``, where the command has it, keeps the first N images."""
+    command's options; ``--limit``, where the command has it, keeps the first N images. What the
+    user should know about the data (skipped folders, mapped labels) goes to stderr, one line each,
+    prefixed with ``camscope COMMAND:``."""
     from ..analysis.labelled import read_labelled
 
     size = int(spec.input_size[0]) if spec.input_size[0] == spec.input_size[1] else 224
@@ -139,4 +147,6 @@ def read_data(
     )
     if getattr(args, "limit", None):
         found.items = found.items[: args.limit]
+    for line in found.notes:
+        sys.stderr.write(f"camscope {command}: {line}\n")
     return found

@@ -28,7 +28,7 @@ from ._common import (
 )
 from ._labelled import add_data_arguments, add_run_arguments, read_data
 from ._model import add_model_arguments
-from .failures import add_map_arguments, add_picture_arguments, load_checked, skipped, write_notes
+from .failures import add_map_arguments, add_picture_arguments, load_checked, skipped
 
 _EPILOG = """\
 inputs:
@@ -154,8 +154,7 @@ def run(args: argparse.Namespace) -> int:
     if len(args.inputs) == 1 and (
         args.images is not None or is_annotated(args.inputs[0], args.images)
     ):
-        data = read_data(args, spec, args.inputs[0], unmapped_folders="fail")
-        write_notes("adversarial", data.notes)
+        data = read_data(args, spec, args.inputs[0], command="adversarial", unmapped_folders="fail")
     else:
         data = open_images(args.inputs)
     result = run_adversarial(model, spec, data, args.out, settings)

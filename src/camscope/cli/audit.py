@@ -98,9 +98,7 @@ def run(args: argparse.Namespace) -> int:
     thresholds.validate()
     options = parse_method_options(args.option)
     model, spec, _device = load_model(ModelOptions.from_args(args))
-    data = read_data(args, spec)
-    for note in data.notes:
-        warn(note)
+    data = read_data(args, spec, command="audit")
     if not data.items:
         raise UsageError(f"--data {args.data!r} holds no images to audit")
     config = AuditConfig(

@@ -79,9 +79,7 @@ def run(args: argparse.Namespace) -> int:
     if not layers:
         raise UsageError("--layers is empty; e.g. --layers input,first,middle,last")
     model, spec, _device = load_model(ModelOptions.from_args(args))
-    data = read_data(args, spec)
-    for note in data.notes:
-        warn(note)
+    data = read_data(args, spec, command="embed")
     if not data.items:
         raise UsageError(f"--data {args.data!r} holds no images to embed")
     result = embed_dataset(

@@ -98,8 +98,7 @@ def run(args: argparse.Namespace) -> int:
         embed=max(0, args.embed),
     )
     model, spec, _ = load_checked(args, settings.layer)
-    data = read_data(args, spec, unmapped_folders="fail")
-    write_notes("failures", data.notes)
+    data = read_data(args, spec, command="failures", unmapped_folders="fail")
     result = diagnose_failures(model, spec, data, args.out, settings)
     summary = result.summary
     accuracy = summary["accuracy"]
@@ -145,12 +144,6 @@ def load_checked(args: argparse.Namespace, layer: str | list[str]) -> tuple[Any,
     model, spec, device = load_model(ModelOptions.from_args(args))
     resolve_layers(model, layer, torch.zeros(1, 3, *spec.input_size, device=device))
     return model, spec, device
-
-
-def write_notes(command: str, notes: list[str]) -> None:
-    """What the user should know about the data, on stderr."""
-    for line in notes:
-        sys.stderr.write(f"camscope {command}: {line}\n")
 
 
 def skipped(command: str) -> Callable[[str, str], None]:
