@@ -26,7 +26,7 @@ ALLOWED: dict[str, set[str]] = {
     "io": {"errors", "models"},
     "viz": {"errors"},
     "metrics": {"errors", "core", "perturbation", "methods"},
-    "data": {"errors", "io"},
+    "data": {"errors", "io", "models"},
     "evaluation": {
         "errors",
         "core",
@@ -38,6 +38,7 @@ ALLOWED: dict[str, set[str]] = {
         "metrics",
         "data",
     },
+    "pictures": {"errors", "core", "methods", "perturbation", "models", "io", "viz", "data"},
     "batch": {
         "errors",
         "allocator",
@@ -62,7 +63,7 @@ ALLOWED: dict[str, set[str]] = {
         "evaluation",
     },
     "training": {"errors", "core", "models", "io", "viz", "metrics", "data"},
-    "analysis": {
+    "diagnosis": {
         "errors",
         "core",
         "methods",
@@ -72,10 +73,10 @@ ALLOWED: dict[str, set[str]] = {
         "viz",
         "metrics",
         "data",
-        "batch",
-        "evaluation",
-        "training",
     },
+    "audit": {"errors", "core", "methods", "models", "io", "viz", "metrics", "data"},
+    "embeddings": {"errors", "core", "models", "io", "viz", "data"},
+    "bias": {"errors", "core", "models", "io", "viz", "data", "training", "audit"},
     "cli": {"*"},
     "__init__": {"*"},
     "__main__": {"cli"},

@@ -12,9 +12,9 @@ import torch
 from nets import imagenet_sized
 from PIL import Image
 
-from camscope.analysis.attacks import pixel_forward
 from camscope.cli import _model
 from camscope.cli.main import main
+from camscope.diagnosis.attacks import pixel_forward
 from camscope.models import ModelSpec
 
 SPEC = ModelSpec(

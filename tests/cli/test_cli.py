@@ -58,7 +58,7 @@ def test_parse_args_explain() -> None:
 
 
 def test_parse_helpers() -> None:
-    from camscope.batch import inputs
+    from camscope.data import inputs
     from camscope.cli import _common
 
     assert _common.split_list(["a,b", " c ", ""]) == ["a", "b", "c"]

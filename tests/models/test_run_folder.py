@@ -104,7 +104,7 @@ def test_evaluate_maps_the_builtin_objects_to_the_run_classes(run_dir, tmp_path,
 def test_serve_offers_the_run_folder_by_its_path(run_dir, picture) -> None:
     from fastapi.testclient import TestClient
 
-    from camscope.serve.app import ServeConfig, create_app
+    from camscope.serve.viewer.app import ServeConfig, create_app
 
     client = TestClient(create_app(ServeConfig(models=[str(run_dir)], allow_url=False)))
     data = picture.read_bytes()

@@ -22,9 +22,9 @@ from PIL import Image
 from camscope import explain, list_methods
 from camscope.io import demo_images, preprocess
 from camscope.models import ModelSpec
-from camscope.serve.app import STATIC, ServeConfig, create_app
-from camscope.serve.encode import map_from_base64
-from camscope.serve.pool import ModelPool
+from camscope.serve.viewer.app import STATIC, ServeConfig, create_app
+from camscope.serve.viewer.encode import map_from_base64
+from camscope.serve.viewer.pool import ModelPool
 
 KEYS = {"model", "layer", "targets", "top5", "maps", "seconds"}
 

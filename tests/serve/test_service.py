@@ -13,10 +13,10 @@ from camscope.core import engine
 from camscope.errors import TargetError, UsageError
 from camscope.io import preprocess
 from camscope.models import ModelSpec
-from camscope.serve.catalogue import colormap_luts, method_cost
-from camscope.serve.jobs import ExplainCancelled, Job, JobBoard
-from camscope.serve.pool import ModelPool
-from camscope.serve.service import (
+from camscope.serve.viewer.catalogue import colormap_luts, method_cost
+from camscope.serve.viewer.jobs import ExplainCancelled, Job, JobBoard
+from camscope.serve.viewer.pool import ModelPool
+from camscope.serve.viewer.service import (
     Explainer,
     ExplainRequest,
     ImageSource,
@@ -112,7 +112,7 @@ def test_overlay_png_is_the_librarys_overlay_side_by_side() -> None:
     import io as _io
 
     from camscope.io import resize_map
-    from camscope.serve.encode import overlay_png
+    from camscope.serve.viewer.encode import overlay_png
     from camscope.viz import overlay
 
     image = picture(3)
@@ -270,6 +270,6 @@ def test_job_ids_are_checked() -> None:
 
 
 def _decode(entry: dict) -> np.ndarray:
-    from camscope.serve.encode import map_from_base64
+    from camscope.serve.viewer.encode import map_from_base64
 
     return map_from_base64(entry["map"], entry["shape"])

@@ -12,10 +12,10 @@ from fastapi.testclient import TestClient
 from camscope.cli.main import main
 from camscope.errors import UsageError
 from camscope.evaluation.summary import wilson_interval
-from camscope.serve import answers
-from camscope.serve.pool import ModelPool
-from camscope.serve.study import StudyOptions, prepare_study
-from camscope.serve.study_app import create_study_app
+from camscope.serve.study import answers
+from camscope.serve.study.app import create_study_app
+from camscope.serve.study.session import StudyOptions, prepare_study
+from camscope.serve.viewer.pool import ModelPool
 
 
 def discrimination(folder, lite0, **changes):

@@ -1,12 +1,10 @@
-"""Explaining collections of images into files on disk.
+"""The data-set job: ``camscope explain DIR --format parquet`` (needs ``camscope[batch]``).
 
-* :mod:`.inputs`: files, folders, URLs or the demo images, with unique, safe output stems;
-* :mod:`.files`: overlays, grids and ``.npy`` maps per image, as ``camscope explain`` writes them;
-* data-set scale (``camscope explain DIR --format parquet``, needs ``camscope[batch]``):
-  :mod:`.sources` lists a folder or a CSV/Parquet list, :mod:`.decode` loads images in loader
-  workers, :mod:`.rows` explains a batch into rows, :mod:`.parquet` commits shards exactly once
-  (:mod:`.lock`: one job per folder), :mod:`.pipeline` runs the streaming job
-  (:mod:`.ray_backend` on Ray Data), :mod:`.maps` reads the maps back (:func:`open_maps`).
+:mod:`.job` holds the job's settings, :mod:`.sources` lists a folder or a CSV/Parquet list,
+:mod:`.decode` loads images in loader workers, :mod:`.rows` explains a batch into rows,
+:mod:`.parquet` commits shards exactly once (:mod:`.lock`: one job per folder), :mod:`.pipeline`
+runs the streaming job (:mod:`.ray_backend` on Ray Data), :mod:`.maps` reads the maps back
+(:func:`open_maps`). The picture job (``--format png``) is :mod:`camscope.pictures`.
 
 This package may import core, methods, perturbation, models, io, viz, data and metrics; never the
 CLI. pyarrow and Ray are imported only where they are used.
@@ -17,7 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .dataset_job import DatasetJob, ModelRecipe, RayOptions
+    from .job import DatasetJob, ModelRecipe, RayOptions
     from .maps import MapRecord, MapStore, open_maps
     from .pipeline import run_dataset_job
 
@@ -35,9 +33,9 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     """Lazy exports: ``import camscope.batch`` stays free of torch and pyarrow."""
     if name in ("DatasetJob", "ModelRecipe", "RayOptions"):
-        from . import dataset_job
+        from . import job
 
-        return getattr(dataset_job, name)
+        return getattr(job, name)
     if name in ("MapRecord", "MapStore", "open_maps"):
         from . import maps
 

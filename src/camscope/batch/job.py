@@ -1,211 +1,193 @@
-"""The per-image file job behind ``camscope explain``: load, explain in batches, write pictures.
+"""The settings of a data-set job as plain values, and its progress bar.
 
-:func:`explain_to_files` appends one record per input to a :class:`JobState` as it goes, so a
-caller interrupted (Ctrl-C) still holds the records of every image done, and reports through a
-:class:`Reporter` (the library prints nothing). One image that cannot be read or written fails
-alone. One method (or method at a layer) that cannot explain this model is skipped with its
-reason (the engine's ``Explanation.skipped``, ``strict=False``), and the others are written.
+:class:`DatasetJob` is what :func:`camscope.batch.pipeline.run_dataset_job` runs; the CLI builds
+one from ``camscope explain --format parquet`` options, library users build it directly.
 """
 
 from __future__ import annotations
 
 import logging
-import time
+import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from ..errors import CamscopeError, UsageError
-from .files import PictureWriter
-from .inputs import InputItem, LoadOptions
-from .pictures import plan_image
+from ..errors import UsageError
+from .parquet import ERROR
 
 if TYPE_CHECKING:
+    import pyarrow as pa
     import torch
-    from PIL import Image
     from torch import nn
 
-    from ..core.result import Explanation
     from ..models import ModelSpec
 
 log = logging.getLogger(__name__)
 
-
-class Reporter(Protocol):
-    """Where the job tells its caller what happens (the CLI prints it)."""
-
-    def input_failed(self, source: str, reason: str) -> None: ...
-
-    def method_skipped(self, key: str, reason: str) -> None: ...
-
-    def warning(self, text: str) -> None: ...
-
-    def advance(self, images: int) -> None: ...
-
-
-@dataclass
-class JobState:
-    """What the job has done so far (complete at any interruption)."""
-
-    records: list[dict[str, Any]] = field(default_factory=list)
-    failed: int = 0
-    skipped: dict[str, str] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
+BACKENDS = ("local", "ray")
+FAILURES_IN_SUMMARY = 100
+Progress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
-class ExplainRequest:
-    """What to explain: methods, layer names, target and :func:`camscope.explain` keywords."""
+class ModelRecipe:
+    """How to build the model (a recipe, not the module: each Ray actor builds its own copy)."""
 
-    methods: list[str]
-    layers: list[str]
-    target: str | int
-    calls: dict[str, Any] = field(default_factory=dict)
-    batch_size: int = 1
+    name: str = "efficientnet_lite0"
+    weights: str | None = None
+    trust_checkpoint: bool = False
+    random_init: bool = False
+    device: str = "auto"  # auto | cpu | cuda
+    keep_mode: bool = False  # the mode the factory gave (for mode="as-is"), else eval mode
+    # The spec to use instead of the model's own (the CLI's --mean/--std/--input-size/
+    # --class-names/--channels applied to it), so every Ray actor preprocesses alike.
+    spec: ModelSpec | None = None
+
+    def load(self) -> tuple[nn.Module, ModelSpec, torch.device]:
+        import torch
+
+        from .. import models
+
+        if self.random_init and self.weights is not None:
+            raise UsageError("random_init and weights exclude each other; pass only one")
+        if self.device == "auto":
+            device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        elif self.device == "cuda" and not torch.cuda.is_available():
+            raise UsageError("device 'cuda' was requested but no CUDA GPU is available")
+        else:
+            device = torch.device(self.device)
+        model, spec = models.load_model(
+            self.name,
+            weights=self.weights,
+            trust_checkpoint=self.trust_checkpoint,
+            pretrained=False if self.random_init else None,
+            keep_mode=self.keep_mode,
+        )
+        return model.to(device), self.spec or spec, device
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """``--backend ray``: where the cluster is and how many model actors to run.
+
+    ``address=None`` uses the Ray instance this process already started, or starts a local one;
+    ``"auto"`` joins the cluster of the machine (``ray start``); ``"ray://host:10001"`` a remote
+    one through Ray Client.
+    """
+
+    address: str | None = None
+    num_workers: int = 1
+    gpus_per_worker: float = 0.0
+    cpus_per_worker: float = 1.0
+    decode_cpus: float = 1.0  # CPUs reserved by each decoding task
+
+
+@dataclass(frozen=True)
+class DatasetJob:
+    """Everything a data-set job needs, as plain values (the CLI builds one from its options)."""
+
+    source: str | Path
+    out: str | Path
+    model: ModelRecipe = field(default_factory=ModelRecipe)
+    methods: tuple[str, ...] = ("gradcam",)
+    layers: tuple[str, ...] = ("auto",)
+    target: str | int = "top1"
+    batch_size: int = 32
+    shard_size: int = 1024
+    map_size: tuple[int, int] | None = None
+    save_png: bool = False
+    save_boxes: bool = False
+    save_masks: bool = False
+    colormap: str = "inferno"
+    alpha: float = 0.5
+    max_pixels: int | None = None
+    timeout: float | None = None  # total seconds for one URL download (None: io's default)
+    window: tuple[float, float] | None = None  # DICOM/NIfTI grey-value window (centre, width)
+    decode_workers: int | None = None  # default: cores - 1, at most 4
+    # torch threads of the model while a local job runs (then restored); None leaves them as they
+    # are. The CLI sets cores minus decode workers: an OpenMP pass whose threads share cores with
+    # the decoding processes waits at every barrier for the thread that was preempted.
+    torch_threads: int | None = None
+    aug_smooth: bool = False
+    eigen_smooth: bool = False
+    method_options: dict[str, Any] = field(default_factory=dict)
+    mode: str = "eval"  # explain's mode: "eval", or "as-is" (with ModelRecipe(keep_mode=True))
+    multilabel: bool = False  # independent sigmoids: probabilities and top-5 by sigmoid
+    resume: bool = False
+    backend: str = "local"
+    ray: RayOptions = field(default_factory=RayOptions)
 
 
 @dataclass
-class LoadedImage:
-    """One decoded input image, its model input, and the seconds spent loading it."""
+class JobResult:
+    """What a job did: the summary written to ``summary.json`` and the exit status it implies."""
 
-    item: InputItem
-    image: Image.Image
-    x: torch.Tensor
-    seconds: float
+    out: Path
+    summary: dict[str, Any]
 
+    @property
+    def failed(self) -> int:
+        return int(self.summary["counts"]["failed"])
 
-def explain_to_files(
-    model: nn.Module,
-    spec: ModelSpec,
-    device: torch.device,
-    items: list[InputItem],
-    request: ExplainRequest,
-    load: LoadOptions,
-    writer: PictureWriter,
-    state: JobState,
-    reporter: Reporter,
-) -> None:
-    """Explain every item and write its pictures; records go to ``state`` as images finish."""
-    methods = list(request.methods)
-    try:
-        for start in range(0, len(items), request.batch_size):
-            loaded: list[LoadedImage] = []
-            for item in items[start : start + request.batch_size]:
-                began = time.perf_counter()
-                try:
-                    image, x = item.load(spec, options=load)
-                except CamscopeError as err:
-                    _fail(state, reporter, item, getattr(err, "reason", None) or str(err), began)
-                    continue
-                loaded.append(
-                    LoadedImage(
-                        item, image, x if x.ndim == 4 else x[None], time.perf_counter() - began
-                    )
-                )
-            for group, outcome in explain_groups(
-                model, loaded, methods, request, device, state, reporter
-            ):
-                for i, entry in enumerate(group):
-                    if isinstance(outcome, str):
-                        _fail(state, reporter, entry.item, outcome, None, entry.seconds)
-                        continue
-                    result, seconds = outcome
-                    began = time.perf_counter()
-                    plan = plan_image(
-                        entry.item, entry.image, result, i, spec, methods, writer.options
-                    )
-                    record = writer.submit(plan)
-                    record["skipped"] = dict(result.skipped)
-                    record["warnings"] = list(result.warnings)
-                    share = entry.seconds + seconds / len(group)
-                    record["seconds"] = round(share + time.perf_counter() - began, 4)
-                    state.records.append(record)
-                    reporter.advance(1)
-            _report_writes(writer.collect(), state, reporter)
-    finally:
-        _report_writes(writer.close(), state, reporter)
+    @property
+    def exit_code(self) -> int:
+        """0 when every input has its maps, 1 when some failed (as ``camscope explain``)."""
+        return 1 if self.failed else 0
 
 
-def _report_writes(failed: list[dict[str, Any]], state: JobState, reporter: Reporter) -> None:
-    for record in failed:
-        state.failed += 1
-        reporter.input_failed(record["source"], str(record["error"]))
+def default_decode_workers() -> int:
+    return max(1, min(4, (os.cpu_count() or 2) - 1))
 
 
-def _fail(
-    state: JobState,
-    reporter: Reporter,
-    item: InputItem,
-    reason: str,
-    began: float | None,
-    seconds: float = 0.0,
-) -> None:
-    if began is not None:
-        seconds = time.perf_counter() - began
-    state.failed += 1
-    reporter.input_failed(item.source, reason)
-    state.records.append(
-        {
-            "source": item.source,
-            "stem": item.stem,
-            "error": reason,
-            "files": [],
-            "seconds": round(seconds, 4),
-        }
-    )
-    reporter.advance(1)
+class ProgressBar:
+    """The job's progress: a tqdm bar (images/s, ETA) or a ``callable(done, total)``; failed
+    inputs are logged as warnings (through the bar, so the bar is not torn)."""
 
+    def __init__(self, progress: bool | Progress, total: int) -> None:
+        self.total = total
+        self.done = 0
+        self.callback = progress if callable(progress) else None
+        self.bar: Any = None
+        self._redirect: Any = None
+        if progress is True and total:
+            import sys
 
-def explain_groups(
-    model: nn.Module,
-    loaded: list[LoadedImage],
-    methods: list[str],
-    request: ExplainRequest,
-    device: torch.device,
-    state: JobState,
-    reporter: Reporter,
-) -> list[tuple[list[LoadedImage], Any]]:
-    """Explain a chunk in one call: ``[(images, (result, seconds) or error text)]``.
+            from tqdm import tqdm
+            from tqdm.contrib.logging import logging_redirect_tqdm
 
-    Methods (and layers) that cannot run are skipped by the engine (``strict=False``) and
-    reported once each; a request that no method can serve raises the engine's usage error. If
-    the call fails for a reason that is not the request's (an image the model cannot take), each
-    image is retried alone so that one bad image does not take the others with it.
-    """
-    import torch
+            tty = sys.stderr.isatty()
+            self.bar = tqdm(
+                total=total,
+                unit="img",
+                desc="explain",
+                dynamic_ncols=True,
+                smoothing=0.05,
+                mininterval=0.5 if tty else 30.0,
+                file=sys.stderr,
+            )
+            self._redirect = logging_redirect_tqdm(loggers=[logging.getLogger("camscope")])
 
-    from ..core.engine import explain
+    def __enter__(self) -> ProgressBar:
+        if self._redirect is not None:
+            self._redirect.__enter__()
+        return self
 
-    if not loaded:
-        return []
-    layer: str | list[str] = request.layers if len(request.layers) > 1 else request.layers[0]
+    def __exit__(self, *exc: Any) -> None:
+        if self._redirect is not None:
+            self._redirect.__exit__(*exc)
+        if self.bar is not None:
+            self.bar.close()
 
-    def attempt(group: list[LoadedImage]) -> tuple[Explanation, float]:
-        began = time.perf_counter()
-        x = torch.cat([entry.x for entry in group]).to(device)
-        result = explain(model, x, methods, layer, request.target, **request.calls, strict=False)
-        for key, reason in result.skipped.items():
-            _skip(state, reporter, key, reason)
-        for text in result.warnings:
-            if text not in state.warnings:
-                state.warnings.append(text)
-                reporter.warning(text)
-        return result, time.perf_counter() - began
+    def advance(self, n: int, rows: pa.Table) -> None:
+        """``n`` more inputs settled; ``rows`` (a step's output) may name failed ones."""
+        import pyarrow.compute as pc
 
-    try:
-        return [(loaded, attempt(loaded))]
-    except UsageError:
-        raise  # the request's fault (no method can run), not an image's: a ValueError too
-    except (RuntimeError, ValueError) as err:
-        if len(loaded) == 1:
-            log.debug("explain failed", exc_info=True)
-            return [(loaded, f"{type(err).__name__}: {err}")]
-    results: list[tuple[list[LoadedImage], Any]] = []
-    for entry in loaded:
-        results.extend(explain_groups(model, [entry], methods, request, device, state, reporter))
-    return results
-
-
-def _skip(state: JobState, reporter: Reporter, key: str, reason: str) -> None:
-    if key not in state.skipped:
-        state.skipped[key] = reason
-        reporter.method_skipped(key, reason)
+        bad = rows.filter(pc.is_valid(rows.column(ERROR)))
+        for id_, reason in zip(bad.column("id").to_pylist(), bad.column(ERROR).to_pylist()):
+            log.warning("skipped %s: %s", id_, reason)
+        self.done += n
+        if self.bar is not None:
+            self.bar.update(n)
+        if self.callback is not None:
+            self.callback(self.done, self.total)

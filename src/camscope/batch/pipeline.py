@@ -31,7 +31,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
 from . import parquet as store
-from .dataset_job import (
+from .decode import DecodeSettings
+from .job import (
     BACKENDS,
     FAILURES_IN_SUMMARY,
     DatasetJob,
@@ -40,7 +41,6 @@ from .dataset_job import (
     ProgressBar,
     default_decode_workers,
 )
-from .decode import DecodeSettings
 from .lock import exclusive_lock
 from .rows import MapSettings
 from .sources import DatasetInputs, list_inputs

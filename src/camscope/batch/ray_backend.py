@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from . import parquet as store
-    from .dataset_job import DatasetJob, ModelRecipe, ProgressBar
+    from .job import DatasetJob, ModelRecipe, ProgressBar
     from .sources import DatasetInputs
 
 log = logging.getLogger(__name__)

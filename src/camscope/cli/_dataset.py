@@ -172,7 +172,7 @@ def wants_dataset(args: argparse.Namespace) -> bool:
 
 def run_dataset(args: argparse.Namespace) -> int:
     """``explain --format parquet``: build the job, run it, report; 0 or 1 (some inputs failed)."""
-    from ..batch.dataset_job import DatasetJob, ModelRecipe, RayOptions
+    from ..batch.job import DatasetJob, ModelRecipe, RayOptions
     from ..batch.pipeline import run_dataset_job
     from ..batch.sources import require_pyarrow
 
@@ -315,7 +315,7 @@ def _default_threads(decode_workers: int | None) -> int:
     """The cores the decoding processes leave to the model (at least one)."""
     import os
 
-    from ..batch.dataset_job import default_decode_workers
+    from ..batch.job import default_decode_workers
 
     workers = default_decode_workers() if decode_workers is None else decode_workers
     return max(1, (os.cpu_count() or 1) - workers)

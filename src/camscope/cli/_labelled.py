@@ -1,7 +1,7 @@
 """The data options of the commands that read labelled data (``audit``, ``embed``, ``failures``,
 ``adversarial``; ``evaluate`` shares ``--images``, ``--class-map``, ``--unmapped`` and
 ``--allow-outside-paths``), and the one way they become a
-:func:`camscope.analysis.labelled.read_labelled` call.
+:func:`camscope.data.labelled.read_labelled` call.
 
 Nothing here imports torch (``camscope --help`` stays fast).
 """
@@ -43,7 +43,7 @@ def add_data_arguments(
     (``unmapped[0]`` is the default) and ``--allow-outside-paths``.
 
     ``unmapped_folders`` is what ``--unmapped error`` does to class folders that name no model
-    class (:attr:`camscope.analysis.labelled.DataOptions.unmapped_folders`); it only changes the
+    class (:attr:`camscope.data.labelled.DataOptions.unmapped_folders`); it only changes the
     help here, :func:`read_data` takes it too."""
     if data:
         parser.add_argument(
@@ -110,8 +110,8 @@ def data_help() -> str:
 
 
 def data_options(args: argparse.Namespace, *, unmapped_folders: str = "error") -> Any:
-    """The :class:`~camscope.analysis.labelled.DataOptions` of the parsed arguments."""
-    from ..analysis.labelled import DataOptions
+    """The :class:`~camscope.data.labelled.DataOptions` of the parsed arguments."""
+    from ..data.labelled import DataOptions
 
     return DataOptions(
         images=args.images,
@@ -130,11 +130,11 @@ def read_data(
     command: str,
     unmapped_folders: str = "error",
 ) -> Any:
-    """:func:`camscope.analysis.labelled.read_labelled` of ``data`` (default ``--data``) with the
+    """:func:`camscope.data.labelled.read_labelled` of ``data`` (default ``--data``) with the
     command's options; ``--limit``, where the command has it, keeps the first N images. What the
     user should know about the data (skipped folders, mapped labels) goes to stderr, one line each,
     prefixed with ``camscope COMMAND:``."""
-    from ..analysis.labelled import read_labelled
+    from ..data.labelled import read_labelled
 
     size = int(spec.input_size[0]) if spec.input_size[0] == spec.input_size[1] else 224
     found = read_labelled(

@@ -118,8 +118,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..analysis.adversarial import AttackSettings, run_adversarial
-    from ..analysis.labelled import is_annotated, open_images
+    from ..data.labelled import is_annotated, open_images
+    from ..diagnosis.adversarial import AttackSettings, run_adversarial
 
     methods = parse_methods(args.method)
     if args.tolerance < 0:

@@ -78,9 +78,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..analysis.audit import AuditThresholds
-    from ..analysis.audit_report import write_audit
-    from ..analysis.audit_run import AuditConfig, run_audit
+    from ..audit.report import write_audit
+    from ..audit.run import AuditConfig, run_audit
+    from ..audit.stats import AuditThresholds
     from ..errors import UsageError
     from ._common import parse_layers, parse_method_options, warn
     from ._labelled import read_data

@@ -62,7 +62,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..analysis.bias_experiment import BiasExperiment, run_bias_experiment
+    from ..bias.experiment import BiasExperiment, run_bias_experiment
 
     config = BiasExperiment(
         out=args.out,

@@ -68,8 +68,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..analysis.embed_report import write_embeddings
-    from ..analysis.embed_run import embed_dataset
+    from ..embeddings.report import write_embeddings
+    from ..embeddings.run import embed_dataset
     from ..errors import UsageError
     from ._common import split_list, warn
     from ._labelled import read_data

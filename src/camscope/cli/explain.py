@@ -62,8 +62,8 @@ from ._model import (
 if TYPE_CHECKING:
     import torch
 
-    from ..batch.job import JobState
     from ..models import ModelSpec
+    from ..pictures.job import JobState
 
 log = logging.getLogger(__name__)
 
@@ -290,13 +290,13 @@ def explain_images(options: ExplainOptions) -> int:
     import torch
 
     from .. import viz
-    from ..batch.files import PictureWriter, prepare_output_folder
-    from ..batch.inputs import LoadOptions, gather_inputs
-    from ..batch.job import ExplainRequest, JobState, explain_to_files
-    from ..batch.pictures import PictureOptions
     from ..core.layers import resolve_layers
     from ..core.targets import parse_topk
+    from ..data.inputs import LoadOptions, gather_inputs
     from ..io import model_channels
+    from ..pictures.files import PictureWriter, prepare_output_folder
+    from ..pictures.job import ExplainRequest, JobState, explain_to_files
+    from ..pictures.plan import PictureOptions
     from ._model import apply_preprocessing, load_model
 
     # Everything that can be checked without the model is checked before loading it.

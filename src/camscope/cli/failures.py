@@ -82,7 +82,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..analysis.failures import FailureSettings, diagnose_failures
+    from ..diagnosis.failures import FailureSettings, diagnose_failures
 
     method = one_method(args.method, "the map compared for the two classes")
     settings = FailureSettings(

@@ -88,9 +88,9 @@ def predict_images(options: PredictOptions) -> int:
     inputs could not be read."""
     import torch
 
-    from ..batch.inputs import LoadOptions, gather_inputs
-    from ..batch.pictures import class_label, top_classes
     from ..core.targets import class_head
+    from ..data.inputs import LoadOptions, gather_inputs
+    from ..pictures.plan import class_label, top_classes
     from ._model import apply_preprocessing, load_model
 
     items = gather_inputs(options.images)

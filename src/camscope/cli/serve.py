@@ -108,8 +108,8 @@ def run(args: argparse.Namespace) -> int:
         app = _study_app(args, models, device)
     else:
         from ..io import DEFAULT_MAX_PIXELS
-        from ..serve.app import ServeConfig, create_app
-        from ..serve.pool import ModelPool
+        from ..serve.viewer.app import ServeConfig, create_app
+        from ..serve.viewer.pool import ModelPool
 
         offered = [*models, DEFAULT_MODEL] if DEFAULT_MODEL not in models else models
         pool = ModelPool(offered or [DEFAULT_MODEL], device=device)
@@ -167,8 +167,8 @@ def _is_loopback(host: str) -> bool:
 
 
 def _study_app(args: argparse.Namespace, models: list[str], device: str) -> Any:
-    from ..serve.study import StudyOptions, prepare_study
-    from ..serve.study_app import create_study_app
+    from ..serve.study.app import create_study_app
+    from ..serve.study.session import StudyOptions, prepare_study
 
     if not args.data or args.out is None:
         raise UsageError("--study needs --data and --out (the study folder)")

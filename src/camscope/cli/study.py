@@ -45,7 +45,7 @@ def _percent(value: float) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..serve.answers import AnswerLog, summarize
+    from ..serve.study.answers import AnswerLog, summarize
 
     plan_path = args.folder / "study.json"
     if not plan_path.is_file():

@@ -8,8 +8,11 @@
 * :mod:`.classes`: data-set labels and ``--target`` names to model classes (class maps, names,
   ImageNet synsets and lemmas, the PASCAL VOC table, indices);
 * :mod:`.synthetic`: ``builtin:N``, objects cut from scikit-image's photos onto other backgrounds,
-  with exact boxes, generated offline and deterministically.
+  with exact boxes, generated offline and deterministically;
+* :mod:`.inputs`: plain image arguments (files, folders, URLs, the demo images) with unique, safe
+  output stems;
+* :mod:`.labelled`: the labelled images of the audit, embedding and diagnosis commands.
 
-Evaluation, training and the analysis commands read data through this package. It imports
-:mod:`camscope.errors` and :mod:`camscope.io` only; no model, no engine.
+Every command reads data through this package. It imports :mod:`camscope.errors`,
+:mod:`camscope.io` and the :class:`~camscope.models.ModelSpec` type; no engine.
 """

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import CamscopeError, ImageLoadError, ModelLoadError, UsageError
-from .jobs import ExplainCancelled
+from .viewer.jobs import ExplainCancelled
 
 SMALL_BODY = 1 << 20  # form fields, answers, job ids
 ENVELOPE = 1 << 20  # multipart boundaries and form fields around an upload

@@ -1,0 +1,430 @@
+"""Running the audit: explain every image for its predicted and its true class, in batches.
+
+Per batch: one :func:`camscope.explain` call for the top-1 class (its logits give the prediction
+and the accepted class the model scores highest), and one more, on the misclassified images only,
+for that true class (for the others the two maps are the same map). Both maps go to
+:func:`camscope.audit.stats.image_stats` (and, when the data set has masks, the mask's energy
+share of the predicted class's map is kept beside the boxes').
+Then :func:`camscope.audit.stats.summarise_class` aggregates each class, and the most affected
+images of the flagged classes are explained again for the report.
+
+A file that cannot be read is logged, listed in :attr:`AuditRun.failed` and skipped; the others go
+on. The model is never changed (:func:`camscope.explain` restores everything).
+
+Example:
+    >>> data = read_labelled("out/bias/test", spec.class_names)  # doctest: +SKIP
+    >>> run = run_audit(model, spec, data, AuditConfig(method="gradcam"))  # doctest: +SKIP
+    >>> run.classes["cat"].flags  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..data.labelled import LabelledData, LabelledItem, LoadedInput
+from ..errors import ImageLoadError, UsageError
+from .hotspot import object_energy
+from .stats import (
+    AuditThresholds,
+    ClassSummary,
+    ImageStats,
+    image_stats,
+    most_affected,
+    summarise_class,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    """How to audit.
+
+    Attributes:
+        method: the CAM method (a registered name).
+        layer: the layer (``"auto"``, a name, ``first``/``middle``/``last``...).
+        batch_size: images per explain call.
+        grid: side of the pooled maps the hot spot is found on.
+        thresholds: when classes are flagged.
+        examples: most affected images per illustrated class (0: none).
+        max_example_classes: classes illustrated at most (flagged ones first).
+        method_options: passed to :func:`camscope.explain`.
+    """
+
+    method: str = "gradcam"
+    layer: str | list[str] = "auto"
+    batch_size: int = 16
+    grid: int = 32
+    thresholds: AuditThresholds = field(default_factory=AuditThresholds)
+    examples: int = 4
+    max_example_classes: int = 12
+    method_options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ImageRecord:
+    """One audited image."""
+
+    id: str
+    label: str
+    target: int
+    predicted: int
+    probability: float
+    correct: bool
+    accepted: tuple[int, ...]
+    mask_energy: float
+    stats: ImageStats
+    predicted_stats: ImageStats
+
+    # ``stats``: the true class's map; ``predicted_stats``: the predicted class's map (the same
+    # map when the prediction is right).
+
+
+@dataclass
+class Example:
+    """One most-affected image for the report, at the model's input size."""
+
+    id: str
+    label: str
+    predicted: str
+    probability: float
+    image: np.ndarray
+    true_map: np.ndarray
+    predicted_map: np.ndarray
+    boxes: list[tuple[float, float, float, float]]
+    score: str
+
+
+@dataclass
+class AuditRun:
+    """What :func:`run_audit` produced."""
+
+    classes: dict[str, ClassSummary]
+    records: list[ImageRecord]
+    layer: str
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    examples: dict[str, list[Example]] = field(default_factory=dict)
+
+    @property
+    def flagged(self) -> list[str]:
+        return [name for name, c in self.classes.items() if c.flags]
+
+
+def _device(model: nn.Module) -> torch.device:
+    return next(iter(model.parameters()), torch.zeros(0)).device
+
+
+def _true_target(scores: Tensor, accepted: tuple[int, ...], label: str) -> int:
+    """The accepted class the model scores highest (``scores``: one image's probabilities)."""
+    bad = [c for c in accepted if not 0 <= c < scores.shape[0]]
+    if bad:
+        raise UsageError(
+            f"class {label!r} maps to model class {bad[0]}, but the model has {scores.shape[0]} "
+            "classes; check the data set's labels against the model's classes"
+        )
+    return max(accepted, key=lambda c: float(scores[c]))
+
+
+def _regions(
+    loaded: list[LoadedInput], size: tuple[int, int], device: torch.device
+) -> tuple[Tensor | None, Tensor | None]:
+    """Box-union and mask regions ``(B, H, W)`` at the input size (None when no image has any)."""
+    from ..metrics.localization import box_masks
+
+    h, w = size
+    boxes_region = None
+    if any(item.boxes for item in loaded):
+        m = max(len(item.boxes) for item in loaded)
+        boxes = torch.zeros(len(loaded), m, 4)
+        valid = torch.zeros(len(loaded), m, dtype=torch.bool)
+        for i, item in enumerate(loaded):
+            sx, sy = w / item.image.width, h / item.image.height
+            for j, (x0, y0, x1, y1) in enumerate(item.boxes):
+                boxes[i, j] = torch.tensor([x0 * sx, y0 * sy, x1 * sx, y1 * sy])
+                valid[i, j] = True
+        boxes_region = box_masks(boxes, valid, size).to(device)
+    masks_region = None
+    if any(item.mask is not None for item in loaded):
+        masks_region = torch.zeros(len(loaded), h, w, dtype=torch.bool)
+        for i, item in enumerate(loaded):
+            if item.mask is not None:
+                mask = torch.from_numpy(item.mask.astype(np.float32))[None, None]
+                masks_region[i] = F.interpolate(mask, size=size, mode="nearest")[0, 0] > 0.5
+        masks_region = masks_region.to(device)
+    return boxes_region, masks_region
+
+
+def _explain_pair(
+    model: nn.Module,
+    x: Tensor,
+    accepted: list[tuple[int, ...]],
+    labels: list[str],
+    config: AuditConfig,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, str]:
+    """Predicted-class maps, true-class maps, predictions, true targets, probabilities, layer."""
+    from ..core.engine import explain
+
+    # strict: a method that cannot run at the layer is the user's error, not a silent gap
+    res = explain(
+        model,
+        x,
+        config.method,
+        config.layer,
+        "top1",
+        method_options=config.method_options,
+        strict=True,
+    )
+    if res.logits is None:  # pragma: no cover - top1 targets always keep the logits
+        raise UsageError("the model's output has no class scores to audit")
+    pred_maps = res.maps[config.method]
+    predicted = res.targets.reshape(-1)
+    # softmax, or sigmoid for single-logit and multi-label heads (two columns for a binary head)
+    probs = res.class_probabilities()
+    if probs is None:  # pragma: no cover - top1 targets always have logits
+        probs = torch.softmax(res.logits.float(), dim=1)
+    target = torch.tensor(
+        [_true_target(probs[i], accepted[i], labels[i]) for i in range(x.shape[0])],
+        device=predicted.device,
+    )
+    true_maps = pred_maps.clone()
+    wrong = (target != predicted).nonzero().flatten()
+    if wrong.numel():
+        res_true = explain(
+            model,
+            x[wrong],
+            config.method,
+            config.layer,
+            target[wrong],
+            method_options=config.method_options,
+            strict=True,
+        )
+        true_maps[wrong] = res_true.maps[config.method]
+    layer = res.layer if isinstance(res.layer, str) else ",".join(res.layer)
+    return pred_maps, true_maps, predicted, target, probs, layer
+
+
+def run_audit(
+    model: nn.Module,
+    spec: Any,
+    data: LabelledData,
+    config: AuditConfig,
+    *,
+    progress: bool = False,
+) -> AuditRun:
+    """Audit ``model`` on ``data`` (see the module docstring).
+
+    Args:
+        model: the classifier; never modified.
+        spec: its :class:`camscope.models.ModelSpec` (input size, normalisation, class names).
+        data: from :func:`camscope.data.labelled.read_labelled` (mapped labels required).
+        config: method, layer, thresholds.
+        progress: a progress bar on stderr.
+    """
+    config.thresholds.validate()
+    if config.batch_size < 1:
+        raise UsageError(f"batch_size must be at least 1; got {config.batch_size}")
+    device = _device(model)
+    size = tuple(int(v) for v in spec.input_size)
+    records: list[ImageRecord] = []
+    failed: list[tuple[str, str]] = []
+    layer = str(config.layer)
+    bar = None
+    if progress and data.items:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(data.items), unit="img", desc="audit", dynamic_ncols=True)
+    try:
+        for begin in range(0, len(data.items), config.batch_size):
+            batch = data.items[begin : begin + config.batch_size]
+            kept: list[tuple[LabelledItem, LoadedInput]] = []
+            for item in batch:
+                try:
+                    kept.append((item, item.load()))
+                except ImageLoadError as err:
+                    log.warning("skipping %s: %s", item.id, err.reason)
+                    failed.append((item.id, err.reason))
+            if kept:
+                layer = _audit_batch(model, spec, kept, size, device, config, records)
+            if bar is not None:
+                bar.update(len(batch))
+    finally:
+        if bar is not None:
+            bar.close()
+    classes = _summaries(records, data.classes, config.thresholds)
+    run = AuditRun(classes, records, layer, failed, list(data.skipped))
+    if config.examples > 0:
+        run.examples = collect_examples(model, spec, data, run, config)
+    return run
+
+
+def _audit_batch(
+    model: nn.Module,
+    spec: Any,
+    kept: list[tuple[LabelledItem, LoadedInput]],
+    size: tuple[int, ...],
+    device: torch.device,
+    config: AuditConfig,
+    records: list[ImageRecord],
+) -> str:
+    from .. import io
+
+    loaded = [li for _, li in kept]
+    for item, li in kept:
+        if not li.class_ids:
+            raise UsageError(
+                f"{item.id}: its class {li.label!r} is no class of the model, so its map cannot "
+                "be audited; map the labels onto the model's classes"
+            )
+    x = torch.cat([io.preprocess(li.image, spec) for li in loaded]).to(device)
+    pred_maps, true_maps, predicted, target, probs, layer = _explain_pair(
+        model, x, [li.class_ids for li in loaded], [li.label for li in loaded], config
+    )
+    hw = (int(size[0]), int(size[1]))
+    boxes_region, masks_region = _regions(loaded, hw, device)
+    stats = image_stats(true_maps, boxes_region, config.grid)
+    stats_pred = image_stats(pred_maps, boxes_region, config.grid)
+    nan = torch.full((len(loaded),), math.nan)
+    energy_mask = object_energy(pred_maps, masks_region).cpu() if masks_region is not None else nan
+    for i, (item, li) in enumerate(kept):
+        no_mask = masks_region is None or li.mask is None
+        records.append(
+            ImageRecord(
+                id=item.id,
+                label=li.label,
+                target=int(target[i]),
+                predicted=int(predicted[i]),
+                probability=float(probs[i, predicted[i]]),
+                correct=int(predicted[i]) in li.class_ids,
+                accepted=li.class_ids,
+                mask_energy=math.nan if no_mask else float(energy_mask[i]),
+                stats=stats[i],
+                predicted_stats=stats_pred[i],
+            )
+        )
+    return layer
+
+
+def _summaries(
+    records: list[ImageRecord], classes: list[str], thresholds: AuditThresholds
+) -> dict[str, ClassSummary]:
+    names = list(classes) + sorted({r.label for r in records} - set(classes))
+    accepted = {r.label: r.accepted for r in records}
+    out: dict[str, ClassSummary] = {}
+    for name in names:
+        mine = [r for r in records if r.label == name]
+        if not mine:
+            continue
+        said = [r.predicted_stats for r in records if r.predicted in accepted[name]]
+        extra = {
+            "predicted_n": len(said),
+            "object_energy_true": _mean([r.stats.object_energy for r in mine]),
+            "mask_energy": _mean([r.mask_energy for r in mine]),
+        }
+        out[name] = summarise_class(
+            name,
+            [r.predicted_stats for r in mine],
+            [r.correct for r in mine],
+            thresholds,
+            predicted=said,
+            extra=extra,
+        )
+    return out
+
+
+def _mean(values: list[float]) -> float | None:
+    kept = [v for v in values if not math.isnan(v)]
+    return sum(kept) / len(kept) if kept else None
+
+
+def illustrated_classes(run: AuditRun, limit: int) -> list[str]:
+    """The flagged classes, or when none is flagged the classes whose maps hit their hot spot
+    most often, at most ``limit``."""
+    flagged = run.flagged
+    if flagged:
+        return flagged[:limit]
+    ranked = sorted(
+        (c for c in run.classes.values() if c.hotspot_hits is not None),
+        key=lambda c: -(c.hotspot_hits or 0.0),
+    )
+    return [c.name for c in ranked[: min(limit, 3)]]
+
+
+def collect_examples(
+    model: nn.Module, spec: Any, data: LabelledData, run: AuditRun, config: AuditConfig
+) -> dict[str, list[Example]]:
+    """Explain the most affected images of the illustrated classes again for the report."""
+    from .. import io
+    from ..core.engine import explain
+
+    by_id = {item.id: item for item in data.items}
+    device = _device(model)
+    out: dict[str, list[Example]] = {}
+    for name in illustrated_classes(run, config.max_example_classes):
+        summary = run.classes[name]
+        if summary.object_energy is not None:  # boxes: the lowest object energy of the class
+            mine = [r for r in run.records if r.label == name and r.id in by_id]
+            ranked = [r.predicted_stats for r in mine]
+        else:  # no boxes: the images predicted as the class that look most at its hot spot
+            ids = next(r.accepted for r in run.records if r.label == name)
+            mine = [r for r in run.records if r.predicted in ids and r.id in by_id]
+            ranked = [r.predicted_stats for r in mine]
+        picks = most_affected(summary, ranked, config.examples)
+        chosen, loaded = [], []
+        for r in (mine[i] for i in picks):
+            try:
+                loaded.append(by_id[r.id].load())
+                chosen.append(r)
+            except ImageLoadError as err:  # changed on disk since the audit pass
+                log.warning("no example picture for %s: %s", r.id, err.reason)
+        if not chosen:
+            continue
+        x = torch.cat([io.preprocess(li.image, spec) for li in loaded]).to(device)
+        targets = torch.tensor([[r.target, r.predicted] for r in chosen], device=device)
+        res = explain(
+            model,
+            x,
+            config.method,
+            config.layer,
+            targets,
+            method_options=config.method_options,
+            strict=True,
+        )
+        maps = res.maps[config.method].float().cpu().numpy()
+        h, w = x.shape[-2:]
+        items = []
+        for i, (r, li) in enumerate(zip(chosen, loaded)):
+            sx, sy = w / li.image.width, h / li.image.height
+            picture = np.asarray(li.image.convert("RGB").resize((w, h)), dtype=np.uint8)
+            energy, peak = r.predicted_stats.object_energy, r.predicted_stats.peak
+            score = (
+                f"object energy {energy:.0%}"
+                if not math.isnan(energy)
+                else f"the predicted class's map peaks at ({peak[0]:.2f}, {peak[1]:.2f})"
+                if peak
+                else "empty map"
+            )
+            items.append(
+                Example(
+                    id=r.id,
+                    label=r.label,
+                    predicted=spec.label(r.predicted),
+                    probability=r.probability,
+                    image=picture,
+                    true_map=maps[i, 0],
+                    predicted_map=maps[i, 1],
+                    boxes=[(b[0] * sx, b[1] * sy, b[2] * sx, b[3] * sy) for b in li.boxes],
+                    score=score,
+                )
+            )
+        out[name] = items
+    return out

@@ -1,0 +1,339 @@
+"""Adversarial noise and the maps: does the original class's map survive an attack?
+
+Seed 001 (the Grad-CAM paper, Sec. 6.2) attacks VGG-16 so that the original classes get a
+near-zero probability, and shows that Grad-CAM for those classes still localizes the objects.
+:func:`run_adversarial` measures it on any model and data:
+
+* each image is resized to the model's input size, kept as 8-bit pixels in [0, 1], classified
+  (the **clean class** = its top-1) and attacked (:mod:`camscope.diagnosis.attacks`: FGSM or PGD,
+  away from the clean class, or towards ``target``), batched;
+* **success**: the adversarial top-1 differs from the clean class (untargeted) or is the target
+  (targeted); **success_8bit**: the same after rounding the adversarial image to 8 bits (what a
+  PNG keeps);
+* maps (one :func:`camscope.explain` call per batch): the adversarial class and the original class
+  on the adversarial image, the original class on the clean image; **similarity** of the original
+  class's two maps: Spearman rank correlation of the pixels (0 when a map is constant, e.g. empty)
+  and IoU of the top-15% pixels with evidence (:func:`camscope.metrics.robustness.top_region_iou`),
+  and whether a map is **empty** (no positive evidence anywhere); with boxes (annotated data,
+  ``builtin:N``), the **pointing game** (peak within ``tolerance`` px of any object's box; an
+  empty map misses) of both maps. Several methods can be measured in one run
+  (``similarity_by_method``); the first is drawn and reported as ``similarity``.
+
+Writes ``adversarial.json``, ``<stem>.adv.png`` (8-bit), ``<stem>.adv.npy`` (float32 H x W x 3 in
+[0, 1]: the exact adversarial input at the model's input size, which the model classifies as
+reported) and ``<stem>.adversarial.png`` (clean image + map, adversarial image, its class's map,
+the original class's map on it, the perturbation amplified).
+
+Example:
+    >>> result = run_adversarial(model, spec, open_images(["cat.jpg"]), "out/adv",
+    ...                          AttackSettings(attack="pgd", eps=2 / 255, target=404))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from ..data.labelled import LabelledData, LabelledItem
+from ..errors import CamscopeError
+from .attacks import attack, default_step_size, pixel_forward, to_8bit
+from .batches import DiagnosisRun, DiagnosisSettings
+
+if TYPE_CHECKING:
+    from torch import Tensor, nn
+
+    from ..models import ModelSpec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AttackSettings(DiagnosisSettings):
+    """The attack and the maps of :func:`run_adversarial` (plain values, no argparse): the
+    shared settings plus the attack's, the map ``methods`` and the pointing-game tolerance."""
+
+    attack: str = "pgd"
+    eps: float = 2 / 255
+    steps: int = 10
+    step_size: float | None = None
+    target: int | None = None
+    random_start: bool = False
+    seed: int = 0
+    methods: list[str] = field(default_factory=lambda: ["gradcam"])
+    tolerance: float = 15.0
+
+
+@dataclass
+class AdversarialResult:
+    """The summary written to ``adversarial.json``."""
+
+    summary: dict[str, Any]
+
+    @property
+    def errors(self) -> list[dict[str, str]]:
+        return list(self.summary["errors"])
+
+
+def _norm(x: Tensor, spec: ModelSpec) -> Tensor:
+    mean = torch.tensor(spec.mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    std = torch.tensor(spec.std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    return (x - mean) / std
+
+
+def unit_image(x: Tensor, spec: ModelSpec) -> Tensor:
+    """A preprocessed input back in [0, 1], rounded to the 8-bit pixels it was made from."""
+    mean = torch.tensor(spec.mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    std = torch.tensor(spec.std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    return to_8bit(x * std + mean)
+
+
+def _probabilities(model: nn.Module, x01: Tensor, spec: ModelSpec) -> Tensor:
+    """``(B, classes)`` probabilities (a single-logit model: ``[1 - p, p]``, as ``explain``)."""
+    from ..core.layers import preserved_modes
+    from ..core.targets import class_head
+
+    with preserved_modes(model), torch.no_grad():
+        model.eval()
+        logits = pixel_forward(model, spec.mean, spec.std)(x01).float()
+        return class_head(logits).class_probabilities(logits)
+
+
+def _uint8(x01: Tensor) -> np.ndarray:
+    return (to_8bit(x01) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
+
+
+def _grid(
+    out: Path,
+    rec: dict[str, Any],
+    clean: Tensor,
+    adv: Tensor,
+    maps: list[Tensor],
+    s: AttackSettings,
+) -> str:
+    from PIL import Image
+
+    from .. import viz
+
+    clean_pil, adv_pil = Image.fromarray(_uint8(clean)), Image.fromarray(_uint8(adv))
+    orig_clean, adv_class, orig_adv = (m.cpu().numpy() for m in maps)
+    amplified = ((adv - clean) / (2 * s.eps) + 0.5).clamp(0, 1).permute(1, 2, 0).cpu().numpy()
+    o, a, method = rec["clean_label"], rec["adversarial_label"], s.methods[0]
+    panels = [
+        viz.Panel(f"clean: {o} ({rec['clean_probability']:.2f})\n{method} for {o}", orig_clean),
+        viz.Panel(
+            f"adversarial: {a}\n({rec['adversarial_probability']:.2f})", rgb=np.asarray(adv_pil)
+        ),
+        viz.Panel(
+            f"{method} for {a}",
+            rgb=np.asarray(viz.overlay(adv_pil, adv_class, s.colormap, s.alpha)),
+        ),
+        viz.Panel(
+            f"{method} for {o}\n(p = {rec['original_probability_adversarial']:.3f})",
+            rgb=np.asarray(viz.overlay(adv_pil, orig_adv, s.colormap, s.alpha)),
+        ),
+        viz.Panel("perturbation\n(x' - x) / 2 eps + 1/2", rgb=amplified),
+    ]
+    name = f"{rec['stem']}.adversarial.png"
+    goal = "" if s.target is None else f" towards {rec['target_label']}"
+    sim = rec["similarity"]
+    title = (
+        f"{s.attack.upper()}{goal}, eps {s.eps * 255:g}/255. {o} map, clean vs adversarial: "
+        f"Spearman {sim['spearman']:.2f}, top-15% IoU {sim['top15_iou']:.2f}"
+    )
+    viz.save_grid(
+        out / name, clean_pil, [("", panels)], colormap=s.colormap, alpha=s.alpha, title=title
+    )
+    return name
+
+
+def _similarity(
+    maps: Tensor, n: int, boxes: list[Tensor], tolerance: float
+) -> list[dict[str, Any]]:
+    """Per image: Spearman and top-15% IoU of the original class's map on the clean image
+    (``maps[n + i, 0]``) and on the adversarial one (``maps[i, 1]``), whether either is empty (no
+    positive evidence anywhere), and with boxes the pointing game of both (an empty map misses)."""
+    from ..metrics.faithfulness import spearman
+    from ..metrics.localization import pointing_hits
+    from ..metrics.robustness import TOP_REGION, top_region_iou
+
+    orig_adv, orig_clean = maps[:n, 1], maps[n:, 0]
+    rho = spearman(orig_clean.flatten(1), orig_adv.flatten(1))
+    iou = top_region_iou(orig_clean, orig_adv, TOP_REGION)
+    out = []
+    for i, b in enumerate(boxes):
+        sim: dict[str, Any] = {
+            "spearman": round(float(rho[i]), 4),
+            "top15_iou": round(float(iou[i]), 4),
+            "empty_clean": not bool(orig_clean[i].max() > 0),
+            "empty_adversarial": not bool(orig_adv[i].max() > 0),
+        }
+        if b.shape[0]:
+            gt = b[None].to(maps.device)
+            valid = torch.ones(1, b.shape[0], dtype=torch.bool, device=maps.device)
+            for key, m in (("pointing_clean", orig_clean), ("pointing_adversarial", orig_adv)):
+                # an empty map points nowhere (its arg-max would be the top-left pixel)
+                hit = bool(pointing_hits(m[i : i + 1], gt, valid, tolerance)[0])
+                sim[key] = hit and bool(m[i].max() > 0)
+        out.append(sim)
+    return out
+
+
+def _success(predicted: int, clean: int, target: int | None) -> bool:
+    """Untargeted: the class changed; targeted: it is the target."""
+    return predicted != clean if target is None else predicted == target
+
+
+def _attack_batch(
+    model: nn.Module,
+    spec: ModelSpec,
+    batch: list[tuple[LabelledItem, Tensor, Tensor]],
+    out: Path,
+    s: AttackSettings,
+) -> list[dict[str, Any]]:
+    from PIL import Image
+
+    from ..core.engine import explain
+
+    x01 = torch.cat([t for _, t, _ in batch])
+    p_clean = _probabilities(model, x01, spec)
+    clean = p_clean.argmax(1)
+    labels = clean if s.target is None else torch.full_like(clean, s.target)
+    adv = attack(
+        s.attack,
+        model,
+        x01,
+        labels,
+        s.eps,
+        steps=s.steps,
+        step_size=s.step_size,
+        random_start=s.random_start,
+        seed=s.seed,
+        mean=spec.mean,
+        std=spec.std,
+        targeted=s.target is not None,
+    )
+    p_adv = _probabilities(model, adv, spec)
+    p_8bit = _probabilities(model, to_8bit(adv), spec)
+    adv_class, class_8bit = p_adv.argmax(1), p_8bit.argmax(1)
+    n = x01.shape[0]
+    targets = torch.cat([torch.stack([adv_class, clean], 1), torch.stack([clean, clean], 1)])
+    res = explain(
+        model,
+        _norm(torch.cat([adv, x01]), spec),
+        s.methods,
+        s.layer,
+        targets,
+        method_options=s.method_options,
+        strict=True,  # every method's maps are read below; one that cannot run is a usage error
+    )
+    boxes = [b for _, _, b in batch]
+    by_method = {m: _similarity(res.maps[m], n, boxes, s.tolerance) for m in s.methods}
+    first = res.maps[s.methods[0]]
+    records = []
+    for i, (item, _, _) in enumerate(batch):
+        c, a, c8 = int(clean[i]), int(adv_class[i]), int(class_8bit[i])
+        rec: dict[str, Any] = {
+            "path": item.source,
+            "stem": item.stem,
+            "label": item.label,
+            "clean_class": c,
+            "clean_label": spec.label(c),
+            "clean_probability": round(float(p_clean[i, c]), 6),
+            "target_label": None if s.target is None else spec.label(s.target),
+            "adversarial_class": a,
+            "adversarial_label": spec.label(a),
+            "adversarial_probability": round(float(p_adv[i, a]), 6),
+            "original_probability_adversarial": round(float(p_adv[i, c]), 6),
+            "success": _success(a, c, s.target),
+            "adversarial_class_8bit": c8,
+            "success_8bit": _success(c8, c, s.target),
+            "linf": round(float((adv[i] - x01[i]).abs().max()) * 255, 4),
+            "similarity": by_method[s.methods[0]][i],
+            "similarity_by_method": {m: sims[i] for m, sims in by_method.items()},
+        }
+        np.save(
+            out / f"{item.stem}.adv.npy", adv[i].permute(1, 2, 0).cpu().numpy().astype(np.float32)
+        )
+        Image.fromarray(_uint8(adv[i])).save(out / f"{item.stem}.adv.png")
+        maps = [first[n + i, 0], first[i, 0], first[i, 1]]  # clean, adversarial class, original
+        grid = _grid(out, rec, x01[i], adv[i], maps, s)
+        rec["files"] = [f"{item.stem}.adv.png", f"{item.stem}.adv.npy", grid]
+        records.append(rec)
+    return records
+
+
+def run_adversarial(
+    model: nn.Module,
+    spec: ModelSpec,
+    data: LabelledData,
+    out_dir: str | Path,
+    settings: AttackSettings | None = None,
+) -> AdversarialResult:
+    """Attack every image of ``data`` and compare the maps (see the module docstring)."""
+    s = settings or AttackSettings()
+    run = DiagnosisRun(model, out_dir, s)
+    out, skip = run.out, run.skip
+    records: list[dict[str, Any]] = []
+    for prepared in run.batches(data.items, spec):
+        loaded = [(it, unit_image(x, spec).to(run.device), b) for it, _, x, b in prepared]
+        if not loaded:
+            continue
+        try:
+            records.extend(_attack_batch(model, spec, loaded, out, s))
+        except CamscopeError:
+            raise  # a bad method, layer or target concerns every image: usage error
+        except (RuntimeError, ValueError) as err:
+            log.debug("the attack failed", exc_info=True)
+            for it, _, _ in loaded:
+                skip(it.source, f"{type(err).__name__}: {err}")
+    summary = _summary(spec, data, s, records, skip.errors)
+    (out / "adversarial.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    return AdversarialResult(summary)
+
+
+def _mean(values: list[float]) -> float | None:
+    return round(sum(values) / len(values), 4) if values else None
+
+
+def _summary(
+    spec: ModelSpec,
+    data: LabelledData,
+    s: AttackSettings,
+    records: list[dict[str, Any]],
+    errors: list[dict[str, str]],
+) -> dict[str, Any]:
+    keys = (
+        "spearman",
+        "top15_iou",
+        "empty_clean",
+        "empty_adversarial",
+        "pointing_clean",
+        "pointing_adversarial",
+    )
+
+    def means(method: str) -> dict[str, float | None]:
+        sims = [r["similarity_by_method"][method] for r in records]
+        return {key: _mean([float(x[key]) for x in sims if key in x]) for key in keys}
+
+    settings = asdict(s)
+    for key in ("progress", "colormap", "alpha", "max_pixels", "batch_size", "on_skip"):
+        settings.pop(key)
+    if s.attack == "pgd" and s.step_size is None:
+        settings["step_size"] = default_step_size(s.eps, s.steps)
+    return {
+        "model": spec.name,
+        "data": data.description,
+        "settings": settings,
+        "images": records,
+        "success_rate": _mean([float(r["success"]) for r in records]),
+        "success_rate_8bit": _mean([float(r["success_8bit"]) for r in records]),
+        "similarity": means(s.methods[0]),
+        "similarity_by_method": {m: means(m) for m in s.methods},
+        "errors": errors,
+    }

@@ -1,0 +1,259 @@
+"""Failure modes: why did the model get these images wrong? (``camscope failures``)
+
+Seed 001 (the Grad-CAM paper, Sec. 6.1) explains VGG-16's mistakes with Guided Grad-CAM for the
+predicted and for the true class and finds that the mistakes have reasons (an ambiguous object,
+the other class's evidence elsewhere in the image). :func:`diagnose_failures` does this for every
+misclassified image of a labelled data set (:mod:`camscope.data.labelled`):
+
+* every image is classified (batched); it is **correct** when the top-1 class is one of its
+  accepted classes. Its **true class** is the accepted class the model scores highest (as in
+  ``camscope evaluate``), its **rank** is 1 + the number of classes scored higher;
+* every misclassified image is explained in one :func:`camscope.explain` call per batch: the
+  map (``method``, default Grad-CAM) for the predicted and the true class, Guided Grad-CAM for
+  both, and the counterfactual map (Grad-CAM with negated gradients, seed 001 Sec. 3) of the
+  predicted class; ``<stem>.failure.png`` shows them;
+* **overlap** = IoU of the top-15% pixels of the two maps
+  (:func:`camscope.metrics.robustness.top_region_iou`): low = the evidence for the wrong class
+  lies elsewhere, high = the same region supports both (an ambiguous object).
+
+Writes ``failures.json`` (``{"failures": [...]}`` sorted by the probability of the wrong class,
+plus per-class accuracy), ``per_class.csv``, ``confusion.png`` (data classes; predictions outside
+them are "other") and a self-contained ``report.html``. An image that cannot be read or mapped is
+listed under ``errors`` and the others go on.
+
+Example:
+    >>> data = read_labelled("pets/", spec.class_names)  # doctest: +SKIP
+    >>> result = diagnose_failures(model, spec, data, "out/failures")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from ..data.labelled import LabelledData, LabelledItem
+from ..errors import CamscopeError, UsageError
+from .batches import DiagnosisRun, DiagnosisSettings
+from .report import confusion_counts, confusion_png, failures_html
+
+if TYPE_CHECKING:
+    from torch import Tensor, nn
+
+    from ..models import ModelSpec
+
+log = logging.getLogger(__name__)
+
+GUIDED, COUNTERFACTUAL = "guided-gradcam", "counterfactual"
+
+
+@dataclass
+class FailureSettings(DiagnosisSettings):
+    """How :func:`diagnose_failures` explains (plain values, no argparse): the shared settings
+    plus the compared map ``method`` and how many grids ``report.html`` embeds."""
+
+    method: str = "gradcam"
+    embed: int = 100
+
+
+@dataclass
+class FailuresResult:
+    """The summary written to ``failures.json`` and the path of ``report.html``."""
+
+    summary: dict[str, Any]
+    report: Path
+
+    @property
+    def errors(self) -> list[dict[str, str]]:
+        return list(self.summary["errors"])
+
+
+def _classify(model: nn.Module, x: Tensor) -> Tensor:
+    """``(B, classes)`` probabilities: softmax, or ``[1 - p, p]`` for a single-logit model (its
+    classes 0 and 1, as in :mod:`camscope.core.targets`)."""
+    from ..core.layers import preserved_modes
+    from ..core.targets import class_head, default_output_adapter
+
+    with preserved_modes(model), torch.no_grad():
+        model.eval()
+        logits = default_output_adapter(model(x))
+    if logits.ndim != 2:
+        raise UsageError(
+            f"failures needs (batch, classes) model outputs; got {tuple(logits.shape)}"
+        )
+    return class_head(logits).class_probabilities(logits.float())
+
+
+def _record(item: LabelledItem, probs: Tensor, spec: ModelSpec) -> dict[str, Any]:
+    accepted = torch.tensor(item.class_ids, dtype=torch.long)
+    true = int(accepted[probs[accepted].argmax()])
+    predicted = int(probs.argmax())
+    top = probs.topk(min(5, probs.numel()))
+    return {
+        "path": item.source,
+        "stem": item.stem,
+        "label": item.label,
+        "correct": predicted in item.class_ids,
+        "true_class": true,
+        "true_label": spec.label(true),
+        "true_probability": round(float(probs[true]), 6),
+        "true_rank": 1 + int((probs > probs[true]).sum()),
+        "predicted_class": predicted,
+        "predicted_label": spec.label(predicted),
+        "predicted_probability": round(float(probs[predicted]), 6),
+        "top5": [
+            {"class": int(c), "label": spec.label(int(c)), "probability": round(float(p), 6)}
+            for p, c in zip(top.values, top.indices)
+        ],
+    }
+
+
+def _grid(out: Path, image: Any, rec: dict[str, Any], res: Any, i: int, s: FailureSettings) -> str:
+    from .. import viz
+
+    pred, true = rec["predicted_label"], rec["true_label"]
+    guided = res.raw[GUIDED][i].cpu().numpy()  # (2, 3, H, W)
+    panels = [
+        viz.Panel(
+            f"{s.method}: predicted\n{pred} ({rec['predicted_probability']:.2f})",
+            res.maps[s.method][i, 0].cpu().numpy(),
+        ),
+        viz.Panel(
+            f"{s.method}: true\n{true} ({rec['true_probability']:.2f})",
+            res.maps[s.method][i, 1].cpu().numpy(),
+        ),
+        viz.Panel(f"Guided Grad-CAM\n{pred}", rgb=viz.guided_to_rgb(guided[0])),
+        viz.Panel(f"Guided Grad-CAM\n{true}", rgb=viz.guided_to_rgb(guided[1])),
+        viz.Panel(f"counterfactual\nagainst {pred}", res.maps[COUNTERFACTUAL][i, 0].cpu().numpy()),
+    ]
+    name = f"{rec['stem']}.failure.png"
+    title = f"{rec['path']}: overlap {rec['overlap']:.2f}"
+    viz.save_grid(
+        out / name, image, [("", panels)], colormap=s.colormap, alpha=s.alpha, title=title
+    )
+    return name
+
+
+def _explain_failures(
+    model: nn.Module,
+    x: Tensor,
+    records: list[dict[str, Any]],
+    images: list[Any],
+    out: Path,
+    s: FailureSettings,
+) -> None:
+    from ..core.engine import explain
+    from ..metrics.robustness import top_region_iou
+
+    methods = list(dict.fromkeys([s.method, GUIDED, COUNTERFACTUAL]))
+    targets = torch.tensor([[r["predicted_class"], r["true_class"]] for r in records])
+    # strict: every method's maps are drawn; one that cannot run at the layer is a usage error
+    res = explain(
+        model,
+        x,
+        methods,
+        s.layer,
+        targets.to(x.device),
+        method_options=s.method_options,
+        strict=True,
+    )
+    overlap = top_region_iou(res.maps[s.method][:, 0], res.maps[s.method][:, 1])
+    for i, rec in enumerate(records):
+        rec["overlap"] = round(float(overlap[i]), 4)
+        rec["grid"] = _grid(out, images[i], rec, res, i, s)
+
+
+def diagnose_failures(
+    model: nn.Module,
+    spec: ModelSpec,
+    data: LabelledData,
+    out_dir: str | Path,
+    settings: FailureSettings | None = None,
+) -> FailuresResult:
+    """Classify every image of ``data``, explain the mistakes and write the reports to
+    ``out_dir`` (see the module docstring)."""
+    s = settings or FailureSettings()
+    run = DiagnosisRun(model, out_dir, s)
+    out, skip = run.out, run.skip
+    records: list[dict[str, Any]] = []
+    for loaded in run.batches(data.items, spec, need_class=True):
+        if not loaded:
+            continue
+        x = torch.cat([t for _, _, t, _ in loaded]).to(run.device)
+        probs = _classify(model, x).cpu()
+        batch = [_record(item, probs[i], spec) for i, (item, _, _, _) in enumerate(loaded)]
+        wrong = [i for i, r in enumerate(batch) if not r["correct"]]
+        try:
+            if wrong:
+                failed = [batch[i] for i in wrong]
+                images = [loaded[i][1] for i in wrong]
+                _explain_failures(model, x[wrong], failed, images, out, s)
+        except CamscopeError:
+            raise  # a bad method/layer/option concerns every image: usage error
+        except (RuntimeError, ValueError) as err:
+            log.debug("explaining the failures failed", exc_info=True)
+            for i in wrong:
+                skip(batch[i]["path"], f"{type(err).__name__}: {err}")
+            batch = [r for i, r in enumerate(batch) if i not in wrong]
+        records.extend(batch)
+    return _write(run, spec, data, records, s)
+
+
+def _write(
+    run: DiagnosisRun,
+    spec: ModelSpec,
+    data: LabelledData,
+    records: list[dict[str, Any]],
+    s: FailureSettings,
+) -> FailuresResult:
+    """``failures.json``, ``per_class.csv``, ``confusion.png`` and ``report.html`` in ``run.out``."""
+    out = run.out
+    per_class: dict[str, dict[str, Any]] = {}
+    for name in data.classes:
+        mine = [r for r in records if r["label"] == name]
+        correct = sum(r["correct"] for r in mine)
+        per_class[name] = {
+            "images": len(mine),
+            "correct": correct,
+            "accuracy": correct / len(mine) if mine else None,
+        }
+    failures = sorted(
+        (r for r in records if not r["correct"]), key=lambda r: -r["predicted_probability"]
+    )
+    for r in failures:
+        r.pop("correct")
+    summary = {
+        "model": spec.name,
+        "data": data.description,
+        "method": s.method,
+        "layer": s.layer,
+        "classified": len(records),
+        "accuracy": (len(records) - len(failures)) / len(records) if records else None,
+        "per_class": per_class,
+        "failures": failures,
+        "errors": run.skip.errors,
+    }
+    (out / "failures.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    with (out / "per_class.csv").open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["class", "images", "correct", "accuracy"])
+        for name, stats in per_class.items():
+            acc = "" if stats["accuracy"] is None else f"{stats['accuracy']:.4f}"
+            writer.writerow([name, stats["images"], stats["correct"], acc])
+    confusion = None
+    if data.classes and records:
+        pairs = [(r["label"], _data_class(r["predicted_class"], data)) for r in records]
+        confusion = confusion_png(data.classes, confusion_counts(data.classes, pairs), spec.name)
+        (out / "confusion.png").write_bytes(confusion)
+    report = failures_html(out, summary, confusion, s.embed)
+    return FailuresResult(summary, report)
+
+
+def _data_class(predicted: int, data: LabelledData) -> str | None:
+    """The first data class that accepts the predicted model class, or None ("other")."""
+    return next((name for name in data.classes if predicted in data.class_ids.get(name, ())), None)

@@ -1,0 +1,245 @@
+"""Files of ``camscope embed``: ``embeddings.json``, ``embed_<layer>.png`` and ``embeddings.html``.
+
+``embeddings.json``::
+
+    {"layers": {NAME: {"silhouette", "knn_accuracy", "k", "dims", "explained_variance",
+                       "figure", "points"}},          # layers in depth order
+     "images": [{"id", "class", "predicted", "correct"}],   # the order of "points"
+     "classes": [...], "projection": "pca" | "umap", "failed": [{"id", "reason"}], ...}
+
+``silhouette`` and ``knn_accuracy`` are measured on the pooled features (``dims`` wide), not on the
+2-D points; ``explained_variance`` is the share of variance of the two PCA components (``null`` for
+UMAP); ``correct`` is ``null`` for images whose label is no model class.
+
+The PNG scatter of each layer colours the images by class and marks misclassified ones with a
+black-edged cross. The HTML draws the same scatters as inline SVG, with each image's thumbnail
+(embedded as base64 JPEG) shown on hover; every name is escaped, nothing is loaded from outside.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import json
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ..data.inputs import safe_names
+from .run import EmbeddingRun, LayerEmbedding
+
+_PALETTE = (
+    "#0072B2",
+    "#E69F00",
+    "#009E73",
+    "#CC79A7",
+    "#56B4E9",
+    "#D55E00",
+    "#F0E442",
+    "#000000",
+    "#999999",
+    "#882255",
+    "#44AA99",
+    "#117733",
+    "#332288",
+    "#AA4499",
+    "#DDCC77",
+    "#88CCEE",
+)  # fmt: skip  (Okabe-Ito first: told apart with colour-blind eyes too)
+
+
+def _colour(index: int) -> str:
+    return _PALETTE[index % len(_PALETTE)]
+
+
+def _title(layer: LayerEmbedding, k: int) -> str:
+    sil = "–" if layer.silhouette is None else f"{layer.silhouette:.2f}"
+    knn = "–" if layer.knn_accuracy is None else f"{100 * layer.knn_accuracy:.0f}%"
+    return f"{layer.name}: silhouette {sil}, {k}-NN accuracy {knn}"
+
+
+def _axis_names(run: EmbeddingRun, layer: LayerEmbedding) -> tuple[str, str]:
+    if run.projection == "pca" and layer.explained_variance:
+        a, b = layer.explained_variance
+        return f"PC 1 ({100 * a:.0f}% of the variance)", f"PC 2 ({100 * b:.0f}%)"
+    return "UMAP 1", "UMAP 2"
+
+
+def scatter_png(run: EmbeddingRun, layer: LayerEmbedding) -> bytes:
+    """One layer's scatter: colour = class, black-edged cross = misclassified."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5.6, 4.6))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    points = layer.points.numpy()
+    for ci, name in enumerate(run.classes):
+        named = False  # one legend entry per class, on its first series
+        for wrong in (False, True):
+            idx = [
+                i
+                for i, label in enumerate(run.labels)
+                if label == name and (run.correct[i] is False) == wrong
+            ]
+            if not idx:
+                continue
+            ax.scatter(
+                points[idx, 0],
+                points[idx, 1],
+                s=46 if wrong else 18,
+                c=_colour(ci),
+                marker="X" if wrong else "o",
+                edgecolors="black" if wrong else "none",
+                linewidths=0.8,
+                alpha=0.85,
+                label=None if named else name,
+            )
+            named = True
+    if any(c is False for c in run.correct):
+        ax.scatter([], [], s=46, c="white", marker="X", edgecolors="black", label="misclassified")
+    xlabel, ylabel = _axis_names(run, layer)
+    ax.set_xlabel(xlabel, fontsize=8)
+    ax.set_ylabel(ylabel, fontsize=8)
+    ax.set_title(_title(layer, run.k), fontsize=9)
+    ax.legend(fontsize=7, loc="best", markerscale=0.9)
+    ax.grid(alpha=0.25)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def _svg(run: EmbeddingRun, layer: LayerEmbedding, side: int = 420, pad: int = 16) -> str:
+    e = html.escape
+    points = layer.points.tolist()
+    xs = [p[0] for p in points]
+    ys = [p[1] for p in points]
+    x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
+    sx = (side - 2 * pad) / (x1 - x0) if x1 > x0 else 0.0
+    sy = (side - 2 * pad) / (y1 - y0) if y1 > y0 else 0.0
+    marks = []
+    for i, (x, y) in enumerate(points):
+        px = pad + (x - x0) * sx if sx else side / 2
+        py = side - pad - (y - y0) * sy if sy else side / 2
+        colour = _colour(run.classes.index(run.labels[i]))
+        wrong = run.correct[i] is False
+        tip = f"{run.ids[i]} · {run.labels[i]}" + (" · misclassified" if wrong else "")
+        shape = (
+            f"<path d='M{px - 4:.1f},{py - 4:.1f}L{px + 4:.1f},{py + 4:.1f}M{px - 4:.1f},"
+            f"{py + 4:.1f}L{px + 4:.1f},{py - 4:.1f}' stroke='{colour}' stroke-width='2.5'/>"
+            if wrong
+            else f"<circle cx='{px:.1f}' cy='{py:.1f}' r='3.5' fill='{colour}' fill-opacity='0.8'/>"
+        )
+        marks.append(f"<g class='pt' data-i='{i}'><title>{e(tip)}</title>{shape}</g>")
+    return (
+        f"<svg width='{side}' height='{side}' viewBox='0 0 {side} {side}' "
+        f"style='border:1px solid #ddd'>{''.join(marks)}</svg>"
+    )
+
+
+_SCRIPT = """
+const tip = document.getElementById('tip');
+document.querySelectorAll('g.pt').forEach(g => {
+  g.addEventListener('mouseenter', ev => {
+    const i = Number(g.dataset.i), info = IMAGES[i];
+    tip.replaceChildren();
+    if (THUMBS[i]) { const img = document.createElement('img'); img.src = THUMBS[i]; tip.append(img); }
+    const cap = document.createElement('div');
+    cap.textContent = info.id + ': ' + info['class'] + (info.correct === false ? ' (misclassified as ' + info.predicted + ')' : '');
+    tip.append(cap);
+    tip.style.display = 'block';
+  });
+  g.addEventListener('mousemove', ev => { tip.style.left = (ev.pageX + 14) + 'px'; tip.style.top = (ev.pageY + 14) + 'px'; });
+  g.addEventListener('mouseleave', () => { tip.style.display = 'none'; });
+});
+"""
+
+
+def _script_json(value: Any) -> str:
+    """JSON safe inside a <script> element: ``<``, ``>`` and ``&`` as \\u escapes (as Django's
+    ``json_script``), so no name can close the element or open a comment."""
+    text = json.dumps(value, ensure_ascii=True)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def embeddings_html(run: EmbeddingRun, images: list[dict[str, Any]], title: str) -> str:
+    """The self-contained HTML page with one hoverable scatter per layer."""
+    e = html.escape
+    legend = " ".join(
+        f"<span style='color:{_colour(i)}'>●</span> {e(name)}" for i, name in enumerate(run.classes)
+    )
+    rows = "".join(
+        f"<tr><td>{e(layer.name)}</td><td>{_num(layer.silhouette)}</td>"
+        f"<td>{_num(layer.knn_accuracy)}</td><td>{layer.features.shape[1]}</td></tr>"
+        for layer in run.layers.values()
+    )
+    plots = "".join(
+        f"<figure><figcaption>{e(_title(layer, run.k))}</figcaption>{_svg(run, layer)}</figure>"
+        for layer in run.layers.values()
+    )
+    return f"""<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{e(title)}</title>
+<style>body{{font-family:system-ui,sans-serif;margin:2em;color:#222}}
+figure{{display:inline-block;margin:8px;font-size:12px}}
+table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:3px 8px}}
+#tip{{position:absolute;display:none;background:#fff;border:1px solid #888;padding:4px;
+font-size:12px;pointer-events:none;max-width:220px}}</style></head><body>
+<h1>{e(title)}</h1>
+<p>{len(run.ids)} images, {run.projection.upper()} projection of the globally pooled features.
+Crosses are misclassified images. Silhouette and {run.k}-NN accuracy are measured on the pooled
+features, not on the picture.</p>
+<table><tr><th>layer (depth order)</th><th>silhouette</th><th>{run.k}-NN accuracy</th><th>dims</th></tr>{rows}</table>
+<p>{legend}</p>{plots}<div id="tip"></div>
+<script>const IMAGES = {_script_json(images)};
+const THUMBS = {_script_json(run.thumbnails)};{_SCRIPT}</script>
+</body></html>
+"""
+
+
+def _num(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
+def _clean(value: float | None) -> float | None:
+    return None if value is None or math.isnan(value) else round(value, 4)
+
+
+def write_embeddings(
+    run: EmbeddingRun, out_dir: str | Path, settings: Mapping[str, Any], title: str
+) -> dict[str, Path]:
+    """Write ``embeddings.json``, one ``embed_<layer>.png`` per layer and ``embeddings.html``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    names = safe_names(list(run.layers))
+    layers: dict[str, Any] = {}
+    for name, layer in run.layers.items():
+        figure = f"embed_{names[name]}.png"
+        (out / figure).write_bytes(scatter_png(run, layer))
+        layers[name] = {
+            "silhouette": _clean(layer.silhouette),
+            "knn_accuracy": _clean(layer.knn_accuracy),
+            "k": run.k,
+            "dims": int(layer.features.shape[1]),
+            "explained_variance": (
+                [round(v, 4) for v in layer.explained_variance]
+                if layer.explained_variance is not None
+                else None
+            ),
+            "figure": figure,
+            "points": [[round(float(v), 5) for v in p] for p in layer.points.tolist()],
+        }
+    images = [
+        {"id": i, "class": c, "predicted": p, "correct": ok}
+        for i, c, p, ok in zip(run.ids, run.labels, run.predicted_names, run.correct)
+    ]
+    doc = {
+        "layers": layers,
+        "images": images,
+        "classes": run.classes,
+        "projection": run.projection,
+        "settings": dict(settings),
+        "failed": [{"id": i, "reason": r} for i, r in run.failed],
+    }
+    (out / "embeddings.json").write_text(json.dumps(doc, indent=1, ensure_ascii=False))
+    (out / "embeddings.html").write_text(embeddings_html(run, images, title), encoding="utf-8")
+    return {"json": out / "embeddings.json", "html": out / "embeddings.html"}

@@ -1,0 +1,166 @@
+"""``camscope embed`` over a data set: batched forward passes, pooled features, one projection and
+two separation scores per layer (:mod:`camscope.embeddings.features`).
+
+Images are decoded one at a time (:mod:`camscope.data.labelled`); one that cannot be read is
+logged, listed in :attr:`EmbeddingRun.failed` and left out. The model's own prediction comes from
+the same forward pass; an image is misclassified when its top-1 class is none of its label's
+accepted classes (labels that map to no model class are not judged).
+
+Example:
+    >>> data = read_labelled("pets", spec.class_names, DataOptions(unmapped="keep"))  # doctest: +SKIP
+    >>> run = embed_dataset(model, spec, data, ["input", "first", "middle", "last"])  # doctest: +SKIP
+    >>> {name: layer.silhouette for name, layer in run.layers.items()}  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import base64
+import io as _io
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..data.labelled import LabelledData, LoadedInput
+from ..errors import ImageLoadError, UsageError
+from .features import knn_accuracy, pca_2d, pooled_features, resolve_embedding_layers, silhouette
+from .features import umap_2d as _umap
+
+log = logging.getLogger(__name__)
+
+PROJECTIONS = ("pca", "umap")
+
+
+@dataclass
+class LayerEmbedding:
+    """One layer: pooled features, 2-D points and the separation scores."""
+
+    name: str
+    features: Tensor
+    points: Tensor
+    silhouette: float | None
+    knn_accuracy: float | None
+    explained_variance: list[float] | None = None
+
+
+@dataclass
+class EmbeddingRun:
+    """What :func:`embed_dataset` produced; per-image lists share one order."""
+
+    layers: dict[str, LayerEmbedding]
+    ids: list[str]
+    labels: list[str]
+    classes: list[str]
+    predicted: list[int]
+    correct: list[bool | None]
+    thumbnails: list[str]
+    predicted_names: list[str]
+    projection: str
+    k: int
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _thumbnail(item: LoadedInput, side: int) -> str:
+    picture = item.image.convert("RGB")
+    picture.thumbnail((side, side))
+    buf = _io.BytesIO()
+    picture.save(buf, format="JPEG", quality=80)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def embed_dataset(
+    model: nn.Module,
+    spec: Any,
+    data: LabelledData,
+    layer_names: Sequence[str],
+    *,
+    projection: str = "pca",
+    k: int = 5,
+    batch_size: int = 32,
+    seed: int = 0,
+    thumbnails: int = 2000,
+    thumbnail_side: int = 64,
+    progress: bool = False,
+) -> EmbeddingRun:
+    """Pooled features of ``layer_names`` for every image of ``data``, projected to 2-D.
+
+    Args:
+        layer_names: ``input``, ``first``/``middle``/``last``, ``auto``, ``conv:N`` or names.
+        projection: ``"pca"`` or ``"umap"``.
+        k: neighbours of the k-NN accuracy.
+        thumbnails: images that get a hover thumbnail in the HTML (the first ones).
+    """
+    from .. import io
+
+    if projection not in PROJECTIONS:
+        raise UsageError(f"projection must be one of {', '.join(PROJECTIONS)}; got {projection!r}")
+    if batch_size < 1 or k < 1:
+        raise UsageError(f"batch_size and k must be at least 1; got {batch_size} and {k}")
+    device = next(iter(model.parameters()), torch.zeros(0)).device
+    chunks: dict[str, list[Tensor]] = {}
+    order: list[str] = []
+    ids: list[str] = []
+    labels: list[str] = []
+    accepted: list[tuple[int, ...]] = []
+    predicted: list[int] = []
+    thumbs: list[str] = []
+    failed: list[tuple[str, str]] = []
+    layers = None
+    bar = None
+    if progress and data.items:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(data.items), unit="img", desc="embed", dynamic_ncols=True)
+    try:
+        for begin in range(0, len(data.items), batch_size):
+            batch = data.items[begin : begin + batch_size]
+            loaded = []
+            for item in batch:
+                try:
+                    loaded.append((item, item.load()))
+                except ImageLoadError as err:
+                    log.warning("skipping %s: %s", item.id, err.reason)
+                    failed.append((item.id, err.reason))
+            if loaded:
+                x = torch.cat([io.preprocess(li.image, spec) for _, li in loaded]).to(device)
+                if layers is None:
+                    layers = resolve_embedding_layers(model, list(layer_names), x)
+                features, scores = pooled_features(model, x, layers)
+                if not order:  # depth order: the order the hooks fired in
+                    order = list(features)
+                for name in order:
+                    chunks.setdefault(name, []).append(features[name])
+                predicted.extend(int(v) for v in scores.argmax(1).cpu())
+                for item, li in loaded:
+                    ids.append(item.id)
+                    labels.append(li.label)
+                    accepted.append(li.class_ids)
+                    if len(thumbs) < thumbnails:
+                        thumbs.append(_thumbnail(li, thumbnail_side))
+            if bar is not None:
+                bar.update(len(batch))
+    finally:
+        if bar is not None:
+            bar.close()
+    if not ids:
+        raise UsageError("no image could be read, so there is nothing to embed")
+    classes = list(data.classes) + sorted(set(labels) - set(data.classes))
+    label_index = torch.tensor([classes.index(label) for label in labels])
+    result: dict[str, LayerEmbedding] = {}
+    for name in order:
+        feats = torch.cat(chunks[name])
+        if projection == "pca":
+            points, ratios = pca_2d(feats)
+        else:
+            points, ratios = _umap(feats, seed=seed), None
+        score = silhouette(feats, label_index)
+        accuracy = knn_accuracy(feats, label_index, k)
+        result[name] = LayerEmbedding(name, feats, points, score, accuracy, ratios)
+    correct = [(p in ids_ if ids_ else None) for p, ids_ in zip(predicted, accepted)]
+    names = [spec.label(p) for p in predicted]
+    return EmbeddingRun(
+        result, ids, labels, classes, predicted, correct, thumbs, names, projection, k, failed
+    )

@@ -1,0 +1,8 @@
+"""``camscope explain`` as pictures: overlays, grids and ``.npy`` maps per image.
+
+* :mod:`.job`: load, explain in batches, skip what cannot run, records that survive Ctrl-C;
+* :mod:`.plan`: what each image's files show (titles, layout, class labels);
+* :mod:`.files`: draws and encodes them in a thread pool.
+
+The data-set job (Parquet shards, ``--format parquet``) is :mod:`camscope.batch`.
+"""

@@ -1,0 +1,145 @@
+"""The answers of a human study: appended to ``answers.csv`` one click at a time, and summarised.
+
+Each answer is one CSV row, written, flushed and ``fsync``-ed before the server replies, so an
+answer the participant saw accepted survives a crash or a restart. A row cut short by a crash in
+the middle of a write (no final newline) is removed when the log is opened again, and said so in
+the log; every complete row is kept.
+
+:func:`summarize` turns the rows into one line per method: for class discrimination the share of
+correct answers, for trust the share of decided answers preferring the first model, each with a
+95% Wilson score interval (Wilson 1927; :func:`camscope.evaluation.summary.wilson_interval`, the
+interval ``camscope evaluate`` gives its hit-or-miss columns), which stays inside [0, 1] for small
+samples.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from ...evaluation.summary import wilson_interval
+
+log = logging.getLogger(__name__)
+
+COLUMNS = (
+    "time",
+    "participant",
+    "position",
+    "trial",
+    "kind",
+    "image",
+    "method",
+    "layer",
+    "target_class",
+    "target_label",
+    "options",
+    "choice",
+    "correct",
+    "left_model",
+    "right_model",
+    "preferred",
+    "ms",
+    "seed",
+)
+
+
+class AnswerLog:
+    """``answers.csv`` of one study folder: read at start, appended one row per answer."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self.rows: list[dict[str, str]] = []
+        self._repair()
+        if self.path.exists():
+            with self.path.open(newline="", encoding="utf-8") as handle:
+                for row in csv.DictReader(handle):
+                    if None in row or any(row.get(c) is None for c in COLUMNS):
+                        log.warning("%s: skipping a malformed row %r", self.path, row)
+                        continue
+                    self.rows.append(row)
+
+    def _repair(self) -> None:
+        """Drop a last row cut short by a crash (the file does not end with a newline)."""
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            return
+        with self.path.open("rb+") as handle:
+            data = handle.read()
+            if data.endswith(b"\n"):
+                return
+            keep = data.rfind(b"\n") + 1
+            log.warning("%s: removing an incomplete last row %r", self.path, data[keep:][:200])
+            handle.truncate(keep)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def answered(self, participant: str) -> dict[int, dict[str, str]]:
+        with self._lock:
+            return {int(r["trial"]): r for r in self.rows if r["participant"] == participant}
+
+    def append(self, row: dict[str, Any]) -> dict[str, str]:
+        """Write one row and make it durable (flush + fsync) before returning."""
+        text = {c: "" if row.get(c) is None else str(row[c]) for c in COLUMNS}
+        with self._lock:
+            new = not self.path.exists() or self.path.stat().st_size == 0
+            with self.path.open("a", newline="", encoding="utf-8") as handle:
+                writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+                if new:
+                    writer.writeheader()
+                writer.writerow(text)
+                handle.flush()
+                os.fsync(handle.fileno())
+            self.rows.append(text)
+        return text
+
+
+def summarize(kind: str, rows: list[dict[str, str]], models: list[str]) -> list[dict[str, Any]]:
+    """One entry per method (in first-answer order) and one for all methods together.
+
+    class-discrimination: ``n``, ``correct``, ``accuracy`` and its 95% Wilson interval.
+    trust: ``n``, ``prefer_a`` / ``prefer_b`` / ``same`` (a = the first ``--model``), and the
+    share of decided answers (ties left out) preferring model a with its Wilson interval.
+    """
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    groups = [(m, [r for r in rows if r["method"] == m]) for m in methods]
+    if len(methods) > 1:
+        groups.append(("all", rows))
+    out = []
+    for method, mine in groups:
+        n = len(mine)
+        if kind == "class-discrimination":
+            correct = sum(r["correct"] == "1" for r in mine)
+            low, high = wilson_interval(correct, n)
+            out.append(
+                {
+                    "method": method,
+                    "n": n,
+                    "correct": correct,
+                    "accuracy": correct / n if n else math.nan,
+                    "ci_low": low,
+                    "ci_high": high,
+                }
+            )
+        else:
+            a = sum(r["preferred"] == models[0] for r in mine)
+            b = sum(r["preferred"] == models[1] for r in mine)
+            decided = a + b
+            low, high = wilson_interval(a, decided)
+            out.append(
+                {
+                    "method": method,
+                    "n": n,
+                    "prefer_a": a,
+                    "prefer_b": b,
+                    "same": n - decided,
+                    "share_a": a / decided if decided else math.nan,
+                    "ci_low": low,
+                    "ci_high": high,
+                }
+            )
+    return out

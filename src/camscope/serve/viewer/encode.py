@@ -1,0 +1,73 @@
+"""Maps and pictures as the JSON of ``POST /api/explain`` carries them.
+
+* ``map``: the map at the model's input resolution (what :func:`camscope.explain` returns, in
+  [0, 1]) as little-endian float16, row-major, base64. float16 keeps about three decimal digits
+  (steps of 2^-11 near 1), well below what a colour map can show, at half the bytes of float32.
+* ``overlay_png``: the map over the picture with the requested colour map at opacity 0.5, drawn
+  at the display copy of the picture (longer side at most :data:`DISPLAY_SIDE` pixels, never
+  enlarged), PNG, base64. With several target classes the overlays stand side by side in target
+  order. The overlays are :func:`camscope.viz.overlay`'s, so the viewer's downloads and the
+  command line's files are the same pictures.
+"""
+
+from __future__ import annotations
+
+import base64
+import io as _io
+from typing import TYPE_CHECKING
+
+import numpy as np
+from PIL import Image
+
+if TYPE_CHECKING:
+    import torch
+
+DISPLAY_SIDE = 1024
+OVERLAY_ALPHA = 0.5
+
+
+def display_copy(image: Image.Image, side: int = DISPLAY_SIDE) -> Image.Image:
+    """The picture shrunk so its longer side is at most ``side`` (a copy; never enlarged)."""
+    scale = side / max(image.size)
+    if scale >= 1.0:
+        return image.copy()
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    return image.resize(size, Image.Resampling.BILINEAR)
+
+
+def map_to_base64(heatmap: torch.Tensor) -> str:
+    """``(H, W)`` or ``(K, H, W)`` float map -> base64 of little-endian float16 bytes."""
+    array = heatmap.detach().to("cpu").float().numpy().astype("<f2")
+    return base64.b64encode(np.ascontiguousarray(array).tobytes()).decode("ascii")
+
+
+def map_from_base64(text: str, shape: list[int]) -> np.ndarray:
+    """The inverse of :func:`map_to_base64` (float32 array of ``shape``)."""
+    raw = np.frombuffer(base64.b64decode(text), dtype="<f2")
+    return raw.reshape(shape).astype(np.float32)
+
+
+def png_base64(image: Image.Image) -> str:
+    buffer = _io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=1)  # speed over size: the page is local
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def png_bytes(image: Image.Image, compress_level: int = 6) -> bytes:
+    buffer = _io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=compress_level)
+    return buffer.getvalue()
+
+
+def overlay_png(display: Image.Image, maps: torch.Tensor, colormap: str) -> str:
+    """Base64 PNG of each ``(K, H, W)`` map over ``display``, side by side."""
+    from ... import io, viz
+
+    size = (display.height, display.width)
+    tiles = [viz.overlay(display, io.resize_map(m, size), colormap, OVERLAY_ALPHA) for m in maps]
+    if len(tiles) == 1:
+        return png_base64(tiles[0])
+    strip = Image.new("RGB", (display.width * len(tiles), display.height))
+    for i, tile in enumerate(tiles):
+        strip.paste(tile, (i * display.width, 0))
+    return png_base64(strip)

@@ -1,0 +1,412 @@
+"""The work behind ``POST /api/explain``: decode, explain with reuse, encode (no HTTP here).
+
+:meth:`Explainer.explain` runs on a worker thread. Methods are computed in groups by cost
+(:mod:`.catalogue`): every missing one-pass method together in one :func:`camscope.explain` call
+(one forward, one backward), the guided methods together in one call, each perturbation method in
+a call of its own with a progress callback (:mod:`.jobs`). Each group runs while holding its
+model's lock (:mod:`.pool`) and first looks again at the cache, so identical concurrent requests
+compute once. What is reused between requests is said in :mod:`.cache` and ``docs/serve.md``.
+
+A method's ``seconds`` are the wall time of the call that computed it: the one-pass methods of one
+call share one pass and report the same seconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ...errors import TargetError, UsageError
+from ...viz import DEFAULT_COLORMAP, check_colormap
+from .cache import LRU, InputRecord, MapRecord
+from .catalogue import GUIDED_PASS, ONE_PASS, PERTURBATION, method_cost
+from .encode import display_copy, map_to_base64, overlay_png
+from .jobs import Job, JobBoard
+
+if TYPE_CHECKING:
+    import torch
+    from PIL import Image
+
+    from ...core.result import Explanation
+    from .pool import ModelPool, ModelSlot
+
+log = logging.getLogger(__name__)
+
+_TOPK = re.compile(r"^top(?:k:)?(\d+)$")
+
+
+@dataclass(frozen=True)
+class ExplainRequest:
+    """The choices of one request, as the API receives them (checked by :meth:`Explainer.check`).
+
+    ``target``: a class index, ``top1``, ``topK`` or ``topk:K``. ``layer``: ``auto``, ``first``,
+    ``middle``, ``last``, ``conv:N``, a module name, or a comma list of them (fused).
+    """
+
+    model: str = ""
+    methods: tuple[str, ...] = ("gradcam",)
+    layer: str = "auto"
+    target: str = "top1"
+    colormap: str = DEFAULT_COLORMAP
+    overlays: bool = True
+
+
+@dataclass
+class ImageSource:
+    """An image to explain: a cache key and how to decode it (only on a cache miss)."""
+
+    key: str
+    load: Callable[[], Image.Image]
+
+    @classmethod
+    def from_bytes(cls, data: bytes, name: str, max_pixels: int) -> ImageSource:
+        from ... import io
+
+        digest = hashlib.sha256(data).hexdigest()
+        return cls(digest, lambda: io.load_image_bytes(data, name, max_pixels=max_pixels))
+
+
+@dataclass
+class ExplainOutcome:
+    """The JSON body plus what was reused and what was computed (for headers and logs)."""
+
+    body: dict[str, Any]
+    reused: list[str] = field(default_factory=list)
+    computed: list[str] = field(default_factory=list)
+
+
+def parse_methods(text: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """Comma-separated method names -> canonical registry names, without repeats."""
+    from ...methods import get_method
+
+    items = [text] if isinstance(text, str) else list(text)
+    names = [p.strip() for item in items for p in item.split(",") if p.strip()]
+    if not names:
+        raise UsageError("no method requested; pass methods=gradcam,... (GET /api/methods)")
+    return tuple(dict.fromkeys(get_method(n).name for n in names))
+
+
+def parse_target(text: str) -> int | tuple[str, int]:
+    """``"285"`` -> 285, ``"top1"`` -> ("top", 1), ``"topk:3"`` / ``"top3"`` -> ("top", 3)."""
+    spec = str(text).strip().lower()
+    if re.fullmatch(r"\d+", spec):
+        return int(spec)
+    match = _TOPK.match(spec)
+    if match and int(match.group(1)) >= 1:
+        return ("top", int(match.group(1)))
+    raise TargetError(
+        f"target {text!r} is not a class index, top1 or topk:K (K >= 1); pick a class from "
+        "the top-5 or the class list"
+    )
+
+
+def plan_groups(methods: tuple[str, ...]) -> list[list[str]]:
+    """The explain calls a request needs: one-pass methods together, guided methods together,
+    each perturbation method alone (its own progress and time)."""
+    from ...methods import get_method
+
+    costs = {m: method_cost(get_method(m)) for m in methods}
+    one = [m for m in methods if costs[m] == ONE_PASS]
+    guided = [m for m in methods if costs[m] == GUIDED_PASS]
+    slow = [[m] for m in methods if costs[m] == PERTURBATION]
+    return [g for g in (one, guided, *slow) if g]
+
+
+class Explainer:
+    """Explains images with the models of a :class:`~.pool.ModelPool`, reusing earlier work.
+
+    Args:
+        pool: the models.
+        jobs: progress and cancellation board (a new one by default).
+        input_entries / map_entries: capacities of the caches (:mod:`.cache`; 0 = off).
+    """
+
+    def __init__(
+        self,
+        pool: ModelPool,
+        jobs: JobBoard | None = None,
+        *,
+        input_entries: int = 32,
+        map_entries: int = 128,
+    ) -> None:
+        self.pool = pool
+        self.jobs = jobs or JobBoard()
+        self.inputs: LRU[InputRecord] = LRU(input_entries)
+        self.maps: LRU[MapRecord] = LRU(map_entries)
+
+    def check(self, request: ExplainRequest) -> ExplainRequest:
+        """Validate everything that needs no model (cheap: before the upload is decoded)."""
+        parse_target(request.target)
+        check_colormap(request.colormap)
+        return ExplainRequest(
+            model=self.pool.check(request.model),
+            methods=parse_methods(request.methods),
+            layer=str(request.layer or "auto"),
+            target=str(request.target).strip().lower(),
+            colormap=request.colormap,
+            overlays=bool(request.overlays),
+        )
+
+    def explain(
+        self, request: ExplainRequest, source: ImageSource, job_id: str | None = None
+    ) -> ExplainOutcome:
+        """Explain one image; ``job_id`` makes progress readable and the run cancellable."""
+        began = time.perf_counter()
+        request = self.check(request)
+        job = self.jobs.start(job_id) if job_id else None
+        try:
+            if job is not None:
+                job.check()
+            slot = self.pool.get(request.model)
+            outcome = self._explain(slot, request, source, job, began)
+        except BaseException as err:
+            if job is not None:
+                self.jobs.finish(job, "cancelled" if job.cancel.is_set() else "error")
+            log.info("explain failed: %s", err)
+            raise
+        if job is not None:
+            self.jobs.finish(job, "done")
+        return outcome
+
+    def scores(self, model: str, source: ImageSource) -> torch.Tensor:
+        """The model's ``(classes,)`` scores for the image (cached with its input record)."""
+        slot = self.pool.get(model)
+        record, _ = self.prepare(slot, source)
+        if record.logits is None:
+            with slot.lock:
+                record.logits = _plain_logits(slot, record.x)
+        return record.logits
+
+    # -- steps ------------------------------------------------------------------------------------
+
+    def prepare(self, slot: ModelSlot, source: ImageSource) -> tuple[InputRecord, float]:
+        """The image's input record for this model (decoded and preprocessed on a miss)."""
+        from ... import io
+
+        key = (source.key, slot.name)
+        record = self.inputs.get(key)
+        if record is not None:
+            return record, 0.0
+        began = time.perf_counter()
+        image = source.load()
+        x = io.preprocess(image, slot.spec).to(slot.device)
+        record = self.inputs.put(key, InputRecord(x, display_copy(image), image.size))
+        return record, time.perf_counter() - began
+
+    def _known_targets(
+        self, slot: ModelSlot, record: InputRecord, target: str
+    ) -> tuple[int, ...] | None:
+        spec = parse_target(target)
+        classes = (
+            int(record.logits.numel()) if record.logits is not None else len(slot.spec.class_names)
+        )
+        if isinstance(spec, int):
+            if classes and spec >= classes:
+                raise TargetError(
+                    f"target {spec} is out of range: {slot.name} has classes 0..{classes - 1}"
+                )
+            return (spec,)
+        k = spec[1]
+        if classes and k > classes:
+            raise TargetError(f"target top{k}: {slot.name} has only {classes} classes")
+        if record.logits is None:
+            return None
+        return tuple(int(i) for i in record.logits.topk(k).indices.tolist())
+
+    def _explain(
+        self,
+        slot: ModelSlot,
+        request: ExplainRequest,
+        source: ImageSource,
+        job: Job | None,
+        began: float,
+    ) -> ExplainOutcome:
+        from ...methods import get_method
+
+        record, decode_seconds = self.prepare(slot, source)
+        layers = slot.resolve_layers(request.layer)
+        ids = self._known_targets(slot, record, request.target)
+        found: dict[str, tuple[torch.Tensor, float]] = {}
+        outcome = ExplainOutcome(body={})
+        for group in plan_groups(request.methods):
+            if job is not None:
+                job.check()
+            found.update(self._cached(source.key, slot, layers, ids, group))
+            todo = [m for m in group if m not in found]
+            outcome.reused += [m for m in group if m in found]
+            if not todo:
+                continue
+            with slot.lock:  # one run through this model's hooks at a time
+                fresh = self._cached(source.key, slot, layers, ids, todo)  # computed meanwhile?
+                found.update(fresh)
+                outcome.reused += list(fresh)
+                todo = [m for m in todo if m not in found]
+                if todo:
+                    result, seconds = self._run(
+                        slot, record, layers, ids, request.target, todo, job
+                    )
+                    if ids is None:
+                        ids = tuple(int(c) for c in result.targets.reshape(-1).tolist())
+                    if result.logits is not None and record.logits is None:
+                        record.logits = result.logits[0].detach().float().cpu()
+                    for method in todo:
+                        if method not in result.maps:  # an engine that skips what cannot run
+                            skipped = getattr(result, "skipped", {}) or {}
+                            why = skipped.get(method) or next(
+                                (v for k, v in skipped.items() if k.startswith(f"{method}@")),
+                                "it gave no map",
+                            )
+                            raise UsageError(f"{method} cannot explain {slot.name} here: {why}")
+                        maps = result.maps[method].detach().float().cpu()
+                        maps = maps.reshape(-1, *maps.shape[-2:])
+                        agnostic = not get_method(method).class_specific
+                        entry = (maps[:1] if agnostic else maps, seconds)
+                        self._store(
+                            source.key, slot, layers, None if agnostic else ids, method, entry
+                        )
+                        found[method] = (maps, seconds)
+                    outcome.computed += todo
+            if job is not None:
+                job.finished.extend(group)
+        if record.logits is None:
+            with slot.lock:
+                record.logits = _plain_logits(slot, record.x)
+        assert ids is not None
+        outcome.body = self._body(slot, request, record, layers, ids, found, decode_seconds, began)
+        return outcome
+
+    def _cached(
+        self,
+        image_key: str,
+        slot: ModelSlot,
+        layers: tuple[str, ...],
+        ids: tuple[int, ...] | None,
+        methods: list[str],
+    ) -> dict[str, tuple[torch.Tensor, float]]:
+        from ...methods import get_method
+
+        hits: dict[str, tuple[torch.Tensor, float]] = {}
+        for method in methods:
+            agnostic = not get_method(method).class_specific
+            if ids is None and not agnostic:
+                continue
+            record = self.maps.get((image_key, slot.name, layers, None if agnostic else ids))
+            if record is not None and method in record.maps:
+                hits[method] = record.maps[method]
+        return hits
+
+    def _store(
+        self,
+        image_key: str,
+        slot: ModelSlot,
+        layers: tuple[str, ...],
+        ids: tuple[int, ...] | None,
+        method: str,
+        entry: tuple[torch.Tensor, float],
+    ) -> None:
+        key = (image_key, slot.name, layers, ids)
+        record = self.maps.get(key) or self.maps.put(key, MapRecord())
+        record.maps[method] = entry
+
+    def _run(
+        self,
+        slot: ModelSlot,
+        record: InputRecord,
+        layers: tuple[str, ...],
+        ids: tuple[int, ...] | None,
+        target: str,
+        methods: list[str],
+        job: Job | None,
+    ) -> tuple[Explanation, float]:
+        import torch
+
+        from ...core.engine import explain
+        from ...methods import get_method
+
+        options: dict[str, Any] = {}
+        if job is not None and method_cost(get_method(methods[0])) == PERTURBATION:
+            job.method, job.done, job.total = methods[0], 0, 0
+            options["progress"] = job.progress(methods[0])
+        targets: Any
+        if ids is None:
+            spec = parse_target(target)
+            targets = spec if isinstance(spec, int) else f"topk:{spec[1]}"
+        elif len(ids) == 1:
+            targets = ids[0]
+        else:
+            targets = torch.tensor([list(ids)], device=record.x.device)
+        began = time.perf_counter()
+        result = explain(
+            slot.model,
+            record.x,
+            methods,
+            layers[0] if len(layers) == 1 else list(layers),
+            targets,
+            method_options=options or None,
+        )
+        return result, time.perf_counter() - began
+
+    def _body(
+        self,
+        slot: ModelSlot,
+        request: ExplainRequest,
+        record: InputRecord,
+        layers: tuple[str, ...],
+        ids: tuple[int, ...],
+        found: dict[str, tuple[torch.Tensor, float]],
+        decode_seconds: float,
+        began: float,
+    ) -> dict[str, Any]:
+        assert record.logits is not None
+        probabilities = record.logits.softmax(0)
+
+        def entry(index: int) -> dict[str, Any]:
+            return {
+                "index": index,
+                "label": slot.spec.label(index),
+                "probability": round(float(probabilities[index]), 6),
+            }
+
+        encode_began = time.perf_counter()
+        maps: dict[str, Any] = {}
+        for method in request.methods:
+            heat = found[method][0]
+            if heat.shape[0] == 1 < len(ids):  # a class-agnostic map serves every target
+                heat = heat.expand(len(ids), *heat.shape[1:])
+            single = heat.shape[0] == 1
+            maps[method] = {
+                "overlay_png": overlay_png(record.display, heat, request.colormap)
+                if request.overlays
+                else "",
+                "map": map_to_base64(heat[0] if single else heat),
+                "shape": [int(v) for v in (heat.shape[1:] if single else heat.shape)],
+            }
+        top = probabilities.topk(min(5, probabilities.numel())).indices.tolist()
+        seconds: dict[str, float] = {"decode": round(decode_seconds, 4)}
+        seconds.update({m: round(found[m][1], 4) for m in request.methods})
+        seconds["encode"] = round(time.perf_counter() - encode_began, 4)
+        seconds["total"] = round(time.perf_counter() - began, 4)
+        return {
+            "model": slot.name,
+            "layer": ",".join(layers),
+            "targets": [entry(i) for i in ids],
+            "top5": [entry(int(i)) for i in top],
+            "maps": maps,
+            "seconds": seconds,
+        }
+
+
+def _plain_logits(slot: ModelSlot, x: torch.Tensor) -> torch.Tensor:
+    """The model's scores for ``x`` from one no-grad forward (when every map came from the cache
+    but the scores were evicted)."""
+    import torch
+
+    from ...core.targets import default_output_adapter
+
+    with torch.no_grad():
+        return default_output_adapter(slot.model(x))[0].detach().float().cpu()

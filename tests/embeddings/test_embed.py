@@ -1,0 +1,133 @@
+"""Pooled layer features by hand, separation scores against scikit-learn, no side effects."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from nets import A0, A1, GapNet, SmallNet, hook_counts, ramp
+from torch import nn
+
+from camscope.embeddings.features import (
+    INPUT,
+    knn_accuracy,
+    pca_2d,
+    pooled_features,
+    resolve_embedding_layers,
+    silhouette,
+)
+from camscope.errors import LayerError, UsageError
+
+
+def _clusters(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 3, (3, 6))
+    labels = np.repeat([0, 1, 2], [14, 11, 9])
+    return centres[labels] + rng.normal(0, 1.5, (len(labels), 6)), labels
+
+
+@pytest.mark.parametrize("chunk", [1024, 7])
+def test_silhouette_agrees_with_scikit_learn(chunk) -> None:
+    from sklearn.metrics import silhouette_score
+
+    x, y = _clusters()
+    got = silhouette(torch.from_numpy(x), torch.from_numpy(y), chunk=chunk)
+    assert got == pytest.approx(
+        silhouette_score(x, y), abs=1e-8
+    )  # scikit-learn's distances round at ~1e-10
+    # a class of one image contributes 0, as in scikit-learn; labels need not be 0..K-1
+    y2 = y.copy()
+    y2[0] = 7
+    got = silhouette(torch.from_numpy(x), torch.from_numpy(y2), chunk=chunk)
+    assert got == pytest.approx(
+        silhouette_score(x, y2), abs=1e-8
+    )  # scikit-learn's distances round at ~1e-10
+
+
+@pytest.mark.parametrize("k", [1, 3, 5])
+def test_knn_accuracy_agrees_with_scikit_learn_leave_one_out(k) -> None:
+    from sklearn.model_selection import LeaveOneOut, cross_val_score
+    from sklearn.neighbors import KNeighborsClassifier
+
+    x, y = _clusters(1)
+    expected = cross_val_score(KNeighborsClassifier(n_neighbors=k), x, y, cv=LeaveOneOut()).mean()
+    got = knn_accuracy(torch.from_numpy(x), torch.from_numpy(y), k=k, chunk=5)
+    assert got == pytest.approx(expected)
+
+
+def test_scores_by_hand() -> None:
+    # two pairs: a = 1 everywhere; b = (10 + 11) / 2 for the outer points 0 and 11, (9 + 10) / 2
+    # for the inner ones -> s = 9.5 / 10.5 and 8.5 / 9.5, twice each
+    x = torch.tensor([[0.0], [1.0], [10.0], [11.0]])
+    y = torch.tensor([0, 0, 1, 1])
+    assert silhouette(x, y) == pytest.approx((9.5 / 10.5 + 8.5 / 9.5) / 2)
+    assert knn_accuracy(x, y, k=1) == 1.0
+    assert silhouette(x, torch.zeros(4, dtype=torch.long)) is None  # one class: undefined
+    assert knn_accuracy(x[:1], y[:1]) is None
+    with pytest.raises(UsageError):
+        silhouette(x, y[:3])
+
+
+def test_pca_agrees_with_scikit_learn_including_the_sign() -> None:
+    from sklearn.decomposition import PCA
+
+    x, _ = _clusters(2)
+    coords, ratios = pca_2d(torch.from_numpy(x))
+    pca = PCA(n_components=2, svd_solver="full").fit(x)
+    expected = pca.transform(x)
+    # scikit-learn flips signs by the largest loading too (svd_flip, v-based)
+    for j in range(2):
+        sign = np.sign(pca.components_[j, np.abs(pca.components_[j]).argmax()])
+        np.testing.assert_allclose(coords[:, j].numpy(), expected[:, j] * sign, atol=1e-4)
+    np.testing.assert_allclose(ratios, pca.explained_variance_ratio_, atol=1e-6)
+    # degenerate: one image, or identical images
+    assert pca_2d(torch.ones(1, 3))[0].shape == (1, 2)
+    assert pca_2d(torch.ones(5, 3))[0].abs().sum() == 0
+
+
+def test_pooled_features_by_hand_in_depth_order_without_side_effects() -> None:
+    net = GapNet().train()  # a train-mode model stays in train mode
+    x = ramp(2)
+    layers = resolve_embedding_layers(net, ["relu", INPUT, "conv"], x)
+    assert [name for name, _ in layers] == [INPUT, "relu", "conv"]
+    features, scores = pooled_features(net, x, list(reversed(layers)))
+    assert list(features) == [INPUT, "conv", "relu"]  # the order the layers ran
+    expected_relu = torch.tensor([np.mean(A0), np.mean(A1)], dtype=torch.float32)
+    torch.testing.assert_close(features["relu"], expected_relu.repeat(2, 1))
+    torch.testing.assert_close(features[INPUT], torch.full((2, 1), 7.5))
+    torch.testing.assert_close(scores[0], torch.tensor([23 / 9, 25 / 18, 67 / 18]))
+    assert net.training and all(m.training for m in net.modules())
+    assert hook_counts(net) == {}
+    assert all(p.grad is None for p in net.parameters())
+
+
+def test_hooks_and_modes_are_restored_when_the_forward_fails() -> None:
+    class Broken(SmallNet):
+        def forward(self, x):
+            self.features(self.stem(x))
+            raise RuntimeError("boom")
+
+    net = Broken().train()
+    layers = resolve_embedding_layers(net, ["features"], torch.zeros(1, 3, 8, 8))
+    with pytest.raises(RuntimeError, match="boom"):
+        pooled_features(net, torch.zeros(2, 3, 8, 8), layers)
+    assert hook_counts(net) == {} and all(m.training for m in net.modules())
+
+
+def test_unknown_and_unpoolable_layers_are_layer_errors() -> None:
+    net = SmallNet().eval()
+    x = torch.zeros(1, 3, 8, 8)
+    with pytest.raises(LayerError, match="no layer named"):
+        resolve_embedding_layers(net, ["nope"], x)
+    with pytest.raises(LayerError):
+        resolve_embedding_layers(net, [], x)
+
+    class Ints(nn.Module):
+        def forward(self, x):
+            return x.long()
+
+    wrapped = nn.Sequential(Ints(), nn.Flatten())
+    layers = resolve_embedding_layers(wrapped, ["0"], x)
+    with pytest.raises(LayerError, match="float tensor"):
+        pooled_features(wrapped, x, layers)
+    assert hook_counts(wrapped) == {}
