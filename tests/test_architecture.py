@@ -26,7 +26,7 @@ ALLOWED: dict[str, set[str]] = {
     "io": {"errors", "models"},
     "viz": {"errors"},
     "metrics": {"errors", "core", "perturbation", "methods"},
-    "data": {"errors", "io", "models"},
+    "data": {"errors", "core", "io", "models"},
     "evaluation": {
         "errors",
         "core",

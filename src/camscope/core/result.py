@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from torch import Tensor
 
-from .targets import ClassHead
+from .prediction import ClassHead, Prediction
 
 
 @dataclass
@@ -50,12 +50,22 @@ class Explanation:
     warnings: list[str] = field(default_factory=list)
     probability_kind: str = "softmax"
 
+    @property
+    def prediction(self) -> Prediction | None:
+        """The model's :class:`~camscope.core.prediction.Prediction` for the batch (classes and
+        the probability of every class under ``probability_kind``), or None without logits or
+        for callable targets."""
+        if self.logits is None or self.probability_kind == "none":
+            return None
+        logits = self.logits.detach().float()
+        if self.probability_kind == "softmax":
+            head = ClassHead("softmax")
+        else:
+            head = ClassHead("binary" if logits.shape[1] == 1 else "multilabel")
+        return Prediction(logits, head, head.class_probabilities(logits))
+
     def class_probabilities(self) -> Tensor | None:
         """``(B, classes)`` probability of every class under ``probability_kind`` (a single-logit
         model has two classes: ``[1 - p, p]``), or None without logits or for callable targets."""
-        if self.logits is None or self.probability_kind == "none":
-            return None
-        if self.probability_kind == "softmax":
-            return ClassHead("softmax").class_probabilities(self.logits)
-        kind = "binary" if self.logits.shape[1] == 1 else "multilabel"
-        return ClassHead(kind).class_probabilities(self.logits)
+        prediction = self.prediction
+        return None if prediction is None else prediction.probabilities

@@ -14,117 +14,38 @@ A target specification is one of
 Scores are the raw logits, not softmax probabilities, as in the Grad-CAM paper (Selvaraju et al.,
 2017, Sec. 3): the softmax couples classes and makes the gradient of one class depend on the others.
 
-How logits become probabilities depends on the head (:class:`ClassHead`):
-
-* ``softmax`` (default): one class per image, ``p = softmax(logits)``;
-* ``binary``: a single-logit (sigmoid) classifier, ``(B, 1)`` outputs. It has two classes:
-  ``1`` (positive) with score ``+logit`` and ``p = sigmoid(logit)``, and ``0`` (negative) with
-  score ``-logit`` and ``p = sigmoid(-logit) = 1 - p_1``, so the map of class 0 is the map of
-  ``-logit``. ``top1`` picks the side with ``p >= 0.5``;
-* ``multilabel`` (``explain(..., multilabel=True)``): independent sigmoids, ``p_c = sigmoid(logit_c)``;
-  scores and top-k stay the logits (the sigmoid is monotonic).
+How logits become scores, classes and probabilities (softmax, single-logit binary and
+multi-label heads; the map of class 0 of a single-logit model is the map of ``-logit``) is said
+once, in :mod:`camscope.core.prediction`.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Union
 
 import torch
 from torch import Tensor
 
-from ..errors import TargetError, UsageError
+from ..errors import TargetError
+from .prediction import ClassHead, OutputAdapter, class_head, default_output_adapter
 
 ScoreFn = Callable[[Any], Tensor]
 TargetSpec = Union[str, int, Sequence[int], Sequence[Sequence[int]], Tensor, ScoreFn]
-OutputAdapter = Callable[[Any], Tensor]
 
-
-def default_output_adapter(output: Any) -> Tensor:
-    """Return the class-score tensor of a model output.
-
-    Tensors pass through; objects with a ``logits`` attribute (Hugging Face ``ModelOutput``,
-    torchvision's ``InceptionOutputs``) and mappings with a ``"logits"`` key give their logits;
-    tuples and lists give their first tensor.
-    """
-    if isinstance(output, Tensor):
-        return output
-    logits = getattr(output, "logits", None)
-    if isinstance(logits, Tensor):
-        return logits
-    if isinstance(output, Mapping):
-        if isinstance(output.get("logits"), Tensor):
-            return output["logits"]
-        raise UsageError(
-            f"the model returned a mapping with keys {sorted(map(str, output))} and no 'logits'; "
-            "pass output_adapter=lambda out: out['<key>'] to say which entry holds the scores."
-        )
-    if isinstance(output, (tuple, list)):
-        for item in output:
-            if isinstance(item, Tensor):
-                return item
-    raise UsageError(
-        f"cannot find class scores in a model output of type {type(output).__name__}; "
-        "pass output_adapter=<callable returning a (batch, classes) tensor>."
-    )
-
-
-@dataclass(frozen=True)
-class ClassHead:
-    """How a classifier's logits become class scores and probabilities (see the module doc).
-
-    Attributes:
-        kind: ``"softmax"``, ``"binary"`` (one sigmoid logit, two classes) or ``"multilabel"``.
-    """
-
-    kind: str = "softmax"
-
-    @property
-    def probability_kind(self) -> str:
-        """``"softmax"`` or ``"sigmoid"``: what :attr:`Explanation.probabilities` holds."""
-        return "softmax" if self.kind == "softmax" else "sigmoid"
-
-    def num_classes(self, logits: Tensor) -> int:
-        return 2 if self.kind == "binary" else int(logits.shape[1])
-
-    def scores(self, logits: Tensor, class_ids: Tensor) -> Tensor:
-        """``(n, K)`` differentiable scores of ``class_ids`` from ``(n, classes)`` logits."""
-        ids = class_ids.to(logits.device)
-        if self.kind == "binary":
-            sign = (2 * ids - 1).to(logits.dtype)  # class 1: +logit, class 0: -logit
-            return logits[:, :1] * sign
-        return logits.gather(1, ids)
-
-    def probabilities(self, logits: Tensor, class_ids: Tensor) -> Tensor:
-        """``(n, K)`` probabilities of ``class_ids``."""
-        if self.kind == "softmax":
-            return logits.softmax(1).gather(1, class_ids.to(logits.device))
-        return self.scores(logits, class_ids).sigmoid()
-
-    def class_probabilities(self, logits: Tensor) -> Tensor:
-        """``(n, classes)`` probability of every class (binary: ``[1 - p, p]``)."""
-        if self.kind == "softmax":
-            return logits.softmax(1)
-        if self.kind == "binary":
-            p = logits[:, :1].sigmoid()
-            return torch.cat([1 - p, p], dim=1)
-        return logits.sigmoid()
-
-    def top(self, logits: Tensor, k: int) -> Tensor:
-        """``(n, k)`` class ids ranked by score (binary: the side with ``p >= 0.5`` first)."""
-        if self.kind == "binary":
-            positive = (logits[:, :1] >= 0).long()
-            return torch.cat([positive, 1 - positive], dim=1)[:, :k]
-        return logits.topk(k, dim=1).indices
-
-
-def class_head(logits: Tensor, multilabel: bool = False) -> ClassHead:
-    """The :class:`ClassHead` of ``(B, classes)`` logits: one column is a binary sigmoid head."""
-    if logits.ndim == 2 and logits.shape[1] == 1:
-        return ClassHead("binary")
-    return ClassHead("multilabel" if multilabel else "softmax")
+__all__ = [
+    "ClassHead",
+    "OutputAdapter",
+    "ResolvedTargets",
+    "ScoreFn",
+    "TargetSpec",
+    "class_head",
+    "default_output_adapter",
+    "parse_topk",
+    "resolve_targets",
+]
 
 
 @dataclass(frozen=True)

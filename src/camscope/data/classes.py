@@ -290,3 +290,70 @@ def read_class_map(path: str | Path, mapper: ClassMapper) -> dict[str, tuple[int
             "cannot be resolved: " + "; ".join(problems)
         )
     return out
+
+
+def parse_target(
+    text: str | int,
+    class_names: Sequence[str] = (),
+    *,
+    model: str = "the model",
+    num_classes: int | None = None,
+    max_k: int | None = None,
+) -> str | int:
+    """The one parser of a target given as text (the CLI's ``--target``, the API's ``target``).
+
+    ``top1``, ``top5``, ``topK`` and ``topk:K`` become ``"topk:K"``; a whole number is a class
+    index; anything else is a class name resolved by :class:`ClassMapper` (the model's names,
+    the synonyms inside a name, and for ImageNet-1k models synset ids and WordNet lemmas), the
+    resolver ``camscope evaluate`` uses for data-set labels.
+
+    Args:
+        class_names: the model's class names (empty: indices and top-k only).
+        model: the model's name, for messages.
+        num_classes: the model's class count when known (default: ``len(class_names)``); a
+            single-logit model has 2.
+        max_k: the largest K a caller accepts for top-k (the server caps it).
+
+    Raises:
+        TargetError: a malformed target, K or an index out of range, an unknown or ambiguous name.
+
+    >>> parse_target("top5"), parse_target(" 285 "), parse_target("tabby", ["tabby, tabby cat"])
+    ('topk:5', 285, 0)
+    """
+    from ..core.targets import parse_topk
+    from ..errors import TargetError
+
+    classes = num_classes if num_classes is not None else len(class_names) or None
+    if isinstance(text, int) and not isinstance(text, bool):
+        spec = str(text)
+    elif isinstance(text, str):
+        spec = text.strip()
+    else:
+        raise TargetError(f"target {text!r} must be text or a class index")
+    k = parse_topk(spec)
+    if k is not None:
+        if k < 1:
+            raise TargetError(f"target {spec!r}: K must be at least 1")
+        if max_k is not None and k > max_k:
+            raise TargetError(f"target {spec!r} asks for {k} classes; at most {max_k} here")
+        if classes and k > classes:
+            raise TargetError(f"target {spec!r} asks for {k} classes; {model} has {classes}")
+        return f"topk:{k}"
+    if re.fullmatch(r"[+-]?\d+", spec):
+        index = int(spec)
+        if index < 0 or (classes and index >= classes):
+            bound = f"classes 0..{classes - 1}" if classes else "no negative classes"
+            raise TargetError(f"target {index} is out of range: {model} has {bound}")
+        return index
+    if not class_names:
+        raise TargetError(
+            f"target {spec!r} is not top1, top5, topk:K or a class index, and {model} has no "
+            "class names to look it up in; pass a class index"
+        )
+    try:
+        return ClassMapper(list(class_names)).resolve_one(spec)
+    except DatasetError as err:
+        raise TargetError(
+            f"target {spec!r} is not top1, top5, topk:K, a class index or a class name of "
+            f"{model}: {err}"
+        ) from None
