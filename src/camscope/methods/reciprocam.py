@@ -14,9 +14,10 @@ inputs of the network's tail (49 for ResNet-50 at ``layer4``), run in batches th
 layers after the target only: the same prefix-free path as Ablation-CAM
 (:class:`camscope.perturbation.ablation.Tail`), so nothing before the layer runs again.
 
-Speed: on EfficientNet-Lite0 at ``bn2`` (7 x 7 x 1280) on CPU, one image took 0.15 s against
-Score-CAM's 6.4 s, 43x faster (``benchmarks/reciprocam_speed.py``, 2 cores, one thread); the
-paper reports about 148x against Score-CAM on its GPU setup.
+Speed: on EfficientNet-Lite0 at ``bn2`` (7 x 7 x 1280), one 224 x 224 image on CPU with one
+thread, a whole ``explain`` call took 0.13 s against Score-CAM's 20.3 s (median of 3, shared
+2-core machine): 160x faster (``benchmarks/reciprocam_speed.py``). The paper reports about 148x
+against Score-CAM on its own setup.
 
 Options: ``batch_size``, ``progress``. Example:
 

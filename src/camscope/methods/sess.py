@@ -99,20 +99,28 @@ def _passes(q: PassQuery) -> int:
     return crops * per_crop * max(1, q.targets)
 
 
+def _reflected(n: int, r: int, device: torch.device) -> Tensor:
+    """Indices of ``-r .. n - 1 + r`` mirrored into ``0 .. n - 1`` without repeating the edge
+    (OpenCV's ``BORDER_REFLECT_101``, as often as a kernel wider than the image needs)."""
+    if n == 1:
+        return torch.zeros(n + 2 * r, dtype=torch.long, device=device)
+    period = 2 * (n - 1)
+    p = torch.arange(-r, n + r, device=device).abs() % period
+    return torch.where(p >= n, period - p, p)
+
+
 def gaussian_blur(maps: Tensor, size: int = BLUR_SIZE, sigma: float = BLUR_SIGMA) -> Tensor:
-    """``(N, H, W)`` blurred by a ``size x size`` Gaussian, reflecting at the border without
-    repeating the edge (OpenCV's default border)."""
+    """``(N, H, W)`` blurred by a separable ``size x size`` Gaussian (weights
+    ``exp(-t^2 / 2 sigma^2)``, summing to 1), the border mirrored as OpenCV's ``GaussianBlur``."""
     r = size // 2
     t = torch.arange(size, dtype=maps.dtype, device=maps.device) - r
     kernel = torch.exp(-(t**2) / (2 * sigma**2))
     kernel = kernel / kernel.sum()
-    x = maps[:, None]
-    pad_h, pad_w = min(r, maps.shape[-2] - 1), min(r, maps.shape[-1] - 1)
-    x = F.pad(x, (pad_w, pad_w, 0, 0), mode="reflect") if pad_w else x
-    x = F.conv2d(x, kernel[r - pad_w : r + pad_w + 1].view(1, 1, 1, -1)) if pad_w else x
-    x = F.pad(x, (0, 0, pad_h, pad_h), mode="reflect") if pad_h else x
-    x = F.conv2d(x, kernel[r - pad_h : r + pad_h + 1].view(1, 1, -1, 1)) if pad_h else x
-    return x[:, 0]
+    h, w = maps.shape[-2:]
+    x = maps[:, None].index_select(-1, _reflected(w, r, maps.device))
+    x = F.conv2d(x, kernel.view(1, 1, 1, -1))
+    x = x.index_select(-2, _reflected(h, r, maps.device))
+    return F.conv2d(x, kernel.view(1, 1, -1, 1))[:, 0]
 
 
 def _crops(
