@@ -38,7 +38,9 @@ def test_gap_net_by_hand() -> None:
     assert torch.allclose(bias0[:, 2], t([0, 0.625, 1, 1]))
     bias1 = minmax(RESIZE_3_TO_4 @ mask1 @ RESIZE_3_TO_4.T)
     res = explain(GapNet(), ramp(), "fullgrad", layer="relu", targets=0)
-    torch.testing.assert_close(res.raw["fullgrad"][0], input_term + bias0 + bias1, atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        res.raw["fullgrad"][0], input_term + bias0 + bias1, atol=1e-5, rtol=0
+    )
     expected = input_term + bias0 + bias1
     torch.testing.assert_close(res.maps["fullgrad"][0], minmax(expected), atol=1e-5, rtol=0)
 
@@ -56,7 +58,9 @@ def test_batch_norm_bias_by_hand_and_folded_equivalence() -> None:
     # function with the same bias term, so the same FullGrad map
     torch.manual_seed(0)
     conv = nn.Conv2d(1, 1, 2, bias=False)
-    with_bn = nn.Sequential(conv, bn, nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(1, 2))
+    with_bn = nn.Sequential(
+        conv, bn, nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(1, 2)
+    )
     folded = nn.Conv2d(1, 1, 2)
     with torch.no_grad():
         folded.weight.copy_(conv.weight * 2.0 / 2.0)

@@ -80,7 +80,9 @@ def small_net() -> nn.Module:
 def test_equals_a_loop_of_full_passes() -> None:
     net = small_net()
     x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(2))
-    res = explain(net, x, "reciprocam", layer="features", targets=[1, 3], method_options={"batch_size": 5})
+    res = explain(
+        net, x, "reciprocam", layer="features", targets=[1, 3], method_options={"batch_size": 5}
+    )
     torch.testing.assert_close(
         res.raw["reciprocam"], loop_reference(net, x, "features", [1, 3]), atol=1e-5, rtol=0
     )
