@@ -50,7 +50,7 @@ def loop_reference(model: nn.Module, x: Tensor, layer: str, classes: list[int]) 
     for b, c in enumerate(classes):
         x1 = x[b : b + 1]
         seen: dict[str, Tensor] = {}
-        handle = module.register_forward_hook(lambda _m, _i, o: seen.update(a=o))
+        handle = module.register_forward_hook(lambda _m, _i, o, s=seen: s.update(a=o))
         with torch.no_grad():
             model(x1)
         handle.remove()
