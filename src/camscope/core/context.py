@@ -6,13 +6,18 @@ contexts and calls the registered methods, so the arrows point from the engine t
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from torch import Tensor, nn
 
 from .targets import ClassHead
+
+#: ``explain(x, methods, targets, method_options=None) -> Explanation``: the engine's
+#: :func:`camscope.explain` bound to one call's model, layer, output adapter, reshape, mode and
+#: label kind (see ``LayerContext.explain``).
+ExplainFn = Callable[..., Any]
 
 
 @dataclass
@@ -34,6 +39,10 @@ class LayerContext:
         head: how logits become target scores and probabilities (softmax, single-logit binary or
             multi-label sigmoid; :class:`~camscope.core.targets.ClassHead`). Methods that run
             their own passes score them with ``head.scores`` / ``head.probabilities``.
+        explain: the engine's ``explain`` bound to this call (same model, this layer, output
+            adapter, reshape, mode; ``strict``), for wrappers that explain other inputs with a
+            base method (SESS explains crops); None outside the engine. Methods never import
+            the engine: it hands them this instead.
     """
 
     layer: str
@@ -47,6 +56,7 @@ class LayerContext:
     cache: dict[str, Tensor] = field(default_factory=dict)
     method_options: Mapping[str, Any] = field(default_factory=dict)
     head: ClassHead = field(default_factory=ClassHead)
+    explain: ExplainFn | None = None
 
     def require_gradients(self) -> Tensor:
         if self.gradients is None:
@@ -54,3 +64,8 @@ class LayerContext:
                 "gradients were not computed; register the method with needs_gradients"
             )
         return self.gradients
+
+    def require_explain(self, method: str) -> ExplainFn:
+        if self.explain is None:
+            raise RuntimeError(f"{method} explains other inputs; it runs inside camscope.explain")
+        return self.explain

@@ -32,7 +32,7 @@ average pooling, a layer the target does not depend on) is skipped and reported 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -124,6 +124,43 @@ def _check_input(model: Any, x: Any) -> None:
             f"the input must be a float tensor of shape (batch, channels, height, width); "
             f"got {type(x).__name__} {tuple(getattr(x, 'shape', ()))}"
         )
+
+
+def _bound(
+    model: nn.Module,
+    layer: str,
+    output_adapter: OutputAdapter | None,
+    reshape: ReshapeFn | None,
+    eigen_smooth: bool,
+    mode: str,
+    multilabel: bool,
+) -> Callable[..., Explanation]:
+    """:func:`explain` bound to one call's settings and one layer (``LayerContext.explain``):
+    wrapper methods (SESS) explain other inputs with a base method through it. Strict, so that a
+    base method's failure reaches the wrapper."""
+
+    def run(
+        x: Tensor,
+        methods: str | Sequence[str],
+        targets: TargetSpec,
+        method_options: Mapping[str, Any] | None = None,
+    ) -> Explanation:
+        return explain(
+            model,
+            x,
+            methods,
+            layer,
+            targets,
+            output_adapter=output_adapter,
+            reshape=reshape,
+            eigen_smooth=eigen_smooth,
+            method_options=method_options,
+            strict=True,
+            mode=mode,
+            multilabel=multilabel,
+        )
+
+    return run
 
 
 def explain(
@@ -220,6 +257,9 @@ def explain(
                 ctx.guided_gradients = guided
         for ctx in passes.contexts:
             ctx.method_options = options
+            ctx.explain = _bound(
+                model, ctx.layer, output_adapter, reshape, eigen_smooth, mode, multilabel
+            )
         # Inside the guard: perturbation methods run further passes through the model.
         return assemble(
             specs, passes, x, targets, eigen_smooth=eigen_smooth, strict=strict, warnings=notes

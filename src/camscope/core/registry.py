@@ -37,12 +37,15 @@ class PassQuery:
         targets: classes explained per image (``K``; top-k).
         options: the ``method_options`` of the call (``num_samples``, ``num_channels``, ...).
         input_size: the model input's ``(height, width)`` (occlusion's patch grid depends on it).
+        positions: spatial positions ``h * w`` of the explained layer (after reshaping tokens;
+            Recipro-CAM runs one pass per position); 0 where the caller did not measure them.
     """
 
     channels: int
     targets: int = 1
     options: Mapping[str, Any] = field(default_factory=dict)
     input_size: tuple[int, int] = (224, 224)
+    positions: int = 0
 
     def option(self, name: str, default: int) -> int:
         """An integer option (its default when absent or not a positive integer)."""
@@ -56,6 +59,9 @@ class PassQuery:
 
 PassFn = Callable[[PassQuery], int]
 CLASS_SPECIFIC = ("yes", "no", "weakly")
+#: How a method's maps at several layers become one map: ``mean`` of the normalised maps (every
+#: method but RefineCAM) or their element-wise ``product`` (RefineCAM), renormalised.
+FUSIONS = ("mean", "product")
 
 
 @dataclass(frozen=True)
@@ -85,6 +91,8 @@ class MethodSpec:
             backward: a number, or a function of a :class:`PassQuery`.
         passes_text: the same as a formula for people (``C`` = channels of the layer, ``N`` =
             ``num_samples``, ``K`` = targets per image).
+        fusion: how the maps of several layers are fused (:data:`FUSIONS`): ``"mean"`` or
+            ``"product"``.
     """
 
     name: str
@@ -100,6 +108,7 @@ class MethodSpec:
     uses_gradients: bool = False
     passes: PassFn = field(default=lambda _q: 0)
     passes_text: str = "0"
+    fusion: str = "mean"
 
     def passes_per_image(self, query: PassQuery) -> int:
         """Model passes per image this method adds (see ``passes``)."""
@@ -122,13 +131,16 @@ def register_method(
     uses_gradients: bool | None = None,
     passes: int | PassFn = 0,
     passes_text: str | None = None,
+    fusion: str = "mean",
 ) -> Callable[[MethodFn], MethodFn]:
     """Decorator that registers a CAM method under ``name`` (see :class:`MethodSpec`).
 
     ``class_specific`` takes a bool or ``"yes"`` / ``"no"`` / ``"weakly"``; ``uses_gradients``
     defaults to ``needs_gradients or needs_guided_gradients``; ``passes`` defaults to none beyond
-    the shared ones.
+    the shared ones; ``fusion`` defaults to the mean over layers.
     """
+    if fusion not in FUSIONS:
+        raise ValueError(f"fusion must be one of {FUSIONS}")
     if isinstance(class_specific, bool):
         specific = "yes" if class_specific else "no"
     else:
@@ -162,6 +174,7 @@ def register_method(
             ),
             passes=cost,
             passes_text=text,
+            fusion=fusion,
         )
         return fn
 

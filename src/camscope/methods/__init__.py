@@ -16,9 +16,11 @@ from . import (
     ablationcam,
     cam,
     counterfactual,
+    dff,
     eigencam,
     eigengradcam,
     faster_scorecam,
+    fullgrad,
     gradcam,
     gradcampp,
     guided_backprop,
@@ -27,7 +29,10 @@ from . import (
     iscam,
     layercam,
     occlusion,
+    reciprocam,
+    refinecam,
     scorecam,
+    sess,
     smoothgradcampp,
     sscam,
     xgradcam,
@@ -69,11 +74,13 @@ def estimate_passes(
     """Model passes per image each method would add beyond the shared forward and backward, for
     ``model`` at ``layer`` (one dry forward to count the layers' channels), with ``targets``
     classes per image (see :mod:`camscope.core.cost`; upper bounds for the Score-CAM family)."""
-    from ..core.cost import estimate, layer_channels
+    from ..core.cost import estimate, layer_shapes
     from ..core.layers import resolve_layers
 
     specs = [lookup(name) for name in methods]
     layers = resolve_layers(model, layer, x)
-    channels = layer_channels(model, layers, x, reshape)
+    shapes = layer_shapes(model, layers, x, reshape)
+    channels = {name: c for name, (c, _) in shapes.items()}
+    positions = {name: p for name, (_, p) in shapes.items()}
     size = (int(x.shape[-2]), int(x.shape[-1]))
-    return estimate(specs, channels, targets, method_options, input_size=size)
+    return estimate(specs, channels, targets, method_options, input_size=size, positions=positions)

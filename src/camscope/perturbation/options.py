@@ -38,6 +38,9 @@ KNOWN_OPTIONS: dict[str, str] = {
     "patch": "int: occlusion square side in px (default: a seventh of the shorter input side)",
     "stride": "int: occlusion step in px (default: half the patch)",
     "baseline": "float: occlusion fill in model-input units (default 0: the normalisation mean)",
+    "base_method": "str: the method refinecam (default 'gradcam++') and sess ('gradcam') run",
+    "num_concepts": "int: concepts deep-feature-factorization factorizes a layer into (5)",
+    "num_scales": "int: image scales sess slides its window over (default 12)",
 }
 
 
