@@ -79,6 +79,7 @@ def test_costs_come_from_the_method_specs() -> None:
     costs = {name: method_cost(get_method(name)) for name in list_methods()}
     slow = {"scorecam", "faster-scorecam", "sscam", "iscam", "ablationcam", "smoothgradcam++"}
     slow |= {"occlusion"}  # one masked pass per patch position
+    slow |= {"vit-reciprocam"}  # one pass of the layers after the target per patch token
     assert {n for n, c in costs.items() if c == "perturbation"} == slow
     assert {n for n, c in costs.items() if c == "guided pass"} == {
         "guided-backprop",

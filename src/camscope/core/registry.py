@@ -37,12 +37,15 @@ class PassQuery:
         targets: classes explained per image (``K``; top-k).
         options: the ``method_options`` of the call (``num_samples``, ``num_channels``, ...).
         input_size: the model input's ``(height, width)`` (occlusion's patch grid depends on it).
+        positions: spatial positions ``h * w`` of the explained layer (patch tokens of a ViT
+            layer), 0 when unknown (methods that run a pass per position depend on it).
     """
 
     channels: int
     targets: int = 1
     options: Mapping[str, Any] = field(default_factory=dict)
     input_size: tuple[int, int] = (224, 224)
+    positions: int = 0
 
     def option(self, name: str, default: int) -> int:
         """An integer option (its default when absent or not a positive integer)."""
@@ -56,6 +59,9 @@ class PassQuery:
 
 PassFn = Callable[[PassQuery], int]
 CLASS_SPECIFIC = ("yes", "no", "weakly")
+#: Which models a method explains: ``"any"`` classifier, or only ``"transformer"`` ViTs (it reads
+#: attention probabilities or masks tokens; :mod:`camscope.core.attention`).
+MODELS = ("any", "transformer")
 
 
 @dataclass(frozen=True)
@@ -85,6 +91,9 @@ class MethodSpec:
             backward: a number, or a function of a :class:`PassQuery`.
         passes_text: the same as a formula for people (``C`` = channels of the layer, ``N`` =
             ``num_samples``, ``K`` = targets per image).
+        models: ``"any"`` classifier, or ``"transformer"``: only vision transformers (on other
+            models the method raises :class:`~camscope.errors.UnsupportedModelError`, and
+            ``explain`` skips it with that reason).
     """
 
     name: str
@@ -100,6 +109,7 @@ class MethodSpec:
     uses_gradients: bool = False
     passes: PassFn = field(default=lambda _q: 0)
     passes_text: str = "0"
+    models: str = "any"
 
     def passes_per_image(self, query: PassQuery) -> int:
         """Model passes per image this method adds (see ``passes``)."""
@@ -122,13 +132,16 @@ def register_method(
     uses_gradients: bool | None = None,
     passes: int | PassFn = 0,
     passes_text: str | None = None,
+    models: str = "any",
 ) -> Callable[[MethodFn], MethodFn]:
     """Decorator that registers a CAM method under ``name`` (see :class:`MethodSpec`).
 
     ``class_specific`` takes a bool or ``"yes"`` / ``"no"`` / ``"weakly"``; ``uses_gradients``
     defaults to ``needs_gradients or needs_guided_gradients``; ``passes`` defaults to none beyond
-    the shared ones.
+    the shared ones; ``models`` is ``"any"`` or ``"transformer"`` (see :data:`MODELS`).
     """
+    if models not in MODELS:
+        raise ValueError(f"models must be one of {MODELS}")
     if isinstance(class_specific, bool):
         specific = "yes" if class_specific else "no"
     else:
@@ -162,6 +175,7 @@ def register_method(
             ),
             passes=cost,
             passes_text=text,
+            models=models,
         )
         return fn
 

@@ -26,10 +26,14 @@ from . import (
     hirescam,
     iscam,
     layercam,
+    legrad,
     occlusion,
+    rollout,
     scorecam,
     smoothgradcampp,
     sscam,
+    transformer_attribution,
+    vit_reciprocam,
     xgradcam,
 )
 from ..core.registry import MethodSpec, lookup, registered_names, registered_specs
@@ -74,6 +78,7 @@ def estimate_passes(
 
     specs = [lookup(name) for name in methods]
     layers = resolve_layers(model, layer, x)
-    channels = layer_channels(model, layers, x, reshape)
+    positions: dict[str, int] = {}
+    channels = layer_channels(model, layers, x, reshape, positions)
     size = (int(x.shape[-2]), int(x.shape[-1]))
-    return estimate(specs, channels, targets, method_options, input_size=size)
+    return estimate(specs, channels, targets, method_options, size, positions)

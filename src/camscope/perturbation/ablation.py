@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -113,6 +114,31 @@ class SuffixMismatch(RuntimeError):
     """The prefix-free ablation pass did not reproduce the model's own score."""
 
 
+@dataclass(frozen=True)
+class Variants:
+    """What the layers after the target are fed instead of one image's layer output ``act``
+    (batch 1): by default Ablation-CAM's copies with one channel zeroed each
+    (:data:`CHANNEL_ABLATION`); other methods pass their own (ViT-Recipro-CAM: masked tokens).
+
+    Attributes:
+        count: the number of variants of ``act``; may raise a :class:`UsageError` when the
+            layer's output does not suit the method.
+        rows: ``(act, indices, with_base) -> rows``: the variants ``indices`` of ``act``, after
+            an unchanged first row when ``with_base`` (the check that the suffix is exact).
+        name: the method, for messages and the progress bar.
+        probabilities: score the rows by the target's probability (``head.probabilities``)
+            instead of its logit.
+    """
+
+    count: Callable[[Tensor], int]
+    rows: Callable[[Tensor, Tensor, bool], Tensor]
+    name: str = "ablationcam"
+    probabilities: bool = False
+
+    def score(self, head: ClassHead, logits: Tensor, ids: Tensor) -> Tensor:
+        return head.probabilities(logits, ids) if self.probabilities else head.scores(logits, ids)
+
+
 def ablation_scores(
     model: nn.Module,
     x: Tensor,
@@ -122,8 +148,10 @@ def ablation_scores(
     *,
     skip: Tensor | None = None,
     head: ClassHead | None = None,
+    variants: Variants | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """Logit of each target with each channel of ``layer``'s output set to zero.
+    """Logit of each target with each channel of ``layer``'s output set to zero (or, with
+    ``variants``, the score of each of those variants of the output instead; :class:`Variants`).
 
     Returns ``(ablated, base)``: ``(B, C, K)`` scores with channel ``c`` zeroed and the ``(B, K)``
     scores of the unablated model, both from eval-mode passes. Channels in ``skip`` (``(B, C)``,
@@ -143,6 +171,7 @@ def ablation_scores(
     modules = dict(model.named_modules())
     target = modules[layer]
     head = head or ClassHead()
+    variants = variants or CHANNEL_ABLATION
     scope = PassScope()
     b = x.shape[0]
     ids = class_ids.to(x.device)
@@ -163,11 +192,11 @@ def ablation_scores(
             act = rec.layer_output
             if act is None or rec.calls.get(layer) != 1 or act.ndim < 2:
                 raise UsageError(
-                    f"ablationcam needs layer {layer!r} to run once and return a tensor "
+                    f"{variants.name} needs layer {layer!r} to run once and return a tensor "
                     "(batch, channels, ...); pick another layer"
                 )
-            base[img] = head.scores(logits, ids[img : img + 1])[0]
-            channels = act.shape[1]
+            base[img] = variants.score(head, logits, ids[img : img + 1])[0]
+            channels = variants.count(act)
             todo = torch.arange(channels, device=x.device)
             if skip is not None:
                 todo = todo[~skip[img].to(x.device)]
@@ -175,7 +204,7 @@ def ablation_scores(
             batch = settings.batch_size or batch_size_for(per_row, x.device, channels + 1)
             replay = {modules[n]: _replaying(rec.before[n]) for n in rec.replay_set()}
             scores = base[img].expand(channels, -1).clone()
-            progress = Progress(int(todo.numel()), settings.progress, "ablationcam")
+            progress = Progress(int(todo.numel()), settings.progress, variants.name)
             try:
                 scores[todo] = _ablate(
                     model,
@@ -191,6 +220,7 @@ def ablation_scores(
                     progress,
                     head,
                     scope,
+                    variants,
                 )
             finally:
                 progress.close()
@@ -207,6 +237,9 @@ def _ablated_batch(act: Tensor, channels: Tensor, with_base: bool) -> Tensor:
     return act * keep.view(*keep.shape, *([1] * (act.ndim - 2)))
 
 
+CHANNEL_ABLATION = Variants(lambda act: int(act.shape[1]), _ablated_batch)
+
+
 def _ablate(
     model: nn.Module,
     x1: Tensor,
@@ -221,6 +254,7 @@ def _ablate(
     progress: Progress,
     head: ClassHead,
     scope: PassScope,
+    variants: Variants = CHANNEL_ABLATION,
 ) -> Tensor:
     out = torch.empty(todo.numel(), ids.numel(), device=x1.device)
     fast = True
@@ -228,13 +262,13 @@ def _ablate(
         chunk = todo[start : start + batch]
         rows: Tensor | None = None
         if fast:
-            rows = _ablated_batch(act, chunk, with_base=True)
+            rows = variants.rows(act, chunk, True)
             try:
                 with _patched_forwards({**replay, target: _replaying(rows)}, scope), scope.active():
                     logits = settings.adapter(model(x1)).float()
                 if logits.shape[0] != rows.shape[0]:
                     raise SuffixMismatch(f"output batch {logits.shape[0]} != {rows.shape[0]}")
-                got = head.scores(logits, ids[None].expand(logits.shape[0], -1))
+                got = variants.score(head, logits, ids[None].expand(logits.shape[0], -1))
                 tol = 1e-4 * base.abs().clamp(min=1.0)
                 if not bool(((got[0] - base).abs() <= tol).all()):
                     raise SuffixMismatch("the unablated row does not reproduce the model's score")
@@ -243,12 +277,13 @@ def _ablate(
                 continue
             except (RuntimeError, UsageError) as err:
                 log.info(
-                    "ablationcam: the layers after the target read tensors from before it (%s); "
+                    "%s: the layers after the target read tensors from before it (%s); "
                     "falling back to full forward passes",
+                    variants.name,
                     err,
                 )
                 fast = False
-        rows = _ablated_batch(act, chunk, with_base=False)
+        rows = variants.rows(act, chunk, False)
 
         def replace(_m: nn.Module, _i: Any, _o: Any, r: Tensor = rows) -> Tensor:
             return r
@@ -259,8 +294,8 @@ def _ablate(
                 logits = settings.adapter(model(x1.expand(rows.shape[0], *x1.shape[1:]))).float()
         finally:
             handle.remove()
-        out[start : start + chunk.numel()] = head.scores(
-            logits, ids[None].expand(rows.shape[0], -1)
+        out[start : start + chunk.numel()] = variants.score(
+            head, logits, ids[None].expand(rows.shape[0], -1)
         )
         progress.step(chunk.numel())
     return out
