@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import (
     ablationcam,
+    attention_rollout,
     cam,
     counterfactual,
     eigencam,
@@ -28,7 +29,6 @@ from . import (
     layercam,
     legrad,
     occlusion,
-    rollout,
     scorecam,
     smoothgradcampp,
     sscam,
