@@ -7,7 +7,15 @@ from torch import Tensor
 
 from ..core.attention import TransformerLayout, transformer_layout
 from ..core.context import LayerContext
+from ..core.targets import OutputAdapter
 from ..errors import LayerError
+from ..perturbation.options import Settings, class_targets
+
+
+def targets_and_adapter(ctx: LayerContext, method: str) -> tuple[Tensor, OutputAdapter]:
+    """The target classes (callable targets refused: the method scores its own pass by class)
+    and the output adapter of the call, read as every method with passes of its own reads them."""
+    return class_targets(ctx.class_ids, method), Settings.read(ctx.method_options).adapter
 
 
 def layout_and_last_block(ctx: LayerContext, method: str) -> tuple[TransformerLayout, int]:

@@ -43,8 +43,7 @@ from ..core.attention import record_attention
 from ..core.context import LayerContext
 from ..core.passes import batched_grad
 from ..core.registry import register_method
-from ..perturbation.options import class_targets
-from ._transformer import layout_and_last_block, patch_grid
+from ._transformer import layout_and_last_block, patch_grid, targets_and_adapter
 
 #: Blocks LeGrad reads, ending at the chosen layer's block.
 BLOCKS = 4
@@ -69,7 +68,7 @@ def _mean_token(tokens: Tensor) -> Tensor:
 def legrad(ctx: LayerContext) -> Tensor:
     """Gradients of each block's class score with respect to its attention, last four blocks."""
     layout, last = layout_and_last_block(ctx, "legrad")
-    ids = class_targets(ctx.class_ids, "legrad")
+    ids, _ = targets_and_adapter(ctx, "legrad")
     blocks = range(max(0, last - BLOCKS + 1), last + 1)
     per_block = []
     with torch.enable_grad():

@@ -37,8 +37,7 @@ from ..core.attention import record_attention
 from ..core.context import LayerContext
 from ..core.passes import batched_grad
 from ..core.registry import register_method
-from ..perturbation.options import Settings, class_targets
-from ._transformer import layout_and_last_block, patch_grid, readout_rows
+from ._transformer import layout_and_last_block, patch_grid, readout_rows, targets_and_adapter
 
 
 def relevance_matrix(probs: list[Tensor], grads: list[Tensor]) -> Tensor:
@@ -68,12 +67,11 @@ def relevance_matrix(probs: list[Tensor], grads: list[Tensor]) -> Tensor:
 def transformer_attribution(ctx: LayerContext) -> Tensor:
     """Gradient-weighted attention relevance of the blocks up to the layer's, per target."""
     layout, last = layout_and_last_block(ctx, "transformer-attribution")
-    settings = Settings.read(ctx.method_options)
-    ids = class_targets(ctx.class_ids, "transformer-attribution")
+    ids, adapter = targets_and_adapter(ctx, "transformer-attribution")
     blocks = range(last + 1)
     with torch.enable_grad():
         run = record_attention(ctx.model, ctx.input.detach(), layout, blocks, grad=True)
-        scores = ctx.head.scores(settings.adapter(run.output), ids)
+        scores = ctx.head.scores(adapter(run.output), ids)
         probs = [run.probs[i] for i in blocks]
         grads = batched_grad(scores, probs)
     relevance = relevance_matrix([p.detach() for p in probs], [g.detach() for g in grads])
