@@ -231,3 +231,18 @@ def test_threads_give_the_sequential_maps_and_leave_plain_forwards_alone() -> No
         t.join()
     assert bad == []
     assert hook_counts(model) == {}
+
+
+@pytest.mark.parametrize("method", ATTENTION)
+def test_an_error_in_the_methods_own_pass_leaves_nothing_behind(method: str) -> None:
+    model = random_vit()
+    before = _mixed_state(model)
+    # the user's own hook changes what an attention module returns: camscope cannot reproduce
+    # it, refuses the model in the middle of its pass, and must still clean up
+    handle = model.blocks[1].attn.register_forward_hook(lambda _m, _i, out: out + 1.0)
+    with pytest.raises(UnsupportedModelError, match="could not be reproduced"):
+        explain(model, x32(), method, targets=[0, 1], strict=True)
+    assert "could not be reproduced" in explain(model, x32(), [method, "gradcam"]).skipped[method]
+    handle.remove()
+    _assert_state(model, before)
+    assert torch.is_grad_enabled()
