@@ -37,13 +37,22 @@ def layer_channels(
     layers: Sequence[tuple[str, nn.Module]],
     x: Tensor,
     reshape: ReshapeFn | None = None,
-    positions: dict[str, int] | None = None,
 ) -> dict[str, int]:
     """Channels of each layer's output as the methods see it (tokens reshaped), from one
-    eval-mode, no-grad forward on ``x[:1]`` (modes and hooks restored). A ``positions`` dict is
-    filled with each layer's spatial positions ``h * w`` (0 where the output is no feature map)."""
-    shapes: dict[str, int] = {}
-    places: dict[str, int] = positions if positions is not None else {}
+    eval-mode, no-grad forward on ``x[:1]`` (modes and hooks restored)."""
+    return {name: c for name, (c, _) in layer_shapes(model, layers, x, reshape).items()}
+
+
+def layer_shapes(
+    model: nn.Module,
+    layers: Sequence[tuple[str, nn.Module]],
+    x: Tensor,
+    reshape: ReshapeFn | None = None,
+) -> dict[str, tuple[int, int]]:
+    """``(channels, positions h * w)`` of each layer's output as the methods see it (tokens
+    reshaped; positions 0 where the output is no feature map), from one eval-mode, no-grad
+    forward on ``x[:1]`` (modes and hooks restored)."""
+    shapes: dict[str, tuple[int, int]] = {}
     size = (x.shape[-2], x.shape[-1])
 
     def record(name: str) -> Any:
@@ -52,11 +61,9 @@ def layer_channels(
                 try:
                     fn = reshape or spatial_reshape(model, name, size)
                     spatial = to_spatial(fn(out), name)
-                    shapes[name] = int(spatial.shape[1])
-                    places[name] = int(spatial.shape[-2] * spatial.shape[-1])
+                    shapes[name] = (int(spatial.shape[1]), int(spatial[0, 0].numel()))
                 except Exception:  # not a feature map: the run itself will say why
-                    shapes[name] = int(out.shape[1]) if out.ndim > 1 else 1
-                    places[name] = 0
+                    shapes[name] = (int(out.shape[1]) if out.ndim > 1 else 1, 0)
 
         return hook
 
@@ -74,13 +81,13 @@ def estimate(
 ) -> dict[str, int]:
     """Passes per image each method adds, summed over the layers in ``channels`` (the guided
     pass, which does not depend on the layer, counted once), for inputs of ``input_size``;
-    ``positions`` holds each layer's ``h * w`` where known (:func:`layer_channels`)."""
+    ``positions`` holds each layer's ``h * w`` where known (:func:`layer_shapes`)."""
     opts = dict(options or {})
-    places = positions or {}
+    where = dict(positions or {})
     result = {}
     for spec in specs:
         per_layer = [
-            spec.passes_per_image(PassQuery(c, targets, opts, input_size, places.get(name, 0)))
+            spec.passes_per_image(PassQuery(c, targets, opts, input_size, where.get(name, 0)))
             for name, c in channels.items()
         ] or [spec.passes_per_image(PassQuery(0, targets, opts, input_size))]
         result[spec.name] = max(per_layer) if spec.needs_guided_gradients else sum(per_layer)

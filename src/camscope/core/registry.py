@@ -27,6 +27,10 @@ if TYPE_CHECKING:
 
 MethodFn = Callable[["LayerContext"], "Tensor"]
 
+#: Which models a method explains: ``"any"`` classifier, or only ``"transformer"`` ViTs (it reads
+#: attention probabilities or masks tokens; :mod:`camscope.core.attention`).
+MODELS = ("any", "transformer")
+
 
 @dataclass(frozen=True)
 class PassQuery:
@@ -37,8 +41,8 @@ class PassQuery:
         targets: classes explained per image (``K``; top-k).
         options: the ``method_options`` of the call (``num_samples``, ``num_channels``, ...).
         input_size: the model input's ``(height, width)`` (occlusion's patch grid depends on it).
-        positions: spatial positions ``h * w`` of the explained layer (patch tokens of a ViT
-            layer), 0 when unknown (methods that run a pass per position depend on it).
+        positions: spatial positions ``h * w`` of the explained layer (after reshaping tokens;
+            Recipro-CAM runs one pass per position); 0 where the caller did not measure them.
     """
 
     channels: int
@@ -59,9 +63,6 @@ class PassQuery:
 
 PassFn = Callable[[PassQuery], int]
 CLASS_SPECIFIC = ("yes", "no", "weakly")
-#: Which models a method explains: ``"any"`` classifier, or only ``"transformer"`` ViTs (it reads
-#: attention probabilities or masks tokens; :mod:`camscope.core.attention`).
-MODELS = ("any", "transformer")
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,9 @@ class MethodSpec:
             every class, as for Eigen-CAM).
         class_specificity: the same for people: ``"yes"``, ``"no"`` or ``"weakly"`` (depends on
             the class in principle, in practice nearly the same map for every class).
+        models: ``"any"`` classifier, or ``"transformer"``: only vision transformers (on other
+            models the method raises :class:`~camscope.errors.UnsupportedModelError` or
+            :class:`~camscope.errors.UsageError`, and ``explain`` skips it with that reason).
         channel_contributions: the method returns per-channel contributions ``(B, K, C, h, w)``
             and the engine sums them over channels (or, with ``eigen_smooth``, takes their first
             principal component); otherwise it returns the map itself.
@@ -91,9 +95,6 @@ class MethodSpec:
             backward: a number, or a function of a :class:`PassQuery`.
         passes_text: the same as a formula for people (``C`` = channels of the layer, ``N`` =
             ``num_samples``, ``K`` = targets per image).
-        models: ``"any"`` classifier, or ``"transformer"``: only vision transformers (on other
-            models the method raises :class:`~camscope.errors.UnsupportedModelError`, and
-            ``explain`` skips it with that reason).
     """
 
     name: str
@@ -106,10 +107,10 @@ class MethodSpec:
     paper: str
     family: str = ""
     class_specificity: str = "yes"
+    models: str = "any"
     uses_gradients: bool = False
     passes: PassFn = field(default=lambda _q: 0)
     passes_text: str = "0"
-    models: str = "any"
 
     def passes_per_image(self, query: PassQuery) -> int:
         """Model passes per image this method adds (see ``passes``)."""
@@ -129,25 +130,26 @@ def register_method(
     summary: str = "",
     paper: str = "",
     family: str = "",
+    models: str = "any",
     uses_gradients: bool | None = None,
     passes: int | PassFn = 0,
     passes_text: str | None = None,
-    models: str = "any",
 ) -> Callable[[MethodFn], MethodFn]:
-    """Decorator that registers a CAM method under ``name`` (see :class:`MethodSpec`).
+    """Decorator that registers a CAM method under ``name`` (see :class:`MethodSpec`; ``models``
+    is ``"any"`` or ``"transformer"``, :data:`MODELS`).
 
     ``class_specific`` takes a bool or ``"yes"`` / ``"no"`` / ``"weakly"``; ``uses_gradients``
     defaults to ``needs_gradients or needs_guided_gradients``; ``passes`` defaults to none beyond
-    the shared ones; ``models`` is ``"any"`` or ``"transformer"`` (see :data:`MODELS`).
+    the shared ones.
     """
-    if models not in MODELS:
-        raise ValueError(f"models must be one of {MODELS}")
     if isinstance(class_specific, bool):
         specific = "yes" if class_specific else "no"
     else:
         specific = class_specific
     if specific not in CLASS_SPECIFIC:
         raise ValueError(f"class_specific must be a bool or one of {CLASS_SPECIFIC}")
+    if models not in MODELS:
+        raise ValueError(f"models must be one of {MODELS}")
     cost = passes if callable(passes) else _constant(int(passes))
     if passes_text is None and callable(passes):
         raise ValueError("a passes function needs its formula in passes_text")
@@ -168,6 +170,7 @@ def register_method(
             summary=summary or (doc_line[0] if doc_line else ""),
             paper=paper,
             family=family or ("gradient" if needs_gradients else "activation"),
+            models=models,
             uses_gradients=(
                 needs_gradients or needs_guided_gradients
                 if uses_gradients is None
@@ -175,7 +178,6 @@ def register_method(
             ),
             passes=cost,
             passes_text=text,
-            models=models,
         )
         return fn
 

@@ -73,12 +73,13 @@ def estimate_passes(
     """Model passes per image each method would add beyond the shared forward and backward, for
     ``model`` at ``layer`` (one dry forward to count the layers' channels), with ``targets``
     classes per image (see :mod:`camscope.core.cost`; upper bounds for the Score-CAM family)."""
-    from ..core.cost import estimate, layer_channels
+    from ..core.cost import estimate, layer_shapes
     from ..core.layers import resolve_layers
 
     specs = [lookup(name) for name in methods]
     layers = resolve_layers(model, layer, x)
-    positions: dict[str, int] = {}
-    channels = layer_channels(model, layers, x, reshape, positions)
+    shapes = layer_shapes(model, layers, x, reshape)
+    channels = {name: c for name, (c, _) in shapes.items()}
+    positions = {name: p for name, (_, p) in shapes.items()}
     size = (int(x.shape[-2]), int(x.shape[-1]))
-    return estimate(specs, channels, targets, method_options, size, positions)
+    return estimate(specs, channels, targets, method_options, input_size=size, positions=positions)
