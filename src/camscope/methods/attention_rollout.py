@@ -1,7 +1,7 @@
 """Attention rollout.
 
-Abnar & Zuidema, "Quantifying Attention Flow in Transformers", ACL 2020 (arXiv:2005.00928),
-Sec. 3. Each block's attention, averaged over heads, gets the identity added for the residual
+Abnar & Zuidema, "Quantifying Attention Flow in Transformers", ACL 2020 (arXiv:2005.00928).
+Each block's attention, averaged over heads, gets the identity added for the residual
 connection and its rows renormalised; the blocks' matrices are multiplied from the first block on:
 
 .. math::

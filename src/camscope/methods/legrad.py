@@ -16,10 +16,10 @@ The attention values are not multiplied in. Blocks ``\\mathcal{B}``: the last fo
 including the block of the chosen layer (the last four at the default ``auto`` layer, as in
 torchcam's example; the authors' code starts at the second-to-last block by default). The mean
 over the tokens (class token included) follows the authors' code and torchcam 0.5 ``LeGrad``,
-which this method agrees with (r > 0.99 on random torchvision ViTs,
-``tests/methods/test_vit_agreement.py``). One forward with the attention in the graph
-(:mod:`camscope.core.attention`), then per block one backward through that block and the head,
-batched over the targets.
+which this method equals up to float rounding on random torchvision ViTs (vit_b_16 with
+torchcam's example settings: r = 1.0; ``tests/methods/test_vit_agreement.py``). One forward
+with the attention in the graph (:mod:`camscope.core.attention`), then per block one backward
+through that block and the head, batched over the targets.
 
 ViTs only (:data:`camscope.core.attention.SUPPORTED`). The head is the model's own: for timm
 ``forward_head(norm(tokens))`` on the sequence whose every token is the mean token (so class-token,

@@ -1,7 +1,7 @@
 """Transformer attribution (gradient-weighted attention relevance).
 
 Chefer, Gur & Wolf, "Generic Attention-model Explainability for Interpreting Bi-Modal and
-Encoder-Decoder Transformers", ICCV 2021 (arXiv:2103.15679), Eq. 5-6 for self-attention, the
+Encoder-Decoder Transformers", ICCV 2021 (arXiv:2103.15679), its rule for self-attention, the
 successor of their CVPR 2021 "Transformer Interpretability Beyond Attention Visualization"
 without its LRP relevances. The relevance matrix starts as the identity and every block, from
 the first on, adds its gradient-weighted attention, averaged over heads after keeping the
