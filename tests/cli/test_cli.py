@@ -58,8 +58,8 @@ def test_parse_args_explain() -> None:
 
 
 def test_parse_helpers() -> None:
-    from camscope.data import inputs
     from camscope.cli import _common
+    from camscope.data import inputs
 
     assert _common.split_list(["a,b", " c ", ""]) == ["a", "b", "c"]
     assert _common.parse_layers(None) == "auto"

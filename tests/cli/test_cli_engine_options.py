@@ -71,7 +71,11 @@ def test_method_all_leaves_out_what_exceeds_the_budget(
     err = capsys.readouterr().err
     summary = json.loads((out / "summary.json").read_text())
     assert code == 0
-    assert set(summary["methods_left_out"]) == {"sscam", "iscam", "occlusion", "sess", "reciprocam"}
+    over_budget = {"sscam", "iscam", "occlusion", "sess", "reciprocam"}
+    vit_only = {"legrad", "attention-rollout", "transformer-attribution", "vit-reciprocam"}
+    assert set(summary["methods_left_out"]) == over_budget | vit_only
+    assert all("not a vision transformer" in summary["methods_left_out"][m] for m in vit_only)
+    assert not summary["skipped"]  # left out before the run, not skipped during it
     assert "about 257 model passes" in summary["methods_left_out"]["reciprocam"]
     assert "about 101 model passes" in summary["methods_left_out"]["occlusion"]
     assert (

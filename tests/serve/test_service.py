@@ -83,6 +83,7 @@ def test_costs_come_from_the_method_specs() -> None:
     # per crop; FullGrad (a forward and a backward) and DFF (a recording pass and one tail pass)
     # import it too, so the badge overstates their cost (it reads imports, not MethodSpec.passes)
     slow |= {"reciprocam", "sess", "fullgrad", "dff"}
+    slow |= {"vit-reciprocam"}  # one pass of the layers after the target per patch token
     assert {n for n, c in costs.items() if c == "perturbation"} == slow
     assert {n for n, c in costs.items() if c == "guided pass"} == {
         "guided-backprop",

@@ -92,15 +92,20 @@ def _gate(_module: nn.Module, _inputs: Any, output: Any) -> Any:
     return _PositiveGradientGate.apply(output) if isinstance(output, Tensor) else output
 
 
-def batched_grad(scores: Tensor, inputs: list[Tensor]) -> list[Tensor]:
+def batched_grad(
+    scores: Tensor, inputs: list[Tensor], *, retain_graph: bool = False
+) -> list[Tensor]:
     """Gradients of each score column w.r.t. ``inputs``: ``(B, K, ...)`` per input.
 
     Samples are independent in eval mode, so the gradient of the batch sum of column k gives every
     sample's own gradient; the K columns go through one vmapped backward (is_grads_batched).
+    ``retain_graph`` keeps the graph for further calls (LeGrad differentiates one score per block).
     """
     k = scores.shape[1]
     if k == 1:
-        grads = torch.autograd.grad(scores.sum(), inputs, allow_unused=True)
+        grads = torch.autograd.grad(
+            scores.sum(), inputs, allow_unused=True, retain_graph=retain_graph
+        )
         return [_zeros_if_none(g, t).unsqueeze(1) for g, t in zip(grads, inputs)]
     eye = torch.eye(k, dtype=scores.dtype, device=scores.device)
     grad_outputs = eye[:, None, :].expand(k, scores.shape[0], k).contiguous()

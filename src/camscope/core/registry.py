@@ -27,6 +27,10 @@ if TYPE_CHECKING:
 
 MethodFn = Callable[["LayerContext"], "Tensor"]
 
+#: Which models a method explains: ``"any"`` classifier, or only ``"transformer"`` ViTs (it reads
+#: attention probabilities or masks tokens; :mod:`camscope.core.attention`).
+MODELS = ("any", "transformer")
+
 
 @dataclass(frozen=True)
 class PassQuery:
@@ -79,6 +83,9 @@ class MethodSpec:
             every class, as for Eigen-CAM).
         class_specificity: the same for people: ``"yes"``, ``"no"`` or ``"weakly"`` (depends on
             the class in principle, in practice nearly the same map for every class).
+        models: ``"any"`` classifier, or ``"transformer"``: only vision transformers (on other
+            models the method raises :class:`~camscope.errors.UnsupportedModelError` or
+            :class:`~camscope.errors.UsageError`, and ``explain`` skips it with that reason).
         channel_contributions: the method returns per-channel contributions ``(B, K, C, h, w)``
             and the engine sums them over channels (or, with ``eigen_smooth``, takes their first
             principal component); otherwise it returns the map itself.
@@ -105,6 +112,7 @@ class MethodSpec:
     paper: str
     family: str = ""
     class_specificity: str = "yes"
+    models: str = "any"
     uses_gradients: bool = False
     passes: PassFn = field(default=lambda _q: 0)
     passes_text: str = "0"
@@ -128,12 +136,14 @@ def register_method(
     summary: str = "",
     paper: str = "",
     family: str = "",
+    models: str = "any",
     uses_gradients: bool | None = None,
     passes: int | PassFn = 0,
     passes_text: str | None = None,
     fusion: str = "mean",
 ) -> Callable[[MethodFn], MethodFn]:
-    """Decorator that registers a CAM method under ``name`` (see :class:`MethodSpec`).
+    """Decorator that registers a CAM method under ``name`` (see :class:`MethodSpec`; ``models``
+    is ``"any"`` or ``"transformer"``, :data:`MODELS`).
 
     ``class_specific`` takes a bool or ``"yes"`` / ``"no"`` / ``"weakly"``; ``uses_gradients``
     defaults to ``needs_gradients or needs_guided_gradients``; ``passes`` defaults to none beyond
@@ -147,6 +157,8 @@ def register_method(
         specific = class_specific
     if specific not in CLASS_SPECIFIC:
         raise ValueError(f"class_specific must be a bool or one of {CLASS_SPECIFIC}")
+    if models not in MODELS:
+        raise ValueError(f"models must be one of {MODELS}")
     cost = passes if callable(passes) else _constant(int(passes))
     if passes_text is None and callable(passes):
         raise ValueError("a passes function needs its formula in passes_text")
@@ -167,6 +179,7 @@ def register_method(
             summary=summary or (doc_line[0] if doc_line else ""),
             paper=paper,
             family=family or ("gradient" if needs_gradients else "activation"),
+            models=models,
             uses_gradients=(
                 needs_gradients or needs_guided_gradients
                 if uses_gradients is None

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import (
     ablationcam,
+    attention_rollout,
     cam,
     counterfactual,
     dff,
@@ -28,6 +29,7 @@ from . import (
     hirescam,
     iscam,
     layercam,
+    legrad,
     occlusion,
     reciprocam,
     refinecam,
@@ -35,6 +37,8 @@ from . import (
     sess,
     smoothgradcampp,
     sscam,
+    transformer_attribution,
+    vit_reciprocam,
     xgradcam,
 )
 from ..core.registry import MethodSpec, lookup, registered_names, registered_specs
@@ -59,6 +63,23 @@ def get_method(name: str) -> MethodSpec:
 def method_specs() -> list[MethodSpec]:
     """Every registered :class:`~camscope.core.registry.MethodSpec`, in registration order."""
     return registered_specs()
+
+
+def unsuited_methods(model: nn.Module, methods: Sequence[str]) -> dict[str, str]:
+    """The methods among ``methods`` that cannot explain ``model`` at all, each with the reason
+    (transformer-only methods on a model whose attention :mod:`camscope.core.attention` cannot
+    read). ``-m all`` leaves them out instead of reporting them skipped."""
+    from ..core.attention import transformer_layout
+    from ..errors import UnsupportedModelError
+
+    wanted = [lookup(name) for name in methods]
+    if not any(spec.models == "transformer" for spec in wanted):
+        return {}
+    try:
+        transformer_layout(model)
+    except UnsupportedModelError as err:
+        return {spec.name: str(err) for spec in wanted if spec.models == "transformer"}
+    return {}
 
 
 def estimate_passes(
