@@ -1,12 +1,39 @@
-"""Small tensor helpers shared by the method files (no hooks, no model calls)."""
+"""Small helpers shared by the method files (no hooks, no model calls): tensor arithmetic, and
+reading the ``method_options`` of methods that run no passes of their own."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
 
 from torch import Tensor
 
 from ..core.ops import first_component
+from ..perturbation import options as _options
 
-__all__ = ["channel_weighted", "first_component", "spatial_mean"]
+__all__ = [
+    "channel_weighted",
+    "first_component",
+    "method_option",
+    "option_choice",
+    "spatial_mean",
+]
+
+
+def method_option(
+    options: Mapping[str, Any], name: str, default: Any, kind: type | tuple[type, ...]
+) -> Any:
+    """``options[name]`` or ``default``, type-checked, unknown keys refused: the one reader of
+    :mod:`camscope.perturbation.options` (``KNOWN_OPTIONS``), for one-pass methods (whose module
+    then does not import the perturbation package, which the viewer reads as their cost)."""
+    return _options.option(options, name, default, kind)
+
+
+def option_choice(
+    options: Mapping[str, Any], name: str, default: str, choices: tuple[str, ...]
+) -> str:
+    """A string option among ``choices`` (see :func:`method_option`)."""
+    return _options.choice(options, name, default, choices)
 
 
 def channel_weighted(weights: Tensor, activations: Tensor) -> Tensor:

@@ -27,7 +27,7 @@ from torch import Tensor
 
 from ..core.context import LayerContext
 from ..core.registry import register_method
-from ..perturbation.options import choice, option
+from ._common import method_option, option_choice
 
 
 @register_method(
@@ -42,8 +42,10 @@ from ..perturbation.options import choice, option
 def fem(ctx: LayerContext) -> Tensor:
     """Binary k-sigma masks of every channel weighted by the channel means (or, with
     ``fem_weighting='activations'``, the activations weighted by the masks' coverage)."""
-    k = float(option(ctx.method_options, "fem_k", 2.0, (int, float)))
-    weighting = choice(ctx.method_options, "fem_weighting", "masks", ("masks", "activations"))
+    k = float(method_option(ctx.method_options, "fem_k", 2.0, (int, float)))
+    weighting = option_choice(
+        ctx.method_options, "fem_weighting", "masks", ("masks", "activations")
+    )
     acts = ctx.activations
     mean = acts.mean(dim=(-2, -1), keepdim=True)
     std = acts.std(dim=(-2, -1), keepdim=True, correction=0)

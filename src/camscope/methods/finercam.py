@@ -46,7 +46,7 @@ from ..core.context import LayerContext
 from ..core.registry import lookup, register_method
 from ..core.targets import ClassHead
 from ..errors import UsageError
-from ..perturbation.options import choice, option
+from ._common import method_option, option_choice
 
 NAME = "finercam"
 BASES = ("gradcam", "gradcam++", "layercam", "hirescam", "xgradcam")
@@ -62,14 +62,14 @@ class FinerSettings:
 
     @classmethod
     def read(cls, options: Mapping[str, Any]) -> FinerSettings:
-        references = int(option(options, "finer_references", 3, int))
+        references = int(method_option(options, "finer_references", 3, int))
         if references < 1:
             raise UsageError(f"method option 'finer_references' must be >= 1, got {references}")
         return cls(
-            alpha=float(option(options, "finer_alpha", 1.0, (int, float))),
+            alpha=float(method_option(options, "finer_alpha", 1.0, (int, float))),
             references=references,
-            weighting=choice(options, "finer_weighting", "mean", WEIGHTINGS),
-            base=choice(options, "finer_base", "gradcam", BASES),
+            weighting=option_choice(options, "finer_weighting", "mean", WEIGHTINGS),
+            base=option_choice(options, "finer_base", "gradcam", BASES),
         )
 
 

@@ -34,7 +34,7 @@ from torch import Tensor
 
 from ..core.context import LayerContext
 from ..core.registry import register_method
-from ..perturbation.options import choice, option
+from ._common import method_option, option_choice
 
 KERNELS = ("sigmoid", "rbf", "poly", "cosine", "linear")
 
@@ -87,8 +87,8 @@ def kernel_pca_projection(features: Tensor, kernel: str, gamma: float | None) ->
 )
 def kpcacam(ctx: LayerContext) -> Tensor:
     """First kernel principal component of the activations; class-agnostic."""
-    kernel = choice(ctx.method_options, "kpca_kernel", "sigmoid", KERNELS)
-    gamma = option(ctx.method_options, "kpca_gamma", None, (int, float))
+    kernel = option_choice(ctx.method_options, "kpca_kernel", "sigmoid", KERNELS)
+    gamma = method_option(ctx.method_options, "kpca_gamma", None, (int, float))
     projection = kernel_pca_projection(
         ctx.activations, kernel, None if gamma is None else float(gamma)
     )

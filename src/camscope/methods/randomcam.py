@@ -27,8 +27,7 @@ from torch import Tensor
 
 from ..core.context import LayerContext
 from ..core.registry import register_method
-from ..perturbation.options import option
-from ._common import channel_weighted
+from ._common import channel_weighted, method_option
 
 
 def random_weights(channels: int, seed: int) -> Tensor:
@@ -48,7 +47,7 @@ def random_weights(channels: int, seed: int) -> Tensor:
 )
 def randomcam(ctx: LayerContext) -> Tensor:
     """Random channel weights in [-1, 1), the same for every image and target."""
-    seed = int(option(ctx.method_options, "seed", 0, int))
+    seed = int(method_option(ctx.method_options, "seed", 0, int))
     b, c = ctx.activations.shape[:2]
     k = ctx.scores.shape[1]
     weights = random_weights(c, seed).to(ctx.activations.device)

@@ -43,15 +43,14 @@ from torch import Tensor
 from ..core.context import LayerContext
 from ..core.registry import register_method
 from ..core.targets import ClassHead
-from ..perturbation.options import choice
-from ._common import channel_weighted, spatial_mean
+from ._common import channel_weighted, option_choice, spatial_mean
 
 NAME = "shapleycam"
 UTILITIES = ("rest", "logit")
 
 
 def utility(options: Mapping[str, Any]) -> str:
-    return choice(options, "shapley_utility", "rest", UTILITIES)
+    return option_choice(options, "shapley_utility", "rest", UTILITIES)
 
 
 def rest_score(
