@@ -11,8 +11,9 @@ shares with them and keeps what tells it apart:
 
 ``d_1..d_T`` are the ``T`` classes whose logits are closest to ``y^c`` (``|y^d - y^c|``; for the
 top-1 target, the runners-up), ``alpha`` the comparison strength, and ``base`` a gradient CAM
-(Grad-CAM by default, so ``w_k = mean_ij ds^c/dA^k``). Defaults ``T = 3``, ``alpha = 1``.
-Options: ``finer_references`` (``T``, at most the number of other classes), ``finer_alpha``,
+(Grad-CAM by default, so ``w_k = mean_ij ds^c/dA^k``). The paper makes ``alpha`` a knob
+(0: the base method; larger: finer details); camscope's defaults are ``T = 3`` and ``alpha = 1``,
+the full comparison (pytorch-grad-cam's defaults too). Options: ``finer_references`` (``T``, at most the number of other classes), ``finer_alpha``,
 ``finer_base`` (``gradcam``, ``gradcam++``, ``layercam``, ``hirescam``, ``xgradcam``) and
 ``finer_weighting``.
 
@@ -20,8 +21,8 @@ Cost: ``s^c`` is one more column of the engine's shared batched backward (per ta
 of its own.
 
 Peers and deviations: torchcam's ``FinerCAM`` computes the same score with ``alpha = 0.6``
-(``gamma``), the value of the authors' own multi-reference setting; pass
-``finer_alpha=0.6`` for it. pytorch-grad-cam's ``FinerCAM`` (``alpha = 1``, ranks 1-3 by logit
+(``gamma``), the value the authors' code (github.com/Imageomics/Finer-CAM) uses for three
+references; pass ``finer_alpha=0.6`` for it. pytorch-grad-cam's ``FinerCAM`` (``alpha = 1``, ranks 1-3 by logit
 distance) weights every comparison by the softmax probability of the compared class and
 differentiates through those weights,
 ``s^c = sum_t p_t (y^c - alpha y^{d_t}) / (sum_t p_t + 10^-9)``; ``finer_weighting="softmax"``
