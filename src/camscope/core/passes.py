@@ -294,7 +294,9 @@ def forward_backward(
         seconds = second_order(second_scores, outputs, [name for name, _ in live])
     all_grads: list[Tensor | None] = [None] * len(live)
     if (need_gradients or columns or hessian_for) and live:
-        scores = torch.cat([resolved.scores, *(columns[name] for name in first)], dim=1)
+        scores = resolved.scores
+        if first:
+            scores = torch.cat([scores, *(columns[name] for name in first)], dim=1)
         all_grads = list(batched_grad(scores, outputs))
     passes = Passes([], failed, resolved, _logits_or_none(output, targets, adapter))
     for (name, act), grad, extra in zip(live, all_grads, seconds):
