@@ -13,11 +13,14 @@ from torch import Tensor, nn
 from camscope import explain, get_method, list_methods
 from camscope.errors import LayerError, TargetError, UsageError
 
-# methods served by the shared pass: gradients (not guided) and activations only
+# methods served by the shared pass: gradients (not guided, not second order) and activations only
+# (the second-order backward of Shapley-CAM is counted in tests/core/test_second_order.py)
 GRADIENT_METHODS = [
     m
     for m in list_methods()
-    if get_method(m).needs_gradients and not get_method(m).needs_guided_gradients
+    if get_method(m).needs_gradients
+    and not get_method(m).needs_guided_gradients
+    and not get_method(m).needs_hessian
 ] + ["eigencam"]
 GUIDED_METHODS = [m for m in list_methods() if get_method(m).needs_guided_gradients]
 

@@ -47,6 +47,7 @@ def scaled(m: Tensor) -> Tensor:
     return m / m.max()
 
 
+@pytest.mark.reference("dff")
 def test_two_concepts_by_hand() -> None:
     model, x = TwoConcepts().eval(), TwoConcepts.input()
     (found,) = concepts(model, x, "conv", num_concepts=2, top=1)

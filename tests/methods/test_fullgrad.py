@@ -21,6 +21,7 @@ def minmax(m: torch.Tensor) -> torch.Tensor:
     return (m - m.min()) / (m.max() - m.min())
 
 
+@pytest.mark.reference("fullgrad")
 def test_gap_net_by_hand() -> None:
     # Class 0 (W = [1, -1]): dscore/dP_k[i, j] = W[0, k] / 9 * [P_k > 0] (nets.py).
     # Input gradient: P0[i, j] = 2 x[i, j] - 5 and P1[i, j] = 21 - 2 x[i+1, j+1], so

@@ -27,6 +27,7 @@ def softmax_of(logits: list[float], c: int) -> float:
     return e[c] / sum(e)
 
 
+@pytest.mark.reference("reciprocam")
 def test_gap_net_by_hand() -> None:
     # Keeping position (i, j) alone, the pooled vector is (A0[i][j], A1[i][j]) / 9 and the logits
     # are W @ pooled + b with W = [[1, -1], [-1, 2], [0.5, 0.5]], b = [0, 0.5, -1] (nets.py).

@@ -24,6 +24,7 @@ def expected_map(raw: torch.Tensor) -> torch.Tensor:
     return (up - up.min()) / (up.max() - up.min())
 
 
+@pytest.mark.reference("refinecam")
 def test_gap_net_by_hand() -> None:
     # Grad-CAM, class 0 (tests/methods/test_methods_reference.py): at the ReLU output
     # L = (A0 - A1) / 9; at the convolution L = (6 P0 - 5 P1) / 81.

@@ -59,6 +59,7 @@ def test_blur_by_hand_and_against_opencv() -> None:
     np.testing.assert_allclose(gaussian_blur(m)[0].numpy(), theirs, atol=1e-6)
 
 
+@pytest.mark.reference("sess")
 def test_gap_net_one_scale_by_hand() -> None:
     # One scale: the only crop is the image; its weight is 1, so the fused map is Grad-CAM's map
     # where it is positive (0 elsewhere, the same), blurred. Grad-CAM for class 0 at the ReLU

@@ -45,6 +45,7 @@ def test_the_hand_net_gives_the_hand_logits(class0) -> None:
     assert class0.layer == "blocks.0.norm1"
 
 
+@pytest.mark.reference("transformer-attribution")
 def test_transformer_attribution(class0, class1) -> None:
     # One block: R = I + relu(grad * A), averaged over the single head. Only the class token's
     # row reaches the score, with dy_0/dA_0j = v_j[0] = (1, 2, -1, 1, 0.5), so
@@ -54,6 +55,7 @@ def test_transformer_attribution(class0, class1) -> None:
     close(class1.raw["transformer-attribution"][0], t([[0, 2], [0, 0]]) / 9)
 
 
+@pytest.mark.reference("legrad")
 def test_legrad(class0, class1) -> None:
     # s = head(mean of the 5 output tokens): ds_0/dA_ij = v_j[0] / 5 for every query row i, so
     # relu, mean over rows and the one head: (2, 0, 1, 0.5) / 5 on the patches
@@ -61,6 +63,7 @@ def test_legrad(class0, class1) -> None:
     close(class1.raw["legrad"][0], t([[0, 1], [0, 0]]) / 5)
 
 
+@pytest.mark.reference("attention-rollout")
 def test_attention_rollout(class0, class1) -> None:
     # (A + I) / 2 for the one block: the class row's patch columns are A_0j / 2 = (1, 2, 3, 2) / 18
     expected = t([[1, 2], [3, 2]]) / 18
@@ -79,6 +82,7 @@ def _recipro(masks: list[float]) -> float:
     return 1 / (1 + math.exp(-2 * y0))
 
 
+@pytest.mark.reference("vit-reciprocam")
 def test_vit_reciprocam(class0, class1) -> None:
     # copy (i, j) scales the patches by the 3x3 Gaussian centred on (i, j): on a 2x2 grid the
     # centre gets 1/4, the two edge neighbours 1/8 and the diagonal one 1/16

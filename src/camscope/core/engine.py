@@ -5,7 +5,10 @@ chosen layer runs under ``torch.no_grad()``: its hook swaps the layer output for
 gradient recording on for the rest of the forward, and so the graph starts at the layer. One
 ``torch.autograd.grad`` call to the layer outputs (never ``.backward()``, never parameter ``.grad``)
 then serves every requested method; several targets (top-k) share it through a batched
-vector-Jacobian product (:mod:`camscope.core.passes`). Guided backpropagation needs gradients with
+vector-Jacobian product (:mod:`camscope.core.passes`); a method that explains a score of its own
+(Finer-CAM) adds its columns to that product, and one that reads second derivatives (Shapley-CAM)
+adds, per target, a backward that keeps its graph and a Hessian-vector product
+(:mod:`camscope.core.extra_scores`). Guided backpropagation needs gradients with
 respect to the input under a different ReLU rule, so methods that use it add one guided
 forward/backward pass. The methods' maps are put together in :mod:`camscope.core.assemble`.
 
@@ -250,6 +253,9 @@ def explain(
             reshape,
             multilabel=multilabel,
             strict=strict,
+            own_scores={s.name: s.own_score for s in specs if s.own_score is not None},
+            hessian_for=[s.name for s in specs if s.needs_hessian],
+            method_options=options,
         )
         if any(s.needs_guided_gradients for s in specs):
             guided = guided_gradients(model, x, passes.resolved, targets, output_adapter)

@@ -6,6 +6,12 @@ and the contract tests all read this registry, so adding a method means one new 
 :mod:`camscope.methods` imports every built-in method file (which registers it) and offers the
 lookups (``list_methods``, ``get_method``) over the complete registry.
 
+A method may also explain a score of its own instead of the target score (``own_score``: Finer-CAM's
+difference to the most similar classes, Shapley-CAM's ReST utility): the engine adds its columns to
+the same batched backward and hands the gradients over as ``ctx.own_gradients[name]``. A method
+that reads second derivatives (``needs_hessian``) gets ``ctx.hessian_products[name]``, the
+Hessian of its score times the activations, from two more backward calls per target.
+
 Each method also declares its cost: the model passes per image it adds beyond the shared forward
 (and backward), as a number or as a function of a :class:`PassQuery` (the layer's channel count,
 the targets per image, the method options and the input size), with a formula for people (``passes_text``).
@@ -24,8 +30,12 @@ if TYPE_CHECKING:
     from torch import Tensor
 
     from .context import LayerContext
+    from .targets import ClassHead
 
 MethodFn = Callable[["LayerContext"], "Tensor"]
+#: ``(logits, class_ids, head, method_options) -> (B, K)`` differentiable scores a method explains
+#: instead of the target scores, or None to explain the target scores after all.
+OwnScoreFn = Callable[["Tensor", "Tensor", "ClassHead", Mapping[str, Any]], "Tensor | None"]
 
 #: Which models a method explains: ``"any"`` classifier, or only ``"transformer"`` ViTs (it reads
 #: attention probabilities or masks tokens; :mod:`camscope.core.attention`).
@@ -100,6 +110,14 @@ class MethodSpec:
             ``num_samples``, ``K`` = targets per image).
         fusion: how the maps of several layers are fused (:data:`FUSIONS`): ``"mean"`` or
             ``"product"``.
+        own_score: the score the method explains instead of the target score (see
+            :data:`OwnScoreFn`); its gradients ride on the shared backward as extra columns and
+            reach the method as ``ctx.own_gradients[name]``. Class targets only.
+        needs_hessian: the method reads ``ctx.hessian_products[name]``: the Hessian of its score
+            (``own_score`` or else the target score) with respect to the layer, times the
+            layer's activations. Per target, one backward that keeps its graph and one more give
+            it (count them in ``passes``); the method's own score then rides on those instead of
+            the shared backward (see :mod:`camscope.core.extra_scores`).
     """
 
     name: str
@@ -117,6 +135,8 @@ class MethodSpec:
     passes: PassFn = field(default=lambda _q: 0)
     passes_text: str = "0"
     fusion: str = "mean"
+    own_score: OwnScoreFn | None = None
+    needs_hessian: bool = False
 
     def passes_per_image(self, query: PassQuery) -> int:
         """Model passes per image this method adds (see ``passes``)."""
@@ -141,16 +161,21 @@ def register_method(
     passes: int | PassFn = 0,
     passes_text: str | None = None,
     fusion: str = "mean",
+    own_score: OwnScoreFn | None = None,
+    needs_hessian: bool = False,
 ) -> Callable[[MethodFn], MethodFn]:
     """Decorator that registers a CAM method under ``name`` (see :class:`MethodSpec`; ``models``
     is ``"any"`` or ``"transformer"``, :data:`MODELS`).
 
     ``class_specific`` takes a bool or ``"yes"`` / ``"no"`` / ``"weakly"``; ``uses_gradients``
     defaults to ``needs_gradients or needs_guided_gradients``; ``passes`` defaults to none beyond
-    the shared ones; ``fusion`` defaults to the mean over layers.
+    the shared ones; ``fusion`` defaults to the mean over layers. ``own_score`` and
+    ``needs_hessian`` imply ``needs_gradients``.
     """
     if fusion not in FUSIONS:
         raise ValueError(f"fusion must be one of {FUSIONS}")
+    if (own_score is not None or needs_hessian) and not needs_gradients:
+        raise ValueError("own_score and needs_hessian ride on the shared backward: needs_gradients")
     if isinstance(class_specific, bool):
         specific = "yes" if class_specific else "no"
     else:
@@ -188,6 +213,8 @@ def register_method(
             passes=cost,
             passes_text=text,
             fusion=fusion,
+            own_score=own_score,
+            needs_hessian=needs_hessian,
         )
         return fn
 
