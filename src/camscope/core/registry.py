@@ -85,6 +85,8 @@ class MethodSpec:
             backward: a number, or a function of a :class:`PassQuery`.
         passes_text: the same as a formula for people (``C`` = channels of the layer, ``N`` =
             ``num_samples``, ``K`` = targets per image).
+        baseline: a reference that explains nothing (a random map): ``camscope evaluate`` shows
+            it as the floor of the leaderboard, never as the best method.
     """
 
     name: str
@@ -100,6 +102,7 @@ class MethodSpec:
     uses_gradients: bool = False
     passes: PassFn = field(default=lambda _q: 0)
     passes_text: str = "0"
+    baseline: bool = False
 
     def passes_per_image(self, query: PassQuery) -> int:
         """Model passes per image this method adds (see ``passes``)."""
@@ -122,6 +125,7 @@ def register_method(
     uses_gradients: bool | None = None,
     passes: int | PassFn = 0,
     passes_text: str | None = None,
+    baseline: bool = False,
 ) -> Callable[[MethodFn], MethodFn]:
     """Decorator that registers a CAM method under ``name`` (see :class:`MethodSpec`).
 
@@ -162,6 +166,7 @@ def register_method(
             ),
             passes=cost,
             passes_text=text,
+            baseline=baseline,
         )
         return fn
 
