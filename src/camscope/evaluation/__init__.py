@@ -22,47 +22,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-_LAZY = {
-    "MetricColumn": "registry",
-    "metric_columns": "registry",
-    "metric_families": "registry",
-    "register_metric": "registry",
-    "BatchContext": "context",
-    "EvalConfig": "config",
-    "RunResult": "run",
-    "read_rows": "run",
-    "run_evaluation": "run",
-    "sample_ids": "run",
-    "CountingForward": "scoring",
-    "evaluate_batch": "scoring",
-    "to_input": "scoring",
-    "output_lock": "store",
-    "prepare_output": "store",
-    "summarise": "summary",
-    "verdict": "summary",
-    "write_csv": "summary",
+_EXPORTS = {
+    "registry": "MetricColumn metric_columns metric_families register_metric",
+    "context": "BatchContext",
+    "config": "EvalConfig",
+    "run": "RunResult read_rows run_evaluation sample_ids",
+    "scoring": "CountingForward evaluate_batch to_input",
+    "store": "output_lock prepare_output",
+    "summary": "summarise verdict write_csv",
 }
-
-__all__ = [
-    "BatchContext",
-    "CountingForward",
-    "EvalConfig",
-    "MetricColumn",
-    "RunResult",
-    "evaluate_batch",
-    "metric_columns",
-    "metric_families",
-    "output_lock",
-    "prepare_output",
-    "read_rows",
-    "register_metric",
-    "run_evaluation",
-    "sample_ids",
-    "summarise",
-    "to_input",
-    "verdict",
-    "write_csv",
-]
+_LAZY = {name: module for module, names in _EXPORTS.items() for name in names.split()}
+__all__ = sorted(_LAZY)
 
 if TYPE_CHECKING:
     from .config import EvalConfig

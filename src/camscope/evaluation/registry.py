@@ -25,7 +25,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from ..errors import UsageError, closest
@@ -48,7 +48,7 @@ class MetricColumn:
         relative: computed from the class probability ratio ``O / Y``; images whose explained
             class has ``Y`` below :data:`camscope.evaluation.summary.LOW_CONFIDENCE_P` are left
             out of it.
-        across_methods: not in the rows; the summary computes it per image across methods (Win %).
+    Win % is not in the rows: the summary computes it per image across methods.
     """
 
     key: str
@@ -58,18 +58,10 @@ class MetricColumn:
     percent: bool = False
     binary: bool = False
     relative: bool = False
-    across_methods: bool = False
 
     def info(self) -> dict[str, Any]:
         """What ``results.json`` records of the column (``column_info``)."""
-        return {
-            "key": self.key,
-            "title": self.title,
-            "higher_is_better": self.higher_is_better,
-            "family": self.family,
-            "percent": self.percent,
-            "binary": self.binary,
-        }
+        return {k: v for k, v in asdict(self).items() if k != "relative"}
 
 
 @dataclass(frozen=True)
@@ -214,20 +206,3 @@ def markdown_table() -> str:
         if not f.columns:
             rows.append(f"| `{f.name}` | {f.summary} (once per run) | – | – | – |")
     return "\n".join(rows) + "\n"
-
-
-__all__ = [
-    "MetricColumn",
-    "MetricFamily",
-    "Scores",
-    "check_families",
-    "default_families",
-    "family_names",
-    "help_lines",
-    "markdown_table",
-    "metric_column",
-    "metric_columns",
-    "metric_families",
-    "metric_family",
-    "register_metric",
-]

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
         MetricColumn(
             "increase", "Increase in Confidence %", True, percent=True, binary=True, relative=True
         ),
-        MetricColumn("win", "Win %", True, percent=True, relative=True, across_methods=True),
+        MetricColumn("win", "Win %", True, percent=True, relative=True),
     ),
     extras=("signed_drop",),
 )
