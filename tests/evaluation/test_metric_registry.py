@@ -135,7 +135,7 @@ def test_one_win_rule_for_the_metric_and_the_summary() -> None:
 def test_a_baseline_method_is_the_floor_never_the_best(monkeypatch) -> None:
     spec = method_registry.lookup("eigencam")
     monkeypatch.setitem(method_registry._METHODS, "eigencam",
-                        dataclasses.replace(spec, baseline=True))  # fmt: skip
+                        dataclasses.replace(spec, family="baseline"))  # fmt: skip
     energy = {"gradcam": [40.0, 44.0, 42.0, 41.0], "eigencam": [43.0, 45.0, 44.0, 47.0],
               "layercam": [10.0, 12.0, 11.0, 9.0]}  # fmt: skip
     rows = [{"id": f"i{k}", "method": m, "layer": "4", "energy": v[k]}

@@ -78,15 +78,15 @@ class MethodSpec:
             principal component); otherwise it returns the map itself.
         summary: one line for ``camscope methods`` and the docs table (what the map shows).
         paper: short citation.
-        family: ``gradient``, ``activation``, ``perturbation``, ``input gradient``, ...
+        family: ``gradient``, ``activation``, ``perturbation``, ``input gradient``, ...;
+            ``baseline`` for a reference that explains nothing (a random map), which
+            ``camscope evaluate`` shows as the floor of its leaderboard (:attr:`baseline`).
         uses_gradients: whether the method uses gradients at all (also through passes of its own,
             as Smooth Grad-CAM++ does, which ``needs_gradients`` does not say).
         passes: model passes (forwards and backwards) per image beyond the shared forward and
             backward: a number, or a function of a :class:`PassQuery`.
         passes_text: the same as a formula for people (``C`` = channels of the layer, ``N`` =
             ``num_samples``, ``K`` = targets per image).
-        baseline: a reference that explains nothing (a random map): ``camscope evaluate`` shows
-            it as the floor of the leaderboard, never as the best method.
     """
 
     name: str
@@ -102,7 +102,11 @@ class MethodSpec:
     uses_gradients: bool = False
     passes: PassFn = field(default=lambda _q: 0)
     passes_text: str = "0"
-    baseline: bool = False
+
+    @property
+    def baseline(self) -> bool:
+        """Whether the method is a floor to beat, not a contender (``family="baseline"``)."""
+        return self.family == "baseline"
 
     def passes_per_image(self, query: PassQuery) -> int:
         """Model passes per image this method adds (see ``passes``)."""
@@ -125,7 +129,6 @@ def register_method(
     uses_gradients: bool | None = None,
     passes: int | PassFn = 0,
     passes_text: str | None = None,
-    baseline: bool = False,
 ) -> Callable[[MethodFn], MethodFn]:
     """Decorator that registers a CAM method under ``name`` (see :class:`MethodSpec`).
 
@@ -166,7 +169,6 @@ def register_method(
             ),
             passes=cost,
             passes_text=text,
-            baseline=baseline,
         )
         return fn
 

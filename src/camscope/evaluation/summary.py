@@ -13,8 +13,8 @@ Rules (each one written in the report too):
   :data:`WIN_TIE_TOLERANCE` percentage points of the lowest (shared equally), so identical maps
   that differ by float rounding share their wins: the one rule of
   :func:`camscope.metrics.faithfulness.win_share`.
-* **Floors are not contenders.** A method registered as a baseline (``baseline=True`` in
-  :func:`camscope.core.registry.register_method`, e.g. a random map) is listed in
+* **Floors are not contenders.** A method registered in the ``baseline`` family
+  (:func:`camscope.core.registry.register_method`, e.g. a random map) is listed in
   ``baselines``: it is never marked best, and the verdict says when the leader is not clear of it.
 * **Near-zero probabilities are reported apart.** Average Drop, Increase in Confidence and Win
   divide by the explained class's probability ``Y``; images with ``Y <`` :data:`LOW_CONFIDENCE_P`
