@@ -280,34 +280,60 @@ def test_every_stored_value_is_the_plain_loops(tmp_path) -> None:
     assert 0 < wins["gradcam"] < 100
 
 
-def test_a_single_logit_model_is_a_binary_classifier_in_evaluate(tmp_path) -> None:
-    """p = sigmoid(z) for class 1 and 1 - sigmoid(z) for class 0, top-1 = [z >= 0]; the drop
-    family's probabilities are those too (softmax over one logit would make every p 1)."""
-    model, spec = Net(1).eval(), _spec(2)
+class Output(nn.Module):
+    """``Net`` whose output is a tensor, a tuple or a dict, and (``sign=-1``) whose single logit
+    is negated: one model says "yes" on every image, the other "no"."""
+
+    def __init__(self, classes: int, kind: str, sign: float = 1.0) -> None:
+        super().__init__()
+        self.net, self.kind = Net(classes), kind
+        with torch.no_grad():
+            self.net.fc.weight.mul_(sign)
+
+    def forward(self, x: torch.Tensor):
+        z = self.net(x)
+        return {"tensor": z, "tuple": (z, x.mean()), "dict": {"logits": z}}[self.kind]
+
+
+@pytest.mark.parametrize("kind", ["tensor", "tuple", "dict"])
+@pytest.mark.parametrize(
+    "classes,sign", [(6, 1.0), (1, 1.0), (1, -1.0)], ids=["softmax", "yes", "no"]
+)
+def test_evaluate_reports_the_library_prediction(tmp_path, kind, classes, sign) -> None:
+    """top-1 and the explained class's probability are :func:`camscope.core.prediction.classify`'s
+    (within 1e-6) for softmax, single-logit ("yes" and "no") and tuple / dict outputs; for a
+    single logit they are ``sigmoid(z)`` for class 1 and ``1 - sigmoid(z)`` for class 0, and the
+    drop family uses those probabilities (softmax over one logit would make every p 1)."""
+    from camscope.core.prediction import classify
+
+    model, spec = Output(classes, kind, sign).eval(), _spec(max(2, classes))
     images = _images()[:3]
     labels = [(0,), (1,), (0, 1)]
     samples = [Sample(f"b{k}", None, [GroundTruth("x", c, (0, 0, 32, 32))], image=im)
                for k, (c, im) in enumerate(zip(labels, images))]  # fmt: skip
-    run_evaluation(model, spec, samples, _config(metrics=["drop", "pointing"]), tmp_path / "bin",
-                   progress=False, examples=0)  # fmt: skip
+    config = _config(metrics=["drop"])
+    config.layers = ["net.relu"]
+    run_evaluation(model, spec, samples, config, tmp_path / "ev", progress=False, examples=0)
     rows = [
-        json.loads(line) for line in (tmp_path / "bin" / "results.jsonl").read_text().splitlines()
+        json.loads(line) for line in (tmp_path / "ev" / "results.jsonl").read_text().splitlines()
     ]
+    xs = torch.stack([to_input(s, spec)[0] for s in samples])
+    library = classify(model, xs)
     black = ((0 - torch.tensor(MEAN)) / torch.tensor(STD)).view(3, 1, 1)
     for row in rows:
         k = int(row["id"][1:])
-        x = to_input(samples[k], spec)[0]
-        with torch.no_grad():
-            z = float(model(x[None])[0, 0])
+        assert row["top1"] == int(library.classes[k])
+        assert row["target"] == library.best_of(k, labels[k])
+        assert row["p_target"] == pytest.approx(library.probability(k, row["target"]), abs=1e-6)
+        if classes > 1:
+            continue
+        z = float(model.net(xs[k : k + 1])[0, 0].detach())
         p1 = 1 / (1 + math.exp(-z))
-        target = 1 if labels[k] == (1,) or (labels[k] == (0, 1) and p1 > 0.5) else 0
-        assert row["target"] == target and row["top1"] == int(z >= 0)
-        assert row["p_target"] == pytest.approx(p1 if target else 1 - p1, abs=1e-6)
-        a = _map(model, x, row["method"], target)
+        assert row["top1"] == int(z >= 0) == int(sign > 0)
+        assert row["p_target"] == pytest.approx(p1 if row["target"] else 1 - p1, abs=1e-6)
+        a = explain(model, xs[k : k + 1], row["method"], "net.relu", targets=row["target"]).maps
         with torch.no_grad():
-            zo = float(model((black + a * (x - black))[None])[0, 0])
-        o = 1 / (1 + math.exp(-zo)) if target else 1 / (1 + math.exp(zo))
+            zo = float(model.net((black + a[row["method"]][0] * (xs[k] - black))[None])[0, 0])
+        o = 1 / (1 + math.exp(-zo)) if row["target"] else 1 / (1 + math.exp(zo))
         y = row["p_target"]
         assert row["avg_drop"] == pytest.approx(100 * max(0.0, y - o) / y, abs=1e-4)
-        assert "pointing_top5" in row  # two classes: a top-2 pointing game
-    assert {r["top1"] for r in rows} <= {0, 1}
