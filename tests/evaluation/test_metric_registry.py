@@ -165,3 +165,16 @@ def test_the_package_exports_resolve_lazily() -> None:
     assert evaluation.register_metric is registry_module.register_metric
     with pytest.raises(AttributeError, match="no attribute 'COLUMNS'"):
         evaluation.COLUMNS  # noqa: B018  (moved to the registry: metric_columns())
+
+
+def test_a_class_the_model_does_not_have_is_a_usage_error(batch) -> None:
+    model, samples, x, scales = batch
+    wrong = dataclasses.replace(samples[1], objects=[
+        dataclasses.replace(samples[1].objects[0], class_ids=(3, 1000))
+    ])  # fmt: skip
+    config = EvalConfig(methods=["gradcam"], metrics=["energy"])
+    with pytest.raises(
+        UsageError, match=r"class\(es\) \[1000\] are not classes of this model \(1000"
+    ):
+        evaluate_batch(model, SPEC, [samples[0], wrong], x, scales, config, "4",
+                       CountingForward(model))  # fmt: skip

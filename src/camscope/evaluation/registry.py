@@ -48,6 +48,7 @@ class MetricColumn:
         relative: computed from the class probability ratio ``O / Y``; images whose explained
             class has ``Y`` below :data:`camscope.evaluation.summary.LOW_CONFIDENCE_P` are left
             out of it.
+
     Win % is not in the rows: the summary computes it per image across methods.
     """
 

@@ -168,6 +168,14 @@ def _explained(
     t0 = time.perf_counter()
     prediction = predict(forward(x))
     timing.add("classify", time.perf_counter() - t0)
+    n = prediction.num_classes
+    for s in samples:
+        bad = sorted({c for o in s.objects for c in o.class_ids if not 0 <= c < n})
+        if bad:
+            raise UsageError(
+                f"{s.id}: class(es) {bad} are not classes of this model ({n} classes); map the "
+                "data's labels onto its classes (--class-map) or evaluate a model that has them"
+            )
     methods = list(config.methods)
     _, top_classes = prediction.top(5)
     k5 = top_classes.shape[1]
