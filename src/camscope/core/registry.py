@@ -101,7 +101,9 @@ class MethodSpec:
             principal component); otherwise it returns the map itself.
         summary: one line for ``camscope methods`` and the docs table (what the map shows).
         paper: short citation.
-        family: ``gradient``, ``activation``, ``perturbation``, ``input gradient``, ...
+        family: ``gradient``, ``activation``, ``perturbation``, ``input gradient``, ...;
+            ``baseline`` for a reference that explains nothing (a random map), which
+            ``camscope evaluate`` shows as the floor of its leaderboard (:attr:`baseline`).
         uses_gradients: whether the method uses gradients at all (also through passes of its own,
             as Smooth Grad-CAM++ does, which ``needs_gradients`` does not say).
         passes: model passes (forwards and backwards) per image beyond the shared forward and
@@ -137,6 +139,11 @@ class MethodSpec:
     fusion: str = "mean"
     own_score: OwnScoreFn | None = None
     needs_hessian: bool = False
+
+    @property
+    def baseline(self) -> bool:
+        """Whether the method is a floor to beat, not a contender (``family="baseline"``)."""
+        return self.family == "baseline"
 
     def passes_per_image(self, query: PassQuery) -> int:
         """Model passes per image this method adds (see ``passes``)."""
