@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..core.prediction import default_output_adapter, predict
 from ..data.annotations import Sample
 from ..errors import ImageLoadError, UsageError
 from ..metrics import faithfulness as fm
@@ -50,12 +51,7 @@ class CountingForward:
         return out
 
     def _scores(self, x: Tensor) -> Tensor:
-        out = self.forward(x)
-        if not isinstance(out, Tensor):
-            from ..core.targets import default_output_adapter
-
-            out = default_output_adapter(out)
-        return out
+        return default_output_adapter(self.forward(x))
 
 
 def to_input(
@@ -129,11 +125,6 @@ def _gt_tensors(
     return boxes, classes, valid
 
 
-def _best_accepted(logits: Tensor, class_ids: Sequence[int]) -> int:
-    ids = torch.tensor(list(class_ids), dtype=torch.long)
-    return int(ids[logits[ids].argmax()])
-
-
 @dataclass
 class Timing:
     seconds: dict[str, float] = field(default_factory=dict)
@@ -178,19 +169,15 @@ def evaluate_batch(
         rows[i * len(methods) + methods.index(method)][key] = value
 
     t0 = time.perf_counter()
-    logits = forward(x).float()
+    prediction = predict(forward(x))  # softmax; a single logit: the classes 0 and 1
     timing.add("classify", time.perf_counter() - t0)
-    if logits.ndim != 2:
-        raise UsageError(
-            f"evaluation needs (batch, classes) model outputs; got {tuple(logits.shape)}"
-        )
     # One explain call per batch: the model's top-5 classes, the explained class and, for
     # two-object images, the second object's class (the explained class again elsewhere), so
     # every method shares one forward/backward and Score-CAM one set of masked passes.
-    k5 = min(5, logits.shape[1])
-    top_classes = logits.topk(k5, dim=1).indices.cpu()
+    k5 = min(5, prediction.num_classes)
+    top_classes = prediction.top(k5)[1].cpu()
     first = [
-        _best_accepted(logits[i].cpu(), s.objects[0].class_ids)
+        prediction.best_of(i, s.objects[0].class_ids)
         if s.objects and s.objects[0].class_ids
         else int(top_classes[i, 0])
         for i, s in enumerate(samples)
@@ -198,7 +185,7 @@ def evaluate_batch(
     two = [i for i, s in enumerate(samples) if len(s.objects) >= 2 and s.objects[1].class_ids]
     second = list(first)
     for i in two:
-        second[i] = _best_accepted(logits[i].cpu(), samples[i].objects[1].class_ids)
+        second[i] = prediction.best_of(i, samples[i].objects[1].class_ids)
     asked = torch.cat([top_classes, torch.tensor([first, second]).T], dim=1)
     t0 = time.perf_counter()
     # strict: every metric below reads every method's maps; a method that cannot run at this
@@ -219,7 +206,7 @@ def evaluate_batch(
     own_maps = {m: res.maps[m][:, k5] for m in methods}
     second_maps = {m: res.maps[m][:, k5 + 1] for m in methods}
     targets = torch.tensor(first, dtype=torch.long)
-    probs = logits.softmax(1)
+    probs = prediction.probabilities
     for i, s in enumerate(samples):
         for m in methods:
             put(i, m, "layer", explained_layer)
@@ -401,9 +388,9 @@ def evaluate_batch(
                 strict=True,  # as the first call: every method's maps are compared
             )
             noisy_explain.add("explain", time.perf_counter() - began)
-            if r.logits is None:
+            if r.prediction is None:
                 raise UsageError("the robustness metrics need (batch, classes) model outputs")
-            return r.maps, r.logits.argmax(1)
+            return r.maps, r.prediction.classes
 
         # Noise on the [0, 1] pixel scale, seeded per image id (resumable, batch-independent).
         seeds = [zlib.crc32(s.id.encode()) for s in samples]

@@ -8,7 +8,8 @@ so the cost is the model's own forward passes (the count is given in each docstr
 element-wise tensor operations.
 
 "Scores" are softmax probabilities of the explained class unless a function says otherwise, as in
-the Grad-CAM++ and RISE papers.
+the Grad-CAM++ and RISE papers; a single-logit model's are its sigmoid (class 1 positive, class 0
+negative, as :mod:`camscope.core.prediction` reads every model output).
 
 Example:
     >>> p_full = class_probability(model, x, classes)  # doctest: +SKIP
@@ -24,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..core.prediction import class_head
 from ..errors import UsageError
 from ..perturbation.occlusion import occlusion_drops, occlusion_grid
 
@@ -42,7 +44,8 @@ def scores(
 ) -> Tensor:
     """Score of ``classes[i]`` for each ``inputs[i]``, in chunks of ``batch_size`` (``N`` forwards).
 
-    ``probability=True`` gives the softmax probability, otherwise the raw logit.
+    ``probability=True`` gives the softmax probability, otherwise the raw logit (a single-logit
+    model: ``sigmoid(+-logit)`` and ``+-logit``, :class:`~camscope.core.prediction.ClassHead`).
     """
     out = []
     for start in range(0, inputs.shape[0], batch_size):
@@ -51,8 +54,9 @@ def scores(
             raise UsageError(
                 f"faithfulness metrics need (batch, classes) scores; the model gave {tuple(logits.shape)}"
             )
-        values = logits.softmax(1) if probability else logits
-        out.append(values.gather(1, classes[start : start + batch_size, None].to(values.device)))
+        head = class_head(logits)
+        ids = classes[start : start + batch_size, None].to(logits.device)
+        out.append(head.probabilities(logits, ids) if probability else head.scores(logits, ids))
     return torch.cat(out)[:, 0]
 
 
