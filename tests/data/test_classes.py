@@ -8,9 +8,14 @@ import json
 import pytest
 from PIL import Image
 
-from camscope.cli._common import parse_target
 from camscope.data.annotations import read_dataset
-from camscope.data.classes import VOC_TO_IMAGENET, ClassMapper, imagenet_names, read_class_map
+from camscope.data.classes import (
+    VOC_TO_IMAGENET,
+    ClassMapper,
+    imagenet_names,
+    parse_target,
+    read_class_map,
+)
 from camscope.errors import DatasetError, TargetError
 
 VOC_CLASSES = [
