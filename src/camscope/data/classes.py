@@ -292,6 +292,22 @@ def read_class_map(path: str | Path, mapper: ClassMapper) -> dict[str, tuple[int
     return out
 
 
+_INDEX = re.compile(r"[+-]?\d+")
+
+
+def names_a_class(text: str) -> bool:
+    """Whether a target text is a class name (neither top-k nor an index), which only the
+    model's class names can resolve.
+
+    >>> names_a_class("tabby"), names_a_class("top5"), names_a_class(" 285")
+    (True, False, False)
+    """
+    from ..core.targets import parse_topk
+
+    spec = str(text).strip()
+    return parse_topk(spec) is None and not _INDEX.fullmatch(spec)
+
+
 def parse_target(
     text: str | int,
     class_names: Sequence[str] = (),
@@ -341,7 +357,7 @@ def parse_target(
         if classes and k > classes:
             raise TargetError(f"{what} {spec!r} asks for {k} classes; {model} has {classes}")
         return f"topk:{k}"
-    if re.fullmatch(r"[+-]?\d+", spec):
+    if _INDEX.fullmatch(spec):
         index = int(spec)
         if index < 0 or (classes and index >= classes):
             bound = f"classes 0..{classes - 1}" if classes else "no negative classes"

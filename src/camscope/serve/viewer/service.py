@@ -111,12 +111,11 @@ def slot_target(slot: ModelSlot, text: str, prediction: Prediction | None = None
 
 def _syntax_only(text: str) -> str:
     """The target's canonical text when it needs no model (top-k, an index), else as given."""
-    from ...core.targets import parse_topk
-    from ...data.classes import parse_target
+    from ...data.classes import names_a_class, parse_target
 
     spec = str(text).strip()
-    if parse_topk(spec) is None and not spec.lstrip("+-").isdigit():
-        return spec  # a class name: looked up in the model's names once it is loaded
+    if names_a_class(spec):
+        return spec  # looked up in the model's names once it is loaded
     return str(parse_target(spec, max_k=MAX_TOPK))
 
 
