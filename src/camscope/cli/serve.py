@@ -171,6 +171,7 @@ def _is_loopback(host: str) -> bool:
 def _study_app(args: argparse.Namespace, models: list[str], device: str) -> Any:
     from ..serve.study.app import create_study_app
     from ..serve.study.session import StudyOptions, prepare_study
+    from ..serve.viewer.pool import ModelPool
 
     if not args.data or args.out is None:
         raise UsageError("--study needs --data and --out (the study folder)")
@@ -184,7 +185,9 @@ def _study_app(args: argparse.Namespace, models: list[str], device: str) -> Any:
         limit=args.limit,
         max_pixels=args.max_pixels,
     )
-    study = prepare_study(options, args.out, device=device)
+    multilabel = options.models if ExplainMode.from_args(args).multilabel else []
+    pool = ModelPool(options.models, device=device, multilabel=multilabel)
+    study = prepare_study(options, args.out, device=device, pool=pool)
     echo(
         f"camscope serve: {study.kind} study, {len(study.trials)} trials per participant, "
         f"answers in {study.answers_path}"
