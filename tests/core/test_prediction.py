@@ -177,3 +177,22 @@ def test_classify_as_is_keeps_train_mode_and_holds_the_model_lock() -> None:
     worker.join(5)
     thread.join(5)
     assert len(done) == 1
+
+
+def test_log_probabilities_by_hand_and_differentiable() -> None:
+    """softmax: log p_c = z_c - log sum e^z; a sigmoid head: log sigmoid(+-z)."""
+    z = torch.tensor([[0.0, math.log(3.0)]], requires_grad=True)
+    ids = torch.tensor([[1, 0]])
+    got = ClassHead("softmax").log_probabilities(z, ids)
+    torch.testing.assert_close(got, torch.tensor([[math.log(0.75), math.log(0.25)]]))
+    got.sum().backward()
+    assert z.grad is not None
+    one = torch.tensor([[math.log(3.0)]])
+    torch.testing.assert_close(
+        ClassHead("binary").log_probabilities(one, torch.tensor([[1, 0]])),
+        torch.tensor([[math.log(0.75), math.log(0.25)]]),
+    )
+    torch.testing.assert_close(
+        ClassHead("multilabel").log_probabilities(z.detach(), torch.tensor([[1]])),
+        torch.tensor([[math.log(0.75)]]),
+    )

@@ -36,6 +36,15 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("core/segmentation.py", "argmax"): (
         "a segmentation model's per-pixel class, the mask of the pixels a target explains"
     ),
+    ("core/attention.py", "softmax"): (
+        "a vision transformer's attention probabilities over tokens, recomputed in the graph"
+    ),
+    ("core/attention.py", "sigmoid"): "the output gate of a gated timm attention block",
+    ("methods/dff.py", "argmax"): (
+        "the concept (over the NMF concepts, not classes) that gives a target its highest "
+        "probability, read from ClassHead.probabilities"
+    ),
+    ("methods/fullgrad.py", "argmax"): "the first input row each row of a resize matrix reads",
 }
 
 

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import UsageError
@@ -103,6 +104,13 @@ class ClassHead:
         if self.kind == "softmax":
             return logits.softmax(1).gather(1, class_ids.to(logits.device))
         return self.scores(logits, class_ids).sigmoid()
+
+    def log_probabilities(self, logits: Tensor, class_ids: Tensor) -> Tensor:
+        """``(n, K)`` differentiable log-probabilities of ``class_ids``: ``log_softmax``, or
+        ``log sigmoid`` of the scores for sigmoid heads (``log(1 - p) = log sigmoid(-z)``)."""
+        if self.kind == "softmax":
+            return logits.log_softmax(1).gather(1, class_ids.to(logits.device))
+        return F.logsigmoid(self.scores(logits, class_ids))
 
     def class_probabilities(self, logits: Tensor) -> Tensor:
         """``(n, classes)`` probability of every class (binary: ``[1 - p, p]``)."""
