@@ -90,12 +90,13 @@ def test_pooled_features_by_hand_in_depth_order_without_side_effects() -> None:
     x = ramp(2)
     layers = resolve_embedding_layers(net, ["relu", INPUT, "conv"], x)
     assert [name for name, _ in layers] == [INPUT, "relu", "conv"]
-    features, scores = pooled_features(net, x, list(reversed(layers)))
+    features, prediction = pooled_features(net, x, list(reversed(layers)))
     assert list(features) == [INPUT, "conv", "relu"]  # the order the layers ran
     expected_relu = torch.tensor([np.mean(A0), np.mean(A1)], dtype=torch.float32)
     torch.testing.assert_close(features["relu"], expected_relu.repeat(2, 1))
     torch.testing.assert_close(features[INPUT], torch.full((2, 1), 7.5))
-    torch.testing.assert_close(scores[0], torch.tensor([23 / 9, 25 / 18, 67 / 18]))
+    torch.testing.assert_close(prediction.logits[0], torch.tensor([23 / 9, 25 / 18, 67 / 18]))
+    assert prediction.classes.tolist() == [2, 2] and prediction.probability_kind == "softmax"
     assert net.training and all(m.training for m in net.modules())
     assert hook_counts(net) == {}
     assert all(p.grad is None for p in net.parameters())

@@ -17,7 +17,8 @@ it was found on (the images predicted as the class whose map has energy), ``pred
 number of images predicted as the class; ``object_energy_true`` is the object energy of the true
 class's map on the images labelled with the class (``object_energy`` is the predicted class's). Undefined numbers are ``null``.
 A class the model never predicts has no hot spot (``null``) and no mean map file.
-``images.jsonl`` has one line per image (class, prediction, probability, object energies, peak).
+``images.jsonl`` has one line per image (class, prediction, probability to 6 decimals as every
+command reports it, object energies, peak; other numbers to 4).
 Class names become file names through :func:`camscope.data.inputs.safe_names` (letters, digits, ``. _ -``; unique);
 ``details[NAME]["mean_map"]`` says which file is whose. In the HTML every name is escaped and
 every picture is embedded as a base64 ``data:`` URI, so the file can be mailed.
@@ -222,13 +223,14 @@ def write_audit(
                 "class": r.label,
                 "target": r.target,
                 "predicted": r.predicted,
-                "probability": r.probability,
+                "probability": round(r.probability, 6),
                 "correct": r.correct,
                 "object_energy": r.predicted_stats.object_energy,
                 "object_energy_true": r.stats.object_energy,
                 "mask_energy": r.mask_energy,
                 "peak": list(r.stats.peak) if r.stats.peak else None,
             }
-            fh.write(json.dumps(_clean(line), ensure_ascii=False) + "\n")
+            cleaned = {**_clean(line), "probability": line["probability"]}  # 6 decimals
+            fh.write(json.dumps(cleaned, ensure_ascii=False) + "\n")
     (out / "report.html").write_text(report_html(run, settings, pictures, title), encoding="utf-8")
     return {"json": out / "audit.json", "html": out / "report.html", "images": out / "images.jsonl"}

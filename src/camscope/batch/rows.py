@@ -229,14 +229,12 @@ class ExplainStep:
         return [result.layer] if isinstance(result.layer, str) else list(result.layer)
 
     def _top5(self, result: Explanation, j: int) -> list[dict[str, Any]] | None:
-        every = result.class_probabilities()  # softmax, or sigmoid for sigmoid heads
-        if every is None:
+        prediction = result.prediction  # softmax, or sigmoid for sigmoid heads
+        if prediction is None:
             return None
-        p = every[j].float()
-        values, indices = p.topk(min(5, p.numel()))
         return [
-            {"class": int(c), "label": self.spec.label(int(c)), "probability": float(v)}
-            for v, c in zip(values.tolist(), indices.tolist())
+            {"class": c, "label": self.spec.label(c), "probability": p}
+            for c, p in prediction.ranked(j, 5)
         ]
 
     def _resize(self, raw: torch.Tensor) -> torch.Tensor:

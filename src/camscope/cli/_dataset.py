@@ -20,7 +20,6 @@ from ._common import (
     non_negative_int,
     parse_method_options,
     parse_methods,
-    parse_target,
     positive_int,
     split_list,
     warn,
@@ -175,6 +174,7 @@ def run_dataset(args: argparse.Namespace) -> int:
     from ..batch.job import DatasetJob, ModelRecipe, RayOptions
     from ..batch.pipeline import run_dataset_job
     from ..batch.sources import require_pyarrow
+    from ..data.classes import parse_target
 
     require_pyarrow()
     images = list(args.images)
@@ -211,7 +211,7 @@ def run_dataset(args: argparse.Namespace) -> int:
         warn(f"camscope explain: {note}")
     recipe = replace(recipe, spec=spec)  # the Ray actors preprocess with the same spec
     loaded = (model, spec, device)
-    target = parse_target(args.target, loaded[1].class_names, loaded[1].name)
+    target = parse_target(args.target, spec.class_names, model=spec.name, what="--target")
     method_options = parse_method_options(getattr(args, "option", None))
     layers = tuple(split_list(args.layer)) or ("auto",)
     methods = _within_budget(args.method, methods, loaded, layers, target, method_options, mode)

@@ -17,7 +17,7 @@ from ._common import (
     unit_float,
 )
 from ._labelled import add_data_arguments, add_run_arguments, data_help, one_method
-from ._model import ModelOptions, add_model_arguments
+from ._model import ExplainMode, ModelOptions, add_model_arguments
 
 _EPILOG = (
     data_help()
@@ -109,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
         thresholds=thresholds,
         examples=max(0, args.examples),
         method_options=options,
+        multilabel=ExplainMode.from_args(args).multilabel,
     )
     result = run_audit(model, spec, data, config, progress=not args.no_progress)
     settings = {

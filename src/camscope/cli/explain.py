@@ -42,7 +42,6 @@ from ._common import (
     parse_layers,
     parse_method_options,
     parse_methods,
-    parse_target,
     positive_int,
     split_list,
     unit_float,
@@ -292,6 +291,7 @@ def explain_images(options: ExplainOptions) -> int:
     from .. import viz
     from ..core.layers import resolve_layers
     from ..core.targets import parse_topk
+    from ..data.classes import parse_target
     from ..data.inputs import LoadOptions, gather_inputs
     from ..io import model_channels
     from ..pictures.files import PictureWriter, prepare_output_folder
@@ -312,7 +312,7 @@ def explain_images(options: ExplainOptions) -> int:
     spec, notes = apply_preprocessing(model, spec, options.preprocessing)
     for note in notes:
         sys.stderr.write(f"camscope explain: note: {note}\n")
-    target = parse_target(options.target, spec.class_names, spec.name)
+    target = parse_target(options.target, spec.class_names, model=spec.name, what="--target")
     dummy = torch.zeros(1, model_channels(spec), *spec.input_size, device=device)
     layer_names = [name for name, _ in resolve_layers(model, layer, dummy)]
     choice = methods_within_budget(

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ..core.prediction import classify
 from ..data.labelled import LabelledData, LabelledItem
 from ..errors import CamscopeError, UsageError
 from .batches import DiagnosisRun, DiagnosisSettings
@@ -45,6 +46,7 @@ from .report import confusion_counts, confusion_png, failures_html
 if TYPE_CHECKING:
     from torch import Tensor, nn
 
+    from ..core.prediction import Prediction
     from ..models import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -73,42 +75,31 @@ class FailuresResult:
         return list(self.summary["errors"])
 
 
-def _classify(model: nn.Module, x: Tensor) -> Tensor:
-    """``(B, classes)`` probabilities: softmax, or ``[1 - p, p]`` for a single-logit model (its
-    classes 0 and 1, as in :mod:`camscope.core.targets`)."""
-    from ..core.layers import preserved_modes
-    from ..core.targets import class_head, default_output_adapter
-
-    with preserved_modes(model), torch.no_grad():
-        model.eval()
-        logits = default_output_adapter(model(x))
-    if logits.ndim != 2:
+def _record(item: LabelledItem, p: Prediction, i: int, spec: ModelSpec) -> dict[str, Any]:
+    """Image ``i``'s classes and probabilities from the batch's :class:`Prediction`."""
+    try:
+        true = p.best_of(i, item.class_ids)
+    except ValueError as err:
         raise UsageError(
-            f"failures needs (batch, classes) model outputs; got {tuple(logits.shape)}"
-        )
-    return class_head(logits).class_probabilities(logits.float())
-
-
-def _record(item: LabelledItem, probs: Tensor, spec: ModelSpec) -> dict[str, Any]:
-    accepted = torch.tensor(item.class_ids, dtype=torch.long)
-    true = int(accepted[probs[accepted].argmax()])
-    predicted = int(probs.argmax())
-    top = probs.topk(min(5, probs.numel()))
+            f"{item.source}: its label {item.label!r} maps to a class the model lacks ({err}); "
+            "check the data set's labels against the model's classes"
+        ) from None
+    predicted = int(p.classes[i])
     return {
         "path": item.source,
         "stem": item.stem,
         "label": item.label,
-        "correct": predicted in item.class_ids,
+        "correct": p.correct(i, item.class_ids),
         "true_class": true,
         "true_label": spec.label(true),
-        "true_probability": round(float(probs[true]), 6),
-        "true_rank": 1 + int((probs > probs[true]).sum()),
+        "true_probability": round(p.probability(i, true), 6),
+        "true_rank": p.rank(i, true),
         "predicted_class": predicted,
         "predicted_label": spec.label(predicted),
-        "predicted_probability": round(float(probs[predicted]), 6),
+        "predicted_probability": round(p.probability(i, predicted), 6),
         "top5": [
-            {"class": int(c), "label": spec.label(int(c)), "probability": round(float(p), 6)}
-            for p, c in zip(top.values, top.indices)
+            {"class": c, "label": spec.label(c), "probability": round(v, 6)}
+            for c, v in p.ranked(i, 5)
         ],
     }
 
@@ -161,6 +152,7 @@ def _explain_failures(
         targets.to(x.device),
         method_options=s.method_options,
         strict=True,
+        multilabel=s.multilabel,
     )
     overlap = top_region_iou(res.maps[s.method][:, 0], res.maps[s.method][:, 1])
     for i, rec in enumerate(records):
@@ -185,8 +177,8 @@ def diagnose_failures(
         if not loaded:
             continue
         x = torch.cat([t for _, _, t, _ in loaded]).to(run.device)
-        probs = _classify(model, x).cpu()
-        batch = [_record(item, probs[i], spec) for i, (item, _, _, _) in enumerate(loaded)]
+        prediction = classify(model, x, multilabel=s.multilabel).cpu()
+        batch = [_record(item, prediction, i, spec) for i, (item, _, _, _) in enumerate(loaded)]
         wrong = [i for i, r in enumerate(batch) if not r["correct"]]
         try:
             if wrong:

@@ -30,7 +30,7 @@ only; hooks are removed and every module's mode is restored afterwards, also on 
 
 Example:
     >>> layers = resolve_embedding_layers(model, ["input", "first", "last"], x)  # doctest: +SKIP
-    >>> features, logits = pooled_features(model, x, layers)  # doctest: +SKIP
+    >>> features, prediction = pooled_features(model, x, layers)  # doctest: +SKIP
     >>> silhouette(features["layer4"], labels), knn_accuracy(features["layer4"], labels)  # doctest: +SKIP
 """
 
@@ -44,8 +44,8 @@ import torch
 from torch import Tensor, nn
 
 from ..core.layers import preserved_modes, resolve_layers
+from ..core.prediction import Prediction, predict
 from ..core.reshape import spatial_reshape
-from ..core.targets import default_output_adapter
 from ..errors import LayerError, UsageError
 
 INPUT = "input"
@@ -84,9 +84,12 @@ def pooled_features(
     x: Tensor,
     layers: Layers,
     output_adapter: Callable[[Any], Tensor] | None = None,
-) -> tuple[dict[str, Tensor], Tensor]:
+    *,
+    multilabel: bool = False,
+) -> tuple[dict[str, Tensor], Prediction]:
     """Pooled ``(B, C)`` features of ``layers`` for the batch ``x`` (in depth order: the order
-    the layers ran) and the model's ``(B, classes)`` scores, from one forward pass.
+    the layers ran) and the model's :class:`~camscope.core.prediction.Prediction`, from one
+    forward pass.
 
     The model runs in eval mode; modes and hooks are as before afterwards, also on error.
     """
@@ -116,8 +119,8 @@ def pooled_features(
     missing = [name for name, _ in layers if name not in found]
     if missing:
         raise LayerError(f"layer(s) {missing} did not run in the forward pass; pick others")
-    scores = (output_adapter or default_output_adapter)(output)
-    return {name: found[name].cpu() for name in found}, scores.float()
+    prediction = predict(output, multilabel=multilabel, adapter=output_adapter)
+    return {name: found[name].cpu() for name in found}, prediction
 
 
 def _check(features: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:

@@ -4,12 +4,15 @@
 
     {"layers": {NAME: {"silhouette", "knn_accuracy", "k", "dims", "explained_variance",
                        "figure", "points"}},          # layers in depth order
-     "images": [{"id", "class", "predicted", "correct"}],   # the order of "points"
+     "images": [{"id", "class", "predicted", "predicted_class", "probability", "correct"}],
+                                                       # the order of "points"
      "classes": [...], "projection": "pca" | "umap", "failed": [{"id", "reason"}], ...}
 
 ``silhouette`` and ``knn_accuracy`` are measured on the pooled features (``dims`` wide), not on the
 2-D points; ``explained_variance`` is the share of variance of the two PCA components (``null`` for
-UMAP); ``correct`` is ``null`` for images whose label is no model class.
+UMAP); ``predicted`` is the predicted class's name, ``predicted_class`` its index and
+``probability`` its probability (softmax, or sigmoid for single-logit and ``--multilabel`` models);
+``correct`` is ``null`` for images whose label is no model class.
 
 The PNG scatter of each layer colours the images by class and marks misclassified ones with a
 black-edged cross. The HTML draws the same scatters as inline SVG, with each image's thumbnail
@@ -229,8 +232,17 @@ def write_embeddings(
             "points": [[round(float(v), 5) for v in p] for p in layer.points.tolist()],
         }
     images = [
-        {"id": i, "class": c, "predicted": p, "correct": ok}
-        for i, c, p, ok in zip(run.ids, run.labels, run.predicted_names, run.correct)
+        {
+            "id": i,
+            "class": c,
+            "predicted": p,
+            "predicted_class": index,
+            "probability": round(probability, 6),
+            "correct": ok,
+        }
+        for i, c, p, index, probability, ok in zip(
+            run.ids, run.labels, run.predicted_names, run.predicted, run.probabilities, run.correct
+        )
     ]
     doc = {
         "layers": layers,

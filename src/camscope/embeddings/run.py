@@ -3,8 +3,9 @@ two separation scores per layer (:mod:`camscope.embeddings.features`).
 
 Images are decoded one at a time (:mod:`camscope.data.labelled`); one that cannot be read is
 logged, listed in :attr:`EmbeddingRun.failed` and left out. The model's own prediction comes from
-the same forward pass; an image is misclassified when its top-1 class is none of its label's
-accepted classes (labels that map to no model class are not judged).
+the same forward pass (:func:`camscope.core.prediction.predict`: a single-logit model has the
+classes 0 and 1); an image is misclassified when its top-1 class is none of its label's accepted
+classes (labels that map to no model class are not judged).
 
 Example:
     >>> data = read_labelled("pets", spec.class_names, DataOptions(unmapped="keep"))  # doctest: +SKIP
@@ -61,6 +62,7 @@ class EmbeddingRun:
     projection: str
     k: int
     failed: list[tuple[str, str]] = field(default_factory=list)
+    probabilities: list[float] = field(default_factory=list)  # of each predicted class
 
 
 def _thumbnail(item: LoadedInput, side: int) -> str:
@@ -84,6 +86,7 @@ def embed_dataset(
     thumbnails: int = 2000,
     thumbnail_side: int = 64,
     progress: bool = False,
+    multilabel: bool = False,
 ) -> EmbeddingRun:
     """Pooled features of ``layer_names`` for every image of ``data``, projected to 2-D.
 
@@ -92,6 +95,7 @@ def embed_dataset(
         projection: ``"pca"`` or ``"umap"``.
         k: neighbours of the k-NN accuracy.
         thumbnails: images that get a hover thumbnail in the HTML (the first ones).
+        multilabel: the classes are independent sigmoids (a multi-label head), not a softmax.
     """
     from .. import io
 
@@ -106,6 +110,7 @@ def embed_dataset(
     labels: list[str] = []
     accepted: list[tuple[int, ...]] = []
     predicted: list[int] = []
+    probabilities: list[float] = []
     thumbs: list[str] = []
     failed: list[tuple[str, str]] = []
     layers = None
@@ -128,12 +133,14 @@ def embed_dataset(
                 x = torch.cat([io.preprocess(li.image, spec) for _, li in loaded]).to(device)
                 if layers is None:
                     layers = resolve_embedding_layers(model, list(layer_names), x)
-                features, scores = pooled_features(model, x, layers)
+                features, prediction = pooled_features(model, x, layers, multilabel=multilabel)
                 if not order:  # depth order: the order the hooks fired in
                     order = list(features)
                 for name in order:
                     chunks.setdefault(name, []).append(features[name])
-                predicted.extend(int(v) for v in scores.argmax(1).cpu())
+                top = [int(c) for c in prediction.classes.cpu()]
+                predicted.extend(top)
+                probabilities.extend(prediction.probability(i, c) for i, c in enumerate(top))
                 for item, li in loaded:
                     ids.append(item.id)
                     labels.append(li.label)
@@ -162,5 +169,16 @@ def embed_dataset(
     correct = [(p in ids_ if ids_ else None) for p, ids_ in zip(predicted, accepted)]
     names = [spec.label(p) for p in predicted]
     return EmbeddingRun(
-        result, ids, labels, classes, predicted, correct, thumbs, names, projection, k, failed
+        result,
+        ids,
+        labels,
+        classes,
+        predicted,
+        correct,
+        thumbs,
+        names,
+        projection,
+        k,
+        failed,
+        probabilities,
     )

@@ -162,13 +162,13 @@ def build_trials(
             pair = _two_objects(image)
             if pair is None:
                 continue
-            scores = explainer.scores(models[0], source)
+            prediction = explainer.prediction(models[0], source)
             labels = (pair[0].label, pair[1].label)
             for obj in pair:
-                known = [c for c in obj.class_ids if 0 <= c < scores.numel()]
+                known = [c for c in obj.class_ids if 0 <= c < prediction.num_classes]
                 if not known:
                     continue
-                best = max(known, key=lambda c: float(scores[c]))
+                best = prediction.best_of(0, known)
                 for method in methods:
                     trials.append(
                         Trial(len(trials), image.id, method, (int(best),), labels, obj.label)
@@ -177,7 +177,7 @@ def build_trials(
             picks = []
             for model in models:
                 spec = explainer.pool.get(model).spec
-                index = int(explainer.scores(model, source).argmax())
+                index = int(explainer.prediction(model, source).classes[0])
                 picks.append((index, spec.label(index), bool(spec.class_names)))
             named = picks[0][2] and picks[1][2]  # compare labels when both models have names
             if (picks[0][1] if named else picks[0][0]) != (picks[1][1] if named else picks[1][0]):

@@ -51,7 +51,7 @@ from .catalogue import colormap_luts, method_catalogue
 from .encode import display_copy, png_bytes
 from .jobs import JobBoard
 from .pool import ModelPool
-from .service import Explainer, ExplainRequest, ImageSource
+from .service import MAX_TOPK, Explainer, ExplainRequest, ImageSource
 
 log = logging.getLogger(__name__)
 
@@ -319,7 +319,10 @@ def create_app(
                 description="auto, first, middle, last, conv:N, a layer name, or a comma list (fused)",
             ),
         ] = "auto",
-        target: Annotated[str, Form(description="a class index, top1, or topk:K")] = "top1",
+        target: Annotated[
+            str,
+            Form(description=f"a class index, a class name, top1, or topk:K (K <= {MAX_TOPK})"),
+        ] = "top1",
         colormap: Annotated[
             str,
             Form(
