@@ -3,7 +3,7 @@
 * :mod:`.config`: the leaderboard columns and :class:`EvalConfig`;
 * :mod:`.scoring`: one batch, its explain call and every selected metric;
 * :mod:`.run`: the resumable run over a data set, examples and the sanity check;
-* :mod:`.store`: the output folder's lock, atomic writes and ``results.jsonl``;
+* :mod:`.store`: ``results.jsonl`` (read tolerating a truncated line, appended per batch);
 * :mod:`.summary`: means with bounded 95% intervals (Wilson, bootstrap), ties, the verdict,
   ``results.csv``;
 * :mod:`.report`: ``report.md`` and the self-contained ``report.html``.
@@ -16,7 +16,6 @@ models, metrics, data, io, viz), never :mod:`camscope.cli`.
 from .config import COLUMN_BY_KEY, COLUMNS, EvalConfig, MetricInfo
 from .run import RunResult, read_rows, run_evaluation, sample_ids
 from .scoring import CountingForward, evaluate_batch, to_input
-from .store import output_lock, prepare_output
 from .summary import summarise, verdict, write_csv
 
 __all__ = [
@@ -27,8 +26,6 @@ __all__ = [
     "MetricInfo",
     "RunResult",
     "evaluate_batch",
-    "output_lock",
-    "prepare_output",
     "read_rows",
     "run_evaluation",
     "sample_ids",

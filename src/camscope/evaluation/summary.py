@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from ..outputs import write_atomic
 from .config import COLUMN_BY_KEY, COLUMNS, RELATIVE_DROP_COLUMNS, EvalConfig
 
 Z95 = 1.959963984540054
@@ -306,22 +307,24 @@ def write_csv(path: Path, summary: dict[str, Any]) -> None:
     """``results.csv``: one row per method (/layer), columns ``<metric>``, ``<metric>_low`` and
     ``<metric>_high`` (the 95% interval), and ``n``."""
     import csv
+    import io
 
     cols = summary["columns"]
-    with path.open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["method", *[x for c in cols for x in (c, f"{c}_low", f"{c}_high")], "n"])
-        for name, stats in summary["leaderboard"].items():
-            row: list[Any] = [name]
-            n = 0
-            for c in cols:
-                s = stats.get(c)
-                if not s:
-                    row += ["", "", ""]
-                    continue
-                row += [
-                    f"{s['mean']:.4f}",
-                    *("" if math.isnan(s[b]) else f"{s[b]:.4f}" for b in ("low", "high")),
-                ]
-                n = max(n, s["n"])
-            w.writerow([*row, n])
+    fh = io.StringIO()
+    w = csv.writer(fh)
+    w.writerow(["method", *[x for c in cols for x in (c, f"{c}_low", f"{c}_high")], "n"])
+    for name, stats in summary["leaderboard"].items():
+        row: list[Any] = [name]
+        n = 0
+        for c in cols:
+            s = stats.get(c)
+            if not s:
+                row += ["", "", ""]
+                continue
+            row += [
+                f"{s['mean']:.4f}",
+                *("" if math.isnan(s[b]) else f"{s[b]:.4f}" for b in ("low", "high")),
+            ]
+            n = max(n, s["n"])
+        w.writerow([*row, n])
+    write_atomic(path, fh.getvalue())
