@@ -296,7 +296,7 @@ def explain_images(options: ExplainOptions) -> int:
     from ..io import model_channels
     from ..outputs import prepare_output
     from ..pictures.files import PictureWriter
-    from ..pictures.job import ExplainRequest, JobState, explain_to_files
+    from ..pictures.job import JobState, PictureRequest, explain_to_files
     from ..pictures.plan import PictureOptions
     from ._model import apply_preprocessing, load_model
 
@@ -346,7 +346,7 @@ def explain_images(options: ExplainOptions) -> int:
         class_scale=options.class_scale,
     )
     progress = Progress(len(items), "camscope explain")
-    request = ExplainRequest(
+    request = PictureRequest(
         methods, layer_names, target, _call_options(options, progress), options.batch_size
     )
     load = LoadOptions(options.max_pixels, options.timeout, options.window)

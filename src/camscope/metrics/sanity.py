@@ -61,7 +61,7 @@ def ssim(
             sigma=sigma,
             use_sample_covariance=False,
             data_range=data_range,
-        )  # fmt: skip
+        )
         for x, y in zip(xs, ys)
     ]
     return torch.tensor(values, dtype=torch.float32, device=a.device)

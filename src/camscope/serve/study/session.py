@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...errors import UsageError
 from ...outputs import write_json
-from ..viewer.service import Explainer, ExplainRequest, ImageSource, parse_methods
+from ..viewer.service import Explainer, ExplainRequest, LazyImage, parse_methods
 from .answers import AnswerLog
 from .trials import StudyOptions, Trial, build_trials, study_images
 
@@ -108,7 +108,7 @@ class Study:
                 layer=self.plan["layer"],
                 target=str(trial.classes[index]),
             )
-            source = ImageSource(f"study:{trial.image}", self.images[trial.image])
+            source = LazyImage(f"study:{trial.image}", self.images[trial.image])
             body = self.explainer.explain(request, source).body
             out.append(body["maps"][trial.method]["overlay_png"])
         return out
