@@ -85,18 +85,18 @@ def test_scores_by_hand() -> None:
         silhouette(x, y[:3])
 
 
-def test_pca_agrees_with_scikit_learn_including_the_sign() -> None:
-    from sklearn.decomposition import PCA
-
+def test_pca_agrees_with_the_svd_including_the_sign() -> None:
     x, _ = _clusters(2)
     coords, ratios = pca_2d(torch.from_numpy(x))
-    pca = PCA(n_components=2, svd_solver="full").fit(x)
-    expected = pca.transform(x)
-    # scikit-learn flips signs by the largest loading too (svd_flip, v-based)
-    for j in range(2):
-        sign = np.sign(pca.components_[j, np.abs(pca.components_[j]).argmax()])
-        np.testing.assert_allclose(coords[:, j].numpy(), expected[:, j] * sign, atol=1e-4)
-    np.testing.assert_allclose(ratios, pca.explained_variance_ratio_, atol=1e-6)
+    centred = x - x.mean(0)
+    u, s, vt = np.linalg.svd(centred, full_matrices=False)
+    for j in range(2):  # the sign: the component's largest loading is positive
+        sign = np.sign(vt[j, np.abs(vt[j]).argmax()])
+        np.testing.assert_allclose(coords[:, j].numpy(), u[:, j] * s[j] * sign, atol=1e-4)
+    np.testing.assert_allclose(ratios, (s**2 / (s**2).sum())[:2], atol=1e-6)
+    # one feature: the second coordinate is 0
+    line, ratios = pca_2d(torch.tensor([[0.0], [1.0], [3.0]]))
+    assert line[:, 0].tolist() == pytest.approx([-4 / 3, -1 / 3, 5 / 3]) and ratios == [1.0, 0.0]
     # degenerate: one image, or identical images
     assert pca_2d(torch.ones(1, 3))[0].shape == (1, 2)
     assert pca_2d(torch.ones(5, 3))[0].abs().sum() == 0

@@ -21,8 +21,8 @@ Two numbers per layer say how class separation grows with depth, both on the poo
 Both come from scikit-learn (``silhouette_score``; ``NearestNeighbors`` for the neighbours, the
 vote counted here), on the CPU where the pooled features already are.
 
-Projection to 2-D: PCA by default (exact SVD of the centred features, each component's sign fixed
-so that its largest loading is positive, as scikit-learn's ``svd_flip`` does), or UMAP
+Projection to 2-D: PCA by default (scikit-learn's, exact SVD of the centred features, each
+component's sign fixed so that its largest loading is positive), or UMAP
 (McInnes et al. 2018) through ``umap-learn`` (``pip install camscope[umap]``).
 
 The forward passes run under ``torch.no_grad()`` in eval mode with hooks on the chosen layers
@@ -163,21 +163,22 @@ def knn_accuracy(features: Tensor, labels: Tensor, k: int = 5) -> float | None:
 
 
 def pca_2d(features: Tensor) -> tuple[Tensor, list[float]]:
-    """``(N, 2)`` PCA coordinates and the two components' explained-variance ratios."""
-    x = features.double()
-    x = x - x.mean(0, keepdim=True)
-    if x.shape[0] < 2 or not bool(x.abs().sum() > 0):
-        return torch.zeros(x.shape[0], 2), [0.0, 0.0]
-    u, s, vh = torch.linalg.svd(x, full_matrices=False)
-    # svd_flip: the largest loading of each component is positive (a deterministic sign)
-    signs = torch.sign(vh[torch.arange(vh.shape[0]), vh.abs().argmax(1)])
-    signs[signs == 0] = 1.0
-    coords = (u * s * signs)[:, :2]
-    if coords.shape[1] < 2:
-        coords = torch.cat([coords, torch.zeros(coords.shape[0], 2 - coords.shape[1])], 1)
-    variance = (s**2) / (s**2).sum()
-    ratios = [float(v) for v in variance[:2]] + [0.0] * max(0, 2 - variance.numel())
-    return coords.float(), ratios
+    """``(N, 2)`` PCA coordinates and the two components' explained-variance ratios
+    (:class:`sklearn.decomposition.PCA`, exact SVD; each component's sign set so that its
+    largest loading is positive, whatever scikit-learn's version does)."""
+    from sklearn.decomposition import PCA
+
+    x = features.double().cpu().numpy()
+    n = x.shape[0]
+    if n < 2 or not np.any(x != x.mean(0)):
+        return torch.zeros(n, 2), [0.0, 0.0]
+    k = min(2, *x.shape)
+    pca = PCA(n_components=k, svd_solver="full").fit(x)
+    signs = np.sign(pca.components_[np.arange(k), np.abs(pca.components_).argmax(1)])
+    coords = np.zeros((n, 2))
+    coords[:, :k] = pca.transform(x) * np.where(signs == 0, 1.0, signs)
+    ratios = [float(v) for v in pca.explained_variance_ratio_] + [0.0] * (2 - k)
+    return torch.from_numpy(coords).float(), ratios
 
 
 def umap_2d(features: Tensor, seed: int = 0, neighbours: int = 15) -> Tensor:
