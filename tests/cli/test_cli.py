@@ -58,8 +58,8 @@ def test_parse_args_explain() -> None:
 
 
 def test_parse_helpers() -> None:
-    from camscope.data import inputs
     from camscope.cli import _common
+    from camscope.data import inputs
 
     assert _common.split_list(["a,b", " c ", ""]) == ["a", "b", "c"]
     assert _common.parse_layers(None) == "auto"
@@ -79,7 +79,8 @@ def test_parse_helpers() -> None:
 def test_help_does_not_import_torch() -> None:
     code = (
         "import sys, camscope.cli.main as m\n"
-        "for argv in (['--help'], ['explain', '--help'], ['methods', '--help']):\n"
+        "for argv in (['--help'], ['explain', '--help'], ['methods', '--help'],\n"
+        "             ['evaluate', '--help']):\n"
         "    assert m.main(argv) == 0\n"
         "heavy = [n for n in ('torch', 'numpy', 'matplotlib') if n in sys.modules]\n"
         "assert not heavy, heavy\n"
@@ -89,6 +90,8 @@ def test_help_does_not_import_torch() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "camscope explain" in done.stdout and "--target" in done.stdout
+    # evaluate's help lists the registered metric families (read without torch)
+    assert "robustness      max-/avg-sensitivity" in done.stdout
 
 
 def test_a_reader_that_goes_away_is_not_an_internal_error() -> None:
