@@ -20,7 +20,7 @@ from camscope.serve.viewer.pool import ModelPool
 from camscope.serve.viewer.service import (
     Explainer,
     ExplainRequest,
-    ImageSource,
+    LazyImage,
     plan_groups,
 )
 from camscope.viz import colorize
@@ -52,8 +52,8 @@ def picture(seed: int = 0) -> Image.Image:
     return Image.fromarray(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8))
 
 
-def source(seed: int = 0) -> ImageSource:
-    return ImageSource(f"img{seed}", lambda: picture(seed))
+def source(seed: int = 0) -> LazyImage:
+    return LazyImage(f"img{seed}", lambda: picture(seed))
 
 
 def test_a_one_channel_model_is_served_with_grey_inputs() -> None:

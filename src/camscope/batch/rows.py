@@ -17,7 +17,6 @@ around it is scaled to the image's own pixels (``--save-boxes``), the segment it
 from __future__ import annotations
 
 import logging
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import CamscopeError
 from ..metrics.localization import DEFAULT_THRESHOLD
+from ..outputs import write_picture
 from .decode import DecodedBatch
 from .parquet import ERROR, POSITION, SOURCE, step_schema
 
@@ -308,9 +308,8 @@ class ExplainStep:
                 )
                 suffix = f".{cls}" if per_class else ""
                 target = base.with_name(f"{base.name}.{method}{suffix}.png")
-                partial = target.with_name(target.name + ".partial")
-                viz.overlay(picture, heat, s.colormap, s.alpha).save(partial, format="PNG")
-                os.replace(partial, target)  # a killed job never leaves half a picture
+                # a killed job never leaves half a picture
+                write_picture(target, viz.overlay(picture, heat, s.colormap, s.alpha))
 
 
 _UNSAFE_PART = re.compile(r"[^\w.+-]+")

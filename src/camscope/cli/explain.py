@@ -294,8 +294,9 @@ def explain_images(options: ExplainOptions) -> int:
     from ..data.classes import parse_target
     from ..data.inputs import LoadOptions, gather_inputs
     from ..io import model_channels
-    from ..pictures.files import PictureWriter, prepare_output_folder
-    from ..pictures.job import ExplainRequest, JobState, explain_to_files
+    from ..outputs import prepare_output
+    from ..pictures.files import PictureWriter
+    from ..pictures.job import JobState, PictureRequest, explain_to_files
     from ..pictures.plan import PictureOptions
     from ._model import apply_preprocessing, load_model
 
@@ -305,7 +306,7 @@ def explain_images(options: ExplainOptions) -> int:
     viz.check_colormap(options.colormap)
     if not 0.0 <= options.alpha <= 1.0:
         raise UsageError(f"--alpha must be between 0 and 1; got {options.alpha}")
-    prepare_output_folder(options.out)
+    prepare_output(options.out, reserved=("summary.json",))
     items = gather_inputs(options.images)
 
     model, spec, device = load_model(options.model)
@@ -345,7 +346,7 @@ def explain_images(options: ExplainOptions) -> int:
         class_scale=options.class_scale,
     )
     progress = Progress(len(items), "camscope explain")
-    request = ExplainRequest(
+    request = PictureRequest(
         methods, layer_names, target, _call_options(options, progress), options.batch_size
     )
     load = LoadOptions(options.max_pixels, options.timeout, options.window)
@@ -417,6 +418,8 @@ def _write_summary(
     interrupted: bool,
     left_out: dict[str, str],
 ) -> None:
+    from ..outputs import write_atomic
+
     summary = {
         "camscope": _version(),
         "model": spec.name,
@@ -446,7 +449,7 @@ def _write_summary(
         "images": state.records,
     }
     text = json.dumps(summary, indent=2, default=str) + "\n"
-    (options.out / "summary.json").write_text(text, encoding="utf-8")
+    write_atomic(options.out / "summary.json", text)
 
 
 def _version() -> str:

@@ -31,7 +31,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -43,6 +42,8 @@ import torch
 from ..core.prediction import Prediction, classify
 from ..data.labelled import LabelledData, LabelledItem
 from ..errors import CamscopeError
+from ..io import save_npy
+from ..outputs import output_lock, write_json, write_picture
 from .attacks import attack, default_step_size, to_8bit
 from .batches import DiagnosisRun, DiagnosisSettings
 
@@ -254,10 +255,8 @@ def _attack_batch(
             "similarity": by_method[s.methods[0]][i],
             "similarity_by_method": {m: sims[i] for m, sims in by_method.items()},
         }
-        np.save(
-            out / f"{item.stem}.adv.npy", adv[i].permute(1, 2, 0).cpu().numpy().astype(np.float32)
-        )
-        Image.fromarray(_uint8(adv[i])).save(out / f"{item.stem}.adv.png")
+        save_npy(out / f"{item.stem}.adv.npy", adv[i].permute(1, 2, 0).cpu().numpy())
+        write_picture(out / f"{item.stem}.adv.png", Image.fromarray(_uint8(adv[i])))
         maps = [first[n + i, 0], first[i, 0], first[i, 1]]  # clean, adversarial class, original
         grid = _grid(out, rec, x01[i], adv[i], maps, s)
         rec["files"] = [f"{item.stem}.adv.png", f"{item.stem}.adv.npy", grid]
@@ -272,8 +271,15 @@ def run_adversarial(
     out_dir: str | Path,
     settings: AttackSettings | None = None,
 ) -> AdversarialResult:
-    """Attack every image of ``data`` and compare the maps (see the module docstring)."""
-    s = settings or AttackSettings()
+    """Attack every image of ``data`` and compare the maps (see the module docstring); the
+    output folder is locked for the run."""
+    with output_lock(out_dir, "camscope adversarial"):
+        return _run(model, spec, data, out_dir, settings or AttackSettings())
+
+
+def _run(
+    model: nn.Module, spec: ModelSpec, data: LabelledData, out_dir: str | Path, s: AttackSettings
+) -> AdversarialResult:
     run = DiagnosisRun(model, out_dir, s)
     out, skip = run.out, run.skip
     records: list[dict[str, Any]] = []
@@ -290,7 +296,7 @@ def run_adversarial(
             for it, _, _ in loaded:
                 skip(it.source, f"{type(err).__name__}: {err}")
     summary = _summary(spec, data, s, records, skip.errors)
-    (out / "adversarial.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    write_json(out / "adversarial.json", summary)
     return AdversarialResult(summary)
 
 

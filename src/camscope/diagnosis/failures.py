@@ -29,7 +29,7 @@ Example:
 from __future__ import annotations
 
 import csv
-import json
+import io
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,8 +40,10 @@ import torch
 from ..core.prediction import classify
 from ..data.labelled import LabelledData, LabelledItem
 from ..errors import CamscopeError, UsageError
+from ..outputs import output_lock, write_atomic, write_json
+from ..viz import confusion_png
 from .batches import DiagnosisRun, DiagnosisSettings
-from .report import confusion_counts, confusion_png, failures_html
+from .report import OTHER, confusion_counts, failures_html
 
 if TYPE_CHECKING:
     from torch import Tensor, nn
@@ -168,8 +170,14 @@ def diagnose_failures(
     settings: FailureSettings | None = None,
 ) -> FailuresResult:
     """Classify every image of ``data``, explain the mistakes and write the reports to
-    ``out_dir`` (see the module docstring)."""
-    s = settings or FailureSettings()
+    ``out_dir`` (see the module docstring), which is locked for the run."""
+    with output_lock(out_dir, "camscope failures"):
+        return _diagnose(model, spec, data, out_dir, settings or FailureSettings())
+
+
+def _diagnose(
+    model: nn.Module, spec: ModelSpec, data: LabelledData, out_dir: str | Path, s: FailureSettings
+) -> FailuresResult:
     run = DiagnosisRun(model, out_dir, s)
     out, skip = run.out, run.skip
     records: list[dict[str, Any]] = []
@@ -230,18 +238,20 @@ def _write(
         "failures": failures,
         "errors": run.skip.errors,
     }
-    (out / "failures.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    with (out / "per_class.csv").open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["class", "images", "correct", "accuracy"])
-        for name, stats in per_class.items():
-            acc = "" if stats["accuracy"] is None else f"{stats['accuracy']:.4f}"
-            writer.writerow([name, stats["images"], stats["correct"], acc])
+    write_json(out / "failures.json", summary)
+    table = io.StringIO()
+    writer = csv.writer(table)
+    writer.writerow(["class", "images", "correct", "accuracy"])
+    for name, stats in per_class.items():
+        acc = "" if stats["accuracy"] is None else f"{stats['accuracy']:.4f}"
+        writer.writerow([name, stats["images"], stats["correct"], acc])
+    write_atomic(out / "per_class.csv", table.getvalue())
     confusion = None
     if data.classes and records:
         pairs = [(r["label"], _data_class(r["predicted_class"], data)) for r in records]
-        confusion = confusion_png(data.classes, confusion_counts(data.classes, pairs), spec.name)
-        (out / "confusion.png").write_bytes(confusion)
+        counts = confusion_counts(data.classes, pairs)
+        confusion = confusion_png(counts, data.classes, [*data.classes, OTHER], spec.name)
+        write_atomic(out / "confusion.png", confusion)
     report = failures_html(out, summary, confusion, s.embed)
     return FailuresResult(summary, report)
 

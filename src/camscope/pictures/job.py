@@ -53,7 +53,7 @@ class JobState:
 
 
 @dataclass(frozen=True)
-class ExplainRequest:
+class PictureRequest:
     """What to explain: methods, layer names, target and :func:`camscope.explain` keywords."""
 
     methods: list[str]
@@ -78,7 +78,7 @@ def explain_to_files(
     spec: ModelSpec,
     device: torch.device,
     items: list[InputItem],
-    request: ExplainRequest,
+    request: PictureRequest,
     load: LoadOptions,
     writer: PictureWriter,
     state: JobState,
@@ -159,7 +159,7 @@ def explain_groups(
     model: nn.Module,
     loaded: list[LoadedImage],
     methods: list[str],
-    request: ExplainRequest,
+    request: PictureRequest,
     device: torch.device,
     state: JobState,
     reporter: Reporter,

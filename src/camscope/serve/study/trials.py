@@ -150,14 +150,14 @@ def build_trials(
     limit: int | None = None,
 ) -> list[Trial]:
     """The trials of a study, in data order (:mod:`.study` shuffles them per participant)."""
-    from ..viewer.service import ImageSource
+    from ..viewer.service import LazyImage
 
     trials: list[Trial] = []
     used = 0
     for image in images:
         if limit is not None and used >= limit:
             break
-        source = ImageSource(f"study:{image.id}", image.load)
+        source = LazyImage(f"study:{image.id}", image.load)
         if kind == "class-discrimination":
             pair = _two_objects(image)
             if pair is None:

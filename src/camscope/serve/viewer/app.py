@@ -51,7 +51,7 @@ from .catalogue import colormap_luts, method_catalogue
 from .encode import display_copy, png_bytes
 from .jobs import JobBoard
 from .pool import ModelPool
-from .service import MAX_TOPK, Explainer, ExplainRequest, ImageSource
+from .service import MAX_TOPK, Explainer, ExplainRequest, LazyImage
 
 log = logging.getLogger(__name__)
 
@@ -343,7 +343,7 @@ def create_app(
         name = upload_name(image)
         outcome = await run_work(
             lambda: explainer.explain(
-                request, ImageSource.from_bytes(data, name, config.max_pixels), job or None
+                request, LazyImage.from_bytes(data, name, config.max_pixels), job or None
             )
         )
         headers = {

@@ -77,7 +77,7 @@ class InputRecord:
 
 
 @dataclass
-class MapRecord:
+class CachedMaps:
     """The maps of one (image, model, layers, targets) key: method -> ((K, H, W) map, seconds).
 
     Written only under the model's lock (:mod:`.pool`), so a method is never computed twice.

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...errors import UsageError
 from ...viz import DEFAULT_COLORMAP, check_colormap
-from .cache import LRU, InputRecord, MapRecord
+from .cache import LRU, CachedMaps, InputRecord
 from .catalogue import GUIDED_PASS, ONE_PASS, PERTURBATION, method_cost
 from .encode import display_copy, map_to_base64, overlay_png
 from .jobs import Job, JobBoard
@@ -59,14 +59,14 @@ class ExplainRequest:
 
 
 @dataclass
-class ImageSource:
+class LazyImage:
     """An image to explain: a cache key and how to decode it (only on a cache miss)."""
 
     key: str
     load: Callable[[], Image.Image]
 
     @classmethod
-    def from_bytes(cls, data: bytes, name: str, max_pixels: int) -> ImageSource:
+    def from_bytes(cls, data: bytes, name: str, max_pixels: int) -> LazyImage:
         from ... import io
 
         digest = hashlib.sha256(data).hexdigest()
@@ -151,7 +151,7 @@ class Explainer:
         self.pool = pool
         self.jobs = jobs or JobBoard()
         self.inputs: LRU[InputRecord] = LRU(input_entries)
-        self.maps: LRU[MapRecord] = LRU(map_entries)
+        self.maps: LRU[CachedMaps] = LRU(map_entries)
 
     def check(self, request: ExplainRequest) -> ExplainRequest:
         """Validate everything that needs no model loading (cheap: before the upload is
@@ -172,7 +172,7 @@ class Explainer:
         )
 
     def explain(
-        self, request: ExplainRequest, source: ImageSource, job_id: str | None = None
+        self, request: ExplainRequest, source: LazyImage, job_id: str | None = None
     ) -> ExplainOutcome:
         """Explain one image; ``job_id`` makes progress readable and the run cancellable."""
         began = time.perf_counter()
@@ -192,7 +192,7 @@ class Explainer:
             self.jobs.finish(job, "done")
         return outcome
 
-    def prediction(self, model: str, source: ImageSource) -> Prediction:
+    def prediction(self, model: str, source: LazyImage) -> Prediction:
         """The model's :class:`~camscope.core.prediction.Prediction` for the image (one row;
         cached with its input record)."""
         slot = self.pool.get(model)
@@ -204,7 +204,7 @@ class Explainer:
 
     # -- steps ------------------------------------------------------------------------------------
 
-    def prepare(self, slot: ModelSlot, source: ImageSource) -> tuple[InputRecord, float]:
+    def prepare(self, slot: ModelSlot, source: LazyImage) -> tuple[InputRecord, float]:
         """The image's input record for this model (decoded and preprocessed on a miss)."""
         from ... import io
 
@@ -236,7 +236,7 @@ class Explainer:
         self,
         slot: ModelSlot,
         request: ExplainRequest,
-        source: ImageSource,
+        source: LazyImage,
         job: Job | None,
         began: float,
     ) -> ExplainOutcome:
@@ -325,7 +325,7 @@ class Explainer:
         entry: tuple[torch.Tensor, float],
     ) -> None:
         key = (image_key, slot.name, layers, ids)
-        record = self.maps.get(key) or self.maps.put(key, MapRecord())
+        record = self.maps.get(key) or self.maps.put(key, CachedMaps())
         record.maps[method] = entry
 
     def _run(
