@@ -26,7 +26,6 @@ ALLOWED: dict[tuple[str, str], str] = {
         "the peak pixel of a map (pointing game) and the largest connected component of a mask"
     ),
     ("audit/hotspot.py", "argmax"): "the peak pixel of a map",
-    ("embeddings/features.py", "topk"): "the k nearest neighbours of the k-NN accuracy",
     ("embeddings/features.py", "argmax"): (
         "the k-NN majority vote over data-set labels, and PCA's sign convention (largest loading)"
     ),
