@@ -30,6 +30,7 @@ from ._model import (
     ModelOptions,
     PreprocessingOptions,
     add_model_arguments,
+    add_multilabel_argument,
     add_preprocessing_arguments,
 )
 
@@ -71,6 +72,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_model_arguments(parser)
+    add_multilabel_argument(parser)
     add_preprocessing_arguments(parser)
     parser.add_argument(
         "--methods",
@@ -273,6 +275,7 @@ def run(args: argparse.Namespace) -> int:
         robustness_samples=args.robustness_samples,
         robustness_radius=args.robustness_radius,
         method_options=method_options,
+        multilabel=bool(args.multilabel),
     )
     config.validate()
     from ..outputs import output_lock

@@ -128,7 +128,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--aug-smooth",
         action="store_true",
-        help="average each map over flipped and rescaled copies of the image (6x the cost)",
+        help="average each map over the image, its mirror image and two rescaled copies (4 versions: "
+        "about 4x the passes, counted in the pass budget)",
     )
     parser.add_argument(
         "--eigen-smooth",
@@ -326,6 +327,7 @@ def explain_images(options: ExplainOptions) -> int:
         method_options=options.method_options,
         allow_slow=options.explain_mode.allow_slow,
         budget=options.explain_mode.pass_budget,
+        aug_smooth=options.aug_smooth,
     )
     for name, why in choice.left_out.items():
         warn(f"camscope explain: left out {name}: {why}")

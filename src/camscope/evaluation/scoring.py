@@ -166,7 +166,7 @@ def _explained(
     from ..core.result import Explanation
 
     t0 = time.perf_counter()
-    prediction = predict(forward(x))
+    prediction = predict(forward(x), multilabel=config.multilabel)
     timing.add("classify", time.perf_counter() - t0)
     n = prediction.num_classes
     for s in samples:
@@ -199,7 +199,7 @@ def _explained(
         # layer is a usage error for the whole run, not a silent hole in the leaderboard.
         res = explain(
             model, inputs, methods, layer, classes, method_options=config.method_options,
-            strict=True,
+            strict=True, multilabel=config.multilabel,
         )  # fmt: skip
         timing.add("explain", time.perf_counter() - began)
         return res
