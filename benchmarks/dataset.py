@@ -145,11 +145,11 @@ def make_images(folder: Path, count: int, seed: int = 0) -> None:
 
 def plain(model: Any, spec: Any, folder: Path, batch: int, workers: int, threads: int) -> Row:
     """(a) the same loader and batches, forward + top-5 only."""
+    from camscope.batch.sources import list_inputs
     from torch.utils.data import DataLoader
 
     from camscope import io
     from camscope.batch.decode import DecodeDataset, DecodeSettings, collate, worker_init
-    from camscope.batch.sources import list_inputs
 
     memory = Memory()
     memory.sample("start")
@@ -219,11 +219,10 @@ def camscope_job(
 
 def peer_loop(model: Any, spec: Any, layer: Any, folder: Path, batch: int, threads: int) -> Row:
     """(d) pytorch-grad-cam in a per-batch loop with PIL loading in the main process."""
+    from camscope.batch.sources import list_inputs
     from PIL import Image
     from pytorch_grad_cam import GradCAM
     from torchvision import transforms
-
-    from camscope.batch.sources import list_inputs
 
     memory = Memory()
     memory.sample("start")

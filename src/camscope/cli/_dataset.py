@@ -174,7 +174,7 @@ def run_dataset(args: argparse.Namespace) -> int:
     """``explain --format parquet``: build the job, run it, report; 0 or 1 (some inputs failed)."""
     from ..batch.job import DatasetJob, ModelRecipe, RayOptions
     from ..batch.pipeline import run_dataset_job
-    from ..batch.sources import require_pyarrow
+    from ..data.lists import require_pyarrow
 
     require_pyarrow()
     images = list(args.images)

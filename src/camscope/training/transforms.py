@@ -23,8 +23,8 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from ..data.dataset import Sample
 from ..errors import ImageLoadError
-from .splits import ImageSource
 
 _RESAMPLE = {
     "bilinear": Image.Resampling.BILINEAR,
@@ -105,26 +105,26 @@ class ImageTransform:
 
 
 class LabelledImages(torch.utils.data.Dataset):
-    """A :class:`torch.utils.data.Dataset` over an :class:`ImageSource`.
+    """A :class:`torch.utils.data.Dataset` over samples whose ``class_ids[0]`` is their label.
 
-    An image that cannot be read comes out as ``(None, label, name, reason)``; :func:`collate`
-    drops it from the batch and passes ``(name, reason)`` on, so the loop can warn and count.
+    An image that cannot be read comes out as ``(None, label, source, reason)``; :func:`collate`
+    drops it from the batch and passes ``(source, reason)`` on, so the loop can warn and count.
     """
 
-    def __init__(self, source: ImageSource, transform: ImageTransform) -> None:
-        self.source = source
+    def __init__(self, samples: Sequence[Sample], transform: ImageTransform) -> None:
+        self.samples = samples
         self.transform = transform
 
     def __len__(self) -> int:
-        return len(self.source)
+        return len(self.samples)
 
     def __getitem__(self, index: int) -> tuple[Any, int, str, str]:
-        label = self.source.labels[index]
+        sample = self.samples[index]
         try:
-            image = self.source.load(index)
+            image = sample.image if sample.image is not None else sample.decode()
         except ImageLoadError as err:
-            return None, label, self.source.name(index), err.reason
-        return self.transform(image), label, "", ""
+            return None, sample.class_ids[0], sample.source, err.reason
+        return self.transform(image), sample.class_ids[0], "", ""
 
 
 def collate(
