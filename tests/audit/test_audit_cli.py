@@ -7,13 +7,13 @@ import json
 import numpy as np
 import pytest
 import torch
-from camscope.data.read import read_data
-from camscope.data.spec import DataOptions, is_builtin
 from nets import SmallNet, hook_counts, imagenet_sized
 from PIL import Image
 
 from camscope.cli import _model
 from camscope.cli.main import main
+from camscope.data.read import read_data
+from camscope.data.spec import DataOptions, is_builtin
 from camscope.errors import DatasetError, UsageError
 from camscope.models import ModelSpec
 

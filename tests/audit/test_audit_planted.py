@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from camscope.data.read import read_data
 from torch import nn
 
 from camscope.audit.run import AuditConfig, run_audit
 from camscope.data.biased import BiasedBenchmark, write_split
+from camscope.data.read import read_data
 from camscope.models import ModelSpec
 
 SIDE, CUE = 32, 0.25

@@ -7,13 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from camscope.data.dataset import LoadOptions
-from camscope.data.inputs import open_images
-from camscope.data.read import is_annotated
-from camscope.data.read import read_data
-from camscope.data.spec import DataOptions
 from PIL import Image
 
+from camscope.data.dataset import LoadOptions
+from camscope.data.inputs import open_images
+from camscope.data.read import is_annotated, read_data
+from camscope.data.spec import DataOptions
 from camscope.diagnosis.report import confusion_counts
 from camscope.errors import DatasetError, ImageLoadError, UsageError
 from camscope.models import ModelSpec

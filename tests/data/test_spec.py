@@ -95,7 +95,9 @@ def test_cifar_is_labelled_data_too(tmp_path: Path) -> None:
     data = read_data(f"cifar10:{tmp_path}", None)
     assert data.kind == "cifar10" and len(data.classes) == 10
     first = data.items[0]
-    assert first.image.shape == (32, 32, 3) and first.class_ids == (data.classes.index(first.label),)
+    assert first.image.shape == (32, 32, 3) and first.class_ids == (
+        data.classes.index(first.label),
+    )
 
 
 def test_what_a_command_needs_decides_what_a_folder_is(tmp_path: Path) -> None:
