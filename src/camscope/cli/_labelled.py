@@ -110,19 +110,6 @@ def data_help() -> str:
     return _DATA_HELP
 
 
-def data_options(args: argparse.Namespace, *, unmapped_folders: str = "error") -> Any:
-    """The :class:`~camscope.data.spec.DataOptions` of the parsed arguments."""
-    from ..data.spec import DataOptions
-
-    return DataOptions(
-        images=args.images,
-        class_map=args.class_map,
-        unmapped=args.unmapped,
-        unmapped_folders=unmapped_folders,
-        allow_outside=bool(args.allow_outside_paths),
-    )
-
-
 def read_data(
     args: argparse.Namespace,
     spec: Any,
@@ -137,12 +124,16 @@ def read_data(
     it, keeps the first N images. What the user should know about the data (skipped folders,
     mapped labels) goes to stderr, one line each, prefixed with ``camscope COMMAND:``."""
     from ..data.read import read_data as read
+    from ..data.spec import DataOptions
 
     size = int(spec.input_size[0]) if spec.input_size[0] == spec.input_size[1] else 224
+    options = DataOptions(
+        args.images, args.class_map, args.unmapped, unmapped_folders, bool(args.allow_outside_paths)
+    )
     found = read(
         args.data if data is None else data,
         spec.class_names,
-        data_options(args, unmapped_folders=unmapped_folders),
+        options,
         need=need,
         seed=args.seed,
         size=size,

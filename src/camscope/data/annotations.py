@@ -41,9 +41,8 @@ from ..errors import DatasetError
 from .checks import Box, box_in_image, key_field, load_json, number, records, size_of, text_field
 from .classes import ClassMapper
 from .dataset import GroundTruth, LabelledData, Sample
-from .layouts import coco_image_dirs, find_annotations, find_image, safe_relative, voc_image_dirs
-
-UNMAPPED_CHOICES = ("error", "skip")
+from .layouts import find_annotations, find_image, safe_relative
+from .spec import UNMAPPED
 
 
 def _image_path(name: str, dirs: list[Path], where: str, allow_outside: bool) -> Path:
@@ -204,10 +203,8 @@ def map_labels(
     Returns:
         The mapped samples (objects of unmapped labels dropped) and ``label -> skipped objects``.
     """
-    if unmapped not in (*UNMAPPED_CHOICES, "keep"):
-        raise DatasetError(
-            f"unmapped must be one of {UNMAPPED_CHOICES} or 'keep'; got {unmapped!r}"
-        )
+    if unmapped not in UNMAPPED:
+        raise DatasetError(f"unmapped must be one of {UNMAPPED}; got {unmapped!r}")
     cache: dict[str, tuple[int, ...] | None] = {}
     misses: dict[str, list[Any]] = {}  # label -> [objects, first file, deliberately unmapped]
     out = []
@@ -248,55 +245,6 @@ def _named(sample: Sample) -> Sample:
     return replace(sample, label=largest.label, class_ids=largest.class_ids)
 
 
-def _mapper(mapper: ClassMapper | None) -> ClassMapper:
-    return mapper or ClassMapper()
-
-
-def read_voc(
-    path: str | Path,
-    mapper: ClassMapper | None = None,
-    *,
-    images: str | Path | None = None,
-    allow_outside: bool = False,
-) -> list[Sample]:
-    """Read PASCAL VOC XML annotations: one ``.xml`` file, or the XML files of a folder in any
-    layout :func:`camscope.data.layouts.find_annotations` knows. Images are looked up by
-    ``<filename>`` (beside the XML, in ``../JPEGImages`` or ``../images``, or in ``images``)."""
-    root = Path(path)
-    if root.is_file():
-        files, dirs = [root], voc_image_dirs(root.parent)
-    else:
-        layout = find_annotations(root)
-        if layout.kind not in ("voc", "pet"):
-            raise DatasetError(f"{root}: no VOC .xml annotation files found ({layout.description})")
-        files, dirs = layout.files, layout.image_dirs
-    dirs = [Path(images)] if images is not None else dirs
-    return map_labels(parse_voc(files, dirs, allow_outside), _mapper(mapper))[0]
-
-
-def read_coco(
-    path: str | Path,
-    mapper: ClassMapper | None = None,
-    image_dir: str | Path | None = None,
-    *,
-    allow_outside: bool = False,
-) -> list[Sample]:
-    """Read a COCO-style JSON file. Category names are mapped with ``mapper``; images are looked up
-    under ``image_dir`` (default: :func:`camscope.data.layouts.coco_image_dirs`). Crowd
-    annotations are skipped; images without annotations are kept with no objects."""
-    json_path = Path(path)
-    dirs = [Path(image_dir)] if image_dir is not None else coco_image_dirs(json_path)
-    return map_labels(parse_coco(json_path, dirs, allow_outside), _mapper(mapper))[0]
-
-
-def read_csv(
-    path: str | Path, mapper: ClassMapper | None = None, *, allow_outside: bool = False
-) -> list[Sample]:
-    """Read ``file, class, x0, y0, x1, y1`` rows (header optional; files relative to the CSV)."""
-    csv_path = Path(path)
-    return map_labels(parse_csv(csv_path, [csv_path.parent], allow_outside), _mapper(mapper))[0]
-
-
 def read_dataset(
     path: str | Path,
     mapper: ClassMapper | None = None,
@@ -332,7 +280,7 @@ def read_dataset(
             samples += parse_coco(file, layout.image_dirs, allow_outside)
         else:
             samples += parse_voc([file], layout.image_dirs, allow_outside)
-    mapped, skipped = map_labels(samples, _mapper(mapper), unmapped)
+    mapped, skipped = map_labels(samples, mapper or ClassMapper(), unmapped)
     kept = [s for s in mapped if s.objects]
     empty = [s.id for s in mapped if not s.objects]
     if not kept:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DatasetError, UsageError
-from .dataset import ArrayImages, LabelledData, array_samples
+from .dataset import ArrayImages, LabelledData
 
 _FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
 _TRAIN = {"cifar10": [f"data_batch_{i}" for i in range(1, 6)], "cifar100": ["train"]}
@@ -138,7 +138,7 @@ def read_cifar(
     arrays = ArrayImages(images, names, targets, classes)
     class_ids: dict[str, tuple[int, ...]] = {c: (i,) for i, c in enumerate(classes)}
     return LabelledData(
-        array_samples(arrays),
+        arrays.samples(),
         classes,
         class_ids,
         kind,

@@ -24,10 +24,10 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
@@ -209,20 +209,10 @@ class LazySamples(Sequence[Sample]):
     def __len__(self) -> int:
         return len(self._ids)
 
-    @overload
-    def __getitem__(self, k: int) -> Sample: ...
-
-    @overload
-    def __getitem__(self, k: slice) -> LazySamples: ...
-
-    def __getitem__(self, k: int | slice) -> Sample | LazySamples:
+    def __getitem__(self, k: Any) -> Any:
         if isinstance(k, slice):
             return LazySamples(self.make, self._ids[k], self._index[k])
         return self.make(self._index[k])
-
-    def __iter__(self) -> Iterator[Sample]:
-        for k in range(len(self)):
-            yield self[k]
 
     def ids(self) -> list[str]:
         return list(self._ids)
@@ -236,7 +226,7 @@ class LazySamples(Sequence[Sample]):
 @dataclass
 class ArrayImages:
     """In-memory ``(N, H, W, 3)`` uint8 images with their class indices (CIFAR, the rendered
-    built-in set), boxes where known; :func:`array_samples` makes them samples."""
+    built-in set), boxes where known, as lazy samples (:meth:`samples`)."""
 
     images: np.ndarray
     ids: list[str]
@@ -244,15 +234,14 @@ class ArrayImages:
     classes: list[str]
     boxes: list[Box] | None = None
 
+    def samples(self) -> LazySamples:
+        return LazySamples(self.sample, self.ids)
+
     def sample(self, i: int) -> Sample:
         label = self.classes[self.labels[i]]
         ids = (self.labels[i],)
         objects = () if self.boxes is None else (GroundTruth(label, ids, self.boxes[i]),)
         return Sample(self.ids[i], self.ids[i], label, ids, objects, self.images[i], self.ids[i])
-
-
-def array_samples(arrays: ArrayImages) -> LazySamples:
-    return LazySamples(arrays.sample, arrays.ids)
 
 
 def sample_ids(samples: Sequence[Sample]) -> list[str]:

@@ -24,7 +24,7 @@ Example:
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -69,10 +69,6 @@ class ArrowSamples(Sequence[Sample]):
             label,
             self.class_ids.get(label, ()) if label is not None else (),
         )
-
-    def __iter__(self) -> Iterator[Sample]:
-        for k in range(len(self)):
-            yield self[k]
 
     def ids(self) -> list[str]:
         return list(self.id_column.to_pylist())

@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import DatasetError, UsageError
-from .dataset import LabelledData, LazySamples, Sample
-from .spec import BUILTIN_SEED, DataOptions, DataSpec, is_builtin, parse_data
+from .dataset import LabelledData, LazySamples, Sample, take
+from .spec import BUILTIN_SEED, DataOptions, is_builtin, parse_data
 
 if TYPE_CHECKING:
     from .classes import ClassMapper
@@ -108,7 +108,7 @@ def read_data(
                 f"{spec.text!r} has no 'label' column; this command needs each image's class"
             )
         return _mapped(found, class_names, mapper, options)
-    return _folders(spec, class_names, mapper, options)
+    return _folders(path, class_names, mapper, options)
 
 
 def is_annotated(data: str, images: str | None = None) -> bool:
@@ -158,59 +158,26 @@ def _class_ids(
 
 
 def _folders(
-    spec: DataSpec, class_names: Sequence[str] | None, mapper: ClassMapper, options: DataOptions
+    root: Path, class_names: Sequence[str] | None, mapper: ClassMapper, options: DataOptions
 ) -> LabelledData:
     from .folders import scan_class_folders
 
-    root = spec.path if spec.path is not None else Path(spec.text)
-    found = scan_class_folders(root, empty="skip")
-    ids = _class_ids(found.classes, class_names, mapper)
-    unknown = [name for name, mapped in ids.items() if not mapped]
-    errors: dict[str, str] = {}
-    if unknown and options.unmapped == "error":
-        if options.unmapped_folders == "error":
-            raise _unknown_labels(unknown, f"the class folders of {str(root)!r}")
-        for name in unknown:  # their images fail one by one, each with the reason
-            try:
-                mapper.map(name)
-            except DatasetError as err:
-                errors[name] = f"class folder {name!r}: {err}"
-        if len(unknown) == len(ids):
-            raise DatasetError(
-                f"no class folder of {str(root)!r} names a class of the model; "
-                f"{next(iter(errors.values()))}. Map the folder names with --class-map FILE"
-            )
-    items = [(path, found.classes[index]) for path, index in found.items]
-    notes = []
-    if unknown and options.unmapped == "skip":
-        kept = [(path, label) for path, label in items if ids[label]]
-        notes.append(
-            f"skipped {len(items) - len(kept)} image(s) in class folders that name no class "
-            f"of the model ({', '.join(sorted(unknown))})"
-        )
-        items = kept
+    found = scan_class_folders(root)
     samples = [
-        Sample(
-            path.relative_to(root).as_posix(),
-            str(path),
-            label,
-            ids[label],
-            error=errors.get(label),
-        )
-        for path, label in items
+        Sample(path.relative_to(root).as_posix(), str(path), found.classes[index])
+        for path, index in found.items
     ]
-    classes = [c for c in found.classes if options.unmapped == "keep" or ids[c]]
-    return LabelledData(
+    data = LabelledData(
         _stems(samples),
-        classes,
-        {c: ids[c] for c in classes},
+        found.classes,
+        {},
         "folders",
         f"class folders {root}",
         [(name, "class folder without images") for name in found.empty],
-        notes,
         root=str(root.resolve()),
         listing=str(root.resolve()),
     )
+    return _mapped(data, class_names, mapper, options)
 
 
 def _mapped(
@@ -219,30 +186,48 @@ def _mapped(
     mapper: ClassMapper,
     options: DataOptions,
 ) -> LabelledData:
-    """Labels of CIFAR or a list mapped onto the model's classes."""
+    """The labels of class folders, CIFAR or a list mapped onto the model's classes."""
     from .lists import ArrowSamples
 
     if not data.classes or (class_names is None and data.class_ids):
         return data
     ids = _class_ids(data.classes, class_names, mapper)
     unknown = [name for name, mapped in ids.items() if not mapped]
+    folders = data.kind == "folders"
+    errors: dict[str, str] = {}
     if unknown and options.unmapped == "error":
-        raise _unknown_labels(unknown, data.description)
-    items = data.items
-    notes = list(data.notes)
+        if not folders or options.unmapped_folders == "error":
+            where = f"the class folders of {data.root!r}" if folders else data.description
+            raise _unknown_labels(unknown, where)
+        for name in unknown:  # their images fail one by one, each with the reason
+            try:
+                mapper.map(name)
+            except DatasetError as err:
+                errors[name] = f"class folder {name!r}: {err}"
+        if len(unknown) == len(ids):
+            raise DatasetError(
+                f"no class folder of {data.root!r} names a class of the model; "
+                f"{next(iter(errors.values()))}. Map the folder names with --class-map FILE"
+            )
+    items, notes = data.items, list(data.notes)
     if unknown and options.unmapped == "skip":
         positions = [k for k, s in enumerate(items) if ids.get(str(s.label))]
         notes.append(
-            f"skipped {len(items) - len(positions)} image(s) whose class names no class of the "
-            f"model ({', '.join(sorted(unknown))})"
+            f"skipped {len(items) - len(positions)} image(s) "
+            + ("in class folders that name" if folders else "whose class names")
+            + f" no class of the model ({', '.join(sorted(unknown))})"
         )
-        items = data.subset(positions).items
+        items = take(items, positions)
     if isinstance(items, ArrowSamples):
         items.class_ids = ids
     else:
-        items = [replace(s, class_ids=ids.get(str(s.label), ())) for s in items]
+        items = [
+            replace(s, class_ids=ids[str(s.label)], error=errors.get(str(s.label))) for s in items
+        ]
     classes = [c for c in data.classes if options.unmapped == "keep" or ids[c]]
-    return replace(data, items=items, classes=classes, class_ids=ids, notes=notes)
+    return replace(
+        data, items=items, classes=classes, class_ids={c: ids[c] for c in classes}, notes=notes
+    )
 
 
 def _plain_folder(root: Path) -> LabelledData:

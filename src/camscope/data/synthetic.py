@@ -242,8 +242,8 @@ class SyntheticBenchmark:
             objects; two-object images use 0.7 times it).
         objects: object names to use (default: all of :data:`OBJECTS`).
         class_ids: model classes that count as each object, replacing the ImageNet classes of
-            :data:`OBJECTS` (:func:`trained_class_ids` gives them for a model trained on the
-            built-in set).
+            :data:`OBJECTS` (for a model trained on the built-in set,
+            :func:`camscope.data.read.read_data` maps the object names onto its classes).
         stream: ``"eval"`` or ``"train"`` (see the module docstring).
     """
 
@@ -378,26 +378,6 @@ class SyntheticBenchmark:
         x = int(rng.integers(0, w - side + 1))
         crop = Image.fromarray(photo[y : y + side, x : x + side])
         return np.asarray(crop.resize((self.size, self.size), Image.Resampling.BILINEAR)).copy()
-
-
-def trained_class_ids(class_names: Sequence[str]) -> dict[str, tuple[int, ...]] | None:
-    """The class index of each object kind in a model whose classes are the object kinds.
-
-    A model trained on ``builtin:N`` by ``camscope train`` has exactly the object kinds as classes
-    (``cat, cup, motorcycle, rocket``, in its own order): each object then counts as its own
-    class. For any other model (ImageNet classes) this returns None and the objects keep their
-    ImageNet classes.
-
-    >>> trained_class_ids(["cat", "cup", "motorcycle", "rocket"])["rocket"]
-    (3,)
-    >>> trained_class_ids(["tench", "goldfish"]) is None
-    True
-    """
-    kinds = {o.name for o in OBJECTS}
-    names = [str(n) for n in class_names]
-    if len(names) != len(kinds) or set(names) != kinds:
-        return None
-    return {name: (index,) for index, name in enumerate(names)}
 
 
 def _apart(a: tuple[float, ...], b: tuple[float, ...]) -> bool:

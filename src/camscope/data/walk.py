@@ -40,7 +40,7 @@ import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ..errors import CamscopeError, ImageLoadError, UsageError
 from .dataset import LoadOptions, Sample
@@ -74,14 +74,6 @@ class Outcome(Generic[T]):
     value: T | None
     error: str | None = None
     seconds: float = 0.0
-
-
-class Collated(Protocol):
-    """What a ``collate`` function returns: a batch that knows its size and its failures."""
-
-    def __len__(self) -> int: ...
-
-    def failures(self) -> list[tuple[Sample, str]]: ...
 
 
 @dataclass
@@ -143,11 +135,6 @@ class Loading:
         return outcome(position, self.samples[position], self.load, self.need_class)
 
 
-def batch_of(outcomes: list[Outcome[Any]]) -> Batch[Any]:
-    """The default ``collate``."""
-    return Batch(list(outcomes))
-
-
 def worker_init(_worker_id: int) -> None:
     """Loader workers decode with PIL and numpy; one torch thread each keeps the cores for the
     model."""
@@ -202,7 +189,7 @@ class Walk(Generic[T]):
         self.loading = Loading(samples, load, need_class)  # type: ignore[arg-type]
         self.positions = list(range(len(samples))) if positions is None else list(positions)
         self.batch_size, self.workers, self.pin_memory = batch_size, workers, pin_memory
-        self.collate = collate or batch_of
+        self.collate = collate or Batch
         self.progress, self.label = progress, label
         self.on_skip, self.cancel = on_skip, cancel
         self.skipped: list[Skip] = []

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from ..data.dataset import ArrayImages, LabelledData, Sample, array_samples
+from ..data.dataset import ArrayImages, LabelledData, Sample
 from ..data.read import read_data
 from ..data.spec import parse_data
 from ..errors import DatasetError, UsageError
@@ -174,7 +174,7 @@ def _in_memory(data: LabelledData) -> LabelledData:
         data.classes,
         [s.objects[0].box for s in samples],
     )
-    return replace(data, items=array_samples(arrays))
+    return replace(data, items=arrays.samples())
 
 
 def _split(
