@@ -13,6 +13,11 @@ For every (device, model, batch size) it times, on the same 224 px input, the sa
 * ``six methods``      one ``explain`` call for gradcam, gradcam++, xgradcam, layercam, hirescam,
   eigencam;
 * ``gradcam top5``     ``explain(..., "gradcam", targets="top5")``: five maps per image;
+* ``one-pass methods`` one ``explain`` call for every registered method that adds no pass beyond
+  the shared forward and backward (``estimate_passes`` = 0, not guided; read from the registry,
+  so new methods join by themselves);
+* ``shapleycam``       ``explain(..., "shapleycam")``: the shared passes plus a graph-keeping
+  backward and a Hessian-vector product;
 * ``pytorch-grad-cam`` ``GradCAM(model, target_layers=[layer])(x, [ClassifierOutputTarget(c)])``;
 * ``torchcam``         ``GradCAM(model, layer)``; ``extractor(class_idx, model(x))`` (returns
   layer-resolution maps: no upsampling, which is part of the other two's cost).
@@ -29,6 +34,7 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime
+import logging
 import platform
 import statistics
 import subprocess
@@ -52,6 +58,8 @@ TARGETS: dict[str, float | None] = {
     "gradcam": 1.10,
     "six methods": 1.25,
     "gradcam top5": 1.5,
+    "one-pass methods": None,
+    "shapleycam": None,
     "pytorch-grad-cam": None,
     "torchcam": None,
 }
@@ -104,6 +112,7 @@ def make_cases(
     layer_name = auto_layer(model, x)
     with torch.no_grad():
         classes = model(x).argmax(1).tolist()
+    one_pass = one_pass_methods(model, x, layer_name)
 
     pgc_model = copy.deepcopy(model)
     pgc_cam = PgcGradCAM(pgc_model, target_layers=[dict(pgc_model.named_modules())[layer_name]])
@@ -127,11 +136,30 @@ def make_cases(
         "gradcam top5": lambda: camscope.explain(
             model, x, "gradcam", layer=layer_name, targets="top5"
         ),
+        "one-pass methods": lambda: camscope.explain(
+            model, x, one_pass, layer=layer_name, targets=classes, strict=True
+        ),
+        "shapleycam": lambda: camscope.explain(
+            model, x, "shapleycam", layer=layer_name, targets=classes, strict=True
+        ),
         "pytorch-grad-cam": lambda: pgc_cam(x, targets=pgc_targets),
         "torchcam": torchcam_run,
     }
     print(f"# layer: {layer_name}, classes: {classes[:4]}{'...' if len(classes) > 4 else ''}")
+    print(f"# one-pass methods ({len(one_pass)}): {', '.join(one_pass)}")
     return cases
+
+
+def one_pass_methods(model: nn.Module, x: torch.Tensor, layer: str) -> list[str]:
+    """Every registered method that adds no pass to the shared forward and backward here."""
+    from camscope.methods import estimate_passes
+
+    costs = estimate_passes(model, x[:1], camscope.list_methods(), layer)
+    return [
+        name
+        for name, passes in costs.items()
+        if passes == 0 and not camscope.get_method(name).needs_guided_gradients
+    ]
 
 
 def measure(
@@ -258,6 +286,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     warnings.filterwarnings("ignore")
+    # the all-zero-map warnings of some methods (counterfactual, randomcam) would flood the output
+    logging.getLogger("camscope").setLevel(logging.ERROR)
     if args.device == "auto":
         devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     else:

@@ -16,6 +16,7 @@ No pre-activation is exactly zero, so the ReLU derivative convention at 0 never 
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 import torch
@@ -199,6 +200,96 @@ class SideBranch(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         self.unused(x)  # runs, but the output does not reach the scores
         return self.fc(self.conv(x).mean(dim=(2, 3)))
+
+
+# --- a one-block timm ViT with hand-set weights (tests/methods/test_vit_reference.py) ----------
+# A (1, 1, 4, 4) input is cut into four 2x2 patches (row-major); the patch embedding copies a
+# patch's top-left pixel into channel 0 and its top-right pixel into channel 1, so the tokens are
+# the class token (1, 0) and the patches below. Norms are identities, the MLP outputs zero, the
+# projection is the identity, and q_i . k_j / sqrt(2) = x_i[0] * x_j[1], v_j = (x_j[0], 0); the
+# head reads the class token: logits = (out_cls[0], -out_cls[0]).
+HAND_VIT_PATCHES = [(2.0, 0.0), (-1.0, math.log(2.0)), (1.0, math.log(3.0)), (0.5, math.log(2.0))]
+
+
+def hand_vit() -> nn.Module:
+    """The one-block ViT described above (timm ``VisionTransformer``, eval mode)."""
+    from timm.models.vision_transformer import VisionTransformer
+
+    vit = VisionTransformer(
+        img_size=4,
+        patch_size=2,
+        in_chans=1,
+        num_classes=2,
+        embed_dim=2,
+        depth=1,
+        num_heads=1,
+        mlp_ratio=1.0,
+        norm_layer=nn.Identity,
+    )
+    with torch.no_grad():
+        for p in vit.parameters():
+            p.zero_()
+        vit.patch_embed.proj.weight.copy_(
+            t([[[[1.0, 0.0], [0.0, 0.0]]], [[[0.0, 1.0], [0.0, 0.0]]]])
+        )
+        vit.cls_token.copy_(t([[[1.0, 0.0]]]))
+        attn = vit.blocks[0].attn
+        root2 = math.sqrt(2.0)
+        # rows: q (2), k (2), v (2)
+        attn.qkv.weight.copy_(t([[root2, 0], [0, 0], [0, 1], [0, 0], [1, 0], [0, 0]]))
+        attn.proj.weight.copy_(torch.eye(2))
+        vit.head.weight.copy_(t([[1.0, 0.0], [-1.0, 0.0]]))
+    return vit.eval()
+
+
+def hand_vit_input() -> Tensor:
+    """The (1, 1, 4, 4) input whose patch tokens are :data:`HAND_VIT_PATCHES` (the bottom row of
+    each patch, which the embedding ignores, is 7)."""
+    x = torch.full((1, 1, 4, 4), 7.0)
+    for n, (a, b) in enumerate(HAND_VIT_PATCHES):
+        i, j = divmod(n, 2)
+        x[0, 0, 2 * i, 2 * j], x[0, 0, 2 * i, 2 * j + 1] = a, b
+    return x
+
+
+def random_vit(seed: int = 0, depth: int = 3, **kwargs: Any) -> nn.Module:
+    """A small random timm ViT (32 px, 8 px patches: 16 patch tokens, width 16, 2 heads, 5
+    classes) in eval mode; ``kwargs`` go to timm's ``VisionTransformer``."""
+    from timm.models.vision_transformer import VisionTransformer
+
+    torch.manual_seed(seed)
+    options: dict[str, Any] = {
+        "img_size": 32,
+        "patch_size": 8,
+        "num_classes": 5,
+        "embed_dim": 16,
+        "depth": depth,
+        "num_heads": 2,
+        "mlp_ratio": 2.0,
+        **kwargs,
+    }
+    return VisionTransformer(**options).eval()
+
+
+def random_torchvision_vit(seed: int = 0, depth: int = 3) -> nn.Module:
+    """A small random torchvision ``VisionTransformer`` like :func:`random_vit`; its head, which
+    torchvision initialises to zero, gets random weights (a zero head gives zero gradients)."""
+    from torchvision.models import VisionTransformer
+
+    torch.manual_seed(seed)
+    vit = VisionTransformer(
+        image_size=32,
+        patch_size=8,
+        num_layers=depth,
+        num_heads=2,
+        hidden_dim=16,
+        mlp_dim=32,
+        num_classes=5,
+    )
+    with torch.no_grad():
+        vit.heads.head.weight.normal_(0, 0.5)
+        vit.heads.head.bias.normal_(0, 0.1)
+    return vit.eval()
 
 
 def hook_counts(model: nn.Module) -> dict[str, int]:

@@ -45,3 +45,28 @@ def test_the_registry_states_the_facts_people_asked_about() -> None:
         match = re.match(r"^\| `([^`]+)` \|", line)
         if match:
             assert get_method(match.group(1)).paper in line, match.group(1)
+
+
+EVALUATION = DOCS.parent / "evaluation.md"
+COLUMNS_BLOCK = re.compile(
+    r"<!-- generated: camscope.evaluation.registry.markdown_table\(\) -->\n(.*?)<!-- end generated -->",
+    re.DOTALL,
+)
+
+
+def test_the_evaluation_columns_table_is_the_registry() -> None:
+    from camscope.evaluation.registry import markdown_table
+
+    match = COLUMNS_BLOCK.search(EVALUATION.read_text(encoding="utf-8"))
+    assert match is not None, "docs/evaluation.md lost its generated columns table"
+    assert match.group(1) == markdown_table(), "paste camscope.evaluation.registry.markdown_table()"
+
+
+def test_every_metric_family_has_its_protocol_in_the_docs() -> None:
+    from camscope.evaluation.registry import family_names
+
+    text = EVALUATION.read_text(encoding="utf-8")
+    protocols = text[text.index("## The protocols, exactly") : text.index("### The columns")]
+    described = re.findall(r"^\| `([a-z]+)`", protocols, flags=re.MULTILINE)
+    described += re.findall(r"^\| `[a-z]+` / `([a-z]+)`", protocols, flags=re.MULTILINE)
+    assert sorted(set(described)) == sorted(family_names())

@@ -80,7 +80,8 @@ def test_parse_helpers() -> None:
 def test_help_does_not_import_torch() -> None:
     code = (
         "import sys, camscope.cli.main as m\n"
-        "for argv in (['--help'], ['explain', '--help'], ['methods', '--help']):\n"
+        "for argv in (['--help'], ['explain', '--help'], ['methods', '--help'],\n"
+        "             ['evaluate', '--help']):\n"
         "    assert m.main(argv) == 0\n"
         "heavy = [n for n in ('torch', 'numpy', 'matplotlib') if n in sys.modules]\n"
         "assert not heavy, heavy\n"
@@ -90,6 +91,8 @@ def test_help_does_not_import_torch() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "camscope explain" in done.stdout and "--target" in done.stdout
+    # evaluate's help lists the registered metric families (read without torch)
+    assert "robustness      max-/avg-sensitivity" in done.stdout
 
 
 def test_a_reader_that_goes_away_is_not_an_internal_error() -> None:

@@ -62,14 +62,21 @@ def test_method_all_leaves_out_what_exceeds_the_budget(
     tmp_path: Path, loader: list[dict], capsys: pytest.CaptureFixture[str]
 ) -> None:
     # layer '3' has 8 channels: SS-CAM 35 x 8 + 1 = 281 passes, IS-CAM 10 x 8 + 1 = 81; occlusion
-    # at 32 px: 5 px patches at stride 3, 10 x 10 positions + the unoccluded pass = 101
+    # at 32 px: 5 px patches at stride 3, 10 x 10 positions + the unoccluded pass = 101; SESS
+    # 122 crops x 2 = 244 (12 scales of the 32 px window); Recipro-CAM one pass per position of
+    # the 16 x 16 layer + 1 = 257
     out = tmp_path / "out"
     argv = ["explain", image(tmp_path), "-m", "all", "-l", "4", "--pass-budget", "50", "-o"]
     code = cli.main([*argv, str(out)])
     err = capsys.readouterr().err
     summary = json.loads((out / "summary.json").read_text())
     assert code == 0
-    assert set(summary["methods_left_out"]) == {"sscam", "iscam", "occlusion"}
+    over_budget = {"sscam", "iscam", "occlusion", "sess", "reciprocam"}
+    vit_only = {"legrad", "attention-rollout", "transformer-attribution", "vit-reciprocam"}
+    assert set(summary["methods_left_out"]) == over_budget | vit_only
+    assert all("not a vision transformer" in summary["methods_left_out"][m] for m in vit_only)
+    assert not summary["skipped"]  # left out before the run, not skipped during it
+    assert "about 257 model passes" in summary["methods_left_out"]["reciprocam"]
     assert "about 101 model passes" in summary["methods_left_out"]["occlusion"]
     assert (
         "about 281 model passes per image, over the budget of 50"

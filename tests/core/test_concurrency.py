@@ -12,12 +12,13 @@ from torch import Tensor, nn
 from camscope import explain
 from camscope.core.concurrency import PassScope, model_lock
 
-# (methods, layer) cases the threads mix: a gradient and a guided method, two layers
+# (methods, layer) cases the threads mix: gradient, guided and second-order methods, two layers
 CASES = [
     (["gradcam"], "block1"),
     (["guided-gradcam"], "block2"),
     (["gradcam", "guided-gradcam"], "block1"),
     (["gradcam++"], "block2"),
+    (["shapleycam", "finercam"], "block2"),  # own score columns and a second-order backward
 ]
 
 

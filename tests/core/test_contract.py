@@ -15,10 +15,12 @@ import torch.nn.functional as F
 from nets import InplaceReluNet, SmallNet, hook_counts
 from torch import Tensor, nn
 
-from camscope import explain, list_methods
+from camscope import explain, get_method, list_methods
 from camscope.errors import TargetError, UnsupportedModelError, UsageError
 
-METHODS = list_methods()
+# the methods for any classifier; the transformer-only ones keep this contract on a small ViT
+# (tests/methods/test_vit_contract.py)
+METHODS = [m for m in list_methods() if get_method(m).models == "any"]
 TARGETS = [3, 7]
 
 
@@ -128,6 +130,13 @@ def test_bfloat16_model_gives_float32_maps(method: str) -> None:
     check_other_dtype(method, torch.bfloat16)
 
 
+# Recipro-CAM's map is the target's probability when the layers after the target see one
+# position alone: on this random network those probabilities differ only in the fourth digit
+# from position to position (0.2642 vs 0.2643), below what bfloat16 logits resolve (2-3 digits),
+# so its bfloat16 map only resembles the float32 one (measured correlation 0.76).
+BFLOAT16_COARSE = {"reciprocam"}
+
+
 def check_other_dtype(method: str, dtype: torch.dtype) -> None:
     net, x = small(), small_input()
     reference = explain(net, x, method, layer="features", targets=[1, 2]).maps[method]
@@ -135,6 +144,9 @@ def check_other_dtype(method: str, dtype: torch.dtype) -> None:
     check_maps(res.maps[method], (2, 16, 16))
     if dtype == torch.float64:
         torch.testing.assert_close(res.maps[method], reference, atol=1e-5, rtol=0)
+    elif method in BFLOAT16_COARSE:
+        for got, want in zip(res.maps[method].flatten(1), reference.flatten(1)):
+            assert float(torch.corrcoef(torch.stack([got, want]))[0, 1]) > 0.5
     else:  # bfloat16 keeps ~3 significant digits; the maps must still agree roughly
         assert float((res.maps[method] - reference).abs().mean()) < 0.05
 

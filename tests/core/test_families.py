@@ -44,8 +44,15 @@ from camscope.methods import method_specs
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "families.md"
 
 # Every method that uses gradients (one shared backward, plus the guided pass), and Eigen-CAM.
-METHODS = [s.name for s in method_specs() if s.needs_gradients or s.needs_guided_gradients]
+# second-order methods are checked apart: many families lack second derivatives (fused attention,
+# Hardsigmoid), where they are skipped with the reason (test_second_order_runs_or_says_why)
+METHODS = [
+    s.name
+    for s in method_specs()
+    if (s.needs_gradients or s.needs_guided_gradients) and not s.needs_hessian
+]
 METHODS.append("eigencam")
+SECOND_ORDER = [s.name for s in method_specs() if s.needs_hessian]
 
 
 @dataclass(frozen=True)
@@ -202,6 +209,22 @@ def test_auto_layer_frozen_no_grad(key: str) -> None:
     finally:
         for p, flag in zip(model.parameters(), flags):
             p.requires_grad_(flag)
+
+
+@pytest.mark.parametrize("key", CASES)
+def test_second_order_runs_or_says_why(key: str) -> None:
+    family = BY_KEY[key]
+    model = built(key)
+    res = camscope.explain(model, batch(family.size), ["gradcam", *SECOND_ORDER], layer="auto")
+    for name in SECOND_ORDER:
+        if name in res.skipped:
+            assert "second derivatives are not available" in res.skipped[name], name
+            continue
+        maps = res.maps[name]
+        assert maps.shape == (2, family.size, family.size), name
+        assert torch.isfinite(res.raw[name]).all(), name
+        assert float(maps.min()) >= 0.0 and float(maps.max()) <= 1.0, name
+    assert _hook_count(model) == 0
 
 
 TRANSFORMERS = {

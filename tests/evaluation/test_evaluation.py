@@ -34,7 +34,7 @@ def test_one_call_per_batch_equals_separate_explain_calls(method: str) -> None:
     scales = [sc for _, sc in inputs]
     config = EvalConfig(methods=[method], metrics=["loc", "pointing", "energy", "discrimination"])
     rows, maps = evaluate_batch(
-        model, samples, x, scales, config, "4", CountingForward(model), mean=MEAN, std=STD
+        model, SPEC, samples, x, scales, config, "4", CountingForward(model)
     )
     with torch.no_grad():
         logits = model(x)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from camscope.evaluation import COLUMN_BY_KEY
+from camscope.evaluation.registry import metric_column
 from camscope.evaluation.report import leaderboard_rows, write_report
 
 CHROMIUM = "/usr/bin/chromium"
@@ -33,8 +33,8 @@ def _summary() -> dict:
         "columns": cols,
         "column_info": {
             k: {
-                "title": COLUMN_BY_KEY[k].title,
-                "higher_is_better": COLUMN_BY_KEY[k].higher_is_better,
+                "title": metric_column(k).title,
+                "higher_is_better": metric_column(k).higher_is_better,
             }
             for k in cols
         },

@@ -7,7 +7,9 @@ resolution) to 1e-5, and ``maps`` where the normalisation is easy to do by hand.
 
 from __future__ import annotations
 
+import ast
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -31,23 +33,35 @@ def expected_map(raw: Tensor, size: tuple[int, int] = (4, 4)) -> Tensor:
     return (up - up.min()) / (up.max() - up.min())
 
 
-def test_every_method_here_is_registered() -> None:
-    # the methods whose hand-computed values live in this file (the perturbation methods have their
-    # own reference tests)
-    covered = {
-        "cam",
-        "counterfactual",
-        "eigencam",
-        "eigengradcam",
-        "gradcam",
-        "gradcam++",
-        "guided-backprop",
-        "guided-gradcam",
-        "hirescam",
-        "layercam",
-        "xgradcam",
-    }
-    assert covered <= set(list_methods())
+def reference_tests() -> dict[str, list[str]]:
+    """Method -> the tests (``file::function``) marked ``@pytest.mark.reference(method, ...)``
+    anywhere under tests/, read from the sources (the mark must sit on a test function)."""
+    found: dict[str, list[str]] = {}
+    root = Path(__file__).resolve().parents[1]
+    for path in sorted(root.rglob("test_*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.FunctionDef) or not node.name.startswith("test_"):
+                continue
+            for decorator in node.decorator_list:
+                if (
+                    isinstance(decorator, ast.Call)
+                    and ast.unparse(decorator.func) == "pytest.mark.reference"
+                ):
+                    for arg in decorator.args:
+                        assert isinstance(arg, ast.Constant) and isinstance(arg.value, str)
+                        found.setdefault(arg.value, []).append(f"{path.name}::{node.name}")
+    return found
+
+
+def test_every_registered_method_has_a_hand_worked_value_test() -> None:
+    # a method joins the registry with at least one test that asserts values worked out by hand
+    # (marked @pytest.mark.reference("name")); a mark naming no registered method is a typo
+    covered = reference_tests()
+    missing = sorted(set(list_methods()) - set(covered))
+    assert not missing, f"registered methods without a hand-worked value test: {missing}"
+    unknown = sorted(set(covered) - set(list_methods()))
+    assert not unknown, f"reference marks name unregistered methods: {unknown}"
 
 
 # --- GAP + linear head, layer = ReLU output ---------------------------------------------------
@@ -62,6 +76,7 @@ def gap_class0():
     return explain(GapNet(), ramp(), GAP_CLASS0, layer="relu", targets=0)
 
 
+@pytest.mark.reference("gradcam")
 def test_gradcam_gap_head(gap_class0) -> None:
     # alpha = (1/9, -1/9); L = (A0 - A1) / 9
     expected = t([[-11, -9, -7], [0, 4, 7], [11, 13, 15]]) / 9
@@ -75,6 +90,7 @@ def test_gradcam_gap_head(gap_class0) -> None:
     close(m, expected_map(expected))
 
 
+@pytest.mark.reference("hirescam", "xgradcam")
 def test_hirescam_and_xgradcam_equal_gradcam_for_uniform_gradients(gap_class0) -> None:
     # HiResCAM: sum_k g_k * A_k with constant g_k = Grad-CAM. XGrad-CAM: w_k = sum(A g)/sum(A) = g_k.
     expected = t([[-11, -9, -7], [0, 4, 7], [11, 13, 15]]) / 9
@@ -82,6 +98,7 @@ def test_hirescam_and_xgradcam_equal_gradcam_for_uniform_gradients(gap_class0) -
     close(gap_class0.raw["xgradcam"][0], expected)
 
 
+@pytest.mark.reference("counterfactual")
 def test_counterfactual_gap_head(gap_class0) -> None:
     # negated weights (-1/9, 1/9): L = (A1 - A0) / 9; after ReLU the top rows light up
     expected = t([[11, 9, 7], [0, -4, -7], [-11, -13, -15]]) / 9
@@ -92,11 +109,13 @@ def test_counterfactual_gap_head(gap_class0) -> None:
     close(m, expected_map(expected))
 
 
+@pytest.mark.reference("layercam")
 def test_layercam_gap_head(gap_class0) -> None:
     # ReLU(g) = (1/9, 0): L = A0 / 9
     close(gap_class0.raw["layercam"][0], t(A0) / 9)
 
 
+@pytest.mark.reference("gradcam++")
 def test_gradcampp_gap_head(gap_class0) -> None:
     # alpha_ij = g^2 / (2 g^2 + S_k g^3), so alpha_ij * ReLU(g) = g / (2 + S_k g) for g > 0.
     # channel 0: g = 1/9, S0 = 54 -> (1/9) / (2 + 6) = 1/72 per position, 9 positions -> w0 = 1/8
@@ -104,6 +123,7 @@ def test_gradcampp_gap_head(gap_class0) -> None:
     close(gap_class0.raw["gradcam++"][0], t(A0) / 8)
 
 
+@pytest.mark.reference("cam")
 def test_cam_equals_gradcam_on_gap_head(gap_class0) -> None:
     # CAM: L = sum_k W[0, k] A_k = A0 - A1, i.e. Z = 9 times Grad-CAM (Selvaraju et al., Sec. 3.1)
     cam = gap_class0.raw["cam"][0]
@@ -199,6 +219,7 @@ def test_flat_head_second_class() -> None:
 A0_CENTRED = t([[-6, -6, -6], [-3, -1, 1], [5, 7, 9]])  # A0 - mean(A0)
 
 
+@pytest.mark.reference("eigencam")
 def test_eigencam_obvious_component() -> None:
     res = explain(TwinNet(), ramp(), "eigencam", layer="relu", targets=0)
     close(res.raw["eigencam"][0], math.sqrt(5) * A0_CENTRED)
@@ -210,6 +231,7 @@ def test_eigencam_is_class_agnostic() -> None:
     close(res.raw["eigencam"][0, 0], res.raw["eigencam"][0, 1])
 
 
+@pytest.mark.reference("eigengradcam")
 def test_eigengradcam_obvious_component_and_sign() -> None:
     # gradients (W[c, 0] / 9, W[c, 1] / 9); class 0 (W = [1, -1]): G*A = (A0/9, -2 A0/9), rows
     # (a/9)(1, -2) -> projection +-sqrt(5)/9 (A0 - 6); the channel sum -A0/9 fixes the sign: minus.
@@ -253,6 +275,7 @@ def test_eigencam_matches_numpy_svd_on_unequal_channels() -> None:
 #   guided: negative gradients are stopped at the ReLU: bottom row [3, 0]; top row unchanged.
 
 
+@pytest.mark.reference("guided-backprop")
 def test_guided_backprop_differs_from_plain_gradient() -> None:
     net, x = GuidedNet(), GuidedNet.input()
     x_leaf = x.clone().requires_grad_()
@@ -268,6 +291,7 @@ def test_guided_backprop_differs_from_plain_gradient() -> None:
     assert all(p.grad is None for p in net.parameters())
 
 
+@pytest.mark.reference("guided-gradcam")
 def test_guided_gradcam() -> None:
     # Grad-CAM at the ReLU: A0 = [[0, 0], [.5, 1.5]], A1 = [[1.5, .5], [0, 0]], alpha = (mean V0,
     # mean V1) = (-0.5, 6.5): L = [[9.75, 3.25], [-0.25, -0.75]]; same size as the input, so the

@@ -34,6 +34,7 @@ def _occlude_ramp(**options: object) -> Explanation:
     return explain(linear_net(), ramp(), "occlusion", "conv", targets=0, method_options=options)
 
 
+@pytest.mark.reference("occlusion")
 def test_non_overlapping_patches_by_hand() -> None:
     # ramp x[i, j] = 4 i + j; the four 2x2 blocks sum to 10, 18, 42 and 50.
     res = _occlude_ramp(patch=2, stride=2)
@@ -44,6 +45,7 @@ def test_non_overlapping_patches_by_hand() -> None:
     torch.testing.assert_close(res.maps["occlusion"][0], (expected - 10) / 40)
 
 
+@pytest.mark.reference("occlusion")
 def test_overlapping_patches_average_the_drops_by_hand() -> None:
     # 2x2 patches with stride 1: patch (r, c) sums to 16 r + 4 c + 10. Pixel row i is covered by
     # patch rows {0}, {0, 1}, {1, 2}, {2} (means R = 0, 0.5, 1.5, 2), likewise columns, so the
@@ -53,6 +55,7 @@ def test_overlapping_patches_average_the_drops_by_hand() -> None:
     torch.testing.assert_close(res.raw["occlusion"][0], 16 * r[:, None] + 4 * r[None, :] + 10)
 
 
+@pytest.mark.reference("occlusion")
 def test_baseline_and_the_other_class_by_hand() -> None:
     # baseline 1: drop of logit 0 = block sum - 4; logit 1 = -logit 0, so its drops are negated
     # (all negative: covering raises logit 1) and its map is all zero after the ReLU.

@@ -34,6 +34,7 @@ def hand_net() -> nn.Module:
 HAND_X = torch.tensor([[0.0, 1.0], [2.0, 3.0]]).view(1, 1, 2, 2)
 
 
+@pytest.mark.reference("scorecam")
 def test_scorecam_hand_worked() -> None:
     # Target: class 0 (logits 1.5, -1.5). M0 = x/3 -> masked mean 7/6, p0 = sigmoid(7/3);
     # M1 = (3 - x)/3 -> masked mean 1/3, p0 = sigmoid(2/3). raw = w0 * x + w1 * (-x).
@@ -50,10 +51,55 @@ def test_scorecam_hand_worked() -> None:
     assert torch.allclose(res.raw["scorecam"][0], (soft[0] - soft[1]) * HAND_X[0, 0], atol=1e-5)
 
 
+@pytest.mark.reference("ablationcam")
 def test_ablationcam_hand_worked() -> None:
     # y = mean(A0) = 1.5; zeroing A0 gives 0 (w0 = 1), zeroing A1 changes nothing (w1 = 0).
     res = explain(hand_net(), HAND_X, "ablationcam", "feat")
     assert torch.allclose(res.raw["ablationcam"][0], HAND_X[0, 0], atol=1e-5)
+
+
+@pytest.mark.reference("iscam")
+@pytest.mark.reference("sscam", "faster-scorecam")
+def test_sscam_and_faster_scorecam_hand_worked() -> None:
+    # Without noise every SS-CAM sample is Score-CAM's masked input: the weights of
+    # test_scorecam_hand_worked, w0 = sigmoid(7/3) and w1 = sigmoid(2/3) (p0 of logits (m, -m) is
+    # sigmoid(2 m)); Faster Score-CAM keeping both channels is Score-CAM itself.
+    w0 = 1 / (1 + math.exp(-7 / 3))
+    w1 = 1 / (1 + math.exp(-2 / 3))
+    opts = {"noise_std": 0.0, "num_samples": 3, "num_channels": 2}
+    res = explain(hand_net(), HAND_X, ["sscam", "faster-scorecam"], "feat", method_options=opts)
+    assert torch.allclose(res.raw["sscam"][0], (w0 - w1) * HAND_X[0, 0], atol=1e-5)
+    assert torch.allclose(res.raw["faster-scorecam"][0], (w0 - w1) * HAND_X[0, 0], atol=1e-5)
+
+
+@pytest.mark.reference("sscam")
+def test_sscam_noisy_masks_by_the_documented_draws() -> None:
+    # N = 2 noisy copies of each mask, sigma = 0.5. Row (sample i, channel k) adds the normal draw
+    # of a generator seeded with seed * 1_000_003 + (i * C + k) (C = 2); the weight of channel k
+    # is the mean over i of p0 = sigmoid(2 mean(x * (M_k + noise))), with M0 = x / 3 and
+    # M1 = (3 - x) / 3 the min-max normalised channels.
+    seed, std, x = 5, 0.5, HAND_X[0, 0]
+    masks = [x / 3, (3 - x) / 3]
+    weights = []
+    for k, mask in enumerate(masks):
+        ps = []
+        for i in range(2):
+            gen = torch.Generator().manual_seed(seed * 1_000_003 + i * 2 + k)
+            noise = torch.randn((2, 2), generator=gen) * std
+            ps.append(torch.sigmoid(2 * (x * (mask + noise)).mean()))
+        weights.append(sum(ps) / 2)
+    opts = {"noise_std": std, "num_samples": 2, "seed": seed}
+    res = explain(hand_net(), HAND_X, "sscam", "feat", method_options=opts)
+    assert torch.allclose(res.raw["sscam"][0], (weights[0] - weights[1]) * x, atol=1e-5)
+
+
+@pytest.mark.reference("smoothgradcam++")
+def test_smoothgradcampp_hand_worked() -> None:
+    # The head is linear in A, so every noisy copy has the same gradients, g0 = 1/4 and g1 = 0
+    # (class 0): the averaged powers of g are those of g and Grad-CAM++ remains, g / (2 + S g)
+    # per position with S = sum(A0) = 6: (1/4) / (7/2) = 1/14, four positions -> w0 = 2/7.
+    res = explain(hand_net(), HAND_X, "smoothgradcam++", "feat", targets=0)
+    assert torch.allclose(res.raw["smoothgradcam++"][0], 2 / 7 * HAND_X[0, 0], atol=1e-5)
 
 
 def test_iscam_hand_worked() -> None:

@@ -79,6 +79,11 @@ def test_costs_come_from_the_method_specs() -> None:
     costs = {name: method_cost(get_method(name)) for name in list_methods()}
     slow = {"scorecam", "faster-scorecam", "sscam", "iscam", "ablationcam", "smoothgradcam++"}
     slow |= {"occlusion"}  # one masked pass per patch position
+    # passes of their own through camscope.perturbation: Recipro-CAM one per position, SESS
+    # per crop; FullGrad (a forward and a backward) and DFF (a recording pass and one tail pass)
+    # import it too, so the badge overstates their cost (it reads imports, not MethodSpec.passes)
+    slow |= {"reciprocam", "sess", "fullgrad", "dff"}
+    slow |= {"vit-reciprocam"}  # one pass of the layers after the target per patch token
     assert {n for n, c in costs.items() if c == "perturbation"} == slow
     assert {n for n, c in costs.items() if c == "guided pass"} == {
         "guided-backprop",

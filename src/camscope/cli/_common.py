@@ -142,19 +142,21 @@ def methods_within_budget(
     with its reason) unless ``allow_slow``; methods named one by one always run, with a note
     when they are over it. ``x`` is a dummy input of the model's size."""
     from ..core.cost import DEFAULT_PASS_BUDGET, within_budget
-    from ..methods import estimate_passes
+    from ..methods import estimate_passes, unsuited_methods
 
     limit = budget or DEFAULT_PASS_BUDGET
+    unsuited = unsuited_methods(model, methods) if means_all(text) else {}
+    methods = [m for m in methods if m not in unsuited]
     estimates = estimate_passes(
         model, x, list(methods), layers, targets=targets_per_image, method_options=method_options
     )
-    choice = MethodChoice(list(methods), estimates=estimates)
+    choice = MethodChoice(list(methods), left_out=dict(unsuited), estimates=estimates)
     _, over = within_budget(estimates, limit)
     if not over:
         return choice
     if means_all(text) and not allow_slow:
         choice.methods = [m for m in methods if m not in over]
-        choice.left_out = {m: f"{why}; --allow-slow runs it" for m, why in over.items()}
+        choice.left_out.update({m: f"{why}; --allow-slow runs it" for m, why in over.items()})
     else:
         choice.notes = [
             f"{m}: {why}; this will take a while (each pass is a forward of the model)"

@@ -17,7 +17,6 @@ from typing import Any
 
 from ..data.progress import Progress, shown
 from ..errors import UsageError
-from ..metrics import DEFAULT_METRICS, FAMILIES
 from ._common import (
     add_max_pixels_argument,
     add_method_option_arguments,
@@ -34,22 +33,9 @@ from ._model import (
     add_preprocessing_arguments,
 )
 
-_DEFAULT = ",".join(DEFAULT_METRICS)
-
-_EPILOG = f"""\
-metric families (--metrics, comma list or 'all'; default {_DEFAULT}):
-  loc             WSOL box (15% of max, largest 8-connected segment): top-1/top-5 loc. error, IoU
-  pointing        pointing game (15 px tolerance) and top-5 pointing with a reject option
-  energy          energy-based pointing game (share of map energy in the boxes)
-  discrimination  two-object images: the map of A's class on A, not on B
-  drop            Average Drop %, Increase in Confidence %, Win % (input x map)
-  deletion        deletion AUC (RISE; --steps, --deletion-substrate)
-  insertion       insertion AUC (RISE; --steps, --insertion-substrate)
-  road            ROAD most/least relevant first with noisy linear imputation
-  occlusion       Spearman correlation with an occlusion map (shared by all methods)
-  sanity          cascading parameter randomization on --sanity-images images
-  robustness      max-/avg-sensitivity, local Lipschitz, top-k intersection, centre-of-mass shift
-                  of each map under --robustness-samples noisy copies (uniform, --robustness-radius)
+_EPILOG = """\
+metric families (--metrics, comma list or 'all'; default {default}):
+{families}
 
 data layouts (--data): a .csv, COCO .json or VOC .xml file, or a folder holding one of
   *.csv | *.json | *.xml, Annotations/*.xml (VOC), annotations/xmls/*.xml + images/ (Oxford-IIIT
@@ -65,6 +51,12 @@ examples:
 """
 
 
+def _epilog() -> str:
+    from ..evaluation.registry import default_families, help_lines
+
+    return _EPILOG.format(default=",".join(default_families()), families="\n".join(help_lines()))
+
+
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "evaluate",
@@ -73,7 +65,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
             "Evaluate CAM methods on a data set with ground-truth boxes (VOC XML, COCO JSON, CSV) "
             "or the built-in benchmark, and write a leaderboard report."
         ),
-        epilog=_EPILOG,
+        epilog=_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_model_arguments(parser)
@@ -104,7 +96,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--seed", type=int, default=0, help="seed of the built-in benchmark (default 0)"
     )
     parser.add_argument(
-        "--metrics", default=_DEFAULT, metavar="LIST", help="metric families (see below) or 'all'"
+        "--metrics", default=None, metavar="LIST", help="metric families (see below) or 'all'"
     )
     parser.add_argument(
         "--out", default="out/evaluate", metavar="DIR", help="output folder (default %(default)s)"
@@ -182,16 +174,16 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
-def parse_metrics(text: str) -> list[str]:
+def parse_metrics(text: str | None) -> list[str]:
+    """``--metrics``: a comma list of registered families, ``all``, or (None) the default set."""
+    from ..evaluation.registry import check_families, default_families, family_names
+
+    if text is None:
+        return default_families()
     names = split_list([text])
     if [n.lower() for n in names] == ["all"]:
-        return list(FAMILIES)
-    bad = [n for n in names if n not in FAMILIES]
-    if bad or not names:
-        raise UsageError(
-            f"--metrics: unknown family {bad or text!r}; choose from {', '.join(FAMILIES)} or 'all'"
-        )
-    return list(dict.fromkeys(names))
+        return family_names()
+    return check_families(names, "--metrics")
 
 
 def _fingerprint(path: str | Path) -> str:

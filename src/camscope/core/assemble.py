@@ -5,7 +5,7 @@ A method that cannot run at a layer (CAM at a layer that does not feed global av
 Ablation-CAM at a layer that runs twice, a perturbation method with a callable target, ...) raises
 a :class:`~camscope.errors.CamscopeError`. Unless ``strict``, that skips the method at that layer
 only: ``skipped["cam@blocks.4"]`` holds the reason, and the method's fused map is the mean over
-the layers where it ran. A method that runs at no layer is skipped as a whole (``skipped["cam"]``).
+the layers where it ran (the product for RefineCAM: ``MethodSpec.fusion``). A method that runs at no layer is skipped as a whole (``skipped["cam"]``).
 When nothing at all can run, the error is raised.
 """
 
@@ -19,7 +19,7 @@ from torch import Tensor
 
 from ..errors import CamscopeError
 from .context import LayerContext
-from .ops import first_component, normalise, to_input_space
+from .ops import first_component, fuse_layers, to_input_space
 from .passes import Passes, is_callable_target, raise_failures
 from .registry import MethodSpec
 from .result import Explanation
@@ -131,19 +131,26 @@ def assemble(
     layers = [lay for lay in usable if layer_maps[lay]]
     fused: dict[str, Tensor] = {}
     raw: dict[str, Tensor] = {}
+    single: list[str] = []
     with torch.no_grad():
         for spec in done:
             ran = [lay for lay in layers if spec.name in layer_maps[lay]]
             stack = torch.stack([layer_maps[lay][spec.name] for lay in ran])
-            fused[spec.name] = stack[0] if len(ran) == 1 else normalise(stack.mean(0))
+            fused[spec.name] = fuse_layers(stack, spec.fusion)
             raw[spec.name] = layer_raw[ran[0]][spec.name]
+            if spec.fusion != "mean" and len(ran) == 1:
+                single.append(
+                    f"{spec.name} at the single layer {ran[0]!r} is its base method's map there: "
+                    "it fuses several layers, so pass a list of layers from deep to shallow "
+                    "(e.g. the last three stages)"
+                )
     squeeze = not resolved.per_class
 
     def shape(t: Tensor) -> Tensor:
         return t.squeeze(1) if squeeze else t
 
     dead = passes.zero_gradient_layers
-    notes = [*warnings, *passes.warnings, *_zero_map_warnings(layer_maps, done, dead)]
+    notes = [*warnings, *passes.warnings, *_zero_map_warnings(layer_maps, done, dead), *single]
     for note in notes[len(warnings) :]:
         log.warning("%s", note)
     probabilities = None

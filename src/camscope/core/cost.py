@@ -40,7 +40,19 @@ def layer_channels(
 ) -> dict[str, int]:
     """Channels of each layer's output as the methods see it (tokens reshaped), from one
     eval-mode, no-grad forward on ``x[:1]`` (modes and hooks restored)."""
-    shapes: dict[str, int] = {}
+    return {name: c for name, (c, _) in layer_shapes(model, layers, x, reshape).items()}
+
+
+def layer_shapes(
+    model: nn.Module,
+    layers: Sequence[tuple[str, nn.Module]],
+    x: Tensor,
+    reshape: ReshapeFn | None = None,
+) -> dict[str, tuple[int, int]]:
+    """``(channels, positions h * w)`` of each layer's output as the methods see it (tokens
+    reshaped; positions 0 where the output is no feature map), from one eval-mode, no-grad
+    forward on ``x[:1]`` (modes and hooks restored)."""
+    shapes: dict[str, tuple[int, int]] = {}
     size = (x.shape[-2], x.shape[-1])
 
     def record(name: str) -> Any:
@@ -48,9 +60,10 @@ def layer_channels(
             if isinstance(out, Tensor) and name not in shapes:
                 try:
                     fn = reshape or spatial_reshape(model, name, size)
-                    shapes[name] = int(to_spatial(fn(out), name).shape[1])
+                    spatial = to_spatial(fn(out), name)
+                    shapes[name] = (int(spatial.shape[1]), int(spatial[0, 0].numel()))
                 except Exception:  # not a feature map: the run itself will say why
-                    shapes[name] = int(out.shape[1]) if out.ndim > 1 else 1
+                    shapes[name] = (int(out.shape[1]) if out.ndim > 1 else 1, 0)
 
         return hook
 
@@ -64,15 +77,18 @@ def estimate(
     targets: int = 1,
     options: Mapping[str, Any] | None = None,
     input_size: tuple[int, int] = (224, 224),
+    positions: Mapping[str, int] | None = None,
 ) -> dict[str, int]:
     """Passes per image each method adds, summed over the layers in ``channels`` (the guided
-    pass, which does not depend on the layer, counted once), for inputs of ``input_size``."""
+    pass, which does not depend on the layer, counted once), for inputs of ``input_size``;
+    ``positions`` holds each layer's ``h * w`` where known (:func:`layer_shapes`)."""
     opts = dict(options or {})
+    where = dict(positions or {})
     result = {}
     for spec in specs:
         per_layer = [
-            spec.passes_per_image(PassQuery(c, targets, opts, input_size))
-            for c in channels.values()
+            spec.passes_per_image(PassQuery(c, targets, opts, input_size, where.get(name, 0)))
+            for name, c in channels.items()
         ] or [spec.passes_per_image(PassQuery(0, targets, opts, input_size))]
         result[spec.name] = max(per_layer) if spec.needs_guided_gradients else sum(per_layer)
     return result

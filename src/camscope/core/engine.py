@@ -5,7 +5,10 @@ chosen layer runs under ``torch.no_grad()``: its hook swaps the layer output for
 gradient recording on for the rest of the forward, and so the graph starts at the layer. One
 ``torch.autograd.grad`` call to the layer outputs (never ``.backward()``, never parameter ``.grad``)
 then serves every requested method; several targets (top-k) share it through a batched
-vector-Jacobian product (:mod:`camscope.core.passes`). Guided backpropagation needs gradients with
+vector-Jacobian product (:mod:`camscope.core.passes`); a method that explains a score of its own
+(Finer-CAM) adds its columns to that product, and one that reads second derivatives (Shapley-CAM)
+adds, per target, a backward that keeps its graph and a Hessian-vector product
+(:mod:`camscope.core.extra_scores`). Guided backpropagation needs gradients with
 respect to the input under a different ReLU rule, so methods that use it add one guided
 forward/backward pass. The methods' maps are put together in :mod:`camscope.core.assemble`.
 
@@ -32,7 +35,7 @@ average pooling, a layer the target does not depend on) is skipped and reported 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -126,6 +129,43 @@ def _check_input(model: Any, x: Any) -> None:
         )
 
 
+def _bound(
+    model: nn.Module,
+    layer: str,
+    output_adapter: OutputAdapter | None,
+    reshape: ReshapeFn | None,
+    eigen_smooth: bool,
+    mode: str,
+    multilabel: bool,
+) -> Callable[..., Explanation]:
+    """:func:`explain` bound to one call's settings and one layer (``LayerContext.explain``):
+    wrapper methods (SESS) explain other inputs with a base method through it. Strict, so that a
+    base method's failure reaches the wrapper."""
+
+    def run(
+        x: Tensor,
+        methods: str | Sequence[str],
+        targets: TargetSpec,
+        method_options: Mapping[str, Any] | None = None,
+    ) -> Explanation:
+        return explain(
+            model,
+            x,
+            methods,
+            layer,
+            targets,
+            output_adapter=output_adapter,
+            reshape=reshape,
+            eigen_smooth=eigen_smooth,
+            method_options=method_options,
+            strict=True,
+            mode=mode,
+            multilabel=multilabel,
+        )
+
+    return run
+
+
 def explain(
     model: nn.Module,
     x: Tensor,
@@ -213,6 +253,9 @@ def explain(
             reshape,
             multilabel=multilabel,
             strict=strict,
+            own_scores={s.name: s.own_score for s in specs if s.own_score is not None},
+            hessian_for=[s.name for s in specs if s.needs_hessian],
+            method_options=options,
         )
         if any(s.needs_guided_gradients for s in specs):
             guided = guided_gradients(model, x, passes.resolved, targets, output_adapter)
@@ -220,6 +263,9 @@ def explain(
                 ctx.guided_gradients = guided
         for ctx in passes.contexts:
             ctx.method_options = options
+            ctx.explain = _bound(
+                model, ctx.layer, output_adapter, reshape, eigen_smooth, mode, multilabel
+            )
         # Inside the guard: perturbation methods run further passes through the model.
         return assemble(
             specs, passes, x, targets, eigen_smooth=eigen_smooth, strict=strict, warnings=notes

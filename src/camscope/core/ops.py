@@ -61,3 +61,17 @@ def first_component(features: Tensor) -> Tensor:
     sign = torch.sign((projection * reference).sum(dim=1, keepdim=True))
     sign = torch.where(sign == 0, torch.ones_like(sign), sign)
     return (projection * sign).reshape(n, h, w)
+
+
+def fuse_layers(stack: Tensor, how: str = "mean") -> Tensor:
+    """One map from the normalised maps of several layers, ``(L, ...)`` -> ``(...)``.
+
+    ``"mean"``: their mean, renormalised. ``"product"``: their element-wise product, renormalised
+    (RefineCAM: a position stays lit only where every layer's map agrees). A single layer's map is
+    returned as it is.
+    """
+    if stack.shape[0] == 1:
+        return stack[0]
+    if how == "product":
+        return normalise(stack.prod(0))
+    return normalise(stack.mean(0))

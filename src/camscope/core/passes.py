@@ -4,8 +4,13 @@ extra guided pass.
 The forward runs everything before the first chosen layer under ``torch.no_grad()``; the layer's
 tap swaps its output for a fresh leaf and turns recording on, so the graph starts at the layer.
 One ``torch.autograd.grad`` call (never ``.backward()``) then gives every target's gradient at
-every layer. Every hook here is scoped to the call (:class:`~camscope.core.concurrency.PassScope`):
-a forward of the same model in another thread passes through untouched.
+every layer; methods that explain a score of their own (Finer-CAM's comparison with similar
+classes) add its columns to that same call. Methods that read second derivatives (Shapley-CAM) get,
+per target, one more backward that keeps its graph and one Hessian-vector product ``H A``
+(:mod:`camscope.core.extra_scores`); like the first, these differentiate only the layers'
+outputs, so no parameter's ``.grad`` is touched. Every hook here is scoped to the call
+(:class:`~camscope.core.concurrency.PassScope`): a forward of the same model in another thread
+passes through untouched.
 
 A layer that cannot be explained (its output is not a tensor, it did not run, the scores do not
 depend on it, its output has no spatial layout) is reported in :attr:`Passes.failed`, so that the
@@ -15,7 +20,7 @@ engine can go on with the other layers unless ``strict``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,7 +31,9 @@ from torch import Tensor, nn
 from ..errors import CamscopeError, TargetError, UsageError
 from .concurrency import PassScope
 from .context import LayerContext
+from .extra_scores import SecondOrder, own_score_columns, second_order
 from .layers import ReshapeFn, to_spatial
+from .registry import OwnScoreFn
 from .reshape import spatial_reshape, token_facts
 from .targets import (
     ClassHead,
@@ -92,15 +99,20 @@ def _gate(_module: nn.Module, _inputs: Any, output: Any) -> Any:
     return _PositiveGradientGate.apply(output) if isinstance(output, Tensor) else output
 
 
-def batched_grad(scores: Tensor, inputs: list[Tensor]) -> list[Tensor]:
+def batched_grad(
+    scores: Tensor, inputs: list[Tensor], *, retain_graph: bool = False
+) -> list[Tensor]:
     """Gradients of each score column w.r.t. ``inputs``: ``(B, K, ...)`` per input.
 
     Samples are independent in eval mode, so the gradient of the batch sum of column k gives every
     sample's own gradient; the K columns go through one vmapped backward (is_grads_batched).
+    ``retain_graph`` keeps the graph for further calls (LeGrad differentiates one score per block).
     """
     k = scores.shape[1]
     if k == 1:
-        grads = torch.autograd.grad(scores.sum(), inputs, allow_unused=True)
+        grads = torch.autograd.grad(
+            scores.sum(), inputs, allow_unused=True, retain_graph=retain_graph
+        )
         return [_zeros_if_none(g, t).unsqueeze(1) for g, t in zip(grads, inputs)]
     eye = torch.eye(k, dtype=scores.dtype, device=scores.device)
     grad_outputs = eye[:, None, :].expand(k, scores.shape[0], k).contiguous()
@@ -129,6 +141,13 @@ def batched_grad(scores: Tensor, inputs: list[Tensor]) -> list[Tensor]:
 
 def _zeros_if_none(grad: Tensor | None, like: Tensor) -> Tensor:
     return torch.zeros_like(like) if grad is None else grad
+
+
+def _per_target_spatial(t: Tensor, shape_fn: ReshapeFn, name: str) -> Tensor:
+    """``(B, K, ...)`` layer-shaped tensors -> ``(B, K, C, h, w)`` float32, as the methods read."""
+    b, k = t.shape[:2]
+    flat = to_spatial(shape_fn(t.detach().flatten(0, 1)), name).float()
+    return flat.reshape(b, k, *flat.shape[1:])
 
 
 def _reaches(root: Tensor, tensors: list[Tensor]) -> list[bool]:
@@ -213,10 +232,15 @@ def forward_backward(
     *,
     multilabel: bool = False,
     strict: bool = True,
+    own_scores: Mapping[str, OwnScoreFn] | None = None,
+    hessian_for: Collection[str] = (),
+    method_options: Mapping[str, Any] | None = None,
 ) -> Passes:
     """The shared forward (and, if ``need_gradients``, backward) pass; see the module docstring.
 
     With ``strict`` the first layer problem raises; otherwise it is recorded in ``failed``.
+    ``own_scores`` (method -> its score rule, read with ``method_options``) add columns to the
+    backward, ``hessian_for`` names the methods that get Hessian-vector products.
     """
     scope = PassScope()
     taps = [_Tap() for _ in layers]
@@ -258,20 +282,42 @@ def forward_backward(
     if failed and (strict or len(failed) == len(layers)):
         raise_failures(failed)
     live = [(name, t) for name, t in live if name not in failed]
-    gradients: list[Tensor | None] = [None] * len(live)
-    if need_gradients and live:
-        gradients = list(batched_grad(resolved.scores, [t for _, t in live]))
+    class_logits = None
+    if own_scores and not is_callable_target(targets) and resolved.head is not None:
+        class_logits = (adapter or default_output_adapter)(output)
+    columns, column_errors = own_score_columns(
+        class_logits, resolved, own_scores or {}, method_options or {}
+    )
+    k = resolved.scores.shape[1]
+    # columns of the shared backward: the targets', then each first-order method's own
+    first = [name for name in columns if name not in hessian_for]
+    spans = {name: slice(k * (i + 1), k * (i + 2)) for i, name in enumerate(first)}
+    outputs = [t for _, t in live]
+    seconds = [SecondOrder() for _ in live]
+    if hessian_for and live:  # first: these keep the graph, which the shared backward may free
+        second_scores = {name: columns.get(name, resolved.scores) for name in hessian_for}
+        seconds = second_order(second_scores, outputs, [name for name, _ in live])
+    all_grads: list[Tensor | None] = [None] * len(live)
+    if (need_gradients or columns or hessian_for) and live:
+        scores = resolved.scores
+        if first:
+            scores = torch.cat([scores, *(columns[name] for name in first)], dim=1)
+        all_grads = list(batched_grad(scores, outputs))
     passes = Passes([], failed, resolved, _logits_or_none(output, targets, adapter))
-    for (name, act), grad in zip(live, gradients):
+    for (name, act), grad, extra in zip(live, all_grads, seconds):
         # token / channels-last outputs are laid out from the model's own facts (reshape.py)
         shape_fn = reshape or spatial_reshape(model, name, (x.shape[-2], x.shape[-1]))
         try:
             spatial_act = to_spatial(shape_fn(act.detach()), name).float()
             spatial_grad = None
+            own: dict[str, Tensor] = {}
             if grad is not None:
-                b, k = grad.shape[:2]
-                flat = to_spatial(shape_fn(grad.detach().flatten(0, 1)), name).float()
-                spatial_grad = flat.reshape(b, k, *flat.shape[1:])
+                spatial_grad = _per_target_spatial(grad[:, :k], shape_fn, name)
+                own = {m: _per_target_spatial(grad[:, s], shape_fn, name) for m, s in spans.items()}
+            for method, second_grad in extra.gradients.items():
+                if method in columns:  # the gradient of a second-order method's own score
+                    own[method] = _per_target_spatial(second_grad, shape_fn, name)
+            hvps = {m: _per_target_spatial(p, shape_fn, name) for m, p in extra.products.items()}
         except CamscopeError as err:
             if strict:
                 raise
@@ -292,6 +338,12 @@ def forward_backward(
                 input=x,
                 model=model,
                 head=resolved.head or ClassHead(),
+                own_gradients=own,
+                hessian_products=hvps,
+                method_errors={
+                    **column_errors,
+                    **({m: extra.error for m in hessian_for} if extra.error else {}),
+                },
             )
         )
     return passes

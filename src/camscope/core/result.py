@@ -16,7 +16,8 @@ class Explanation:
     Attributes:
         maps: method -> ``(B, H, W)`` maps in [0, 1] at the input's resolution, on its device
             (``(B, K, H, W)`` for top-k targets); several layers are fused by the mean of their
-            normalised maps, renormalised.
+            normalised maps, renormalised
+            (their product for methods registered with ``fusion="product"``: RefineCAM).
         raw: method -> signed map at layer resolution, before ReLU and normalisation (first layer
             where the method ran when several; ``(B, [K,] 3, H, W)`` input-space gradients for the
             guided methods).

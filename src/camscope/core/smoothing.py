@@ -29,7 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .ops import normalise
+from .ops import fuse_layers, normalise
+from .registry import lookup
 
 if TYPE_CHECKING:
     from .result import Explanation
@@ -133,5 +134,5 @@ def aug_smooth_explain(
     fused = {}
     for m in base.maps:
         stack = torch.stack([layer_maps[lay][m] for lay in layers if m in layer_maps[lay]])
-        fused[m] = stack[0] if len(stack) == 1 else normalise(stack.mean(0))
+        fused[m] = fuse_layers(stack, lookup(m).fusion)
     return dataclasses.replace(base, maps=fused, layer_maps=layer_maps)

@@ -1,4 +1,5 @@
-"""What an evaluation run measures: the leaderboard columns and :class:`EvalConfig`."""
+"""What an evaluation run measures: :class:`EvalConfig` (the columns are in
+:mod:`camscope.evaluation.registry`)."""
 
 from __future__ import annotations
 
@@ -7,57 +8,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import UsageError
-from ..metrics import DEFAULT_METRICS, FAMILIES
 from ..metrics import faithfulness as fm
 from ..metrics import localization as lm
-
-
-@dataclass(frozen=True)
-class MetricInfo:
-    """A leaderboard column: its key, title, unit, better direction and family.
-
-    ``binary``: every image scores 0 or 100 (a hit or a miss), so the column is a proportion and
-    gets a Wilson interval; the other columns get a bootstrap interval of the mean
-    (:mod:`camscope.evaluation.summary`).
-    """
-
-    key: str
-    title: str
-    higher_is_better: bool
-    family: str
-    percent: bool = False
-    binary: bool = False
-
-
-#: Every column the evaluation can produce, in leaderboard order.
-COLUMNS: tuple[MetricInfo, ...] = (
-    MetricInfo("loc_error_top1", "Top-1 loc. error %", False, "loc", True, binary=True),
-    MetricInfo("loc_error_top5", "Top-5 loc. error %", False, "loc", True, binary=True),
-    MetricInfo("gt_known_loc", "GT-known loc. %", True, "loc", True, binary=True),
-    MetricInfo("iou", "IoU", True, "loc"),
-    MetricInfo("pointing", "Pointing %", True, "pointing", True, binary=True),
-    MetricInfo("pointing_top5", "Top-5 pointing (reject) %", True, "pointing", True),
-    MetricInfo("energy", "Energy pointing %", True, "energy", True),
-    MetricInfo("disc_pointing", "Discrimination pointing %", True, "discrimination", True),
-    MetricInfo("disc_energy", "Discrimination energy %", True, "discrimination", True),
-    MetricInfo("avg_drop", "Average Drop %", False, "drop"),
-    MetricInfo("increase", "Increase in Confidence %", True, "drop", True, binary=True),
-    MetricInfo("win", "Win %", True, "drop", True),
-    MetricInfo("deletion", "Deletion AUC", False, "deletion"),
-    MetricInfo("insertion", "Insertion AUC", True, "insertion"),
-    MetricInfo("road_morf", "ROAD MoRF", False, "road"),
-    MetricInfo("road_lerf", "ROAD LeRF", True, "road"),
-    MetricInfo("occlusion_rho", "Occlusion Spearman", True, "occlusion"),
-    MetricInfo("max_sensitivity", "Max-sensitivity", False, "robustness"),
-    MetricInfo("avg_sensitivity", "Avg-sensitivity", False, "robustness"),
-    MetricInfo("lipschitz", "Local Lipschitz", False, "robustness"),
-    MetricInfo("topk_intersection", "Top-k intersection %", True, "robustness", True),
-    MetricInfo("com_shift", "Centre-of-mass shift px", False, "robustness"),
-)
-COLUMN_BY_KEY = {c.key: c for c in COLUMNS}
-#: Columns computed from the class probability ratio ``O / Y``: images whose explained class has
-#: ``Y`` below :data:`camscope.evaluation.summary.LOW_CONFIDENCE_P` are left out of them.
-RELATIVE_DROP_COLUMNS = ("avg_drop", "increase", "win")
+from .registry import check_families, default_families
 
 
 @dataclass
@@ -67,7 +20,7 @@ class EvalConfig:
     Attributes:
         methods: registered method names.
         layers: explained layers; each is evaluated separately (``["auto"]``: the automatic one).
-        metrics: metric families (:data:`FAMILIES`).
+        metrics: metric families (:func:`camscope.evaluation.registry.family_names`).
         batch_size: images per explain call; forward passes of the metrics use ``forward_batch``.
         threshold: WSOL threshold (fraction of the map maximum).
         tolerance: pointing-game tolerance in pixels (at the model's input resolution).
@@ -94,7 +47,7 @@ class EvalConfig:
 
     methods: list[str]
     layers: list[str] = field(default_factory=lambda: ["auto"])
-    metrics: list[str] = field(default_factory=lambda: list(DEFAULT_METRICS))
+    metrics: list[str] = field(default_factory=default_families)
     batch_size: int = 8
     forward_batch: int = 64
     threshold: float = lm.DEFAULT_THRESHOLD
@@ -121,9 +74,8 @@ class EvalConfig:
 
     def validate(self) -> None:
         """Refuse settings that cannot give meaningful numbers (NaN, out of range, empty)."""
-        unknown = [m for m in self.metrics if m not in FAMILIES]
-        if unknown:
-            raise UsageError(f"unknown metric(s) {unknown}; choose from {', '.join(FAMILIES)}")
+        if self.metrics:  # none at all: rows with the prediction only
+            check_families(self.metrics)
         if not self.methods:
             raise UsageError("no method to evaluate")
         for sub in (self.deletion_substrate, self.insertion_substrate):

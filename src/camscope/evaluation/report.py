@@ -195,8 +195,10 @@ def leaderboard_rows(
     best = {c: best_entries(summary, c) for c in cols}
     places = {c: column_decimals(summary, c) for c in cols}
     body, flags = [], []
+    floors = set(summary.get("baselines") or ())  # baseline methods: the floor, never best
     for name, stats in summary["leaderboard"].items():
-        body.append([name] + [_fmt(stats.get(c), places[c]) for c in cols])
+        label = f"{name} (floor)" if name in floors else name
+        body.append([label] + [_fmt(stats.get(c), places[c]) for c in cols])
         flags.append([False] + [name in best[c] for c in cols])
     return header, body, flags
 

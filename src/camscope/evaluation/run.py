@@ -2,8 +2,8 @@
 
 For every batch of images this module makes the :func:`camscope.explain` calls the metrics need
 (top-5 maps for localization error, maps of the ground-truth class for the rest, and for
-two-object images the other object's class), runs the selected metric families of
-:mod:`camscope.metrics` and appends one JSON line per image and method/layer to
+two-object images the other object's class), runs the selected metric families
+(:mod:`camscope.evaluation.registry`) and appends one JSON line per image and method/layer to
 ``results.jsonl``, so an interrupted run resumes where it stopped. :func:`summarise` turns the lines
 into the leaderboard (means with 95% intervals over images).
 
@@ -18,7 +18,7 @@ sits in memory whole); an image that cannot be read is reported (``on_failure``,
 ``results.json``) and skipped, and the run goes on.
 
 Example:
-    >>> config = EvalConfig(methods=["gradcam", "layercam"], metrics=DEFAULT_METRICS)  # doctest: +SKIP
+    >>> config = EvalConfig(methods=["gradcam", "layercam"], metrics=["loc", "drop"])  # doctest: +SKIP
     >>> run_evaluation(model, spec, read_data("builtin:50").items, config, "out/eval")  # doctest: +SKIP
 """
 
@@ -193,7 +193,6 @@ def _run_locked(
     forward = CountingForward(model)
     timing = Timing()
     clock = _SessionClock(out / "timing.json")
-    class_names = list(getattr(spec, "class_names", []) or [])
     device = _device(model)
     evaluated = 0
     walk: Walk[Any] = Walk(
@@ -214,9 +213,8 @@ def _run_locked(
             new_rows: list[dict[str, Any]] = []
             for layer in config.layers:
                 layer_rows, _maps = evaluate_batch(
-                    model, batch, x, scales, config, layer, forward, class_names, timing,
-                    spec.mean, spec.std,
-                )  # fmt: skip
+                    model, spec, batch, x, scales, config, layer, forward, timing
+                )
                 new_rows.extend(layer_rows)
             append_rows(jsonl, new_rows)
             rows.extend(new_rows)
@@ -376,8 +374,7 @@ def _sanity(
     max_pixels: int | None,
     failed_ids: set[str],
 ) -> dict[str, Any]:
-    from ..core.layers import resolve_layers
-    from ..metrics.sanity import FAIL_SIMILARITY, cascading_randomization
+    from .registry import metric_family
 
     path = out / "sanity.json"
     if path.exists():
@@ -392,23 +389,10 @@ def _sanity(
         if sid in failed_ids:
             continue
         try:
-            tensors.append(to_input(data[i], spec, max_pixels)[0])
+            tensors.append(to_input(data[i], spec, max_pixels)[0].to(_device(model)))
         except ImageLoadError:
             continue
-    result: dict[str, Any] = {"images": len(tensors), "fail_below": FAIL_SIMILARITY, "layers": {}}
-    if not tensors:
-        return result
-    x = torch.stack(tensors).to(_device(model))
-    for layer in config.layers:
-        name = resolve_layers(model, layer, x[:1])[0][0] if layer == "auto" else layer
-        res = cascading_randomization(
-            model, x, config.methods, layer=name, method_options=config.method_options
-        )
-        result["layers"][name] = {
-            "steps": res.steps,
-            "spearman": res.spearman,
-            "ssim": res.ssim,
-            "passed": {m: res.passed(m) for m in config.methods},
-        }
-    write_json(path, result)
+    result: dict[str, Any] = metric_family("sanity").fn(model, tensors, config)
+    if tensors:
+        write_json(path, result)
     return result

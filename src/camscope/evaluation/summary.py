@@ -11,7 +11,11 @@ Rules (each one written in the report too):
   report is reproducible), which lies within [min, max] of the values. Both are asymmetric.
 * **Ties are ties.** Win % gives an image's win to every method whose signed drop is within
   :data:`WIN_TIE_TOLERANCE` percentage points of the lowest (shared equally), so identical maps
-  that differ by float rounding share their wins.
+  that differ by float rounding share their wins: the one rule of
+  :func:`camscope.metrics.faithfulness.win_share`.
+* **Floors are not contenders.** A method registered in the ``baseline`` family
+  (:func:`camscope.core.registry.register_method`, e.g. a random map) is listed in
+  ``baselines``: it is never marked best, and the verdict says when the leader is not clear of it.
 * **Near-zero probabilities are reported apart.** Average Drop, Increase in Confidence and Win
   divide by the explained class's probability ``Y``; images with ``Y <`` :data:`LOW_CONFIDENCE_P`
   are left out of those columns and counted (a relative change of a probability of 1e-5 says
@@ -26,17 +30,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .config import COLUMN_BY_KEY, COLUMNS, RELATIVE_DROP_COLUMNS, EvalConfig
+from ..metrics.faithfulness import WIN_TIE_TOLERANCE, win_share
+from .config import EvalConfig
+from .registry import metric_column, metric_columns
 
 Z95 = 1.959963984540054
-#: Signed drops (percentage points of the class probability) this close to the best share a win.
-WIN_TIE_TOLERANCE = 0.01
 #: Images whose explained class has a smaller probability are left out of the relative-drop columns.
 LOW_CONFIDENCE_P = 1e-3
 BOOTSTRAP_RESAMPLES = 2000
@@ -100,14 +103,25 @@ def interval(values: Sequence[float], binary: bool) -> dict[str, Any]:
 
 def win_shares(drops: dict[str, float], tolerance: float = WIN_TIE_TOLERANCE) -> dict[str, float]:
     """One image's win (1) split among the methods whose signed drop is within ``tolerance`` of
-    the lowest.
+    the lowest (:func:`camscope.metrics.faithfulness.win_share` on one image).
 
     >>> win_shares({"a": 1.0, "b": 1.004, "c": 2.0})
     {'a': 0.5, 'b': 0.5, 'c': 0.0}
     """
-    best = min(drops.values())
-    winners = [k for k, v in drops.items() if v <= best + tolerance]
-    return {k: (1.0 / len(winners) if k in winners else 0.0) for k in drops}
+    import torch
+
+    shares = win_share(
+        {k: torch.tensor([v], dtype=torch.float64) for k, v in drops.items()}, tolerance
+    )
+    return {k: float(v[0]) for k, v in shares.items()}
+
+
+def baseline_entries(entries: Sequence[str]) -> list[str]:
+    """The leaderboard entries (``method`` or ``method@layer``) of baseline methods."""
+    from ..methods import get_method, list_methods
+
+    floors = {m for m in list_methods() if get_method(m).baseline}
+    return [e for e in entries if e.split("@")[0] in floors]
 
 
 def _low_confidence(row: dict[str, Any]) -> bool:
@@ -136,15 +150,16 @@ def summarise(rows: list[dict[str, Any]], config: EvalConfig | None = None) -> d
             wins[name].append(100.0 * share)
     board: dict[str, dict[str, Any]] = {}
     curves: dict[str, dict[str, list[float]]] = {}
+    all_columns = metric_columns()
     for e in entries:
         mine = [r for r in rows if key(r) == e]
         stats: dict[str, Any] = {}
-        for col in COLUMNS:
-            if col.key == "win":
+        for col in all_columns:
+            if col.key == "win":  # across methods, from each image's signed drops
                 vals = wins[e]
             else:
                 usable = [r for r in mine if r.get(col.key) is not None]
-                if col.key in RELATIVE_DROP_COLUMNS:
+                if col.relative:
                     usable = [r for r in usable if r["id"] not in low_ids]
                 vals = [float(r[col.key]) for r in usable]
             if vals:
@@ -154,7 +169,7 @@ def summarise(rows: list[dict[str, Any]], config: EvalConfig | None = None) -> d
             cs = [r[f"{mode}_curve"] for r in mine if r.get(f"{mode}_curve")]
             if cs:
                 curves.setdefault(e, {})[mode] = np.mean(np.array(cs), axis=0).round(5).tolist()
-    columns = [c.key for c in COLUMNS if any(c.key in board[e] for e in entries)]
+    columns = [c.key for c in all_columns if any(c.key in board[e] for e in entries)]
     first = rows[0]["method"] if rows else None
     first_layer = rows[0]["layer"] if rows else None
     top1 = [
@@ -162,11 +177,12 @@ def summarise(rows: list[dict[str, Any]], config: EvalConfig | None = None) -> d
         for r in rows
         if r["method"] == first and r["layer"] == first_layer
     ]
-    drop_cols = [c for c in RELATIVE_DROP_COLUMNS if c in columns]
+    drop_cols = [c.key for c in all_columns if c.relative and c.key in columns]
     return {
         "leaderboard": board,
         "columns": columns,
-        "column_info": {k: asdict(COLUMN_BY_KEY[k]) for k in columns},
+        "column_info": {k: metric_column(k).info() for k in columns},
+        "baselines": baseline_entries(entries),
         "curves": curves,
         "images": len({r["id"] for r in rows}),
         "top1_accuracy": 100.0 * sum(top1) / len(top1) if top1 else None,
@@ -211,9 +227,10 @@ def shown(stats: dict[str, Any], decimals: int) -> str:
 
 
 def best_entries(summary: dict[str, Any], key: str) -> set[str]:
-    """Every entry whose mean, as printed, equals the best one's (ties are all best)."""
-    board = summary["leaderboard"]
-    vals = {n: board[n][key]["mean"] for n in board if key in board[n]}
+    """Every entry whose mean, as printed, equals the best one's (ties are all best); baselines
+    (floors) are never best."""
+    board, floors = summary["leaderboard"], set(summary.get("baselines") or ())
+    vals = {n: board[n][key]["mean"] for n in board if key in board[n] and n not in floors}
     vals = {n: v for n, v in vals.items() if not math.isnan(v)}
     if not vals:
         return set()
@@ -252,25 +269,50 @@ def _aspect(summary: dict[str, Any], candidates: Sequence[str], doing: str) -> s
     title = f"{info['title']} {'↑' if info['higher_is_better'] else '↓'}"
     lead = board[best[0]][key]
     text = shown(lead, column_decimals(summary, key))
-    if sum(key in board[n] for n in board) == 1:
-        return f"{doing} ({title}): only {best[0]} was evaluated ({text}); nothing to compare."
-    if len(best) > 1:
-        return f"{doing} ({title}): no clear winner; {_names(best)} tie at {text}."
-    if math.isnan(lead["low"]):
-        return f"{doing} ({title}): no clear winner; {best[0]} leads but too few images for an interval."
-    overlap = [
-        n
-        for n in board
-        if n != best[0]
-        and key in board[n]
-        and not (board[n][key]["high"] < lead["low"] or board[n][key]["low"] > lead["high"])
-    ]
-    if overlap:
-        return (
+    floors = [n for n in summary.get("baselines") or () if key in board[n]]
+    contenders = [n for n in board if key in board[n] and n not in floors]
+    if len(contenders) == 1:
+        line = f"{doing} ({title}): only {best[0]} was evaluated ({text}); nothing to compare."
+    elif len(best) > 1:
+        line = f"{doing} ({title}): no clear winner; {_names(best)} tie at {text}."
+    elif math.isnan(lead["low"]):
+        line = f"{doing} ({title}): no clear winner; {best[0]} leads but too few images for an interval."
+    else:
+        overlap = [n for n in contenders if n != best[0] and _overlap(board[n][key], lead)]
+        line = (
             f"{doing} ({title}): no clear winner; {best[0]} leads with {text}, but the 95% "
             f"intervals of {_names(overlap)} overlap it."
+            if overlap
+            else f"{doing} ({title}): {best[0]}, {text}, clear of every other method's 95% interval."
         )
-    return f"{doing} ({title}): {best[0]}, {text}, clear of every other method's 95% interval."
+    return line + _floor_note(summary, key, best[0], floors)
+
+
+def _overlap(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return not (a["high"] < b["low"] or a["low"] > b["high"])
+
+
+def _floor_note(summary: dict[str, Any], key: str, leader: str, floors: Sequence[str]) -> str:
+    """What the baselines (floors) say about the leader: clear of them or not."""
+    if not floors:
+        return ""
+    board, higher = summary["leaderboard"], summary["column_info"][key]["higher_is_better"]
+    lead = board[leader][key]
+
+    def clear(floor: dict[str, Any]) -> bool:
+        if any(math.isnan(v) for v in (lead["low"], lead["high"], floor["low"], floor["high"])):
+            return False
+        return lead["low"] > floor["high"] if higher else lead["high"] < floor["low"]
+
+    stuck = [f for f in floors if not clear(board[f][key])]
+    if not stuck:
+        return f" {leader} is clear of the floor ({_names(floors)})."
+    places = column_decimals(summary, key)
+    level = "; ".join(f"{f} {shown(board[f][key], places)}" for f in stuck)
+    return (
+        f" {leader} is not clear of the floor ({level}): on this column its maps may say no "
+        "more than chance."
+    )
 
 
 def verdict(summary: dict[str, Any]) -> list[str]:

@@ -14,22 +14,39 @@ from typing import TYPE_CHECKING, Any
 
 from . import (
     ablationcam,
+    attention_rollout,
     cam,
     counterfactual,
+    dff,
     eigencam,
     eigengradcam,
     faster_scorecam,
+    fem,
+    finercam,
+    fullgrad,
     gradcam,
+    gradcam_elementwise,
     gradcampp,
     guided_backprop,
     guided_gradcam,
     hirescam,
     iscam,
+    kpcacam,
     layercam,
+    legrad,
     occlusion,
+    randomcam,
+    reciprocam,
+    refinecam,
     scorecam,
+    seg_eigencam,
+    sess,
+    shapleycam,
     smoothgradcampp,
+    sobelcam,
     sscam,
+    transformer_attribution,
+    vit_reciprocam,
     xgradcam,
 )
 from ..core.registry import MethodSpec, lookup, registered_names, registered_specs
@@ -56,6 +73,23 @@ def method_specs() -> list[MethodSpec]:
     return registered_specs()
 
 
+def unsuited_methods(model: nn.Module, methods: Sequence[str]) -> dict[str, str]:
+    """The methods among ``methods`` that cannot explain ``model`` at all, each with the reason
+    (transformer-only methods on a model whose attention :mod:`camscope.core.attention` cannot
+    read). ``-m all`` leaves them out instead of reporting them skipped."""
+    from ..core.attention import transformer_layout
+    from ..errors import UnsupportedModelError
+
+    wanted = [lookup(name) for name in methods]
+    if not any(spec.models == "transformer" for spec in wanted):
+        return {}
+    try:
+        transformer_layout(model)
+    except UnsupportedModelError as err:
+        return {spec.name: str(err) for spec in wanted if spec.models == "transformer"}
+    return {}
+
+
 def estimate_passes(
     model: nn.Module,
     x: Tensor,
@@ -69,11 +103,13 @@ def estimate_passes(
     """Model passes per image each method would add beyond the shared forward and backward, for
     ``model`` at ``layer`` (one dry forward to count the layers' channels), with ``targets``
     classes per image (see :mod:`camscope.core.cost`; upper bounds for the Score-CAM family)."""
-    from ..core.cost import estimate, layer_channels
+    from ..core.cost import estimate, layer_shapes
     from ..core.layers import resolve_layers
 
     specs = [lookup(name) for name in methods]
     layers = resolve_layers(model, layer, x)
-    channels = layer_channels(model, layers, x, reshape)
+    shapes = layer_shapes(model, layers, x, reshape)
+    channels = {name: c for name, (c, _) in shapes.items()}
+    positions = {name: p for name, (_, p) in shapes.items()}
     size = (int(x.shape[-2]), int(x.shape[-1]))
-    return estimate(specs, channels, targets, method_options, input_size=size)
+    return estimate(specs, channels, targets, method_options, input_size=size, positions=positions)

@@ -23,9 +23,12 @@ COLUMNS = (
 
 
 def gradients_label(spec: MethodSpec) -> str:
-    """Which gradients a method reads: the shared backward, its own passes, guided ones, none."""
+    """Which gradients a method reads: the shared backward (and second derivatives), its own
+    passes, guided ones, none."""
     parts = []
-    if spec.needs_gradients:
+    if spec.needs_hessian:
+        parts.append("yes (shared backward) + second derivatives")
+    elif spec.needs_gradients:
         parts.append("yes (shared backward)")
     elif spec.uses_gradients and not spec.needs_guided_gradients:
         parts.append("yes (own backward passes)")

@@ -8,23 +8,7 @@
 * :mod:`camscope.metrics.robustness`: max-/average-sensitivity, local Lipschitz estimate, top-k
   intersection and centre-of-mass shift of maps under small input noise.
 
-``camscope evaluate`` (:mod:`camscope.evaluation`) runs them on a data set and writes a report.
+They take tensors and, where they need passes, a ``forward`` or ``explain_fn`` callable; they
+know nothing of data sets or runs. ``camscope evaluate`` runs them on a data set through the
+metric families registered in :mod:`camscope.evaluation.registry` and writes a report.
 """
-
-# Metric families of ``camscope evaluate --metrics`` (kept here, free of torch, so that the CLI's
-# --help stays fast).
-FAMILIES = (
-    "loc",
-    "pointing",
-    "energy",
-    "discrimination",
-    "drop",
-    "deletion",
-    "insertion",
-    "road",
-    "occlusion",
-    "sanity",
-    "robustness",
-)
-#: The default set: everything but the costly ROAD, occlusion, sanity and robustness families.
-DEFAULT_METRICS = ("loc", "pointing", "energy", "discrimination", "drop", "deletion", "insertion")

@@ -7,8 +7,8 @@ All perturbed inputs of a metric are built as one stack and scored in chunks of 
 so the cost is the model's own forward passes (the count is given in each docstring) plus a few
 element-wise tensor operations.
 
-"Scores" are softmax probabilities of the explained class unless a function says otherwise, as in
-the Grad-CAM++ and RISE papers.
+"Scores" are probabilities of the explained class unless a function says otherwise, as in the
+Grad-CAM++ and RISE papers: softmax, or a single-logit model's sigmoid (:func:`scores`).
 
 Example:
     >>> p_full = class_probability(model, x, classes)  # doctest: +SKIP
@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..core.prediction import class_head
 from ..errors import UsageError
 from ..perturbation.occlusion import occlusion_drops, occlusion_grid
 
@@ -42,7 +43,10 @@ def scores(
 ) -> Tensor:
     """Score of ``classes[i]`` for each ``inputs[i]``, in chunks of ``batch_size`` (``N`` forwards).
 
-    ``probability=True`` gives the softmax probability, otherwise the raw logit.
+    ``probability=True`` gives the class probability, otherwise the class score (the logit), both
+    as :class:`camscope.core.prediction.ClassHead` reads the outputs: softmax, or for a
+    single-logit model class 1 = ``+z`` with ``sigmoid(z)`` and class 0 = ``-z`` with
+    ``1 - sigmoid(z)``.
     """
     out = []
     for start in range(0, inputs.shape[0], batch_size):
@@ -51,8 +55,8 @@ def scores(
             raise UsageError(
                 f"faithfulness metrics need (batch, classes) scores; the model gave {tuple(logits.shape)}"
             )
-        values = logits.softmax(1) if probability else logits
-        out.append(values.gather(1, classes[start : start + batch_size, None].to(values.device)))
+        head, ids = class_head(logits), classes[start : start + batch_size, None]
+        out.append(head.probabilities(logits, ids) if probability else head.scores(logits, ids))
     return torch.cat(out)[:, 0]
 
 
@@ -93,22 +97,30 @@ def increase_in_confidence(p_full: Tensor, p_map: Tensor) -> Tensor:
     return p_map > p_full
 
 
-def win_share(drops: dict[str, Tensor]) -> dict[str, Tensor]:
+#: Signed drops (percentage points of the class probability) this close to the lowest share the
+#: win: identical maps whose drops differ by float rounding tie (see :func:`win_share`).
+WIN_TIE_TOLERANCE = 0.01
+
+
+def win_share(drops: dict[str, Tensor], tolerance: float = WIN_TIE_TOLERANCE) -> dict[str, Tensor]:
     """Per-image "Win %" (Grad-CAM++ paper, Table 1): which method has the lowest drop.
 
-    The paper compares two methods; with several, each image's win goes to the method(s) with the
-    smallest ``100 * (Y - O) / Y`` (the signed drop; ties share the win equally). Returns method ->
-    ``(B,)`` shares in [0, 1] whose mean times 100 is the Win %; the shares of all methods sum to 1
-    per image.
+    The paper compares two methods; with several, each image's win goes to the method(s) whose
+    signed drop ``100 * (Y - O) / Y`` is within ``tolerance`` points of the smallest, shared
+    equally. The tolerance is ours: the same map computed by two methods (Grad-CAM and XGrad-CAM
+    at a GAP layer) gives drops that differ by float rounding (1e-6 points), and an exact
+    comparison would hand the whole win to whichever rounded lower; 0.01 points is far below any
+    difference the column is read for. Returns method -> ``(B,)`` shares in [0, 1] whose mean
+    times 100 is the Win %; the shares of all methods sum to 1 per image.
 
     Example:
-        >>> w = win_share({"a": torch.tensor([1.0, 5.0]), "b": torch.tensor([2.0, 5.0])})
+        >>> w = win_share({"a": torch.tensor([1.0, 5.0]), "b": torch.tensor([2.0, 5.004])})
         >>> w["a"], w["b"]
         (tensor([1.0000, 0.5000]), tensor([0.0000, 0.5000]))
     """
     names = list(drops)
     stack = torch.stack([drops[n] for n in names])
-    best = stack == stack.amin(0, keepdim=True)
+    best = stack <= stack.amin(0, keepdim=True) + tolerance
     share = best.float() / best.float().sum(0, keepdim=True)
     return {n: share[i] for i, n in enumerate(names)}
 
@@ -436,6 +448,7 @@ def occlusion_spearman(
 __all__ = [
     "ROAD_FRACTIONS",
     "SUBSTRATES",
+    "WIN_TIE_TOLERANCE",
     "auc",
     "average_drop",
     "class_probability",

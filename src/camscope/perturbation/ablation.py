@@ -1,10 +1,10 @@
-"""Ablation-CAM's passes: the network after the target layer only, on batches of ablated copies.
+"""Passes of the network after the target layer only: Ablation-CAM's ablated copies, Recipro-CAM's
+masked positions, Deep Feature Factorization's concepts.
 
 One recording pass per image stores the layer's output and the outputs of the modules that
-finished before the layer started; every ablation pass replays them, so nothing before the layer
-runs again (see :func:`ablation_scores`, which also says when that is exact and what happens
-otherwise). Options and progress reporting are shared with the Score-CAM family
-(:mod:`camscope.perturbation`).
+finished before the layer started; every later pass replays them, so nothing before the layer
+runs again (:class:`Tail`, which also says when that is exact and what happens otherwise).
+Options and progress reporting are shared with the Score-CAM family (:mod:`camscope.perturbation`).
 """
 
 from __future__ import annotations
@@ -110,7 +110,119 @@ def _patched_forwards(
 
 
 class SuffixMismatch(RuntimeError):
-    """The prefix-free ablation pass did not reproduce the model's own score."""
+    """The prefix-free pass did not reproduce the model's own output."""
+
+
+class Tail:
+    """The network after ``layer`` for one image: runs it on replacement outputs of the layer.
+
+    Built by :func:`tails` from one recording pass, which stores the layer's output ``act``
+    (batch 1), the model's ``logits`` and the outputs of the outermost modules that finished
+    before the layer started. :meth:`run` feeds the one image, replays those outputs (nothing
+    before the layer computes again) and makes the layer return a batch of replacement rows. This
+    is exact when every tensor that flows from before the layer to after it does so either
+    through the layer or by broadcasting over the batch (additions and products do;
+    ``torch.cat`` along channels does not). Each batch carries the unchanged layer output as an
+    extra first row whose logits must match the recording pass; if they do not, or the tail fails
+    (shape errors), it falls back, for good, to full passes of the repeated image with the layer
+    output replaced by a hook (the prefix then runs again), and logs that at INFO level.
+
+    Ablation-CAM zeroes channels, Recipro-CAM keeps one position, Deep Feature Factorization
+    scores its concepts: all through :meth:`run`.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        x1: Tensor,
+        layer: str,
+        rec: _Recording,
+        logits: Tensor,
+        settings: Settings,
+        scope: PassScope,
+        who: str,
+    ) -> None:
+        modules = dict(model.named_modules())
+        act = rec.layer_output
+        if act is None or rec.calls.get(layer) != 1 or act.ndim < 2:
+            raise UsageError(
+                f"{who} needs layer {layer!r} to run once and return a tensor "
+                "(batch, channels, ...); pick another layer"
+            )
+        self.model, self.x1, self.target = model, x1, modules[layer]
+        self.act: Tensor = act
+        self.logits = logits
+        self.settings, self.scope, self.who = settings, scope, who
+        self.replay = {modules[n]: _replaying(rec.before[n]) for n in rec.replay_set()}
+        self.per_row = rec.after_bytes + 2 * act.numel() * act.element_size()
+        self.fast = True
+
+    def batch_size(self, rows: int) -> int:
+        """Replacement rows per pass for ``rows`` in all (``batch_size`` option or free memory)."""
+        return self.settings.batch_size or batch_size_for(self.per_row, self.x1.device, rows + 1)
+
+    def run(self, rows: Tensor) -> Tensor:
+        """``(n, classes)`` logits of the model with the layer's output replaced by each of the
+        ``n`` rows (shaped like the layer output, batch ``n``)."""
+        if self.fast:
+            batch = torch.cat([self.act, rows.to(self.act)])
+            try:
+                with (
+                    _patched_forwards({**self.replay, self.target: _replaying(batch)}, self.scope),
+                    self.scope.active(),
+                ):
+                    logits = self.settings.adapter(self.model(self.x1)).float()
+                if logits.ndim != 2 or logits.shape[0] != batch.shape[0]:
+                    raise SuffixMismatch(f"output {tuple(logits.shape)} for {batch.shape[0]} rows")
+                tol = 1e-4 * self.logits.abs().clamp(min=1.0)
+                if not bool(((logits[0] - self.logits[0]).abs() <= tol).all()):
+                    raise SuffixMismatch("the unchanged row does not reproduce the model's output")
+                return logits[1:]
+            except (RuntimeError, UsageError) as err:
+                log.info(
+                    "%s: the layers after the target read tensors from before it (%s); "
+                    "falling back to full forward passes",
+                    self.who,
+                    err,
+                )
+                self.fast = False
+        replacement = rows.to(self.act)
+
+        def replace(_m: nn.Module, _i: Any, _o: Any) -> Tensor:
+            return replacement
+
+        handle = self.target.register_forward_hook(self.scope.hook(replace))
+        try:
+            with self.scope.active():
+                x = self.x1.expand(rows.shape[0], *self.x1.shape[1:])
+                return self.settings.adapter(self.model(x)).float()
+        finally:
+            handle.remove()
+
+
+@contextmanager
+def tails(
+    model: nn.Module, layer: str, settings: Settings, who: str
+) -> Iterator[Callable[[Tensor], Tail]]:
+    """Eval mode and ``torch.inference_mode()`` for the enclosed block (modes restored on exit,
+    also after an error), and a function that makes the :class:`Tail` of one image ``x1``
+    (batch 1) from its recording pass. ``who`` names the method in messages."""
+    scope = PassScope()
+
+    def record(x1: Tensor) -> Tail:
+        rec = _Recording(model, layer)
+        handles = rec.hooks(scope)
+        try:
+            with scope.active():
+                logits = settings.adapter(model(x1)).float()
+        finally:
+            for h in handles:
+                h.remove()
+        return Tail(model, x1, layer, rec, logits, settings, scope, who)
+
+    with preserved_modes(model), torch.inference_mode():
+        model.eval()
+        yield record
 
 
 def ablation_scores(
@@ -129,138 +241,39 @@ def ablation_scores(
     scores of the unablated model, both from eval-mode passes. Channels in ``skip`` (``(B, C)``,
     e.g. all-zero channels, whose ablation changes nothing) get the base score without a pass.
     ``head`` turns logits into target scores (``-logit`` for class 0 of a single-logit model).
-
-    Per image, one recording pass stores the layer output and the outputs of the outermost
-    modules that finished before the layer started. Each ablation pass then feeds the one image,
-    replays those outputs (nothing before the layer computes again) and makes the layer return
-    the batch of ablated copies. This is exact when every tensor that flows from before the layer
-    to after it does so either through the layer or by broadcasting over the batch (additions and
-    products do; ``torch.cat`` along channels does not). Every chunk carries one unablated row whose
-    score must match the recording pass; if it does not, or the suffix fails (shape errors), the
-    method falls back to full passes of the repeated image with the layer output replaced (the
-    prefix then runs again), and logs that at INFO level.
+    The ablated copies run through the network after the layer only (:class:`Tail`).
     """
-    modules = dict(model.named_modules())
-    target = modules[layer]
     head = head or ClassHead()
-    scope = PassScope()
-    b = x.shape[0]
     ids = class_ids.to(x.device)
-    base = torch.empty(b, ids.shape[1], device=x.device)
+    base = torch.empty(x.shape[0], ids.shape[1], device=x.device)
     results: list[Tensor] = []
-    with preserved_modes(model), torch.inference_mode():
-        model.eval()
-        for img in range(b):
-            x1 = x[img : img + 1]
-            rec = _Recording(model, layer)
-            handles = rec.hooks(scope)
-            try:
-                with scope.active():
-                    logits = settings.adapter(model(x1)).float()
-            finally:
-                for h in handles:
-                    h.remove()
-            act = rec.layer_output
-            if act is None or rec.calls.get(layer) != 1 or act.ndim < 2:
-                raise UsageError(
-                    f"ablationcam needs layer {layer!r} to run once and return a tensor "
-                    "(batch, channels, ...); pick another layer"
-                )
-            base[img] = head.scores(logits, ids[img : img + 1])[0]
-            channels = act.shape[1]
+    with tails(model, layer, settings, "ablationcam") as record:
+        for img in range(x.shape[0]):
+            tail = record(x[img : img + 1])
+            base[img] = head.scores(tail.logits, ids[img : img + 1])[0]
+            channels = tail.act.shape[1]
             todo = torch.arange(channels, device=x.device)
             if skip is not None:
                 todo = todo[~skip[img].to(x.device)]
-            per_row = rec.after_bytes + 2 * act.numel() * act.element_size()
-            batch = settings.batch_size or batch_size_for(per_row, x.device, channels + 1)
-            replay = {modules[n]: _replaying(rec.before[n]) for n in rec.replay_set()}
+            batch = tail.batch_size(channels)
             scores = base[img].expand(channels, -1).clone()
             progress = Progress(int(todo.numel()), settings.progress, "ablationcam")
             try:
-                scores[todo] = _ablate(
-                    model,
-                    x1,
-                    target,
-                    act,
-                    todo,
-                    ids[img],
-                    base[img],
-                    replay,
-                    batch,
-                    settings,
-                    progress,
-                    head,
-                    scope,
-                )
+                for start in range(0, todo.numel(), batch):
+                    chunk = todo[start : start + batch]
+                    logits = tail.run(_ablated_batch(tail.act, chunk))
+                    rows = ids[img][None].expand(chunk.numel(), -1)
+                    scores[chunk] = head.scores(logits, rows)
+                    progress.step(chunk.numel())
             finally:
                 progress.close()
             results.append(scores)
     return torch.stack(results), base
 
 
-def _ablated_batch(act: Tensor, channels: Tensor, with_base: bool) -> Tensor:
-    """Copies of ``act`` (batch 1) with ``channels[i]`` zeroed in row ``i`` (after an optional
-    unablated first row), written in one broadcast multiply."""
-    first = int(with_base)
-    keep = torch.ones(channels.numel() + first, act.shape[1], dtype=act.dtype, device=act.device)
-    keep[torch.arange(channels.numel(), device=act.device) + first, channels] = 0
+def _ablated_batch(act: Tensor, channels: Tensor) -> Tensor:
+    """Copies of ``act`` (batch 1) with ``channels[i]`` zeroed in row ``i``, written in one
+    broadcast multiply."""
+    keep = torch.ones(channels.numel(), act.shape[1], dtype=act.dtype, device=act.device)
+    keep[torch.arange(channels.numel(), device=act.device), channels] = 0
     return act * keep.view(*keep.shape, *([1] * (act.ndim - 2)))
-
-
-def _ablate(
-    model: nn.Module,
-    x1: Tensor,
-    target: nn.Module,
-    act: Tensor,
-    todo: Tensor,
-    ids: Tensor,
-    base: Tensor,
-    replay: dict[nn.Module, Callable[..., Any]],
-    batch: int,
-    settings: Settings,
-    progress: Progress,
-    head: ClassHead,
-    scope: PassScope,
-) -> Tensor:
-    out = torch.empty(todo.numel(), ids.numel(), device=x1.device)
-    fast = True
-    for start in range(0, todo.numel(), batch):
-        chunk = todo[start : start + batch]
-        rows: Tensor | None = None
-        if fast:
-            rows = _ablated_batch(act, chunk, with_base=True)
-            try:
-                with _patched_forwards({**replay, target: _replaying(rows)}, scope), scope.active():
-                    logits = settings.adapter(model(x1)).float()
-                if logits.shape[0] != rows.shape[0]:
-                    raise SuffixMismatch(f"output batch {logits.shape[0]} != {rows.shape[0]}")
-                got = head.scores(logits, ids[None].expand(logits.shape[0], -1))
-                tol = 1e-4 * base.abs().clamp(min=1.0)
-                if not bool(((got[0] - base).abs() <= tol).all()):
-                    raise SuffixMismatch("the unablated row does not reproduce the model's score")
-                out[start : start + chunk.numel()] = got[1:]
-                progress.step(chunk.numel())
-                continue
-            except (RuntimeError, UsageError) as err:
-                log.info(
-                    "ablationcam: the layers after the target read tensors from before it (%s); "
-                    "falling back to full forward passes",
-                    err,
-                )
-                fast = False
-        rows = _ablated_batch(act, chunk, with_base=False)
-
-        def replace(_m: nn.Module, _i: Any, _o: Any, r: Tensor = rows) -> Tensor:
-            return r
-
-        handle = target.register_forward_hook(scope.hook(replace))
-        try:
-            with scope.active():
-                logits = settings.adapter(model(x1.expand(rows.shape[0], *x1.shape[1:]))).float()
-        finally:
-            handle.remove()
-        out[start : start + chunk.numel()] = head.scores(
-            logits, ids[None].expand(rows.shape[0], -1)
-        )
-        progress.step(chunk.numel())
-    return out

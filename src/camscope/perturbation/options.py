@@ -25,7 +25,7 @@ ProgressFn = Callable[[int, int], None]
 KNOWN_OPTIONS: dict[str, str] = {
     "batch_size": "int: inputs per forward pass (default: from free memory)",
     "progress": "callable(done, total) or True for a tqdm bar on stderr (default: silent)",
-    "seed": "int: seed of the noise of sscam / smoothgradcam++ (default 0)",
+    "seed": "int: seed of the noise of sscam / smoothgradcam++ and of randomcam's weights (0)",
     "score": "'probability' (paper, default) or 'channel-softmax' (pytorch-grad-cam/torchcam)",
     "optimize": "bool: masked passes on a folded, channels_last (CPU: TorchScript) copy (True)",
     "precision": "'float32' (default), 'bfloat16' or 'float16' (CUDA): autocast masked passes",
@@ -38,6 +38,18 @@ KNOWN_OPTIONS: dict[str, str] = {
     "patch": "int: occlusion square side in px (default: a seventh of the shorter input side)",
     "stride": "int: occlusion step in px (default: half the patch)",
     "baseline": "float: occlusion fill in model-input units (default 0: the normalisation mean)",
+    "base_method": "str: the method refinecam (default 'gradcam++') and sess ('gradcam') run",
+    "num_concepts": "int: concepts deep-feature-factorization factorizes a layer into (5)",
+    "num_scales": "int: image scales sess slides its window over (default 12)",
+    "finer_alpha": "float: finercam comparison strength (default 1; torchcam's default is 0.6)",
+    "finer_references": "int: finercam compares with this many most similar classes (default 3)",
+    "finer_weighting": "'mean' (paper, default) or 'softmax' (pytorch-grad-cam's FinerCAM)",
+    "finer_base": "finercam's gradient method: gradcam (default), gradcam++, layercam, ...",
+    "shapley_utility": "'rest' (paper, default) or 'logit' (pytorch-grad-cam's default target)",
+    "kpca_kernel": "kpcacam kernel: 'sigmoid' (default), 'rbf', 'poly', 'cosine' or 'linear'",
+    "kpca_gamma": "float: kpcacam kernel coefficient (default 1 / channels, as scikit-learn)",
+    "fem_k": "float: fem keeps values above mean + k std of their channel (default 2)",
+    "fem_weighting": "'masks' (paper, default) or 'activations' (pytorch-grad-cam's FEM)",
 }
 
 
@@ -63,6 +75,16 @@ def option(
             f"{KNOWN_OPTIONS[name]}"
         )
     return value
+
+
+def choice(options: Mapping[str, Any], name: str, default: str, choices: tuple[str, ...]) -> str:
+    """A string option that must be one of ``choices`` (a :class:`UsageError` naming them)."""
+    value = option(options, name, default, str)
+    if value not in choices:
+        raise UsageError(
+            f"method option {name!r} must be one of {', '.join(map(repr, choices))}; got {value!r}"
+        )
+    return str(value)
 
 
 def positive_int(options: Mapping[str, Any], name: str, default: int | None) -> int | None:
