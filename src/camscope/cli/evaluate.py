@@ -37,9 +37,10 @@ _EPILOG = """\
 metric families (--metrics, comma list or 'all'; default {default}):
 {families}
 
-data layouts (--data): a .csv, COCO .json or VOC .xml file, or a folder holding one of
-  *.csv | *.json | *.xml, Annotations/*.xml (VOC), annotations/xmls/*.xml + images/ (Oxford-IIIT
-  Pet), annotations/*.json (COCO, images beside it, in images/ or in the split's folder);
+data (--data, the one grammar of docs/architecture.md; evaluate needs boxes): builtin:N[:SEED],
+  or a .csv, COCO .json or VOC .xml file, or a folder holding one of *.csv | *.json | *.xml,
+  Annotations/*.xml (VOC), annotations/xmls/*.xml + images/ (Oxford-IIIT Pet),
+  annotations/*.json (COCO, images beside it, in images/ or in the split's folder);
   --images DIR says where the images are. With an ImageNet-1k model, PASCAL VOC's class names map
   onto ImageNet classes by a built-in table (docs/evaluation.md); --class-map FILE maps any label.
 
@@ -88,8 +89,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--data",
         default="builtin:50",
         metavar="DIR|FILE|builtin:N",
-        help="annotations (a file or a folder in a common layout, see below) or builtin:N for N "
-        "images of the built-in benchmark (default %(default)s)",
+        help="annotations (a file or a folder in a common layout, see below) or builtin:N[:SEED] "
+        "for N images of the built-in benchmark (default %(default)s)",
     )
     add_data_arguments(parser, unmapped=("error", "skip"), data=False)
     parser.add_argument(
