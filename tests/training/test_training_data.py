@@ -168,3 +168,12 @@ def test_download_asks_torchvision_and_an_offline_failure_says_where_to_fetch(
     monkeypatch.setattr(tvd, "CIFAR10", Offline)
     with pytest.raises(DatasetError, match=r"network unreachable.*cifar-10-python\.tar\.gz"):
         load_training_data(f"cifar10:{tmp_path}", None, 0.1, 0, image_size=32, download=True)
+
+
+def test_annotations_are_refused_with_what_to_train_on_instead(tmp_path) -> None:
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    (tmp_path / "boxes.csv").write_text("a.png,cat,0,0,4,4\n")
+    with pytest.raises(DatasetError, match="pass class folders, a list with a label column"):
+        load_training_data(str(tmp_path), None, 0.5, 0, image_size=16)

@@ -18,7 +18,7 @@ from ._common import _option_value, echo, positive_int, split_list, unit_float, 
 
 _EPILOG = """\
 data (--data, the one grammar of docs/architecture.md; the data's classes are the model's):
-  DIR                   one subfolder per class (ImageFolder layout), or annotations
+  DIR                   one subfolder per class (ImageFolder layout)
   cifar10:DIR           CIFAR-10 python folder (cifar-10-batches-py); --download fetches it
   cifar100:DIR          CIFAR-100 python folder; --labels coarse for the 20 superclasses
   LIST.csv|LIST.parquet a list with path and label columns

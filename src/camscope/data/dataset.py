@@ -1,25 +1,19 @@
 """The one labelled-dataset type: :class:`LabelledData`, a sequence of :class:`Sample` records.
 
-Every reader of :mod:`camscope.data` returns a :class:`LabelledData` (:func:`camscope.data.read_data`
-is the one entry point) and every command walks its samples. A sample knows its id, where its
-image comes from (``source``: a path, a URL, ``demo:<name>`` or an in-memory id), its data-set
-``label``, the model classes that count as that label (``class_ids``), the boxes of every annotated
-object with their classes (``objects``) and, where given, an object mask file or the image itself
-in memory. Nothing is decoded until :meth:`Sample.decode` / :meth:`Sample.prepare`, so a broken
-file fails alone, when it is reached.
-
-The samples of a data set are a list, or a lazy sequence that builds sample ``i`` when it is
-indexed (:class:`LazySamples`: the built-in benchmark, CIFAR arrays) or reads it from two Arrow
-string columns (:class:`camscope.data.lists.ArrowSamples`: lists of millions of images); all three
-give their ids without building a sample (:func:`sample_ids`) and take subsets (:func:`take`).
+Every reader returns one (:func:`camscope.data.read.read_data`) and every command walks its
+samples (:class:`camscope.data.walk.Walk`). Nothing is decoded until :meth:`Sample.decode` /
+:meth:`Sample.prepare` (the one decode path), so a broken file fails alone, when it is reached.
+The samples are a list, a :class:`LazySamples` that builds sample ``i`` when indexed (the built-in
+set, CIFAR arrays) or :class:`camscope.data.lists.ArrowSamples` read from Arrow columns (lists of
+millions of images); all give their ids without building a sample (:func:`sample_ids`) and take
+subsets (:func:`take`).
 
 Example:
-    >>> data = read_data("builtin:4", [])  # doctest: +SKIP
-    >>> sample = data.items[0]; sample.label, sample.class_ids, sample.boxes  # doctest: +SKIP
+    >>> sample = read_data("builtin:4", []).items[0]  # doctest: +SKIP
+    >>> sample.label, sample.class_ids, sample.boxes  # doctest: +SKIP
     ('cup', (967, 968, 504), ((31.0, 52.0, 170.0, 166.0),))
-    >>> prepared = sample.prepare(spec)  # doctest: +SKIP
-    >>> prepared.x.shape, prepared.scale  # doctest: +SKIP
-    (torch.Size([1, 3, 224, 224]), (1.0, 1.0))
+    >>> sample.prepare(spec).x.shape  # doctest: +SKIP
+    torch.Size([1, 3, 224, 224])
 """
 
 from __future__ import annotations

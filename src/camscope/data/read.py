@@ -1,19 +1,12 @@
 """The one reader: :func:`read_data` turns a data spec (:mod:`.spec`) into :class:`LabelledData`.
 
-Every command that reads a data set calls it (``evaluate``, ``train``, ``audit``, ``embed``,
-``failures``, ``adversarial``, ``serve --study``; the data-set job's lists are
-:func:`camscope.data.lists.list_images`, plain image arguments :func:`camscope.data.inputs.open_images`).
-What a command needs decides what a folder is and what is refused:
-
-* ``need="boxes"`` (``evaluate``, class-discrimination studies): the built-in set or annotations;
-* ``need="labels"`` (the analysis commands, ``train``): also class folders, CIFAR and lists with
-  a ``label`` column;
-* ``need="images"`` (trust studies): a folder is every image below it, unlabelled.
-
-Labels map onto the model's classes with :class:`camscope.data.classes.ClassMapper` (names,
-WordNet lemmas, ImageNet synsets, indices, ``a|b``, a ``--class-map`` file); ``class_names=None``
-means there is no model yet (``train``): the data's own classes are the classes. Labels that map
-to no class follow :attr:`DataOptions.unmapped` (``"error"`` lists them all at once).
+Every command that reads a data set calls it; what the command needs (``need``) decides what a
+folder is and what is refused: ``"boxes"`` (``evaluate``, class-discrimination studies: the
+built-in set or annotations), ``"labels"`` (the analysis commands, ``train``: also class folders,
+CIFAR and lists with a ``label`` column), ``"images"`` (trust studies: a folder is every image
+below it). Labels map onto the model's classes with :class:`camscope.data.classes.ClassMapper`;
+``class_names=None`` means there is no model yet (``train``): the data's own classes are the
+classes. Labels that map to no class follow :attr:`DataOptions.unmapped`.
 
 Example:
     >>> data = read_data("builtin:20", ["cat", "cup", "motorcycle", "rocket"])  # doctest: +SKIP
@@ -88,6 +81,11 @@ def read_data(
             )
         from .annotations import read_dataset
 
+        if class_names is None:
+            raise DatasetError(
+                f"--data {spec.text!r} holds annotations, which are read onto a model's classes; "
+                "to train, pass class folders, a list with a label column, cifar10:DIR or builtin:N"
+            )
         return read_dataset(
             path,
             mapper,

@@ -1,27 +1,13 @@
 """The one data-spec grammar: what every command's ``--data`` (and the data-set job's input) says.
 
-=============================  ==============================================================
-``builtin[:N[:SEED]]``         N images of the built-in benchmark (:mod:`.synthetic`; default
-                               N = 50, SEED = 0). It has two streams of the same generator:
-                               the **evaluation stream** (``evaluate``, ``audit``, ``failures``,
-                               ``serve --study``...) and the **training stream** (``train``: one
-                               object per image), so a model trained on ``builtin:N`` is never
-                               scored on its own training images, with the same seed.
-``cifar10:DIR``,               the CIFAR python-version folders (:mod:`.cifar`)
-``cifar100:DIR``
-``LIST.csv``, ``LIST.parquet``  a list of images: a ``path`` column, optional ``id`` and
-                               ``label`` columns (:mod:`.lists`; a ``.csv`` without a ``path``
-                               column is CSV boxes)
-``FILE.csv|.json|.xml``        annotations: CSV boxes, COCO JSON, VOC XML (:mod:`.annotations`)
-``DIR``                        a folder: annotations in a layout :func:`.layouts.find_annotations`
-                               knows (VOC, Oxford-IIIT Pet, COCO, CSV), else one subfolder per
-                               class (:mod:`.folders`), or for commands that need no label
-                               every image below it
-=============================  ==============================================================
-
-``--images DIR`` says where annotated images are; ``--class-map FILE`` maps data-set labels (and
-class-folder names) onto model classes (:func:`camscope.data.classes.read_class_map`). Both, and
-what to do with labels that name no model class, are :class:`DataOptions`.
+``builtin[:N[:SEED]]`` (the built-in benchmark, :mod:`.synthetic`; N = 50 and SEED = 0 by default
+in every command, with an evaluation and a training stream), ``cifar10:DIR`` / ``cifar100:DIR``
+(:mod:`.cifar`), ``LIST.csv`` / ``LIST.parquet`` with a ``path`` column (:mod:`.lists`; a ``.csv``
+without one is CSV boxes), an annotation file ``.csv`` / ``.json`` / ``.xml`` (:mod:`.annotations`)
+or a ``DIR`` (annotations in a common layout, else class folders or every image below it). The
+table with every layout and option is in ``docs/architecture.md`` ("Data: the one grammar");
+:func:`parse_data` parses a spec, :class:`DataOptions` holds ``--images``, ``--class-map``,
+``--unmapped`` and ``--allow-outside-paths``, :func:`camscope.data.read.read_data` reads it.
 
 Example:
     >>> parse_data("builtin:20:3")

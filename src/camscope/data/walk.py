@@ -1,35 +1,22 @@
 """The one batch walker: decode, skip with a reason, progress, cancel and resume, for every command.
 
-:class:`Walk` hands the samples of a data set (:class:`~camscope.data.dataset.LabelledData`'s
-``items``) to its caller a batch at a time, each decoded by ``load`` (by default
-:meth:`Sample.prepare <camscope.data.dataset.Sample.prepare>`: the image and its model input). A
-sample that cannot be used (a bad or missing file, an error found when the data was read, a label
-of no model class where one is needed) is **skipped with its reason**: recorded in
-:attr:`Walk.skipped` and told to ``on_skip(source, reason)`` (default: a logged warning), and the
-others go on; a :class:`~camscope.errors.UsageError` (a setting wrong for every image) stops the
-walk. The caller reports its own failures on a sample (the model failed on it) through
-:meth:`Walk.skip`, the same path.
-
-* **progress**: after the caller is done with a batch, :class:`~camscope.data.progress.Progress`
-  advances by its size (skipped samples count as settled); a bar the walk makes itself
-  (``progress=True`` or a ``callback(done, total)``) is closed when the walk ends;
-* **cancel**: ``cancel()`` is asked before every batch; True ends the walk (:attr:`Walk.cancelled`);
-* **resume**: ``positions`` are the samples still to do (a resumed run leaves out what it has);
-  what is done with a batch (appending rows, committing shards) happens in the caller's loop body,
-  so an interruption keeps every batch the caller finished;
-* **workers**: ``workers > 0`` decodes in DataLoader worker processes (``load`` and the samples must
-  then be picklable); a ``collate`` function, run in the workers, may give the batches another
-  form (the data-set job stacks its inputs there) as long as it has ``len()`` and ``failures()``.
-
-Used by ``camscope explain`` (the picture and the data-set job), ``evaluate``, ``audit``, ``embed``,
-``failures`` and ``adversarial``.
+:class:`Walk` hands the samples of a data set to its caller a batch at a time (:class:`Batch`),
+each decoded by ``load`` (default :meth:`Sample.prepare <camscope.data.dataset.Sample.prepare>`).
+A sample that cannot be used (a bad or missing file, an error found when the data was read, a
+label of no model class where one is needed) is **skipped with its reason** (:func:`outcome`, the
+one skip rule): recorded in :attr:`Walk.skipped`, told to ``on_skip(source, reason)`` (default: a
+logged warning naming the file), and the others go on; a :class:`~camscope.errors.UsageError` (a
+setting wrong for every image) stops the walk. A caller reports its own failures on a sample (the
+model failed on it) through :meth:`Walk.skip`. **Progress** advances by a batch's size once the
+caller is done with it; **cancel** is asked before every batch; **resume** is ``positions`` (the
+samples still to do), what the caller does in its loop body (appending rows, committing shards)
+surviving an interruption; **workers** decode in DataLoader processes, where a ``collate`` may
+give the batches another form (the data-set job stacks them) with ``len()`` and ``failures()``.
 
 Example:
-    >>> walk = Walk(data.items, spec=spec, batch_size=8, progress=Progress(len(data), "audit"))  # doctest: +SKIP
+    >>> walk = Walk(data.items, spec=spec, batch_size=8, progress=True, label="audit")  # doctest: +SKIP
     >>> for batch in walk:  # doctest: +SKIP
     ...     x = torch.cat([p.x for _, p in batch.ok])
-    >>> walk.skipped  # doctest: +SKIP
-    [Skip(id='b.jpg', source='/data/b.jpg', reason='not an image (...)')]
 """
 
 from __future__ import annotations

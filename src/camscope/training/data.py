@@ -1,6 +1,6 @@
 """The data a run trains on: ``--data`` read by :func:`camscope.data.read.read_data` (class
-folders, ``cifar10:DIR``/``cifar100:DIR``, ``builtin:N[:SEED]``, a list with labels or
-annotations), and its validation split.
+folders, ``cifar10:DIR``/``cifar100:DIR``, ``builtin:N[:SEED]`` or a list with labels), and its
+validation split.
 
 The data's own classes are the model's classes (a name's index is its label). ``builtin:N`` is
 read from the generator's **training stream** (one object per image, :mod:`camscope.data.spec`),
