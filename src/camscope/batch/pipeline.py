@@ -271,7 +271,7 @@ def _run_local(
         inputs.items,
         decode,
         batch_size=job.batch_size,
-        positions=todo.tolist(),
+        positions=todo,  # type: ignore[arg-type]
         progress=bar,
         workers=workers,
         collate=collate,

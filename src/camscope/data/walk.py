@@ -174,7 +174,8 @@ class Walk(Generic[T]):
                 raise UsageError("Walk needs a load function or a model spec")
             load = functools.partial(Sample.prepare, spec=spec, options=options)  # type: ignore[assignment]
         self.loading = Loading(samples, load, need_class)  # type: ignore[arg-type]
-        self.positions = list(range(len(samples))) if positions is None else list(positions)
+        # kept as given (a numpy array of a job's millions of positions is not copied to a list)
+        self.positions = range(len(samples)) if positions is None else positions
         self.batch_size, self.workers, self.pin_memory = batch_size, workers, pin_memory
         self.collate = collate or Batch
         self.progress, self.label = progress, label
@@ -196,7 +197,7 @@ class Walk(Generic[T]):
             log.warning("skipped %s: %s", sample.source, reason)
 
     def __iter__(self) -> Iterator[Any]:
-        if not self.positions:
+        if len(self.positions) == 0:
             return
         bar, owned = self.progress, not isinstance(self.progress, Progress)
         if not isinstance(bar, Progress):
