@@ -61,17 +61,19 @@ def test_parse_args_explain() -> None:
 def test_parse_helpers() -> None:
     from camscope.cli import _common
     from camscope.data import inputs
+    from camscope.data.classes import parse_target
 
     assert _common.split_list(["a,b", " c ", ""]) == ["a", "b", "c"]
     assert _common.parse_layers(None) == "auto"
     assert _common.parse_layers(["layer4"]) == "layer4"
     assert _common.parse_layers(["layer3,layer4"]) == ["layer3", "layer4"]
     assert _common.parse_methods("GradCAM, gradcam++,gradcam") == ["gradcam", "gradcam++"]
-    assert _common.parse_target("top5", CLASS_NAMES) == "topk:5"
-    assert _common.parse_target("topk:3", CLASS_NAMES) == "topk:3"
-    assert _common.parse_target("4", CLASS_NAMES) == 4
-    assert _common.parse_target("tabby", CLASS_NAMES) == 0
-    assert _common.parse_target("Tiger_Cat", CLASS_NAMES) == 1
+    assert parse_target("top5", CLASS_NAMES) == "topk:5"
+    assert parse_target("topk:3", CLASS_NAMES) == "topk:3"
+    assert parse_target("4", CLASS_NAMES) == 4
+    assert parse_target("tabby", CLASS_NAMES) == 0
+    assert parse_target("Tiger_Cat", CLASS_NAMES) == 1
+    assert not hasattr(_common, "parse_target")  # one target parser: camscope.data.classes
     assert inputs.unique_stems(["a", "b", "a", "A", "a-2"]) == ["a", "b", "a-2", "A-3", "a-2-2"]
     assert inputs.stem_of("/x/y/cat.01.jpg") == "cat.01"
     assert inputs.stem_of("https://h/p/dog%20one.png?x=1") == "dog one"
@@ -285,7 +287,7 @@ def test_explain_bad_images_are_skipped_with_exit_1(tmp_path, capsys, tiny) -> N
         (["--method", ","], "--method is empty"),
         (["--layer", "nope"], "no layer named 'nope'"),
         (["--colormap", "infernal"], "unknown colormap 'infernal'"),
-        (["--target", "top0"], "k must be at least 1"),
+        (["--target", "top0"], "--target 'top0': K must be at least 1"),
         (["--target", "99"], "out of range"),
         (["--target", "crane"], "matches several classes"),
         (["--target", "zebra"], "closest names"),
@@ -383,6 +385,27 @@ def test_predict_topk(tmp_path, capsys, tiny) -> None:
     assert records[1]["error"] and records[1]["predictions"] == []
     code, out, _ = run(capsys, "predict", str(img), "--topk", "9")
     assert code == 2
+
+
+@pytest.mark.parametrize("factory", ["dict_output", "tuple_output"])
+def test_predict_reads_dict_and_tuple_outputs(tmp_path, capsys, factory) -> None:
+    """A model returning {"logits": ...} crashed predict's own adapter (AttributeError)."""
+    import heads
+
+    from camscope.io import preprocess
+
+    img = make_image(tmp_path / "p.png", size=(16, 16))
+    code, out, err = run(capsys, "predict", str(img), "--model", f"heads:{factory}", "--json")
+    assert code == 0, err
+    _, spec = heads.load(factory)
+    with torch.no_grad():  # the same weights as a plain tensor output
+        logits = heads.load("softmax")[0](preprocess(Image.open(img), spec))[0]
+    probs = logits.softmax(0)
+    predictions = json.loads(out)["images"][0]["predictions"]
+    assert [p["class"] for p in predictions] == probs.argsort(descending=True).tolist()
+    assert [p["probability"] for p in predictions] == pytest.approx(
+        probs.sort(descending=True).values.tolist(), abs=1e-6
+    )
 
 
 # ---------------------------------------------------------------------------------------------

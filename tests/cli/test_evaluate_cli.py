@@ -226,7 +226,7 @@ def test_concurrent_runs_and_repeated_rows(tmp_path, patched, capsys):
     import subprocess
     import textwrap
 
-    from camscope.evaluation.store import LOCK_NAME
+    from camscope.outputs import LOCK_NAME
 
     out = tmp_path / "q"
     out.mkdir()
@@ -234,7 +234,7 @@ def test_concurrent_runs_and_repeated_rows(tmp_path, patched, capsys):
         import fcntl, time
         fh = open({str(out / LOCK_NAME)!r}, "a+")
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        fh.write("pid 4242 on test"); fh.flush()
+        fh.write("camscope evaluate (pid 4242 on test)"); fh.flush()
         print("locked", flush=True)
         time.sleep(60)
     """)

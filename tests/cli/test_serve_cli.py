@@ -3,12 +3,14 @@ the real server process is driven in tests/serve/test_browser.py)."""
 
 from __future__ import annotations
 
+import io
 import socket
 import subprocess
 import sys
 
 import pytest
 from fastapi.testclient import TestClient
+from PIL import Image
 
 from camscope.cli.main import main
 
@@ -54,6 +56,34 @@ def test_serve_prints_its_address_and_offers_the_models(captured_app, capsys) ->
     names = [m["name"] for m in client.get("/api/models").json()]
     assert names == ["nets:imagenet_sized", "efficientnet_lite0"]
     assert client.get("/api/config").json()["url_fetch"] is False
+
+
+def test_multilabel_applies_to_the_given_models(captured_app) -> None:
+    argv = [
+        "serve",
+        "--model",
+        "heads:multilabel",
+        "--multilabel",
+        "--port",
+        "0",
+        "--device",
+        "cpu",
+    ]
+    assert main(argv) == 0
+    port = captured_app["address"][1]
+    client = TestClient(captured_app["app"], base_url=f"http://127.0.0.1:{port}")
+    models = {m["name"]: m for m in client.get("/api/models").json()}
+    assert models["heads:multilabel"]["multilabel"] is True
+    assert models["efficientnet_lite0"]["loaded"] is False  # offered beside it, not loaded
+    picture = io.BytesIO()
+    Image.new("RGB", (16, 16), (200, 30, 60)).save(picture, format="PNG")
+    reply = client.post(
+        "/api/explain",
+        files={"image": ("a.png", picture.getvalue(), "image/png")},
+        data={"model": "heads:multilabel", "overlays": "false"},
+    )
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["probability_kind"] == "sigmoid"
 
 
 @pytest.mark.parametrize(

@@ -8,9 +8,15 @@ import json
 import pytest
 from PIL import Image
 
-from camscope.cli._common import parse_target
 from camscope.data.annotations import read_dataset
-from camscope.data.classes import VOC_TO_IMAGENET, ClassMapper, imagenet_names, read_class_map
+from camscope.data.classes import (
+    VOC_TO_IMAGENET,
+    ClassMapper,
+    imagenet_names,
+    names_a_class,
+    parse_target,
+    read_class_map,
+)
 from camscope.errors import DatasetError, TargetError
 
 VOC_CLASSES = [
@@ -119,6 +125,14 @@ def test_explain_target_and_evaluate_labels_resolve_alike(name, index):
     names = imagenet_names()
     assert parse_target(name, names) == index
     assert ClassMapper(names).map(name) == (index,)
+
+
+def test_only_names_need_the_model_s_class_names():
+    assert names_a_class("tabby") and names_a_class("topk:") and names_a_class("²")
+    assert not any(names_a_class(t) for t in ("top1", " TopK:12 ", "285", "-1", "+3"))
+    assert parse_target("+3", max_k=5) == 3 and parse_target("top3", max_k=5) == "topk:3"
+    with pytest.raises(TargetError, match="at most 5"):
+        parse_target("top6", max_k=5)
 
 
 def test_target_names_synonyms_and_ambiguity():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import heads
 import numpy as np
 import pytest
 import torch
@@ -94,7 +95,10 @@ def test_separation_grows_from_the_input_to_the_last_layer(tmp_path, patched, ca
     assert first["dims"] == 3 and last["dims"] == 16
     assert len(last["points"]) == 20 == len(doc["images"])
     assert {i["class"] for i in doc["images"]} == set(CLASSES)
-    assert all(isinstance(i["correct"], bool) for i in doc["images"])
+    # the trained model tells the bars apart, and "correct" says whether it did
+    assert all(i["correct"] == (i["predicted"] == i["class"]) for i in doc["images"])
+    assert sum(i["correct"] for i in doc["images"]) >= 18
+    assert all(0.5 <= i["probability"] <= 1 for i in doc["images"])
     for layer in doc["layers"].values():
         assert (out / layer["figure"]).is_file()
         assert len(layer["explained_variance"]) == 2
@@ -118,6 +122,34 @@ def test_odd_names_are_escaped_and_a_broken_image_exits_1(tmp_path, patched, cap
     html = (out / "embeddings.html").read_text()
     assert "<i>x" not in html and "&lt;i&gt;x" in html
     assert html.count("data:image/jpeg;base64") == 2
+
+
+@pytest.mark.parametrize("name", ["yes", "no"])
+def test_a_single_logit_model_is_read_as_a_binary_classifier(tmp_path, monkeypatch, name):
+    """One logit near +5 says "yes" (class 1) on every image, near -5 "no" (class 0); the argmax
+    over one column called every image "no"."""
+    from camscope.io import preprocess
+
+    model, spec = heads.load(name)
+    monkeypatch.setattr(_model, "load_model", lambda options: (model, spec, "cpu"))
+    rng = np.random.default_rng(3)
+    for label in ("no", "yes"):
+        (tmp_path / "d" / label).mkdir(parents=True)
+        for i in range(2):
+            pixels = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "d" / label / f"{i}.png")
+    out = tmp_path / "e"
+    code = main(["embed", "--data", str(tmp_path / "d"), "--out", str(out), "--no-progress",
+                 "--layers", "last"])  # fmt: skip
+    assert code == 0
+    said = 1 if name == "yes" else 0
+    for image in json.loads((out / "embeddings.json").read_text())["images"]:
+        with torch.no_grad():
+            x = preprocess(Image.open(tmp_path / "d" / image["id"]), spec)
+            p_yes = float(torch.sigmoid(model(x))[0, 0])
+        assert image["predicted_class"] == said and image["predicted"] == spec.label(said)
+        assert image["probability"] == pytest.approx(p_yes if said else 1 - p_yes, abs=1e-6)
+        assert image["probability"] > 0.99 and image["correct"] == (image["class"] == name)
 
 
 @pytest.mark.parametrize(

@@ -73,6 +73,24 @@ def test_baseline_and_the_other_class_by_hand() -> None:
     assert float(res.maps["occlusion"][0, 1].abs().max()) == 0.0
 
 
+def test_a_single_logit_model_scores_class_0_by_minus_the_logit() -> None:
+    """One logit z = sum of the pixels: class 1 is scored by +z, class 0 by -z (as the engine
+    scores them), so class 0's drops are class 1's negated; the logit was read for class 0 and
+    class 1 was an index error."""
+    net = nn.Sequential(OrderedDict([("conv", linear_net().conv), ("flat", nn.Flatten())]))
+    head = nn.Linear(16, 1, bias=False)
+    with torch.no_grad():
+        head.weight.fill_(1.0)
+    net.add_module("head", head)
+    opts = {"patch": 2, "stride": 2}
+    block = torch.tensor([[10.0, 18.0], [42.0, 50.0]])
+    expected = block.repeat_interleave(2, 0).repeat_interleave(2, 1)
+    res = explain(net.eval(), ramp(), "occlusion", "conv", targets=[[1, 0]], method_options=opts)
+    torch.testing.assert_close(res.raw["occlusion"][0, 0], expected)
+    torch.testing.assert_close(res.raw["occlusion"][0, 1], -expected)
+    assert float(res.maps["occlusion"][0, 1].abs().max()) == 0.0  # no evidence for "no"
+
+
 def test_agrees_with_captum_occlusion() -> None:
     from captum.attr import Occlusion
 

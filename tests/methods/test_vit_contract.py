@@ -209,8 +209,10 @@ def test_threads_give_the_sequential_maps_and_leave_plain_forwards_alone() -> No
         for n in range(6):
             i = (n + offset) % 3
             maps = explain(model, inputs[i], METHODS, targets=1).maps
-            if any(not torch.allclose(maps[m], expected[i][m], atol=1e-6) for m in METHODS):
-                bad.append("map")
+            for m in METHODS:
+                if not torch.allclose(maps[m], expected[i][m], atol=1e-6):
+                    diff = float((maps[m] - expected[i][m]).abs().max())
+                    bad.append(f"map {m} of input {i}: max difference {diff:.3g}")
 
     def predictor() -> None:
         start.wait()
@@ -218,7 +220,8 @@ def test_threads_give_the_sequential_maps_and_leave_plain_forwards_alone() -> No
             with torch.no_grad():
                 out = model(inputs[0])
             if out.requires_grad or not torch.equal(out, plain):
-                bad.append("forward")
+                diff = float((out - plain).abs().max())
+                bad.append(f"plain forward: requires_grad {out.requires_grad}, max diff {diff:.3g}")
 
     threads = [
         threading.Thread(target=explainer, args=(0,)),

@@ -172,3 +172,18 @@ def test_scores_are_chunked_consistently():
     b = fm.scores(mean_prob, x, torch.zeros(5, dtype=torch.long), batch_size=64)
     assert torch.allclose(a, b)
     assert np.allclose(a.numpy(), x[:, 0].flatten(1).mean(1).numpy(), atol=1e-6)
+
+
+def test_a_single_logit_model_scores_its_two_classes_by_sigmoid():
+    """One logit z = ln 3: class 1 has p = sigmoid(z) = 0.75 and score +z, class 0 has 0.25 and
+    -z (a softmax over the one column gave 1.0 to both)."""
+    z = float(np.log(3.0))
+    inputs = torch.full((2, 1), z)
+    classes = torch.tensor([1, 0])
+    identity = lambda x: x  # noqa: E731 - the inputs are the logits
+    torch.testing.assert_close(
+        fm.class_probability(identity, inputs, classes), torch.tensor([0.75, 0.25])
+    )
+    torch.testing.assert_close(
+        fm.scores(identity, inputs, classes, probability=False), torch.tensor([z, -z])
+    )

@@ -7,7 +7,6 @@ import math
 import numpy as np
 import pytest
 import torch
-from scipy import ndimage
 
 from camscope.errors import UsageError
 from camscope.metrics import localization as lm
@@ -33,18 +32,66 @@ def test_empty_map_gives_empty_box_and_zero_iou():
     assert float(lm.box_iou(box[0], torch.tensor([0.0, 0.0, 2.0, 2.0]))) == 0.0
 
 
-def test_connected_components_match_scipy_on_random_masks():
+def _flood_fill(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """8-connected labels by breadth-first search: the independent reference."""
+    labels = np.zeros(mask.shape, dtype=np.int64)
+    count = 0
+    for start in zip(*np.nonzero(mask)):
+        if labels[start]:
+            continue
+        count += 1
+        labels[start] = count
+        queue = [start]
+        while queue:
+            y, x = queue.pop()
+            for dy in (-1, 0, 1):
+                for dx in (-1, 0, 1):
+                    n = (y + dy, x + dx)
+                    inside = 0 <= n[0] < mask.shape[0] and 0 <= n[1] < mask.shape[1]
+                    if inside and mask[n] and not labels[n]:
+                        labels[n] = count
+                        queue.append(n)
+    return labels, count
+
+
+def test_connected_components_match_a_flood_fill_on_random_masks():
     gen = torch.Generator().manual_seed(0)
     masks = torch.rand(3, 24, 31, generator=gen) > 0.55
     labels = lm.connected_components(masks)
     for i in range(3):
-        ref, count = ndimage.label(masks[i].numpy(), structure=np.ones((3, 3)))
+        ref, count = _flood_fill(masks[i].numpy())
         ours = labels[i].numpy()
         assert len(np.unique(ours[ours > 0])) == count
-        # Same partition: each scipy component has exactly one of our labels and vice versa.
+        # Same partition: each reference component has exactly one of our labels and vice versa.
         for k in range(1, count + 1):
             assert len(np.unique(ours[ref == k])) == 1
         assert ((ours > 0) == (ref > 0)).all()
+
+
+def test_largest_component_by_hand_including_a_spiral_and_a_tie():
+    spiral = np.array(
+        [
+            [1, 1, 1, 1, 1],
+            [0, 0, 0, 0, 1],
+            [1, 1, 1, 0, 1],
+            [1, 0, 0, 0, 1],
+            [1, 1, 1, 1, 1],
+        ],
+        dtype=bool,
+    )  # one component of 17 pixels
+    tie = np.zeros((5, 5), dtype=bool)
+    tie[0, 0:2] = True  # two components of 2 pixels: the first in raster order is kept
+    tie[4, 3:5] = True
+    masks = torch.from_numpy(np.stack([spiral, tie, np.zeros((5, 5), dtype=bool)]))
+    labels = lm.connected_components(masks)
+    assert labels[0].max() == 1 and int((labels[0] == 1).sum()) == 17
+    assert labels[1, 0, 0] == 1 and labels[1, 4, 4] == 2  # numbered in raster order
+    kept = lm.largest_component(masks)
+    assert torch.equal(kept[0], masks[0])
+    assert kept[1].nonzero().tolist() == [[0, 0], [0, 1]]
+    assert not kept[2].any()  # an empty mask stays empty
+    with pytest.raises(UsageError, match="mask must be"):
+        lm.connected_components(masks[0])
 
 
 def test_iou_known_values():

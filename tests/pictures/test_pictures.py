@@ -12,7 +12,7 @@ from camscope.core.result import Explanation
 from camscope.data.dataset import Sample
 from camscope.data.inputs import stem_of, unique_stems
 from camscope.models import ModelSpec
-from camscope.pictures.plan import PictureOptions, plan_image, top_classes
+from camscope.pictures.plan import PictureOptions, plan_image
 
 SPEC = ModelSpec("m", input_size=(4, 4), class_names=["a", "tiger cat", "b", "dog", "c"])
 METHODS = ["gradcam", "eigencam", "counterfactual"]
@@ -162,7 +162,6 @@ def test_sigmoid_heads_are_titled_and_ranked_by_their_sigmoid() -> None:
     assert [entry["probability"] for entry in top5] == pytest.approx([1 - p, p])
     assert plan.record["probability_kind"] == "sigmoid"
     assert plan.grid_rows[0][0] == f"top-1: healthy, p = {1 - p:.2f} (sigmoid)"
-    assert top_classes(torch.tensor([0.125, 0.5, 0.25]), 2) == [(1, 0.5), (2, 0.25)]
 
 
 def test_stems_keep_unicode_and_stay_safe() -> None:

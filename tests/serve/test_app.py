@@ -27,7 +27,7 @@ from camscope.serve.viewer.app import STATIC, ServeConfig, create_app
 from camscope.serve.viewer.encode import map_from_base64
 from camscope.serve.viewer.pool import ModelPool
 
-KEYS = {"model", "layer", "targets", "top5", "maps", "seconds"}
+KEYS = {"model", "layer", "probability_kind", "targets", "top5", "maps", "seconds"}
 
 
 def png(image: Image.Image) -> bytes:
@@ -53,6 +53,7 @@ def test_explain_answers_the_documented_json(client, lite0, demo_pngs) -> None:
     body = reply.json()
     assert set(body) == KEYS
     assert body["model"] == "efficientnet_lite0" and body["layer"] == "bn2"
+    assert body["probability_kind"] == "softmax"
     assert body["targets"][0]["index"] == 285 and body["targets"][0]["label"] == "Egyptian cat"
     assert [t["index"] for t in body["top5"]][:1] == [285] and len(body["top5"]) == 5
     assert set(body["seconds"]) >= {"decode", "gradcam", "gradcam++", "guided-gradcam", "total"}
@@ -111,8 +112,9 @@ def test_bad_requests_are_answered_and_the_server_goes_on(client, demo_pngs) -> 
         (post(client, demo_pngs["chelsea"][:2000]), 400, "truncated"),
         (post(client, demo_pngs["chelsea"], methods="gradcm"), 400, "unknown method"),
         (post(client, demo_pngs["chelsea"], model="/etc/passwd"), 400, "unknown model"),
-        (post(client, demo_pngs["chelsea"], target="tabby"), 400, "not a class index"),
+        (post(client, demo_pngs["chelsea"], target="tabbby"), 400, "closest names: 'tabby'"),
         (post(client, demo_pngs["chelsea"], target="1000"), 400, "out of range"),
+        (post(client, demo_pngs["chelsea"], target="topk:1000"), 400, "at most 20"),
         (post(client, demo_pngs["chelsea"], layer="nope"), 400, "nope"),
         (post(client, demo_pngs["chelsea"], colormap="nope"), 400, "colormap"),
         (post(client, demo_pngs["chelsea"], job="../x"), 400, "job ids"),
@@ -123,6 +125,8 @@ def test_bad_requests_are_answered_and_the_server_goes_on(client, demo_pngs) -> 
         assert reply.status_code == status, reply.text
         assert text in reply.json()["detail"]
     assert post(client, demo_pngs["coffee"]).status_code == 200
+    named = post(client, demo_pngs["chelsea"], target="tabby")  # a class name, as the CLI takes
+    assert named.status_code == 200 and named.json()["targets"][0]["index"] == 281
 
 
 def test_upload_and_pixel_caps(lite0, demo_pngs) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heads
 import numpy as np
 import pytest
 import torch
@@ -19,8 +20,7 @@ from camscope.serve.viewer.pool import ModelPool
 from camscope.serve.viewer.service import (
     Explainer,
     ExplainRequest,
-    ImageSource,
-    parse_target,
+    LazyImage,
     plan_groups,
 )
 from camscope.viz import colorize
@@ -52,8 +52,8 @@ def picture(seed: int = 0) -> Image.Image:
     return Image.fromarray(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8))
 
 
-def source(seed: int = 0) -> ImageSource:
-    return ImageSource(f"img{seed}", lambda: picture(seed))
+def source(seed: int = 0) -> LazyImage:
+    return LazyImage(f"img{seed}", lambda: picture(seed))
 
 
 def test_a_one_channel_model_is_served_with_grey_inputs() -> None:
@@ -92,13 +92,73 @@ def test_costs_come_from_the_method_specs() -> None:
     assert costs["gradcam"] == costs["cam"] == costs["eigencam"] == "one pass"
 
 
-def test_targets_and_groups_are_parsed() -> None:
-    assert parse_target("285") == 285
-    assert parse_target(" TOP1 ") == ("top", 1)
-    assert parse_target("topk:3") == parse_target("top3") == ("top", 3)
-    for bad in ("cat", "top0", "-1", "topk:"):
+def test_targets_are_read_by_the_one_parser_with_class_names_and_a_cap() -> None:
+    """The API reads targets as ``camscope explain --target`` does (index, top-k, class name),
+    with top-k capped (issue 21: every class's maps are kept in the cache)."""
+    pool, _ = small_pool()
+    explainer = Explainer(pool)
+
+    def target(text: str) -> str:
+        return explainer.check(ExplainRequest("small", target=text)).target
+
+    # before the model is loaded: the syntax is checked, a name waits for the model's names
+    assert target("285") == "285" and target(" TOP1 ") == "topk:1"
+    assert target("topk:3") == target("top3") == "topk:3" and target("cat") == "cat"
+    for bad in ("top0", "-1", "topk:21"):
         with pytest.raises(TargetError):
-            parse_target(bad)
+            target(bad)
+    pool.get("small")  # loaded: names are looked up, indices checked against the classes
+    assert target("C") == "2" and target("topk:5") == "topk:5"
+    for bad, why in (("cat", "not top1"), ("topk:", "not top1"), ("7", "out of range")):
+        with pytest.raises(TargetError, match=why):
+            target(bad)
+    body = explainer.explain(ExplainRequest("small", target="d"), source()).body
+    assert [t["index"] for t in body["targets"]] == [3]
+    with pytest.raises(TargetError, match="at most 20"):
+        explainer.explain(ExplainRequest("small", target="topk:1000"), source())
+
+
+@pytest.mark.parametrize(("name", "said"), [("yes", 1), ("no", 0)])
+def test_a_single_logit_model_is_a_binary_sigmoid_classifier(name: str, said: int) -> None:
+    """One logit: class 1 with p = sigmoid(z), class 0 with 1 - p (the model that says "yes"
+    was an IndexError, HTTP 500; the one that says "no" got p = 1.00 from a softmax of one)."""
+    model, spec = heads.load(name)
+    explainer = Explainer(ModelPool.of_loaded({name: (model, spec)}))
+    body = explainer.explain(ExplainRequest(name, ("gradcam",)), source()).body
+    with torch.no_grad():
+        p_yes = float(torch.sigmoid(model(preprocess(picture(), spec)))[0, 0])
+    p = {1: p_yes, 0: 1 - p_yes}
+    assert p[said] > 0.99 and body["probability_kind"] == "sigmoid"
+    assert body["targets"] == [
+        {"index": said, "label": spec.label(said), "probability": round(p[said], 6)}
+    ]
+    assert [(t["index"], t["probability"]) for t in body["top5"]] == [
+        (said, round(p[said], 6)),
+        (1 - said, round(p[1 - said], 6)),
+    ]
+    both = explainer.explain(ExplainRequest(name, ("gradcam",), target="topk:2"), source()).body
+    assert [t["index"] for t in both["targets"]] == [said, 1 - said]
+    named = explainer.explain(ExplainRequest(name, ("gradcam",), target="yes"), source()).body
+    assert named["targets"][0]["index"] == 1
+    with pytest.raises(TargetError, match="out of range"):
+        explainer.explain(ExplainRequest(name, target="2"), source())
+
+
+def test_a_multilabel_model_gets_a_sigmoid_per_class() -> None:
+    model, spec = heads.multilabel()
+    pool = ModelPool.of_loaded({"ml": (model, spec), "soft": (model, spec)}, multilabel={"ml"})
+    explainer = Explainer(pool)
+    with torch.no_grad():
+        logits = model(preprocess(picture(), spec))[0]
+    for name, expected in (("ml", logits.sigmoid()), ("soft", logits.softmax(0))):
+        body = explainer.explain(ExplainRequest(name, ("gradcam",)), source()).body
+        assert body["probability_kind"] == ("sigmoid" if name == "ml" else "softmax")
+        assert [t["index"] for t in body["top5"]] == logits.argsort(descending=True).tolist()
+        for entry in body["top5"]:
+            assert entry["probability"] == pytest.approx(float(expected[entry["index"]]), abs=1e-6)
+
+
+def test_plan_groups() -> None:
     groups = plan_groups(("scorecam", "gradcam", "guided-gradcam", "eigencam", "ablationcam"))
     assert groups == [["gradcam", "eigencam"], ["guided-gradcam"], ["scorecam"], ["ablationcam"]]
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import os
+import stat
 
 import pytest
 import torch
@@ -43,10 +45,16 @@ def _rows(path) -> list[dict[str, str]]:
 
 
 def test_run_folder_holds_every_file(folder, tmp_path) -> None:
-    result = train(_config(folder, tmp_path / "run", epochs=2))
+    umask = os.umask(0o022)
+    try:
+        result = train(_config(folder, tmp_path / "run", epochs=2))
+    finally:
+        os.umask(umask)
     out = tmp_path / "run"
     for name in ("config.json", "model.safetensors", "last.ckpt", "metrics.csv", "curves.png"):
         assert (out / name).is_file(), name
+        # issue 21.11: the weights were 0600 while the rest was 0644
+        assert stat.S_IMODE((out / name).stat().st_mode) == 0o644, name
     assert (out / "confusion.png").is_file() and (out / "summary.json").is_file()
     config = json.loads((out / "config.json").read_text())
     assert config["camscope_run"] == 1 and config["classes"] == ["ant", "bee"]

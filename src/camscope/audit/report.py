@@ -17,16 +17,16 @@ it was found on (the images predicted as the class whose map has energy), ``pred
 number of images predicted as the class; ``object_energy_true`` is the object energy of the true
 class's map on the images labelled with the class (``object_energy`` is the predicted class's). Undefined numbers are ``null``.
 A class the model never predicts has no hot spot (``null``) and no mean map file.
-``images.jsonl`` has one line per image (class, prediction, probability, object energies, peak).
+``images.jsonl`` has one line per image (class, prediction, probability to 6 decimals as every
+command reports it, object energies, peak; other numbers to 4).
 Class names become file names through :func:`camscope.data.inputs.safe_names` (letters, digits, ``. _ -``; unique);
 ``details[NAME]["mean_map"]`` says which file is whose. In the HTML every name is escaped and
-every picture is embedded as a base64 ``data:`` URI, so the file can be mailed.
+every picture is embedded as a base64 ``data:`` URI, so the file can be mailed (the
+``audit.html`` template, :func:`camscope.outputs.render_page`).
 """
 
 from __future__ import annotations
 
-import base64
-import html
 import io
 import json
 import math
@@ -38,6 +38,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from ..data.inputs import safe_names
+from ..outputs import output_lock, render_page, write_atomic, write_json
 from ..viz import colorize, overlay
 from .hotspot import describe_place
 from .run import AuditRun, Example
@@ -103,10 +104,6 @@ def _png(image: Image.Image) -> bytes:
     return buf.getvalue()
 
 
-def _data_uri(data: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
-
-
 def _example_row(example: Example) -> list[Image.Image]:
     base = Image.fromarray(example.image)
     pictures = []
@@ -119,89 +116,41 @@ def _example_row(example: Example) -> list[Image.Image]:
     return [base, *pictures]
 
 
-def _fmt(value: float | None, percent: bool = True) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    return f"{100 * value:.0f}%" if percent else f"{value:.2f}"
-
-
-_STYLE = """
-body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px;color:#222}
-table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px}
-th{background:#f3f3f3}tr.flagged td{background:#fff4e5}.flags{color:#a33}
-figure{display:inline-block;margin:6px;text-align:center;font-size:12px}
-.examples td{border:none;text-align:center;font-size:12px}img.map{image-rendering:pixelated}
-"""
-
-
 def report_html(
     run: AuditRun, settings: Mapping[str, Any], pictures: Mapping[str, bytes], title: str
 ) -> str:
     """The self-contained HTML report (per-class table, mean maps, most affected images)."""
-    e = html.escape
-    rows = []
-    for name, c in run.classes.items():
-        spot = c.hotspot
-        box = "[" + ", ".join(f"{v:.2f}" for v in spot.box) + "]" if spot else "–"
-        place = e(describe_place(spot.box)) if spot else ""
-        flags = "<br>".join(e(f) for f in c.flags)
-        rows.append(
-            f"<tr class='{'flagged' if c.flags else ''}'><td>{e(name)}</td><td>{c.n}</td>"
-            f"<td>{_fmt(c.accuracy)}</td><td>{_fmt(c.object_energy)}</td>"
-            f"<td>{place} {box}</td><td>{_fmt(spot.area if spot else None)}</td>"
-            f"<td>{_fmt(c.hotspot_hits)}</td><td class='flags'>{flags}</td></tr>"
-        )
-    maps = "".join(
-        f"<figure><img class='map' src='{_data_uri(pictures[name])}' alt='mean map of "
-        f"{e(name)}'><figcaption>{e(name)}</figcaption></figure>"
-        for name in run.classes
-        if name in pictures
+    hotspots = {
+        name: f"{describe_place(c.hotspot.box)} [{', '.join(f'{v:.2f}' for v in c.hotspot.box)}]"
+        if c.hotspot
+        else "–"
+        for name, c in run.classes.items()
+    }
+    examples = [
+        (name, [(ex, [_png(p) for p in _example_row(ex)]) for ex in items])
+        for name, items in run.examples.items()
+    ]
+    return render_page(
+        "audit.html",
+        title=title,
+        run=run,
+        hotspots=hotspots,
+        pictures=pictures,
+        examples=examples,
+        settings=json.dumps(_clean(dict(settings)), ensure_ascii=False),
     )
-    sections = []
-    for name, items in run.examples.items():
-        cells = []
-        for ex in items:
-            row = _example_row(ex)
-            imgs = "".join(f"<td><img src='{_data_uri(_png(p))}' width='160'></td>" for p in row)
-            caption = (
-                f"{e(ex.id)}: true {e(ex.label)}, predicted {e(ex.predicted)} "
-                f"(p = {ex.probability:.2f}); {e(ex.score)}"
-            )
-            cells.append(f"<tr>{imgs}</tr><tr><td colspan='3'>{caption}</td></tr>")
-        head = "<tr><th>image</th><th>map of the true class</th><th>map of the predicted class</th></tr>"
-        sections.append(f"<h3>{e(name)}</h3><table class='examples'>{head}{''.join(cells)}</table>")
-    flagged = ", ".join(e(n) for n in run.flagged) or "none"
-    failed = (
-        "<h2>Unreadable images</h2><ul>"
-        + "".join(f"<li>{e(i)}: {e(r)}</li>" for i, r in run.failed)
-        + "</ul>"
-        if run.failed
-        else ""
-    )
-    thresholds = e(json.dumps(_clean(dict(settings)), ensure_ascii=False))
-    return f"""<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">
-<title>{e(title)}</title><style>{_STYLE}</style></head><body>
-<h1>{e(title)}</h1>
-<p>{len(run.records)} images, layer <code>{e(run.layer)}</code>. Flagged classes: <b>{flagged}</b>.</p>
-<p>Object energy: share of the map of the predicted class inside the object boxes. Hot spot: the
-smallest box around the fewest pixels holding the set share of the class's mean map energy
-(cyan box below); hits: share of the class's images whose own map peaks inside it.</p>
-<table><tr><th>class</th><th>n</th><th>accuracy</th><th>object energy</th><th>hot spot</th>
-<th>hot-spot area</th><th>hits</th><th>flags</th></tr>{"".join(rows)}</table>
-<h2>Mean maps</h2><div>{maps}</div>
-<h2>Most affected images</h2>{"".join(sections) or "<p>none</p>"}
-{failed}
-<h2>Settings</h2><pre>{thresholds}</pre>
-</body></html>
-"""
 
 
 def write_audit(
     run: AuditRun, out_dir: str | Path, settings: Mapping[str, Any], title: str = "camscope audit"
 ) -> dict[str, Path]:
-    """Write every audit file into ``out_dir``; returns their paths by kind."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    """Write every audit file into ``out_dir`` (locked while they are written); returns their
+    paths by kind."""
+    with output_lock(out_dir, "camscope audit") as out:
+        return _write(run, out, settings, title)
+
+
+def _write(run: AuditRun, out: Path, settings: Mapping[str, Any], title: str) -> dict[str, Path]:
     names = safe_names(list(run.classes))
     files: dict[str, str] = {}
     pictures: dict[str, bytes] = {}
@@ -210,25 +159,27 @@ def write_audit(
             continue
         data = _png(mean_map_picture(c.mean_map.numpy(), c.hotspot.box if c.hotspot else None))
         file = f"mean_map_{names[name]}.png"
-        (out / file).write_bytes(data)
+        write_atomic(out / file, data, durable=False)
         files[name] = file
         pictures[name] = data
     doc = audit_json(run, settings, files)
-    (out / "audit.json").write_text(json.dumps(doc, indent=2, ensure_ascii=False))
-    with (out / "images.jsonl").open("w") as fh:
-        for r in run.records:
-            line = {
-                "id": r.id,
-                "class": r.label,
-                "target": r.target,
-                "predicted": r.predicted,
-                "probability": r.probability,
-                "correct": r.correct,
-                "object_energy": r.predicted_stats.object_energy,
-                "object_energy_true": r.stats.object_energy,
-                "mask_energy": r.mask_energy,
-                "peak": list(r.stats.peak) if r.stats.peak else None,
-            }
-            fh.write(json.dumps(_clean(line), ensure_ascii=False) + "\n")
-    (out / "report.html").write_text(report_html(run, settings, pictures, title), encoding="utf-8")
+    write_json(out / "audit.json", doc)
+    lines = []
+    for r in run.records:
+        line = {
+            "id": r.id,
+            "class": r.label,
+            "target": r.target,
+            "predicted": r.predicted,
+            "probability": r.probability,
+            "correct": r.correct,
+            "object_energy": r.predicted_stats.object_energy,
+            "object_energy_true": r.stats.object_energy,
+            "mask_energy": r.mask_energy,
+            "peak": list(r.stats.peak) if r.stats.peak else None,
+        }
+        cleaned = {**_clean(line), "probability": round(r.probability, 6)}  # 6 decimals
+        lines.append(json.dumps(cleaned, ensure_ascii=False) + "\n")
+    write_atomic(out / "images.jsonl", "".join(lines))
+    write_atomic(out / "report.html", report_html(run, settings, pictures, title))
     return {"json": out / "audit.json", "html": out / "report.html", "images": out / "images.jsonl"}

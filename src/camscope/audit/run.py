@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..core.prediction import Prediction
 from ..data.dataset import LabelledData, LoadOptions, Prepared
 from ..data.progress import Progress
 from ..data.walk import SkipFn, Walk
@@ -62,6 +63,7 @@ class AuditConfig:
         max_example_classes: classes illustrated at most (flagged ones first).
         method_options: passed to :func:`camscope.explain`.
         max_pixels: refuse larger images (default: the library's limit).
+        multilabel: the classes are independent sigmoids (a multi-label head), not a softmax.
     """
 
     method: str = "gradcam"
@@ -73,6 +75,7 @@ class AuditConfig:
     max_example_classes: int = 12
     method_options: Mapping[str, Any] = field(default_factory=dict)
     max_pixels: int | None = None
+    multilabel: bool = False
 
 
 @dataclass
@@ -129,15 +132,16 @@ def _device(model: nn.Module) -> torch.device:
     return next(iter(model.parameters()), torch.zeros(0)).device
 
 
-def _true_target(scores: Tensor, accepted: tuple[int, ...], label: str) -> int:
-    """The accepted class the model scores highest (``scores``: one image's probabilities)."""
-    bad = [c for c in accepted if not 0 <= c < scores.shape[0]]
+def _true_target(prediction: Prediction, i: int, accepted: tuple[int, ...], label: str) -> int:
+    """The accepted class the model finds most probable for image ``i``."""
+    bad = [c for c in accepted if not 0 <= c < prediction.num_classes]
     if bad:
         raise UsageError(
-            f"class {label!r} maps to model class {bad[0]}, but the model has {scores.shape[0]} "
-            "classes; check the data set's labels against the model's classes"
+            f"class {label!r} maps to model class {bad[0]}, but the model has "
+            f"{prediction.num_classes} classes; check the data set's labels against the model's "
+            "classes"
         )
-    return max(accepted, key=lambda c: float(scores[c]))
+    return prediction.best_of(i, accepted)
 
 
 def _regions(
@@ -188,17 +192,15 @@ def _explain_pair(
         "top1",
         method_options=config.method_options,
         strict=True,
+        multilabel=config.multilabel,
     )
-    if res.logits is None:  # pragma: no cover - top1 targets always keep the logits
+    prediction = res.prediction  # softmax, or sigmoid for single-logit and multi-label heads
+    if prediction is None:  # pragma: no cover - top1 targets always keep the logits
         raise UsageError("the model's output has no class scores to audit")
     pred_maps = res.maps[config.method]
     predicted = res.targets.reshape(-1)
-    # softmax, or sigmoid for single-logit and multi-label heads (two columns for a binary head)
-    probs = res.class_probabilities()
-    if probs is None:  # pragma: no cover - top1 targets always have logits
-        probs = torch.softmax(res.logits.float(), dim=1)
     target = torch.tensor(
-        [_true_target(probs[i], accepted[i], labels[i]) for i in range(x.shape[0])],
+        [_true_target(prediction, i, accepted[i], labels[i]) for i in range(x.shape[0])],
         device=predicted.device,
     )
     true_maps = pred_maps.clone()
@@ -212,10 +214,11 @@ def _explain_pair(
             target[wrong],
             method_options=config.method_options,
             strict=True,
+            multilabel=config.multilabel,
         )
         true_maps[wrong] = res_true.maps[config.method]
     layer = res.layer if isinstance(res.layer, str) else ",".join(res.layer)
-    return pred_maps, true_maps, predicted, target, probs, layer
+    return pred_maps, true_maps, predicted, target, prediction.probabilities, layer
 
 
 def run_audit(
@@ -387,6 +390,7 @@ def collect_examples(
             targets,
             method_options=config.method_options,
             strict=True,
+            multilabel=config.multilabel,
         )
         maps = res.maps[config.method].float().cpu().numpy()
         h, w = x.shape[-2:]

@@ -9,14 +9,14 @@ Layout of the output folder::
     DIR/_camscope/job.json          the settings that decide the rows (checked by --resume)
     DIR/_camscope/commits/S.parquet the commit record of shard S: every input it settled
     DIR/_camscope/staging/          shards written but not (yet) committed
-    DIR/_camscope/lock              held while a job writes (a second job is refused)
+    DIR/.camscope.lock              held while a job writes (a second job is refused at once)
 
 **Commit protocol** (:meth:`ShardLog.commit`), for shard ``S``:
 
 1. the shard is written to ``staging/maps-S.parquet`` and flushed to disk (``fsync``);
 2. the commit record (id, source, ok, reason, and for each image the shard and its first row and
-   row count) is written to ``commits/S.parquet.partial``, flushed, and renamed to
-   ``commits/S.parquet``. **This rename is the commit**: a rename within one folder is atomic, so
+   row count) is written beside ``commits/S.parquet`` (a hidden ``*.partial`` file), flushed,
+   and renamed to ``commits/S.parquet`` (:func:`camscope.outputs.write_atomic`). **This rename is the commit**: a rename within one folder is atomic, so
    the record is either there whole or not at all;
 3. the shard is renamed to ``DIR/maps-S.parquet``.
 
@@ -48,15 +48,14 @@ overflow). Multiply by ``map_scale`` to get the signed raw map of :func:`camscop
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
 import os
 import re
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
+from ..outputs import remove_partials, sync_folder, write_atomic
 
 if TYPE_CHECKING:
     import numpy as np
@@ -152,39 +151,12 @@ def shard_name(seq: int) -> str:
     return f"maps-{seq:05d}.parquet"
 
 
-def _fsync_dir(folder: Path) -> None:
-    with contextlib.suppress(OSError):  # not every platform lets a folder be opened and synced
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _write_parquet(table: pa.Table, path: Path, **kwargs: Any) -> None:
-    """Write and flush to disk (a rename after this never exposes a half-written file)."""
+def write_table(path: Path, table: pa.Table, **kwargs: Any) -> None:
+    """Write a Parquet file (zstd) through :func:`camscope.outputs.write_atomic`: flushed to disk
+    and renamed into place, never seen half-written."""
     import pyarrow.parquet as pq
 
-    with path.open("wb") as handle:
-        pq.write_table(table, handle, compression="zstd", **kwargs)
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-def write_atomically(path: Path, write: Any) -> None:
-    """Write a file aside (``write(handle)``), flush it, then rename it into place."""
-    partial = path.with_name(path.name + ".partial")
-    with partial.open("wb") as handle:
-        write(handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(partial, path)
-    _fsync_dir(path.parent)
-
-
-def write_json_atomically(path: Path, data: Any) -> None:
-    text = (json.dumps(data, indent=2) + "\n").encode("utf-8")
-    write_atomically(path, lambda handle: handle.write(text))
+    write_atomic(path, lambda handle: pq.write_table(table, handle, compression="zstd", **kwargs))
 
 
 def commit_files(out: Path) -> list[tuple[int, Path]]:
@@ -234,8 +206,7 @@ def recover(out: Path) -> None:
     staged = staging_dir(out)
     named: set[str] = set()
     for folder in (out, commits_dir(out)):
-        for partial in folder.glob("*.partial") if folder.is_dir() else []:
-            partial.unlink()  # written aside by a job that stopped before renaming it
+        remove_partials(folder)  # written aside by a job that stopped before renaming it
     for seq, path in commit_files(out):
         shards = {s for s in pq.read_table(path, columns=["shard"]).column(0).to_pylist() if s}
         for name in shards:
@@ -245,7 +216,7 @@ def recover(out: Path) -> None:
             if (staged / name).exists():
                 log.info("finishing the commit of %s (the job stopped after its commit)", name)
                 os.replace(staged / name, out / name)
-                _fsync_dir(out)
+                sync_folder(out)
                 continue
             raise UsageError(
                 f"{out}: commit {seq} lists the shard {name}, which is missing; restore it, or "
@@ -359,7 +330,7 @@ class ShardLog:
         shard = good.select(self.schema.names).cast(self.schema)
         staged = staging_dir(self.out) / name
         if len(shard):
-            _write_parquet(shard, staged, row_group_size=ROW_GROUP_ROWS)
+            write_table(staged, shard, row_group_size=ROW_GROUP_ROWS)
         # One record per input: its first row and row count in the shard.
         positions = good.column(POSITION).to_numpy()
         starts = _run_starts(positions)
@@ -383,10 +354,10 @@ class ShardLog:
             schema=commit_schema(),
         )
         target = commits_dir(self.out) / f"{seq:05d}.parquet"
-        write_atomically(target, lambda handle: _write_record(record, handle))  # the commit
+        write_table(target, record)  # the commit
         if len(shard):
             os.replace(staged, self.out / name)
-            _fsync_dir(self.out)
+            sync_folder(self.out)
             self.shards.append(name)
         self.committed_inputs += n_ok + n_bad
         self.committed_ok += n_ok
@@ -412,12 +383,6 @@ def _flat(column: pa.ChunkedArray | pa.Array) -> pa.Array:
     if isinstance(column, pa.ChunkedArray):
         return column.combine_chunks().cast(pa.string())
     return column.cast(pa.string())
-
-
-def _write_record(record: pa.Table, handle: IO[bytes]) -> None:
-    import pyarrow.parquet as pq
-
-    pq.write_table(record, handle, compression="zstd")
 
 
 def settled_ids(commits: pa.Table) -> pa.Array:

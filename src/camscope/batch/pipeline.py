@@ -35,10 +35,10 @@ from ..data.dataset import LabelledData
 from ..data.lists import list_images
 from ..data.progress import Progress, ProgressFn
 from ..errors import UsageError
+from ..outputs import output_lock, write_json
 from . import parquet as store
 from .decode import DecodeSettings
 from .job import BACKENDS, FAILURES_IN_SUMMARY, DatasetJob, JobResult, default_decode_workers
-from .lock import exclusive_lock
 from .rows import MapSettings, report_failures
 
 if TYPE_CHECKING:
@@ -130,7 +130,7 @@ def _prepare_folder(out: Path, settings: dict[str, Any], resume: bool) -> None:
                 f"cannot resume {out}: the settings differ from the stored job ({shown}); "
                 "use the same options or another --out"
             )
-    store.write_json_atomically(job_file, settings)
+    write_json(job_file, settings)
 
 
 def run_dataset_job(
@@ -164,13 +164,9 @@ def run_dataset_job(
     started = time.time()
     inputs = list_images(job.source)
     ids = inputs.items.id_column  # type: ignore[attr-defined]
-    out = Path(job.out)
-    try:
+    with output_lock(job.out, "camscope explain") as out:
         for folder in (store.commits_dir(out), store.staging_dir(out)):
             folder.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UsageError(f"cannot create the output folder {str(out)!r}: {err.strerror}") from None
-    with exclusive_lock(out):
         if loaded is None:
             model, spec, device = job.model.load()
         else:
@@ -319,9 +315,7 @@ def _finish(
 
     commits = store.read_commits(out)
     errors = store.failed_inputs(commits)
-    store.write_atomically(
-        out / "errors.parquet", lambda handle: store._write_record(errors, handle)
-    )
+    store.write_table(out / "errors.parquet", errors)
     ok = commits.filter(commits.column("ok"))
     explained = len(pc.unique(ok.column("id")))
     shard_names = sorted({s for s in ok.column("shard").to_pylist() if s})
@@ -387,7 +381,7 @@ def _finish(
             "gpus_per_worker": job.ray.gpus_per_worker,
             "cpus_per_worker": job.ray.cpus_per_worker,
         }
-    store.write_json_atomically(out / "summary.json", summary)
+    write_json(out / "summary.json", summary)
     return summary
 
 

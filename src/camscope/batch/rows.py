@@ -17,7 +17,6 @@ around it is scaled to the image's own pixels (``--save-boxes``), the segment it
 from __future__ import annotations
 
 import logging
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import CamscopeError
 from ..metrics.localization import DEFAULT_THRESHOLD
+from ..outputs import write_picture
 from .decode import DecodedBatch
 from .parquet import ERROR, POSITION, SOURCE, step_schema
 
@@ -231,14 +231,12 @@ class ExplainStep:
         return [result.layer] if isinstance(result.layer, str) else list(result.layer)
 
     def _top5(self, result: Explanation, j: int) -> list[dict[str, Any]] | None:
-        every = result.class_probabilities()  # softmax, or sigmoid for sigmoid heads
-        if every is None:
+        prediction = result.prediction  # softmax, or sigmoid for sigmoid heads
+        if prediction is None:
             return None
-        p = every[j].float()
-        values, indices = p.topk(min(5, p.numel()))
         return [
-            {"class": int(c), "label": self.spec.label(int(c)), "probability": float(v)}
-            for v, c in zip(values.tolist(), indices.tolist())
+            {"class": c, "label": self.spec.label(c), "probability": p}
+            for c, p in prediction.ranked(j, 5)
         ]
 
     def _resize(self, raw: torch.Tensor) -> torch.Tensor:
@@ -312,9 +310,8 @@ class ExplainStep:
                 )
                 suffix = f".{cls}" if per_class else ""
                 target = base.with_name(f"{base.name}.{method}{suffix}.png")
-                partial = target.with_name(target.name + ".partial")
-                viz.overlay(picture, heat, s.colormap, s.alpha).save(partial, format="PNG")
-                os.replace(partial, target)  # a killed job never leaves half a picture
+                # a killed job never leaves half a picture
+                write_picture(target, viz.overlay(picture, heat, s.colormap, s.alpha))
 
 
 _UNSAFE_PART = re.compile(r"[^\w.+-]+")

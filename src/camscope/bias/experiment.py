@@ -50,6 +50,7 @@ from ..audit.run import AuditConfig, AuditRun, run_audit
 from ..data.biased import BiasedBenchmark, write_split
 from ..errors import UsageError
 from ..models import ModelSpec
+from ..outputs import output_lock, write_json
 
 log = logging.getLogger(__name__)
 
@@ -290,18 +291,22 @@ def machine() -> str:
 
 
 def run_bias_experiment(config: BiasExperiment) -> dict[str, Any]:
-    """Run the whole experiment (see the module docstring); returns what ``bias.json`` holds."""
+    """Run the whole experiment (see the module docstring); returns what ``bias.json`` holds.
+    The output folder is locked for the run."""
+    config.validate()
+    with output_lock(config.out, "camscope bias-experiment") as out:
+        return _run(config, out)
+
+
+def _run(config: BiasExperiment, out: Path) -> dict[str, Any]:
     from .figures import write_grid
 
-    config.validate()
-    out = Path(config.out)
     for name in MODELS:  # before the data are rewritten
         if (out / "runs" / name / "config.json").exists() and not config.resume:
             raise UsageError(
                 f"{out} already holds the experiment's training runs; pass --resume to continue "
                 "(finished runs are reused) or choose another --out"
             )
-    out.mkdir(parents=True, exist_ok=True)
     tic = time.perf_counter()
     paths = write_data(config)
     bench = held_out_bench(config)
@@ -331,7 +336,7 @@ def run_bias_experiment(config: BiasExperiment) -> dict[str, Any]:
     }
     write_grid(runs, loaded, bench, out / "bias_grid.png", config.method)
     result["grid"] = "bias_grid.png"
-    (out / "bias.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
+    write_json(out / "bias.json", result)
     return result
 
 

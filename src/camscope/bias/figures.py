@@ -22,6 +22,7 @@ from torch import nn
 from ..audit.run import AuditRun
 from ..data.biased import CUE_PLACES, BiasedBenchmark
 from ..models import ModelSpec
+from ..outputs import write_atomic
 
 
 def conflicting_index(bench: BiasedBenchmark, k: int) -> int | None:
@@ -108,5 +109,4 @@ def write_grid(
         fontsize=9,
     )
     fig.tight_layout()
-    fig.savefig(path)
-    return path
+    return write_atomic(path, lambda handle: fig.savefig(handle, format="png"))

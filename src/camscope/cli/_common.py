@@ -7,13 +7,12 @@ Functions that need torch or the model stack import it when called.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..errors import TargetError, UsageError, closest
+from ..errors import UsageError, closest
 
 if TYPE_CHECKING:
     from torch import Tensor, nn
@@ -171,51 +170,6 @@ def parse_layers(values: Sequence[str] | None) -> str | list[str]:
     if not names:
         return "auto"
     return names[0] if len(names) == 1 else names
-
-
-def parse_target(text: str, class_names: Sequence[str], model: str = "the model") -> str | int:
-    """``--target`` -> a target the engine understands.
-
-    ``top1``, ``top5``, ``topk:K`` pass through; an integer is a class index; anything else is a
-    class name resolved by :class:`camscope.data.classes.ClassMapper`, the resolver
-    ``camscope evaluate`` uses for data-set labels: the model's class names (case-insensitive,
-    ``_`` = space), each comma-separated synonym inside a name (``"tabby"`` finds
-    ``"tabby, tabby cat"``), and for ImageNet-1k models synset ids and WordNet lemmas
-    (``"tabby cat"``, ``n02123045``).
-    """
-    from ..core.targets import parse_topk
-    from ..data.classes import ClassMapper
-    from ..errors import DatasetError
-
-    spec = text.strip()
-    k = parse_topk(spec)
-    if k is not None:
-        if k < 1:
-            raise TargetError(f"--target {text!r}: k must be at least 1")
-        if class_names and k > len(class_names):
-            raise TargetError(
-                f"--target {text!r} asks for {k} classes; {model} has {len(class_names)}"
-            )
-        return f"topk:{k}"
-    if re.fullmatch(r"[+-]?\d+", spec):
-        index = int(spec)
-        if class_names and not 0 <= index < len(class_names):
-            raise TargetError(
-                f"--target {index} is out of range: {model} has classes 0..{len(class_names) - 1}"
-            )
-        return index
-    if not class_names:
-        raise TargetError(
-            f"--target {text!r} is not top1, top5, topk:K or a class index, and {model} has no "
-            "class names to look it up in; pass a class index"
-        )
-    try:
-        return ClassMapper(class_names).resolve_one(spec)
-    except DatasetError as err:
-        raise TargetError(
-            f"--target {text!r} is not top1, top5, topk:K, a class index or a class name of "
-            f"{model}: {err}"
-        ) from None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -20,7 +20,6 @@ from ._common import (
     non_negative_int,
     parse_method_options,
     parse_methods,
-    parse_target,
     positive_int,
     split_list,
     warn,
@@ -172,9 +171,9 @@ def wants_dataset(args: argparse.Namespace) -> bool:
 
 def run_dataset(args: argparse.Namespace) -> int:
     """``explain --format parquet``: build the job, run it, report; 0 or 1 (some inputs failed)."""
-    from ..batch.job import DatasetJob, ModelRecipe, RayOptions
-    from ..batch.pipeline import run_dataset_job
+    from ..batch.job import ModelRecipe
     from ..data.lists import require_pyarrow
+    from ..outputs import output_lock
 
     require_pyarrow()
     images = list(args.images)
@@ -205,13 +204,24 @@ def run_dataset(args: argparse.Namespace) -> int:
         device=model_options.device,
         keep_mode=model_options.keep_mode,
     )
+    with output_lock(args.out, "camscope explain"):  # a busy --out is said before the model loads
+        return _run_dataset(args, images[0], methods, recipe, mode)
+
+
+def _run_dataset(
+    args: argparse.Namespace, source: str, methods: list[str], recipe: Any, mode: ExplainMode
+) -> int:
+    from ..batch.job import DatasetJob, RayOptions
+    from ..batch.pipeline import run_dataset_job
+    from ..data.classes import parse_target
+
     model, spec, device = recipe.load()
     spec, notes = apply_preprocessing(model, spec, PreprocessingOptions.from_args(args))
     for note in notes:
         warn(f"camscope explain: {note}")
     recipe = replace(recipe, spec=spec)  # the Ray actors preprocess with the same spec
     loaded = (model, spec, device)
-    target = parse_target(args.target, loaded[1].class_names, loaded[1].name)
+    target = parse_target(args.target, spec.class_names, model=spec.name, what="--target")
     method_options = parse_method_options(getattr(args, "option", None))
     layers = tuple(split_list(args.layer)) or ("auto",)
     methods = _within_budget(args.method, methods, loaded, layers, target, method_options, mode)
@@ -219,7 +229,7 @@ def run_dataset(args: argparse.Namespace) -> int:
     if isinstance(batch_size, _DefaultInt):
         batch_size = DATASET_BATCH_SIZE
     job = DatasetJob(
-        source=images[0],
+        source=source,
         out=Path(args.out),
         model=recipe,
         methods=tuple(methods),

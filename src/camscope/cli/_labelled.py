@@ -83,8 +83,12 @@ def add_run_arguments(
     *,
     method_options: bool = True,
 ) -> argparse.ArgumentParser:
-    """The options these commands end with: ``--max-pixels``, the method options (``--option``,
-    unless ``method_options`` is False) and ``--no-progress``; ``run`` handles the command."""
+    """The options these commands end with: ``--multilabel``, ``--max-pixels``, the method
+    options (``--option``, unless ``method_options`` is False) and ``--no-progress``; ``run``
+    handles the command."""
+    from ._model import add_multilabel_argument
+
+    add_multilabel_argument(parser)  # every command here classifies its images
     add_max_pixels_argument(parser)
     if method_options:
         add_method_option_arguments(parser)

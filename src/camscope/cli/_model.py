@@ -119,6 +119,17 @@ def load_model(options: ModelOptions) -> tuple[nn.Module, ModelSpec, torch.devic
     return (model if options.keep_mode else model.eval()), spec, device
 
 
+def add_multilabel_argument(parser: argparse.ArgumentParser) -> None:
+    """``--multilabel`` alone, for the commands that classify but have none of the other options
+    of :func:`add_explain_mode_arguments` (read by :class:`ExplainMode` all the same)."""
+    parser.add_argument(
+        "--multilabel",
+        action="store_true",
+        help="the classes are independent sigmoids (multi-label head), not a softmax; "
+        "single-logit models are always read as binary sigmoid classifiers",
+    )
+
+
 def add_explain_mode_arguments(parser: argparse.ArgumentParser) -> None:
     """``--as-is``, ``--multilabel``, ``--allow-slow`` and ``--pass-budget`` (see
     :class:`ExplainMode`)."""
@@ -128,12 +139,7 @@ def add_explain_mode_arguments(parser: argparse.ArgumentParser) -> None:
         help="explain the model in the mode it comes in (train-mode batch-norm and dropout stay "
         "active; a warning says when that changes the result); default: eval mode",
     )
-    parser.add_argument(
-        "--multilabel",
-        action="store_true",
-        help="the classes are independent sigmoids (multi-label head), not a softmax; "
-        "single-logit models are always read as binary sigmoid classifiers",
-    )
+    add_multilabel_argument(parser)
     parser.add_argument(
         "--allow-slow",
         action="store_true",

@@ -22,12 +22,11 @@ from ._common import (
     parse_layers,
     parse_method_options,
     parse_methods,
-    parse_target,
     positive_int,
     split_list,
 )
 from ._labelled import add_data_arguments, add_run_arguments, read_data
-from ._model import add_model_arguments
+from ._model import ExplainMode, add_model_arguments
 from .failures import add_map_arguments, add_picture_arguments, load_checked
 
 _EPILOG = """\
@@ -131,7 +130,9 @@ def run(args: argparse.Namespace) -> int:
     model, spec, _ = load_checked(args, layer)
     target = None
     if args.target is not None:
-        parsed = parse_target(args.target, spec.class_names, spec.name)
+        from ..data.classes import parse_target
+
+        parsed = parse_target(args.target, spec.class_names, model=spec.name, what="--target")
         if not isinstance(parsed, int):
             raise UsageError(f"--target {args.target!r}: name one class (an index or a name)")
         target = parsed
@@ -153,6 +154,7 @@ def run(args: argparse.Namespace) -> int:
         method_options=parse_method_options(args.option),
         progress=bar,
         on_skip=bar.skipped,
+        multilabel=ExplainMode.from_args(args).multilabel,
     )
     if len(args.inputs) == 1 and (
         args.images is not None or is_annotated(args.inputs[0], args.images)

@@ -17,7 +17,7 @@ from ._common import (
     unit_float,
 )
 from ._labelled import add_data_arguments, add_run_arguments, data_help, one_method
-from ._model import ModelOptions, add_model_arguments
+from ._model import ExplainMode, ModelOptions, add_model_arguments
 
 _EPILOG = (
     data_help()
@@ -111,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
         examples=max(0, args.examples),
         method_options=options,
         max_pixels=args.max_pixels,
+        multilabel=ExplainMode.from_args(args).multilabel,
     )
     with Progress(label="camscope audit", enabled=not args.no_progress) as bar:
         result = run_audit(model, spec, data, config, progress=bar, on_skip=bar.skipped)

@@ -13,7 +13,7 @@ from typing import Any
 
 from ._common import echo, positive_int
 from ._labelled import add_data_arguments, add_run_arguments, data_help
-from ._model import ModelOptions, add_model_arguments
+from ._model import ExplainMode, ModelOptions, add_model_arguments
 
 _EPILOG = (
     data_help()
@@ -97,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
             progress=bar,
             on_skip=bar.skipped,
             max_pixels=args.max_pixels,
+            multilabel=ExplainMode.from_args(args).multilabel,
         )
     settings = {"model": spec.name, "data": args.data, "layers": layers, "k": args.k}
     paths = write_embeddings(result, args.out, settings, title=f"camscope embed: {spec.name}")

@@ -244,9 +244,10 @@ def run(args: argparse.Namespace) -> int:
         method_options=method_options,
     )
     config.validate()
-    out = Path(args.out)
-    evaluation.prepare_output(out)  # a bad --out or a busy one is said before the model loads
-    with evaluation.output_lock(out):  # held until the report is written
+    from ..outputs import output_lock
+
+    # a bad --out or a busy one is said before the model loads; held until the report is written
+    with output_lock(args.out, "camscope evaluate") as out:
         return _evaluate(args, config, out)
 
 

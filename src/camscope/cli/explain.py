@@ -43,7 +43,6 @@ from ._common import (
     parse_layers,
     parse_method_options,
     parse_methods,
-    parse_target,
     positive_int,
     split_list,
     unit_float,
@@ -290,11 +289,13 @@ def explain_images(options: ExplainOptions) -> int:
     from .. import viz
     from ..core.layers import resolve_layers
     from ..core.targets import parse_topk
+    from ..data.classes import parse_target
     from ..data.dataset import LoadOptions
     from ..data.inputs import open_images
     from ..io import model_channels
-    from ..pictures.files import PictureWriter, prepare_output_folder
-    from ..pictures.job import ExplainRequest, JobState, explain_to_files
+    from ..outputs import prepare_output
+    from ..pictures.files import PictureWriter
+    from ..pictures.job import JobState, PictureRequest, explain_to_files
     from ..pictures.plan import PictureOptions
     from ._model import apply_preprocessing, load_model
 
@@ -304,14 +305,14 @@ def explain_images(options: ExplainOptions) -> int:
     viz.check_colormap(options.colormap)
     if not 0.0 <= options.alpha <= 1.0:
         raise UsageError(f"--alpha must be between 0 and 1; got {options.alpha}")
-    prepare_output_folder(options.out)
+    prepare_output(options.out, reserved=("summary.json",))
     items = list(open_images(options.images).items)
 
     model, spec, device = load_model(options.model)
     spec, notes = apply_preprocessing(model, spec, options.preprocessing)
     for note in notes:
         sys.stderr.write(f"camscope explain: note: {note}\n")
-    target = parse_target(options.target, spec.class_names, spec.name)
+    target = parse_target(options.target, spec.class_names, model=spec.name, what="--target")
     dummy = torch.zeros(1, model_channels(spec), *spec.input_size, device=device)
     layer_names = [name for name, _ in resolve_layers(model, layer, dummy)]
     choice = methods_within_budget(
@@ -344,7 +345,7 @@ def explain_images(options: ExplainOptions) -> int:
         class_scale=options.class_scale,
     )
     progress = Progress(len(items), "camscope explain")
-    request = ExplainRequest(
+    request = PictureRequest(
         methods, layer_names, target, _call_options(options, progress), options.batch_size
     )
     load = LoadOptions(options.max_pixels, options.timeout, options.window)
@@ -417,6 +418,8 @@ def _write_summary(
     interrupted: bool,
     left_out: dict[str, str],
 ) -> None:
+    from ..outputs import write_atomic
+
     summary = {
         "camscope": _version(),
         "model": spec.name,
@@ -446,7 +449,7 @@ def _write_summary(
         "images": state.records,
     }
     text = json.dumps(summary, indent=2, default=str) + "\n"
-    (options.out / "summary.json").write_text(text, encoding="utf-8")
+    write_atomic(options.out / "summary.json", text)
 
 
 def _version() -> str:

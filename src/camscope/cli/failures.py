@@ -23,7 +23,7 @@ from ._common import (
     unit_float,
 )
 from ._labelled import add_data_arguments, add_run_arguments, one_method, read_data
-from ._model import ModelOptions, add_model_arguments
+from ._model import ExplainMode, ModelOptions, add_model_arguments
 
 _EPILOG = """\
 data (--data):
@@ -96,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
         progress=bar,
         on_skip=bar.skipped,
         embed=max(0, args.embed),
+        multilabel=ExplainMode.from_args(args).multilabel,
     )
     model, spec, _ = load_checked(args, settings.layer)
     data = read_data(args, spec, command="failures", unmapped_folders="fail")

@@ -106,8 +106,9 @@ def _export(store: Any, args: argparse.Namespace) -> int:
         raise UsageError("no ids given; pass --ids ID [ID ...] or --ids-file FILE")
     viz.check_colormap(args.colormap)
     methods = split_list([args.method]) if args.method else None
-    out = args.out or Path(args.dir) / "export"
-    out.mkdir(parents=True, exist_ok=True)
+    from ..outputs import prepare_output, write_picture
+
+    out = prepare_output(args.out or Path(args.dir) / "export")
     written, failed = 0, 0
     for id_ in ids:
         try:
@@ -132,7 +133,7 @@ def _export(store: Any, args: argparse.Namespace) -> int:
                 if image is not None:
                     heat = heatmap_of(record, (image.height, image.width))
                     picture = viz.overlay(image, heat, args.colormap, args.alpha)
-                    picture.save(base.with_name(base.name + ".png"))
+                    write_picture(base.with_name(base.name + ".png"), picture)
                     written += 1
         except CamscopeError as err:
             failed += 1

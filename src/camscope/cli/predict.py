@@ -12,9 +12,11 @@ from ..errors import CamscopeError, TargetError
 from ._common import add_max_pixels_argument, echo, positive_int, warn
 from ._inputs import add_input_arguments
 from ._model import (
+    ExplainMode,
     ModelOptions,
     PreprocessingOptions,
     add_model_arguments,
+    add_multilabel_argument,
     add_preprocessing_arguments,
 )
 
@@ -41,11 +43,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="K",
         help="classes per image (default 5, or every class of a model with fewer)",
     )
-    parser.add_argument(
-        "--multilabel",
-        action="store_true",
-        help="the classes are independent sigmoids (multi-label head), not a softmax",
-    )
+    add_multilabel_argument(parser)
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
     add_max_pixels_argument(parser)
     add_input_arguments(parser)
@@ -77,22 +75,21 @@ def run(args: argparse.Namespace) -> int:
         preprocessing=PreprocessingOptions.from_args(args),
         timeout=args.timeout,
         window=args.window,
-        multilabel=bool(args.multilabel),
+        multilabel=ExplainMode.from_args(args).multilabel,
     )
     return predict_images(options)
 
 
 def predict_images(options: PredictOptions) -> int:
-    """Classify each input; the probabilities are those of
-    :meth:`camscope.core.result.Explanation.class_probabilities` (softmax; a single-logit model:
-    its sigmoid, ``[1 - p, p]``; ``multilabel``: a sigmoid per class). Returns 0, or 1 when some
+    """Classify each input with :func:`camscope.core.prediction.classify` (eval mode, any
+    model output: a tensor, a tuple, a dict or a ``ModelOutput`` with logits); the
+    probabilities are those :func:`camscope.explain` reports (softmax; a single-logit model: its
+    sigmoid, ``[1 - p, p]``; ``multilabel``: a sigmoid per class). Returns 0, or 1 when some
     inputs could not be read."""
-    import torch
-
-    from ..core.targets import class_head
+    from ..core.prediction import classify
     from ..data.dataset import LoadOptions
     from ..data.inputs import open_images
-    from ..pictures.plan import class_label, top_classes
+    from ..pictures.plan import class_label
     from ._model import apply_preprocessing, load_model
 
     items = open_images(options.images).items
@@ -114,25 +111,19 @@ def predict_images(options: PredictOptions) -> int:
             continue
         if x.ndim == 3:
             x = x.unsqueeze(0)
-        with torch.no_grad():
-            logits = model(x.to(device))
-        if isinstance(logits, (tuple, list)):
-            logits = logits[0]
-        logits = getattr(logits, "logits", logits).float()[:1]
-        head = class_head(logits, options.multilabel)
-        single = head.kind == "binary"
-        probs = head.class_probabilities(logits)[0]
-        k = options.topk if options.topk is not None else min(5, probs.numel())
-        if k > probs.numel():
-            raise TargetError(f"--topk {k}: the model has only {probs.numel()} classes")
-        pairs = top_classes(probs, k)
+        prediction = classify(model, x.to(device), multilabel=options.multilabel)
+        classes = prediction.num_classes
+        k = options.topk if options.topk is not None else min(5, classes)
+        if k > classes:
+            raise TargetError(f"--topk {k}: the model has only {classes} classes")
         predictions = [
-            {"class": c, "label": class_label(spec, c, single), "probability": p} for c, p in pairs
+            {"class": c, "label": class_label(spec, c, prediction.binary), "probability": p}
+            for c, p in prediction.ranked(0, k)
         ]
         records.append(
             {
                 "source": item.source,
-                "probability_kind": head.probability_kind,
+                "probability_kind": prediction.probability_kind,
                 "predictions": predictions,
                 "error": None,
             }

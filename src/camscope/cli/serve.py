@@ -19,7 +19,7 @@ from typing import Any
 
 from ..errors import UsageError
 from ._common import add_max_pixels_argument, echo, positive_int, split_list, warn
-from ._model import DEFAULT_MODEL
+from ._model import DEFAULT_MODEL, ExplainMode, add_multilabel_argument
 
 STUDY_KINDS = ("class-discrimination", "trust")
 
@@ -70,6 +70,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--device", choices=("auto", "cpu", "cuda"), default="auto", help="where models run"
     )
+    add_multilabel_argument(parser)  # the --model models; the built-in default stays a softmax
     study = parser.add_argument_group("human study (instead of the viewer)")
     study.add_argument("--study", choices=STUDY_KINDS, default=None, help="the kind of study")
     study.add_argument(
@@ -112,7 +113,8 @@ def run(args: argparse.Namespace) -> int:
         from ..serve.viewer.pool import ModelPool
 
         offered = [*models, DEFAULT_MODEL] if DEFAULT_MODEL not in models else models
-        pool = ModelPool(offered or [DEFAULT_MODEL], device=device)
+        multilabel = models if ExplainMode.from_args(args).multilabel else []
+        pool = ModelPool(offered or [DEFAULT_MODEL], device=device, multilabel=multilabel)
         for name in models or [DEFAULT_MODEL]:
             pool.get(name)  # a bad model name fails now, not at the first request
         config = ServeConfig(
@@ -169,6 +171,7 @@ def _is_loopback(host: str) -> bool:
 def _study_app(args: argparse.Namespace, models: list[str], device: str) -> Any:
     from ..serve.study.app import create_study_app
     from ..serve.study.session import StudyOptions, prepare_study
+    from ..serve.viewer.pool import ModelPool
 
     if not args.data or args.out is None:
         raise UsageError("--study needs --data and --out (the study folder)")
@@ -182,7 +185,9 @@ def _study_app(args: argparse.Namespace, models: list[str], device: str) -> Any:
         limit=args.limit,
         max_pixels=args.max_pixels,
     )
-    study = prepare_study(options, args.out, device=device)
+    multilabel = options.models if ExplainMode.from_args(args).multilabel else []
+    pool = ModelPool(options.models, device=device, multilabel=multilabel)
+    study = prepare_study(options, args.out, device=device, pool=pool)
     echo(
         f"camscope serve: {study.kind} study, {len(study.trials)} trials per participant, "
         f"answers in {study.answers_path}"

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from .families import family_blocks
 from .layers import auto_layer, depth_choices, dry_run, list_layers
-from .reshape import Layout, layout_of, token_facts
+from .reshape import OutputLayout, layout_of, token_facts
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class LayerRow:
     marks: tuple[str, ...]
 
 
-def _spatial_of(shape: tuple[int, ...], layout: Layout) -> tuple[int, int, int]:
+def _spatial_of(shape: tuple[int, ...], layout: OutputLayout) -> tuple[int, int, int]:
     if layout.kind == "NHWC":
         return shape[2], shape[0], shape[1]
     if layout.kind == "tokens" and layout.grid is not None:
@@ -56,7 +56,7 @@ def layer_table(model: nn.Module, x: Tensor) -> list[LayerRow]:
     facts = token_facts(model)
     size = (x.shape[-2], x.shape[-1])
     seen = dry_run(model, x, ranks=(3, 4))
-    rows: list[tuple[str, nn.Module, tuple[int, ...], Layout]] = []
+    rows: list[tuple[str, nn.Module, tuple[int, ...], OutputLayout]] = []
     done: set[str] = set()
     for name, module, shape in seen:
         layout = layout_of(shape, facts, size)

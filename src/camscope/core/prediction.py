@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import UsageError
@@ -104,6 +105,13 @@ class ClassHead:
             return logits.softmax(1).gather(1, class_ids.to(logits.device))
         return self.scores(logits, class_ids).sigmoid()
 
+    def log_probabilities(self, logits: Tensor, class_ids: Tensor) -> Tensor:
+        """``(n, K)`` differentiable log-probabilities of ``class_ids``: ``log_softmax``, or
+        ``log sigmoid`` of the scores for sigmoid heads (``log(1 - p) = log sigmoid(-z)``)."""
+        if self.kind == "softmax":
+            return logits.log_softmax(1).gather(1, class_ids.to(logits.device))
+        return F.logsigmoid(self.scores(logits, class_ids))
+
     def class_probabilities(self, logits: Tensor) -> Tensor:
         """``(n, classes)`` probability of every class (binary: ``[1 - p, p]``)."""
         if self.kind == "softmax":
@@ -163,15 +171,39 @@ class Prediction:
         ids = self.head.top(self.logits, min(k, self.num_classes))
         return self.probabilities.gather(1, ids), ids
 
+    @property
+    def binary(self) -> bool:
+        """Whether this is a single-logit (sigmoid) model: class 1 positive, class 0 negative."""
+        return self.head.kind == "binary"
+
+    def ranked(self, index: int, k: int = 5) -> list[tuple[int, float]]:
+        """Image ``index``'s ``min(k, classes)`` most probable ``(class, probability)`` pairs,
+        best first (the order of :meth:`top`).
+
+        >>> predict(torch.tensor([[0.0], [3.0]])).ranked(1)  # one logit: classes 1 and 0
+        [(1, 0.9525741338729858), (0, 0.04742586612701416)]
+        """
+        row = self.logits[index : index + 1]
+        ids = self.head.top(row, min(k, self.num_classes))[0]
+        values = self.probabilities[index].index_select(0, ids.to(self.probabilities.device))
+        return [(int(c), float(v)) for c, v in zip(ids.tolist(), values.tolist())]
+
     def probability(self, index: int, class_id: int) -> float:
         """The probability of ``class_id`` for image ``index``."""
         return float(self.probabilities[index, class_id])
 
     def best_of(self, index: int, accepted: Sequence[int]) -> int:
         """Of the ``accepted`` classes of image ``index`` (a data set's label may map to several
-        model classes), the one the model finds most probable; ties go to the first listed."""
+        model classes), the one the model finds most probable; ties go to the first listed.
+
+        Raises:
+            ValueError: no accepted class, or one the model does not have.
+        """
         if not accepted:
             raise ValueError("best_of needs at least one accepted class")
+        bad = [c for c in accepted if not 0 <= c < self.num_classes]
+        if bad:
+            raise ValueError(f"class {bad[0]} is out of range: the model has {self.num_classes}")
         ids = torch.tensor(list(accepted), dtype=torch.long, device=self.probabilities.device)
         values = self.probabilities[index].index_select(0, ids)
         return int(accepted[int(torch.nonzero(values == values.max())[0, 0])])

@@ -176,7 +176,7 @@ def _tokens_to_map(t: Tensor, prefix: int, grid: tuple[int, int]) -> Tensor:
 
 
 @dataclass(frozen=True)
-class Layout:
+class OutputLayout:
     """How one layer's output maps to ``(C, h, w)``: ``kind`` is ``NCHW``, ``NHWC`` or ``tokens``."""
 
     kind: str
@@ -189,14 +189,16 @@ class Layout:
         return self.kind
 
 
-def layout_of(shape: tuple[int, ...], facts: TokenFacts, size: tuple[int, int]) -> Layout | None:
-    """The :class:`Layout` of a per-sample output ``shape`` (no batch axis), or None if no rule fits."""
+def layout_of(
+    shape: tuple[int, ...], facts: TokenFacts, size: tuple[int, int]
+) -> OutputLayout | None:
+    """The :class:`OutputLayout` of a per-sample output ``shape`` (no batch axis), or None if no rule fits."""
     if len(shape) == 3:
         nchw = _fits(shape[1], shape[2], size)
         nhwc = _fits(shape[0], shape[1], size)
         if nhwc and (not nchw or facts.channels_last):
-            return Layout("NHWC")
-        return Layout("NCHW")
+            return OutputLayout("NHWC")
+        return OutputLayout("NCHW")
     if len(shape) == 2:
         count = shape[0]
         prefixes = (
@@ -207,7 +209,7 @@ def layout_of(shape: tuple[int, ...], facts: TokenFacts, size: tuple[int, int]) 
         for p in prefixes:
             grid = token_grid(count - p, size, facts.patch_size)
             if grid is not None:
-                return Layout("tokens", p, grid)
+                return OutputLayout("tokens", p, grid)
     return None
 
 

@@ -292,6 +292,22 @@ def read_class_map(path: str | Path, mapper: ClassMapper) -> dict[str, tuple[int
     return out
 
 
+_INDEX = re.compile(r"[+-]?\d+")
+
+
+def names_a_class(text: str) -> bool:
+    """Whether a target text is a class name (neither top-k nor an index), which only the
+    model's class names can resolve.
+
+    >>> names_a_class("tabby"), names_a_class("top5"), names_a_class(" 285")
+    (True, False, False)
+    """
+    from ..core.targets import parse_topk
+
+    spec = str(text).strip()
+    return parse_topk(spec) is None and not _INDEX.fullmatch(spec)
+
+
 def parse_target(
     text: str | int,
     class_names: Sequence[str] = (),
@@ -299,6 +315,7 @@ def parse_target(
     model: str = "the model",
     num_classes: int | None = None,
     max_k: int | None = None,
+    what: str = "target",
 ) -> str | int:
     """The one parser of a target given as text (the CLI's ``--target``, the API's ``target``).
 
@@ -313,6 +330,7 @@ def parse_target(
         num_classes: the model's class count when known (default: ``len(class_names)``); a
             single-logit model has 2.
         max_k: the largest K a caller accepts for top-k (the server caps it).
+        what: how messages name the target (the CLI says ``--target``).
 
     Raises:
         TargetError: a malformed target, K or an index out of range, an unknown or ambiguous name.
@@ -329,31 +347,31 @@ def parse_target(
     elif isinstance(text, str):
         spec = text.strip()
     else:
-        raise TargetError(f"target {text!r} must be text or a class index")
+        raise TargetError(f"{what} {text!r} must be text or a class index")
     k = parse_topk(spec)
     if k is not None:
         if k < 1:
-            raise TargetError(f"target {spec!r}: K must be at least 1")
+            raise TargetError(f"{what} {spec!r}: K must be at least 1")
         if max_k is not None and k > max_k:
-            raise TargetError(f"target {spec!r} asks for {k} classes; at most {max_k} here")
+            raise TargetError(f"{what} {spec!r} asks for {k} classes; at most {max_k} here")
         if classes and k > classes:
-            raise TargetError(f"target {spec!r} asks for {k} classes; {model} has {classes}")
+            raise TargetError(f"{what} {spec!r} asks for {k} classes; {model} has {classes}")
         return f"topk:{k}"
-    if re.fullmatch(r"[+-]?\d+", spec):
+    if _INDEX.fullmatch(spec):
         index = int(spec)
         if index < 0 or (classes and index >= classes):
             bound = f"classes 0..{classes - 1}" if classes else "no negative classes"
-            raise TargetError(f"target {index} is out of range: {model} has {bound}")
+            raise TargetError(f"{what} {index} is out of range: {model} has {bound}")
         return index
     if not class_names:
         raise TargetError(
-            f"target {spec!r} is not top1, top5, topk:K or a class index, and {model} has no "
+            f"{what} {spec!r} is not top1, top5, topk:K or a class index, and {model} has no "
             "class names to look it up in; pass a class index"
         )
     try:
         return ClassMapper(list(class_names)).resolve_one(spec)
     except DatasetError as err:
         raise TargetError(
-            f"target {spec!r} is not top1, top5, topk:K, a class index or a class name of "
+            f"{what} {spec!r} is not top1, top5, topk:K, a class index or a class name of "
             f"{model}: {err}"
         ) from None

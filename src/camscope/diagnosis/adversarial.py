@@ -31,7 +31,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -40,9 +39,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from ..core.prediction import Prediction, classify
 from ..data.dataset import LabelledData, Sample
 from ..errors import CamscopeError
-from .attacks import attack, default_step_size, pixel_forward, to_8bit
+from ..io import save_npy
+from ..outputs import output_lock, write_json, write_picture
+from .attacks import attack, default_step_size, to_8bit
 from .batches import DiagnosisRun, DiagnosisSettings
 
 if TYPE_CHECKING:
@@ -93,15 +95,10 @@ def unit_image(x: Tensor, spec: ModelSpec) -> Tensor:
     return to_8bit(x * std + mean)
 
 
-def _probabilities(model: nn.Module, x01: Tensor, spec: ModelSpec) -> Tensor:
-    """``(B, classes)`` probabilities (a single-logit model: ``[1 - p, p]``, as ``explain``)."""
-    from ..core.layers import preserved_modes
-    from ..core.targets import class_head
-
-    with preserved_modes(model), torch.no_grad():
-        model.eval()
-        logits = pixel_forward(model, spec.mean, spec.std)(x01).float()
-        return class_head(logits).class_probabilities(logits)
+def _classify(model: nn.Module, x01: Tensor, spec: ModelSpec, multilabel: bool) -> Prediction:
+    """The model's :class:`~camscope.core.prediction.Prediction` of images in [0, 1] (normalised
+    as the attacks normalise them; a single-logit model has the classes 0 and 1)."""
+    return classify(model, _norm(x01, spec), multilabel=multilabel)
 
 
 def _uint8(x01: Tensor) -> np.ndarray:
@@ -201,8 +198,8 @@ def _attack_batch(
     from ..core.engine import explain
 
     x01 = torch.cat([t for _, t, _ in batch])
-    p_clean = _probabilities(model, x01, spec)
-    clean = p_clean.argmax(1)
+    p_clean = _classify(model, x01, spec, s.multilabel)
+    clean = p_clean.classes
     labels = clean if s.target is None else torch.full_like(clean, s.target)
     adv = attack(
         s.attack,
@@ -218,9 +215,9 @@ def _attack_batch(
         std=spec.std,
         targeted=s.target is not None,
     )
-    p_adv = _probabilities(model, adv, spec)
-    p_8bit = _probabilities(model, to_8bit(adv), spec)
-    adv_class, class_8bit = p_adv.argmax(1), p_8bit.argmax(1)
+    p_adv = _classify(model, adv, spec, s.multilabel)
+    p_8bit = _classify(model, to_8bit(adv), spec, s.multilabel)
+    adv_class, class_8bit = p_adv.classes, p_8bit.classes
     n = x01.shape[0]
     targets = torch.cat([torch.stack([adv_class, clean], 1), torch.stack([clean, clean], 1)])
     res = explain(
@@ -231,6 +228,7 @@ def _attack_batch(
         targets,
         method_options=s.method_options,
         strict=True,  # every method's maps are read below; one that cannot run is a usage error
+        multilabel=s.multilabel,
     )
     boxes = [b for _, _, b in batch]
     by_method = {m: _similarity(res.maps[m], n, boxes, s.tolerance) for m in s.methods}
@@ -244,12 +242,12 @@ def _attack_batch(
             "label": item.label,
             "clean_class": c,
             "clean_label": spec.label(c),
-            "clean_probability": round(float(p_clean[i, c]), 6),
+            "clean_probability": round(p_clean.probability(i, c), 6),
             "target_label": None if s.target is None else spec.label(s.target),
             "adversarial_class": a,
             "adversarial_label": spec.label(a),
-            "adversarial_probability": round(float(p_adv[i, a]), 6),
-            "original_probability_adversarial": round(float(p_adv[i, c]), 6),
+            "adversarial_probability": round(p_adv.probability(i, a), 6),
+            "original_probability_adversarial": round(p_adv.probability(i, c), 6),
             "success": _success(a, c, s.target),
             "adversarial_class_8bit": c8,
             "success_8bit": _success(c8, c, s.target),
@@ -257,10 +255,8 @@ def _attack_batch(
             "similarity": by_method[s.methods[0]][i],
             "similarity_by_method": {m: sims[i] for m, sims in by_method.items()},
         }
-        np.save(
-            out / f"{item.stem}.adv.npy", adv[i].permute(1, 2, 0).cpu().numpy().astype(np.float32)
-        )
-        Image.fromarray(_uint8(adv[i])).save(out / f"{item.stem}.adv.png")
+        save_npy(out / f"{item.stem}.adv.npy", adv[i].permute(1, 2, 0).cpu().numpy())
+        write_picture(out / f"{item.stem}.adv.png", Image.fromarray(_uint8(adv[i])))
         maps = [first[n + i, 0], first[i, 0], first[i, 1]]  # clean, adversarial class, original
         grid = _grid(out, rec, x01[i], adv[i], maps, s)
         rec["files"] = [f"{item.stem}.adv.png", f"{item.stem}.adv.npy", grid]
@@ -275,8 +271,15 @@ def run_adversarial(
     out_dir: str | Path,
     settings: AttackSettings | None = None,
 ) -> AdversarialResult:
-    """Attack every image of ``data`` and compare the maps (see the module docstring)."""
-    s = settings or AttackSettings()
+    """Attack every image of ``data`` and compare the maps (see the module docstring); the
+    output folder is locked for the run."""
+    with output_lock(out_dir, "camscope adversarial"):
+        return _run(model, spec, data, out_dir, settings or AttackSettings())
+
+
+def _run(
+    model: nn.Module, spec: ModelSpec, data: LabelledData, out_dir: str | Path, s: AttackSettings
+) -> AdversarialResult:
     run = DiagnosisRun(model, out_dir, s)
     records: list[dict[str, Any]] = []
     for walked in run.batches(data.items, spec):
@@ -295,9 +298,7 @@ def run_adversarial(
             for it, _, _ in loaded:
                 run.skip(it, f"{type(err).__name__}: {err}")
     summary = _summary(spec, data, s, records, run.errors)
-    (run.out / "adversarial.json").write_text(
-        json.dumps(summary, indent=2) + "\n", encoding="utf-8"
-    )
+    write_json(run.out / "adversarial.json", summary)
     return AdversarialResult(summary)
 
 

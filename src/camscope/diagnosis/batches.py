@@ -40,6 +40,8 @@ class DiagnosisSettings:
         colormap, alpha: the heat-map overlays of the pictures.
         max_pixels: refuse larger images (default: the library's limit).
         method_options: options of the map methods.
+        multilabel: the classes are independent sigmoids (a multi-label head), not a softmax
+            (:mod:`camscope.core.prediction`).
         progress: a progress bar on stderr (True, or a :class:`Progress`; lines when stderr is
             not a terminal).
         on_skip: told about every input that cannot be used (default: a warning).
@@ -51,6 +53,7 @@ class DiagnosisSettings:
     alpha: float = 0.5
     max_pixels: int | None = None
     method_options: dict[str, Any] = field(default_factory=dict)
+    multilabel: bool = False
     progress: bool | Progress = True
     on_skip: SkipFn | None = None
 

@@ -29,7 +29,7 @@ Example:
 from __future__ import annotations
 
 import csv
-import json
+import io
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,14 +37,18 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ..core.prediction import classify
 from ..data.dataset import LabelledData, Sample
 from ..errors import CamscopeError, UsageError
+from ..outputs import output_lock, write_atomic, write_json
+from ..viz import confusion_png
 from .batches import DiagnosisRun, DiagnosisSettings
-from .report import confusion_counts, confusion_png, failures_html
+from .report import OTHER, confusion_counts, failures_html
 
 if TYPE_CHECKING:
     from torch import Tensor, nn
 
+    from ..core.prediction import Prediction
     from ..models import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -73,42 +77,31 @@ class FailuresResult:
         return list(self.summary["errors"])
 
 
-def _classify(model: nn.Module, x: Tensor) -> Tensor:
-    """``(B, classes)`` probabilities: softmax, or ``[1 - p, p]`` for a single-logit model (its
-    classes 0 and 1, as in :mod:`camscope.core.targets`)."""
-    from ..core.layers import preserved_modes
-    from ..core.targets import class_head, default_output_adapter
-
-    with preserved_modes(model), torch.no_grad():
-        model.eval()
-        logits = default_output_adapter(model(x))
-    if logits.ndim != 2:
+def _record(item: Sample, p: Prediction, i: int, spec: ModelSpec) -> dict[str, Any]:
+    """Image ``i``'s classes and probabilities from the batch's :class:`Prediction`."""
+    try:
+        true = p.best_of(i, item.class_ids)
+    except ValueError as err:
         raise UsageError(
-            f"failures needs (batch, classes) model outputs; got {tuple(logits.shape)}"
-        )
-    return class_head(logits).class_probabilities(logits.float())
-
-
-def _record(item: Sample, probs: Tensor, spec: ModelSpec) -> dict[str, Any]:
-    accepted = torch.tensor(item.class_ids, dtype=torch.long)
-    true = int(accepted[probs[accepted].argmax()])
-    predicted = int(probs.argmax())
-    top = probs.topk(min(5, probs.numel()))
+            f"{item.source}: its label {item.label!r} maps to a class the model lacks ({err}); "
+            "check the data set's labels against the model's classes"
+        ) from None
+    predicted = int(p.classes[i])
     return {
         "path": item.source,
         "stem": item.stem,
         "label": item.label,
-        "correct": predicted in item.class_ids,
+        "correct": p.correct(i, item.class_ids),
         "true_class": true,
         "true_label": spec.label(true),
-        "true_probability": round(float(probs[true]), 6),
-        "true_rank": 1 + int((probs > probs[true]).sum()),
+        "true_probability": round(p.probability(i, true), 6),
+        "true_rank": p.rank(i, true),
         "predicted_class": predicted,
         "predicted_label": spec.label(predicted),
-        "predicted_probability": round(float(probs[predicted]), 6),
+        "predicted_probability": round(p.probability(i, predicted), 6),
         "top5": [
-            {"class": int(c), "label": spec.label(int(c)), "probability": round(float(p), 6)}
-            for p, c in zip(top.values, top.indices)
+            {"class": c, "label": spec.label(c), "probability": round(v, 6)}
+            for c, v in p.ranked(i, 5)
         ],
     }
 
@@ -161,6 +154,7 @@ def _explain_failures(
         targets.to(x.device),
         method_options=s.method_options,
         strict=True,
+        multilabel=s.multilabel,
     )
     overlap = top_region_iou(res.maps[s.method][:, 0], res.maps[s.method][:, 1])
     for i, rec in enumerate(records):
@@ -176,8 +170,14 @@ def diagnose_failures(
     settings: FailureSettings | None = None,
 ) -> FailuresResult:
     """Classify every image of ``data``, explain the mistakes and write the reports to
-    ``out_dir`` (see the module docstring)."""
-    s = settings or FailureSettings()
+    ``out_dir`` (see the module docstring), which is locked for the run."""
+    with output_lock(out_dir, "camscope failures"):
+        return _diagnose(model, spec, data, out_dir, settings or FailureSettings())
+
+
+def _diagnose(
+    model: nn.Module, spec: ModelSpec, data: LabelledData, out_dir: str | Path, s: FailureSettings
+) -> FailuresResult:
     run = DiagnosisRun(model, out_dir, s)
     records: list[dict[str, Any]] = []
     for walked in run.batches(data.items, spec, need_class=True):
@@ -185,8 +185,8 @@ def diagnose_failures(
         if not loaded:
             continue
         x = torch.cat([p.x for _, p in loaded]).to(run.device)
-        probs = _classify(model, x).cpu()
-        batch = [_record(sample, probs[i], spec) for i, (sample, _) in enumerate(loaded)]
+        prediction = classify(model, x, multilabel=s.multilabel).cpu()
+        batch = [_record(sample, prediction, i, spec) for i, (sample, _) in enumerate(loaded)]
         wrong = [i for i, r in enumerate(batch) if not r["correct"]]
         try:
             if wrong:
@@ -238,18 +238,20 @@ def _write(
         "failures": failures,
         "errors": run.errors,
     }
-    (out / "failures.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    with (out / "per_class.csv").open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["class", "images", "correct", "accuracy"])
-        for name, stats in per_class.items():
-            acc = "" if stats["accuracy"] is None else f"{stats['accuracy']:.4f}"
-            writer.writerow([name, stats["images"], stats["correct"], acc])
+    write_json(out / "failures.json", summary)
+    table = io.StringIO()
+    writer = csv.writer(table)
+    writer.writerow(["class", "images", "correct", "accuracy"])
+    for name, stats in per_class.items():
+        acc = "" if stats["accuracy"] is None else f"{stats['accuracy']:.4f}"
+        writer.writerow([name, stats["images"], stats["correct"], acc])
+    write_atomic(out / "per_class.csv", table.getvalue())
     confusion = None
     if data.classes and records:
         pairs = [(r["label"], _data_class(r["predicted_class"], data)) for r in records]
-        confusion = confusion_png(data.classes, confusion_counts(data.classes, pairs), spec.name)
-        (out / "confusion.png").write_bytes(confusion)
+        counts = confusion_counts(data.classes, pairs)
+        confusion = confusion_png(counts, data.classes, [*data.classes, OTHER], spec.name)
+        write_atomic(out / "confusion.png", confusion)
     report = failures_html(out, summary, confusion, s.embed)
     return FailuresResult(summary, report)
 

@@ -18,11 +18,11 @@ Two numbers per layer say how class separation grows with depth, both on the poo
 * **k-NN accuracy**: leave-one-out, each image takes the majority class of its ``k`` nearest other
   images (ties to the class listed first).
 
-Both are pure torch, computed in row chunks so memory stays ``O(chunk * N)``, and agree with
-scikit-learn's ``silhouette_score`` and ``KNeighborsClassifier`` (a test checks them).
+Both come from scikit-learn (``silhouette_score``; ``NearestNeighbors`` for the neighbours, the
+vote counted here), on the CPU where the pooled features already are.
 
-Projection to 2-D: PCA by default (exact SVD of the centred features, each component's sign fixed
-so that its largest loading is positive, as scikit-learn's ``svd_flip`` does), or UMAP
+Projection to 2-D: PCA by default (scikit-learn's, exact SVD of the centred features, each
+component's sign fixed so that its largest loading is positive), or UMAP
 (McInnes et al. 2018) through ``umap-learn`` (``pip install camscope[umap]``).
 
 The forward passes run under ``torch.no_grad()`` in eval mode with hooks on the chosen layers
@@ -30,7 +30,7 @@ only; hooks are removed and every module's mode is restored afterwards, also on 
 
 Example:
     >>> layers = resolve_embedding_layers(model, ["input", "first", "last"], x)  # doctest: +SKIP
-    >>> features, logits = pooled_features(model, x, layers)  # doctest: +SKIP
+    >>> features, prediction = pooled_features(model, x, layers)  # doctest: +SKIP
     >>> silhouette(features["layer4"], labels), knn_accuracy(features["layer4"], labels)  # doctest: +SKIP
 """
 
@@ -40,12 +40,13 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from ..core.layers import preserved_modes, resolve_layers
+from ..core.prediction import Prediction, predict
 from ..core.reshape import spatial_reshape
-from ..core.targets import default_output_adapter
 from ..errors import LayerError, UsageError
 
 INPUT = "input"
@@ -84,9 +85,12 @@ def pooled_features(
     x: Tensor,
     layers: Layers,
     output_adapter: Callable[[Any], Tensor] | None = None,
-) -> tuple[dict[str, Tensor], Tensor]:
+    *,
+    multilabel: bool = False,
+) -> tuple[dict[str, Tensor], Prediction]:
     """Pooled ``(B, C)`` features of ``layers`` for the batch ``x`` (in depth order: the order
-    the layers ran) and the model's ``(B, classes)`` scores, from one forward pass.
+    the layers ran) and the model's :class:`~camscope.core.prediction.Prediction`, from one
+    forward pass.
 
     The model runs in eval mode; modes and hooks are as before afterwards, also on error.
     """
@@ -116,88 +120,68 @@ def pooled_features(
     missing = [name for name, _ in layers if name not in found]
     if missing:
         raise LayerError(f"layer(s) {missing} did not run in the forward pass; pick others")
-    scores = (output_adapter or default_output_adapter)(output)
-    return {name: found[name].cpu() for name in found}, scores.float()
+    prediction = predict(output, multilabel=multilabel, adapter=output_adapter)
+    return {name: found[name].cpu() for name in found}, prediction
 
 
-def _check(features: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+def _check(features: Tensor, labels: Tensor) -> tuple[np.ndarray, np.ndarray]:
     if features.ndim != 2 or labels.ndim != 1 or features.shape[0] != labels.shape[0]:
         raise UsageError(
             f"features {tuple(features.shape)} and labels {tuple(labels.shape)} do not match"
         )
-    return features.double(), labels.long()
+    return features.double().cpu().numpy(), labels.long().cpu().numpy()
 
 
-def _per_class_distance_sums(
-    features: Tensor, labels: Tensor, chunk: int
-) -> Tensor:  # (N, K): sum of distances from each image to every class's images
-    k = int(labels.max()) + 1
-    onehot = torch.nn.functional.one_hot(labels, k).double()
-    rows = []
-    for begin in range(0, features.shape[0], chunk):
-        dist = torch.cdist(features[begin : begin + chunk], features)
-        rows.append(dist @ onehot)
-    return torch.cat(rows)
-
-
-def silhouette(features: Tensor, labels: Tensor, chunk: int = 1024) -> float | None:
+def silhouette(features: Tensor, labels: Tensor) -> float | None:
     """Mean silhouette of ``(N, D)`` features grouped by ``(N,)`` integer labels (see the module
-    docstring); None unless there are at least 2 classes and fewer classes than images."""
+    docstring; :func:`sklearn.metrics.silhouette_score`, Euclidean); None unless there are at
+    least 2 classes and fewer classes than images."""
+    from sklearn.metrics import silhouette_score
+
     x, y = _check(features, labels)
-    _, y = torch.unique(y, return_inverse=True)
-    classes = int(y.max()) + 1 if y.numel() else 0
-    if classes < 2 or classes >= x.shape[0]:
+    classes = len(np.unique(y))
+    if classes < 2 or classes >= len(y):
         return None
-    sums = _per_class_distance_sums(x, y, chunk)
-    counts = torch.bincount(y, minlength=classes).double()
-    own = counts[y]
-    a = sums.gather(1, y[:, None])[:, 0] / (own - 1).clamp(min=1)
-    means = sums / counts[None, :]
-    means.scatter_(1, y[:, None], float("inf"))
-    b = means.min(1).values
-    s = (b - a) / torch.maximum(a, b).clamp(min=1e-300)
-    s = torch.where(own > 1, s, torch.zeros_like(s))
-    return float(s.mean())
+    return float(silhouette_score(x, y, metric="euclidean"))
 
 
-def knn_accuracy(features: Tensor, labels: Tensor, k: int = 5, chunk: int = 1024) -> float | None:
+def knn_accuracy(features: Tensor, labels: Tensor, k: int = 5) -> float | None:
     """Leave-one-out ``k``-NN accuracy (majority vote, ties to the lowest label); None for fewer
-    than two images."""
+    than two images. The neighbours come from :class:`sklearn.neighbors.NearestNeighbors`
+    (each image's own point left out)."""
+    from sklearn.neighbors import NearestNeighbors
+
     x, y = _check(features, labels)
-    n = x.shape[0]
+    n = len(y)
     if n < 2:
         return None
     if k < 1:
         raise UsageError(f"k must be at least 1; got {k}")
     k = min(k, n - 1)
-    classes = int(y.max()) + 1
-    hits = 0
-    for begin in range(0, n, chunk):
-        dist = torch.cdist(x[begin : begin + chunk], x)
-        rows = torch.arange(dist.shape[0])
-        dist[rows, rows + begin] = float("inf")  # leave the image itself out
-        nearest = dist.topk(k, dim=1, largest=False).indices
-        votes = torch.nn.functional.one_hot(y[nearest], classes).sum(1)
-        hits += int((votes.argmax(1) == y[begin : begin + chunk]).sum())
-    return hits / n
+    nearest = NearestNeighbors(n_neighbors=k).fit(x).kneighbors(return_distance=False)
+    _, index = np.unique(y, return_inverse=True)
+    votes = np.zeros((n, index.max() + 1), dtype=np.int64)
+    np.add.at(votes, (np.arange(n)[:, None], index[nearest]), 1)
+    return float((votes.argmax(1) == index).mean())
 
 
 def pca_2d(features: Tensor) -> tuple[Tensor, list[float]]:
-    """``(N, 2)`` PCA coordinates and the two components' explained-variance ratios."""
-    x = features.double()
-    x = x - x.mean(0, keepdim=True)
-    if x.shape[0] < 2 or not bool(x.abs().sum() > 0):
-        return torch.zeros(x.shape[0], 2), [0.0, 0.0]
-    u, s, vh = torch.linalg.svd(x, full_matrices=False)
-    # svd_flip: the largest loading of each component is positive (a deterministic sign)
-    signs = torch.sign(vh[torch.arange(vh.shape[0]), vh.abs().argmax(1)])
-    signs[signs == 0] = 1.0
-    coords = (u * s * signs)[:, :2]
-    if coords.shape[1] < 2:
-        coords = torch.cat([coords, torch.zeros(coords.shape[0], 2 - coords.shape[1])], 1)
-    variance = (s**2) / (s**2).sum()
-    ratios = [float(v) for v in variance[:2]] + [0.0] * max(0, 2 - variance.numel())
-    return coords.float(), ratios
+    """``(N, 2)`` PCA coordinates and the two components' explained-variance ratios
+    (:class:`sklearn.decomposition.PCA`, exact SVD; each component's sign set so that its
+    largest loading is positive, whatever scikit-learn's version does)."""
+    from sklearn.decomposition import PCA
+
+    x = features.double().cpu().numpy()
+    n = x.shape[0]
+    if n < 2 or not np.any(x != x.mean(0)):
+        return torch.zeros(n, 2), [0.0, 0.0]
+    k = min(2, *x.shape)
+    pca = PCA(n_components=k, svd_solver="full").fit(x)
+    signs = np.sign(pca.components_[np.arange(k), np.abs(pca.components_).argmax(1)])
+    coords = np.zeros((n, 2))
+    coords[:, :k] = pca.transform(x) * np.where(signs == 0, 1.0, signs)
+    ratios = [float(v) for v in pca.explained_variance_ratio_] + [0.0] * (2 - k)
+    return torch.from_numpy(coords).float(), ratios
 
 
 def umap_2d(features: Tensor, seed: int = 0, neighbours: int = 15) -> Tensor:

@@ -4,29 +4,32 @@
 
     {"layers": {NAME: {"silhouette", "knn_accuracy", "k", "dims", "explained_variance",
                        "figure", "points"}},          # layers in depth order
-     "images": [{"id", "class", "predicted", "correct"}],   # the order of "points"
+     "images": [{"id", "class", "predicted", "predicted_class", "probability", "correct"}],
+                                                       # the order of "points"
      "classes": [...], "projection": "pca" | "umap", "failed": [{"id", "reason"}], ...}
 
 ``silhouette`` and ``knn_accuracy`` are measured on the pooled features (``dims`` wide), not on the
 2-D points; ``explained_variance`` is the share of variance of the two PCA components (``null`` for
-UMAP); ``correct`` is ``null`` for images whose label is no model class.
+UMAP); ``predicted`` is the predicted class's name, ``predicted_class`` its index and
+``probability`` its probability (softmax, or sigmoid for single-logit and ``--multilabel`` models);
+``correct`` is ``null`` for images whose label is no model class.
 
 The PNG scatter of each layer colours the images by class and marks misclassified ones with a
-black-edged cross. The HTML draws the same scatters as inline SVG, with each image's thumbnail
-(embedded as base64 JPEG) shown on hover; every name is escaped, nothing is loaded from outside.
+black-edged cross. The HTML (the ``embeddings.html`` template) draws the same scatters as inline
+SVG, with each image's thumbnail (embedded as base64 JPEG) shown on hover; every name is
+escaped, nothing is loaded from outside.
 """
 
 from __future__ import annotations
 
-import html
 import io
-import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from ..data.inputs import safe_names
+from ..outputs import output_lock, render_page, write_atomic, write_json
 from .run import EmbeddingRun, LayerEmbedding
 
 _PALETTE = (
@@ -110,8 +113,10 @@ def scatter_png(run: EmbeddingRun, layer: LayerEmbedding) -> bytes:
     return buf.getvalue()
 
 
-def _svg(run: EmbeddingRun, layer: LayerEmbedding, side: int = 420, pad: int = 16) -> str:
-    e = html.escape
+def _marks(
+    run: EmbeddingRun, layer: LayerEmbedding, side: int, pad: int = 16
+) -> list[tuple[float, float, str, bool, str]]:
+    """Each image's point on the SVG scatter: ``(x, y, colour, misclassified, tooltip)``."""
     points = layer.points.tolist()
     xs = [p[0] for p in points]
     ys = [p[1] for p in points]
@@ -120,84 +125,33 @@ def _svg(run: EmbeddingRun, layer: LayerEmbedding, side: int = 420, pad: int = 1
     sy = (side - 2 * pad) / (y1 - y0) if y1 > y0 else 0.0
     marks = []
     for i, (x, y) in enumerate(points):
-        px = pad + (x - x0) * sx if sx else side / 2
-        py = side - pad - (y - y0) * sy if sy else side / 2
-        colour = _colour(run.classes.index(run.labels[i]))
         wrong = run.correct[i] is False
-        tip = f"{run.ids[i]} · {run.labels[i]}" + (" · misclassified" if wrong else "")
-        shape = (
-            f"<path d='M{px - 4:.1f},{py - 4:.1f}L{px + 4:.1f},{py + 4:.1f}M{px - 4:.1f},"
-            f"{py + 4:.1f}L{px + 4:.1f},{py - 4:.1f}' stroke='{colour}' stroke-width='2.5'/>"
-            if wrong
-            else f"<circle cx='{px:.1f}' cy='{py:.1f}' r='3.5' fill='{colour}' fill-opacity='0.8'/>"
+        marks.append(
+            (
+                pad + (x - x0) * sx if sx else side / 2,
+                side - pad - (y - y0) * sy if sy else side / 2,
+                _colour(run.classes.index(run.labels[i])),
+                wrong,
+                f"{run.ids[i]} · {run.labels[i]}" + (" · misclassified" if wrong else ""),
+            )
         )
-        marks.append(f"<g class='pt' data-i='{i}'><title>{e(tip)}</title>{shape}</g>")
-    return (
-        f"<svg width='{side}' height='{side}' viewBox='0 0 {side} {side}' "
-        f"style='border:1px solid #ddd'>{''.join(marks)}</svg>"
-    )
-
-
-_SCRIPT = """
-const tip = document.getElementById('tip');
-document.querySelectorAll('g.pt').forEach(g => {
-  g.addEventListener('mouseenter', ev => {
-    const i = Number(g.dataset.i), info = IMAGES[i];
-    tip.replaceChildren();
-    if (THUMBS[i]) { const img = document.createElement('img'); img.src = THUMBS[i]; tip.append(img); }
-    const cap = document.createElement('div');
-    cap.textContent = info.id + ': ' + info['class'] + (info.correct === false ? ' (misclassified as ' + info.predicted + ')' : '');
-    tip.append(cap);
-    tip.style.display = 'block';
-  });
-  g.addEventListener('mousemove', ev => { tip.style.left = (ev.pageX + 14) + 'px'; tip.style.top = (ev.pageY + 14) + 'px'; });
-  g.addEventListener('mouseleave', () => { tip.style.display = 'none'; });
-});
-"""
-
-
-def _script_json(value: Any) -> str:
-    """JSON safe inside a <script> element: ``<``, ``>`` and ``&`` as \\u escapes (as Django's
-    ``json_script``), so no name can close the element or open a comment."""
-    text = json.dumps(value, ensure_ascii=True)
-    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    return marks
 
 
 def embeddings_html(run: EmbeddingRun, images: list[dict[str, Any]], title: str) -> str:
     """The self-contained HTML page with one hoverable scatter per layer."""
-    e = html.escape
-    legend = " ".join(
-        f"<span style='color:{_colour(i)}'>●</span> {e(name)}" for i, name in enumerate(run.classes)
+    side = 420
+    plots = [(_title(layer, run.k), _marks(run, layer, side)) for layer in run.layers.values()]
+    colours = [_colour(i) for i in range(len(run.classes))]
+    return render_page(
+        "embeddings.html",
+        title=title,
+        run=run,
+        images=images,
+        plots=plots,
+        side=side,
+        colours=colours,
     )
-    rows = "".join(
-        f"<tr><td>{e(layer.name)}</td><td>{_num(layer.silhouette)}</td>"
-        f"<td>{_num(layer.knn_accuracy)}</td><td>{layer.features.shape[1]}</td></tr>"
-        for layer in run.layers.values()
-    )
-    plots = "".join(
-        f"<figure><figcaption>{e(_title(layer, run.k))}</figcaption>{_svg(run, layer)}</figure>"
-        for layer in run.layers.values()
-    )
-    return f"""<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{e(title)}</title>
-<style>body{{font-family:system-ui,sans-serif;margin:2em;color:#222}}
-figure{{display:inline-block;margin:8px;font-size:12px}}
-table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:3px 8px}}
-#tip{{position:absolute;display:none;background:#fff;border:1px solid #888;padding:4px;
-font-size:12px;pointer-events:none;max-width:220px}}</style></head><body>
-<h1>{e(title)}</h1>
-<p>{len(run.ids)} images, {run.projection.upper()} projection of the globally pooled features.
-Crosses are misclassified images. Silhouette and {run.k}-NN accuracy are measured on the pooled
-features, not on the picture.</p>
-<table><tr><th>layer (depth order)</th><th>silhouette</th><th>{run.k}-NN accuracy</th><th>dims</th></tr>{rows}</table>
-<p>{legend}</p>{plots}<div id="tip"></div>
-<script>const IMAGES = {_script_json(images)};
-const THUMBS = {_script_json(run.thumbnails)};{_SCRIPT}</script>
-</body></html>
-"""
-
-
-def _num(value: float | None) -> str:
-    return "–" if value is None else f"{value:.3f}"
 
 
 def _clean(value: float | None) -> float | None:
@@ -207,14 +161,20 @@ def _clean(value: float | None) -> float | None:
 def write_embeddings(
     run: EmbeddingRun, out_dir: str | Path, settings: Mapping[str, Any], title: str
 ) -> dict[str, Path]:
-    """Write ``embeddings.json``, one ``embed_<layer>.png`` per layer and ``embeddings.html``."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    """Write ``embeddings.json``, one ``embed_<layer>.png`` per layer and ``embeddings.html``
+    (the folder locked while they are written)."""
+    with output_lock(out_dir, "camscope embed") as out:
+        return _write(run, out, settings, title)
+
+
+def _write(
+    run: EmbeddingRun, out: Path, settings: Mapping[str, Any], title: str
+) -> dict[str, Path]:
     names = safe_names(list(run.layers))
     layers: dict[str, Any] = {}
     for name, layer in run.layers.items():
         figure = f"embed_{names[name]}.png"
-        (out / figure).write_bytes(scatter_png(run, layer))
+        write_atomic(out / figure, scatter_png(run, layer), durable=False)
         layers[name] = {
             "silhouette": _clean(layer.silhouette),
             "knn_accuracy": _clean(layer.knn_accuracy),
@@ -229,8 +189,17 @@ def write_embeddings(
             "points": [[round(float(v), 5) for v in p] for p in layer.points.tolist()],
         }
     images = [
-        {"id": i, "class": c, "predicted": p, "correct": ok}
-        for i, c, p, ok in zip(run.ids, run.labels, run.predicted_names, run.correct)
+        {
+            "id": i,
+            "class": c,
+            "predicted": p,
+            "predicted_class": index,
+            "probability": round(probability, 6),
+            "correct": ok,
+        }
+        for i, c, p, index, probability, ok in zip(
+            run.ids, run.labels, run.predicted_names, run.predicted, run.probabilities, run.correct
+        )
     ]
     doc = {
         "layers": layers,
@@ -240,6 +209,6 @@ def write_embeddings(
         "settings": dict(settings),
         "failed": [{"id": i, "reason": r} for i, r in run.failed],
     }
-    (out / "embeddings.json").write_text(json.dumps(doc, indent=1, ensure_ascii=False))
-    (out / "embeddings.html").write_text(embeddings_html(run, images, title), encoding="utf-8")
+    write_json(out / "embeddings.json", doc, indent=1)
+    write_atomic(out / "embeddings.html", embeddings_html(run, images, title))
     return {"json": out / "embeddings.json", "html": out / "embeddings.html"}

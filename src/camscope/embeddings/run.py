@@ -3,9 +3,10 @@ two separation scores per layer (:mod:`camscope.embeddings.features`).
 
 Images are walked in batches by :class:`camscope.data.walk.Walk`; one that cannot be read is
 reported (``on_skip``, default a logged warning), listed in :attr:`EmbeddingRun.failed` and left
-out. The model's own prediction comes from
-the same forward pass; an image is misclassified when its top-1 class is none of its label's
-accepted classes (labels that map to no model class are not judged).
+out. The model's own prediction comes from the same forward pass
+(:func:`camscope.core.prediction.predict`: a single-logit model has the classes 0 and 1); an
+image is misclassified when its top-1 class is none of its label's accepted classes (labels that
+map to no model class are not judged).
 
 Example:
     >>> data = read_data("pets", spec.class_names, DataOptions(unmapped="keep"))  # doctest: +SKIP
@@ -64,6 +65,7 @@ class EmbeddingRun:
     projection: str
     k: int
     failed: list[tuple[str, str]] = field(default_factory=list)
+    probabilities: list[float] = field(default_factory=list)  # of each predicted class
 
 
 def _thumbnail(item: Prepared, side: int) -> str:
@@ -89,6 +91,7 @@ def embed_dataset(
     progress: bool | Progress = False,
     on_skip: SkipFn | None = None,
     max_pixels: int | None = None,
+    multilabel: bool = False,
 ) -> EmbeddingRun:
     """Pooled features of ``layer_names`` for every image of ``data``, projected to 2-D.
 
@@ -100,6 +103,7 @@ def embed_dataset(
         progress: a progress bar on stderr (True, or a :class:`Progress`).
         on_skip: told ``(source, reason)`` of every image that cannot be read.
         max_pixels: refuse larger images (default: the library's limit).
+        multilabel: the classes are independent sigmoids (a multi-label head), not a softmax.
     """
     if projection not in PROJECTIONS:
         raise UsageError(f"projection must be one of {', '.join(PROJECTIONS)}; got {projection!r}")
@@ -112,6 +116,7 @@ def embed_dataset(
     labels: list[str] = []
     accepted: list[tuple[int, ...]] = []
     predicted: list[int] = []
+    probabilities: list[float] = []
     thumbs: list[str] = []
     layers = None
     walk: Walk[Prepared] = Walk(
@@ -124,12 +129,14 @@ def embed_dataset(
         x = torch.cat([p.x for _, p in batch.ok]).to(device)
         if layers is None:
             layers = resolve_embedding_layers(model, list(layer_names), x)
-        features, scores = pooled_features(model, x, layers)
+        features, prediction = pooled_features(model, x, layers, multilabel=multilabel)
         if not order:  # depth order: the order the hooks fired in
             order = list(features)
         for name in order:
             chunks.setdefault(name, []).append(features[name])
-        predicted.extend(int(v) for v in scores.argmax(1).cpu())
+        top = [int(c) for c in prediction.classes.cpu()]
+        predicted.extend(top)
+        probabilities.extend(prediction.probability(i, c) for i, c in enumerate(top))
         for sample, p in batch.ok:
             ids.append(sample.id)
             labels.append(str(sample.label or ""))
@@ -154,5 +161,16 @@ def embed_dataset(
     correct = [(p in ids_ if ids_ else None) for p, ids_ in zip(predicted, accepted)]
     names = [spec.label(p) for p in predicted]
     return EmbeddingRun(
-        result, ids, labels, classes, predicted, correct, thumbs, names, projection, k, failed
+        result,
+        ids,
+        labels,
+        classes,
+        predicted,
+        correct,
+        thumbs,
+        names,
+        projection,
+        k,
+        failed,
+        probabilities,
     )

@@ -6,7 +6,7 @@
 * :mod:`.config`: :class:`EvalConfig`;
 * :mod:`.scoring`: one batch: its prediction, its explain call and every selected family;
 * :mod:`.run`: the resumable run over a data set, examples and the sanity check;
-* :mod:`.store`: the output folder's lock, atomic writes and ``results.jsonl``;
+* :mod:`.store`: ``results.jsonl`` (read tolerating a truncated line, appended per batch);
 * :mod:`.summary`: means with bounded 95% intervals (Wilson, bootstrap), ties, the verdict,
   ``results.csv``;
 * :mod:`.report`: ``report.md`` and the self-contained ``report.html``.
@@ -28,7 +28,6 @@ _EXPORTS = {
     "config": "EvalConfig",
     "run": "RunResult read_rows run_evaluation sample_ids",
     "scoring": "CountingForward evaluate_batch to_input",
-    "store": "output_lock prepare_output",
     "summary": "summarise verdict write_csv",
 }
 _LAZY = {name: module for module, names in _EXPORTS.items() for name in names.split()}
@@ -40,7 +39,6 @@ if TYPE_CHECKING:
     from .registry import MetricColumn, metric_columns, metric_families, register_metric
     from .run import RunResult, read_rows, run_evaluation, sample_ids
     from .scoring import CountingForward, evaluate_batch, to_input
-    from .store import output_lock, prepare_output
     from .summary import summarise, verdict, write_csv
 
 

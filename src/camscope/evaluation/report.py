@@ -13,8 +13,9 @@ punctuation backslash-escaped, so a name cannot inject markup or links. Figure t
 as plain text (no matplotlib mathtext, so a ``$`` in a class name is just a dollar sign).
 
 Charts are drawn with matplotlib's Agg canvas (``matplotlib.figure.Figure``, no pyplot state) to
-PNG; the HTML embeds them as base64 ``data:`` URIs so the file can be mailed or opened offline; the
-Markdown report links the same PNGs, written to ``figures/`` beside it.
+PNG; the HTML (the ``evaluation.html`` template, :func:`camscope.outputs.render_page`) embeds them
+as base64 ``data:`` URIs so the file can be mailed or opened offline; the Markdown report links
+the same PNGs, written to ``figures/`` beside it.
 
 Example:
     >>> write_report("out/eval", summary, examples, title="efficientnet_lite0")  # doctest: +SKIP
@@ -22,7 +23,6 @@ Example:
 
 from __future__ import annotations
 
-import base64
 import html
 import io
 import math
@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
+from ..outputs import render_page, write_atomic
 from ..viz import overlay
 from .summary import best_entries, column_decimals, shown, verdict
 
@@ -203,23 +204,6 @@ def leaderboard_rows(
     return header, body, flags
 
 
-_CSS = """
-body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px;color:#222}
-table{border-collapse:collapse;font-size:13px;margin:1em 0}
-th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}
-th:first-child,td:first-child{text-align:left}
-th{background:#f3f3f3}
-td.best{font-weight:bold;background:#e8f5e9}
-img{max-width:100%}
-.note{color:#555;font-size:13px}
-"""
-
-
-def _img_tag(png: bytes, alt: str) -> str:
-    data = base64.b64encode(png).decode("ascii")
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
-
-
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#!|~$])")
 
 
@@ -322,7 +306,7 @@ def write_report(
             safe = "".join(ch if ch.isalnum() else "_" for ch in method)
             figures.append(("examples", f"examples_{safe}.png", examples_figure(method, items)))
     for _, name, png in figures:
-        (figdir / name).write_bytes(png)
+        write_atomic(figdir / name, png, durable=False)
 
     header, body, flags = leaderboard_rows(summary)
     lines_intro = [*intro_lines(summary), *notes]
@@ -337,75 +321,19 @@ def write_report(
     page = _Page(
         title, lines_intro, verdict_lines, header, body, flags, sanity, failed, figures, titles
     )
-    html_path = out / "report.html"
-    html_path.write_text(
-        _html(page),
-        encoding="utf-8",
+    return write_atomic(out / "report.html", _html(page)), write_atomic(
+        out / "report.md", _markdown(page)
     )
-    md_path = out / "report.md"
-    md_path.write_text(
-        _markdown(page),
-        encoding="utf-8",
-    )
-    return html_path, md_path
 
 
 def _html(page: _Page) -> str:
-    e = html.escape
-    parts = [
-        "<!DOCTYPE html><html><head><meta charset='utf-8'>",
-        f"<title>{e(page.title)}</title><style>{_CSS}</style></head><body>",
-        f"<h1>{e(page.title)}</h1>",
-        *[f"<p class='note'>{e(line)}</p>" for line in page.intro],
-    ]
-    if page.verdict_lines:
-        parts.append("<h2>Verdict for this model and data</h2><ul id='verdict'>")
-        parts += [f"<li>{e(line)}</li>" for line in page.verdict_lines]
-        parts.append("</ul>")
-    parts += [
-        "<h2>Leaderboard</h2><table id='leaderboard'><thead><tr>",
-        *[f"<th>{e(h)}</th>" for h in page.header],
-        "</tr></thead><tbody>",
-    ]
-    for row, flag in zip(page.body, page.flags):
-        cells = "".join(
-            f"<td class='best'>{e(c)}</td>" if f else f"<td>{e(c)}</td>" for c, f in zip(row, flag)
-        )
-        parts.append(f"<tr>{cells}</tr>")
-    parts.append("</tbody></table>")
-    if page.sanity and page.sanity.get("layers"):
-        parts.append("<h2>Sanity check (cascading randomization)</h2>")
-        parts.append(
-            f"<p class='note'>{page.sanity.get('images')} images; a method passes when the "
-            "Spearman correlation of its maps with the trained model's falls below "
-            f"{page.sanity.get('fail_below')} "
-            "once every layer is randomised.</p><table id='sanity'><tr><th>layer</th><th>method</th>"
-            "<th>Spearman (all randomised)</th><th>SSIM (all randomised)</th><th>verdict</th></tr>"
-        )
-        for layer, data in page.sanity["layers"].items():
-            for m, ok in data["passed"].items():
-                parts.append(
-                    f"<tr><td>{e(layer)}</td><td>{e(m)}</td>"
-                    f"<td>{data['spearman'][m][-1]:.3f}</td><td>{data['ssim'][m][-1]:.3f}</td>"
-                    f"<td>{'pass' if ok else 'FAIL'}</td></tr>"
-                )
-        parts.append("</table>")
-    if page.failed:
-        parts.append(
-            "<h2>Skipped images</h2><table id='failed'><tr><th>image</th><th>reason</th></tr>"
-        )
-        parts += [
-            f"<tr><td>{e(f['source'])}</td><td>{e(f['reason'])}</td></tr>" for f in page.failed
-        ]
-        parts.append("</table>")
-    seen: set[str] = set()
+    sections: dict[str, list[tuple[str, bytes]]] = {}
     for section, name, png in page.figures:
-        if section not in seen:
-            parts.append(f"<h2>{page.titles[section]}</h2>")
-            seen.add(section)
-        parts.append(f"<div class='figure'>{_img_tag(png, name)}</div>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
+        sections.setdefault(page.titles[section], []).append((name, png))
+    cells = [list(zip(row, flag)) for row, flag in zip(page.body, page.flags)]
+    return render_page(
+        "evaluation.html", title=page.title, page=page, cells=cells, sections=sections.items()
+    )
 
 
 def _markdown(page: _Page) -> str:

@@ -12,10 +12,10 @@ Which class is explained: for each object the accepted class (see
 game and the Grad-CAM paper's "ground-truth class" maps; top-1/top-5 localization error use the
 model's own top classes.
 
-The output folder is locked for the run (:mod:`.store`). The images still to do are walked by
-:class:`camscope.data.walk.Walk`, one batch at a time (so a large ``builtin:N`` or data set never
-sits in memory whole); an image that cannot be read is reported (``on_failure``,
-``results.json``) and skipped, and the run goes on.
+The output folder is locked for the run (:func:`camscope.outputs.output_lock`). The images still
+to do are walked by :class:`camscope.data.walk.Walk`, one batch at a time (so a large
+``builtin:N`` or data set never sits in memory whole); an image that cannot be read is reported
+(``on_failure``, ``results.json``) and skipped, and the run goes on.
 
 Example:
     >>> config = EvalConfig(methods=["gradcam", "layercam"], metrics=["loc", "drop"])  # doctest: +SKIP
@@ -40,18 +40,10 @@ from ..data.dataset import LoadOptions, Sample, sample_ids
 from ..data.progress import Progress
 from ..data.walk import SkipFn, Walk
 from ..errors import ImageLoadError, UsageError
+from ..outputs import output_lock, write_atomic, write_json
 from .config import EvalConfig, config_differences
 from .scoring import CountingForward, Timing, evaluate_batch, to_input
-from .store import (
-    append_rows,
-    output_lock,
-    prepare_output,
-    read_rows,
-    row_key,
-    scan_rows,
-    write_atomic,
-    write_json,
-)
+from .store import append_rows, read_rows, row_key, scan_rows
 from .summary import summarise, write_csv
 
 log = logging.getLogger(__name__)
@@ -128,9 +120,7 @@ def run_evaluation(
 
         dupes = sorted(k for k, v in Counter(ids).items() if v > 1)[:3]
         raise UsageError(f"sample ids must be unique; repeated: {dupes} (two images share a name)")
-    out = Path(out_dir)
-    prepare_output(out)
-    with output_lock(out):
+    with output_lock(out_dir, "camscope evaluate") as out:
         return _run_locked(
             model, spec, data, ids, config, out, resume, progress, examples, max_pixels, on_failure
         )

@@ -8,7 +8,8 @@ Rules (each one written in the report too):
   it over the normal approximation for small n):
   ``(p + z^2/2n +- z sqrt(p(1-p)/n + z^2/4n^2)) / (1 + z^2/n)``, ``z = 1.96``. Every other column
   gets a percentile bootstrap interval of the mean (2,000 resamples of the images, seed 0, so a
-  report is reproducible), which lies within [min, max] of the values. Both are asymmetric.
+  report is reproducible), which lies within [min, max] of the values. Both are asymmetric, and
+  both are SciPy's (``scipy.stats.binomtest(...).proportion_ci``, ``scipy.stats.bootstrap``).
 * **Ties are ties.** Win % gives an image's win to every method whose signed drop is within
   :data:`WIN_TIE_TOLERANCE` percentage points of the lowest (shared equally), so identical maps
   that differ by float rounding share their wins: the one rule of
@@ -36,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from ..metrics.faithfulness import WIN_TIE_TOLERANCE, win_share
+from ..outputs import write_atomic
 from .config import EvalConfig
 from .registry import metric_column, metric_columns
 
@@ -47,18 +49,20 @@ BOOTSTRAP_SEED = 0
 
 
 def wilson_interval(successes: float, n: int, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval of a proportion ``successes / n``, as fractions in [0, 1].
+    """Wilson score interval of a proportion ``successes / n``, as fractions in [0, 1]
+    (:meth:`scipy.stats.binomtest`'s ``proportion_ci(method="wilson")`` at the confidence that
+    ``z`` stands for).
 
     >>> [round(v, 4) for v in wilson_interval(2, 4)]
     [0.15, 0.85]
     """
+    from scipy import stats
+
     if n <= 0:
         return math.nan, math.nan
-    p = successes / n
-    denom = 1.0 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z / denom * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return max(0.0, centre - half), min(1.0, centre + half)
+    level = 2 * stats.norm.cdf(z) - 1
+    ci = stats.binomtest(round(successes), n).proportion_ci(level, method="wilson")
+    return float(ci.low), float(ci.high)
 
 
 def bootstrap_interval(
@@ -67,23 +71,22 @@ def bootstrap_interval(
     seed: int = BOOTSTRAP_SEED,
     level: float = 0.95,
 ) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean (resampling the values with replacement).
+    """Percentile bootstrap interval of the mean (resampling the values with replacement;
+    :func:`scipy.stats.bootstrap`, seeded).
 
     The bounds are means of resamples, so they lie within ``[min(values), max(values)]``.
     """
+    from scipy import stats
+
     data = np.asarray(values, dtype=np.float64)
     n = data.size
     if n < 2:
         return math.nan, math.nan
-    rng = np.random.default_rng(seed)
-    means = np.empty(resamples)
-    step = max(1, 4_000_000 // n)  # bound the index matrix to ~32 MB
-    for start in range(0, resamples, step):
-        count = min(step, resamples - start)
-        means[start : start + count] = data[rng.integers(0, n, size=(count, n))].mean(axis=1)
-    tail = (1.0 - level) / 2
-    low, high = np.quantile(means, [tail, 1.0 - tail])
-    return float(low), float(high)
+    result = stats.bootstrap(
+        (data,), np.mean, n_resamples=resamples, confidence_level=level, method="percentile",
+        batch=max(1, 4_000_000 // n), rng=np.random.default_rng(seed),
+    )  # fmt: skip
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
 def interval(values: Sequence[float], binary: bool) -> dict[str, Any]:
@@ -348,22 +351,24 @@ def write_csv(path: Path, summary: dict[str, Any]) -> None:
     """``results.csv``: one row per method (/layer), columns ``<metric>``, ``<metric>_low`` and
     ``<metric>_high`` (the 95% interval), and ``n``."""
     import csv
+    import io
 
     cols = summary["columns"]
-    with path.open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["method", *[x for c in cols for x in (c, f"{c}_low", f"{c}_high")], "n"])
-        for name, stats in summary["leaderboard"].items():
-            row: list[Any] = [name]
-            n = 0
-            for c in cols:
-                s = stats.get(c)
-                if not s:
-                    row += ["", "", ""]
-                    continue
-                row += [
-                    f"{s['mean']:.4f}",
-                    *("" if math.isnan(s[b]) else f"{s[b]:.4f}" for b in ("low", "high")),
-                ]
-                n = max(n, s["n"])
-            w.writerow([*row, n])
+    fh = io.StringIO()
+    w = csv.writer(fh)
+    w.writerow(["method", *[x for c in cols for x in (c, f"{c}_low", f"{c}_high")], "n"])
+    for name, stats in summary["leaderboard"].items():
+        row: list[Any] = [name]
+        n = 0
+        for c in cols:
+            s = stats.get(c)
+            if not s:
+                row += ["", "", ""]
+                continue
+            row += [
+                f"{s['mean']:.4f}",
+                *("" if math.isnan(s[b]) else f"{s[b]:.4f}" for b in ("low", "high")),
+            ]
+            n = max(n, s["n"])
+        w.writerow([*row, n])
+    write_atomic(path, fh.getvalue())

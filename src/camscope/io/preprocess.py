@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import UsageError
+from ..outputs import write_atomic
 from .decode import to_rgb_and_grey
 from .pixels import source_pixels
 
@@ -134,5 +135,8 @@ def save_npy(path: str | Path, array: np.ndarray) -> None:
     if hasattr(array, "detach"):  # a tensor passed by mistake is accepted too
         array = array.detach().cpu().numpy()
     target = Path(path)
+    if target.suffix != ".npy":
+        target = target.with_name(target.name + ".npy")  # as numpy.save names it
     target.parent.mkdir(parents=True, exist_ok=True)
-    np.save(target, np.asarray(array, dtype=np.float32))
+    data = np.asarray(array, dtype=np.float32)
+    write_atomic(target, lambda handle: np.save(handle, data), durable=False)

@@ -48,9 +48,9 @@ from torch import Tensor, nn
 from ..core.concurrency import model_lock
 from ..core.context import LayerContext
 from ..core.layers import LayerSpec, ReshapeFn, resolve_layers, to_spatial
+from ..core.prediction import ClassHead, OutputAdapter, Prediction, class_head
 from ..core.registry import register_method
 from ..core.reshape import spatial_reshape
-from ..core.targets import ClassHead, OutputAdapter
 from ..errors import UsageError
 from ..perturbation.ablation import Tail, tails
 from ..perturbation.options import Settings, class_targets, positive_int
@@ -163,13 +163,13 @@ def _concept_rows(tail: Tail, embeddings: Tensor) -> Tensor:
 
 def _score(tail: Tail, embeddings: Tensor, head: ClassHead, top: int) -> dict[str, Tensor]:
     logits = tail.run(_concept_rows(tail, embeddings))
-    probabilities = head.class_probabilities(logits)
-    best = probabilities.topk(min(top, probabilities.shape[1]), dim=1)
+    prediction = Prediction(logits, head, head.class_probabilities(logits))
+    values, ids = prediction.top(top)
     return {
         "logits": logits,
-        "probabilities": probabilities,
-        "top_classes": best.indices,
-        "top_probabilities": best.values,
+        "probabilities": prediction.probabilities,
+        "top_classes": ids,
+        "top_probabilities": values,
     }
 
 
@@ -209,16 +209,10 @@ def concepts(
                 tail = record(x[img : img + 1].detach())
                 acts = to_spatial(shape_fn(tail.act), name)[0].float()
                 maps, embeddings, error = _factorize(acts, num_concepts)
-                head = _head(tail.logits, multilabel)
+                head = class_head(tail.logits, multilabel)
                 scored = _score(tail, embeddings, head, top)
                 found.append(Concepts(name, maps, embeddings, error=error, **scored))
     return found
-
-
-def _head(logits: Tensor, multilabel: bool) -> ClassHead:
-    if logits.shape[1] == 1:
-        return ClassHead("binary")
-    return ClassHead("multilabel" if multilabel else "softmax")
 
 
 def _options(options: Mapping[str, Any]) -> int:

@@ -10,7 +10,8 @@ with the baseline ``b``:
     L^c(u) = \\frac{1}{|\\{P \\ni u\\}|} \\sum_{P \\ni u} d^c_P
 
 ``y^c`` is the target's logit (the score Grad-CAM's own occlusion comparison uses, seed 001 Sec.
-6); the map at pixel ``u`` is the mean drop of the patches that cover it, at the input's
+6; for a single-logit model ``+z`` for class 1 and ``-z`` for class 0, as the engine scores them,
+:class:`~camscope.core.prediction.ClassHead`); the map at pixel ``u`` is the mean drop of the patches that cover it, at the input's
 resolution (as Captum's ``Occlusion``), so ``raw`` is ``(B, K, H, W)`` and signed: negative where
 covering the region *raises* the score. ``maps`` keeps the positive part, normalised.
 
@@ -110,13 +111,13 @@ def occlusion(ctx: LayerContext) -> Tensor:
     ids_dev = ids.to(x.device)
 
     def score_fn(inputs: Tensor, class_ids: Tensor) -> Tensor:
-        return scorer.logits(inputs, traced=False).gather(1, class_ids)
+        return ctx.head.scores(scorer.logits(inputs, traced=False), class_ids)
 
     try:
         with scorer.running():
             # The unoccluded pass runs eagerly with hooks that measure the memory of one row.
             with output_bytes(scorer.model) as used:
-                full = scorer.logits(x, traced=False).gather(1, ids_dev)
+                full = ctx.head.scores(scorer.logits(x, traced=False), ids_dev)
             progress.step(x.shape[0])
             per_row = used[0] // max(1, x.shape[0]) + 3 * x[:1].numel() * x.element_size()
             batch = settings.batch_size or batch_size_for(per_row, x.device, 1 << 30)

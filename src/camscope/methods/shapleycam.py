@@ -37,7 +37,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import torch.nn.functional as F
 from torch import Tensor
 
 from ..core.context import LayerContext
@@ -59,10 +58,7 @@ def rest_score(
     """The ReST utility ``y^c + log p^c`` of every target (None: explain the logits themselves)."""
     if utility(options) == "logit":
         return None
-    scores = head.scores(logits, class_ids)
-    if head.kind == "softmax":
-        return scores + logits.log_softmax(dim=1).gather(1, class_ids.to(logits.device))
-    return scores + F.logsigmoid(scores)
+    return head.scores(logits, class_ids) + head.log_probabilities(logits, class_ids)
 
 
 @register_method(

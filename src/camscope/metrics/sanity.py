@@ -9,7 +9,8 @@ Similarity measures (both on maps in [0, 1], as the paper):
 
 * Spearman rank correlation of the map pixels (:func:`camscope.metrics.faithfulness.spearman`);
 * SSIM (Wang et al. 2004) with an 11 x 11 Gaussian window, sigma 1.5, data range 1
-  (:func:`ssim`).
+  (:func:`ssim`, scikit-image's: 30-60x faster on the CPU than the batched torch version it
+  replaced, see docs/architecture.md).
 
 A copy of the model is randomised; the caller's model is never changed.
 
@@ -26,7 +27,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import UsageError
@@ -39,37 +39,32 @@ FAIL_SIMILARITY = 0.5
 def ssim(
     a: Tensor, b: Tensor, window: int = 11, sigma: float = 1.5, data_range: float = 1.0
 ) -> Tensor:
-    """Mean structural similarity of map pairs ``(B, H, W)`` (Wang et al., IEEE TIP 2004).
-
-    Gaussian-weighted local statistics (population variances), ``C1 = (0.01 L)^2``,
-    ``C2 = (0.03 L)^2``, averaged over the windows that fit inside the image (no padding), which
-    is what ``skimage.metrics.structural_similarity(gaussian_weights=True,
-    use_sample_covariance=False)`` computes. Returns ``(B,)``.
+    """Mean structural similarity of map pairs ``(B, H, W)`` (Wang et al., IEEE TIP 2004), by
+    :func:`skimage.metrics.structural_similarity` on the CPU (``gaussian_weights=True``,
+    ``use_sample_covariance=False``): Gaussian-weighted local statistics with population
+    variances, ``C1 = (0.01 L)^2``, ``C2 = (0.03 L)^2``, averaged over the windows that fit inside
+    the image. Returns ``(B,)`` float32 on ``a``'s device.
     """
+    from skimage.metrics import structural_similarity
+
     if a.shape != b.shape or a.ndim != 3:
         raise UsageError(
             f"ssim needs two (batch, height, width) tensors of one shape; got {tuple(a.shape)}, {tuple(b.shape)}"
         )
-    half = window // 2
-    t = torch.arange(window, dtype=torch.float64, device=a.device) - half
-    g = torch.exp(-(t**2) / (2 * sigma**2))
-    g = g / g.sum()
-    kernel = (g[:, None] * g[None, :])[None, None]
-
-    def filt(z: Tensor) -> Tensor:
-        return F.conv2d(z[:, None], kernel)[:, 0]
-
-    a64, b64 = a.double(), b.double()
-    mu_a, mu_b = filt(a64), filt(b64)
-    var_a = filt(a64 * a64) - mu_a**2
-    var_b = filt(b64 * b64) - mu_b**2
-    cov = filt(a64 * b64) - mu_a * mu_b
-    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / (
-        (mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2)
-    )
-    # skimage crops (window - 1) / 2 pixels from each side of its same-size filter output.
-    return s.flatten(1).mean(1).float()
+    xs, ys = (t.detach().double().cpu().numpy() for t in (a, b))
+    values = [
+        structural_similarity(
+            x,
+            y,
+            win_size=window,
+            gaussian_weights=True,
+            sigma=sigma,
+            use_sample_covariance=False,
+            data_range=data_range,
+        )
+        for x, y in zip(xs, ys)
+    ]
+    return torch.tensor(values, dtype=torch.float32, device=a.device)
 
 
 def parameter_units(model: nn.Module, x: Tensor, depth: int = 2) -> list[str]:

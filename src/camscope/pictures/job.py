@@ -54,7 +54,7 @@ class JobState:
 
 
 @dataclass(frozen=True)
-class ExplainRequest:
+class PictureRequest:
     """What to explain: methods, layer names, target and :func:`camscope.explain` keywords."""
 
     methods: list[str]
@@ -79,7 +79,7 @@ def explain_to_files(
     spec: ModelSpec,
     device: torch.device,
     items: list[Sample],
-    request: ExplainRequest,
+    request: PictureRequest,
     load: LoadOptions,
     writer: PictureWriter,
     state: JobState,
@@ -151,7 +151,7 @@ def explain_groups(
     model: nn.Module,
     loaded: list[LoadedImage],
     methods: list[str],
-    request: ExplainRequest,
+    request: PictureRequest,
     device: torch.device,
     state: JobState,
     reporter: Reporter,

@@ -94,19 +94,6 @@ def display_size(size: tuple[int, int], max_side: int | None) -> tuple[int, int]
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def top_classes(probabilities: torch.Tensor, k: int = 5) -> list[tuple[int, float]]:
-    """The ``k`` most probable ``(class, probability)`` pairs of one image's row of
-    :meth:`~camscope.core.result.Explanation.class_probabilities` (a single-logit model's row is
-    ``[1 - p, p]``, so its negative class 0 ranks first when p < 0.5).
-
-    >>> import torch
-    >>> top_classes(torch.tensor([0.25, 0.75]), 2)
-    [(1, 0.75), (0, 0.25)]
-    """
-    values, indices = probabilities.float().topk(min(k, probabilities.numel()))
-    return [(int(c), float(v)) for v, c in zip(values.tolist(), indices.tolist())]
-
-
 def class_label(spec: ModelSpec, cls: int, single_logit: bool = False) -> str:
     """A class's label; for a single-logit (sigmoid) model class 1 is the positive class (the
     one name given, or the second of two) and class 0 the negative class.
@@ -175,7 +162,8 @@ def plan_image(
     height, width = result.maps[drawn[0]].shape[-2:] if drawn else (1, 1)
     size = (int(height), int(width))
 
-    single = result.logits is not None and result.logits.shape[-1] == 1 and kind == "sigmoid"
+    prediction = result.prediction  # None for callable targets
+    single = prediction is not None and prediction.binary
 
     def label(k: int) -> str:
         return viz.printable(class_label(spec, class_ids[k], single)).replace("\n", " ")
@@ -187,10 +175,9 @@ def plan_image(
         return f"{label(k)}, p = {p:.2f}" + (" (sigmoid)" if kind == "sigmoid" else "")
 
     display = viz.to_display_rgb(image, options.max_side)
-    every_class = result.class_probabilities()
     top5 = []
-    if every_class is not None:
-        top5 = [_entry(spec, c, p, single) for c, p in top_classes(every_class[i], 5)]
+    if prediction is not None:
+        top5 = [_entry(spec, c, p, single) for c, p in prediction.ranked(i, 5)]
     record: dict[str, Any] = {
         "source": item.source,
         "stem": item.stem,

@@ -4,12 +4,12 @@
 ``weights_only=True``: the model, optimizer, scheduler and AMP-scaler state dicts, the RNG states
 (torch, CUDA, numpy, Python), the number of finished epochs, the best epoch so far, the early-stopping
 counter, every metrics row and the files skipped so far. Both files are written beside the target
-and renamed over it, so an interruption never leaves half a file.
+and renamed over it (:func:`camscope.outputs.write_atomic`), so an interruption never leaves
+half a file.
 """
 
 from __future__ import annotations
 
-import os
 import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from ..errors import UsageError
+from ..outputs import write_atomic
 
 CHECKPOINT = "last.ckpt"
 BEST_WEIGHTS = "model.safetensors"
@@ -79,10 +80,6 @@ def _as_tuple(value: Any) -> Any:
     return tuple(_as_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value
 
 
-def _replace(tmp: Path, target: Path) -> None:
-    os.replace(tmp, target)
-
-
 def save_checkpoint(
     path: Path,
     model: nn.Module,
@@ -101,9 +98,7 @@ def save_checkpoint(
         "rng": rng_states(),
         "progress": asdict(progress),
     }
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    _replace(tmp, path)
+    write_atomic(path, lambda handle: torch.save(state, handle))
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -130,12 +125,11 @@ def progress_from(state: dict[str, Any]) -> Progress:
 
 
 def save_best(path: Path, model: nn.Module, epoch: int) -> None:
-    """Write the model's weights as safetensors (contiguous copies; channels_last is a layout)."""
-    from safetensors.torch import save_file
+    """Write the model's weights as safetensors (contiguous copies; channels_last is a layout),
+    with a plain file's permissions (safetensors' own ``save_file`` makes them ``0o600``)."""
+    from safetensors.torch import save
 
     tensors = {
         k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()
     }
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata={"epoch": str(epoch), "format": "camscope-run"})
-    _replace(tmp, path)
+    write_atomic(path, save(tensors, metadata={"epoch": str(epoch), "format": "camscope-run"}))

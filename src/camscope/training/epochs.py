@@ -14,13 +14,14 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from ..errors import DatasetError, UsageError
+from ..outputs import write_json
 from .checkpoint import BEST_WEIGHTS, CHECKPOINT, Progress, restore_rng, save_best, save_checkpoint
 from .config import TrainConfig
 from .data import TrainingData
 from .distributed import World, gather_lists, sum_over_ranks, sum_tensor
 from .loop import EpochStats, Step, evaluate, train_epoch
 from .optim import build_optimizer, build_schedule
-from .report import per_class_accuracy, plot_confusion, plot_curves, write_json, write_metrics
+from .report import per_class_accuracy, plot_confusion, plot_curves, write_metrics
 from .result import TrainResult, read_result
 from .transforms import ImageTransform, LabelledImages, Normalize, collate
 

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..core.prediction import predict
 from .transforms import Normalize
 
 Batch = tuple[Tensor, Tensor, list[tuple[str, str]]]
@@ -118,7 +119,7 @@ def train_epoch(
         step.scheduler.step()
         n = labels.shape[0]
         loss_sum += loss.detach().float() * n
-        correct += (logits.detach().argmax(1) == y).sum()
+        correct += (predict(logits).classes == y).sum()
         stats.images += n
         if on_progress is not None:
             if time.perf_counter() - last_report > 0.5:  # reading the sums syncs the device
@@ -150,7 +151,7 @@ def evaluate(step: Step, batches: Iterable[Batch], num_classes: int) -> EpochSta
         with _autocast(step):
             logits = model(x)
         loss_sum += nn.functional.cross_entropy(logits.float(), y, reduction="sum")
-        predicted = logits.argmax(1)
+        predicted = predict(logits).classes
         confusion += torch.bincount(y * num_classes + predicted, minlength=num_classes**2)
         stats.images += labels.shape[0]
     stats.confusion = confusion.view(num_classes, num_classes)

@@ -1,25 +1,31 @@
-"""Optimizers and the learning-rate schedule.
+"""Optimizers and the learning-rate schedule, from timm's helpers.
 
 * AdamW (Loshchilov & Hutter, ICLR 2019) or SGD with momentum and Nesterov's update; weight decay
   applies to weights, not to biases and normalisation parameters (every tensor with one dimension
-  or fewer), as in timm and most ImageNet recipes.
-* A per-step schedule: linear warm-up from ``lr / W`` to ``lr`` over the first ``W`` steps, then
-  cosine decay to ``min_lr`` at the last step (Loshchilov & Hutter, SGDR, ICLR 2017, without
-  restarts):
+  or fewer): :func:`timm.optim.param_groups_weight_decay`.
+* A per-step schedule, :class:`timm.scheduler.CosineLRScheduler` stepped once per batch: linear
+  warm-up over the first ``W`` steps, ``lr (t + 1) / (W + 1)`` at step ``t``, then cosine decay
+  from ``lr`` to ``min_lr`` over the remaining ``T - W`` steps (Loshchilov & Hutter, SGDR,
+  ICLR 2017, without restarts):
 
 .. math::
     \\eta_t = \\eta_{min} + (\\eta - \\eta_{min})\\,\\tfrac12\\,(1 + \\cos(\\pi\\,
     \\tfrac{t - W}{T - W}))
 
+:class:`StepSchedule` gives timm's scheduler torch's ``step()`` / ``state_dict()`` protocol:
+it counts the optimizer updates itself, so a checkpoint stores one number.
+
 Example:
-    >>> round(lr_factor(0, warmup=10, total=110, min_ratio=0.0), 3), lr_factor(60, 10, 110, 0.0)
-    (0.1, 0.5)
+    >>> model = torch.nn.Linear(2, 2)
+    >>> optimizer = build_optimizer(model, "sgd", lr=0.1, weight_decay=0.0)
+    >>> schedule = build_schedule(optimizer, 5, 2, warmup_epochs=1.0, lr=0.1, min_lr=0.0)
+    >>> round(optimizer.param_groups[0]["lr"], 4)  # step 0 of a 5-step warm-up: 0.1 / 6
+    0.0167
 """
 
 from __future__ import annotations
 
-import math
-from functools import partial
+from typing import Any
 
 import torch
 from torch import nn
@@ -34,23 +40,32 @@ def build_optimizer(
     nesterov: bool = True,
 ) -> torch.optim.Optimizer:
     """AdamW or SGD over ``model``'s trainable parameters, without decay on 1-D tensors."""
-    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
-    groups = [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
+    from timm.optim import param_groups_weight_decay
+
+    groups = param_groups_weight_decay(model, weight_decay)
     if name == "adamw":
         return torch.optim.AdamW(groups, lr=lr)
     return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=nesterov and momentum > 0)
 
 
-def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
-    """The multiple of the base learning rate at (0-based) ``step``."""
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+class StepSchedule:
+    """A timm scheduler stepped once per optimizer update, with torch's ``step()`` protocol."""
+
+    def __init__(self, scheduler: Any) -> None:
+        self.scheduler = scheduler
+        self.updates = 0
+
+    def step(self) -> None:
+        self.updates += 1
+        self.scheduler.step_update(self.updates)
+
+    def state_dict(self) -> dict[str, int]:
+        return {"updates": self.updates}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        # "last_epoch": a checkpoint of torch's LambdaLR (earlier camscope) counted the same steps
+        self.updates = int(state.get("updates", state.get("last_epoch", 0)))
+        self.scheduler.step_update(self.updates)
 
 
 def build_schedule(
@@ -60,9 +75,20 @@ def build_schedule(
     warmup_epochs: float,
     lr: float,
     min_lr: float,
-) -> torch.optim.lr_scheduler.LambdaLR:
-    """Warm-up + cosine as a :class:`torch.optim.lr_scheduler.LambdaLR`, stepped once per batch."""
+) -> StepSchedule:
+    """Warm-up + cosine (see the module docstring), stepped once per batch."""
+    from timm.scheduler import CosineLRScheduler
+
     total = max(1, steps_per_epoch * epochs)
     warmup = min(total - 1, round(warmup_epochs * steps_per_epoch))
-    factor = partial(lr_factor, warmup=warmup, total=total, min_ratio=min_lr / lr)
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    scheduler = CosineLRScheduler(
+        optimizer,
+        t_initial=max(1, total - warmup),
+        lr_min=min_lr,
+        warmup_t=warmup,
+        warmup_lr_init=lr / (warmup + 1),
+        warmup_prefix=True,
+        t_in_epochs=False,
+    )
+    scheduler.step_update(0)
+    return StepSchedule(scheduler)

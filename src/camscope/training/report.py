@@ -8,21 +8,16 @@ rename), so a resumed run never lists an epoch twice.
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..outputs import write_atomic
+from ..viz import confusion_png
+
 COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds")
-
-
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def write_metrics(path: Path, history: Sequence[dict[str, float]]) -> None:
@@ -33,11 +28,7 @@ def write_metrics(path: Path, history: Sequence[dict[str, float]]) -> None:
         cells += [f"{row[c]:.6g}" for c in COLUMNS[1:-1]]
         cells.append(f"{row['seconds']:.2f}")
         lines.append(",".join(cells))
-    _write(path, "\n".join(lines) + "\n")
-
-
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    _write(path, json.dumps(data, indent=2) + "\n")
+    write_atomic(path, "\n".join(lines) + "\n")
 
 
 def per_class_accuracy(
@@ -76,32 +67,12 @@ def plot_curves(path: Path, history: Sequence[dict[str, float]], title: str) -> 
     loss_ax.legend(fontsize=8)
     fig.suptitle(title, fontsize=10)
     fig.subplots_adjust(left=0.08, right=0.98, bottom=0.15, top=0.86, wspace=0.25)
-    fig.savefig(path)
+    write_atomic(path, lambda handle: fig.savefig(handle, format="png"))
 
 
 def plot_confusion(
     path: Path, confusion: Sequence[Sequence[int]], classes: Sequence[str], title: str
 ) -> None:
-    """The confusion matrix, each row normalised to the share of its true class."""
-    matrix = np.asarray(confusion, dtype=np.float64)
-    shares = matrix / np.maximum(1.0, matrix.sum(axis=1, keepdims=True))
-    k = len(classes)
-    side = min(12.0, 2.5 + 0.45 * k)
-    fig = _figure(side + 1.0, side)
-    ax = fig.add_axes((0.22, 0.22, 0.62, 0.68))
-    image = ax.imshow(shares, vmin=0.0, vmax=1.0, cmap="Blues")
-    fig.colorbar(image, cax=fig.add_axes((0.87, 0.22, 0.03, 0.68)), label="share of the true class")
-    if k <= 30:
-        ax.set_xticks(range(k), [str(c) for c in classes], rotation=60, ha="right", fontsize=8)
-        ax.set_yticks(range(k), [str(c) for c in classes], fontsize=8)
-    if k <= 12:
-        for i in range(k):
-            for j in range(k):
-                color = "white" if shares[i, j] > 0.5 else "black"
-                ax.text(
-                    j, i, f"{int(matrix[i, j])}", ha="center", va="center", fontsize=8, color=color
-                )
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title, fontsize=10)
-    fig.savefig(path)
+    """The confusion matrix (:func:`camscope.viz.confusion_png`), each row coloured by the share
+    of its true class."""
+    write_atomic(path, confusion_png(confusion, classes, classes, title))

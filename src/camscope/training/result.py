@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .report import write_json
+from ..outputs import write_json
 
 
 @dataclass

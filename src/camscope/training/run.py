@@ -33,6 +33,7 @@ from ..errors import UsageError
 from ..models.architectures import build_classifier, map_check
 from ..models.run_folder import FORMAT_VERSION, MARKER
 from ..models.spec import IMAGENET_MEAN, IMAGENET_STD
+from ..outputs import output_lock
 from .checkpoint import CHECKPOINT, Progress, load_checkpoint, progress_from
 from .config import TrainConfig
 from .data import TrainingData, load_training_data
@@ -49,17 +50,24 @@ def train(config: TrainConfig) -> TrainResult:
     """Train as ``config`` says (see :class:`TrainConfig`) and return what the run folder holds.
 
     With ``config.devices > 1`` outside ``torchrun``, starts that many processes with torchrun's
-    launcher (:mod:`.distributed`); under ``torchrun`` every process calls this function.
+    launcher (:mod:`.distributed`); under ``torchrun`` every process calls this function. The run
+    folder is locked for the run (by rank 0, or by the process that starts the others): a second
+    run on it is refused at once.
 
     Raises:
         UsageError / DatasetError: bad options or data (each names the culprit), a run folder that
             already holds a run without ``resume``, or a ``resume`` with other settings.
     """
-    if config.devices > 1 and int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+    launching = config.devices > 1 and int(os.environ.get("WORLD_SIZE", "1")) <= 1
+    if launching:
         _check_gpus_for(config.devices, config.device)
-        launch(_train_in_process, config.to_dict(), config.devices)
-        return read_result(Path(config.out))
-    return _train(config)
+    if int(os.environ.get("RANK", "0")) != 0:  # a torchrun rank that writes nothing
+        return _train(config)
+    with output_lock(config.out, "camscope train"):  # rank 0 (or the launcher) holds the folder
+        if launching:
+            launch(_train_in_process, config.to_dict(), config.devices)
+            return read_result(Path(config.out))
+        return _train(config)
 
 
 def _train_in_process(settings: dict[str, Any]) -> str:

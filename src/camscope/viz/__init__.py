@@ -2,12 +2,14 @@
 
 * :mod:`.colour`: colour maps as lookup tables, :func:`overlay` (uint8/float32, in row blocks),
   :func:`guided_to_rgb`, :func:`to_display_rgb` (the one way a picture is made RGB and shrunk);
-* :mod:`.grid`: :func:`compose_grid` / :func:`save_grid`, composed with numpy and PIL.
+* :mod:`.grid`: :func:`compose_grid` / :func:`save_grid`, composed with numpy and PIL;
+* :mod:`.confusion`: :func:`confusion_png`, the confusion matrix as a picture.
 
 Everything here takes and returns numpy arrays and PIL images; maps arrive already normalised to
 [0, 1] (see :class:`camscope.core.result.Explanation`) and resized to the picture
 (:func:`camscope.io.resize_map`). Nothing opens a window, switches matplotlib's backend or leaves
-pyplot state behind; matplotlib is used only for its colour maps (and :func:`grid_figure`).
+pyplot state behind; matplotlib is used only for its colour maps (and :func:`grid_figure`,
+:func:`confusion_png`).
 
 Colour maps: the default is ``"inferno"``, which is perceptually uniform and stays readable in
 greyscale print and for colour-blind readers; ``"jet"`` and ``"turbo"`` (the traditional Grad-CAM
@@ -36,6 +38,7 @@ from .colour import (
     overlay,
     to_display_rgb,
 )
+from .confusion import confusion_png
 from .grid import GridLayout, Panel, compose_grid, grid_figure, grid_layout, printable, save_grid
 
 __all__ = [
@@ -48,6 +51,7 @@ __all__ = [
     "colorize",
     "colormap_lut",
     "compose_grid",
+    "confusion_png",
     "get_colormap",
     "grid_figure",
     "grid_layout",

@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from ..errors import UsageError
+from ..outputs import write_picture
 from .colour import DEFAULT_COLORMAP, blend, check_alpha, clean_map, colormap_lut, to_display_rgb
 
 if TYPE_CHECKING:
@@ -334,13 +335,11 @@ def save_grid(
         max_columns=max_columns,
     )
     target = Path(path)
+    image_format = Image.registered_extensions().get(target.suffix.lower())
+    if image_format is None:
+        raise UsageError(f"cannot write a grid as {target.suffix!r}: use .png, .jpg, .webp or .pdf")
     target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        grid.save(target)
-    except (KeyError, ValueError) as err:  # PIL: unknown extension
-        raise UsageError(
-            f"cannot write a grid as {target.suffix!r}: use .png, .jpg, .webp or .pdf"
-        ) from err
+    write_picture(target, grid, image_format)
 
 
 def grid_figure(

@@ -25,7 +25,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import os
 import random
 import secrets
 import time
@@ -35,7 +34,8 @@ from typing import TYPE_CHECKING, Any
 
 from ...data.dataset import LoadOptions
 from ...errors import UsageError
-from ..viewer.service import Explainer, ExplainRequest, ImageSource, parse_methods
+from ...outputs import write_json
+from ..viewer.service import Explainer, ExplainRequest, LazyImage, parse_methods
 from .answers import AnswerLog
 from .trials import StudyOptions, Trial, build_trials, study_images
 
@@ -110,7 +110,7 @@ class Study:
                 layer=self.plan["layer"],
                 target=str(trial.classes[index]),
             )
-            source = ImageSource(f"study:{trial.image}", self.images[trial.image])
+            source = LazyImage(f"study:{trial.image}", self.images[trial.image])
             body = self.explainer.explain(request, source).body
             out.append(body["maps"][trial.method]["overlay_png"])
         return out
@@ -237,10 +237,5 @@ def prepare_study(
         raise UsageError(
             f"cannot create the study folder {str(folder)!r}: {err.strerror}"
         ) from None
-    tmp = plan_path.with_suffix(".json.tmp")
-    with tmp.open("w", encoding="utf-8") as handle:
-        json.dump(plan, handle, indent=1)
-        handle.flush()
-        os.fsync(handle.fileno())
-    tmp.replace(plan_path)
+    write_json(plan_path, plan, indent=1)
     return Study(folder, plan, trials, loaders, explainer)

@@ -77,25 +77,25 @@ def build_trials(
 ) -> list[Trial]:
     """The trials of a study, in data order (:mod:`.study` shuffles them per participant);
     ``load``: how the images are decoded."""
-    from ..viewer.service import ImageSource
+    from ..viewer.service import LazyImage
 
     trials: list[Trial] = []
     used = 0
     for image in images:
         if limit is not None and used >= limit:
             break
-        source = ImageSource(f"study:{image.id}", functools.partial(image.decode, load))
+        source = LazyImage(f"study:{image.id}", functools.partial(image.decode, load))
         if kind == "class-discrimination":
             pair = _two_objects(image)
             if pair is None:
                 continue
-            scores = explainer.scores(models[0], source)
+            prediction = explainer.prediction(models[0], source)
             labels = (pair[0].label, pair[1].label)
             for obj in pair:
-                known = [c for c in obj.class_ids if 0 <= c < scores.numel()]
+                known = [c for c in obj.class_ids if 0 <= c < prediction.num_classes]
                 if not known:
                     continue
-                best = max(known, key=lambda c: float(scores[c]))
+                best = prediction.best_of(0, known)
                 for method in methods:
                     trials.append(
                         Trial(len(trials), image.id, method, (int(best),), labels, obj.label)
@@ -104,7 +104,7 @@ def build_trials(
             picks = []
             for model in models:
                 spec = explainer.pool.get(model).spec
-                index = int(explainer.scores(model, source).argmax())
+                index = int(explainer.prediction(model, source).classes[0])
                 picks.append((index, spec.label(index), bool(spec.class_names)))
             named = picks[0][2] and picks[1][2]  # compare labels when both models have names
             if (picks[0][1] if named else picks[0][0]) != (picks[1][1] if named else picks[1][0]):

@@ -52,7 +52,7 @@ from .catalogue import colormap_luts, method_catalogue
 from .encode import display_copy, png_bytes
 from .jobs import JobBoard
 from .pool import ModelPool
-from .service import Explainer, ExplainRequest, ImageSource
+from .service import MAX_TOPK, Explainer, ExplainRequest, LazyImage
 
 log = logging.getLogger(__name__)
 
@@ -320,7 +320,10 @@ def create_app(
                 description="auto, first, middle, last, conv:N, a layer name, or a comma list (fused)",
             ),
         ] = "auto",
-        target: Annotated[str, Form(description="a class index, top1, or topk:K")] = "top1",
+        target: Annotated[
+            str,
+            Form(description=f"a class index, a class name, top1, or topk:K (K <= {MAX_TOPK})"),
+        ] = "top1",
         colormap: Annotated[
             str,
             Form(
@@ -341,7 +344,7 @@ def create_app(
         name = upload_name(image)
         outcome = await run_work(
             lambda: explainer.explain(
-                request, ImageSource.from_bytes(data, name, config.max_pixels), job or None
+                request, LazyImage.from_bytes(data, name, config.max_pixels), job or None
             )
         )
         headers = {

@@ -3,8 +3,9 @@
 Three small least-recently-used tables, each with its own lock (requests run on worker threads):
 
 * **inputs**, per ``(image hash, model)``: the preprocessed input tensor, a display-size copy of the
-  picture (for overlay PNGs) and, once known, the model's scores (top-5 and ``top1`` / ``topk:K``
-  targets are read from them, no second forward);
+  picture (for overlay PNGs) and, once known, the model's
+  :class:`~camscope.core.prediction.Prediction` (top-5 and ``top1`` / ``topk:K`` targets are read
+  from it, no second forward);
 * **maps**, per ``(image hash, model, layers, target classes)``: each computed method's map and the
   seconds its computation took. Class-agnostic methods (``class_specific=False``, e.g. Eigen-CAM)
   are stored under the target ``None``, so switching the target reuses them;
@@ -24,6 +25,8 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 if TYPE_CHECKING:
     import torch
     from PIL import Image
+
+    from ...core.prediction import Prediction
 
 V = TypeVar("V")
 
@@ -70,11 +73,11 @@ class InputRecord:
     x: torch.Tensor  # (1, 3, H, W) on the model's device
     display: Image.Image  # the picture, longer side at most the display cap
     size: tuple[int, int]  # the original (width, height)
-    logits: torch.Tensor | None = None  # (classes,) float32 on the CPU, once computed
+    prediction: Prediction | None = None  # of this one image, on the CPU, once computed
 
 
 @dataclass
-class MapRecord:
+class CachedMaps:
     """The maps of one (image, model, layers, targets) key: method -> ((K, H, W) map, seconds).
 
     Written only under the model's lock (:mod:`.pool`), so a method is never computed twice.

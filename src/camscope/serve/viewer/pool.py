@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +40,7 @@ class ModelSlot:
     spec: ModelSpec
     device: torch.device
     lock: threading.Lock = field(default_factory=threading.Lock)
+    multilabel: bool = False  # independent sigmoids (a multi-label head), not a softmax
     _rows: list[LayerRow] | None = None
     _resolved: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
@@ -79,6 +80,7 @@ class ModelSlot:
             "name": self.name,
             "input_size": [int(v) for v in self.spec.input_size],
             "num_classes": len(self.spec.class_names),
+            "multilabel": self.multilabel,
             "device": str(self.device),
         }
 
@@ -91,10 +93,16 @@ class ModelPool:
             default of requests that name none).
         loader: ``name -> (model, spec)``; the default is :func:`camscope.models.load_model`.
         device: where the models run.
+        multilabel: the names of the models whose classes are independent sigmoids (a
+            multi-label head; :mod:`camscope.core.prediction`).
     """
 
     def __init__(
-        self, names: Sequence[str], loader: Loader | None = None, device: str = "cpu"
+        self,
+        names: Sequence[str],
+        loader: Loader | None = None,
+        device: str = "cpu",
+        multilabel: Collection[str] = (),
     ) -> None:
         unique = list(dict.fromkeys(n.strip() for n in names if n and n.strip()))
         if not unique:
@@ -102,15 +110,19 @@ class ModelPool:
         self._names = unique
         self._loader = loader or _default_loader
         self._device = device
+        self._multilabel = {n.strip() for n in multilabel}
         self._slots: dict[str, ModelSlot] = {}
         self._loading = {name: threading.Lock() for name in unique}
 
     @classmethod
     def of_loaded(
-        cls, models: dict[str, tuple[nn.Module, ModelSpec]], device: str = "cpu"
+        cls,
+        models: dict[str, tuple[nn.Module, ModelSpec]],
+        device: str = "cpu",
+        multilabel: Collection[str] = (),
     ) -> ModelPool:
         """A pool of models already in memory (tests, notebooks)."""
-        return cls(list(models), loader=lambda name: models[name], device=device)
+        return cls(list(models), lambda name: models[name], device, multilabel)
 
     @property
     def names(self) -> list[str]:
@@ -145,7 +157,7 @@ class ModelPool:
                 spec = fit_channels(model, spec)
                 device = torch.device(self._device)
                 model = model.to(device)  # load_model returns eval mode; the mode is the loader's
-                slot = ModelSlot(chosen, model, spec, device)
+                slot = ModelSlot(chosen, model, spec, device, multilabel=chosen in self._multilabel)
                 self._slots[chosen] = slot
                 log.info("model %s loaded on %s", chosen, device)
             return slot

@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ...errors import TargetError, UsageError
+from ...errors import UsageError
 from ...viz import DEFAULT_COLORMAP, check_colormap
-from .cache import LRU, InputRecord, MapRecord
+from .cache import LRU, CachedMaps, InputRecord
 from .catalogue import GUIDED_PASS, ONE_PASS, PERTURBATION, method_cost
 from .encode import display_copy, map_to_base64, overlay_png
 from .jobs import Job, JobBoard
@@ -32,20 +31,23 @@ if TYPE_CHECKING:
     import torch
     from PIL import Image
 
+    from ...core.prediction import Prediction
     from ...core.result import Explanation
     from .pool import ModelPool, ModelSlot
 
 log = logging.getLogger(__name__)
 
-_TOPK = re.compile(r"^top(?:k:)?(\d+)$")
+#: The most classes one request may explain (``topk:K``): every class's maps are kept in the cache.
+MAX_TOPK = 20
 
 
 @dataclass(frozen=True)
 class ExplainRequest:
     """The choices of one request, as the API receives them (checked by :meth:`Explainer.check`).
 
-    ``target``: a class index, ``top1``, ``topK`` or ``topk:K``. ``layer``: ``auto``, ``first``,
-    ``middle``, ``last``, ``conv:N``, a module name, or a comma list of them (fused).
+    ``target``: a class index, a class name, ``top1``, ``topK`` or ``topk:K`` (K at most
+    :data:`MAX_TOPK`), read by :func:`camscope.data.classes.parse_target`. ``layer``: ``auto``,
+    ``first``, ``middle``, ``last``, ``conv:N``, a module name, or a comma list of them (fused).
     """
 
     model: str = ""
@@ -57,14 +59,14 @@ class ExplainRequest:
 
 
 @dataclass
-class ImageSource:
+class LazyImage:
     """An image to explain: a cache key and how to decode it (only on a cache miss)."""
 
     key: str
     load: Callable[[], Image.Image]
 
     @classmethod
-    def from_bytes(cls, data: bytes, name: str, max_pixels: int) -> ImageSource:
+    def from_bytes(cls, data: bytes, name: str, max_pixels: int) -> LazyImage:
         from ... import io
 
         digest = hashlib.sha256(data).hexdigest()
@@ -91,18 +93,30 @@ def parse_methods(text: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(get_method(n).name for n in names))
 
 
-def parse_target(text: str) -> int | tuple[str, int]:
-    """``"285"`` -> 285, ``"top1"`` -> ("top", 1), ``"topk:3"`` / ``"top3"`` -> ("top", 3)."""
-    spec = str(text).strip().lower()
-    if re.fullmatch(r"\d+", spec):
-        return int(spec)
-    match = _TOPK.match(spec)
-    if match and int(match.group(1)) >= 1:
-        return ("top", int(match.group(1)))
-    raise TargetError(
-        f"target {text!r} is not a class index, top1 or topk:K (K >= 1); pick a class from "
-        "the top-5 or the class list"
+def slot_target(slot: ModelSlot, text: str, prediction: Prediction | None = None) -> str | int:
+    """A request's target for one model: ``"topk:K"`` (K at most :data:`MAX_TOPK`) or a class
+    index (a class name is looked up in the model's names), by
+    :func:`camscope.data.classes.parse_target`; the range is checked against the model's
+    classes (its ``prediction``'s count once known, a single logit has two)."""
+    from ...data.classes import parse_target
+
+    return parse_target(
+        text,
+        slot.spec.class_names,
+        model=slot.name,
+        num_classes=None if prediction is None else prediction.num_classes,
+        max_k=MAX_TOPK,
     )
+
+
+def _syntax_only(text: str) -> str:
+    """The target's canonical text when it needs no model (top-k, an index), else as given."""
+    from ...data.classes import names_a_class, parse_target
+
+    spec = str(text).strip()
+    if names_a_class(spec):
+        return spec  # looked up in the model's names once it is loaded
+    return str(parse_target(spec, max_k=MAX_TOPK))
 
 
 def plan_groups(methods: tuple[str, ...]) -> list[list[str]]:
@@ -137,23 +151,28 @@ class Explainer:
         self.pool = pool
         self.jobs = jobs or JobBoard()
         self.inputs: LRU[InputRecord] = LRU(input_entries)
-        self.maps: LRU[MapRecord] = LRU(map_entries)
+        self.maps: LRU[CachedMaps] = LRU(map_entries)
 
     def check(self, request: ExplainRequest) -> ExplainRequest:
-        """Validate everything that needs no model (cheap: before the upload is decoded)."""
-        parse_target(request.target)
+        """Validate everything that needs no model loading (cheap: before the upload is
+        decoded); a class-name target is resolved here when the model is loaded already."""
+        model = self.pool.check(request.model)
+        if self.pool.loaded(model):
+            target = str(slot_target(self.pool.get(model), request.target))
+        else:
+            target = _syntax_only(request.target)
         check_colormap(request.colormap)
         return ExplainRequest(
-            model=self.pool.check(request.model),
+            model=model,
             methods=parse_methods(request.methods),
             layer=str(request.layer or "auto"),
-            target=str(request.target).strip().lower(),
+            target=target,
             colormap=request.colormap,
             overlays=bool(request.overlays),
         )
 
     def explain(
-        self, request: ExplainRequest, source: ImageSource, job_id: str | None = None
+        self, request: ExplainRequest, source: LazyImage, job_id: str | None = None
     ) -> ExplainOutcome:
         """Explain one image; ``job_id`` makes progress readable and the run cancellable."""
         began = time.perf_counter()
@@ -173,18 +192,19 @@ class Explainer:
             self.jobs.finish(job, "done")
         return outcome
 
-    def scores(self, model: str, source: ImageSource) -> torch.Tensor:
-        """The model's ``(classes,)`` scores for the image (cached with its input record)."""
+    def prediction(self, model: str, source: LazyImage) -> Prediction:
+        """The model's :class:`~camscope.core.prediction.Prediction` for the image (one row;
+        cached with its input record)."""
         slot = self.pool.get(model)
         record, _ = self.prepare(slot, source)
-        if record.logits is None:
+        if record.prediction is None:
             with slot.lock:
-                record.logits = _plain_logits(slot, record.x)
-        return record.logits
+                record.prediction = _classify(slot, record.x)
+        return record.prediction
 
     # -- steps ------------------------------------------------------------------------------------
 
-    def prepare(self, slot: ModelSlot, source: ImageSource) -> tuple[InputRecord, float]:
+    def prepare(self, slot: ModelSlot, source: LazyImage) -> tuple[InputRecord, float]:
         """The image's input record for this model (decoded and preprocessed on a miss)."""
         from ... import io
 
@@ -201,28 +221,22 @@ class Explainer:
     def _known_targets(
         self, slot: ModelSlot, record: InputRecord, target: str
     ) -> tuple[int, ...] | None:
-        spec = parse_target(target)
-        classes = (
-            int(record.logits.numel()) if record.logits is not None else len(slot.spec.class_names)
-        )
+        """The target's class ids when they are known without a forward pass, else None."""
+        from ...core.targets import parse_topk
+
+        spec = slot_target(slot, target, record.prediction)
         if isinstance(spec, int):
-            if classes and spec >= classes:
-                raise TargetError(
-                    f"target {spec} is out of range: {slot.name} has classes 0..{classes - 1}"
-                )
             return (spec,)
-        k = spec[1]
-        if classes and k > classes:
-            raise TargetError(f"target top{k}: {slot.name} has only {classes} classes")
-        if record.logits is None:
+        if record.prediction is None:
             return None
-        return tuple(int(i) for i in record.logits.topk(k).indices.tolist())
+        _, ids = record.prediction.top(parse_topk(spec) or 1)
+        return tuple(int(i) for i in ids[0].tolist())
 
     def _explain(
         self,
         slot: ModelSlot,
         request: ExplainRequest,
-        source: ImageSource,
+        source: LazyImage,
         job: Job | None,
         began: float,
     ) -> ExplainOutcome:
@@ -252,8 +266,9 @@ class Explainer:
                     )
                     if ids is None:
                         ids = tuple(int(c) for c in result.targets.reshape(-1).tolist())
-                    if result.logits is not None and record.logits is None:
-                        record.logits = result.logits[0].detach().float().cpu()
+                    prediction = result.prediction
+                    if prediction is not None and record.prediction is None:
+                        record.prediction = prediction.cpu()
                     for method in todo:
                         if method not in result.maps:  # an engine that skips what cannot run
                             skipped = getattr(result, "skipped", {}) or {}
@@ -273,9 +288,9 @@ class Explainer:
                     outcome.computed += todo
             if job is not None:
                 job.finished.extend(group)
-        if record.logits is None:
+        if record.prediction is None:
             with slot.lock:
-                record.logits = _plain_logits(slot, record.x)
+                record.prediction = _classify(slot, record.x)
         assert ids is not None
         outcome.body = self._body(slot, request, record, layers, ids, found, decode_seconds, began)
         return outcome
@@ -310,7 +325,7 @@ class Explainer:
         entry: tuple[torch.Tensor, float],
     ) -> None:
         key = (image_key, slot.name, layers, ids)
-        record = self.maps.get(key) or self.maps.put(key, MapRecord())
+        record = self.maps.get(key) or self.maps.put(key, CachedMaps())
         record.maps[method] = entry
 
     def _run(
@@ -334,8 +349,7 @@ class Explainer:
             options["progress"] = job.progress(methods[0])
         targets: Any
         if ids is None:
-            spec = parse_target(target)
-            targets = spec if isinstance(spec, int) else f"topk:{spec[1]}"
+            targets = slot_target(slot, target, record.prediction)
         elif len(ids) == 1:
             targets = ids[0]
         else:
@@ -348,6 +362,7 @@ class Explainer:
             layers[0] if len(layers) == 1 else list(layers),
             targets,
             method_options=options or None,
+            multilabel=slot.multilabel,
         )
         return result, time.perf_counter() - began
 
@@ -362,14 +377,14 @@ class Explainer:
         decode_seconds: float,
         began: float,
     ) -> dict[str, Any]:
-        assert record.logits is not None
-        probabilities = record.logits.softmax(0)
+        prediction = record.prediction
+        assert prediction is not None
 
         def entry(index: int) -> dict[str, Any]:
             return {
                 "index": index,
                 "label": slot.spec.label(index),
-                "probability": round(float(probabilities[index]), 6),
+                "probability": round(prediction.probability(0, index), 6),
             }
 
         encode_began = time.perf_counter()
@@ -386,7 +401,7 @@ class Explainer:
                 "map": map_to_base64(heat[0] if single else heat),
                 "shape": [int(v) for v in (heat.shape[1:] if single else heat.shape)],
             }
-        top = probabilities.topk(min(5, probabilities.numel())).indices.tolist()
+        top = [c for c, _ in prediction.ranked(0, 5)]
         seconds: dict[str, float] = {"decode": round(decode_seconds, 4)}
         seconds.update({m: round(found[m][1], 4) for m in request.methods})
         seconds["encode"] = round(time.perf_counter() - encode_began, 4)
@@ -394,19 +409,17 @@ class Explainer:
         return {
             "model": slot.name,
             "layer": ",".join(layers),
+            "probability_kind": prediction.probability_kind,
             "targets": [entry(i) for i in ids],
-            "top5": [entry(int(i)) for i in top],
+            "top5": [entry(i) for i in top],
             "maps": maps,
             "seconds": seconds,
         }
 
 
-def _plain_logits(slot: ModelSlot, x: torch.Tensor) -> torch.Tensor:
-    """The model's scores for ``x`` from one no-grad forward (when every map came from the cache
-    but the scores were evicted)."""
-    import torch
+def _classify(slot: ModelSlot, x: torch.Tensor) -> Prediction:
+    """The model's prediction for ``x`` from one no-grad forward in eval mode (when every map
+    came from the cache but the prediction was evicted)."""
+    from ...core.prediction import classify
 
-    from ...core.targets import default_output_adapter
-
-    with torch.no_grad():
-        return default_output_adapter(slot.model(x))[0].detach().float().cpu()
+    return classify(slot.model, x, multilabel=slot.multilabel).cpu()
