@@ -172,7 +172,7 @@ def wants_dataset(args: argparse.Namespace) -> bool:
 def run_dataset(args: argparse.Namespace) -> int:
     """``explain --format parquet``: build the job, run it, report; 0 or 1 (some inputs failed)."""
     from ..batch.job import ModelRecipe
-    from ..batch.sources import require_pyarrow
+    from ..data.lists import require_pyarrow
     from ..outputs import output_lock
 
     require_pyarrow()

@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..data.progress import Progress, shown
 from ..errors import UsageError
 from ._common import (
     add_max_pixels_argument,
@@ -48,7 +49,7 @@ from ._common import (
     warn,
 )
 from ._dataset import add_dataset_arguments, run_dataset, wants_dataset
-from ._inputs import Progress, add_input_arguments, shown
+from ._inputs import add_input_arguments
 from ._model import (
     ExplainMode,
     ModelOptions,
@@ -280,9 +281,6 @@ class _Reporter:
     def warning(self, text: str) -> None:
         self.progress.write(f"camscope explain: warning: {shown(text)}")
 
-    def advance(self, images: int) -> None:
-        self.progress.advance(images)
-
 
 def explain_images(options: ExplainOptions) -> int:
     """Run the whole command; returns 0, 1 when some images failed or methods were skipped,
@@ -293,7 +291,8 @@ def explain_images(options: ExplainOptions) -> int:
     from ..core.layers import resolve_layers
     from ..core.targets import parse_topk
     from ..data.classes import parse_target
-    from ..data.inputs import LoadOptions, gather_inputs
+    from ..data.dataset import LoadOptions
+    from ..data.inputs import open_images
     from ..io import model_channels
     from ..outputs import prepare_output
     from ..pictures.files import PictureWriter
@@ -308,7 +307,7 @@ def explain_images(options: ExplainOptions) -> int:
     if not 0.0 <= options.alpha <= 1.0:
         raise UsageError(f"--alpha must be between 0 and 1; got {options.alpha}")
     prepare_output(options.out, reserved=("summary.json",))
-    items = gather_inputs(options.images)
+    items = list(open_images(options.images).items)
 
     model, spec, device = load_model(options.model)
     spec, notes = apply_preprocessing(model, spec, options.preprocessing)
@@ -364,6 +363,7 @@ def explain_images(options: ExplainOptions) -> int:
             PictureWriter(options.out, pictures),
             state,
             _Reporter(progress),
+            progress,
         )
     except KeyboardInterrupt:
         progress.close()
