@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 import torch
+from cli_helpers import patch_loader
 from nets import SmallNet, hook_counts, imagenet_sized
 from PIL import Image
 
-from camscope.cli import _model
 from camscope.cli.main import main
 from camscope.data.read import read_data
 from camscope.data.spec import DataOptions, is_builtin
@@ -27,7 +27,7 @@ def imagenet_model(monkeypatch):
     model = imagenet_sized()
     with torch.no_grad():
         model[-1].bias[281] += 10.0  # always "tabby": a built-in cat class
-    monkeypatch.setattr(_model, "load_model", lambda options: (model, spec, torch.device("cpu")))
+    patch_loader(monkeypatch, model, spec)
     return model
 
 
@@ -37,7 +37,7 @@ def odd_model(monkeypatch):
     torch.manual_seed(0)
     model = SmallNet(classes=3).train()  # train mode: the audit must leave it so
     spec = ModelSpec(name="odd", input_size=(32, 32), class_names=ODD)
-    monkeypatch.setattr(_model, "load_model", lambda options: (model, spec, torch.device("cpu")))
+    patch_loader(monkeypatch, model, spec)
     return model
 
 
@@ -182,7 +182,7 @@ def test_a_single_logit_model_is_audited_as_a_binary_classifier(tmp_path, monkey
     torch.manual_seed(0)
     model = SmallNet(classes=1).eval()
     spec = ModelSpec(name="binary", input_size=(32, 32), class_names=["no", "yes"])
-    monkeypatch.setattr(_model, "load_model", lambda options: (model, spec, torch.device("cpu")))
+    patch_loader(monkeypatch, model, spec)
     root = _folders(tmp_path / "data", names=["no", "yes"], per_class=3)
     out = tmp_path / "a"
     code = main(

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cli_helpers import patch_loader
 from nets import imagenet_sized
 from PIL import Image
 
-from camscope.cli import _model
 from camscope.cli.main import main
 from camscope.diagnosis.attacks import pixel_forward
 from camscope.models import ModelSpec
@@ -29,7 +29,7 @@ SPEC = ModelSpec(
 @pytest.fixture
 def model(monkeypatch):
     net = imagenet_sized()
-    monkeypatch.setattr(_model, "load_model", lambda options: (net, SPEC, torch.device("cpu")))
+    patch_loader(monkeypatch, net, SPEC)
     return net
 
 

@@ -55,25 +55,27 @@ def test_parse_args_explain() -> None:
     assert args.model == "efficientnet_lite0" and args.out == Path("out/explain")
     defaults = cli.build_parser().parse_args(["explain"])
     assert defaults.images == [] and defaults.method == "gradcam" and defaults.layer is None
-    assert defaults.target == "top1" and defaults.colormap == "inferno" and defaults.batch_size == 1
+    assert defaults.target == "top1" and defaults.colormap == "inferno"
+    assert defaults.batch_size is None  # the run's: 1 for pictures (see below), 32 for Parquet
 
 
 def test_parse_helpers() -> None:
-    from camscope.cli import _common
+    from camscope.cli import options
     from camscope.data import inputs
     from camscope.data.classes import parse_target
+    from camscope.methods import parse_methods
 
-    assert _common.split_list(["a,b", " c ", ""]) == ["a", "b", "c"]
-    assert _common.parse_layers(None) == "auto"
-    assert _common.parse_layers(["layer4"]) == "layer4"
-    assert _common.parse_layers(["layer3,layer4"]) == ["layer3", "layer4"]
-    assert _common.parse_methods("GradCAM, gradcam++,gradcam") == ["gradcam", "gradcam++"]
+    assert options.split_list(["a,b", " c ", ""]) == ["a", "b", "c"]
+    assert options.layer_spec(None) == "auto"
+    assert options.layer_spec(["layer4"]) == "layer4"
+    assert options.layer_spec(["layer3,layer4"]) == ["layer3", "layer4"]
+    assert parse_methods("GradCAM, gradcam++,gradcam") == ["gradcam", "gradcam++"]
     assert parse_target("top5", CLASS_NAMES) == "topk:5"
     assert parse_target("topk:3", CLASS_NAMES) == "topk:3"
     assert parse_target("4", CLASS_NAMES) == 4
     assert parse_target("tabby", CLASS_NAMES) == 0
     assert parse_target("Tiger_Cat", CLASS_NAMES) == 1
-    assert not hasattr(_common, "parse_target")  # one target parser: camscope.data.classes
+    assert not hasattr(options, "parse_target")  # one target parser: camscope.data.classes
     assert inputs.unique_stems(["a", "b", "a", "A", "a-2"]) == ["a", "b", "a-2", "A-3", "a-2-2"]
     assert inputs.stem_of("/x/y/cat.01.jpg") == "cat.01"
     assert inputs.stem_of("https://h/p/dog%20one.png?x=1") == "dog one"
@@ -161,6 +163,7 @@ def test_explain_writes_overlays_grid_npy_and_summary(tmp_path, capsys, tiny) ->
     summary = json.loads((out / "summary.json").read_text())
     assert summary["model"] == "tiny" and summary["spec"]["input_size"] == [32, 32]
     assert summary["methods"] == ["gradcam", "guided-gradcam"]
+    assert summary["batch_size"] == 1  # explain's default for pictures
     (record,) = summary["images"]
     probs = probabilities(model, img)
     top = int(probs.argmax())

@@ -15,8 +15,8 @@ from PIL import Image
 from torch import nn
 
 from camscope import models
-from camscope.cli import _common
 from camscope.cli import main as cli
+from camscope.methods import choose_methods
 from camscope.models import ModelSpec
 
 SPEC = ModelSpec(name="tiny", input_size=(32, 32), class_names=list("abcde"), source="test")
@@ -84,26 +84,17 @@ def test_method_all_leaves_out_what_exceeds_the_budget(
     )
     assert "left out sscam" in err and "--allow-slow" in err
     assert "sscam" not in summary["methods"] and "scorecam" in summary["methods"]
-    choice = _common.methods_within_budget(
-        "all",
-        ["gradcam", "sscam"],
-        tiny_model().eval(),
-        "4",
-        torch.zeros(1, 3, 32, 32),
-        allow_slow=True,
-        budget=50,
-    )
-    assert choice.methods == ["gradcam", "sscam"] and choice.left_out == {}
-    named = _common.methods_within_budget(
-        "gradcam,sscam",
-        ["gradcam", "sscam"],
-        tiny_model().eval(),
-        "4",
-        torch.zeros(1, 3, 32, 32),
-        budget=50,
-    )
+    # the library call behind it (explain, the data-set job, library callers)
+    net, x = tiny_model().eval(), torch.zeros(1, 3, 32, 32)
+    choice = choose_methods("all", net, x, "4", allow_slow=True, budget=50)
+    assert {"gradcam", "sscam"} <= set(choice.methods) and set(choice.left_out) == vit_only
+    assert choice.layers == ["4"]
+    named = choose_methods("gradcam,sscam", net, x, "4", budget=50)
     assert named.methods == ["gradcam", "sscam"] and "sscam" in named.notes[0]
-    assert named.estimates == {"gradcam": 0, "sscam": 281}
+    assert named.estimates == {"gradcam": 0, "sscam": 281} and not named.left_out
+    # Shapley-CAM: two passes per explained class, so a top-3 target counts three classes
+    assert choose_methods("shapleycam", net, x, "4", target="topk:3").estimates == {"shapleycam": 6}
+    assert choose_methods("shapleycam", net, x, "4", target=2).estimates == {"shapleycam": 2}
 
 
 def test_as_is_keeps_the_factory_mode_and_reports_the_warning(

@@ -8,9 +8,9 @@ import sys
 
 import pytest
 import torch
+from cli_helpers import patch_loader
 from nets import imagenet_sized
 
-from camscope.cli import _model
 from camscope.cli.main import main
 from camscope.models import ModelSpec
 
@@ -19,7 +19,7 @@ from camscope.models import ModelSpec
 def patched(monkeypatch):
     spec = ModelSpec(name="tiny", input_size=(32, 32), class_names=[f"c{i}" for i in range(1000)])
     model = imagenet_sized()
-    monkeypatch.setattr(_model, "load_model", lambda options: (model, spec, torch.device("cpu")))
+    patch_loader(monkeypatch, model, spec)
     return model
 
 
@@ -309,7 +309,7 @@ def test_report_escapes_the_model_name_and_the_data_path(tmp_path, monkeypatch):
     spec = ModelSpec(name="net<script>*x*[a](b)", input_size=(32, 32),
                      class_names=[f"c{i}" for i in range(1000)])  # fmt: skip
     model = imagenet_sized()
-    monkeypatch.setattr(_model, "load_model", lambda options: (model, spec, torch.device("cpu")))
+    patch_loader(monkeypatch, model, spec)
     data = _csv_data(tmp_path / "d_[x](y)_<b>", ["a.png"])
     Image.new("RGB", (40, 30)).save(data / "a.png")
     assert _quick(tmp_path, "--data", str(data)) == 0
@@ -370,7 +370,7 @@ def test_a_one_channel_model_with_the_preprocessing_options(tmp_path, monkeypatc
     spec = ModelSpec(name="grey", input_size=(24, 24), class_names=[f"c{i}" for i in range(1000)])
     model = imagenet_sized()
     model[0] = torch.nn.Conv2d(1, 8, 3, padding=1)  # reads one channel; the spec still says RGB
-    monkeypatch.setattr(_model, "load_model", lambda options: (model, spec, torch.device("cpu")))
+    patch_loader(monkeypatch, model, spec)
     code = _run(
         tmp_path, "--data", "builtin:2", "--mean", "0.5", "--std", "0.25", "--input-size", "32"
     )

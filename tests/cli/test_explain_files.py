@@ -307,14 +307,13 @@ def test_progress_line_without_a_terminal(monkeypatch, capsys) -> None:
 def test_progress_of_a_slow_method_on_one_image_without_a_terminal(monkeypatch, capsys) -> None:
     """The perturbation methods' progress(done, total) callback gets a rate-limited line with
     the time left of the running method (SS-CAM on one image can take many minutes)."""
-    from camscope.cli.explain import ExplainOptions, _call_options
     from camscope.data import progress as bars
 
     clock = iter(float(t) for t in range(0, 1000, 3))
     monkeypatch.setattr(bars.time, "monotonic", lambda: next(clock))
     monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
     progress = bars.Progress(2, "camscope explain", every=5.0)  # began at t = 0
-    callback = _call_options(ExplainOptions(), progress)["method_options"]["progress"]
+    callback = progress.passes  # what the picture job gives the methods without a terminal
     for done in (100, 200, 300, 400):  # t = 3, 6, 9, 12
         callback(done, 1000)
     callback(30, 60)  # another method (a new run, begun at t = 12) at t = 15: too soon

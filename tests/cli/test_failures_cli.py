@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cli_helpers import patch_loader
 from PIL import Image
 from torch import nn
 
-from camscope.cli import _model
 from camscope.cli.main import main
 from camscope.models import ModelSpec
 
@@ -44,7 +44,7 @@ def patched(monkeypatch):
         name="colours", input_size=(16, 16), mean=(0, 0, 0), std=(1, 1, 1), class_names=CLASSES
     )
     model = ColourNet().eval()
-    monkeypatch.setattr(_model, "load_model", lambda options: (model, spec, torch.device("cpu")))
+    patch_loader(monkeypatch, model, spec)
     return model
 
 
@@ -153,7 +153,7 @@ def test_a_single_logit_model(tmp_path, monkeypatch) -> None:
         name="sign", input_size=(16, 16), mean=(0, 0, 0), std=(1, 1, 1), class_names=["blue", "red"]
     )
     model = SignNet().eval()
-    monkeypatch.setattr(_model, "load_model", lambda options: (model, spec, torch.device("cpu")))
+    patch_loader(monkeypatch, model, spec)
     root = tmp_path / "data"
     square(root / "red" / "r.png", (255, 0, 0), 2)
     square(root / "red" / "oops.png", (0, 0, 255), 4)  # mislabelled

@@ -9,11 +9,11 @@ import heads
 import numpy as np
 import pytest
 import torch
+from cli_helpers import patch_loader
 from nets import hook_counts
 from PIL import Image
 from torch import nn
 
-from camscope.cli import _model
 from camscope.cli.main import main
 from camscope.models import ModelSpec
 
@@ -68,7 +68,7 @@ def bar_model() -> nn.Module:
 def patched(monkeypatch, bar_model):
     spec = ModelSpec("bars", input_size=(32, 32), mean=(0.5,) * 3, std=(0.5,) * 3,
                      class_names=CLASSES)  # fmt: skip
-    monkeypatch.setattr(_model, "load_model", lambda options: (bar_model, spec, "cpu"))
+    patch_loader(monkeypatch, bar_model, spec)
     return bar_model
 
 
@@ -131,7 +131,7 @@ def test_a_single_logit_model_is_read_as_a_binary_classifier(tmp_path, monkeypat
     from camscope.io import preprocess
 
     model, spec = heads.load(name)
-    monkeypatch.setattr(_model, "load_model", lambda options: (model, spec, "cpu"))
+    patch_loader(monkeypatch, model, spec)
     rng = np.random.default_rng(3)
     for label in ("no", "yes"):
         (tmp_path / "d" / label).mkdir(parents=True)

@@ -1,7 +1,12 @@
 """The settings of a data-set job as plain values.
 
 :class:`DatasetJob` is what :func:`camscope.batch.pipeline.run_dataset_job` runs; the CLI builds
-one from ``camscope explain --format parquet`` options, library users build it directly.
+one from ``camscope explain --format parquet`` options, library users build it directly, and both
+get the same policies: ``methods=("all",)`` under the pass budget
+(:func:`camscope.methods.choose_methods`), a class name as the target, the model's preprocessing
+overrides (:class:`camscope.models.ModelRecipe`) and the torch threads
+(:func:`default_torch_threads`). The model is described by a
+:class:`~camscope.models.ModelRecipe` (re-exported here).
 """
 
 from __future__ import annotations
@@ -10,57 +15,16 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..errors import UsageError
+from ..models.recipe import ModelRecipe
 
-if TYPE_CHECKING:
-    import torch
-    from torch import nn
-
-    from ..models import ModelSpec
+__all__ = ["DatasetJob", "JobResult", "ModelRecipe", "RayOptions"]
 
 log = logging.getLogger(__name__)
 
 BACKENDS = ("local", "ray")
 FAILURES_IN_SUMMARY = 100
-
-
-@dataclass(frozen=True)
-class ModelRecipe:
-    """How to build the model (a recipe, not the module: each Ray actor builds its own copy)."""
-
-    name: str = "efficientnet_lite0"
-    weights: str | None = None
-    trust_checkpoint: bool = False
-    random_init: bool = False
-    device: str = "auto"  # auto | cpu | cuda
-    keep_mode: bool = False  # the mode the factory gave (for mode="as-is"), else eval mode
-    # The spec to use instead of the model's own (the CLI's --mean/--std/--input-size/
-    # --class-names/--channels applied to it), so every Ray actor preprocesses alike.
-    spec: ModelSpec | None = None
-
-    def load(self) -> tuple[nn.Module, ModelSpec, torch.device]:
-        import torch
-
-        from .. import models
-
-        if self.random_init and self.weights is not None:
-            raise UsageError("random_init and weights exclude each other; pass only one")
-        if self.device == "auto":
-            device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        elif self.device == "cuda" and not torch.cuda.is_available():
-            raise UsageError("device 'cuda' was requested but no CUDA GPU is available")
-        else:
-            device = torch.device(self.device)
-        model, spec = models.load_model(
-            self.name,
-            weights=self.weights,
-            trust_checkpoint=self.trust_checkpoint,
-            pretrained=False if self.random_init else None,
-            keep_mode=self.keep_mode,
-        )
-        return model.to(device), self.spec or spec, device
 
 
 @dataclass(frozen=True)
@@ -86,9 +50,9 @@ class DatasetJob:
     source: str | Path
     out: str | Path
     model: ModelRecipe = field(default_factory=ModelRecipe)
-    methods: tuple[str, ...] = ("gradcam",)
+    methods: tuple[str, ...] = ("gradcam",)  # names, or ("all",): every method under the budget
     layers: tuple[str, ...] = ("auto",)
-    target: str | int = "top1"
+    target: str | int = "top1"  # top1, top5, topk:K, a class index or a class name
     batch_size: int = 32
     shard_size: int = 1024
     map_size: tuple[int, int] | None = None
@@ -101,15 +65,17 @@ class DatasetJob:
     timeout: float | None = None  # total seconds for one URL download (None: io's default)
     window: tuple[float, float] | None = None  # DICOM/NIfTI grey-value window (centre, width)
     decode_workers: int | None = None  # default: cores - 1, at most 4
-    # torch threads of the model while a local job runs (then restored); None leaves them as they
-    # are. The CLI sets cores minus decode workers: an OpenMP pass whose threads share cores with
-    # the decoding processes waits at every barrier for the thread that was preempted.
+    # torch threads of the model while a local job runs (then restored); None: the cores the
+    # decoding processes leave (default_torch_threads): an OpenMP pass whose threads share cores
+    # with the decoding processes waits at every barrier for the thread that was preempted.
     torch_threads: int | None = None
     aug_smooth: bool = False
     eigen_smooth: bool = False
     method_options: dict[str, Any] = field(default_factory=dict)
     mode: str = "eval"  # explain's mode: "eval", or "as-is" (with ModelRecipe(keep_mode=True))
     multilabel: bool = False  # independent sigmoids: probabilities and top-5 by sigmoid
+    allow_slow: bool = False  # methods=("all",) also runs the methods over the pass budget
+    pass_budget: int | None = None  # passes per image of ("all",); None: DEFAULT_PASS_BUDGET
     resume: bool = False
     backend: str = "local"
     ray: RayOptions = field(default_factory=RayOptions)
@@ -134,3 +100,9 @@ class JobResult:
 
 def default_decode_workers() -> int:
     return max(1, min(4, (os.cpu_count() or 2) - 1))
+
+
+def default_torch_threads(decode_workers: int | None) -> int:
+    """The cores the decoding processes leave to the model (at least one)."""
+    workers = default_decode_workers() if decode_workers is None else decode_workers
+    return max(1, (os.cpu_count() or 1) - workers)

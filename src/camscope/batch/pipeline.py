@@ -28,6 +28,7 @@ from __future__ import annotations
 import datetime
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,7 +39,14 @@ from ..errors import UsageError
 from ..outputs import output_lock, write_json
 from . import parquet as store
 from .decode import DecodeSettings
-from .job import BACKENDS, FAILURES_IN_SUMMARY, DatasetJob, JobResult, default_decode_workers
+from .job import (
+    BACKENDS,
+    FAILURES_IN_SUMMARY,
+    DatasetJob,
+    JobResult,
+    default_decode_workers,
+    default_torch_threads,
+)
 from .rows import MapSettings, report_failures
 
 if TYPE_CHECKING:
@@ -52,7 +60,7 @@ log = logging.getLogger(__name__)
 
 
 def _check(job: DatasetJob) -> None:
-    from ..methods import get_method
+    from ..methods import parse_methods
 
     if job.backend not in BACKENDS:
         raise UsageError(f"backend {job.backend!r} is not one of {', '.join(BACKENDS)}")
@@ -67,8 +75,7 @@ def _check(job: DatasetJob) -> None:
         raise UsageError(f"mode must be one of {list(MODES)}, got {job.mode!r}")
     if not job.methods:
         raise UsageError("no method requested; pass methods=('gradcam', ...)")
-    for method in job.methods:
-        get_method(method)
+    parse_methods(job.methods)  # unknown names are said before the model loads
     from ..perturbation.options import KNOWN_OPTIONS
 
     unknown = sorted(set(job.method_options) - set(KNOWN_OPTIONS))
@@ -76,11 +83,15 @@ def _check(job: DatasetJob) -> None:
         raise UsageError(f"unknown method option(s) {unknown}; known: {sorted(KNOWN_OPTIONS)}")
     if job.torch_threads is not None and job.torch_threads < 1:
         raise UsageError(f"torch_threads must be at least 1; got {job.torch_threads}")
+    if job.pass_budget is not None and job.pass_budget < 1:
+        raise UsageError(f"pass_budget must be at least 1; got {job.pass_budget}")
     if job.decode_workers is not None and job.decode_workers < 0:
         raise UsageError(f"decode_workers must be 0 or more; got {job.decode_workers}")
 
 
-def job_settings(job: DatasetJob, inputs: LabelledData, layers: list[str]) -> dict[str, Any]:
+def job_settings(
+    job: DatasetJob, inputs: LabelledData, layers: list[str], spec: ModelSpec
+) -> dict[str, Any]:
     """The settings that decide the rows; ``--resume`` refuses to mix rows of other settings."""
     from ..core.targets import parse_topk
 
@@ -100,7 +111,7 @@ def job_settings(job: DatasetJob, inputs: LabelledData, layers: list[str]) -> di
         "save_masks": job.save_masks,
         "max_pixels": job.max_pixels,
         "window": list(job.window) if job.window else None,
-        "spec": job.model.spec.to_dict() if job.model.spec else None,
+        "spec": spec.to_dict(),
         "aug_smooth": job.aug_smooth,
         "eigen_smooth": job.eigen_smooth,
         "method_options": options,
@@ -138,28 +149,40 @@ def run_dataset_job(
     *,
     progress: bool | ProgressFn = False,
     loaded: tuple[nn.Module, ModelSpec] | None = None,
+    notes: Callable[[str], None] | None = None,
+    hints: str = "python",
 ) -> JobResult:
     """Run (or resume) a data-set job; see the module docstring.
+
+    The output folder is locked before the model loads, so a second job on a busy folder is
+    told at once. The methods (``("all",)`` under the pass budget), a class-name target, the
+    preprocessing overrides of ``job.model`` and the torch threads are settled here, for the
+    CLI and library callers alike.
 
     Args:
         job: the inputs, the output folder and every setting.
         progress: ``True`` for a bar on stderr (images/s and ETA), or ``callable(done, total)``.
-        loaded: the model ``job.model`` describes, already loaded as ``(model, spec)`` (the CLI
-            loads it to resolve class names); the local backend explains with it, the Ray
-            backend only checks the layers with it (each actor builds its own from
-            ``job.model``).
+        loaded: the model ``job.model`` describes, already loaded as ``(model, spec)`` (its spec
+            used as it is); the local backend explains with it, the Ray backend only checks the
+            layers with it (each actor builds its own from ``job.model``).
+        notes: where what the user should know before the run goes (preprocessing notes,
+            methods left out by the pass budget); default: this module's log, at warning level.
+        hints: ``"cli"``: model loading errors name the command-line flags.
 
     Raises:
         UsageError: bad settings, an output folder holding another job (without ``resume``) or
             another job's settings, a folder locked by a running job.
     """
+    import dataclasses
+
     import numpy as np
     import pyarrow.compute as pc
     import torch
 
-    from ..core.layers import resolve_layers
-    from ..io import model_channels
+    from ..data.classes import parse_target
+    from ..methods import choose_methods
 
+    say = notes or (lambda text: log.warning("%s", text))
     _check(job)
     started = time.time()
     inputs = list_images(job.source)
@@ -168,14 +191,35 @@ def run_dataset_job(
         for folder in (store.commits_dir(out), store.staging_dir(out)):
             folder.mkdir(parents=True, exist_ok=True)
         if loaded is None:
-            model, spec, device = job.model.load()
+            model, spec, device, said = job.model.load(hints=hints)
+            for text in said:
+                say(text)
         else:
             model, spec = loaded
             device = next(iter(model.parameters()), torch.zeros(0)).device
-        dummy = torch.zeros(1, model_channels(spec), *spec.input_size, device=device)
+        target = parse_target(job.target, spec.class_names, model=spec.name, what="--target")
         layer = list(job.layers) if len(job.layers) > 1 else job.layers[0]
-        layers = [name for name, _ in resolve_layers(model, layer, dummy)]
-        settings = job_settings(job, inputs, layers)
+        choice = choose_methods(
+            job.methods,
+            model,
+            spec.example_input(device),
+            layer,
+            target=target,
+            method_options=job.method_options,
+            allow_slow=job.allow_slow,
+            budget=job.pass_budget,
+            aug_smooth=job.aug_smooth,
+        )
+        for name, why in choice.left_out.items():
+            say(f"left out {name}: {why}")
+        for text in choice.notes:
+            say(text)
+        model_recipe = dataclasses.replace(job.model, spec=spec)  # every Ray actor alike
+        job = dataclasses.replace(
+            job, methods=tuple(choice.methods), target=target, model=model_recipe
+        )
+        layers = choice.layers
+        settings = job_settings(job, inputs, layers, spec)
         _prepare_folder(out, settings, job.resume)
         store.recover(out)
         done_ids = store.settled_ids(store.read_commits(out))
@@ -275,8 +319,7 @@ def _run_local(
     )
     step = ExplainStep(model, spec, settings, device)
     threads = torch.get_num_threads()
-    if job.torch_threads is not None:
-        torch.set_num_threads(job.torch_threads)
+    torch.set_num_threads(job.torch_threads or default_torch_threads(job.decode_workers))
     try:
         batches = iter(walk)
         while True:
@@ -365,7 +408,9 @@ def _finish(
             "decode_workers": job.decode_workers
             if job.decode_workers is not None
             else default_decode_workers(),
-            "torch_threads": job.torch_threads,
+            "torch_threads": (job.torch_threads or default_torch_threads(job.decode_workers))
+            if job.backend == "local"
+            else None,
             "started": _iso(started),
             "finished": _iso(time.time()),
         },

@@ -64,9 +64,9 @@ class ExplainActor:
         tune_allocator()
         if threads > 0:
             torch.set_num_threads(threads)
-        model, spec, device = recipe.load()
-        self.step = ExplainStep(model, spec, settings, device)
-        log.info("actor ready: %s on %s", recipe.name, device)
+        loaded = recipe.load()
+        self.step = ExplainStep(loaded.model, loaded.spec, settings, loaded.device)
+        log.info("actor ready: %s on %s", recipe.name, loaded.device)
 
     def __call__(self, columns: dict[str, Any]) -> pa.Table:
         batch = batch_from_columns(columns)

@@ -2,37 +2,21 @@
 
 ``explain`` registers these options with :func:`add_dataset_arguments` and hands a run with
 ``--format parquet`` to :func:`run_dataset`, which turns the options into a
-:class:`camscope.batch.DatasetJob` (no argparse past this module).
+:class:`camscope.batch.DatasetJob` (no argparse past this module); the job itself settles the
+methods under the pass budget, the target and the torch threads, as for library callers.
 """
 
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import UsageError
-from ._common import (
-    echo,
-    methods_within_budget,
-    non_negative_float,
-    non_negative_int,
-    parse_method_options,
-    parse_methods,
-    positive_int,
-    split_list,
-    warn,
-)
-from ._model import ExplainMode, ModelOptions, PreprocessingOptions, apply_preprocessing
+from . import options
+from ._common import echo, warn
 
-if TYPE_CHECKING:
-    import torch
-    from torch import nn
-
-    from ..models import ModelSpec
-
-DATASET_BATCH_SIZE = 32
+DATASET_BATCH_SIZE = 32  # --batch-size of a data-set job
 
 _DESCRIPTION = """\
 With --format parquet, explain takes one folder (every image below it, ids = relative paths) or
@@ -55,10 +39,6 @@ _PNG_ONLY = (
 )
 
 
-class _DefaultInt(int):
-    """An int default that can be told apart from the same number typed by the user."""
-
-
 def map_size(text: str) -> tuple[int, int]:
     """argparse type: ``H,W`` (or one number for a square), both >= 1."""
     parts = [p.strip() for p in text.replace("x", ",").split(",") if p.strip()]
@@ -78,8 +58,8 @@ def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("data-set scale (--format parquet)", _DESCRIPTION)
     actions: list[argparse.Action] = []
 
-    def add(*names: str, **options: Any) -> None:
-        actions.append(group.add_argument(*names, **options))
+    def add(*names: str, **kw: Any) -> None:
+        actions.append(group.add_argument(*names, **kw))
 
     add(
         "--format",
@@ -87,7 +67,9 @@ def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
         default="png",
         help="png: pictures per image (default); parquet: a resumable job into Parquet shards",
     )
-    add("--resume", action="store_true", help="continue the job in --out, skipping committed ids")
+    actions += options.add(
+        group, "resume", resume={"help": "continue the job in --out, skipping committed ids"}
+    )
     add("--backend", choices=("local", "ray"), default="local", help="where to run (default local)")
     add(
         "--ray-address",
@@ -96,38 +78,44 @@ def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
         help="Ray cluster: 'auto' (the one `ray start` made here), ray://HOST:10001, or none to "
         "start a local Ray instance",
     )
-    add("--num-workers", type=positive_int, default=1, metavar="N", help="Ray model actors (1)")
+    add(
+        "--num-workers",
+        type=options.positive_int,
+        default=1,
+        metavar="N",
+        help="Ray model actors (1)",
+    )
     add(
         "--gpus-per-worker",
-        type=non_negative_float,
+        type=options.non_negative_float,
         default=0.0,
         metavar="G",
         help="GPUs per Ray actor, fractions allowed (0)",
     )
     add(
         "--cpus-per-worker",
-        type=non_negative_float,
+        type=options.non_negative_float,
         default=1.0,
         metavar="C",
         help="CPUs per Ray actor, also its torch threads (1)",
     )
     add(
         "--decode-workers",
-        type=non_negative_int,
+        type=options.non_negative_int,
         default=None,
         metavar="N",
         help="processes decoding images beside the model (local; default cores - 1, at most 4)",
     )
     add(
         "--threads",
-        type=positive_int,
+        type=options.positive_int,
         default=None,
         metavar="N",
         help="torch threads of the model (local; default: cores minus decode workers)",
     )
     add(
         "--shard-size",
-        type=positive_int,
+        type=options.positive_int,
         default=1024,
         metavar="N",
         help="images per committed shard (1024); smaller loses less work when killed",
@@ -152,9 +140,6 @@ def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(
         _parquet_only={action.dest: action.default for action in actions if action.dest != "format"}
     )
-    default = parser.get_default("batch_size")
-    if isinstance(default, int):
-        parser.set_defaults(batch_size=_DefaultInt(default))
 
 
 def wants_dataset(args: argparse.Namespace) -> bool:
@@ -171,16 +156,15 @@ def wants_dataset(args: argparse.Namespace) -> bool:
 
 def run_dataset(args: argparse.Namespace) -> int:
     """``explain --format parquet``: build the job, run it, report; 0 or 1 (some inputs failed)."""
-    from ..batch.job import ModelRecipe
+    from ..batch.job import DatasetJob, RayOptions
+    from ..batch.pipeline import run_dataset_job
     from ..data.lists import require_pyarrow
-    from ..outputs import output_lock
 
     require_pyarrow()
-    images = list(args.images)
-    if len(images) != 1:
+    if len(args.images) != 1:
         raise UsageError(
             "--format parquet takes one folder or list file (DIR, LIST.csv or LIST.parquet); "
-            f"got {len(images)} inputs"
+            f"got {len(args.images)} inputs"
         )
     for dest, default in getattr(args, "_png_only", {}).items():
         if getattr(args, dest, default) != default:
@@ -193,66 +177,37 @@ def run_dataset(args: argparse.Namespace) -> int:
         args.ray_address is not None or args.num_workers != 1 or args.gpus_per_worker
     ):
         raise UsageError("--ray-address, --num-workers and --gpus-per-worker need --backend ray")
-    methods = parse_methods(args.method)
-    model_options = ModelOptions.from_args(args)
-    mode = ExplainMode.from_args(args)
-    recipe = ModelRecipe(
-        name=model_options.name,
-        weights=None if model_options.weights is None else str(model_options.weights),
-        trust_checkpoint=model_options.trust_checkpoint,
-        random_init=model_options.random_init,
-        device=model_options.device,
-        keep_mode=model_options.keep_mode,
-    )
-    with output_lock(args.out, "camscope explain"):  # a busy --out is said before the model loads
-        return _run_dataset(args, images[0], methods, recipe, mode)
+    if args.save_png:
+        from .. import viz
 
-
-def _run_dataset(
-    args: argparse.Namespace, source: str, methods: list[str], recipe: Any, mode: ExplainMode
-) -> int:
-    from ..batch.job import DatasetJob, RayOptions
-    from ..batch.pipeline import run_dataset_job
-    from ..data.classes import parse_target
-
-    model, spec, device = recipe.load()
-    spec, notes = apply_preprocessing(model, spec, PreprocessingOptions.from_args(args))
-    for note in notes:
-        warn(f"camscope explain: {note}")
-    recipe = replace(recipe, spec=spec)  # the Ray actors preprocess with the same spec
-    loaded = (model, spec, device)
-    target = parse_target(args.target, spec.class_names, model=spec.name, what="--target")
-    method_options = parse_method_options(getattr(args, "option", None))
-    layers = tuple(split_list(args.layer)) or ("auto",)
-    methods = _within_budget(args, methods, loaded, layers, target, method_options, mode)
-    batch_size = args.batch_size
-    if isinstance(batch_size, _DefaultInt):
-        batch_size = DATASET_BATCH_SIZE
+        viz.check_colormap(args.colormap)
     job = DatasetJob(
-        source=source,
+        source=args.images[0],
         out=Path(args.out),
-        model=recipe,
-        methods=tuple(methods),
-        layers=layers,
-        target=target,
-        batch_size=int(batch_size),
+        model=options.model_recipe(args),
+        methods=tuple(options.split_list(args.method)),
+        layers=tuple(options.split_list(args.layer)) or ("auto",),
+        target=args.target,
+        batch_size=args.batch_size or DATASET_BATCH_SIZE,
         shard_size=args.shard_size,
         map_size=args.map_size,
         save_png=bool(args.save_png),
         save_boxes=bool(args.save_boxes),
         save_masks=bool(args.save_masks),
-        colormap=getattr(args, "colormap", "inferno"),
-        alpha=getattr(args, "alpha", 0.5),
-        max_pixels=getattr(args, "max_pixels", None),
-        timeout=getattr(args, "timeout", None),
-        window=getattr(args, "window", None),
+        colormap=args.colormap,
+        alpha=args.alpha,
+        max_pixels=args.max_pixels,
+        timeout=args.timeout,
+        window=args.window,
         decode_workers=args.decode_workers,
-        torch_threads=args.threads or _default_threads(args.decode_workers),
-        aug_smooth=bool(getattr(args, "aug_smooth", False)),
-        eigen_smooth=bool(getattr(args, "eigen_smooth", False)),
-        method_options=method_options,
-        mode="as-is" if mode.as_is else "eval",
-        multilabel=mode.multilabel,
+        torch_threads=args.threads,
+        aug_smooth=bool(args.aug_smooth),
+        eigen_smooth=bool(args.eigen_smooth),
+        method_options=options.method_options(args),
+        mode="as-is" if args.as_is else "eval",
+        multilabel=bool(args.multilabel),
+        allow_slow=bool(args.allow_slow),
+        pass_budget=args.pass_budget,
         resume=bool(args.resume),
         backend=args.backend,
         ray=RayOptions(
@@ -264,52 +219,14 @@ def _run_dataset(
     )
     if job.backend == "ray" and not getattr(args, "verbose", 0):
         _quiet_ray_data()
-    if job.save_png:
-        from .. import viz
-
-        viz.check_colormap(job.colormap)
-    result = run_dataset_job(job, progress=True, loaded=(loaded[0], loaded[1]))
+    result = run_dataset_job(
+        job,
+        progress=not args.no_progress,
+        notes=lambda text: warn(f"camscope explain: {text}"),
+        hints="cli",
+    )
     echo(_report(result.summary, result.out))
     return result.exit_code
-
-
-def _within_budget(
-    args: argparse.Namespace,
-    methods: list[str],
-    loaded: tuple[nn.Module, ModelSpec, torch.device],
-    layers: tuple[str, ...],
-    target: str | int,
-    method_options: dict[str, Any],
-    mode: ExplainMode,
-) -> list[str]:
-    """``--method all`` under the pass budget, as ``explain`` without ``--format parquet``."""
-    import torch
-
-    from ..core.layers import resolve_layers
-    from ..core.targets import parse_topk
-    from ..io import model_channels
-
-    model, spec, device = loaded
-    dummy = torch.zeros(1, model_channels(spec), *spec.input_size, device=device)
-    layer_spec = layers[0] if len(layers) == 1 else list(layers)
-    names = [name for name, _ in resolve_layers(model, layer_spec, dummy)]
-    choice = methods_within_budget(
-        args.method,
-        methods,
-        model,
-        names,
-        dummy,
-        targets_per_image=parse_topk(target) or 1 if isinstance(target, str) else 1,
-        method_options=method_options,
-        allow_slow=mode.allow_slow,
-        budget=mode.pass_budget,
-        aug_smooth=bool(getattr(args, "aug_smooth", False)),
-    )
-    for name, why in choice.left_out.items():
-        warn(f"camscope explain: left out {name}: {why}")
-    for note in choice.notes:
-        warn(f"camscope explain: {note}")
-    return choice.methods
 
 
 def _quiet_ray_data() -> None:
@@ -320,16 +237,6 @@ def _quiet_ray_data() -> None:
     import ray.data  # noqa: F401  (configures Ray Data's loggers, which this then adjusts)
 
     logging.getLogger("ray.data").setLevel(logging.WARNING)
-
-
-def _default_threads(decode_workers: int | None) -> int:
-    """The cores the decoding processes leave to the model (at least one)."""
-    import os
-
-    from ..batch.job import default_decode_workers
-
-    workers = default_decode_workers() if decode_workers is None else decode_workers
-    return max(1, (os.cpu_count() or 1) - workers)
 
 
 def _report(summary: dict[str, Any], out: Path) -> str:

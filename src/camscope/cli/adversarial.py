@@ -17,17 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
-from ._common import (
-    echo,
-    parse_layers,
-    parse_method_options,
-    parse_methods,
-    positive_int,
-    split_list,
-)
-from ._labelled import add_data_arguments, add_run_arguments, read_data
-from ._model import ExplainMode, add_model_arguments
-from .failures import add_map_arguments, add_picture_arguments, load_checked
+from . import options
+from ._common import echo
+from .failures import load_checked
 
 _EPILOG = """\
 inputs:
@@ -65,7 +57,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "inputs", nargs="*", metavar="IMAGES|DATA", help="images, folders, URLs or one data set"
     )
-    add_model_arguments(parser)
+    options.add(parser, *options.MODEL)
     parser.add_argument("--attack", choices=("fgsm", "pgd"), default="pgd", help="(default pgd)")
     parser.add_argument(
         "--eps",
@@ -75,7 +67,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="L-infinity budget on the [0, 1] pixel scale, e.g. 2/255 (default)",
     )
     parser.add_argument(
-        "--steps", type=positive_int, default=10, metavar="N", help="PGD steps (default 10)"
+        "--steps", type=options.positive_int, default=10, metavar="N", help="PGD steps (default 10)"
     )
     parser.add_argument(
         "--step-size",
@@ -87,33 +79,42 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--random-start", action="store_true", help="PGD starts at a random point of the ball"
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of --random-start and builtin:N")
-    add_data_arguments(parser, unmapped=("error", "skip"), unmapped_folders="fail", data=False)
-    parser.add_argument(
-        "--target",
-        "-t",
-        default=None,
-        metavar="CLASS",
-        help="targeted attack towards this class (index or name); default: untargeted",
-    )
-    add_map_arguments(
-        parser, "NAMES", "map method(s), comma list; the first one is drawn (default gradcam)"
-    )
-    parser.add_argument(
-        "--out", "-o", type=Path, default=Path("out/adversarial"), metavar="DIR", help="output"
-    )
-    parser.add_argument(
-        "--batch-size", type=positive_int, default=8, metavar="B", help="images per attack (8)"
+    options.add(
+        parser,
+        "seed",
+        *options.DATA,
+        "target",
+        "method",
+        "layer",
+        "out",
+        "batch_size",
+        "colormap",
+        "alpha",
+        "multilabel",
+        "max_pixels",
+        "option",
+        "no_progress",
+        seed={"help": "seed of --random-start and builtin:N (default 0)"},
+        unmapped=options.unmapped_help(("error", "skip"), folders="fail"),
+        target={
+            "default": None,
+            "help": "targeted attack towards this class (index or name); default: untargeted. "
+            "Images the model already gives this class are not attacked: they are listed, "
+            "not counted as successes",
+        },
+        method={"help": "map method(s), comma list; the first one is drawn (default gradcam)"},
+        out={"default": Path("out/adversarial")},
+        batch_size={"default": 8, "help": "images per attack (default 8)"},
     )
     parser.add_argument(
         "--tolerance",
-        type=float,
+        type=options.non_negative_float,
         default=15.0,
         metavar="PX",
         help="pointing-game tolerance in pixels at the model input size (default 15)",
     )
-    add_picture_arguments(parser)
-    return add_run_arguments(parser, run)
+    parser.set_defaults(run=run)
+    return parser
 
 
 def run(args: argparse.Namespace) -> int:
@@ -121,13 +122,12 @@ def run(args: argparse.Namespace) -> int:
     from ..data.progress import Progress
     from ..data.read import is_annotated
     from ..diagnosis.adversarial import AttackSettings, run_adversarial
+    from ..methods import parse_methods
 
     methods = parse_methods(args.method)
     bar = Progress(label="camscope adversarial", enabled=not args.no_progress)
-    if args.tolerance < 0:
-        raise UsageError(f"--tolerance must be >= 0 pixels; got {args.tolerance}")
-    layer = parse_layers(split_list(args.layer))
-    model, spec, _ = load_checked(args, layer)
+    layer = options.layer_spec(args.layer)
+    model, spec = load_checked(args, layer)
     target = None
     if args.target is not None:
         from ..data.classes import parse_target
@@ -151,15 +151,17 @@ def run(args: argparse.Namespace) -> int:
         colormap=args.colormap,
         alpha=args.alpha,
         max_pixels=args.max_pixels,
-        method_options=parse_method_options(args.option),
+        method_options=options.method_options(args),
         progress=bar,
         on_skip=bar.skipped,
-        multilabel=ExplainMode.from_args(args).multilabel,
+        multilabel=bool(args.multilabel),
     )
     if len(args.inputs) == 1 and (
         args.images is not None or is_annotated(args.inputs[0], args.images)
     ):
-        data = read_data(args, spec, args.inputs[0], command="adversarial", unmapped_folders="fail")
+        data = options.read_labelled(
+            args, spec, args.inputs[0], command="adversarial", unmapped_folders="fail"
+        )
     else:
         data = open_images(args.inputs)
     with bar:

@@ -9,18 +9,14 @@ others are audited), 2 usage error.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
-from ._common import (
-    echo,
-    positive_int,
-    unit_float,
-)
-from ._labelled import add_data_arguments, add_run_arguments, data_help, one_method
-from ._model import ExplainMode, ModelOptions, add_model_arguments
+from . import options
+from ._common import echo
 
 _EPILOG = (
-    data_help()
+    options.DATA_HELP
     + """
 flags (defaults in brackets):
   object energy   more than --max-outside-energy [0.5] of the map energy outside the boxes, and
@@ -48,33 +44,62 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_model_arguments(parser)
-    add_data_arguments(parser, unmapped=("error", "skip"))
-    parser.add_argument("--out", default="out/audit", metavar="DIR", help="output folder")
-    parser.add_argument("--method", default="gradcam", help="CAM method (default %(default)s)")
-    parser.add_argument(
-        "--layer", default="auto", metavar="NAME", help="layer to explain (default auto)"
+    options.add(
+        parser,
+        *options.MODEL,
+        "data",
+        *options.DATA,
+        "out",
+        "method",
+        "layer",
+        "batch_size",
+        "limit",
+        "seed",
+        "multilabel",
+        "max_pixels",
+        "option",
+        "no_progress",
+        data={"required": True, "help": "the labelled images (see below)"},
+        out={"default": Path("out/audit")},
+        method={"help": "the CAM method of the audit's maps, one (default gradcam)"},
+        batch_size={"default": 16, "help": "images per pass (default 16)"},
+        unmapped=options.unmapped_help(("error", "skip")),
     )
-    parser.add_argument("--batch-size", type=positive_int, default=16, metavar="N")
-    parser.add_argument("--limit", type=positive_int, default=None, metavar="N")
-    parser.add_argument("--seed", type=int, default=0, help="seed of builtin:N (default 0)")
-    parser.add_argument("--hotspot-energy", type=unit_float, default=0.5, metavar="SHARE")
-    parser.add_argument("--max-hotspot-area", type=unit_float, default=0.25, metavar="SHARE")
-    parser.add_argument("--min-hotspot-hits", type=unit_float, default=0.5, metavar="SHARE")
-    parser.add_argument("--min-images", type=positive_int, default=5, metavar="N")
-    parser.add_argument("--max-outside-energy", type=unit_float, default=0.5, metavar="SHARE")
-    parser.add_argument("--min-object-lift", type=float, default=2.0, metavar="X")
+    share = (
+        ("--hotspot-energy", 0.5, open_share),
+        ("--max-hotspot-area", 0.25, open_share),
+        ("--min-hotspot-hits", 0.5, open_share),
+        ("--max-outside-energy", 0.5, options.unit_float),
+    )
+    for flag, default, kind in share:
+        parser.add_argument(flag, type=kind, default=default, metavar="SHARE")
+    parser.add_argument("--min-images", type=options.positive_int, default=5, metavar="N")
     parser.add_argument(
-        "--grid", type=positive_int, default=32, help="side of the pooled mean maps (default 32)"
+        "--min-object-lift", type=options.non_negative_float, default=2.0, metavar="X"
+    )
+    parser.add_argument(
+        "--grid",
+        type=options.positive_int,
+        default=32,
+        help="side of the pooled mean maps (default 32)",
     )
     parser.add_argument(
         "--examples",
-        type=int,
+        type=options.non_negative_int,
         default=4,
         metavar="K",
         help="most affected images per flagged class in the report (default 4; 0: none)",
     )
-    return add_run_arguments(parser, run)
+    parser.set_defaults(run=run)
+    return parser
+
+
+def open_share(text: str) -> float:
+    """argparse type: a share in (0, 1]."""
+    value = options.unit_float(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("expected a share in (0, 1], got 0")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -83,11 +108,8 @@ def run(args: argparse.Namespace) -> int:
     from ..audit.stats import AuditThresholds
     from ..data.progress import Progress
     from ..errors import UsageError
-    from ._common import parse_layers, parse_method_options
-    from ._labelled import read_data
-    from ._model import load_model
 
-    method = one_method(args.method, "the audit's map")
+    method = options.one_method(args, "the audit's map")
     thresholds = AuditThresholds(
         hotspot_energy=args.hotspot_energy,
         max_hotspot_area=args.max_hotspot_area,
@@ -97,21 +119,21 @@ def run(args: argparse.Namespace) -> int:
         min_object_lift=args.min_object_lift,
     )
     thresholds.validate()
-    options = parse_method_options(args.option)
-    model, spec, _device = load_model(ModelOptions.from_args(args))
-    data = read_data(args, spec, command="audit")
+    method_options = options.method_options(args)
+    model, spec, _, _ = options.model_recipe(args).load(hints="cli")
+    data = options.read_labelled(args, spec, command="audit")
     if not data.items:
         raise UsageError(f"--data {args.data!r} holds no images to audit")
     config = AuditConfig(
         method=method,
-        layer=parse_layers([args.layer]),
+        layer=options.layer_spec(args.layer),
         batch_size=args.batch_size,
         grid=args.grid,
         thresholds=thresholds,
-        examples=max(0, args.examples),
-        method_options=options,
+        examples=args.examples,
+        method_options=method_options,
         max_pixels=args.max_pixels,
-        multilabel=ExplainMode.from_args(args).multilabel,
+        multilabel=bool(args.multilabel),
     )
     with Progress(label="camscope audit", enabled=not args.no_progress) as bar:
         result = run_audit(model, spec, data, config, progress=bar, on_skip=bar.skipped)

@@ -9,9 +9,12 @@ both on the test split with ``camscope audit`` and writes ``bias.json`` and ``bi
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
-from ._common import echo, positive_int, unit_float, warn
+from . import options
+from ._common import echo, warn
+from .options import positive_int, unit_float
 
 _EPILOG = """\
 output (--out DIR):
@@ -40,7 +43,22 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add = p.add_argument
-    add("--out", default="out/bias", metavar="DIR", help="output folder (default %(default)s)")
+    options.add(
+        p,
+        "out",
+        "batch_size",
+        "seed",
+        "method",
+        "device",
+        "resume",
+        "no_progress",
+        out={"default": Path("out/bias"), "help": "output folder (default %(default)s)"},
+        batch_size={"default": 32, "help": "images per training step (default 32)"},
+        seed={"help": "seed of data and weights (default 0)"},
+        method={"help": "CAM method of the audit (default gradcam)"},
+        device={"default": "cpu", "help": "where to train and audit (default cpu)"},
+        resume={"help": "continue interrupted training runs in --out"},
+    )
     add("--bias", type=unit_float, default=1.0, help="cue-class co-occurrence (default 1.0)")
     add("--train-images", type=positive_int, default=600, metavar="N", help="default 600")
     add("--test-images", type=positive_int, default=200, metavar="N", help="default 200")
@@ -50,13 +68,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     add("--width", type=positive_int, default=32, help="gapnet channels (default 32)")
     add("--depth", type=positive_int, default=2, help="gapnet blocks (default 2)")
     add("--epochs", type=positive_int, default=12, help="epochs per model (default 12)")
-    add("--batch-size", type=positive_int, default=32, metavar="N", help="default 32")
     add("--lr", type=float, default=3e-3, help="peak AdamW learning rate (default 3e-3)")
-    add("--seed", type=int, default=0, help="seed of data and weights (default 0)")
-    add("--method", default="gradcam", help="CAM method of the audit (default gradcam)")
-    add("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
-    add("--resume", action="store_true", help="continue interrupted training runs in --out")
-    add("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(run=run)
     return p
 
@@ -65,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     from ..bias.experiment import BiasExperiment, run_bias_experiment
 
     config = BiasExperiment(
-        out=args.out,
+        out=str(args.out),
         bias=args.bias,
         train_images=args.train_images,
         test_images=args.test_images,
@@ -78,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         lr=args.lr,
         seed=args.seed,
-        method=args.method,
+        method=options.one_method(args, "the audit's map"),
         device=args.device,
         resume=args.resume,
         progress=not args.no_progress,

@@ -9,14 +9,16 @@ embedded, 1 some could not be read (the others are embedded), 2 usage error.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
-from ._common import echo, positive_int
-from ._labelled import add_data_arguments, add_run_arguments, data_help
-from ._model import ExplainMode, ModelOptions, add_model_arguments
+from . import options
+from ._common import echo
+
+DEFAULT_LAYERS = "input,first,middle,last"
 
 _EPILOG = (
-    data_help()
+    options.DATA_HELP
     + """
 --layers: comma list of 'input' (the pooled input: the mean colour, a baseline), first, middle,
 last (the first, middle and last conv layer), auto, conv:N or module names (camscope layers MODEL).
@@ -40,31 +42,42 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_model_arguments(parser)
-    add_data_arguments(parser, unmapped=("keep", "skip", "error"))
-    parser.add_argument(
-        "--layers",
-        "--layer",
-        default="input,first,middle,last",
-        metavar="LIST",
-        help="layers, comma list (default %(default)s)",
+    options.add(
+        parser,
+        *options.MODEL,
+        "data",
+        *options.DATA,
+        "layer",
+        "out",
+        "batch_size",
+        "limit",
+        "seed",
+        "multilabel",
+        "max_pixels",
+        "no_progress",
+        data={"required": True, "help": "the labelled images (see below)"},
+        layer={"help": f"layers, repeatable or comma list (default {DEFAULT_LAYERS})"},
+        out={"default": Path("out/embed")},
+        batch_size={"default": 32, "help": "images per pass (default 32)"},
+        seed={"help": "seed of builtin:N and of UMAP (default 0)"},
+        unmapped=options.unmapped_help(("keep", "skip", "error")),
     )
-    parser.add_argument("--out", default="out/embed", metavar="DIR", help="output folder")
     parser.add_argument("--projection", choices=("pca", "umap"), default="pca")
     parser.add_argument(
-        "--k", type=positive_int, default=5, help="neighbours of the k-NN accuracy (default 5)"
+        "--k",
+        type=options.positive_int,
+        default=5,
+        help="neighbours of the k-NN accuracy (default 5)",
     )
-    parser.add_argument("--batch-size", type=positive_int, default=32, metavar="N")
-    parser.add_argument("--limit", type=positive_int, default=None, metavar="N")
-    parser.add_argument("--seed", type=int, default=0, help="seed of builtin:N and of UMAP")
     parser.add_argument(
         "--thumbnails",
-        type=int,
+        type=options.non_negative_int,
         default=2000,
         metavar="N",
         help="images with a hover thumbnail in the HTML (default 2000)",
     )
-    return add_run_arguments(parser, run, method_options=False)
+    parser.set_defaults(run=run)
+    return parser
 
 
 def run(args: argparse.Namespace) -> int:
@@ -72,15 +85,12 @@ def run(args: argparse.Namespace) -> int:
     from ..embeddings.report import write_embeddings
     from ..embeddings.run import embed_dataset
     from ..errors import UsageError
-    from ._common import split_list
-    from ._labelled import read_data
-    from ._model import load_model
 
-    layers = split_list([args.layers])
+    layers = options.split_list(args.layer or [DEFAULT_LAYERS])
     if not layers:
-        raise UsageError("--layers is empty; e.g. --layers input,first,middle,last")
-    model, spec, _device = load_model(ModelOptions.from_args(args))
-    data = read_data(args, spec, command="embed")
+        raise UsageError(f"--layers is empty; e.g. --layers {DEFAULT_LAYERS}")
+    model, spec, _, _ = options.model_recipe(args).load(hints="cli")
+    data = options.read_labelled(args, spec, command="embed")
     if not data.items:
         raise UsageError(f"--data {args.data!r} holds no images to embed")
     with Progress(label="camscope embed", enabled=not args.no_progress) as bar:
@@ -93,11 +103,11 @@ def run(args: argparse.Namespace) -> int:
             k=args.k,
             batch_size=args.batch_size,
             seed=args.seed,
-            thumbnails=max(0, args.thumbnails),
+            thumbnails=args.thumbnails,
             progress=bar,
             on_skip=bar.skipped,
             max_pixels=args.max_pixels,
-            multilabel=ExplainMode.from_args(args).multilabel,
+            multilabel=bool(args.multilabel),
         )
     settings = {"model": spec.name, "data": args.data, "layers": layers, "k": args.k}
     paths = write_embeddings(result, args.out, settings, title=f"camscope embed: {spec.name}")

@@ -17,22 +17,10 @@ from typing import Any
 
 from ..data.progress import Progress, shown
 from ..errors import UsageError
-from ._common import (
-    add_max_pixels_argument,
-    add_method_option_arguments,
-    echo,
-    parse_method_options,
-    positive_int,
-    split_list,
-)
-from ._labelled import add_data_arguments
-from ._model import (
-    ModelOptions,
-    PreprocessingOptions,
-    add_model_arguments,
-    add_multilabel_argument,
-    add_preprocessing_arguments,
-)
+from . import options
+from ._common import echo
+
+DEFAULT_METHODS = "gradcam,gradcam++,xgradcam,layercam,eigencam"
 
 _EPILOG = """\
 metric families (--metrics, comma list or 'all'; default {default}):
@@ -70,56 +58,44 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         epilog=_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_model_arguments(parser)
-    add_multilabel_argument(parser)
-    add_preprocessing_arguments(parser)
-    parser.add_argument(
-        "--methods",
-        "--method",
-        default="gradcam,gradcam++,xgradcam,layercam,eigencam",
-        metavar="LIST",
-        help="comma list of methods or 'all' (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--layers",
-        "--layer",
-        action="append",
-        metavar="NAME",
-        help="layer(s) to explain, each evaluated separately (repeat or comma list; default: automatic)",
-    )
-    parser.add_argument(
-        "--data",
-        default="builtin:50",
-        metavar="DIR|FILE|builtin:N",
-        help="annotations (a file or a folder in a common layout, see below) or builtin:N[:SEED] "
-        "for N images of the built-in benchmark (default %(default)s)",
-    )
-    add_data_arguments(parser, unmapped=("error", "skip"), data=False)
-    parser.add_argument(
-        "--seed", type=int, default=0, help="seed of the built-in benchmark (default 0)"
+    options.add(
+        parser,
+        *options.MODEL,
+        "multilabel",
+        *options.PREPROCESSING,
+        "method",
+        "layer",
+        "data",
+        *options.DATA,
+        "seed",
+        method={
+            "default": DEFAULT_METHODS,
+            "help": "comma list of methods or 'all' (default: %(default)s)",
+        },
+        layer={
+            "help": "layer(s) to explain, each evaluated separately (repeat or comma list; "
+            "default: automatic)"
+        },
+        data={
+            "default": "builtin:50",
+            "help": "annotations (a file or a folder in a common layout, see below) or "
+            "builtin:N[:SEED] for N images of the built-in benchmark (default %(default)s)",
+        },
+        seed={"help": "seed of the built-in benchmark (default 0)"},
     )
     parser.add_argument(
         "--metrics", default=None, metavar="LIST", help="metric families (see below) or 'all'"
     )
-    parser.add_argument(
-        "--out", default="out/evaluate", metavar="DIR", help="output folder (default %(default)s)"
-    )
-    parser.add_argument(
-        "--resume", action="store_true", help="continue the run stored in --out (same settings)"
-    )
-    parser.add_argument(
-        "--limit",
-        type=positive_int,
-        default=None,
-        metavar="N",
-        help="evaluate only the first N images",
-    )
-    parser.add_argument(
-        "--batch-size",
-        type=positive_int,
-        default=8,
-        metavar="N",
-        help="images per explain call (default 8)",
+    options.add(
+        parser,
+        "out",
+        "resume",
+        "limit",
+        "batch_size",
+        out={"default": Path("out/evaluate"), "help": "output folder (default %(default)s)"},
+        resume={"help": "continue the run stored in --out (same settings)"},
+        limit={"help": "evaluate only the first N images"},
+        batch_size={"default": 8, "help": "images per explain call (default 8)"},
     )
     parser.add_argument(
         "--threshold",
@@ -134,7 +110,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="pointing-game tolerance in pixels at the model input size (default 15)",
     )
     parser.add_argument(
-        "--steps", type=positive_int, default=20, help="deletion/insertion steps (default 20)"
+        "--steps",
+        type=options.positive_int,
+        default=20,
+        help="deletion/insertion steps (default 20)",
     )
     parser.add_argument(
         "--deletion-substrate", choices=("zero", "blur", "mean", "black"), default="zero"
@@ -144,14 +123,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--sanity-images",
-        type=positive_int,
+        type=options.positive_int,
         default=8,
         metavar="N",
         help="images for the randomization test (default 8)",
     )
     parser.add_argument(
         "--robustness-samples",
-        type=positive_int,
+        type=options.positive_int,
         default=8,
         metavar="N",
         help="noisy copies per image for the robustness family (default 8)",
@@ -165,14 +144,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--examples",
-        type=int,
+        type=options.non_negative_int,
         default=3,
         metavar="K",
         help="worst and best images per method in the report (default 3; 0: none)",
     )
-    add_max_pixels_argument(parser)
-    add_method_option_arguments(parser)
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    options.add(parser, "max_pixels", "option", "no_progress")
     parser.set_defaults(run=run)
     return parser
 
@@ -183,7 +160,7 @@ def parse_metrics(text: str | None) -> list[str]:
 
     if text is None:
         return default_families()
-    names = split_list([text])
+    names = options.split_list(text)
     if [n.lower() for n in names] == ["all"]:
         return family_names()
     return check_families(names, "--metrics")
@@ -205,9 +182,7 @@ def _fingerprint(path: str | Path) -> str:
 def _load_data(args: argparse.Namespace, spec: Any) -> tuple[Any, str, str, list[str]]:
     """The data, its description for config.json, the label rule and the report's data notes
     (:func:`camscope.data.read.read_data`, which says the notes on stderr)."""
-    from ._labelled import read_data
-
-    data = read_data(args, spec, command="evaluate", need="boxes")
+    data = options.read_labelled(args, spec, command="evaluate", need="boxes")
     if data.kind == "builtin":
         # The built-in benchmark's image i does not depend on N, so a resumed run may grow N.
         return data, f"builtin (seed {data.details['generator_seed']})", "", []
@@ -219,13 +194,13 @@ def _load_data(args: argparse.Namespace, spec: Any) -> tuple[Any, str, str, list
 
 
 def run(args: argparse.Namespace) -> int:
-    from ._common import parse_methods
+    from .. import evaluation
+    from ..methods import parse_methods
 
     metrics = parse_metrics(args.metrics)
-    methods = parse_methods(args.methods)
-    layers = split_list(args.layers) or ["auto"]
-    method_options = parse_method_options(args.option)
-    from .. import evaluation
+    methods = parse_methods(args.method)
+    layers = options.split_list(args.layer) or ["auto"]
+    method_options = options.method_options(args)
 
     # settings are checked before the model loads (NaN, ranges)
     config = evaluation.EvalConfig(
@@ -257,14 +232,10 @@ def run(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace, config: Any, out: Path) -> int:
     from .. import evaluation
     from ..evaluation.report import write_report
-    from ._model import apply_preprocessing, load_model
 
     if args.weights is not None:
         config.weights = _fingerprint(args.weights)
-    model, spec, _device = load_model(ModelOptions.from_args(args))
-    spec, preprocessing_notes = apply_preprocessing(
-        model, spec, PreprocessingOptions.from_args(args)
-    )
+    model, spec, _, preprocessing_notes = options.model_recipe(args).load(hints="cli")
     for line in preprocessing_notes:
         sys.stderr.write(f"camscope evaluate: {shown(line)}\n")
     data, config.data, config.labels, data_notes = _load_data(args, spec)
@@ -285,7 +256,7 @@ def _evaluate(args: argparse.Namespace, config: Any, out: Path) -> int:
             args.out,
             resume=args.resume,
             progress=bar,
-            examples=max(0, args.examples),
+            examples=args.examples,
             max_pixels=args.max_pixels,
             on_failure=bar.skipped,
         )

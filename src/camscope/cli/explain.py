@@ -25,47 +25,13 @@ the exit code is then 1.
 from __future__ import annotations
 
 import argparse
-import json
-import logging
-import sys
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..data.progress import Progress, shown
-from ..errors import UsageError
-from ._common import (
-    add_max_pixels_argument,
-    add_method_option_arguments,
-    echo,
-    methods_within_budget,
-    non_negative_int,
-    parse_layers,
-    parse_method_options,
-    parse_methods,
-    positive_int,
-    split_list,
-    unit_float,
-    warn,
-)
+from . import options
+from ._common import echo, warn
 from ._dataset import add_dataset_arguments, run_dataset, wants_dataset
-from ._inputs import add_input_arguments
-from ._model import (
-    ExplainMode,
-    ModelOptions,
-    PreprocessingOptions,
-    add_explain_mode_arguments,
-    add_model_arguments,
-    add_preprocessing_arguments,
-)
-
-if TYPE_CHECKING:
-    import torch
-
-    from ..models import ModelSpec
-    from ..pictures.job import JobState
-
-log = logging.getLogger(__name__)
 
 _EPILOG = """\
 targets:
@@ -100,31 +66,25 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="IMAGE",
         help="image files (also DICOM, NIfTI), folders or URLs (default: the four demo images)",
     )
-    add_model_arguments(parser)
-    parser.add_argument(
-        "--method",
-        "-m",
-        default="gradcam",
-        metavar="NAMES",
-        help="comma-separated CAM methods, or 'all' (default gradcam; see `camscope methods`)",
-    )
-    parser.add_argument(
-        "--layer",
-        "-l",
-        action="append",
-        default=None,
-        metavar="LAYER",
-        help="layer(s) to explain, repeatable or comma-separated (default auto)",
-    )
-    parser.add_argument(
-        "--target",
-        "-t",
-        default="top1",
-        metavar="T",
-        help="class to explain: top1, top5, topk:K, a class index or a class name (default top1)",
-    )
-    parser.add_argument(
-        "--out", "-o", type=Path, default=Path("out/explain"), metavar="DIR", help="output folder"
+    options.add(
+        parser,
+        *options.MODEL,
+        "method",
+        "layer",
+        "target",
+        "out",
+        "option",
+        *options.EXPLAIN_MODE,
+        "batch_size",
+        "max_pixels",
+        *options.INPUTS,
+        "no_progress",
+        *options.PREPROCESSING,
+        out={"default": Path("out/explain")},
+        batch_size={
+            "default": None,
+            "help": "images per pass (default 1; 32 with --format parquet)",
+        },
     )
     parser.add_argument(
         "--aug-smooth",
@@ -137,19 +97,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         action="store_true",
         help="use the first principal component of the weighted activations",
     )
-    add_method_option_arguments(parser)
-    add_explain_mode_arguments(parser)
-    parser.add_argument(
-        "--batch-size",
-        type=positive_int,
-        default=1,
-        metavar="B",
-        help="images per forward/backward pass (default 1)",
-    )
     add_picture_arguments(parser)
-    add_max_pixels_argument(parser)
-    add_input_arguments(parser)
-    add_preprocessing_arguments(parser)
     add_dataset_arguments(parser)
     parser.set_defaults(run=run)
     return parser
@@ -158,18 +106,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def add_picture_arguments(parser: argparse.ArgumentParser) -> None:
     """What is drawn and written for each image."""
     group = parser.add_argument_group("pictures and files")
-    group.add_argument(
-        "--colormap",
-        default="inferno",
-        metavar="NAME",
-        help="matplotlib colour map (default inferno; jet and turbo give the classic look)",
-    )
-    group.add_argument(
-        "--alpha", type=unit_float, default=0.5, help="heat-map opacity in [0, 1] (default 0.5)"
-    )
+    options.add(group, "colormap", "alpha")
     group.add_argument(
         "--max-side",
-        type=non_negative_int,
+        type=options.non_negative_int,
         default=1024,
         metavar="PX",
         help="longer side of the overlay files (default 1024; 0: the image's own size)",
@@ -202,68 +142,6 @@ def add_picture_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-@dataclass(frozen=True)
-class ExplainOptions:
-    """``camscope explain`` options as plain typed values (no argparse past this point)."""
-
-    images: list[str] = field(default_factory=list)
-    model: ModelOptions = field(default_factory=ModelOptions)
-    preprocessing: PreprocessingOptions = field(default_factory=PreprocessingOptions)
-    methods: str = "gradcam"
-    layers: list[str] = field(default_factory=list)
-    target: str = "top1"
-    out: Path = Path("out/explain")
-    save_npy: bool = False
-    npy_size: str = "model"
-    colormap: str = "inferno"
-    alpha: float = 0.5
-    max_side: int = 1024
-    grid: bool = True
-    overlays: bool = True
-    image_format: str = "png"
-    class_scale: str = "shared"
-    max_pixels: int | None = None
-    timeout: float | None = None
-    window: tuple[float, float] | None = None
-    batch_size: int = 1
-    aug_smooth: bool = False
-    eigen_smooth: bool = False
-    method_options: dict[str, Any] = field(default_factory=dict)
-    explain_mode: ExplainMode = field(default_factory=ExplainMode)
-
-
-def run(args: argparse.Namespace) -> int:
-    if wants_dataset(args):
-        return run_dataset(args)
-    options = ExplainOptions(
-        images=list(args.images),
-        model=ModelOptions.from_args(args),
-        preprocessing=PreprocessingOptions.from_args(args),
-        methods=args.method,
-        layers=split_list(args.layer),
-        target=args.target,
-        out=args.out,
-        save_npy=bool(args.save_npy),
-        npy_size=args.npy_size,
-        colormap=args.colormap,
-        alpha=args.alpha,
-        max_side=args.max_side,
-        grid=not args.no_grid,
-        overlays=not args.no_overlays,
-        image_format=args.image_format,
-        class_scale=args.class_scale,
-        max_pixels=args.max_pixels,
-        timeout=args.timeout,
-        window=args.window,
-        batch_size=args.batch_size,
-        aug_smooth=bool(args.aug_smooth),
-        eigen_smooth=bool(args.eigen_smooth),
-        method_options=parse_method_options(args.option),
-        explain_mode=ExplainMode.from_args(args),
-    )
-    return explain_images(options)
-
-
 class _Reporter:
     """Prints what the job reports: one line per problem, names shown safely."""
 
@@ -281,119 +159,71 @@ class _Reporter:
     def warning(self, text: str) -> None:
         self.progress.write(f"camscope explain: warning: {shown(text)}")
 
+    def note(self, text: str) -> None:
+        self.progress.write(f"camscope explain: {shown(text)}")
 
-def explain_images(options: ExplainOptions) -> int:
-    """Run the whole command; returns 0, 1 when some images failed or methods were skipped,
-    130 when interrupted (``summary.json`` then lists what was done)."""
-    import torch
 
+def run(args: argparse.Namespace) -> int:
+    """Returns 0, 1 when some images failed or methods were skipped, 130 when interrupted
+    (``summary.json`` then lists what was done)."""
+    if wants_dataset(args):
+        return run_dataset(args)
     from .. import viz
-    from ..core.layers import resolve_layers
-    from ..core.targets import parse_topk
-    from ..data.classes import parse_target
     from ..data.dataset import LoadOptions
     from ..data.inputs import open_images
-    from ..io import model_channels
+    from ..methods import parse_methods
     from ..outputs import prepare_output
-    from ..pictures.files import PictureWriter
-    from ..pictures.job import JobState, PictureRequest, explain_to_files
+    from ..pictures.job import JobState
     from ..pictures.plan import PictureOptions
-    from ._model import apply_preprocessing, load_model
+    from ..pictures.run import PictureJob, run_picture_job
 
     # Everything that can be checked without the model is checked before loading it.
-    methods = parse_methods(options.methods)
-    layer = parse_layers(options.layers)
-    viz.check_colormap(options.colormap)
-    if not 0.0 <= options.alpha <= 1.0:
-        raise UsageError(f"--alpha must be between 0 and 1; got {options.alpha}")
-    prepare_output(options.out, reserved=("summary.json",))
-    items = list(open_images(options.images).items)
-
-    model, spec, device = load_model(options.model)
-    spec, notes = apply_preprocessing(model, spec, options.preprocessing)
-    for note in notes:
-        sys.stderr.write(f"camscope explain: note: {note}\n")
-    target = parse_target(options.target, spec.class_names, model=spec.name, what="--target")
-    dummy = torch.zeros(1, model_channels(spec), *spec.input_size, device=device)
-    layer_names = [name for name, _ in resolve_layers(model, layer, dummy)]
-    choice = methods_within_budget(
-        options.methods,
-        methods,
-        model,
-        layer_names,
-        dummy,
-        targets_per_image=parse_topk(target) or 1 if isinstance(target, str) else 1,
-        method_options=options.method_options,
-        allow_slow=options.explain_mode.allow_slow,
-        budget=options.explain_mode.pass_budget,
-        aug_smooth=options.aug_smooth,
+    parse_methods(args.method)
+    viz.check_colormap(args.colormap)
+    method_options = options.method_options(args)
+    prepare_output(args.out, reserved=("summary.json",))
+    items = list(open_images(args.images).items)
+    loaded = options.model_recipe(args).load(hints="cli")
+    for note in loaded.notes:
+        warn(f"camscope explain: note: {note}")
+    job = PictureJob(
+        out=args.out,
+        methods=args.method,
+        layers=options.split_list(args.layer),
+        target=args.target,
+        batch_size=args.batch_size or 1,
+        aug_smooth=bool(args.aug_smooth),
+        eigen_smooth=bool(args.eigen_smooth),
+        method_options=method_options,
+        mode="as-is" if args.as_is else "eval",
+        multilabel=bool(args.multilabel),
+        allow_slow=bool(args.allow_slow),
+        pass_budget=args.pass_budget,
+        pictures=PictureOptions(
+            colormap=args.colormap,
+            alpha=args.alpha,
+            max_side=args.max_side or None,
+            grid=not args.no_grid,
+            overlays=not args.no_overlays,
+            image_format=args.image_format,
+            save_npy=bool(args.save_npy),
+            npy_size=args.npy_size,
+            class_scale=args.class_scale,
+        ),
+        load=LoadOptions(args.max_pixels, args.timeout, args.window),
+        preprocessing=options.preprocessing(args),
     )
-    for name, why in choice.left_out.items():
-        warn(f"camscope explain: left out {name}: {why}")
-    for note in choice.notes:
-        warn(f"camscope explain: {note}")
-    methods = choice.methods
-    log.info("model %s, layers %s, methods %s, target %r", spec.name, layer_names, methods, target)
-
-    pictures = PictureOptions(
-        colormap=options.colormap,
-        alpha=options.alpha,
-        max_side=options.max_side or None,
-        grid=options.grid,
-        overlays=options.overlays,
-        image_format=options.image_format,
-        save_npy=options.save_npy,
-        npy_size=options.npy_size,
-        class_scale=options.class_scale,
-    )
-    progress = Progress(len(items), "camscope explain")
-    request = PictureRequest(
-        methods, layer_names, target, _call_options(options, progress), options.batch_size
-    )
-    load = LoadOptions(options.max_pixels, options.timeout, options.window)
     state = JobState()
+    progress = Progress(len(items), "camscope explain", enabled=not args.no_progress)
     try:
-        explain_to_files(
-            model,
-            spec,
-            device,
-            items,
-            request,
-            load,
-            PictureWriter(options.out, pictures),
-            state,
-            _Reporter(progress),
-            progress,
-        )
+        with progress:
+            result = run_picture_job(job, loaded, items, state, _Reporter(progress), progress)
     except KeyboardInterrupt:
-        progress.close()
-        _write_summary(
-            options,
-            spec,
-            device,
-            choice.methods,
-            layer_names,
-            state,
-            interrupted=True,
-            left_out=choice.left_out,
-        )
-        sys.stderr.write(
+        warn(
             f"camscope explain: interrupted after {len(state.records)} of {len(items)} image(s); "
-            f"{shown(options.out / 'summary.json')} lists them\n"
+            f"{shown(args.out / 'summary.json')} lists them"
         )
         return 130
-    progress.close()
-    _write_summary(
-        options,
-        spec,
-        device,
-        choice.methods,
-        layer_names,
-        state,
-        interrupted=False,
-        left_out=choice.left_out,
-    )
-    written = sum(len(r["files"]) for r in state.records)
     done = len(state.records) - state.failed
     skipped = ""
     if state.skipped:
@@ -401,74 +231,9 @@ def explain_images(options: ExplainOptions) -> int:
         skipped = f"; skipped {shown(', '.join(keys))}"
     echo(
         f"explained {done} of {len(state.records)} image(s) with "
-        f"{', '.join(m for m in methods if m not in state.skipped)}: {written} file(s) in "
-        f"{shown(options.out)}/"
+        f"{', '.join(m for m in result.methods if m not in state.skipped)}: {result.files} "
+        f"file(s) in {shown(args.out)}/"
         + (f"; {state.failed} failed (see stderr and summary.json)" if state.failed else "")
         + skipped
     )
-    return 1 if state.failed or state.skipped else 0
-
-
-def _write_summary(
-    options: ExplainOptions,
-    spec: ModelSpec,
-    device: torch.device,
-    methods: list[str],
-    layer_names: list[str],
-    state: JobState,
-    *,
-    interrupted: bool,
-    left_out: dict[str, str],
-) -> None:
-    from ..outputs import write_atomic
-
-    summary = {
-        "camscope": _version(),
-        "model": spec.name,
-        "spec": spec.to_dict(),
-        "device": str(device),
-        "methods": methods,
-        "skipped": dict(state.skipped),
-        "layer": layer_names[0] if len(layer_names) == 1 else layer_names,
-        "target": options.target,
-        "colormap": options.colormap,
-        "alpha": options.alpha,
-        "aug_smooth": options.aug_smooth,
-        "eigen_smooth": options.eigen_smooth,
-        "method_options": options.method_options,
-        "methods_left_out": left_out,
-        "pictures": {
-            "max_side": options.max_side or None,
-            "image_format": options.image_format,
-            "grid": options.grid,
-            "overlays": options.overlays,
-            "class_scale": options.class_scale,
-            "npy_size": options.npy_size if options.save_npy else None,
-        },
-        "preprocessing": {k: v for k, v in asdict(options.preprocessing).items() if v is not None},
-        "warnings": list(state.warnings),
-        "interrupted": interrupted,
-        "images": state.records,
-    }
-    text = json.dumps(summary, indent=2, default=str) + "\n"
-    write_atomic(options.out / "summary.json", text)
-
-
-def _version() -> str:
-    from .. import __version__
-
-    return __version__
-
-
-def _call_options(options: ExplainOptions, progress: Progress) -> dict[str, Any]:
-    """Keyword arguments of :func:`camscope.explain`; long perturbation runs report their passes
-    on stderr, as a bar on a terminal, otherwise as lines of :class:`Progress` (the library
-    itself prints nothing)."""
-    method_options = dict(options.method_options)
-    method_options.setdefault("progress", True if sys.stderr.isatty() else progress.passes)
-    return {
-        "aug_smooth": options.aug_smooth,
-        "eigen_smooth": options.eigen_smooth,
-        "method_options": method_options,
-        **options.explain_mode.explain_kwargs(),
-    }
+    return result.exit_code

@@ -13,17 +13,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..errors import UsageError
-from ._common import (
-    echo,
-    parse_layers,
-    parse_method_options,
-    positive_int,
-    split_list,
-    unit_float,
-)
-from ._labelled import add_data_arguments, add_run_arguments, one_method, read_data
-from ._model import ExplainMode, ModelOptions, add_model_arguments
+from . import options
+from ._common import echo
 
 _EPILOG = """\
 data (--data):
@@ -50,56 +41,63 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_model_arguments(parser)
-    parser.add_argument(
-        "--out", "-o", type=Path, default=Path("out/failures"), metavar="DIR", help="output folder"
-    )
-    add_map_arguments(
+    options.add(
         parser,
-        "NAME",
-        "map for the predicted and the true class (default gradcam; see `camscope methods`)",
+        *options.MODEL,
+        "out",
+        "method",
+        "layer",
+        "batch_size",
+        "seed",
+        "data",
+        *options.DATA,
+        "colormap",
+        "alpha",
+        "multilabel",
+        "max_pixels",
+        "option",
+        "no_progress",
+        out={"default": Path("out/failures")},
+        method={
+            "help": "map for the predicted and the true class, one method (default gradcam; see "
+            "`camscope methods`)"
+        },
+        batch_size={"default": 8, "help": "images per pass (default 8)"},
+        data={"required": True, "help": "the labelled images (see below)"},
+        unmapped=options.unmapped_help(("error", "skip"), folders="fail"),
     )
-    parser.add_argument(
-        "--batch-size",
-        type=positive_int,
-        default=8,
-        metavar="B",
-        help="images per pass (default 8)",
-    )
-    parser.add_argument("--seed", type=int, default=0, help="seed of builtin:N (default 0)")
-    add_data_arguments(parser, unmapped=("error", "skip"), unmapped_folders="fail")
-    add_picture_arguments(parser)
     parser.add_argument(
         "--embed",
-        type=int,
+        type=options.non_negative_int,
         default=100,
         metavar="N",
         help="grids embedded in report.html, most confident mistakes first (default 100)",
     )
-    return add_run_arguments(parser, run)
+    parser.set_defaults(run=run)
+    return parser
 
 
 def run(args: argparse.Namespace) -> int:
     from ..data.progress import Progress
     from ..diagnosis.failures import FailureSettings, diagnose_failures
 
-    method = one_method(args.method, "the map compared for the two classes")
+    method = options.one_method(args, "the map compared for the two classes")
     bar = Progress(label="camscope failures", enabled=not args.no_progress)
     settings = FailureSettings(
         method=method,
-        layer=parse_layers(split_list(args.layer)),
+        layer=options.layer_spec(args.layer),
         batch_size=args.batch_size,
         colormap=args.colormap,
         alpha=args.alpha,
         max_pixels=args.max_pixels,
-        method_options=parse_method_options(args.option),
+        method_options=options.method_options(args),
         progress=bar,
         on_skip=bar.skipped,
-        embed=max(0, args.embed),
-        multilabel=ExplainMode.from_args(args).multilabel,
+        embed=args.embed,
+        multilabel=bool(args.multilabel),
     )
-    model, spec, _ = load_checked(args, settings.layer)
-    data = read_data(args, spec, command="failures", unmapped_folders="fail")
+    model, spec = load_checked(args, settings.layer)
+    data = options.read_labelled(args, spec, command="failures", unmapped_folders="fail")
     with bar:
         result = diagnose_failures(model, spec, data, args.out, settings)
     summary = result.summary
@@ -117,40 +115,16 @@ def run(args: argparse.Namespace) -> int:
     return 1 if result.errors else 0
 
 
-def add_map_arguments(parser: argparse.ArgumentParser, metavar: str, method_help: str) -> None:
-    """``--method`` (default gradcam) and ``--layer`` (repeatable, default auto) of failures and
-    adversarial."""
-    parser.add_argument("--method", "-m", default="gradcam", metavar=metavar, help=method_help)
-    parser.add_argument(
-        "--layer", "-l", action="append", default=None, metavar="LAYER", help="layer (default auto)"
-    )
-
-
-def add_picture_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--colormap`` and ``--alpha`` of the heat-map overlays (failures, adversarial)."""
-    parser.add_argument("--colormap", default="inferno", metavar="NAME", help="colour map")
-    parser.add_argument("--alpha", type=unit_float, default=0.5, help="heat-map opacity")
-
-
-def load_checked(args: argparse.Namespace, layer: str | list[str]) -> tuple[Any, Any, Any]:
-    """Check ``--colormap``, create ``--out``, load the model and resolve ``layer`` on a dummy
-    input (a bad layer is a usage error before any work); ``(model, spec, device)``."""
-    import torch
-
+def load_checked(args: argparse.Namespace, layer: str | list[str]) -> tuple[Any, Any]:
+    """Check ``--colormap``, create ``--out``, load the model and resolve ``layer`` on an
+    example input (a bad layer is a usage error before any work); ``(model, spec)`` (failures
+    and adversarial)."""
     from .. import viz
     from ..core.layers import resolve_layers
-    from ._model import load_model
+    from ..outputs import prepare_output
 
     viz.check_colormap(args.colormap)
-    make_folder(args.out)
-    model, spec, device = load_model(ModelOptions.from_args(args))
-    resolve_layers(model, layer, torch.zeros(1, 3, *spec.input_size, device=device))
-    return model, spec, device
-
-
-def make_folder(out: Path) -> None:
-    """Create the output folder; failing that is a usage error naming it."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UsageError(f"cannot create the output folder {str(out)!r}: {err.strerror}") from None
+    prepare_output(args.out)
+    model, spec, device, _ = options.model_recipe(args).load(hints="cli")
+    resolve_layers(model, layer, spec.example_input(device))
+    return model, spec

@@ -12,8 +12,8 @@ import argparse
 import json
 from typing import Any
 
-from ._common import echo, format_table, positive_int
-from ._model import ModelOptions, add_model_arguments
+from . import options
+from ._common import echo, format_table
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -22,37 +22,34 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="list a model's candidate layers and the automatic choice",
         description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
     )
-    add_model_arguments(parser, positional=True)
+    parser.add_argument("model", metavar="MODEL", help=options.OPTIONS["model"].kwargs["help"])
+    options.add(parser, *options.MODEL[1:])
     parser.add_argument(
         "--size",
-        type=positive_int,
+        type=options.positive_int,
         default=None,
         metavar="N",
         help="side of the square dummy input (default: the model's input size)",
     )
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    options.add(parser, "json")
     parser.set_defaults(run=run)
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
-    options = ModelOptions.from_args(args)
-    if options.weights is None:  # the layout does not depend on the weights: skip loading them
-        options = ModelOptions(options.name, None, options.trust_checkpoint, True, options.device)
-    return show_layers(options, size=args.size, as_json=bool(args.json))
+    """Print the candidate layers of the model; returns the exit code."""
+    import dataclasses
 
-
-def show_layers(options: ModelOptions, *, size: int | None = None, as_json: bool = False) -> int:
-    """Print the candidate layers of the model ``options`` describe; returns the exit code."""
     import torch
 
     from ..core.layer_table import layer_table
-    from ..io import model_channels
-    from ._model import PreprocessingOptions, apply_preprocessing, load_model
 
-    model, spec, device = load_model(options)
-    spec, _ = apply_preprocessing(model, spec, PreprocessingOptions())  # the channels it reads
-    channels = model_channels(spec)
+    recipe = options.model_recipe(args)
+    if recipe.weights is None:  # the layout does not depend on the weights: skip loading them
+        recipe = dataclasses.replace(recipe, random_init=True)
+    size, as_json = args.size, bool(args.json)
+    model, spec, device, _ = recipe.load(hints="cli")  # the spec says the channels it reads
+    channels = spec.channels or len(spec.mean)
     height, width = (size, size) if size else spec.input_size
     dummy = torch.zeros(1, channels, height, width, device=device)
     table = layer_table(model, dummy)

@@ -116,15 +116,37 @@ class _StderrHandler(logging.StreamHandler):
         pass
 
 
+class _Once(logging.Filter):
+    """Lets each warning text through once per command: a warning the library logs for every
+    batch (or every augmented copy) is said once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.said: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        text = f"{record.name}:{record.getMessage()}"
+        if text in self.said:
+            return False
+        self.said.add(text)
+        return True
+
+
 def _setup_logging(verbosity: int) -> None:
     level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
     logger = logging.getLogger("camscope")
     logger.setLevel(level)
-    if not any(getattr(h, "_camscope_cli", False) for h in logger.handlers):
-        handler = _StderrHandler()
-        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-        handler._camscope_cli = True  # type: ignore[attr-defined]
-        logger.addHandler(handler)
+    for handler in logger.handlers:
+        if getattr(handler, "_camscope_cli", False):
+            handler.filters = [_Once()]  # a new command: nothing said yet
+            return
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(_Once())
+    handler._camscope_cli = True  # type: ignore[attr-defined]
+    logger.addHandler(handler)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

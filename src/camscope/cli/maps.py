@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CamscopeError, UsageError
-from ._common import echo, unit_float, warn
+from . import options
+from ._common import echo, warn
 
 _EPILOG = """\
 examples:
@@ -43,11 +44,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     export.add_argument("--png", action="store_true", help="overlay PNGs at the image's size")
     export.add_argument("--npy", action="store_true", help="raw maps as float32 .npy")
-    export.add_argument(
-        "--method", "-m", default=None, metavar="NAMES", help="only these methods (comma list)"
-    )
-    export.add_argument(
-        "--out", "-o", type=Path, default=None, metavar="DIR", help="where (default OUT/export)"
+    options.add(
+        export,
+        "method",
+        "out",
+        "colormap",
+        "alpha",
+        method={"default": None, "help": "only these methods (comma list; default: every one)"},
+        out={"help": "where (default OUT/export)"},
     )
     export.add_argument(
         "--root",
@@ -55,10 +59,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=None,
         metavar="DIR",
         help="find images as ROOT/ID instead of the paths the job read",
-    )
-    export.add_argument("--colormap", default="inferno", metavar="NAME", help="(default inferno)")
-    export.add_argument(
-        "--alpha", type=unit_float, default=0.5, help="heat-map opacity in [0, 1] (default 0.5)"
     )
     parser.set_defaults(run=run)
     return parser
@@ -91,7 +91,6 @@ def _export(store: Any, args: argparse.Namespace) -> int:
     from .. import io, viz
     from ..batch.maps import heatmap_of
     from ..batch.rows import png_stem
-    from ._common import split_list
 
     if not (args.png or args.npy):
         raise UsageError("say what to export: --png (overlays) and/or --npy (raw maps)")
@@ -105,7 +104,7 @@ def _export(store: Any, args: argparse.Namespace) -> int:
     if not ids:
         raise UsageError("no ids given; pass --ids ID [ID ...] or --ids-file FILE")
     viz.check_colormap(args.colormap)
-    methods = split_list([args.method]) if args.method else None
+    methods = options.split_list(args.method) if args.method else None
     from ..outputs import prepare_output, write_picture
 
     out = prepare_output(args.out or Path(args.dir) / "export")

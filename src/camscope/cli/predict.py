@@ -4,21 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import dataclass, field
 from typing import Any
 
 from ..data.progress import shown
 from ..errors import CamscopeError, TargetError
-from ._common import add_max_pixels_argument, echo, positive_int, warn
-from ._inputs import add_input_arguments
-from ._model import (
-    ExplainMode,
-    ModelOptions,
-    PreprocessingOptions,
-    add_model_arguments,
-    add_multilabel_argument,
-    add_preprocessing_arguments,
-)
+from . import options
+from ._common import echo, warn
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -35,69 +26,35 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="IMAGE",
         help="image files (also DICOM, NIfTI), folders or URLs (default: the demo images)",
     )
-    add_model_arguments(parser)
+    options.add(parser, *options.MODEL)
     parser.add_argument(
         "--topk",
-        type=positive_int,
+        type=options.positive_int,
         default=None,
         metavar="K",
         help="classes per image (default 5, or every class of a model with fewer)",
     )
-    add_multilabel_argument(parser)
-    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
-    add_max_pixels_argument(parser)
-    add_input_arguments(parser)
-    add_preprocessing_arguments(parser)
+    options.add(parser, "multilabel", "json", "max_pixels", *options.INPUTS, *options.PREPROCESSING)
     parser.set_defaults(run=run)
     return parser
 
 
-@dataclass(frozen=True)
-class PredictOptions:
-    images: list[str]
-    model: ModelOptions
-    topk: int | None = None  # None: 5, or all classes of a model with fewer
-    max_pixels: int | None = None
-    as_json: bool = False
-    preprocessing: PreprocessingOptions = field(default_factory=PreprocessingOptions)
-    timeout: float | None = None
-    window: tuple[float, float] | None = None
-    multilabel: bool = False
-
-
 def run(args: argparse.Namespace) -> int:
-    options = PredictOptions(
-        images=list(args.images),
-        model=ModelOptions.from_args(args),
-        topk=args.topk,
-        max_pixels=args.max_pixels,
-        as_json=bool(args.json),
-        preprocessing=PreprocessingOptions.from_args(args),
-        timeout=args.timeout,
-        window=args.window,
-        multilabel=ExplainMode.from_args(args).multilabel,
-    )
-    return predict_images(options)
-
-
-def predict_images(options: PredictOptions) -> int:
     """Classify each input with :func:`camscope.core.prediction.classify` (eval mode, any
     model output: a tensor, a tuple, a dict or a ``ModelOutput`` with logits); the
     probabilities are those :func:`camscope.explain` reports (softmax; a single-logit model: its
-    sigmoid, ``[1 - p, p]``; ``multilabel``: a sigmoid per class). Returns 0, or 1 when some
+    sigmoid, ``[1 - p, p]``; ``--multilabel``: a sigmoid per class). Returns 0, or 1 when some
     inputs could not be read."""
     from ..core.prediction import classify
     from ..data.dataset import LoadOptions
     from ..data.inputs import open_images
     from ..pictures.plan import class_label
-    from ._model import apply_preprocessing, load_model
 
-    items = open_images(options.images).items
-    model, spec, device = load_model(options.model)
-    spec, notes = apply_preprocessing(model, spec, options.preprocessing)
+    items = open_images(args.images).items
+    model, spec, device, notes = options.model_recipe(args).load(hints="cli")
     for note in notes:
         warn(f"camscope predict: note: {note}")
-    load = LoadOptions(options.max_pixels, options.timeout, options.window)
+    load = LoadOptions(args.max_pixels, args.timeout, args.window)
     records: list[dict[str, Any]] = []
     failed = 0
     for item in items:
@@ -111,9 +68,9 @@ def predict_images(options: PredictOptions) -> int:
             continue
         if x.ndim == 3:
             x = x.unsqueeze(0)
-        prediction = classify(model, x.to(device), multilabel=options.multilabel)
+        prediction = classify(model, x.to(device), multilabel=args.multilabel)
         classes = prediction.num_classes
-        k = options.topk if options.topk is not None else min(5, classes)
+        k = args.topk if args.topk is not None else min(5, classes)
         if k > classes:
             raise TargetError(f"--topk {k}: the model has only {classes} classes")
         predictions = [
@@ -128,12 +85,12 @@ def predict_images(options: PredictOptions) -> int:
                 "error": None,
             }
         )
-        if not options.as_json:
+        if not args.json:
             echo(shown(item.source))
             for rank, pred in enumerate(predictions, 1):
                 echo(
                     f"  {rank}. {pred['probability']:6.1%}  {pred['class']:>5}  {shown(pred['label'])}"
                 )
-    if options.as_json:
+    if args.json:
         echo(json.dumps({"model": spec.name, "images": records}, indent=2))
     return 1 if failed else 0

@@ -14,12 +14,12 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import socket
-from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
-from ._common import add_max_pixels_argument, echo, positive_int, split_list, warn
-from ._model import DEFAULT_MODEL, ExplainMode, add_multilabel_argument
+from . import options
+from ._common import echo, warn
+from .options import DEFAULT_MODEL, split_list
 
 STUDY_KINDS = ("class-discrimination", "trust")
 
@@ -42,13 +42,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "--model",
-        action="append",
-        default=None,
-        metavar="M",
-        help=f"a model to offer, repeatable: a timm/torchvision name, module:factory or a run folder "
-        f"of `camscope train` (the built-in {DEFAULT_MODEL} is always offered in the viewer)",
+    options.add(
+        parser,
+        "models",
+        models={
+            "help": "a model to offer, repeatable: a timm/torchvision name, module:factory or a "
+            f"run folder of `camscope train` (the built-in {DEFAULT_MODEL} is always offered in "
+            "the viewer)"
+        },
     )
     parser.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
@@ -66,30 +67,27 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="MB",
         help="largest upload accepted, answered 413 above (default 20)",
     )
-    add_max_pixels_argument(parser)
-    parser.add_argument(
-        "--device", choices=("auto", "cpu", "cuda"), default="auto", help="where models run"
-    )
-    add_multilabel_argument(parser)  # the --model models; the built-in default stays a softmax
+    # --multilabel: the --model models; the built-in default stays a softmax
+    options.add(parser, "max_pixels", "device", "multilabel", device={"help": "where models run"})
     study = parser.add_argument_group("human study (instead of the viewer)")
     study.add_argument("--study", choices=STUDY_KINDS, default=None, help="the kind of study")
-    study.add_argument(
-        "--data",
-        default=None,
-        metavar="DATA",
-        help="builtin:N (its two-object images for class-discrimination), annotations (VOC, COCO, "
-        "CSV) or, for trust, a folder of images",
-    )
-    study.add_argument(
-        "--methods", default="gradcam", metavar="NAMES", help="comma-separated methods to compare"
-    )
-    study.add_argument("--layer", default="auto", metavar="LAYER", help="layer (default auto)")
-    study.add_argument("--out", type=Path, default=None, metavar="DIR", help="study folder")
-    study.add_argument(
-        "--seed", type=int, default=None, help="seed of the trial order (default: drawn, recorded)"
-    )
-    study.add_argument(
-        "--limit", type=positive_int, default=None, metavar="N", help="use at most N images"
+    options.add(
+        study,
+        "data",
+        "method",
+        "layer",
+        "out",
+        "seed",
+        "limit",
+        data={
+            "help": "builtin:N (its two-object images for class-discrimination), annotations "
+            "(VOC, COCO, CSV) or, for trust, a folder of images"
+        },
+        method={"help": "comma-separated methods to compare (default gradcam)"},
+        layer={"help": "layer (default auto)"},
+        out={"help": "study folder"},
+        seed={"default": None, "help": "seed of the trial order (default: drawn, recorded)"},
+        limit={"help": "use at most N images"},
     )
     parser.set_defaults(run=run)
     return parser
@@ -98,12 +96,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from ._model import pick_device
+    from ..models.recipe import choose_device
 
     models = split_list(args.model)
     if args.max_upload_mb <= 0:
         raise UsageError(f"--max-upload-mb must be positive; got {args.max_upload_mb}")
-    device = str(pick_device(args.device))
+    device = str(choose_device(args.device))
     sock = _bind(args.host, args.port)
     if args.study:
         app = _study_app(args, models, device)
@@ -113,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
         from ..serve.viewer.pool import ModelPool
 
         offered = [*models, DEFAULT_MODEL] if DEFAULT_MODEL not in models else models
-        multilabel = models if ExplainMode.from_args(args).multilabel else []
+        multilabel = models if args.multilabel else []
         pool = ModelPool(offered or [DEFAULT_MODEL], device=device, multilabel=multilabel)
         for name in models or [DEFAULT_MODEL]:
             pool.get(name)  # a bad model name fails now, not at the first request
@@ -178,14 +176,14 @@ def _study_app(args: argparse.Namespace, models: list[str], device: str) -> Any:
     options = StudyOptions(
         kind=args.study,
         data=args.data,
-        methods=args.methods,
+        methods=args.method,
         models=models or [DEFAULT_MODEL],
-        layer=args.layer,
+        layer=",".join(split_list(args.layer)) or "auto",
         seed=args.seed,
         limit=args.limit,
         max_pixels=args.max_pixels,
     )
-    multilabel = options.models if ExplainMode.from_args(args).multilabel else []
+    multilabel = options.models if args.multilabel else []
     pool = ModelPool(options.models, device=device, multilabel=multilabel)
     study = prepare_study(options, args.out, device=device, pool=pool)
     echo(

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
+from . import options
 from ._common import echo, format_table
 
 _EPILOG = """\
@@ -32,10 +33,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     actions = parser.add_subparsers(dest="action", metavar="ACTION", title="actions")
     actions.required = True
     summarize = actions.add_parser(
-        "summarize", help="per-method accuracy or preference with 95% Wilson intervals"
+        "summarize", help="per-method accuracy or preference with 95%% Wilson intervals"
     )
     summarize.add_argument("folder", type=Path, metavar="DIR", help="the study folder (--out)")
-    summarize.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    options.add(summarize, "json")
     parser.set_defaults(run=run)
     return parser
 

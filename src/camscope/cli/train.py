@@ -14,7 +14,9 @@ import os
 from typing import Any
 
 from ..errors import UsageError
-from ._common import _option_value, echo, positive_int, split_list, unit_float, warn
+from . import options
+from ._common import echo, warn
+from .options import positive_int, split_list, unit_float
 
 _EPILOG = """\
 data (--data, the one grammar of docs/architecture.md; the data's classes are the model's):
@@ -52,10 +54,23 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add = p.add_argument
-    add("--data", metavar="DATA", help="training data (see below)")
-    add("--out", required=True, metavar="RUN_DIR", help="the run folder")
+    options.add(
+        p,
+        "data",
+        "out",
+        "resume",
+        "seed",
+        "batch_size",
+        "device",
+        "no_progress",
+        left_out_is_none=True,  # an option left out keeps the stored value on --resume
+        data={"help": "training data (see below)"},
+        out={"required": True, "help": "the run folder"},
+        seed={"help": "seed (0)"},
+        batch_size={"help": "images per step and process (64)"},
+        device={"help": "where to train (default auto: cuda when available, else cpu)"},
+    )
     add("--arch", metavar="NAME", help="architecture (default resnet18)")
-    add("--resume", action="store_true", default=None, help="continue the run in --out")
     add("--val", metavar="DIR|test", help="validation class folder, or 'test' (CIFAR's test batch)")
     add("--val-split", type=unit_float, metavar="F", help="validation share per class (0.1)")
     add("--labels", choices=("fine", "coarse"), help="CIFAR-100 labels (fine)")
@@ -72,7 +87,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     add("--arch-option", "-A", action="append", metavar="KEY=VALUE", help="architecture option")
     add("--pretrained", metavar="timm|FILE|RUN_DIR", help="fine-tune from local weights")
     add("--epochs", type=positive_int, help="epochs (40)")
-    add("--batch-size", type=positive_int, help="images per step and process (64)")
     add("--optimizer", choices=("adamw", "sgd"), help="optimizer (adamw)")
     add("--lr", type=float, help="peak learning rate (adamw 1e-3, sgd 0.05)")
     add("--weight-decay", type=float, help="weight decay (adamw 0.05, sgd 5e-4)")
@@ -89,14 +103,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     add("--channels-last", action=argparse.BooleanOptionalAction, default=None, help="(GPU: on)")
     add("--patience", type=positive_int, help="early stopping after N epochs without progress")
     add("--monitor", choices=("val_acc", "val_loss"), help="best-epoch metric (val_acc)")
-    add("--seed", type=int, help="seed (0)")
     add("--deterministic", action="store_true", default=None, help="deterministic algorithms")
-    add("--device", help="auto, cpu, cuda or cuda:N (auto)")
     add("--devices", type=positive_int, help="data-parallel processes (torch DDP; 1)")
     add("--workers", type=int, help="DataLoader worker processes (0)")
     add("--stop-after", type=positive_int, metavar="N", help="stop after N epochs this session")
     add("--explain", type=int, metavar="N", help="Grad-CAM grids of N validation images at the end")
-    add("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
     return p
 
@@ -107,18 +118,17 @@ _NOT_FIELDS = {"run", "command", "verbose", "no_progress", "width", "depth", "ar
 def _given(args: argparse.Namespace) -> dict[str, Any]:
     """The options the user wrote (None = left out), plus the architecture options."""
     given = {k: v for k, v in vars(args).items() if k not in _NOT_FIELDS and v is not None}
-    options: dict[str, Any] = {}
-    for text in split_list(args.arch_option):
-        key, sep, raw = (part.strip() for part in text.partition("="))
-        if not sep or not key:
-            raise UsageError(f"--arch-option {text!r}: expected KEY=VALUE, e.g. drop_rate=0.2")
-        options[key] = _option_value(raw)
+    if args.out is not None:
+        given["out"] = str(args.out)
+    arch = dict(
+        options.key_value(t, "--arch-option", "drop_rate=0.2") for t in split_list(args.arch_option)
+    )
     if args.width is not None:
-        options["width"] = args.width
+        arch["width"] = args.width
     if args.depth is not None:
-        options["depth"] = args.depth
-    if options:
-        given["arch_options"] = options
+        arch["depth"] = args.depth
+    if arch:
+        given["arch_options"] = arch
     given["progress"] = not args.no_progress
     return given
 

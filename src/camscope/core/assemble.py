@@ -22,7 +22,7 @@ from .context import LayerContext
 from .ops import first_component, fuse_layers, to_input_space
 from .passes import Passes, is_callable_target, raise_failures
 from .registry import MethodSpec
-from .result import Explanation
+from .result import Explanation, log_warning
 from .targets import TargetSpec
 
 log = logging.getLogger(__name__)
@@ -152,7 +152,7 @@ def assemble(
     dead = passes.zero_gradient_layers
     notes = [*warnings, *passes.warnings, *_zero_map_warnings(layer_maps, done, dead), *single]
     for note in notes[len(warnings) :]:
-        log.warning("%s", note)
+        log_warning(log, note)
     probabilities = None
     kind = "none"
     logits = passes.logits

@@ -48,7 +48,7 @@ from .assemble import assemble, layer_map
 from .concurrency import model_lock
 from .layers import LayerSpec, ReshapeFn, resolve_layers
 from .passes import forward_backward, guided_gradients
-from .result import Explanation
+from .result import Explanation, log_warning
 from .targets import OutputAdapter, TargetSpec
 from .unsupported import reject_unexplainable
 
@@ -111,7 +111,7 @@ def _mode_warnings(model: nn.Module, x: Tensor, mode: str) -> list[str]:
             f"mode='as-is': batch-norm layer(s) {shown} are in train mode, so each image's "
             f"prediction and maps depend on the other {x.shape[0] - 1} image(s) of the batch"
         )
-    log.warning("%s", message)
+    log_warning(log, message)
     return [message]
 
 

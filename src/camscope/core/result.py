@@ -1,7 +1,11 @@
-"""What :func:`camscope.explain` returns."""
+"""What :func:`camscope.explain` returns, and who says its warnings."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 from torch import Tensor
@@ -33,7 +37,8 @@ class Explanation:
         skipped: ``"method"`` or ``"method@layer"`` -> why it could not run there (empty when
             everything ran; ``explain(..., strict=True)`` raises instead).
         warnings: what the caller should know about these maps (all-zero maps and why, batch-norm
-            in train mode under ``mode="as-is"``); also logged.
+            in train mode under ``mode="as-is"``); also logged, unless the caller reports them
+            itself (:func:`warnings_reported_by_caller`).
         probability_kind: ``"softmax"`` (one class per image), ``"sigmoid"`` (single-logit binary
             or ``multilabel=True``) or ``"none"`` (callable targets).
     """
@@ -70,3 +75,24 @@ class Explanation:
         model has two classes: ``[1 - p, p]``), or None without logits or for callable targets."""
         prediction = self.prediction
         return None if prediction is None else prediction.probabilities
+
+
+_CALLER_REPORTS: ContextVar[bool] = ContextVar("camscope_caller_reports", default=False)
+
+
+@contextmanager
+def warnings_reported_by_caller() -> Iterator[None]:
+    """Within this block (this thread or task), :func:`camscope.explain` logs the warnings it
+    returns in :attr:`Explanation.warnings` at debug level only: the caller reports them itself,
+    once, naming the files (the picture job), instead of once more per call and augmented copy."""
+    token = _CALLER_REPORTS.set(True)
+    try:
+        yield
+    finally:
+        _CALLER_REPORTS.reset(token)
+
+
+def log_warning(logger: logging.Logger, message: str) -> None:
+    """Log a warning that also goes into :attr:`Explanation.warnings` (see
+    :func:`warnings_reported_by_caller`)."""
+    logger.log(logging.DEBUG if _CALLER_REPORTS.get() else logging.WARNING, "%s", message)

@@ -71,8 +71,12 @@ class Progress:
                 total=total, unit="img", desc=self.label, file=sys.stderr, dynamic_ncols=True,
                 smoothing=0.05, leave=False,
             )  # fmt: skip
-            self._redirect = logging_redirect_tqdm(loggers=[logging.getLogger("camscope")])
+            logger = logging.getLogger("camscope")
+            filters = [f for h in logger.handlers for f in h.filters]
+            self._redirect = logging_redirect_tqdm(loggers=[logger])
             self._redirect.__enter__()
+            for handler in logger.handlers:  # the bar's handler filters as the one it replaced
+                handler.filters = handler.filters or list(filters)
 
     def __enter__(self) -> Progress:
         return self

@@ -4,7 +4,8 @@ A method file imports :mod:`camscope.core.context` (what it reads), :mod:`camsco
 (``@register_method``), :mod:`camscope.core.ops` and, for the perturbation family,
 :mod:`camscope.perturbation`; never the engine. Registration follows import order (alphabetical
 here); it is the order of ``list_methods()``, the CLI and the docs table. The lookups below read
-the registry after every built-in method is in it.
+the registry after every built-in method is in it; :mod:`.selection` turns what a user asked for
+(names or ``all``) into the methods a run uses, under the pass budget.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from . import (
     xgradcam,
 )
 from ..core.registry import MethodSpec, lookup, registered_names, registered_specs
+from .selection import MethodChoice, choose_methods, parse_methods
 
 if TYPE_CHECKING:
     from torch import Tensor, nn

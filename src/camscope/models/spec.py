@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from torch import nn
+from torch import Tensor, nn
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -55,6 +55,14 @@ class ModelSpec:
         if 0 <= index < len(self.class_names):
             return self.class_names[index]
         return f"class {index}"
+
+    def example_input(self, device: Any = None) -> Tensor:
+        """A zero batch of one input of the model's size, ``(1, channels, H, W)`` on ``device``
+        (dry forwards: layer shapes, pass estimates)."""
+        import torch
+
+        channels = self.channels or len(self.mean)
+        return torch.zeros(1, channels, *self.input_size, device=device)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary; the class names are reported as their count.

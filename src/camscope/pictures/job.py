@@ -42,6 +42,8 @@ class Reporter(Protocol):
 
     def warning(self, text: str) -> None: ...
 
+    def note(self, text: str) -> None: ...
+
 
 @dataclass
 class JobState:
@@ -166,6 +168,7 @@ def explain_groups(
     import torch
 
     from ..core.engine import explain
+    from ..core.result import warnings_reported_by_caller
 
     if not loaded:
         return []
@@ -174,7 +177,10 @@ def explain_groups(
     def attempt(group: list[LoadedImage]) -> tuple[Explanation, float]:
         began = time.perf_counter()
         x = torch.cat([entry.x for entry in group]).to(device)
-        result = explain(model, x, methods, layer, request.target, **request.calls, strict=False)
+        with warnings_reported_by_caller():  # said once below, naming the files
+            result = explain(
+                model, x, methods, layer, request.target, **request.calls, strict=False
+            )
         for key, reason in result.skipped.items():
             _skip(state, reporter, key, reason)
         for text in (name_images(w, [entry.item for entry in group]) for w in result.warnings):

@@ -31,6 +31,7 @@ import torch
 
 from ..errors import UsageError
 from ..models.architectures import build_classifier, map_check
+from ..models.recipe import choose_device
 from ..models.run_folder import FORMAT_VERSION, MARKER
 from ..models.spec import IMAGENET_MEAN, IMAGENET_STD
 from ..outputs import output_lock
@@ -141,19 +142,6 @@ def _check_gpus_for(processes: int, device: str) -> None:
         )
 
 
-def _device(name: str, world_local_rank: int) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise UsageError(
-                "--device cuda was requested but no CUDA GPU is available; use --device cpu"
-            )
-        if name == "cuda":
-            return torch.device("cuda", world_local_rank)
-    return torch.device(name)
-
-
 def seed_everything(seed: int) -> None:
     """Seed Python's, numpy's and torch's generators (all devices)."""
     random.seed(seed)
@@ -171,7 +159,7 @@ def _train(config: TrainConfig) -> TrainResult:
     size = _resolve_size(config)
     config = TrainConfig.from_dict({**config.to_dict(), "image_size": size})
     out = _check_folder(config)
-    device = _device(config.device, int(os.environ.get("LOCAL_RANK", "0")))
+    device = choose_device(config.device, local_rank=int(os.environ.get("LOCAL_RANK", "0")))
     world = join(device.type)
     try:
         if config.deterministic:

@@ -1,0 +1,485 @@
+"""Every option that several commands take, declared once: :data:`OPTIONS` and :func:`add`.
+
+A command composes the options it needs (``add(parser, *MODEL, "method", "out", ...)``); the
+spelling, aliases, type, action and default of each come from here, so ``-m`` is ``--method`` in
+every command that takes methods and ``--methods`` is its alias everywhere. A command may set only
+what a declaration lists as its own (``per_command``: the output folder's default, the help of
+``--method``, ...); anything else is refused when the parser is built, and
+``tests/cli/test_options.py`` walks every subcommand's parser against these declarations.
+
+The functions at the bottom turn parsed options into the library's plain values
+(:class:`camscope.models.ModelRecipe`, ``method_options``, ``DataOptions``): no argparse namespace
+goes further. Nothing here imports torch (``camscope --help`` stays fast).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import UsageError, closest
+
+if TYPE_CHECKING:
+    from ..models.recipe import ModelRecipe, SpecOverrides
+
+DEFAULT_MODEL = "efficientnet_lite0"  # camscope.models.DEFAULT_MODEL, kept torch-free here
+DEFAULT_TIMEOUT = 60.0  # camscope.io.DEFAULT_DEADLINE, kept import-free here
+
+
+# ---------------------------------------------------------------------------------------------
+# Types: each a value check that says what it expected
+
+
+def _number(text: str, kind: type, what: str) -> Any:
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1."""
+    value = _number(text, int, "a whole number")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
+    return int(value)
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: a whole number >= 0."""
+    value = _number(text, int, "a whole number")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
+    return int(value)
+
+
+def non_negative_float(text: str) -> float:
+    """argparse type: a finite number >= 0."""
+    value = _number(text, float, "a number")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
+    return float(value)
+
+
+def unit_float(text: str) -> float:
+    """argparse type: a number between 0 and 1."""
+    value = _number(text, float, "a number between 0 and 1")
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {value}")
+    return float(value)
+
+
+def positive_seconds(text: str) -> float:
+    """argparse type: a finite number of seconds > 0."""
+    value = _number(text, float, "seconds")
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return float(value)
+
+
+def number_list(text: str) -> tuple[float, ...]:
+    """argparse type: ``0.5`` or ``0.485,0.456,0.406`` (finite numbers)."""
+    return tuple(_number(part, float, "numbers separated by commas") for part in text.split(","))
+
+
+def input_size(text: str) -> tuple[int, int]:
+    """argparse type: ``224`` or ``256,320`` (height, width), each >= 1."""
+    values = [_number(part, int, "H or H,W in pixels") for part in text.split(",")]
+    if len(values) not in (1, 2) or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected H or H,W of positive pixels, got {text!r}")
+    return (values[0], values[-1])
+
+
+def window_pair(text: str) -> tuple[float, float]:
+    """argparse type: ``CENTRE,WIDTH`` with a positive finite width."""
+    parts = text.split(",")
+    if len(parts) != 2:
+        raise argparse.ArgumentTypeError(f"expected CENTRE,WIDTH such as 40,400; got {text!r}")
+    centre, width = (_number(p, float, "CENTRE,WIDTH such as 40,400") for p in parts)
+    if width <= 0:
+        raise argparse.ArgumentTypeError(
+            f"the window width must be a positive number; got {text!r}"
+        )
+    return centre, width
+
+
+def device_name(text: str) -> str:
+    """argparse type: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``."""
+    if text in ("auto", "cpu", "cuda", "mps") or (text.startswith("cuda:") and text[5:].isdigit()):
+        return text
+    raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda, cuda:N or mps, got {text!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# The declarations
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option: its flags (the first is its name in help, the others aliases), the argparse
+    keywords, what a command may set itself, and the help group it goes in."""
+
+    flags: tuple[str, ...]
+    kwargs: dict[str, Any]
+    per_command: frozenset[str] = field(default_factory=frozenset)
+    group: str | None = None
+    dest: str | None = None  # the attribute it is parsed into (default: its name in OPTIONS)
+
+
+def _opt(
+    *flags: str, own: str = "", group: str | None = None, dest: str | None = None, **kwargs: Any
+) -> Option:
+    return Option(flags, kwargs, frozenset(own.split()), group, dest)
+
+
+_PRE = "preprocessing (overrides what the model says)"
+_MODEL_HELP = (
+    f"model name: a timm or torchvision model (default {DEFAULT_MODEL}, which ships offline with "
+    "its ImageNet weights; torchvision:NAME or timm:NAME picks the library), package.module:factory "
+    "or file.py:factory for your own, a Hugging Face save_pretrained folder, a `camscope train` "
+    "run folder, or a whole pickled model file (torch.save(model); with --trust-checkpoint)"
+)
+DATA_HELP = """\
+DATA: class folders (DIR/<class>/*.jpg: ImageNet class names, WordNet lemmas or synset ids such as
+n02123045 for ImageNet models, the run's class names for models from `camscope train`), annotated
+boxes (a .csv with file,class,x0,y0,x1,y1, a COCO .json or VOC .xml, or a folder in a common
+layout: *.csv | *.json | *.xml, Annotations/*.xml, annotations/xmls/*.xml + images/,
+annotations/*.json; the largest object's class is the image's class), a .csv/.parquet list with
+path and label columns, cifar10:DIR | cifar100:DIR, or builtin:N[:SEED]. Object masks, where
+given, are masks/<image stem>.png beside the annotations.
+"""
+_UNMAPPED = {
+    "error": "error (list them all)",
+    "fail": "error (annotations: stop and list them; class folders: their images fail, exit 1)",
+    "skip": "skip (leave out the objects or class folders they label; counted)",
+    "keep": "keep (embed them, judge no prediction)",
+}
+
+OPTIONS: dict[str, Option] = {
+    # the model
+    "model": _opt("--model", default=DEFAULT_MODEL, metavar="NAME", help=_MODEL_HELP),
+    "models": _opt(
+        "--model", action="append", default=None, metavar="NAME", own="help", dest="model",
+        help="a model to offer, repeatable (see `camscope explain --help` for the names)",
+    ),
+    "weights": _opt(
+        "--weights", type=Path, default=None, metavar="FILE",
+        help="load weights from a local checkpoint (.safetensors, or .pt/.pth state dict)",
+    ),
+    "trust_checkpoint": _opt(
+        "--trust-checkpoint", action="store_true",
+        help="allow a pickled checkpoint to run code when loaded (only for files you trust)",
+    ),
+    "random_init": _opt(
+        "--random-init", action="store_true",
+        help="do not load pretrained weights (random initialisation; for testing and sanity checks)",
+    ),
+    "device": _opt(
+        "--device", type=device_name, default="auto", metavar="auto|cpu|cuda[:N]", own="default help",
+        help="where to run the model (default auto: cuda when available, else cpu)",
+    ),
+    # how it is explained
+    "method": _opt(
+        "--method", "-m", "--methods", default="gradcam", metavar="NAMES", own="default help",
+        help="comma-separated CAM methods, or 'all' (default gradcam; see `camscope methods`)",
+    ),
+    "layer": _opt(
+        "--layer", "-l", "--layers", action="append", default=None, metavar="LAYER", own="help",
+        help="layer(s) to explain, repeatable or comma-separated (default auto; see "
+        "`camscope layers MODEL`)",
+    ),
+    "target": _opt(
+        "--target", "-t", default="top1", metavar="T", own="default help",
+        help="class to explain: top1, top5, topk:K, a class index or a class name (default top1)",
+    ),
+    "option": _opt(
+        "--option", "-O", action="append", default=None, metavar="KEY=VALUE",
+        help="method option, repeatable: batch_size=16, precision=bfloat16, num_samples=8, "
+        "num_channels=32, seed=1, score=channel-softmax, align_corners=true, optimize=false",
+    ),
+    "as_is": _opt(
+        "--as-is", action="store_true",
+        help="explain the model in the mode it comes in (train-mode batch-norm and dropout stay "
+        "active; a warning says when that changes the result); default: eval mode",
+    ),
+    "multilabel": _opt(
+        "--multilabel", action="store_true",
+        help="the classes are independent sigmoids (multi-label head), not a softmax; "
+        "single-logit models are always read as binary sigmoid classifiers",
+    ),
+    "allow_slow": _opt(
+        "--allow-slow", action="store_true",
+        help="with --method all, also run methods over the pass budget (SS-CAM, IS-CAM, ...)",
+    ),
+    "pass_budget": _opt(
+        "--pass-budget", type=positive_int, default=None, metavar="N",
+        help="model passes per image that --method all may spend on one method (default 2000)",
+    ),
+    # preprocessing overrides
+    "mean": _opt(
+        "--mean", type=number_list, default=None, metavar="M[,M,M]", group=_PRE,
+        help="per-channel mean of [0, 1] inputs (one value for every channel, or one per channel)",
+    ),
+    "std": _opt(
+        "--std", type=number_list, default=None, metavar="S[,S,S]", group=_PRE,
+        help="per-channel std, > 0",
+    ),
+    "input_size": _opt(
+        "--input-size", type=input_size, default=None, metavar="H[,W]", group=_PRE,
+        help="size the whole image is resized to (one number: square)",
+    ),
+    "class_names": _opt(
+        "--class-names", type=Path, default=None, metavar="FILE", group=_PRE,
+        help="text file with one class name per line, in class-index order",
+    ),
+    "channels": _opt(
+        "--channels", type=int, choices=(1, 3), default=None, group=_PRE,
+        help="input channels (default: the first convolution's, else the spec's): 1 = grey, "
+        "16-bit and medical values kept at full precision",
+    ),
+    # inputs
+    "max_pixels": _opt(
+        "--max-pixels", type=positive_int, default=None, metavar="N",
+        help="refuse images with more pixels than this (default: PIL's bomb limit, ~89 MP)",
+    ),
+    "timeout": _opt(
+        "--timeout", type=positive_seconds, default=None, metavar="S",
+        help=f"seconds one URL download may take in all (default {DEFAULT_TIMEOUT:g}; a silent "
+        "server is given up after at most 10 s)",
+    ),
+    "window": _opt(
+        "--window", type=window_pair, default=None, metavar="C,W",
+        help="window centre and width for DICOM/NIfTI values, e.g. 40,400 for CT soft tissue "
+        "(default: the file's own window, else the values' min..max)",
+    ),
+    # data
+    "data": _opt(
+        "--data", default=None, metavar="DATA", own="default required help",
+        help="the labelled images (see below)",
+    ),
+    "images": _opt(
+        "--images", default=None, metavar="DIR",
+        help="the folder that holds the annotated images",
+    ),
+    "class_map": _opt(
+        "--class-map", default=None, metavar="FILE",
+        help='JSON {"data-set label or folder name": ["model class name or index", ...]}; a hit '
+        "on any listed class counts as correct; [] marks a label as unmapped",
+    ),
+    "unmapped": _opt(
+        "--unmapped", choices=("error", "skip"), default="error", own="choices default help",
+        help="labels that are no model class: error (list them all), skip (leave out the objects "
+        "or class folders they label; counted); default error",
+    ),
+    "allow_outside_paths": _opt(
+        "--allow-outside-paths", action="store_true",
+        help="accept image paths in annotations that leave the data folder (../x.jpg, /abs/x.jpg)",
+    ),
+    "seed": _opt(
+        "--seed", type=int, default=0, own="default help", help="seed of builtin:N (default 0)"
+    ),
+    "limit": _opt(
+        "--limit", type=positive_int, default=None, metavar="N", own="help",
+        help="use only the first N images",
+    ),
+    # what is written
+    "out": _opt(
+        "--out", "-o", type=Path, default=None, metavar="DIR", own="default required help",
+        help="output folder",
+    ),
+    "batch_size": _opt(
+        "--batch-size", type=positive_int, default=1, metavar="N", own="default help",
+        help="images per pass",
+    ),
+    "colormap": _opt(
+        "--colormap", default="inferno", metavar="NAME",
+        help="matplotlib colour map (default inferno; jet and turbo give the classic look)",
+    ),
+    "alpha": _opt(
+        "--alpha", type=unit_float, default=0.5, help="heat-map opacity in [0, 1] (default 0.5)"
+    ),
+    "resume": _opt("--resume", action="store_true", own="help", help="continue the run in --out"),
+    "json": _opt("--json", action="store_true", help="print JSON instead of text"),
+    "no_progress": _opt("--no-progress", action="store_true", help="no progress bar"),
+}  # fmt: skip
+
+MODEL = ("model", "weights", "trust_checkpoint", "random_init", "device")
+PREPROCESSING = ("mean", "std", "input_size", "class_names", "channels")
+EXPLAIN_MODE = ("as_is", "multilabel", "allow_slow", "pass_budget")
+INPUTS = ("timeout", "window")
+DATA = ("images", "class_map", "unmapped", "allow_outside_paths")
+
+
+def add(
+    parser: Any, *names: str, left_out_is_none: bool = False, **own: Any
+) -> list[argparse.Action]:
+    """Add the declared options ``names`` to ``parser``; ``own`` holds what the command sets
+    itself, by option: ``out={"default": Path("out/audit")}``, only keys the declaration lists.
+    ``left_out_is_none`` (``camscope train``): every default is None, so that an option left out
+    keeps the stored value of a resumed run. ``parser`` may be an argument group. Returns the
+    actions added."""
+    unknown = set(own) - set(names)
+    if unknown:
+        raise ValueError(f"settings for options not added: {sorted(unknown)}")
+    groups: dict[str, Any] = {}
+    actions: list[argparse.Action] = []
+    for name in names:
+        option = OPTIONS[name]
+        mine = dict(own.get(name, {}))
+        refused = set(mine) - option.per_command
+        if refused:
+            raise ValueError(f"{option.flags[0]}: a command may not set {sorted(refused)}")
+        kwargs = {**option.kwargs, **mine}
+        if left_out_is_none:
+            kwargs["default"] = None
+        target: Any = parser
+        if option.group is not None:
+            if option.group not in groups:
+                groups[option.group] = parser.add_argument_group(option.group)
+            target = groups[option.group]
+        actions.append(target.add_argument(*option.flags, dest=option.dest or name, **kwargs))
+    return actions
+
+
+def unmapped_help(choices: Sequence[str], folders: str = "error") -> dict[str, Any]:
+    """The command's own ``--unmapped`` setting: ``choices`` (the first is the default);
+    ``folders="fail"``: unmapped class folders make their images fail (:class:`DataOptions`)."""
+    said = [_UNMAPPED["fail" if c == "error" and folders == "fail" else c] for c in choices]
+    help_text = f"labels that are no model class: {', '.join(said)}; default {choices[0]}"
+    return {"choices": tuple(choices), "default": choices[0], "help": help_text}
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsed options -> the library's plain values
+
+
+def split_list(values: str | Sequence[str] | None) -> list[str]:
+    """Flatten repeated and comma-separated option values: ``["a,b", "c"]`` -> ``["a", "b", "c"]``."""
+    items = [values] if isinstance(values, str) else list(values or [])
+    return [part.strip() for value in items for part in value.split(",") if part.strip()]
+
+
+def layer_spec(values: str | Sequence[str] | None) -> str | list[str]:
+    """``--layer`` values -> ``"auto"``, one name, or a list of names."""
+    names = split_list(values)
+    if not names:
+        return "auto"
+    return names[0] if len(names) == 1 else names
+
+
+def one_method(args: argparse.Namespace, what: str) -> str:
+    """The single method ``--method`` names; more than one is a usage error saying ``what`` the
+    method is for."""
+    from ..methods import parse_methods
+
+    methods = parse_methods(args.method)
+    if len(methods) != 1:
+        raise UsageError(f"--method takes one method ({what}); got {', '.join(methods)}")
+    return methods[0]
+
+
+def model_recipe(args: argparse.Namespace, name: str | None = None) -> ModelRecipe:
+    """The model the options describe (``--model``, or ``name``), with the preprocessing
+    overrides the command takes."""
+    from ..models.recipe import ModelRecipe
+
+    return ModelRecipe(
+        name=name or args.model,
+        weights=args.weights,
+        trust_checkpoint=bool(args.trust_checkpoint),
+        random_init=bool(args.random_init),
+        device=args.device,
+        keep_mode=bool(getattr(args, "as_is", False)),
+        overrides=spec_overrides(args),
+    )
+
+
+def spec_overrides(args: argparse.Namespace) -> SpecOverrides:
+    from ..models.recipe import SpecOverrides
+
+    return SpecOverrides(**{name: getattr(args, name, None) for name in PREPROCESSING})
+
+
+def preprocessing(args: argparse.Namespace) -> dict[str, Any]:
+    """The preprocessing overrides as given (for ``summary.json``)."""
+    return {name: getattr(args, name, None) for name in PREPROCESSING}
+
+
+_NOT_FROM_THE_COMMAND_LINE = {"progress", "output_adapter"}
+
+
+def method_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``-O batch_size=16 -O precision=bfloat16`` -> ``{"batch_size": 16, ...}``: numbers and
+    true/false are converted, unknown keys are a usage error naming the known ones."""
+    from ..perturbation.options import KNOWN_OPTIONS
+
+    known = sorted(set(KNOWN_OPTIONS) - _NOT_FROM_THE_COMMAND_LINE)
+    options: dict[str, Any] = {}
+    for text in getattr(args, "option", None) or []:
+        key, value = key_value(text, "--option", "batch_size=16")
+        if key not in known:
+            raise UsageError(
+                f"--option: unknown key {key!r}; did you mean {closest(key, known, n=2)}? "
+                f"Known keys: {', '.join(known)}"
+            )
+        options[key] = value
+    return options
+
+
+def key_value(text: str, option: str, example: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` with the value as a bool, int, float or text."""
+    key, sep, raw = (part.strip() for part in text.partition("="))
+    if not sep or not key:
+        raise UsageError(f"{option} {text!r}: expected KEY=VALUE, e.g. {example}")
+    if raw.lower() in ("true", "false"):
+        return key, raw.lower() == "true"
+    for kind in (int, float):
+        try:
+            return key, kind(raw)
+        except ValueError:
+            pass
+    return key, raw
+
+
+def read_labelled(
+    args: argparse.Namespace,
+    spec: Any,
+    data: str | None = None,
+    *,
+    command: str,
+    unmapped_folders: str = "error",
+    need: str = "labels",
+) -> Any:
+    """:func:`camscope.data.read.read_data` of ``data`` (default ``--data``) with the data
+    options (``need``: what the command needs of each image); ``--limit``, where the command has
+    it, keeps the first N images. What the user should know about the data (skipped folders,
+    mapped labels) goes to stderr, one line each, prefixed with ``camscope COMMAND:``."""
+    import sys
+
+    from ..data.read import read_data
+    from ..data.spec import DataOptions
+
+    size = int(spec.input_size[0]) if spec.input_size[0] == spec.input_size[1] else 224
+    options = DataOptions(
+        args.images, args.class_map, args.unmapped, unmapped_folders, bool(args.allow_outside_paths)
+    )
+    found = read_data(
+        args.data if data is None else data,
+        spec.class_names,
+        options,
+        need=need,
+        seed=args.seed,
+        size=size,
+    )
+    if getattr(args, "limit", None):
+        found.items = found.items[: args.limit]
+    for line in found.notes:
+        sys.stderr.write(f"camscope {command}: {line}\n")
+    return found
