@@ -115,7 +115,12 @@ def test_class_folders_odd_names_a_broken_file_and_exit_1(tmp_path, odd_model, c
     [
         (["--data", "no/such/folder"], "no such file or folder"),
         (["--method", "gradcam,layercam"], "one method"),
-        (["--max-hotspot-area", "1.5"], ""),
+        (
+            ["--max-hotspot-area", "1.5"],
+            "argument --max-hotspot-area: expected a number between 0 and 1, got 1.5",
+        ),
+        (["--hotspot-energy", "0"], "argument --hotspot-energy: expected a share in (0, 1], got 0"),
+        (["--min-object-lift", "-1"], "argument --min-object-lift: expected a number >= 0"),
         (["--layer", "nope"], "no layer named"),
     ],
 )

@@ -161,3 +161,28 @@ def test_data_set_options_need_the_parquet_format(
     assert cli.main([*args, *extra]) == 2
     assert f"{extra[0]} needs --format parquet" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []  # refused before any work
+
+
+def test_a_busy_out_is_said_before_the_model_loads(
+    folder: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A second Parquet job on the same --out is told at once that the folder is in use; the
+    model (12 s for a large one) is never loaded (issue 21 #12)."""
+    import threading
+
+    from camscope import models
+    from camscope.outputs import output_lock
+
+    loads: list[str] = []
+    monkeypatch.setattr(models, "load_model", lambda name, **_: loads.append(name))
+    out = tmp_path / "out"
+    codes: list[int] = []
+    with output_lock(out, "camscope explain"):  # the first job, still running
+        second = threading.Thread(target=lambda: codes.append(explain(folder, out)))
+        second.start()
+        second.join(timeout=120)
+    assert codes == [2] and loads == []
+    assert "is in use by another camscope explain" in capsys.readouterr().err

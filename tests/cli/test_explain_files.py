@@ -382,3 +382,94 @@ def test_predict_multilabel_gives_a_sigmoid_per_class(tmp_path, capsys, tiny) ->
         {c: float(torch.sigmoid(logits[c])) for c in range(5)}, abs=1e-6
     )
     assert record["probability_kind"] == "sigmoid"
+
+
+# ---------------------------------------------------------------------------------------------
+# What is said once, what survives an interruption, --no-progress (issue 21 #12)
+
+
+def test_a_warning_is_printed_once_naming_the_files(tmp_path, capsys, monkeypatch) -> None:
+    """--as-is with batch-norm in train mode: the engine warns on every call and every augmented
+    copy; the command says it once (it said it five times here), with the files' names."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 5),
+    ).train()  # fmt: skip
+    patch_loader(monkeypatch, model, SPEC)
+    images = [str(make_image(tmp_path / f"{n}.png", seed=i)) for i, n in enumerate("abcd")]
+    out = tmp_path / "out"
+    argv = ["explain", *images, "--as-is", "--aug-smooth", "--batch-size", "2", "-o", str(out)]
+    code, _, err = run(capsys, *argv)
+    assert code == 0, err
+    assert err.count("are in train mode") == 1, err
+    assert "camscope explain: warning: mode='as-is'" in err
+    assert len(summary(out)["warnings"]) == 1 and all(m.training for m in model.modules())
+
+
+def test_a_warning_the_library_logs_for_every_batch_is_printed_once(
+    tmp_path, capsys, monkeypatch
+) -> None:
+    """audit walks batches; a model with no evidence anywhere gives the same all-zero-map
+    warning in every batch."""
+    model = tiny_model()
+    with torch.no_grad():
+        model[-1].weight.zero_()  # every class's gradient is zero: every map is empty
+    kinds = ["cat", "cup", "motorcycle", "rocket", "none"]  # the built-in set's objects
+    patch_loader(monkeypatch, model, ModelSpec("tiny", input_size=(32, 32), class_names=kinds))
+    argv = ["audit", "--data", "builtin:6", "--batch-size", "2", "--out", str(tmp_path / "a")]
+    code, _, err = run(capsys, *argv, "--no-progress")
+    lines = [line for line in err.splitlines() if line.startswith("WARNING")]
+    assert code == 0 and lines, err
+    assert len(lines) == len(set(lines)), err
+
+
+def test_an_interrupted_score_cam_run_keeps_what_it_finished(tmp_path, capsys, tiny) -> None:
+    from camscope.data import progress as bars
+
+    model, _ = tiny
+    images = [str(make_image(tmp_path / "in" / f"{i}.png", seed=i)) for i in range(4)]
+    seen: list[bars.Progress] = []
+    real_init = bars.Progress.__init__
+
+    def record(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        seen.append(self)
+
+    def ctrl_c(*_):
+        if seen and seen[-1].done >= 2:  # the third image's Score-CAM passes
+            raise KeyboardInterrupt
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(bars.Progress, "__init__", record)
+        model[0].register_forward_hook(ctrl_c)
+        out = tmp_path / "out"
+        code, stdout, err = run(capsys, "explain", *images, "-m", "scorecam", "-o", str(out))
+    assert code == 130 and "interrupted after 2 of 4 image(s)" in err and not stdout
+    data = summary(out)
+    assert data["interrupted"] is True and [r["stem"] for r in data["images"]] == ["0", "1"]
+    for record_ in data["images"]:
+        assert (
+            record_["files"] == ["0.scorecam.png", "0.grid.png"] if record_["stem"] == "0" else True
+        )
+        assert all((out / name).is_file() for name in record_["files"])
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_no_progress(tmp_path, capsys, tiny, monkeypatch, quiet) -> None:
+    from camscope.data import progress as bars
+
+    clock = iter(float(t) for t in range(0, 100000, 10))  # every reading 10 s after the last
+    monkeypatch.setattr(bars.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
+    images = [str(make_image(tmp_path / "in" / f"{i}.png", seed=i)) for i in range(3)]
+    argv = ["explain", *images, "-m", "scorecam", "-o", str(tmp_path / "out")]
+    code, _, err = run(capsys, *argv, *(["--no-progress"] if quiet else []))
+    assert code == 0, err
+    said = [line for line in err.splitlines() if line.startswith("camscope explain: ")]
+    if quiet:
+        assert said == []
+    else:  # images done, and the model passes of the image under way
+        assert any("images, " in line for line in said) and any(
+            "model passes" in line for line in said
+        )

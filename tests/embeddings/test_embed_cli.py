@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import heads
 import numpy as np
 import pytest
 import torch
+from chromium import launch
 from cli_helpers import patch_loader
 from nets import hook_counts
 from PIL import Image
@@ -183,9 +183,6 @@ def test_umap_projection(tmp_path, patched):
     assert doc["layers"]["4"]["explained_variance"] is None
 
 
-@pytest.mark.skipif(
-    shutil.which("chromium") is None, reason="needs Debian chromium (make test installs it)"
-)
 def test_the_html_shows_a_thumbnail_on_hover(tmp_path, patched):
     from playwright.sync_api import sync_playwright
 
@@ -195,10 +192,7 @@ def test_the_html_shows_a_thumbnail_on_hover(tmp_path, patched):
                  "--layers", "input,4"]) == 0  # fmt: skip
     page_errors: list[str] = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path="/usr/bin/chromium",
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"],
-        )
+        browser = launch(p)
         try:
             page = browser.new_page()
             page.on("pageerror", lambda err: page_errors.append(str(err)))

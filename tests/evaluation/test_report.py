@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import math
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+from chromium import launch
 
 from camscope.evaluation.registry import metric_column
 from camscope.evaluation.report import leaderboard_rows, write_report
-
-CHROMIUM = "/usr/bin/chromium"
 
 
 def _summary() -> dict:
@@ -94,9 +92,6 @@ def test_markdown_report(tmp_path):
     assert 'src="data:image/png;base64,' in html_path.read_text()
 
 
-@pytest.mark.skipif(
-    shutil.which("chromium") is None, reason="needs Debian chromium (make test installs it)"
-)
 def test_html_report_renders_in_headless_chromium(tmp_path):
     from playwright.sync_api import sync_playwright
 
@@ -105,13 +100,7 @@ def test_html_report_renders_in_headless_chromium(tmp_path):
     text = html_path.read_text()
     assert "figures/" not in text and "http" not in text.replace("http-equiv", "")
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--no-first-run",
-            ],
-        )  # fmt: skip
+        browser = launch(p)
         try:
             page = browser.new_page()
             page.goto(Path(html_path).resolve().as_uri())
@@ -164,3 +153,12 @@ def test_markdown_report_escapes_user_text(tmp_path):
     assert "<script>" not in md and "[click](http" not in md and "[x](javascript" not in md
     assert r"net\*bold\* \[click\]\(http://x.example\) &lt;script&gt;" in md
     assert r"/data/a\_b\_/\[x\]\(javascript:y\) second line" in md
+
+
+def test_a_missing_chromium_fails_the_browser_tests(monkeypatch) -> None:
+    """A browser test without its browser fails, saying how to install it; it never skips."""
+    import chromium
+
+    monkeypatch.setattr(chromium, "CHROMIUM", "/no/such/chromium")
+    with pytest.raises(pytest.fail.Exception, match="apt-get install chromium"):
+        chromium.launch(None)

@@ -176,6 +176,11 @@ def run(args: argparse.Namespace) -> int:
             if rate is not None
             else ""
         )
+        + (
+            f" ({summary['already_target']} image(s) already the target class, not counted)"
+            if summary["already_target"]
+            else ""
+        )
         + f"; files in {args.out}/"
         + (
             f"; {len(result.errors)} skipped (see stderr and adversarial.json)"

@@ -9,7 +9,9 @@ near-zero probability, and shows that Grad-CAM for those classes still localizes
   away from the clean class, or towards ``target``), batched;
 * **success**: the adversarial top-1 differs from the clean class (untargeted) or is the target
   (targeted); **success_8bit**: the same after rounding the adversarial image to 8 bits (what a
-  PNG keeps);
+  PNG keeps). A targeted attack on an image the model already gives the target is no success:
+  it is flagged (``already_target``), its ``success`` is None, and the success rates count only
+  the other images (``already_target`` in the summary says how many were left out);
 * maps (one :func:`camscope.explain` call per batch): the adversarial class and the original class
   on the adversarial image, the original class on the clean image; **similarity** of the original
   class's two maps: Spearman rank correlation of the pixels (0 when a map is constant, e.g. empty)
@@ -138,6 +140,7 @@ def _grid(
     ]
     name = f"{rec['stem']}.adversarial.png"
     goal = "" if s.target is None else f" towards {rec['target_label']}"
+    goal += " (already the target class)" if rec["already_target"] else ""
     sim = rec["similarity"]
     title = (
         f"{s.attack.upper()}{goal}, eps {s.eps * 255:g}/255. {o} map, clean vs adversarial: "
@@ -181,9 +184,12 @@ def _similarity(
     return out
 
 
-def _success(predicted: int, clean: int, target: int | None) -> bool:
-    """Untargeted: the class changed; targeted: it is the target."""
-    return predicted != clean if target is None else predicted == target
+def _success(predicted: int, clean: int, target: int | None) -> bool | None:
+    """Untargeted: the class changed; targeted: it is the target (None for an image the model
+    already gives the target: nothing to attack, no success to count)."""
+    if target is None:
+        return predicted != clean
+    return None if clean == target else predicted == target
 
 
 def _attack_batch(
@@ -244,6 +250,7 @@ def _attack_batch(
             "clean_label": spec.label(c),
             "clean_probability": round(p_clean.probability(i, c), 6),
             "target_label": None if s.target is None else spec.label(s.target),
+            "already_target": s.target is not None and c == s.target,
             "adversarial_class": a,
             "adversarial_label": spec.label(a),
             "adversarial_probability": round(p_adv.probability(i, a), 6),
@@ -335,8 +342,11 @@ def _summary(
         "data": data.description,
         "settings": settings,
         "images": records,
-        "success_rate": _mean([float(r["success"]) for r in records]),
-        "success_rate_8bit": _mean([float(r["success_8bit"]) for r in records]),
+        "success_rate": _mean([float(r["success"]) for r in records if r["success"] is not None]),
+        "success_rate_8bit": _mean(
+            [float(r["success_8bit"]) for r in records if r["success_8bit"] is not None]
+        ),
+        "already_target": sum(r["already_target"] for r in records),
         "similarity": means(s.methods[0]),
         "similarity_by_method": {m: means(m) for m in s.methods},
         "errors": errors,
