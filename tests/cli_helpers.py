@@ -34,14 +34,16 @@ def tiny_model(in_channels: int = 3) -> nn.Module:
 
 
 def patch_loader(monkeypatch: Any, model: nn.Module, spec: ModelSpec) -> list[dict[str, Any]]:
-    """Make ``camscope.models.load_model`` return ``(model, spec)``; returns its recorded calls."""
+    """Make ``camscope.models.load_model`` (and the loader of ``ModelRecipe.load``) return
+    ``(model, spec)``; returns its recorded calls."""
     calls: list[dict[str, Any]] = []
 
     def fake_load_model(name: str = "efficientnet_lite0", **kwargs: Any) -> Any:
         calls.append({"name": name, **kwargs})
         return model, spec
 
-    monkeypatch.setattr(models, "load_model", fake_load_model)
+    monkeypatch.setattr(models.loading, "load_model", fake_load_model)  # commands: ModelRecipe
+    monkeypatch.setattr(models, "load_model", fake_load_model)  # camscope.models.load_model
     return calls
 
 

@@ -124,7 +124,7 @@ def test_cli_timeout_option(server: str, capsys: pytest.CaptureFixture[str], mon
 
     model = nn.Sequential(nn.Conv2d(3, 2, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten()).eval()
     spec = ModelSpec("tiny", input_size=(8, 8), class_names=["a", "b"])
-    monkeypatch.setattr(models, "load_model", lambda name, **kwargs: (model, spec))
+    monkeypatch.setattr(models.loading, "load_model", lambda name, **kwargs: (model, spec))
     start = time.monotonic()
     code = cli.main(["predict", server + "/trickle", "--timeout", "1", "--random-init"])
     err = capsys.readouterr().err

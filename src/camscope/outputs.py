@@ -54,6 +54,16 @@ _HELD: dict[str, int] = {}  # lock file (real path) -> the thread that holds it 
 _GUARD = threading.Lock()
 
 
+def camscope_version() -> str:
+    """The installed camscope's version, recorded in the summaries the commands write."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("camscope")
+    except PackageNotFoundError:  # running from a source tree
+        return "unknown"
+
+
 def prepare_output(out: str | Path, reserved: tuple[str, ...] = ()) -> Path:
     """Create ``out`` and check that files can be written into it; ``reserved`` names files the
     command will write there (a folder of that name is refused). Returns the folder.

@@ -47,7 +47,7 @@ def loader(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
         model = tiny_model().train()
         return (model if kwargs.get("keep_mode") else model.eval()), SPEC
 
-    monkeypatch.setattr(models, "load_model", fake)
+    monkeypatch.setattr(models.loading, "load_model", fake)
     return calls
 
 
@@ -141,7 +141,7 @@ def test_layers_marks_vit_blocks_not_the_patch_embedding(
         img_size=32, patch_size=8, embed_dim=16, depth=4, num_heads=2, num_classes=5
     )
     spec = ModelSpec(name="vit", input_size=(32, 32), class_names=list("abcde"))
-    monkeypatch.setattr(models, "load_model", lambda name, **kw: (vit, spec))
+    monkeypatch.setattr(models.loading, "load_model", lambda name, **kw: (vit, spec))
     assert cli.main(["layers", "vit", "--json"]) == 0
     record = json.loads(capsys.readouterr().out)
     picks = (record["first"], record["middle"], record["last"], record["auto"])

@@ -177,7 +177,7 @@ def test_a_busy_out_is_said_before_the_model_loads(
     from camscope.outputs import output_lock
 
     loads: list[str] = []
-    monkeypatch.setattr(models, "load_model", lambda name, **_: loads.append(name))
+    monkeypatch.setattr(models.loading, "load_model", lambda name, **_: loads.append(name))
     out = tmp_path / "out"
     codes: list[int] = []
     with output_lock(out, "camscope explain"):  # the first job, still running

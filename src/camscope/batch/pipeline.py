@@ -36,7 +36,7 @@ from ..data.dataset import LabelledData
 from ..data.lists import list_images
 from ..data.progress import Progress, ProgressFn
 from ..errors import UsageError
-from ..outputs import output_lock, write_json
+from ..outputs import camscope_version, output_lock, write_json
 from . import parquet as store
 from .decode import DecodeSettings
 from .job import (
@@ -210,9 +210,7 @@ def run_dataset_job(
             budget=job.pass_budget,
             aug_smooth=job.aug_smooth,
         )
-        for name, why in choice.left_out.items():
-            say(f"left out {name}: {why}")
-        for text in choice.notes:
+        for text in choice.said:
             say(text)
         model_recipe = dataclasses.replace(job.model, spec=spec)  # every Ray actor alike
         job = dataclasses.replace(
@@ -371,7 +369,7 @@ def _finish(
         )
     ]
     summary = {
-        "camscope": _version(),
+        "camscope": camscope_version(),
         "format": store.FORMAT_VERSION,
         "input": {"kind": inputs.kind, "listing": inputs.listing, "root": inputs.root},
         "model": job.model.name,
@@ -428,15 +426,6 @@ def _finish(
         }
     write_json(out / "summary.json", summary)
     return summary
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("camscope")
-    except PackageNotFoundError:  # running from a source tree
-        return "unknown"
 
 
 def _iso(timestamp: float) -> str:

@@ -51,7 +51,13 @@ from . import (
     xgradcam,
 )
 from ..core.registry import MethodSpec, lookup, registered_names, registered_specs
-from .selection import MethodChoice, choose_methods, parse_methods
+from .selection import (
+    MethodChoice,
+    choose_methods,
+    estimate_passes,
+    parse_methods,
+    unsuited_methods,
+)
 
 if TYPE_CHECKING:
     from torch import Tensor, nn
@@ -73,55 +79,3 @@ def get_method(name: str) -> MethodSpec:
 def method_specs() -> list[MethodSpec]:
     """Every registered :class:`~camscope.core.registry.MethodSpec`, in registration order."""
     return registered_specs()
-
-
-def unsuited_methods(model: nn.Module, methods: Sequence[str]) -> dict[str, str]:
-    """The methods among ``methods`` that cannot explain ``model`` at all, each with the reason
-    (transformer-only methods on a model whose attention :mod:`camscope.core.attention` cannot
-    read). ``-m all`` leaves them out instead of reporting them skipped."""
-    from ..core.attention import transformer_layout
-    from ..errors import UnsupportedModelError
-
-    wanted = [lookup(name) for name in methods]
-    if not any(spec.models == "transformer" for spec in wanted):
-        return {}
-    try:
-        transformer_layout(model)
-    except UnsupportedModelError as err:
-        return {spec.name: str(err) for spec in wanted if spec.models == "transformer"}
-    return {}
-
-
-def estimate_passes(
-    model: nn.Module,
-    x: Tensor,
-    methods: Sequence[str],
-    layer: LayerSpec = "auto",
-    *,
-    targets: int = 1,
-    method_options: Mapping[str, Any] | None = None,
-    reshape: ReshapeFn | None = None,
-    aug_smooth: bool = False,
-) -> dict[str, int]:
-    """Model passes per image each method would add beyond the shared forward and backward, for
-    ``model`` at ``layer`` (one dry forward to count the layers' channels), with ``targets``
-    classes per image and, with ``aug_smooth``, every augmented copy counted (see
-    :mod:`camscope.core.cost`; upper bounds for the Score-CAM family)."""
-    from ..core.cost import estimate, layer_shapes
-    from ..core.layers import resolve_layers
-
-    specs = [lookup(name) for name in methods]
-    layers = resolve_layers(model, layer, x)
-    shapes = layer_shapes(model, layers, x, reshape)
-    channels = {name: c for name, (c, _) in shapes.items()}
-    positions = {name: p for name, (_, p) in shapes.items()}
-    size = (int(x.shape[-2]), int(x.shape[-1]))
-    return estimate(
-        specs,
-        channels,
-        targets,
-        method_options,
-        input_size=size,
-        positions=positions,
-        aug_smooth=aug_smooth,
-    )

@@ -27,7 +27,7 @@ from ..errors import UsageError
 if TYPE_CHECKING:
     from torch import Tensor, nn
 
-    from ..core.layers import LayerSpec
+    from ..core.layers import LayerSpec, ReshapeFn
     from ..core.targets import TargetSpec
 
 
@@ -58,6 +58,58 @@ def parse_methods(asked: str | Sequence[str]) -> list[str]:
     return result
 
 
+def unsuited_methods(model: nn.Module, methods: Sequence[str]) -> dict[str, str]:
+    """The methods among ``methods`` that cannot explain ``model`` at all, each with the reason
+    (transformer-only methods on a model whose attention :mod:`camscope.core.attention` cannot
+    read). ``-m all`` leaves them out instead of reporting them skipped."""
+    from ..core.attention import transformer_layout
+    from ..errors import UnsupportedModelError
+
+    wanted = [lookup(name) for name in methods]
+    if not any(spec.models == "transformer" for spec in wanted):
+        return {}
+    try:
+        transformer_layout(model)
+    except UnsupportedModelError as err:
+        return {spec.name: str(err) for spec in wanted if spec.models == "transformer"}
+    return {}
+
+
+def estimate_passes(
+    model: nn.Module,
+    x: Tensor,
+    methods: Sequence[str],
+    layer: LayerSpec = "auto",
+    *,
+    targets: int = 1,
+    method_options: Mapping[str, Any] | None = None,
+    reshape: ReshapeFn | None = None,
+    aug_smooth: bool = False,
+) -> dict[str, int]:
+    """Model passes per image each method would add beyond the shared forward and backward, for
+    ``model`` at ``layer`` (one dry forward to count the layers' channels), with ``targets``
+    classes per image and, with ``aug_smooth``, every augmented copy counted (see
+    :mod:`camscope.core.cost`; upper bounds for the Score-CAM family)."""
+    from ..core.cost import estimate, layer_shapes
+    from ..core.layers import resolve_layers
+
+    specs = [lookup(name) for name in methods]
+    layers = resolve_layers(model, layer, x)
+    shapes = layer_shapes(model, layers, x, reshape)
+    channels = {name: c for name, (c, _) in shapes.items()}
+    positions = {name: p for name, (_, p) in shapes.items()}
+    size = (int(x.shape[-2]), int(x.shape[-1]))
+    return estimate(
+        specs,
+        channels,
+        targets,
+        method_options,
+        input_size=size,
+        positions=positions,
+        aug_smooth=aug_smooth,
+    )
+
+
 @dataclass
 class MethodChoice:
     """The methods a run will use after the pass budget.
@@ -75,6 +127,11 @@ class MethodChoice:
     left_out: dict[str, str] = field(default_factory=dict)
     estimates: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def said(self) -> list[str]:
+        """What to tell the user: each method left out and why, then the notes."""
+        return [f"left out {m}: {why}" for m, why in self.left_out.items()] + self.notes
 
 
 def choose_methods(
@@ -96,7 +153,6 @@ def choose_methods(
     from ..core.cost import DEFAULT_PASS_BUDGET, within_budget
     from ..core.layers import resolve_layers
     from ..core.targets import parse_topk
-    from . import estimate_passes, unsuited_methods
 
     methods = parse_methods(asked)
     everything = means_all(asked)

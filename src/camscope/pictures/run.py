@@ -108,9 +108,7 @@ def run_picture_job(
         budget=job.pass_budget,
         aug_smooth=job.aug_smooth,
     )
-    for name, why in choice.left_out.items():
-        reporter.note(f"left out {name}: {why}")
-    for text in choice.notes:
+    for text in choice.said:
         reporter.note(text)
     options = dict(job.method_options)
     if progress is not None and progress.enabled:
@@ -140,12 +138,11 @@ def write_summary(
     job: PictureJob, loaded: LoadedModel, result: PictureResult, *, interrupted: bool
 ) -> None:
     """``summary.json``: the model, its preprocessing, the settings and every image's record."""
-    from .. import __version__
-    from ..outputs import write_atomic
+    from ..outputs import camscope_version, write_atomic
 
     state, layers, pictures = result.state, result.layers, job.pictures
     summary = {
-        "camscope": __version__,
+        "camscope": camscope_version(),
         "model": loaded.spec.name,
         "spec": loaded.spec.to_dict(),
         "device": str(loaded.device),
