@@ -117,7 +117,7 @@ def test_class_folders_odd_names_a_broken_file_and_exit_1(tmp_path, odd_model, c
         (["--method", "gradcam,layercam"], "one method"),
         (
             ["--max-hotspot-area", "1.5"],
-            "argument --max-hotspot-area: expected a number between 0 and 1, got 1.5",
+            "argument --max-hotspot-area: expected a share in (0, 1], got 1.5",
         ),
         (["--hotspot-energy", "0"], "argument --hotspot-energy: expected a share in (0, 1], got 0"),
         (["--min-object-lift", "-1"], "argument --min-object-lift: expected a number >= 0"),

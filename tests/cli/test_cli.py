@@ -60,22 +60,22 @@ def test_parse_args_explain() -> None:
 
 
 def test_parse_helpers() -> None:
-    from camscope.cli import options
+    from camscope.cli import values
     from camscope.data import inputs
     from camscope.data.classes import parse_target
     from camscope.methods import parse_methods
 
-    assert options.split_list(["a,b", " c ", ""]) == ["a", "b", "c"]
-    assert options.layer_spec(None) == "auto"
-    assert options.layer_spec(["layer4"]) == "layer4"
-    assert options.layer_spec(["layer3,layer4"]) == ["layer3", "layer4"]
+    assert values.split_list(["a,b", " c ", ""]) == ["a", "b", "c"]
+    assert values.layer_spec(None) == "auto"
+    assert values.layer_spec(["layer4"]) == "layer4"
+    assert values.layer_spec(["layer3,layer4"]) == ["layer3", "layer4"]
     assert parse_methods("GradCAM, gradcam++,gradcam") == ["gradcam", "gradcam++"]
     assert parse_target("top5", CLASS_NAMES) == "topk:5"
     assert parse_target("topk:3", CLASS_NAMES) == "topk:3"
     assert parse_target("4", CLASS_NAMES) == 4
     assert parse_target("tabby", CLASS_NAMES) == 0
     assert parse_target("Tiger_Cat", CLASS_NAMES) == 1
-    assert not hasattr(options, "parse_target")  # one target parser: camscope.data.classes
+    assert not hasattr(values, "parse_target")  # one target parser: camscope.data.classes
     assert inputs.unique_stems(["a", "b", "a", "A", "a-2"]) == ["a", "b", "a-2", "A-3", "a-2-2"]
     assert inputs.stem_of("/x/y/cat.01.jpg") == "cat.01"
     assert inputs.stem_of("https://h/p/dog%20one.png?x=1") == "dog one"

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
-from . import options
+from . import options, values
 from ._common import echo, warn
 
 DATASET_BATCH_SIZE = 32  # --batch-size of a data-set job
@@ -184,9 +184,9 @@ def run_dataset(args: argparse.Namespace) -> int:
     job = DatasetJob(
         source=args.images[0],
         out=Path(args.out),
-        model=options.model_recipe(args),
-        methods=tuple(options.split_list(args.method)),
-        layers=tuple(options.split_list(args.layer)) or ("auto",),
+        model=values.model_recipe(args),
+        methods=tuple(values.split_list(args.method)),
+        layers=tuple(values.split_list(args.layer)) or ("auto",),
         target=args.target,
         batch_size=args.batch_size or DATASET_BATCH_SIZE,
         shard_size=args.shard_size,
@@ -203,7 +203,7 @@ def run_dataset(args: argparse.Namespace) -> int:
         torch_threads=args.threads,
         aug_smooth=bool(args.aug_smooth),
         eigen_smooth=bool(args.eigen_smooth),
-        method_options=options.method_options(args),
+        method_options=values.method_options(args),
         mode="as-is" if args.as_is else "eval",
         multilabel=bool(args.multilabel),
         allow_slow=bool(args.allow_slow),

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
-from . import options
+from . import options, values
 from ._common import echo
 from .failures import load_checked
 
@@ -126,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
 
     methods = parse_methods(args.method)
     bar = Progress(label="camscope adversarial", enabled=not args.no_progress)
-    layer = options.layer_spec(args.layer)
+    layer = values.layer_spec(args.layer)
     model, spec = load_checked(args, layer)
     target = None
     if args.target is not None:
@@ -151,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
         colormap=args.colormap,
         alpha=args.alpha,
         max_pixels=args.max_pixels,
-        method_options=options.method_options(args),
+        method_options=values.method_options(args),
         progress=bar,
         on_skip=bar.skipped,
         multilabel=bool(args.multilabel),
@@ -159,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
     if len(args.inputs) == 1 and (
         args.images is not None or is_annotated(args.inputs[0], args.images)
     ):
-        data = options.read_labelled(
+        data = values.read_labelled(
             args, spec, args.inputs[0], command="adversarial", unmapped_folders="fail"
         )
     else:

@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from . import options
+from . import options, values
 from ._common import echo
 
 _EPILOG = (
@@ -94,12 +94,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
-def open_share(text: str) -> float:
-    """argparse type: a share in (0, 1]."""
-    value = options.unit_float(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("expected a share in (0, 1], got 0")
-    return value
+open_share = options.bounded(float, 0, 1, above=True, what="a share in (0, 1]")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -109,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     from ..data.progress import Progress
     from ..errors import UsageError
 
-    method = options.one_method(args, "the audit's map")
+    method = values.one_method(args, "the audit's map")
     thresholds = AuditThresholds(
         hotspot_energy=args.hotspot_energy,
         max_hotspot_area=args.max_hotspot_area,
@@ -119,14 +114,14 @@ def run(args: argparse.Namespace) -> int:
         min_object_lift=args.min_object_lift,
     )
     thresholds.validate()
-    method_options = options.method_options(args)
-    model, spec, _, _ = options.model_recipe(args).load(hints="cli")
-    data = options.read_labelled(args, spec, command="audit")
+    method_options = values.method_options(args)
+    model, spec, _, _ = values.model_recipe(args).load(hints="cli")
+    data = values.read_labelled(args, spec, command="audit")
     if not data.items:
         raise UsageError(f"--data {args.data!r} holds no images to audit")
     config = AuditConfig(
         method=method,
-        layer=options.layer_spec(args.layer),
+        layer=values.layer_spec(args.layer),
         batch_size=args.batch_size,
         grid=args.grid,
         thresholds=thresholds,

@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from . import options
+from . import options, values
 from ._common import echo, warn
 from .options import positive_int, unit_float
 
@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         lr=args.lr,
         seed=args.seed,
-        method=options.one_method(args, "the audit's map"),
+        method=values.one_method(args, "the audit's map"),
         device=args.device,
         resume=args.resume,
         progress=not args.no_progress,

@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from . import options
+from . import options, values
 from ._common import echo
 
 DEFAULT_LAYERS = "input,first,middle,last"
@@ -86,11 +86,11 @@ def run(args: argparse.Namespace) -> int:
     from ..embeddings.run import embed_dataset
     from ..errors import UsageError
 
-    layers = options.split_list(args.layer or [DEFAULT_LAYERS])
+    layers = values.split_list(args.layer or [DEFAULT_LAYERS])
     if not layers:
         raise UsageError(f"--layers is empty; e.g. --layers {DEFAULT_LAYERS}")
-    model, spec, _, _ = options.model_recipe(args).load(hints="cli")
-    data = options.read_labelled(args, spec, command="embed")
+    model, spec, _, _ = values.model_recipe(args).load(hints="cli")
+    data = values.read_labelled(args, spec, command="embed")
     if not data.items:
         raise UsageError(f"--data {args.data!r} holds no images to embed")
     with Progress(label="camscope embed", enabled=not args.no_progress) as bar:

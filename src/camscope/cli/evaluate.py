@@ -17,7 +17,7 @@ from typing import Any
 
 from ..data.progress import Progress, shown
 from ..errors import UsageError
-from . import options
+from . import options, values
 from ._common import echo
 
 DEFAULT_METHODS = "gradcam,gradcam++,xgradcam,layercam,eigencam"
@@ -160,7 +160,7 @@ def parse_metrics(text: str | None) -> list[str]:
 
     if text is None:
         return default_families()
-    names = options.split_list(text)
+    names = values.split_list(text)
     if [n.lower() for n in names] == ["all"]:
         return family_names()
     return check_families(names, "--metrics")
@@ -182,7 +182,7 @@ def _fingerprint(path: str | Path) -> str:
 def _load_data(args: argparse.Namespace, spec: Any) -> tuple[Any, str, str, list[str]]:
     """The data, its description for config.json, the label rule and the report's data notes
     (:func:`camscope.data.read.read_data`, which says the notes on stderr)."""
-    data = options.read_labelled(args, spec, command="evaluate", need="boxes")
+    data = values.read_labelled(args, spec, command="evaluate", need="boxes")
     if data.kind == "builtin":
         # The built-in benchmark's image i does not depend on N, so a resumed run may grow N.
         return data, f"builtin (seed {data.details['generator_seed']})", "", []
@@ -199,8 +199,8 @@ def run(args: argparse.Namespace) -> int:
 
     metrics = parse_metrics(args.metrics)
     methods = parse_methods(args.method)
-    layers = options.split_list(args.layer) or ["auto"]
-    method_options = options.method_options(args)
+    layers = values.split_list(args.layer) or ["auto"]
+    method_options = values.method_options(args)
 
     # settings are checked before the model loads (NaN, ranges)
     config = evaluation.EvalConfig(
@@ -235,7 +235,7 @@ def _evaluate(args: argparse.Namespace, config: Any, out: Path) -> int:
 
     if args.weights is not None:
         config.weights = _fingerprint(args.weights)
-    model, spec, _, preprocessing_notes = options.model_recipe(args).load(hints="cli")
+    model, spec, _, preprocessing_notes = values.model_recipe(args).load(hints="cli")
     for line in preprocessing_notes:
         sys.stderr.write(f"camscope evaluate: {shown(line)}\n")
     data, config.data, config.labels, data_notes = _load_data(args, spec)

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data.progress import Progress, shown
-from . import options
+from . import options, values
 from ._common import echo, warn
 from ._dataset import add_dataset_arguments, run_dataset, wants_dataset
 
@@ -180,16 +180,16 @@ def run(args: argparse.Namespace) -> int:
     # Everything that can be checked without the model is checked before loading it.
     parse_methods(args.method)
     viz.check_colormap(args.colormap)
-    method_options = options.method_options(args)
+    method_options = values.method_options(args)
     prepare_output(args.out, reserved=("summary.json",))
     items = list(open_images(args.images).items)
-    loaded = options.model_recipe(args).load(hints="cli")
+    loaded = values.model_recipe(args).load(hints="cli")
     for note in loaded.notes:
         warn(f"camscope explain: note: {note}")
     job = PictureJob(
         out=args.out,
         methods=args.method,
-        layers=options.split_list(args.layer),
+        layers=values.split_list(args.layer),
         target=args.target,
         batch_size=args.batch_size or 1,
         aug_smooth=bool(args.aug_smooth),
@@ -211,7 +211,7 @@ def run(args: argparse.Namespace) -> int:
             class_scale=args.class_scale,
         ),
         load=LoadOptions(args.max_pixels, args.timeout, args.window),
-        preprocessing=options.preprocessing(args),
+        preprocessing=values.preprocessing(args),
     )
     state = JobState()
     progress = Progress(len(items), "camscope explain", enabled=not args.no_progress)

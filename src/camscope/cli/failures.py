@@ -13,7 +13,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from . import options
+from . import options, values
 from ._common import echo
 
 _EPILOG = """\
@@ -81,23 +81,23 @@ def run(args: argparse.Namespace) -> int:
     from ..data.progress import Progress
     from ..diagnosis.failures import FailureSettings, diagnose_failures
 
-    method = options.one_method(args, "the map compared for the two classes")
+    method = values.one_method(args, "the map compared for the two classes")
     bar = Progress(label="camscope failures", enabled=not args.no_progress)
     settings = FailureSettings(
         method=method,
-        layer=options.layer_spec(args.layer),
+        layer=values.layer_spec(args.layer),
         batch_size=args.batch_size,
         colormap=args.colormap,
         alpha=args.alpha,
         max_pixels=args.max_pixels,
-        method_options=options.method_options(args),
+        method_options=values.method_options(args),
         progress=bar,
         on_skip=bar.skipped,
         embed=args.embed,
         multilabel=bool(args.multilabel),
     )
     model, spec = load_checked(args, settings.layer)
-    data = options.read_labelled(args, spec, command="failures", unmapped_folders="fail")
+    data = values.read_labelled(args, spec, command="failures", unmapped_folders="fail")
     with bar:
         result = diagnose_failures(model, spec, data, args.out, settings)
     summary = result.summary
@@ -125,6 +125,6 @@ def load_checked(args: argparse.Namespace, layer: str | list[str]) -> tuple[Any,
 
     viz.check_colormap(args.colormap)
     prepare_output(args.out)
-    model, spec, device, _ = options.model_recipe(args).load(hints="cli")
+    model, spec, device, _ = values.model_recipe(args).load(hints="cli")
     resolve_layers(model, layer, spec.example_input(device))
     return model, spec

@@ -12,7 +12,7 @@ import argparse
 import json
 from typing import Any
 
-from . import options
+from . import options, values
 from ._common import echo, format_table
 
 
@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..core.layer_table import layer_table
 
-    recipe = options.model_recipe(args)
+    recipe = values.model_recipe(args)
     if recipe.weights is None:  # the layout does not depend on the weights: skip loading them
         recipe = dataclasses.replace(recipe, random_init=True)
     size, as_json = args.size, bool(args.json)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CamscopeError, UsageError
-from . import options
+from . import options, values
 from ._common import echo, warn
 
 _EPILOG = """\
@@ -104,7 +104,7 @@ def _export(store: Any, args: argparse.Namespace) -> int:
     if not ids:
         raise UsageError("no ids given; pass --ids ID [ID ...] or --ids-file FILE")
     viz.check_colormap(args.colormap)
-    methods = options.split_list(args.method) if args.method else None
+    methods = values.split_list(args.method) if args.method else None
     from ..outputs import prepare_output, write_picture
 
     out = prepare_output(args.out or Path(args.dir) / "export")

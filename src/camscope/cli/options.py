@@ -7,24 +7,21 @@ what a declaration lists as its own (``per_command``: the output folder's defaul
 ``--method``, ...); anything else is refused when the parser is built, and
 ``tests/cli/test_options.py`` walks every subcommand's parser against these declarations.
 
-The functions at the bottom turn parsed options into the library's plain values
-(:class:`camscope.models.ModelRecipe`, ``method_options``, ``DataOptions``): no argparse namespace
-goes further. Nothing here imports torch (``camscope --help`` stays fast).
+:mod:`camscope.cli.values` turns the parsed options into the library's plain values. Nothing here
+imports torch (``camscope --help`` stays fast).
 """
 
 from __future__ import annotations
 
 import argparse
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import UsageError, closest
-
 if TYPE_CHECKING:
-    from ..models.recipe import ModelRecipe, SpecOverrides
+    pass
 
 DEFAULT_MODEL = "efficientnet_lite0"  # camscope.models.DEFAULT_MODEL, kept torch-free here
 DEFAULT_TIMEOUT = 60.0  # camscope.io.DEFAULT_DEADLINE, kept import-free here
@@ -44,44 +41,26 @@ def _number(text: str, kind: type, what: str) -> Any:
     return value
 
 
-def positive_int(text: str) -> int:
-    """argparse type: a whole number >= 1."""
-    value = _number(text, int, "a whole number")
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
-    return int(value)
+def bounded(
+    kind: type, low: float, high: float = math.inf, *, above: bool = False, what: str
+) -> Callable[[str], Any]:
+    """An argparse type: a ``kind`` number in ``[low, high]`` (``(low, high]`` with ``above``);
+    the message says ``what`` was expected."""
+
+    def parse(text: str) -> Any:
+        value = _number(text, kind, what)
+        if not low <= value <= high or (above and value == low):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text.strip()}")
+        return kind(value)
+
+    return parse
 
 
-def non_negative_int(text: str) -> int:
-    """argparse type: a whole number >= 0."""
-    value = _number(text, int, "a whole number")
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
-    return int(value)
-
-
-def non_negative_float(text: str) -> float:
-    """argparse type: a finite number >= 0."""
-    value = _number(text, float, "a number")
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
-    return float(value)
-
-
-def unit_float(text: str) -> float:
-    """argparse type: a number between 0 and 1."""
-    value = _number(text, float, "a number between 0 and 1")
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {value}")
-    return float(value)
-
-
-def positive_seconds(text: str) -> float:
-    """argparse type: a finite number of seconds > 0."""
-    value = _number(text, float, "seconds")
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
-    return float(value)
+positive_int = bounded(int, 1, what="a whole number >= 1")
+non_negative_int = bounded(int, 0, what="a whole number >= 0")
+non_negative_float = bounded(float, 0, what="a number >= 0")
+unit_float = bounded(float, 0, 1, what="a number between 0 and 1")
+positive_seconds = bounded(float, 0, above=True, what="a positive number of seconds")
 
 
 def number_list(text: str) -> tuple[float, ...]:
@@ -354,132 +333,3 @@ def unmapped_help(choices: Sequence[str], folders: str = "error") -> dict[str, A
     said = [_UNMAPPED["fail" if c == "error" and folders == "fail" else c] for c in choices]
     help_text = f"labels that are no model class: {', '.join(said)}; default {choices[0]}"
     return {"choices": tuple(choices), "default": choices[0], "help": help_text}
-
-
-# ---------------------------------------------------------------------------------------------
-# Parsed options -> the library's plain values
-
-
-def split_list(values: str | Sequence[str] | None) -> list[str]:
-    """Flatten repeated and comma-separated option values: ``["a,b", "c"]`` -> ``["a", "b", "c"]``."""
-    items = [values] if isinstance(values, str) else list(values or [])
-    return [part.strip() for value in items for part in value.split(",") if part.strip()]
-
-
-def layer_spec(values: str | Sequence[str] | None) -> str | list[str]:
-    """``--layer`` values -> ``"auto"``, one name, or a list of names."""
-    names = split_list(values)
-    if not names:
-        return "auto"
-    return names[0] if len(names) == 1 else names
-
-
-def one_method(args: argparse.Namespace, what: str) -> str:
-    """The single method ``--method`` names; more than one is a usage error saying ``what`` the
-    method is for."""
-    from ..methods import parse_methods
-
-    methods = parse_methods(args.method)
-    if len(methods) != 1:
-        raise UsageError(f"--method takes one method ({what}); got {', '.join(methods)}")
-    return methods[0]
-
-
-def model_recipe(args: argparse.Namespace, name: str | None = None) -> ModelRecipe:
-    """The model the options describe (``--model``, or ``name``), with the preprocessing
-    overrides the command takes."""
-    from ..models.recipe import ModelRecipe
-
-    return ModelRecipe(
-        name=name or args.model,
-        weights=args.weights,
-        trust_checkpoint=bool(args.trust_checkpoint),
-        random_init=bool(args.random_init),
-        device=args.device,
-        keep_mode=bool(getattr(args, "as_is", False)),
-        overrides=spec_overrides(args),
-    )
-
-
-def spec_overrides(args: argparse.Namespace) -> SpecOverrides:
-    from ..models.recipe import SpecOverrides
-
-    return SpecOverrides(**{name: getattr(args, name, None) for name in PREPROCESSING})
-
-
-def preprocessing(args: argparse.Namespace) -> dict[str, Any]:
-    """The preprocessing overrides as given (for ``summary.json``)."""
-    return {name: getattr(args, name, None) for name in PREPROCESSING}
-
-
-_NOT_FROM_THE_COMMAND_LINE = {"progress", "output_adapter"}
-
-
-def method_options(args: argparse.Namespace) -> dict[str, Any]:
-    """``-O batch_size=16 -O precision=bfloat16`` -> ``{"batch_size": 16, ...}``: numbers and
-    true/false are converted, unknown keys are a usage error naming the known ones."""
-    from ..perturbation.options import KNOWN_OPTIONS
-
-    known = sorted(set(KNOWN_OPTIONS) - _NOT_FROM_THE_COMMAND_LINE)
-    options: dict[str, Any] = {}
-    for text in getattr(args, "option", None) or []:
-        key, value = key_value(text, "--option", "batch_size=16")
-        if key not in known:
-            raise UsageError(
-                f"--option: unknown key {key!r}; did you mean {closest(key, known, n=2)}? "
-                f"Known keys: {', '.join(known)}"
-            )
-        options[key] = value
-    return options
-
-
-def key_value(text: str, option: str, example: str) -> tuple[str, Any]:
-    """``KEY=VALUE`` with the value as a bool, int, float or text."""
-    key, sep, raw = (part.strip() for part in text.partition("="))
-    if not sep or not key:
-        raise UsageError(f"{option} {text!r}: expected KEY=VALUE, e.g. {example}")
-    if raw.lower() in ("true", "false"):
-        return key, raw.lower() == "true"
-    for kind in (int, float):
-        try:
-            return key, kind(raw)
-        except ValueError:
-            pass
-    return key, raw
-
-
-def read_labelled(
-    args: argparse.Namespace,
-    spec: Any,
-    data: str | None = None,
-    *,
-    command: str,
-    unmapped_folders: str = "error",
-    need: str = "labels",
-) -> Any:
-    """:func:`camscope.data.read.read_data` of ``data`` (default ``--data``) with the data
-    options (``need``: what the command needs of each image); ``--limit``, where the command has
-    it, keeps the first N images. What the user should know about the data (skipped folders,
-    mapped labels) goes to stderr, one line each, prefixed with ``camscope COMMAND:``."""
-    import sys
-
-    from ..data.read import read_data
-    from ..data.spec import DataOptions
-
-    size = int(spec.input_size[0]) if spec.input_size[0] == spec.input_size[1] else 224
-    options = DataOptions(
-        args.images, args.class_map, args.unmapped, unmapped_folders, bool(args.allow_outside_paths)
-    )
-    found = read_data(
-        args.data if data is None else data,
-        spec.class_names,
-        options,
-        need=need,
-        seed=args.seed,
-        size=size,
-    )
-    if getattr(args, "limit", None):
-        found.items = found.items[: args.limit]
-    for line in found.notes:
-        sys.stderr.write(f"camscope {command}: {line}\n")
-    return found

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..data.progress import shown
 from ..errors import CamscopeError, TargetError
-from . import options
+from . import options, values
 from ._common import echo, warn
 
 
@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from ..pictures.plan import class_label
 
     items = open_images(args.images).items
-    model, spec, device, notes = options.model_recipe(args).load(hints="cli")
+    model, spec, device, notes = values.model_recipe(args).load(hints="cli")
     for note in notes:
         warn(f"camscope predict: note: {note}")
     load = LoadOptions(args.max_pixels, args.timeout, args.window)

@@ -19,7 +19,8 @@ from typing import Any
 from ..errors import UsageError
 from . import options
 from ._common import echo, warn
-from .options import DEFAULT_MODEL, split_list
+from .options import DEFAULT_MODEL
+from .values import split_list
 
 STUDY_KINDS = ("class-discrimination", "trust")
 

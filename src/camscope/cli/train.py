@@ -14,9 +14,10 @@ import os
 from typing import Any
 
 from ..errors import UsageError
-from . import options
+from . import options, values
 from ._common import echo, warn
-from .options import positive_int, split_list, unit_float
+from .options import positive_int, unit_float
+from .values import split_list
 
 _EPILOG = """\
 data (--data, the one grammar of docs/architecture.md; the data's classes are the model's):
@@ -121,7 +122,7 @@ def _given(args: argparse.Namespace) -> dict[str, Any]:
     if args.out is not None:
         given["out"] = str(args.out)
     arch = dict(
-        options.key_value(t, "--arch-option", "drop_rate=0.2") for t in split_list(args.arch_option)
+        values.key_value(t, "--arch-option", "drop_rate=0.2") for t in split_list(args.arch_option)
     )
     if args.width is not None:
         arch["width"] = args.width
