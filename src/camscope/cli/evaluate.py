@@ -10,15 +10,12 @@ cannot be read is reported and skipped, and the exit status is then 1.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import sys
 from pathlib import Path
 from typing import Any
 
 from ..data.progress import Progress, shown
-from ..errors import UsageError
 from . import options, values
-from ._common import echo
+from ._common import echo, warn
 
 DEFAULT_METHODS = "gradcam,gradcam++,xgradcam,layercam,eigencam"
 
@@ -166,33 +163,6 @@ def parse_metrics(text: str | None) -> list[str]:
     return check_families(names, "--metrics")
 
 
-def _fingerprint(path: str | Path) -> str:
-    """``/abs/path (sha256 0123456789abcdef)``: what a file is, not only where it is."""
-    file = Path(path).expanduser()
-    digest = hashlib.sha256()
-    try:
-        with file.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-    except OSError as err:
-        raise UsageError(f"cannot read {str(file)!r}: {err.strerror or err}") from None
-    return f"{file.resolve()} (sha256 {digest.hexdigest()[:16]})"
-
-
-def _load_data(args: argparse.Namespace, spec: Any) -> tuple[Any, str, str, list[str]]:
-    """The data, its description for config.json, the label rule and the report's data notes
-    (:func:`camscope.data.read.read_data`, which says the notes on stderr)."""
-    data = values.read_labelled(args, spec, command="evaluate", need="boxes")
-    if data.kind == "builtin":
-        # The built-in benchmark's image i does not depend on N, so a resumed run may grow N.
-        return data, f"builtin (seed {data.details['generator_seed']})", "", []
-    labels = f"unmapped {args.unmapped}"
-    if args.class_map:
-        labels = f"class map {_fingerprint(args.class_map)}; {labels}"
-    notes = [f"data: {data.description}", *data.notes]
-    return data, str(Path(args.data).expanduser().resolve()), labels, notes
-
-
 def run(args: argparse.Namespace) -> int:
     from .. import evaluation
     from ..methods import parse_methods
@@ -233,20 +203,19 @@ def _evaluate(args: argparse.Namespace, config: Any, out: Path) -> int:
     from .. import evaluation
     from ..evaluation.report import write_report
 
-    if args.weights is not None:
-        config.weights = _fingerprint(args.weights)
     model, spec, _, preprocessing_notes = values.model_recipe(args).load(hints="cli")
     for line in preprocessing_notes:
-        sys.stderr.write(f"camscope evaluate: {shown(line)}\n")
-    data, config.data, config.labels, data_notes = _load_data(args, spec)
-    config.model = spec.name
-    config.model_input = {
-        k: v
-        for k, v in spec.to_dict().items()
-        if k in ("input_size", "mean", "std", "interpolation", "num_classes", "channels")
-    }
-    config.images = str(Path(args.images).expanduser().resolve()) if args.images else ""
-
+        warn(f"camscope evaluate: {shown(line)}")
+    data = values.read_labelled(args, spec, command="evaluate", need="boxes")
+    data_notes = config.describe(
+        spec,
+        data,
+        args.data,
+        weights=args.weights,
+        class_map=args.class_map,
+        unmapped=args.unmapped,
+        images=args.images,
+    )
     with Progress(label="camscope evaluate", enabled=not args.no_progress) as bar:
         result = evaluation.run_evaluation(
             model,
@@ -260,24 +229,12 @@ def _evaluate(args: argparse.Namespace, config: Any, out: Path) -> int:
             max_pixels=args.max_pixels,
             on_failure=bar.skipped,
         )
-    notes = [
-        f"Model {spec.name}"
-        + (f" ({config.weights})" if config.weights else "")
-        + ("; random init" if config.random_init else "")
-        + f"; data {args.data}"
-        + (config.data[len("builtin") :] if config.data.startswith("builtin") else "")
-        + f"; layers {', '.join(config.layers)}; metrics {', '.join(config.metrics)}.",
-        f"WSOL threshold {config.threshold:g} of the max, largest 8-connected segment; pointing tolerance "
-        f"{config.tolerance:g} px; deletion/insertion {config.steps} steps, substrates "
-        f"{config.deletion_substrate}/{config.insertion_substrate}, pixels ranked by decreasing map value (ties in raster order).",
-        *data_notes,
-    ]
     html_path, _ = write_report(
         args.out,
         {**result.summary},
         result.examples,
         title=f"camscope evaluate: {spec.name}",
-        notes=notes,
+        notes=[*config.report_notes(args.data), *data_notes],
     )
     failed = len(result.failed)
     echo(

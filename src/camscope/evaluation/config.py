@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
 from ..metrics import faithfulness as fm
 from ..metrics import localization as lm
 from .registry import check_families, default_families
+
+if TYPE_CHECKING:
+    from ..data.dataset import LabelledData
+    from ..models import ModelSpec
 
 
 @dataclass
@@ -74,6 +79,52 @@ class EvalConfig:
     allow_outside_paths: bool = False
     method_options: dict[str, Any] = field(default_factory=dict)
     multilabel: bool = False
+
+    def describe(
+        self,
+        spec: ModelSpec,
+        data: LabelledData,
+        data_text: str,
+        *,
+        weights: str | Path | None = None,
+        class_map: str | Path | None = None,
+        unmapped: str = "error",
+        images: str | Path | None = None,
+    ) -> list[str]:
+        """Record what the run reads (``config.json``: the model and its input pipeline, the
+        weights file and its hash, the data, how its labels became classes, the images folder);
+        returns the report's notes on the data. ``data_text`` is the data as the user gave it."""
+        from ..outputs import file_fingerprint
+
+        self.model = spec.name
+        kept = ("input_size", "mean", "std", "interpolation", "num_classes", "channels")
+        self.model_input = {k: v for k, v in spec.to_dict().items() if k in kept}
+        self.weights = file_fingerprint(weights) if weights is not None else ""
+        self.images = str(Path(images).expanduser().resolve()) if images else ""
+        if data.kind == "builtin":
+            # The built-in benchmark's image i does not depend on N: a resumed run may grow N.
+            self.data, self.labels = f"builtin (seed {data.details['generator_seed']})", ""
+            return []
+        self.data = str(Path(data_text).expanduser().resolve())
+        self.labels = f"unmapped {unmapped}"
+        if class_map:
+            self.labels = f"class map {file_fingerprint(class_map)}; {self.labels}"
+        return [f"data: {data.description}", *data.notes]
+
+    def report_notes(self, data_text: str) -> list[str]:
+        """The report's lines on the model, the data as given and the protocols' settings."""
+        builtin = self.data[len("builtin") :] if self.data.startswith("builtin") else ""
+        return [
+            f"Model {self.model}"
+            + (f" ({self.weights})" if self.weights else "")
+            + ("; random init" if self.random_init else "")
+            + f"; data {data_text}{builtin}; layers {', '.join(self.layers)}; "
+            f"metrics {', '.join(self.metrics)}.",
+            f"WSOL threshold {self.threshold:g} of the max, largest 8-connected segment; "
+            f"pointing tolerance {self.tolerance:g} px; deletion/insertion {self.steps} steps, "
+            f"substrates {self.deletion_substrate}/{self.insertion_substrate}, pixels ranked by "
+            "decreasing map value (ties in raster order).",
+        ]
 
     def validate(self) -> None:
         """Refuse settings that cannot give meaningful numbers (NaN, out of range, empty)."""
