@@ -221,3 +221,33 @@ def test_the_model_threads_are_set_for_the_job_and_restored(
         assert set(seen) == {1} and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_library_callers_get_the_commands_policies(
+    image_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """run_dataset_job settles what the command settles (issue 20, "Options once"): methods=all
+    under the pass budget, a class name as the target, the preprocessing overrides and the torch
+    threads (cores minus decode workers), for a library caller as for the CLI."""
+    import os
+
+    from camscope.models import SpecOverrides
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 6)
+    said: list[str] = []
+    recipe = ModelRecipe(MODEL, overrides=SpecOverrides(input_size=(48, 48)))
+    result = run_dataset_job(
+        job(
+            image_folder, tmp_path / "out", model=recipe, methods=("all",), pass_budget=20,
+            target="class3", decode_workers=2,
+        ),
+        notes=said.append,
+    )  # fmt: skip
+    summary = result.summary
+    # 12 channels at the last layer: Score-CAM 13 passes per image, SS-CAM 35 x 12 + 1 (over 20)
+    assert "scorecam" in summary["methods"] and "sscam" not in summary["methods"]
+    assert any(line.startswith("left out sscam: about 421 model passes") for line in said)
+    assert summary["this_run"]["torch_threads"] == 6 - 2
+    assert summary["spec"]["input_size"] == [48, 48]
+    table = pq.read_table(sorted((tmp_path / "out").glob("maps-*.parquet")))
+    assert set(table.column("target").to_pylist()) == {3}  # the class name was resolved
