@@ -52,7 +52,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "device",
         "resume",
         "no_progress",
-        out={"default": Path("out/bias"), "help": "output folder (default %(default)s)"},
+        out={"default": Path("out/bias")},
         batch_size={"default": 32, "help": "images per training step (default 32)"},
         seed={"help": "seed of data and weights (default 0)"},
         method={"help": "CAM method of the audit (default gradcam)"},

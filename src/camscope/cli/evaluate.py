@@ -89,7 +89,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "resume",
         "limit",
         "batch_size",
-        out={"default": Path("out/evaluate"), "help": "output folder (default %(default)s)"},
+        out={"default": Path("out/evaluate")},
         resume={"help": "continue the run stored in --out (same settings)"},
         limit={"help": "evaluate only the first N images"},
         batch_size={"default": 8, "help": "images per explain call (default 8)"},

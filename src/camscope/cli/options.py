@@ -271,7 +271,7 @@ OPTIONS: dict[str, Option] = {
     # what is written
     "out": _opt(
         "--out", "-o", type=Path, default=None, metavar="DIR", own="default required help",
-        help="output folder",
+        help="output folder (default %(default)s)",
     ),
     "batch_size": _opt(
         "--batch-size", type=positive_int, default=1, metavar="N", own="default help",
