@@ -30,9 +30,10 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, positional: bool = F
     ``--random-init`` and ``--device``."""
     model_help = (
         f"model name: a timm or torchvision model (default {DEFAULT_MODEL}, which ships offline "
-        "with its ImageNet weights), package.module:factory or file.py:factory for your own, a "
-        "Hugging Face save_pretrained folder, or a whole pickled model file (torch.save(model); "
-        "with --trust-checkpoint)"
+        "with its ImageNet weights; a name both libraries know goes to timm: write "
+        "torchvision:NAME or timm:NAME to choose), package.module:factory or file.py:factory for "
+        "your own, a camscope train run folder, a Hugging Face save_pretrained folder, or a whole "
+        "pickled model file (torch.save(model); with --trust-checkpoint)"
     )
     if positional:
         parser.add_argument("model", metavar="MODEL", help=model_help)
@@ -284,7 +285,7 @@ def apply_preprocessing(
     from dataclasses import replace
 
     from ..io import model_channels
-    from ..models.spec import for_channels, input_channels, num_outputs
+    from ..models.spec import for_channels, guessed_preprocessing, input_channels, num_outputs
 
     notes: list[str] = []
     channels = options.channels or input_channels(model) or model_channels(spec)
@@ -297,6 +298,13 @@ def apply_preprocessing(
             )
     else:
         spec = replace(spec, channels=channels)
+    if not notes and guessed_preprocessing(spec) and (options.mean is None or options.std is None):
+        notes.append(
+            f"model {spec.name!r} does not say how its inputs are prepared; using the ImageNet "
+            f"fallback: mean {list(spec.mean)}, std {list(spec.std)}, "
+            f"{spec.input_size[0]}x{spec.input_size[1]} {spec.interpolation} (pass --mean and "
+            "--std, and --input-size, with the values the model was trained with)"
+        )
     for what, values in (("mean", options.mean), ("std", options.std)):
         if values is None:
             continue

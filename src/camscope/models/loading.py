@@ -34,6 +34,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib
 import importlib.util
 import logging
@@ -150,10 +151,26 @@ def load_model(
         model, spec = apply_weights_file(
             model, spec, weights, trust_checkpoint, map_in_order=name == DEFAULT_MODEL
         )
-    elif pretrained is False:
+        spec = dataclasses.replace(
+            spec, source=f"weights file {weights} (preprocessing from {spec.source})"
+        )
+    elif pretrained is False and _honours_random_init(name, path):
         log.info("model %r: random initialisation (pretrained=False)", name)
+        spec = dataclasses.replace(
+            spec, source=f"random initialisation (preprocessing from {spec.source})"
+        )
     spec = with_binary_names(spec, model)
     return (model if keep_mode else model.eval()), spec
+
+
+def _honours_random_init(name: str, path: Path) -> bool:
+    """Whether ``pretrained=False`` leaves the model randomly initialised: the library names
+    and run folders; a factory, a pickled model and a Hugging Face folder bring their own
+    weights."""
+    library = (DEFAULT_MODEL, "hf-hub:", "hf_hub:", "timm:", "torchvision:", "tv:")
+    if name.startswith(library) or run_folder.is_run_folder(path):
+        return True
+    return not (hf.is_hf_folder(path) or path.exists() or ":" in name)
 
 
 def _load_pickled_model(path: Path, trust: bool, hints: str) -> tuple[nn.Module, ModelSpec]:

@@ -17,6 +17,9 @@ from torch import nn
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
+#: The :attr:`ModelSpec.source` of a spec whose preprocessing was not given by the model but
+#: guessed: ImageNet mean/std, 224 x 224, bilinear (:func:`guessed_preprocessing`).
+IMAGENET_FALLBACK = "ImageNet defaults"
 
 
 @dataclass(frozen=True)
@@ -109,10 +112,22 @@ def spec_for_model(model: nn.Module, name: str | None = None) -> ModelSpec:
     if isinstance(cfg, Mapping) and cfg.get("mean") is not None:
         spec = spec_from_timm_cfg(label, cfg, names, source="timm pretrained_cfg")
     else:
-        spec = ModelSpec(name=label, class_names=names, source="ImageNet defaults")
+        spec = ModelSpec(name=label, class_names=names, source=IMAGENET_FALLBACK)
     if channels is not None and channels != len(spec.mean):
         spec = for_channels(spec, channels)
     return spec
+
+
+def guessed_preprocessing(spec: ModelSpec) -> bool:
+    """Whether ``spec``'s mean, std and input size are the ImageNet fallback rather than the
+    model's own (a ``module:factory`` or pickled model without a spec, a Hugging Face folder
+    without ``preprocessor_config.json``, a timm or torchvision model without a config): the
+    caller should say so and how to give the model's own values.
+
+    >>> guessed_preprocessing(spec_for_model(nn.Linear(4, 2))), guessed_preprocessing(ModelSpec("m"))
+    (True, False)
+    """
+    return IMAGENET_FALLBACK in spec.source
 
 
 def for_channels(spec: ModelSpec, channels: int) -> ModelSpec:
