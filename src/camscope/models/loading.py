@@ -100,8 +100,10 @@ def load_model(
             run code: only for files you trust.
         pretrained: ``None`` (default) loads the library's pretrained weights when no
             ``weights`` file is given (a download for timm / torchvision names); ``False`` keeps
-            random weights; ``True`` is the same as ``None``. Ignored for ``module:factory``
-            names (the factory decides).
+            random weights (the spec's ``source`` then starts with ``"random
+            initialisation"``); ``True`` is the same as ``None``. Ignored for ``module:factory``
+            names (the factory decides), Hugging Face folders and pickled models, which bring
+            their own weights.
         keep_mode: return the model in the mode its factory or pickle left it in (for
             ``explain(..., mode="as-is")``) instead of eval mode.
         hints: ``"python"`` or ``"cli"``: whether messages name the arguments of this function
@@ -122,6 +124,7 @@ def load_model(
     if weights is not None:
         reject_unexplainable(weights)
     path = Path(name).expanduser()
+    own_weights = False  # a factory, a Hugging Face folder or a pickle ignores pretrained=False
     if name == DEFAULT_MODEL:
         model, spec = load_default(use_library_weights, _HINTS[hints]["random"])
     elif name.startswith(("hf-hub:", "hf_hub:")):  # timm's Hugging Face Hub names
@@ -134,8 +137,10 @@ def load_model(
         model, spec = run_folder.load_run_folder(path, load_weights=use_library_weights)
     elif hf.is_hf_folder(path):
         model, spec = hf.load_hf_model(path, _HINTS[hints]["model"])
+        own_weights = True
     elif ":" in name and not path.exists():
         model, spec = _load_factory(name)
+        own_weights = True
     elif _is_timm_name(name):  # known names first: a folder called resnet50 does not shadow it
         model, spec = _load_timm(name, use_library_weights, hints)
     elif name in _torchvision_names():
@@ -144,6 +149,7 @@ def load_model(
         model, spec = hf.load_hf_model(path, _HINTS[hints]["model"])
     elif path.is_file():
         model, spec = _load_pickled_model(path, trust_checkpoint, hints)
+        own_weights = True
     else:
         raise ModelLoadError(_unknown_name_message(name))
 
@@ -154,23 +160,13 @@ def load_model(
         spec = dataclasses.replace(
             spec, source=f"weights file {weights} (preprocessing from {spec.source})"
         )
-    elif pretrained is False and _honours_random_init(name, path):
+    elif pretrained is False and not own_weights:
         log.info("model %r: random initialisation (pretrained=False)", name)
         spec = dataclasses.replace(
             spec, source=f"random initialisation (preprocessing from {spec.source})"
         )
     spec = with_binary_names(spec, model)
     return (model if keep_mode else model.eval()), spec
-
-
-def _honours_random_init(name: str, path: Path) -> bool:
-    """Whether ``pretrained=False`` leaves the model randomly initialised: the library names
-    and run folders; a factory, a pickled model and a Hugging Face folder bring their own
-    weights."""
-    library = (DEFAULT_MODEL, "hf-hub:", "hf_hub:", "timm:", "torchvision:", "tv:")
-    if name.startswith(library) or run_folder.is_run_folder(path):
-        return True
-    return not (hf.is_hf_folder(path) or path.exists() or ":" in name)
 
 
 def _load_pickled_model(path: Path, trust: bool, hints: str) -> tuple[nn.Module, ModelSpec]:
