@@ -22,6 +22,7 @@ row per click; a restart reads it and each participant continues at their first 
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import random
@@ -31,6 +32,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ...data.dataset import LoadOptions
 from ...errors import UsageError
 from ...outputs import write_json
 from ..viewer.service import Explainer, ExplainRequest, LazyImage, parse_methods
@@ -194,7 +196,8 @@ def prepare_study(
     pool = pool or ModelPool(models, device=device)
     explainer = Explainer(pool, input_entries=256, map_entries=256)
     images = study_images(options, pool.get(models[0]).spec)
-    loaders = {image.id: image.load for image in images}
+    load = LoadOptions(options.max_pixels)
+    loaders = {image.id: functools.partial(image.decode, load) for image in images}
     if plan_path.exists():
         plan = json.loads(plan_path.read_text(encoding="utf-8"))
         differ = {k: (plan.get(k), v) for k, v in settings.items() if plan.get(k) != v}
@@ -216,7 +219,7 @@ def prepare_study(
             raise UsageError(f"--data {options.data!r} no longer holds images {missing[:5]}")
         log.info("continuing the study in %s (%d trials)", folder, len(trials))
         return Study(folder, plan, trials, loaders, explainer)
-    trials = build_trials(options.kind, images, methods, explainer, models, options.limit)
+    trials = build_trials(options.kind, images, methods, explainer, models, options.limit, load)
     if not trials:
         raise UsageError(
             f"--data {options.data!r} gives no trial for a {options.kind} study"

@@ -34,8 +34,9 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
+from ...data.inputs import DEMO_IMAGES
 from ...errors import CamscopeError, UsageError
-from ...io import DEFAULT_MAX_PIXELS, DEMO_IMAGES
+from ...io import DEFAULT_MAX_PIXELS
 from ...models.default import DEFAULT_MODEL
 from ...viz import DEFAULT_COLORMAP, RECOMMENDED_COLORMAPS
 from ..limits import (
@@ -243,7 +244,7 @@ def create_app(
         def load() -> bytes:
             with demo_lock:
                 if not demo_cache:
-                    from ...io import demo_images
+                    from ...data.inputs import demo_images
 
                     demo_cache.update({n: png_bytes(img, 1) for n, img in demo_images()})
                 return demo_cache[name]
