@@ -92,3 +92,21 @@ def test_a_real_difference_is_still_refused_in_a_sentence(paused: Path) -> None:
         train(
             TrainConfig.from_dict({**resume_config(str(paused)).to_dict(), "arch": "gapnet-pooled"})
         )
+
+
+def test_paths_are_compared_by_the_place_they_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "c10").mkdir()
+    (tmp_path / "start.pt").write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    stored = TrainConfig(data="cifar10:c10", out="o", val="test", pretrained="start.pt").stored()
+    assert stored["data"] == f"cifar10:{tmp_path.resolve() / 'c10'}"
+    assert stored["val"] == "test" and stored["pretrained"] == str(tmp_path.resolve() / "start.pt")
+    same = TrainConfig(
+        data="cifar10:./c10/", out="/x", val="test", pretrained=str(tmp_path / "start.pt")
+    )
+    assert same.differences(stored) == []
+    other = TrainConfig(data="cifar100:c10", out="o", val="test", pretrained="start.pt")
+    assert other.differences(stored) == ["data"]
+    assert TrainConfig(data="builtin:24", out="o").stored()["data"] == "builtin:24"

@@ -192,7 +192,7 @@ class TrainConfig:
         settings = self.to_dict()
         settings.pop("out")
         for key in PATHS:
-            settings[key] = located(settings[key])
+            settings[key] = located(key, settings[key])
         return settings
 
     def differences(self, stored: dict[str, Any]) -> list[str]:
@@ -224,32 +224,40 @@ class TrainConfig:
         )
 
 
-def located(value: Any) -> Any:
-    """``value`` with the file or folder it names made absolute: the whole string when it is an
-    existing path, else the part after ``KIND:`` (``cifar10:data`` -> ``cifar10:/abs/data``).
-    Anything else (``builtin:24``, ``test``, ``timm``, a path that does not exist) is kept as is;
-    a number is never taken for a path.
+def located(key: str, value: Any) -> Any:
+    """Setting ``key``'s ``value`` with the file or folder it names made absolute: a data spec's
+    path through the one data grammar (``cifar10:data`` -> ``cifar10:/abs/data``, ``builtin:24``
+    kept; :func:`camscope.data.spec.parse_data`), a ``val`` or ``pretrained`` path as a whole.
+    Words (``val="test"``, ``pretrained="timm"``), None and paths that do not exist are kept.
 
-    >>> located("builtin:24"), located(None)
-    ('builtin:24', None)
+    >>> located("data", "builtin:24"), located("val", "test"), located("val", None)
+    ('builtin:24', 'test', None)
     """
-    if not isinstance(value, str) or not value:
+    if not isinstance(value, str) or not value or value == _WORDS.get(key):
         return value
-    whole = Path(value).expanduser()
-    if whole.exists():
-        return str(whole.resolve())
-    kind, sep, rest = value.partition(":")
-    if sep and kind and rest and not rest.replace(":", "").isdigit():
-        part = Path(rest).expanduser()
-        if part.exists():
-            return f"{kind}:{part.resolve()}"
-    return value
+    if key == "data":
+        from ..data.spec import parse_data
+        from ..errors import CamscopeError
+
+        try:
+            spec = parse_data(value)
+        except CamscopeError:  # said when the data is read
+            return value
+        if spec.path is None:
+            return value
+        where = str(spec.path.resolve())
+        return f"{spec.kind}:{where}" if value.startswith(f"{spec.kind}:") else where
+    path = Path(value).expanduser()
+    return str(path.resolve()) if path.exists() else value
+
+
+_WORDS = {"val": "test", "pretrained": "timm"}  # values that are not paths
 
 
 def _same(key: str, stored: Any, mine: Any) -> bool:
     if stored == mine:
         return True
-    return key in PATHS and located(stored) == located(mine)
+    return key in PATHS and located(key, stored) == located(key, mine)
 
 
 def _finite(value: float) -> bool:
