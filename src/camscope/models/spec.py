@@ -18,7 +18,8 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
 #: The :attr:`ModelSpec.source` of a spec whose preprocessing was not given by the model but
-#: guessed: ImageNet mean/std, 224 x 224, bilinear (:func:`guessed_preprocessing`).
+#: guessed: ImageNet mean/std and, unless the model says otherwise, 224 x 224 bilinear
+#: (:func:`guessed_preprocessing`).
 IMAGENET_FALLBACK = "ImageNet defaults"
 
 
