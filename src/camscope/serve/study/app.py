@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from fastapi import FastAPI, Form, Query
 from fastapi.responses import FileResponse
 
-from ..viewer.app import STATIC, base_app, run_work
+from ..web import STATIC, base_app, run_work
 from .session import QUESTIONS, Study, check_participant
 
 _LABELS = {"left": "Left", "right": "Right", "same": "About the same"}
@@ -23,6 +23,7 @@ _LABELS = {"left": "Left", "right": "Right", "same": "About the same"}
 def create_study_app(study: Study) -> FastAPI:
     app = base_app(f"camscope study: {study.kind}", upload_limit=0)
     app.state.study = study
+    app.state.jobs = study.explainer.jobs  # stopped all at once when the server shuts down
 
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
