@@ -98,28 +98,28 @@ class LoopbackHosts:
         await self.app(scope, receive, send)
 
 
-def _origin_authority(origin: str) -> str | None:
-    """``scheme://host[:port]`` -> ``host:port`` with the scheme's default port written out."""
-    parts = urllib.parse.urlsplit(origin.strip().lower())
-    if not parts.scheme or not parts.hostname:
-        return None
-    try:
-        port = parts.port
-    except ValueError:
-        return None
-    return f"{url_host(parts.hostname)}:{port or _DEFAULT_PORTS.get(parts.scheme, '')}"
-
-
-def _host_authority(host: str, scheme: str) -> str | None:
-    """A ``Host`` header -> ``host:port`` with the scheme's default port written out."""
-    parts = urllib.parse.urlsplit(f"//{host.strip().lower()}")
+def _authority(netloc: str, scheme: str) -> tuple[str, str] | None:
+    """``host[:port]`` -> ``(host, port)``, the port of ``scheme`` when none is written."""
+    parts = urllib.parse.urlsplit(f"//{netloc.strip().lower()}")
     if not parts.hostname:
         return None
     try:
         port = parts.port
     except ValueError:
         return None
-    return f"{url_host(parts.hostname)}:{port or _DEFAULT_PORTS.get(scheme, '')}"
+    return parts.hostname, str(port or _DEFAULT_PORTS.get(scheme, ""))
+
+
+def same_authority(origin: str, host: str) -> bool:
+    """Whether an ``Origin`` names the host and port of a ``Host`` header. A port left out is
+    the origin's scheme's default on both sides, so ``https://example.com`` matches ``Host:
+    example.com`` (a TLS proxy in front) and ``http://localhost`` does not match
+    ``localhost:8000``; the scheme itself is not compared (a proxy may end TLS)."""
+    parts = urllib.parse.urlsplit(origin.strip().lower())
+    if not parts.scheme or not parts.netloc:
+        return False
+    theirs = _authority(parts.netloc, parts.scheme)
+    return theirs is not None and theirs == _authority(host, parts.scheme)
 
 
 def cross_site_reason(scope: Scope) -> str | None:
@@ -136,9 +136,7 @@ def cross_site_reason(scope: Scope) -> str | None:
         return None  # not a browser page: curl, urllib, httpx, requests
     if origin.strip().lower() == "null":
         return "the browser sent it from a page without an origin (a sandboxed frame or a file)"
-    mine = _host_authority(header(scope, b"host") or "", scope.get("scheme", "http"))
-    theirs = _origin_authority(origin)
-    if theirs is not None and theirs == mine:
+    if same_authority(origin, header(scope, b"host") or ""):
         return None
     return f"it comes from a page of {origin.strip()[:100]!r}, not of this server"
 

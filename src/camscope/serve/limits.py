@@ -52,7 +52,11 @@ class ServerBusy(CamscopeError):
 
 
 def status_of(err: CamscopeError) -> int:
-    """The HTTP status of an error camscope raises on purpose."""
+    """The HTTP status of an error camscope raises on purpose (an ``http_status`` of its own
+    first)."""
+    own = getattr(err, "http_status", None)
+    if isinstance(own, int):
+        return own
     if isinstance(err, UploadTooLarge):
         return 413
     if isinstance(err, URLFetchDisabled):
