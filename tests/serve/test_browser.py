@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import sys
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -55,6 +56,53 @@ def server():
         proc.wait(timeout=30)
 
 
+def launch(p):
+    return p.chromium.launch(
+        executable_path=CHROMIUM,
+        headless=True,
+        args=[
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--no-first-run",
+        ],
+    )
+
+
+def test_api_docs_render_without_a_network(server) -> None:
+    """/docs loaded Swagger UI from a CDN: offline the page stayed blank (issue 21, item 4).
+    Every request that leaves this machine is aborted here; the operations must still render."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = launch(p)
+        context = browser.new_context()
+        left: list[str] = []
+
+        def local_only(route) -> None:
+            host = urllib.parse.urlsplit(route.request.url).hostname
+            if host in ("127.0.0.1", "localhost"):
+                route.continue_()
+            else:
+                left.append(route.request.url)
+                route.abort()
+
+        context.route("**/*", local_only)
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(server + "docs")
+        page.wait_for_selector(".opblock-summary-path", timeout=30_000)
+        paths = page.locator(".opblock-summary-path").all_inner_texts()
+        assert {"/api/explain", "/api/methods", "/api/fetch"} <= {t.strip() for t in paths}
+        page.locator(".opblock-summary", has_text="/api/explain").first.click()
+        page.wait_for_selector(".opblock-body", timeout=10_000)
+        assert "methods" in page.inner_text(".opblock-body")
+        assert left == [] and not errors, (left, errors)
+        browser.close()
+
+
 PIXELS = """(selector) => {
   const c = document.querySelector(selector);
   const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
@@ -74,17 +122,7 @@ def test_viewer_in_chromium(server, tmp_path, lite0) -> None:
     bad.write_text("these are notes, not a photo\n", encoding="utf-8")
     methods = ["eigencam", "gradcam", "xgradcam"]
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--no-first-run",
-            ],
-        )
+        browser = launch(p)
         page = browser.new_page(viewport={"width": 1360, "height": 860}, accept_downloads=True)
         errors: list[str] = []
         requests: list[str] = []
