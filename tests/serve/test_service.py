@@ -151,6 +151,10 @@ def test_targets_are_read_by_the_one_parser_with_class_names_and_a_cap() -> None
     assert [t["index"] for t in body["targets"]] == [3]
     with pytest.raises(TargetError, match="at most 20"):
         explainer.explain(ExplainRequest("small", target="topk:1000"), source())
+    # every spelling, with the image's prediction already kept (the path that needs no forward)
+    for bad in ("top21", "TOPK:21", "topk:0021", " Top1000 "):
+        with pytest.raises(TargetError, match="at most 20"):
+            explainer.explain(ExplainRequest("small", target=bad), source())
 
 
 @pytest.mark.parametrize(("name", "said"), [("yes", 1), ("no", 0)])
@@ -269,6 +273,32 @@ def test_reuse_computes_only_what_is_missing(monkeypatch) -> None:
         got = _decode(body["maps"][method])
         np.testing.assert_allclose(got, alone, atol=1e-3, rtol=0)
     assert hook_counts(model) == {}
+
+
+def test_the_caches_are_bounded_by_bytes() -> None:
+    """The map cache was bounded by a count of entries (128), not bytes: an entry holds the maps
+    of every target (topk:K), so a few requests could hold gigabytes (issue 21, item 6)."""
+    pool, _ = small_pool()
+    per_entry = 5 * 32 * 32 * 4  # topk:5 maps of 32 x 32 float32
+    explainer = Explainer(pool, map_entries=128, map_bytes=3 * per_entry, input_bytes=40_000)
+    for seed in range(6):
+        explainer.explain(ExplainRequest("small", ("gradcam",), target="topk:5"), source(seed))
+        assert explainer.maps.nbytes <= 3 * per_entry and explainer.inputs.nbytes <= 40_000
+    assert len(explainer.maps) == 3 and explainer.maps.nbytes == 3 * per_entry
+    # the newest are kept, the oldest went first
+    newest = explainer.explain(ExplainRequest("small", ("gradcam",), target="topk:5"), source(5))
+    oldest = explainer.explain(ExplainRequest("small", ("gradcam",), target="topk:5"), source(0))
+    assert newest.reused == ["gradcam"] and oldest.computed == ["gradcam"]
+    # a method added to an entry is counted too
+    both = explainer.explain(
+        ExplainRequest("small", ("gradcam,layercam",), "auto", "topk:5"), source(0)
+    )
+    assert both.computed == ["layercam"] and explainer.maps.nbytes <= 3 * per_entry
+    # an entry larger than the whole budget is answered but not kept
+    tiny = Explainer(pool, map_bytes=per_entry // 2)
+    body = tiny.explain(ExplainRequest("small", ("gradcam",), target="topk:5"), source()).body
+    assert body["maps"]["gradcam"]["shape"] == [5, 32, 32]
+    assert len(tiny.maps) == 0 and tiny.maps.nbytes == 0
 
 
 def test_topk_and_fused_layers() -> None:
