@@ -48,7 +48,11 @@ def post(client: TestClient, data: bytes, name: str = "chelsea.png", **fields: s
 
 def test_explain_answers_the_documented_json(client, lite0, demo_pngs) -> None:
     model, spec = lite0
-    reply = post(client, demo_pngs["chelsea"], methods="gradcam,gradcam++,guided-gradcam")
+    default = post(client, demo_pngs["coffee"])  # no overlay unless asked (issue 23)
+    assert default.status_code == 200 and default.json()["maps"]["gradcam"]["overlay_png"] == ""
+    reply = post(
+        client, demo_pngs["chelsea"], methods="gradcam,gradcam++,guided-gradcam", overlays="true"
+    )
     assert reply.status_code == 200, reply.text
     body = reply.json()
     assert set(body) == KEYS

@@ -114,6 +114,7 @@ class Study:
                 methods=(trial.method,),
                 layer=self.plan["layer"],
                 target=str(trial.classes[index]),
+                overlays=True,  # the study page shows the server's pictures
             )
             source = LazyImage(f"study:{trial.image}", self.images[trial.image])
             body = self.explainer.explain(request, source).body

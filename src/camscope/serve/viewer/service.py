@@ -67,7 +67,7 @@ class ExplainRequest:
     layer: str = "auto"
     target: str = "top1"
     colormap: str = DEFAULT_COLORMAP
-    overlays: bool = True
+    overlays: bool = False  # also draw and encode an overlay PNG per map
 
 
 @dataclass
