@@ -190,3 +190,15 @@ def test_the_pass_budget_and_the_cache_size_are_options(captured_app) -> None:
         data={"methods": "sscam"},  # 35 x 8 channels + 1
     )
     assert reply.status_code == 400 and "--max-passes 281" in reply.json()["detail"]
+
+
+def test_a_wildcard_host_prints_an_address_to_open(captured_app, capsys) -> None:
+    """0.0.0.0 is no address to open in a browser: the loopback one is printed, with a warning
+    that there is no login."""
+    argv = ["serve", "--model", "nets:imagenet_sized", "--host", "0.0.0.0", "--port", "0"]
+    assert main([*argv, "--device", "cpu"]) == 0
+    out, err = capsys.readouterr()
+    port = captured_app["address"][1]
+    assert captured_app["address"][0] == "0.0.0.0"
+    assert f"http://127.0.0.1:{port}/" in out and "0.0.0.0" not in out
+    assert "anyone who can reach this machine" in err and "authenticates" in err
