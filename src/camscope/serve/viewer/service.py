@@ -276,8 +276,8 @@ class Explainer:
         ids = self._known_targets(slot, record, request.target)
         width = len(ids) if ids else parse_topk(request.target) or 1
         kept = self._cached(source.key, slot, layers, ids, list(request.methods))
-        todo = [m for m in request.methods if m not in kept]
-        check_budget(slot, layers, todo, width, self.max_passes)
+        missing = [m for m in request.methods if m not in kept]
+        check_budget(slot, layers, missing, width, self.max_passes)
         found: dict[str, tuple[torch.Tensor, float]] = {}
         outcome = ExplainOutcome(body={})
         for group in plan_groups(request.methods):
