@@ -52,7 +52,8 @@ from PIL import Image
 
 import camscope
 from camscope.allocator import tune_allocator
-from camscope.io import demo_images, load_image_bytes, preprocess
+from camscope.data.inputs import demo_images
+from camscope.io import load_image_bytes, preprocess
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 

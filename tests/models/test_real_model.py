@@ -12,7 +12,8 @@ import pytest
 import torch
 
 import camscope
-from camscope.io import demo_images, preprocess
+from camscope.data.inputs import demo_images
+from camscope.io import preprocess
 from camscope.models import load_model
 
 CAT_CLASSES = range(281, 288)

@@ -20,7 +20,8 @@ from nets import SmallNet, hook_counts
 from PIL import Image
 
 from camscope import explain, list_methods
-from camscope.io import demo_images, preprocess
+from camscope.data.inputs import demo_images
+from camscope.io import preprocess
 from camscope.models import ModelSpec
 from camscope.serve.viewer.app import STATIC, ServeConfig, create_app
 from camscope.serve.viewer.encode import map_from_base64

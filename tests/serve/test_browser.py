@@ -23,7 +23,8 @@ import pytest
 from PIL import Image
 
 from camscope import explain
-from camscope.io import demo_images, preprocess, resize_map
+from camscope.data.inputs import demo_images
+from camscope.io import preprocess, resize_map
 from camscope.viz import overlay
 
 CHROMIUM = "/usr/bin/chromium"

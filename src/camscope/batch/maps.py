@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..data.lists import require_pyarrow
 from ..errors import UsageError
 from . import parquet as store
-from .sources import require_pyarrow
 
 if TYPE_CHECKING:
     import numpy as np

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from ..core.result import Explanation
+    from ..data.dataset import Sample
     from ..models import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -337,3 +339,19 @@ def _half_lists(values: list[np.ndarray | None]) -> pa.Array:
     return pa.ListArray.from_arrays(
         pa.array(offsets), pa.array(data.astype(np.float16, copy=False)), mask=mask
     )
+
+
+def report_failures(
+    rows: pa.Table, skip: Callable[[Sample, str], None], told: set[str] | None = None
+) -> None:
+    """Tell ``skip`` about every input that a step's ``rows`` record as failed, but those in
+    ``told`` (the walker reported that their decoding failed)."""
+    import pyarrow.compute as pc
+
+    from ..data.dataset import Sample
+
+    bad = rows.filter(pc.is_valid(rows.column(ERROR)))
+    columns = (bad.column(c).to_pylist() for c in ("id", SOURCE, ERROR))
+    for id_, source, reason in zip(*columns):
+        if id_ not in (told or ()):
+            skip(Sample(id_, source), reason)

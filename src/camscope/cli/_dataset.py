@@ -172,7 +172,7 @@ def wants_dataset(args: argparse.Namespace) -> bool:
 def run_dataset(args: argparse.Namespace) -> int:
     """``explain --format parquet``: build the job, run it, report; 0 or 1 (some inputs failed)."""
     from ..batch.job import ModelRecipe
-    from ..batch.sources import require_pyarrow
+    from ..data.lists import require_pyarrow
     from ..outputs import output_lock
 
     require_pyarrow()
@@ -224,7 +224,7 @@ def _run_dataset(
     target = parse_target(args.target, spec.class_names, model=spec.name, what="--target")
     method_options = parse_method_options(getattr(args, "option", None))
     layers = tuple(split_list(args.layer)) or ("auto",)
-    methods = _within_budget(args.method, methods, loaded, layers, target, method_options, mode)
+    methods = _within_budget(args, methods, loaded, layers, target, method_options, mode)
     batch_size = args.batch_size
     if isinstance(batch_size, _DefaultInt):
         batch_size = DATASET_BATCH_SIZE
@@ -274,7 +274,7 @@ def _run_dataset(
 
 
 def _within_budget(
-    text: str,
+    args: argparse.Namespace,
     methods: list[str],
     loaded: tuple[nn.Module, ModelSpec, torch.device],
     layers: tuple[str, ...],
@@ -294,7 +294,7 @@ def _within_budget(
     layer_spec = layers[0] if len(layers) == 1 else list(layers)
     names = [name for name, _ in resolve_layers(model, layer_spec, dummy)]
     choice = methods_within_budget(
-        text,
+        args.method,
         methods,
         model,
         names,
@@ -303,6 +303,7 @@ def _within_budget(
         method_options=method_options,
         allow_slow=mode.allow_slow,
         budget=mode.pass_budget,
+        aug_smooth=bool(getattr(args, "aug_smooth", False)),
     )
     for name, why in choice.left_out.items():
         warn(f"camscope explain: left out {name}: {why}")

@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..data.progress import Progress, shown
 from ..errors import UsageError
 from ._common import (
     add_max_pixels_argument,
@@ -48,7 +49,7 @@ from ._common import (
     warn,
 )
 from ._dataset import add_dataset_arguments, run_dataset, wants_dataset
-from ._inputs import Progress, add_input_arguments, shown
+from ._inputs import add_input_arguments
 from ._model import (
     ExplainMode,
     ModelOptions,
@@ -128,7 +129,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--aug-smooth",
         action="store_true",
-        help="average each map over flipped and rescaled copies of the image (6x the cost)",
+        help="average each map over the image, its mirror image and two rescaled copies (4 versions: "
+        "about 4x the passes, counted in the pass budget)",
     )
     parser.add_argument(
         "--eigen-smooth",
@@ -279,9 +281,6 @@ class _Reporter:
     def warning(self, text: str) -> None:
         self.progress.write(f"camscope explain: warning: {shown(text)}")
 
-    def advance(self, images: int) -> None:
-        self.progress.advance(images)
-
 
 def explain_images(options: ExplainOptions) -> int:
     """Run the whole command; returns 0, 1 when some images failed or methods were skipped,
@@ -292,7 +291,8 @@ def explain_images(options: ExplainOptions) -> int:
     from ..core.layers import resolve_layers
     from ..core.targets import parse_topk
     from ..data.classes import parse_target
-    from ..data.inputs import LoadOptions, gather_inputs
+    from ..data.dataset import LoadOptions
+    from ..data.inputs import open_images
     from ..io import model_channels
     from ..outputs import prepare_output
     from ..pictures.files import PictureWriter
@@ -307,7 +307,7 @@ def explain_images(options: ExplainOptions) -> int:
     if not 0.0 <= options.alpha <= 1.0:
         raise UsageError(f"--alpha must be between 0 and 1; got {options.alpha}")
     prepare_output(options.out, reserved=("summary.json",))
-    items = gather_inputs(options.images)
+    items = list(open_images(options.images).items)
 
     model, spec, device = load_model(options.model)
     spec, notes = apply_preprocessing(model, spec, options.preprocessing)
@@ -326,6 +326,7 @@ def explain_images(options: ExplainOptions) -> int:
         method_options=options.method_options,
         allow_slow=options.explain_mode.allow_slow,
         budget=options.explain_mode.pass_budget,
+        aug_smooth=options.aug_smooth,
     )
     for name, why in choice.left_out.items():
         warn(f"camscope explain: left out {name}: {why}")
@@ -362,6 +363,7 @@ def explain_images(options: ExplainOptions) -> int:
             PictureWriter(options.out, pictures),
             state,
             _Reporter(progress),
+            progress,
         )
     except KeyboardInterrupt:
         progress.close()

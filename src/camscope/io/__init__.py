@@ -10,7 +10,6 @@ timeout, download too large.
   grey values kept aside (:func:`source_pixels`);
 * :mod:`.download`: ``http(s)`` downloads with a check of every redirect and a total deadline;
 * :mod:`.medical`: DICOM (pydicom) and 2-D NIfTI (nibabel) slices, windowed, with pixel spacing;
-* :mod:`.sources`: folders expanded into image files, the demo images;
 * :mod:`.preprocess`: :func:`preprocess` into the ``(1, C, H, W)`` tensor the model expects,
   :func:`resize_map`, :func:`save_npy`.
 
@@ -35,17 +34,13 @@ from .decode import (
 )
 from .download import DEFAULT_DEADLINE, DEFAULT_TIMEOUT
 from .preprocess import model_channels, preprocess, resize_map, save_npy
-from .sources import DEMO_IMAGES, collect_inputs, demo_images
 
 __all__ = [
     "DEFAULT_DEADLINE",
     "DEFAULT_MAX_PIXELS",
     "DEFAULT_TIMEOUT",
-    "DEMO_IMAGES",
     "IMAGE_EXTENSIONS",
     "SourcePixels",
-    "collect_inputs",
-    "demo_images",
     "image_meta",
     "load_image",
     "load_image_bytes",

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from ..core.result import Explanation
-    from ..data.inputs import InputItem
+    from ..data.dataset import Sample
     from ..models import ModelSpec
     from ..viz import Panel
 
@@ -135,7 +135,7 @@ def _shared_maps(result: Explanation, method: str, i: int, size: tuple[int, int]
 
 
 def plan_image(
-    item: InputItem,
+    item: Sample,
     image: Image.Image,
     result: Explanation,
     i: int,

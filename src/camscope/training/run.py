@@ -36,11 +36,10 @@ from ..models.spec import IMAGENET_MEAN, IMAGENET_STD
 from ..outputs import output_lock
 from .checkpoint import CHECKPOINT, Progress, load_checkpoint, progress_from
 from .config import TrainConfig
+from .data import TrainingData, load_training_data
 from .distributed import World, barrier, join, launch, leave
 from .epochs import run_epochs
 from .result import TrainResult, read_result
-from .sources import load_training_data
-from .splits import TrainingData
 
 log = logging.getLogger(__name__)
 

@@ -25,6 +25,7 @@ the page) must be a positive number of at most :data:`MAX_MS` (a day).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -35,6 +36,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ...data.dataset import LoadOptions
 from ...errors import UsageError
 from ...outputs import write_json
 from ..viewer.service import Explainer, ExplainRequest, LazyImage, parse_methods
@@ -212,7 +214,8 @@ def prepare_study(
     pool = pool or ModelPool(models, device=device)
     explainer = Explainer(pool, input_entries=256, map_entries=256)
     images = study_images(options, pool.get(models[0]).spec)
-    loaders = {image.id: image.load for image in images}
+    load = LoadOptions(options.max_pixels)
+    loaders = {image.id: functools.partial(image.decode, load) for image in images}
     if plan_path.exists():
         plan = json.loads(plan_path.read_text(encoding="utf-8"))
         differ = {k: (plan.get(k), v) for k, v in settings.items() if plan.get(k) != v}
@@ -234,7 +237,7 @@ def prepare_study(
             raise UsageError(f"--data {options.data!r} no longer holds images {missing[:5]}")
         log.info("continuing the study in %s (%d trials)", folder, len(trials))
         return Study(folder, plan, trials, loaders, explainer)
-    trials = build_trials(options.kind, images, methods, explainer, models, options.limit)
+    trials = build_trials(options.kind, images, methods, explainer, models, options.limit, load)
     if not trials:
         raise UsageError(
             f"--data {options.data!r} gives no trial for a {options.kind} study"

@@ -35,8 +35,9 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import BaseModel
 
 from ...core.cost import DEFAULT_PASS_BUDGET
+from ...data.inputs import DEMO_IMAGES
 from ...errors import ImageLoadError, UsageError
-from ...io import DEFAULT_MAX_PIXELS, DEMO_IMAGES
+from ...io import DEFAULT_MAX_PIXELS
 from ...models.default import DEFAULT_MODEL
 from ...viz import DEFAULT_COLORMAP, RECOMMENDED_COLORMAPS
 from ..limits import ServerBusy, URLFetchDisabled
@@ -218,7 +219,7 @@ def create_app(
         def load() -> bytes:
             with demo_lock:
                 if not demo_cache:
-                    from ...io import demo_images
+                    from ...data.inputs import demo_images
 
                     demo_cache.update({n: png_bytes(img, 1) for n, img in demo_images()})
                 return demo_cache[name]
