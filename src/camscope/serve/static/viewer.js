@@ -5,8 +5,8 @@ import {
   chosenMethods, downloadGrid, fillRow, markPending, renderSkeleton, repaint, summaryJSON,
 } from "./cards.js";
 import {
-  buildColormaps, buildDemos, buildMethods, layerSpec, loadModelInfo, renderClassList,
-  renderLayerList, syncLayerButtons,
+  buildColormaps, buildDemos, buildMethods, layerSpec, loadModelInfo, refreshPasses,
+  renderClassList, renderLayerList, syncLayerButtons,
 } from "./panel.js";
 import {
   $, api, explainRow, getJSON, hideError, hooks, showError, state, stem,
@@ -201,12 +201,14 @@ function wire() {
       state.compare = false;
       $("compare").checked = false;
       renderLayerList();
+      refreshPasses();
       run();
     });
   });
   $("compare").addEventListener("change", () => {
     state.compare = $("compare").checked;
     syncLayerButtons();
+    refreshPasses();
     run();
   });
   $("layer-filter").addEventListener("input", renderLayerList);
