@@ -52,6 +52,7 @@ _PNG_ONLY = (
     "no_overlays",
     "image_format",
     "class_scale",
+    "concepts",
 )
 
 

@@ -40,9 +40,19 @@ class SegmentationTarget:
             for the model's own prediction of ``class_id``.
         output_key: for models that return a mapping (torchvision's ``{"out": ..., "aux": ...}``),
             the entry holding the logits; Hugging Face outputs use their ``logits`` attribute.
+        resize: a mask at another resolution than the output is resized to it (nearest
+            neighbour) instead of refused (a region painted on the input, for a model whose
+            logits are coarser).
     """
 
-    def __init__(self, class_id: int, mask: Tensor | None = None, output_key: str = "out") -> None:
+    def __init__(
+        self,
+        class_id: int,
+        mask: Tensor | None = None,
+        output_key: str = "out",
+        *,
+        resize: bool = False,
+    ) -> None:
         if isinstance(class_id, bool) or not isinstance(class_id, int) or class_id < 0:
             raise TargetError(f"class_id must be a non-negative int, got {class_id!r}")
         if mask is not None and (not isinstance(mask, Tensor) or mask.ndim not in (2, 3)):
@@ -53,6 +63,7 @@ class SegmentationTarget:
         self.class_id = class_id
         self.mask = mask
         self.output_key = output_key
+        self.resize = resize
 
     def logits(self, output: Any) -> Tensor:
         """The ``(B, K, H, W)`` logits inside a model output."""
@@ -90,6 +101,12 @@ class SegmentationTarget:
                 )
         else:
             mask = self.mask.to(device=scores.device, dtype=scores.dtype)
+            if mask.shape[-2:] != scores.shape[-2:] and self.resize:
+                lead = mask if mask.ndim == 3 else mask[None]
+                mask = torch.nn.functional.interpolate(
+                    lead[:, None], size=tuple(scores.shape[-2:]), mode="nearest"
+                )[:, 0]
+                mask = mask if self.mask.ndim == 3 else mask[0]
             if mask.shape[-2:] != scores.shape[-2:]:
                 raise TargetError(
                     f"mask is {tuple(mask.shape[-2:])} but the model output is "

@@ -70,6 +70,18 @@ def build_torchvision_task_model(name: str, weights: Any) -> nn.Module:
     return tvm.get_model(name, **kwargs)
 
 
+def _known_categories(task: str) -> list[str]:
+    """torchvision's COCO (detection, 91 with background and N/A) or Pascal VOC (segmentation,
+    21) categories."""
+    try:
+        from torchvision.models import _meta
+
+        found = _meta._COCO_CATEGORIES if task == "detection" else _meta._VOC_CATEGORIES
+        return list(found)
+    except (ImportError, AttributeError):  # pragma: no cover - other torchvision layouts
+        return []
+
+
 def _num_classes(model: nn.Module) -> int | None:
     for module in model.modules():
         n = getattr(module, "num_classes", None)
@@ -101,6 +113,8 @@ def task_spec(name: str, model: nn.Module, weights_enum: Any = None) -> ModelSpe
     categories: list[str] = []
     if weights_enum is not None:
         categories = list(getattr(weights_enum, "meta", {}).get("categories") or [])
+    else:  # a factory's model: torchvision's lists when the class count fits
+        categories = _known_categories(task)
     classes = _num_classes(model)
     if classes is not None and len(categories) != classes:
         categories = []
