@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 import camscope
 from camscope.core.detection import Detections, DetectionTarget, box_iou, detect
-from camscope.errors import TargetError, UsageError
+from camscope.errors import NothingToExplain, TargetError, UsageError
 
 # TinyDetector: the layer "conv" is the identity on a one-channel 2x2 input, A = x. Per image it
 # returns three fixed boxes (labels 1, 2, 1) with scores s0 = 2 A00 + A11, s1 = A01, s2 = A10 / 10.
@@ -109,7 +109,9 @@ def test_per_image_boxes_and_padding_in_a_batch() -> None:
 
 def test_bad_requests_say_what_to_do() -> None:
     model = TinyDetector().eval()
-    with pytest.raises(TargetError, match=r"scores 0.9 or more \(the highest score is 0.700\)"):
+    with pytest.raises(
+        NothingToExplain, match=r"scores 0.9 or more \(the highest score is 0.700\)"
+    ):
         camscope.explain(
             model, X, "gradcam", layer="conv", targets=DetectionTarget(score_threshold=0.9)
         )

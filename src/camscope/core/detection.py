@@ -11,7 +11,9 @@ label ``l`` is that of its *match*, the detection of label ``l`` that overlaps `
     s_{j^*} \\cdot \\mathrm{IoU}(r, b_{j^*}) & \\text{(``iou="multiply"``)} \\\\
     s_{j^*} + \\mathrm{IoU}(r, b_{j^*}) & \\text{(``iou="add"``)} \\end{cases}
 
-and ``y_r = 0`` when no detection of label ``l`` reaches ``iou_threshold``. Each reference box is
+and ``y_r = 0`` when no detection of label ``l`` reaches ``iou_threshold`` (at the first call,
+the one that fixes the boxes, that is :class:`~camscope.errors.NothingToExplain` instead, as is
+an image without any detection above the score threshold). Each reference box is
 a target of its own: a :class:`DetectionTarget` returns ``(B, K)`` scores, so one forward and one
 batched backward give a map per box (:mod:`camscope.core.targets`). Both the score and the IoU
 are differentiable (the box regression is part of the graph), so a gradient method explains the
@@ -65,7 +67,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..errors import TargetError, UsageError
+from ..errors import NothingToExplain, TargetError, UsageError
 
 IOU_MODES = ("none", "multiply", "add")
 
@@ -224,7 +226,7 @@ class DetectionTarget:
         if self.reference is None:
             self.reference = self._references(detections)
             if not any(len(r) for r in self.reference):
-                raise TargetError(self._nothing_to_explain(detections))
+                raise NothingToExplain(self._nothing_to_explain(detections))
         if len(detections) != len(self.reference):
             raise TargetError(
                 f"the target was set up for {len(self.reference)} image(s); the detector "
@@ -236,7 +238,7 @@ class DetectionTarget:
             score, match, ok = self._match(ref, found)
             if self.explained is None and not bool(ok.all()):
                 box = ref.boxes[int((~ok).nonzero()[0, 0])]
-                raise TargetError(
+                raise NothingToExplain(
                     f"image {i}: no detection of the box's class overlaps box "
                     f"{[round(v, 1) for v in box.tolist()]} with IoU >= {self.iou_threshold:g}; "
                     "draw the box around a detected object, or give no label"
@@ -305,7 +307,7 @@ class DetectionTarget:
                 near &= det.labels == int(self.class_id)
             if not bool(near.any()):
                 best = float(ious[k].max()) if ious.shape[1] else 0.0
-                raise TargetError(
+                raise NothingToExplain(
                     f"image {image}: no detection overlaps box {[round(v, 1) for v in boxes[k].tolist()]} "
                     f"with IoU >= {self.iou_threshold:g} (the best overlaps {best:.2f}, of "
                     f"{len(det)} detections); draw the box around a detected object or lower "

@@ -28,7 +28,8 @@ generic rule of :mod:`camscope.core.layers` (the last spatial map before pooling
   (``backbone.body.layer4`` of a ResNet-50), the input of the whole FPN: every box, from every
   pyramid level, depends on it (an FPN level alone would miss the boxes of the other levels);
   for SSD (VGG) the feature extractor ``backbone.features``, for SSDlite its first block
-  ``backbone.features.0``, the map both its first head and every later block read.
+  ``backbone.features.0``, the map both its first head and every later block read; for a
+  detector built on a backbone of its own, ``backbone``.
 
 ``"first"`` / ``"middle"`` / ``"last"`` mean the first, middle (``n // 2``) and last *block* of a
 transformer (:func:`family_blocks`), not its convolutions: a ViT has a single convolution, the
@@ -106,7 +107,7 @@ def _detector_layer(modules: dict[str, nn.Module]) -> str | None:
         if type(modules["backbone"]).__name__.startswith("SSDLite") and len(features):
             return "backbone.features.0"  # its blocks run one by one, not the Sequential
         return "backbone.features"
-    return None
+    return "backbone"  # a custom backbone: its output feeds every head
 
 
 def family_layer(model: nn.Module) -> str | None:

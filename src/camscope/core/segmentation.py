@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..errors import TargetError
+from ..errors import NothingToExplain, TargetError
 
 
 class SegmentationTarget:
@@ -95,7 +95,7 @@ class SegmentationTarget:
             with torch.no_grad():
                 mask = (logits.argmax(dim=1) == self.class_id).to(scores.dtype)
             if bool((mask.flatten(1).sum(1) == 0).any()):
-                raise TargetError(
+                raise NothingToExplain(
                     f"the model labels no pixel of at least one image as class {self.class_id}; "
                     "pass mask=<(H, W) tensor> to say which pixels to explain"
                 )

@@ -11,7 +11,8 @@ For every image this writes, beside the usual files of :mod:`.plan`:
 
 The record of each image in ``summary.json`` says ``task`` and lists, in ``targets``, what each
 map explains (:meth:`camscope.tasks.PreparedTask.describe`: class, label, score, and the box in
-the image's pixels). An image on which the detector finds nothing above the threshold is
+the image's pixels). An image with nothing to explain (no detection above the threshold or
+matching the box, no pixel of the class: :class:`~camscope.errors.NothingToExplain`) is
 recorded with no targets and a note, not as a failure.
 """
 
@@ -21,7 +22,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from ..errors import CamscopeError, TargetError, UsageError
+from ..errors import CamscopeError, NothingToExplain, UsageError
 from .files import PictureWriter
 from .job import JobState, PictureRequest, Reporter, _fail
 from .plan import IMAGE_FORMATS, ImagePlan, NpyFile, PictureFile, PictureOptions
@@ -68,14 +69,11 @@ def explain_task_to_files(
             target = task.target((image.width, image.height))
             try:
                 result = explain(model, x, request.methods, layer, target, **request.calls)
+            except NothingToExplain as err:  # no box above the threshold, no pixel of the class
+                _nothing(state, reporter, item, image, task, str(err), began)
+                continue
             except UsageError:
                 raise  # the request's fault: every image would fail alike
-            except TargetError as err:
-                if _found_nothing(target):
-                    _nothing(state, reporter, item, image, task, str(err), began)
-                else:
-                    _fail(state, reporter, item, str(err), began)
-                continue
             except (RuntimeError, ValueError) as err:
                 log.debug("explain failed", exc_info=True)
                 _fail(state, reporter, item, f"{type(err).__name__}: {err}", began)
@@ -105,12 +103,6 @@ def explain_task_to_files(
         for failed in writer.close():
             state.failed += 1
             reporter.input_failed(failed["source"], str(failed["error"]))
-
-
-def _found_nothing(target: Any) -> bool:
-    """Whether a detection target failed because there was nothing to explain."""
-    reference = getattr(target, "reference", None)
-    return reference is not None and not any(len(r) for r in reference)
 
 
 def _nothing(
