@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from ..models import ModelSpec
+    from ..tasks import TaskRequest
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +118,8 @@ class DatasetJob:
     resume: bool = False
     backend: str = "local"
     ray: RayOptions = field(default_factory=RayOptions)
+    # detection, segmentation or similarity (camscope.batch.task_rows); None: classify
+    task: TaskRequest | None = None
 
 
 @dataclass
