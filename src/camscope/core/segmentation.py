@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..errors import NothingToExplain, TargetError
 
@@ -113,3 +113,19 @@ class SegmentationTarget:
                     f"{tuple(scores.shape[-2:])}; give the mask at the output's resolution"
                 )
         return (scores * mask).sum(dim=(-2, -1))
+
+
+def class_fractions(model: nn.Module, x: Tensor, output_key: str = "out") -> Tensor:
+    """``(B, K)``: the fraction of each image's pixels the model labels with each class (its
+    per-pixel arg-max), from one no-grad forward in eval mode (the model's modes restored
+    afterwards, its lock held); what a viewer offers to explain."""
+    from .concurrency import model_lock
+    from .layers import preserved_modes
+
+    with model_lock(model), preserved_modes(model), torch.no_grad():
+        model.eval()
+        logits = SegmentationTarget(0, output_key=output_key).logits(model(x))
+        labels = logits.argmax(dim=1).flatten(1)  # (B, H * W)
+    counts = torch.zeros(logits.shape[0], logits.shape[1], device=labels.device)
+    counts.scatter_add_(1, labels, torch.ones_like(labels, dtype=counts.dtype))
+    return (counts / labels.shape[1]).cpu()
