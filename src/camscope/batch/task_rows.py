@@ -28,15 +28,16 @@ if TYPE_CHECKING:
     from ..models import ModelSpec
     from ..tasks import PreparedTask, TaskRequest
     from .decode import DecodedBatch
-    from .rows import ExplainStep
 
 log = logging.getLogger(__name__)
 
 NOTHING = "nothing to explain: "
 
 
-def task_rows(step: ExplainStep, task: PreparedTask, batch: DecodedBatch) -> dict[str, list[Any]]:
-    """The columns of one batch's rows (:func:`camscope.batch.parquet.step_schema`)."""
+def task_rows(step: Any, task: PreparedTask, batch: DecodedBatch) -> dict[str, list[Any]]:
+    """The columns of one batch's rows (:func:`camscope.batch.parquet.step_schema`);
+    ``step`` is the :class:`~camscope.batch.rows.ExplainStep` (its model, settings, schema and
+    row helpers; not imported here, which would make an import circle)."""
     import torch
 
     from ..core.engine import explain
@@ -78,7 +79,7 @@ def task_rows(step: ExplainStep, task: PreparedTask, batch: DecodedBatch) -> dic
 
 
 def _add(
-    step: ExplainStep,
+    step: Any,
     columns: dict[str, list[Any]],
     batch: DecodedBatch,
     i: int,
