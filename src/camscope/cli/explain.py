@@ -17,6 +17,11 @@ For every image this writes, into ``--out`` (``--image-format`` png, jpg or webp
   explained class(es), layers, methods, files, seconds, error (if any), skipped methods and, for
   DICOM/NIfTI, the pixel spacing. It is written also when the run is interrupted (Ctrl-C).
 
+Detectors, segmentation and embedding models (``--task``; automatic for torchvision's detectors
+and segmentation models) get one map per box, class region or reference image, with the boxes
+drawn (docs/tasks.md); ``--concepts`` adds ``<stem>.concepts.png``, DFF's concepts of the layer
+with their top classes.
+
 Unreadable images (and images whose files cannot be written) are reported on stderr and in
 ``summary.json`` and skipped; a method that cannot explain this model is reported and skipped;
 the exit code is then 1.
