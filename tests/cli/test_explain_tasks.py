@@ -192,3 +192,18 @@ def test_concepts_picture_and_record(tmp_path, capsys, monkeypatch) -> None:
     for entry, ids in zip(record["concepts"], found.top_classes.tolist()):
         assert [c["class"] for c in entry["top"]] == ids
         assert entry["top"][0]["label"] == SPEC.label(ids[0])
+
+
+def test_class_names_of_a_detector_are_its_classes(tmp_path, capsys, detector) -> None:
+    """A detector's last linear layer is its box regression (4 x classes outputs): --class-names
+    is checked against its classes."""
+    img = make_image(tmp_path / "a.png")
+    names = tmp_path / "names.txt"
+    names.write_text("__background__\nkitten\npuppy\n", encoding="utf-8")
+    out = tmp_path / "named"
+    code, _, err = run(capsys, "explain", str(img), "--class-names", str(names), "--out", str(out))
+    assert code == 0, err
+    assert summary(out)["images"][0]["targets"][0]["label"] == "kitten"
+    names.write_text("a\nb\n", encoding="utf-8")
+    code, _, err = run(capsys, "explain", str(img), "--class-names", str(names), "--out", str(out))
+    assert code == 2 and "has 2 names; the model has 3 outputs" in err

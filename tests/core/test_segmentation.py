@@ -135,3 +135,22 @@ def test_a_region_at_another_resolution_is_resized_on_request() -> None:
         SegmentationTarget(1, mask=region)(logits)
     # nearest neighbour to 4 x 4: pixels (0, 0), (0, 1), (1, 0), (1, 1) -> 0 + 1 + 4 + 5
     assert SegmentationTarget(1, mask=region, resize=True)(logits).tolist() == [10.0]
+
+
+def test_class_fractions_count_the_predicted_pixels_in_eval_mode() -> None:
+    from camscope.core.segmentation import class_fractions
+
+    class ChannelsAreClasses(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.drop = nn.Dropout(0.9)  # would scramble the labels in train mode
+
+        def forward(self, x: Tensor) -> dict[str, Tensor]:
+            return {"out": self.drop(x)}
+
+    # per-pixel arg-max: [[0, 1], [2, 2]] -> fractions 1/4, 1/4, 1/2
+    x = torch.zeros(1, 3, 2, 2)
+    x[0, 0, 0, 0] = x[0, 1, 0, 1] = x[0, 2, 1, 0] = x[0, 2, 1, 1] = 1.0
+    model = ChannelsAreClasses().train()
+    torch.testing.assert_close(class_fractions(model, x), torch.tensor([[0.25, 0.25, 0.5]]))
+    assert model.training and model.drop.training

@@ -316,8 +316,9 @@ def apply_preprocessing(
         spec = replace(spec, input_size=options.input_size)
     if options.class_names is not None:
         names = read_class_names(options.class_names)
-        outputs = num_outputs(model)
-        if outputs is not None and len(names) != outputs and not (outputs == 1 and len(names) == 2):
+        # a detector's last linear layer is its box regression: its classes are the spec's
+        outputs = num_outputs(model) if spec.task == "classification" else len(spec.class_names)
+        if outputs and len(names) != outputs and not (outputs == 1 and len(names) == 2):
             raise UsageError(
                 f"--class-names {str(options.class_names)!r} has {len(names)} names; the model "
                 f"has {outputs} outputs"
