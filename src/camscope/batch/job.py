@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from ..models import ModelSpec
+    from ..tasks import TaskRequest
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +114,8 @@ class DatasetJob:
     resume: bool = False
     backend: str = "local"
     ray: RayOptions = field(default_factory=RayOptions)
+    # detection, segmentation or similarity (camscope.batch.task_rows); None: classify
+    task: TaskRequest | None = None
 
 
 @dataclass

@@ -80,13 +80,23 @@ def _check(job: DatasetJob) -> None:
         raise UsageError(f"decode_workers must be 0 or more; got {job.decode_workers}")
 
 
-def job_settings(job: DatasetJob, inputs: LabelledData, layers: list[str]) -> dict[str, Any]:
-    """The settings that decide the rows; ``--resume`` refuses to mix rows of other settings."""
+def job_settings(
+    job: DatasetJob, inputs: LabelledData, layers: list[str], task: str | None = None
+) -> dict[str, Any]:
+    """The settings that decide the rows; ``--resume`` refuses to mix rows of other settings.
+    A task job (``task``: detection, segmentation, similarity) adds ``task``, which a
+    classification job leaves out (as jobs before tasks did)."""
+    import dataclasses
+
     from ..core.targets import parse_topk
 
     options = {k: v for k, v in job.method_options.items() if k != "progress"}
     k = parse_topk(job.target) if isinstance(job.target, str) else None
+    extra = {}
+    if task is not None and job.task is not None:
+        extra["task"] = {**dataclasses.asdict(job.task), "task": task}
     return {
+        **extra,
         "format": store.FORMAT_VERSION,
         "input": inputs.listing,
         "model": job.model.name,
@@ -175,7 +185,10 @@ def run_dataset_job(
         dummy = torch.zeros(1, model_channels(spec), *spec.input_size, device=device)
         layer = list(job.layers) if len(job.layers) > 1 else job.layers[0]
         layers = [name for name, _ in resolve_layers(model, layer, dummy)]
-        settings = job_settings(job, inputs, layers)
+        from .task_rows import job_task
+
+        task = job_task(job.task, spec, job)
+        settings = job_settings(job, inputs, layers, task)
         _prepare_folder(out, settings, job.resume)
         store.recover(out)
         done_ids = store.settled_ids(store.read_commits(out))
@@ -199,6 +212,7 @@ def run_dataset_job(
             png_dir=str(out / "png") if job.save_png else None,
             colormap=job.colormap,
             alpha=job.alpha,
+            task=job.task if task is not None else None,
         )
         from .. import io
 
@@ -210,7 +224,10 @@ def run_dataset_job(
             window=job.window,
         )
         shards = store.ShardLog(
-            out, store.map_schema(job.save_boxes, job.save_masks), job.shard_size, settled.copy()
+            out,
+            store.map_schema(job.save_boxes, job.save_masks, task),
+            job.shard_size,
+            settled.copy(),
         )
         timing = {"waiting_for_inputs": 0.0, "explain": 0.0, "write": 0.0}
         began = time.perf_counter()
@@ -237,6 +254,9 @@ def run_dataset_job(
         summary = _finish(
             out, job, inputs, spec, device, layers, settled, shards, seconds, timing, started
         )
+        if task is not None:  # a classification job's summary stays as it was
+            summary["task"] = settings["task"]
+            write_json(out / "summary.json", summary)
         if interrupted:
             log.warning("interrupted: the finished work is committed; --resume completes the job")
             raise KeyboardInterrupt

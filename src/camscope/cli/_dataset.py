@@ -24,7 +24,13 @@ from ._common import (
     split_list,
     warn,
 )
-from ._model import ExplainMode, ModelOptions, PreprocessingOptions, apply_preprocessing
+from ._model import (
+    ExplainMode,
+    ModelOptions,
+    PreprocessingOptions,
+    apply_preprocessing,
+    task_request,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -52,6 +58,7 @@ _PNG_ONLY = (
     "no_overlays",
     "image_format",
     "class_scale",
+    "concepts",
 )
 
 
@@ -261,6 +268,7 @@ def _run_dataset(
             gpus_per_worker=args.gpus_per_worker,
             cpus_per_worker=args.cpus_per_worker or 1.0,
         ),
+        task=task_request(args),
     )
     if job.backend == "ray" and not getattr(args, "verbose", 0):
         _quiet_ray_data()

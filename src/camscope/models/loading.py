@@ -14,14 +14,16 @@
    (``"resnet50.a1_in1k"``), or a timm ``"hf-hub:owner/repo"`` name.
 4. a torchvision classification model name (``torchvision.models.list_models()``). Names both
    libraries know (``resnet50``) go to timm; write ``torchvision:resnet50`` (or ``tv:``) or
-   ``timm:resnet50`` to choose.
+   ``timm:resnet50`` to choose. torchvision's detectors and segmentation models
+   (``fasterrcnn_resnet50_fpn``, ``fcn_resnet50``, ...) load with their task's spec
+   (:mod:`camscope.models.tasks`).
 5. a whole pickled model file (``torch.save(model)``), only with ``trust_checkpoint=True``
    (unpickling runs code), with the same warning as trusted checkpoints.
 
 A path that exists but holds no model (a folder without ``config.json``, a ``config.json`` without
-weights, an empty or state-dict-only file) is an error that says what it lacks. timm weights are
-taken from the local caches when they are there, and an offline machine fails in seconds instead
-of retrying the Hub for a minute (:mod:`camscope.models.hub`). Messages name the Python arguments
+weights, an empty or state-dict-only file) is an error that says what it lacks. timm and
+torchvision weights are taken from the local caches when they are there, and an offline machine
+fails in seconds instead of retrying the Hub for a minute (:mod:`camscope.models.hub`). Messages name the Python arguments
 (``weights=``, ``pretrained=False``) or, for ``hints="cli"``, the command-line flags.
 
 Example:
@@ -47,7 +49,7 @@ from torch import nn
 
 from ..core.unsupported import reject_unexplainable
 from ..errors import ModelLoadError, closest
-from . import hf, hub, run_folder
+from . import hf, hub, run_folder, tasks
 from .checkpoints import apply_weights_file, read_checkpoint
 from .default import DEFAULT_MODEL, load_default
 from .spec import ModelSpec, num_outputs, spec_for_model, spec_from_torchvision, with_binary_names
@@ -165,7 +167,7 @@ def load_model(
         spec = dataclasses.replace(
             spec, source=f"random initialisation (preprocessing from {spec.source})"
         )
-    spec = with_binary_names(spec, model)
+    spec = with_binary_names(tasks.with_task(spec, model), model)
     return (model if keep_mode else model.eval()), spec
 
 
@@ -320,10 +322,13 @@ def _load_torchvision(
 ) -> tuple[nn.Module, ModelSpec]:
     import torchvision.models as tvm
 
+    if tasks.torchvision_task(name) is not None:  # a detector or a segmentation model
+        return tasks.load_torchvision_task(name, use_library_weights, _no_download(hints))
     if name not in _torchvision_names(classification_only=True):
         raise ModelLoadError(
-            f"{name!r} is a torchvision detection/segmentation/video model; camscope explains image "
-            f"classifiers, e.g. {closest(name, _torchvision_names(classification_only=True))}"
+            f"{name!r} is a torchvision video or optical-flow model; camscope explains images: "
+            "classifiers, detectors and segmentation models, e.g. "
+            f"{closest(name, _torchvision_names(classification_only=True))}"
         )
     enum_default: Any = None
     try:
@@ -336,6 +341,8 @@ def _load_torchvision(
             f"torchvision has no pretrained weights for {name!r}; pass {flag['weights']} or "
             f"{flag['random']}"
         )
+    if use_library_weights:
+        hub.require_torchvision_weights(name, enum_default, _no_download(hints))
     try:
         model = tvm.get_model(name, weights=enum_default if use_library_weights else None)
     except Exception as err:

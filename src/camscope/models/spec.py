@@ -38,6 +38,9 @@ class ModelSpec:
         source: where these facts came from (``"timm pretrained_cfg"``, ``"torchvision weights"``, ...).
         channels: input channels the model reads (3 RGB, 1 grey); None means one per ``mean``
             value. :func:`camscope.io.preprocess` builds inputs with this many channels.
+        task: what the model does: ``"classification"`` (default), ``"detection"`` or
+            ``"segmentation"`` (:mod:`camscope.models.tasks`); commands explain it that way
+            unless told otherwise (``--task``).
     """
 
     name: str
@@ -49,6 +52,7 @@ class ModelSpec:
     class_names: list[str] = field(default_factory=list)
     source: str = "default"
     channels: int | None = None
+    task: str = "classification"
 
     def label(self, index: int) -> str:
         """Human-readable label of a class index (``"class 17"`` when names are unknown).
@@ -66,7 +70,7 @@ class ModelSpec:
         >>> ModelSpec("m", class_names=["a", "b"]).to_dict()["num_classes"]
         2
         """
-        return {
+        out: dict[str, Any] = {
             "name": self.name,
             "input_size": [int(v) for v in self.input_size],
             "mean": [float(v) for v in self.mean],
@@ -77,6 +81,9 @@ class ModelSpec:
             "source": self.source,
             "channels": self.channels or len(self.mean),
         }
+        if self.task != "classification":  # absent for classifiers: older summaries match
+            out["task"] = self.task
+        return out
 
 
 def imagenet_class_names() -> list[str]:

@@ -46,8 +46,10 @@ def installed_version() -> str:
 
 def base_app(title: str, upload_limit: int, description: str = "") -> FastAPI:
     """A FastAPI app with camscope's error answers, body limits, same-origin rule and an
-    offline ``/docs`` page. Routes ending in ``/api/explain`` or ``/api/preview`` take uploads of
-    ``upload_limit`` bytes; every other body is capped at :data:`.limits.SMALL_BODY`."""
+    offline ``/docs`` page. Routes that take an image (``/api/explain``, ``/api/preview`` and the
+    task routes) take uploads of ``upload_limit`` bytes, ``/api/explain-task`` two of them (the
+    image and a region mask or a reference); every other body is capped at
+    :data:`.limits.SMALL_BODY`."""
     from fastapi_offline import FastAPIOffline
 
     app = FastAPIOffline(
@@ -58,9 +60,17 @@ def base_app(title: str, upload_limit: int, description: str = "") -> FastAPI:
     async def camscope_error(_request: Request, err: CamscopeError) -> JSONResponse:
         return JSONResponse({"detail": str(err)}, status_code=status_of(err))
 
-    uploads = ("/api/explain", "/api/preview")
+    uploads = (
+        "/api/explain",
+        "/api/preview",
+        "/api/detect",
+        "/api/segment-classes",
+        "/api/concepts",
+    )
 
     def limit_for(path: str) -> int:
+        if path.endswith("/api/explain-task"):
+            return 2 * upload_limit + ENVELOPE
         return upload_limit + ENVELOPE if path.endswith(uploads) else SMALL_BODY
 
     app.add_middleware(BodyLimit, limit_for=limit_for)

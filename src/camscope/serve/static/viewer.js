@@ -11,6 +11,7 @@ import {
 import {
   $, api, explainRow, getJSON, hideError, hooks, showError, state, stem,
 } from "./state.js";
+import { modelTask, offerConcepts, repaintTask, runTask, showTaskView } from "./tasks.js";
 
 // ---------------------------------------------------------------------------------------------
 // The image
@@ -104,6 +105,19 @@ async function run() {
   const methods = chosenMethods();
   if (!methods.length) {
     showError("Choose at least one method on the left.");
+    return;
+  }
+  const kind = await modelTask(); // detectors and segmentation models: tasks.js
+  if (generation !== state.generation) return;
+  showTaskView(kind !== "classification");
+  offerConcepts(kind === "classification");
+  if (kind !== "classification") {
+    $("toolbar").hidden = true;
+    try {
+      await runTask(kind, methods, layerSpec());
+    } catch (err) {
+      if (generation === state.generation) showError(err.message);
+    }
     return;
   }
   const specs = state.compare ? ["first", "middle", "last"] : [layerSpec()];
@@ -221,11 +235,13 @@ function wire() {
     state.opacity = Number($("opacity").value);
     $("opacity-value").textContent = state.opacity.toFixed(2);
     repaint(); // no request: the maps are here
+    repaintTask();
   });
   $("colormap").addEventListener("change", () => {
     state.colormap = $("colormap").value;
     paintColorbar($("colorbar"), state.luts[state.colormap]);
     repaint();
+    repaintTask();
   });
   $("cancel").addEventListener("click", cancelJob);
   $("dl-json").addEventListener("click", () => {

@@ -1,6 +1,8 @@
 """The FastAPI application: the viewer page, the REST API and (``--study``) the human studies.
 
 Routes (OpenAPI at ``/docs``): ``POST /api/explain``, ``GET /api/methods``, ``GET /api/models``,
+``POST /api/detect``, ``POST /api/explain-task``, ``POST /api/segment-classes``,
+``POST /api/concepts`` (detectors, segmentation models, DFF concepts: :mod:`.tasks`),
 ``GET /api/layers?model=M``, ``GET /api/classes?model=M``, ``GET /api/colormaps``,
 ``GET /api/config``, ``GET /api/demo/{name}``, ``POST /api/fetch`` (an image URL, unless
 ``--no-url``), ``POST /api/preview``, ``GET /api/progress?job=ID``, ``POST /api/cancel``,
@@ -55,6 +57,7 @@ from .encode import display_copy, png_bytes
 from .jobs import JobBoard
 from .pool import ModelPool
 from .service import INPUT_BYTES, MAP_BYTES, MAX_TOPK, Explainer, ExplainRequest, LazyImage
+from .tasks import TaskCall, TaskService, parse_box
 
 __version__ = installed_version()
 
@@ -374,6 +377,7 @@ def create_app(
     ) -> dict[str, Any]:
         return explainer.jobs.cancel(job).as_dict()
 
+    _task_routes(app, TaskService(explainer), config)
     return app
 
 
@@ -382,3 +386,69 @@ def _busy_message(config: ServeConfig) -> str:
         f"the server is fetching {config.fetch_workers} other URL(s) and none finished within "
         f"{config.url_deadline:g} s; try again shortly, or download the image and upload it"
     )
+
+
+def _task_routes(app: FastAPI, tasks: TaskService, config: ServeConfig) -> None:
+    """The routes of detectors, segmentation models and DFF concepts (:mod:`.tasks`). FastAPI
+    reads the parameters' annotations in the module's globals: no local name may appear in
+    them."""
+
+    async def source(image: UploadFile) -> LazyImage:
+        data = await read_upload(image, config.max_upload_bytes)
+        return LazyImage.from_bytes(data, upload_name(image), config.max_pixels)
+
+    @app.post("/api/detect", summary="The boxes a detector finds (image pixels)")
+    async def detect(
+        image: Annotated[UploadFile, File(description="the image file")],
+        model: Annotated[str, Form(description="a name from GET /api/models")] = "",
+        threshold: Annotated[float, Form(description="least score of a box")] = 0.5,
+        cls: Annotated[str, Form(alias="class", description="only boxes of this class")] = "",
+    ) -> dict[str, Any]:
+        lazy = await source(image)
+        return await run_work(lambda: tasks.detect(model, lazy, threshold, cls))
+
+    @app.post(
+        "/api/explain-task",
+        summary="Maps of a box, a drawn box, a class in a painted region, or the similarity to "
+        "a reference image",
+    )
+    async def explain_task(
+        image: Annotated[UploadFile, File(description="the image file")],
+        model: Annotated[str, Form(description="a name from GET /api/models")] = "",
+        methods: Annotated[str, Form(description="comma-separated method names")] = "gradcam",
+        layer: Annotated[str, Form(description="auto, a layer name, ...")] = "auto",
+        task: Annotated[
+            str, Form(description="auto, detection, segmentation, similarity")
+        ] = "auto",
+        box: Annotated[str, Form(description="x0,y0,x1,y1 in image pixels (detection)")] = "",
+        threshold: Annotated[float, Form(description="detection: least score")] = 0.5,
+        cls: Annotated[str, Form(alias="class", description="segmentation: the class")] = "",
+        iou: Annotated[str, Form(description="detection: none, multiply or add")] = "none",
+        region: Annotated[UploadFile | None, File(description="segmentation: mask")] = None,
+        reference: Annotated[UploadFile | None, File(description="similarity: image")] = None,
+    ) -> dict[str, Any]:
+        lazy = await source(image)
+        mask = None if region is None else await read_upload(region, config.max_upload_bytes)
+        refs = None
+        if reference is not None:
+            refs = [(upload_name(reference), await read_upload(reference, config.max_upload_bytes))]
+        call = TaskCall(model, (methods,), layer, task, parse_box(box), threshold, cls, iou)
+        return await run_work(lambda: tasks.explain(call, lazy, mask, refs))
+
+    @app.post("/api/segment-classes", summary="The classes a segmentation model sees, by pixels")
+    async def segment_classes(
+        image: Annotated[UploadFile, File(description="the image file")],
+        model: Annotated[str, Form(description="a name from GET /api/models")] = "",
+    ) -> dict[str, Any]:
+        lazy = await source(image)
+        return await run_work(lambda: tasks.segment_classes(model, lazy))
+
+    @app.post("/api/concepts", summary="Deep Feature Factorization: concepts and top classes")
+    async def concepts(
+        image: Annotated[UploadFile, File(description="the image file")],
+        model: Annotated[str, Form(description="a name from GET /api/models")] = "",
+        layer: Annotated[str, Form(description="auto or a layer name")] = "auto",
+        num_concepts: Annotated[int, Form(description="how many concepts")] = 5,
+    ) -> dict[str, Any]:
+        lazy = await source(image)
+        return await run_work(lambda: tasks.concepts(model, lazy, layer, num_concepts))

@@ -96,6 +96,7 @@ class ModelSlot:
             "num_classes": len(self.spec.class_names),
             "multilabel": self.multilabel,
             "device": str(self.device),
+            "task": self.spec.task,
         }
 
 
