@@ -15,11 +15,14 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..models.recipe import ModelRecipe
 
 __all__ = ["DatasetJob", "JobResult", "ModelRecipe", "RayOptions"]
+
+if TYPE_CHECKING:
+    from ..tasks import TaskRequest
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +82,8 @@ class DatasetJob:
     resume: bool = False
     backend: str = "local"
     ray: RayOptions = field(default_factory=RayOptions)
+    # detection, segmentation or similarity (camscope.batch.task_rows); None: classify
+    task: TaskRequest | None = None
 
 
 @dataclass

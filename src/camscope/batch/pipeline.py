@@ -90,14 +90,26 @@ def _check(job: DatasetJob) -> None:
 
 
 def job_settings(
-    job: DatasetJob, inputs: LabelledData, layers: list[str], spec: ModelSpec
+    job: DatasetJob,
+    inputs: LabelledData,
+    layers: list[str],
+    spec: ModelSpec,
+    task: str | None = None,
 ) -> dict[str, Any]:
-    """The settings that decide the rows; ``--resume`` refuses to mix rows of other settings."""
+    """The settings that decide the rows; ``--resume`` refuses to mix rows of other settings.
+    A task job (``task``: detection, segmentation, similarity) adds ``task``, which a
+    classification job leaves out (as jobs before tasks did)."""
+    import dataclasses
+
     from ..core.targets import parse_topk
 
     options = {k: v for k, v in job.method_options.items() if k != "progress"}
     k = parse_topk(job.target) if isinstance(job.target, str) else None
+    extra = {}
+    if task is not None and job.task is not None:
+        extra["task"] = {**dataclasses.asdict(job.task), "task": task}
     return {
+        **extra,
         "format": store.FORMAT_VERSION,
         "input": inputs.listing,
         "model": job.model.name,
@@ -217,7 +229,10 @@ def run_dataset_job(
             job, methods=tuple(choice.methods), target=target, model=model_recipe
         )
         layers = choice.layers
-        settings = job_settings(job, inputs, layers, spec)
+        from .task_rows import job_task
+
+        task = job_task(job.task, spec, job)
+        settings = job_settings(job, inputs, layers, spec, task)
         _prepare_folder(out, settings, job.resume)
         store.recover(out)
         done_ids = store.settled_ids(store.read_commits(out))
@@ -241,6 +256,7 @@ def run_dataset_job(
             png_dir=str(out / "png") if job.save_png else None,
             colormap=job.colormap,
             alpha=job.alpha,
+            task=job.task if task is not None else None,
         )
         from .. import io
 
@@ -252,7 +268,10 @@ def run_dataset_job(
             window=job.window,
         )
         shards = store.ShardLog(
-            out, store.map_schema(job.save_boxes, job.save_masks), job.shard_size, settled.copy()
+            out,
+            store.map_schema(job.save_boxes, job.save_masks, task),
+            job.shard_size,
+            settled.copy(),
         )
         timing = {"waiting_for_inputs": 0.0, "explain": 0.0, "write": 0.0}
         began = time.perf_counter()
@@ -279,6 +298,9 @@ def run_dataset_job(
         summary = _finish(
             out, job, inputs, spec, device, layers, settled, shards, seconds, timing, started
         )
+        if task is not None:  # a classification job's summary stays as it was
+            summary["task"] = settings["task"]
+            write_json(out / "summary.json", summary)
         if interrupted:
             log.warning("interrupted: the finished work is committed; --resume completes the job")
             raise KeyboardInterrupt

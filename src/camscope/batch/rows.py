@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from ..core.result import Explanation
     from ..data.dataset import Sample
     from ..models import ModelSpec
+    from ..tasks import TaskRequest
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,7 @@ class MapSettings:
     png_dir: str | None = None  # overlays go here (--save-png)
     colormap: str = "inferno"
     alpha: float = 0.5
+    task: TaskRequest | None = None  # detection, segmentation, similarity (.task_rows)
 
 
 class ExplainStep:
@@ -79,9 +81,19 @@ class ExplainStep:
         self.settings = settings
         self.device = device
         self.model_name = model_name or spec.name
-        self.schema = step_schema(settings.save_boxes, settings.save_masks)
+        self.task = None
+        if settings.task is not None:
+            from ..tasks import prepare_task
+
+            self.task = prepare_task(settings.task, model, spec, device)
+        name = None if self.task is None else self.task.task
+        self.schema = step_schema(settings.save_boxes, settings.save_masks, name)
 
     def __call__(self, batch: DecodedBatch) -> pa.Table:
+        if self.task is not None:
+            from .task_rows import task_rows
+
+            return self._table(task_rows(self, self.task, batch))
         ok = [i for i, error in enumerate(batch.errors) if error is None]
         columns: dict[str, list[Any]] = {name: [] for name in self.schema.names}
         results = self._explain(batch, ok)

@@ -36,6 +36,7 @@ _PNG_ONLY = (
     "no_overlays",
     "image_format",
     "class_scale",
+    "concepts",
 )
 
 
@@ -216,6 +217,7 @@ def run_dataset(args: argparse.Namespace) -> int:
             gpus_per_worker=args.gpus_per_worker,
             cpus_per_worker=args.cpus_per_worker or 1.0,
         ),
+        task=values.task_request(args),
     )
     if job.backend == "ray" and not getattr(args, "verbose", 0):
         _quiet_ray_data()

@@ -13,7 +13,6 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..data.progress import Progress, shown
 from . import options, values
 from ._common import echo, warn
 
@@ -201,6 +200,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace, config: Any, out: Path) -> int:
     from .. import evaluation
+    from ..data.progress import Progress, shown
     from ..evaluation.report import write_report
 
     model, spec, _, preprocessing_notes = values.model_recipe(args).load(hints="cli")

@@ -17,6 +17,11 @@ For every image this writes, into ``--out`` (``--image-format`` png, jpg or webp
   explained class(es), layers, methods, files, seconds, error (if any), skipped methods and, for
   DICOM/NIfTI, the pixel spacing. It is written also when the run is interrupted (Ctrl-C).
 
+Detectors, segmentation and embedding models (``--task``; automatic for torchvision's detectors
+and segmentation models) get one map per box, class region or reference image, with the boxes
+drawn (docs/tasks.md); ``--concepts`` adds ``<stem>.concepts.png``, DFF's concepts of the layer
+with their top classes.
+
 Unreadable images (and images whose files cannot be written) are reported on stderr and in
 ``summary.json`` and skipped; a method that cannot explain this model is reported and skipped;
 the exit code is then 1.
@@ -28,10 +33,10 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..data.progress import Progress, shown
 from . import options, values
 from ._common import echo, warn
 from ._dataset import add_dataset_arguments, run_dataset, wants_dataset
+from ._pictures import add_picture_arguments
 
 _EPILOG = """\
 targets:
@@ -49,6 +54,9 @@ examples:
   camscope explain --model resnet50 --layer layer3,layer4 --colormap jet
   camscope explain cat.jpg -m scorecam,ablationcam -O batch_size=16 -O precision=bfloat16
   camscope explain scan.dcm --model my_models:chest_net --window 40,400 --class-names labels.txt
+  camscope explain street.jpg --model fasterrcnn_resnet50_fpn --box-threshold 0.5
+  camscope explain street.jpg --model fcn_resnet50 --class person --region person.png
+  camscope explain a.jpg --model my_models:embedder --task similarity --reference b.jpg
 """
 
 
@@ -80,6 +88,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         *options.INPUTS,
         "no_progress",
         *options.PREPROCESSING,
+        *options.TASKS,
         out={"default": Path("out/explain")},
         batch_size={
             "default": None,
@@ -103,66 +112,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
-def add_picture_arguments(parser: argparse.ArgumentParser) -> None:
-    """What is drawn and written for each image."""
-    group = parser.add_argument_group("pictures and files")
-    options.add(group, "colormap", "alpha")
-    group.add_argument(
-        "--max-side",
-        type=options.non_negative_int,
-        default=1024,
-        metavar="PX",
-        help="longer side of the overlay files (default 1024; 0: the image's own size)",
-    )
-    group.add_argument("--no-grid", action="store_true", help="do not write <stem>.grid.png")
-    group.add_argument(
-        "--no-overlays", action="store_true", help="do not write one overlay file per method"
-    )
-    group.add_argument(
-        "--image-format",
-        choices=("png", "jpg", "webp"),
-        default="png",
-        help="format of the overlay and grid files (default png)",
-    )
-    group.add_argument(
-        "--class-scale",
-        choices=("shared", "own"),
-        default="shared",
-        help="top-k grids: one scale per method across the classes (default) or each map on "
-        "its own",
-    )
-    group.add_argument(
-        "--save-npy", action="store_true", help="also save each map as float32 .npy in [0, 1]"
-    )
-    group.add_argument(
-        "--npy-size",
-        choices=("layer", "model", "image"),
-        default="model",
-        help="resolution of the .npy maps: the layer's, the model input's (default) or the image's",
-    )
-
-
-class _Reporter:
-    """Prints what the job reports: one line per problem, names shown safely."""
-
-    def __init__(self, progress: Progress) -> None:
-        self.progress = progress
-
-    def input_failed(self, source: str, reason: str) -> None:
-        self.progress.write(f"camscope explain: skipped {shown(source)}: {shown(reason)}")
-
-    def method_skipped(self, key: str, reason: str) -> None:
-        method, _, layer = key.partition("@")  # the engine's "method@layer" for one layer
-        what = f"{shown(method)} at layer {shown(layer)}" if layer else shown(method)
-        self.progress.write(f"camscope explain: skipped method {what}: {shown(reason)}")
-
-    def warning(self, text: str) -> None:
-        self.progress.write(f"camscope explain: warning: {shown(text)}")
-
-    def note(self, text: str) -> None:
-        self.progress.write(f"camscope explain: {shown(text)}")
-
-
 def run(args: argparse.Namespace) -> int:
     """Returns 0, 1 when some images failed or methods were skipped, 130 when interrupted
     (``summary.json`` then lists what was done)."""
@@ -171,9 +120,10 @@ def run(args: argparse.Namespace) -> int:
     from .. import viz
     from ..data.dataset import LoadOptions
     from ..data.inputs import open_images
+    from ..data.progress import Progress, shown
     from ..methods import parse_methods
     from ..outputs import prepare_output
-    from ..pictures.job import JobState
+    from ..pictures.job import JobState, LineReporter
     from ..pictures.plan import PictureOptions
     from ..pictures.run import PictureJob, run_picture_job
 
@@ -181,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
     parse_methods(args.method)
     viz.check_colormap(args.colormap)
     method_options = values.method_options(args)
+    task = values.task_request(args)
     prepare_output(args.out, reserved=("summary.json",))
     items = list(open_images(args.images).items)
     loaded = values.model_recipe(args).load(hints="cli")
@@ -212,12 +163,16 @@ def run(args: argparse.Namespace) -> int:
         ),
         load=LoadOptions(args.max_pixels, args.timeout, args.window),
         preprocessing=values.preprocessing(args),
+        task=task,
+        concepts=bool(args.concepts),
     )
     state = JobState()
     progress = Progress(len(items), "camscope explain", enabled=not args.no_progress)
     try:
         with progress:
-            result = run_picture_job(job, loaded, items, state, _Reporter(progress), progress)
+            result = run_picture_job(
+                job, loaded, items, state, LineReporter(progress, "camscope explain"), progress
+            )
     except KeyboardInterrupt:
         warn(
             f"camscope explain: interrupted after {len(state.records)} of {len(items)} image(s); "

@@ -18,10 +18,9 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    pass
+from ..tasks.request import TASK_CHOICES
 
 DEFAULT_MODEL = "efficientnet_lite0"  # camscope.models.DEFAULT_MODEL, kept torch-free here
 DEFAULT_TIMEOUT = 60.0  # camscope.io.DEFAULT_DEADLINE, kept import-free here
@@ -89,6 +88,16 @@ def window_pair(text: str) -> tuple[float, float]:
     return centre, width
 
 
+def box_argument(text: str) -> tuple[float, float, float, float]:
+    """argparse type: ``x0,y0,x1,y1`` in pixels, with x0 < x1 and y0 < y1."""
+    values = number_list(text)
+    if len(values) != 4 or values[2] <= values[0] or values[3] <= values[1]:
+        raise argparse.ArgumentTypeError(
+            f"expected X0,Y0,X1,Y1 with X0 < X1 and Y0 < Y1 (image pixels), got {text!r}"
+        )
+    return (values[0], values[1], values[2], values[3])
+
+
 def device_name(text: str) -> str:
     """argparse type: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``."""
     if text in ("auto", "cpu", "cuda", "mps") or (text.startswith("cuda:") and text[5:].isdigit()):
@@ -121,10 +130,17 @@ def _opt(
 _PRE = "preprocessing (overrides what the model says)"
 _MODEL_HELP = (
     f"model name: a timm or torchvision model (default {DEFAULT_MODEL}, which ships offline with "
-    "its ImageNet weights; torchvision:NAME or timm:NAME picks the library), package.module:factory "
-    "or file.py:factory for your own, a Hugging Face save_pretrained folder, a `camscope train` "
-    "run folder, or a whole pickled model file (torch.save(model); with --trust-checkpoint)"
+    "its ImageNet weights; a name both libraries know goes to timm: write torchvision:NAME or "
+    "timm:NAME to choose), package.module:factory or file.py:factory for your own, a camscope "
+    "train run folder, a Hugging Face save_pretrained folder, or a whole pickled model file "
+    "(torch.save(model); with --trust-checkpoint)"
 )
+_TASKS = "tasks beyond classification (docs/tasks.md)"
+GROUP_HELP = {
+    _TASKS: "Detectors (torchvision Faster R-CNN, RetinaNet, FCOS, SSD) get one map per box, "
+    "segmentation models the map of a class in a region, embedding models the map of the "
+    "similarity to a reference image.",
+}
 DATA_HELP = """\
 DATA: class folders (DIR/<class>/*.jpg: ImageNet class names, WordNet lemmas or synset ids such as
 n02123045 for ImageNet models, the run's class names for models from `camscope train`), annotated
@@ -223,6 +239,45 @@ OPTIONS: dict[str, Option] = {
         help="input channels (default: the first convolution's, else the spec's): 1 = grey, "
         "16-bit and medical values kept at full precision",
     ),
+    # tasks beyond classification
+    "task": _opt(
+        "--task", choices=TASK_CHOICES, default="auto", group=_TASKS,
+        help="what the model does (default auto: what its spec says, classification for "
+        "classifiers)",
+    ),
+    "box_threshold": _opt(
+        "--box-threshold", type=unit_float, default=0.5, metavar="P", group=_TASKS,
+        help="detection: explain every box scoring at least P (default 0.5)",
+    ),
+    "box": _opt(
+        "--box", action="append", type=box_argument, default=None, metavar="X0,Y0,X1,Y1",
+        group=_TASKS,
+        help="detection: explain the detection that matches this box (image pixels; repeatable) "
+        "instead of every box above the threshold",
+    ),
+    "box_iou": _opt(
+        "--box-iou", default="none", metavar="MODE", group=_TASKS,
+        help="detection: the score explained: none (the box's class score, default), multiply "
+        "(times its IoU with the box) or add (plus its IoU, as pytorch-grad-cam)",
+    ),
+    "iou_threshold": _opt(
+        "--iou-threshold", type=unit_float, default=0.5, metavar="T", group=_TASKS,
+        help="detection: the least IoU of a box's match (default 0.5)",
+    ),
+    "task_class": _opt(
+        "--class", default=None, metavar="NAME", group=_TASKS,
+        help="segmentation: the class to explain (a name or index, e.g. person); detection: "
+        "only boxes of this class",
+    ),
+    "region": _opt(
+        "--region", type=Path, default=None, metavar="MASK", group=_TASKS,
+        help="segmentation: a mask picture of the pixels to explain (non-black, or non-"
+        "transparent; default: the pixels the model labels with the class)",
+    ),
+    "reference": _opt(
+        "--reference", action="append", default=None, metavar="IMAGE", group=_TASKS,
+        help="similarity: the image to compare with (repeatable: one map per reference)",
+    ),
     # inputs
     "max_pixels": _opt(
         "--max-pixels", type=positive_int, default=None, metavar="N",
@@ -291,6 +346,9 @@ OPTIONS: dict[str, Option] = {
 
 MODEL = ("model", "weights", "trust_checkpoint", "random_init", "device")
 PREPROCESSING = ("mean", "std", "input_size", "class_names", "channels")
+TASKS = (
+    "task", "box_threshold", "box", "box_iou", "iou_threshold", "task_class", "region", "reference",
+)  # fmt: skip
 EXPLAIN_MODE = ("as_is", "multilabel", "allow_slow", "pass_budget")
 INPUTS = ("timeout", "window")
 DATA = ("images", "class_map", "unmapped", "allow_outside_paths")
@@ -321,7 +379,9 @@ def add(
         target: Any = parser
         if option.group is not None:
             if option.group not in groups:
-                groups[option.group] = parser.add_argument_group(option.group)
+                groups[option.group] = parser.add_argument_group(
+                    option.group, GROUP_HELP.get(option.group)
+                )
             target = groups[option.group]
         actions.append(target.add_argument(*option.flags, dest=option.dest or name, **kwargs))
     return actions

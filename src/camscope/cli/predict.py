@@ -6,7 +6,6 @@ import argparse
 import json
 from typing import Any
 
-from ..data.progress import shown
 from ..errors import CamscopeError, TargetError
 from . import options, values
 from ._common import echo, warn
@@ -48,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from ..core.prediction import classify
     from ..data.dataset import LoadOptions
     from ..data.inputs import open_images
+    from ..data.progress import shown
     from ..pictures.plan import class_label
 
     items = open_images(args.images).items

@@ -13,6 +13,7 @@ from .options import PREPROCESSING
 
 if TYPE_CHECKING:
     from ..models.recipe import ModelRecipe, SpecOverrides
+    from ..tasks.request import TaskRequest
 
 
 def split_list(values: str | Sequence[str] | None) -> list[str]:
@@ -138,3 +139,21 @@ def read_labelled(
     for line in found.notes:
         sys.stderr.write(f"camscope {command}: {line}\n")
     return found
+
+
+def task_request(args: argparse.Namespace) -> TaskRequest:
+    """The task options as a :class:`camscope.tasks.TaskRequest` (checked)."""
+    from ..tasks.request import TaskRequest
+
+    request = TaskRequest(
+        task=args.task,
+        box_threshold=args.box_threshold,
+        boxes=tuple(args.box or ()),
+        class_name=args.task_class,
+        region=None if args.region is None else str(args.region),
+        references=tuple(args.reference or ()),
+        iou=args.box_iou,
+        iou_threshold=args.iou_threshold,
+    )
+    request.check()
+    return request

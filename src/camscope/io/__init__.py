@@ -11,7 +11,8 @@ timeout, download too large.
 * :mod:`.download`: ``http(s)`` downloads with a check of every redirect and a total deadline;
 * :mod:`.medical`: DICOM (pydicom) and 2-D NIfTI (nibabel) slices, windowed, with pixel spacing;
 * :mod:`.preprocess`: :func:`preprocess` into the ``(1, C, H, W)`` tensor the model expects,
-  :func:`resize_map`, :func:`save_npy`.
+  :func:`resize_map`, :func:`save_npy`;
+* :mod:`.masks`: :func:`load_mask`, a region painted or saved as a picture (segmentation).
 
 This package may import :mod:`camscope.errors` and the :class:`~camscope.models.ModelSpec` type
 only.
@@ -33,6 +34,7 @@ from .decode import (
     source_pixels,
 )
 from .download import DEFAULT_DEADLINE, DEFAULT_TIMEOUT
+from .masks import load_mask
 from .preprocess import model_channels, preprocess, resize_map, save_npy
 
 __all__ = [
@@ -44,6 +46,7 @@ __all__ = [
     "image_meta",
     "load_image",
     "load_image_bytes",
+    "load_mask",
     "model_channels",
     "preprocess",
     "resize_map",

@@ -73,7 +73,7 @@ class SpecOverrides:
         The channel count is ``channels``, else the first convolution's ``in_channels``, else
         the spec's; when it differs from the spec's, mean and std of another length become their
         average (a note says so, unless both ``mean`` and ``std`` are given)."""
-        from .spec import for_channels, input_channels, num_outputs
+        from .spec import for_channels, guessed_preprocessing, input_channels, num_outputs
 
         notes: list[str] = []
         own = spec.channels or len(spec.mean)
@@ -90,6 +90,13 @@ class SpecOverrides:
                 )
         else:
             spec = replace(spec, channels=channels)
+        if not notes and guessed_preprocessing(spec) and (self.mean is None or self.std is None):
+            notes.append(
+                f"model {spec.name!r} does not say how its inputs are prepared; using the "
+                f"ImageNet fallback: mean {list(spec.mean)}, std {list(spec.std)}, "
+                f"{spec.input_size[0]}x{spec.input_size[1]} {spec.interpolation} (pass --mean "
+                "and --std, and --input-size, with the values the model was trained with)"
+            )
         for what, values in (("mean", self.mean), ("std", self.std)):
             if values is None:
                 continue
@@ -112,12 +119,10 @@ class SpecOverrides:
             names, where = self.class_names, "--class-names"
             if isinstance(names, (str, Path)):
                 names, where = read_class_names(Path(names)), f"--class-names {str(names)!r}"
-            outputs = num_outputs(model)
-            if (
-                outputs is not None
-                and len(names) != outputs
-                and not (outputs, len(names)) == (1, 2)
-            ):
+            # a detector's last linear layer is its box regression: its classes are the spec's
+            task = getattr(spec, "task", "classification")
+            outputs = num_outputs(model) if task == "classification" else len(spec.class_names)
+            if outputs and len(names) != outputs and not (outputs, len(names)) == (1, 2):
                 raise UsageError(f"{where} has {len(names)} names; the model has {outputs} outputs")
             spec = replace(spec, class_names=list(names))
         return spec, notes

@@ -45,6 +45,32 @@ class Reporter(Protocol):
     def note(self, text: str) -> None: ...
 
 
+class LineReporter:
+    """A :class:`Reporter` that says each thing on one line of the progress bar's stream,
+    ``LABEL: ...``, with names shown safely (``camscope explain``)."""
+
+    def __init__(self, progress: Progress, label: str) -> None:
+        self.progress, self.label = progress, label
+
+    def _say(self, text: str) -> None:
+        from ..data.progress import shown
+
+        self.progress.write(f"{self.label}: {shown(text)}")
+
+    def input_failed(self, source: str, reason: str) -> None:
+        self._say(f"skipped {source}: {reason}")
+
+    def method_skipped(self, key: str, reason: str) -> None:
+        method, _, layer = key.partition("@")  # the engine's "method@layer" for one layer
+        self._say(f"skipped method {method}{f' at layer {layer}' if layer else ''}: {reason}")
+
+    def warning(self, text: str) -> None:
+        self._say(f"warning: {text}")
+
+    def note(self, text: str) -> None:
+        self._say(text)
+
+
 @dataclass
 class JobState:
     """What the job has done so far (complete at any interruption)."""

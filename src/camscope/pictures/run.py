@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from ..data.dataset import Sample
     from ..data.progress import Progress
     from ..models.recipe import LoadedModel
+    from ..tasks import PreparedTask, TaskRequest
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,9 @@ class PictureJob:
     all of them with ``allow_slow``); ``layers`` empty means ``auto``; ``target`` is
     ``top1``/``top5``/``topk:K``, an index or a class name; ``mode``, ``multilabel``,
     ``aug_smooth``, ``eigen_smooth`` and ``method_options`` go to :func:`camscope.explain`;
-    ``preprocessing`` is what the user overrode (recorded in ``summary.json``)."""
+    ``preprocessing`` is what the user overrode (recorded in ``summary.json``); ``task``
+    explains a detector, segmentation or embedding model (:mod:`camscope.tasks`) and
+    ``concepts`` adds DFF's concepts of each image (:mod:`camscope.pictures.concepts`)."""
 
     out: Path
     methods: str | Sequence[str] = "gradcam"
@@ -58,6 +61,8 @@ class PictureJob:
     pictures: PictureOptions = field(default_factory=PictureOptions)
     load: LoadOptions = field(default_factory=LoadOptions)
     preprocessing: Mapping[str, Any] = field(default_factory=dict)
+    task: TaskRequest | None = None  # detection, segmentation, similarity (None: classify)
+    concepts: bool = False  # also <stem>.concepts.png: DFF's concepts and their classes
 
 
 @dataclass
@@ -69,6 +74,7 @@ class PictureResult:
     methods: list[str]
     layers: list[str]
     left_out: dict[str, str]
+    task: PreparedTask | None = None
 
     @property
     def files(self) -> int:
@@ -94,7 +100,10 @@ def run_picture_job(
     from ..methods import choose_methods
 
     model, spec, device = loaded.model, loaded.spec, loaded.device
-    target = parse_target(job.target, spec.class_names, model=spec.name, what="--target")
+    task = _prepare_task(job, loaded)
+    target: str | int = "top1"
+    if task is None:
+        target = parse_target(job.target, spec.class_names, model=spec.name, what="--target")
     layers = list(job.layers) or ["auto"]
     layer: str | list[str] = layers if len(layers) > 1 else layers[0]
     choice = choose_methods(
@@ -121,12 +130,28 @@ def run_picture_job(
         "multilabel": job.multilabel,
     }
     request = PictureRequest(choice.methods, choice.layers, target, calls, job.batch_size)
-    result = PictureResult(state, choice.methods, choice.layers, choice.left_out)
+    result = PictureResult(state, choice.methods, choice.layers, choice.left_out, task)
     writer = PictureWriter(job.out, job.pictures)
     try:
-        explain_to_files(
-            model, spec, device, items, request, job.load, writer, state, reporter, progress
-        )
+        if task is None:
+            explain_to_files(
+                model, spec, device, items, request, job.load, writer, state, reporter, progress
+            )
+        else:
+            from .tasks import explain_task_to_files
+
+            explain_task_to_files(
+                *(model, spec, device, items, request, task, job.load, writer, state, reporter),
+                progress=progress,
+            )
+        if job.concepts:
+            from .concepts import add_concepts
+
+            add_concepts(
+                *(model, spec, device, items, choice.layers, job.method_options, job.load),
+                *(job.out, job.pictures, state, reporter),
+                multilabel=job.multilabel,
+            )
     except KeyboardInterrupt:
         write_summary(job, loaded, result, interrupted=True)
         raise
@@ -172,5 +197,37 @@ def write_summary(
         "interrupted": interrupted,
         "images": state.records,
     }
+    if result.task is not None:  # absent for classifiers, as before
+        summary["task"] = result.task.task
+        summary["task_options"] = asdict(result.task.request)
+    if job.concepts:
+        summary["concepts"] = True
     text = json.dumps(summary, indent=2, default=str) + "\n"
     write_atomic(job.out / "summary.json", text)
+
+
+def _prepare_task(job: PictureJob, loaded: LoadedModel) -> PreparedTask | None:
+    """The task of a detector, segmentation or embedding model (None: classify), with the
+    settings that only classifiers take refused."""
+    from ..errors import UsageError
+    from ..tasks import prepare_task
+
+    if job.task is None:
+        return None
+    model, spec, device = loaded.model, loaded.spec, loaded.device
+    task = prepare_task(job.task, model, spec, device, max_pixels=job.load.max_pixels)
+    if task is None:
+        return None
+    if job.target != "top1":
+        raise UsageError(
+            f"--target is for classifiers; the {task.task} task says what it explains with "
+            "--box/--box-threshold, --class/--region or --reference (docs/tasks.md)"
+        )
+    if job.aug_smooth and task.task != "similarity":
+        raise UsageError(
+            f"--aug-smooth flips and rescales the image, which moves the {task.task} task's "
+            "boxes and regions; leave it out"
+        )
+    if job.concepts:
+        raise UsageError("--concepts names DFF's concepts by class: it is for classifiers")
+    return task
