@@ -75,9 +75,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--methods",
         "--method",
-        default="gradcam,gradcam++,xgradcam,layercam,eigencam",
+        default="gradcam,gradcam++,xgradcam,layercam,eigencam,randomcam",
         metavar="LIST",
-        help="comma list of methods or 'all' (default: %(default)s)",
+        help="comma list of methods or 'all' (default: %(default)s; randomcam, random channel "
+        "weights, is the leaderboard's floor: keep it in your own list)",
     )
     parser.add_argument(
         "--layers",
