@@ -204,9 +204,9 @@ def layout_of(
         count = shape[0]
         if facts.prefix_tokens and facts.patch_size is not None:
             # the patch embedding's own output comes before the prefix tokens are added
-            grid = (size[0] // facts.patch_size[0], size[1] // facts.patch_size[1])
-            if grid[0] * grid[1] == count:
-                return OutputLayout("tokens", 0, grid)
+            patches = (size[0] // facts.patch_size[0], size[1] // facts.patch_size[1])
+            if patches[0] * patches[1] == count:
+                return OutputLayout("tokens", 0, patches)
         prefixes = (
             [facts.prefix_tokens]
             if facts.prefix_tokens is not None
