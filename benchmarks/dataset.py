@@ -145,23 +145,16 @@ def make_images(folder: Path, count: int, seed: int = 0) -> None:
 
 def plain(model: Any, spec: Any, folder: Path, batch: int, workers: int, threads: int) -> Row:
     """(a) the same loader and batches, forward + top-5 only."""
-    from torch.utils.data import DataLoader
-
     from camscope import io
-    from camscope.batch.decode import DecodeDataset, DecodeSettings, collate, worker_init
-    from camscope.batch.sources import list_inputs
+    from camscope.batch.decode import DecodeSettings, collate
+    from camscope.data.lists import list_images
+    from camscope.data.walk import Walk
 
     memory = Memory()
     memory.sample("start")
-    inputs = list_inputs(folder)
-    dataset = DecodeDataset(inputs.ids, inputs.sources, DecodeSettings(spec, io.DEFAULT_MAX_PIXELS))
-    loader = DataLoader(
-        dataset,  # type: ignore[arg-type]
-        batch_size=batch,
-        num_workers=workers,
-        collate_fn=collate,
-        worker_init_fn=worker_init if workers else None,
-    )
+    inputs = list_images(folder)
+    settings = DecodeSettings(spec, io.DEFAULT_MAX_PIXELS)
+    loader = Walk(inputs.items, settings, batch_size=batch, workers=workers, collate=collate)
     began, done = time.perf_counter(), 0
     torch.set_num_threads(threads)
     with torch.inference_mode():
@@ -223,11 +216,11 @@ def peer_loop(model: Any, spec: Any, layer: Any, folder: Path, batch: int, threa
     from pytorch_grad_cam import GradCAM
     from torchvision import transforms
 
-    from camscope.batch.sources import list_inputs
-
     memory = Memory()
     memory.sample("start")
-    paths = list_inputs(folder).sources.to_pylist()
+    from camscope.data.lists import list_images
+
+    paths = [sample.source for sample in list_images(folder).items]
     transform = transforms.Compose(
         [
             transforms.Resize(tuple(spec.input_size)),

@@ -15,7 +15,8 @@ import time
 import torch
 
 import camscope
-from camscope.io import demo_images, preprocess
+from camscope.data.inputs import demo_images
+from camscope.io import preprocess
 from camscope.models import load_model
 
 

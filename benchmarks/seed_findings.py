@@ -6,7 +6,8 @@
    stem (4x4), Grad-CAM at the last and the middle layers.
 
 Each model is trained with ``camscope train`` and scored with ``camscope evaluate`` on
-``builtin:N`` (generator seed 0, which training never sees: it draws from seed 1), both run as
+``builtin:N`` (the generator's evaluation stream, which training never sees: it draws from the
+training stream), both run as
 subprocesses under ``nice -n 10`` (do not nice this script itself), one at a time; a run that was
 interrupted is resumed. Localization numbers come with 95% confidence
 intervals over images, and the gapnet/pooled and stem comparisons also as paired differences on

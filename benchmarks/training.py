@@ -1,7 +1,7 @@
 """Images per second of ``camscope train``'s loop against a minimal hand-written PyTorch loop.
 
 Both loops train their own copy of the same initial model on the same batches: the built-in set
-rendered once (``camscope.training.sources``), the same ``DataLoader`` (pad-and-crop + flip,
+rendered once (``camscope.training.data``), the same ``DataLoader`` (pad-and-crop + flip,
 ``--workers`` processes, ``--batch-size``), AdamW, cross-entropy. The hand-written loop is what a
 tutorial writes::
 
@@ -42,9 +42,9 @@ from torch.utils.data import DataLoader
 from camscope.models.architectures import build_classifier
 from camscope.models.spec import IMAGENET_MEAN, IMAGENET_STD
 from camscope.training import TrainConfig, train
+from camscope.training.data import load_training_data
 from camscope.training.loop import Step, train_epoch
 from camscope.training.optim import build_optimizer, build_schedule
-from camscope.training.sources import load_training_data
 from camscope.training.transforms import ImageTransform, LabelledImages, Normalize, collate
 
 
@@ -83,7 +83,7 @@ def main() -> None:
 
     size = args.image_size
     data = load_training_data(f"builtin:{args.images}", None, 0.1, 0, image_size=size)
-    dataset = LabelledImages(data.train, ImageTransform(size, "bilinear", "pad-crop"))
+    dataset = LabelledImages(data.train.items, ImageTransform(size, "bilinear", "pad-crop"))
     loader = DataLoader(
         dataset,
         batch_size=args.batch_size,

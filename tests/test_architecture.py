@@ -28,6 +28,7 @@ ALLOWED: dict[str, set[str]] = {
     "viz": {"errors", "outputs"},
     "metrics": {"errors", "core", "perturbation", "methods"},
     "data": {"errors", "core", "io", "models"},
+    "tasks": {"errors", "core", "models", "io", "data"},
     "evaluation": {
         "errors",
         "outputs",
@@ -50,6 +51,7 @@ ALLOWED: dict[str, set[str]] = {
         "io",
         "viz",
         "data",
+        "tasks",
     },
     "batch": {
         "errors",
@@ -63,6 +65,7 @@ ALLOWED: dict[str, set[str]] = {
         "viz",
         "metrics",
         "data",
+        "tasks",
     },
     "serve": {
         "errors",
@@ -74,6 +77,7 @@ ALLOWED: dict[str, set[str]] = {
         "io",
         "viz",
         "data",
+        "tasks",
         "evaluation",
     },
     "training": {"errors", "outputs", "core", "models", "io", "viz", "metrics", "data"},

@@ -187,9 +187,8 @@ def test_serve(ref) -> None:
 
 def test_evaluate(ref, tmp_path) -> None:
     """Each picture annotated (one box) with the class the library predicts: ``top1`` is that
-    class and ``p_target`` its probability. evaluate has no --multilabel (its faithfulness
-    metrics read softmax probabilities), so a multi-label model is compared with the library's
-    softmax reading of the same logits."""
+    class and ``p_target`` its probability (a multi-label model with ``--multilabel``), and the
+    Average Drop is computed from the same kind of probability."""
     rows_csv = [f"{p.name},{ref.spec.class_names[ref.classes[i]]},2,2,12,12" for i, p in
                 enumerate(ref.paths)]  # fmt: skip
     for path in ref.paths:
@@ -197,19 +196,27 @@ def test_evaluate(ref, tmp_path) -> None:
     (tmp_path / "boxes.csv").write_text("\n".join(rows_csv) + "\n")
     out = tmp_path / "ev"
     _run("evaluate", "--data", tmp_path / "boxes.csv", "--model", ref.model_name,
-         "--methods", "gradcam", "--metrics", "loc", "--out", out, "--no-progress",
-         "--examples", "0")  # fmt: skip
-    probabilities = ref.probabilities
-    if ref.multilabel:
-        model, _ = camscope.load_model(ref.model_name)
-        x = torch.cat([preprocess(load_image(p), ref.spec) for p in ref.paths])
-        probabilities = camscope.explain(model, x, "gradcam").class_probabilities()
+         "--methods", "gradcam", "--metrics", "loc,drop", "--out", out, "--no-progress",
+         "--examples", "0", *ref.flags())  # fmt: skip
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert len(rows) == IMAGES
+    model, _ = camscope.load_model(ref.model_name)
+    x = torch.cat([preprocess(load_image(p), ref.spec) for p in ref.paths])
+    res = camscope.explain(
+        model, x, "gradcam", targets=list(ref.classes), multilabel=ref.multilabel
+    )
+    black = ((0.0 - torch.tensor(ref.spec.mean)) / torch.tensor(ref.spec.std)).view(1, -1, 1, 1)
+    masked = black + res.maps["gradcam"][:, None] * (x - black)
+    p_map = camscope.explain(model, masked, "gradcam", targets=list(ref.classes),
+                             multilabel=ref.multilabel).probabilities  # fmt: skip
+    assert p_map is not None
     for row in rows:
         i = _index(row["id"])
         assert row["top1"] == row["target"] == ref.classes[i] and row["top1_correct"]
-        assert row["p_target"] == pytest.approx(float(probabilities[i, ref.classes[i]]), abs=1e-6)
+        assert row["p_target"] == pytest.approx(ref.p(i), abs=TOLERANCE)
+        full = ref.p(i)
+        drop = 100 * max(0.0, full - float(p_map[i])) / full
+        assert row["avg_drop"] == pytest.approx(drop, abs=1e-3)
 
 
 def test_failures(ref, tmp_path) -> None:

@@ -15,8 +15,9 @@ import torch
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
+from camscope.data.inputs import collect_inputs
 from camscope.errors import ImageLoadError
-from camscope.io import collect_inputs, image_meta, load_image, preprocess, source_pixels
+from camscope.io import image_meta, load_image, preprocess, source_pixels
 from camscope.io.medical import apply_window
 from camscope.models import ModelSpec
 

@@ -23,16 +23,22 @@ _LAZY = {
     "get_method": "camscope.methods",
     "list_layers": "camscope.core.layers",
     "CamscopeError": "camscope.errors",
+    "DetectionTarget": "camscope.core.detection",
+    "SegmentationTarget": "camscope.core.segmentation",
+    "SimilarityTarget": "camscope.core.similarity",
 }
 
 __all__ = sorted(_LAZY)
 
 if TYPE_CHECKING:
     from .core.context import LayerContext
+    from .core.detection import DetectionTarget
     from .core.engine import explain
     from .core.layers import list_layers
     from .core.registry import register_method
     from .core.result import Explanation
+    from .core.segmentation import SegmentationTarget
+    from .core.similarity import SimilarityTarget
     from .errors import CamscopeError
     from .methods import get_method, list_methods
     from .models import ModelSpec, load_model

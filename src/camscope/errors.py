@@ -26,6 +26,12 @@ class TargetError(UsageError):
     """The requested target (class, top-k, callable) cannot be scored."""
 
 
+class NothingToExplain(TargetError):
+    """The input holds nothing the target can explain: no detection above the score threshold,
+    no detection matching a given box, no pixel of the class. Commands record such an input
+    with this note instead of failing it."""
+
+
 class UnsupportedModelError(UsageError):
     """The model's structure does not allow the requested method (e.g. CAM without a GAP head)."""
 

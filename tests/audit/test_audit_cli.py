@@ -12,7 +12,8 @@ from PIL import Image
 
 from camscope.cli import _model
 from camscope.cli.main import main
-from camscope.data.labelled import DataOptions, is_builtin, read_labelled
+from camscope.data.read import read_data
+from camscope.data.spec import DataOptions, is_builtin
 from camscope.errors import DatasetError, UsageError
 from camscope.models import ModelSpec
 
@@ -131,25 +132,25 @@ def test_a_class_folder_the_model_does_not_know_is_named(tmp_path, odd_model, ca
     assert "'yak'" in err and "'zebra'" in err and "bold" not in err  # every unknown one at once
 
 
-def test_read_labelled_kinds_and_errors(tmp_path) -> None:
+def test_read_data_kinds_and_errors(tmp_path) -> None:
     assert is_builtin("builtin") and is_builtin("builtin:7") and not is_builtin("builtin_mine")
     names = ["cat", "cup", "motorcycle", "rocket"]
-    data = read_labelled("builtin:3", names, size=32)
+    data = read_data("builtin:3", names, size=32)
     assert data.kind == "builtin" and len(data.items) == 3
-    item = data.items[0].load()
+    item = data.items[0]
     assert item.label in names and item.class_ids == (names.index(item.label),) and item.boxes
     # a folder called builtin_mine is a folder, not the built-in set
     folder = _folders(tmp_path / "builtin_mine", names=["cat", "cup"], per_class=1)
-    assert read_labelled(str(folder), names).kind == "folders"
-    unmapped = read_labelled(str(folder), ["x", "y"], DataOptions(unmapped="keep"))
-    assert unmapped.items[0].load().class_ids == ()
-    assert read_labelled(str(folder), ["x", "cup"], DataOptions(unmapped="skip")).classes == ["cup"]
+    assert read_data(str(folder), names).kind == "folders"
+    unmapped = read_data(str(folder), ["x", "y"], DataOptions(unmapped="keep"))
+    assert unmapped.items[0].class_ids == ()
+    assert read_data(str(folder), ["x", "cup"], DataOptions(unmapped="skip")).classes == ["cup"]
     with pytest.raises(DatasetError, match="class folders"):
-        read_labelled(str(folder), ["x", "y"])
+        read_data(str(folder), ["x", "y"])
     with pytest.raises(UsageError, match="builtin:N"):
-        read_labelled("builtin:x", names)
+        read_data("builtin:x", names)
     with pytest.raises(UsageError, match="empty"):
-        read_labelled("  ", names)
+        read_data("  ", names)
 
 
 def test_boxes_with_a_class_map_and_unmapped_labels_skipped(tmp_path, odd_model, capsys):

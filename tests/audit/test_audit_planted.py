@@ -9,7 +9,7 @@ from torch import nn
 
 from camscope.audit.run import AuditConfig, run_audit
 from camscope.data.biased import BiasedBenchmark, write_split
-from camscope.data.labelled import read_labelled
+from camscope.data.read import read_data
 from camscope.models import ModelSpec
 
 SIDE, CUE = 32, 0.25
@@ -56,7 +56,7 @@ def test_a_model_trained_on_a_planted_cue_is_flagged_at_the_cue(tmp_path) -> Non
     net = _train_on_the_shortcut(train)
     write_split(test, tmp_path / "test", "boxes")
     spec = ModelSpec("tiny", input_size=(SIDE, SIDE), mean=MEAN, std=STD, class_names=train.names)
-    data = read_labelled(str(tmp_path / "test"), spec.class_names)
+    data = read_data(str(tmp_path / "test"), spec.class_names)
     assert data.kind == "annotations" and len(data.items) == 48
     run = run_audit(net, spec, data, AuditConfig(layer="4", examples=2))
 

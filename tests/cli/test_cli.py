@@ -21,6 +21,7 @@ from torch import nn
 
 from camscope import io, viz
 from camscope.cli import main as cli
+from camscope.data.inputs import DEMO_IMAGES
 
 
 @pytest.fixture
@@ -254,8 +255,8 @@ def test_explain_demo_images_batched(tmp_path, capsys, tiny) -> None:
     code, _, stderr = run(capsys, "explain", "--out", str(out), "--batch-size", "3")
     assert code == 0, stderr
     records = json.loads((out / "summary.json").read_text())["images"]
-    assert [r["stem"] for r in records] == list(io.DEMO_IMAGES)
-    for stem in io.DEMO_IMAGES:
+    assert [r["stem"] for r in records] == list(DEMO_IMAGES)
+    for stem in DEMO_IMAGES:
         assert (out / f"{stem}.gradcam.png").is_file() and (out / f"{stem}.grid.png").is_file()
 
 

@@ -166,13 +166,13 @@ def test_evaluate_reads_images_as_explain_does(tmp_path):
     from PIL import Image
 
     from camscope import io
-    from camscope.data.annotations import GroundTruth, Sample
+    from camscope.data.dataset import GroundTruth, Sample
     from camscope.evaluation import to_input
 
     spec = ModelSpec(name="tiny", input_size=(32, 32), mean=(0.5,) * 3, std=(0.5,) * 3)
     path = tmp_path / "grey16.png"
     Image.fromarray(np.full((30, 40), 30000, dtype=np.uint16)).save(path)
-    sample = Sample("g", path, [GroundTruth("x", (1,), (0.0, 0.0, 10.0, 10.0))])
+    sample = Sample("g", str(path), objects=(GroundTruth("x", (1,), (0.0, 0.0, 10.0, 10.0)),))
     x, scale = to_input(sample, spec)
     assert torch.equal(x, io.preprocess(io.load_image(path), spec)[0])
     assert scale == (32 / 40, 32 / 30)

@@ -290,11 +290,11 @@ def test_dicom_input_keeps_its_pixel_spacing(tmp_path, capsys, monkeypatch) -> N
 
 
 def test_progress_line_without_a_terminal(monkeypatch, capsys) -> None:
-    from camscope.cli import _inputs
+    from camscope.data import progress as bars
 
     clock = iter(float(t) for t in range(0, 1000, 3))  # each reading 3 s after the last
-    monkeypatch.setattr(_inputs.time, "monotonic", lambda: next(clock))
-    progress = _inputs.Progress(10, "camscope explain", every=5.0)
+    monkeypatch.setattr(bars.time, "monotonic", lambda: next(clock))
+    progress = bars.Progress(10, "camscope explain", every=5.0)
     for _ in range(4):
         progress.advance()
     lines = capsys.readouterr().err.splitlines()
@@ -307,13 +307,13 @@ def test_progress_line_without_a_terminal(monkeypatch, capsys) -> None:
 def test_progress_of_a_slow_method_on_one_image_without_a_terminal(monkeypatch, capsys) -> None:
     """The perturbation methods' progress(done, total) callback gets a rate-limited line with
     the time left of the running method (SS-CAM on one image can take many minutes)."""
-    from camscope.cli import _inputs
     from camscope.cli.explain import ExplainOptions, _call_options
+    from camscope.data import progress as bars
 
     clock = iter(float(t) for t in range(0, 1000, 3))
-    monkeypatch.setattr(_inputs.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(bars.time, "monotonic", lambda: next(clock))
     monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
-    progress = _inputs.Progress(2, "camscope explain", every=5.0)  # began at t = 0
+    progress = bars.Progress(2, "camscope explain", every=5.0)  # began at t = 0
     callback = _call_options(ExplainOptions(), progress)["method_options"]["progress"]
     for done in (100, 200, 300, 400):  # t = 3, 6, 9, 12
         callback(done, 1000)

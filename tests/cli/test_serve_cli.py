@@ -167,3 +167,38 @@ def test_study_mode_serves_the_study_only(captured_app, capsys, tmp_path) -> Non
     assert (tmp_path / "study" / "study.json").is_file()
     assert main(["study", "summarize", str(tmp_path / "study")]) == 0
     assert "0 answers" in capsys.readouterr().out
+
+
+def test_the_pass_budget_and_the_cache_size_are_options(captured_app) -> None:
+    from camscope.core.cost import DEFAULT_PASS_BUDGET
+
+    base = ["serve", "--model", "nets:imagenet_sized", "--port", "0", "--device", "cpu"]
+    assert main(base) == 0
+    explainer = captured_app["app"].app.state.explainer  # inside the Host check
+    assert explainer.max_passes == DEFAULT_PASS_BUDGET  # as `camscope explain -m all`
+    assert main([*base, "--max-passes", "50", "--cache-mb", "2"]) == 0
+    app = captured_app["app"]
+    explainer = app.app.state.explainer
+    assert explainer.max_passes == 50
+    assert explainer.maps.max_bytes + explainer.inputs.max_bytes == 2 * 2**20
+    client = TestClient(app, base_url="http://127.0.0.1")
+    picture = io.BytesIO()
+    Image.new("RGB", (16, 16), (200, 30, 60)).save(picture, format="PNG")
+    reply = client.post(
+        "/api/explain",
+        files={"image": ("a.png", picture.getvalue(), "image/png")},
+        data={"methods": "sscam"},  # 35 x 8 channels + 1
+    )
+    assert reply.status_code == 400 and "--max-passes 281" in reply.json()["detail"]
+
+
+def test_a_wildcard_host_prints_an_address_to_open(captured_app, capsys) -> None:
+    """0.0.0.0 is no address to open in a browser: the loopback one is printed, with a warning
+    that there is no login."""
+    argv = ["serve", "--model", "nets:imagenet_sized", "--host", "0.0.0.0", "--port", "0"]
+    assert main([*argv, "--device", "cpu"]) == 0
+    out, err = capsys.readouterr()
+    port = captured_app["address"][1]
+    assert captured_app["address"][0] == "0.0.0.0"
+    assert f"http://127.0.0.1:{port}/" in out and "0.0.0.0" not in out
+    assert "anyone who can reach this machine" in err and "authenticates" in err

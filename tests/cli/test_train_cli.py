@@ -70,7 +70,11 @@ def test_usage_errors_exit_2(pets, tmp_path, capsys) -> None:
     assert main(["train", "--data", str(pets), "--out", str(out), "--no-progress", *TINY]) == 2
     assert "--resume" in capsys.readouterr().err
     assert main(["train", "--resume", "--out", str(out), "--arch", "gapnet-pooled"]) == 2
-    assert "arch differ" in capsys.readouterr().err
+    # issue 21.10: a sentence naming the stored and the new value (was "arch differ from ...")
+    expected = (
+        "this setting differs from the stored run's: arch (stored 'gapnet', now 'gapnet-pooled')"
+    )
+    assert expected in capsys.readouterr().err
     assert (
         main(["train", "--data", str(pets), "--out", str(tmp_path / "y"), "--arch", "resnet_18"])
         == 2

@@ -186,7 +186,7 @@ def test_class_targets(targets: Any, expected: list[int] | None) -> None:
         ("topk:7", "asks for 7 classes; the model has 6"),
         ("top0", "asks for 0 classes"),
         (2.5, "cannot use 2.5"),
-        (lambda out: out, "1-D tensor"),
+        (lambda out: out[:, :, None], "1-D tensor"),  # (B, K) scores are K maps each
         (lambda out: out[:, 0].tolist(), "one score per sample"),
         (lambda out: out[:, 0].repeat(2), "4 scores for a batch of 2"),
         (lambda out: torch.ones(2), "does not depend"),

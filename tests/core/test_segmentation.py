@@ -96,3 +96,61 @@ def test_bad_masks_and_classes_are_explained() -> None:
     logits[:, 1] = 1.0
     with pytest.raises(TargetError, match="labels no pixel"):
         SegmentationTarget(0)(logits)
+
+
+def test_agrees_with_pytorch_grad_cam_semantic_segmentation_target() -> None:
+    """pytorch-grad-cam's ``SemanticSegmentationTarget`` (the sum of the class's scores in the
+    mask) through its GradCAM, on the same random-init FCN and layer (its tutorial wraps the
+    model so that it returns ``out``)."""
+    import copy
+
+    import numpy as np
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import SemanticSegmentationTarget
+
+    model = _model("fcn_resnet50")
+    x = _x()[:1]
+
+    class OutOnly(nn.Module):
+        def __init__(self, inner: nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, t: Tensor) -> Tensor:
+            return self.inner(t)["out"]
+
+    peer_model = OutOnly(copy.deepcopy(model))
+    with GradCAM(peer_model, [peer_model.inner.backbone.layer4]) as cam:
+        peer = cam(x, targets=[SemanticSegmentationTarget(2, _mask().numpy())])[0]
+    res = camscope.explain(model, x, "gradcam", targets=SegmentationTarget(2, mask=_mask()))
+    ours = res.maps["gradcam"][0].numpy()
+    r = float(np.corrcoef(ours.ravel(), peer.ravel())[0, 1])
+    assert r >= 0.98, f"r = {r:.4f}"
+
+
+def test_a_region_at_another_resolution_is_resized_on_request() -> None:
+    logits = torch.arange(16, dtype=torch.float32).reshape(1, 1, 4, 4).expand(1, 2, 4, 4)
+    region = torch.tensor([[1.0, 0.0], [0.0, 0.0]])  # the top-left quarter, at 2 x 2
+    with pytest.raises(TargetError, match="resolution"):
+        SegmentationTarget(1, mask=region)(logits)
+    # nearest neighbour to 4 x 4: pixels (0, 0), (0, 1), (1, 0), (1, 1) -> 0 + 1 + 4 + 5
+    assert SegmentationTarget(1, mask=region, resize=True)(logits).tolist() == [10.0]
+
+
+def test_class_fractions_count_the_predicted_pixels_in_eval_mode() -> None:
+    from camscope.core.segmentation import class_fractions
+
+    class ChannelsAreClasses(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.drop = nn.Dropout(0.9)  # would scramble the labels in train mode
+
+        def forward(self, x: Tensor) -> dict[str, Tensor]:
+            return {"out": self.drop(x)}
+
+    # per-pixel arg-max: [[0, 1], [2, 2]] -> fractions 1/4, 1/4, 1/2
+    x = torch.zeros(1, 3, 2, 2)
+    x[0, 0, 0, 0] = x[0, 1, 0, 1] = x[0, 2, 1, 0] = x[0, 2, 1, 1] = 1.0
+    model = ChannelsAreClasses().train()
+    torch.testing.assert_close(class_fractions(model, x), torch.tensor([[0.25, 0.25, 0.5]]))
+    assert model.training and model.drop.training

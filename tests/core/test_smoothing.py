@@ -103,3 +103,37 @@ def test_aug_smooth_keeps_the_top_k_classes_of_the_input() -> None:
     assert smooth.maps["gradcam"].shape == (1, 2, 24, 24)
     # raw maps come from the unaugmented pass
     assert torch.equal(plain.raw["gradcam"], smooth.raw["gradcam"])
+
+
+def test_aug_smooth_passes_are_counted_in_the_estimate_and_match_the_model_calls() -> None:
+    # the estimate of a call with aug_smooth counts every augmented copy: each method's own
+    # passes once per copy, plus the forward (and backward) of each extra copy; the number of
+    # forward calls the model sees is the check
+    from camscope.methods import estimate_passes
+
+    model = nn.Sequential(
+        OrderedDict(
+            conv=nn.Conv2d(3, 4, 3, padding=1),
+            relu=nn.ReLU(),
+            pool=nn.AdaptiveAvgPool2d(1),
+            flat=nn.Flatten(),
+            fc=nn.Linear(4, 3),
+        )
+    ).eval()
+    x = torch.rand(1, 3, 16, 16)
+    plain = estimate_passes(model, x, ["gradcam", "scorecam"], "relu")
+    smooth = estimate_passes(model, x, ["gradcam", "scorecam"], "relu", aug_smooth=True)
+    copies = len(AUGMENTATIONS)
+    assert copies == 4
+    assert plain == {"gradcam": 0, "scorecam": 5}  # 4 channels + the unmasked pass
+    # Grad-CAM: a forward and a backward per extra copy; Score-CAM (no backward) a forward
+    assert smooth == {"gradcam": 3 * 2, "scorecam": 4 * 5 + 3 * 1}
+    calls = []
+    handle = model.register_forward_hook(lambda _m, inp, _o: calls.append(inp[0].shape[0]))
+    try:
+        explain(model, x, "scorecam", "relu", aug_smooth=True)
+    finally:
+        handle.remove()
+    # every copy: one forward (its backward is not a forward call) plus 5 masked passes; masked
+    # passes may run in batches, so count images, not calls
+    assert sum(calls) <= copies * (1 + 5)

@@ -77,10 +77,20 @@ def test_callable_target() -> None:
     res = resolve_targets(LOGITS, lambda out: out[:, 0] - out[:, 1])
     assert res.class_ids.tolist() == [[-1], [-1]]
     assert res.scores[:, 0].tolist() == [3.0, -7.0]
-    with pytest.raises(TargetError, match="1-D tensor"):
-        resolve_targets(LOGITS, lambda out: out)
+    with pytest.raises(TargetError, match=r"1-D tensor\) or K scores"):
+        resolve_targets(LOGITS, lambda out: out[:, :, None])
+    with pytest.raises(TargetError, match=r"shape \(2, 0\)"):
+        resolve_targets(LOGITS, lambda out: out[:, :0])
     with pytest.raises(TargetError, match="does not depend"):
         resolve_targets(LOGITS, lambda out: out.detach()[:, 0])
+
+
+def test_callable_target_with_several_scores_per_sample() -> None:
+    # (B, K) scores: K maps per sample, like top-k, with class ids -1 (no class)
+    res = resolve_targets(LOGITS, lambda out: out[:, [2, 0]] * 2)
+    assert res.per_class and res.head is None
+    assert res.class_ids.tolist() == [[-1, -1], [-1, -1]]
+    assert res.scores.tolist() == (LOGITS[:, [2, 0]] * 2).tolist()
 
 
 def test_class_targets_need_two_dimensional_scores() -> None:

@@ -8,7 +8,7 @@ import re
 import pytest
 from PIL import Image
 
-from camscope.data.annotations import load_dataset, read_coco, read_csv, read_dataset, read_voc
+from camscope.data.annotations import read_dataset
 from camscope.data.classes import ClassMapper
 from camscope.errors import DatasetError
 
@@ -41,11 +41,12 @@ def test_voc_reader_converts_one_based_inclusive_boxes(tmp_path):
         "<object><name>cup</name><bndbox><xmin>11</xmin><ymin>5</ymin><xmax>40</xmax>"
         "<ymax>30</ymax></bndbox></object></annotation>"
     )
-    (s,) = read_voc(tmp_path)
+    (s,) = read_dataset(tmp_path).items
     assert s.path == tmp_path / "a.JPEG" and s.size == (40, 30)
     assert [o.box for o in s.objects] == [(0.0, 1.0, 10.0, 20.0), (10.0, 4.0, 40.0, 30.0)]
     assert [o.class_ids for o in s.objects] == [(281,), (968,)]
-    assert load_dataset(tmp_path)[0].objects == s.objects
+    assert read_dataset(tmp_path / "a.xml").items[0].objects == s.objects
+    assert (s.label, s.class_ids) == ("cup", (968,))  # the largest object names the image
 
 
 def test_coco_reader(tmp_path):
@@ -60,7 +61,7 @@ def test_coco_reader(tmp_path):
         "categories": [{"id": 3, "name": "Egyptian cat"}],
     }
     (tmp_path / "ann.json").write_text(json.dumps(data))
-    (s,) = read_coco(tmp_path / "ann.json")
+    (s,) = read_dataset(tmp_path / "ann.json").items
     assert s.path == tmp_path / "images" / "b.png"
     assert [(o.label, o.class_ids, o.box) for o in s.objects] == [
         ("Egyptian cat", (285,), (2.5, 3.0, 12.5, 7.0))
@@ -68,7 +69,7 @@ def test_coco_reader(tmp_path):
     data["annotations"][0]["image_id"] = 99
     (tmp_path / "ann.json").write_text(json.dumps(data))
     with pytest.raises(DatasetError, match="image_id 99"):
-        read_coco(tmp_path / "ann.json")
+        read_dataset(tmp_path / "ann.json")
 
 
 def test_csv_reader_groups_rows_and_validates(tmp_path):
@@ -76,16 +77,16 @@ def test_csv_reader_groups_rows_and_validates(tmp_path):
     (tmp_path / "boxes.csv").write_text(
         "file,class,x0,y0,x1,y1\nc.png,tabby,1,2,11,12\nc.png,cup|espresso,20,0,40,30\n"
     )
-    (s,) = read_csv(tmp_path / "boxes.csv")
+    (s,) = read_dataset(tmp_path / "boxes.csv").items
     assert [o.box for o in s.objects] == [(1.0, 2.0, 11.0, 12.0), (20.0, 0.0, 40.0, 30.0)]
     assert s.objects[1].class_ids == (968, 967)
-    assert load_dataset(tmp_path)[0].id == "c.png"
+    assert read_dataset(tmp_path).items[0].id == "c.png"
     (tmp_path / "boxes.csv").write_text("c.png,tabby,5,2,4,12\n")
     with pytest.raises(DatasetError, match="line 1: box"):
-        read_csv(tmp_path / "boxes.csv")
+        read_dataset(tmp_path / "boxes.csv")
     (tmp_path / "boxes.csv").write_text("missing.png,tabby,1,2,4,12\n")
     with pytest.raises(DatasetError, match="not found"):
-        load_dataset(tmp_path / "boxes.csv")
+        read_dataset(tmp_path / "boxes.csv")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -134,7 +135,7 @@ def test_malformed_coco_names_file_and_field(tmp_path, changes, field):
     path = tmp_path / "ann.json"
     path.write_text(json.dumps(_coco(**changes)))
     with pytest.raises(DatasetError) as err:
-        load_dataset(path)
+        read_dataset(path)
     assert str(path) in str(err.value) and field in str(err.value)
 
 
@@ -152,7 +153,7 @@ def test_coco_root_problems_are_usage_errors(tmp_path, text, expected):
     path = tmp_path / "ann.json"
     path.write_text(text)
     with pytest.raises(DatasetError, match=re.escape(expected)):
-        load_dataset(path)
+        read_dataset(path)
 
 
 def _voc(tmp_path, box="<xmin>1</xmin><ymin>2</ymin><xmax>10</xmax><ymax>20</ymax>", size=None,
@@ -169,10 +170,10 @@ def test_voc_bad_width_is_a_usage_error_naming_the_field(tmp_path):
     _image(tmp_path / "a.png")
     xml = _voc(tmp_path, size="<width>abc</width><height>30</height>")
     with pytest.raises(DatasetError, match=r"a\.xml <size>: width is 'abc', not a number"):
-        load_dataset(tmp_path)
+        read_dataset(tmp_path)
     _voc(tmp_path, box="<xmin>1</xmin><ymin>2</ymin><xmax>inf</xmax><ymax>20</ymax>")
     with pytest.raises(DatasetError, match=r"<xmax> is 'inf', not a finite number"):
-        read_voc(xml)
+        read_dataset(xml)
 
 
 def test_boxes_are_clipped_to_the_image_or_refused(tmp_path):
@@ -180,8 +181,8 @@ def test_boxes_are_clipped_to_the_image_or_refused(tmp_path):
     _voc(tmp_path, box="<xmin>-5</xmin><ymin>2</ymin><xmax>1e300</xmax><ymax>20</ymax>")
     data = read_dataset(tmp_path)
     # VOC is 1-based: xmin -5 -> x0 = -6, clipped to 0; 1e300 clipped to the width 40
-    assert data.samples[0].objects[0].box == (0.0, 1.0, 40.0, 20.0)
-    assert data.clipped == 1 and "clipped 1 box" in " ".join(data.notes())
+    assert data.items[0].objects[0].box == (0.0, 1.0, 40.0, 20.0)
+    assert data.details["clipped"] == 1 and "clipped 1 box" in " ".join(data.notes)
     _voc(tmp_path, box="<xmin>50</xmin><ymin>2</ymin><xmax>60</xmax><ymax>20</ymax>")
     with pytest.raises(DatasetError, match="lies outside the 40 x 30 image"):
         read_dataset(tmp_path)
@@ -204,7 +205,7 @@ def test_image_paths_that_leave_the_data_folder_are_refused(tmp_path, name):
     with pytest.raises(DatasetError, match="leaves the data folder"):
         read_dataset(data_dir)
     if not name.startswith("/"):  # the opt-in reads it
-        (sample,) = read_dataset(data_dir, allow_outside=True).samples
+        (sample,) = read_dataset(data_dir, allow_outside=True).items
         assert sample.path is not None and sample.path.resolve() == (tmp_path / "outside.png")
 
 
@@ -221,6 +222,6 @@ def test_every_unknown_class_is_listed_at_once_with_its_file(tmp_path):
     assert "'person' (2 object(s)" in text and "'zebra crossing' (1 object(s)" in text
     assert "--class-map" in text and "--unmapped skip" in text
     data = read_dataset(tmp_path, unmapped="skip")
-    assert data.unmapped == {"person": 2, "zebra crossing": 1}
-    assert [s.id for s in data.samples] == ["c.png"] and data.empty == ["d.png"]
-    assert [o.label for o in data.samples[0].objects] == ["tabby"]
+    assert data.details["unmapped"] == {"person": 2, "zebra crossing": 1}
+    assert [s.id for s in data.items] == ["c.png"] and [i for i, _ in data.skipped] == ["d.png"]
+    assert [o.label for o in data.items[0].objects] == ["tabby"]

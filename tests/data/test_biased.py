@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from camscope.data.annotations import load_dataset
+from camscope.data.annotations import read_dataset
 from camscope.data.biased import CUE_COLOURS, BiasedBenchmark, write_split
 from camscope.data.classes import ClassMapper
 from camscope.data.synthetic import tight_box
@@ -68,14 +68,15 @@ def test_write_split_folders_and_boxes(tmp_path) -> None:
     assert sorted(p.name for p in (tmp_path / "train").iterdir()) == sorted(bench.names)
     assert len(list((tmp_path / "train").rglob("*.png"))) == 8
     test = write_split(bench, tmp_path / "test", "boxes")
-    samples = load_dataset(test, ClassMapper(bench.names))
+    samples = read_dataset(test, ClassMapper(bench.names)).items
     assert len(samples) == 8
     for i, s in enumerate(samples):
         r = bench.render(i)
         assert s.objects[0].label == r.label and s.objects[0].box == tight_box(r.mask)
         assert np.array_equal(np.asarray(Image.open(s.path)), r.image)
         mask = np.asarray(Image.open(test / "masks" / s.path.name)) > 0
-        assert np.array_equal(mask, r.mask)
+        assert np.array_equal(mask, r.mask) and s.mask == test / "masks" / s.path.name
+        assert np.array_equal(s.read_mask((r.image.shape[1], r.image.shape[0])), r.mask)
     cues = (test / "cues.tsv").read_text().splitlines()
     assert cues[0] == "file\tclass\tcue" and len(cues) == 9
 

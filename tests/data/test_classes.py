@@ -93,8 +93,8 @@ def test_one_message_lists_every_unknown_class_then_voc_data_evaluates(tmp_path)
     assert "'gnu' (2 object(s), first in" in str(err.value) and "a.xml" in str(err.value)
     assert "'person' (1 object(s)" in str(err.value) and "on purpose" in str(err.value)
     data = read_dataset(tmp_path, unmapped="skip")
-    assert data.unmapped == {"person": 1, "gnu": 2}
-    assert data.samples[0].objects[0].class_ids == VOC_TO_IMAGENET["cat"]
+    assert data.details["unmapped"] == {"person": 1, "gnu": 2}
+    assert data.items[0].objects[0].class_ids == VOC_TO_IMAGENET["cat"]
 
 
 def test_class_map_file(tmp_path):

@@ -20,7 +20,7 @@ def test_classes_are_sorted_folder_names_and_files_are_found_recursively(tmp_pat
             (tmp_path / rel).write_text("x")
         else:
             _write(tmp_path / rel)
-    data = scan_class_folders(tmp_path, min_classes=2)
+    data = scan_class_folders(tmp_path)
     assert data.classes == ["cat", "dog"]
     assert [(p.relative_to(tmp_path).as_posix(), c) for p, c in data.items] == [
         ("cat/sub/a.png", 0),
@@ -30,19 +30,20 @@ def test_classes_are_sorted_folder_names_and_files_are_found_recursively(tmp_pat
     assert data.counts() == {"cat": 2, "dog": 1}
 
 
-def test_empty_class_folder_is_named_or_skipped(tmp_path: Path) -> None:
+def test_empty_class_folder_is_left_out_and_named(tmp_path: Path) -> None:
+    # training refuses it (tests/training/test_training_data.py), the other commands go on
+    (tmp_path / "bird").mkdir()
+    with pytest.raises(DatasetError, match=r"no class folder with images \(bird hold no images"):
+        scan_class_folders(tmp_path)
     _write(tmp_path / "cat" / "a.png")
     _write(tmp_path / "dog" / "a.png")
-    (tmp_path / "bird").mkdir()
-    with pytest.raises(DatasetError, match="bird"):
-        scan_class_folders(tmp_path)
-    data = scan_class_folders(tmp_path, empty="skip", min_classes=2)
+    data = scan_class_folders(tmp_path)
     assert data.classes == ["cat", "dog"] and data.empty == ["bird"]
 
 
 def test_too_few_classes_and_loose_images_say_what_to_do(tmp_path: Path) -> None:
     _write(tmp_path / "a.png")
     with pytest.raises(DatasetError, match="one subfolder per class"):
-        scan_class_folders(tmp_path, min_classes=2)
+        scan_class_folders(tmp_path)
     with pytest.raises(DatasetError, match="does not exist"):
         scan_class_folders(tmp_path / "missing")

@@ -45,7 +45,7 @@ def _coco(path, file_name="000001.jpg"):
 def test_voc_layout(tmp_path):
     _xml(tmp_path / "Annotations" / "000001.xml", "000001.jpg")
     _image(tmp_path / "JPEGImages" / "000001.jpg")
-    (s,) = read_dataset(tmp_path).samples
+    (s,) = read_dataset(tmp_path).items
     assert s.path == tmp_path / "JPEGImages" / "000001.jpg"
 
 
@@ -53,7 +53,7 @@ def test_lowercase_annotations_folder(tmp_path):
     _xml(tmp_path / "annotations" / "x.xml", "x.jpg")
     _image(tmp_path / "images" / "x.jpg")
     assert find_annotations(tmp_path).kind == "voc"
-    assert read_dataset(tmp_path).samples[0].path == tmp_path / "images" / "x.jpg"
+    assert read_dataset(tmp_path).items[0].path == tmp_path / "images" / "x.jpg"
 
 
 def test_oxford_pet_layout(tmp_path):
@@ -63,7 +63,7 @@ def test_oxford_pet_layout(tmp_path):
     _image(tmp_path / "images" / "Abyssinian_1.jpg")
     layout = find_annotations(tmp_path)
     assert layout.kind == "pet" and "Oxford-IIIT Pet" in layout.description
-    (s,) = read_dataset(tmp_path).samples
+    (s,) = read_dataset(tmp_path).items
     assert s.path == tmp_path / "images" / "Abyssinian_1.jpg"
 
 
@@ -73,14 +73,14 @@ def test_coco_folder_with_annotations_and_split_folders(tmp_path):
     _image(tmp_path / "val2017" / "000001.jpg")
     layout = find_annotations(tmp_path)
     assert layout.kind == "coco" and layout.files[0].name == "instances_val2017.json"
-    assert read_dataset(tmp_path).samples[0].path == tmp_path / "val2017" / "000001.jpg"
+    assert read_dataset(tmp_path).items[0].path == tmp_path / "val2017" / "000001.jpg"
 
 
 def test_coco_file_under_annotations_finds_images_beside_the_folder(tmp_path):
     _coco(tmp_path / "annotations" / "train.json")
     _image(tmp_path / "images" / "000001.jpg")
     data = read_dataset(tmp_path / "annotations" / "train.json")
-    assert data.samples[0].path == tmp_path / "images" / "000001.jpg"
+    assert data.items[0].path == tmp_path / "images" / "000001.jpg"
 
 
 def test_images_option(tmp_path):
@@ -89,7 +89,7 @@ def test_images_option(tmp_path):
     with pytest.raises(DatasetError, match=r"not found.*--images DIR"):
         read_dataset(tmp_path / "ann" / "x.json")
     data = read_dataset(tmp_path / "ann" / "x.json", images=tmp_path / "elsewhere")
-    assert data.samples[0].path == tmp_path / "elsewhere" / "000001.jpg"
+    assert data.items[0].path == tmp_path / "elsewhere" / "000001.jpg"
     with pytest.raises(DatasetError, match=r"--images .*no such folder"):
         read_dataset(tmp_path / "ann", images=tmp_path / "nope")
 
@@ -115,5 +115,5 @@ def test_missing_images_of_some_annotations_fail_later_not_now(tmp_path):
     _xml(tmp_path / "Annotations" / "b.xml", "b.jpg")
     _image(tmp_path / "JPEGImages" / "a.jpg")
     data = read_dataset(tmp_path)
-    assert [s.id for s in data.samples] == ["a.jpg", "b.jpg"]
-    assert len(data.missing) == 1 and "not found" in data.notes()[0]
+    assert [s.id for s in data.items] == ["a.jpg", "b.jpg"]
+    assert len(data.details["missing"]) == 1 and "not found" in data.notes[0]

@@ -59,18 +59,20 @@ def test_ids_without_rendering(monkeypatch):
 
 
 def test_objects_count_as_the_classes_of_a_model_trained_on_them():
-    from camscope.data.synthetic import trained_class_ids
+    from camscope.data.read import read_data
+    from camscope.errors import DatasetError
 
     classes = ["cat", "cup", "motorcycle", "rocket"]  # camscope train's classes for builtin:N
-    ids = trained_class_ids(classes)
-    assert ids == {"cat": (0,), "cup": (1,), "motorcycle": (2,), "rocket": (3,)}
-    bench = SyntheticBenchmark(6, size=32, seed=0, class_ids=ids)
-    plain = SyntheticBenchmark(6, size=32, seed=0)
-    for mapped, imagenet in zip(bench, plain):
-        assert [o.label for o in mapped.objects] == [o.label for o in imagenet.objects]
-        assert [o.box for o in mapped.objects] == [o.box for o in imagenet.objects]
-        assert [o.class_ids for o in mapped.objects] == [
-            (classes.index(o.label),) for o in mapped.objects
+    mapped = read_data("builtin:6", classes, size=32)
+    plain = read_data("builtin:6", [], size=32)  # an ImageNet model
+    assert mapped.class_ids == {"cat": (0,), "cup": (1,), "rocket": (3,), "motorcycle": (2,)}
+    kinds = {o.name: o.class_ids for o in OBJECTS}
+    for ours, imagenet in zip(mapped.items, plain.items):
+        assert [o.label for o in ours.objects] == [o.label for o in imagenet.objects]
+        assert [o.box for o in ours.objects] == [o.box for o in imagenet.objects]
+        assert [o.class_ids for o in ours.objects] == [
+            (classes.index(o.label),) for o in ours.objects
         ]
-    assert trained_class_ids(["cat", "cup"]) is None  # not the object kinds: ImageNet classes stay
-    assert trained_class_ids(["tabby", "cup", "motorcycle", "rocket"]) is None
+        assert [o.class_ids for o in imagenet.objects] == [kinds[o.label] for o in imagenet.objects]
+    with pytest.raises(DatasetError, match="'cat'"):  # not the object kinds: named, not guessed
+        read_data("builtin:6", ["tabby", "cup", "motorcycle", "rocket"], size=32)

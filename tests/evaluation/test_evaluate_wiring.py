@@ -23,7 +23,7 @@ from scipy import ndimage, stats
 from torch import nn
 
 from camscope import explain
-from camscope.data.annotations import GroundTruth, Sample
+from camscope.data.dataset import GroundTruth, Sample
 from camscope.evaluation import EvalConfig, run_evaluation, to_input
 from camscope.metrics import faithfulness as fm
 from camscope.metrics import robustness as rm
@@ -103,7 +103,7 @@ def _data(model):
     """Samples whose boxes depend on the model's own classes and maps (see the module doc)."""
     spec, images = _spec(6), _images()
     xs = torch.stack(
-        [to_input(Sample(f"i{k}", None, [], image=im), spec)[0] for k, im in enumerate(images)]
+        [to_input(Sample(f"i{k}", f"i{k}", image=im), spec)[0] for k, im in enumerate(images)]
     )
     top = model(xs).topk(6, dim=1).indices.tolist()
     first_box = [2 * v for v in _wsol(_map(model, xs[0], "gradcam", top[0][0]))]
@@ -115,7 +115,10 @@ def _data(model):
         [GroundTruth("a", (top[2][4],), tuple(third_box))],
         [GroundTruth("a", (top[3][5],), (0, 16, 32, 32))],
     ]  # fmt: skip
-    return [Sample(f"i{k}", None, o, image=im) for k, (o, im) in enumerate(zip(objects, images))]
+    return [
+        Sample(f"i{k}", f"i{k}", objects=tuple(o), image=im)
+        for k, (o, im) in enumerate(zip(objects, images))
+    ]
 
 
 def _expected(model, spec, samples) -> dict[tuple[str, str], dict[str, float]]:
@@ -309,7 +312,7 @@ def test_evaluate_reports_the_library_prediction(tmp_path, kind, classes, sign) 
     model, spec = Output(classes, kind, sign).eval(), _spec(max(2, classes))
     images = _images()[:3]
     labels = [(0,), (1,), (0, 1)]
-    samples = [Sample(f"b{k}", None, [GroundTruth("x", c, (0, 0, 32, 32))], image=im)
+    samples = [Sample(f"b{k}", f"b{k}", objects=(GroundTruth("x", c, (0, 0, 32, 32)),), image=im)
                for k, (c, im) in enumerate(zip(labels, images))]  # fmt: skip
     config = _config(metrics=["drop"])
     config.layers = ["net.relu"]

@@ -17,7 +17,8 @@ VIT_SIZE = 112  # 7 x 7 patch tokens of 16 px
 @cache
 def efficientnet() -> tuple[nn.Module, Tensor]:
     """The default model (eval mode) and the preprocessed cat photo ``(1, 3, 224, 224)``."""
-    from camscope.io import demo_images, preprocess
+    from camscope.data.inputs import demo_images
+    from camscope.io import preprocess
     from camscope.models import load_model
 
     model, spec = load_model("efficientnet_lite0")

@@ -38,7 +38,8 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputReST, Classifie
 from torch import Tensor, nn
 
 import camscope
-from camscope.io import demo_images, preprocess
+from camscope.data.inputs import demo_images
+from camscope.io import preprocess
 from camscope.methods.randomcam import random_weights
 
 MIN_R = 0.98

@@ -131,6 +131,8 @@ def test_batched_chunks_equal_one_pass_per_input() -> None:
 
 def test_defaults_scale_with_the_input_and_bad_options_are_usage_errors() -> None:
     assert default_patch((224, 224)) == (32, 16)
+    # 32 px patches at stride 16 slide over 0, 16, ..., 192: 13 positions per side, 169 in all
+    assert [len(side) for side in occlusion_grid((224, 224), 32, 16)] == [13, 13]
     assert default_patch((16, 20)) == (3, 2)
     net, x = linear_net(), ramp()
     with pytest.raises(UsageError, match="larger than"):

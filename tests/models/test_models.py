@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+import time
 import urllib.error
 from collections import OrderedDict
 from pathlib import Path
@@ -105,7 +106,7 @@ def test_torchvision_spec_from_weights_enum_without_download(
     assert spec.crop_pct == pytest.approx(224 / 256)
     assert spec.mean == pytest.approx((0.485, 0.456, 0.406))
     assert len(spec.class_names) == 1000 and spec.class_names[0] == "tench"
-    assert "torchvision weights" in spec.source
+    assert spec.source.startswith("random initialisation (preprocessing from torchvision weights")
 
 
 def test_timm_spec_from_pretrained_cfg(no_network: None) -> None:
@@ -113,7 +114,8 @@ def test_timm_spec_from_pretrained_cfg(no_network: None) -> None:
     assert spec.input_size == (160, 160)  # timm's cfg for this test network
     assert spec.interpolation == "bicubic"
     assert spec.crop_pct == pytest.approx(0.95)
-    assert spec.source == "timm pretrained_cfg"
+    # issue 21.12: random weights are not the pretrained ones the config describes
+    assert spec.source == "random initialisation (preprocessing from timm pretrained_cfg)"
 
 
 def test_download_failure_timm(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -159,9 +161,50 @@ def test_unknown_name_lists_close_names() -> None:
     assert isinstance(info.value, CamscopeError)
 
 
-def test_detection_model_refused() -> None:
-    with pytest.raises(ModelLoadError, match="classifiers"):
-        load_model("fasterrcnn_resnet50_fpn", pretrained=False)
+def test_detection_and_segmentation_models_load_with_their_task_spec(no_network: None) -> None:
+    """Random weights for the model and its backbone: nothing is downloaded."""
+    model, spec = load_model("fasterrcnn_mobilenet_v3_large_320_fpn", pretrained=False)
+    assert spec.task == "detection" and spec.to_dict()["task"] == "detection"
+    assert spec.input_size == (320, 320) and spec.mean == (0.0, 0.0, 0.0) and spec.std == (1.0,) * 3
+    assert spec.class_names[1] == "person" and len(spec.class_names) == 91  # COCO, label = index
+    assert not model.training
+    model, spec = load_model("lraspp_mobilenet_v3_large", pretrained=False)
+    assert spec.task == "segmentation" and spec.input_size == (520, 520)
+    assert spec.class_names[15] == "person" and len(spec.class_names) == 21  # Pascal VOC
+    assert "task" not in load_model("resnet18", pretrained=False)[1].to_dict()
+
+
+def test_video_models_are_refused() -> None:
+    with pytest.raises(ModelLoadError, match="video or optical-flow"):
+        load_model("raft_small", pretrained=False)
+
+
+def test_uncached_torchvision_weights_are_refused_at_once(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import torch.hub
+
+    from camscope.models import hub
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    monkeypatch.setattr(hub, "hub_reachable", lambda url, timeout=3.0: False)
+    began = time.perf_counter()
+    with pytest.raises(ModelLoadError) as info:
+        load_model("fasterrcnn_resnet50_fpn", hints="cli")
+    assert time.perf_counter() - began < 5
+    message = str(info.value)
+    assert "not in the local cache" in message and "fasterrcnn_resnet50_fpn_coco" in message
+    assert "--weights FILE" in message and "--random-init" in message
+    cached = tmp_path / "checkpoints" / "fasterrcnn_resnet50_fpn_coco-258fb6c6.pth"
+    cached.parent.mkdir()
+    cached.write_bytes(b"")
+    assert hub.local_torchvision_weights(_weights("fasterrcnn_resnet50_fpn")) == str(cached)
+
+
+def _weights(name: str) -> Any:
+    import torchvision.models as tvm
+
+    return tvm.get_model_weights(name).DEFAULT
 
 
 # ---------------------------------------------------------------------------- weights files

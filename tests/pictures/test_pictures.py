@@ -9,7 +9,8 @@ from PIL import Image
 
 import camscope
 from camscope.core.result import Explanation
-from camscope.data.inputs import InputItem, stem_of, unique_stems
+from camscope.data.dataset import Sample
+from camscope.data.inputs import stem_of, unique_stems
 from camscope.models import ModelSpec
 from camscope.pictures.plan import PictureOptions, plan_image
 
@@ -41,7 +42,13 @@ def _result(targets: list[int], raws: list[list[list[float]]]) -> Explanation:
 def _plan(result: Explanation, **options: object):
     image = Image.new("RGB", (8, 8), (10, 20, 30))
     return plan_image(
-        InputItem("a.png", "a"), image, result, 0, SPEC, METHODS, PictureOptions(**options)
+        Sample("a.png", "a.png", stem="a"),
+        image,
+        result,
+        0,
+        SPEC,
+        METHODS,
+        PictureOptions(**options),
     )
 
 
@@ -147,7 +154,9 @@ def test_sigmoid_heads_are_titled_and_ranked_by_their_sigmoid() -> None:
     spec = ModelSpec("m", input_size=(4, 4), class_names=["healthy", "nodule"])
     image = Image.new("RGB", (4, 4))
     options = PictureOptions()
-    plan = plan_image(InputItem("a.png", "a"), image, result, 0, spec, ["gradcam"], options)
+    plan = plan_image(
+        Sample("a.png", "a.png", stem="a"), image, result, 0, spec, ["gradcam"], options
+    )
     top5 = plan.record["top5"]
     assert [entry["class"] for entry in top5] == [0, 1]
     assert [entry["probability"] for entry in top5] == pytest.approx([1 - p, p])

@@ -25,6 +25,6 @@ def png(image: Image.Image) -> bytes:
 @pytest.fixture(scope="session")
 def demo_pngs() -> dict[str, bytes]:
     """The four demo photos as PNG uploads."""
-    from camscope.io import demo_images
+    from camscope.data.inputs import demo_images
 
     return {name: png(image) for name, image in demo_images()}

@@ -7,12 +7,14 @@ this way by docs/images/make_viewer_screenshot.py).
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -21,7 +23,8 @@ import pytest
 from PIL import Image
 
 from camscope import explain
-from camscope.io import demo_images, preprocess, resize_map
+from camscope.data.inputs import demo_images
+from camscope.io import preprocess, resize_map
 from camscope.viz import overlay
 
 CHROMIUM = "/usr/bin/chromium"
@@ -55,6 +58,53 @@ def server():
         proc.wait(timeout=30)
 
 
+def launch(p):
+    return p.chromium.launch(
+        executable_path=CHROMIUM,
+        headless=True,
+        args=[
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--no-first-run",
+        ],
+    )
+
+
+def test_api_docs_render_without_a_network(server) -> None:
+    """/docs loaded Swagger UI from a CDN: offline the page stayed blank (issue 21, item 4).
+    Every request that leaves this machine is aborted here; the operations must still render."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = launch(p)
+        context = browser.new_context()
+        left: list[str] = []
+
+        def local_only(route) -> None:
+            host = urllib.parse.urlsplit(route.request.url).hostname
+            if host in ("127.0.0.1", "localhost"):
+                route.continue_()
+            else:
+                left.append(route.request.url)
+                route.abort()
+
+        context.route("**/*", local_only)
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(server + "docs")
+        page.wait_for_selector(".opblock-summary-path", timeout=30_000)
+        paths = page.locator(".opblock-summary-path").all_inner_texts()
+        assert {"/api/explain", "/api/methods", "/api/fetch"} <= {t.strip() for t in paths}
+        page.locator(".opblock-summary", has_text="/api/explain").first.click()
+        page.wait_for_selector(".opblock-body", timeout=10_000)
+        assert "methods" in page.inner_text(".opblock-body")
+        assert left == [] and not errors, (left, errors)
+        browser.close()
+
+
 PIXELS = """(selector) => {
   const c = document.querySelector(selector);
   const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
@@ -74,17 +124,7 @@ def test_viewer_in_chromium(server, tmp_path, lite0) -> None:
     bad.write_text("these are notes, not a photo\n", encoding="utf-8")
     methods = ["eigencam", "gradcam", "xgradcam"]
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--no-first-run",
-            ],
-        )
+        browser = launch(p)
         page = browser.new_page(viewport={"width": 1360, "height": 860}, accept_downloads=True)
         errors: list[str] = []
         requests: list[str] = []
@@ -92,6 +132,17 @@ def test_viewer_in_chromium(server, tmp_path, lite0) -> None:
         page.on("request", lambda r: requests.append(r.url))
         page.goto(server)
         page.wait_for_selector("body[data-ready=true]", timeout=60_000)
+        # the badges: cost classes and pass counts from the registry, for this model and layer
+        page.wait_for_function(
+            "document.querySelector('label[data-method=scorecam] .badge').textContent"
+            ".includes('passes')",
+            timeout=30_000,
+        )
+        assert page.inner_text("label[data-method=scorecam] .badge") == "1,281 passes"
+        assert page.inner_text("label[data-method=fullgrad] .badge") == "2 passes"
+        assert page.inner_text("label[data-method=gradcam] .badge") == "one pass"
+        assert "over" in (page.get_attribute("label[data-method=sscam]", "class") or "")
+        assert "over" not in (page.get_attribute("label[data-method=scorecam]", "class") or "")
         for name in ("gradcam++", "layercam"):
             page.uncheck(f"#methods input[value='{name}']")
         for name in ("eigencam", "xgradcam"):
@@ -164,3 +215,51 @@ def test_viewer_in_chromium(server, tmp_path, lite0) -> None:
     keep = os.environ.get("CAMSCOPE_VIEWER_SCREENSHOT")
     if keep:
         shutil.copyfile(shot, keep)
+
+
+def test_study_page_in_chromium(tmp_path) -> None:
+    """The study page opens a session, shows trials and records clicks (same-origin requests
+    pass the server's rule; the page never sees method names or trial ids)."""
+    from playwright.sync_api import sync_playwright
+
+    env = dict(os.environ, PYTHONPATH=str(SRC), OMP_NUM_THREADS="1")
+    folder = tmp_path / "study"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "camscope", "serve", "--port", "0", "--study",
+         "class-discrimination", "--data", "builtin:12", "--methods", "gradcam,layercam",
+         "--out", str(folder), "--seed", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )  # fmt: skip
+    try:
+        lines = [proc.stdout.readline() if proc.stdout else "" for _ in range(2)]
+        match = re.search(r"http://127\.0\.0\.1:\d+/", lines[-1])
+        assert match, f"no address printed: {lines!r}"
+        with sync_playwright() as p:
+            browser = launch(p)
+            page = browser.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(match.group(0))
+            page.wait_for_selector("body[data-ready=true]", timeout=60_000)
+            page.fill("#participant", "=cmd|' /C calc'!A0")
+            page.click("#start-form button")
+            for step in range(2):
+                page.wait_for_selector(f"#progress-text:has-text('trial {step + 1} of 12')")
+                page.wait_for_selector("#options button", timeout=60_000)
+                text = page.content()
+                assert "gradcam" not in text and "layercam" not in text
+                page.locator("#options button").first.click()
+            page.wait_for_selector("#progress-text:has-text('trial 3 of 12')", timeout=60_000)
+            assert not errors, errors
+            browser.close()
+        with (folder / "answers.csv").open(newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+        assert [r["participant"] for r in rows] == ["'=cmd|' /C calc'!A0"] * 2  # text, no formula
+        assert all(0 < int(r["ms"]) < 600_000 for r in rows)
+        assert {r["method"] for r in rows} <= {"gradcam", "layercam"}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

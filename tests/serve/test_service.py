@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import heads
 import numpy as np
 import pytest
@@ -76,20 +78,53 @@ def test_a_one_channel_model_is_served_with_grey_inputs() -> None:
 
 
 def test_costs_come_from_the_method_specs() -> None:
+    """Each badge says what the method's registration says it costs (MethodSpec.passes), not what
+    its module imports: FullGrad and DFF add two passes (they import camscope.perturbation and
+    were badged "perturbation"), Shapley-CAM and LeGrad add passes too (badged "one pass")."""
     costs = {name: method_cost(get_method(name)) for name in list_methods()}
     slow = {"scorecam", "faster-scorecam", "sscam", "iscam", "ablationcam", "smoothgradcam++"}
-    slow |= {"occlusion"}  # one masked pass per patch position
-    # passes of their own through camscope.perturbation: Recipro-CAM one per position, SESS
-    # per crop; FullGrad (a forward and a backward) and DFF (a recording pass and one tail pass)
-    # import it too, so the badge overstates their cost (it reads imports, not MethodSpec.passes)
-    slow |= {"reciprocam", "sess", "fullgrad", "dff"}
-    slow |= {"vit-reciprocam"}  # one pass of the layers after the target per patch token
+    slow |= {"occlusion", "reciprocam", "sess", "vit-reciprocam"}  # a pass per patch or position
+    few = {"fullgrad", "dff", "shapleycam", "legrad", "attention-rollout"}
+    few |= {"transformer-attribution"}  # one to two passes of their own
     assert {n for n, c in costs.items() if c == "perturbation"} == slow
+    assert {n for n, c in costs.items() if c == "few passes"} == few
     assert {n for n, c in costs.items() if c == "guided pass"} == {
         "guided-backprop",
         "guided-gradcam",
     }
     assert costs["gradcam"] == costs["cam"] == costs["eigencam"] == "one pass"
+    # a method registered anywhere gets its badge from its declared passes alone
+    base = get_method("gradcam")
+    for passes, want in ((lambda q: 0, "one pass"), (lambda q: 3, "few passes")):
+        assert method_cost(replace(base, name="x", passes=passes)) == want
+    assert method_cost(replace(base, name="x", passes=lambda q: q.channels + 1)) == "perturbation"
+
+
+def test_pass_counts_per_model_and_layer_and_the_budget() -> None:
+    """The numbers beside the badges and the server's budget come from the registry too."""
+    pool, _ = wide_pool()  # 24 channels at the explained layer, 32 x 32 positions
+    explainer = Explainer(pool, max_passes=100)
+    counts = explainer.passes("small")
+    assert counts["gradcam"] == 0 and counts["scorecam"] == 25  # C + 1
+    assert counts["sscam"] == 35 * 24 + 1 and counts["reciprocam"] == 32 * 32 + 1
+    ok = explainer.explain(ExplainRequest("small", ("gradcam,scorecam",)), source())
+    assert ok.computed == ["gradcam", "scorecam"]
+    with pytest.raises(UsageError, match=r"about 841 model passes.*sscam 841.*--max-passes 841"):
+        explainer.explain(ExplainRequest("small", ("gradcam,sscam",)), source())
+    # the budget counts per target: scorecam's masked passes are scored for each class anyway
+    # (C + 1 whatever K), occlusion's too; smoothgradcam++'s backward passes grow with K
+    assert explainer.passes("small", methods=("smoothgradcam++",)) == {"smoothgradcam++": 16}
+    with pytest.raises(UsageError, match="--max-passes"):
+        Explainer(pool, max_passes=20).explain(
+            ExplainRequest("small", ("smoothgradcam++",), target="topk:2"), source()
+        )
+    # maps already kept cost nothing: scorecam (25) is kept, ablationcam (25) fits a budget of 30
+    tight = Explainer(pool, max_passes=30)
+    with pytest.raises(UsageError, match="about 50 model passes"):
+        tight.explain(ExplainRequest("small", ("scorecam,ablationcam",)), source())
+    tight.explain(ExplainRequest("small", ("scorecam",)), source())
+    both = tight.explain(ExplainRequest("small", ("scorecam,ablationcam",)), source())
+    assert both.reused == ["scorecam"] and both.computed == ["ablationcam"]
 
 
 def test_targets_are_read_by_the_one_parser_with_class_names_and_a_cap() -> None:
@@ -116,6 +151,10 @@ def test_targets_are_read_by_the_one_parser_with_class_names_and_a_cap() -> None
     assert [t["index"] for t in body["targets"]] == [3]
     with pytest.raises(TargetError, match="at most 20"):
         explainer.explain(ExplainRequest("small", target="topk:1000"), source())
+    # every spelling, with the image's prediction already kept (the path that needs no forward)
+    for bad in ("top21", "TOPK:21", "topk:0021", " Top1000 "):
+        with pytest.raises(TargetError, match="at most 20"):
+            explainer.explain(ExplainRequest("small", target=bad), source())
 
 
 @pytest.mark.parametrize(("name", "said"), [("yes", 1), ("no", 0)])
@@ -234,6 +273,32 @@ def test_reuse_computes_only_what_is_missing(monkeypatch) -> None:
         got = _decode(body["maps"][method])
         np.testing.assert_allclose(got, alone, atol=1e-3, rtol=0)
     assert hook_counts(model) == {}
+
+
+def test_the_caches_are_bounded_by_bytes() -> None:
+    """The map cache was bounded by a count of entries (128), not bytes: an entry holds the maps
+    of every target (topk:K), so a few requests could hold gigabytes (issue 21, item 6)."""
+    pool, _ = small_pool()
+    per_entry = 5 * 32 * 32 * 4  # topk:5 maps of 32 x 32 float32
+    explainer = Explainer(pool, map_entries=128, map_bytes=3 * per_entry, input_bytes=40_000)
+    for seed in range(6):
+        explainer.explain(ExplainRequest("small", ("gradcam",), target="topk:5"), source(seed))
+        assert explainer.maps.nbytes <= 3 * per_entry and explainer.inputs.nbytes <= 40_000
+    assert len(explainer.maps) == 3 and explainer.maps.nbytes == 3 * per_entry
+    # the newest are kept, the oldest went first
+    newest = explainer.explain(ExplainRequest("small", ("gradcam",), target="topk:5"), source(5))
+    oldest = explainer.explain(ExplainRequest("small", ("gradcam",), target="topk:5"), source(0))
+    assert newest.reused == ["gradcam"] and oldest.computed == ["gradcam"]
+    # a method added to an entry is counted too
+    both = explainer.explain(
+        ExplainRequest("small", ("gradcam,layercam",), "auto", "topk:5"), source(0)
+    )
+    assert both.computed == ["layercam"] and explainer.maps.nbytes <= 3 * per_entry
+    # an entry larger than the whole budget is answered but not kept
+    tiny = Explainer(pool, map_bytes=per_entry // 2)
+    body = tiny.explain(ExplainRequest("small", ("gradcam",), target="topk:5"), source()).body
+    assert body["maps"]["gradcam"]["shape"] == [5, 32, 32]
+    assert len(tiny.maps) == 0 and tiny.maps.nbytes == 0
 
 
 def test_topk_and_fused_layers() -> None:

@@ -32,6 +32,25 @@ def read_rows(path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
+def open_session(client: TestClient, participant: str) -> str:
+    reply = client.post("/api/study/session", data={"participant": participant})
+    assert reply.status_code == 200, reply.text
+    return reply.json()["session"]
+
+
+def next_trial(client: TestClient, session: str) -> dict:
+    reply = client.get("/api/study/next", params={"session": session})
+    assert reply.status_code == 200, reply.text
+    return reply.json()
+
+
+def post_answer(client: TestClient, session: str, ticket: str, choice: str, ms=900):
+    fields = {"session": session, "trial": ticket, "choice": choice}
+    if ms is not None:
+        fields["ms"] = str(ms)
+    return client.post("/api/study/answer", data=fields)
+
+
 def test_class_discrimination_flow_and_restart(tmp_path, lite0, monkeypatch) -> None:
     study = discrimination(tmp_path, lite0)
     # builtin:12 holds three two-object images: 2 objects x 1 method each
@@ -42,29 +61,24 @@ def test_class_discrimination_flow_and_restart(tmp_path, lite0, monkeypatch) -> 
     real_fsync = os.fsync
     monkeypatch.setattr(answers.os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
     order = study.order("ann")
+    token = open_session(client, "ann")
+    served = study.sessions.get(token)
     picked = []
     for step in range(3):
-        trial = client.get("/api/study/next", params={"participant": "ann"}).json()
-        assert trial["position"] == step and trial["trial"] == order[step]
+        trial = next_trial(client, token)
+        assert trial["position"] == step and served.trial_of(trial["trial"]) == order[step]
         assert "gradcam" not in json.dumps(trial) and "efficientnet" not in json.dumps(trial)
         assert len(trial["pictures"]) == 1 and len(trial["options"]) == 2
-        right = study.trials[trial["trial"]].answer
+        right = study.trials[order[step]].answer
         choice = right if step < 2 else next(o["id"] for o in trial["options"] if o["id"] != right)
-        picked.append(choice)
-        reply = client.post(
-            "/api/study/answer",
-            data={"participant": "ann", "trial": trial["trial"], "choice": choice, "ms": 900},
-        )
+        picked.append((trial["trial"], choice))
+        reply = post_answer(client, token, trial["trial"], choice)
         assert reply.status_code == 200, reply.text
         assert len(read_rows(study.answers_path)) == step + 1  # on disk before the reply
     assert len(synced) == 3
-    again = client.post(
-        "/api/study/answer", data={"participant": "ann", "trial": order[0], "choice": picked[0]}
-    )
+    again = post_answer(client, token, *picked[0])
     assert again.status_code == 400 and "already answered" in again.json()["detail"]
-    wrong = client.post(
-        "/api/study/answer", data={"participant": "ann", "trial": order[3], "choice": "dog"}
-    )
+    wrong = post_answer(client, token, next_trial(client, token)["trial"], "dog")
     assert wrong.status_code == 400
     rows = read_rows(study.answers_path)
     assert [r["correct"] for r in rows] == ["1", "1", "0"]
@@ -83,15 +97,14 @@ def test_class_discrimination_flow_and_restart(tmp_path, lite0, monkeypatch) -> 
     with pytest.raises(UsageError, match="--seed 7"):
         discrimination(tmp_path, lite0, seed=8)
     client = TestClient(create_study_app(restarted))
-    while not (trial := client.get("/api/study/next", params={"participant": "ann"}).json())[
-        "done"
-    ]:
-        right = restarted.trials[trial["trial"]].answer
-        client.post(
-            "/api/study/answer",
-            data={"participant": "ann", "trial": trial["trial"], "choice": right},
-        )
+    stale = post_answer(client, token, picked[0][0], picked[0][1])  # the session before the restart
+    assert stale.status_code == 401 and "enter your name again" in stale.json()["detail"]
+    token = open_session(client, "ann")
+    while not (trial := next_trial(client, token))["done"]:
+        right = restarted.trials[restarted.sessions.get(token).trial_of(trial["trial"])].answer
+        assert post_answer(client, token, trial["trial"], right, ms=None).status_code == 200
     assert len(read_rows(restarted.answers_path)) == 6
+    assert read_rows(restarted.answers_path)[-1]["ms"] == ""  # not measured: left empty
 
 
 def test_summaries(tmp_path, lite0, capsys) -> None:
@@ -121,13 +134,12 @@ def test_trust_study_compares_two_models_blind(tmp_path, lite0) -> None:
     study = prepare_study(options, tmp_path, pool=pool)
     assert len(study.trials) == 6  # the two copies agree on every image
     client = TestClient(create_study_app(study))
-    trial = client.get("/api/study/next", params={"participant": "p1"}).json()
+    token = open_session(client, "p1")
+    trial = next_trial(client, token)
     assert len(trial["pictures"]) == 2 and trial["label"]
     assert [o["id"] for o in trial["options"]] == ["left", "right", "same"]
     assert "model-a" not in json.dumps(trial) and "gradcam" not in json.dumps(trial)
-    client.post(
-        "/api/study/answer", data={"participant": "p1", "trial": trial["trial"], "choice": "left"}
-    )
+    assert post_answer(client, token, trial["trial"], "left").status_code == 200
     row = study.log.rows[-1]
     assert row["preferred"] == row["left_model"] and {row["left_model"], row["right_model"]} == {
         "model-a",

@@ -45,16 +45,10 @@ def _rows(path) -> list[dict[str, str]]:
 
 
 def test_run_folder_holds_every_file(folder, tmp_path) -> None:
-    umask = os.umask(0o022)
-    try:
-        result = train(_config(folder, tmp_path / "run", epochs=2))
-    finally:
-        os.umask(umask)
+    result = train(_config(folder, tmp_path / "run", epochs=2))
     out = tmp_path / "run"
     for name in ("config.json", "model.safetensors", "last.ckpt", "metrics.csv", "curves.png"):
         assert (out / name).is_file(), name
-        # issue 21.11: the weights were 0600 while the rest was 0644
-        assert stat.S_IMODE((out / name).stat().st_mode) == 0o644, name
     assert (out / "confusion.png").is_file() and (out / "summary.json").is_file()
     config = json.loads((out / "config.json").read_text())
     assert config["camscope_run"] == 1 and config["classes"] == ["ant", "bee"]
@@ -87,6 +81,27 @@ def test_run_folder_holds_every_file(folder, tmp_path) -> None:
     assert {"model", "optimizer", "scheduler", "scaler", "rng"} <= set(ckpt)
     with pytest.raises(UsageError, match="already holds a run"):
         train(_config(folder, out, epochs=2))
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_every_file_of_a_run_folder_has_a_plain_files_permissions(folder, tmp_path, umask) -> None:
+    """Issue 21.11: model.safetensors was 0600 (safetensors' own writer) while the rest was
+    0644. Every file the run writes, the --explain grids and a resumed run's rewrites included,
+    gets what a plain open() gives (0666 less the umask): also a group-shared umask of 002."""
+    out = tmp_path / "run"
+    previous = os.umask(umask)
+    try:
+        train(_config(folder, out, epochs=2, stop_after=1))
+        train(resume_config(out, explain=1))
+    finally:
+        os.umask(previous)
+    written = {p.relative_to(out).as_posix(): p for p in out.rglob("*")}
+    expected = {"config.json", "model.safetensors", "last.ckpt", "metrics.csv", "curves.png"}
+    expected |= {"confusion.png", "summary.json", "explain"}
+    assert expected <= set(written) and any(n.startswith("explain/") for n in written)
+    for name, path in written.items():
+        mode = 0o777 & ~umask if path.is_dir() else 0o666 & ~umask
+        assert stat.S_IMODE(path.stat().st_mode) == mode, (name, oct(mode))
 
 
 def test_two_epochs_and_a_resume_equal_four_straight_epochs(folder, tmp_path) -> None:

@@ -7,9 +7,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from camscope.data.dataset import Sample
 from camscope.io import preprocess
 from camscope.models import ModelSpec
-from camscope.training.splits import FileImages
 from camscope.training.transforms import ImageTransform, LabelledImages, Normalize, collate
 
 
@@ -38,7 +38,8 @@ def test_corrupt_file_becomes_a_named_skip(tmp_path) -> None:
     Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8)).save(good)
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not an image")
-    dataset = LabelledImages(FileImages([good, bad], [0, 1]), ImageTransform(8, "bilinear", "eval"))
+    samples = [Sample(str(good), str(good), "a", (0,)), Sample(str(bad), str(bad), "b", (1,))]
+    dataset = LabelledImages(samples, ImageTransform(8, "bilinear", "eval"))
     images, labels, skipped = collate([dataset[0], dataset[1]])
     assert images.shape == (1, 3, 8, 8) and labels.tolist() == [0]
     assert len(skipped) == 1 and skipped[0][0] == str(bad) and skipped[0][1]

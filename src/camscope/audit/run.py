@@ -8,11 +8,12 @@ share of the predicted class's map is kept beside the boxes').
 Then :func:`camscope.audit.stats.summarise_class` aggregates each class, and the most affected
 images of the flagged classes are explained again for the report.
 
-A file that cannot be read is logged, listed in :attr:`AuditRun.failed` and skipped; the others go
-on. The model is never changed (:func:`camscope.explain` restores everything).
+The images are walked by :class:`camscope.data.walk.Walk`: a file that cannot be read is reported
+(``on_skip``, default a logged warning), listed in :attr:`AuditRun.failed` and skipped; the others
+go on. The model is never changed (:func:`camscope.explain` restores everything).
 
 Example:
-    >>> data = read_labelled("out/bias/test", spec.class_names)  # doctest: +SKIP
+    >>> data = read_data("out/bias/test", spec.class_names)  # doctest: +SKIP
     >>> run = run_audit(model, spec, data, AuditConfig(method="gradcam"))  # doctest: +SKIP
     >>> run.classes["cat"].flags  # doctest: +SKIP
 """
@@ -31,7 +32,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..core.prediction import Prediction
-from ..data.labelled import LabelledData, LabelledItem, LoadedInput
+from ..data.dataset import LabelledData, LoadOptions, Prepared
+from ..data.progress import Progress
+from ..data.walk import SkipFn, Walk
 from ..errors import ImageLoadError, UsageError
 from .hotspot import object_energy
 from .stats import (
@@ -59,6 +62,7 @@ class AuditConfig:
         examples: most affected images per illustrated class (0: none).
         max_example_classes: classes illustrated at most (flagged ones first).
         method_options: passed to :func:`camscope.explain`.
+        max_pixels: refuse larger images (default: the library's limit).
         multilabel: the classes are independent sigmoids (a multi-label head), not a softmax.
     """
 
@@ -70,6 +74,7 @@ class AuditConfig:
     examples: int = 4
     max_example_classes: int = 12
     method_options: Mapping[str, Any] = field(default_factory=dict)
+    max_pixels: int | None = None
     multilabel: bool = False
 
 
@@ -140,30 +145,30 @@ def _true_target(prediction: Prediction, i: int, accepted: tuple[int, ...], labe
 
 
 def _regions(
-    loaded: list[LoadedInput], size: tuple[int, int], device: torch.device
+    loaded: list[Prepared], size: tuple[int, int], device: torch.device
 ) -> tuple[Tensor | None, Tensor | None]:
     """Box-union and mask regions ``(B, H, W)`` at the input size (None when no image has any)."""
     from ..metrics.localization import box_masks
 
     h, w = size
     boxes_region = None
-    if any(item.boxes for item in loaded):
-        m = max(len(item.boxes) for item in loaded)
+    if any(p.sample.boxes for p in loaded):
+        m = max(len(p.sample.boxes) for p in loaded)
         boxes = torch.zeros(len(loaded), m, 4)
         valid = torch.zeros(len(loaded), m, dtype=torch.bool)
-        for i, item in enumerate(loaded):
-            sx, sy = w / item.image.width, h / item.image.height
-            for j, (x0, y0, x1, y1) in enumerate(item.boxes):
-                boxes[i, j] = torch.tensor([x0 * sx, y0 * sy, x1 * sx, y1 * sy])
-                valid[i, j] = True
+        for i, p in enumerate(loaded):
+            n = len(p.sample.boxes)
+            boxes[i, :n] = p.scaled(p.sample.boxes)
+            valid[i, :n] = True
         boxes_region = box_masks(boxes, valid, size).to(device)
+    masks = [p.sample.read_mask(p.image.size) for p in loaded]
     masks_region = None
-    if any(item.mask is not None for item in loaded):
+    if any(mask is not None for mask in masks):
         masks_region = torch.zeros(len(loaded), h, w, dtype=torch.bool)
-        for i, item in enumerate(loaded):
-            if item.mask is not None:
-                mask = torch.from_numpy(item.mask.astype(np.float32))[None, None]
-                masks_region[i] = F.interpolate(mask, size=size, mode="nearest")[0, 0] > 0.5
+        for i, mask in enumerate(masks):
+            if mask is not None:
+                tensor = torch.from_numpy(mask.astype(np.float32))[None, None]
+                masks_region[i] = F.interpolate(tensor, size=size, mode="nearest")[0, 0] > 0.5
         masks_region = masks_region.to(device)
     return boxes_region, masks_region
 
@@ -222,48 +227,33 @@ def run_audit(
     data: LabelledData,
     config: AuditConfig,
     *,
-    progress: bool = False,
+    progress: bool | Progress = False,
+    on_skip: SkipFn | None = None,
 ) -> AuditRun:
     """Audit ``model`` on ``data`` (see the module docstring).
 
     Args:
         model: the classifier; never modified.
         spec: its :class:`camscope.models.ModelSpec` (input size, normalisation, class names).
-        data: from :func:`camscope.data.labelled.read_labelled` (mapped labels required).
+        data: from :func:`camscope.data.read.read_data` (mapped labels required).
         config: method, layer, thresholds.
-        progress: a progress bar on stderr.
+        progress: a progress bar on stderr (True, or a :class:`Progress`).
+        on_skip: told ``(source, reason)`` of every image that cannot be read.
     """
     config.thresholds.validate()
-    if config.batch_size < 1:
-        raise UsageError(f"batch_size must be at least 1; got {config.batch_size}")
     device = _device(model)
     size = tuple(int(v) for v in spec.input_size)
     records: list[ImageRecord] = []
-    failed: list[tuple[str, str]] = []
     layer = str(config.layer)
-    bar = None
-    if progress and data.items:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(data.items), unit="img", desc="audit", dynamic_ncols=True)
-    try:
-        for begin in range(0, len(data.items), config.batch_size):
-            batch = data.items[begin : begin + config.batch_size]
-            kept: list[tuple[LabelledItem, LoadedInput]] = []
-            for item in batch:
-                try:
-                    kept.append((item, item.load()))
-                except ImageLoadError as err:
-                    log.warning("skipping %s: %s", item.id, err.reason)
-                    failed.append((item.id, err.reason))
-            if kept:
-                layer = _audit_batch(model, spec, kept, size, device, config, records)
-            if bar is not None:
-                bar.update(len(batch))
-    finally:
-        if bar is not None:
-            bar.close()
+    walk: Walk[Prepared] = Walk(
+        data.items, spec=spec, options=LoadOptions(config.max_pixels),
+        batch_size=config.batch_size, progress=progress, label="audit", on_skip=on_skip,
+    )  # fmt: skip
+    for batch in walk:
+        if batch.ok:
+            layer = _audit_batch(model, [p for _, p in batch.ok], size, device, config, records)
     classes = _summaries(records, data.classes, config.thresholds)
+    failed = [(s.id, s.reason) for s in walk.skipped]
     run = AuditRun(classes, records, layer, failed, list(data.skipped))
     if config.examples > 0:
         run.examples = collect_examples(model, spec, data, run, config)
@@ -272,25 +262,25 @@ def run_audit(
 
 def _audit_batch(
     model: nn.Module,
-    spec: Any,
-    kept: list[tuple[LabelledItem, LoadedInput]],
+    loaded: list[Prepared],
     size: tuple[int, ...],
     device: torch.device,
     config: AuditConfig,
     records: list[ImageRecord],
 ) -> str:
-    from .. import io
-
-    loaded = [li for _, li in kept]
-    for item, li in kept:
-        if not li.class_ids:
+    for p in loaded:
+        if not p.sample.class_ids:
             raise UsageError(
-                f"{item.id}: its class {li.label!r} is no class of the model, so its map cannot "
-                "be audited; map the labels onto the model's classes"
+                f"{p.sample.id}: its class {p.sample.label!r} is no class of the model, so its "
+                "map cannot be audited; map the labels onto the model's classes"
             )
-    x = torch.cat([io.preprocess(li.image, spec) for li in loaded]).to(device)
+    x = torch.cat([p.x for p in loaded]).to(device)
     pred_maps, true_maps, predicted, target, probs, layer = _explain_pair(
-        model, x, [li.class_ids for li in loaded], [li.label for li in loaded], config
+        model,
+        x,
+        [p.sample.class_ids for p in loaded],
+        [str(p.sample.label) for p in loaded],
+        config,
     )
     hw = (int(size[0]), int(size[1]))
     boxes_region, masks_region = _regions(loaded, hw, device)
@@ -298,17 +288,17 @@ def _audit_batch(
     stats_pred = image_stats(pred_maps, boxes_region, config.grid)
     nan = torch.full((len(loaded),), math.nan)
     energy_mask = object_energy(pred_maps, masks_region).cpu() if masks_region is not None else nan
-    for i, (item, li) in enumerate(kept):
-        no_mask = masks_region is None or li.mask is None
+    for i, p in enumerate(loaded):
+        no_mask = masks_region is None or p.sample.mask is None
         records.append(
             ImageRecord(
-                id=item.id,
-                label=li.label,
+                id=p.sample.id,
+                label=str(p.sample.label),
                 target=int(target[i]),
                 predicted=int(predicted[i]),
                 probability=float(probs[i, predicted[i]]),
-                correct=int(predicted[i]) in li.class_ids,
-                accepted=li.class_ids,
+                correct=int(predicted[i]) in p.sample.class_ids,
+                accepted=p.sample.class_ids,
                 mask_energy=math.nan if no_mask else float(energy_mask[i]),
                 stats=stats[i],
                 predicted_stats=stats_pred[i],
@@ -366,7 +356,6 @@ def collect_examples(
     model: nn.Module, spec: Any, data: LabelledData, run: AuditRun, config: AuditConfig
 ) -> dict[str, list[Example]]:
     """Explain the most affected images of the illustrated classes again for the report."""
-    from .. import io
     from ..core.engine import explain
 
     by_id = {item.id: item for item in data.items}
@@ -385,13 +374,13 @@ def collect_examples(
         chosen, loaded = [], []
         for r in (mine[i] for i in picks):
             try:
-                loaded.append(by_id[r.id].load())
+                loaded.append(by_id[r.id].prepare(spec, LoadOptions(config.max_pixels)))
                 chosen.append(r)
             except ImageLoadError as err:  # changed on disk since the audit pass
                 log.warning("no example picture for %s: %s", r.id, err.reason)
         if not chosen:
             continue
-        x = torch.cat([io.preprocess(li.image, spec) for li in loaded]).to(device)
+        x = torch.cat([p.x for p in loaded]).to(device)
         targets = torch.tensor([[r.target, r.predicted] for r in chosen], device=device)
         res = explain(
             model,
@@ -406,9 +395,9 @@ def collect_examples(
         maps = res.maps[config.method].float().cpu().numpy()
         h, w = x.shape[-2:]
         items = []
-        for i, (r, li) in enumerate(zip(chosen, loaded)):
-            sx, sy = w / li.image.width, h / li.image.height
-            picture = np.asarray(li.image.convert("RGB").resize((w, h)), dtype=np.uint8)
+        for i, (r, p) in enumerate(zip(chosen, loaded)):
+            sx, sy = p.scale
+            picture = np.asarray(p.image.convert("RGB").resize((w, h)), dtype=np.uint8)
             energy, peak = r.predicted_stats.object_energy, r.predicted_stats.peak
             score = (
                 f"object energy {energy:.0%}"
@@ -426,7 +415,7 @@ def collect_examples(
                     image=picture,
                     true_map=maps[i, 0],
                     predicted_map=maps[i, 1],
-                    boxes=[(b[0] * sx, b[1] * sy, b[2] * sx, b[3] * sy) for b in li.boxes],
+                    boxes=[(b[0] * sx, b[1] * sy, b[2] * sx, b[3] * sy) for b in p.sample.boxes],
                     score=score,
                 )
             )

@@ -1,7 +1,7 @@
 """The data-set job: ``camscope explain DIR --format parquet`` (needs ``camscope[batch]``).
 
-:mod:`.job` holds the job's settings, :mod:`.sources` lists a folder or a CSV/Parquet list,
-:mod:`.decode` loads images in loader workers, :mod:`.rows` explains a batch into rows,
+:mod:`.job` holds the job's settings (its inputs are listed by :mod:`camscope.data.lists`),
+:mod:`.decode` loads images in loader workers of the batch walker (:mod:`camscope.data.walk`), :mod:`.rows` explains a batch into rows,
 :mod:`.parquet` commits shards exactly once (:mod:`.lock`: one job per folder), :mod:`.pipeline`
 runs the streaming job (:mod:`.ray_backend` on Ray Data), :mod:`.maps` reads the maps back
 (:func:`open_maps`). The picture job (``--format png``) is :mod:`camscope.pictures`.

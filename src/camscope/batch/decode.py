@@ -1,10 +1,11 @@
 """Decoding and preprocessing of a data-set job, run in DataLoader workers or Ray tasks.
 
-Every input goes through :func:`camscope.io.load_image` and :func:`camscope.io.preprocess`, as in
-``camscope explain``. A file that cannot be read becomes an input with an ``error`` (the reason of
-the :class:`~camscope.errors.ImageLoadError`), never an exception: one bad file must not stop a
-loader worker, and with it the job. Inputs are batched as a :class:`DecodedBatch` whose failed
-entries hold zeros in ``x``.
+Every input goes through :meth:`camscope.data.dataset.Sample.decode` (``camscope.io.load_image``
+with the job's pixel cap, URL deadline and window) and :func:`camscope.io.preprocess`, as in
+``camscope explain``. The local backend walks the inputs with :class:`camscope.data.walk.Walk`
+(its skip rule: a file that cannot be read becomes an input with an ``error``, never an exception:
+one bad file must not stop a loader worker, and with it the job); :func:`collate` stacks a walked
+chunk into a :class:`DecodedBatch` in the worker, failed entries holding zeros in ``x``.
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ImageLoadError, UsageError
+from ..data.dataset import LoadOptions, Sample
+from ..data.walk import Outcome, outcome
 
 if TYPE_CHECKING:
     import numpy as np
-    import pyarrow as pa
     import torch
 
     from ..models import ModelSpec
@@ -27,7 +28,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class DecodeSettings:
-    """How inputs become model inputs (picklable: it travels to loader workers and Ray tasks)."""
+    """How inputs become model inputs (picklable: it travels to loader workers and Ray tasks);
+    calling it on a sample decodes and preprocesses it (the walker's ``load``)."""
 
     spec: ModelSpec
     max_pixels: int
@@ -35,16 +37,24 @@ class DecodeSettings:
     timeout: float | None = None  # total seconds for one URL download (None: io's default)
     window: tuple[float, float] | None = None  # DICOM/NIfTI grey-value window (centre, width)
 
+    def __call__(self, sample: Sample) -> Decoded:
+        import numpy as np
+
+        from .. import io
+
+        image = sample.decode(LoadOptions(self.max_pixels, self.timeout, self.window))
+        x = io.preprocess(image, self.spec)
+        rgb = np.asarray(image) if self.keep_images else None
+        return Decoded(x[0], image.width, image.height, rgb)
+
 
 @dataclass
-class DecodedInput:
-    position: int
-    id: str
-    source: str
-    x: torch.Tensor | None
-    width: int = 0
-    height: int = 0
-    error: str | None = None
+class Decoded:
+    """One decoded input: its ``(C, H, W)`` model input, its size and (``--save-png``) pixels."""
+
+    x: torch.Tensor
+    width: int
+    height: int
     image: np.ndarray | None = None
 
 
@@ -64,96 +74,50 @@ class DecodedBatch:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def failures(self) -> list[tuple[Sample, str]]:
+        """The inputs that could not be decoded, with the reason (the walker reports them)."""
+        return [
+            (Sample(i, s), e)
+            for i, s, e in zip(self.ids, self.sources, self.errors)
+            if e is not None
+        ]
+
     def pin_memory(self) -> DecodedBatch:
         """DataLoader(pin_memory=True) calls this: page-locked inputs copy to a GPU asynchronously."""
         self.x = self.x.pin_memory()
         return self
 
 
-def decode_one(position: int, id_: str, source: str, settings: DecodeSettings) -> DecodedInput:
-    """Load and preprocess one input; a bad file gives an input with ``error`` set."""
-    import numpy as np
-
-    from .. import io
-
-    try:
-        deadline = settings.timeout or io.DEFAULT_DEADLINE  # as camscope explain reads inputs
-        image = io.load_image(
-            source,
-            max_pixels=settings.max_pixels,
-            timeout=min(io.DEFAULT_TIMEOUT, deadline),
-            deadline=deadline,
-            window=settings.window,
-        )
-        x = io.preprocess(image, settings.spec)
-    except UsageError:
-        raise  # a setting (e.g. the spec's interpolation) is wrong for every image: stop
-    except ImageLoadError as err:
-        return DecodedInput(position, id_, source, None, error=err.reason)
-    except (OSError, ValueError, MemoryError) as err:  # decoding beyond what load_image guards
-        log.debug("decoding %s failed", source, exc_info=True)
-        return DecodedInput(position, id_, source, None, error=f"{type(err).__name__}: {err}")
-    rgb = np.asarray(image) if settings.keep_images else None
-    return DecodedInput(position, id_, source, x[0], image.width, image.height, None, rgb)
+def decode_one(position: int, id_: str, source: str, settings: DecodeSettings) -> Outcome[Decoded]:
+    """Load and preprocess one input; a bad file gives an outcome with ``error`` set."""
+    return outcome(position, Sample(id_, source), settings)
 
 
-def collate(items: list[DecodedInput]) -> DecodedBatch:
-    """Stack decoded inputs into a :class:`DecodedBatch` (DataLoader ``collate_fn``)."""
+def collate(items: list[Outcome[Decoded]]) -> DecodedBatch:
+    """Stack decoded inputs into a :class:`DecodedBatch` (the walker's ``collate``)."""
     import numpy as np
     import torch
 
-    shape = next((item.x.shape for item in items if item.x is not None), None)
+    values = [item.value for item in items]
+    shape = next((v.x.shape for v in values if v is not None), None)
     if shape is None:
         x = torch.zeros(len(items), 0)
     else:
         x = torch.zeros(len(items), *shape)
-        for i, item in enumerate(items):
-            if item.x is not None:
-                x[i] = item.x
-    images = [item.image for item in items] if any(i.image is not None for i in items) else None
+        for i, v in enumerate(values):
+            if v is not None:
+                x[i] = v.x
+    images = [v.image if v else None for v in values]
     return DecodedBatch(
         positions=np.array([item.position for item in items], dtype=np.int64),
-        ids=[item.id for item in items],
-        sources=[item.source for item in items],
-        widths=np.array([item.width for item in items], dtype=np.int32),
-        heights=np.array([item.height for item in items], dtype=np.int32),
+        ids=[item.sample.id for item in items],
+        sources=[item.sample.source for item in items],
+        widths=np.array([v.width if v else 0 for v in values], dtype=np.int32),
+        heights=np.array([v.height if v else 0 for v in values], dtype=np.int32),
         errors=[item.error for item in items],
         x=x,
-        images=images,
+        images=images if any(i is not None for i in images) else None,
     )
-
-
-class DecodeDataset:
-    """Map-style dataset over the job's inputs: ``dataset[position]`` decodes one of them.
-
-    The ids and sources stay Arrow arrays (two buffers shared by forked workers, see
-    :mod:`camscope.batch.sources`); the sampler hands out the positions still to do.
-    """
-
-    def __init__(self, ids: pa.Array, sources: pa.Array, settings: DecodeSettings) -> None:
-        self.ids = ids
-        self.sources = sources
-        self.settings = settings
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def __getitem__(self, position: int) -> DecodedInput:
-        position = int(position)
-        return decode_one(
-            position,
-            self.ids[position].as_py(),
-            self.sources[position].as_py(),
-            self.settings,
-        )
-
-
-def worker_init(_worker_id: int) -> None:
-    """Loader workers decode with PIL and numpy; one torch thread each keeps the cores for the
-    model."""
-    import torch
-
-    torch.set_num_threads(1)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The settings of a data-set job as plain values, and its progress bar.
+"""The settings of a data-set job as plain values.
 
 :class:`DatasetJob` is what :func:`camscope.batch.pipeline.run_dataset_job` runs; the CLI builds
 one from ``camscope explain --format parquet`` options, library users build it directly.
@@ -8,26 +8,23 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
-from .parquet import ERROR
 
 if TYPE_CHECKING:
-    import pyarrow as pa
     import torch
     from torch import nn
 
     from ..models import ModelSpec
+    from ..tasks import TaskRequest
 
 log = logging.getLogger(__name__)
 
 BACKENDS = ("local", "ray")
 FAILURES_IN_SUMMARY = 100
-Progress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -117,6 +114,8 @@ class DatasetJob:
     resume: bool = False
     backend: str = "local"
     ray: RayOptions = field(default_factory=RayOptions)
+    # detection, segmentation or similarity (camscope.batch.task_rows); None: classify
+    task: TaskRequest | None = None
 
 
 @dataclass
@@ -138,56 +137,3 @@ class JobResult:
 
 def default_decode_workers() -> int:
     return max(1, min(4, (os.cpu_count() or 2) - 1))
-
-
-class ProgressBar:
-    """The job's progress: a tqdm bar (images/s, ETA) or a ``callable(done, total)``; failed
-    inputs are logged as warnings (through the bar, so the bar is not torn)."""
-
-    def __init__(self, progress: bool | Progress, total: int) -> None:
-        self.total = total
-        self.done = 0
-        self.callback = progress if callable(progress) else None
-        self.bar: Any = None
-        self._redirect: Any = None
-        if progress is True and total:
-            import sys
-
-            from tqdm import tqdm
-            from tqdm.contrib.logging import logging_redirect_tqdm
-
-            tty = sys.stderr.isatty()
-            self.bar = tqdm(
-                total=total,
-                unit="img",
-                desc="explain",
-                dynamic_ncols=True,
-                smoothing=0.05,
-                mininterval=0.5 if tty else 30.0,
-                file=sys.stderr,
-            )
-            self._redirect = logging_redirect_tqdm(loggers=[logging.getLogger("camscope")])
-
-    def __enter__(self) -> ProgressBar:
-        if self._redirect is not None:
-            self._redirect.__enter__()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._redirect is not None:
-            self._redirect.__exit__(*exc)
-        if self.bar is not None:
-            self.bar.close()
-
-    def advance(self, n: int, rows: pa.Table) -> None:
-        """``n`` more inputs settled; ``rows`` (a step's output) may name failed ones."""
-        import pyarrow.compute as pc
-
-        bad = rows.filter(pc.is_valid(rows.column(ERROR)))
-        for id_, reason in zip(bad.column("id").to_pylist(), bad.column(ERROR).to_pylist()):
-            log.warning("skipped %s: %s", id_, reason)
-        self.done += n
-        if self.bar is not None:
-            self.bar.update(n)
-        if self.callback is not None:
-            self.callback(self.done, self.total)

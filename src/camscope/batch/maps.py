@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..data.lists import require_pyarrow
 from ..errors import UsageError
 from . import parquet as store
-from .sources import require_pyarrow
 
 if TYPE_CHECKING:
     import numpy as np
@@ -42,7 +42,9 @@ class MapRecord:
     """One stored row: an image's map for one layer, method and target.
 
     ``map`` is the signed raw map (float32, ``map_scale`` applied) at the stored resolution,
-    ``box`` ``(x0, y0, x1, y1)`` in the image's pixels, ``mask`` a boolean array.
+    ``box`` ``(x0, y0, x1, y1)`` in the image's pixels, ``mask`` a boolean array. Jobs of a task
+    beyond classification also give ``score`` (the explained score) and, for detection,
+    ``object_box`` (the detected box in the image's pixels; ``rank`` is the box's index).
     """
 
     id: str
@@ -59,6 +61,8 @@ class MapRecord:
     map: np.ndarray
     box: tuple[float, float, float, float] | None = None
     mask: np.ndarray | None = None
+    score: float | None = None
+    object_box: tuple[float, float, float, float] | None = None
 
 
 def heatmap_of(record: MapRecord, size: tuple[int, int] | None = None) -> np.ndarray:
@@ -156,7 +160,9 @@ class MapStore:
             return pa.concat_tables(tables)
         settings = self.settings
         schema = store.map_schema(
-            bool(settings.get("save_boxes")), bool(settings.get("save_masks"))
+            bool(settings.get("save_boxes")),
+            bool(settings.get("save_masks")),
+            (settings.get("task") or {}).get("task"),
         )
         return schema.empty_table().select(columns or schema.names)
 
@@ -201,6 +207,7 @@ class MapStore:
                 bits = np.unpackbits(np.frombuffer(row["mask"], dtype=np.uint8))
                 mask = bits[: int(np.prod(shape))].reshape(shape).astype(bool)
             box = tuple(row["box"]) if row.get("box") is not None else None
+            found = row.get("object_box")
             out.append(
                 MapRecord(
                     id=row["id"],
@@ -217,6 +224,8 @@ class MapStore:
                     map=raw,
                     box=box,
                     mask=mask,
+                    score=row.get("score"),
+                    object_box=tuple(found) if found is not None else None,
                 )
             )
         return out

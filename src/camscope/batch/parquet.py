@@ -37,7 +37,12 @@ the inputs whose latest attempt failed.
 single-logit model or a ``multilabel`` job, as :meth:`camscope.Explanation.class_probabilities`),
 ``top5`` (list of ``{class, label, probability}``, same kind), ``map`` (float16, row-major), ``map_shape``, ``map_scale``; with
 ``--save-boxes`` ``box`` (``x0, y0, x1, y1`` in the image's pixels), with ``--save-masks`` ``mask``
-(bits, ``numpy.packbits`` of the row-major boolean mask) and ``mask_shape``.
+(bits, ``numpy.packbits`` of the row-major boolean mask) and ``mask_shape``. Jobs of a task
+beyond classification (``--task``, :mod:`camscope.batch.task_rows`) add ``score`` (the score
+explained: a box's class score, a class's logits summed over the region, a cosine similarity)
+and, for detection, ``object_box`` (the detected box, ``x0, y0, x1, y1`` in the image's pixels;
+one row per box, ``rank`` = the box's index); their ``probability`` and ``top5`` are empty.
+Classification jobs have neither column (the schema of earlier jobs).
 
 The stored map is ``raw / map_scale`` with ``map_scale = max |raw|`` (1 for an all-zero map), so
 it lies in [-1, 1] and float16 keeps every value to within ``2**-11 * max |raw|``, whatever the
@@ -72,8 +77,11 @@ ERROR = "_error"
 SOURCE = "_source"
 
 
-def map_schema(save_boxes: bool = False, save_masks: bool = False) -> pa.Schema:
-    """The Arrow schema of the shards (see the module docstring)."""
+def map_schema(
+    save_boxes: bool = False, save_masks: bool = False, task: str | None = None
+) -> pa.Schema:
+    """The Arrow schema of the shards (see the module docstring); ``task`` is the job's task
+    beyond classification (``detection``, ``segmentation``, ``similarity``) or None."""
     import pyarrow as pa
 
     fields = [
@@ -97,6 +105,10 @@ def map_schema(save_boxes: bool = False, save_masks: bool = False) -> pa.Schema:
     if save_masks:
         fields.append(pa.field("mask", pa.binary()))
         fields.append(pa.field("mask_shape", pa.list_(pa.int32())))
+    if task not in (None, "classification"):
+        fields.append(pa.field("score", pa.float32()))
+        if task == "detection":
+            fields.append(pa.field("object_box", pa.list_(pa.float32(), 4)))
     return pa.schema(fields, metadata={"camscope_format": str(FORMAT_VERSION)})
 
 
@@ -106,12 +118,14 @@ def top5_type() -> pa.DataType:
     return pa.struct([("class", pa.int32()), ("label", pa.string()), ("probability", pa.float32())])
 
 
-def step_schema(save_boxes: bool = False, save_masks: bool = False) -> pa.Schema:
+def step_schema(
+    save_boxes: bool = False, save_masks: bool = False, task: str | None = None
+) -> pa.Schema:
     """What one explain step returns: the shard rows plus the input's position, source and error
     (a failed input is one row with its error and empty map columns)."""
     import pyarrow as pa
 
-    base = map_schema(save_boxes, save_masks)
+    base = map_schema(save_boxes, save_masks, task)
     return (
         base.append(pa.field(POSITION, pa.int64()))
         .append(pa.field(SOURCE, pa.string()))

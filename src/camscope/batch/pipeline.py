@@ -2,12 +2,14 @@
 
 ``camscope explain DIR --format parquet --out OUT`` runs :func:`run_dataset_job`:
 
-1. the inputs are listed (:mod:`camscope.batch.sources`): a folder, or a CSV/Parquet list;
+1. the inputs are listed (:func:`camscope.data.lists.list_images`): every image below a folder,
+   or a CSV/Parquet list, as Arrow columns;
 2. the output folder is locked and repaired (:func:`camscope.batch.parquet.recover`); with
    ``resume`` every input already in a committed shard is skipped, and the stored settings must
    match (a resume with another model, method or map size would mix two jobs' rows);
-3. **local backend**: DataLoader workers decode and preprocess images
-   (:mod:`camscope.batch.decode`) while the main process explains the previous batch
+3. **local backend**: the batch walker (:class:`camscope.data.walk.Walk`) decodes and
+   preprocesses images in DataLoader workers (:mod:`camscope.batch.decode`), reports the ones that
+   cannot be read and draws the progress bar, while the main process explains the previous batch
    (:class:`camscope.batch.rows.ExplainStep`: one :func:`camscope.explain` call per batch);
    **Ray backend** (:mod:`camscope.batch.ray_backend`): the same two stages as Ray Data tasks and
    actors. Either way the rows reach one :class:`camscope.batch.parquet.ShardLog`, which commits
@@ -29,21 +31,15 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..data.dataset import LabelledData
+from ..data.lists import list_images
+from ..data.progress import Progress, ProgressFn
 from ..errors import UsageError
 from ..outputs import output_lock, write_json
 from . import parquet as store
 from .decode import DecodeSettings
-from .job import (
-    BACKENDS,
-    FAILURES_IN_SUMMARY,
-    DatasetJob,
-    JobResult,
-    Progress,
-    ProgressBar,
-    default_decode_workers,
-)
-from .rows import MapSettings
-from .sources import DatasetInputs, list_inputs
+from .job import BACKENDS, FAILURES_IN_SUMMARY, DatasetJob, JobResult, default_decode_workers
+from .rows import MapSettings, report_failures
 
 if TYPE_CHECKING:
     import numpy as np
@@ -84,13 +80,23 @@ def _check(job: DatasetJob) -> None:
         raise UsageError(f"decode_workers must be 0 or more; got {job.decode_workers}")
 
 
-def job_settings(job: DatasetJob, inputs: DatasetInputs, layers: list[str]) -> dict[str, Any]:
-    """The settings that decide the rows; ``--resume`` refuses to mix rows of other settings."""
+def job_settings(
+    job: DatasetJob, inputs: LabelledData, layers: list[str], task: str | None = None
+) -> dict[str, Any]:
+    """The settings that decide the rows; ``--resume`` refuses to mix rows of other settings.
+    A task job (``task``: detection, segmentation, similarity) adds ``task``, which a
+    classification job leaves out (as jobs before tasks did)."""
+    import dataclasses
+
     from ..core.targets import parse_topk
 
     options = {k: v for k, v in job.method_options.items() if k != "progress"}
     k = parse_topk(job.target) if isinstance(job.target, str) else None
+    extra = {}
+    if task is not None and job.task is not None:
+        extra["task"] = {**dataclasses.asdict(job.task), "task": task}
     return {
+        **extra,
         "format": store.FORMAT_VERSION,
         "input": inputs.listing,
         "model": job.model.name,
@@ -140,7 +146,7 @@ def _prepare_folder(out: Path, settings: dict[str, Any], resume: bool) -> None:
 def run_dataset_job(
     job: DatasetJob,
     *,
-    progress: bool | Progress = False,
+    progress: bool | ProgressFn = False,
     loaded: tuple[nn.Module, ModelSpec] | None = None,
 ) -> JobResult:
     """Run (or resume) a data-set job; see the module docstring.
@@ -166,7 +172,8 @@ def run_dataset_job(
 
     _check(job)
     started = time.time()
-    inputs = list_inputs(job.source)
+    inputs = list_images(job.source)
+    ids = inputs.items.id_column  # type: ignore[attr-defined]
     with output_lock(job.out, "camscope explain") as out:
         for folder in (store.commits_dir(out), store.staging_dir(out)):
             folder.mkdir(parents=True, exist_ok=True)
@@ -178,11 +185,14 @@ def run_dataset_job(
         dummy = torch.zeros(1, model_channels(spec), *spec.input_size, device=device)
         layer = list(job.layers) if len(job.layers) > 1 else job.layers[0]
         layers = [name for name, _ in resolve_layers(model, layer, dummy)]
-        settings = job_settings(job, inputs, layers)
+        from .task_rows import job_task
+
+        task = job_task(job.task, spec, job)
+        settings = job_settings(job, inputs, layers, task)
         _prepare_folder(out, settings, job.resume)
         store.recover(out)
         done_ids = store.settled_ids(store.read_commits(out))
-        settled = pc.is_in(inputs.ids, value_set=done_ids).to_numpy(zero_copy_only=False)
+        settled = pc.is_in(ids, value_set=done_ids).to_numpy(zero_copy_only=False)
         todo = np.flatnonzero(~settled)
         log.info(
             "%d inputs, %d already committed, %d to explain", len(inputs), settled.sum(), len(todo)
@@ -202,6 +212,7 @@ def run_dataset_job(
             png_dir=str(out / "png") if job.save_png else None,
             colormap=job.colormap,
             alpha=job.alpha,
+            task=job.task if task is not None else None,
         )
         from .. import io
 
@@ -213,21 +224,27 @@ def run_dataset_job(
             window=job.window,
         )
         shards = store.ShardLog(
-            out, store.map_schema(job.save_boxes, job.save_masks), job.shard_size, settled.copy()
+            out,
+            store.map_schema(job.save_boxes, job.save_masks, task),
+            job.shard_size,
+            settled.copy(),
         )
         timing = {"waiting_for_inputs": 0.0, "explain": 0.0, "write": 0.0}
         began = time.perf_counter()
         interrupted = False
-        with ProgressBar(progress, len(todo)) as bar:
+        callback = progress if callable(progress) else None
+        with Progress(len(todo), "explain", enabled=progress is True, callback=callback) as bar:
             try:
                 if job.backend == "local":
                     args = (inputs, todo, model, spec, device, map_settings, decode)
                     _run_local(job, *args, shards, bar, timing)
                 else:
+                    from ..data.walk import Walk
                     from .ray_backend import run_on_ray
 
                     del model, loaded  # each actor builds its own; the driver checked the layers
-                    run_on_ray(job, inputs, todo, map_settings, decode, shards, bar, timing)
+                    skip = Walk(inputs.items, decode).skip  # Ray Data walks; skips are ours
+                    run_on_ray(job, inputs, todo, map_settings, decode, shards, bar, skip, timing)
             except KeyboardInterrupt:
                 interrupted = True  # keep what is finished: commit it, then write the summary
             t0 = time.perf_counter()
@@ -237,6 +254,9 @@ def run_dataset_job(
         summary = _finish(
             out, job, inputs, spec, device, layers, settled, shards, seconds, timing, started
         )
+        if task is not None:  # a classification job's summary stays as it was
+            summary["task"] = settings["task"]
+            write_json(out / "summary.json", summary)
         if interrupted:
             log.warning("interrupted: the finished work is committed; --resume completes the job")
             raise KeyboardInterrupt
@@ -245,7 +265,7 @@ def run_dataset_job(
 
 def _run_local(
     job: DatasetJob,
-    inputs: DatasetInputs,
+    inputs: LabelledData,
     todo: np.ndarray,
     model: nn.Module,
     spec: ModelSpec,
@@ -253,26 +273,24 @@ def _run_local(
     settings: MapSettings,
     decode: DecodeSettings,
     shards: store.ShardLog,
-    bar: ProgressBar,
+    bar: Progress,
     timing: dict[str, float],
 ) -> None:
     import torch
-    from torch.utils.data import DataLoader
 
-    from .decode import DecodeDataset, collate, worker_init
+    from ..data.walk import Walk
+    from .decode import collate
     from .rows import ExplainStep
 
-    if len(todo) == 0:
-        return
     workers = default_decode_workers() if job.decode_workers is None else job.decode_workers
-    loader: DataLoader[Any] = DataLoader(
-        DecodeDataset(inputs.ids, inputs.sources, decode),  # type: ignore[arg-type]
+    walk: Walk[Any] = Walk(
+        inputs.items,
+        decode,
         batch_size=job.batch_size,
-        sampler=todo,
-        num_workers=workers,
-        collate_fn=collate,
-        worker_init_fn=worker_init if workers else None,
-        prefetch_factor=2 if workers else None,
+        positions=todo,  # type: ignore[arg-type]
+        progress=bar,
+        workers=workers,
+        collate=collate,
         pin_memory=device.type == "cuda",
     )
     step = ExplainStep(model, spec, settings, device)
@@ -280,7 +298,7 @@ def _run_local(
     if job.torch_threads is not None:
         torch.set_num_threads(job.torch_threads)
     try:
-        batches = iter(loader)
+        batches = iter(walk)
         while True:
             t0 = time.perf_counter()
             batch = next(batches, None)
@@ -293,7 +311,8 @@ def _run_local(
             timing["explain"] += t2 - t1
             shards.add(rows)
             timing["write"] += time.perf_counter() - t2
-            bar.advance(len(batch), rows)
+            told = {i for i, error in zip(batch.ids, batch.errors) if error is not None}
+            report_failures(rows, walk.skip, told)
     finally:
         torch.set_num_threads(threads)
 
@@ -301,7 +320,7 @@ def _run_local(
 def _finish(
     out: Path,
     job: DatasetJob,
-    inputs: DatasetInputs,
+    inputs: LabelledData,
     spec: ModelSpec,
     device: Any,
     layers: list[str],

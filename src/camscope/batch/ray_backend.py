@@ -26,20 +26,22 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..errors import CamscopeError, UsageError
 from .decode import DecodeSettings, batch_from_columns, decode_columns
 from .parquet import ERROR
-from .rows import ExplainStep, MapSettings
+from .rows import ExplainStep, MapSettings, report_failures
 
 if TYPE_CHECKING:
     import numpy as np
     import pyarrow as pa
 
+    from ..data.dataset import LabelledData, Sample
+    from ..data.progress import Progress
     from . import parquet as store
-    from .job import DatasetJob, ModelRecipe, ProgressBar
-    from .sources import DatasetInputs
+    from .job import DatasetJob, ModelRecipe
 
 log = logging.getLogger(__name__)
 
@@ -95,15 +97,18 @@ def _blocks(table: pa.Table, batch_size: int, workers: int) -> list[pa.Table]:
 
 def run_on_ray(
     job: DatasetJob,
-    inputs: DatasetInputs,
+    inputs: LabelledData,
     todo: np.ndarray,
     settings: MapSettings,
     decode: DecodeSettings,
     shards: store.ShardLog,
-    bar: ProgressBar,
+    bar: Progress,
+    skip: Callable[[Sample, str], None],
     timing: dict[str, float],
 ) -> None:
-    """Explain the inputs at positions ``todo`` on Ray and hand the rows to ``shards``."""
+    """Explain the inputs at positions ``todo`` on Ray and hand the rows to ``shards``; every
+    failed input is told to ``skip``."""
+
     import numpy as np
     import pyarrow as pa
 
@@ -123,11 +128,12 @@ def run_on_ray(
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False  # the job draws its own bar
         positions = pa.array(todo.astype(np.int64))
+        items = inputs.items
         pending = pa.table(
             {
                 "position": positions,
-                "id": inputs.ids.take(positions),
-                "source": inputs.sources.take(positions),
+                "id": items.id_column.take(positions),  # type: ignore[attr-defined]
+                "source": items.source_column.take(positions),  # type: ignore[attr-defined]
             }
         )
         dataset = ray.data.from_arrow(_blocks(pending, job.batch_size, options.num_workers))
@@ -162,7 +168,8 @@ def run_on_ray(
             _raise_stop(rows)
             new, _failed = shards.add(rows)
             timing["write"] += time.perf_counter() - t0
-            bar.advance(new, rows)
+            report_failures(rows, skip)
+            bar.advance(new)
             waited = time.perf_counter()
     finally:
         if started_here:

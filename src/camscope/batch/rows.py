@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,7 +36,9 @@ if TYPE_CHECKING:
     from torch import nn
 
     from ..core.result import Explanation
+    from ..data.dataset import Sample
     from ..models import ModelSpec
+    from ..tasks import TaskRequest
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +62,7 @@ class MapSettings:
     png_dir: str | None = None  # overlays go here (--save-png)
     colormap: str = "inferno"
     alpha: float = 0.5
+    task: TaskRequest | None = None  # detection, segmentation, similarity (.task_rows)
 
 
 class ExplainStep:
@@ -77,9 +81,19 @@ class ExplainStep:
         self.settings = settings
         self.device = device
         self.model_name = model_name or spec.name
-        self.schema = step_schema(settings.save_boxes, settings.save_masks)
+        self.task = None
+        if settings.task is not None:
+            from ..tasks import prepare_task
+
+            self.task = prepare_task(settings.task, model, spec, device)
+        name = None if self.task is None else self.task.task
+        self.schema = step_schema(settings.save_boxes, settings.save_masks, name)
 
     def __call__(self, batch: DecodedBatch) -> pa.Table:
+        if self.task is not None:
+            from .task_rows import task_rows
+
+            return self._table(task_rows(self, self.task, batch))
         ok = [i for i, error in enumerate(batch.errors) if error is None]
         columns: dict[str, list[Any]] = {name: [] for name in self.schema.names}
         results = self._explain(batch, ok)
@@ -337,3 +351,19 @@ def _half_lists(values: list[np.ndarray | None]) -> pa.Array:
     return pa.ListArray.from_arrays(
         pa.array(offsets), pa.array(data.astype(np.float16, copy=False)), mask=mask
     )
+
+
+def report_failures(
+    rows: pa.Table, skip: Callable[[Sample, str], None], told: set[str] | None = None
+) -> None:
+    """Tell ``skip`` about every input that a step's ``rows`` record as failed, but those in
+    ``told`` (the walker reported that their decoding failed)."""
+    import pyarrow.compute as pc
+
+    from ..data.dataset import Sample
+
+    bad = rows.filter(pc.is_valid(rows.column(ERROR)))
+    columns = (bad.column(c).to_pylist() for c in ("id", SOURCE, ERROR))
+    for id_, source, reason in zip(*columns):
+        if id_ not in (told or ()):
+            skip(Sample(id_, source), reason)

@@ -210,11 +210,11 @@ def audit_model(
 ) -> tuple[AuditRun, nn.Module, ModelSpec]:
     """Audit the run folder's best model on the test split, write ``out`` (audit.json...)."""
     from ..audit.report import write_audit
-    from ..data.labelled import read_labelled
+    from ..data.read import read_data
     from ..models import load_model
 
     model, spec = load_model(str(run_dir))
-    data = read_labelled(str(test), spec.class_names)
+    data = read_data(str(test), spec.class_names)
     audit = AuditConfig(method=config.method, examples=4)
     run = run_audit(model, spec, data, audit, progress=config.progress)
     settings = {

@@ -135,6 +135,7 @@ def methods_within_budget(
     method_options: Mapping[str, Any] | None = None,
     allow_slow: bool = False,
     budget: int | None = None,
+    aug_smooth: bool = False,
 ) -> MethodChoice:
     """Estimate each method's passes per image (``camscope.methods.estimate_passes``, one dry
     forward) and apply the budget: with ``--method all`` the methods over it are left out (each
@@ -147,7 +148,13 @@ def methods_within_budget(
     unsuited = unsuited_methods(model, methods) if means_all(text) else {}
     methods = [m for m in methods if m not in unsuited]
     estimates = estimate_passes(
-        model, x, list(methods), layers, targets=targets_per_image, method_options=method_options
+        model,
+        x,
+        list(methods),
+        layers,
+        targets=targets_per_image,
+        method_options=method_options,
+        aug_smooth=aug_smooth,
     )
     choice = MethodChoice(list(methods), left_out=dict(unsuited), estimates=estimates)
     _, over = within_budget(estimates, limit)

@@ -24,7 +24,13 @@ from ._common import (
     split_list,
     warn,
 )
-from ._model import ExplainMode, ModelOptions, PreprocessingOptions, apply_preprocessing
+from ._model import (
+    ExplainMode,
+    ModelOptions,
+    PreprocessingOptions,
+    apply_preprocessing,
+    task_request,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -52,6 +58,7 @@ _PNG_ONLY = (
     "no_overlays",
     "image_format",
     "class_scale",
+    "concepts",
 )
 
 
@@ -172,7 +179,7 @@ def wants_dataset(args: argparse.Namespace) -> bool:
 def run_dataset(args: argparse.Namespace) -> int:
     """``explain --format parquet``: build the job, run it, report; 0 or 1 (some inputs failed)."""
     from ..batch.job import ModelRecipe
-    from ..batch.sources import require_pyarrow
+    from ..data.lists import require_pyarrow
     from ..outputs import output_lock
 
     require_pyarrow()
@@ -224,7 +231,7 @@ def _run_dataset(
     target = parse_target(args.target, spec.class_names, model=spec.name, what="--target")
     method_options = parse_method_options(getattr(args, "option", None))
     layers = tuple(split_list(args.layer)) or ("auto",)
-    methods = _within_budget(args.method, methods, loaded, layers, target, method_options, mode)
+    methods = _within_budget(args, methods, loaded, layers, target, method_options, mode)
     batch_size = args.batch_size
     if isinstance(batch_size, _DefaultInt):
         batch_size = DATASET_BATCH_SIZE
@@ -261,6 +268,7 @@ def _run_dataset(
             gpus_per_worker=args.gpus_per_worker,
             cpus_per_worker=args.cpus_per_worker or 1.0,
         ),
+        task=task_request(args),
     )
     if job.backend == "ray" and not getattr(args, "verbose", 0):
         _quiet_ray_data()
@@ -274,7 +282,7 @@ def _run_dataset(
 
 
 def _within_budget(
-    text: str,
+    args: argparse.Namespace,
     methods: list[str],
     loaded: tuple[nn.Module, ModelSpec, torch.device],
     layers: tuple[str, ...],
@@ -294,7 +302,7 @@ def _within_budget(
     layer_spec = layers[0] if len(layers) == 1 else list(layers)
     names = [name for name, _ in resolve_layers(model, layer_spec, dummy)]
     choice = methods_within_budget(
-        text,
+        args.method,
         methods,
         model,
         names,
@@ -303,6 +311,7 @@ def _within_budget(
         method_options=method_options,
         allow_slow=mode.allow_slow,
         budget=mode.pass_budget,
+        aug_smooth=bool(getattr(args, "aug_smooth", False)),
     )
     for name, why in choice.left_out.items():
         warn(f"camscope explain: left out {name}: {why}")

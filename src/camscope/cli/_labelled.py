@@ -1,7 +1,7 @@
 """The data options of the commands that read labelled data (``audit``, ``embed``, ``failures``,
 ``adversarial``; ``evaluate`` shares ``--images``, ``--class-map``, ``--unmapped`` and
 ``--allow-outside-paths``), and the one way they become a
-:func:`camscope.data.labelled.read_labelled` call.
+:func:`camscope.data.read.read_data` call.
 
 Nothing here imports torch (``camscope --help`` stays fast).
 """
@@ -20,8 +20,9 @@ DATA: class folders (DIR/<class>/*.jpg: ImageNet class names, WordNet lemmas or 
 n02123045 for ImageNet models, the run's class names for models from `camscope train`), annotated
 boxes (a .csv with file,class,x0,y0,x1,y1, a COCO .json or VOC .xml, or a folder in a common
 layout: *.csv | *.json | *.xml, Annotations/*.xml, annotations/xmls/*.xml + images/,
-annotations/*.json; the largest object's class is the image's class), or builtin:N. Object
-masks, where given, are masks/<image stem>.png beside the annotations.
+annotations/*.json; the largest object's class is the image's class), a .csv/.parquet list with
+path and label columns, cifar10:DIR | cifar100:DIR, or builtin:N[:SEED]. Object masks, where
+given, are masks/<image stem>.png beside the annotations.
 """
 
 _UNMAPPED_HELP = {
@@ -43,7 +44,7 @@ def add_data_arguments(
     (``unmapped[0]`` is the default) and ``--allow-outside-paths``.
 
     ``unmapped_folders`` is what ``--unmapped error`` does to class folders that name no model
-    class (:attr:`camscope.data.labelled.DataOptions.unmapped_folders`); it only changes the
+    class (:attr:`camscope.data.spec.DataOptions.unmapped_folders`); it only changes the
     help here, :func:`read_data` takes it too."""
     if data:
         parser.add_argument(
@@ -113,19 +114,6 @@ def data_help() -> str:
     return _DATA_HELP
 
 
-def data_options(args: argparse.Namespace, *, unmapped_folders: str = "error") -> Any:
-    """The :class:`~camscope.data.labelled.DataOptions` of the parsed arguments."""
-    from ..data.labelled import DataOptions
-
-    return DataOptions(
-        images=args.images,
-        class_map=args.class_map,
-        unmapped=args.unmapped,
-        unmapped_folders=unmapped_folders,
-        allow_outside=bool(args.allow_outside_paths),
-    )
-
-
 def read_data(
     args: argparse.Namespace,
     spec: Any,
@@ -133,21 +121,26 @@ def read_data(
     *,
     command: str,
     unmapped_folders: str = "error",
+    need: str = "labels",
 ) -> Any:
-    """:func:`camscope.data.labelled.read_labelled` of ``data`` (default ``--data``) with the
-    command's options; ``--limit``, where the command has it, keeps the first N images. What the
-    user should know about the data (skipped folders, mapped labels) goes to stderr, one line each,
-    prefixed with ``camscope COMMAND:``."""
-    from ..data.labelled import read_labelled
+    """:func:`camscope.data.read.read_data` of ``data`` (default ``--data``) with the command's
+    options (``need``: what the command needs of each image); ``--limit``, where the command has
+    it, keeps the first N images. What the user should know about the data (skipped folders,
+    mapped labels) goes to stderr, one line each, prefixed with ``camscope COMMAND:``."""
+    from ..data.read import read_data as read
+    from ..data.spec import DataOptions
 
     size = int(spec.input_size[0]) if spec.input_size[0] == spec.input_size[1] else 224
-    found = read_labelled(
+    options = DataOptions(
+        args.images, args.class_map, args.unmapped, unmapped_folders, bool(args.allow_outside_paths)
+    )
+    found = read(
         args.data if data is None else data,
         spec.class_names,
-        data_options(args, unmapped_folders=unmapped_folders),
+        options,
+        need=need,
         seed=args.seed,
         size=size,
-        max_pixels=args.max_pixels,
     )
     if getattr(args, "limit", None):
         found.items = found.items[: args.limit]

@@ -2,7 +2,9 @@
 ``--random-init``, ``--device``, and loading the model they describe; and the options of how a
 model is explained (``--as-is``, ``--multilabel``, ``--allow-slow``, ``--pass-budget``); and the
 preprocessing overrides (``--mean``, ``--std``, ``--input-size``, ``--class-names``,
-``--channels``).
+``--channels``); and the task of a model that is not a classifier (``--task``, ``--box``,
+``--box-threshold``, ``--box-iou``, ``--iou-threshold``, ``--class``, ``--region``,
+``--reference``: :func:`add_task_arguments`).
 
 Nothing here imports torch at module level (``camscope --help`` stays fast).
 """
@@ -21,6 +23,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from ..models import ModelSpec
+    from ..tasks.request import TaskRequest
 
 DEFAULT_MODEL = "efficientnet_lite0"  # same as camscope.models.DEFAULT_MODEL (kept torch-free here)
 
@@ -30,9 +33,10 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, positional: bool = F
     ``--random-init`` and ``--device``."""
     model_help = (
         f"model name: a timm or torchvision model (default {DEFAULT_MODEL}, which ships offline "
-        "with its ImageNet weights), package.module:factory or file.py:factory for your own, a "
-        "Hugging Face save_pretrained folder, or a whole pickled model file (torch.save(model); "
-        "with --trust-checkpoint)"
+        "with its ImageNet weights; a name both libraries know goes to timm: write "
+        "torchvision:NAME or timm:NAME to choose), package.module:factory or file.py:factory for "
+        "your own, a camscope train run folder, a Hugging Face save_pretrained folder, or a whole "
+        "pickled model file (torch.save(model); with --trust-checkpoint)"
     )
     if positional:
         parser.add_argument("model", metavar="MODEL", help=model_help)
@@ -284,7 +288,7 @@ def apply_preprocessing(
     from dataclasses import replace
 
     from ..io import model_channels
-    from ..models.spec import for_channels, input_channels, num_outputs
+    from ..models.spec import for_channels, guessed_preprocessing, input_channels, num_outputs
 
     notes: list[str] = []
     channels = options.channels or input_channels(model) or model_channels(spec)
@@ -297,6 +301,13 @@ def apply_preprocessing(
             )
     else:
         spec = replace(spec, channels=channels)
+    if not notes and guessed_preprocessing(spec) and (options.mean is None or options.std is None):
+        notes.append(
+            f"model {spec.name!r} does not say how its inputs are prepared; using the ImageNet "
+            f"fallback: mean {list(spec.mean)}, std {list(spec.std)}, "
+            f"{spec.input_size[0]}x{spec.input_size[1]} {spec.interpolation} (pass --mean and "
+            "--std, and --input-size, with the values the model was trained with)"
+        )
     for what, values in (("mean", options.mean), ("std", options.std)):
         if values is None:
             continue
@@ -313,8 +324,9 @@ def apply_preprocessing(
         spec = replace(spec, input_size=options.input_size)
     if options.class_names is not None:
         names = read_class_names(options.class_names)
-        outputs = num_outputs(model)
-        if outputs is not None and len(names) != outputs and not (outputs == 1 and len(names) == 2):
+        # a detector's last linear layer is its box regression: its classes are the spec's
+        outputs = num_outputs(model) if spec.task == "classification" else len(spec.class_names)
+        if outputs and len(names) != outputs and not (outputs == 1 and len(names) == 2):
             raise UsageError(
                 f"--class-names {str(options.class_names)!r} has {len(names)} names; the model "
                 f"has {outputs} outputs"
@@ -343,3 +355,113 @@ def read_class_names(path: Path) -> list[str]:
         if not name:
             raise UsageError(f"--class-names {str(path)!r}: line {number} is empty")
     return names
+
+
+# ---------------------------------------------------------------------------------------------
+# Tasks beyond classification: --task and its options (camscope.tasks.TaskRequest)
+
+
+def add_task_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--task`` and the options of detection, segmentation and similarity (docs/tasks.md)."""
+    from ..tasks.request import TASK_CHOICES
+
+    group = parser.add_argument_group(
+        "tasks beyond classification (docs/tasks.md)",
+        "Detectors (torchvision Faster R-CNN, RetinaNet, FCOS, SSD) get one map per box, "
+        "segmentation models the map of a class in a region, embedding models the map of the "
+        "similarity to a reference image.",
+    )
+    group.add_argument(
+        "--task",
+        choices=TASK_CHOICES,
+        default="auto",
+        help="what the model does (default auto: what its spec says, classification for "
+        "classifiers)",
+    )
+    group.add_argument(
+        "--box-threshold",
+        type=_unit_float,
+        default=0.5,
+        metavar="P",
+        help="detection: explain every box scoring at least P (default 0.5)",
+    )
+    group.add_argument(
+        "--box",
+        action="append",
+        type=box_argument,
+        default=None,
+        metavar="X0,Y0,X1,Y1",
+        help="detection: explain the detection that matches this box (image pixels; repeatable) "
+        "instead of every box above the threshold",
+    )
+    group.add_argument(
+        "--box-iou",
+        default="none",
+        metavar="MODE",
+        help="detection: the score explained: none (the box's class score, default), multiply "
+        "(times its IoU with the box) or add (plus its IoU, as pytorch-grad-cam)",
+    )
+    group.add_argument(
+        "--iou-threshold",
+        type=_unit_float,
+        default=0.5,
+        metavar="T",
+        help="detection: the least IoU of a box's match (default 0.5)",
+    )
+    group.add_argument(
+        "--class",
+        dest="task_class",
+        default=None,
+        metavar="NAME",
+        help="segmentation: the class to explain (a name or index, e.g. person); detection: "
+        "only boxes of this class",
+    )
+    group.add_argument(
+        "--region",
+        type=Path,
+        default=None,
+        metavar="MASK",
+        help="segmentation: a mask picture of the pixels to explain (non-black, or non-"
+        "transparent; default: the pixels the model labels with the class)",
+    )
+    group.add_argument(
+        "--reference",
+        action="append",
+        default=None,
+        metavar="IMAGE",
+        help="similarity: the image to compare with (repeatable: one map per reference)",
+    )
+
+
+def _unit_float(text: str) -> float:
+    from ._common import unit_float
+
+    return unit_float(text)
+
+
+def box_argument(text: str) -> tuple[float, float, float, float]:
+    """argparse type: ``x0,y0,x1,y1`` in pixels, with x0 < x1 and y0 < y1."""
+    values = number_list(text)
+    if len(values) != 4 or values[2] <= values[0] or values[3] <= values[1]:
+        raise argparse.ArgumentTypeError(
+            f"expected X0,Y0,X1,Y1 with X0 < X1 and Y0 < Y1 (image pixels), got {text!r}"
+        )
+    return (values[0], values[1], values[2], values[3])
+
+
+def task_request(args: argparse.Namespace) -> TaskRequest:
+    """The task options as a :class:`camscope.tasks.TaskRequest` (checked)."""
+    from ..tasks.request import TaskRequest
+
+    request = TaskRequest(
+        task=getattr(args, "task", "auto"),
+        box_threshold=getattr(args, "box_threshold", 0.5),
+        boxes=tuple(getattr(args, "box", None) or ()),
+        class_name=getattr(args, "task_class", None),
+        region=None if getattr(args, "region", None) is None else str(args.region),
+        references=tuple(getattr(args, "reference", None) or ()),
+        iou=getattr(args, "box_iou", "none"),
+        iou_threshold=getattr(args, "iou_threshold", 0.5),
+    )
+    request.check()
+    return request

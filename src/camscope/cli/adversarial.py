@@ -27,7 +27,7 @@ from ._common import (
 )
 from ._labelled import add_data_arguments, add_run_arguments, read_data
 from ._model import ExplainMode, add_model_arguments
-from .failures import add_map_arguments, add_picture_arguments, load_checked, skipped
+from .failures import add_map_arguments, add_picture_arguments, load_checked
 
 _EPILOG = """\
 inputs:
@@ -117,10 +117,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data.labelled import is_annotated, open_images
+    from ..data.inputs import open_images
+    from ..data.progress import Progress
+    from ..data.read import is_annotated
     from ..diagnosis.adversarial import AttackSettings, run_adversarial
 
     methods = parse_methods(args.method)
+    bar = Progress(label="camscope adversarial", enabled=not args.no_progress)
     if args.tolerance < 0:
         raise UsageError(f"--tolerance must be >= 0 pixels; got {args.tolerance}")
     layer = parse_layers(split_list(args.layer))
@@ -149,8 +152,8 @@ def run(args: argparse.Namespace) -> int:
         alpha=args.alpha,
         max_pixels=args.max_pixels,
         method_options=parse_method_options(args.option),
-        progress=not args.no_progress,
-        on_skip=skipped("adversarial"),
+        progress=bar,
+        on_skip=bar.skipped,
         multilabel=ExplainMode.from_args(args).multilabel,
     )
     if len(args.inputs) == 1 and (
@@ -159,7 +162,8 @@ def run(args: argparse.Namespace) -> int:
         data = read_data(args, spec, args.inputs[0], command="adversarial", unmapped_folders="fail")
     else:
         data = open_images(args.inputs)
-    result = run_adversarial(model, spec, data, args.out, settings)
+    with bar:
+        result = run_adversarial(model, spec, data, args.out, settings)
     summary = result.summary
     done = len(summary["images"])
     rate = summary["success_rate"]

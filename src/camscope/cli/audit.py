@@ -81,8 +81,9 @@ def run(args: argparse.Namespace) -> int:
     from ..audit.report import write_audit
     from ..audit.run import AuditConfig, run_audit
     from ..audit.stats import AuditThresholds
+    from ..data.progress import Progress
     from ..errors import UsageError
-    from ._common import parse_layers, parse_method_options, warn
+    from ._common import parse_layers, parse_method_options
     from ._labelled import read_data
     from ._model import load_model
 
@@ -109,9 +110,11 @@ def run(args: argparse.Namespace) -> int:
         thresholds=thresholds,
         examples=max(0, args.examples),
         method_options=options,
+        max_pixels=args.max_pixels,
         multilabel=ExplainMode.from_args(args).multilabel,
     )
-    result = run_audit(model, spec, data, config, progress=not args.no_progress)
+    with Progress(label="camscope audit", enabled=not args.no_progress) as bar:
+        result = run_audit(model, spec, data, config, progress=bar, on_skip=bar.skipped)
     settings = {
         "model": spec.name,
         "data": args.data,
@@ -122,8 +125,6 @@ def run(args: argparse.Namespace) -> int:
         **{k: getattr(thresholds, k) for k in thresholds.__dataclass_fields__},
     }
     paths = write_audit(result, args.out, settings, title=f"camscope audit: {spec.name}")
-    for image_id, reason in result.failed:
-        warn(f"{image_id}: {reason}")
     flagged = ", ".join(result.flagged) or "none"
     echo(
         f"{len(result.records)} images audited, {len(result.failed)} failed; flagged classes: "

@@ -68,10 +68,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..data.progress import Progress
     from ..embeddings.report import write_embeddings
     from ..embeddings.run import embed_dataset
     from ..errors import UsageError
-    from ._common import split_list, warn
+    from ._common import split_list
     from ._labelled import read_data
     from ._model import load_model
 
@@ -82,23 +83,24 @@ def run(args: argparse.Namespace) -> int:
     data = read_data(args, spec, command="embed")
     if not data.items:
         raise UsageError(f"--data {args.data!r} holds no images to embed")
-    result = embed_dataset(
-        model,
-        spec,
-        data,
-        layers,
-        projection=args.projection,
-        k=args.k,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        thumbnails=max(0, args.thumbnails),
-        progress=not args.no_progress,
-        multilabel=ExplainMode.from_args(args).multilabel,
-    )
+    with Progress(label="camscope embed", enabled=not args.no_progress) as bar:
+        result = embed_dataset(
+            model,
+            spec,
+            data,
+            layers,
+            projection=args.projection,
+            k=args.k,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            thumbnails=max(0, args.thumbnails),
+            progress=bar,
+            on_skip=bar.skipped,
+            max_pixels=args.max_pixels,
+            multilabel=ExplainMode.from_args(args).multilabel,
+        )
     settings = {"model": spec.name, "data": args.data, "layers": layers, "k": args.k}
     paths = write_embeddings(result, args.out, settings, title=f"camscope embed: {spec.name}")
-    for image_id, reason in result.failed:
-        warn(f"{image_id}: {reason}")
     summary = ", ".join(
         f"{name} {layer.silhouette:.2f}" if layer.silhouette is not None else f"{name} –"
         for name, layer in result.layers.items()

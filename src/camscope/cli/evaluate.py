@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import re
 import sys
 from pathlib import Path
 from typing import Any
 
+from ..data.progress import Progress, shown
 from ..errors import UsageError
 from ._common import (
     add_max_pixels_argument,
@@ -30,18 +30,18 @@ from ._model import (
     ModelOptions,
     PreprocessingOptions,
     add_model_arguments,
+    add_multilabel_argument,
     add_preprocessing_arguments,
 )
-
-_BUILTIN = re.compile(r"builtin(?::(\d+))?")
 
 _EPILOG = """\
 metric families (--metrics, comma list or 'all'; default {default}):
 {families}
 
-data layouts (--data): a .csv, COCO .json or VOC .xml file, or a folder holding one of
-  *.csv | *.json | *.xml, Annotations/*.xml (VOC), annotations/xmls/*.xml + images/ (Oxford-IIIT
-  Pet), annotations/*.json (COCO, images beside it, in images/ or in the split's folder);
+data (--data, the one grammar of docs/architecture.md; evaluate needs boxes): builtin:N[:SEED],
+  or a .csv, COCO .json or VOC .xml file, or a folder holding one of *.csv | *.json | *.xml,
+  Annotations/*.xml (VOC), annotations/xmls/*.xml + images/ (Oxford-IIIT Pet),
+  annotations/*.json (COCO, images beside it, in images/ or in the split's folder);
   --images DIR says where the images are. With an ImageNet-1k model, PASCAL VOC's class names map
   onto ImageNet classes by a built-in table (docs/evaluation.md); --class-map FILE maps any label.
 
@@ -71,6 +71,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_model_arguments(parser)
+    add_multilabel_argument(parser)
     add_preprocessing_arguments(parser)
     parser.add_argument(
         "--methods",
@@ -91,8 +92,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--data",
         default="builtin:50",
         metavar="DIR|FILE|builtin:N",
-        help="annotations (a file or a folder in a common layout, see below) or builtin:N for N "
-        "images of the built-in benchmark (default %(default)s)",
+        help="annotations (a file or a folder in a common layout, see below) or builtin:N[:SEED] "
+        "for N images of the built-in benchmark (default %(default)s)",
     )
     add_data_arguments(parser, unmapped=("error", "skip"), data=False)
     parser.add_argument(
@@ -189,11 +190,6 @@ def parse_metrics(text: str | None) -> list[str]:
     return check_families(names, "--metrics")
 
 
-def _printable(text: str) -> str:
-    """A name safe to print: control characters (terminal escapes, newlines) shown escaped."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
-
-
 def _fingerprint(path: str | Path) -> str:
     """``/abs/path (sha256 0123456789abcdef)``: what a file is, not only where it is."""
     file = Path(path).expanduser()
@@ -208,44 +204,19 @@ def _fingerprint(path: str | Path) -> str:
 
 
 def _load_data(args: argparse.Namespace, spec: Any) -> tuple[Any, str, str, list[str]]:
-    """The samples, the data's description for config.json, the label rule and data notes."""
-    from ..data.annotations import read_dataset
-    from ..data.classes import ClassMapper, read_class_map
-    from ..data.synthetic import SyntheticBenchmark, trained_class_ids
+    """The data, its description for config.json, the label rule and the report's data notes
+    (:func:`camscope.data.read.read_data`, which says the notes on stderr)."""
+    from ._labelled import read_data
 
-    builtin = _BUILTIN.fullmatch(args.data.strip())
-    if builtin is None and args.data.strip().startswith("builtin:"):
-        raise UsageError(f"--data {args.data!r}: expected builtin:N with N a whole number")
-    if builtin is not None:
-        n = int(builtin.group(1) or 50)
-        if args.limit:
-            n = min(n, args.limit)
-        size = int(spec.input_size[0]) if spec.input_size[0] == spec.input_size[1] else 224
+    data = read_data(args, spec, command="evaluate", need="boxes")
+    if data.kind == "builtin":
         # The built-in benchmark's image i does not depend on N, so a resumed run may grow N.
-        return (
-            # a model trained on builtin:N (camscope train) has the object kinds as classes
-            SyntheticBenchmark(
-                n, size=size, seed=args.seed, class_ids=trained_class_ids(spec.class_names)
-            ),
-            f"builtin (seed {args.seed})",
-            "",
-            [],
-        )
-    mapper = ClassMapper(spec.class_names or None)
+        return data, f"builtin (seed {data.details['generator_seed']})", "", []
     labels = f"unmapped {args.unmapped}"
     if args.class_map:
-        mapper = ClassMapper(spec.class_names or None, read_class_map(args.class_map, mapper))
         labels = f"class map {_fingerprint(args.class_map)}; {labels}"
-    data = read_dataset(
-        args.data,
-        mapper,
-        images=args.images,
-        unmapped=args.unmapped,
-        allow_outside=args.allow_outside_paths,
-    )
-    samples = data.samples[: args.limit] if args.limit else data.samples
-    notes = [f"data: {data.description}", *data.notes()]
-    return samples, str(Path(args.data).expanduser().resolve()), labels, notes
+    notes = [f"data: {data.description}", *data.notes]
+    return data, str(Path(args.data).expanduser().resolve()), labels, notes
 
 
 def run(args: argparse.Namespace) -> int:
@@ -274,6 +245,7 @@ def run(args: argparse.Namespace) -> int:
         robustness_samples=args.robustness_samples,
         robustness_radius=args.robustness_radius,
         method_options=method_options,
+        multilabel=bool(args.multilabel),
     )
     config.validate()
     from ..outputs import output_lock
@@ -284,8 +256,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace, config: Any, out: Path) -> int:
-    from tqdm import tqdm
-
     from .. import evaluation
     from ..evaluation.report import write_report
     from ._model import apply_preprocessing, load_model
@@ -297,7 +267,7 @@ def _evaluate(args: argparse.Namespace, config: Any, out: Path) -> int:
         model, spec, PreprocessingOptions.from_args(args)
     )
     for line in preprocessing_notes:
-        sys.stderr.write(f"camscope evaluate: {_printable(line)}\n")
+        sys.stderr.write(f"camscope evaluate: {shown(line)}\n")
     data, config.data, config.labels, data_notes = _load_data(args, spec)
     config.model = spec.name
     config.model_input = {
@@ -306,30 +276,26 @@ def _evaluate(args: argparse.Namespace, config: Any, out: Path) -> int:
         if k in ("input_size", "mean", "std", "interpolation", "num_classes", "channels")
     }
     config.images = str(Path(args.images).expanduser().resolve()) if args.images else ""
-    for line in data_notes[1:]:
-        sys.stderr.write(f"camscope evaluate: {_printable(line)}\n")
 
-    def skipped(source: str, reason: str) -> None:
-        tqdm.write(f"camscope evaluate: skipped {_printable(source)}: {reason}", file=sys.stderr)
-
-    result = evaluation.run_evaluation(
-        model,
-        spec,
-        data,
-        config,
-        args.out,
-        resume=args.resume,
-        progress=not args.no_progress,
-        examples=max(0, args.examples),
-        max_pixels=args.max_pixels,
-        on_failure=skipped,
-    )
+    with Progress(label="camscope evaluate", enabled=not args.no_progress) as bar:
+        result = evaluation.run_evaluation(
+            model,
+            spec,
+            data.items,
+            config,
+            args.out,
+            resume=args.resume,
+            progress=bar,
+            examples=max(0, args.examples),
+            max_pixels=args.max_pixels,
+            on_failure=bar.skipped,
+        )
     notes = [
         f"Model {spec.name}"
         + (f" ({config.weights})" if config.weights else "")
         + ("; random init" if config.random_init else "")
         + f"; data {args.data}"
-        + (f" (seed {args.seed})" if config.data.startswith("builtin") else "")
+        + (config.data[len("builtin") :] if config.data.startswith("builtin") else "")
         + f"; layers {', '.join(config.layers)}; metrics {', '.join(config.metrics)}.",
         f"WSOL threshold {config.threshold:g} of the max, largest 8-connected segment; pointing tolerance "
         f"{config.tolerance:g} px; deletion/insertion {config.steps} steps, substrates "
@@ -345,7 +311,7 @@ def _evaluate(args: argparse.Namespace, config: Any, out: Path) -> int:
     )
     failed = len(result.failed)
     echo(
-        f"{result.summary['images']} images evaluated; report: {_printable(str(html_path))}"
+        f"{result.summary['images']} images evaluated; report: {shown(str(html_path))}"
         + (f"; {failed} image(s) skipped (see stderr and the report)" if failed else "")
     )
     return 1 if failed else 0

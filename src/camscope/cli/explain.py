@@ -17,6 +17,11 @@ For every image this writes, into ``--out`` (``--image-format`` png, jpg or webp
   explained class(es), layers, methods, files, seconds, error (if any), skipped methods and, for
   DICOM/NIfTI, the pixel spacing. It is written also when the run is interrupted (Ctrl-C).
 
+Detectors, segmentation and embedding models (``--task``; automatic for torchvision's detectors
+and segmentation models) get one map per box, class region or reference image, with the boxes
+drawn (docs/tasks.md); ``--concepts`` adds ``<stem>.concepts.png``, DFF's concepts of the layer
+with their top classes.
+
 Unreadable images (and images whose files cannot be written) are reported on stderr and in
 ``summary.json`` and skipped; a method that cannot explain this model is reported and skipped;
 the exit code is then 1.
@@ -32,23 +37,22 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..data.progress import Progress, shown
 from ..errors import UsageError
 from ._common import (
     add_max_pixels_argument,
     add_method_option_arguments,
     echo,
     methods_within_budget,
-    non_negative_int,
     parse_layers,
     parse_method_options,
     parse_methods,
     positive_int,
     split_list,
-    unit_float,
     warn,
 )
 from ._dataset import add_dataset_arguments, run_dataset, wants_dataset
-from ._inputs import Progress, add_input_arguments, shown
+from ._inputs import add_input_arguments
 from ._model import (
     ExplainMode,
     ModelOptions,
@@ -56,13 +60,17 @@ from ._model import (
     add_explain_mode_arguments,
     add_model_arguments,
     add_preprocessing_arguments,
+    add_task_arguments,
+    task_request,
 )
+from ._pictures import add_picture_arguments
 
 if TYPE_CHECKING:
     import torch
 
     from ..models import ModelSpec
     from ..pictures.job import JobState
+    from ..tasks import PreparedTask, TaskRequest
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +90,9 @@ examples:
   camscope explain --model resnet50 --layer layer3,layer4 --colormap jet
   camscope explain cat.jpg -m scorecam,ablationcam -O batch_size=16 -O precision=bfloat16
   camscope explain scan.dcm --model my_models:chest_net --window 40,400 --class-names labels.txt
+  camscope explain street.jpg --model fasterrcnn_resnet50_fpn --box-threshold 0.5
+  camscope explain street.jpg --model fcn_resnet50 --class person --region person.png
+  camscope explain a.jpg --model my_models:embedder --task similarity --reference b.jpg
 """
 
 
@@ -128,7 +139,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--aug-smooth",
         action="store_true",
-        help="average each map over flipped and rescaled copies of the image (6x the cost)",
+        help="average each map over the image, its mirror image and two rescaled copies (4 versions: "
+        "about 4x the passes, counted in the pass budget)",
     )
     parser.add_argument(
         "--eigen-smooth",
@@ -148,56 +160,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     add_max_pixels_argument(parser)
     add_input_arguments(parser)
     add_preprocessing_arguments(parser)
+    add_task_arguments(parser)
     add_dataset_arguments(parser)
     parser.set_defaults(run=run)
     return parser
-
-
-def add_picture_arguments(parser: argparse.ArgumentParser) -> None:
-    """What is drawn and written for each image."""
-    group = parser.add_argument_group("pictures and files")
-    group.add_argument(
-        "--colormap",
-        default="inferno",
-        metavar="NAME",
-        help="matplotlib colour map (default inferno; jet and turbo give the classic look)",
-    )
-    group.add_argument(
-        "--alpha", type=unit_float, default=0.5, help="heat-map opacity in [0, 1] (default 0.5)"
-    )
-    group.add_argument(
-        "--max-side",
-        type=non_negative_int,
-        default=1024,
-        metavar="PX",
-        help="longer side of the overlay files (default 1024; 0: the image's own size)",
-    )
-    group.add_argument("--no-grid", action="store_true", help="do not write <stem>.grid.png")
-    group.add_argument(
-        "--no-overlays", action="store_true", help="do not write one overlay file per method"
-    )
-    group.add_argument(
-        "--image-format",
-        choices=("png", "jpg", "webp"),
-        default="png",
-        help="format of the overlay and grid files (default png)",
-    )
-    group.add_argument(
-        "--class-scale",
-        choices=("shared", "own"),
-        default="shared",
-        help="top-k grids: one scale per method across the classes (default) or each map on "
-        "its own",
-    )
-    group.add_argument(
-        "--save-npy", action="store_true", help="also save each map as float32 .npy in [0, 1]"
-    )
-    group.add_argument(
-        "--npy-size",
-        choices=("layer", "model", "image"),
-        default="model",
-        help="resolution of the .npy maps: the layer's, the model input's (default) or the image's",
-    )
 
 
 @dataclass(frozen=True)
@@ -228,6 +194,8 @@ class ExplainOptions:
     eigen_smooth: bool = False
     method_options: dict[str, Any] = field(default_factory=dict)
     explain_mode: ExplainMode = field(default_factory=ExplainMode)
+    task: TaskRequest | None = None  # detection, segmentation, similarity (None: classify)
+    concepts: bool = False  # also <stem>.concepts.png: DFF's concepts and their classes
 
 
 def run(args: argparse.Namespace) -> int:
@@ -258,6 +226,8 @@ def run(args: argparse.Namespace) -> int:
         eigen_smooth=bool(args.eigen_smooth),
         method_options=parse_method_options(args.option),
         explain_mode=ExplainMode.from_args(args),
+        task=task_request(args),
+        concepts=bool(args.concepts),
     )
     return explain_images(options)
 
@@ -279,9 +249,6 @@ class _Reporter:
     def warning(self, text: str) -> None:
         self.progress.write(f"camscope explain: warning: {shown(text)}")
 
-    def advance(self, images: int) -> None:
-        self.progress.advance(images)
-
 
 def explain_images(options: ExplainOptions) -> int:
     """Run the whole command; returns 0, 1 when some images failed or methods were skipped,
@@ -292,7 +259,8 @@ def explain_images(options: ExplainOptions) -> int:
     from ..core.layers import resolve_layers
     from ..core.targets import parse_topk
     from ..data.classes import parse_target
-    from ..data.inputs import LoadOptions, gather_inputs
+    from ..data.dataset import LoadOptions
+    from ..data.inputs import open_images
     from ..io import model_channels
     from ..outputs import prepare_output
     from ..pictures.files import PictureWriter
@@ -307,13 +275,16 @@ def explain_images(options: ExplainOptions) -> int:
     if not 0.0 <= options.alpha <= 1.0:
         raise UsageError(f"--alpha must be between 0 and 1; got {options.alpha}")
     prepare_output(options.out, reserved=("summary.json",))
-    items = gather_inputs(options.images)
+    items = list(open_images(options.images).items)
 
     model, spec, device = load_model(options.model)
     spec, notes = apply_preprocessing(model, spec, options.preprocessing)
     for note in notes:
         sys.stderr.write(f"camscope explain: note: {note}\n")
-    target = parse_target(options.target, spec.class_names, model=spec.name, what="--target")
+    task = _prepare_task(options, model, spec, device)
+    target: str | int = "top1"
+    if task is None:
+        target = parse_target(options.target, spec.class_names, model=spec.name, what="--target")
     dummy = torch.zeros(1, model_channels(spec), *spec.input_size, device=device)
     layer_names = [name for name, _ in resolve_layers(model, layer, dummy)]
     choice = methods_within_budget(
@@ -326,6 +297,7 @@ def explain_images(options: ExplainOptions) -> int:
         method_options=options.method_options,
         allow_slow=options.explain_mode.allow_slow,
         budget=options.explain_mode.pass_budget,
+        aug_smooth=options.aug_smooth,
     )
     for name, why in choice.left_out.items():
         warn(f"camscope explain: left out {name}: {why}")
@@ -351,18 +323,25 @@ def explain_images(options: ExplainOptions) -> int:
     )
     load = LoadOptions(options.max_pixels, options.timeout, options.window)
     state = JobState()
+    writer, reporter = PictureWriter(options.out, pictures), _Reporter(progress)
     try:
-        explain_to_files(
-            model,
-            spec,
-            device,
-            items,
-            request,
-            load,
-            PictureWriter(options.out, pictures),
-            state,
-            _Reporter(progress),
-        )
+        if task is None:
+            explain_to_files(
+                model, spec, device, items, request, load, writer, state, reporter, progress
+            )
+        else:
+            from ..pictures.tasks import explain_task_to_files
+
+            args = (model, spec, device, items, request, task, load, writer, state, reporter)
+            explain_task_to_files(*args, progress=progress)
+        if options.concepts:
+            from ..pictures.concepts import add_concepts
+
+            add_concepts(
+                *(model, spec, device, items, layer_names, options.method_options, load),
+                *(options.out, pictures, state, reporter),
+                multilabel=options.explain_mode.multilabel,
+            )
     except KeyboardInterrupt:
         progress.close()
         _write_summary(
@@ -374,6 +353,7 @@ def explain_images(options: ExplainOptions) -> int:
             state,
             interrupted=True,
             left_out=choice.left_out,
+            task=task,
         )
         sys.stderr.write(
             f"camscope explain: interrupted after {len(state.records)} of {len(items)} image(s); "
@@ -390,6 +370,7 @@ def explain_images(options: ExplainOptions) -> int:
         state,
         interrupted=False,
         left_out=choice.left_out,
+        task=task,
     )
     written = sum(len(r["files"]) for r in state.records)
     done = len(state.records) - state.failed
@@ -417,6 +398,7 @@ def _write_summary(
     *,
     interrupted: bool,
     left_out: dict[str, str],
+    task: PreparedTask | None = None,
 ) -> None:
     from ..outputs import write_atomic
 
@@ -448,8 +430,40 @@ def _write_summary(
         "interrupted": interrupted,
         "images": state.records,
     }
+    if task is not None:  # absent for classifiers, as before
+        summary["task"] = task.task
+        summary["task_options"] = asdict(task.request)
+    if options.concepts:
+        summary["concepts"] = True
     text = json.dumps(summary, indent=2, default=str) + "\n"
     write_atomic(options.out / "summary.json", text)
+
+
+def _prepare_task(
+    options: ExplainOptions, model: Any, spec: ModelSpec, device: torch.device
+) -> PreparedTask | None:
+    """The task of a detector, segmentation or embedding model (None: classify), with the
+    options that only classifiers take refused."""
+    from ..tasks import prepare_task
+
+    if options.task is None:
+        return None
+    task = prepare_task(options.task, model, spec, device, max_pixels=options.max_pixels)
+    if task is None:
+        return None
+    if options.target != "top1":
+        raise UsageError(
+            f"--target is for classifiers; the {task.task} task says what it explains with "
+            "--box/--box-threshold, --class/--region or --reference (docs/tasks.md)"
+        )
+    if options.aug_smooth and task.task != "similarity":
+        raise UsageError(
+            f"--aug-smooth flips and rescales the image, which moves the {task.task} task's "
+            "boxes and regions; leave it out"
+        )
+    if options.concepts:
+        raise UsageError("--concepts names DFF's concepts by class: it is for classifiers")
+    return task
 
 
 def _version() -> str:

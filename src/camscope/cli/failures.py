@@ -10,8 +10,6 @@ name no class of the model are reported and skipped; the exit code is then 1.
 from __future__ import annotations
 
 import argparse
-import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -82,9 +80,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..data.progress import Progress
     from ..diagnosis.failures import FailureSettings, diagnose_failures
 
     method = one_method(args.method, "the map compared for the two classes")
+    bar = Progress(label="camscope failures", enabled=not args.no_progress)
     settings = FailureSettings(
         method=method,
         layer=parse_layers(split_list(args.layer)),
@@ -93,14 +93,15 @@ def run(args: argparse.Namespace) -> int:
         alpha=args.alpha,
         max_pixels=args.max_pixels,
         method_options=parse_method_options(args.option),
-        progress=not args.no_progress,
-        on_skip=skipped("failures"),
+        progress=bar,
+        on_skip=bar.skipped,
         embed=max(0, args.embed),
         multilabel=ExplainMode.from_args(args).multilabel,
     )
     model, spec, _ = load_checked(args, settings.layer)
     data = read_data(args, spec, command="failures", unmapped_folders="fail")
-    result = diagnose_failures(model, spec, data, args.out, settings)
+    with bar:
+        result = diagnose_failures(model, spec, data, args.out, settings)
     summary = result.summary
     accuracy = summary["accuracy"]
     echo(
@@ -145,17 +146,6 @@ def load_checked(args: argparse.Namespace, layer: str | list[str]) -> tuple[Any,
     model, spec, device = load_model(ModelOptions.from_args(args))
     resolve_layers(model, layer, torch.zeros(1, 3, *spec.input_size, device=device))
     return model, spec, device
-
-
-def skipped(command: str) -> Callable[[str, str], None]:
-    """Report a skipped input on stderr without breaking the progress bar."""
-
-    def report(path: str, reason: str) -> None:
-        from tqdm import tqdm
-
-        tqdm.write(f"camscope {command}: skipped {path}: {reason}", file=sys.stderr)
-
-    return report
 
 
 def make_folder(out: Path) -> None:

@@ -7,9 +7,10 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..data.progress import shown
 from ..errors import CamscopeError, TargetError
 from ._common import add_max_pixels_argument, echo, positive_int, warn
-from ._inputs import add_input_arguments, shown
+from ._inputs import add_input_arguments
 from ._model import (
     ExplainMode,
     ModelOptions,
@@ -86,11 +87,12 @@ def predict_images(options: PredictOptions) -> int:
     sigmoid, ``[1 - p, p]``; ``multilabel``: a sigmoid per class). Returns 0, or 1 when some
     inputs could not be read."""
     from ..core.prediction import classify
-    from ..data.inputs import LoadOptions, gather_inputs
+    from ..data.dataset import LoadOptions
+    from ..data.inputs import open_images
     from ..pictures.plan import class_label
     from ._model import apply_preprocessing, load_model
 
-    items = gather_inputs(options.images)
+    items = open_images(options.images).items
     model, spec, device = load_model(options.model)
     spec, notes = apply_preprocessing(model, spec, options.preprocessing)
     for note in notes:
@@ -100,7 +102,7 @@ def predict_images(options: PredictOptions) -> int:
     failed = 0
     for item in items:
         try:
-            _, x = item.load(spec, options=load)
+            x = item.prepare(spec, load).x
         except CamscopeError as err:
             failed += 1
             reason = getattr(err, "reason", None) or str(err)

@@ -6,19 +6,29 @@ browser. The REST API (OpenAPI at /docs) serves the same maps to programs. With 
 runs a human study instead (see docs/serve.md) and appends every answer to DIR/answers.csv.
 
 The server listens on 127.0.0.1 unless --host says otherwise; it holds the models in memory and
-runs one request at a time through each model.
+runs one request at a time through each model. It refuses changes sent from other sites' pages,
+requests over its pass budget (--max-passes) and bodies over its caps; it does not authenticate
+anyone: do not expose it to a network without a proxy that does (docs/serve.md, "Safety").
 """
 
 from __future__ import annotations
 
 import argparse
 import ipaddress
+import math
 import socket
 from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
-from ._common import add_max_pixels_argument, echo, positive_int, split_list, warn
+from ._common import (
+    add_max_pixels_argument,
+    echo,
+    non_negative_float,
+    positive_int,
+    split_list,
+    warn,
+)
 from ._model import DEFAULT_MODEL, ExplainMode, add_multilabel_argument
 
 STUDY_KINDS = ("class-discrimination", "trust")
@@ -68,6 +78,22 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     add_max_pixels_argument(parser)
     parser.add_argument(
+        "--max-passes",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="model passes per image one request may add, estimated from the methods' costs "
+        "(`camscope methods`; default: the budget of `camscope explain -m all`); SS-CAM at the "
+        "last layer of EfficientNet-Lite0 needs 44801",
+    )
+    parser.add_argument(
+        "--cache-mb",
+        type=non_negative_float,
+        default=512.0,
+        metavar="MB",
+        help="memory for maps and inputs kept between requests (default 512; 0 = keep nothing)",
+    )
+    parser.add_argument(
         "--device", choices=("auto", "cpu", "cuda"), default="auto", help="where models run"
     )
     add_multilabel_argument(parser)  # the --model models; the built-in default stays a softmax
@@ -96,18 +122,21 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from ._model import pick_device
 
     models = split_list(args.model)
+    from ..serve.server import serve
+
     if args.max_upload_mb <= 0:
         raise UsageError(f"--max-upload-mb must be positive; got {args.max_upload_mb}")
+    if not math.isfinite(args.cache_mb):
+        raise UsageError(f"--cache-mb must be a finite number; got {args.cache_mb}")
     device = str(pick_device(args.device))
     sock = _bind(args.host, args.port)
     if args.study:
         app = _study_app(args, models, device)
     else:
+        from ..core.cost import DEFAULT_PASS_BUDGET
         from ..io import DEFAULT_MAX_PIXELS
         from ..serve.viewer.app import ServeConfig, create_app
         from ..serve.viewer.pool import ModelPool
@@ -123,23 +152,28 @@ def run(args: argparse.Namespace) -> int:
             allow_url=not args.no_url,
             max_upload_bytes=int(args.max_upload_mb * 2**20),
             max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS,
+            max_passes=args.max_passes or DEFAULT_PASS_BUDGET,
+            map_bytes=int(args.cache_mb * 2**20 * 3 / 4),
+            input_bytes=int(args.cache_mb * 2**20 / 4),
         )
         app = create_app(config, pool=pool)
+    stop = app.state.jobs.stop_all
     host, port = sock.getsockname()[:2]
-    shown = f"[{host}]" if ":" in host else host
-    address = f"http://{shown}:{port}/"
+    address = f"http://{_reachable(host)}:{port}/"
     echo(f"camscope serve: {address}  (API docs: {address}docs; Ctrl+C stops)")
     if _is_loopback(host):
-        from ..serve.limits import LoopbackHosts
+        from ..serve.guards import LoopbackHosts, allowed_hosts
 
-        app = LoopbackHosts(app)  # a page elsewhere cannot reach it by DNS rebinding
+        app = LoopbackHosts(app, allowed_hosts(host))  # no DNS rebinding from a page elsewhere
     else:
-        warn(f"camscope serve: listening on {host}: anyone who can reach this machine can use it")
+        warn(
+            f"camscope serve: listening on {host}: anyone who can reach this machine can use it "
+            "(there is no login; put a proxy that authenticates in front of it)"
+        )
     import sys
 
     sys.stdout.flush()
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
-    server.run(sockets=[sock])
+    serve(app, sock, stop)
     return 0
 
 
@@ -159,6 +193,16 @@ def _bind(host: str, port: int) -> socket.socket:
         ) from None
     sock.listen(128)
     return sock
+
+
+def _reachable(host: str) -> str:
+    """The address to print for a listening address: the wildcard ones are reached through
+    loopback on this machine (0.0.0.0 -> 127.0.0.1, :: -> [::1])."""
+    from ..serve.guards import url_host
+
+    if host in ("0.0.0.0", "::"):
+        return "127.0.0.1" if host == "0.0.0.0" else "[::1]"
+    return url_host(host)
 
 
 def _is_loopback(host: str) -> bool:

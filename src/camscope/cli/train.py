@@ -17,11 +17,13 @@ from ..errors import UsageError
 from ._common import _option_value, echo, positive_int, split_list, unit_float, warn
 
 _EPILOG = """\
-data (--data):
+data (--data, the one grammar of docs/architecture.md; the data's classes are the model's):
   DIR                   one subfolder per class (ImageFolder layout)
   cifar10:DIR           CIFAR-10 python folder (cifar-10-batches-py); --download fetches it
   cifar100:DIR          CIFAR-100 python folder; --labels coarse for the 20 superclasses
-  builtin:N[:SEED]      N built-in images (one object each; class = object kind; seed 1)
+  LIST.csv|LIST.parquet a list with path and label columns
+  builtin:N[:SEED]      N built-in images of the training stream (one object each; class =
+                        object kind; seed 0: evaluate's builtin:N draws other images)
 
 architectures (--arch): gapnet, gapnet-pooled (seed 004: no pooling, GAP + linear; --width,
   --depth), any timm name (resnet18/34/50/101, efficientnet_b0, efficientnetv2_s,

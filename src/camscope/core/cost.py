@@ -78,10 +78,19 @@ def estimate(
     options: Mapping[str, Any] | None = None,
     input_size: tuple[int, int] = (224, 224),
     positions: Mapping[str, int] | None = None,
+    aug_smooth: bool = False,
 ) -> dict[str, int]:
     """Passes per image each method adds, summed over the layers in ``channels`` (the guided
     pass, which does not depend on the layer, counted once), for inputs of ``input_size``;
-    ``positions`` holds each layer's ``h * w`` where known (:func:`layer_shapes`)."""
+    ``positions`` holds each layer's ``h * w`` where known (:func:`layer_shapes`).
+
+    With ``aug_smooth`` the call explains every augmented copy of the input
+    (:data:`camscope.core.smoothing.AUGMENTATIONS`, four in all): each method's own passes count
+    once per copy, and each extra copy's forward (and backward, for gradient methods) is added to
+    every method that needs it, an upper bound when several methods share one call."""
+    from .smoothing import AUGMENTATIONS
+
+    copies = len(AUGMENTATIONS) if aug_smooth else 1
     opts = dict(options or {})
     where = dict(positions or {})
     result = {}
@@ -90,7 +99,8 @@ def estimate(
             spec.passes_per_image(PassQuery(c, targets, opts, input_size, where.get(name, 0)))
             for name, c in channels.items()
         ] or [spec.passes_per_image(PassQuery(0, targets, opts, input_size))]
-        result[spec.name] = max(per_layer) if spec.needs_guided_gradients else sum(per_layer)
+        own = max(per_layer) if spec.needs_guided_gradients else sum(per_layer)
+        result[spec.name] = copies * own + (copies - 1) * shared_passes([spec])
     return result
 
 

@@ -23,6 +23,13 @@ generic rule of :mod:`camscope.core.layers` (the last spatial map before pooling
 * **timm EfficientNet / EfficientNet-Lite**: ``bn2`` (``conv_head`` + BN + activation), the map
   that feeds global pooling, so that CAM (Zhou et al.) works with ``auto`` too.
 * **torchvision segmentation models** (FCN, DeepLabV3, LR-ASPP): the backbone's last stage.
+* **torchvision detectors** (:mod:`camscope.core.detection`): for the FPN detectors (Faster
+  R-CNN, RetinaNet, FCOS, Mask/Keypoint R-CNN) the last stage of the backbone's body
+  (``backbone.body.layer4`` of a ResNet-50), the input of the whole FPN: every box, from every
+  pyramid level, depends on it (an FPN level alone would miss the boxes of the other levels);
+  for SSD (VGG) the feature extractor ``backbone.features``, for SSDlite its first block
+  ``backbone.features.0``, the map both its first head and every later block read; for a
+  detector built on a backbone of its own, ``backbone``.
 
 ``"first"`` / ``"middle"`` / ``"last"`` mean the first, middle (``n // 2``) and last *block* of a
 transformer (:func:`family_blocks`), not its convolutions: a ViT has a single convolution, the
@@ -89,6 +96,20 @@ def family_blocks(model: nn.Module) -> list[str] | None:
     return blocks or None
 
 
+def _detector_layer(modules: dict[str, nn.Module]) -> str | None:
+    """A torchvision detector's default layer (see the module docstring)."""
+    body = modules.get("backbone.body")
+    if body is not None:
+        children = [n for n, _ in body.named_children()]
+        return f"backbone.body.{children[-1]}" if children else None
+    features = modules.get("backbone.features")
+    if isinstance(features, nn.Sequential):
+        if type(modules["backbone"]).__name__.startswith("SSDLite") and len(features):
+            return "backbone.features.0"  # its blocks run one by one, not the Sequential
+        return "backbone.features"
+    return "backbone"  # a custom backbone: its output feeds every head
+
+
 def family_layer(model: nn.Module) -> str | None:
     """The documented default layer of a known family, or None (see the module docstring)."""
     modules = dict(model.named_modules())
@@ -112,6 +133,8 @@ def family_layer(model: nn.Module) -> str | None:
         if origin.startswith("torchvision.models.segmentation") and backbone is not None:
             children = [n for n, _ in backbone.named_children()]
             return f"backbone.{children[-1]}" if children else None
+        if origin.startswith("torchvision.models.detection") and backbone is not None:
+            return _detector_layer(modules)
     if origin.startswith("timm."):
         if cls == "SwinTransformer" and "norm" in modules:
             return "norm"

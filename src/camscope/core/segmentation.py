@@ -26,9 +26,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from ..errors import TargetError
+from ..errors import NothingToExplain, TargetError
 
 
 class SegmentationTarget:
@@ -40,9 +40,19 @@ class SegmentationTarget:
             for the model's own prediction of ``class_id``.
         output_key: for models that return a mapping (torchvision's ``{"out": ..., "aux": ...}``),
             the entry holding the logits; Hugging Face outputs use their ``logits`` attribute.
+        resize: a mask at another resolution than the output is resized to it (nearest
+            neighbour) instead of refused (a region painted on the input, for a model whose
+            logits are coarser).
     """
 
-    def __init__(self, class_id: int, mask: Tensor | None = None, output_key: str = "out") -> None:
+    def __init__(
+        self,
+        class_id: int,
+        mask: Tensor | None = None,
+        output_key: str = "out",
+        *,
+        resize: bool = False,
+    ) -> None:
         if isinstance(class_id, bool) or not isinstance(class_id, int) or class_id < 0:
             raise TargetError(f"class_id must be a non-negative int, got {class_id!r}")
         if mask is not None and (not isinstance(mask, Tensor) or mask.ndim not in (2, 3)):
@@ -53,6 +63,7 @@ class SegmentationTarget:
         self.class_id = class_id
         self.mask = mask
         self.output_key = output_key
+        self.resize = resize
 
     def logits(self, output: Any) -> Tensor:
         """The ``(B, K, H, W)`` logits inside a model output."""
@@ -84,15 +95,37 @@ class SegmentationTarget:
             with torch.no_grad():
                 mask = (logits.argmax(dim=1) == self.class_id).to(scores.dtype)
             if bool((mask.flatten(1).sum(1) == 0).any()):
-                raise TargetError(
+                raise NothingToExplain(
                     f"the model labels no pixel of at least one image as class {self.class_id}; "
                     "pass mask=<(H, W) tensor> to say which pixels to explain"
                 )
         else:
             mask = self.mask.to(device=scores.device, dtype=scores.dtype)
+            if mask.shape[-2:] != scores.shape[-2:] and self.resize:
+                lead = mask if mask.ndim == 3 else mask[None]
+                mask = torch.nn.functional.interpolate(
+                    lead[:, None], size=tuple(scores.shape[-2:]), mode="nearest"
+                )[:, 0]
+                mask = mask if self.mask.ndim == 3 else mask[0]
             if mask.shape[-2:] != scores.shape[-2:]:
                 raise TargetError(
                     f"mask is {tuple(mask.shape[-2:])} but the model output is "
                     f"{tuple(scores.shape[-2:])}; give the mask at the output's resolution"
                 )
         return (scores * mask).sum(dim=(-2, -1))
+
+
+def class_fractions(model: nn.Module, x: Tensor, output_key: str = "out") -> Tensor:
+    """``(B, K)``: the fraction of each image's pixels the model labels with each class (its
+    per-pixel arg-max), from one no-grad forward in eval mode (the model's modes restored
+    afterwards, its lock held); what a viewer offers to explain."""
+    from .concurrency import model_lock
+    from .layers import preserved_modes
+
+    with model_lock(model), preserved_modes(model), torch.no_grad():
+        model.eval()
+        logits = SegmentationTarget(0, output_key=output_key).logits(model(x))
+        labels = logits.argmax(dim=1).flatten(1)  # (B, H * W)
+    counts = torch.zeros(logits.shape[0], logits.shape[1], device=labels.device)
+    counts.scatter_add_(1, labels, torch.ones_like(labels, dtype=counts.dtype))
+    return (counts / labels.shape[1]).cpu()

@@ -9,7 +9,10 @@ A target specification is one of
   each (as for top-k: maps of shape ``(B, K, H, W)``), e.g. the top-5 and a ground-truth class
   in one call, which shares the forward pass and, for Score-CAM, the masked passes;
 * a callable ``f(output) -> Tensor[B]`` returning one differentiable score per sample, for any
-  differentiable output (segmentation masks, captioning scores, a regression head, ...).
+  differentiable output (segmentation masks, captioning scores, a regression head, ...), or
+  ``f(output) -> Tensor[B, K]``: ``K`` scores per sample, one map each (maps ``(B, K, H, W)``,
+  as for top-k), explained by one batched backward (the boxes of a detector:
+  :mod:`camscope.core.detection`).
 
 Scores are the raw logits, not softmax probabilities, as in the Grad-CAM paper (Selvaraju et al.,
 2017, Sec. 3): the softmax couples classes and makes the gradient of one class depend on the others.
@@ -80,18 +83,21 @@ def resolve_targets(
     """Pick the scores to explain from a model output (see the module docstring)."""
     if callable(spec) and not isinstance(spec, Tensor):
         scores = spec(output)
-        if not isinstance(scores, Tensor) or scores.ndim != 1:
+        if not isinstance(scores, Tensor) or scores.ndim not in (1, 2) or 0 in scores.shape:
             raise TargetError(
-                "a callable target must return one score per sample (a 1-D tensor); "
-                f"got {type(scores).__name__} of shape {getattr(scores, 'shape', None)}"
+                "a callable target must return one score per sample (a 1-D tensor) or K scores "
+                f"per sample (B, K); got {type(scores).__name__} of shape "
+                f"{tuple(getattr(scores, 'shape', ()))}"
             )
         if not scores.requires_grad:
             raise TargetError(
                 "the callable target returned a score that does not depend on the explained layer; "
                 "compute it from the model output with differentiable torch operations"
             )
-        ids = torch.full((scores.shape[0], 1), -1, dtype=torch.long, device=scores.device)
-        return ResolvedTargets(scores[:, None], ids, per_class=False)
+        several = scores.ndim == 2
+        scores = scores if several else scores[:, None]
+        ids = torch.full(tuple(scores.shape), -1, dtype=torch.long, device=scores.device)
+        return ResolvedTargets(scores, ids, per_class=several)
 
     logits = (adapter or default_output_adapter)(output)
     if logits.ndim != 2:

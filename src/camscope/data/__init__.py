@@ -1,18 +1,21 @@
-"""Annotated data sets: readers, class mapping and the built-in ground-truthed benchmark.
+"""Every data set a command reads, in one grammar and one type, and the one walk over it.
 
-* :mod:`.annotations`: VOC XML, COCO JSON and CSV boxes into :class:`~.annotations.Sample` records;
-* :mod:`.checks`: the field checks of annotation files (file, entry and field named);
-* :mod:`.layouts`: where annotations and images are in the common folder layouts (VOC, Oxford-IIIT
-  Pet, COCO), and the refusal of image paths that leave the data folder;
-* :mod:`.folders`: image-classification folders (one subfolder per class);
-* :mod:`.classes`: data-set labels and ``--target`` names to model classes (class maps, names,
-  ImageNet synsets and lemmas, the PASCAL VOC table, indices);
-* :mod:`.synthetic`: ``builtin:N``, objects cut from scikit-image's photos onto other backgrounds,
-  with exact boxes, generated offline and deterministically;
-* :mod:`.inputs`: plain image arguments (files, folders, URLs, the demo images) with unique, safe
-  output stems;
-* :mod:`.labelled`: the labelled images of the audit, embedding and diagnosis commands.
+* :mod:`.spec`: the data-spec grammar (``builtin[:N[:SEED]]``, ``cifar10:DIR``, lists,
+  annotations, ``DIR``) and :class:`~.spec.DataOptions`;
+* :mod:`.dataset`: :class:`~.dataset.LabelledData` of :class:`~.dataset.Sample` records (the one
+  labelled-dataset type) and :meth:`~.dataset.Sample.prepare` (the one decode path);
+* :mod:`.read`: :func:`~.read.read_data`, the one reader, over the format readers:
+  :mod:`.annotations` (boxes in the registered annotation formats: :mod:`.voc` with Oxford-IIIT
+  Pet, :mod:`.coco`, :mod:`.csv_boxes`; :mod:`.checks` names a broken field), :mod:`.layouts`
+  (the format registry and the common folder layouts), :mod:`.folders` (class folders), :mod:`.lists`
+  (CSV/Parquet lists as Arrow columns), :mod:`.cifar`, :mod:`.synthetic` (``builtin:N``, exact
+  boxes, generated offline) and :mod:`.inputs` (plain image arguments, the demo images);
+* :mod:`.classes`: data-set labels and ``--target`` names to model classes;
+* :mod:`.walk`: :class:`~.walk.Walk`, the one batch walker (decode, skip with a reason, progress,
+  cancel, resume, worker processes), and :mod:`.progress`, the one progress bar.
 
-Every command reads data through this package. It imports :mod:`camscope.errors`,
-:mod:`camscope.io` and the :class:`~camscope.models.ModelSpec` type; no engine.
+It imports :mod:`camscope.errors`, :mod:`camscope.io`, :mod:`camscope.core` (target parsing) and
+the :class:`~camscope.models.ModelSpec` type; no engine.
 """
+
+from . import coco, csv_boxes, voc  # noqa: F401  (each registers its annotation format)

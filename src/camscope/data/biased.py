@@ -49,7 +49,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import UsageError
-from .annotations import GroundTruth, Sample
+from .dataset import GroundTruth, Sample
 from .synthetic import OBJECTS, SyntheticBenchmark, tight_box
 
 CUE_COLOURS = ((230, 25, 75), (0, 130, 200), (255, 225, 25), (145, 30, 180))
@@ -164,11 +164,15 @@ class BiasedBenchmark:
     def __getitem__(self, index: int) -> Sample:
         r = self.render(index)
         ids = next(o.class_ids for o in OBJECTS if o.name == r.label)
+        sample_id = f"biased-{self.seed}-{index:06d}"
         return Sample(
-            id=f"biased-{self.seed}-{index:06d}",
-            path=None,
-            objects=[GroundTruth(r.label, ids, tight_box(r.mask))],
-            image=Image.fromarray(r.image),
+            sample_id,
+            sample_id,
+            r.label,
+            ids,
+            (GroundTruth(r.label, ids, tight_box(r.mask)),),
+            Image.fromarray(r.image),
+            stem=sample_id,
             size=(self.size, self.size),
             extra={"cue": r.cue, "mask": r.mask, "cue_box": r.cue_box},
         )

@@ -6,8 +6,9 @@ uses. Image files are those whose extension is in :data:`camscope.io.IMAGE_EXTEN
 found recursively below each class folder; nothing is decoded here, so a corrupt file is found
 when it is loaded (:func:`camscope.io.load_image` names it), not when the folder is scanned.
 
-Training reads the class names as the model's classes; the diagnosis commands map them onto a
-trained model's classes with :class:`camscope.data.classes.ClassMapper`.
+:func:`camscope.data.read.read_data` reads them as labelled samples: training takes the class
+names as the model's classes (and refuses empty class folders); the other commands map them onto
+a model's classes with :class:`camscope.data.classes.ClassMapper`.
 
 Example:
     >>> data = scan_class_folders("pets")  # doctest: +SKIP
@@ -33,7 +34,7 @@ class FolderDataset:
         root: the folder.
         classes: class names (subfolder names), sorted; the index of a name is its label.
         items: ``(image path, class index)`` in sorted path order.
-        empty: class folders that hold no image (only when ``empty="skip"``).
+        empty: class folders that hold no image (left out).
     """
 
     root: Path
@@ -61,25 +62,15 @@ def _images_below(folder: Path) -> list[Path]:
     return sorted(found)
 
 
-def scan_class_folders(
-    root: str | Path, *, min_classes: int = 1, empty: str = "error"
-) -> FolderDataset:
-    """Scan ``root`` as one subfolder per class.
-
-    Args:
-        root: the data folder.
-        min_classes: fewer class folders than this is a :class:`DatasetError` (training needs 2).
-        empty: ``"error"`` (default): a class folder without images is an error naming it;
-            ``"skip"``: it is left out and listed in :attr:`FolderDataset.empty`.
+def scan_class_folders(root: str | Path) -> FolderDataset:
+    """Scan ``root`` as one subfolder per class; class folders without images are left out and
+    listed in :attr:`FolderDataset.empty`.
 
     Raises:
-        DatasetError: ``root`` is not a folder, has too few class folders, or (with
-            ``empty="error"``) an empty class folder.
+        DatasetError: ``root`` is not a folder or has no class folder with images.
     """
     from torchvision.datasets.folder import find_classes
 
-    if empty not in ("error", "skip"):
-        raise ValueError(f"empty must be 'error' or 'skip', got {empty!r}")
     folder = Path(root).expanduser()
     if not folder.is_dir():
         raise DatasetError(f"data folder {str(folder)!r} does not exist or is not a folder")
@@ -87,36 +78,26 @@ def scan_class_folders(
         names, _ = find_classes(str(folder))
     except FileNotFoundError:
         names = []
-    if len(names) < min_classes:
-        loose = [p.name for p in folder.iterdir() if p.is_file() and _is_image(p.name)][:3]
-        hint = (
-            f"; it holds images directly ({', '.join(loose)}...): put them in one subfolder "
-            "per class"
-            if loose
-            else ""
-        )
-        raise DatasetError(
-            f"data folder {str(folder)!r} has {len(names)} class folder(s), at least "
-            f"{min_classes} needed (one subfolder per class, e.g. {folder.name}/cat/*.jpg){hint}"
-        )
     classes: list[str] = []
     items: list[tuple[Path, int]] = []
     skipped: list[str] = []
     for name in names:
         files = _images_below(folder / name)
         if not files:
-            if empty == "error":
-                raise DatasetError(
-                    f"class folder {str(folder / name)!r} holds no images "
-                    f"({', '.join(IMAGE_EXTENSIONS)}); add images or remove the folder"
-                )
             skipped.append(name)
             continue
         items.extend((path, len(classes)) for path in files)
         classes.append(name)
-    if len(classes) < min_classes:
+    if not classes:
+        loose = [p.name for p in folder.iterdir() if p.is_file() and _is_image(p.name)][:3]
+        hint = (
+            f"; it holds images directly ({', '.join(loose)}...): put them in one subfolder "
+            "per class"
+            if loose
+            else f" (one subfolder per class, e.g. {folder.name}/cat/*.jpg)"
+        )
+        empty = f" ({', '.join(skipped)} hold no images)" if skipped else ""
         raise DatasetError(
-            f"data folder {str(folder)!r} has {len(classes)} class folder(s) with images, at "
-            f"least {min_classes} needed (empty: {', '.join(skipped)})"
+            f"data folder {str(folder)!r} has no class folder with images{empty}{hint}"
         )
     return FolderDataset(folder, classes, items, skipped)

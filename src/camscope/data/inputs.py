@@ -1,58 +1,26 @@
-"""Inputs of the commands that read images: files, folders, URLs or the demo images, each with a
-unique, safe file-name stem for its outputs."""
+"""Plain image arguments (``explain``, ``predict``, ``adversarial``): files, folders, URLs or the
+demo images, as unlabelled :class:`~camscope.data.dataset.Sample` records with unique, safe
+file-name stems for their outputs (:func:`open_images`); folders expanded into image files
+(:func:`collect_inputs`); the demo photos (:func:`demo_images`)."""
 
 from __future__ import annotations
 
+import logging
+import os
 import re
 import unicodedata
 import urllib.parse
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
-from ..errors import UsageError
+import numpy as np
+from PIL import Image
 
-if TYPE_CHECKING:
-    import torch
+from ..errors import ImageLoadError, UsageError
+from .dataset import LabelledData, Sample
 
-    from ..models import ModelSpec
+log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class LoadOptions:
-    """How input images are read (see :func:`camscope.io.load_image`)."""
-
-    max_pixels: int | None = None
-    timeout: float | None = None  # total seconds for one URL download (None: io's default)
-    window: tuple[float, float] | None = None  # DICOM/NIfTI window (centre, width)
-
-
-@dataclass(frozen=True)
-class InputItem:
-    """One image to process: where it comes from, a file-name stem, and a loader."""
-
-    source: str
-    stem: str
-    image: Any = None  # an already decoded PIL image (demo images), else loaded from ``source``
-
-    def load(
-        self, spec: ModelSpec, max_pixels: int | None = None, options: LoadOptions | None = None
-    ) -> tuple[Any, torch.Tensor]:
-        """The decoded image and its model input; raises ImageLoadError for a bad file."""
-        from .. import io
-
-        options = options or LoadOptions()
-        image = self.image
-        if image is None:
-            deadline = options.timeout or io.DEFAULT_DEADLINE
-            image = io.load_image(
-                self.source,
-                max_pixels=max_pixels or options.max_pixels or io.DEFAULT_MAX_PIXELS,
-                timeout=min(io.DEFAULT_TIMEOUT, deadline),
-                deadline=deadline,
-                window=options.window,
-            )
-        return image, io.preprocess(image, spec)
+DEMO_IMAGES = ("chelsea", "coffee", "rocket", "astronaut")
 
 
 # Characters no file name may hold on common systems (path separators, Windows' reserved set).
@@ -126,21 +94,81 @@ def safe_names(names: Sequence[str]) -> dict[str, str]:
     return dict(zip(names, unique_stems(stems)))
 
 
-def gather_inputs(images: Sequence[str]) -> list[InputItem]:
+def open_images(images: Sequence[str]) -> LabelledData:
     """Command-line image arguments (files, folders, URLs) or, when none, the demo images."""
     from .. import io
 
     if images:
-        sources = io.collect_inputs(list(images))
+        sources = collect_inputs(list(images))
         if not sources:
             raise UsageError(
                 f"no images found in {', '.join(map(repr, images))}; image files end in "
                 f"{', '.join(io.IMAGE_EXTENSIONS)}"
             )
-        pairs: list[tuple[str, Any]] = [(s, None) for s in sources]
+        pairs: list[tuple[str, Image.Image | None]] = [(s, None) for s in sources]
         stems = unique_stems([stem_of(s) for s in sources])
     else:
-        demo = io.demo_images()
+        demo = demo_images()
         pairs = [(f"demo:{name}", image) for name, image in demo]
         stems = unique_stems([stem_of(name) for name, _ in demo])
-    return [InputItem(src, stem, image) for (src, image), stem in zip(pairs, stems)]
+    items = [Sample(src, src, image=image, stem=stem) for (src, image), stem in zip(pairs, stems)]
+    return LabelledData(items, description=", ".join(images) if images else "demo images")
+
+
+def collect_inputs(items: Sequence[str]) -> list[str]:
+    """Expand folders into the image files below them; keep everything else as given.
+
+    Folders are walked recursively (symlinked folders are not followed); their files whose
+    extension is in :data:`camscope.io.IMAGE_EXTENSIONS` (any case; ``.nii.gz`` counts) are
+    added in sorted path order. Files and ``http(s)`` URLs are kept as given, also files that do
+    not exist (``load_image`` then reports them). Repeats (the same file reached twice) are
+    dropped; the first occurrence wins.
+
+    >>> collect_inputs(["https://example.com/a.jpg", "https://example.com/a.jpg"])
+    ['https://example.com/a.jpg']
+    """
+    from ..io.decode import IMAGE_EXTENSIONS, has_image_extension, is_url
+
+    out: list[str] = []
+    seen: set[str] = set()
+
+    def add(item: str) -> None:
+        key = item if is_url(item) else os.path.normcase(os.path.abspath(item))
+        if key not in seen:
+            seen.add(key)
+            out.append(item)
+
+    for raw in items:
+        item = str(raw)
+        if not is_url(item) and os.path.isdir(item):
+            found: list[str] = []
+            for root, dirs, files in os.walk(item):
+                dirs.sort()
+                found.extend(os.path.join(root, f) for f in files if has_image_extension(f))
+            if not found:
+                log.warning("folder %s holds no images (%s)", item, ", ".join(IMAGE_EXTENSIONS))
+            for path in sorted(found):
+                add(path)
+        else:
+            add(item)
+    return out
+
+
+def demo_images() -> list[tuple[str, Image.Image]]:
+    """The demo photos shipped inside scikit-image (no download): chelsea (a cat), coffee,
+    rocket, astronaut, as ``[(name, RGB image)]``.
+    """
+    try:
+        from skimage import data
+    except ImportError as err:  # pragma: no cover - scikit-image is a dependency
+        raise ImageLoadError("demo", "scikit-image is needed for the demo images") from err
+    out: list[tuple[str, Image.Image]] = []
+    for name in DEMO_IMAGES:
+        try:
+            array = getattr(data, name)()
+        except Exception as err:
+            raise ImageLoadError(
+                name, f"scikit-image could not provide this demo image ({err}); reinstall it"
+            ) from err
+        out.append((name, Image.fromarray(np.asarray(array, dtype=np.uint8)).convert("RGB")))
+    return out

@@ -20,6 +20,13 @@ Oxford-IIIT Pet               ``DATA/annotations/xmls/*.xml``        ``DATA/imag
 ``--images DIR`` replaces the image folders of any layout. Nothing found is an error that lists
 every place that was looked at.
 
+Each annotation format lives in a file of its own (:mod:`.voc` for PASCAL VOC and Oxford-IIIT
+Pet, :mod:`.coco`, :mod:`.csv_boxes`) and joins with :func:`register_format`: how to find its
+files in a folder, which file suffix it reads, where its images are and how to parse one file
+into :class:`~camscope.data.dataset.Sample` records. A new layout is one such file (imported in
+:mod:`.annotations`) plus its test; :func:`find_annotations` and
+:func:`camscope.data.annotations.read_dataset` read the registry.
+
 :func:`safe_relative` refuses image names in annotations that leave the folder they are joined to
 (``../outside.jpg``, absolute paths), unless the caller opts in.
 """
@@ -28,10 +35,16 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 from ..errors import DatasetError
+
+if TYPE_CHECKING:
+    from .checks import Box
+    from .dataset import Sample
 
 #: Image file suffixes tried when an annotation names an image without (or with another) suffix.
 IMAGE_SUFFIXES = (
@@ -47,10 +60,13 @@ IMAGE_SUFFIXES = (
     ".tiff",
 )
 
-LOOKED_FOR = (
-    "*.csv, *.json (COCO) and *.xml (VOC) in the folder; Annotations/*.xml or annotations/*.xml "
-    "(VOC); annotations/xmls/*.xml (Oxford-IIIT Pet); annotations/*.json (COCO)"
-)
+#: One file's samples: ``parse(file, image_dirs, allow_outside)`` (labels not yet mapped).
+Parse = Callable[[Path, list[Path], bool], "list[Sample]"]
+#: The candidates of one format in a folder: ``(priority, Layout)``; the lowest priority wins.
+Find = Callable[[Path], "list[tuple[int, Layout]]"]
+
+#: Priority of annotation files right in the data folder, which must be alone there.
+TOP_LEVEL = 0
 
 
 @dataclass(frozen=True)
@@ -58,7 +74,7 @@ class Layout:
     """What :func:`find_annotations` found.
 
     Attributes:
-        kind: ``"csv"``, ``"coco"``, ``"voc"`` or ``"pet"``.
+        kind: the registered format's name (``"csv"``, ``"coco"``, ``"voc"``, ``"pet"``).
         files: the annotation file(s).
         image_dirs: folders an image named in an annotation is looked for in, in order.
         description: one line for messages and the report.
@@ -69,9 +85,58 @@ class Layout:
     image_dirs: list[Path] = field(default_factory=list)
     description: str = ""
 
+    def parse(self, allow_outside: bool = False) -> list[Sample]:
+        """Every file's samples, labels not yet mapped."""
+        reader = _FORMATS[self.kind]
+        return [s for f in self.files for s in reader.parse(f, self.image_dirs, allow_outside)]
 
-def _subdir(folder: Path, name: str) -> Path | None:
+
+@dataclass(frozen=True)
+class AnnotationFormat:
+    """A registered annotation format (see the module docstring)."""
+
+    name: str
+    parse: Parse
+    find: Find
+    suffix: str | None
+    image_dirs: Callable[[Path], list[Path]]
+    looked_for: str
+    title: str
+
+
+_FORMATS: dict[str, AnnotationFormat] = {}
+
+
+def register_format(
+    name: str,
+    *,
+    find: Find,
+    suffix: str | None,
+    image_dirs: Callable[[Path], list[Path]],
+    looked_for: str,
+    title: str,
+) -> Callable[[Parse], Parse]:
+    """Decorator that registers ``parse`` as the reader of annotation format ``name``.
+
+    Args:
+        find: a folder's candidates of this format (:data:`Find`).
+        suffix: the suffix of an annotation file passed directly as ``--data`` (None: none).
+        image_dirs: for such a file, the folders its images may be in.
+        looked_for: where the format looks, for the message when nothing is found.
+        title: the format's name in messages (``"VOC"``).
+    """
+
+    def decorate(parse: Parse) -> Parse:
+        _FORMATS[name] = AnnotationFormat(name, parse, find, suffix, image_dirs, looked_for, title)
+        return parse
+
+    return decorate
+
+
+def subdir(folder: Path | None, name: str) -> Path | None:
     """The child folder called ``name`` in any letter case (``Annotations`` or ``annotations``)."""
+    if folder is None:
+        return None
     exact = folder / name
     if exact.is_dir():
         return exact
@@ -84,44 +149,12 @@ def _subdir(folder: Path, name: str) -> Path | None:
     return None
 
 
-def _unique(paths: list[Path]) -> list[Path]:
+def unique_dirs(paths: list[Path]) -> list[Path]:
     return list(dict.fromkeys(p for p in paths if p is not None))
 
 
-def _glob(folder: Path | None, pattern: str) -> list[Path]:
+def files_in(folder: Path | None, pattern: str) -> list[Path]:
     return sorted(p for p in folder.glob(pattern) if p.is_file()) if folder is not None else []
-
-
-def coco_image_dirs(json_path: Path) -> list[Path]:
-    """Folders the images of a COCO file may be in (see the module table)."""
-    here = json_path.parent
-    dirs = [here, here / "images"]
-    if here.name.lower() == "annotations":
-        root = here.parent
-        dirs += [root, root / "images"]
-        split = re.sub(r"^(instances|person_keypoints|captions)_", "", json_path.stem)
-        if split and split != json_path.stem:
-            dirs.append(root / split)
-            dirs.append(root / "images" / split)
-    return _unique(dirs)
-
-
-def voc_image_dirs(xml_folder: Path) -> list[Path]:
-    """Folders the images of VOC XML files in ``xml_folder`` may be in."""
-    up = xml_folder.parent
-    return _unique([xml_folder, up / "JPEGImages", up / "images", up])
-
-
-def _pick_coco(files: list[Path], where: Path) -> Path:
-    if len(files) == 1:
-        return files[0]
-    instances = [p for p in files if p.name.startswith("instances_")]
-    if len(instances) == 1:
-        return instances[0]
-    raise DatasetError(
-        f"{where}: several annotation files ({', '.join(p.name for p in files)}); pass the one to "
-        "use as --data"
-    )
 
 
 def find_annotations(root: str | Path, images: str | Path | None = None) -> Layout:
@@ -142,43 +175,28 @@ def find_annotations(root: str | Path, images: str | Path | None = None) -> Layo
     if not path.exists():
         raise DatasetError(f"{path}: no such file or folder")
     if path.is_file():
-        suffix = path.suffix.lower()
-        if suffix == ".csv":
-            return Layout("csv", [path], override or [path.parent], f"CSV {path}")
-        if suffix == ".json":
-            return Layout("coco", [path], override or coco_image_dirs(path), f"COCO {path}")
-        if suffix == ".xml":
-            return Layout("voc", [path], override or voc_image_dirs(path.parent), f"VOC {path}")
-        raise DatasetError(f"{path}: unknown annotation format (use .csv, COCO .json or VOC .xml)")
-    csvs, jsons = _glob(path, "*.csv"), _glob(path, "*.json")
-    if len(csvs) + len(jsons) > 1:
+        by_suffix = {f.suffix: f for f in _FORMATS.values() if f.suffix}
+        fmt = by_suffix.get(path.suffix.lower())
+        if fmt is None:
+            known = ", ".join(f"{f.title} {f.suffix}" for f in by_suffix.values())
+            raise DatasetError(f"{path}: unknown annotation format (use {known})")
+        dirs = override or fmt.image_dirs(path)
+        return Layout(fmt.name, [path], dirs, f"{fmt.title} {path}")
+    found = sorted((c for fmt in _FORMATS.values() for c in fmt.find(path)), key=lambda c: c[0])
+    top = [f for priority, layout in found if priority == TOP_LEVEL for f in layout.files]
+    if len(top) > 1:
         raise DatasetError(
-            f"{path}: several annotation files ({', '.join(p.name for p in csvs + jsons)}); "
+            f"{path}: several annotation files ({', '.join(p.name for p in top)}); "
             "pass the one to use as --data"
         )
-    if csvs:
-        return Layout("csv", csvs, override or [path], f"CSV {csvs[0]}")
-    if jsons:
-        return Layout("coco", jsons, override or coco_image_dirs(jsons[0]), f"COCO {jsons[0]}")
-    xmls = _glob(path, "*.xml")
-    if xmls:
-        return Layout("voc", xmls, override or voc_image_dirs(path), f"VOC XML in {path}")
-    ann = _subdir(path, "annotations")
-    pet = _glob(_subdir(ann, "xmls") if ann else None, "*.xml")
-    if pet:
-        dirs = _unique([path / "images", pet[0].parent, path])
-        return Layout("pet", pet, override or dirs, f"Oxford-IIIT Pet XML in {pet[0].parent}")
-    xmls = _glob(ann, "*.xml")
-    if xmls and ann is not None:
-        return Layout("voc", xmls, override or voc_image_dirs(ann), f"VOC XML in {ann}")
-    jsons = _glob(ann, "*.json")
-    if jsons and ann is not None:
-        chosen = _pick_coco(jsons, ann)
-        return Layout("coco", [chosen], override or coco_image_dirs(chosen), f"COCO {chosen}")
-    raise DatasetError(
-        f"{path}: no annotations found; looked for {LOOKED_FOR}. Pass an annotation file as "
-        "--data, or use --data builtin:N for the built-in benchmark"
-    )
+    if not found:
+        looked = "; ".join(f.looked_for for f in _FORMATS.values())
+        raise DatasetError(
+            f"{path}: no annotations found; looked for {looked}. Pass an annotation file as "
+            "--data, or use --data builtin:N for the built-in benchmark"
+        )
+    layout = found[0][1]
+    return Layout(layout.kind, layout.files, override or layout.image_dirs, layout.description)
 
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
@@ -219,3 +237,31 @@ def find_image(dirs: list[Path], name: str) -> Path | None:
             if cand.is_file():
                 return cand
     return None
+
+
+def image_path(name: str, dirs: list[Path], where: str, allow_outside: bool) -> Path:
+    """The file an annotation's image name means (refused if it leaves the data folder); the
+    first folder's path when no folder holds it (the sample then fails alone when loaded)."""
+    name = safe_relative(name, where, allow_outside)
+    return find_image(dirs, name) or dirs[0] / name
+
+
+def make_sample(
+    id_: str,
+    path: Path,
+    items: list[tuple[str, Box, str]],
+    size: tuple[int, int] | None,
+    annotation: str,
+) -> Sample:
+    """A sample with unmapped objects ``(label, box, where)``; boxes reaching outside a known
+    size are clipped (counted in ``extra["clipped"]``), one wholly outside is refused."""
+    from .checks import box_in_image
+    from .dataset import GroundTruth, Sample
+
+    objects, clipped = [], 0
+    for label, raw, where in items:
+        box, was_clipped = box_in_image(raw, where, size)
+        clipped += was_clipped
+        objects.append(GroundTruth(label, (), box))
+    extra = {"annotation": annotation, "clipped": clipped}
+    return Sample(id_, str(path), objects=tuple(objects), size=size, extra=extra)

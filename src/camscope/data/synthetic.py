@@ -23,8 +23,12 @@ Backgrounds: the textures ``brick``, ``grass``, ``gravel`` and the photos ``astr
 randomly cropped and resized to the canvas.
 
 Image ``i`` of seed ``s`` depends only on ``(s, i)`` (``numpy.random.default_rng([s, i])``), so a
-benchmark of any size is reproducible and its first ``n`` images are those of any larger one. A
-``two_object_fraction`` of the images hold two different, non-overlapping objects: they measure class
+benchmark of any size is reproducible and its first ``n`` images are those of any larger one.
+The generator has two streams: the **evaluation stream** above (ids ``builtin-S-00000i``) and the
+**training stream** (``stream="train"``, ``default_rng([s, i, 1])``, ids ``builtin-train-S-00000i``)
+that ``camscope train`` renders, so a model trained on ``builtin:N`` is never scored on its own
+training images by ``evaluate --data builtin:M`` with the same seed (independent seed sequences
+give independent draws). A ``two_object_fraction`` of the images hold two different, non-overlapping objects: they measure class
 discrimination (the map for object A's class must fall on A, not on B).
 
 Example:
@@ -45,7 +49,9 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from ..errors import UsageError
-from .annotations import GroundTruth, Sample
+from .dataset import GroundTruth, Sample
+
+STREAMS = ("eval", "train")
 
 
 @dataclass(frozen=True)
@@ -236,8 +242,9 @@ class SyntheticBenchmark:
             objects; two-object images use 0.7 times it).
         objects: object names to use (default: all of :data:`OBJECTS`).
         class_ids: model classes that count as each object, replacing the ImageNet classes of
-            :data:`OBJECTS` (:func:`trained_class_ids` gives them for a model trained on the
-            built-in set).
+            :data:`OBJECTS` (for a model trained on the built-in set,
+            :func:`camscope.data.read.read_data` maps the object names onto its classes).
+        stream: ``"eval"`` or ``"train"`` (see the module docstring).
     """
 
     def __init__(
@@ -249,7 +256,10 @@ class SyntheticBenchmark:
         scale: tuple[float, float] = (0.4, 0.8),
         objects: tuple[str, ...] | None = None,
         class_ids: Mapping[str, Sequence[int]] | None = None,
+        stream: str = "eval",
     ) -> None:
+        if stream not in STREAMS:
+            raise UsageError(f"stream must be one of {STREAMS}; got {stream!r}")
         if length < 1:
             raise UsageError(f"the built-in benchmark needs at least one image; got {length}")
         if size < 32:
@@ -266,6 +276,7 @@ class SyntheticBenchmark:
         if two_object_fraction > 0 and len(names) < 2:
             raise UsageError("two-object images need at least two object kinds")
         self.length = length
+        self.stream = stream
         self.size = size
         self.seed = seed
         self.two_object_fraction = two_object_fraction
@@ -281,7 +292,8 @@ class SyntheticBenchmark:
         return [self._id(i) for i in range(self.length)]
 
     def _id(self, index: int) -> str:
-        return f"builtin-{self.seed}-{index:06d}"
+        stream = "" if self.stream == "eval" else f"{self.stream}-"
+        return f"builtin-{stream}{self.seed}-{index:06d}"
 
     def __iter__(self) -> Iterator[Sample]:
         for i in range(self.length):
@@ -296,17 +308,23 @@ class SyntheticBenchmark:
             spec = next(o for o in self.specs if o.name == name)
             ids = self.class_ids.get(name, spec.class_ids)
             objects.append(GroundTruth(name, ids, tight_box(mask)))
+        largest = max(objects, key=lambda o: (o.box[2] - o.box[0]) * (o.box[3] - o.box[1]))
+        sample_id = self._id(index)
         return Sample(
-            id=self._id(index),
-            path=None,
-            objects=objects,
-            image=Image.fromarray(r.image),
+            sample_id,
+            sample_id,
+            largest.label,
+            largest.class_ids,
+            tuple(objects),
+            Image.fromarray(r.image),
+            stem=sample_id,
             size=(self.size, self.size),
         )
 
     def render(self, index: int) -> Rendered:
         """Render image ``index`` (depends only on the seed and the index)."""
-        rng = np.random.default_rng([self.seed, index])
+        entropy = [self.seed, index] if self.stream == "eval" else [self.seed, index, 1]
+        rng = np.random.default_rng(entropy)
         n = self.size
         background = self._background(rng)
         two = rng.random() < self.two_object_fraction
@@ -360,26 +378,6 @@ class SyntheticBenchmark:
         x = int(rng.integers(0, w - side + 1))
         crop = Image.fromarray(photo[y : y + side, x : x + side])
         return np.asarray(crop.resize((self.size, self.size), Image.Resampling.BILINEAR)).copy()
-
-
-def trained_class_ids(class_names: Sequence[str]) -> dict[str, tuple[int, ...]] | None:
-    """The class index of each object kind in a model whose classes are the object kinds.
-
-    A model trained on ``builtin:N`` by ``camscope train`` has exactly the object kinds as classes
-    (``cat, cup, motorcycle, rocket``, in its own order): each object then counts as its own
-    class. For any other model (ImageNet classes) this returns None and the objects keep their
-    ImageNet classes.
-
-    >>> trained_class_ids(["cat", "cup", "motorcycle", "rocket"])["rocket"]
-    (3,)
-    >>> trained_class_ids(["tench", "goldfish"]) is None
-    True
-    """
-    kinds = {o.name for o in OBJECTS}
-    names = [str(n) for n in class_names]
-    if len(names) != len(kinds) or set(names) != kinds:
-        return None
-    return {name: (index,) for index, name in enumerate(names)}
 
 
 def _apart(a: tuple[float, ...], b: tuple[float, ...]) -> bool:

@@ -32,7 +32,7 @@ Example:
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from ..core.prediction import Prediction, classify
-from ..data.labelled import LabelledData, LabelledItem
+from ..data.dataset import LabelledData, Sample
 from ..errors import CamscopeError
 from ..io import save_npy
 from ..outputs import output_lock, write_json, write_picture
@@ -189,7 +189,7 @@ def _success(predicted: int, clean: int, target: int | None) -> bool:
 def _attack_batch(
     model: nn.Module,
     spec: ModelSpec,
-    batch: list[tuple[LabelledItem, Tensor, Tensor]],
+    batch: list[tuple[Sample, Tensor, Tensor]],
     out: Path,
     s: AttackSettings,
 ) -> list[dict[str, Any]]:
@@ -281,22 +281,24 @@ def _run(
     model: nn.Module, spec: ModelSpec, data: LabelledData, out_dir: str | Path, s: AttackSettings
 ) -> AdversarialResult:
     run = DiagnosisRun(model, out_dir, s)
-    out, skip = run.out, run.skip
     records: list[dict[str, Any]] = []
-    for prepared in run.batches(data.items, spec):
-        loaded = [(it, unit_image(x, spec).to(run.device), b) for it, _, x, b in prepared]
+    for walked in run.batches(data.items, spec):
+        loaded = [
+            (it, unit_image(p.x, spec).to(run.device), p.scaled(it.object_boxes))
+            for it, p in walked.ok
+        ]
         if not loaded:
             continue
         try:
-            records.extend(_attack_batch(model, spec, loaded, out, s))
+            records.extend(_attack_batch(model, spec, loaded, run.out, s))
         except CamscopeError:
             raise  # a bad method, layer or target concerns every image: usage error
         except (RuntimeError, ValueError) as err:
             log.debug("the attack failed", exc_info=True)
             for it, _, _ in loaded:
-                skip(it.source, f"{type(err).__name__}: {err}")
-    summary = _summary(spec, data, s, records, skip.errors)
-    write_json(out / "adversarial.json", summary)
+                run.skip(it, f"{type(err).__name__}: {err}")
+    summary = _summary(spec, data, s, records, run.errors)
+    write_json(run.out / "adversarial.json", summary)
     return AdversarialResult(summary)
 
 
@@ -324,9 +326,8 @@ def _summary(
         sims = [r["similarity_by_method"][method] for r in records]
         return {key: _mean([float(x[key]) for x in sims if key in x]) for key in keys}
 
-    settings = asdict(s)
-    for key in ("progress", "colormap", "alpha", "max_pixels", "batch_size", "on_skip"):
-        settings.pop(key)
+    left_out = ("progress", "colormap", "alpha", "max_pixels", "batch_size", "on_skip")
+    settings = {f.name: getattr(s, f.name) for f in fields(s) if f.name not in left_out}
     if s.attack == "pgd" and s.step_size is None:
         settings["step_size"] = default_step_size(s.eps, s.steps)
     return {

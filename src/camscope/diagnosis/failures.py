@@ -3,7 +3,7 @@
 Seed 001 (the Grad-CAM paper, Sec. 6.1) explains VGG-16's mistakes with Guided Grad-CAM for the
 predicted and for the true class and finds that the mistakes have reasons (an ambiguous object,
 the other class's evidence elsewhere in the image). :func:`diagnose_failures` does this for every
-misclassified image of a labelled data set (:mod:`camscope.data.labelled`):
+misclassified image of a labelled data set (:func:`camscope.data.read.read_data`):
 
 * every image is classified (batched); it is **correct** when the top-1 class is one of its
   accepted classes. Its **true class** is the accepted class the model scores highest (as in
@@ -22,7 +22,7 @@ them are "other") and a self-contained ``report.html``. An image that cannot be 
 listed under ``errors`` and the others go on.
 
 Example:
-    >>> data = read_labelled("pets/", spec.class_names)  # doctest: +SKIP
+    >>> data = read_data("pets/", spec.class_names)  # doctest: +SKIP
     >>> result = diagnose_failures(model, spec, data, "out/failures")  # doctest: +SKIP
 """
 
@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..core.prediction import classify
-from ..data.labelled import LabelledData, LabelledItem
+from ..data.dataset import LabelledData, Sample
 from ..errors import CamscopeError, UsageError
 from ..outputs import output_lock, write_atomic, write_json
 from ..viz import confusion_png
@@ -77,7 +77,7 @@ class FailuresResult:
         return list(self.summary["errors"])
 
 
-def _record(item: LabelledItem, p: Prediction, i: int, spec: ModelSpec) -> dict[str, Any]:
+def _record(item: Sample, p: Prediction, i: int, spec: ModelSpec) -> dict[str, Any]:
     """Image ``i``'s classes and probabilities from the batch's :class:`Prediction`."""
     try:
         true = p.best_of(i, item.class_ids)
@@ -179,26 +179,26 @@ def _diagnose(
     model: nn.Module, spec: ModelSpec, data: LabelledData, out_dir: str | Path, s: FailureSettings
 ) -> FailuresResult:
     run = DiagnosisRun(model, out_dir, s)
-    out, skip = run.out, run.skip
     records: list[dict[str, Any]] = []
-    for loaded in run.batches(data.items, spec, need_class=True):
+    for walked in run.batches(data.items, spec, need_class=True):
+        loaded = walked.ok
         if not loaded:
             continue
-        x = torch.cat([t for _, _, t, _ in loaded]).to(run.device)
+        x = torch.cat([p.x for _, p in loaded]).to(run.device)
         prediction = classify(model, x, multilabel=s.multilabel).cpu()
-        batch = [_record(item, prediction, i, spec) for i, (item, _, _, _) in enumerate(loaded)]
+        batch = [_record(sample, prediction, i, spec) for i, (sample, _) in enumerate(loaded)]
         wrong = [i for i, r in enumerate(batch) if not r["correct"]]
         try:
             if wrong:
                 failed = [batch[i] for i in wrong]
-                images = [loaded[i][1] for i in wrong]
-                _explain_failures(model, x[wrong], failed, images, out, s)
+                images = [loaded[i][1].image for i in wrong]
+                _explain_failures(model, x[wrong], failed, images, run.out, s)
         except CamscopeError:
             raise  # a bad method/layer/option concerns every image: usage error
         except (RuntimeError, ValueError) as err:
             log.debug("explaining the failures failed", exc_info=True)
             for i in wrong:
-                skip(batch[i]["path"], f"{type(err).__name__}: {err}")
+                run.skip(loaded[i][0], f"{type(err).__name__}: {err}")
             batch = [r for i, r in enumerate(batch) if i not in wrong]
         records.extend(batch)
     return _write(run, spec, data, records, s)
@@ -236,7 +236,7 @@ def _write(
         "accuracy": (len(records) - len(failures)) / len(records) if records else None,
         "per_class": per_class,
         "failures": failures,
-        "errors": run.skip.errors,
+        "errors": run.errors,
     }
     write_json(out / "failures.json", summary)
     table = io.StringIO()

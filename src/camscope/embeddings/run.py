@@ -1,14 +1,15 @@
 """``camscope embed`` over a data set: batched forward passes, pooled features, one projection and
 two separation scores per layer (:mod:`camscope.embeddings.features`).
 
-Images are decoded one at a time (:mod:`camscope.data.labelled`); one that cannot be read is
-logged, listed in :attr:`EmbeddingRun.failed` and left out. The model's own prediction comes from
-the same forward pass (:func:`camscope.core.prediction.predict`: a single-logit model has the
-classes 0 and 1); an image is misclassified when its top-1 class is none of its label's accepted
-classes (labels that map to no model class are not judged).
+Images are walked in batches by :class:`camscope.data.walk.Walk`; one that cannot be read is
+reported (``on_skip``, default a logged warning), listed in :attr:`EmbeddingRun.failed` and left
+out. The model's own prediction comes from the same forward pass
+(:func:`camscope.core.prediction.predict`: a single-logit model has the classes 0 and 1); an
+image is misclassified when its top-1 class is none of its label's accepted classes (labels that
+map to no model class are not judged).
 
 Example:
-    >>> data = read_labelled("pets", spec.class_names, DataOptions(unmapped="keep"))  # doctest: +SKIP
+    >>> data = read_data("pets", spec.class_names, DataOptions(unmapped="keep"))  # doctest: +SKIP
     >>> run = embed_dataset(model, spec, data, ["input", "first", "middle", "last"])  # doctest: +SKIP
     >>> {name: layer.silhouette for name, layer in run.layers.items()}  # doctest: +SKIP
 """
@@ -25,8 +26,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..data.labelled import LabelledData, LoadedInput
-from ..errors import ImageLoadError, UsageError
+from ..data.dataset import LabelledData, LoadOptions, Prepared
+from ..data.progress import Progress
+from ..data.walk import SkipFn, Walk
+from ..errors import UsageError
 from .features import knn_accuracy, pca_2d, pooled_features, resolve_embedding_layers, silhouette
 from .features import umap_2d as _umap
 
@@ -65,7 +68,7 @@ class EmbeddingRun:
     probabilities: list[float] = field(default_factory=list)  # of each predicted class
 
 
-def _thumbnail(item: LoadedInput, side: int) -> str:
+def _thumbnail(item: Prepared, side: int) -> str:
     picture = item.image.convert("RGB")
     picture.thumbnail((side, side))
     buf = _io.BytesIO()
@@ -85,7 +88,9 @@ def embed_dataset(
     seed: int = 0,
     thumbnails: int = 2000,
     thumbnail_side: int = 64,
-    progress: bool = False,
+    progress: bool | Progress = False,
+    on_skip: SkipFn | None = None,
+    max_pixels: int | None = None,
     multilabel: bool = False,
 ) -> EmbeddingRun:
     """Pooled features of ``layer_names`` for every image of ``data``, projected to 2-D.
@@ -95,10 +100,11 @@ def embed_dataset(
         projection: ``"pca"`` or ``"umap"``.
         k: neighbours of the k-NN accuracy.
         thumbnails: images that get a hover thumbnail in the HTML (the first ones).
+        progress: a progress bar on stderr (True, or a :class:`Progress`).
+        on_skip: told ``(source, reason)`` of every image that cannot be read.
+        max_pixels: refuse larger images (default: the library's limit).
         multilabel: the classes are independent sigmoids (a multi-label head), not a softmax.
     """
-    from .. import io
-
     if projection not in PROJECTIONS:
         raise UsageError(f"projection must be one of {', '.join(PROJECTIONS)}; got {projection!r}")
     if batch_size < 1 or k < 1:
@@ -112,46 +118,32 @@ def embed_dataset(
     predicted: list[int] = []
     probabilities: list[float] = []
     thumbs: list[str] = []
-    failed: list[tuple[str, str]] = []
     layers = None
-    bar = None
-    if progress and data.items:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(data.items), unit="img", desc="embed", dynamic_ncols=True)
-    try:
-        for begin in range(0, len(data.items), batch_size):
-            batch = data.items[begin : begin + batch_size]
-            loaded = []
-            for item in batch:
-                try:
-                    loaded.append((item, item.load()))
-                except ImageLoadError as err:
-                    log.warning("skipping %s: %s", item.id, err.reason)
-                    failed.append((item.id, err.reason))
-            if loaded:
-                x = torch.cat([io.preprocess(li.image, spec) for _, li in loaded]).to(device)
-                if layers is None:
-                    layers = resolve_embedding_layers(model, list(layer_names), x)
-                features, prediction = pooled_features(model, x, layers, multilabel=multilabel)
-                if not order:  # depth order: the order the hooks fired in
-                    order = list(features)
-                for name in order:
-                    chunks.setdefault(name, []).append(features[name])
-                top = [int(c) for c in prediction.classes.cpu()]
-                predicted.extend(top)
-                probabilities.extend(prediction.probability(i, c) for i, c in enumerate(top))
-                for item, li in loaded:
-                    ids.append(item.id)
-                    labels.append(li.label)
-                    accepted.append(li.class_ids)
-                    if len(thumbs) < thumbnails:
-                        thumbs.append(_thumbnail(li, thumbnail_side))
-            if bar is not None:
-                bar.update(len(batch))
-    finally:
-        if bar is not None:
-            bar.close()
+    walk: Walk[Prepared] = Walk(
+        data.items, spec=spec, options=LoadOptions(max_pixels), batch_size=batch_size,
+        progress=progress, label="embed", on_skip=on_skip,
+    )  # fmt: skip
+    for batch in walk:
+        if not batch.ok:
+            continue
+        x = torch.cat([p.x for _, p in batch.ok]).to(device)
+        if layers is None:
+            layers = resolve_embedding_layers(model, list(layer_names), x)
+        features, prediction = pooled_features(model, x, layers, multilabel=multilabel)
+        if not order:  # depth order: the order the hooks fired in
+            order = list(features)
+        for name in order:
+            chunks.setdefault(name, []).append(features[name])
+        top = [int(c) for c in prediction.classes.cpu()]
+        predicted.extend(top)
+        probabilities.extend(prediction.probability(i, c) for i, c in enumerate(top))
+        for sample, p in batch.ok:
+            ids.append(sample.id)
+            labels.append(str(sample.label or ""))
+            accepted.append(sample.class_ids)
+            if len(thumbs) < thumbnails:
+                thumbs.append(_thumbnail(p, thumbnail_side))
+    failed = [(s.id, s.reason) for s in walk.skipped]
     if not ids:
         raise UsageError("no image could be read, so there is nothing to embed")
     classes = list(data.classes) + sorted(set(labels) - set(data.classes))

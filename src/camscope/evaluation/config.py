@@ -40,6 +40,8 @@ class EvalConfig:
         labels: how data-set labels became model classes (class-map file and hash, unmapped rule).
         images: ``--images`` folder; allow_outside_paths: ``--allow-outside-paths``.
         method_options: ``method_options`` of every :func:`camscope.explain` call.
+        multilabel: the classes are independent sigmoids (a multi-label head): probabilities,
+            drops and curves read ``sigmoid(logit)`` per class (:mod:`camscope.core.prediction`).
 
     Everything here changes the rows a run writes, so ``--resume`` refuses a run whose stored
     config differs in any field (:func:`config_differences`).
@@ -71,6 +73,7 @@ class EvalConfig:
     images: str = ""
     allow_outside_paths: bool = False
     method_options: dict[str, Any] = field(default_factory=dict)
+    multilabel: bool = False
 
     def validate(self) -> None:
         """Refuse settings that cannot give meaningful numbers (NaN, out of range, empty)."""
@@ -115,9 +118,14 @@ def _check_range(name: str, value: float, low: float, high: float) -> None:
         raise UsageError(f"{name} must be a finite number {bounds}; got {value!r}")
 
 
+#: Settings added after runs were stored: a stored config without them had their default.
+_LATER_DEFAULTS: dict[str, Any] = {"multilabel": False}
+
+
 def config_differences(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """``"name (stored X, now Y)"`` for every setting that differs between two configs."""
     out = []
+    stored = {**_LATER_DEFAULTS, **stored}
     for key in sorted(set(stored) | set(current)):
         if stored.get(key, "<not recorded>") != current.get(key, "<not recorded>"):
             was = stored.get(key, "<not recorded>")

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import torch
 from torch import Tensor
 
-from ..data.annotations import Sample
+from ..data.dataset import Sample
 
 if TYPE_CHECKING:
     from ..core.prediction import Prediction

@@ -12,13 +12,14 @@ Which class is explained: for each object the accepted class (see
 game and the Grad-CAM paper's "ground-truth class" maps; top-1/top-5 localization error use the
 model's own top classes.
 
-The output folder is locked for the run (:func:`camscope.outputs.output_lock`); an image that cannot be read is reported
-(``on_failure``, ``results.json``) and skipped, and the run goes on. Images are loaded one batch at
-a time, so a large ``builtin:N`` or data set never sits in memory whole.
+The output folder is locked for the run (:func:`camscope.outputs.output_lock`). The images still
+to do are walked by :class:`camscope.data.walk.Walk`, one batch at a time (so a large
+``builtin:N`` or data set never sits in memory whole); an image that cannot be read is reported
+(``on_failure``, ``results.json``) and skipped, and the run goes on.
 
 Example:
     >>> config = EvalConfig(methods=["gradcam", "layercam"], metrics=["loc", "drop"])  # doctest: +SKIP
-    >>> run_evaluation(model, spec, SyntheticBenchmark(50), config, "out/eval")  # doctest: +SKIP
+    >>> run_evaluation(model, spec, read_data("builtin:50").items, config, "out/eval")  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..data.annotations import Sample
+from ..data.dataset import LoadOptions, Sample, sample_ids
+from ..data.progress import Progress
+from ..data.walk import SkipFn, Walk
 from ..errors import ImageLoadError, UsageError
 from ..outputs import output_lock, write_atomic, write_json
 from .config import EvalConfig, config_differences
@@ -64,12 +67,6 @@ class RunResult:
     failed: list[dict[str, str]] = field(default_factory=list)
 
 
-def sample_ids(samples: Sequence[Sample]) -> list[str]:
-    """The ids of a data set without building its images when it can say them (``ids()``)."""
-    ids = getattr(samples, "ids", None)
-    return list(ids()) if callable(ids) else [s.id for s in samples]
-
-
 def _as_sequence(samples: Sequence[Sample] | Iterable[Sample]) -> Sequence[Sample]:
     if hasattr(samples, "__getitem__") and hasattr(samples, "__len__"):
         return samples  # type: ignore[return-value]
@@ -87,25 +84,25 @@ def run_evaluation(
     config: EvalConfig,
     out_dir: str | Path,
     resume: bool = False,
-    progress: bool = True,
+    progress: bool | Progress = True,
     examples: int = 4,
     max_pixels: int | None = None,
-    on_failure: Callable[[str, str], None] | None = None,
+    on_failure: SkipFn | None = None,
 ) -> RunResult:
     """Evaluate ``config.methods`` on ``samples`` and write ``results.jsonl`` / ``config.json``.
 
     Args:
         model: the classifier (in eval mode; never modified).
         spec: a :class:`camscope.models.ModelSpec` (input size, normalisation, class names).
-        samples: the data (:func:`camscope.data.annotations.load_dataset`, the built-in benchmark
-            or any sequence of samples; read one batch at a time).
+        samples: the data (``items`` of :func:`camscope.data.read.read_data`, or any sequence of
+            samples; read one batch at a time).
         config: what to run (recorded in ``config.json``).
         out_dir: output folder, locked for the run; ``results.jsonl`` gets one line per image and
             method/layer, appended after every batch.
         resume: keep the rows already in ``out_dir`` and skip their images; the stored config must
             match (else a :class:`UsageError` naming each differing setting). Without it an
             existing ``results.jsonl`` is an error.
-        progress: show a progress bar with ETA on stderr.
+        progress: a progress bar with ETA on stderr (True, or a :class:`Progress`).
         examples: images kept per method for the report's example grids (best and worst).
         max_pixels: pixel cap of :func:`camscope.io.load_image`.
         on_failure: called with (image, reason) for each image that is skipped; default: a
@@ -159,10 +156,10 @@ def _run_locked(
     config: EvalConfig,
     out: Path,
     resume: bool,
-    progress: bool,
+    progress: bool | Progress,
     examples: int,
     max_pixels: int | None,
-    on_failure: Callable[[str, str], None] | None,
+    on_failure: SkipFn | None,
 ) -> RunResult:
     jsonl = out / "results.jsonl"
     cfg = json.loads(json.dumps(asdict(config)))  # as it reads back from config.json
@@ -183,55 +180,37 @@ def _run_locked(
         # at any moment leaves the old file or the new one, never an empty one
         write_atomic(jsonl, "".join(json.dumps(r) + "\n" for r in rows))
     todo = [i for i, sid in enumerate(ids) if sid not in done]
-    failed: list[dict[str, str]] = []
-
-    def fail(sample_id: str, source: str, reason: str) -> None:
-        failed.append({"id": sample_id, "source": source, "reason": reason})
-        if on_failure is not None:
-            on_failure(source, reason)
-        else:
-            log.warning("skipped %s: %s", source, reason)
-
     forward = CountingForward(model)
     timing = Timing()
     clock = _SessionClock(out / "timing.json")
-    bar = None
-    if progress and todo:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(todo), unit="img", desc="evaluate", dynamic_ncols=True, leave=True)
     device = _device(model)
     evaluated = 0
-    try:
-        for begin in range(0, len(todo), config.batch_size):
-            batch, tensors, scales = [], [], []
-            for index in todo[begin : begin + config.batch_size]:
-                sample = data[index]
-                try:
-                    x_i, scale = to_input(sample, spec, max_pixels)
-                except ImageLoadError as err:
-                    fail(sample.id, err.source, err.reason)
-                    continue
-                batch.append(sample)
-                tensors.append(x_i)
-                scales.append(scale)
-            if batch:
-                x = torch.stack(tensors).to(device)
-                new_rows: list[dict[str, Any]] = []
-                for layer in config.layers:
-                    layer_rows, _maps = evaluate_batch(
-                        model, spec, batch, x, scales, config, layer, forward, timing
-                    )
-                    new_rows.extend(layer_rows)
-                append_rows(jsonl, new_rows)
-                rows.extend(new_rows)
-                evaluated += len(batch)
-            clock.update(evaluated, forward, timing)
-            if bar is not None:
-                bar.update(len(todo[begin : begin + config.batch_size]))
-    finally:
-        if bar is not None:
-            bar.close()
+    walk: Walk[Any] = Walk(
+        data,
+        spec=spec,
+        options=LoadOptions(max_pixels),
+        batch_size=config.batch_size,
+        positions=todo,
+        progress=progress,
+        label="evaluate",
+        on_skip=on_failure,
+    )
+    for chunk in walk:
+        batch = [sample for sample, _ in chunk.ok]
+        if batch:
+            x = torch.cat([p.x for _, p in chunk.ok]).to(device)
+            scales = [p.scale for _, p in chunk.ok]
+            new_rows: list[dict[str, Any]] = []
+            for layer in config.layers:
+                layer_rows, _maps = evaluate_batch(
+                    model, spec, batch, x, scales, config, layer, forward, timing
+                )
+                new_rows.extend(layer_rows)
+            append_rows(jsonl, new_rows)
+            rows.extend(new_rows)
+            evaluated += len(batch)
+        clock.update(evaluated, forward, timing)
+    failed = [{"id": s.id, "source": s.source, "reason": s.reason} for s in walk.skipped]
     selected = set(ids)
     rows = [r for r in rows if r["id"] in selected]
     failed_ids = {f["id"] for f in failed}

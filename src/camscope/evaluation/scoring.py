@@ -18,8 +18,8 @@ import torch
 from torch import Tensor, nn
 
 from ..core.prediction import predict
-from ..data.annotations import Sample
-from ..errors import ImageLoadError, UsageError
+from ..data.dataset import LoadOptions, Sample
+from ..errors import UsageError
 from ..perturbation.fastpath import FastForward
 from .config import EvalConfig
 from .context import BatchContext
@@ -61,45 +61,14 @@ class CountingForward:
 def to_input(
     sample: Sample, spec: Any, max_pixels: int | None = None
 ) -> tuple[Tensor, tuple[float, float]]:
-    """A sample's model input through the same path as ``camscope explain``.
-
-    The image is read with :func:`camscope.io.load_image` (pixel cap ``max_pixels``, EXIF
-    orientation, grey / 16-bit / alpha conversions, clear errors) unless the sample holds it in
-    memory, and turned into the model input by :func:`camscope.io.preprocess` (the whole image
-    resized to the model's input size, no crop, so every box stays inside).
-
-    Returns:
-        The ``(C, H, W)`` input and the ``(sx, sy)`` factors from image to input pixels.
+    """A sample's ``(C, H, W)`` model input and the ``(sx, sy)`` factors from image to input
+    pixels, through :meth:`camscope.data.dataset.Sample.prepare` (the path of every command).
 
     Raises:
         ImageLoadError: the image cannot be read, or one of its boxes lies wholly outside it.
     """
-    from PIL import Image
-
-    from .. import io
-
-    image = sample.image
-    source = str(sample.path) if sample.path is not None else sample.id
-    if image is None:
-        if sample.path is None:
-            raise UsageError(f"sample {sample.id} has neither an image nor a path")
-        image = io.load_image(sample.path, max_pixels=max_pixels or io.DEFAULT_MAX_PIXELS)
-    if not isinstance(image, Image.Image):
-        raise UsageError(
-            f"sample {sample.id}: image must be a PIL image; got {type(image).__name__}"
-        )
-    width, height = image.size
-    for o in sample.objects:
-        x0, y0, x1, y1 = o.box
-        if x0 >= width or y0 >= height or x1 <= 0 or y1 <= 0:
-            raise ImageLoadError(
-                source,
-                f"the box {o.box} of {o.label!r} lies outside the {width} x {height} image; "
-                "fix the annotation",
-            )
-    x = io.preprocess(image, spec)[0]
-    h_in, w_in = (int(v) for v in spec.input_size)
-    return x, (w_in / width, h_in / height)
+    prepared = sample.prepare(spec, LoadOptions(max_pixels))
+    return prepared.x[0], prepared.scale
 
 
 @dataclass
@@ -166,7 +135,7 @@ def _explained(
     from ..core.result import Explanation
 
     t0 = time.perf_counter()
-    prediction = predict(forward(x))
+    prediction = predict(forward(x), multilabel=config.multilabel)
     timing.add("classify", time.perf_counter() - t0)
     n = prediction.num_classes
     for s in samples:
@@ -199,7 +168,7 @@ def _explained(
         # layer is a usage error for the whole run, not a silent hole in the leaderboard.
         res = explain(
             model, inputs, methods, layer, classes, method_options=config.method_options,
-            strict=True,
+            strict=True, multilabel=config.multilabel,
         )  # fmt: skip
         timing.add("explain", time.perf_counter() - began)
         return res

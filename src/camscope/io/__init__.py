@@ -10,9 +10,9 @@ timeout, download too large.
   grey values kept aside (:func:`source_pixels`);
 * :mod:`.download`: ``http(s)`` downloads with a check of every redirect and a total deadline;
 * :mod:`.medical`: DICOM (pydicom) and 2-D NIfTI (nibabel) slices, windowed, with pixel spacing;
-* :mod:`.sources`: folders expanded into image files, the demo images;
 * :mod:`.preprocess`: :func:`preprocess` into the ``(1, C, H, W)`` tensor the model expects,
-  :func:`resize_map`, :func:`save_npy`.
+  :func:`resize_map`, :func:`save_npy`;
+* :mod:`.masks`: :func:`load_mask`, a region painted or saved as a picture (segmentation).
 
 This package may import :mod:`camscope.errors` and the :class:`~camscope.models.ModelSpec` type
 only.
@@ -34,21 +34,19 @@ from .decode import (
     source_pixels,
 )
 from .download import DEFAULT_DEADLINE, DEFAULT_TIMEOUT
+from .masks import load_mask
 from .preprocess import model_channels, preprocess, resize_map, save_npy
-from .sources import DEMO_IMAGES, collect_inputs, demo_images
 
 __all__ = [
     "DEFAULT_DEADLINE",
     "DEFAULT_MAX_PIXELS",
     "DEFAULT_TIMEOUT",
-    "DEMO_IMAGES",
     "IMAGE_EXTENSIONS",
     "SourcePixels",
-    "collect_inputs",
-    "demo_images",
     "image_meta",
     "load_image",
     "load_image_bytes",
+    "load_mask",
     "model_channels",
     "preprocess",
     "resize_map",

@@ -32,6 +32,14 @@ _SCHEMES = ("http", "https")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
+class DownloadDeadline(ImageLoadError):
+    """The download did not finish within its total deadline (``deadline``: the seconds)."""
+
+    def __init__(self, source: str, deadline: float | None) -> None:
+        super().__init__(source, _deadline_reason(deadline))
+        self.deadline = deadline
+
+
 class _Sockets:
     """The sockets one download opened, so that the deadline can shut them down."""
 
@@ -175,7 +183,7 @@ def download(url: str, *, timeout: float, deadline: float | None, max_bytes: int
         ) from err
     except (OSError, ValueError, urllib.error.URLError) as err:
         if sockets.expired:
-            raise ImageLoadError(url, _deadline_reason(deadline)) from err
+            raise DownloadDeadline(url, deadline) from err
         if isinstance(err, TimeoutError) or isinstance(getattr(err, "reason", None), TimeoutError):
             raise ImageLoadError(url, _timeout_reason(per_operation)) from err
         if isinstance(err, urllib.error.URLError):
@@ -187,7 +195,7 @@ def download(url: str, *, timeout: float, deadline: float | None, max_bytes: int
         if watchdog is not None:
             watchdog.cancel()
     if sockets.expired or (deadline is not None and time.monotonic() - began > deadline):
-        raise ImageLoadError(url, _deadline_reason(deadline))
+        raise DownloadDeadline(url, deadline)
     if not data:
         raise ImageLoadError(url, "the server sent an empty body; check the URL")
     return data

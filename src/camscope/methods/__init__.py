@@ -99,10 +99,12 @@ def estimate_passes(
     targets: int = 1,
     method_options: Mapping[str, Any] | None = None,
     reshape: ReshapeFn | None = None,
+    aug_smooth: bool = False,
 ) -> dict[str, int]:
     """Model passes per image each method would add beyond the shared forward and backward, for
     ``model`` at ``layer`` (one dry forward to count the layers' channels), with ``targets``
-    classes per image (see :mod:`camscope.core.cost`; upper bounds for the Score-CAM family)."""
+    classes per image and, with ``aug_smooth``, every augmented copy counted (see
+    :mod:`camscope.core.cost`; upper bounds for the Score-CAM family)."""
     from ..core.cost import estimate, layer_shapes
     from ..core.layers import resolve_layers
 
@@ -112,4 +114,12 @@ def estimate_passes(
     channels = {name: c for name, (c, _) in shapes.items()}
     positions = {name: p for name, (_, p) in shapes.items()}
     size = (int(x.shape[-2]), int(x.shape[-1]))
-    return estimate(specs, channels, targets, method_options, input_size=size, positions=positions)
+    return estimate(
+        specs,
+        channels,
+        targets,
+        method_options,
+        input_size=size,
+        positions=positions,
+        aug_smooth=aug_smooth,
+    )

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..core.prediction import class_head
+from ..core.prediction import ClassHead, class_head
 from ..errors import UsageError
 from ..perturbation.occlusion import occlusion_drops, occlusion_grid
 
@@ -40,11 +40,13 @@ def scores(
     classes: Tensor,
     batch_size: int = 64,
     probability: bool = True,
+    head: ClassHead | None = None,
 ) -> Tensor:
     """Score of ``classes[i]`` for each ``inputs[i]``, in chunks of ``batch_size`` (``N`` forwards).
 
     ``probability=True`` gives the class probability, otherwise the class score (the logit), both
-    as :class:`camscope.core.prediction.ClassHead` reads the outputs: softmax, or for a
+    as :class:`camscope.core.prediction.ClassHead` reads the outputs: ``head`` when given (a
+    multi-label head: a sigmoid per class), else the head the logits imply: softmax, or for a
     single-logit model class 1 = ``+z`` with ``sigmoid(z)`` and class 0 = ``-z`` with
     ``1 - sigmoid(z)``.
     """
@@ -55,16 +57,20 @@ def scores(
             raise UsageError(
                 f"faithfulness metrics need (batch, classes) scores; the model gave {tuple(logits.shape)}"
             )
-        head, ids = class_head(logits), classes[start : start + batch_size, None]
-        out.append(head.probabilities(logits, ids) if probability else head.scores(logits, ids))
+        reader, ids = head or class_head(logits), classes[start : start + batch_size, None]
+        out.append(reader.probabilities(logits, ids) if probability else reader.scores(logits, ids))
     return torch.cat(out)[:, 0]
 
 
 def class_probability(
-    forward: Forward, inputs: Tensor, classes: Tensor, batch_size: int = 64
+    forward: Forward,
+    inputs: Tensor,
+    classes: Tensor,
+    batch_size: int = 64,
+    head: ClassHead | None = None,
 ) -> Tensor:
-    """Softmax probability of ``classes`` ``(B,)`` for ``inputs`` ``(B, 3, H, W)``."""
-    return scores(forward, inputs, classes, batch_size, probability=True)
+    """Probability of ``classes`` ``(B,)`` for ``inputs`` ``(B, 3, H, W)`` (see :func:`scores`)."""
+    return scores(forward, inputs, classes, batch_size, probability=True, head=head)
 
 
 def explanation_input(x: Tensor, maps: Tensor, baseline: Tensor | float = 0.0) -> Tensor:
@@ -191,6 +197,7 @@ def deletion_insertion(
     substrate_kind: str | None = None,
     black: Tensor | float = 0.0,
     batch_size: int = 64,
+    head: ClassHead | None = None,
 ) -> Tensor:
     """Deletion or insertion curve (Petsiuk, Das & Saenko, RISE, BMVC 2018, Sec. 4.1).
 
@@ -227,7 +234,7 @@ def deletion_insertion(
             inputs = torch.where(changed, base[idx], x[idx])
         else:
             inputs = torch.where(changed, x[idx], base[idx])
-        probs = class_probability(forward, inputs, classes[idx], batch_size)
+        probs = class_probability(forward, inputs, classes[idx], batch_size, head)
         for (i, k), p in zip(chunk, probs):
             curves[i, k] = p
     return curves
@@ -324,6 +331,7 @@ def road(
     noise: float = 0.01,
     batch_size: int = 64,
     seed: int = 0,
+    head: ClassHead | None = None,
 ) -> Tensor:
     """ROAD: RemOve And Debias (Rong, Leemann, Borisov, Kasneci & Kasneci, ICML 2022).
 
@@ -349,7 +357,8 @@ def road(
         removed = ranks < round(f * h * w)
         inputs.append(noisy_linear_impute(x, removed, noise=noise, seed=seed + j))
     stack = torch.stack(inputs, dim=1).flatten(0, 1)  # (B * F, 3, H, W), image-major
-    probs = class_probability(forward, stack, classes.repeat_interleave(len(fractions)), batch_size)
+    ids = classes.repeat_interleave(len(fractions))
+    probs = class_probability(forward, stack, ids, batch_size, head)
     return probs.reshape(b, len(fractions))
 
 
@@ -395,6 +404,7 @@ def occlusion_map(
     baseline: Tensor | float = 0.0,
     batch_size: int = 64,
     probability: bool = False,
+    head: ClassHead | None = None,
 ) -> Tensor:
     """Occlusion sensitivity (Zeiler & Fergus 2014) on a patch grid, as seed 001 / Grad-CAM Sec. 6.
 
@@ -409,7 +419,7 @@ def occlusion_map(
     """
 
     def score_fn(inputs: Tensor, ids: Tensor) -> Tensor:
-        return scores(forward, inputs, ids[:, 0], batch_size, probability)[:, None]
+        return scores(forward, inputs, ids[:, 0], batch_size, probability, head)[:, None]
 
     drops = occlusion_drops(
         score_fn, x, classes[:, None], patch, stride, baseline, batch_size=batch_size

@@ -104,6 +104,91 @@ def read_checkpoint(
         ) from err
 
 
+def check_tensors(
+    state: Mapping[str, torch.Tensor],
+    label: str,
+    expected: Mapping[str, torch.Tensor] | None = None,
+) -> None:
+    """Refuse weights a model cannot compute with: NaN or infinite values, and (against the
+    ``expected`` state dict) integer or boolean tensors where the model holds floating-point
+    ones and the other way round (``load_state_dict`` would cast int8 weights silently).
+
+    ``label`` names the file in the message (``"weights file 'w.pt'"``).
+
+    Raises:
+        ModelLoadError: naming the first tensors that fail, and what to do.
+    """
+    if expected is not None:
+        kinds = [
+            f"{k!r} is {str(v.dtype).removeprefix('torch.')} where the model has "
+            f"{str(expected[k].dtype).removeprefix('torch.')}"
+            for k, v in state.items()
+            if k in expected and _kind(v) != _kind(expected[k])
+        ]
+        if kinds:
+            raise ModelLoadError(
+                f"{label}: {'; '.join(kinds[:4])}"
+                + (f" ... ({len(kinds)} in all)" if len(kinds) > 4 else "")
+                + ". camscope loads floating-point weights only (a quantised or converted file "
+                "would be cast silently and compute nonsense); save the model's float weights "
+                "(torch.save(model.state_dict(), ...)) and load those"
+            )
+    broken = [
+        k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())
+    ]
+    if broken:
+        raise ModelLoadError(
+            f"{label}: NaN or infinite values in {_list_keys(broken)}; every prediction and map "
+            "of this model would be NaN. The training diverged or the file is damaged: load an "
+            "earlier checkpoint, or retrain (a lower learning rate, --clip-grad)"
+        )
+
+
+def _kind(tensor: torch.Tensor) -> str:
+    if tensor.is_complex():
+        return "complex"
+    if tensor.is_floating_point():
+        return "float"
+    return "bool" if tensor.dtype == torch.bool else "integer"
+
+
+def fit_state_dict(
+    model: nn.Module, state: Mapping[str, Any], label: str, target: str, advice: str = ""
+) -> None:
+    """Load ``state`` into ``model`` after checking that it fits: the same keys, shapes and kinds
+    of dtype, and finite values (:func:`check_tensors`).
+
+    ``label`` names the file and ``target`` the model in messages; ``advice`` ends the message
+    of keys or shapes that do not fit.
+
+    Raises:
+        ModelLoadError: naming the keys, shapes or values that do not fit.
+    """
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing keys: {_list_keys(missing)}")
+        if unexpected:
+            parts.append(f"unexpected keys: {_list_keys(unexpected)}")
+        raise ModelLoadError(f"{label} does not fit {target}: " + "; ".join(parts) + advice)
+    wrong = [
+        f"{k!r} {list(state[k].shape)} vs {list(v.shape)}"
+        for k, v in expected.items()
+        if tuple(state[k].shape) != tuple(v.shape)
+    ]
+    if wrong:
+        raise ModelLoadError(
+            f"{label} does not fit {target}: shape mismatch (file vs model) {', '.join(wrong[:8])}"
+            + (f" ... ({len(wrong)} in all)" if len(wrong) > 8 else "")
+            + advice
+        )
+    check_tensors(state, label, expected)
+    model.load_state_dict(state)
+
+
 def _unwrap_state_dict(obj: Any, path: Path) -> Any:
     for _ in range(4):
         if isinstance(obj, nn.Module) or not isinstance(obj, Mapping):
@@ -154,6 +239,7 @@ def apply_weights_file(
     path = Path(weights).expanduser()
     obj = _unwrap_state_dict(read_checkpoint(path, trust), path)
     if isinstance(obj, nn.Module):
+        check_tensors(dict(obj.state_dict()), f"weights file {str(path)!r}")
         log.info("model %r: whole pickled module from %s", spec.name, path)
         if num_outputs(obj) != num_outputs(model):
             spec = spec_for_model(obj, spec.name)
@@ -172,30 +258,12 @@ def apply_weights_file(
     expected = model.state_dict()
     if map_in_order and not set(state) & set(expected):
         state = map_state_dict_in_order(state, expected)  # original package naming
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"missing keys: {_list_keys(missing)}")
-        if unexpected:
-            parts.append(f"unexpected keys: {_list_keys(unexpected)}")
-        raise ModelLoadError(
-            f"weights file {str(path)!r} does not fit model {spec.name!r}: "
-            + "; ".join(parts)
-            + ". Check that the checkpoint belongs to this architecture"
-        )
-    wrong = [
-        f"{k!r} {list(state[k].shape)} vs {list(v.shape)}"
-        for k, v in expected.items()
-        if tuple(state[k].shape) != tuple(v.shape)
-    ]
-    if wrong:
-        raise ModelLoadError(
-            f"weights file {str(path)!r} does not fit model {spec.name!r}: shape mismatch "
-            f"(checkpoint vs model) {', '.join(wrong[:8])}"
-            + (f" ... ({len(wrong)} in all)" if len(wrong) > 8 else "")
-        )
-    model.load_state_dict(state)
+    fit_state_dict(
+        model,
+        state,
+        f"weights file {str(path)!r}",
+        f"model {spec.name!r}",
+        ". Check that the checkpoint belongs to this architecture",
+    )
     log.info("model %r: loaded weights from %s", spec.name, path)
     return model, spec

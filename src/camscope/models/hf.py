@@ -25,7 +25,7 @@ from typing import Any
 from torch import nn
 
 from ..errors import ModelLoadError
-from .spec import ModelSpec, class_names_of
+from .spec import IMAGENET_FALLBACK, ModelSpec, class_names_of
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +167,14 @@ def load_hf_model(
         cfg = json.loads(processor_file.read_text())
         spec = spec_from_processor_config(cfg, folder.name, names)
     else:
-        log.warning("%s has no preprocessor_config.json; using ImageNet preprocessing", folder)
-        spec = ModelSpec(name=folder.name, class_names=names, source="ImageNet defaults")
+        # said once, by the caller (guessed_preprocessing): the CLI names --mean/--std
+        log.info("%s has no preprocessor_config.json; using ImageNet preprocessing", folder)
+        size = _size(getattr(model.config, "image_size", None))  # ViTs are built for one size
+        spec = ModelSpec(
+            name=folder.name,
+            input_size=size or (224, 224),
+            class_names=names,
+            source=f"{IMAGENET_FALLBACK} (no preprocessor_config.json"
+            + (", input size from config.json)" if size else ")"),
+        )
     return model.eval(), spec

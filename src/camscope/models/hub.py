@@ -1,4 +1,4 @@
-"""Pretrained timm weights without waiting on a network that is not there.
+"""Pretrained timm and torchvision weights without waiting on a network that is not there.
 
 ``timm.create_model(name, pretrained=True)`` asks the Hugging Face Hub for the weights even when
 they are cached, and without a network its HTTP client retries for about 50 s before failing.
@@ -7,7 +7,9 @@ they are cached, and without a network its HTTP client retries for about 50 s be
 directly, with no network access at all. When nothing is cached, :func:`hub_reachable` tries one
 TCP connection (3 s timeout, through the configured HTTPS proxy if there is one; ``HF_HUB_OFFLINE``
 means no) before the download starts, so an offline machine fails in seconds with a message
-that says how to go on without the download.
+that says how to go on without the download. torchvision's weights are looked up the same way
+(:func:`local_torchvision_weights`: torch hub's ``checkpoints`` folder, where torchvision saves
+them) before a download is tried (:func:`require_torchvision_weights`).
 """
 
 from __future__ import annotations
@@ -114,3 +116,39 @@ def hub_reachable(url: str, timeout: float = _TIMEOUT) -> bool:
     except OSError as err:
         log.debug("no connection to %s:%s (%s)", host, port, err)
         return False
+
+
+def local_torchvision_weights(weights: object) -> str | None:
+    """The cached file of a torchvision weights enum value (torch hub's ``checkpoints`` folder,
+    where ``weights.get_state_dict()`` saves its download), or None when it is not cached."""
+    url = getattr(weights, "url", None)
+    if not url:
+        return None
+    import torch.hub
+
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(str(url)).path).name
+    return str(cached) if cached.is_file() else None
+
+
+def require_torchvision_weights(name: str, weights: object, no_download: str) -> None:
+    """Raise :class:`~camscope.errors.ModelLoadError` at once when the weights of torchvision
+    model ``name`` are neither cached nor downloadable (their host does not answer);
+    ``no_download`` says how to go on without them."""
+    from ..errors import ModelLoadError
+
+    if local_torchvision_weights(weights) is not None:
+        return
+    url = str(getattr(weights, "url", "") or "https://download.pytorch.org")
+    if not hub_reachable(url):
+        raise ModelLoadError(
+            f"the pretrained weights of torchvision model {name!r} ({weights}) are not in the "
+            f"local cache ({Path(urlparse(url).path).name} under "
+            f"{_torch_checkpoints()}) and {urlparse(url).hostname} cannot be reached; "
+            f"{no_download}"
+        )
+
+
+def _torch_checkpoints() -> str:
+    import torch.hub
+
+    return str(Path(torch.hub.get_dir()) / "checkpoints")

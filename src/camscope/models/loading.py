@@ -14,14 +14,16 @@
    (``"resnet50.a1_in1k"``), or a timm ``"hf-hub:owner/repo"`` name.
 4. a torchvision classification model name (``torchvision.models.list_models()``). Names both
    libraries know (``resnet50``) go to timm; write ``torchvision:resnet50`` (or ``tv:``) or
-   ``timm:resnet50`` to choose.
+   ``timm:resnet50`` to choose. torchvision's detectors and segmentation models
+   (``fasterrcnn_resnet50_fpn``, ``fcn_resnet50``, ...) load with their task's spec
+   (:mod:`camscope.models.tasks`).
 5. a whole pickled model file (``torch.save(model)``), only with ``trust_checkpoint=True``
    (unpickling runs code), with the same warning as trusted checkpoints.
 
 A path that exists but holds no model (a folder without ``config.json``, a ``config.json`` without
-weights, an empty or state-dict-only file) is an error that says what it lacks. timm weights are
-taken from the local caches when they are there, and an offline machine fails in seconds instead
-of retrying the Hub for a minute (:mod:`camscope.models.hub`). Messages name the Python arguments
+weights, an empty or state-dict-only file) is an error that says what it lacks. timm and
+torchvision weights are taken from the local caches when they are there, and an offline machine
+fails in seconds instead of retrying the Hub for a minute (:mod:`camscope.models.hub`). Messages name the Python arguments
 (``weights=``, ``pretrained=False``) or, for ``hints="cli"``, the command-line flags.
 
 Example:
@@ -34,6 +36,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib
 import importlib.util
 import logging
@@ -46,7 +49,7 @@ from torch import nn
 
 from ..core.unsupported import reject_unexplainable
 from ..errors import ModelLoadError, closest
-from . import hf, hub, run_folder
+from . import hf, hub, run_folder, tasks
 from .checkpoints import apply_weights_file, read_checkpoint
 from .default import DEFAULT_MODEL, load_default
 from .spec import ModelSpec, num_outputs, spec_for_model, spec_from_torchvision, with_binary_names
@@ -99,8 +102,10 @@ def load_model(
             run code: only for files you trust.
         pretrained: ``None`` (default) loads the library's pretrained weights when no
             ``weights`` file is given (a download for timm / torchvision names); ``False`` keeps
-            random weights; ``True`` is the same as ``None``. Ignored for ``module:factory``
-            names (the factory decides).
+            random weights (the spec's ``source`` then starts with ``"random
+            initialisation"``); ``True`` is the same as ``None``. Ignored for ``module:factory``
+            names (the factory decides), Hugging Face folders and pickled models, which bring
+            their own weights.
         keep_mode: return the model in the mode its factory or pickle left it in (for
             ``explain(..., mode="as-is")``) instead of eval mode.
         hints: ``"python"`` or ``"cli"``: whether messages name the arguments of this function
@@ -121,6 +126,7 @@ def load_model(
     if weights is not None:
         reject_unexplainable(weights)
     path = Path(name).expanduser()
+    own_weights = False  # a factory, a Hugging Face folder or a pickle ignores pretrained=False
     if name == DEFAULT_MODEL:
         model, spec = load_default(use_library_weights, _HINTS[hints]["random"])
     elif name.startswith(("hf-hub:", "hf_hub:")):  # timm's Hugging Face Hub names
@@ -133,8 +139,10 @@ def load_model(
         model, spec = run_folder.load_run_folder(path, load_weights=use_library_weights)
     elif hf.is_hf_folder(path):
         model, spec = hf.load_hf_model(path, _HINTS[hints]["model"])
+        own_weights = True
     elif ":" in name and not path.exists():
         model, spec = _load_factory(name)
+        own_weights = True
     elif _is_timm_name(name):  # known names first: a folder called resnet50 does not shadow it
         model, spec = _load_timm(name, use_library_weights, hints)
     elif name in _torchvision_names():
@@ -143,6 +151,7 @@ def load_model(
         model, spec = hf.load_hf_model(path, _HINTS[hints]["model"])
     elif path.is_file():
         model, spec = _load_pickled_model(path, trust_checkpoint, hints)
+        own_weights = True
     else:
         raise ModelLoadError(_unknown_name_message(name))
 
@@ -150,9 +159,15 @@ def load_model(
         model, spec = apply_weights_file(
             model, spec, weights, trust_checkpoint, map_in_order=name == DEFAULT_MODEL
         )
-    elif pretrained is False:
+        spec = dataclasses.replace(
+            spec, source=f"weights file {weights} (preprocessing from {spec.source})"
+        )
+    elif pretrained is False and not own_weights:
         log.info("model %r: random initialisation (pretrained=False)", name)
-    spec = with_binary_names(spec, model)
+        spec = dataclasses.replace(
+            spec, source=f"random initialisation (preprocessing from {spec.source})"
+        )
+    spec = with_binary_names(tasks.with_task(spec, model), model)
     return (model if keep_mode else model.eval()), spec
 
 
@@ -307,10 +322,13 @@ def _load_torchvision(
 ) -> tuple[nn.Module, ModelSpec]:
     import torchvision.models as tvm
 
+    if tasks.torchvision_task(name) is not None:  # a detector or a segmentation model
+        return tasks.load_torchvision_task(name, use_library_weights, _no_download(hints))
     if name not in _torchvision_names(classification_only=True):
         raise ModelLoadError(
-            f"{name!r} is a torchvision detection/segmentation/video model; camscope explains image "
-            f"classifiers, e.g. {closest(name, _torchvision_names(classification_only=True))}"
+            f"{name!r} is a torchvision video or optical-flow model; camscope explains images: "
+            "classifiers, detectors and segmentation models, e.g. "
+            f"{closest(name, _torchvision_names(classification_only=True))}"
         )
     enum_default: Any = None
     try:
@@ -323,6 +341,8 @@ def _load_torchvision(
             f"torchvision has no pretrained weights for {name!r}; pass {flag['weights']} or "
             f"{flag['random']}"
         )
+    if use_library_weights:
+        hub.require_torchvision_weights(name, enum_default, _no_download(hints))
     try:
         model = tvm.get_model(name, weights=enum_default if use_library_weights else None)
     except Exception as err:

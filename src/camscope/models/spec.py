@@ -17,6 +17,10 @@ from torch import nn
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
+#: The :attr:`ModelSpec.source` of a spec whose preprocessing was not given by the model but
+#: guessed: ImageNet mean/std and, unless the model says otherwise, 224 x 224 bilinear
+#: (:func:`guessed_preprocessing`).
+IMAGENET_FALLBACK = "ImageNet defaults"
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,9 @@ class ModelSpec:
         source: where these facts came from (``"timm pretrained_cfg"``, ``"torchvision weights"``, ...).
         channels: input channels the model reads (3 RGB, 1 grey); None means one per ``mean``
             value. :func:`camscope.io.preprocess` builds inputs with this many channels.
+        task: what the model does: ``"classification"`` (default), ``"detection"`` or
+            ``"segmentation"`` (:mod:`camscope.models.tasks`); commands explain it that way
+            unless told otherwise (``--task``).
     """
 
     name: str
@@ -45,6 +52,7 @@ class ModelSpec:
     class_names: list[str] = field(default_factory=list)
     source: str = "default"
     channels: int | None = None
+    task: str = "classification"
 
     def label(self, index: int) -> str:
         """Human-readable label of a class index (``"class 17"`` when names are unknown).
@@ -62,7 +70,7 @@ class ModelSpec:
         >>> ModelSpec("m", class_names=["a", "b"]).to_dict()["num_classes"]
         2
         """
-        return {
+        out: dict[str, Any] = {
             "name": self.name,
             "input_size": [int(v) for v in self.input_size],
             "mean": [float(v) for v in self.mean],
@@ -73,6 +81,9 @@ class ModelSpec:
             "source": self.source,
             "channels": self.channels or len(self.mean),
         }
+        if self.task != "classification":  # absent for classifiers: older summaries match
+            out["task"] = self.task
+        return out
 
 
 def imagenet_class_names() -> list[str]:
@@ -109,10 +120,22 @@ def spec_for_model(model: nn.Module, name: str | None = None) -> ModelSpec:
     if isinstance(cfg, Mapping) and cfg.get("mean") is not None:
         spec = spec_from_timm_cfg(label, cfg, names, source="timm pretrained_cfg")
     else:
-        spec = ModelSpec(name=label, class_names=names, source="ImageNet defaults")
+        spec = ModelSpec(name=label, class_names=names, source=IMAGENET_FALLBACK)
     if channels is not None and channels != len(spec.mean):
         spec = for_channels(spec, channels)
     return spec
+
+
+def guessed_preprocessing(spec: ModelSpec) -> bool:
+    """Whether ``spec``'s mean, std and input size are the ImageNet fallback rather than the
+    model's own (a ``module:factory`` or pickled model without a spec, a Hugging Face folder
+    without ``preprocessor_config.json``, a timm or torchvision model without a config): the
+    caller should say so and how to give the model's own values.
+
+    >>> guessed_preprocessing(spec_for_model(nn.Linear(4, 2))), guessed_preprocessing(ModelSpec("m"))
+    (True, False)
+    """
+    return IMAGENET_FALLBACK in spec.source
 
 
 def for_channels(spec: ModelSpec, channels: int) -> ModelSpec:

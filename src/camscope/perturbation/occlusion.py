@@ -48,7 +48,8 @@ def occlusion_grid(size: tuple[int, int], patch: int, stride: int) -> tuple[list
 
 def default_patch(size: tuple[int, int]) -> tuple[int, int]:
     """``(patch, stride)`` when none is given: a seventh of the shorter side (32 px at 224 px,
-    a 7 x 7 layout of patches as in the evaluation's occlusion grid) and half of that as stride."""
+    so that seven patches side by side would tile it, as in the evaluation's occlusion grid) and
+    half of that as stride, which slides the patch over 13 x 13 = 169 positions at 224 px."""
     patch = max(1, math.ceil(min(size) / 7))
     return patch, max(1, math.ceil(patch / 2))
 

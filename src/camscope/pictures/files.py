@@ -60,6 +60,8 @@ def render(
                 drawn = Image.fromarray(picture.rgb, mode="RGB")
                 if drawn.size != plan.display.size:
                     drawn = drawn.resize(plan.display.size, Image.Resampling.BILINEAR)
+            if picture.boxes:
+                drawn = viz.draw_boxes(drawn, picture.boxes, picture.highlight)
             _save(drawn, target, options.image_format)
             written.append(picture.name)
         for npy in plan.npys:
@@ -70,7 +72,7 @@ def render(
         if plan.grid_name is not None:
             target = out / plan.grid_name
             grid = viz.compose_grid(
-                plan.display,
+                plan.grid_picture or plan.display,
                 plan.grid_rows,
                 colormap=options.colormap,
                 alpha=options.alpha,

@@ -1,9 +1,10 @@
 """The per-image file job behind ``camscope explain``: load, explain in batches, write pictures.
 
-:func:`explain_to_files` appends one record per input to a :class:`JobState` as it goes, so a
-caller interrupted (Ctrl-C) still holds the records of every image done, and reports through a
-:class:`Reporter` (the library prints nothing). One image that cannot be read or written fails
-alone. One method (or method at a layer) that cannot explain this model is skipped with its
+:func:`explain_to_files` walks the inputs with the batch walker (:class:`camscope.data.walk.Walk`:
+decoding, skips with their reason, the progress bar), appends one record per input to a
+:class:`JobState` as it goes, so a caller interrupted (Ctrl-C) still holds the records of every
+image done, and reports through a :class:`Reporter` (the library prints nothing). One image that
+cannot be read or written fails alone. One method (or method at a layer) that cannot explain this model is skipped with its
 reason (the engine's ``Explanation.skipped``, ``strict=False``), and the others are written.
 """
 
@@ -14,8 +15,9 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..data.inputs import InputItem, LoadOptions
-from ..errors import CamscopeError, UsageError
+from ..data.dataset import LoadOptions, Prepared, Sample
+from ..data.walk import Walk, name_images
+from ..errors import UsageError
 from .files import PictureWriter
 from .plan import plan_image
 
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from ..core.result import Explanation
+    from ..data.progress import Progress
     from ..models import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -38,8 +41,6 @@ class Reporter(Protocol):
     def method_skipped(self, key: str, reason: str) -> None: ...
 
     def warning(self, text: str) -> None: ...
-
-    def advance(self, images: int) -> None: ...
 
 
 @dataclass
@@ -67,7 +68,7 @@ class PictureRequest:
 class LoadedImage:
     """One decoded input image, its model input, and the seconds spent loading it."""
 
-    item: InputItem
+    item: Sample
     image: Image.Image
     x: torch.Tensor
     seconds: float
@@ -77,36 +78,38 @@ def explain_to_files(
     model: nn.Module,
     spec: ModelSpec,
     device: torch.device,
-    items: list[InputItem],
+    items: list[Sample],
     request: PictureRequest,
     load: LoadOptions,
     writer: PictureWriter,
     state: JobState,
     reporter: Reporter,
+    progress: Progress | None = None,
 ) -> None:
-    """Explain every item and write its pictures; records go to ``state`` as images finish."""
+    """Explain every item and write its pictures; records go to ``state`` as images finish
+    (``progress`` advances by each batch)."""
     methods = list(request.methods)
+    walk: Walk[Prepared] = Walk(
+        items, spec=spec, options=load, batch_size=request.batch_size, progress=progress,
+        on_skip=reporter.input_failed,
+    )  # fmt: skip
     try:
-        for start in range(0, len(items), request.batch_size):
-            loaded: list[LoadedImage] = []
-            for item in items[start : start + request.batch_size]:
-                began = time.perf_counter()
-                try:
-                    image, x = item.load(spec, options=load)
-                except CamscopeError as err:
-                    _fail(state, reporter, item, getattr(err, "reason", None) or str(err), began)
-                    continue
-                loaded.append(
-                    LoadedImage(
-                        item, image, x if x.ndim == 4 else x[None], time.perf_counter() - began
-                    )
-                )
+        for batch in walk:
+            loaded = [
+                LoadedImage(o.sample, o.value.image, o.value.x, o.seconds)
+                for o in batch.outcomes
+                if o.value is not None
+            ]
+            for o in batch.outcomes:
+                if o.error is not None:
+                    _fail(state, o.sample, o.error, o.seconds)
             for group, outcome in explain_groups(
                 model, loaded, methods, request, device, state, reporter
             ):
                 for i, entry in enumerate(group):
                     if isinstance(outcome, str):
-                        _fail(state, reporter, entry.item, outcome, None, entry.seconds)
+                        walk.skip(entry.item, outcome)
+                        _fail(state, entry.item, outcome, entry.seconds)
                         continue
                     result, seconds = outcome
                     began = time.perf_counter()
@@ -119,7 +122,6 @@ def explain_to_files(
                     share = entry.seconds + seconds / len(group)
                     record["seconds"] = round(share + time.perf_counter() - began, 4)
                     state.records.append(record)
-                    reporter.advance(1)
             _report_writes(writer.collect(), state, reporter)
     finally:
         _report_writes(writer.close(), state, reporter)
@@ -131,18 +133,9 @@ def _report_writes(failed: list[dict[str, Any]], state: JobState, reporter: Repo
         reporter.input_failed(record["source"], str(record["error"]))
 
 
-def _fail(
-    state: JobState,
-    reporter: Reporter,
-    item: InputItem,
-    reason: str,
-    began: float | None,
-    seconds: float = 0.0,
-) -> None:
-    if began is not None:
-        seconds = time.perf_counter() - began
+def _fail(state: JobState, item: Sample, reason: str, seconds: float) -> None:
+    """The record of an input that failed (the walker told the reporter)."""
     state.failed += 1
-    reporter.input_failed(item.source, reason)
     state.records.append(
         {
             "source": item.source,
@@ -152,7 +145,6 @@ def _fail(
             "seconds": round(seconds, 4),
         }
     )
-    reporter.advance(1)
 
 
 def explain_groups(
@@ -185,7 +177,7 @@ def explain_groups(
         result = explain(model, x, methods, layer, request.target, **request.calls, strict=False)
         for key, reason in result.skipped.items():
             _skip(state, reporter, key, reason)
-        for text in result.warnings:
+        for text in (name_images(w, [entry.item for entry in group]) for w in result.warnings):
             if text not in state.warnings:
                 state.warnings.append(text)
                 reporter.warning(text)

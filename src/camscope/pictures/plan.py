@@ -29,9 +29,9 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from ..core.result import Explanation
-    from ..data.inputs import InputItem
+    from ..data.dataset import Sample
     from ..models import ModelSpec
-    from ..viz import Panel
+    from ..viz import Box, Panel
 
 IMAGE_FORMATS = {"png": "png", "jpg": "jpg", "jpeg": "jpg", "webp": "webp"}
 NPY_SIZES = ("layer", "model", "image")
@@ -62,6 +62,8 @@ class PictureFile:
     name: str
     heat: np.ndarray | None = None  # (h, w) float32 map in [0, 1]
     rgb: np.ndarray | None = None  # (h, w, 3) uint8 guided picture
+    boxes: list[Box] = field(default_factory=list)  # drawn over it, in display pixels
+    highlight: int | None = None  # the box drawn thick (the one the map explains)
 
 
 @dataclass
@@ -83,6 +85,7 @@ class ImagePlan:
     grid_rows: list[tuple[str, list[Panel | None]]] = field(default_factory=list)
     grid_title: str = ""
     heat_legend: str = ""
+    grid_picture: Image.Image | None = None  # the grid's input picture, when not ``display``
 
 
 def display_size(size: tuple[int, int], max_side: int | None) -> tuple[int, int]:
@@ -135,7 +138,7 @@ def _shared_maps(result: Explanation, method: str, i: int, size: tuple[int, int]
 
 
 def plan_image(
-    item: InputItem,
+    item: Sample,
     image: Image.Image,
     result: Explanation,
     i: int,

@@ -7,27 +7,33 @@ if any, is replaced). Uploads get the upload cap plus a margin for the multipart
 form fields; the upload itself is then checked against the exact cap. Every other request body is
 limited to :data:`SMALL_BODY` bytes.
 
-Written here rather than taken from FastAPI's ``max_body_size`` (new in 2026), so the ``serve``
-extra keeps working with every FastAPI release it accepts.
+Before a 413 the rest of the body is read and thrown away, up to :data:`DRAIN_BYTES` and
+:data:`DRAIN_SECONDS` (what nginx's "lingering close" does): a client that sends its whole body
+before it reads the answer (Python's urllib and requests do) would otherwise find the connection
+reset under it and never see the 413 and its message. A client that asked ``Expect:
+100-continue`` (curl) has not sent its body yet and is answered at once; so is a body declared
+larger than :data:`DRAIN_BYTES`.
 
-:class:`LoopbackHosts` answers 421 to a request whose ``Host`` header is not a loopback name. A
-server on 127.0.0.1 is out of other machines' reach, but a web page the user visits can point a
-name it controls at 127.0.0.1 (DNS rebinding) and then read the viewer's answers; such requests
-carry that name in ``Host``. Starlette's ``TrustedHostMiddleware`` is not used because it cuts the
-port off at the first colon, which breaks ``[::1]:8000``.
+Written here rather than taken from FastAPI's ``max_body_size`` (new in 2026), so the ``serve``
+extra keeps working with every FastAPI release it accepts. Who may send requests at all is
+:mod:`.guards`' business.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
+import anyio
+
 from ..errors import CamscopeError, ImageLoadError, ModelLoadError, UsageError
-from .viewer.jobs import ExplainCancelled
+from .guards import answer, header
+from .viewer.jobs import ExplainCancelled, ServerStopping
 
 SMALL_BODY = 1 << 20  # form fields, answers, job ids
 ENVELOPE = 1 << 20  # multipart boundaries and form fields around an upload
+DRAIN_BYTES = 64 << 20  # the most of an over-limit body read (and dropped) before the 413
+DRAIN_SECONDS = 10.0  # and for at most this long
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -41,12 +47,22 @@ class URLFetchDisabled(UsageError):
     """The server was started with ``--no-url`` (answered 403)."""
 
 
+class ServerBusy(CamscopeError):
+    """Every slot of a bounded pool stayed busy for the request's whole deadline (503)."""
+
+
 def status_of(err: CamscopeError) -> int:
-    """The HTTP status of an error camscope raises on purpose."""
+    """The HTTP status of an error camscope raises on purpose (an ``http_status`` of its own
+    first)."""
+    own = getattr(err, "http_status", None)
+    if isinstance(own, int):
+        return own
     if isinstance(err, UploadTooLarge):
         return 413
     if isinstance(err, URLFetchDisabled):
         return 403
+    if isinstance(err, (ServerStopping, ServerBusy)):
+        return 503
     if isinstance(err, ExplainCancelled):
         return 409
     if isinstance(err, ModelLoadError):
@@ -78,7 +94,9 @@ class BodyLimit:
         limit = self.limit_for(scope.get("path", ""))
         declared = _content_length(scope)
         if declared is not None and declared > limit:
-            await _answer_413(send, too_large_message(declared, limit))
+            if declared <= DRAIN_BYTES and not _expects_continue(scope):
+                await drain(receive)
+            await answer(send, 413, too_large_message(declared, limit))
             return
         seen = 0
         over = False
@@ -87,10 +105,12 @@ class BodyLimit:
         async def counting_receive() -> Message:
             nonlocal seen, over
             message: Message = await receive()
-            if message["type"] == "http.request":
+            if message["type"] == "http.request" and not over:
                 seen += len(message.get("body", b""))
                 if seen > limit:
                     over = True
+                    if message.get("more_body", False):
+                        await drain(receive, DRAIN_BYTES - seen)
                     return {"type": "http.disconnect"}  # the route stops reading the body
             return message
 
@@ -100,7 +120,7 @@ class BodyLimit:
                 await send(message)
             elif not answered:
                 answered = True
-                await _answer_413(send, too_large_message(None, limit))
+                await answer(send, 413, too_large_message(None, limit))
 
         try:
             await self.app(scope, counting_receive, guarded_send)
@@ -108,68 +128,26 @@ class BodyLimit:
             if not over:
                 raise
         if over and not answered:
-            await _answer_413(send, too_large_message(None, limit))
+            await answer(send, 413, too_large_message(None, limit))
 
 
-LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
-
-
-def host_name(header: str) -> str:
-    """The name part of a ``Host`` header: ``[::1]:8000`` -> ``::1``, ``localhost:80`` ->
-    ``localhost``."""
-    header = header.strip().lower()
-    if header.startswith("["):
-        return header[1 : header.find("]")] if "]" in header else header
-    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
-
-
-class LoopbackHosts:
-    """ASGI middleware answering 421 unless the ``Host`` header names this machine's loopback."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            header = next(
-                (v.decode("latin-1") for k, v in scope.get("headers", []) if k.lower() == b"host"),
-                "",
-            )
-            name = host_name(header)
-            if name not in LOOPBACK_NAMES:
-                detail = (
-                    f"this viewer listens on a loopback address and answers only to localhost, "
-                    f"127.0.0.1 or [::1], not {name[:80]!r}; to serve other names, start it "
-                    "with --host"
-                )
-                await _answer(send, 421, detail)
+async def drain(receive: Any, budget: int = DRAIN_BYTES) -> None:
+    """Read and drop the rest of a request body: at most ``budget`` bytes and
+    :data:`DRAIN_SECONDS` seconds, so that the client reads the answer, not a reset."""
+    with anyio.move_on_after(DRAIN_SECONDS):
+        while budget > 0:
+            message = await receive()
+            if message["type"] != "http.request":
                 return
-        await self.app(scope, receive, send)
+            budget -= len(message.get("body", b""))
+            if not message.get("more_body", False):
+                return
+
+
+def _expects_continue(scope: Scope) -> bool:
+    return (header(scope, b"expect") or "").strip().lower() == "100-continue"
 
 
 def _content_length(scope: Scope) -> int | None:
-    for key, value in scope.get("headers", []):
-        if key.lower() == b"content-length":
-            text = value.decode("latin-1").strip()
-            return int(text) if text.isdigit() else None
-    return None
-
-
-async def _answer_413(send: Any, detail: str) -> None:
-    await _answer(send, 413, detail)
-
-
-async def _answer(send: Any, status: int, detail: str) -> None:
-    body = json.dumps({"detail": detail}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    text = (header(scope, b"content-length") or "").strip()
+    return int(text) if text.isdigit() else None

@@ -2,8 +2,8 @@
 
 * :mod:`.config`: :class:`TrainConfig`, every option of a run;
 * :mod:`.run`: :func:`train` (a whole run into its run folder) and :func:`resume_config`;
-* :mod:`.sources`, :mod:`.splits`, :mod:`.cifar`: class folders, CIFAR-10/100 and the built-in set,
-  with the seeded stratified validation split;
+* :mod:`.data`: ``--data`` read by :func:`camscope.data.read.read_data` (class folders,
+  CIFAR-10/100, the built-in set's training stream...), with the seeded stratified validation split;
 * :mod:`.transforms`: augmentation, the evaluation resize and the collate that skips corrupt files;
 * :mod:`.loop` (one epoch, the hot path), :mod:`.epochs` (the epoch loop), :mod:`.optim`
   (AdamW/SGD, warm-up + cosine), :mod:`.checkpoint` (``last.ckpt``, ``model.safetensors``),

@@ -2,6 +2,11 @@
 
 Every field is a plain value (no argparse namespace reaches the library); ``--resume`` compares the
 stored fields that change results with the new ones and refuses a resume that differs.
+
+A run folder resumes from wherever it is now: ``out`` is where the run is, not a setting, so it is
+neither stored nor compared (an absolute path, another working directory, a moved or copied run
+all continue), and the paths among the settings (``data``, ``val``, ``pretrained``) are stored
+absolute (:meth:`TrainConfig.stored`) and compared by the place they name, not by their spelling.
 """
 
 from __future__ import annotations
@@ -9,14 +14,19 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
+from ..models.run_folder import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 
 OPTIMIZERS = ("adamw", "sgd")
 AUGMENTATIONS = ("auto", "crop", "pad-crop", "none")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 MONITORS = ("val_acc", "val_loss")
+
+# Settings that name files or folders: stored absolute, compared by the place they name.
+PATHS = ("data", "val", "pretrained")
 
 # Fields that may change on --resume: they do not change what an epoch computes.
 RESUMABLE = frozenset(
@@ -48,7 +58,8 @@ class TrainConfig:
 
     Model:
         arch: architecture name (:mod:`camscope.models.architectures`).
-        image_size: square input side in pixels (default: 32 for CIFAR, 64 for builtin, else 224).
+        image_size: square input side in pixels, 8 to 2048 (default: 32 for CIFAR, 64 for
+            builtin, else 224).
         stem: ``"auto"``, ``"cifar"`` or ``"imagenet"``.
         arch_options: GapNet options (``width``, ``depth``...) or timm/torchvision keyword arguments.
         pretrained: None (random initialisation), ``"timm"`` (timm's local cache, never a download),
@@ -125,7 +136,10 @@ class TrainConfig:
             (self.epochs >= 1, "epochs must be >= 1"),
             (self.batch_size >= 1, "batch size must be >= 1"),
             (0.0 < self.val_split < 1.0 or self.val is not None, "val split must be in (0, 1)"),
-            (self.image_size is None or self.image_size >= 8, "image size must be >= 8 px"),
+            (
+                self.image_size is None or MIN_IMAGE_SIZE <= self.image_size <= MAX_IMAGE_SIZE,
+                f"image size must be from {MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE} px",
+            ),
             (self.lr is None or _positive(self.lr), "lr must be a positive number"),
             (
                 self.weight_decay is None
@@ -171,12 +185,79 @@ class TrainConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 
+    def stored(self) -> dict[str, Any]:
+        """The settings as ``config.json`` keeps them: without ``out`` (the run is its folder,
+        wherever that is) and with ``data``, ``val`` and ``pretrained`` absolute (a resume from
+        another working directory finds the same data)."""
+        settings = self.to_dict()
+        settings.pop("out")
+        for key in PATHS:
+            settings[key] = located(key, settings[key])
+        return settings
+
     def differences(self, stored: dict[str, Any]) -> list[str]:
-        """Names of the fields that change results and differ from a stored run's."""
+        """Names of the fields that change results and differ from a stored run's (``out`` is
+        never compared; paths are compared by the place they name)."""
         mine = self.to_dict()
         return sorted(
-            k for k in mine if k not in RESUMABLE and k in stored and stored[k] != mine[k]
+            k
+            for k in mine
+            if k not in RESUMABLE
+            and k != "out"
+            and k in stored
+            and not _same(k, stored[k], mine[k])
         )
+
+    def differences_message(self, stored: dict[str, Any], run: str | Path) -> str:
+        """Why the run in ``run`` cannot resume with these settings, or ``""`` when it can."""
+        differ = self.differences(stored)
+        if not differ:
+            return ""
+        mine = self.to_dict()
+        listed = "; ".join(f"{k} (stored {stored[k]!r}, now {mine[k]!r})" for k in differ)
+        flags = ", ".join(sorted(k.replace("_", "-") for k in RESUMABLE if k != "resume"))
+        what = "this setting differs" if len(differ) == 1 else "these settings differ"
+        return (
+            f"cannot resume {str(run)!r}: {what} from the stored run's: {listed}. A resume may "
+            f"change only {flags}; leave the others out (the stored values are used) or start a "
+            "new run in another --out"
+        )
+
+
+def located(key: str, value: Any) -> Any:
+    """Setting ``key``'s ``value`` with the file or folder it names made absolute: a data spec's
+    path through the one data grammar (``cifar10:data`` -> ``cifar10:/abs/data``, ``builtin:24``
+    kept; :func:`camscope.data.spec.parse_data`), a ``val`` or ``pretrained`` path as a whole.
+    Words (``val="test"``, ``pretrained="timm"``), None and paths that do not exist are kept.
+
+    >>> located("data", "builtin:24"), located("val", "test"), located("val", None)
+    ('builtin:24', 'test', None)
+    """
+    if not isinstance(value, str) or not value or value == _WORDS.get(key):
+        return value
+    if key == "data":
+        from ..data.spec import parse_data
+        from ..errors import CamscopeError
+
+        try:
+            spec = parse_data(value)
+        except CamscopeError:  # said when the data is read
+            return value
+        if spec.path is None:
+            return value
+        where = str(spec.path.resolve())
+        return f"{spec.kind}:{where}" if value.startswith(f"{spec.kind}:") else where
+    path = Path(value).expanduser()
+    return str(path.resolve()) if path.exists() else value
+
+
+_WORDS = {"val": "test", "pretrained": "timm"}  # values that are not paths
+
+
+def _same(key: str, stored: Any, mine: Any) -> bool:
+    if stored == mine:
+        return True
+    return key in PATHS and located(key, stored) == located(key, mine)
 
 
 def _finite(value: float) -> bool:

@@ -17,12 +17,12 @@ from ..errors import DatasetError, UsageError
 from ..outputs import write_json
 from .checkpoint import BEST_WEIGHTS, CHECKPOINT, Progress, restore_rng, save_best, save_checkpoint
 from .config import TrainConfig
+from .data import TrainingData
 from .distributed import World, gather_lists, sum_over_ranks, sum_tensor
 from .loop import EpochStats, Step, evaluate, train_epoch
 from .optim import build_optimizer, build_schedule
 from .report import per_class_accuracy, plot_confusion, plot_curves, write_metrics
 from .result import TrainResult, read_result
-from .splits import TrainingData
 from .transforms import ImageTransform, LabelledImages, Normalize, collate
 
 log = logging.getLogger(__name__)
@@ -62,9 +62,9 @@ def _loaders(
     if mode == "auto":
         mode = "pad-crop" if size <= 64 else "crop"
     train_set = LabelledImages(
-        data.train, ImageTransform(size, "bilinear", "eval" if mode == "none" else mode)
+        data.train.items, ImageTransform(size, "bilinear", "eval" if mode == "none" else mode)
     )
-    val_set = LabelledImages(data.val, ImageTransform(size, "bilinear", "eval"))
+    val_set = LabelledImages(data.val.items, ImageTransform(size, "bilinear", "eval"))
     sampler: DistributedSampler = DistributedSampler(
         train_set, num_replicas=world.size, rank=world.rank, shuffle=True, seed=config.seed
     )
@@ -316,7 +316,7 @@ def _finish(
         model.eval()
         summary["explain"] = write_grids(
             model,
-            data.val,
+            data.val.items,
             data.classes,
             config.explain,
             out / "explain",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +23,9 @@ from torch import nn
 
 from ..core.engine import explain
 from ..core.layers import resolve_layers
+from ..data.dataset import Sample
 from ..metrics.localization import energy_pointing
 from ..viz import Panel, save_grid
-from .splits import ArrayImages, ImageSource
 from .transforms import ImageTransform, Normalize
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ def _safe(text: str) -> str:
 
 def write_grids(
     model: nn.Module,
-    source: ImageSource,
+    samples: Sequence[Sample],
     classes: list[str],
     count: int,
     out_dir: Path,
@@ -49,7 +50,7 @@ def write_grids(
     std: tuple[float, ...],
     method: str = "gradcam",
 ) -> list[dict[str, Any]]:
-    """Write ``out_dir/<i>_<name>.png`` for the first ``count`` readable images of ``source``.
+    """Write ``out_dir/<i>_<name>.png`` for the first ``count`` readable images of ``samples``.
 
     Returns one record per image: name, true and predicted class, and per layer its name, map
     size and (with boxes) the energy share inside the box.
@@ -58,22 +59,21 @@ def write_grids(
     transform = ImageTransform(image_size, interpolation, "eval")
     normalize = Normalize(mean, std, device)
     out_dir.mkdir(parents=True, exist_ok=True)
-    boxes = source.boxes if isinstance(source, ArrayImages) else None
     records: list[dict[str, Any]] = []
     index = 0
-    while len(records) < count and index < len(source):
-        i = index
+    while len(records) < count and index < len(samples):
+        sample = samples[index]
         index += 1
         try:
-            picture = source.load(i)
+            picture = sample.image if sample.image is not None else sample.decode()
         except Exception as err:  # a corrupt file was reported during training already
-            log.info("explain grid: skipping %s (%s)", source.name(i), err)
+            log.info("explain grid: skipping %s (%s)", sample.source, err)
             continue
         pixels = transform(picture)
         x = normalize(pixels[None].to(device))
         shown = Image.fromarray(pixels.permute(1, 2, 0).numpy())
         rows = []
-        record: dict[str, Any] = {"image": source.name(i), "true": classes[source.labels[i]]}
+        record: dict[str, Any] = {"image": sample.source, "true": classes[sample.class_ids[0]]}
         layers: dict[str, Any] = {}
         for tag, spec in ROWS:
             name = resolve_layers(model, spec, x)[0][0]
@@ -84,8 +84,8 @@ def write_grids(
             prob = float(res.probabilities[0]) if res.probabilities is not None else float("nan")
             entry: dict[str, Any] = {"layer": name, "map_size": list(size)}
             title = f"{method}: {classes[predicted]} (p={prob:.2f})"
-            if boxes is not None:
-                box = _scaled_box(boxes[i], picture, image_size)
+            if sample.boxes:
+                box = _scaled_box(sample.boxes[0], picture, image_size)
                 share = float(
                     energy_pointing(heat[None], torch.tensor([[box]]), torch.tensor([[True]]))[0]
                 )
@@ -97,7 +97,7 @@ def write_grids(
             )
         record["predicted"] = classes[predicted]
         record["layers"] = layers
-        path = out_dir / f"{len(records):02d}_{_safe(source.name(i).rsplit('/', 1)[-1])}.png"
+        path = out_dir / f"{len(records):02d}_{_safe(sample.source.rsplit('/', 1)[-1])}.png"
         save_grid(path, shown, rows, title=f"true class: {record['true']}")
         record["file"] = path.name
         records.append(record)

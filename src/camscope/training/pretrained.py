@@ -19,7 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import UsageError
+from ..errors import ModelLoadError, UsageError
+from ..models.checkpoints import check_tensors
 from ..models.hub import local_timm_weights
 from ..models.run_folder import WEIGHTS_FILE, is_run_folder
 
@@ -89,8 +90,9 @@ def load_matching(model: nn.Module, source: str) -> dict[str, Any]:
     Returns ``{"source", "loaded", "kept_random": [names]}``.
 
     Raises:
-        UsageError: unreadable source, or fewer than half of the model's tensors fit (the
-            checkpoint belongs to another architecture).
+        UsageError: unreadable source, fewer than half of the model's tensors fit (the
+            checkpoint belongs to another architecture), or NaN, infinite or integer weights
+            (:func:`camscope.models.checkpoints.check_tensors`).
     """
     state = _state_of(source)
     own = model.state_dict()
@@ -101,6 +103,10 @@ def load_matching(model: nn.Module, source: str) -> dict[str, Any]:
             f"--pretrained {source!r} fits only {len(fitting)} of the model's {len(own)} tensors; "
             "it belongs to another architecture"
         )
+    try:
+        check_tensors(fitting, f"--pretrained {source!r}", own)
+    except ModelLoadError as err:
+        raise UsageError(str(err)) from None
     model.load_state_dict(fitting, strict=False)
     if kept:
         log.info(

@@ -36,11 +36,10 @@ from ..models.spec import IMAGENET_MEAN, IMAGENET_STD
 from ..outputs import output_lock
 from .checkpoint import CHECKPOINT, Progress, load_checkpoint, progress_from
 from .config import TrainConfig
+from .data import TrainingData, load_training_data
 from .distributed import World, barrier, join, launch, leave
 from .epochs import run_epochs
 from .result import TrainResult, read_result
-from .sources import load_training_data
-from .splits import TrainingData
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +78,9 @@ def _train_in_process(settings: dict[str, Any]) -> str:
 def resume_config(out: str | Path, **changes: Any) -> TrainConfig:
     """The stored configuration of the run in ``out``, with ``changes`` applied (``resume=True``).
 
+    The run resumes from wherever its folder is now: ``out`` may be spelled in any way, from any
+    working directory, after the folder was moved or copied (see :mod:`.config`).
+
     Raises:
         UsageError: no run in ``out``, or a change that would alter what an epoch computes.
     """
@@ -86,12 +88,9 @@ def resume_config(out: str | Path, **changes: Any) -> TrainConfig:
     stored = _stored_training(folder)
     base = TrainConfig.from_dict({**stored, "out": str(folder), "resume": True})
     wanted = TrainConfig.from_dict({**base.to_dict(), **changes, "resume": True})
-    differ = wanted.differences(stored)
-    if differ:
-        raise UsageError(
-            f"cannot resume {folder}: {', '.join(differ)} differ from the stored run (only "
-            "epochs, stop-after, workers, devices, patience, explain and progress may change)"
-        )
+    refusal = wanted.differences_message(stored, folder)
+    if refusal:
+        raise UsageError(refusal)
     return wanted
 
 
@@ -100,10 +99,19 @@ def _stored_training(folder: Path) -> dict[str, Any]:
 
     config = folder / "config.json"
     if not config.is_file():
-        raise UsageError(f"--resume: {folder} holds no run to continue (no config.json)")
-    data = json.loads(config.read_text(encoding="utf-8"))
-    if MARKER not in data or "training" not in data:
-        raise UsageError(f"--resume: {config} was not written by camscope train")
+        raise UsageError(f"--resume: {str(folder)!r} holds no run to continue (no config.json)")
+    try:
+        data = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise UsageError(
+            f"--resume: cannot read {str(config)!r} ({err}); restore it or start a new --out"
+        ) from None
+    if (
+        not isinstance(data, dict)
+        or MARKER not in data
+        or not isinstance(data.get("training"), dict)
+    ):
+        raise UsageError(f"--resume: {str(config)!r} was not written by camscope train")
     return dict(data["training"])
 
 
@@ -117,9 +125,9 @@ def _check_folder(config: TrainConfig) -> Path:
             f"{out} already holds a run; pass --resume to continue it or choose another --out"
         )
     if config.resume:
-        differ = config.differences(_stored_training(out))
-        if differ:
-            raise UsageError(f"cannot resume {out}: {', '.join(differ)} differ from the stored run")
+        refusal = config.differences_message(_stored_training(out), out)
+        if refusal:
+            raise UsageError(refusal)
     out.mkdir(parents=True, exist_ok=True)
     return out
 
@@ -272,7 +280,7 @@ def _train_on(
                 "model": facts,
                 "data": data.summary(),
                 "distributed": {"world_size": world.size},
-                "training": config.to_dict(),
+                "training": config.stored(),  # no out, absolute paths: resumable anywhere
             },
         )
     return run_epochs(

@@ -16,15 +16,15 @@ on the device (``(x / 255 - mean) / std`` in float32, the same arithmetic as
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
 
-from ..errors import ImageLoadError
-from .splits import ImageSource
+from ..data.dataset import Sample
+from ..data.walk import Loading, Outcome
 
 _RESAMPLE = {
     "bilinear": Image.Resampling.BILINEAR,
@@ -104,35 +104,30 @@ class ImageTransform:
         return array[rows[:, None], cols[None, :]]
 
 
-class LabelledImages(torch.utils.data.Dataset):
-    """A :class:`torch.utils.data.Dataset` over an :class:`ImageSource`.
+class LabelledImages(Loading, torch.utils.data.Dataset):
+    """A :class:`torch.utils.data.Dataset` over samples whose ``class_ids[0]`` is their label: the
+    batch walker's :class:`~camscope.data.walk.Loading` with the transform as its ``load``.
 
-    An image that cannot be read comes out as ``(None, label, name, reason)``; :func:`collate`
-    drops it from the batch and passes ``(name, reason)`` on, so the loop can warn and count.
+    An image that cannot be read comes out as an outcome with its reason; :func:`collate` drops
+    it from the batch and passes ``(source, reason)`` on, so the loop can warn and count.
     """
 
-    def __init__(self, source: ImageSource, transform: ImageTransform) -> None:
-        self.source = source
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.source)
-
-    def __getitem__(self, index: int) -> tuple[Any, int, str, str]:
-        label = self.source.labels[index]
-        try:
-            image = self.source.load(index)
-        except ImageLoadError as err:
-            return None, label, self.source.name(index), err.reason
-        return self.transform(image), label, "", ""
+    def __init__(self, samples: Sequence[Sample], transform: ImageTransform) -> None:
+        super().__init__(samples, _Transformed(transform))
 
 
-def collate(
-    items: Sequence[tuple[Any, int, str, str]],
-) -> tuple[Tensor, Tensor, list[tuple[str, str]]]:
-    """``(uint8 images (B, 3, S, S), labels (B,), [(skipped name, reason), ...])``."""
-    good = [(x, y) for x, y, _, _ in items if x is not None]
-    skipped = [(name, reason) for x, _, name, reason in items if x is None]
+@dataclass(frozen=True)
+class _Transformed:
+    transform: ImageTransform
+
+    def __call__(self, sample: Sample) -> Tensor:
+        return self.transform(sample.image if sample.image is not None else sample.decode())
+
+
+def collate(items: Sequence[Outcome[Tensor]]) -> tuple[Tensor, Tensor, list[tuple[str, str]]]:
+    """``(uint8 images (B, 3, S, S), labels (B,), [(skipped source, reason), ...])``."""
+    good = [(o.value, o.sample.class_ids[0]) for o in items if o.value is not None]
+    skipped = [(o.sample.source, o.error or "") for o in items if o.value is None]
     if not good:
         return torch.empty(0, 3, 1, 1, dtype=torch.uint8), torch.empty(0, dtype=torch.long), skipped
     images = torch.stack([x for x, _ in good])

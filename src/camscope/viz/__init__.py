@@ -3,7 +3,8 @@
 * :mod:`.colour`: colour maps as lookup tables, :func:`overlay` (uint8/float32, in row blocks),
   :func:`guided_to_rgb`, :func:`to_display_rgb` (the one way a picture is made RGB and shrunk);
 * :mod:`.grid`: :func:`compose_grid` / :func:`save_grid`, composed with numpy and PIL;
-* :mod:`.confusion`: :func:`confusion_png`, the confusion matrix as a picture.
+* :mod:`.confusion`: :func:`confusion_png`, the confusion matrix as a picture;
+* :mod:`.boxes`: :func:`draw_boxes`, detections drawn on a picture.
 
 Everything here takes and returns numpy arrays and PIL images; maps arrive already normalised to
 [0, 1] (see :class:`camscope.core.result.Explanation`) and resized to the picture
@@ -25,6 +26,7 @@ Example:
 
 from __future__ import annotations
 
+from .boxes import Box, draw_boxes
 from .colour import (
     DEFAULT_COLORMAP,
     RECOMMENDED_COLORMAPS,
@@ -44,6 +46,7 @@ from .grid import GridLayout, Panel, compose_grid, grid_figure, grid_layout, pri
 __all__ = [
     "DEFAULT_COLORMAP",
     "RECOMMENDED_COLORMAPS",
+    "Box",
     "GridLayout",
     "Panel",
     "blend",
@@ -52,6 +55,7 @@ __all__ = [
     "colormap_lut",
     "compose_grid",
     "confusion_png",
+    "draw_boxes",
     "get_colormap",
     "grid_figure",
     "grid_layout",

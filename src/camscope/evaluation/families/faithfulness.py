@@ -40,7 +40,9 @@ def drop(ctx: BatchContext) -> Scores:
     out, p_full = ctx.empty(), ctx.p_full()
     for m in ctx.methods:
         explained = fm.explanation_input(ctx.x, ctx.maps[m], ctx.black)
-        p_map = fm.class_probability(ctx.forward, explained, ctx.targets, ctx.config.forward_batch)
+        p_map = fm.class_probability(
+            ctx.forward, explained, ctx.targets, ctx.config.forward_batch, ctx.prediction.head
+        )
         drops = fm.average_drop(p_full, p_map)
         signed = fm.signed_drop(p_full, p_map)
         increase = fm.increase_in_confidence(p_full, p_map)
@@ -66,6 +68,7 @@ def _curves(ctx: BatchContext, mode: str, substrate: str) -> Scores:
             substrate_kind=substrate,
             black=ctx.black,
             batch_size=ctx.config.forward_batch,
+            head=ctx.prediction.head,
         )
         areas = fm.auc(curves)
         for i, row in enumerate(out[m]):
@@ -125,6 +128,7 @@ def road(ctx: BatchContext) -> Scores:
                 order=order,
                 fractions=tuple(ctx.config.road_fractions),
                 batch_size=ctx.config.forward_batch,
+                head=ctx.prediction.head,
             )
             for i, row in enumerate(out[m]):
                 row[f"road_{order}"] = float(curve[i].mean())
@@ -151,6 +155,7 @@ def occlusion(ctx: BatchContext) -> Scores:
         cfg.occlusion_stride,
         baseline=0.0,
         batch_size=cfg.forward_batch,
+        head=ctx.prediction.head,
     )
     for m in ctx.methods:
         rho = fm.occlusion_spearman(ctx.maps[m], occ, cfg.occlusion_patch, cfg.occlusion_stride)

@@ -1,7 +1,7 @@
 // The settings panel: demo photos, methods by cost, colour maps, layers, target chips and classes.
 import { paintColorbar } from "./render.js";
 import {
-  $, COST_CLASS, COST_TITLE, HIDDEN_METHODS, api, getJSON, hooks, percent, showError, state,
+  $, COSTS, COST_CLASS, COST_TITLE, HIDDEN_METHODS, api, getJSON, hooks, percent, showError, state,
 } from "./state.js";
 
 // ---------------------------------------------------------------------------------------------
@@ -34,7 +34,7 @@ export function buildDemos() {
 export function buildMethods() {
   const box = $("methods");
   box.innerHTML = "";
-  for (const cost of ["one pass", "guided pass", "perturbation"]) {
+  for (const cost of COSTS) {
     const group = document.createElement("div");
     group.className = "group";
     const title = document.createElement("div");
@@ -56,14 +56,41 @@ export function buildMethods() {
         hooks.schedule();
       });
       label.querySelector(".name").textContent = method.name;
+      label.dataset.method = method.name;
       const badge = label.querySelector(".badge");
       badge.classList.add(COST_CLASS[cost]);
       badge.textContent = cost;
+      badge.title = `passes beyond the shared ones: ${method.passes_text}`;
       group.appendChild(label);
     }
     box.appendChild(group);
   }
   updateMethodCount();
+}
+
+// The passes each method adds on this model at this layer (GET /api/methods?model=&layer=):
+// shown on the badges of the costly methods; those over the server's budget are struck through.
+export async function refreshPasses() {
+  const layer = state.compare ? "auto" : layerSpec();
+  const query = `model=${encodeURIComponent(state.model)}&layer=${encodeURIComponent(layer)}`;
+  let rows;
+  try {
+    rows = await getJSON(`api/methods?${query}`);
+  } catch (_) {
+    return; // a bad layer choice: the explain request will say what is wrong
+  }
+  const budget = state.config.max_passes;
+  for (const row of rows) {
+    const label = document.querySelector(`#methods label[data-method="${CSS.escape(row.name)}"]`);
+    if (!label) continue;
+    const badge = label.querySelector(".badge");
+    const costly = row.cost === "few passes" || row.cost === "perturbation";
+    badge.textContent = costly ? `${row.passes.toLocaleString("en")} passes` : row.cost;
+    label.classList.toggle("over", row.over_budget);
+    label.title = [row.summary, row.paper].filter(Boolean).join(" | ") + (row.over_budget
+      ? ` | over this server's budget of ${budget.toLocaleString("en")} passes per request (camscope serve --max-passes)`
+      : "");
+  }
 }
 
 export function updateMethodCount() {
@@ -90,6 +117,7 @@ export async function loadModelInfo() {
   state.layers = layers.layers;
   state.classes = classes.classes;
   renderLayerList();
+  refreshPasses();
 }
 
 export function layerSpec() {
@@ -110,6 +138,7 @@ export function renderLayerList() {
       if (tick.checked) state.fused.add(layer.name);
       else state.fused.delete(layer.name);
       syncLayerButtons();
+      refreshPasses();
       hooks.schedule();
     });
     label.querySelector(".lname").textContent = layer.name;

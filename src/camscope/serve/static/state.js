@@ -5,10 +5,15 @@ export const CARD_MAX = 300;
 export const CARD_GAP = 14;
 export const GRID_TILE = 320;
 export const EXPORT_MAX_SIDE = 2048;
-export const COST_CLASS = { "one pass": "one", "guided pass": "guided", perturbation: "slow" };
+// The cost classes of GET /api/methods, read from each method's registration (its passes).
+export const COSTS = ["one pass", "guided pass", "few passes", "perturbation"];
+export const COST_CLASS = {
+  "one pass": "one", "guided pass": "guided", "few passes": "few", perturbation: "slow",
+};
 export const COST_TITLE = {
   "one pass": "One pass: one forward and one backward, shared",
   "guided pass": "Guided pass: one extra guided backward",
+  "few passes": "A few passes of their own",
   perturbation: "Perturbation: many forward passes, cancellable",
 };
 export const HIDDEN_METHODS = new Set(["counterfactual"]); // the Target section's toggle adds it

@@ -1,7 +1,9 @@
 // The study page: one trial at a time, one answer per click. Names of methods and models never
-// reach this page; the server keeps them and writes every answer to disk before replying.
+// reach this page, nor trial ids (each trial comes with a ticket valid for this session only);
+// the server writes every answer to disk before replying.
 const $ = (id) => document.getElementById(id);
 let participant = "";
+let session = "";
 let current = null;
 let shownAt = 0;
 let busy = false;
@@ -9,8 +11,30 @@ let busy = false;
 async function call(path, options) {
   const response = await fetch(path, options);
   const body = await response.json().catch(() => ({}));
-  if (!response.ok) throw new Error(body.detail || `${response.status} ${response.statusText}`);
+  if (!response.ok) {
+    const error = new Error(body.detail || `${response.status} ${response.statusText}`);
+    error.status = response.status;
+    throw error;
+  }
   return body;
+}
+
+async function openSession() {
+  const form = new FormData();
+  form.append("participant", participant);
+  session = (await call("api/study/session", { method: "POST", body: form })).session;
+}
+
+// A call of this session; a session the server no longer knows (it restarted) is opened again
+// with the same name, and the participant goes on at their first unanswered trial.
+async function withSession(fn) {
+  try {
+    return await fn();
+  } catch (err) {
+    if (err.status !== 401) throw err;
+    await openSession();
+    return next();
+  }
 }
 
 function fail(err) {
@@ -20,7 +44,7 @@ function fail(err) {
 
 async function next() {
   $("error").hidden = true;
-  const trial = await call(`api/study/next?participant=${encodeURIComponent(participant)}`);
+  const trial = await call(`api/study/next?session=${encodeURIComponent(session)}`);
   $("progress-text").textContent = `${participant} · trial ${Math.min(trial.position + 1, trial.total)} of ${trial.total}`;
   $("fill").style.width = `${Math.round((100 * trial.position) / trial.total)}%`;
   if (trial.done) {
@@ -68,13 +92,15 @@ async function answer(choice) {
   busy = true;
   document.querySelectorAll(".option").forEach((b) => { b.disabled = true; });
   const form = new FormData();
-  form.append("participant", participant);
-  form.append("trial", String(current.trial));
+  form.append("session", session);
+  form.append("trial", current.trial);
   form.append("choice", choice);
-  form.append("ms", String(Math.round(performance.now() - shownAt)));
+  form.append("ms", String(Math.max(1, Math.round(performance.now() - shownAt))));
   try {
-    await call("api/study/answer", { method: "POST", body: form });
-    await next();
+    await withSession(async () => {
+      await call("api/study/answer", { method: "POST", body: form });
+      await next();
+    });
   } catch (err) {
     busy = false;
     document.querySelectorAll(".option").forEach((b) => { b.disabled = false; });
@@ -95,6 +121,7 @@ $("start-form").addEventListener("submit", async (e) => {
   localStorage.setItem("camscope-participant", participant);
   $("welcome").hidden = true;
   try {
+    await openSession();
     await next();
   } catch (err) {
     fail(err);

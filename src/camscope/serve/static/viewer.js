@@ -5,12 +5,13 @@ import {
   chosenMethods, downloadGrid, fillRow, markPending, renderSkeleton, repaint, summaryJSON,
 } from "./cards.js";
 import {
-  buildColormaps, buildDemos, buildMethods, layerSpec, loadModelInfo, renderClassList,
-  renderLayerList, syncLayerButtons,
+  buildColormaps, buildDemos, buildMethods, layerSpec, loadModelInfo, refreshPasses,
+  renderClassList, renderLayerList, syncLayerButtons,
 } from "./panel.js";
 import {
   $, api, explainRow, getJSON, hideError, hooks, showError, state, stem,
 } from "./state.js";
+import { modelTask, offerConcepts, repaintTask, runTask, showTaskView } from "./tasks.js";
 
 // ---------------------------------------------------------------------------------------------
 // The image
@@ -104,6 +105,19 @@ async function run() {
   const methods = chosenMethods();
   if (!methods.length) {
     showError("Choose at least one method on the left.");
+    return;
+  }
+  const kind = await modelTask(); // detectors and segmentation models: tasks.js
+  if (generation !== state.generation) return;
+  showTaskView(kind !== "classification");
+  offerConcepts(kind === "classification");
+  if (kind !== "classification") {
+    $("toolbar").hidden = true;
+    try {
+      await runTask(kind, methods, layerSpec());
+    } catch (err) {
+      if (generation === state.generation) showError(err.message);
+    }
     return;
   }
   const specs = state.compare ? ["first", "middle", "last"] : [layerSpec()];
@@ -201,12 +215,14 @@ function wire() {
       state.compare = false;
       $("compare").checked = false;
       renderLayerList();
+      refreshPasses();
       run();
     });
   });
   $("compare").addEventListener("change", () => {
     state.compare = $("compare").checked;
     syncLayerButtons();
+    refreshPasses();
     run();
   });
   $("layer-filter").addEventListener("input", renderLayerList);
@@ -219,11 +235,13 @@ function wire() {
     state.opacity = Number($("opacity").value);
     $("opacity-value").textContent = state.opacity.toFixed(2);
     repaint(); // no request: the maps are here
+    repaintTask();
   });
   $("colormap").addEventListener("change", () => {
     state.colormap = $("colormap").value;
     paintColorbar($("colorbar"), state.luts[state.colormap]);
     repaint();
+    repaintTask();
   });
   $("cancel").addEventListener("click", cancelJob);
   $("dl-json").addEventListener("click", () => {

@@ -5,6 +5,13 @@ answer the participant saw accepted survives a crash or a restart. A row cut sho
 the middle of a write (no final newline) is removed when the log is opened again, and said so in
 the log; every complete row is kept.
 
+Cells that a spreadsheet would run as a formula are written with a leading ``'`` (OWASP's advice
+on CSV injection: a cell starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return),
+since participant names and data-set labels come from outside: ``=HYPERLINK(...)`` typed as a name
+stays text when ``answers.csv`` is opened in a spreadsheet. Numbers (``-1``, ``+2.5``) are left as
+they are, and a cell that starts with ``'`` gets one more, so that :class:`AnswerLog` reads every
+cell back exactly as it was given (:func:`restore_cell`).
+
 :func:`summarize` turns the rows into one line per method: for class discrimination the share of
 correct answers, for trust the share of decided answers preferring the first model, each with a
 95% Wilson score interval (Wilson 1927; :func:`camscope.evaluation.summary.wilson_interval`, the
@@ -18,6 +25,7 @@ import csv
 import logging
 import math
 import os
+import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -47,6 +55,22 @@ COLUMNS = (
     "seed",
 )
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+
+
+def neutralise_cell(text: str) -> str:
+    """The cell as written to ``answers.csv``: a leading ``'`` before what a spreadsheet would
+    run as a formula (and before a leading ``'``, so that reading back is exact)."""
+    if text.startswith("'") or (text.startswith(_FORMULA_START) and not _NUMBER.fullmatch(text)):
+        return "'" + text
+    return text
+
+
+def restore_cell(text: str) -> str:
+    """The inverse of :func:`neutralise_cell`."""
+    return text[1:] if text.startswith("'") else text
+
 
 class AnswerLog:
     """``answers.csv`` of one study folder: read at start, appended one row per answer."""
@@ -62,7 +86,7 @@ class AnswerLog:
                     if None in row or any(row.get(c) is None for c in COLUMNS):
                         log.warning("%s: skipping a malformed row %r", self.path, row)
                         continue
-                    self.rows.append(row)
+                    self.rows.append({c: restore_cell(row[c]) for c in COLUMNS})
 
     def _repair(self) -> None:
         """Drop a last row cut short by a crash (the file does not end with a newline)."""
@@ -91,7 +115,7 @@ class AnswerLog:
                 writer = csv.DictWriter(handle, fieldnames=COLUMNS)
                 if new:
                     writer.writeheader()
-                writer.writerow(text)
+                writer.writerow({c: neutralise_cell(v) for c, v in text.items()})
                 handle.flush()
                 os.fsync(handle.fileno())
             self.rows.append(text)

@@ -16,14 +16,19 @@ Trials are one per (image, object) and method (class discrimination) or per imag
 (trust). The list is fixed when the study folder is created and written to ``study.json`` with
 the seed. Each participant sees every trial once, in an order shuffled with ``Random(f"{seed}/
 {participant}")``; the answer options and the left/right sides are shuffled the same way per
-trial. Method and model names never reach the page. ``answers.csv`` (:mod:`.answers`) gets one
-row per click; a restart reads it and each participant continues at their first unanswered trial.
+trial. Method and model names never reach the page, nor do trial ids: the page gets a random
+ticket per trial, valid for the session it was served to (:mod:`.tokens`). ``answers.csv``
+(:mod:`.answers`) gets one row per click; a restart reads it and each participant continues at
+their first unanswered trial. ``ms`` (the time from showing the trial to the click, measured by
+the page) must be a positive number of at most :data:`MAX_MS` (a day).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import math
 import random
 import secrets
 import time
@@ -31,10 +36,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ...data.dataset import LoadOptions
 from ...errors import UsageError
 from ...outputs import write_json
 from ..viewer.service import Explainer, ExplainRequest, LazyImage, parse_methods
 from .answers import AnswerLog
+from .tokens import SessionBook
 from .trials import StudyOptions, Trial, build_trials, study_images
 
 if TYPE_CHECKING:
@@ -48,6 +55,7 @@ QUESTIONS = {
     "trust": "Both models predicted the same class. Whose explanation do you trust more?",
 }
 TRUST_CHOICES = ("left", "right", "same")
+MAX_MS = 24 * 3600 * 1000  # a day: a longer "time to answer" is no measurement
 
 
 class Study:
@@ -71,6 +79,7 @@ class Study:
         self.explainer = explainer
         self.answers_path = folder / "answers.csv"
         self.log = AnswerLog(self.answers_path)
+        self.sessions = SessionBook()
 
     def order(self, participant: str) -> list[int]:
         ids = [t.id for t in self.trials]
@@ -107,14 +116,25 @@ class Study:
                 methods=(trial.method,),
                 layer=self.plan["layer"],
                 target=str(trial.classes[index]),
+                overlays=True,  # the study page shows the server's pictures
             )
             source = LazyImage(f"study:{trial.image}", self.images[trial.image])
             body = self.explainer.explain(request, source).body
             out.append(body["maps"][trial.method]["overlay_png"])
         return out
 
-    def answer(self, participant: str, trial_id: int, choice: str, ms: int) -> dict[str, str]:
-        """Record one click; a second answer to the same trial or an unknown choice is an error."""
+    def answer(
+        self, participant: str, trial_id: int, choice: str, ms: float | None
+    ) -> dict[str, str]:
+        """Record one click; a second answer to the same trial, an unknown choice or a time that
+        is not a positive number of at most :data:`MAX_MS` milliseconds is an error (``None``:
+        not measured, left empty)."""
+        if ms is not None and not (isinstance(ms, (int, float)) and 0 < ms <= MAX_MS):
+            shown = ms if isinstance(ms, (int, float)) and math.isfinite(ms) else repr(ms)
+            raise UsageError(
+                f"ms must be the milliseconds from showing the trial to the click, a positive "
+                f"number of at most {MAX_MS} (a day); got {shown}"
+            )
         if not 0 <= trial_id < len(self.trials):
             raise UsageError(f"there is no trial {trial_id}")
         if trial_id in self.log.answered(participant):
@@ -136,7 +156,7 @@ class Study:
             "target_class": "|".join(str(c) for c in trial.classes),
             "options": "|".join(options),
             "choice": choice,
-            "ms": max(0, int(ms)),
+            "ms": "" if ms is None else round(ms),
             "seed": self.seed,
         }
         if self.kind == "trust":
@@ -194,7 +214,8 @@ def prepare_study(
     pool = pool or ModelPool(models, device=device)
     explainer = Explainer(pool, input_entries=256, map_entries=256)
     images = study_images(options, pool.get(models[0]).spec)
-    loaders = {image.id: image.load for image in images}
+    load = LoadOptions(options.max_pixels)
+    loaders = {image.id: functools.partial(image.decode, load) for image in images}
     if plan_path.exists():
         plan = json.loads(plan_path.read_text(encoding="utf-8"))
         differ = {k: (plan.get(k), v) for k, v in settings.items() if plan.get(k) != v}
@@ -216,7 +237,7 @@ def prepare_study(
             raise UsageError(f"--data {options.data!r} no longer holds images {missing[:5]}")
         log.info("continuing the study in %s (%d trials)", folder, len(trials))
         return Study(folder, plan, trials, loaders, explainer)
-    trials = build_trials(options.kind, images, methods, explainer, models, options.limit)
+    trials = build_trials(options.kind, images, methods, explainer, models, options.limit, load)
     if not trials:
         raise UsageError(
             f"--data {options.data!r} gives no trial for a {options.kind} study"

@@ -1,24 +1,19 @@
 """The images and trials of a human study (:mod:`.study`), from ``--data``.
 
-``--data`` is ``builtin:N`` (the first N images of the built-in benchmark, seed 0), an annotation
-data set (VOC folder, COCO ``.json``, ``.csv``; :func:`camscope.data.annotations.load_dataset`)
-or, for trust studies, a folder of images. Images are decoded when a trial shows them, never all
-at once; ``limit`` keeps the first N usable images.
+``--data`` is read by :func:`camscope.data.read.read_data`: ``builtin:N`` (the first N images of
+the built-in benchmark's evaluation stream), an annotation data set (VOC folder, COCO ``.json``,
+``.csv``) or, for trust studies, a folder of images. Images are decoded when a trial shows them,
+never all at once; ``limit`` keeps the first N usable images.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-from ...errors import UsageError
+import functools
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from PIL import Image
-
-    from ...data.annotations import GroundTruth
+    from ...data.dataset import GroundTruth, LoadOptions, Sample
     from ...models import ModelSpec
     from ..viewer.service import Explainer
 
@@ -50,87 +45,17 @@ class Trial:
     answer: str = ""
 
 
-@dataclass
-class StudyImage:
-    """One image of a study: its id, how to decode it, and its annotated objects (if any)."""
+def study_images(options: StudyOptions, spec: ModelSpec) -> list[Sample]:
+    """Every image ``--data`` names, in a fixed order (:func:`camscope.data.read.read_data`: the
+    objects of annotated images; for trust studies a folder is every image below it)."""
+    from ...data.read import read_data
 
-    id: str
-    load: Callable[[], Image.Image]
-    objects: list[GroundTruth] = field(default_factory=list)
-
-
-def _builtin(data: str, spec: ModelSpec) -> list[StudyImage]:
-    from ...data.synthetic import SyntheticBenchmark
-
-    _, _, count = data.partition(":")
-    try:
-        n = int(count or 50)
-    except ValueError:
-        raise UsageError(f"--data {data!r}: expected builtin:N with N a whole number") from None
-    height, width = (int(v) for v in spec.input_size)
-    bench = SyntheticBenchmark(n, size=height if height == width else 224, seed=0)
-    out = []
-    for i in range(n):
-        sample = bench[i]
-
-        def load(i: int = i) -> Any:
-            return bench[i].image
-
-        out.append(StudyImage(sample.id, load, list(sample.objects)))
-    return out
+    size = int(spec.input_size[0]) if spec.input_size[0] == spec.input_size[1] else 224
+    need = "images" if options.kind == "trust" else "boxes"
+    return list(read_data(options.data, spec.class_names, need=need, size=size).items)
 
 
-def _annotated(data: str, spec: ModelSpec, max_pixels: int) -> list[StudyImage]:
-    from ...data.annotations import load_dataset
-    from ...data.classes import ClassMapper
-
-    out = []
-    for sample in load_dataset(data, ClassMapper(spec.class_names or None)):
-        load: Callable[[], Any]
-        if sample.image is not None:
-            load = _constant(sample.image)
-        elif sample.path is not None:
-            load = _reader(sample.path, max_pixels)
-        else:
-            continue
-        out.append(StudyImage(sample.id, load, list(sample.objects)))
-    return out
-
-
-def _constant(image: Any) -> Callable[[], Any]:
-    return lambda: image
-
-
-def _reader(path: str | Path, max_pixels: int) -> Callable[[], Image.Image]:
-    from ...io import load_image
-
-    return lambda: load_image(path, max_pixels=max_pixels)
-
-
-def _folder(data: str, max_pixels: int) -> list[StudyImage]:
-    from ...io import collect_inputs
-
-    files = [f for f in collect_inputs([data]) if Path(f).is_file()]
-    return [StudyImage(path, _reader(path, max_pixels)) for path in files]
-
-
-def study_images(options: StudyOptions, spec: ModelSpec) -> list[StudyImage]:
-    """Every image ``--data`` names, in a fixed order."""
-    from ...io import DEFAULT_MAX_PIXELS
-
-    data = options.data.strip()
-    max_pixels = options.max_pixels or DEFAULT_MAX_PIXELS
-    if data.startswith("builtin"):
-        return _builtin(data, spec)
-    path = Path(data)
-    if not path.exists():
-        raise UsageError(f"--data {data!r} does not exist; pass builtin:N, annotations or a folder")
-    if options.kind == "trust" and path.is_dir():
-        return _folder(data, max_pixels)
-    return _annotated(data, spec, max_pixels)
-
-
-def _two_objects(image: StudyImage) -> list[GroundTruth] | None:
+def _two_objects(image: Sample) -> list[GroundTruth] | None:
     """The first two annotated objects of different labels with model classes, if any."""
     picked: list[GroundTruth] = []
     for obj in image.objects:
@@ -143,13 +68,15 @@ def _two_objects(image: StudyImage) -> list[GroundTruth] | None:
 
 def build_trials(
     kind: str,
-    images: list[StudyImage],
+    images: list[Sample],
     methods: list[str],
     explainer: Explainer,
     models: list[str],
     limit: int | None = None,
+    load: LoadOptions | None = None,
 ) -> list[Trial]:
-    """The trials of a study, in data order (:mod:`.study` shuffles them per participant)."""
+    """The trials of a study, in data order (:mod:`.study` shuffles them per participant);
+    ``load``: how the images are decoded."""
     from ..viewer.service import LazyImage
 
     trials: list[Trial] = []
@@ -157,7 +84,7 @@ def build_trials(
     for image in images:
         if limit is not None and used >= limit:
             break
-        source = LazyImage(f"study:{image.id}", image.load)
+        source = LazyImage(f"study:{image.id}", functools.partial(image.decode, load))
         if kind == "class-discrimination":
             pair = _two_objects(image)
             if pair is None:

@@ -1,6 +1,8 @@
 """The FastAPI application: the viewer page, the REST API and (``--study``) the human studies.
 
 Routes (OpenAPI at ``/docs``): ``POST /api/explain``, ``GET /api/methods``, ``GET /api/models``,
+``POST /api/detect``, ``POST /api/explain-task``, ``POST /api/segment-classes``,
+``POST /api/concepts`` (detectors, segmentation models, DFF concepts: :mod:`.tasks`),
 ``GET /api/layers?model=M``, ``GET /api/classes?model=M``, ``GET /api/colormaps``,
 ``GET /api/config``, ``GET /api/demo/{name}``, ``POST /api/fetch`` (an image URL, unless
 ``--no-url``), ``POST /api/preview``, ``GET /api/progress?job=ID``, ``POST /api/cancel``,
@@ -8,7 +10,11 @@ Routes (OpenAPI at ``/docs``): ``POST /api/explain``, ``GET /api/methods``, ``GE
 relative, so the server also works behind a reverse proxy under a path prefix.
 
 Model work runs on worker threads (``anyio.to_thread``), never on the event loop; a request on a
-model waits for that model's lock (:mod:`.pool`). Errors camscope raises on purpose become JSON
+model waits for that model's lock (:mod:`.pool`). An explain request whose client goes away
+stops at its next check (:func:`..web.until_disconnected`); one that would add more model passes
+than ``max_passes`` is refused (:mod:`.budget`). ``POST /api/fetch`` runs in a pool of its own
+(``fetch_workers`` threads) within ``url_deadline`` seconds, its wait for a slot included, so
+slow URLs never hold the threads that explain. Errors camscope raises on purpose become JSON
 ``{"detail": message}`` answers with the status of :func:`.limits.status_of`; anything else is
 logged with its traceback and answered 500. The server goes on serving after every bad request.
 
@@ -20,54 +26,40 @@ Example:
 
 from __future__ import annotations
 
-import importlib.metadata
-import logging
 import threading
-from collections.abc import Callable
+import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
-import anyio.to_thread
-from fastapi import FastAPI, File, Form, HTTPException, Query, Request, UploadFile
+import anyio
+from fastapi import FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, Response
-from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
-from ...errors import CamscopeError, UsageError
-from ...io import DEFAULT_MAX_PIXELS, DEMO_IMAGES
+from ...core.cost import DEFAULT_PASS_BUDGET
+from ...data.inputs import DEMO_IMAGES
+from ...errors import ImageLoadError, UsageError
+from ...io import DEFAULT_MAX_PIXELS
 from ...models.default import DEFAULT_MODEL
 from ...viz import DEFAULT_COLORMAP, RECOMMENDED_COLORMAPS
-from ..limits import (
-    ENVELOPE,
-    SMALL_BODY,
-    BodyLimit,
-    UploadTooLarge,
-    URLFetchDisabled,
-    status_of,
-    too_large_message,
+from ..limits import ServerBusy, URLFetchDisabled
+from ..web import (
+    STATIC,
+    base_app,
+    installed_version,
+    read_upload,
+    run_work,
+    until_disconnected,
+    upload_name,
 )
 from .catalogue import colormap_luts, method_catalogue
 from .encode import display_copy, png_bytes
 from .jobs import JobBoard
 from .pool import ModelPool
-from .service import MAX_TOPK, Explainer, ExplainRequest, LazyImage
+from .service import INPUT_BYTES, MAP_BYTES, MAX_TOPK, Explainer, ExplainRequest, LazyImage
+from .tasks import TaskCall, TaskService, parse_box
 
-log = logging.getLogger(__name__)
-
-
-def _installed_version() -> str:
-    """camscope's version as installed (the package root is not this room's to import)."""
-    try:
-        return importlib.metadata.version("camscope")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
-
-
-__version__ = _installed_version()
-
-STATIC = Path(__file__).resolve().parents[1] / "static"  # shared with the study page
-T = TypeVar("T")
+__version__ = installed_version()
 
 
 @dataclass
@@ -79,9 +71,13 @@ class ServeConfig:
     allow_url: bool = True
     max_upload_bytes: int = 20 * 2**20
     max_pixels: int = DEFAULT_MAX_PIXELS
-    url_timeout: float = 10.0
+    url_deadline: float = 10.0  # seconds for a whole /api/fetch, its wait for a slot included
+    fetch_workers: int = 4  # URLs fetched at once, in a pool of their own
     input_entries: int = 32
     map_entries: int = 128
+    input_bytes: int = INPUT_BYTES
+    map_bytes: int = MAP_BYTES
+    max_passes: int | None = DEFAULT_PASS_BUDGET  # model passes per image one request may add
 
 
 class Entry(BaseModel):
@@ -107,50 +103,6 @@ class ExplainOut(BaseModel):
     seconds: dict[str, float]
 
 
-async def run_work(fn: Callable[[], T]) -> T:
-    """Run model work on a worker thread; unexpected errors are logged and answered 500."""
-    try:
-        return await anyio.to_thread.run_sync(fn)
-    except (CamscopeError, HTTPException):
-        raise
-    except Exception as err:
-        log.exception("internal error")
-        raise HTTPException(500, f"internal error: {type(err).__name__}: {err}") from err
-
-
-async def read_upload(upload: UploadFile, limit: int) -> bytes:
-    if upload.size is not None and upload.size > limit:
-        raise UploadTooLarge(too_large_message(upload.size, limit))
-    data = await upload.read(limit + 1)
-    if len(data) > limit:
-        raise UploadTooLarge(too_large_message(None, limit))
-    return data
-
-
-def upload_name(upload: UploadFile) -> str:
-    """The client's file name, only for messages (never a path here)."""
-    name = (upload.filename or "upload").replace("\\", "/").rsplit("/", 1)[-1]
-    return "".join(c for c in name if c.isprintable())[:120] or "upload"
-
-
-def base_app(title: str, upload_limit: int) -> FastAPI:
-    """A FastAPI app with camscope's error answers and body limits."""
-    app = FastAPI(title=title, version=__version__, description=__doc__)
-
-    @app.exception_handler(CamscopeError)
-    async def camscope_error(_request: Request, err: CamscopeError) -> JSONResponse:
-        return JSONResponse({"detail": str(err)}, status_code=status_of(err))
-
-    uploads = ("/api/explain", "/api/preview")
-
-    def limit_for(path: str) -> int:
-        return upload_limit + ENVELOPE if path.endswith(uploads) else SMALL_BODY
-
-    app.add_middleware(BodyLimit, limit_for=limit_for)
-    app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    return app
-
-
 def create_app(
     config: ServeConfig | None = None,
     *,
@@ -162,10 +114,18 @@ def create_app(
     config = config or ServeConfig()
     pool = pool or (explainer.pool if explainer else ModelPool(config.models, device=config.device))
     explainer = explainer or Explainer(
-        pool, JobBoard(), input_entries=config.input_entries, map_entries=config.map_entries
+        pool,
+        JobBoard(),
+        input_entries=config.input_entries,
+        map_entries=config.map_entries,
+        input_bytes=config.input_bytes,
+        map_bytes=config.map_bytes,
+        max_passes=config.max_passes,
     )
-    app = base_app("camscope viewer", config.max_upload_bytes)
+    app = base_app("camscope viewer", config.max_upload_bytes, __doc__ or "")
     app.state.explainer = explainer
+    app.state.jobs = explainer.jobs  # stopped all at once when the server shuts down
+    fetch_pool = anyio.CapacityLimiter(max(1, config.fetch_workers))
     demo_cache: dict[str, bytes] = {}
     demo_lock = threading.Lock()
     luts = colormap_luts()
@@ -188,11 +148,30 @@ def create_app(
             "demo_images": list(DEMO_IMAGES),
             "default_model": pool.default,
             "default_colormap": DEFAULT_COLORMAP,
+            "max_passes": explainer.max_passes,
+            "max_topk": MAX_TOPK,
         }
 
     @app.get("/api/methods", summary="Every registered CAM method with its cost")
-    async def methods() -> list[dict[str, Any]]:
-        return [vars(info) for info in method_catalogue()]
+    async def methods(
+        model: Annotated[
+            str, Query(description="with layer: add each method's passes on this model")
+        ] = "",
+        layer: Annotated[str, Query(description="auto, first, middle, last, a layer name")] = "",
+    ) -> list[dict[str, Any]]:
+        rows = [vars(info) for info in method_catalogue()]
+        if not model and not layer:
+            return rows
+        counts = await run_work(lambda: explainer.passes(model, layer or "auto"))
+        budget = explainer.max_passes
+        return [
+            {
+                **row,
+                "passes": counts[row["name"]],
+                "over_budget": budget is not None and counts[row["name"]] > budget,
+            }
+            for row in rows
+        ]
 
     @app.get("/api/models", summary="The models this server offers (the first is the default)")
     async def models() -> list[dict[str, Any]]:
@@ -243,14 +222,18 @@ def create_app(
         def load() -> bytes:
             with demo_lock:
                 if not demo_cache:
-                    from ...io import demo_images
+                    from ...data.inputs import demo_images
 
                     demo_cache.update({n: png_bytes(img, 1) for n, img in demo_images()})
                 return demo_cache[name]
 
         return Response(await run_work(load), media_type="image/png")
 
-    @app.post("/api/fetch", summary="Fetch an image URL on the server (off with --no-url); PNG")
+    @app.post(
+        "/api/fetch",
+        summary="Fetch an image URL on the server (off with --no-url); PNG",
+        responses={503: {"description": "every fetch slot stayed busy for the deadline"}},
+    )
     async def fetch(url: Annotated[str, Form(description="http(s) URL of an image")]) -> Response:
         if not config.allow_url:
             raise URLFetchDisabled(
@@ -258,19 +241,37 @@ def create_app(
             )
         if not url.lower().startswith(("http://", "https://")):
             raise UsageError(f"{url[:200]!r} is not an http(s) URL")
+        deadline = config.url_deadline
+        began = time.monotonic()
 
         def load() -> bytes:
             from ...io import load_image
+            from ...io.download import DownloadDeadline
 
-            image = load_image(
-                url,
-                max_pixels=config.max_pixels,
-                timeout=config.url_timeout,
-                max_bytes=config.max_upload_bytes,
-            )
+            left = deadline - (time.monotonic() - began)  # the wait for a slot counts
+            if left <= 0.05:
+                raise ServerBusy(_busy_message(config))
+            try:
+                image = load_image(
+                    url,
+                    max_pixels=config.max_pixels,
+                    timeout=left,
+                    deadline=left,
+                    max_bytes=config.max_upload_bytes,
+                )
+            except DownloadDeadline as err:
+                raise ImageLoadError(
+                    url[:200],
+                    f"the download did not finish within {deadline:g} s, this server's limit "
+                    "for image URLs; download the image yourself and upload the file",
+                ) from err
             return png_bytes(image, 1)
 
-        return Response(await run_work(load), media_type="image/png")
+        with anyio.move_on_after(deadline) as waiting:  # a queue's wait, not a download's
+            data = await run_work(load, fetch_pool)
+        if waiting.cancelled_caught:
+            raise ServerBusy(_busy_message(config))
+        return Response(data, media_type="image/png")
 
     @app.post("/api/preview", summary="Decode an upload and return a display copy as PNG")
     async def preview(image: Annotated[UploadFile, File(description="the image file")]) -> Response:
@@ -298,12 +299,17 @@ def create_app(
                     "X-Camscope-Computed": {"description": "methods computed by this request"},
                 },
             },
-            400: {"description": "bad image, method, layer, target or colour map"},
+            400: {
+                "description": "bad image, method, layer, target or colour map, or over the "
+                "pass budget (--max-passes)"
+            },
             409: {"description": "cancelled (POST /api/cancel)"},
             413: {"description": "upload over the cap (--max-upload-mb)"},
+            503: {"description": "the server is shutting down"},
         },
     )
     async def explain(
+        http: Request,
         image: Annotated[
             UploadFile, File(description="the image file (JPEG, PNG, WebP, TIFF, ...)")
         ],
@@ -330,8 +336,12 @@ def create_app(
             ),
         ] = DEFAULT_COLORMAP,
         overlays: Annotated[
-            bool, Form(description="false: leave overlay_png empty (faster)")
-        ] = True,
+            bool,
+            Form(
+                description="true: also draw and encode overlay_png on the server (about 20 ms "
+                "more per map; the page colours the float16 map itself)"
+            ),
+        ] = False,
         job: Annotated[
             str, Form(description="an id of your choice to read progress and cancel")
         ] = "",
@@ -341,10 +351,13 @@ def create_app(
         )
         data = await read_upload(image, config.max_upload_bytes)
         name = upload_name(image)
-        outcome = await run_work(
+        work = explainer.jobs.start(job) if job else explainer.jobs.private()
+        outcome = await until_disconnected(
+            http,
+            work,
             lambda: explainer.explain(
-                request, LazyImage.from_bytes(data, name, config.max_pixels), job or None
-            )
+                request, LazyImage.from_bytes(data, name, config.max_pixels), work
+            ),
         )
         headers = {
             "X-Camscope-Reused": ",".join(outcome.reused),
@@ -364,4 +377,78 @@ def create_app(
     ) -> dict[str, Any]:
         return explainer.jobs.cancel(job).as_dict()
 
+    _task_routes(app, TaskService(explainer), config)
     return app
+
+
+def _busy_message(config: ServeConfig) -> str:
+    return (
+        f"the server is fetching {config.fetch_workers} other URL(s) and none finished within "
+        f"{config.url_deadline:g} s; try again shortly, or download the image and upload it"
+    )
+
+
+def _task_routes(app: FastAPI, tasks: TaskService, config: ServeConfig) -> None:
+    """The routes of detectors, segmentation models and DFF concepts (:mod:`.tasks`). FastAPI
+    reads the parameters' annotations in the module's globals: no local name may appear in
+    them."""
+
+    async def source(image: UploadFile) -> LazyImage:
+        data = await read_upload(image, config.max_upload_bytes)
+        return LazyImage.from_bytes(data, upload_name(image), config.max_pixels)
+
+    @app.post("/api/detect", summary="The boxes a detector finds (image pixels)")
+    async def detect(
+        image: Annotated[UploadFile, File(description="the image file")],
+        model: Annotated[str, Form(description="a name from GET /api/models")] = "",
+        threshold: Annotated[float, Form(description="least score of a box")] = 0.5,
+        cls: Annotated[str, Form(alias="class", description="only boxes of this class")] = "",
+    ) -> dict[str, Any]:
+        lazy = await source(image)
+        return await run_work(lambda: tasks.detect(model, lazy, threshold, cls))
+
+    @app.post(
+        "/api/explain-task",
+        summary="Maps of a box, a drawn box, a class in a painted region, or the similarity to "
+        "a reference image",
+    )
+    async def explain_task(
+        image: Annotated[UploadFile, File(description="the image file")],
+        model: Annotated[str, Form(description="a name from GET /api/models")] = "",
+        methods: Annotated[str, Form(description="comma-separated method names")] = "gradcam",
+        layer: Annotated[str, Form(description="auto, a layer name, ...")] = "auto",
+        task: Annotated[
+            str, Form(description="auto, detection, segmentation, similarity")
+        ] = "auto",
+        box: Annotated[str, Form(description="x0,y0,x1,y1 in image pixels (detection)")] = "",
+        threshold: Annotated[float, Form(description="detection: least score")] = 0.5,
+        cls: Annotated[str, Form(alias="class", description="segmentation: the class")] = "",
+        iou: Annotated[str, Form(description="detection: none, multiply or add")] = "none",
+        region: Annotated[UploadFile | None, File(description="segmentation: mask")] = None,
+        reference: Annotated[UploadFile | None, File(description="similarity: image")] = None,
+    ) -> dict[str, Any]:
+        lazy = await source(image)
+        mask = None if region is None else await read_upload(region, config.max_upload_bytes)
+        refs = None
+        if reference is not None:
+            refs = [(upload_name(reference), await read_upload(reference, config.max_upload_bytes))]
+        call = TaskCall(model, (methods,), layer, task, parse_box(box), threshold, cls, iou)
+        return await run_work(lambda: tasks.explain(call, lazy, mask, refs))
+
+    @app.post("/api/segment-classes", summary="The classes a segmentation model sees, by pixels")
+    async def segment_classes(
+        image: Annotated[UploadFile, File(description="the image file")],
+        model: Annotated[str, Form(description="a name from GET /api/models")] = "",
+    ) -> dict[str, Any]:
+        lazy = await source(image)
+        return await run_work(lambda: tasks.segment_classes(model, lazy))
+
+    @app.post("/api/concepts", summary="Deep Feature Factorization: concepts and top classes")
+    async def concepts(
+        image: Annotated[UploadFile, File(description="the image file")],
+        model: Annotated[str, Form(description="a name from GET /api/models")] = "",
+        layer: Annotated[str, Form(description="auto or a layer name")] = "auto",
+        num_concepts: Annotated[int, Form(description="how many concepts")] = 5,
+    ) -> dict[str, Any]:
+        lazy = await source(image)
+        return await run_work(lambda: tasks.concepts(model, lazy, layer, num_concepts))

@@ -9,10 +9,16 @@ there, which unwinds :func:`camscope.explain` through its guard (hooks, modes an
 and answers the request with 409. A cancel that arrives before its job starts is kept, so the job
 stops at its first check; an id sent again after its job ended starts afresh. Jobs that are not
 running are forgotten :data:`KEEP_SECONDS` after their last change.
+
+Every request gets a job, named by the client or private (:meth:`JobBoard.private`): the server
+sets its flag when the client goes away before the answer (an abandoned request stops at its next
+check instead of holding the model), and :meth:`JobBoard.stop_all` stops every job at once when
+the server shuts down (:class:`ServerStopping`, answered 503).
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 import threading
 import time
@@ -27,7 +33,11 @@ _JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 class ExplainCancelled(CamscopeError):
-    """The client cancelled the explanation (``POST /api/cancel``)."""
+    """The client cancelled the explanation (``POST /api/cancel``, or it went away)."""
+
+
+class ServerStopping(ExplainCancelled):
+    """The server is shutting down: running explanations stop (answered 503)."""
 
 
 @dataclass
@@ -42,9 +52,13 @@ class Job:
     finished: list[str] = field(default_factory=list)
     cancel: threading.Event = field(default_factory=threading.Event)
     updated: float = field(default_factory=time.monotonic)
+    stopping: threading.Event | None = None  # the board's: set when the server shuts down
 
     def check(self) -> None:
-        """Raise :class:`ExplainCancelled` when the client asked to stop."""
+        """Raise :class:`ExplainCancelled` when the client asked to stop (or went away), and
+        :class:`ServerStopping` when the server shuts down."""
+        if self.stopping is not None and self.stopping.is_set():
+            raise ServerStopping("the server is shutting down; send the request again later")
         if self.cancel.is_set():
             raise ExplainCancelled(f"job {self.id} was cancelled")
 
@@ -81,6 +95,16 @@ class JobBoard:
     def __init__(self) -> None:
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
+        self.stopping = threading.Event()
+        self._numbers = itertools.count(1)
+
+    def private(self) -> Job:
+        """A running job for a request that named none (not readable by id)."""
+        return Job(f"request-{next(self._numbers)}", state="running", stopping=self.stopping)
+
+    def stop_all(self) -> None:
+        """Stop every job, running or to come (the server shuts down)."""
+        self.stopping.set()
 
     def _forget_old(self) -> None:
         """Drop ended (or never started) jobs idle for KEEP_SECONDS; running ones stay."""
@@ -101,6 +125,7 @@ class JobBoard:
             job = self._jobs.get(job_id)
             if job is None or job.state in ("done", "error", "cancelled"):  # an id used again
                 job = self._jobs[job_id] = Job(job_id)
+            job.stopping = self.stopping
             job.state = "running" if not job.cancel.is_set() else job.state
             job.updated = time.monotonic()
             return job
@@ -109,7 +134,7 @@ class JobBoard:
         check_job_id(job_id)
         with self._lock:
             self._forget_old()
-            job = self._jobs.setdefault(job_id, Job(job_id))
+            job = self._jobs.setdefault(job_id, Job(job_id, stopping=self.stopping))
             job.cancel.set()
             job.updated = time.monotonic()
             return job

@@ -43,6 +43,7 @@ class ModelSlot:
     multilabel: bool = False  # independent sigmoids (a multi-label head), not a softmax
     _rows: list[LayerRow] | None = None
     _resolved: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    _shapes: dict[tuple[str, ...], dict[str, tuple[int, int]]] = field(default_factory=dict)
 
     def dummy(self) -> torch.Tensor:
         """A zero input of the model's size (layer choices depend on the size only)."""
@@ -75,6 +76,19 @@ class ModelSlot:
                 self._resolved[key] = tuple(dict.fromkeys(names))
             return self._resolved[key]
 
+    def layer_shapes(self, layers: tuple[str, ...]) -> dict[str, tuple[int, int]]:
+        """``(channels, positions h * w)`` of each layer as the methods see it, from one dry
+        forward per layer choice (:func:`camscope.core.cost.layer_shapes`), kept."""
+        from ...core.cost import layer_shapes
+        from ...core.layers import resolve_layers
+
+        with self.lock:
+            if layers not in self._shapes:
+                spec: Any = layers[0] if len(layers) == 1 else list(layers)
+                found = resolve_layers(self.model, spec, self.dummy())
+                self._shapes[layers] = layer_shapes(self.model, found, self.dummy())
+            return self._shapes[layers]
+
     def describe(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -82,6 +96,7 @@ class ModelSlot:
             "num_classes": len(self.spec.class_names),
             "multilabel": self.multilabel,
             "device": str(self.device),
+            "task": self.spec.task,
         }
 
 

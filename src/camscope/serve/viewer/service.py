@@ -9,6 +9,13 @@ compute once. What is reused between requests is said in :mod:`.cache` and ``doc
 
 A method's ``seconds`` are the wall time of the call that computed it: the one-pass methods of one
 call share one pass and report the same seconds.
+
+**Pass budget.** Before anything runs, the passes the methods still to compute would add are
+estimated and a request over ``max_passes`` is refused (:mod:`.budget`).
+
+**Stopping.** Every request runs under a :class:`~.jobs.Job`: its flag is checked before each
+group of methods, right after the model's lock is taken (a request that waited for the lock
+while its client went away does not run) and in the perturbation methods' progress callback.
 """
 
 from __future__ import annotations
@@ -20,10 +27,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ...core.cost import DEFAULT_PASS_BUDGET
 from ...errors import UsageError
 from ...viz import DEFAULT_COLORMAP, check_colormap
+from .budget import check_budget, slot_passes
 from .cache import LRU, CachedMaps, InputRecord
-from .catalogue import GUIDED_PASS, ONE_PASS, PERTURBATION, method_cost
+from .catalogue import FEW, GUIDED_PASS, ONE_PASS, PERTURBATION, method_cost
 from .encode import display_copy, map_to_base64, overlay_png
 from .jobs import Job, JobBoard
 
@@ -39,6 +48,9 @@ log = logging.getLogger(__name__)
 
 #: The most classes one request may explain (``topk:K``): every class's maps are kept in the cache.
 MAX_TOPK = 20
+#: Bytes the kept maps and the kept inputs may hold by default (:mod:`.cache`).
+MAP_BYTES = 384 << 20
+INPUT_BYTES = 128 << 20
 
 
 @dataclass(frozen=True)
@@ -55,7 +67,7 @@ class ExplainRequest:
     layer: str = "auto"
     target: str = "top1"
     colormap: str = DEFAULT_COLORMAP
-    overlays: bool = True
+    overlays: bool = False  # also draw and encode an overlay PNG per map
 
 
 @dataclass
@@ -125,7 +137,7 @@ def plan_groups(methods: tuple[str, ...]) -> list[list[str]]:
     from ...methods import get_method
 
     costs = {m: method_cost(get_method(m)) for m in methods}
-    one = [m for m in methods if costs[m] == ONE_PASS]
+    one = [m for m in methods if costs[m] in (ONE_PASS, FEW)]
     guided = [m for m in methods if costs[m] == GUIDED_PASS]
     slow = [[m] for m in methods if costs[m] == PERTURBATION]
     return [g for g in (one, guided, *slow) if g]
@@ -137,7 +149,9 @@ class Explainer:
     Args:
         pool: the models.
         jobs: progress and cancellation board (a new one by default).
-        input_entries / map_entries: capacities of the caches (:mod:`.cache`; 0 = off).
+        input_entries / map_entries: entries the caches keep at most (:mod:`.cache`; 0 = off).
+        input_bytes / map_bytes: bytes the caches hold at most.
+        max_passes: model passes per image one request may add (None: no budget).
     """
 
     def __init__(
@@ -147,11 +161,15 @@ class Explainer:
         *,
         input_entries: int = 32,
         map_entries: int = 128,
+        input_bytes: int = INPUT_BYTES,
+        map_bytes: int = MAP_BYTES,
+        max_passes: int | None = DEFAULT_PASS_BUDGET,
     ) -> None:
         self.pool = pool
         self.jobs = jobs or JobBoard()
-        self.inputs: LRU[InputRecord] = LRU(input_entries)
-        self.maps: LRU[CachedMaps] = LRU(map_entries)
+        self.inputs: LRU[InputRecord] = LRU(input_entries, input_bytes, lambda r: r.nbytes)
+        self.maps: LRU[CachedMaps] = LRU(map_entries, map_bytes, lambda r: r.nbytes)
+        self.max_passes = max_passes
 
     def check(self, request: ExplainRequest) -> ExplainRequest:
         """Validate everything that needs no model loading (cheap: before the upload is
@@ -172,12 +190,14 @@ class Explainer:
         )
 
     def explain(
-        self, request: ExplainRequest, source: LazyImage, job_id: str | None = None
+        self, request: ExplainRequest, source: LazyImage, job_id: str | Job | None = None
     ) -> ExplainOutcome:
-        """Explain one image; ``job_id`` makes progress readable and the run cancellable."""
+        """Explain one image. ``job_id``: an id that makes progress readable and the run
+        cancellable (:mod:`.jobs`), or the :class:`~.jobs.Job` the caller already started
+        (the server's, whose flag it sets when the client goes away)."""
         began = time.perf_counter()
         request = self.check(request)
-        job = self.jobs.start(job_id) if job_id else None
+        job = self.jobs.start(job_id) if isinstance(job_id, str) and job_id else job_id or None
         try:
             if job is not None:
                 job.check()
@@ -191,6 +211,14 @@ class Explainer:
         if job is not None:
             self.jobs.finish(job, "done")
         return outcome
+
+    def passes(
+        self, model: str, layer: str = "auto", methods: tuple[str, ...] | None = None
+    ) -> dict[str, int]:
+        """Passes per image each method (default: every registered one) adds on ``model`` at
+        ``layer`` for one target (:func:`.budget.slot_passes`)."""
+        slot = self.pool.get(model)
+        return slot_passes(slot, slot.resolve_layers(layer), methods)
 
     def prediction(self, model: str, source: LazyImage) -> Prediction:
         """The model's :class:`~camscope.core.prediction.Prediction` for the image (one row;
@@ -240,11 +268,16 @@ class Explainer:
         job: Job | None,
         began: float,
     ) -> ExplainOutcome:
+        from ...core.targets import parse_topk
         from ...methods import get_method
 
-        record, decode_seconds = self.prepare(slot, source)
         layers = slot.resolve_layers(request.layer)
+        record, decode_seconds = self.prepare(slot, source)
         ids = self._known_targets(slot, record, request.target)
+        width = len(ids) if ids else parse_topk(request.target) or 1
+        kept = self._cached(source.key, slot, layers, ids, list(request.methods))
+        missing = [m for m in request.methods if m not in kept]
+        check_budget(slot, layers, missing, width, self.max_passes)
         found: dict[str, tuple[torch.Tensor, float]] = {}
         outcome = ExplainOutcome(body={})
         for group in plan_groups(request.methods):
@@ -256,6 +289,8 @@ class Explainer:
             if not todo:
                 continue
             with slot.lock:  # one run through this model's hooks at a time
+                if job is not None:
+                    job.check()  # the client may have gone while this request waited
                 fresh = self._cached(source.key, slot, layers, ids, todo)  # computed meanwhile?
                 found.update(fresh)
                 outcome.reused += list(fresh)
@@ -327,6 +362,7 @@ class Explainer:
         key = (image_key, slot.name, layers, ids)
         record = self.maps.get(key) or self.maps.put(key, CachedMaps())
         record.maps[method] = entry
+        self.maps.resize(key)  # counted in bytes: the maps of every target
 
     def _run(
         self,

@@ -1,4 +1,5 @@
-"""Training data: class folders, CIFAR python folders and the built-in set, with their splits."""
+"""Training data: class folders, CIFAR python folders and the built-in set's training stream, with
+their splits."""
 
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ import numpy as np
 import pytest
 from tiny_data import write_cifar10, write_cifar100, write_image_folder
 
+from camscope.data.cifar import read_batch
+from camscope.data.read import read_data
 from camscope.errors import DatasetError, UsageError
-from camscope.training.cifar import read_batch
-from camscope.training.sources import load_training_data
-from camscope.training.splits import stratified_split
+from camscope.training.data import labels_of, load_training_data, stratified_split
 
 
 def test_stratified_split_is_seeded_and_keeps_every_class() -> None:
@@ -66,13 +67,15 @@ def test_cifar10_folder(tmp_path) -> None:
     data = load_training_data(f"cifar10:{tmp_path}", None, 0.25, 0, image_size=32)
     assert data.classes == [f"class{i}" for i in range(10)]
     assert len(data.train) + len(data.val) == 40 and len(data.val) == 10
-    image = data.train.load(0)
+    image = data.train.items[0].image
     assert image.shape == (32, 32, 3) and image.dtype == np.uint8
     # the pixels are CIFAR's channel-planar rows turned into an RGB image
     raw = read_batch(tmp_path / "cifar-10-batches-py" / "data_batch_1")
     first = np.asarray(raw["data"][0]).reshape(3, 32, 32).transpose(1, 2, 0)
-    source = data.train if "cifar10-train-00000" in data.train.names else data.val
-    np.testing.assert_array_equal(source.load(source.names.index("cifar10-train-00000")), first)
+    split = data.train if "cifar10-train-00000" in data.train.ids() else data.val
+    sample = split.items[split.ids().index("cifar10-train-00000")]
+    np.testing.assert_array_equal(sample.image, first)
+    assert sample.class_ids == (raw["labels"][0],)
     inner = load_training_data(
         f"cifar10:{tmp_path / 'cifar-10-batches-py'}", None, 0.25, 0, image_size=32
     )
@@ -85,7 +88,7 @@ def test_cifar100_coarse_labels_and_test_batch(tmp_path) -> None:
     write_cifar100(tmp_path)
     data = load_training_data(f"cifar100:{tmp_path}", None, 0.5, 0, image_size=32, labels="coarse")
     assert len(data.classes) == 20 and data.classes[3] == "coarse3"
-    assert sorted(set(data.train.labels)) == list(range(20))
+    assert sorted(set(labels_of(data.train))) == list(range(20))
     # the test batch of this tiny set holds 20 of the 100 fine classes: a class missing from
     # validation is an error that names it
     with pytest.raises(DatasetError, match="no image of 'fine0'"):
@@ -112,13 +115,26 @@ def test_builtin_set_is_one_object_per_image_with_boxes() -> None:
     data = load_training_data("builtin:24", None, 0.25, 0, image_size=32)
     assert data.classes == ["cat", "cup", "motorcycle", "rocket"]
     assert len(data.train) + len(data.val) == 24
-    assert sorted(set(data.val.labels)) == [0, 1, 2, 3]
-    assert data.val.boxes is not None and len(data.val.boxes) == len(data.val)
-    x0, y0, x1, y1 = data.val.boxes[0]
+    assert sorted(set(labels_of(data.val))) == [0, 1, 2, 3]
+    assert all(len(s.objects) == 1 and len(s.boxes) == 1 for s in data.val.items)
+    x0, y0, x1, y1 = data.val.items[0].boxes[0]
     assert 0 <= x0 < x1 <= 32 and 0 <= y0 < y1 <= 32
-    assert data.details["generator_seed"] == 1  # evaluate's builtin:N uses seed 0
+    assert data.details["generator_seed"] == 0 and data.details["stream"] == "train"
     with pytest.raises(UsageError, match="builtin:N"):
         load_training_data("builtin:many", None, 0.25, 0, image_size=32)
+
+
+def test_training_never_sees_the_images_evaluate_scores_by_default() -> None:
+    # one default seed (0) for every command; train reads the generator's training stream, so
+    # `evaluate --data builtin:N` (the evaluation stream) scores images no run trained on
+    data = load_training_data("builtin:24", None, 0.25, 0, image_size=32)
+    scored = read_data("builtin:24", [], size=32)
+    trained = {s.image.tobytes() for split in (data.train, data.val) for s in split.items}
+    assert not trained & {np.asarray(s.image).tobytes() for s in scored.items}
+    assert not set(data.train.ids() + data.val.ids()) & set(scored.ids())
+    # the same seed given explicitly is the same training stream
+    again = load_training_data("builtin:24:0", None, 0.25, 0, image_size=32)
+    assert again.train.ids() == data.train.ids()
 
 
 def test_download_asks_torchvision_and_an_offline_failure_says_where_to_fetch(
@@ -152,3 +168,12 @@ def test_download_asks_torchvision_and_an_offline_failure_says_where_to_fetch(
     monkeypatch.setattr(tvd, "CIFAR10", Offline)
     with pytest.raises(DatasetError, match=r"network unreachable.*cifar-10-python\.tar\.gz"):
         load_training_data(f"cifar10:{tmp_path}", None, 0.1, 0, image_size=32, download=True)
+
+
+def test_annotations_are_refused_with_what_to_train_on_instead(tmp_path) -> None:
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    (tmp_path / "boxes.csv").write_text("a.png,cat,0,0,4,4\n")
+    with pytest.raises(DatasetError, match="pass class folders, a list with a label column"):
+        load_training_data(str(tmp_path), None, 0.5, 0, image_size=16)

@@ -7,8 +7,10 @@
 ``datasets.CIFAR10(root=DIR, download=True)`` writes; ``download=True`` asks torchvision to fetch
 them (a network connection is needed; nothing is downloaded otherwise).
 
-The files are pickles. Unpickling can run code, so they are read with an unpickler that only
-accepts what a CIFAR batch holds (dicts, lists, strings, numbers and numpy arrays).
+Each image is a :class:`~camscope.data.dataset.Sample` holding its pixels in memory, labelled
+with its class (:func:`read_cifar`). The files are pickles. Unpickling can run code, so they are
+read with an unpickler that only accepts what a CIFAR batch holds (dicts, lists, strings, numbers
+and numpy arrays).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DatasetError, UsageError
-from .splits import ArrayImages, TrainingData, stratified_split
+from .dataset import ArrayImages, LabelledData
 
 _FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
 _TRAIN = {"cifar10": [f"data_batch_{i}" for i in range(1, 6)], "cifar100": ["train"]}
@@ -105,21 +107,19 @@ def _read_split(folder: Path, files: list[str], key: str) -> tuple[np.ndarray, l
     return np.ascontiguousarray(np.concatenate(arrays)), labels
 
 
-def load_cifar(
+def read_cifar(
     kind: str,
-    root: str,
-    val: str | None,
-    val_split: float,
-    seed: int,
+    root: str | Path,
+    split: str = "train",
     *,
     labels: str = "fine",
     download: bool = False,
-) -> TrainingData:
-    """CIFAR's training batches, split (or with ``val="test"`` the test batch) for validation."""
+) -> LabelledData:
+    """CIFAR's training batches (``split="train"``) or its test batch (``"test"``), with the fine
+    labels or, for CIFAR-100 with ``labels="coarse"``, the 20 superclasses; each image's class
+    index is its accepted class (``class_ids``)."""
     if labels == "coarse" and kind != "cifar100":
         raise UsageError("--labels coarse applies to cifar100 (CIFAR-10 has no superclasses)")
-    if val not in (None, "test"):
-        raise UsageError(f"{kind}: --val must be 'test' (the test batch) or left out (a split)")
     folder = find_folder(kind, root, download)
     meta = read_batch(folder / _META[kind])
     if kind == "cifar10":
@@ -130,27 +130,20 @@ def load_cifar(
     classes = [str(c) for c in meta.get(names_key, [])]
     if len(classes) < 2:
         raise DatasetError(f"{str(folder / _META[kind])!r} lists no {names_key}")
-    images, targets = _read_split(folder, _TRAIN[kind], key)
+    images, targets = _read_split(folder, (_TRAIN if split == "train" else _TEST)[kind], key)
     bad = sorted({t for t in targets if not 0 <= t < len(classes)})
     if bad:
         raise DatasetError(f"{kind} labels {bad[:5]} are outside 0..{len(classes) - 1}")
-    names = [f"{kind}-train-{i:05d}" for i in range(len(targets))]
-    source = ArrayImages(images, targets, names)
-    details: dict[str, Any] = {"source": f"{kind}:{folder}", "labels": labels}
-    if val == "test":
-        test_images, test_targets = _read_split(folder, _TEST[kind], key)
-        missing = sorted(set(range(len(classes))) - set(test_targets))
-        if missing:
-            raise DatasetError(
-                f"{kind} test batch has no image of {', '.join(repr(classes[m]) for m in missing)}"
-            )
-        test_names = [f"{kind}-test-{i:05d}" for i in range(len(test_targets))]
-        details["val_source"] = "test batch"
-        return TrainingData(
-            kind, classes, source, ArrayImages(test_images, test_targets, test_names), 32, details
-        )
-    train_idx, val_idx = stratified_split(targets, classes, val_split, seed)
-    details["split"] = {"val_split": val_split, "seed": seed}
-    return TrainingData(
-        kind, classes, source.subset(train_idx), source.subset(val_idx), 32, details
+    names = [f"{kind}-{split}-{i:05d}" for i in range(len(targets))]
+    arrays = ArrayImages(images, names, targets, classes)
+    class_ids: dict[str, tuple[int, ...]] = {c: (i,) for i, c in enumerate(classes)}
+    return LabelledData(
+        arrays.samples(),
+        classes,
+        class_ids,
+        kind,
+        f"{kind} {split} batch in {folder}",
+        root=str(folder),
+        listing=str(folder),
+        details={"source": f"{kind}:{folder}", "labels": labels, "native_size": 32},
     )

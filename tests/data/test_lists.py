@@ -1,4 +1,5 @@
-"""Listing the inputs of a data-set job: folders, CSV and Parquet lists, and their mistakes."""
+"""Lists of images as Arrow columns (the data-set job's inputs): folders, CSV and Parquet lists,
+labels, and their mistakes."""
 
 from __future__ import annotations
 
@@ -7,21 +8,28 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from image_folders import GOOD
+from image_folders import GOOD, add_broken_files, make_images
 
-from camscope.batch.sources import list_inputs
+from camscope.data.lists import list_images
 from camscope.errors import DatasetError
 
 
-def test_a_folder_lists_every_image_below_it_with_relative_ids(image_folder: Path) -> None:
-    inputs = list_inputs(image_folder)
-    ids = inputs.ids.to_pylist()
+def test_a_folder_lists_every_image_below_it_with_relative_ids(tmp_path: Path) -> None:
+    image_folder = tmp_path / "images"
+    image_folder.mkdir()
+    make_images(image_folder, GOOD)
+    add_broken_files(image_folder)
+    inputs = list_images(image_folder)
+    ids = inputs.ids()
     assert inputs.kind == "folder" and inputs.root == str(image_folder.resolve())
-    assert len(ids) == GOOD + 3
+    assert len(ids) == GOOD + 3 and ids == inputs.items.id_column.to_pylist()
     assert "a/img001.jpg" in ids and "b/img000.png" in ids and "notes.jpg" in ids
     assert ids == sorted(ids, key=lambda i: str(image_folder / i))  # collect_inputs' order
-    for id_, source in zip(ids, inputs.sources.to_pylist()):
+    for id_, source in zip(ids, inputs.items.source_column.to_pylist()):
         assert source == str(image_folder.resolve() / id_)
+    assert [s.source for s in inputs.items[:2]] == [
+        str(image_folder.resolve() / i) for i in ids[:2]
+    ]
 
 
 def test_a_csv_list_keeps_ids_as_text_and_resolves_relative_paths(tmp_path: Path) -> None:
@@ -30,10 +38,10 @@ def test_a_csv_list_keeps_ids_as_text_and_resolves_relative_paths(tmp_path: Path
     listing.write_text(
         "\ufeffid,path,split\n007,../x/cat.jpg,train\n8,/abs/dog.png,val\n9,https://h/e.jpg,val\n"
     )
-    inputs = list_inputs(listing)
+    inputs = list_images(listing)
     assert inputs.kind == "csv"
-    assert inputs.ids.to_pylist() == ["007", "8", "9"]
-    assert inputs.sources.to_pylist() == [
+    assert inputs.ids() == ["007", "8", "9"]
+    assert [s.source for s in inputs.items] == [
         str(tmp_path / "lists" / "../x/cat.jpg"),
         "/abs/dog.png",
         "https://h/e.jpg",
@@ -43,9 +51,9 @@ def test_a_csv_list_keeps_ids_as_text_and_resolves_relative_paths(tmp_path: Path
 def test_a_parquet_list_without_ids_uses_the_paths(tmp_path: Path) -> None:
     listing = tmp_path / "list.parquet"
     pq.write_table(pa.table({"path": ["a.jpg", "b/c.png"]}), listing)
-    inputs = list_inputs(listing)
-    assert inputs.ids.to_pylist() == ["a.jpg", "b/c.png"]
-    assert inputs.sources.to_pylist() == [str(tmp_path / "a.jpg"), str(tmp_path / "b/c.png")]
+    inputs = list_images(listing)
+    assert inputs.ids() == ["a.jpg", "b/c.png"]
+    assert [s.source for s in inputs.items] == [str(tmp_path / "a.jpg"), str(tmp_path / "b/c.png")]
 
 
 @pytest.mark.parametrize(
@@ -61,15 +69,15 @@ def test_list_mistakes_are_named(tmp_path: Path, text: str, message: str) -> Non
     listing = tmp_path / "list.csv"
     listing.write_text(text)
     with pytest.raises(DatasetError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        list_inputs(listing)
+        list_images(listing)
 
 
 def test_missing_inputs_and_other_files_are_refused(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="does not exist"):
-        list_inputs(tmp_path / "nowhere")
+        list_images(tmp_path / "nowhere")
     (tmp_path / "list.txt").write_text("a.jpg\n")
     with pytest.raises(DatasetError, match=r"neither a folder nor a list"):
-        list_inputs(tmp_path / "list.txt")
+        list_images(tmp_path / "list.txt")
     (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetError, match="no images in"):
-        list_inputs(tmp_path / "empty")
+        list_images(tmp_path / "empty")

@@ -1,60 +1,86 @@
-"""The inputs of a data-set job: a folder of images, or a list of them in a CSV or Parquet file.
+"""Lists of images kept as Arrow columns: every image below a folder, or a CSV/Parquet list.
 
-Each input has an ``id`` (what the output rows and ``--resume`` know it by) and a ``source`` (the
+Each image has an ``id`` (what output rows and ``--resume`` know it by) and a ``source`` (the
 path that is read):
 
-* a folder: every image file below it (:func:`camscope.io.collect_inputs`, sorted); the id is the
-  path relative to the folder, with ``/`` separators (``cats/001.jpg``);
+* a folder: every image file below it (:func:`camscope.data.inputs.collect_inputs`, sorted); the
+  id is the path relative to the folder, with ``/`` separators (``cats/001.jpg``);
 * ``LIST.csv`` (with a header) or ``LIST.parquet``: a ``path`` column, and optionally an ``id``
-  column (default: the path as written). Relative paths are relative to the list's folder;
-  ``http(s)`` URLs are kept as they are. Ids must be unique: exactly-once output is defined per id.
+  column (default: the path as written) and a ``label`` column. Relative paths are relative to
+  the list's folder; ``http(s)`` URLs are kept as they are. Ids must be unique: exactly-once
+  output is defined per id.
 
-Ids and sources are kept as Arrow string arrays, not Python lists: a job over millions of images
-then holds two compact buffers, which DataLoader workers share with the parent process without
-copying (a Python list of strings is copied page by page as its reference counts change).
+Ids, sources and labels are kept as Arrow string arrays, not Python lists (:class:`ArrowSamples`):
+a job over millions of images then holds a few compact buffers, which DataLoader workers share
+with the parent process without copying (a Python list of strings is copied page by page as its
+reference counts change). pyarrow is imported only inside these functions.
 
 Example:
-    >>> inputs = list_inputs("photos/")  # doctest: +SKIP
-    >>> inputs.ids[0].as_py(), inputs.sources[0].as_py()  # doctest: +SKIP
+    >>> data = list_images("photos/")  # doctest: +SKIP
+    >>> data.items.id_column[0].as_py(), data.items[0].source  # doctest: +SKIP
     ('cats/001.jpg', '/data/photos/cats/001.jpg')
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import DatasetError, UsageError
+from .dataset import LabelledData, Sample
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
 PATH_COLUMN = "path"
 ID_COLUMN = "id"
-LIST_SUFFIXES = (".csv", ".parquet")
+LABEL_COLUMN = "label"
 
 
-@dataclass(frozen=True)
-class DatasetInputs:
-    """The inputs of a job, in a fixed order (position ``i`` is the ``i``-th input).
+class ArrowSamples(Sequence[Sample]):
+    """Samples read from Arrow string columns when indexed: ``id_column``, ``source_column`` and
+    an optional ``label_column``; ``class_ids`` maps a label onto its accepted model classes."""
 
-    Attributes:
-        kind: ``"folder"``, ``"csv"`` or ``"parquet"``.
-        root: the folder ids are relative to (the input folder, or the list's folder), absolute.
-        listing: the folder or list file as an absolute path.
-        ids / sources: Arrow string arrays of equal length.
-    """
-
-    kind: str
-    root: str
-    listing: str
-    ids: pa.Array
-    sources: pa.Array
+    def __init__(
+        self,
+        id_column: pa.Array,
+        source_column: pa.Array,
+        label_column: pa.Array | None = None,
+        class_ids: Mapping[str, tuple[int, ...]] | None = None,
+    ) -> None:
+        self.id_column = id_column
+        self.source_column = source_column
+        self.label_column = label_column
+        self.class_ids = dict(class_ids or {})
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return len(self.id_column)
+
+    def __getitem__(self, k: Any) -> Any:
+        if isinstance(k, slice):
+            start, stop, step = k.indices(len(self))
+            return self.take(range(start, stop, step))
+        label = None if self.label_column is None else self.label_column[k].as_py()
+        return Sample(
+            self.id_column[k].as_py(),
+            self.source_column[k].as_py(),
+            label,
+            self.class_ids.get(label, ()) if label is not None else (),
+        )
+
+    def ids(self) -> list[str]:
+        return list(self.id_column.to_pylist())
+
+    def take(self, positions: Sequence[int]) -> ArrowSamples:
+        import pyarrow as pa
+
+        index = pa.array(list(positions), pa.int64())
+        labels = None if self.label_column is None else self.label_column.take(index)
+        return ArrowSamples(
+            self.id_column.take(index), self.source_column.take(index), labels, self.class_ids
+        )
 
 
 def require_pyarrow() -> None:
@@ -65,8 +91,9 @@ def require_pyarrow() -> None:
         raise UsageError("--format parquet needs pyarrow: pip install 'camscope[batch]'") from None
 
 
-def list_inputs(source: str | Path) -> DatasetInputs:
-    """List a folder, a ``.csv`` or a ``.parquet`` list of images (see the module docstring).
+def list_images(source: str | Path) -> LabelledData:
+    """Every image below a folder, or a ``.csv``/``.parquet`` list (see the module docstring);
+    labels, where a list has them, are not mapped here (:func:`camscope.data.read_data` does).
 
     Raises:
         DatasetError: missing input, a list without a ``path`` column, empty or null paths,
@@ -81,32 +108,34 @@ def list_inputs(source: str | Path) -> DatasetInputs:
             f"{str(source)!r} does not exist; pass a folder of images or a list file"
         )
     suffix = path.suffix.lower()
-    if suffix not in LIST_SUFFIXES:
+    if suffix not in (".csv", ".parquet"):
         raise DatasetError(
             f"{str(source)!r} is neither a folder nor a list; a list is a .csv (with a header) or "
-            f".parquet file with a {PATH_COLUMN!r} column and an optional {ID_COLUMN!r} column"
+            f".parquet file with a {PATH_COLUMN!r} column and optional {ID_COLUMN!r} and "
+            f"{LABEL_COLUMN!r} columns"
         )
     return _list_file(path, suffix.lstrip("."))
 
 
-def _list_folder(folder: Path) -> DatasetInputs:
+def _list_folder(folder: Path) -> LabelledData:
     import pyarrow as pa
 
     from .. import io
+    from .inputs import collect_inputs
 
     root = folder.resolve()
-    sources = io.collect_inputs([str(root)])
+    sources = collect_inputs([str(root)])
     if not sources:
         raise DatasetError(
             f"no images in {str(folder)!r}; image files end in {', '.join(io.IMAGE_EXTENSIONS)}"
         )
     ids = [Path(os.path.relpath(s, root)).as_posix() for s in sources]
-    return DatasetInputs(
-        "folder", str(root), str(root), pa.array(ids, pa.string()), pa.array(sources, pa.string())
-    )
+    items = ArrowSamples(pa.array(ids, pa.string()), pa.array(sources, pa.string()))
+    return LabelledData(items, kind="folder", description=f"images in {root}", root=str(root),
+                        listing=str(root))  # fmt: skip
 
 
-def _list_file(path: Path, kind: str) -> DatasetInputs:
+def _list_file(path: Path, kind: str) -> LabelledData:
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -119,6 +148,9 @@ def _list_file(path: Path, kind: str) -> DatasetInputs:
         )
     paths = _strings(table.column(names[PATH_COLUMN]), path, PATH_COLUMN)
     ids = _strings(table.column(names[ID_COLUMN]), path, ID_COLUMN) if ID_COLUMN in names else paths
+    labels = None
+    if LABEL_COLUMN in names:
+        labels = _strings(table.column(names[LABEL_COLUMN]), path, LABEL_COLUMN)
     if len(ids) == 0:
         raise DatasetError(f"{str(path)!r} lists no images")
     counts = pc.value_counts(ids)
@@ -131,7 +163,10 @@ def _list_file(path: Path, kind: str) -> DatasetInputs:
         )
     root = path.resolve().parent
     sources = [p if "://" in p or os.path.isabs(p) else str(root / p) for p in paths.to_pylist()]
-    return DatasetInputs(kind, str(root), str(path.resolve()), ids, pa.array(sources, pa.string()))
+    items = ArrowSamples(ids, pa.array(sources, pa.string()), labels)
+    classes = [] if labels is None else sorted(pc.unique(labels).to_pylist())
+    return LabelledData(items, classes, kind=kind, description=f"list {path.resolve()}",
+                        root=str(root), listing=str(path.resolve()))  # fmt: skip
 
 
 def _read_list(path: Path, kind: str) -> pa.Table:

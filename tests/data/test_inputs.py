@@ -1,10 +1,11 @@
-"""camscope.io.sources: folders expanded into image files in a stable order, the demo images."""
+"""camscope.data.inputs: folders expanded into image files in a stable order, the demo images,
+plain image arguments as samples."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from camscope.io import DEMO_IMAGES, collect_inputs, demo_images
+from camscope.data.inputs import DEMO_IMAGES, collect_inputs, demo_images
 
 # ---------------------------------------------------------------------------- collect_inputs
 

@@ -1,0 +1,154 @@
+"""The rows of a data-set job for detectors, segmentation and embedding models.
+
+:class:`~camscope.batch.rows.ExplainStep` hands a batch here when its settings carry a task
+(:class:`camscope.tasks.TaskRequest`). Each image is explained in a call of its own (a
+detector's boxes differ from image to image, so a batch would pad them with empty maps), and
+gives one row per layer, method and explained target (:meth:`camscope.tasks.PreparedTask.describe`):
+
+* detection: one row per box: ``rank`` is the box's index, ``target`` and ``label`` its class,
+  ``score`` its class score and ``object_box`` the box (``x0, y0, x1, y1`` in the image's
+  pixels);
+* segmentation: one row, ``score`` the class's logits summed over the region;
+* similarity: one row per reference image, ``score`` the cosine similarity, ``label`` names the
+  reference.
+
+``probability`` and ``top5`` are empty (no class probabilities). An image with nothing to
+explain (no detection above the threshold, no pixel of the class) gets an error row saying so:
+it is listed in ``errors.parquet`` and tried again by ``--resume``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from ..errors import NothingToExplain, UsageError
+
+if TYPE_CHECKING:
+    from ..models import ModelSpec
+    from ..tasks import PreparedTask, TaskRequest
+    from .decode import DecodedBatch
+
+log = logging.getLogger(__name__)
+
+NOTHING = "nothing to explain: "
+
+
+def task_rows(step: Any, task: PreparedTask, batch: DecodedBatch) -> dict[str, list[Any]]:
+    """The columns of one batch's rows (:func:`camscope.batch.parquet.step_schema`);
+    ``step`` is the :class:`~camscope.batch.rows.ExplainStep` (its model, settings, schema and
+    row helpers; not imported here, which would make an import circle)."""
+    import torch
+
+    from ..core.engine import explain
+
+    s = step.settings
+    layer: str | list[str] = list(s.layers) if len(s.layers) > 1 else s.layers[0]
+    columns: dict[str, list[Any]] = {name: [] for name in step.schema.names}
+    for i in range(len(batch)):
+        if batch.errors[i] is not None:
+            step._add_error(columns, batch, i, str(batch.errors[i]))
+            continue
+        size = (int(batch.widths[i]), int(batch.heights[i]))
+        target = task.target(size)
+        try:
+            with torch.inference_mode(False), torch.enable_grad():
+                result = explain(
+                    step.model,
+                    batch.x[i : i + 1].to(step.device),
+                    list(s.methods),
+                    layer,
+                    target,
+                    eigen_smooth=s.eigen_smooth,
+                    method_options=s.method_options,
+                    strict=True,
+                    mode=s.mode,
+                )
+        except NothingToExplain as err:
+            step._add_error(columns, batch, i, NOTHING + str(err))
+            continue
+        except UsageError:
+            raise  # a bad layer, method or class: every image alike, the job stops
+        except (RuntimeError, ValueError) as err:
+            log.debug("explain failed on %s", batch.ids[i], exc_info=True)
+            step._add_error(columns, batch, i, f"{type(err).__name__}: {err}")
+            continue
+        entries = task.describe(target, result, 0, size)
+        _add(step, columns, batch, i, result, entries)
+    return columns
+
+
+def _add(
+    step: Any,
+    columns: dict[str, list[Any]],
+    batch: DecodedBatch,
+    i: int,
+    result: Any,
+    entries: list[dict[str, Any]],
+) -> None:
+    import torch
+
+    from .parquet import ERROR, POSITION, SOURCE
+
+    layers = [result.layer] if isinstance(result.layer, str) else list(result.layer)
+    for layer in layers:
+        for method in step.settings.methods:
+            raw = result.layer_raw[layer][method][0].float()
+            raw = _per_target(raw, result.targets.ndim == 2)  # (K, h, w) or guided (K, 3, H, W)
+            stored = step._resize(raw)
+            scale = stored.flatten(1).abs().amax(1)
+            scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+            half = (stored / scale.view(-1, *[1] * (stored.ndim - 1))).half().cpu().numpy()
+            for k, entry in enumerate(entries):
+                row = {
+                    "id": batch.ids[i],
+                    "width": int(batch.widths[i]),
+                    "height": int(batch.heights[i]),
+                    "model": step.model_name,
+                    "layer": layer,
+                    "method": method,
+                    "rank": k,
+                    "target": int(entry["class"]),
+                    "label": entry["label"],
+                    "probability": None,
+                    "top5": None,
+                    "map": half[k].reshape(-1),
+                    "map_shape": list(half[k].shape),
+                    "map_scale": float(scale[k]),
+                    "score": float(entry["score"]),
+                    POSITION: int(batch.positions[i]),
+                    SOURCE: batch.sources[i],
+                    ERROR: None,
+                }
+                if "object_box" in columns:
+                    row["object_box"] = entry.get("box")
+                for name in columns:
+                    columns[name].append(row.get(name))
+
+
+def _per_target(raw: Any, per_class: bool) -> Any:
+    """``(K, ...)`` maps of one image: a single target's map gets its K axis."""
+    return raw if per_class else raw.unsqueeze(0)
+
+
+def job_task(task: TaskRequest | None, spec: ModelSpec, job: Any) -> str | None:
+    """The task a data-set job runs for a model of ``spec`` (None: classification), with the
+    options a task job does not take refused (``job``: a :class:`~camscope.batch.DatasetJob`)."""
+    if task is None:
+        return None
+    name = task.resolve(spec.task)
+    if name == "classification":
+        return None
+    refused = {
+        "--box (a data-set job explains the boxes above --box-threshold)": bool(task.boxes),
+        "--save-png (draw them with `camscope explain` or `camscope maps export`)": job.save_png,
+        "--save-boxes and --save-masks (weak labels of class maps)": job.save_boxes
+        or job.save_masks,
+        "--aug-smooth": job.aug_smooth and name != "similarity",
+    }
+    wrong = [what for what, bad in refused.items() if bad]
+    if wrong:
+        raise UsageError(f"a {name} data-set job does not take {'; '.join(wrong)}")
+    if job.target not in ("top1", "topk:1"):
+        raise UsageError(f"--target is for classifiers; the {name} task explains what --task says")
+    return name
