@@ -69,7 +69,11 @@ def test_maps_export_draws_overlays_of_the_ids_asked_for(
         "b/img003.jpg.gradcam.png",
         "img002.png.gradcam.npy",
         "img002.png.gradcam.png",
+        "index.csv",
     ]
+    index = (exported / "index.csv").read_text().splitlines()
+    assert index[0] == "id,file,layer,method,target" and len(index) == 5
+    assert index[1].startswith("b/img003.jpg,b/img003.jpg.gradcam.npy,")
     assert (
         Image.open(exported / "img002.png.gradcam.png").size
         == Image.open(folder / "img002.png").size

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from ..data.lists import require_pyarrow
 from ..errors import UsageError
 from . import parquet as store
+from .resume import recorded_stems, stems_for
 
 if TYPE_CHECKING:
     import numpy as np
@@ -42,7 +43,8 @@ class MapRecord:
     """One stored row: an image's map for one layer, method and target.
 
     ``map`` is the signed raw map (float32, ``map_scale`` applied) at the stored resolution,
-    ``box`` ``(x0, y0, x1, y1)`` in the image's pixels, ``mask`` a boolean array.
+    ``box`` ``(x0, y0, x1, y1)`` in the image's pixels, ``mask`` a boolean array, ``png`` the
+    ``--save-png`` overlay of this id, method and target below ``OUT/png/``.
     """
 
     id: str
@@ -59,6 +61,7 @@ class MapRecord:
     map: np.ndarray
     box: tuple[float, float, float, float] | None = None
     mask: np.ndarray | None = None
+    png: str | None = None
 
 
 def heatmap_of(record: MapRecord, size: tuple[int, int] | None = None) -> np.ndarray:
@@ -104,6 +107,7 @@ class MapStore:
             )
         }
         self._errors = store.failed_inputs(commits)
+        self._stems = recorded_stems(commits)
         self._files: OrderedDict[str, tuple[pq.ParquetFile, list[int]]] = OrderedDict()
 
     # -- what is there --------------------------------------------------------------------------
@@ -136,6 +140,11 @@ class MapStore:
     def errors(self) -> pa.Table:
         """``(id, reason)`` of the inputs that failed (latest attempt)."""
         return self._errors
+
+    def stems(self, ids: list[str]) -> dict[str, str]:
+        """The stem of each id's output files: the one the job gave it (unique in the job, the
+        same in every run), else (a folder of an older job) one unique among the job's stems."""
+        return dict(zip(ids, stems_for(ids, self._stems)))
 
     def source(self, id_: str) -> str:
         """The path (or URL) the image was read from."""
@@ -217,6 +226,7 @@ class MapStore:
                     map=raw,
                     box=box,
                     mask=mask,
+                    png=row.get("png"),
                 )
             )
         return out

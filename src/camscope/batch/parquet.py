@@ -70,9 +70,13 @@ ROW_GROUP_ROWS = 256  # one map lookup reads one row group (~50 KB at 7x7, ~25 M
 POSITION = "_position"  # internal columns of a step's output; never written to a shard
 ERROR = "_error"
 SOURCE = "_source"
+INPUT_COLUMNS = ("stem", "size", "mtime_ns")
+REPLACES = b"camscope_replaces"  # commit-record metadata: the record it replaces (resume.py)
 
 
-def map_schema(save_boxes: bool = False, save_masks: bool = False) -> pa.Schema:
+def map_schema(
+    save_boxes: bool = False, save_masks: bool = False, save_png: bool = False
+) -> pa.Schema:
     """The Arrow schema of the shards (see the module docstring)."""
     import pyarrow as pa
 
@@ -97,6 +101,8 @@ def map_schema(save_boxes: bool = False, save_masks: bool = False) -> pa.Schema:
     if save_masks:
         fields.append(pa.field("mask", pa.binary()))
         fields.append(pa.field("mask_shape", pa.list_(pa.int32())))
+    if save_png:
+        fields.append(pa.field("png", pa.string()))
     return pa.schema(fields, metadata={"camscope_format": str(FORMAT_VERSION)})
 
 
@@ -106,12 +112,14 @@ def top5_type() -> pa.DataType:
     return pa.struct([("class", pa.int32()), ("label", pa.string()), ("probability", pa.float32())])
 
 
-def step_schema(save_boxes: bool = False, save_masks: bool = False) -> pa.Schema:
+def step_schema(
+    save_boxes: bool = False, save_masks: bool = False, save_png: bool = False
+) -> pa.Schema:
     """What one explain step returns: the shard rows plus the input's position, source and error
     (a failed input is one row with its error and empty map columns)."""
     import pyarrow as pa
 
-    base = map_schema(save_boxes, save_masks)
+    base = map_schema(save_boxes, save_masks, save_png)
     return (
         base.append(pa.field(POSITION, pa.int64()))
         .append(pa.field(SOURCE, pa.string()))
@@ -131,8 +139,21 @@ def commit_schema() -> pa.Schema:
             pa.field("shard", pa.string()),
             pa.field("row", pa.int64()),
             pa.field("rows", pa.int32()),
+            # What the input was when it was listed (resume compares them: resume.py), and the
+            # stem of its output files; null in records of older jobs.
+            pa.field("stem", pa.string()),
+            pa.field("size", pa.int64()),
+            pa.field("mtime_ns", pa.int64()),
         ]
     )
+
+
+def input_schema() -> pa.Schema:
+    """The per-input columns of :func:`commit_schema` a job knows before explaining (by
+    position: :class:`ShardLog` ``inputs``)."""
+    import pyarrow as pa
+
+    return pa.schema([commit_schema().field(name) for name in INPUT_COLUMNS])
 
 
 def meta_dir(out: Path) -> Path:
@@ -171,13 +192,30 @@ def commit_files(out: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+def replaced_records(out: Path) -> dict[int, int]:
+    """``{replaced: replacing}`` sequence numbers: records that a later one replaces (the rows of
+    changed inputs retired by ``--refresh-changed``, :mod:`camscope.batch.resume`)."""
+    import pyarrow.parquet as pq
+
+    replaced = {}
+    for seq, path in commit_files(out):
+        value = (pq.read_metadata(path).metadata or {}).get(REPLACES)
+        if value is not None:
+            replaced[int(value)] = seq
+    return replaced
+
+
 def read_commits(out: Path) -> pa.Table:
-    """Every commit record, with its sequence number in a ``seq`` column, in commit order."""
+    """Every commit record (but those a later one replaces), with its sequence number in a
+    ``seq`` column, in commit order."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     tables = []
+    replaced = replaced_records(out)
     for seq, path in commit_files(out):
+        if seq in replaced:
+            continue
         table = pq.read_table(path, schema=commit_schema())
         tables.append(table.append_column("seq", pa.array([seq] * len(table), pa.int32())))
     if not tables:
@@ -207,7 +245,13 @@ def recover(out: Path) -> None:
     named: set[str] = set()
     for folder in (out, commits_dir(out)):
         remove_partials(folder)  # written aside by a job that stopped before renaming it
-    for seq, path in commit_files(out):
+    files = dict(commit_files(out))
+    for old in replaced_records(out):  # finish a retirement (resume.retire's steps 3 to 5)
+        for leftover in (out / shard_name(old), staged / shard_name(old), files.pop(old, None)):
+            if leftover is not None and leftover.exists():
+                log.info("removing %s: replaced by a later commit", leftover)
+                leftover.unlink()
+    for seq, path in sorted(files.items()):
         shards = {s for s in pq.read_table(path, columns=["shard"]).column(0).to_pylist() if s}
         for name in shards:
             named.add(name)
@@ -255,8 +299,10 @@ class ShardLog:
         schema: pa.Schema,
         shard_images: int,
         settled: np.ndarray,
+        inputs: pa.Table | None = None,
     ) -> None:
         self.out = Path(out)
+        self.inputs = inputs  # input_schema() columns by position, recorded with each input
         self.schema = schema
         self.shard_images = max(1, int(shard_images))
         self.settled = settled
@@ -350,6 +396,7 @@ class ShardLog:
                 "shard": pa.array([name] * n_ok + [None] * n_bad, pa.string()),
                 "row": pa.array(starts.tolist() + [None] * n_bad, pa.int64()),
                 "rows": pa.array(counts.tolist() + [None] * n_bad, pa.int32()),
+                **self._input_columns(np.r_[positions[starts], bad.column(POSITION).to_numpy()]),
             },
             schema=commit_schema(),
         )
@@ -367,6 +414,16 @@ class ShardLog:
             "committed %s: %d inputs (%d failed), %d rows", name, n_ok + n_bad, n_bad, len(shard)
         )
 
+    def _input_columns(self, positions: np.ndarray) -> dict[str, pa.Array]:
+        import pyarrow as pa
+
+        if self.inputs is None:
+            return {
+                n: pa.nulls(len(positions), input_schema().field(n).type) for n in INPUT_COLUMNS
+            }
+        index = pa.array(positions, pa.int64())
+        return {n: _flat(self.inputs.column(n).take(index), n) for n in INPUT_COLUMNS}
+
 
 def _run_starts(positions: np.ndarray) -> np.ndarray:
     """Indices where a new input's rows begin (the rows of one input are contiguous)."""
@@ -377,12 +434,14 @@ def _run_starts(positions: np.ndarray) -> np.ndarray:
     return np.flatnonzero(np.r_[True, positions[1:] != positions[:-1]])
 
 
-def _flat(column: pa.ChunkedArray | pa.Array) -> pa.Array:
+def _flat(column: pa.ChunkedArray | pa.Array, name: str | None = None) -> pa.Array:
+    """One array of the commit record's type for ``name`` (default: a string column)."""
     import pyarrow as pa
 
+    kind = commit_schema().field(name).type if name else pa.string()
     if isinstance(column, pa.ChunkedArray):
-        return column.combine_chunks().cast(pa.string())
-    return column.cast(pa.string())
+        return column.combine_chunks().cast(kind)
+    return column.cast(kind)
 
 
 def settled_ids(commits: pa.Table) -> pa.Array:
