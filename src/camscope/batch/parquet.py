@@ -14,8 +14,8 @@ Layout of the output folder::
 **Commit protocol** (:meth:`ShardLog.commit`), for shard ``S``:
 
 1. the shard is written to ``staging/maps-S.parquet`` and flushed to disk (``fsync``);
-2. the commit record (id, source, ok, reason, and for each image the shard and its first row and
-   row count) is written beside ``commits/S.parquet`` (a hidden ``*.partial`` file), flushed,
+2. the commit record (id, source, ok, reason, for each image the shard and its first row and
+   row count, and the input's ``stem``, ``size`` and ``mtime_ns``) is written beside ``commits/S.parquet`` (a hidden ``*.partial`` file), flushed,
    and renamed to ``commits/S.parquet`` (:func:`camscope.outputs.write_atomic`). **This rename is the commit**: a rename within one folder is atomic, so
    the record is either there whole or not at all;
 3. the shard is renamed to ``DIR/maps-S.parquet``.
@@ -25,7 +25,9 @@ A job killed at any moment (``SIGKILL`` included) leaves one of three states, an
 shard is deleted; its images are explained again), a record and a staged shard (the rename of
 step 3 is done now), or both in place. An input whose record says ``ok`` is never explained again,
 so every readable input ends up in exactly one committed shard. ``DIR/maps-*.parquet`` only ever
-holds committed shards, so other tools can read that glob at any time.
+holds committed shards, so other tools can read that glob at any time. ``--refresh-changed``
+replaces a record by a later one without the changed inputs (its metadata names the record it
+replaces; :mod:`camscope.batch.resume`), and :func:`recover` finishes such a replacement too.
 
 Inputs that failed are recorded too (``ok = false`` with the reason), and are tried again by
 ``--resume`` (the cause, such as a missing file, may have been fixed); ``errors.parquet`` lists
@@ -37,7 +39,8 @@ the inputs whose latest attempt failed.
 single-logit model or a ``multilabel`` job, as :meth:`camscope.Explanation.class_probabilities`),
 ``top5`` (list of ``{class, label, probability}``, same kind), ``map`` (float16, row-major), ``map_shape``, ``map_scale``; with
 ``--save-boxes`` ``box`` (``x0, y0, x1, y1`` in the image's pixels), with ``--save-masks`` ``mask``
-(bits, ``numpy.packbits`` of the row-major boolean mask) and ``mask_shape``.
+(bits, ``numpy.packbits`` of the row-major boolean mask) and ``mask_shape``, with
+``--save-png`` ``png`` (the overlay of the row's id, method and target, below ``DIR/png/``).
 
 The stored map is ``raw / map_scale`` with ``map_scale = max |raw|`` (1 for an all-zero map), so
 it lies in [-1, 1] and float16 keeps every value to within ``2**-11 * max |raw|``, whatever the
