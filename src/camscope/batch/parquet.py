@@ -37,10 +37,10 @@ the inputs whose latest attempt failed.
 ``model``, ``layer``, ``method``, ``rank`` (0 for the first target), ``target`` (class index),
 ``label``, ``probability`` (of the target: softmax, or the sigmoid of its logit for a
 single-logit model or a ``multilabel`` job, as :meth:`camscope.Explanation.class_probabilities`),
-``top5`` (list of ``{class, label, probability}``, same kind), ``map`` (float16, row-major), ``map_shape``, ``map_scale``; with
-``--save-boxes`` ``box`` (``x0, y0, x1, y1`` in the image's pixels), with ``--save-masks`` ``mask``
-(bits, ``numpy.packbits`` of the row-major boolean mask) and ``mask_shape``, with
-``--save-png`` ``png`` (the overlay of the row's id, method and target, below ``DIR/png/``).
+``top5`` (list of ``{class, label, probability}``, same kind), ``map`` (float16, row-major), ``map_shape``, ``map_scale``,
+``png`` (with ``--save-png`` the overlay of the row's id, method and target below ``DIR/png/``,
+else null); with ``--save-boxes`` ``box`` (``x0, y0, x1, y1`` in the image's pixels), with
+``--save-masks`` ``mask`` (bits, ``numpy.packbits`` of the row-major boolean mask) and ``mask_shape``.
 
 The stored map is ``raw / map_scale`` with ``map_scale = max |raw|`` (1 for an all-zero map), so
 it lies in [-1, 1] and float16 keeps every value to within ``2**-11 * max |raw|``, whatever the
@@ -77,9 +77,7 @@ INPUT_COLUMNS = ("stem", "size", "mtime_ns")
 REPLACES = b"camscope_replaces"  # commit-record metadata: the record it replaces (resume.py)
 
 
-def map_schema(
-    save_boxes: bool = False, save_masks: bool = False, save_png: bool = False
-) -> pa.Schema:
+def map_schema(save_boxes: bool = False, save_masks: bool = False) -> pa.Schema:
     """The Arrow schema of the shards (see the module docstring)."""
     import pyarrow as pa
 
@@ -98,14 +96,13 @@ def map_schema(
         pa.field("map", pa.list_(pa.float16())),
         pa.field("map_shape", pa.list_(pa.int32())),
         pa.field("map_scale", pa.float32()),
+        pa.field("png", pa.string()),  # the overlay's file below DIR/png/ (null: no --save-png)
     ]
     if save_boxes:
         fields.append(pa.field("box", pa.list_(pa.float32(), 4)))
     if save_masks:
         fields.append(pa.field("mask", pa.binary()))
         fields.append(pa.field("mask_shape", pa.list_(pa.int32())))
-    if save_png:
-        fields.append(pa.field("png", pa.string()))
     return pa.schema(fields, metadata={"camscope_format": str(FORMAT_VERSION)})
 
 
@@ -115,14 +112,12 @@ def top5_type() -> pa.DataType:
     return pa.struct([("class", pa.int32()), ("label", pa.string()), ("probability", pa.float32())])
 
 
-def step_schema(
-    save_boxes: bool = False, save_masks: bool = False, save_png: bool = False
-) -> pa.Schema:
+def step_schema(save_boxes: bool = False, save_masks: bool = False) -> pa.Schema:
     """What one explain step returns: the shard rows plus the input's position, source and error
     (a failed input is one row with its error and empty map columns)."""
     import pyarrow as pa
 
-    base = map_schema(save_boxes, save_masks, save_png)
+    base = map_schema(save_boxes, save_masks)
     return (
         base.append(pa.field(POSITION, pa.int64()))
         .append(pa.field(SOURCE, pa.string()))

@@ -240,7 +240,7 @@ def run_dataset_job(
         )
         shards = store.ShardLog(
             out,
-            store.map_schema(job.save_boxes, job.save_masks, job.save_png),
+            store.map_schema(job.save_boxes, job.save_masks),
             job.shard_size,
             settled.copy(),
             plan.columns,

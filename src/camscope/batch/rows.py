@@ -79,9 +79,7 @@ class ExplainStep:
         self.settings = settings
         self.device = device
         self.model_name = model_name or spec.name
-        self.schema = step_schema(
-            settings.save_boxes, settings.save_masks, settings.png_dir is not None
-        )
+        self.schema = step_schema(settings.save_boxes, settings.save_masks)
 
     def __call__(self, batch: DecodedBatch) -> pa.Table:
         ok = [i for i, error in enumerate(batch.errors) if error is None]
@@ -216,6 +214,7 @@ class ExplainStep:
                         "map": half[k].reshape(-1),
                         "map_shape": list(half[k].shape),
                         "map_scale": float(scale[k]),
+                        "png": None if pngs is None else pngs[method, k],
                         POSITION: int(batch.positions[i]),
                         SOURCE: batch.sources[i],
                         ERROR: None,
@@ -224,8 +223,6 @@ class ExplainStep:
                         row["box"] = boxes[k]
                     if masks is not None:
                         row["mask"], row["mask_shape"] = masks[k]
-                    if pngs is not None:
-                        row["png"] = pngs[method, k]
                     for name, value in row.items():
                         columns[name].append(value)
         if pngs is not None:
