@@ -168,3 +168,23 @@ def test_counts_are_of_the_inputs_listed_now(
     report = capsys.readouterr().out
     assert "explained 4 of 4 input(s)" in report  # not "5 of 4"
     assert "1 id(s) no longer in the input keep their rows" in report
+
+
+def test_the_command_refuses_a_changed_input_and_refreshes_it_when_asked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    images, out = tmp_path / "images", tmp_path / "out"
+    ids = make_images(images, 3)
+    args = ["explain", str(images), "--format", "parquet", "--out", str(out), "--model", MODEL]
+    args += ["--decode-workers", "0"]
+    assert cli.main(args) == 0
+    replace_image(images / ids[1], seed=2)
+    capsys.readouterr()
+    assert cli.main([*args, "--resume"]) == 2
+    assert f"{ids[1]} (the file changed" in capsys.readouterr().err
+    assert cli.main([*args, "--refresh-changed"]) == 2
+    assert "--refresh-changed needs --resume" in capsys.readouterr().err
+    assert cli.main([*args, "--resume", "--refresh-changed"]) == 0
+    said = capsys.readouterr().out
+    assert "explained 3 of 3 input(s)" in said and "1 changed input(s) explained again" in said
+    assert rows_per_id(out) == dict.fromkeys(ids, 1)

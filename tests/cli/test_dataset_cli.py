@@ -156,7 +156,14 @@ def test_preprocessing_overrides_reach_the_job(
 
 
 @pytest.mark.parametrize(
-    "extra", [["--resume"], ["--backend", "ray"], ["--shard-size", "8"], ["--save-boxes"]]
+    "extra",
+    [
+        ["--resume"],
+        ["--refresh-changed"],
+        ["--backend", "ray"],
+        ["--shard-size", "8"],
+        ["--save-boxes"],
+    ],
 )
 def test_data_set_options_need_the_parquet_format(
     folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str]
