@@ -56,14 +56,23 @@ def weights_digest(weights: nn.Module | Mapping[str, torch.Tensor]) -> str:
         digests = list(pool.map(_tensor_digest, [t for _, t in items]))
     total = hashlib.sha256()
     for (name, tensor), digest in zip(items, digests):
-        total.update(f"{name}\0{tensor.dtype}\0{tuple(tensor.shape)}\0".encode())
+        kind = f"{tensor.dtype}\0{tuple(tensor.shape)}" if _is_tensor(tensor) else "object"
+        total.update(f"{name}\0{kind}\0".encode())
         total.update(digest)
     return PREFIX + total.hexdigest()
+
+
+def _is_tensor(value: object) -> bool:
+    import torch
+
+    return isinstance(value, torch.Tensor)
 
 
 def _tensor_digest(tensor: torch.Tensor) -> bytes:
     import torch
 
+    if not _is_tensor(tensor):  # a module's extra state (``get_extra_state``): its text form
+        return hashlib.sha256(repr(tensor).encode()).digest()
     value = tensor.detach()
     if value.is_quantized:
         value = value.dequantize()
