@@ -112,6 +112,9 @@ class DatasetJob:
     mode: str = "eval"  # explain's mode: "eval", or "as-is" (with ModelRecipe(keep_mode=True))
     multilabel: bool = False  # independent sigmoids: probabilities and top-5 by sigmoid
     resume: bool = False
+    # with resume: explain again the committed inputs whose file or source changed since (their
+    # old rows are removed first), instead of refusing the resume (camscope.batch.resume)
+    refresh_changed: bool = False
     backend: str = "local"
     ray: RayOptions = field(default_factory=RayOptions)
     # detection, segmentation or similarity (camscope.batch.task_rows); None: classify

@@ -95,6 +95,12 @@ def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
         help="png: pictures per image (default); parquet: a resumable job into Parquet shards",
     )
     add("--resume", action="store_true", help="continue the job in --out, skipping committed ids")
+    add(
+        "--refresh-changed",
+        action="store_true",
+        help="with --resume: explain again the committed inputs whose file or path changed "
+        "since (their old rows are removed) instead of refusing the resume",
+    )
     add("--backend", choices=("local", "ray"), default="local", help="where to run (default local)")
     add(
         "--ray-address",
@@ -261,6 +267,7 @@ def _run_dataset(
         mode="as-is" if mode.as_is else "eval",
         multilabel=mode.multilabel,
         resume=bool(args.resume),
+        refresh_changed=bool(args.refresh_changed),
         backend=args.backend,
         ray=RayOptions(
             address=args.ray_address,
@@ -349,6 +356,10 @@ def _report(summary: dict[str, Any], out: Path) -> str:
     )
     if run["skipped_as_committed"]:
         text += f" ({run['skipped_as_committed']} were already committed)"
+    if run.get("refreshed"):
+        text += f"; {run['refreshed']} changed input(s) explained again"
+    if counts.get("not_listed"):
+        text += f"; {counts['not_listed']} id(s) no longer in the input keep their rows"
     if run["images_per_second"]:
         text += f"; {run['images_per_second']:.1f} images/s"
     if counts["failed"]:

@@ -10,7 +10,6 @@ cannot be read is reported and skipped, and the exit status is then 1.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import sys
 from pathlib import Path
 from typing import Any
@@ -192,15 +191,14 @@ def parse_metrics(text: str | None) -> list[str]:
 
 def _fingerprint(path: str | Path) -> str:
     """``/abs/path (sha256 0123456789abcdef)``: what a file is, not only where it is."""
+    from ..models.fingerprint import PREFIX, file_digest
+
     file = Path(path).expanduser()
-    digest = hashlib.sha256()
     try:
-        with file.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
+        digest = file_digest(file).removeprefix(PREFIX)
     except OSError as err:
         raise UsageError(f"cannot read {str(file)!r}: {err.strerror or err}") from None
-    return f"{file.resolve()} (sha256 {digest.hexdigest()[:16]})"
+    return f"{file.resolve()} (sha256 {digest[:16]})"
 
 
 def _load_data(args: argparse.Namespace, spec: Any) -> tuple[Any, str, str, list[str]]:

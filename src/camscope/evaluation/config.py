@@ -35,6 +35,10 @@ class EvalConfig:
         data: the data (absolute path, or ``builtin (seed S)``).
         model: the model's name.
         weights: the weights file and its SHA-256 (``""``: the model's own weights).
+        weights_digest: the digest of the evaluated model's tensors, whatever they were loaded
+            from (a run folder, a weights file, a model file; set by
+            :func:`camscope.evaluation.run_evaluation` from the model:
+            :func:`camscope.models.fingerprint.weights_digest`).
         random_init: the model was not given pretrained weights.
         model_input: what the input pipeline does (input size, mean, std, interpolation, classes).
         labels: how data-set labels became model classes (class-map file and hash, unmapped rule).
@@ -67,6 +71,7 @@ class EvalConfig:
     data: str = ""
     model: str = ""
     weights: str = ""
+    weights_digest: str = ""
     random_init: bool = False
     model_input: dict[str, Any] = field(default_factory=dict)
     labels: str = ""
