@@ -64,22 +64,6 @@ def camscope_version() -> str:
         return "unknown"
 
 
-def file_fingerprint(path: str | Path) -> str:
-    """``/abs/path (sha256 0123456789abcdef)``: what a file is, not only where it is (recorded
-    where a resumed run must read the same file)."""
-    import hashlib
-
-    file = Path(path).expanduser()
-    digest = hashlib.sha256()
-    try:
-        with file.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-    except OSError as err:
-        raise UsageError(f"cannot read {str(file)!r}: {err.strerror or err}") from None
-    return f"{file.resolve()} (sha256 {digest.hexdigest()[:16]})"
-
-
 def prepare_output(out: str | Path, reserved: tuple[str, ...] = ()) -> Path:
     """Create ``out`` and check that files can be written into it; ``reserved`` names files the
     command will write there (a folder of that name is refused). Returns the folder.

@@ -35,3 +35,18 @@ def test_columns_round_trip_and_a_read_only_array_is_copied(image_folder: Path) 
     assert batch.x.data_ptr() != shared.ctypes.data  # its own memory: writing to it is safe
     batch.x.zero_()
     assert np.abs(shared[2]).max() > 0
+
+
+def test_the_stems_of_the_inputs_travel_with_the_ray_columns(image_folder: Path) -> None:
+    _, spec = load_model(MODEL)
+    names = ["img002.png", "notes.jpg"]
+    columns = decode_columns(
+        {
+            "position": np.array([0, 1]),
+            "id": np.array(names, dtype=object),
+            "source": np.array([str(image_folder / n) for n in names], dtype=object),
+            "stem": np.array(["a_b", "a_b-2"], dtype=object),
+        },
+        DecodeSettings(spec, io.DEFAULT_MAX_PIXELS),
+    )
+    assert batch_from_columns(columns).stems == ["a_b", "a_b-2"]  # also of a failed input

@@ -69,7 +69,11 @@ def test_maps_export_draws_overlays_of_the_ids_asked_for(
         "b/img003.jpg.gradcam.png",
         "img002.png.gradcam.npy",
         "img002.png.gradcam.png",
+        "index.csv",
     ]
+    index = (exported / "index.csv").read_text().splitlines()
+    assert index[0] == "id,file,layer,method,target" and len(index) == 5
+    assert index[1].startswith("b/img003.jpg,b/img003.jpg.gradcam.npy,")
     assert (
         Image.open(exported / "img002.png.gradcam.png").size
         == Image.open(folder / "img002.png").size
@@ -152,7 +156,14 @@ def test_preprocessing_overrides_reach_the_job(
 
 
 @pytest.mark.parametrize(
-    "extra", [["--resume"], ["--backend", "ray"], ["--shard-size", "8"], ["--save-boxes"]]
+    "extra",
+    [
+        ["--resume"],
+        ["--refresh-changed"],
+        ["--backend", "ray"],
+        ["--shard-size", "8"],
+        ["--save-boxes"],
+    ],
 )
 def test_data_set_options_need_the_parquet_format(
     folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str]

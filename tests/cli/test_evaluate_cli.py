@@ -381,3 +381,16 @@ def test_a_one_channel_model_with_the_preprocessing_options(tmp_path, monkeypatc
     assert config["model_input"]["input_size"] == [32, 32]
     rows = (tmp_path / "ev" / "results.jsonl").read_text().splitlines()
     assert len(rows) == 4  # two images, two methods
+
+
+def test_default_methods_carry_randomcam_as_the_floor(tmp_path, patched) -> None:
+    """Random-CAM is in the default leaderboard, last, marked as the floor and never best."""
+    args = ["--data", "builtin:2", "--layers", "2", "--metrics", "energy,pointing"]
+    assert main(["evaluate", *args, "--out", str(tmp_path / "d"), "--no-progress"]) == 0
+    data = json.loads((tmp_path / "d" / "results.json").read_text())
+    board = list(data["leaderboard"])
+    assert board == ["gradcam", "gradcam++", "xgradcam", "layercam", "eigencam", "randomcam"]
+    assert data["baselines"] == ["randomcam"]
+    report = (tmp_path / "d" / "report.md").read_text()
+    assert "| randomcam \\(floor\\) |" in report
+    assert "| gradcam |" in report and "gradcam \\(floor\\)" not in report

@@ -72,6 +72,23 @@ def test_unknown_prefix_is_found_from_the_token_count() -> None:
     assert layout is not None and layout.prefix == 2 and layout.grid == (14, 14)
 
 
+def test_patch_embedding_tokens_come_before_the_prefix_tokens() -> None:
+    """A timm ViT's ``patch_embed`` outputs the 8x8 patches alone: not 1 prefix token + 7x9."""
+    torch.manual_seed(0)
+    vit = timm.create_model(
+        "vit_tiny_patch16_224", pretrained=False, img_size=32, patch_size=4, num_classes=3, depth=1
+    )
+    facts = token_facts(vit)
+    assert facts.prefix_tokens == 1
+    layout = layout_of((64, 192), facts, (32, 32))
+    assert layout is not None and (layout.prefix, layout.grid) == (0, (8, 8))
+    after = layout_of((65, 192), facts, (32, 32))  # the blocks: class token + 8x8 patches
+    assert after is not None and (after.prefix, after.grid) == (1, (8, 8))
+    tokens = _numbered_tokens(2, 0, 8, 8, 3)
+    out = spatial_reshape(vit, "patch_embed", (32, 32))(tokens)
+    assert out.shape == (2, 3, 8, 8) and out[0, 2, 7, 1].item() == 7000 + 100 + 2
+
+
 def test_facts_from_real_models() -> None:
     vit = timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=64, num_classes=3)
     assert token_facts(vit) == TokenFacts(1, (16, 16), False, "timm num_prefix_tokens")

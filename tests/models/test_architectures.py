@@ -113,3 +113,58 @@ def test_seed_003_families_get_the_stem_and_name_their_usable_layers(
     assert check.layer == layer and check.size == (2, 2) and not check.ok  # stride 16 remains
     deepest, shape = check.usable[0]
     assert min(shape) >= 4 and deepest in check.message(32)
+
+
+def test_vit_gets_an_8x8_patch_grid_at_small_inputs() -> None:
+    import timm
+
+    torch.manual_seed(3)
+    built = build_classifier("vit_tiny_patch16_224", num_classes=4, image_size=32)
+    assert built.arch == "timm:vit_tiny_patch16_224" and built.stem == "cifar"
+    assert built.notes[-1] == "patch_embed: patch 16 -> 4 (8x8 tokens)"
+    assert tuple(built.model.patch_embed.grid_size) == (8, 8)
+    assert built.model.pos_embed.shape == (1, 1 + 64, 192)  # class token + 8x8 patches
+    # the meta-device look at the published patch draws nothing: same weights as timm's own build
+    torch.manual_seed(3)
+    plain = timm.create_model("vit_tiny_patch16_224", num_classes=4, img_size=32, patch_size=4)
+    for (name, ours), theirs in zip(built.model.state_dict().items(), plain.state_dict().values()):
+        torch.testing.assert_close(ours, theirs, msg=name)
+    check = map_check(built.model, 32)
+    assert check.layer == "blocks.11.norm1" and check.size == (8, 8) and check.ok
+    # 64 px: patch 8, still 8x8
+    wide = build_classifier("deit_tiny_patch16_224", 4, 64, options={"depth": 1})
+    assert wide.stem == "cifar" and tuple(wide.model.patch_embed.patch_size) == (8, 8)
+    assert wide.model(torch.zeros(2, 3, 64, 64)).shape == (2, 4)
+
+
+@pytest.mark.parametrize(
+    ("size", "stem", "options", "patch", "recorded"),
+    [
+        (32, "imagenet", {}, 16, "imagenet"),  # as published: a 2x2 grid
+        (32, "auto", {"patch_size": 2}, 2, "imagenet"),  # the option wins
+        (224, "auto", {}, 16, "imagenet"),  # large inputs keep the published patch
+        (96, "cifar", {}, 12, "cifar"),  # asked for above 64 px: 8x8 tokens
+        (224, "cifar", {}, 16, "imagenet"),  # never a larger patch than published
+    ],
+)
+def test_vit_patch_follows_stem_and_options(size, stem, options, patch, recorded) -> None:
+    built = build_classifier(
+        "vit_tiny_patch16_224", 3, size, stem=stem, options={"depth": 1, **options}
+    )
+    assert tuple(built.model.patch_embed.patch_size) == (patch, patch)
+    assert built.stem == recorded
+    assert built.model(torch.zeros(1, 3, size, size)).shape == (1, 3)
+
+
+def test_distilled_deit_small_patch_and_the_attention_methods_run() -> None:
+    torch.manual_seed(0)
+    built = build_classifier("deit_tiny_distilled_patch16_224", 4, 32, options={"depth": 2})
+    assert built.stem == "cifar" and tuple(built.model.patch_embed.grid_size) == (8, 8)
+    model = built.model.eval()
+    x = torch.randn(2, 3, 32, 32)
+    methods = ["legrad", "attention-rollout", "transformer-attribution", "vit-reciprocam"]
+    res = explain(model, x, methods, targets=[1, 3])
+    for name in methods:
+        raw = res.raw[name]
+        assert tuple(raw.shape) == (2, 8, 8), name  # one value per patch token
+        assert torch.isfinite(raw).all() and float(raw.std()) > 0, name

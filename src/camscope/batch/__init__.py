@@ -3,8 +3,9 @@
 :mod:`.job` holds the job's settings (its inputs are listed by :mod:`camscope.data.lists`),
 :mod:`.decode` loads images in loader workers of the batch walker (:mod:`camscope.data.walk`), :mod:`.rows` explains a batch into rows,
 :mod:`.parquet` commits shards exactly once (:mod:`.lock`: one job per folder), :mod:`.pipeline`
-runs the streaming job (:mod:`.ray_backend` on Ray Data), :mod:`.maps` reads the maps back
-(:func:`open_maps`). The picture job (``--format png``) is :mod:`camscope.pictures`.
+runs the streaming job (:mod:`.ray_backend` on Ray Data), :mod:`.resume` fingerprints the inputs
+and retires changed ones (``--refresh-changed``), :mod:`.maps` reads the maps back
+(:func:`open_maps`) and :mod:`.export` draws some of them (:func:`export_maps`). The picture job (``--format png``) is :mod:`camscope.pictures`.
 
 This package may import core, methods, perturbation, models, io, viz, data and metrics; never the
 CLI. pyarrow and Ray are imported only where they are used.
@@ -15,16 +16,19 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .export import ExportReport, export_maps
     from .job import DatasetJob, ModelRecipe, RayOptions
     from .maps import MapRecord, MapStore, open_maps
     from .pipeline import run_dataset_job
 
 __all__ = [
     "DatasetJob",
+    "ExportReport",
     "MapRecord",
     "MapStore",
     "ModelRecipe",
     "RayOptions",
+    "export_maps",
     "open_maps",
     "run_dataset_job",
 ]
@@ -40,6 +44,10 @@ def __getattr__(name: str) -> Any:
         from . import maps
 
         return getattr(maps, name)
+    if name in ("ExportReport", "export_maps"):
+        from . import export
+
+        return getattr(export, name)
     if name == "run_dataset_job":
         from .pipeline import run_dataset_job
 

@@ -70,6 +70,7 @@ class DecodedBatch:
     errors: list[str | None]
     x: torch.Tensor
     images: list[np.ndarray | None] | None = None
+    stems: list[str] | None = None  # the stems of the inputs' output files (--save-png)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -88,9 +89,11 @@ class DecodedBatch:
         return self
 
 
-def decode_one(position: int, id_: str, source: str, settings: DecodeSettings) -> Outcome[Decoded]:
+def decode_one(
+    position: int, id_: str, source: str, settings: DecodeSettings, stem: str = ""
+) -> Outcome[Decoded]:
     """Load and preprocess one input; a bad file gives an outcome with ``error`` set."""
-    return outcome(position, Sample(id_, source), settings)
+    return outcome(position, Sample(id_, source, stem=stem), settings)
 
 
 def collate(items: list[Outcome[Decoded]]) -> DecodedBatch:
@@ -117,6 +120,7 @@ def collate(items: list[Outcome[Decoded]]) -> DecodedBatch:
         errors=[item.error for item in items],
         x=x,
         images=images if any(i is not None for i in images) else None,
+        stems=[item.sample.stem for item in items],
     )
 
 
@@ -125,14 +129,15 @@ def collate(items: list[Outcome[Decoded]]) -> DecodedBatch:
 
 
 def decode_columns(columns: dict[str, Any], settings: DecodeSettings) -> dict[str, Any]:
-    """Ray Data ``map_batches`` function: ``{position, id, source}`` -> decoded columns."""
+    """Ray Data ``map_batches`` function: ``{position, id, source, stem}`` -> decoded columns."""
     import numpy as np
 
     from .. import io
 
+    stems = columns.get("stem", [""] * len(columns["id"]))
     items = [
-        decode_one(int(p), str(i), str(s), settings)
-        for p, i, s in zip(columns["position"], columns["id"], columns["source"])
+        decode_one(int(p), str(i), str(s), settings, str(stem or ""))
+        for p, i, s, stem in zip(columns["position"], columns["id"], columns["source"], stems)
     ]
     batch = collate(items)
     channels = io.model_channels(settings.spec)
@@ -146,6 +151,7 @@ def decode_columns(columns: dict[str, Any], settings: DecodeSettings) -> dict[st
         "position": batch.positions,
         "id": np.array(batch.ids, dtype=object),
         "source": np.array(batch.sources, dtype=object),
+        "stem": np.array(batch.stems, dtype=object),
         "width": batch.widths,
         "height": batch.heights,
         "error": np.array([e or "" for e in batch.errors], dtype=object),
@@ -169,4 +175,5 @@ def batch_from_columns(columns: dict[str, Any]) -> DecodedBatch:
         heights=np.asarray(columns["height"], dtype=np.int32),
         errors=[str(e) if e else None for e in columns["error"]],
         x=torch.from_numpy(x),
+        stems=[str(v) for v in columns["stem"]] if "stem" in columns else None,
     )

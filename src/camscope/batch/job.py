@@ -80,6 +80,9 @@ class DatasetJob:
     allow_slow: bool = False  # methods=("all",) also runs the methods over the pass budget
     pass_budget: int | None = None  # passes per image of ("all",); None: DEFAULT_PASS_BUDGET
     resume: bool = False
+    # with resume: explain again the committed inputs whose file or source changed since (their
+    # old rows are removed first), instead of refusing the resume (camscope.batch.resume)
+    refresh_changed: bool = False
     backend: str = "local"
     ray: RayOptions = field(default_factory=RayOptions)
     # detection, segmentation or similarity (camscope.batch.task_rows); None: classify

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from ..data.lists import require_pyarrow
 from ..errors import UsageError
 from . import parquet as store
+from .resume import recorded_stems, stems_for
 
 if TYPE_CHECKING:
     import numpy as np
@@ -42,7 +43,8 @@ class MapRecord:
     """One stored row: an image's map for one layer, method and target.
 
     ``map`` is the signed raw map (float32, ``map_scale`` applied) at the stored resolution,
-    ``box`` ``(x0, y0, x1, y1)`` in the image's pixels, ``mask`` a boolean array. Jobs of a task
+    ``box`` ``(x0, y0, x1, y1)`` in the image's pixels, ``mask`` a boolean array, ``png`` the
+    ``--save-png`` overlay of this id, method and target below ``OUT/png/``. Jobs of a task
     beyond classification also give ``score`` (the explained score) and, for detection,
     ``object_box`` (the detected box in the image's pixels; ``rank`` is the box's index).
     """
@@ -63,6 +65,7 @@ class MapRecord:
     mask: np.ndarray | None = None
     score: float | None = None
     object_box: tuple[float, float, float, float] | None = None
+    png: str | None = None
 
 
 def heatmap_of(record: MapRecord, size: tuple[int, int] | None = None) -> np.ndarray:
@@ -108,6 +111,7 @@ class MapStore:
             )
         }
         self._errors = store.failed_inputs(commits)
+        self._stems = recorded_stems(commits)
         self._files: OrderedDict[str, tuple[pq.ParquetFile, list[int]]] = OrderedDict()
 
     # -- what is there --------------------------------------------------------------------------
@@ -140,6 +144,11 @@ class MapStore:
     def errors(self) -> pa.Table:
         """``(id, reason)`` of the inputs that failed (latest attempt)."""
         return self._errors
+
+    def stems(self, ids: list[str]) -> dict[str, str]:
+        """The stem of each id's output files: the one the job gave it (unique in the job, the
+        same in every run), else (a folder of an older job) one unique among the job's stems."""
+        return dict(zip(ids, stems_for(ids, self._stems)))
 
     def source(self, id_: str) -> str:
         """The path (or URL) the image was read from."""
@@ -226,6 +235,7 @@ class MapStore:
                     mask=mask,
                     score=row.get("score"),
                     object_box=tuple(found) if found is not None else None,
+                    png=row.get("png"),
                 )
             )
         return out

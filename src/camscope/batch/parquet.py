@@ -14,8 +14,8 @@ Layout of the output folder::
 **Commit protocol** (:meth:`ShardLog.commit`), for shard ``S``:
 
 1. the shard is written to ``staging/maps-S.parquet`` and flushed to disk (``fsync``);
-2. the commit record (id, source, ok, reason, and for each image the shard and its first row and
-   row count) is written beside ``commits/S.parquet`` (a hidden ``*.partial`` file), flushed,
+2. the commit record (id, source, ok, reason, for each image the shard and its first row and
+   row count, and the input's ``stem``, ``size`` and ``mtime_ns``) is written beside ``commits/S.parquet`` (a hidden ``*.partial`` file), flushed,
    and renamed to ``commits/S.parquet`` (:func:`camscope.outputs.write_atomic`). **This rename is the commit**: a rename within one folder is atomic, so
    the record is either there whole or not at all;
 3. the shard is renamed to ``DIR/maps-S.parquet``.
@@ -25,7 +25,9 @@ A job killed at any moment (``SIGKILL`` included) leaves one of three states, an
 shard is deleted; its images are explained again), a record and a staged shard (the rename of
 step 3 is done now), or both in place. An input whose record says ``ok`` is never explained again,
 so every readable input ends up in exactly one committed shard. ``DIR/maps-*.parquet`` only ever
-holds committed shards, so other tools can read that glob at any time.
+holds committed shards, so other tools can read that glob at any time. ``--refresh-changed``
+replaces a record by a later one without the changed inputs (its metadata names the record it
+replaces; :mod:`camscope.batch.resume`), and :func:`recover` finishes such a replacement too.
 
 Inputs that failed are recorded too (``ok = false`` with the reason), and are tried again by
 ``--resume`` (the cause, such as a missing file, may have been fixed); ``errors.parquet`` lists
@@ -35,9 +37,11 @@ the inputs whose latest attempt failed.
 ``model``, ``layer``, ``method``, ``rank`` (0 for the first target), ``target`` (class index),
 ``label``, ``probability`` (of the target: softmax, or the sigmoid of its logit for a
 single-logit model or a ``multilabel`` job, as :meth:`camscope.Explanation.class_probabilities`),
-``top5`` (list of ``{class, label, probability}``, same kind), ``map`` (float16, row-major), ``map_shape``, ``map_scale``; with
-``--save-boxes`` ``box`` (``x0, y0, x1, y1`` in the image's pixels), with ``--save-masks`` ``mask``
-(bits, ``numpy.packbits`` of the row-major boolean mask) and ``mask_shape``. Jobs of a task
+``top5`` (list of ``{class, label, probability}``, same kind), ``map`` (float16, row-major), ``map_shape``, ``map_scale``,
+``png`` (with ``--save-png`` the overlay of the row's id, method and target below ``DIR/png/``,
+else null); with ``--save-boxes`` ``box`` (``x0, y0, x1, y1`` in the image's pixels), with
+``--save-masks`` ``mask`` (bits, ``numpy.packbits`` of the row-major boolean mask) and ``mask_shape``.
+Jobs of a task
 beyond classification (``--task``, :mod:`camscope.batch.task_rows`) add ``score`` (the score
 explained: a box's class score, a class's logits summed over the region, a cosine similarity)
 and, for detection, ``object_box`` (the detected box, ``x0, y0, x1, y1`` in the image's pixels;
@@ -75,6 +79,8 @@ ROW_GROUP_ROWS = 256  # one map lookup reads one row group (~50 KB at 7x7, ~25 M
 POSITION = "_position"  # internal columns of a step's output; never written to a shard
 ERROR = "_error"
 SOURCE = "_source"
+INPUT_COLUMNS = ("stem", "size", "mtime_ns")
+REPLACES = b"camscope_replaces"  # commit-record metadata: the record it replaces (resume.py)
 
 
 def map_schema(
@@ -99,6 +105,7 @@ def map_schema(
         pa.field("map", pa.list_(pa.float16())),
         pa.field("map_shape", pa.list_(pa.int32())),
         pa.field("map_scale", pa.float32()),
+        pa.field("png", pa.string()),  # the overlay's file below DIR/png/ (null: no --save-png)
     ]
     if save_boxes:
         fields.append(pa.field("box", pa.list_(pa.float32(), 4)))
@@ -145,8 +152,21 @@ def commit_schema() -> pa.Schema:
             pa.field("shard", pa.string()),
             pa.field("row", pa.int64()),
             pa.field("rows", pa.int32()),
+            # What the input was when it was listed (resume compares them: resume.py), and the
+            # stem of its output files; null in records of older jobs.
+            pa.field("stem", pa.string()),
+            pa.field("size", pa.int64()),
+            pa.field("mtime_ns", pa.int64()),
         ]
     )
+
+
+def input_schema() -> pa.Schema:
+    """The per-input columns of :func:`commit_schema` a job knows before explaining (by
+    position: :class:`ShardLog` ``inputs``)."""
+    import pyarrow as pa
+
+    return pa.schema([commit_schema().field(name) for name in INPUT_COLUMNS])
 
 
 def meta_dir(out: Path) -> Path:
@@ -185,13 +205,30 @@ def commit_files(out: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+def replaced_records(out: Path) -> dict[int, int]:
+    """``{replaced: replacing}`` sequence numbers: records that a later one replaces (the rows of
+    changed inputs retired by ``--refresh-changed``, :mod:`camscope.batch.resume`)."""
+    import pyarrow.parquet as pq
+
+    replaced = {}
+    for seq, path in commit_files(out):
+        value = (pq.read_metadata(path).metadata or {}).get(REPLACES)
+        if value is not None:
+            replaced[int(value)] = seq
+    return replaced
+
+
 def read_commits(out: Path) -> pa.Table:
-    """Every commit record, with its sequence number in a ``seq`` column, in commit order."""
+    """Every commit record (but those a later one replaces), with its sequence number in a
+    ``seq`` column, in commit order."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     tables = []
+    replaced = replaced_records(out)
     for seq, path in commit_files(out):
+        if seq in replaced:
+            continue
         table = pq.read_table(path, schema=commit_schema())
         tables.append(table.append_column("seq", pa.array([seq] * len(table), pa.int32())))
     if not tables:
@@ -221,7 +258,13 @@ def recover(out: Path) -> None:
     named: set[str] = set()
     for folder in (out, commits_dir(out)):
         remove_partials(folder)  # written aside by a job that stopped before renaming it
-    for seq, path in commit_files(out):
+    files = dict(commit_files(out))
+    for old in replaced_records(out):  # finish a retirement (resume.retire's steps 3 to 5)
+        for leftover in (out / shard_name(old), staged / shard_name(old), files.pop(old, None)):
+            if leftover is not None and leftover.exists():
+                log.info("removing %s: replaced by a later commit", leftover)
+                leftover.unlink()
+    for seq, path in sorted(files.items()):
         shards = {s for s in pq.read_table(path, columns=["shard"]).column(0).to_pylist() if s}
         for name in shards:
             named.add(name)
@@ -269,8 +312,10 @@ class ShardLog:
         schema: pa.Schema,
         shard_images: int,
         settled: np.ndarray,
+        inputs: pa.Table | None = None,
     ) -> None:
         self.out = Path(out)
+        self.inputs = inputs  # input_schema() columns by position, recorded with each input
         self.schema = schema
         self.shard_images = max(1, int(shard_images))
         self.settled = settled
@@ -364,6 +409,7 @@ class ShardLog:
                 "shard": pa.array([name] * n_ok + [None] * n_bad, pa.string()),
                 "row": pa.array(starts.tolist() + [None] * n_bad, pa.int64()),
                 "rows": pa.array(counts.tolist() + [None] * n_bad, pa.int32()),
+                **self._input_columns(np.r_[positions[starts], bad.column(POSITION).to_numpy()]),
             },
             schema=commit_schema(),
         )
@@ -381,6 +427,16 @@ class ShardLog:
             "committed %s: %d inputs (%d failed), %d rows", name, n_ok + n_bad, n_bad, len(shard)
         )
 
+    def _input_columns(self, positions: np.ndarray) -> dict[str, pa.Array]:
+        import pyarrow as pa
+
+        if self.inputs is None:
+            return {
+                n: pa.nulls(len(positions), input_schema().field(n).type) for n in INPUT_COLUMNS
+            }
+        index = pa.array(positions, pa.int64())
+        return {n: _flat(self.inputs.column(n).take(index), n) for n in INPUT_COLUMNS}
+
 
 def _run_starts(positions: np.ndarray) -> np.ndarray:
     """Indices where a new input's rows begin (the rows of one input are contiguous)."""
@@ -391,12 +447,14 @@ def _run_starts(positions: np.ndarray) -> np.ndarray:
     return np.flatnonzero(np.r_[True, positions[1:] != positions[:-1]])
 
 
-def _flat(column: pa.ChunkedArray | pa.Array) -> pa.Array:
+def _flat(column: pa.ChunkedArray | pa.Array, name: str | None = None) -> pa.Array:
+    """One array of the commit record's type for ``name`` (default: a string column)."""
     import pyarrow as pa
 
+    kind = commit_schema().field(name).type if name else pa.string()
     if isinstance(column, pa.ChunkedArray):
-        return column.combine_chunks().cast(pa.string())
-    return column.cast(pa.string())
+        return column.combine_chunks().cast(kind)
+    return column.cast(kind)
 
 
 def settled_ids(commits: pa.Table) -> pa.Array:

@@ -6,7 +6,9 @@
    or a CSV/Parquet list, as Arrow columns;
 2. the output folder is locked and repaired (:func:`camscope.batch.parquet.recover`); with
    ``resume`` every input already in a committed shard is skipped, and the stored settings must
-   match (a resume with another model, method or map size would mix two jobs' rows);
+   match (a resume with another model, other weights, method or map size would mix two jobs'
+   rows), as must every committed input (:mod:`camscope.batch.resume`: a file replaced since is
+   refused, or explained again with ``refresh_changed``);
 3. **local backend**: the batch walker (:class:`camscope.data.walk.Walk`) decodes and
    preprocesses images in DataLoader workers (:mod:`camscope.batch.decode`), reports the ones that
    cannot be read and draws the progress bar, while the main process explains the previous batch
@@ -47,6 +49,7 @@ from .job import (
     default_decode_workers,
     default_torch_threads,
 )
+from .resume import plan_inputs
 from .rows import MapSettings, report_failures
 
 if TYPE_CHECKING:
@@ -87,6 +90,10 @@ def _check(job: DatasetJob) -> None:
         raise UsageError(f"pass_budget must be at least 1; got {job.pass_budget}")
     if job.decode_workers is not None and job.decode_workers < 0:
         raise UsageError(f"decode_workers must be 0 or more; got {job.decode_workers}")
+    if job.refresh_changed and not job.resume:
+        raise UsageError(
+            "--refresh-changed needs --resume (it re-explains changed inputs of a job)"
+        )
 
 
 def job_settings(
@@ -94,11 +101,14 @@ def job_settings(
     inputs: LabelledData,
     layers: list[str],
     spec: ModelSpec,
+    weights: str,
     task: str | None = None,
 ) -> dict[str, Any]:
     """The settings that decide the rows; ``--resume`` refuses to mix rows of other settings.
-    A task job (``task``: detection, segmentation, similarity) adds ``task``, which a
-    classification job leaves out (as jobs before tasks did)."""
+    ``spec`` is the preprocessing the job uses, ``weights`` the digest of the model's tensors
+    (:func:`camscope.models.fingerprint.weights_digest`). A task job (``task``: detection,
+    segmentation, similarity) adds ``task``, which a classification job leaves out (as jobs
+    before tasks did)."""
     import dataclasses
 
     from ..core.targets import parse_topk
@@ -114,6 +124,7 @@ def job_settings(
         "input": inputs.listing,
         "model": job.model.name,
         "weights": job.model.weights,
+        "weights_sha256": weights,
         "random_init": job.model.random_init,
         "methods": list(job.methods),
         "layers": list(layers),
@@ -151,9 +162,23 @@ def _prepare_folder(out: Path, settings: dict[str, Any], resume: bool) -> None:
             shown = "; ".join(f"{k}: {stored.get(k)!r} -> {settings.get(k)!r}" for k in differ)
             raise UsageError(
                 f"cannot resume {out}: the settings differ from the stored job ({shown}); "
-                "use the same options or another --out"
+                f"{_weights_hint(stored, settings)}use the same options or another --out"
             )
     write_json(job_file, settings)
+
+
+def _weights_hint(stored: dict[str, Any], settings: dict[str, Any]) -> str:
+    key = "weights_sha256"
+    if stored.get(key) == settings.get(key):
+        return ""
+    if key not in stored:
+        return (
+            "the folder was written before jobs recorded their model's weights, so its rows "
+            "cannot be checked against this model; "
+        )
+    if settings.get("random_init"):
+        return "a random initialisation draws new weights on every run, so it cannot resume; "
+    return "the model's weights changed (model.safetensors or the --weights file replaced?); "
 
 
 def run_dataset_job(
@@ -193,6 +218,7 @@ def run_dataset_job(
 
     from ..data.classes import parse_target
     from ..methods import choose_methods
+    from ..models.fingerprint import weights_digest
 
     say = notes or (lambda text: log.warning("%s", text))
     _check(job)
@@ -232,9 +258,11 @@ def run_dataset_job(
         from .task_rows import job_task
 
         task = job_task(job.task, spec, job)
-        settings = job_settings(job, inputs, layers, spec, task)
+        settings = job_settings(job, inputs, layers, spec, weights_digest(model), task)
         _prepare_folder(out, settings, job.resume)
         store.recover(out)
+        plan = plan_inputs(out, inputs, job.refresh_changed)
+        inputs.items.stem_column = plan.columns.column("stem")  # type: ignore[attr-defined]
         done_ids = store.settled_ids(store.read_commits(out))
         settled = pc.is_in(ids, value_set=done_ids).to_numpy(zero_copy_only=False)
         todo = np.flatnonzero(~settled)
@@ -272,6 +300,7 @@ def run_dataset_job(
             store.map_schema(job.save_boxes, job.save_masks, task),
             job.shard_size,
             settled.copy(),
+            plan.columns,
         )
         timing = {"waiting_for_inputs": 0.0, "explain": 0.0, "write": 0.0}
         began = time.perf_counter()
@@ -296,8 +325,9 @@ def run_dataset_job(
             timing["write"] += time.perf_counter() - t0
         seconds = time.perf_counter() - began
         summary = _finish(
-            out, job, inputs, spec, device, layers, settled, shards, seconds, timing, started
-        )
+            out, job, inputs, spec, device, layers, settled, shards, seconds, timing, started,
+            refreshed=len(plan.refreshed),
+        )  # fmt: skip
         if task is not None:  # a classification job's summary stays as it was
             summary["task"] = settings["task"]
             write_json(out / "summary.json", summary)
@@ -372,15 +402,22 @@ def _finish(
     seconds: float,
     timing: dict[str, float],
     started: float,
+    refreshed: int = 0,
 ) -> dict[str, Any]:
-    """Write ``errors.parquet`` and ``summary.json`` from the commit records (the whole job)."""
+    """Write ``errors.parquet`` and ``summary.json`` from the commit records (the whole job).
+
+    Counts are of the inputs listed now: rows of ids no longer listed (files removed from the
+    folder, list rows renamed) stay in the shards and are counted apart (``not_listed``)."""
     import pyarrow.compute as pc
 
     commits = store.read_commits(out)
+    listed = inputs.items.id_column  # type: ignore[attr-defined]
     errors = store.failed_inputs(commits)
+    errors = errors.filter(pc.is_in(errors.column("id"), value_set=listed))
     store.write_table(out / "errors.parquet", errors)
     ok = commits.filter(commits.column("ok"))
-    explained = len(pc.unique(ok.column("id")))
+    with_maps = pc.unique(ok.column("id"))
+    explained = int(pc.sum(pc.is_in(with_maps, value_set=listed)).as_py() or 0)
     shard_names = sorted({s for s in ok.column("shard").to_pylist() if s})
     done_now = shards.committed_inputs
     failures = [
@@ -413,9 +450,11 @@ def _finish(
             "failed": len(errors),
             "rows": int(pc.sum(ok.column("rows")).as_py() or 0),
             "shards": len(shard_names),
+            "not_listed": len(with_maps) - explained,
         },
         "this_run": {
             "skipped_as_committed": int(settled_before.sum()),
+            "refreshed": refreshed,
             "inputs": done_now,
             "explained": shards.committed_ok,
             "failed": shards.failures,

@@ -7,7 +7,7 @@ The pipeline is Ray Data's streaming one::
                                -> iter_batches on the driver -> ShardLog.add (commits)
 
 * The driver lists the inputs and drops the committed ones (so both backends explain the same
-  ids), then hands ``(position, id, source)`` to Ray in blocks.
+  ids), then hands ``(position, id, source, stem)`` to Ray in blocks.
 * Decoding runs as Ray tasks with :func:`camscope.batch.decode.decode_columns`: the same
   :func:`camscope.io.load_image` / :func:`camscope.io.preprocess` as the local backend, failures as
   rows. Workers read the images by path: on a cluster the paths must be valid on every node
@@ -134,6 +134,7 @@ def run_on_ray(
                 "position": positions,
                 "id": items.id_column.take(positions),  # type: ignore[attr-defined]
                 "source": items.source_column.take(positions),  # type: ignore[attr-defined]
+                "stem": items.stem_column.take(positions),  # type: ignore[attr-defined]
             }
         )
         dataset = ray.data.from_arrow(_blocks(pending, job.batch_size, options.num_workers))

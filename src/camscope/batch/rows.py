@@ -195,6 +195,7 @@ class ExplainStep:
         top5 = self._top5(result, j)
         width, height = int(batch.widths[i]), int(batch.heights[i])
         boxes = masks = None
+        pngs = self._png_names(batch, i, classes, per_class)
         for layer in self._layer_names(result):
             for method in s.methods:
                 raw = result.layer_raw[layer][method][j]
@@ -225,6 +226,7 @@ class ExplainStep:
                         "map": half[k].reshape(-1),
                         "map_shape": list(half[k].shape),
                         "map_scale": float(scale[k]),
+                        "png": None if pngs is None else pngs[method, k],
                         POSITION: int(batch.positions[i]),
                         SOURCE: batch.sources[i],
                         ERROR: None,
@@ -235,8 +237,8 @@ class ExplainStep:
                         row["mask"], row["mask_shape"] = masks[k]
                     for name, value in row.items():
                         columns[name].append(value)
-        if s.png_dir is not None:
-            self._write_pngs(batch, i, result, j, classes)
+        if pngs is not None:
+            self._write_pngs(batch, i, result, j, classes, pngs)
 
     @staticmethod
     def _layer_names(result: Explanation) -> list[str]:
@@ -296,8 +298,28 @@ class ExplainStep:
 
     # -- pictures -----------------------------------------------------------------------------
 
+    def _png_names(
+        self, batch: DecodedBatch, i: int, classes: list[int], per_class: bool
+    ) -> dict[tuple[str, int], str] | None:
+        """``(method, rank) -> file`` below the PNG folder, from the input's stem (unique in the
+        job: :func:`camscope.batch.resume.assign_stems`), or None without ``--save-png``."""
+        if self.settings.png_dir is None:
+            return None
+        stem = (batch.stems[i] if batch.stems else "") or png_stem(batch.ids[i])
+        return {
+            (method, k): overlay_name(stem, method, cls if per_class else None)
+            for method in self.settings.methods
+            for k, cls in enumerate(classes)
+        }
+
     def _write_pngs(
-        self, batch: DecodedBatch, i: int, result: Explanation, j: int, classes: list[int]
+        self,
+        batch: DecodedBatch,
+        i: int,
+        result: Explanation,
+        j: int,
+        classes: list[int],
+        names: dict[tuple[str, int], str],
     ) -> None:
         from PIL import Image
 
@@ -312,16 +334,14 @@ class ExplainStep:
             else io.load_image(batch.sources[i], max_pixels=io.DEFAULT_MAX_PIXELS)
         )
         per_class = result.targets.ndim == 2
-        base = Path(s.png_dir) / png_stem(batch.ids[i])
-        base.parent.mkdir(parents=True, exist_ok=True)
         for method in s.methods:
             maps = result.maps[method][j]
-            for k, cls in enumerate(classes):
+            for k in range(len(classes)):
                 heat = io.resize_map(
                     maps[k] if per_class else maps, (picture.height, picture.width)
                 )
-                suffix = f".{cls}" if per_class else ""
-                target = base.with_name(f"{base.name}.{method}{suffix}.png")
+                target = Path(s.png_dir) / names[method, k]
+                target.parent.mkdir(parents=True, exist_ok=True)
                 # a killed job never leaves half a picture
                 write_picture(target, viz.overlay(picture, heat, s.colormap, s.alpha))
 
@@ -335,6 +355,12 @@ def png_stem(id_: str) -> str:
     parts = [p for p in re.split(r"[/\\]+", id_) if p not in ("", ".", "..")]
     safe = [_UNSAFE_PART.sub("_", p).strip() or "_" for p in parts] or ["_"]
     return "/".join(safe)
+
+
+def overlay_name(stem: str, method: str, target: int | None = None) -> str:
+    """The overlay file of a stem, a method and (for several targets per image) a class:
+    ``<stem>.<method>[.<class>].png``."""
+    return f"{stem}.{method}" + (f".{target}" if target is not None else "") + ".png"
 
 
 def _half_lists(values: list[np.ndarray | None]) -> pa.Array:

@@ -71,6 +71,12 @@ def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
     actions += options.add(
         group, "resume", resume={"help": "continue the job in --out, skipping committed ids"}
     )
+    add(
+        "--refresh-changed",
+        action="store_true",
+        help="with --resume: explain again the committed inputs whose file or path changed "
+        "since (their old rows are removed) instead of refusing the resume",
+    )
     add("--backend", choices=("local", "ray"), default="local", help="where to run (default local)")
     add(
         "--ray-address",
@@ -210,6 +216,7 @@ def run_dataset(args: argparse.Namespace) -> int:
         allow_slow=bool(args.allow_slow),
         pass_budget=args.pass_budget,
         resume=bool(args.resume),
+        refresh_changed=bool(args.refresh_changed),
         backend=args.backend,
         ray=RayOptions(
             address=args.ray_address,
@@ -250,6 +257,10 @@ def _report(summary: dict[str, Any], out: Path) -> str:
     )
     if run["skipped_as_committed"]:
         text += f" ({run['skipped_as_committed']} were already committed)"
+    if run.get("refreshed"):
+        text += f"; {run['refreshed']} changed input(s) explained again"
+    if counts.get("not_listed"):
+        text += f"; {counts['not_listed']} id(s) no longer in the input keep their rows"
     if run["images_per_second"]:
         text += f"; {run['images_per_second']:.1f} images/s"
     if counts["failed"]:

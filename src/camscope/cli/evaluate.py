@@ -16,7 +16,7 @@ from typing import Any
 from . import options, values
 from ._common import echo, warn
 
-DEFAULT_METHODS = "gradcam,gradcam++,xgradcam,layercam,eigencam"
+DEFAULT_METHODS = "gradcam,gradcam++,xgradcam,layercam,eigencam,randomcam"
 
 _EPILOG = """\
 metric families (--metrics, comma list or 'all'; default {default}):
@@ -66,7 +66,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "seed",
         method={
             "default": DEFAULT_METHODS,
-            "help": "comma list of methods or 'all' (default: %(default)s)",
+            "help": "comma list of methods or 'all' (default: %(default)s; randomcam, random "
+            "channel weights, is the leaderboard's floor: keep it in your own list)",
         },
         layer={
             "help": "layer(s) to explain, each evaluated separately (repeat or comma list; "

@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..errors import CamscopeError, UsageError
+from ..errors import UsageError
 from . import options, values
 from ._common import echo, warn
 
@@ -48,8 +48,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         export,
         "method",
         "out",
-        "colormap",
-        "alpha",
         method={"default": None, "help": "only these methods (comma list; default: every one)"},
         out={"help": "where (default OUT/export)"},
     )
@@ -60,6 +58,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="DIR",
         help="find images as ROOT/ID instead of the paths the job read",
     )
+    options.add(export, "colormap", "alpha")
     parser.set_defaults(run=run)
     return parser
 
@@ -88,12 +87,8 @@ def _info(store: Any) -> int:
 
 
 def _export(store: Any, args: argparse.Namespace) -> int:
-    from .. import io, viz
-    from ..batch.maps import heatmap_of
-    from ..batch.rows import png_stem
+    from ..batch.export import export_maps
 
-    if not (args.png or args.npy):
-        raise UsageError("say what to export: --png (overlays) and/or --npy (raw maps)")
     ids = list(args.ids)
     if args.ids_file is not None:
         try:
@@ -101,41 +96,24 @@ def _export(store: Any, args: argparse.Namespace) -> int:
         except OSError as err:
             raise UsageError(f"cannot read --ids-file {str(args.ids_file)!r}: {err}") from None
         ids += [line.strip() for line in text.splitlines() if line.strip()]
-    if not ids:
-        raise UsageError("no ids given; pass --ids ID [ID ...] or --ids-file FILE")
-    viz.check_colormap(args.colormap)
-    methods = values.split_list(args.method) if args.method else None
-    from ..outputs import prepare_output, write_picture
-
-    out = prepare_output(args.out or Path(args.dir) / "export")
-    written, failed = 0, 0
-    for id_ in ids:
-        try:
-            records = [r for r in store.records(id_) if methods is None or r.method in methods]
-            if not records:
-                raise UsageError(f"{id_!r} has no rows for the methods {methods}")
-            image = None
-            if args.png:
-                source = str(args.root / id_) if args.root is not None else store.source(id_)
-                image = io.load_image(source)
-            several_layers = len({r.layer for r in records}) > 1
-            for record in records:
-                name = png_stem(id_)
-                if several_layers:
-                    name += f".{record.layer}"
-                name += f".{record.method}" + (f".{record.target}" if record.rank else "")
-                base = out / name
-                base.parent.mkdir(parents=True, exist_ok=True)
-                if args.npy:
-                    io.save_npy(base.with_name(base.name + ".npy"), record.map)
-                    written += 1
-                if image is not None:
-                    heat = heatmap_of(record, (image.height, image.width))
-                    picture = viz.overlay(image, heat, args.colormap, args.alpha)
-                    write_picture(base.with_name(base.name + ".png"), picture)
-                    written += 1
-        except CamscopeError as err:
-            failed += 1
-            warn(f"camscope maps export: skipped {id_}: {err}")
-    echo(f"wrote {written} file(s) for {len(ids) - failed} of {len(ids)} id(s) to {out}/")
-    return 1 if failed else 0
+    report = export_maps(
+        store,
+        ids,
+        args.out or Path(args.dir) / "export",
+        png=args.png,
+        npy=args.npy,
+        methods=values.split_list(args.method) if args.method else None,
+        root=args.root,
+        colormap=args.colormap,
+        alpha=args.alpha,
+        on_skip=lambda id_, why: warn(f"camscope maps export: skipped {id_}: {why}"),
+    )
+    asked = len(report.done) + len(report.failed)
+    text = (
+        f"wrote {report.written} file(s) for {len(report.done)} of {asked} id(s) to "
+        f"{report.out}/ (listed in {report.index.name})"
+    )
+    if report.replaced:
+        text += f"; {report.replaced} of them replaced the files of an earlier export"
+    echo(text)
+    return 1 if report.failed else 0

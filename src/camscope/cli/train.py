@@ -30,8 +30,9 @@ data (--data, the one grammar of docs/architecture.md; the data's classes are th
 
 architectures (--arch): gapnet, gapnet-pooled (seed 004: no pooling, GAP + linear; --width,
   --depth), any timm name (resnet18/34/50/101, efficientnet_b0, efficientnetv2_s,
-  mobilenetv3_large_100, regnety_004, swin_tiny, ...), vgg16, vgg16_bn, torchvision:NAME.
-  At 64 px or less CNNs get a CIFAR stem (3x3 stride-1 first conv, no max-pool; --stem).
+  mobilenetv3_large_100, regnety_004, swin_tiny, vit_tiny_patch16_224, deit_tiny_patch16_224,
+  ...), vgg16, vgg16_bn, torchvision:NAME. At 64 px or less CNNs get a CIFAR stem (3x3 stride-1
+  first conv, no max-pool) and ViTs/DeiTs patches of S/8 px (an 8x8 token grid; --stem).
 
 examples:
   camscope train --data builtin:1200 --arch gapnet --image-size 32 --epochs 12 --out runs/gap

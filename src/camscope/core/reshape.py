@@ -17,7 +17,8 @@ The facts come from the model, not from guesses where it has them:
   Hugging Face configs (ViT/BEiT: one, DeiT: two, DINOv2: one plus ``num_register_tokens``,
   Swin/ConvNeXt: none);
 * the grid: the input size divided by the patch size (timm ``patch_embed.patch_size``, torchvision
-  ``patch_size``, Hugging Face ``config.patch_size``), checked against the token count; layers at
+  ``patch_size``, Hugging Face ``config.patch_size``), checked against the token count (an output
+  of exactly that many tokens, such as the patch embedding's, has no prefix tokens yet); layers at
   a coarser stride (Swin stages) get the factorisation of the token count whose aspect ratio is
   closest to the input's;
 * ``NHWC``: a 4-D output whose dims 1-2 match the input's aspect ratio while dims 2-3 do not, or,
@@ -201,6 +202,11 @@ def layout_of(
         return OutputLayout("NCHW")
     if len(shape) == 2:
         count = shape[0]
+        if facts.prefix_tokens and facts.patch_size is not None:
+            # the patch embedding's own output comes before the prefix tokens are added
+            patches = (size[0] // facts.patch_size[0], size[1] // facts.patch_size[1])
+            if patches[0] * patches[1] == count:
+                return OutputLayout("tokens", 0, patches)
         prefixes = (
             [facts.prefix_tokens]
             if facts.prefix_tokens is not None

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import DatasetError
 from .checks import Box, key_field, load_json, number, records, size_of, text_field
-from .dataset import Sample
 from .layouts import (
     TOP_LEVEL,
     Layout,
@@ -19,6 +19,9 @@ from .layouts import (
     subdir,
     unique_dirs,
 )
+
+if TYPE_CHECKING:
+    from .dataset import Sample
 
 
 def coco_image_dirs(json_path: Path) -> list[Path]:

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import DatasetError
 from .checks import Box, number
-from .dataset import Sample
 from .layouts import TOP_LEVEL, Layout, files_in, image_path, make_sample, register_format
+
+if TYPE_CHECKING:
+    from .dataset import Sample
 
 
 def _find(folder: Path) -> list[tuple[int, Layout]]:

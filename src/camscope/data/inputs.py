@@ -10,7 +10,7 @@ import os
 import re
 import unicodedata
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -63,9 +63,14 @@ def stem_of(source: str) -> str:
     return stem or "image"
 
 
-def unique_stems(stems: Sequence[str]) -> list[str]:
-    """Make stems unique in order: ``cat, cat, cat-2`` -> ``cat, cat-2, cat-2-2``."""
-    used: set[str] = set()
+def unique_stems(stems: Sequence[str], taken: Iterable[str] = ()) -> list[str]:
+    """Make stems unique in order: ``cat, cat, cat-2`` -> ``cat, cat-2, cat-2-2``; none equal
+    (ignoring case, as file systems may) to one in ``taken`` (the stems an earlier run gave out).
+
+    >>> unique_stems(["a_b", "a_b", "A_B"], taken=["a_b-2"])
+    ['a_b', 'a_b-3', 'A_B-4']
+    """
+    used: set[str] = {stem.casefold() for stem in taken}
     result: list[str] = []
     for stem in stems:
         candidate, n = stem, 2

@@ -40,8 +40,9 @@ LABEL_COLUMN = "label"
 
 
 class ArrowSamples(Sequence[Sample]):
-    """Samples read from Arrow string columns when indexed: ``id_column``, ``source_column`` and
-    an optional ``label_column``; ``class_ids`` maps a label onto its accepted model classes."""
+    """Samples read from Arrow string columns when indexed: ``id_column``, ``source_column``, an
+    optional ``label_column`` and an optional ``stem_column`` (the samples' output-file stems);
+    ``class_ids`` maps a label onto its accepted model classes."""
 
     def __init__(
         self,
@@ -49,11 +50,13 @@ class ArrowSamples(Sequence[Sample]):
         source_column: pa.Array,
         label_column: pa.Array | None = None,
         class_ids: Mapping[str, tuple[int, ...]] | None = None,
+        stem_column: pa.Array | None = None,
     ) -> None:
         self.id_column = id_column
         self.source_column = source_column
         self.label_column = label_column
         self.class_ids = dict(class_ids or {})
+        self.stem_column = stem_column
 
     def __len__(self) -> int:
         return len(self.id_column)
@@ -68,6 +71,7 @@ class ArrowSamples(Sequence[Sample]):
             self.source_column[k].as_py(),
             label,
             self.class_ids.get(label, ()) if label is not None else (),
+            stem="" if self.stem_column is None else self.stem_column[k].as_py() or "",
         )
 
     def ids(self) -> list[str]:
@@ -78,8 +82,13 @@ class ArrowSamples(Sequence[Sample]):
 
         index = pa.array(list(positions), pa.int64())
         labels = None if self.label_column is None else self.label_column.take(index)
+        stems = None if self.stem_column is None else self.stem_column.take(index)
         return ArrowSamples(
-            self.id_column.take(index), self.source_column.take(index), labels, self.class_ids
+            self.id_column.take(index),
+            self.source_column.take(index),
+            labels,
+            self.class_ids,
+            stems,
         )
 
 

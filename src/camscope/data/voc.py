@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import DatasetError
 from .checks import number, size_of
-from .dataset import Sample
 from .layouts import (
     Layout,
     files_in,
@@ -23,6 +23,9 @@ from .layouts import (
     subdir,
     unique_dirs,
 )
+
+if TYPE_CHECKING:
+    from .dataset import Sample
 
 
 def voc_image_dirs(xml_folder: Path) -> list[Path]:

@@ -40,6 +40,10 @@ class EvalConfig:
         data: the data (absolute path, or ``builtin (seed S)``).
         model: the model's name.
         weights: the weights file and its SHA-256 (``""``: the model's own weights).
+        weights_digest: the digest of the evaluated model's tensors, whatever they were loaded
+            from (a run folder, a weights file, a model file; set by
+            :func:`camscope.evaluation.run_evaluation` from the model:
+            :func:`camscope.models.fingerprint.weights_digest`).
         random_init: the model was not given pretrained weights.
         model_input: what the input pipeline does (input size, mean, std, interpolation, classes).
         labels: how data-set labels became model classes (class-map file and hash, unmapped rule).
@@ -72,6 +76,7 @@ class EvalConfig:
     data: str = ""
     model: str = ""
     weights: str = ""
+    weights_digest: str = ""
     random_init: bool = False
     model_input: dict[str, Any] = field(default_factory=dict)
     labels: str = ""
@@ -94,12 +99,10 @@ class EvalConfig:
         """Record what the run reads (``config.json``: the model and its input pipeline, the
         weights file and its hash, the data, how its labels became classes, the images folder);
         returns the report's notes on the data. ``data_text`` is the data as the user gave it."""
-        from ..outputs import file_fingerprint
-
         self.model = spec.name
         kept = ("input_size", "mean", "std", "interpolation", "num_classes", "channels")
         self.model_input = {k: v for k, v in spec.to_dict().items() if k in kept}
-        self.weights = file_fingerprint(weights) if weights is not None else ""
+        self.weights = _fingerprint(weights) if weights is not None else ""
         self.images = str(Path(images).expanduser().resolve()) if images else ""
         if data.kind == "builtin":
             # The built-in benchmark's image i does not depend on N: a resumed run may grow N.
@@ -108,7 +111,7 @@ class EvalConfig:
         self.data = str(Path(data_text).expanduser().resolve())
         self.labels = f"unmapped {unmapped}"
         if class_map:
-            self.labels = f"class map {file_fingerprint(class_map)}; {self.labels}"
+            self.labels = f"class map {_fingerprint(class_map)}; {self.labels}"
         return [f"data: {data.description}", *data.notes]
 
     def report_notes(self, data_text: str) -> list[str]:
@@ -155,6 +158,18 @@ class EvalConfig:
             raise UsageError("road_fractions must not be empty")
         for fraction in self.road_fractions:
             _check_range("a ROAD fraction", fraction, 0.0, 1.0)
+
+
+def _fingerprint(path: str | Path) -> str:
+    """``/abs/path (sha256 0123456789abcdef)``: what a file is, not only where it is."""
+    from ..models.fingerprint import PREFIX, file_digest
+
+    file = Path(path).expanduser()
+    try:
+        digest = file_digest(file).removeprefix(PREFIX)
+    except OSError as err:
+        raise UsageError(f"cannot read {str(file)!r}: {err.strerror or err}") from None
+    return f"{file.resolve()} (sha256 {digest[:16]})"
 
 
 def _check_range(name: str, value: float, low: float, high: float) -> None:

@@ -162,7 +162,11 @@ def _run_locked(
     on_failure: SkipFn | None,
 ) -> RunResult:
     jsonl = out / "results.jsonl"
-    cfg = json.loads(json.dumps(asdict(config)))  # as it reads back from config.json
+    from ..models.fingerprint import weights_digest
+
+    # the model's tensors, not its name or path: a run folder or file replaced since cannot resume
+    digest = weights_digest(model)
+    cfg = json.loads(json.dumps({**asdict(config), "weights_digest": digest}))  # as read back
     _check_resume(out, cfg, resume)
     if not resume:  # a fresh run: nothing of an earlier one in this folder counts
         for stale in ("timing.json", "sanity.json"):

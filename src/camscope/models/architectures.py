@@ -13,8 +13,16 @@ square ``image_size`` inputs. Names:
   torchvision's (the layout of the VGG paper, which seed 004 trains), ``swin_tiny`` means timm's
   ``swin_tiny_patch4_window7_224``.
 
-Vision transformers with a fixed input size (timm's ``fixed_input_size``: ViT, Swin, ...) are built
-for ``image_size`` (timm resizes the patch grid and clamps Swin's windows).
+Vision transformers with a fixed input size (timm's ``fixed_input_size``: ViT, DeiT, Swin, ...) are
+built for ``image_size`` (timm resizes the patch grid and clamps Swin's windows).
+
+**The small-input patch.** A ViT's stem is its patch embedding: ``vit_tiny_patch16_224`` at 32 px
+sees 2x2 patches, too few tokens to learn from or to read a map at. At 64 px or less (``stem="auto"``),
+or with ``stem="cifar"``, timm ViTs and DeiTs (timm's ``VisionTransformer``, whose ``Attention`` the
+attention methods support) get patches of ``image_size // 8`` px (4 at 32 px, 8 at 64 px): an 8x8
+token grid, as in the ViTs trained on CIFAR from scratch (e.g. Lee et al. 2021, "Vision Transformer
+for Small-Size Datasets", patch 4 at 32 px). A ``patch_size`` option wins; ``stem="imagenet"``
+keeps the published patch. Swin and other transformers are built as published.
 
 **The small-input stem.** An ImageNet CNN divides its input by 32: a 32-px CIFAR image leaves a
 1x1 map at the last stage, where Grad-CAM is one number (seed 003: Grad-CAM "cannot detect any
@@ -32,6 +40,9 @@ Example:
     ('cifar', (4, 4))
     >>> map_check(build_classifier("resnet18", 10, 32, stem="imagenet").model, 32).size
     (1, 1)
+    >>> vit = build_classifier("vit_tiny_patch16_224", num_classes=4, image_size=32)
+    >>> vit.stem, tuple(vit.model.patch_embed.grid_size)
+    ('cifar', (8, 8))
 """
 
 from __future__ import annotations
@@ -49,8 +60,9 @@ from .gapnet import GapNet
 
 log = logging.getLogger(__name__)
 
-SMALL_INPUT = 64  # px: at or below it, CNNs get the CIFAR stem by default
+SMALL_INPUT = 64  # px: at or below it, CNNs get the CIFAR stem by default (ViTs a small patch)
 MIN_MAP = 4  # the smallest map side a CAM is worth reading at
+SMALL_GRID = 8  # tokens per side of a ViT's patch grid at small inputs
 GAPNETS = ("gapnet", "gapnet-pooled")
 ALIASES = {
     "swin_tiny": "swin_tiny_patch4_window7_224",
@@ -68,7 +80,8 @@ class BuiltModel:
     Attributes:
         model: the classifier (random initialisation, train mode).
         arch: the resolved name (``timm:resnet18``, ``torchvision:vgg16``, ``gapnet``...).
-        stem: ``"cifar"``, ``"imagenet"`` or ``"none"`` (GapNet, transformers).
+        stem: ``"cifar"`` (a CNN's CIFAR stem, a ViT's small patch), ``"imagenet"`` (as published)
+            or ``"none"`` (GapNet, transformers other than timm ViTs).
         notes: what was changed for the input size, in words.
     """
 
@@ -120,8 +133,8 @@ def build_classifier(
         arch: see the module docstring.
         num_classes: outputs.
         image_size: side of the square input.
-        stem: ``"auto"`` (CIFAR stem for CNNs at 64 px or less), ``"cifar"`` or ``"imagenet"``
-            (the architecture as published).
+        stem: ``"auto"`` (CIFAR stem for CNNs, small patch for ViTs at 64 px or less),
+            ``"cifar"`` or ``"imagenet"`` (the architecture as published).
         options: GapNet options, or keyword arguments of the timm / torchvision constructor.
         timm_weights_file: a timm checkpoint to start from (timm drops the classifier when the
             class count differs and adapts position embeddings); the stem is adapted afterwards.
@@ -143,15 +156,11 @@ def build_classifier(
             )
         model: nn.Module = GapNet(num_classes, pooled=name == "gapnet-pooled", **opts)
         return BuiltModel(model, name, "none")
-    if source == "timm":
-        model, transformer = _build_timm(name, num_classes, image_size, opts, timm_weights_file)
-        label = f"timm:{name}"
-    else:
-        model, transformer = _build_torchvision(name, num_classes, opts), False
-        label = f"torchvision:{name}"
-    if transformer:
-        return BuiltModel(model, label, "none", [f"built for {image_size} px inputs"])
     use_cifar = stem == "cifar" or (stem == "auto" and image_size <= SMALL_INPUT)
+    if source == "timm":
+        return _build_timm(name, num_classes, image_size, opts, timm_weights_file, use_cifar)
+    model = _build_torchvision(name, num_classes, opts)
+    label = f"torchvision:{name}"
     if not use_cifar:
         return BuiltModel(model, label, "imagenet")
     return BuiltModel(model, label, "cifar", adapt_small_input(model, image_size))
@@ -163,23 +172,66 @@ def _build_timm(
     image_size: int,
     options: dict[str, Any],
     weights_file: str | None,
-) -> tuple[nn.Module, bool]:
+    use_cifar: bool,
+) -> BuiltModel:
     import timm
 
     cfg = timm.get_pretrained_cfg(name)
     transformer = bool(cfg is not None and cfg.fixed_input_size)
     kwargs = dict(options)
-    if transformer:
-        kwargs.setdefault("img_size", image_size)
+    label = f"timm:{name}"
+    if not transformer:
+        model = _create_timm(name, num_classes, kwargs, weights_file)
+        if not use_cifar:
+            return BuiltModel(model, label, "imagenet")
+        return BuiltModel(model, label, "cifar", adapt_small_input(model, image_size))
+    kwargs.setdefault("img_size", image_size)
+    notes = [f"built for {image_size} px inputs"]
+    published = _vit_patch(name, num_classes, kwargs)
+    if published is None:  # Swin and other transformers: as published
+        return BuiltModel(
+            _create_timm(name, num_classes, kwargs, weights_file), label, "none", notes
+        )
+    small = max(1, image_size // SMALL_GRID)
+    if not (use_cifar and "patch_size" not in options and small < published):
+        model = _create_timm(name, num_classes, kwargs, weights_file)
+        return BuiltModel(model, label, "imagenet", notes)
+    kwargs["patch_size"] = small
+    side = image_size // small
+    notes.append(f"patch_embed: patch {published} -> {small} ({side}x{side} tokens)")
+    return BuiltModel(_create_timm(name, num_classes, kwargs, weights_file), label, "cifar", notes)
+
+
+def _vit_patch(name: str, num_classes: int, kwargs: dict[str, Any]) -> int | None:
+    """The published patch side of a timm ``VisionTransformer`` (ViT, DeiT), else None.
+
+    Built on the meta device (no memory, no random draws), so the real build that follows starts
+    from the same random state as without this look.
+    """
+    from timm.models.vision_transformer import VisionTransformer
+
+    probe = {k: v for k, v in kwargs.items() if k != "patch_size"}
+    with torch.device("meta"):
+        model = _create_timm(name, num_classes, probe, None)
+    if not isinstance(model, VisionTransformer):
+        return None
+    patch = getattr(model.patch_embed, "patch_size", None)
+    return int(patch[0]) if isinstance(patch, tuple) and patch[0] == patch[1] else None
+
+
+def _create_timm(
+    name: str, num_classes: int, kwargs: dict[str, Any], weights_file: str | None
+) -> nn.Module:
+    import timm
+
     if weights_file is not None:
-        kwargs["pretrained_cfg_overlay"] = {"file": weights_file}
+        kwargs = {**kwargs, "pretrained_cfg_overlay": {"file": weights_file}}
     try:
-        model = timm.create_model(
+        return timm.create_model(
             name, pretrained=weights_file is not None, num_classes=num_classes, **kwargs
         )
     except TypeError as err:
         raise UsageError(f"timm model {name!r} does not take these options: {err}") from err
-    return model, transformer
 
 
 def _build_torchvision(name: str, num_classes: int, options: dict[str, Any]) -> nn.Module:

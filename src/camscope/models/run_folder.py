@@ -183,7 +183,8 @@ def build_from_run_config(config: dict[str, Any]) -> nn.Module:
         str(config["arch"]),
         len(config["classes"]),
         int(config["image_size"]),
-        stem=stem if stem in ("cifar", "imagenet") else "auto",  # "none": GapNet, transformers
+        # "none" (GapNet, transformers): as published; a ViT's small patch is recorded as "cifar"
+        stem=stem if stem in ("cifar", "imagenet", "auto") else "imagenet",
         options=dict(config.get("arch_options") or {}),
     ).model
 

@@ -38,6 +38,8 @@ class Progress:
         history: one metrics row per finished epoch.
         skipped: unreadable files seen so far, name -> reason.
         stopped_early: early stopping ended the run.
+        best_sha256: the digest of the ``model.safetensors`` this run wrote (``--resume``
+            refuses a folder whose file is another: :func:`check_best`; None in older runs).
     """
 
     epoch: int = 0
@@ -48,6 +50,7 @@ class Progress:
     history: list[dict[str, float]] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
     stopped_early: bool = False
+    best_sha256: str | None = None
 
 
 def rng_states() -> dict[str, Any]:
@@ -124,12 +127,62 @@ def progress_from(state: dict[str, Any]) -> Progress:
     return Progress(**state["progress"])
 
 
-def save_best(path: Path, model: nn.Module, epoch: int) -> None:
+def save_best(path: Path, model: nn.Module, epoch: int, follows: str | None = None) -> str:
     """Write the model's weights as safetensors (contiguous copies; channels_last is a layout),
-    with a plain file's permissions (safetensors' own ``save_file`` makes them ``0o600``)."""
+    with a plain file's permissions (safetensors' own ``save_file`` makes them ``0o600``).
+    ``follows`` (the digest of the best weights before these, kept in the file's metadata) lets
+    :func:`check_best` recognise the file of an epoch that was stopped before its checkpoint.
+    Returns the file's digest (:func:`camscope.models.fingerprint.bytes_digest`)."""
     from safetensors.torch import save
+
+    from ..models.fingerprint import bytes_digest
 
     tensors = {
         k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()
     }
-    write_atomic(path, save(tensors, metadata={"epoch": str(epoch), "format": "camscope-run"}))
+    metadata = {"epoch": str(epoch), "format": "camscope-run", "follows": follows or ""}
+    data = save(tensors, metadata=metadata)
+    write_atomic(path, data)
+    return bytes_digest(data)
+
+
+def check_best(out: Path, progress: Progress) -> None:
+    """Refuse to resume a run whose ``model.safetensors`` is not the one it wrote (replaced or
+    deleted since): the resumed run would keep it as its best epoch unless a later epoch beats
+    that epoch's score, and the folder would then describe weights it never trained.
+
+    Raises:
+        UsageError: the file is missing or differs, naming it and the best epoch.
+    """
+    from ..models.fingerprint import file_digest
+
+    if progress.best_sha256 is None:  # no best epoch yet, or a run from before the digest
+        return
+    path = Path(out) / BEST_WEIGHTS
+    try:
+        found = file_digest(path)
+    except FileNotFoundError:
+        found = "missing"
+    except OSError as err:
+        raise UsageError(f"cannot read {path}: {err.strerror or err}") from None
+    if found != progress.best_sha256 and not _written_after(path, progress):
+        what = "is missing" if found == "missing" else "is not the file this run wrote"
+        raise UsageError(
+            f"cannot resume {str(out)!r}: its {BEST_WEIGHTS} {what} (the weights of epoch "
+            f"{progress.best_epoch}, {progress.best_sha256}; found {found}); restore it, or "
+            "start a new run in another --out"
+        )
+
+
+def _written_after(path: Path, progress: Progress) -> bool:
+    """Whether ``path`` is the best file of an epoch after the checkpoint's (the run stopped
+    between writing it and writing ``last.ckpt``; the resumed run computes that epoch again)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), "pt") as handle:
+            meta = handle.metadata() or {}
+        epoch = int(meta.get("epoch", "0"))
+    except (SafetensorError, OSError, ValueError):  # not a safetensors file: not this run's
+        return False
+    return epoch > progress.epoch and meta.get("follows") == progress.best_sha256

@@ -175,7 +175,9 @@ def run_epochs(
             progress.best_confusion = confusion
             progress.bad_epochs = 0
             if world.main:
-                save_best(out / BEST_WEIGHTS, model, epoch)
+                progress.best_sha256 = save_best(
+                    out / BEST_WEIGHTS, model, epoch, progress.best_sha256
+                )
         else:
             progress.bad_epochs += 1
         if config.patience is not None and progress.bad_epochs >= config.patience:

@@ -87,7 +87,8 @@ def _state_of(source: str) -> dict[str, torch.Tensor]:
 def load_matching(model: nn.Module, source: str) -> dict[str, Any]:
     """Copy every tensor of ``source`` whose name and shape fit into ``model``.
 
-    Returns ``{"source", "loaded", "kept_random": [names]}``.
+    Returns ``{"source", "loaded", "kept_random": [names], "sha256"}`` (the digest of the
+    tensors loaded: :func:`camscope.models.fingerprint.weights_digest`; ``--resume`` compares it).
 
     Raises:
         UsageError: unreadable source, fewer than half of the model's tensors fit (the
@@ -115,4 +116,11 @@ def load_matching(model: nn.Module, source: str) -> dict[str, Any]:
             len(kept),
             ", ".join(kept[:6]),
         )
-    return {"source": source, "loaded": len(fitting), "kept_random": kept}
+    from ..models.fingerprint import weights_digest
+
+    return {
+        "source": source,
+        "loaded": len(fitting),
+        "kept_random": kept,
+        "sha256": weights_digest(fitting),
+    }

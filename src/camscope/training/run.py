@@ -35,7 +35,7 @@ from ..models.recipe import choose_device
 from ..models.run_folder import FORMAT_VERSION, MARKER
 from ..models.spec import IMAGENET_MEAN, IMAGENET_STD
 from ..outputs import output_lock
-from .checkpoint import CHECKPOINT, Progress, load_checkpoint, progress_from
+from .checkpoint import CHECKPOINT, Progress, check_best, load_checkpoint, progress_from
 from .config import TrainConfig
 from .data import TrainingData, load_training_data
 from .distributed import World, barrier, join, launch, leave
@@ -222,10 +222,33 @@ def _build(config: TrainConfig, data: TrainingData) -> tuple[Any, dict[str, Any]
         cfg = getattr(built.model, "pretrained_cfg", {}) or {}
         mean = tuple(cfg.get("mean", mean))
         std = tuple(cfg.get("std", std))
-        facts["pretrained"] = {"source": "timm cache", "file": timm_file}
+        from ..models.fingerprint import file_digest
+
+        facts["pretrained"] = {
+            "source": "timm cache",
+            "file": timm_file,
+            "sha256": file_digest(timm_file),
+        }
     elif config.pretrained is not None:
         facts["pretrained"] = load_matching(built.model, config.pretrained)
     return built, facts, mean, std
+
+
+def _check_same_start(out: Path, facts: dict[str, Any]) -> None:
+    """Refuse a resume whose ``--pretrained`` weights are not those the run started from (the
+    file replaced since): ``config.json`` would describe weights the run never saw."""
+    import json
+
+    stored = json.loads((out / "config.json").read_text(encoding="utf-8")).get("model") or {}
+    was = (stored.get("pretrained") or {}).get("sha256")
+    now = (facts.get("pretrained") or {}).get("sha256")
+    if was is not None and now != was:
+        source = (facts.get("pretrained") or {}).get("source")
+        raise UsageError(
+            f"cannot resume {str(out)!r}: the pretrained weights {source!r} are not those the run "
+            f"started from (stored {was}, now {now}); restore them, or start a new run in "
+            "another --out"
+        )
 
 
 def _train_on(
@@ -246,6 +269,8 @@ def _train_on(
     )
     progress = progress_from(state) if state is not None else Progress()
     if state is not None:
+        check_best(out, progress)
+        _check_same_start(out, facts)
         built.model.load_state_dict(state["model"])
     if world.main:
         from .result import write_config
