@@ -14,7 +14,7 @@ from PIL import Image
 from camscope.data import progress as bars
 from camscope.data.dataset import Sample
 from camscope.data.progress import Progress
-from camscope.data.walk import Batch, Outcome, Walk, name_images
+from camscope.data.walk import Batch, Outcome, Walk, name_images, naming_warnings
 from camscope.errors import UsageError
 from camscope.models import ModelSpec
 
@@ -111,6 +111,36 @@ def test_engine_messages_name_files_not_batch_positions() -> None:
     assert name_images(text, batch) == (
         "layer 'x': zero gradient for image(s) lab/a.jpg, lab/c.jpg, so every map is zero"
     )
+
+
+def _negative_class_net() -> torch.nn.Module:
+    """conv (a positive identity) -> ReLU -> mean -> logits [+m, -m]: class 1's Grad-CAM weight is
+    negative, so its map is zero everywhere and the engine warns about every image."""
+    conv = torch.nn.Conv2d(1, 1, 1, bias=False)
+    head = torch.nn.Linear(1, 2, bias=False)
+    with torch.no_grad():
+        conv.weight.fill_(1.0)
+        head.weight.copy_(torch.tensor([[1.0], [-1.0]]))
+    pool = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+    return torch.nn.Sequential(conv, torch.nn.ReLU(), pool, head).eval()
+
+
+def test_explain_warnings_in_a_batch_are_logged_once_naming_the_files(caplog) -> None:
+    import camscope
+
+    model, x = _negative_class_net(), torch.rand(2, 1, 4, 4) + 0.1
+    with caplog.at_level("WARNING", logger="camscope"):
+        res = camscope.explain(model, x, "gradcam", "1", targets=1)
+    plain = [r.getMessage() for r in caplog.records if "zero everywhere" in r.getMessage()]
+    assert res.warnings and any("image(s) [0, 1]" in m for m in plain)  # the engine alone
+    caplog.clear()
+    names = ["lab/a.jpg", "lab/b.jpg"]
+    with caplog.at_level("WARNING", logger="camscope"), naming_warnings(names):
+        res = camscope.explain(model, x, "gradcam", "1", targets=1, aug_smooth=True)
+    said = [r.getMessage() for r in caplog.records if "zero everywhere" in r.getMessage()]
+    assert len(said) == 1 and "image(s) lab/a.jpg, lab/b.jpg" in said[0]
+    assert "[0, 1]" not in said[0]
+    assert any("image(s) [0, 1]" in w for w in res.warnings)  # the result keeps the positions
 
 
 def test_the_bar_writes_plain_lines_without_a_terminal_and_a_bar_on_one(monkeypatch, capsys):

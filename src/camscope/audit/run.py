@@ -32,9 +32,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..core.prediction import Prediction
-from ..data.dataset import LabelledData, LoadOptions, Prepared
+from ..data.dataset import LabelledData, LoadOptions, Prepared, Sample
 from ..data.progress import Progress
-from ..data.walk import SkipFn, Walk
+from ..data.walk import SkipFn, Walk, naming_warnings
 from ..errors import ImageLoadError, UsageError
 from .hotspot import object_energy
 from .stats import (
@@ -179,21 +179,23 @@ def _explain_pair(
     accepted: list[tuple[int, ...]],
     labels: list[str],
     config: AuditConfig,
+    samples: list[Sample],
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, str]:
     """Predicted-class maps, true-class maps, predictions, true targets, probabilities, layer."""
     from ..core.engine import explain
 
     # strict: a method that cannot run at the layer is the user's error, not a silent gap
-    res = explain(
-        model,
-        x,
-        config.method,
-        config.layer,
-        "top1",
-        method_options=config.method_options,
-        strict=True,
-        multilabel=config.multilabel,
-    )
+    with naming_warnings(samples):
+        res = explain(
+            model,
+            x,
+            config.method,
+            config.layer,
+            "top1",
+            method_options=config.method_options,
+            strict=True,
+            multilabel=config.multilabel,
+        )
     prediction = res.prediction  # softmax, or sigmoid for single-logit and multi-label heads
     if prediction is None:  # pragma: no cover - top1 targets always keep the logits
         raise UsageError("the model's output has no class scores to audit")
@@ -206,16 +208,17 @@ def _explain_pair(
     true_maps = pred_maps.clone()
     wrong = (target != predicted).nonzero().flatten()
     if wrong.numel():
-        res_true = explain(
-            model,
-            x[wrong],
-            config.method,
-            config.layer,
-            target[wrong],
-            method_options=config.method_options,
-            strict=True,
-            multilabel=config.multilabel,
-        )
+        with naming_warnings([samples[int(k)] for k in wrong]):
+            res_true = explain(
+                model,
+                x[wrong],
+                config.method,
+                config.layer,
+                target[wrong],
+                method_options=config.method_options,
+                strict=True,
+                multilabel=config.multilabel,
+            )
         true_maps[wrong] = res_true.maps[config.method]
     layer = res.layer if isinstance(res.layer, str) else ",".join(res.layer)
     return pred_maps, true_maps, predicted, target, prediction.probabilities, layer
@@ -281,6 +284,7 @@ def _audit_batch(
         [p.sample.class_ids for p in loaded],
         [str(p.sample.label) for p in loaded],
         config,
+        [p.sample for p in loaded],
     )
     hw = (int(size[0]), int(size[1]))
     boxes_region, masks_region = _regions(loaded, hw, device)
@@ -382,16 +386,17 @@ def collect_examples(
             continue
         x = torch.cat([p.x for p in loaded]).to(device)
         targets = torch.tensor([[r.target, r.predicted] for r in chosen], device=device)
-        res = explain(
-            model,
-            x,
-            config.method,
-            config.layer,
-            targets,
-            method_options=config.method_options,
-            strict=True,
-            multilabel=config.multilabel,
-        )
+        with naming_warnings([p.sample for p in loaded]):
+            res = explain(
+                model,
+                x,
+                config.method,
+                config.layer,
+                targets,
+                method_options=config.method_options,
+                strict=True,
+                multilabel=config.multilabel,
+            )
         maps = res.maps[config.method].float().cpu().numpy()
         h, w = x.shape[-2:]
         items = []

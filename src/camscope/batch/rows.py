@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..data.walk import naming_warnings
 from ..errors import CamscopeError
 from ..metrics.localization import DEFAULT_THRESHOLD
 from ..outputs import write_picture
@@ -123,7 +124,8 @@ class ExplainStep:
         if not indices:
             return {}
         try:
-            result = self._call(batch.x[indices])
+            with naming_warnings([str(batch.ids[i]) for i in indices]):
+                result = self._call(batch.x[indices])
         except CamscopeError:
             raise  # a bad layer/target/method affects every image: stop the job
         except (RuntimeError, ValueError) as err:

@@ -77,15 +77,17 @@ class Explanation:
         return None if prediction is None else prediction.probabilities
 
 
-_CALLER_REPORTS: ContextVar[bool] = ContextVar("camscope_caller_reports", default=False)
+_CALLER_REPORTS: ContextVar[list[str] | None] = ContextVar("camscope_caller_reports", default=None)
 
 
 @contextmanager
-def warnings_reported_by_caller() -> Iterator[None]:
+def warnings_reported_by_caller(sink: list[str] | None = None) -> Iterator[None]:
     """Within this block (this thread or task), :func:`camscope.explain` logs the warnings it
-    returns in :attr:`Explanation.warnings` at debug level only: the caller reports them itself,
-    once, naming the files (the picture job), instead of once more per call and augmented copy."""
-    token = _CALLER_REPORTS.set(True)
+    returns in :attr:`Explanation.warnings` at debug level only, and appends them to ``sink``
+    when one is given: the caller reports them itself, once, naming the files
+    (:func:`camscope.data.walk.naming_warnings`), instead of once more per call and augmented
+    copy."""
+    token = _CALLER_REPORTS.set([] if sink is None else sink)
     try:
         yield
     finally:
@@ -95,4 +97,9 @@ def warnings_reported_by_caller() -> Iterator[None]:
 def log_warning(logger: logging.Logger, message: str) -> None:
     """Log a warning that also goes into :attr:`Explanation.warnings` (see
     :func:`warnings_reported_by_caller`)."""
-    logger.log(logging.DEBUG if _CALLER_REPORTS.get() else logging.WARNING, "%s", message)
+    sink = _CALLER_REPORTS.get()
+    if sink is None:
+        logger.warning("%s", message)
+    else:
+        logger.debug("%s", message)
+        sink.append(message)

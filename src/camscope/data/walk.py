@@ -26,6 +26,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -237,13 +238,33 @@ class Walk(Generic[T]):
 _INDICES = re.compile(r"image\(s\) \[([\d, ]+)\]")
 
 
-def name_images(text: str, samples: Sequence[Sample]) -> str:
-    """An engine message about ``image(s) [0, 2]`` of a batch, with the images' sources instead
-    of their positions in the batch."""
+def name_images(text: str, samples: Sequence[Sample | str]) -> str:
+    """An engine message about ``image(s) [0, 2]`` of a batch, with the images' sources (or the
+    names given) instead of their positions in the batch."""
+    given = [s if isinstance(s, str) else s.source for s in samples]
 
     def sources(match: re.Match[str]) -> str:
         picked = [int(i) for i in match.group(1).split(",") if i.strip()]
-        names = [samples[i].source if i < len(samples) else str(i) for i in picked]
+        names = [given[i] if i < len(given) else str(i) for i in picked]
         return "image(s) " + ", ".join(names)
 
     return _INDICES.sub(sources, text)
+
+
+@contextmanager
+def naming_warnings(
+    samples: Sequence[Sample | str], logger: logging.Logger = log
+) -> Iterator[None]:
+    """Engine warnings of the :func:`camscope.explain` calls inside this block (``image(s) [0]``
+    of a batch) are logged once each on leaving it, naming the samples' files instead of their
+    positions in the batch (:func:`name_images`); a command wraps each explain call of a batch of
+    ``samples`` (or of the names of its images) in it."""
+    from ..core.result import warnings_reported_by_caller
+
+    said: list[str] = []
+    try:
+        with warnings_reported_by_caller(said):
+            yield
+    finally:
+        for text in dict.fromkeys(name_images(w, samples) for w in said):
+            logger.warning("%s", text)

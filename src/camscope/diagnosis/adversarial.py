@@ -43,6 +43,7 @@ import torch
 
 from ..core.prediction import Prediction, classify
 from ..data.dataset import LabelledData, Sample
+from ..data.walk import naming_warnings
 from ..errors import CamscopeError
 from ..io import save_npy
 from ..outputs import output_lock, write_json, write_picture
@@ -226,16 +227,18 @@ def _attack_batch(
     adv_class, class_8bit = p_adv.classes, p_8bit.classes
     n = x01.shape[0]
     targets = torch.cat([torch.stack([adv_class, clean], 1), torch.stack([clean, clean], 1)])
-    res = explain(
-        model,
-        _norm(torch.cat([adv, x01]), spec),
-        s.methods,
-        s.layer,
-        targets,
-        method_options=s.method_options,
-        strict=True,  # every method's maps are read below; one that cannot run is a usage error
-        multilabel=s.multilabel,
-    )
+    sources = [item.source for item, _, _ in batch]
+    with naming_warnings([f"{src} (adversarial)" for src in sources] + sources):
+        res = explain(
+            model,
+            _norm(torch.cat([adv, x01]), spec),
+            s.methods,
+            s.layer,
+            targets,
+            method_options=s.method_options,
+            strict=True,  # every method's maps are read below; one that cannot run: usage error
+            multilabel=s.multilabel,
+        )
     boxes = [b for _, _, b in batch]
     by_method = {m: _similarity(res.maps[m], n, boxes, s.tolerance) for m in s.methods}
     first = res.maps[s.methods[0]]

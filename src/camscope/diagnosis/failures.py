@@ -39,6 +39,7 @@ import torch
 
 from ..core.prediction import classify
 from ..data.dataset import LabelledData, Sample
+from ..data.walk import naming_warnings
 from ..errors import CamscopeError, UsageError
 from ..outputs import output_lock, write_atomic, write_json
 from ..viz import confusion_png
@@ -146,16 +147,17 @@ def _explain_failures(
     methods = list(dict.fromkeys([s.method, GUIDED, COUNTERFACTUAL]))
     targets = torch.tensor([[r["predicted_class"], r["true_class"]] for r in records])
     # strict: every method's maps are drawn; one that cannot run at the layer is a usage error
-    res = explain(
-        model,
-        x,
-        methods,
-        s.layer,
-        targets.to(x.device),
-        method_options=s.method_options,
-        strict=True,
-        multilabel=s.multilabel,
-    )
+    with naming_warnings([str(r["path"]) for r in records]):
+        res = explain(
+            model,
+            x,
+            methods,
+            s.layer,
+            targets.to(x.device),
+            method_options=s.method_options,
+            strict=True,
+            multilabel=s.multilabel,
+        )
     overlap = top_region_iou(res.maps[s.method][:, 0], res.maps[s.method][:, 1])
     for i, rec in enumerate(records):
         rec["overlap"] = round(float(overlap[i]), 4)

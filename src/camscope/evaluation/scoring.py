@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from ..core.prediction import predict
 from ..data.dataset import LoadOptions, Sample
+from ..data.walk import naming_warnings
 from ..errors import UsageError
 from ..perturbation.fastpath import FastForward
 from .config import EvalConfig
@@ -179,7 +180,8 @@ def _explained(
             raise UsageError("evaluation needs (batch, classes) model outputs")
         return res.maps, res.prediction.classes
 
-    res = timed(x, asked)
+    with naming_warnings(samples):
+        res = timed(x, asked)
     return BatchContext(
         samples=samples,
         scales=scales,
