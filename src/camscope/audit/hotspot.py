@@ -61,11 +61,6 @@ def _check(maps: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
     return maps.to(dtype)
 
 
-def map_energy(maps: Tensor) -> Tensor:
-    """``(N,)`` total energy (sum) of each map."""
-    return _check(maps).flatten(1).sum(1)
-
-
 def object_energy(maps: Tensor, regions: Tensor) -> Tensor:
     """Share of each map's energy inside its object region.
 

@@ -88,15 +88,6 @@ class ImagePlan:
     grid_picture: Image.Image | None = None  # the grid's input picture, when not ``display``
 
 
-def display_size(size: tuple[int, int], max_side: int | None) -> tuple[int, int]:
-    """``(width, height)`` shrunk so that the longer side is at most ``max_side`` (0/None: as is)."""
-    width, height = size
-    if not max_side or max(width, height) <= max_side:
-        return width, height
-    scale = max_side / max(width, height)
-    return max(1, round(width * scale)), max(1, round(height * scale))
-
-
 def class_label(spec: ModelSpec, cls: int, single_logit: bool = False) -> str:
     """A class's label; for a single-logit (sigmoid) model class 1 is the positive class (the
     one name given, or the second of two) and class 0 the negative class.

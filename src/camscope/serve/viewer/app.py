@@ -41,12 +41,12 @@ from ...data.inputs import DEMO_IMAGES
 from ...errors import ImageLoadError, UsageError
 from ...io import DEFAULT_MAX_PIXELS
 from ...models.default import DEFAULT_MODEL
+from ...outputs import camscope_version
 from ...viz import DEFAULT_COLORMAP, RECOMMENDED_COLORMAPS
 from ..limits import ServerBusy, URLFetchDisabled
 from ..web import (
     STATIC,
     base_app,
-    installed_version,
     read_upload,
     run_work,
     until_disconnected,
@@ -59,7 +59,7 @@ from .pool import ModelPool
 from .service import INPUT_BYTES, MAP_BYTES, MAX_TOPK, Explainer, ExplainRequest, LazyImage
 from .tasks import TaskCall, TaskService, parse_box
 
-__version__ = installed_version()
+__version__ = camscope_version()
 
 
 @dataclass
