@@ -36,6 +36,7 @@ from ..data.dataset import LabelledData, LoadOptions, Prepared
 from ..data.progress import Progress
 from ..data.walk import SkipFn, Walk
 from ..errors import ImageLoadError, UsageError
+from ..models.spec import model_device
 from .hotspot import object_energy
 from .stats import (
     AuditThresholds,
@@ -126,10 +127,6 @@ class AuditRun:
     @property
     def flagged(self) -> list[str]:
         return [name for name, c in self.classes.items() if c.flags]
-
-
-def _device(model: nn.Module) -> torch.device:
-    return next(iter(model.parameters()), torch.zeros(0)).device
 
 
 def _true_target(prediction: Prediction, i: int, accepted: tuple[int, ...], label: str) -> int:
@@ -241,7 +238,7 @@ def run_audit(
         on_skip: told ``(source, reason)`` of every image that cannot be read.
     """
     config.thresholds.validate()
-    device = _device(model)
+    device = model_device(model)
     size = tuple(int(v) for v in spec.input_size)
     records: list[ImageRecord] = []
     layer = str(config.layer)
@@ -359,7 +356,7 @@ def collect_examples(
     from ..core.engine import explain
 
     by_id = {item.id: item for item in data.items}
-    device = _device(model)
+    device = model_device(model)
     out: dict[str, list[Example]] = {}
     for name in illustrated_classes(run, config.max_example_classes):
         summary = run.classes[name]

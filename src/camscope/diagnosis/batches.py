@@ -63,12 +63,12 @@ class DiagnosisRun:
     :meth:`batches` (the walk) and :meth:`skip`, ``errors`` (every skipped input)."""
 
     def __init__(self, model: nn.Module, out_dir: str | Path, settings: DiagnosisSettings) -> None:
-        import torch
+        from ..models.spec import model_device
 
         self.settings = settings
         self.out = Path(out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
-        self.device: torch.device = next(iter(model.parameters()), torch.zeros(0)).device
+        self.device: torch.device = model_device(model)
         self.walk: Walk[Prepared] | None = None
 
     def batches(

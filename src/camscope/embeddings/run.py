@@ -30,6 +30,7 @@ from ..data.dataset import LabelledData, LoadOptions, Prepared
 from ..data.progress import Progress
 from ..data.walk import SkipFn, Walk
 from ..errors import UsageError
+from ..models.spec import model_device
 from .features import knn_accuracy, pca_2d, pooled_features, resolve_embedding_layers, silhouette
 from .features import umap_2d as _umap
 
@@ -109,7 +110,7 @@ def embed_dataset(
         raise UsageError(f"projection must be one of {', '.join(PROJECTIONS)}; got {projection!r}")
     if batch_size < 1 or k < 1:
         raise UsageError(f"batch_size and k must be at least 1; got {batch_size} and {k}")
-    device = next(iter(model.parameters()), torch.zeros(0)).device
+    device = model_device(model)
     chunks: dict[str, list[Tensor]] = {}
     order: list[str] = []
     ids: list[str] = []

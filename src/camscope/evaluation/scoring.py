@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from ..core.prediction import predict
 from ..data.dataset import LoadOptions, Sample
 from ..errors import UsageError
+from ..models.spec import model_device
 from ..perturbation.fastpath import FastForward
 from .config import EvalConfig
 from .context import BatchContext
@@ -34,7 +35,7 @@ class CountingForward:
     """
 
     def __init__(self, model: nn.Module, chunk: int = 8) -> None:
-        device = next(iter(model.parameters()), torch.zeros(0)).device
+        device = model_device(model)
         self.forward = FastForward(model, device)
         self.chunk = chunk if device.type == "cpu" else None
         self.images = 0

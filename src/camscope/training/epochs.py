@@ -14,6 +14,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from ..errors import DatasetError, UsageError
+from ..models.spec import model_device
 from ..outputs import write_json
 from .checkpoint import BEST_WEIGHTS, CHECKPOINT, Progress, restore_rng, save_best, save_checkpoint
 from .config import TrainConfig
@@ -312,9 +313,7 @@ def _finish(
 
         from .grids import write_grids
 
-        model.load_state_dict(
-            load_file(str(out / BEST_WEIGHTS), device=str(next(model.parameters()).device))
-        )
+        model.load_state_dict(load_file(str(out / BEST_WEIGHTS), device=str(model_device(model))))
         model.eval()
         summary["explain"] = write_grids(
             model,
