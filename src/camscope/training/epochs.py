@@ -47,11 +47,12 @@ def epoch_seed(seed: int, epoch: int, rank: int) -> int:
     return int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1)[0])
 
 
-def _reseed(seed: int) -> None:
+def seed_everything(seed: int) -> None:
+    """Seed Python's, numpy's and torch's generators (all devices)."""
     import random
 
     random.seed(seed)
-    np.random.seed(seed)
+    np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
 
 
@@ -151,7 +152,7 @@ def run_epochs(
             config.stop_after is not None and len(throughput) >= config.stop_after
         ):
             break
-        _reseed(epoch_seed(config.seed, epoch, world.rank))
+        seed_everything(epoch_seed(config.seed, epoch, world.rank))
         sampler.set_epoch(epoch)
         bar = _bar(show, len(sampler), f"epoch {epoch}/{config.epochs}")
         try:

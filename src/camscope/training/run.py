@@ -22,11 +22,9 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from ..errors import UsageError
@@ -39,7 +37,7 @@ from .checkpoint import CHECKPOINT, Progress, check_best, load_checkpoint, progr
 from .config import TrainConfig
 from .data import TrainingData, load_training_data
 from .distributed import World, barrier, join, launch, leave
-from .epochs import run_epochs
+from .epochs import run_epochs, seed_everything
 from .result import TrainResult, read_result
 
 log = logging.getLogger(__name__)
@@ -149,13 +147,6 @@ def _check_gpus_for(processes: int, device: str) -> None:
             f"--devices {processes} needs {processes} CUDA GPUs, this machine has {count}; "
             f"use --devices {count} or fewer (or --device cpu for CPU processes)"
         )
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python's, numpy's and torch's generators (all devices)."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 def _resolve_size(config: TrainConfig) -> int:
