@@ -214,7 +214,7 @@ def _explain_pair(
             multilabel=config.multilabel,
         )
         true_maps[wrong] = res_true.maps[config.method]
-    layer = res.layer if isinstance(res.layer, str) else ",".join(res.layer)
+    layer = ",".join(res.layer_names)
     return pred_maps, true_maps, predicted, target, prediction.probabilities, layer
 
 

@@ -198,7 +198,7 @@ def _explained(
         explain=explain_again,
         mean=tuple(spec.mean),
         std=tuple(spec.std),
-        layer=res.layer if isinstance(res.layer, str) else ",".join(res.layer),
+        layer=",".join(res.layer_names),
     )
 
 
