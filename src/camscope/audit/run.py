@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..core.prediction import Prediction
+from ..core.result import Explanation
 from ..data.dataset import LabelledData, LoadOptions, Prepared
 from ..data.progress import Progress
 from ..data.walk import SkipFn, Walk
@@ -77,6 +78,22 @@ class AuditConfig:
     method_options: Mapping[str, Any] = field(default_factory=dict)
     max_pixels: int | None = None
     multilabel: bool = False
+
+    def explain(self, model: nn.Module, x: Tensor, targets: Any) -> Explanation:
+        """:func:`camscope.explain` with the audit's method, layer and options; strict: a method
+        that cannot run at the layer is the user's error, not a silent gap."""
+        from ..core.engine import explain
+
+        return explain(
+            model,
+            x,
+            self.method,
+            self.layer,
+            targets,
+            method_options=self.method_options,
+            strict=True,
+            multilabel=self.multilabel,
+        )
 
 
 @dataclass
@@ -178,19 +195,7 @@ def _explain_pair(
     config: AuditConfig,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, str]:
     """Predicted-class maps, true-class maps, predictions, true targets, probabilities, layer."""
-    from ..core.engine import explain
-
-    # strict: a method that cannot run at the layer is the user's error, not a silent gap
-    res = explain(
-        model,
-        x,
-        config.method,
-        config.layer,
-        "top1",
-        method_options=config.method_options,
-        strict=True,
-        multilabel=config.multilabel,
-    )
+    res = config.explain(model, x, "top1")
     prediction = res.prediction  # softmax, or sigmoid for single-logit and multi-label heads
     if prediction is None:  # pragma: no cover - top1 targets always keep the logits
         raise UsageError("the model's output has no class scores to audit")
@@ -203,17 +208,7 @@ def _explain_pair(
     true_maps = pred_maps.clone()
     wrong = (target != predicted).nonzero().flatten()
     if wrong.numel():
-        res_true = explain(
-            model,
-            x[wrong],
-            config.method,
-            config.layer,
-            target[wrong],
-            method_options=config.method_options,
-            strict=True,
-            multilabel=config.multilabel,
-        )
-        true_maps[wrong] = res_true.maps[config.method]
+        true_maps[wrong] = config.explain(model, x[wrong], target[wrong]).maps[config.method]
     layer = ",".join(res.layer_names)
     return pred_maps, true_maps, predicted, target, prediction.probabilities, layer
 
@@ -353,8 +348,6 @@ def collect_examples(
     model: nn.Module, spec: Any, data: LabelledData, run: AuditRun, config: AuditConfig
 ) -> dict[str, list[Example]]:
     """Explain the most affected images of the illustrated classes again for the report."""
-    from ..core.engine import explain
-
     by_id = {item.id: item for item in data.items}
     device = model_device(model)
     out: dict[str, list[Example]] = {}
@@ -379,17 +372,7 @@ def collect_examples(
             continue
         x = torch.cat([p.x for p in loaded]).to(device)
         targets = torch.tensor([[r.target, r.predicted] for r in chosen], device=device)
-        res = explain(
-            model,
-            x,
-            config.method,
-            config.layer,
-            targets,
-            method_options=config.method_options,
-            strict=True,
-            multilabel=config.multilabel,
-        )
-        maps = res.maps[config.method].float().cpu().numpy()
+        maps = config.explain(model, x, targets).maps[config.method].float().cpu().numpy()
         h, w = x.shape[-2:]
         items = []
         for i, (r, p) in enumerate(zip(chosen, loaded)):

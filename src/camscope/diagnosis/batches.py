@@ -25,7 +25,7 @@ from ..data.walk import SkipFn, Walk
 
 if TYPE_CHECKING:
     import torch
-    from torch import nn
+    from torch import Tensor, nn
 
     from ..models import ModelSpec
 
@@ -56,6 +56,22 @@ class DiagnosisSettings:
     multilabel: bool = False
     progress: bool | Progress = True
     on_skip: SkipFn | None = None
+
+    def explain(self, model: nn.Module, x: Tensor, methods: list[str], targets: Tensor) -> Any:
+        """:func:`camscope.explain` at the run's layer with its options; strict: every method's
+        maps are read, so one that cannot run at the layer is a usage error."""
+        from ..core.engine import explain
+
+        return explain(
+            model,
+            x,
+            methods,
+            self.layer,
+            targets,
+            method_options=self.method_options,
+            strict=True,
+            multilabel=self.multilabel,
+        )
 
 
 class DiagnosisRun:

@@ -140,22 +140,11 @@ def _explain_failures(
     out: Path,
     s: FailureSettings,
 ) -> None:
-    from ..core.engine import explain
     from ..metrics.robustness import top_region_iou
 
     methods = list(dict.fromkeys([s.method, GUIDED, COUNTERFACTUAL]))
     targets = torch.tensor([[r["predicted_class"], r["true_class"]] for r in records])
-    # strict: every method's maps are drawn; one that cannot run at the layer is a usage error
-    res = explain(
-        model,
-        x,
-        methods,
-        s.layer,
-        targets.to(x.device),
-        method_options=s.method_options,
-        strict=True,
-        multilabel=s.multilabel,
-    )
+    res = s.explain(model, x, methods, targets.to(x.device))
     overlap = top_region_iou(res.maps[s.method][:, 0], res.maps[s.method][:, 1])
     for i, rec in enumerate(records):
         rec["overlap"] = round(float(overlap[i]), 4)
