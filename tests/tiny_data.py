@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -75,3 +76,14 @@ def write_cifar100(root: Path, count: int = 40) -> Path:
             },
         )
     return root
+
+
+def tiny_run(out: Path, data: str = "builtin:24", **changes: Any) -> Path:
+    """A run folder in ``out``: one epoch of a GapNet of width 4 and depth 1 at 32 px on
+    ``data`` (``changes``: other :class:`camscope.training.TrainConfig` fields)."""
+    from camscope.training import TrainConfig, train
+
+    gapnet = {"arch": "gapnet", "arch_options": {"width": 4, "depth": 1}}
+    settings = {**gapnet, "image_size": 32, "epochs": 1, "batch_size": 8, "val_split": 0.25}
+    train(TrainConfig(data=data, out=str(out), **{**settings, **changes}))
+    return out
