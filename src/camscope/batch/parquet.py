@@ -119,6 +119,12 @@ def map_schema(
     return pa.schema(fields, metadata={"camscope_format": str(FORMAT_VERSION)})
 
 
+def add_row(columns: dict[str, list[Any]], row: dict[str, Any]) -> None:
+    """Append ``row`` to ``columns`` (None in the columns it does not have)."""
+    for name, values in columns.items():
+        values.append(row.get(name))
+
+
 def top5_type() -> pa.DataType:
     import pyarrow as pa
 

@@ -27,7 +27,7 @@ from ..errors import CamscopeError
 from ..metrics.localization import DEFAULT_THRESHOLD
 from ..outputs import write_picture
 from .decode import DecodedBatch
-from .parquet import ERROR, POSITION, SOURCE, step_schema
+from .parquet import ERROR, POSITION, SOURCE, add_row, step_schema
 
 if TYPE_CHECKING:
     import numpy as np
@@ -356,12 +356,6 @@ class ExplainStep:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 # a killed job never leaves half a picture
                 write_picture(target, viz.overlay(picture, heat, s.colormap, s.alpha))
-
-
-def add_row(columns: dict[str, list[Any]], row: dict[str, Any]) -> None:
-    """Append ``row`` to ``columns`` (None in the columns it does not have)."""
-    for name, values in columns.items():
-        values.append(row.get(name))
 
 
 _UNSAFE_PART = re.compile(r"[^\w.+-]+")

@@ -86,7 +86,7 @@ def _add(
     result: Any,
     entries: list[dict[str, Any]],
 ) -> None:
-    from .rows import add_row
+    from .parquet import add_row
 
     for layer in result.layer_names:
         for method in step.settings.methods:
