@@ -42,7 +42,7 @@ from ...errors import ImageLoadError, UsageError
 from ...io import DEFAULT_MAX_PIXELS
 from ...models.default import DEFAULT_MODEL
 from ...outputs import camscope_version
-from ...viz import DEFAULT_COLORMAP, RECOMMENDED_COLORMAPS
+from ...viz import DEFAULT_COLORMAP, RECOMMENDED_COLORMAPS, to_display_rgb
 from ..limits import ServerBusy, URLFetchDisabled
 from ..web import (
     STATIC,
@@ -53,7 +53,7 @@ from ..web import (
     upload_name,
 )
 from .catalogue import colormap_luts, method_catalogue
-from .encode import display_copy, png_bytes
+from .encode import DISPLAY_SIDE, png_bytes
 from .jobs import JobBoard
 from .pool import ModelPool
 from .service import INPUT_BYTES, MAP_BYTES, MAX_TOPK, Explainer, ExplainRequest, LazyImage
@@ -281,9 +281,8 @@ def create_app(
         def load() -> bytes:
             from ...io import load_image_bytes
 
-            return png_bytes(
-                display_copy(load_image_bytes(data, name, max_pixels=config.max_pixels)), 1
-            )
+            image = load_image_bytes(data, name, max_pixels=config.max_pixels)
+            return png_bytes(to_display_rgb(image, DISPLAY_SIDE), 1)
 
         return Response(await run_work(load), media_type="image/png")
 
