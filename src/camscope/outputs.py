@@ -17,7 +17,8 @@ engine. Every command that writes files uses these.
   (``os.replace``): a reader or a kill at any moment sees the old file or the new one, never half
   of one. New files get the permissions of a plain ``open`` (``0o666`` less the umask; an
   existing file keeps its mode), unlike ``tempfile.mkstemp`` and safetensors' writer (``0o600``).
-  :func:`write_json` is the same for JSON (NaN and infinities written as ``null``).
+  :func:`write_json` is the same for JSON (NaN and infinities written as ``null``),
+  :func:`write_csv` for CSV; :func:`encoded` is a picture's file content in memory.
 * :func:`render_page` fills one of the HTML templates shipped in ``camscope/templates`` (Jinja2,
   autoescaped: a class or file name can never inject markup). Pages are self-contained: styles
   inline, pictures embedded with the ``data_uri`` filter, nothing loaded from elsewhere.
@@ -32,6 +33,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import errno
+import io
 import json
 import math
 import os
@@ -40,7 +42,7 @@ import socket
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -216,6 +218,23 @@ def write_picture(
     Not pushed to disk (``durable=False``): pictures are many, and a lost one is made again."""
     save = picture.save
     return write_atomic(path, lambda f: save(f, format=image_format, **options), durable=False)
+
+
+def encoded(picture: Any, image_format: str = "PNG", **options: Any) -> bytes:
+    """A PIL image, or a matplotlib figure, encoded in ``image_format`` (the ``save`` /
+    ``savefig`` options)."""
+    buffer = io.BytesIO()
+    (getattr(picture, "savefig", None) or picture.save)(buffer, format=image_format, **options)
+    return buffer.getvalue()
+
+
+def write_csv(path: str | Path, rows: Iterable[Sequence[Any]], *, delimiter: str = ",") -> Path:
+    """:func:`write_atomic` of ``rows`` (the header first) as CSV."""
+    import csv
+
+    buffer = io.StringIO()
+    csv.writer(buffer, delimiter=delimiter).writerows(rows)
+    return write_atomic(path, buffer.getvalue())
 
 
 def sync_folder(folder: Path) -> None:

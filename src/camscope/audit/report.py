@@ -27,7 +27,6 @@ every picture is embedded as a base64 ``data:`` URI, so the file can be mailed (
 
 from __future__ import annotations
 
-import io
 import json
 import math
 from collections.abc import Mapping
@@ -38,7 +37,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from ..data.inputs import safe_names
-from ..outputs import output_lock, render_page, write_atomic, write_json
+from ..outputs import encoded, output_lock, render_page, write_atomic, write_json
 from ..viz import colorize, overlay
 from .hotspot import describe_place
 from .run import AuditRun, Example
@@ -98,12 +97,6 @@ def mean_map_picture(
     return picture
 
 
-def _png(image: Image.Image) -> bytes:
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    return buf.getvalue()
-
-
 def _example_row(example: Example) -> list[Image.Image]:
     base = Image.fromarray(example.image)
     pictures = []
@@ -127,7 +120,7 @@ def report_html(
         for name, c in run.classes.items()
     }
     examples = [
-        (name, [(ex, [_png(p) for p in _example_row(ex)]) for ex in items])
+        (name, [(ex, [encoded(p) for p in _example_row(ex)]) for ex in items])
         for name, items in run.examples.items()
     ]
     return render_page(
@@ -157,7 +150,7 @@ def _write(run: AuditRun, out: Path, settings: Mapping[str, Any], title: str) ->
     for name, c in run.classes.items():
         if c.mean_map is None:
             continue
-        data = _png(mean_map_picture(c.mean_map.numpy(), c.hotspot.box if c.hotspot else None))
+        data = encoded(mean_map_picture(c.mean_map.numpy(), c.hotspot.box if c.hotspot else None))
         file = f"mean_map_{names[name]}.png"
         write_atomic(out / file, data, durable=False)
         files[name] = file

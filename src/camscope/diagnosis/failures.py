@@ -28,8 +28,6 @@ Example:
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +38,7 @@ import torch
 from ..core.prediction import classify
 from ..data.dataset import LabelledData, Sample
 from ..errors import CamscopeError, UsageError
-from ..outputs import output_lock, write_atomic, write_json
+from ..outputs import output_lock, write_atomic, write_csv, write_json
 from ..viz import confusion_png
 from .batches import DiagnosisRun, DiagnosisSettings
 from .report import OTHER, confusion_counts, failures_html
@@ -228,13 +226,11 @@ def _write(
         "errors": run.errors,
     }
     write_json(out / "failures.json", summary)
-    table = io.StringIO()
-    writer = csv.writer(table)
-    writer.writerow(["class", "images", "correct", "accuracy"])
+    table: list[list[Any]] = [["class", "images", "correct", "accuracy"]]
     for name, stats in per_class.items():
         acc = "" if stats["accuracy"] is None else f"{stats['accuracy']:.4f}"
-        writer.writerow([name, stats["images"], stats["correct"], acc])
-    write_atomic(out / "per_class.csv", table.getvalue())
+        table.append([name, stats["images"], stats["correct"], acc])
+    write_csv(out / "per_class.csv", table)
     confusion = None
     if data.classes and records:
         pairs = [(r["label"], _data_class(r["predicted_class"], data)) for r in records]

@@ -22,14 +22,13 @@ escaped, nothing is loaded from outside.
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from ..data.inputs import safe_names
-from ..outputs import output_lock, render_page, write_atomic, write_json
+from ..outputs import encoded, output_lock, render_page, write_atomic, write_json
 from .run import EmbeddingRun, LayerEmbedding
 
 _PALETTE = (
@@ -108,9 +107,7 @@ def scatter_png(run: EmbeddingRun, layer: LayerEmbedding) -> bytes:
     ax.set_title(_title(layer, run.k), fontsize=9)
     ax.legend(fontsize=7, loc="best", markerscale=0.9)
     ax.grid(alpha=0.25)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    return buf.getvalue()
+    return encoded(fig, "png", dpi=110, bbox_inches="tight")
 
 
 def _marks(

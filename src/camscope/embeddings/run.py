@@ -16,8 +16,6 @@ Example:
 
 from __future__ import annotations
 
-import base64
-import io as _io
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -31,6 +29,7 @@ from ..data.progress import Progress
 from ..data.walk import SkipFn, Walk
 from ..errors import UsageError
 from ..models.spec import model_device
+from ..outputs import data_uri, encoded
 from .features import knn_accuracy, pca_2d, pooled_features, resolve_embedding_layers, silhouette
 from .features import umap_2d as _umap
 
@@ -72,9 +71,7 @@ class EmbeddingRun:
 def _thumbnail(item: Prepared, side: int) -> str:
     picture = item.image.convert("RGB")
     picture.thumbnail((side, side))
-    buf = _io.BytesIO()
-    picture.save(buf, format="JPEG", quality=80)
-    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    return data_uri(encoded(picture, "JPEG", quality=80), "image/jpeg")
 
 
 def embed_dataset(

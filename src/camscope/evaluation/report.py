@@ -24,7 +24,6 @@ Example:
 from __future__ import annotations
 
 import html
-import io
 import math
 import re
 from collections.abc import Sequence
@@ -35,7 +34,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ..outputs import render_page, write_atomic
+from ..outputs import encoded, render_page, write_atomic
 from ..viz import overlay
 from .summary import best_entries, column_decimals, shown, verdict
 
@@ -46,9 +45,7 @@ _COLORS = (
 
 
 def _png(fig: Any) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    return buf.getvalue()
+    return encoded(fig, "png", dpi=110, bbox_inches="tight")
 
 
 def _new_figure(width: float, height: float) -> Any:

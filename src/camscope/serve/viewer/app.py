@@ -41,7 +41,7 @@ from ...data.inputs import DEMO_IMAGES
 from ...errors import ImageLoadError, UsageError
 from ...io import DEFAULT_MAX_PIXELS
 from ...models.default import DEFAULT_MODEL
-from ...outputs import camscope_version
+from ...outputs import camscope_version, encoded
 from ...viz import DEFAULT_COLORMAP, RECOMMENDED_COLORMAPS, to_display_rgb
 from ..limits import ServerBusy, URLFetchDisabled
 from ..web import (
@@ -53,7 +53,7 @@ from ..web import (
     upload_name,
 )
 from .catalogue import colormap_luts, method_catalogue
-from .encode import DISPLAY_SIDE, png_bytes
+from .encode import DISPLAY_SIDE
 from .jobs import JobBoard
 from .pool import ModelPool
 from .service import INPUT_BYTES, MAP_BYTES, MAX_TOPK, Explainer, ExplainRequest, LazyImage
@@ -224,7 +224,9 @@ def create_app(
                 if not demo_cache:
                     from ...data.inputs import demo_images
 
-                    demo_cache.update({n: png_bytes(img, 1) for n, img in demo_images()})
+                    demo_cache.update(
+                        {n: encoded(img, compress_level=1) for n, img in demo_images()}
+                    )
                 return demo_cache[name]
 
         return Response(await run_work(load), media_type="image/png")
@@ -265,7 +267,7 @@ def create_app(
                     f"the download did not finish within {deadline:g} s, this server's limit "
                     "for image URLs; download the image yourself and upload the file",
                 ) from err
-            return png_bytes(image, 1)
+            return encoded(image, compress_level=1)
 
         with anyio.move_on_after(deadline) as waiting:  # a queue's wait, not a download's
             data = await run_work(load, fetch_pool)
@@ -282,7 +284,7 @@ def create_app(
             from ...io import load_image_bytes
 
             image = load_image_bytes(data, name, max_pixels=config.max_pixels)
-            return png_bytes(to_display_rgb(image, DISPLAY_SIDE), 1)
+            return encoded(to_display_rgb(image, DISPLAY_SIDE), compress_level=1)
 
         return Response(await run_work(load), media_type="image/png")
 

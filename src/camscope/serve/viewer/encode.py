@@ -13,11 +13,12 @@
 from __future__ import annotations
 
 import base64
-import io as _io
 from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
+
+from ...outputs import encoded
 
 if TYPE_CHECKING:
     import torch
@@ -39,15 +40,8 @@ def map_from_base64(text: str, shape: list[int]) -> np.ndarray:
 
 
 def png_base64(image: Image.Image) -> str:
-    buffer = _io.BytesIO()
-    image.save(buffer, format="PNG", compress_level=1)  # speed over size: the page is local
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def png_bytes(image: Image.Image, compress_level: int = 6) -> bytes:
-    buffer = _io.BytesIO()
-    image.save(buffer, format="PNG", compress_level=compress_level)
-    return buffer.getvalue()
+    # speed over size: the page is local
+    return base64.b64encode(encoded(image, compress_level=1)).decode("ascii")
 
 
 def overlay_png(display: Image.Image, maps: torch.Tensor, colormap: str) -> str:
