@@ -29,30 +29,8 @@ from typing import Any
 
 from ..data.inputs import safe_names
 from ..outputs import encoded, output_lock, render_page, write_atomic, write_json
+from ..viz import chart_colour
 from .run import EmbeddingRun, LayerEmbedding
-
-_PALETTE = (
-    "#0072B2",
-    "#E69F00",
-    "#009E73",
-    "#CC79A7",
-    "#56B4E9",
-    "#D55E00",
-    "#F0E442",
-    "#000000",
-    "#999999",
-    "#882255",
-    "#44AA99",
-    "#117733",
-    "#332288",
-    "#AA4499",
-    "#DDCC77",
-    "#88CCEE",
-)  # fmt: skip  (Okabe-Ito first: told apart with colour-blind eyes too)
-
-
-def _colour(index: int) -> str:
-    return _PALETTE[index % len(_PALETTE)]
 
 
 def _title(layer: LayerEmbedding, k: int) -> str:
@@ -91,7 +69,7 @@ def scatter_png(run: EmbeddingRun, layer: LayerEmbedding) -> bytes:
                 points[idx, 0],
                 points[idx, 1],
                 s=46 if wrong else 18,
-                c=_colour(ci),
+                c=chart_colour(ci),
                 marker="X" if wrong else "o",
                 edgecolors="black" if wrong else "none",
                 linewidths=0.8,
@@ -127,7 +105,7 @@ def _marks(
             (
                 pad + (x - x0) * sx if sx else side / 2,
                 side - pad - (y - y0) * sy if sy else side / 2,
-                _colour(run.classes.index(run.labels[i])),
+                chart_colour(run.classes.index(run.labels[i])),
                 wrong,
                 f"{run.ids[i]} · {run.labels[i]}" + (" · misclassified" if wrong else ""),
             )
@@ -139,7 +117,7 @@ def embeddings_html(run: EmbeddingRun, images: list[dict[str, Any]], title: str)
     """The self-contained HTML page with one hoverable scatter per layer."""
     side = 420
     plots = [(_title(layer, run.k), _marks(run, layer, side)) for layer in run.layers.values()]
-    colours = [_colour(i) for i in range(len(run.classes))]
+    colours = [chart_colour(i) for i in range(len(run.classes))]
     return render_page(
         "embeddings.html",
         title=title,
