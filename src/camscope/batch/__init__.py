@@ -28,22 +28,19 @@ __all__ = [
 ]
 
 
+_EXPORTS = {
+    "job": "DatasetJob ModelRecipe RayOptions",
+    "maps": "MapRecord MapStore open_maps",
+    "export": "ExportReport export_maps",
+    "pipeline": "run_dataset_job",
+}
+_LAZY = {name: module for module, names in _EXPORTS.items() for name in names.split()}
+
+
 def __getattr__(name: str) -> Any:
     """Lazy exports: ``import camscope.batch`` stays free of torch and pyarrow."""
-    if name in ("DatasetJob", "ModelRecipe", "RayOptions"):
-        from . import job
+    if name not in _LAZY:
+        raise AttributeError(f"module 'camscope.batch' has no attribute {name!r}")
+    import importlib
 
-        return getattr(job, name)
-    if name in ("MapRecord", "MapStore", "open_maps"):
-        from . import maps
-
-        return getattr(maps, name)
-    if name in ("ExportReport", "export_maps"):
-        from . import export
-
-        return getattr(export, name)
-    if name == "run_dataset_job":
-        from .pipeline import run_dataset_job
-
-        return run_dataset_job
-    raise AttributeError(f"module 'camscope.batch' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
