@@ -254,14 +254,15 @@ def remove_partials(folder: Path) -> None:
             leftover.unlink()
 
 
-def finite(data: Any) -> Any:
-    """``data`` with every NaN or infinite float replaced by None (JSON's ``null``)."""
+def finite(data: Any, digits: int | None = None) -> Any:
+    """``data`` with every NaN or infinite float replaced by None (JSON's ``null``), and the
+    others rounded to ``digits`` decimals when given."""
     if isinstance(data, float):
-        return data if math.isfinite(data) else None
+        return None if not math.isfinite(data) else data if digits is None else round(data, digits)
     if isinstance(data, dict):
-        return {k: finite(v) for k, v in data.items()}
+        return {k: finite(v, digits) for k, v in data.items()}
     if isinstance(data, (list, tuple)):
-        return [finite(v) for v in data]
+        return [finite(v, digits) for v in data]
     return data
 
 

@@ -28,7 +28,6 @@ every picture is embedded as a base64 ``data:`` URI, so the file can be mailed (
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -37,20 +36,10 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from ..data.inputs import safe_names
-from ..outputs import encoded, output_lock, render_page, write_atomic, write_json
+from ..outputs import encoded, finite, output_lock, render_page, write_atomic, write_json
 from ..viz import colorize, overlay
 from .hotspot import describe_place
 from .run import AuditRun, Example
-
-
-def _clean(value: Any) -> Any:
-    if isinstance(value, float):
-        return None if math.isnan(value) or math.isinf(value) else round(value, 4)
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    return value
 
 
 def audit_json(run: AuditRun, settings: Mapping[str, Any], files: Mapping[str, str]) -> dict:
@@ -65,7 +54,7 @@ def audit_json(run: AuditRun, settings: Mapping[str, Any], files: Mapping[str, s
             "hotspot_images": c.hotspot_images,
             **c.extra,
         }
-    return _clean(
+    return finite(
         {
             "classes": {name: c.to_json() for name, c in run.classes.items()},
             "flagged": run.flagged,
@@ -75,7 +64,8 @@ def audit_json(run: AuditRun, settings: Mapping[str, Any], files: Mapping[str, s
             "images": len(run.records),
             "failed": [{"id": i, "reason": r} for i, r in run.failed],
             "skipped": [{"id": i, "reason": r} for i, r in run.skipped],
-        }
+        },
+        4,
     )
 
 
@@ -130,7 +120,7 @@ def report_html(
         hotspots=hotspots,
         pictures=pictures,
         examples=examples,
-        settings=json.dumps(_clean(dict(settings)), ensure_ascii=False),
+        settings=json.dumps(finite(dict(settings), 4), ensure_ascii=False),
     )
 
 
@@ -171,7 +161,7 @@ def _write(run: AuditRun, out: Path, settings: Mapping[str, Any], title: str) ->
             "mask_energy": r.mask_energy,
             "peak": list(r.stats.peak) if r.stats.peak else None,
         }
-        cleaned = {**_clean(line), "probability": round(r.probability, 6)}  # 6 decimals
+        cleaned = {**finite(line, 4), "probability": round(r.probability, 6)}  # 6 decimals
         lines.append(json.dumps(cleaned, ensure_ascii=False) + "\n")
     write_atomic(out / "images.jsonl", "".join(lines))
     write_atomic(out / "report.html", report_html(run, settings, pictures, title))

@@ -22,13 +22,12 @@ escaped, nothing is loaded from outside.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from ..data.inputs import safe_names
-from ..outputs import encoded, output_lock, render_page, write_atomic, write_json
+from ..outputs import encoded, finite, output_lock, render_page, write_atomic, write_json
 from ..viz import chart_colour
 from .run import EmbeddingRun, LayerEmbedding
 
@@ -129,10 +128,6 @@ def embeddings_html(run: EmbeddingRun, images: list[dict[str, Any]], title: str)
     )
 
 
-def _clean(value: float | None) -> float | None:
-    return None if value is None or math.isnan(value) else round(value, 4)
-
-
 def write_embeddings(
     run: EmbeddingRun, out_dir: str | Path, settings: Mapping[str, Any], title: str
 ) -> dict[str, Path]:
@@ -151,8 +146,8 @@ def _write(
         figure = f"embed_{names[name]}.png"
         write_atomic(out / figure, scatter_png(run, layer), durable=False)
         layers[name] = {
-            "silhouette": _clean(layer.silhouette),
-            "knn_accuracy": _clean(layer.knn_accuracy),
+            "silhouette": finite(layer.silhouette, 4),
+            "knn_accuracy": finite(layer.knn_accuracy, 4),
             "k": run.k,
             "dims": int(layer.features.shape[1]),
             "explained_variance": (
