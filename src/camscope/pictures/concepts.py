@@ -33,16 +33,7 @@ TOP = 3  # classes named per concept
 
 def concept_entries(found: Concepts, spec: ModelSpec) -> list[dict[str, Any]]:
     """Per concept: its index and top classes with their probabilities (JSON-ready)."""
-    return [
-        {
-            "index": k,
-            "top": [
-                {"class": int(c), "label": spec.label(int(c)), "probability": round(float(p), 6)}
-                for c, p in zip(found.top_classes[k].tolist(), found.top_probabilities[k].tolist())
-            ],
-        }
-        for k in range(found.maps.shape[0])
-    ]
+    return [{"index": k, "top": top} for k, top in enumerate(found.tops(spec.label))]
 
 
 def concept_grid(
