@@ -304,6 +304,34 @@ def hook_counts(model: nn.Module) -> dict[str, int]:
     return counts
 
 
+def model_state(model: nn.Module) -> dict[str, Any]:
+    """What explaining must leave as it was: train/eval modes, ``requires_grad`` flags, ``.grad``
+    (None or a tensor), parameters and buffers (BN running statistics)."""
+    named = dict(model.named_parameters())
+    return {
+        "modes": {n: m.training for n, m in model.named_modules()},
+        "requires_grad": {n: p.requires_grad for n, p in named.items()},
+        "grads": {n: None if p.grad is None else p.grad.clone() for n, p in named.items()},
+        "params": {n: p.detach().clone() for n, p in named.items()},
+        "buffers": {n: b.clone() for n, b in model.named_buffers()},
+    }
+
+
+def assert_unchanged(model: nn.Module, before: dict[str, Any]) -> None:
+    """No hook is left and nothing of :func:`model_state` changed; gradients are on, as before."""
+    assert hook_counts(model) == {}
+    after = model_state(model)
+    assert after["modes"] == before["modes"]
+    assert after["requires_grad"] == before["requires_grad"]
+    for name, grad in before["grads"].items():
+        now = after["grads"][name]
+        assert now is None if grad is None else now is not None and torch.equal(now, grad), name
+    for kind in ("params", "buffers"):
+        for name, value in before[kind].items():
+            assert torch.equal(after[kind][name], value), name
+    assert torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
+
+
 def imagenet_sized(batch_norm: bool = False) -> nn.Module:
     """A random two-conv classifier with 1000 outputs (ImageNet's label space), 32 px inputs;
     ``batch_norm`` adds a BatchNorm with non-trivial statistics after the first convolution."""

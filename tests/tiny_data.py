@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -75,3 +76,23 @@ def write_cifar100(root: Path, count: int = 40) -> Path:
             },
         )
     return root
+
+
+def tiny_config(data: Any, out: Path, **changes: Any) -> Any:
+    """The training tests' run: a GapNet of width 4 and depth 1 at 16 px, 4 epochs of batches of
+    8, a fifth of each class for validation (``changes``: other
+    :class:`camscope.training.TrainConfig` fields)."""
+    from camscope.training import TrainConfig
+
+    settings = {"arch": "gapnet", "arch_options": {"width": 4, "depth": 1}, "image_size": 16}
+    settings.update(epochs=4, batch_size=8, val_split=0.2, seed=0)
+    return TrainConfig(data=str(data), out=str(out), **{**settings, **changes})
+
+
+def tiny_run(out: Path, data: str = "builtin:24", **changes: Any) -> Path:
+    """A run folder in ``out``: :func:`tiny_config` for one epoch at 32 px on ``data``, a quarter
+    of each class for validation."""
+    from camscope.training import train
+
+    train(tiny_config(data, out, **{"image_size": 32, "epochs": 1, "val_split": 0.25, **changes}))
+    return out

@@ -17,7 +17,8 @@ engine. Every command that writes files uses these.
   (``os.replace``): a reader or a kill at any moment sees the old file or the new one, never half
   of one. New files get the permissions of a plain ``open`` (``0o666`` less the umask; an
   existing file keeps its mode), unlike ``tempfile.mkstemp`` and safetensors' writer (``0o600``).
-  :func:`write_json` is the same for JSON (NaN and infinities written as ``null``).
+  :func:`write_json` is the same for JSON (NaN and infinities written as ``null``),
+  :func:`write_csv` for CSV; :func:`encoded` is a picture's file content in memory.
 * :func:`render_page` fills one of the HTML templates shipped in ``camscope/templates`` (Jinja2,
   autoescaped: a class or file name can never inject markup). Pages are self-contained: styles
   inline, pictures embedded with the ``data_uri`` filter, nothing loaded from elsewhere.
@@ -32,6 +33,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import errno
+import io
 import json
 import math
 import os
@@ -40,7 +42,7 @@ import socket
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -218,6 +220,23 @@ def write_picture(
     return write_atomic(path, lambda f: save(f, format=image_format, **options), durable=False)
 
 
+def encoded(picture: Any, image_format: str = "PNG", **options: Any) -> bytes:
+    """A PIL image, or a matplotlib figure, encoded in ``image_format`` (the ``save`` /
+    ``savefig`` options)."""
+    buffer = io.BytesIO()
+    (getattr(picture, "savefig", None) or picture.save)(buffer, format=image_format, **options)
+    return buffer.getvalue()
+
+
+def write_csv(path: str | Path, rows: Iterable[Sequence[Any]], *, delimiter: str = ",") -> Path:
+    """:func:`write_atomic` of ``rows`` (the header first) as CSV."""
+    import csv
+
+    buffer = io.StringIO()
+    csv.writer(buffer, delimiter=delimiter).writerows(rows)
+    return write_atomic(path, buffer.getvalue())
+
+
 def sync_folder(folder: Path) -> None:
     """Push a folder's entries (renames) to disk, where the platform allows it."""
     with contextlib.suppress(OSError):  # Windows cannot open a folder for fsync
@@ -235,14 +254,15 @@ def remove_partials(folder: Path) -> None:
             leftover.unlink()
 
 
-def finite(data: Any) -> Any:
-    """``data`` with every NaN or infinite float replaced by None (JSON's ``null``)."""
+def finite(data: Any, digits: int | None = None) -> Any:
+    """``data`` with every NaN or infinite float replaced by None (JSON's ``null``), and the
+    others rounded to ``digits`` decimals when given."""
     if isinstance(data, float):
-        return data if math.isfinite(data) else None
+        return None if not math.isfinite(data) else data if digits is None else round(data, digits)
     if isinstance(data, dict):
-        return {k: finite(v) for k, v in data.items()}
+        return {k: finite(v, digits) for k, v in data.items()}
     if isinstance(data, (list, tuple)):
-        return [finite(v) for v in data]
+        return [finite(v, digits) for v in data]
     return data
 
 

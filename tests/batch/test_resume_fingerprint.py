@@ -20,13 +20,13 @@ import torch
 from image_folders import MODEL, make_images
 from PIL import Image
 from safetensors.torch import load_file, save_file
+from tiny_data import tiny_run
 
 from camscope import explain, io
 from camscope.batch import DatasetJob, ModelRecipe, open_maps, run_dataset_job
 from camscope.cli import main as cli
 from camscope.errors import UsageError
 from camscope.models import load_model
-from camscope.training import TrainConfig, train
 
 
 def job(source: Path, out: Path, **options: object) -> DatasetJob:
@@ -80,19 +80,7 @@ def test_a_replaced_weights_file_cannot_resume(tmp_path: Path) -> None:
 def test_a_run_folder_whose_model_was_replaced_cannot_resume(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    run = tmp_path / "run"
-    train(
-        TrainConfig(
-            data="builtin:24",
-            out=str(run),
-            arch="gapnet",
-            arch_options={"width": 4, "depth": 1},
-            image_size=32,
-            epochs=1,
-            batch_size=8,
-            val_split=0.25,
-        )
-    )
+    run = tiny_run(tmp_path / "run")
     images, out = tmp_path / "images", tmp_path / "out"
     make_images(images, 6)
     args = ["explain", str(images), "--format", "parquet", "--out", str(out), "--model", str(run)]

@@ -178,24 +178,10 @@ def test_a_run_folder_is_a_model(tmp_path, capsys) -> None:
     # folder names, so whatever the model predicts, exactly one copy of each is a mistake.
     import shutil
 
-    from tiny_data import write_image_folder
-
-    from camscope.training import TrainConfig, train
+    from tiny_data import tiny_run, write_image_folder
 
     images = write_image_folder(tmp_path / "train", per_class=4)
-    run = tmp_path / "run"
-    config = TrainConfig(
-        data=str(images),
-        out=str(run),
-        arch="gapnet",
-        arch_options={"width": 4, "depth": 1},
-        image_size=16,
-        epochs=1,
-        batch_size=4,
-        val_split=0.25,
-        progress=False,
-    )
-    train(config)
+    run = tiny_run(tmp_path / "run", str(images), image_size=16, batch_size=4)
     test = tmp_path / "test"
     for folder in ("ant", "bee"):
         for source in ("ant", "bee"):

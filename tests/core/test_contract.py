@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
-from nets import InplaceReluNet, SmallNet, hook_counts
+from nets import InplaceReluNet, SmallNet, assert_unchanged, hook_counts, model_state
 from torch import Tensor, nn
 
 from camscope import explain, get_method, list_methods
@@ -170,27 +170,7 @@ def _mixed_state(net: nn.Module) -> dict[str, object]:
     for p in net.stem.parameters():
         p.requires_grad_(False)
     net.fc.weight.grad = torch.full_like(net.fc.weight, 0.25)
-    return {
-        "modes": {n: m.training for n, m in net.named_modules()},
-        "requires_grad": {n: p.requires_grad for n, p in net.named_parameters()},
-        "buffers": {n: b.clone() for n, b in net.named_buffers()},
-        "params": {n: p.detach().clone() for n, p in net.named_parameters()},
-    }
-
-
-def _assert_state(net: nn.Module, before: dict[str, object]) -> None:
-    assert hook_counts(net) == {}
-    assert {n: m.training for n, m in net.named_modules()} == before["modes"]
-    assert {n: p.requires_grad for n, p in net.named_parameters()} == before["requires_grad"]
-    for name, p in net.named_parameters():
-        if name == "fc.weight":
-            assert p.grad is not None
-            assert torch.equal(p.grad, torch.full_like(p, 0.25))
-        else:
-            assert p.grad is None, name
-        assert torch.equal(p.detach(), before["params"][name])
-    for name, b in net.named_buffers():  # BN running stats and num_batches_tracked
-        assert torch.equal(b, before["buffers"][name]), name
+    return model_state(net)
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -199,7 +179,7 @@ def test_no_side_effects_after_success(method: str) -> None:
     before = _mixed_state(net)
     res = explain(net, small_input(), method, layer="features", targets=[1, 3])
     check_maps(res.maps[method], (2, 16, 16))
-    _assert_state(net, before)
+    assert_unchanged(net, before)
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -208,7 +188,7 @@ def test_no_side_effects_after_an_error(method: str) -> None:
     before = _mixed_state(net)
     with pytest.raises(TargetError, match="out of range"):
         explain(net, small_input(), method, layer="features", targets=[1, 99])
-    _assert_state(net, before)
+    assert_unchanged(net, before)
 
 
 class Exploding(nn.Module):
@@ -223,7 +203,7 @@ def test_no_side_effects_when_the_model_raises() -> None:
     before["modes"]["pool"] = True
     with pytest.raises(RuntimeError, match="boom"):
         explain(net, small_input(), ["gradcam", "guided-backprop"], layer="features", targets=1)
-    _assert_state(net, before)
+    assert_unchanged(net, before)
     assert torch.is_grad_enabled()
 
 

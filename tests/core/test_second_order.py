@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import torch
-from nets import SmallNet, hook_counts
+from nets import SmallNet, assert_unchanged, model_state
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
@@ -109,25 +109,7 @@ def _mixed_state(net: nn.Module) -> dict[str, Any]:
     for p in net.net.stem.parameters():
         p.requires_grad_(False)
     net.net.fc.weight.grad = torch.full_like(net.net.fc.weight, 0.25)
-    return {
-        "modes": {n: m.training for n, m in net.named_modules()},
-        "requires_grad": {n: p.requires_grad for n, p in net.named_parameters()},
-        "buffers": {n: b.clone() for n, b in net.named_buffers()},
-    }
-
-
-def _assert_state(net: nn.Module, before: dict[str, Any]) -> None:
-    assert hook_counts(net) == {}
-    assert {n: m.training for n, m in net.named_modules()} == before["modes"]
-    assert {n: p.requires_grad for n, p in net.named_parameters()} == before["requires_grad"]
-    for name, p in net.named_parameters():
-        if name == "net.fc.weight":
-            assert p.grad is not None and torch.equal(p.grad, torch.full_like(p, 0.25))
-        else:
-            assert p.grad is None, name
-    for name, b in net.named_buffers():
-        assert torch.equal(b, before["buffers"][name]), name
-    assert torch.is_grad_enabled()
+    return model_state(net)
 
 
 def test_second_order_leaves_the_model_as_it_was() -> None:
@@ -136,7 +118,7 @@ def test_second_order_leaves_the_model_as_it_was() -> None:
     res = explain(net, inputs(), ["shapleycam", "finercam"], "net.features", "topk:2")
     assert res.maps["shapleycam"].shape == (2, 2, 16, 16)
     assert torch.isfinite(res.raw["shapleycam"]).all()
-    _assert_state(net, before)
+    assert_unchanged(net, before)
 
 
 @pytest.mark.parametrize("fn", [OnceDifferentiable, FailsUnderCreateGraph])
@@ -149,10 +131,10 @@ def test_a_model_without_second_derivatives_skips_only_shapleycam(fn: type) -> N
         reason = res.skipped["shapleycam"]
         assert "second derivatives are not available after layer 'net.features'" in reason
         assert ("once_differentiable" if fn is OnceDifferentiable else "boom") in reason
-        _assert_state(net, before)
+        assert_unchanged(net, before)
     with pytest.raises(UnsupportedModelError, match="pick a layer after the op"):
         explain(net, inputs(), "shapleycam", "net.features", [0, 1], strict=True)
-    _assert_state(net, before)
+    assert_unchanged(net, before)
 
 
 def test_an_error_in_the_second_order_backward_leaves_the_model_as_it_was() -> None:
@@ -166,6 +148,6 @@ def test_an_error_in_the_second_order_backward_leaves_the_model_as_it_was() -> N
             explain(net, inputs(), ["gradcam", "shapleycam"], "net.features", [0, 1])
     finally:
         FailsUnderCreateGraph.error = RuntimeError("boom in the graph-building backward")
-    _assert_state(net, before)
+    assert_unchanged(net, before)
     again = explain(net, inputs(), "gradcam", "net.features", [0, 1])
     torch.testing.assert_close(again.maps["gradcam"], ok.maps["gradcam"])

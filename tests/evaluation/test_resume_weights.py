@@ -11,27 +11,14 @@ import pytest
 import torch
 from nets import imagenet_sized
 from safetensors.torch import load_file, save_file
+from tiny_data import tiny_run
 
 from camscope.cli.main import main
-from camscope.training import TrainConfig, train
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs") / "gap"
-    train(
-        TrainConfig(
-            data="builtin:24",
-            out=str(out),
-            arch="gapnet",
-            arch_options={"width": 4, "depth": 1},
-            image_size=32,
-            epochs=1,
-            batch_size=8,
-            val_split=0.25,
-        )
-    )
-    return out
+    return tiny_run(tmp_path_factory.mktemp("runs") / "gap")
 
 
 def _evaluate(model: str, out, *extra: str) -> int:

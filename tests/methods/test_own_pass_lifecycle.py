@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from nets import SmallNet, hook_counts
+from nets import SmallNet, assert_unchanged, model_state
 from torch import Tensor, nn
 
 from camscope import explain
@@ -38,25 +38,7 @@ def mixed_state(net: SmallNet) -> dict[str, object]:
     for p in net.stem.parameters():
         p.requires_grad_(False)
     net.fc.weight.grad = torch.full_like(net.fc.weight, 0.25)
-    return {
-        "modes": {n: m.training for n, m in net.named_modules()},
-        "requires_grad": {n: p.requires_grad for n, p in net.named_parameters()},
-        "buffers": {n: b.clone() for n, b in net.named_buffers()},
-    }
-
-
-def assert_state(net: nn.Module, before: dict[str, object]) -> None:
-    assert hook_counts(net) == {}
-    assert {n: m.training for n, m in net.named_modules()} == before["modes"]
-    assert {n: p.requires_grad for n, p in net.named_parameters()} == before["requires_grad"]
-    for name, p in net.named_parameters():
-        if name == "fc.weight":
-            assert torch.equal(p.grad, torch.full_like(p, 0.25))
-        else:
-            assert p.grad is None, name
-    for name, b in net.named_buffers():
-        assert torch.equal(b, before["buffers"][name]), name
-    assert torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
+    return model_state(net)
 
 
 def net_with(drop: nn.Module) -> SmallNet:
@@ -77,7 +59,7 @@ def test_state_after_success(method: str) -> None:
     x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(1))
     res = explain(net, x, method, layers(method), [1, 3], method_options=OPTIONS)
     assert res.maps[method].shape == (2, 16, 16)
-    assert_state(net, before)
+    assert_unchanged(net, before)
 
 
 @pytest.mark.parametrize("method", ["fullgrad", "dff", "reciprocam", "sess"])
@@ -89,4 +71,4 @@ def test_state_after_an_error_in_the_methods_own_passes(method: str) -> None:
     with pytest.raises(RuntimeError, match="boom in a later pass"):
         explain(net, x, method, "features", [1, 3], method_options=OPTIONS, strict=True)
     assert failing.calls == 2
-    assert_state(net, before)
+    assert_unchanged(net, before)

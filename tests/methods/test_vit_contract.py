@@ -9,7 +9,14 @@ from typing import Any
 
 import pytest
 import torch
-from nets import SmallNet, hook_counts, random_torchvision_vit, random_vit
+from nets import (
+    SmallNet,
+    assert_unchanged,
+    hook_counts,
+    model_state,
+    random_torchvision_vit,
+    random_vit,
+)
 from torch import Tensor, nn
 
 from camscope import explain, get_method, list_methods
@@ -78,23 +85,7 @@ def _mixed_state(model: nn.Module) -> dict[str, Any]:
     model.blocks[0].eval()
     model.patch_embed.requires_grad_(False)
     model.head.weight.grad = torch.full_like(model.head.weight, 0.25)
-    return {
-        "modes": {n: m.training for n, m in model.named_modules()},
-        "flags": {n: p.requires_grad for n, p in model.named_parameters()},
-        "params": {n: p.detach().clone() for n, p in model.named_parameters()},
-    }
-
-
-def _assert_state(model: nn.Module, before: dict[str, Any]) -> None:
-    assert hook_counts(model) == {}
-    assert {n: m.training for n, m in model.named_modules()} == before["modes"]
-    assert {n: p.requires_grad for n, p in model.named_parameters()} == before["flags"]
-    for name, p in model.named_parameters():
-        if name == "head.weight":
-            assert torch.equal(p.grad, torch.full_like(p, 0.25))
-        else:
-            assert p.grad is None, name
-        assert torch.equal(p.detach(), before["params"][name])
+    return model_state(model)
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -104,13 +95,13 @@ def test_no_side_effects_after_success_and_after_an_error(method: str) -> None:
     reference = explain(random_vit(), x32(), method, targets=[1, 3])
     res = explain(model, x32(), method, targets=[1, 3])
     torch.testing.assert_close(res.maps[method], reference.maps[method], atol=1e-5, rtol=0)
-    _assert_state(model, before)
+    assert_unchanged(model, before)
     as_is = explain(model, x32(), method, targets=[1, 3], mode="as-is")  # own passes: eval
     check_maps(as_is.maps[method], (2, 32, 32))
-    _assert_state(model, before)
+    assert_unchanged(model, before)
     with pytest.raises(TargetError, match="out of range"):
         explain(model, x32(), method, targets=[1, 99])
-    _assert_state(model, before)
+    assert_unchanged(model, before)
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -257,5 +248,5 @@ def test_an_error_in_the_methods_own_pass_leaves_nothing_behind(method: str) -> 
         explain(model, x32(), method, targets=[0, 1], strict=True)
     assert "could not be reproduced" in explain(model, x32(), [method, "gradcam"]).skipped[method]
     handle.remove()
-    _assert_state(model, before)
+    assert_unchanged(model, before)
     assert torch.is_grad_enabled()

@@ -10,32 +10,19 @@ import pytest
 import torch
 from PIL import Image
 from safetensors.torch import load_file
+from tiny_data import tiny_run
 
 from camscope import load_model
 from camscope.cli.main import main
 from camscope.data.synthetic import SyntheticBenchmark
 from camscope.errors import ModelLoadError
 from camscope.models.run_folder import is_run_folder
-from camscope.training import TrainConfig, train
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     """One epoch of a tiny GapNet on 24 built-in images at 32 px."""
-    out = tmp_path_factory.mktemp("runs") / "gap"
-    train(
-        TrainConfig(
-            data="builtin:24",
-            out=str(out),
-            arch="gapnet",
-            arch_options={"width": 4, "depth": 1},
-            image_size=32,
-            epochs=1,
-            batch_size=8,
-            val_split=0.25,
-        )
-    )
-    return out
+    return tiny_run(tmp_path_factory.mktemp("runs") / "gap")
 
 
 @pytest.fixture(scope="module")

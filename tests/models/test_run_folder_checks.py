@@ -13,33 +13,21 @@ from typing import Any
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
+from tiny_data import tiny_run
 
 from camscope import load_model
 from camscope.cli.main import main
 from camscope.data.synthetic import SyntheticBenchmark
 from camscope.errors import ModelLoadError, UsageError
 from camscope.models.gapnet import GapNet
-from camscope.training import TrainConfig, pretrained, train
+from camscope.training import TrainConfig, pretrained
 
 TIMM_NAME = "test_efficientnet"  # timm's tiny test network
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("runs") / "gap"
-    train(
-        TrainConfig(
-            data="builtin:24",
-            out=str(out),
-            arch="gapnet",
-            arch_options={"width": 4, "depth": 1},
-            image_size=32,
-            epochs=1,
-            batch_size=8,
-            val_split=0.25,
-        )
-    )
-    return out
+    return tiny_run(tmp_path_factory.mktemp("runs") / "gap")
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import os
-import re
 import shutil
-import subprocess
-import sys
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -22,35 +19,21 @@ import numpy as np
 import pytest
 from chromium import launch
 from PIL import Image
+from serve_process import serving
 
 from camscope import explain
 from camscope.data.inputs import demo_images
 from camscope.io import preprocess, resize_map
 from camscope.viz import overlay
 
-SRC = Path(__file__).resolve().parents[2] / "src"
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
 def server():
     """`camscope serve --port 0` in its own process; yields the address it prints."""
-    env = dict(os.environ, PYTHONPATH=str(SRC), OMP_NUM_THREADS="1")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "camscope", "serve", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-    )
-    try:
-        line = proc.stdout.readline() if proc.stdout else ""
-        match = re.search(r"http://127\.0\.0\.1:\d+/", line)
-        assert match, f"no address printed: {line!r}"
-        yield match.group(0)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    with serving() as url:
+        yield url
 
 
 def test_api_docs_render_without_a_network(server) -> None:
@@ -203,27 +186,16 @@ def test_study_page_in_chromium(tmp_path) -> None:
     pass the server's rule; the page never sees method names or trial ids)."""
     from playwright.sync_api import sync_playwright
 
-    env = dict(os.environ, PYTHONPATH=str(SRC), OMP_NUM_THREADS="1")
     folder = tmp_path / "study"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "camscope", "serve", "--port", "0", "--study",
-         "class-discrimination", "--data", "builtin:12", "--methods", "gradcam,layercam",
-         "--out", str(folder), "--seed", "1"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-    )  # fmt: skip
-    try:
-        lines = [proc.stdout.readline() if proc.stdout else "" for _ in range(2)]
-        match = re.search(r"http://127\.0\.0\.1:\d+/", lines[-1])
-        assert match, f"no address printed: {lines!r}"
+    study = ["--study", "class-discrimination", "--data", "builtin:12"]
+    study += ["--methods", "gradcam,layercam", "--out", str(folder), "--seed", "1"]
+    with serving(*study) as url:
         with sync_playwright() as p:
             browser = launch(p)
             page = browser.new_page()
             errors: list[str] = []
             page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(match.group(0))
+            page.goto(url)
             page.wait_for_selector("body[data-ready=true]", timeout=60_000)
             page.fill("#participant", "=cmd|' /C calc'!A0")
             page.click("#start-form button")
@@ -241,6 +213,3 @@ def test_study_page_in_chromium(tmp_path) -> None:
         assert [r["participant"] for r in rows] == ["'=cmd|' /C calc'!A0"] * 2  # text, no formula
         assert all(0 < int(r["ms"]) < 600_000 for r in rows)
         assert {r["method"] for r in rows} <= {"gradcam", "layercam"}
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)

@@ -4,10 +4,6 @@ boxes are drawn, a click on one explains it, and a classifier shows its DFF conc
 from __future__ import annotations
 
 import json
-import os
-import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +11,7 @@ import pytest
 import torch
 from chromium import launch
 from PIL import Image
+from serve_process import serving
 from task_models import tiny_detector
 
 import camscope
@@ -22,7 +19,6 @@ from camscope.core.detection import DetectionTarget
 from camscope.io import preprocess
 
 TESTS = Path(__file__).resolve().parents[1]
-SRC = TESTS.parent / "src"
 pytestmark = pytest.mark.slow
 
 PIXELS = """(selector) => {
@@ -37,23 +33,8 @@ PIXELS = """(selector) => {
 @pytest.fixture
 def server():
     """`camscope serve` with the tiny detector (the default) and the offline classifier."""
-    env = dict(os.environ, PYTHONPATH=f"{SRC}{os.pathsep}{TESTS}", OMP_NUM_THREADS="1")
-    factory = f"{TESTS / 'task_models.py'}:tiny_detector"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "camscope", "serve", "--port", "0", "--model", factory],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-    )
-    try:
-        line = proc.stdout.readline() if proc.stdout else ""
-        match = re.search(r"http://127\.0\.0\.1:\d+/", line)
-        assert match, f"no address printed: {line!r}"
-        yield match.group(0)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    with serving("--model", f"{TESTS / 'task_models.py'}:tiny_detector") as url:
+        yield url
 
 
 def _innermost(boxes: list[list[float]], x: float, y: float) -> int:

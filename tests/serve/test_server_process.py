@@ -8,46 +8,18 @@ from __future__ import annotations
 import io
 import json
 import os
-import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from PIL import Image
-
-SRC = Path(__file__).resolve().parents[2] / "src"
-
-
-def start_server(*options: str) -> tuple[subprocess.Popen, str]:
-    """Start `camscope serve --port 0 OPTIONS`; returns the process and the URL it prints."""
-    env = dict(os.environ, PYTHONPATH=str(SRC), OMP_NUM_THREADS="1")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "camscope", "serve", "--port", "0", *options],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-    )
-    line = proc.stdout.readline() if proc.stdout else ""
-    match = re.search(r"http://\S+?/(?=\s)", line)
-    if not match:
-        proc.kill()
-        raise AssertionError(f"no address printed: {line!r} {proc.communicate()[0]!r}")
-    return proc, match.group(0)
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.kill()
-    proc.communicate(timeout=30)
+from serve_process import serving, start_server, stop
 
 
 def picture(seed: int) -> bytes:
@@ -113,11 +85,8 @@ def second_loopback() -> str:
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
     """On 127.0.0.2, with a budget that lets SS-CAM run (44,801 passes at bn2)."""
-    proc, url = start_server("--host", second_loopback(), "--max-passes", "100000")
-    try:
+    with serving("--host", second_loopback(), "--max-passes", "100000") as url:
         yield url
-    finally:
-        stop(proc)
 
 
 def test_the_printed_address_answers(server) -> None:

@@ -11,27 +11,14 @@ import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
-from tiny_data import write_image_folder
+from tiny_data import tiny_config, write_image_folder
 
 from camscope.errors import UsageError
-from camscope.training import TrainConfig, epochs, resume_config, train
+from camscope.training import epochs, resume_config, train
 
 
-def _config(data, out, **changes) -> TrainConfig:
-    settings = {
-        "data": str(data),
-        "out": str(out),
-        "arch": "gapnet",
-        "arch_options": {"width": 4, "depth": 1},
-        "image_size": 16,
-        "epochs": 3,
-        "batch_size": 8,
-        "val_split": 0.2,
-        "monitor": "val_loss",
-        "seed": 0,
-        **changes,
-    }
-    return TrainConfig(**settings)
+def _config(data, out, **changes):
+    return tiny_config(data, out, **{"epochs": 3, "monitor": "val_loss", **changes})
 
 
 @pytest.fixture(scope="module")

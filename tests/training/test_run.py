@@ -12,26 +12,10 @@ import stat
 import pytest
 import torch
 from safetensors.torch import load_file
-from tiny_data import write_image_folder
+from tiny_data import tiny_config, write_image_folder
 
 from camscope.errors import UsageError
-from camscope.training import TrainConfig, resume_config, train
-
-
-def _config(data, out, **changes) -> TrainConfig:
-    settings = {
-        "data": str(data),
-        "out": str(out),
-        "arch": "gapnet",
-        "arch_options": {"width": 4, "depth": 1},
-        "image_size": 16,
-        "epochs": 4,
-        "batch_size": 8,
-        "val_split": 0.2,
-        "seed": 0,
-        **changes,
-    }
-    return TrainConfig(**settings)
+from camscope.training import resume_config, train
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +29,7 @@ def _rows(path) -> list[dict[str, str]]:
 
 
 def test_run_folder_holds_every_file(folder, tmp_path) -> None:
-    result = train(_config(folder, tmp_path / "run", epochs=2))
+    result = train(tiny_config(folder, tmp_path / "run", epochs=2))
     out = tmp_path / "run"
     for name in ("config.json", "model.safetensors", "last.ckpt", "metrics.csv", "curves.png"):
         assert (out / name).is_file(), name
@@ -80,7 +64,7 @@ def test_run_folder_holds_every_file(folder, tmp_path) -> None:
     assert ckpt["progress"]["epoch"] == 2
     assert {"model", "optimizer", "scheduler", "scaler", "rng"} <= set(ckpt)
     with pytest.raises(UsageError, match="already holds a run"):
-        train(_config(folder, out, epochs=2))
+        train(tiny_config(folder, out, epochs=2))
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o002])
@@ -91,7 +75,7 @@ def test_every_file_of_a_run_folder_has_a_plain_files_permissions(folder, tmp_pa
     out = tmp_path / "run"
     previous = os.umask(umask)
     try:
-        train(_config(folder, out, epochs=2, stop_after=1))
+        train(tiny_config(folder, out, epochs=2, stop_after=1))
         train(resume_config(out, explain=1))
     finally:
         os.umask(previous)
@@ -105,8 +89,8 @@ def test_every_file_of_a_run_folder_has_a_plain_files_permissions(folder, tmp_pa
 
 
 def test_two_epochs_and_a_resume_equal_four_straight_epochs(folder, tmp_path) -> None:
-    straight = train(_config(folder, tmp_path / "straight", augment="pad-crop"))
-    paused = train(_config(folder, tmp_path / "resumed", augment="pad-crop", stop_after=2))
+    straight = train(tiny_config(folder, tmp_path / "straight", augment="pad-crop"))
+    paused = train(tiny_config(folder, tmp_path / "resumed", augment="pad-crop", stop_after=2))
     assert paused.status == "paused" and paused.epochs_done == 2
     resumed = train(resume_config(tmp_path / "resumed"))
     assert straight.status == resumed.status == "finished" and resumed.epochs_done == 4
@@ -131,7 +115,7 @@ def test_two_epochs_and_a_resume_equal_four_straight_epochs(folder, tmp_path) ->
 
 
 def test_resume_refuses_other_settings(folder, tmp_path) -> None:
-    train(_config(folder, tmp_path / "run", epochs=1))
+    train(tiny_config(folder, tmp_path / "run", epochs=1))
     with pytest.raises(UsageError, match="arch"):
         resume_config(tmp_path / "run", arch="gapnet-pooled")
     with pytest.raises(UsageError, match="no run to continue"):
@@ -142,7 +126,7 @@ def test_resume_refuses_other_settings(folder, tmp_path) -> None:
 
 def test_early_stopping(folder, tmp_path) -> None:
     # a learning rate too small to change a prediction: validation accuracy cannot improve
-    result = train(_config(folder, tmp_path / "run", epochs=5, lr=1e-12, patience=1))
+    result = train(tiny_config(folder, tmp_path / "run", epochs=5, lr=1e-12, patience=1))
     assert result.status == "stopped early" and result.epochs_done == 2 and result.best_epoch == 1
 
 
@@ -153,7 +137,7 @@ def test_corrupt_file_is_named_skipped_and_counted(folder, tmp_path, caplog) -> 
     shutil.copytree(folder, data)
     (data / "bee" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n this is no image")
     with caplog.at_level(logging.WARNING, logger="camscope"):
-        result = train(_config(data, tmp_path / "run", epochs=2, val_split=0.1))
+        result = train(tiny_config(data, tmp_path / "run", epochs=2, val_split=0.1))
     assert result.status == "finished"
     warned = [r.getMessage() for r in caplog.records if "broken.png" in r.getMessage()]
     assert len(warned) == 1  # named once, although every epoch meets it
@@ -166,8 +150,8 @@ def test_corrupt_file_is_named_skipped_and_counted(folder, tmp_path, caplog) -> 
 def test_dataloader_workers_keep_the_run_reproducible_across_a_resume(folder, tmp_path) -> None:
     """Workers draw their crops from generators seeded through the epoch's reseeding."""
     common = {"augment": "pad-crop", "workers": 2, "epochs": 2}
-    train(_config(folder, tmp_path / "straight", **common))
-    train(_config(folder, tmp_path / "resumed", stop_after=1, **common))
+    train(tiny_config(folder, tmp_path / "straight", **common))
+    train(tiny_config(folder, tmp_path / "resumed", stop_after=1, **common))
     train(resume_config(tmp_path / "resumed"))
     a = torch.load(tmp_path / "straight" / "last.ckpt", weights_only=True)["model"]
     b = torch.load(tmp_path / "resumed" / "last.ckpt", weights_only=True)["model"]

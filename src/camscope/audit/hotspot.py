@@ -49,6 +49,7 @@ import torch
 from torch import Tensor
 
 from ..errors import UsageError
+from ..outputs import percent
 
 Box = tuple[float, float, float, float]
 
@@ -59,11 +60,6 @@ def _check(maps: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
     if maps.numel() and bool((maps < 0).any()):
         raise UsageError("maps must be non-negative (use the normalised maps of explain())")
     return maps.to(dtype)
-
-
-def map_energy(maps: Tensor) -> Tensor:
-    """``(N,)`` total energy (sum) of each map."""
-    return _check(maps).flatten(1).sum(1)
 
 
 def object_energy(maps: Tensor, regions: Tensor) -> Tensor:
@@ -219,8 +215,8 @@ def hotspot_flag(
     if images < min_images or spot.area > max_area or hits < min_hits:
         return None
     return (
-        f"the maps peak in the {describe_place(spot.box)} {_percent(spot.area)} of the image "
-        f"in {_percent(hits)} of the images{' ' + which if which else ''}"
+        f"the maps peak in the {describe_place(spot.box)} {percent(spot.area, 0)} of the image "
+        f"in {percent(hits, 0)} of the images{' ' + which if which else ''}"
     )
 
 
@@ -247,10 +243,6 @@ def outside_flag(
         return None
     lift = f" ({energy / coverage:.1f} times an even spread)" if coverage > 0 else ""
     return (
-        f"{_percent(1.0 - energy)} of the map energy lies outside the object boxes, "
-        f"which cover {_percent(coverage)} of the image{lift}"
+        f"{percent(1.0 - energy, 0)} of the map energy lies outside the object boxes, "
+        f"which cover {percent(coverage, 0)} of the image{lift}"
     )
-
-
-def _percent(value: float) -> str:
-    return f"{100.0 * value:.0f}%"

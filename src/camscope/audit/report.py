@@ -27,9 +27,7 @@ every picture is embedded as a base64 ``data:`` URI, so the file can be mailed (
 
 from __future__ import annotations
 
-import io
 import json
-import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -38,20 +36,10 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from ..data.inputs import safe_names
-from ..outputs import output_lock, render_page, write_atomic, write_json
+from ..outputs import encoded, finite, output_lock, render_page, write_atomic, write_json
 from ..viz import colorize, overlay
 from .hotspot import describe_place
 from .run import AuditRun, Example
-
-
-def _clean(value: Any) -> Any:
-    if isinstance(value, float):
-        return None if math.isnan(value) or math.isinf(value) else round(value, 4)
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    return value
 
 
 def audit_json(run: AuditRun, settings: Mapping[str, Any], files: Mapping[str, str]) -> dict:
@@ -66,7 +54,7 @@ def audit_json(run: AuditRun, settings: Mapping[str, Any], files: Mapping[str, s
             "hotspot_images": c.hotspot_images,
             **c.extra,
         }
-    return _clean(
+    return finite(
         {
             "classes": {name: c.to_json() for name, c in run.classes.items()},
             "flagged": run.flagged,
@@ -76,7 +64,8 @@ def audit_json(run: AuditRun, settings: Mapping[str, Any], files: Mapping[str, s
             "images": len(run.records),
             "failed": [{"id": i, "reason": r} for i, r in run.failed],
             "skipped": [{"id": i, "reason": r} for i, r in run.skipped],
-        }
+        },
+        4,
     )
 
 
@@ -96,12 +85,6 @@ def mean_map_picture(
             [x0, y0, max(x0, x1 - 1), max(y0, y1 - 1)], outline=(0, 255, 255), width=2
         )
     return picture
-
-
-def _png(image: Image.Image) -> bytes:
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def _example_row(example: Example) -> list[Image.Image]:
@@ -127,7 +110,7 @@ def report_html(
         for name, c in run.classes.items()
     }
     examples = [
-        (name, [(ex, [_png(p) for p in _example_row(ex)]) for ex in items])
+        (name, [(ex, [encoded(p) for p in _example_row(ex)]) for ex in items])
         for name, items in run.examples.items()
     ]
     return render_page(
@@ -137,7 +120,7 @@ def report_html(
         hotspots=hotspots,
         pictures=pictures,
         examples=examples,
-        settings=json.dumps(_clean(dict(settings)), ensure_ascii=False),
+        settings=json.dumps(finite(dict(settings), 4), ensure_ascii=False),
     )
 
 
@@ -157,7 +140,7 @@ def _write(run: AuditRun, out: Path, settings: Mapping[str, Any], title: str) ->
     for name, c in run.classes.items():
         if c.mean_map is None:
             continue
-        data = _png(mean_map_picture(c.mean_map.numpy(), c.hotspot.box if c.hotspot else None))
+        data = encoded(mean_map_picture(c.mean_map.numpy(), c.hotspot.box if c.hotspot else None))
         file = f"mean_map_{names[name]}.png"
         write_atomic(out / file, data, durable=False)
         files[name] = file
@@ -178,7 +161,7 @@ def _write(run: AuditRun, out: Path, settings: Mapping[str, Any], title: str) ->
             "mask_energy": r.mask_energy,
             "peak": list(r.stats.peak) if r.stats.peak else None,
         }
-        cleaned = {**_clean(line), "probability": round(r.probability, 6)}  # 6 decimals
+        cleaned = {**finite(line, 4), "probability": round(r.probability, 6)}  # 6 decimals
         lines.append(json.dumps(cleaned, ensure_ascii=False) + "\n")
     write_atomic(out / "images.jsonl", "".join(lines))
     write_atomic(out / "report.html", report_html(run, settings, pictures, title))

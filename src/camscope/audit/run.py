@@ -32,10 +32,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..core.prediction import Prediction
+from ..core.result import Explanation
 from ..data.dataset import LabelledData, LoadOptions, Prepared, Sample
 from ..data.progress import Progress
 from ..data.walk import SkipFn, Walk, naming_warnings
 from ..errors import ImageLoadError, UsageError
+from ..models.spec import model_device
 from .hotspot import object_energy
 from .stats import (
     AuditThresholds,
@@ -76,6 +78,22 @@ class AuditConfig:
     method_options: Mapping[str, Any] = field(default_factory=dict)
     max_pixels: int | None = None
     multilabel: bool = False
+
+    def explain(self, model: nn.Module, x: Tensor, targets: Any) -> Explanation:
+        """:func:`camscope.explain` with the audit's method, layer and options; strict: a method
+        that cannot run at the layer is the user's error, not a silent gap."""
+        from ..core.engine import explain
+
+        return explain(
+            model,
+            x,
+            self.method,
+            self.layer,
+            targets,
+            method_options=self.method_options,
+            strict=True,
+            multilabel=self.multilabel,
+        )
 
 
 @dataclass
@@ -128,10 +146,6 @@ class AuditRun:
         return [name for name, c in self.classes.items() if c.flags]
 
 
-def _device(model: nn.Module) -> torch.device:
-    return next(iter(model.parameters()), torch.zeros(0)).device
-
-
 def _true_target(prediction: Prediction, i: int, accepted: tuple[int, ...], label: str) -> int:
     """The accepted class the model finds most probable for image ``i``."""
     bad = [c for c in accepted if not 0 <= c < prediction.num_classes]
@@ -182,20 +196,8 @@ def _explain_pair(
     samples: list[Sample],
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, str]:
     """Predicted-class maps, true-class maps, predictions, true targets, probabilities, layer."""
-    from ..core.engine import explain
-
-    # strict: a method that cannot run at the layer is the user's error, not a silent gap
     with naming_warnings(samples):
-        res = explain(
-            model,
-            x,
-            config.method,
-            config.layer,
-            "top1",
-            method_options=config.method_options,
-            strict=True,
-            multilabel=config.multilabel,
-        )
+        res = config.explain(model, x, "top1")
     prediction = res.prediction  # softmax, or sigmoid for single-logit and multi-label heads
     if prediction is None:  # pragma: no cover - top1 targets always keep the logits
         raise UsageError("the model's output has no class scores to audit")
@@ -209,18 +211,9 @@ def _explain_pair(
     wrong = (target != predicted).nonzero().flatten()
     if wrong.numel():
         with naming_warnings([samples[int(k)] for k in wrong]):
-            res_true = explain(
-                model,
-                x[wrong],
-                config.method,
-                config.layer,
-                target[wrong],
-                method_options=config.method_options,
-                strict=True,
-                multilabel=config.multilabel,
-            )
+            res_true = config.explain(model, x[wrong], target[wrong])
         true_maps[wrong] = res_true.maps[config.method]
-    layer = res.layer if isinstance(res.layer, str) else ",".join(res.layer)
+    layer = ",".join(res.layer_names)
     return pred_maps, true_maps, predicted, target, prediction.probabilities, layer
 
 
@@ -244,7 +237,7 @@ def run_audit(
         on_skip: told ``(source, reason)`` of every image that cannot be read.
     """
     config.thresholds.validate()
-    device = _device(model)
+    device = model_device(model)
     size = tuple(int(v) for v in spec.input_size)
     records: list[ImageRecord] = []
     layer = str(config.layer)
@@ -360,10 +353,8 @@ def collect_examples(
     model: nn.Module, spec: Any, data: LabelledData, run: AuditRun, config: AuditConfig
 ) -> dict[str, list[Example]]:
     """Explain the most affected images of the illustrated classes again for the report."""
-    from ..core.engine import explain
-
     by_id = {item.id: item for item in data.items}
-    device = _device(model)
+    device = model_device(model)
     out: dict[str, list[Example]] = {}
     for name in illustrated_classes(run, config.max_example_classes):
         summary = run.classes[name]
@@ -387,16 +378,7 @@ def collect_examples(
         x = torch.cat([p.x for p in loaded]).to(device)
         targets = torch.tensor([[r.target, r.predicted] for r in chosen], device=device)
         with naming_warnings([p.sample for p in loaded]):
-            res = explain(
-                model,
-                x,
-                config.method,
-                config.layer,
-                targets,
-                method_options=config.method_options,
-                strict=True,
-                multilabel=config.multilabel,
-            )
+            res = config.explain(model, x, targets)
         maps = res.maps[config.method].float().cpu().numpy()
         h, w = x.shape[-2:]
         items = []

@@ -1,14 +1,8 @@
-"""The data-set job: ``camscope explain DIR --format parquet`` (needs ``camscope[batch]``).
-
-:mod:`.job` holds the job's settings (its inputs are listed by :mod:`camscope.data.lists`),
-:mod:`.decode` loads images in loader workers of the batch walker (:mod:`camscope.data.walk`), :mod:`.rows` explains a batch into rows,
-:mod:`.parquet` commits shards exactly once (:mod:`.lock`: one job per folder), :mod:`.pipeline`
-runs the streaming job (:mod:`.ray_backend` on Ray Data), :mod:`.resume` fingerprints the inputs
-and retires changed ones (``--refresh-changed``), :mod:`.maps` reads the maps back
-(:func:`open_maps`) and :mod:`.export` draws some of them (:func:`export_maps`). The picture job (``--format png``) is :mod:`camscope.pictures`.
-
-This package may import core, methods, perturbation, models, io, viz, data and metrics; never the
-CLI. pyarrow and Ray are imported only where they are used.
+"""The data-set job: ``camscope explain DIR --format parquet`` (needs ``camscope[batch]``): Parquet
+shards committed exactly once, resumable, on this machine or on Ray Data, and the maps read back
+(:func:`open_maps`) and drawn (:func:`export_maps`). pyarrow and Ray are imported only where they
+are used. What each module holds: the ``batch/`` paragraph of docs/architecture.md; the picture
+job (``--format png``) is :mod:`camscope.pictures`.
 """
 
 from __future__ import annotations
@@ -34,22 +28,19 @@ __all__ = [
 ]
 
 
+_EXPORTS = {
+    "job": "DatasetJob ModelRecipe RayOptions",
+    "maps": "MapRecord MapStore open_maps",
+    "export": "ExportReport export_maps",
+    "pipeline": "run_dataset_job",
+}
+_LAZY = {name: module for module, names in _EXPORTS.items() for name in names.split()}
+
+
 def __getattr__(name: str) -> Any:
     """Lazy exports: ``import camscope.batch`` stays free of torch and pyarrow."""
-    if name in ("DatasetJob", "ModelRecipe", "RayOptions"):
-        from . import job
+    if name not in _LAZY:
+        raise AttributeError(f"module 'camscope.batch' has no attribute {name!r}")
+    import importlib
 
-        return getattr(job, name)
-    if name in ("MapRecord", "MapStore", "open_maps"):
-        from . import maps
-
-        return getattr(maps, name)
-    if name in ("ExportReport", "export_maps"):
-        from . import export
-
-        return getattr(export, name)
-    if name == "run_dataset_job":
-        from .pipeline import run_dataset_job
-
-        return run_dataset_job
-    raise AttributeError(f"module 'camscope.batch' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)

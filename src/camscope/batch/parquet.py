@@ -33,20 +33,7 @@ Inputs that failed are recorded too (``ok = false`` with the reason), and are tr
 ``--resume`` (the cause, such as a missing file, may have been fixed); ``errors.parquet`` lists
 the inputs whose latest attempt failed.
 
-**Row schema** (:func:`map_schema`): ``id``, ``width``, ``height`` (of the original image),
-``model``, ``layer``, ``method``, ``rank`` (0 for the first target), ``target`` (class index),
-``label``, ``probability`` (of the target: softmax, or the sigmoid of its logit for a
-single-logit model or a ``multilabel`` job, as :meth:`camscope.Explanation.class_probabilities`),
-``top5`` (list of ``{class, label, probability}``, same kind), ``map`` (float16, row-major), ``map_shape``, ``map_scale``,
-``png`` (with ``--save-png`` the overlay of the row's id, method and target below ``DIR/png/``,
-else null); with ``--save-boxes`` ``box`` (``x0, y0, x1, y1`` in the image's pixels), with
-``--save-masks`` ``mask`` (bits, ``numpy.packbits`` of the row-major boolean mask) and ``mask_shape``.
-Jobs of a task
-beyond classification (``--task``, :mod:`camscope.batch.task_rows`) add ``score`` (the score
-explained: a box's class score, a class's logits summed over the region, a cosine similarity)
-and, for detection, ``object_box`` (the detected box, ``x0, y0, x1, y1`` in the image's pixels;
-one row per box, ``rank`` = the box's index); their ``probability`` and ``top5`` are empty.
-Classification jobs have neither column (the schema of earlier jobs).
+**Row schema**: :func:`map_schema`; the table in docs/scale.md says what each column holds.
 
 The stored map is ``raw / map_scale`` with ``map_scale = max |raw|`` (1 for an all-zero map), so
 it lies in [-1, 1] and float16 keeps every value to within ``2**-11 * max |raw|``, whatever the
@@ -117,6 +104,12 @@ def map_schema(
         if task == "detection":
             fields.append(pa.field("object_box", pa.list_(pa.float32(), 4)))
     return pa.schema(fields, metadata={"camscope_format": str(FORMAT_VERSION)})
+
+
+def add_row(columns: dict[str, list[Any]], row: dict[str, Any]) -> None:
+    """Append ``row`` to ``columns`` (None in the columns it does not have)."""
+    for name, values in columns.items():
+        values.append(row.get(name))
 
 
 def top5_type() -> pa.DataType:

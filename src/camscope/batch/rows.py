@@ -28,7 +28,7 @@ from ..errors import CamscopeError
 from ..metrics.localization import DEFAULT_THRESHOLD
 from ..outputs import write_picture
 from .decode import DecodedBatch
-from .parquet import ERROR, POSITION, SOURCE, step_schema
+from .parquet import ERROR, POSITION, SOURCE, add_row, step_schema
 
 if TYPE_CHECKING:
     import numpy as np
@@ -184,8 +184,6 @@ class ExplainStep:
         result: Explanation,
         j: int,
     ) -> None:
-        import torch
-
         s = self.settings
         per_class = result.targets.ndim == 2
         classes = result.targets[j].reshape(-1).tolist()
@@ -198,7 +196,7 @@ class ExplainStep:
         width, height = int(batch.widths[i]), int(batch.heights[i])
         boxes = masks = None
         pngs = self._png_names(batch, i, classes, per_class)
-        for layer in self._layer_names(result):
+        for layer in result.layer_names:
             for method in s.methods:
                 raw = result.layer_raw[layer][method][j]
                 raw = raw if per_class else raw.unsqueeze(0)  # (K, h, w) or guided (K, 3, H, W)
@@ -208,43 +206,57 @@ class ExplainStep:
                     boxes = self._boxes(heat, width, height)
                 if s.save_masks:
                     masks = self._masks(heat)
-                stored = self._resize(raw.float())
-                scale = stored.flatten(1).abs().amax(1)
-                scale = torch.where(scale > 0, scale, torch.ones_like(scale))
-                half = (stored / scale.view(-1, *[1] * (stored.ndim - 1))).half().cpu().numpy()
+                half, scale = self.stored(raw)
                 for k, cls in enumerate(classes):
-                    row = {
-                        "id": batch.ids[i],
-                        "width": width,
-                        "height": height,
-                        "model": self.model_name,
-                        "layer": layer,
-                        "method": method,
-                        "rank": k,
-                        "target": int(cls),
-                        "label": self.spec.label(int(cls)),
-                        "probability": probs[k],
-                        "top5": top5,
-                        "map": half[k].reshape(-1),
-                        "map_shape": list(half[k].shape),
-                        "map_scale": float(scale[k]),
-                        "png": None if pngs is None else pngs[method, k],
-                        POSITION: int(batch.positions[i]),
-                        SOURCE: batch.sources[i],
-                        ERROR: None,
-                    }
+                    row = self.row(batch, i, (layer, method, k, int(cls)), half, scale)
+                    row["label"] = self.spec.label(int(cls))
+                    row["probability"], row["top5"] = probs[k], top5
+                    row["png"] = None if pngs is None else pngs[method, k]
                     if boxes is not None:
                         row["box"] = boxes[k]
                     if masks is not None:
                         row["mask"], row["mask_shape"] = masks[k]
-                    for name, value in row.items():
-                        columns[name].append(value)
+                    add_row(columns, row)
         if pngs is not None:
             self._write_pngs(batch, i, result, j, classes, pngs)
 
-    @staticmethod
-    def _layer_names(result: Explanation) -> list[str]:
-        return [result.layer] if isinstance(result.layer, str) else list(result.layer)
+    def stored(self, raw: torch.Tensor) -> tuple[np.ndarray, torch.Tensor]:
+        """``(K, ...)`` raw maps as the shards keep them: at ``--map-size``, divided by their
+        ``map_scale`` (the largest magnitude, 1 for an all-zero map), in float16."""
+        import torch
+
+        stored = self._resize(raw.float())
+        scale = stored.flatten(1).abs().amax(1)
+        scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+        return (stored / scale.view(-1, *[1] * (stored.ndim - 1))).half().cpu().numpy(), scale
+
+    def row(
+        self,
+        batch: DecodedBatch,
+        i: int,
+        key: tuple[str, str, int, int],
+        half: np.ndarray,
+        scale: torch.Tensor,
+    ) -> dict[str, Any]:
+        """The columns every row of input ``i`` has, for ``key`` = (layer, method, rank, target)
+        and the stored maps of that layer and method."""
+        layer, method, k, target = key
+        return {
+            "id": batch.ids[i],
+            "width": int(batch.widths[i]),
+            "height": int(batch.heights[i]),
+            "model": self.model_name,
+            "layer": layer,
+            "method": method,
+            "rank": k,
+            "target": target,
+            "map": half[k].reshape(-1),
+            "map_shape": list(half[k].shape),
+            "map_scale": float(scale[k]),
+            POSITION: int(batch.positions[i]),
+            SOURCE: batch.sources[i],
+            ERROR: None,
+        }
 
     def _top5(self, result: Explanation, j: int) -> list[dict[str, Any]] | None:
         prediction = result.prediction  # softmax, or sigmoid for sigmoid heads

@@ -86,44 +86,18 @@ def _add(
     result: Any,
     entries: list[dict[str, Any]],
 ) -> None:
-    import torch
+    from .parquet import add_row
 
-    from .parquet import ERROR, POSITION, SOURCE
-
-    layers = [result.layer] if isinstance(result.layer, str) else list(result.layer)
-    for layer in layers:
+    for layer in result.layer_names:
         for method in step.settings.methods:
-            raw = result.layer_raw[layer][method][0].float()
-            raw = _per_target(raw, result.targets.ndim == 2)  # (K, h, w) or guided (K, 3, H, W)
-            stored = step._resize(raw)
-            scale = stored.flatten(1).abs().amax(1)
-            scale = torch.where(scale > 0, scale, torch.ones_like(scale))
-            half = (stored / scale.view(-1, *[1] * (stored.ndim - 1))).half().cpu().numpy()
+            raw = result.layer_raw[layer][method][0]
+            half, scale = step.stored(_per_target(raw, result.targets.ndim == 2))
             for k, entry in enumerate(entries):
-                row = {
-                    "id": batch.ids[i],
-                    "width": int(batch.widths[i]),
-                    "height": int(batch.heights[i]),
-                    "model": step.model_name,
-                    "layer": layer,
-                    "method": method,
-                    "rank": k,
-                    "target": int(entry["class"]),
-                    "label": entry["label"],
-                    "probability": None,
-                    "top5": None,
-                    "map": half[k].reshape(-1),
-                    "map_shape": list(half[k].shape),
-                    "map_scale": float(scale[k]),
-                    "score": float(entry["score"]),
-                    POSITION: int(batch.positions[i]),
-                    SOURCE: batch.sources[i],
-                    ERROR: None,
-                }
+                row = step.row(batch, i, (layer, method, k, int(entry["class"])), half, scale)
+                row["label"], row["score"] = entry["label"], float(entry["score"])
                 if "object_box" in columns:
                     row["object_box"] = entry.get("box")
-                for name in columns:
-                    columns[name].append(row.get(name))
+                add_row(columns, row)
 
 
 def _per_target(raw: Any, per_class: bool) -> Any:

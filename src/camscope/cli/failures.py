@@ -16,21 +16,15 @@ from typing import Any
 from . import options, values
 from ._common import echo
 
-_EPILOG = """\
-data (--data):
-  a folder with one subfolder per class: ImageNet class names, WordNet lemmas or synset ids
-  (n02123045) for ImageNet models, the run's class names for models from `camscope train`;
-  or annotations as `camscope evaluate` reads them (VOC XML, COCO JSON, CSV boxes, the VOC,
-  Oxford-IIIT Pet and COCO folder layouts; the largest object's class is the image's class;
-  --images DIR where the images are); or builtin:N (the built-in benchmark). --class-map FILE
-  maps data-set labels and folder names onto model classes; --unmapped skip leaves out what maps
-  to no class (default: such images fail and are named, exit 1)
-
+_EPILOG = (
+    options.DATA_HELP
+    + """
 examples:
   camscope failures --data pets/ --out out/failures
   camscope failures --data builtin:40 --method gradcam++ --layer blocks.5
   camscope failures --model runs/pets --data pets/val --out out/pets-failures
 """
+)
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:

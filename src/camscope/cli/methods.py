@@ -29,19 +29,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    return show_methods(as_json=bool(args.json), as_markdown=bool(getattr(args, "markdown", False)))
-
-
-def show_methods(*, as_json: bool = False, as_markdown: bool = False) -> int:
     """Print the registry; returns the exit code."""
     from ..methods import method_specs
     from ..methods.table import COLUMNS, markdown_table, method_rows
 
-    if as_markdown:
+    if args.markdown:
         echo(markdown_table().rstrip("\n"))
         return 0
     rows = method_rows()
-    if as_json:
+    if args.json:
         records = [
             {
                 "name": s.name,

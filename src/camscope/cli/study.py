@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
+from ..outputs import percent
 from . import options
 from ._common import echo, format_table
 
@@ -41,10 +41,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
-def _percent(value: float) -> str:
-    return "-" if math.isnan(value) else f"{100 * value:.1f}%"
-
-
 def run(args: argparse.Namespace) -> int:
     from ..serve.study.answers import AnswerLog, summarize
 
@@ -67,39 +63,16 @@ def run(args: argparse.Namespace) -> int:
     if not rows:
         return 0
     if kind == "class-discrimination":
-        head = ["method", "answers", "correct", "accuracy", "95% interval (Wilson)"]
-        body = [
-            [
-                e["method"],
-                e["n"],
-                e["correct"],
-                _percent(e["accuracy"]),
-                f"{_percent(e['ci_low'])} - {_percent(e['ci_high'])}",
-            ]
-            for e in table
-        ]
+        head = ["method", "answers", "correct", "accuracy"]
+        keys: tuple[str, ...] = ("n", "correct", "accuracy")
     else:
         echo(f"a = {models[0]}, b = {models[1]}; share of decided answers preferring a")
-        head = [
-            "method",
-            "answers",
-            "prefer a",
-            "prefer b",
-            "same",
-            "share a",
-            "95% interval (Wilson)",
-        ]
-        body = [
-            [
-                e["method"],
-                e["n"],
-                e["prefer_a"],
-                e["prefer_b"],
-                e["same"],
-                _percent(e["share_a"]),
-                f"{_percent(e['ci_low'])} - {_percent(e['ci_high'])}",
-            ]
-            for e in table
-        ]
+        head = ["method", "answers", "prefer a", "prefer b", "same", "share a"]
+        keys = ("n", "prefer_a", "prefer_b", "same", "share_a")
+    head.append("95% interval (Wilson)")
+    body = []
+    for e in table:
+        share, low, high = (percent(e[k], missing="-") for k in (keys[-1], "ci_low", "ci_high"))
+        body.append([e["method"], *(e[k] for k in keys[:-1]), share, f"{low} - {high}"])
     echo(format_table(head, body))
     return 0

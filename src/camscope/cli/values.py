@@ -12,7 +12,7 @@ from ..errors import UsageError, closest
 from .options import PREPROCESSING
 
 if TYPE_CHECKING:
-    from ..models.recipe import ModelRecipe, SpecOverrides
+    from ..models.recipe import ModelRecipe
     from ..tasks.request import TaskRequest
 
 
@@ -44,7 +44,7 @@ def one_method(args: argparse.Namespace, what: str) -> str:
 def model_recipe(args: argparse.Namespace, name: str | None = None) -> ModelRecipe:
     """The model the options describe (``--model``, or ``name``), with the preprocessing
     overrides the command takes."""
-    from ..models.recipe import ModelRecipe
+    from ..models.recipe import ModelRecipe, SpecOverrides
 
     return ModelRecipe(
         name=name or args.model,
@@ -53,18 +53,12 @@ def model_recipe(args: argparse.Namespace, name: str | None = None) -> ModelReci
         random_init=bool(args.random_init),
         device=args.device,
         keep_mode=bool(getattr(args, "as_is", False)),
-        overrides=spec_overrides(args),
+        overrides=SpecOverrides(**preprocessing(args)),
     )
 
 
-def spec_overrides(args: argparse.Namespace) -> SpecOverrides:
-    from ..models.recipe import SpecOverrides
-
-    return SpecOverrides(**{name: getattr(args, name, None) for name in PREPROCESSING})
-
-
 def preprocessing(args: argparse.Namespace) -> dict[str, Any]:
-    """The preprocessing overrides as given (for ``summary.json``)."""
+    """The preprocessing overrides as given (for the model and ``summary.json``)."""
     return {name: getattr(args, name, None) for name in PREPROCESSING}
 
 

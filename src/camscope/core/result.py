@@ -57,6 +57,11 @@ class Explanation:
     probability_kind: str = "softmax"
 
     @property
+    def layer_names(self) -> list[str]:
+        """``layer`` as a list: the names of the explained layers."""
+        return [self.layer] if isinstance(self.layer, str) else list(self.layer)
+
+    @property
     def prediction(self) -> Prediction | None:
         """The model's :class:`~camscope.core.prediction.Prediction` for the batch (classes and
         the probability of every class under ``probability_kind``), or None without logits or

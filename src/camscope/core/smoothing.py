@@ -106,7 +106,7 @@ def aug_smooth_explain(
     base = explain_fn(model, x, methods, layer, targets, **common)
     methods = list(base.maps)
     size = (x.shape[-2], x.shape[-1])
-    layers = [base.layer] if isinstance(base.layer, str) else list(base.layer)
+    layers = base.layer_names
     per_class = base.targets.ndim == 2
     callable_target = callable(targets) and not isinstance(targets, Tensor)
     sums = {lay: {m: v.clone() for m, v in d.items()} for lay, d in base.layer_maps.items()}

@@ -18,12 +18,12 @@ Example:
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import DatasetError
-from ..io import IMAGE_EXTENSIONS
+from ..io.decode import has_image_extension
+from .inputs import images_below
 
 
 @dataclass(frozen=True)
@@ -50,18 +50,6 @@ class FolderDataset:
         return out
 
 
-def _is_image(path: str) -> bool:
-    return os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS
-
-
-def _images_below(folder: Path) -> list[Path]:
-    found: list[Path] = []
-    for dirpath, dirs, files in os.walk(folder, followlinks=True):
-        dirs.sort()
-        found.extend(Path(dirpath) / f for f in files if _is_image(f))
-    return sorted(found)
-
-
 def scan_class_folders(root: str | Path) -> FolderDataset:
     """Scan ``root`` as one subfolder per class; class folders without images are left out and
     listed in :attr:`FolderDataset.empty`.
@@ -82,14 +70,16 @@ def scan_class_folders(root: str | Path) -> FolderDataset:
     items: list[tuple[Path, int]] = []
     skipped: list[str] = []
     for name in names:
-        files = _images_below(folder / name)
+        files = [Path(p) for p in images_below(folder / name, follow_links=True)]
         if not files:
             skipped.append(name)
             continue
         items.extend((path, len(classes)) for path in files)
         classes.append(name)
     if not classes:
-        loose = [p.name for p in folder.iterdir() if p.is_file() and _is_image(p.name)][:3]
+        loose = [p.name for p in folder.iterdir() if p.is_file() and has_image_extension(p.name)][
+            :3
+        ]
         hint = (
             f"; it holds images directly ({', '.join(loose)}...): put them in one subfolder "
             "per class"

@@ -11,6 +11,7 @@ import re
 import unicodedata
 import urllib.parse
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -132,7 +133,7 @@ def collect_inputs(items: Sequence[str]) -> list[str]:
     >>> collect_inputs(["https://example.com/a.jpg", "https://example.com/a.jpg"])
     ['https://example.com/a.jpg']
     """
-    from ..io.decode import IMAGE_EXTENSIONS, has_image_extension, is_url
+    from ..io.decode import IMAGE_EXTENSIONS, is_url
 
     out: list[str] = []
     seen: set[str] = set()
@@ -146,17 +147,26 @@ def collect_inputs(items: Sequence[str]) -> list[str]:
     for raw in items:
         item = str(raw)
         if not is_url(item) and os.path.isdir(item):
-            found: list[str] = []
-            for root, dirs, files in os.walk(item):
-                dirs.sort()
-                found.extend(os.path.join(root, f) for f in files if has_image_extension(f))
+            found = images_below(item)
             if not found:
                 log.warning("folder %s holds no images (%s)", item, ", ".join(IMAGE_EXTENSIONS))
-            for path in sorted(found):
+            for path in found:
                 add(path)
         else:
             add(item)
     return out
+
+
+def images_below(folder: str | Path, follow_links: bool = False) -> list[str]:
+    """Every image file below ``folder`` (:func:`camscope.io.decode.has_image_extension`), in
+    sorted path order; symlinked folders are followed only with ``follow_links``."""
+    from ..io.decode import has_image_extension
+
+    found: list[str] = []
+    for root, dirs, files in os.walk(folder, followlinks=follow_links):
+        dirs.sort()
+        found.extend(os.path.join(root, f) for f in files if has_image_extension(f))
+    return sorted(found)
 
 
 def demo_images() -> list[tuple[str, Image.Image]]:

@@ -1,24 +1,9 @@
 """Where a data set keeps its annotations and its images: the common folder layouts.
 
 :func:`find_annotations` looks at a ``--data`` folder and says which annotation format it holds
-and which folders its images may be in. Layouts understood (folder names in any case):
-
-============================  =====================================  ================================
-layout                        annotations                            images looked for in
-============================  =====================================  ================================
-CSV                           ``DATA/*.csv`` (one)                   beside the CSV
-COCO                          ``DATA/*.json`` or                     beside the JSON, ``images/``,
-                              ``DATA/annotations/*.json`` (one, or   ``DATA/``, ``DATA/images/`` and
-                              one ``instances_*.json``)              ``DATA/<split>/`` (``val2017``
-                                                                     from ``instances_val2017.json``)
-PASCAL VOC                    ``DATA/*.xml``,                        beside the XML,
-                              ``DATA/Annotations/*.xml``             ``DATA/JPEGImages/``,
-                                                                     ``DATA/images/``, ``DATA/``
-Oxford-IIIT Pet               ``DATA/annotations/xmls/*.xml``        ``DATA/images/``
-============================  =====================================  ================================
-
-``--images DIR`` replaces the image folders of any layout. Nothing found is an error that lists
-every place that was looked at.
+and which folders its images may be in (the layouts understood, folder names in any case:
+docs/architecture.md, "Data: the one grammar"). ``--images DIR`` replaces the image folders of
+any layout. Nothing found is an error that lists every place that was looked at.
 
 Each annotation format lives in a file of its own (:mod:`.voc` for PASCAL VOC and Oxford-IIIT
 Pet, :mod:`.coco`, :mod:`.csv_boxes`) and joins with :func:`register_format`: how to find its

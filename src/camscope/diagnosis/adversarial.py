@@ -202,8 +202,6 @@ def _attack_batch(
 ) -> list[dict[str, Any]]:
     from PIL import Image
 
-    from ..core.engine import explain
-
     x01 = torch.cat([t for _, t, _ in batch])
     p_clean = _classify(model, x01, spec, s.multilabel)
     clean = p_clean.classes
@@ -229,16 +227,7 @@ def _attack_batch(
     targets = torch.cat([torch.stack([adv_class, clean], 1), torch.stack([clean, clean], 1)])
     sources = [item.source for item, _, _ in batch]
     with naming_warnings([f"{src} (adversarial)" for src in sources] + sources):
-        res = explain(
-            model,
-            _norm(torch.cat([adv, x01]), spec),
-            s.methods,
-            s.layer,
-            targets,
-            method_options=s.method_options,
-            strict=True,  # every method's maps are read below; one that cannot run: usage error
-            multilabel=s.multilabel,
-        )
+        res = s.explain(model, _norm(torch.cat([adv, x01]), spec), s.methods, targets)
     boxes = [b for _, _, b in batch]
     by_method = {m: _similarity(res.maps[m], n, boxes, s.tolerance) for m in s.methods}
     first = res.maps[s.methods[0]]

@@ -25,7 +25,7 @@ from ..data.walk import SkipFn, Walk
 
 if TYPE_CHECKING:
     import torch
-    from torch import nn
+    from torch import Tensor, nn
 
     from ..models import ModelSpec
 
@@ -57,18 +57,34 @@ class DiagnosisSettings:
     progress: bool | Progress = True
     on_skip: SkipFn | None = None
 
+    def explain(self, model: nn.Module, x: Tensor, methods: list[str], targets: Tensor) -> Any:
+        """:func:`camscope.explain` at the run's layer with its options; strict: every method's
+        maps are read, so one that cannot run at the layer is a usage error."""
+        from ..core.engine import explain
+
+        return explain(
+            model,
+            x,
+            methods,
+            self.layer,
+            targets,
+            method_options=self.method_options,
+            strict=True,
+            multilabel=self.multilabel,
+        )
+
 
 class DiagnosisRun:
     """One ``failures`` or ``adversarial`` run: ``out`` (created), ``device`` (the model's),
     :meth:`batches` (the walk) and :meth:`skip`, ``errors`` (every skipped input)."""
 
     def __init__(self, model: nn.Module, out_dir: str | Path, settings: DiagnosisSettings) -> None:
-        import torch
+        from ..models.spec import model_device
 
         self.settings = settings
         self.out = Path(out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
-        self.device: torch.device = next(iter(model.parameters()), torch.zeros(0)).device
+        self.device: torch.device = model_device(model)
         self.walk: Walk[Prepared] | None = None
 
     def batches(

@@ -28,8 +28,6 @@ Example:
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +39,7 @@ from ..core.prediction import classify
 from ..data.dataset import LabelledData, Sample
 from ..data.walk import naming_warnings
 from ..errors import CamscopeError, UsageError
-from ..outputs import output_lock, write_atomic, write_json
+from ..outputs import output_lock, write_atomic, write_csv, write_json
 from ..viz import confusion_png
 from .batches import DiagnosisRun, DiagnosisSettings
 from .report import OTHER, confusion_counts, failures_html
@@ -141,23 +139,12 @@ def _explain_failures(
     out: Path,
     s: FailureSettings,
 ) -> None:
-    from ..core.engine import explain
     from ..metrics.robustness import top_region_iou
 
     methods = list(dict.fromkeys([s.method, GUIDED, COUNTERFACTUAL]))
     targets = torch.tensor([[r["predicted_class"], r["true_class"]] for r in records])
-    # strict: every method's maps are drawn; one that cannot run at the layer is a usage error
     with naming_warnings([str(r["path"]) for r in records]):
-        res = explain(
-            model,
-            x,
-            methods,
-            s.layer,
-            targets.to(x.device),
-            method_options=s.method_options,
-            strict=True,
-            multilabel=s.multilabel,
-        )
+        res = s.explain(model, x, methods, targets.to(x.device))
     overlap = top_region_iou(res.maps[s.method][:, 0], res.maps[s.method][:, 1])
     for i, rec in enumerate(records):
         rec["overlap"] = round(float(overlap[i]), 4)
@@ -241,13 +228,11 @@ def _write(
         "errors": run.errors,
     }
     write_json(out / "failures.json", summary)
-    table = io.StringIO()
-    writer = csv.writer(table)
-    writer.writerow(["class", "images", "correct", "accuracy"])
+    table: list[list[Any]] = [["class", "images", "correct", "accuracy"]]
     for name, stats in per_class.items():
         acc = "" if stats["accuracy"] is None else f"{stats['accuracy']:.4f}"
-        writer.writerow([name, stats["images"], stats["correct"], acc])
-    write_atomic(out / "per_class.csv", table.getvalue())
+        table.append([name, stats["images"], stats["correct"], acc])
+    write_csv(out / "per_class.csv", table)
     confusion = None
     if data.classes and records:
         pairs = [(r["label"], _data_class(r["predicted_class"], data)) for r in records]

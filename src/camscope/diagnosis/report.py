@@ -9,14 +9,13 @@ folders) escaped.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..outputs import render_page, write_atomic
+from ..outputs import encoded, render_page, write_atomic
 
 OTHER = "other"  # the column of predictions outside every data class
 
@@ -46,9 +45,7 @@ def _jpeg(path: Path, max_width: int = 1100) -> bytes:
     if picture.width > max_width:
         height = round(picture.height * max_width / picture.width)
         picture = picture.resize((max_width, height), Image.Resampling.LANCZOS)
-    buf = io.BytesIO()
-    picture.save(buf, format="JPEG", quality=88)
-    return buf.getvalue()
+    return encoded(picture, "JPEG", quality=88)
 
 
 def failures_html(

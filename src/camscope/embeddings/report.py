@@ -22,38 +22,14 @@ escaped, nothing is loaded from outside.
 
 from __future__ import annotations
 
-import io
-import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from ..data.inputs import safe_names
-from ..outputs import output_lock, render_page, write_atomic, write_json
+from ..outputs import encoded, finite, output_lock, render_page, write_atomic, write_json
+from ..viz import chart_colour
 from .run import EmbeddingRun, LayerEmbedding
-
-_PALETTE = (
-    "#0072B2",
-    "#E69F00",
-    "#009E73",
-    "#CC79A7",
-    "#56B4E9",
-    "#D55E00",
-    "#F0E442",
-    "#000000",
-    "#999999",
-    "#882255",
-    "#44AA99",
-    "#117733",
-    "#332288",
-    "#AA4499",
-    "#DDCC77",
-    "#88CCEE",
-)  # fmt: skip  (Okabe-Ito first: told apart with colour-blind eyes too)
-
-
-def _colour(index: int) -> str:
-    return _PALETTE[index % len(_PALETTE)]
 
 
 def _title(layer: LayerEmbedding, k: int) -> str:
@@ -92,7 +68,7 @@ def scatter_png(run: EmbeddingRun, layer: LayerEmbedding) -> bytes:
                 points[idx, 0],
                 points[idx, 1],
                 s=46 if wrong else 18,
-                c=_colour(ci),
+                c=chart_colour(ci),
                 marker="X" if wrong else "o",
                 edgecolors="black" if wrong else "none",
                 linewidths=0.8,
@@ -108,9 +84,7 @@ def scatter_png(run: EmbeddingRun, layer: LayerEmbedding) -> bytes:
     ax.set_title(_title(layer, run.k), fontsize=9)
     ax.legend(fontsize=7, loc="best", markerscale=0.9)
     ax.grid(alpha=0.25)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    return buf.getvalue()
+    return encoded(fig, "png", dpi=110, bbox_inches="tight")
 
 
 def _marks(
@@ -130,7 +104,7 @@ def _marks(
             (
                 pad + (x - x0) * sx if sx else side / 2,
                 side - pad - (y - y0) * sy if sy else side / 2,
-                _colour(run.classes.index(run.labels[i])),
+                chart_colour(run.classes.index(run.labels[i])),
                 wrong,
                 f"{run.ids[i]} · {run.labels[i]}" + (" · misclassified" if wrong else ""),
             )
@@ -142,7 +116,7 @@ def embeddings_html(run: EmbeddingRun, images: list[dict[str, Any]], title: str)
     """The self-contained HTML page with one hoverable scatter per layer."""
     side = 420
     plots = [(_title(layer, run.k), _marks(run, layer, side)) for layer in run.layers.values()]
-    colours = [_colour(i) for i in range(len(run.classes))]
+    colours = [chart_colour(i) for i in range(len(run.classes))]
     return render_page(
         "embeddings.html",
         title=title,
@@ -152,10 +126,6 @@ def embeddings_html(run: EmbeddingRun, images: list[dict[str, Any]], title: str)
         side=side,
         colours=colours,
     )
-
-
-def _clean(value: float | None) -> float | None:
-    return None if value is None or math.isnan(value) else round(value, 4)
 
 
 def write_embeddings(
@@ -176,8 +146,8 @@ def _write(
         figure = f"embed_{names[name]}.png"
         write_atomic(out / figure, scatter_png(run, layer), durable=False)
         layers[name] = {
-            "silhouette": _clean(layer.silhouette),
-            "knn_accuracy": _clean(layer.knn_accuracy),
+            "silhouette": finite(layer.silhouette, 4),
+            "knn_accuracy": finite(layer.knn_accuracy, 4),
             "k": run.k,
             "dims": int(layer.features.shape[1]),
             "explained_variance": (

@@ -16,8 +16,6 @@ Example:
 
 from __future__ import annotations
 
-import base64
-import io as _io
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -30,6 +28,8 @@ from ..data.dataset import LabelledData, LoadOptions, Prepared
 from ..data.progress import Progress
 from ..data.walk import SkipFn, Walk
 from ..errors import UsageError
+from ..models.spec import model_device
+from ..outputs import data_uri, encoded
 from .features import knn_accuracy, pca_2d, pooled_features, resolve_embedding_layers, silhouette
 from .features import umap_2d as _umap
 
@@ -71,9 +71,7 @@ class EmbeddingRun:
 def _thumbnail(item: Prepared, side: int) -> str:
     picture = item.image.convert("RGB")
     picture.thumbnail((side, side))
-    buf = _io.BytesIO()
-    picture.save(buf, format="JPEG", quality=80)
-    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    return data_uri(encoded(picture, "JPEG", quality=80), "image/jpeg")
 
 
 def embed_dataset(
@@ -109,7 +107,7 @@ def embed_dataset(
         raise UsageError(f"projection must be one of {', '.join(PROJECTIONS)}; got {projection!r}")
     if batch_size < 1 or k < 1:
         raise UsageError(f"batch_size and k must be at least 1; got {batch_size} and {k}")
-    device = next(iter(model.parameters()), torch.zeros(0)).device
+    device = model_device(model)
     chunks: dict[str, list[Tensor]] = {}
     order: list[str] = []
     ids: list[str] = []

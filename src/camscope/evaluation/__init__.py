@@ -1,21 +1,10 @@
-"""``camscope evaluate``: the CAM papers' protocols on a model and an annotated data set.
-
-* :mod:`.registry`: ``@register_metric``, the metric families and their leaderboard columns;
-  :mod:`.families`: the built-in families, one function of a batch each; :mod:`.context`: the
-  :class:`~camscope.evaluation.context.BatchContext` they read;
-* :mod:`.config`: :class:`EvalConfig`;
-* :mod:`.scoring`: one batch: its prediction, its explain call and every selected family;
-* :mod:`.run`: the resumable run over a data set, examples and the sanity check;
-* :mod:`.store`: ``results.jsonl`` (read tolerating a truncated line, appended per batch);
-* :mod:`.summary`: means with bounded 95% intervals (Wilson, bootstrap), ties, the verdict,
-  ``results.csv``;
-* :mod:`.report`: ``report.md`` and the self-contained ``report.html``.
-
-The metrics themselves are pure functions in :mod:`camscope.metrics`; the data sets come from
-:mod:`camscope.data`. This package may import everything below it (core, methods, perturbation,
-models, metrics, data, io, viz), never :mod:`camscope.cli`. Importing it is cheap: the registry
-and the families load without torch (``camscope evaluate --help`` lists them), the rest loads
-when a name is first used.
+"""``camscope evaluate``: the CAM papers' protocols on a model and an annotated data set, as metric
+families registered with ``@register_metric`` (:mod:`.registry`, :mod:`.families`), a resumable
+run (:mod:`.run`), a leaderboard with bounded 95% intervals (:mod:`.summary`) and a report
+(:mod:`.report`); the math is :mod:`camscope.metrics`'. Importing this package is cheap: the
+registry and the families load without torch (``camscope evaluate --help`` lists them), the
+rest loads when a name is first used. What each module holds: the ``evaluation/`` paragraph of
+docs/architecture.md.
 """
 
 from __future__ import annotations

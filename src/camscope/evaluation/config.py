@@ -140,11 +140,10 @@ class EvalConfig:
                 raise UsageError(
                     f"unknown substrate {sub!r}; choose from {', '.join(fm.SUBSTRATES)}"
                 )
-        for name in ("steps", "batch_size", "forward_batch", "occlusion_patch", "occlusion_stride"):
+        counts = ("steps", "batch_size", "forward_batch", "occlusion_patch", "occlusion_stride")
+        for name in (*counts, "sanity_images"):
             if int(getattr(self, name)) < 1:
                 raise UsageError(f"{name} must be >= 1; got {getattr(self, name)}")
-        if self.sanity_images < 1:
-            raise UsageError(f"sanity_images must be >= 1; got {self.sanity_images}")
         if int(self.robustness_samples) < 1:
             raise UsageError(
                 f"robustness_samples (--robustness-samples) must be >= 1; "

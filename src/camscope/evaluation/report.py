@@ -24,7 +24,6 @@ Example:
 from __future__ import annotations
 
 import html
-import io
 import math
 import re
 from collections.abc import Sequence
@@ -35,20 +34,13 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ..outputs import render_page, write_atomic
-from ..viz import overlay
+from ..outputs import encoded, render_page, write_atomic
+from ..viz import chart_colour, overlay
 from .summary import best_entries, column_decimals, shown, verdict
-
-_COLORS = (
-    "#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000",
-    "#999999", "#882255", "#44AA99", "#117733", "#332288", "#AA4499",
-)  # fmt: skip
 
 
 def _png(fig: Any) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    return buf.getvalue()
+    return encoded(fig, "png", dpi=110, bbox_inches="tight")
 
 
 def _new_figure(width: float, height: float) -> Any:
@@ -74,7 +66,7 @@ def curves_figure(curves: dict[str, dict[str, list[float]]]) -> bytes | None:
                 xs = np.linspace(0, 1, len(ys))
                 auc = float(np.sum(ys[1:] + ys[:-1]) / (2 * (len(ys) - 1)))
                 label = f"{name} ({auc:.3f})".replace("$", r"\$")
-                ax.plot(xs, ys, color=_COLORS[i % len(_COLORS)], label=label)
+                ax.plot(xs, ys, color=chart_colour(i), label=label)
         better = "lower" if mode == "deletion" else "higher"
         ax.set_title(f"{mode.capitalize()} (AUC {better} is better)")
         ax.set_xlabel("fraction of pixels " + ("removed" if mode == "deletion" else "inserted"))
@@ -98,7 +90,7 @@ def bar_figure(summary: dict[str, Any], key: str) -> bytes:
         means,
         yerr=[below, above],
         capsize=3,
-        color=[_COLORS[i % len(_COLORS)] for i in range(len(names))],
+        color=[chart_colour(i) for i in range(len(names))],
     )
     ax.set_xticks(range(len(names)))
     ax.set_xticklabels(names, rotation=45, ha="right", fontsize=8, parse_math=False)
@@ -164,7 +156,7 @@ def sanity_figure(sanity: dict[str, Any]) -> bytes | None:
         ax = fig.add_subplot(1, len(layers), k + 1)
         for i, (name, vals) in enumerate(data["spearman"].items()):
             ax.plot(
-                range(len(vals)), vals, marker="o", color=_COLORS[i % len(_COLORS)],
+                range(len(vals)), vals, marker="o", color=chart_colour(i),
                 label=name.replace("$", r"\$"),
             )  # fmt: skip
         ax.set_xticks(range(len(data["steps"])))

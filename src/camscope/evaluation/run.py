@@ -40,6 +40,7 @@ from ..data.dataset import LoadOptions, Sample, sample_ids
 from ..data.progress import Progress
 from ..data.walk import SkipFn, Walk
 from ..errors import ImageLoadError, UsageError
+from ..models.spec import model_device
 from ..outputs import output_lock, write_atomic, write_json
 from .config import EvalConfig, config_differences
 from .scoring import CountingForward, Timing, evaluate_batch, to_input
@@ -71,10 +72,6 @@ def _as_sequence(samples: Sequence[Sample] | Iterable[Sample]) -> Sequence[Sampl
     if hasattr(samples, "__getitem__") and hasattr(samples, "__len__"):
         return samples  # type: ignore[return-value]
     return list(samples)
-
-
-def _device(model: nn.Module) -> torch.device:
-    return next(iter(model.parameters()), torch.zeros(0)).device
 
 
 def run_evaluation(
@@ -187,7 +184,7 @@ def _run_locked(
     forward = CountingForward(model)
     timing = Timing()
     clock = _SessionClock(out / "timing.json")
-    device = _device(model)
+    device = model_device(model)
     evaluated = 0
     walk: Walk[Any] = Walk(
         data,
@@ -333,7 +330,7 @@ def collect_examples(
         x = torch.stack([t for _, _, t, _ in loaded])
         res = explain(
             model,
-            x.to(_device(model)),
+            x.to(model_device(model)),
             m,
             layer=layer,
             targets=[int(r["target"]) for r, *_ in loaded],
@@ -383,7 +380,7 @@ def _sanity(
         if sid in failed_ids:
             continue
         try:
-            tensors.append(to_input(data[i], spec, max_pixels)[0].to(_device(model)))
+            tensors.append(to_input(data[i], spec, max_pixels)[0].to(model_device(model)))
         except ImageLoadError:
             continue
     result: dict[str, Any] = metric_family("sanity").fn(model, tensors, config)

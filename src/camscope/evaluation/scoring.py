@@ -21,6 +21,7 @@ from ..core.prediction import predict
 from ..data.dataset import LoadOptions, Sample
 from ..data.walk import naming_warnings
 from ..errors import UsageError
+from ..models.spec import model_device
 from ..perturbation.fastpath import FastForward
 from .config import EvalConfig
 from .context import BatchContext
@@ -35,7 +36,7 @@ class CountingForward:
     """
 
     def __init__(self, model: nn.Module, chunk: int = 8) -> None:
-        device = next(iter(model.parameters()), torch.zeros(0)).device
+        device = model_device(model)
         self.forward = FastForward(model, device)
         self.chunk = chunk if device.type == "cpu" else None
         self.images = 0
@@ -199,7 +200,7 @@ def _explained(
         explain=explain_again,
         mean=tuple(spec.mean),
         std=tuple(spec.std),
-        layer=res.layer if isinstance(res.layer, str) else ",".join(res.layer),
+        layer=",".join(res.layer_names),
     )
 
 

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from ..metrics.faithfulness import WIN_TIE_TOLERANCE, win_share
-from ..outputs import write_atomic
+from ..outputs import write_csv as csv_file
 from .config import EvalConfig
 from .registry import metric_column, metric_columns
 
@@ -350,13 +350,10 @@ def verdict(summary: dict[str, Any]) -> list[str]:
 def write_csv(path: Path, summary: dict[str, Any]) -> None:
     """``results.csv``: one row per method (/layer), columns ``<metric>``, ``<metric>_low`` and
     ``<metric>_high`` (the 95% interval), and ``n``."""
-    import csv
-    import io
-
     cols = summary["columns"]
-    fh = io.StringIO()
-    w = csv.writer(fh)
-    w.writerow(["method", *[x for c in cols for x in (c, f"{c}_low", f"{c}_high")], "n"])
+    rows: list[list[Any]] = [
+        ["method", *[x for c in cols for x in (c, f"{c}_low", f"{c}_high")], "n"]
+    ]
     for name, stats in summary["leaderboard"].items():
         row: list[Any] = [name]
         n = 0
@@ -370,5 +367,5 @@ def write_csv(path: Path, summary: dict[str, Any]) -> None:
                 *("" if math.isnan(s[b]) else f"{s[b]:.4f}" for b in ("low", "high")),
             ]
             n = max(n, s["n"])
-        w.writerow([*row, n])
-    write_atomic(path, fh.getvalue())
+        rows.append([*row, n])
+    csv_file(path, rows)

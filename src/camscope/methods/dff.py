@@ -38,7 +38,7 @@ run in eval mode. Callable targets are not supported.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -128,6 +128,15 @@ class Concepts:
     top_classes: Tensor
     top_probabilities: Tensor
     error: float
+
+    def tops(self, label: Callable[[int], str]) -> list[list[dict[str, Any]]]:
+        """Per concept, its top classes as ``{"class", "label", "probability"}`` (JSON-ready)."""
+
+        def entry(c: int, p: float) -> dict[str, Any]:
+            return {"class": int(c), "label": label(int(c)), "probability": round(float(p), 6)}
+
+        pairs = zip(self.top_classes.tolist(), self.top_probabilities.tolist())
+        return [[entry(c, p) for c, p in zip(classes, probs)] for classes, probs in pairs]
 
 
 def _factorize(acts: Tensor, k: int) -> tuple[Tensor, Tensor, float]:

@@ -57,6 +57,7 @@ from torch import nn
 
 from ..errors import UsageError, closest
 from .gapnet import GapNet
+from .spec import model_device
 
 log = logging.getLogger(__name__)
 
@@ -335,7 +336,7 @@ def map_check(model: nn.Module, image_size: int) -> MapCheck:
     """
     from ..core.layer_table import layer_table
 
-    x = torch.zeros(1, 3, image_size, image_size, device=_device_of(model))
+    x = torch.zeros(1, 3, image_size, image_size, device=model_device(model))
     rows = layer_table(model, x)
     auto = next(row for row in rows if "auto" in row.marks)
     by_size: dict[tuple[int, int], list[tuple[int, int, str]]] = {}
@@ -351,8 +352,3 @@ def map_check(model: nn.Module, image_size: int) -> MapCheck:
 
 
 _NOT_A_LAYER = ("Drop", "Identity", "Pool", "Softmax")
-
-
-def _device_of(model: nn.Module) -> torch.device:
-    param = next(iter(model.parameters()), None)
-    return param.device if param is not None else torch.device("cpu")

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -162,6 +163,12 @@ def for_channels(spec: ModelSpec, channels: int) -> ModelSpec:
         return (round(sum(values) / len(values), 6),) * channels
 
     return replace(spec, channels=channels, mean=fit(spec.mean), std=fit(spec.std))
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """Where ``model`` runs: its first parameter's device (the CPU for a model without any)."""
+    param = next(iter(model.parameters()), None)
+    return param.device if param is not None else torch.device("cpu")
 
 
 def input_channels(model: nn.Module) -> int | None:

@@ -12,7 +12,6 @@ factorization and one pass of the layers after the explained one.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..errors import CamscopeError
@@ -20,16 +19,12 @@ from .files import _save
 from .plan import IMAGE_FORMATS, PictureOptions
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
-    import torch
     from PIL import Image
-    from torch import nn
 
-    from ..data.dataset import LoadOptions, Sample
+    from ..data.dataset import Sample
     from ..methods.dff import Concepts
     from ..models import ModelSpec
-    from .job import JobState, Reporter
+    from .job import FileJob
 
 log = logging.getLogger(__name__)
 
@@ -38,16 +33,7 @@ TOP = 3  # classes named per concept
 
 def concept_entries(found: Concepts, spec: ModelSpec) -> list[dict[str, Any]]:
     """Per concept: its index and top classes with their probabilities (JSON-ready)."""
-    return [
-        {
-            "index": k,
-            "top": [
-                {"class": int(c), "label": spec.label(int(c)), "probability": round(float(p), 6)}
-                for c, p in zip(found.top_classes[k].tolist(), found.top_probabilities[k].tolist())
-            ],
-        }
-        for k in range(found.maps.shape[0])
-    ]
+    return [{"index": k, "top": top} for k, top in enumerate(found.tops(spec.label))]
 
 
 def concept_grid(
@@ -79,43 +65,32 @@ def concept_grid(
     )
 
 
-def add_concepts(
-    model: nn.Module,
-    spec: ModelSpec,
-    device: torch.device,
-    items: list[Sample],
-    layers: list[str],
-    method_options: Mapping[str, Any],
-    load: LoadOptions,
-    out: Path,
-    options: PictureOptions,
-    state: JobState,
-    reporter: Reporter,
-    multilabel: bool = False,
-) -> None:
+def add_concepts(job: FileJob, items: list[Sample]) -> None:
     """Write ``<stem>.concepts.<ext>`` for every image explained without error, and add its
     concepts to the image's record; an image whose concepts fail keeps its other files and
     gets the reason in its record (``concepts_error``)."""
     from ..methods.dff import concepts
 
-    records = {r["stem"]: r for r in state.records if not r.get("error")}
-    k = int(method_options.get("num_concepts", 5) or 5)
+    (model, spec, device, _), options, calls = job.loaded, job.writer.options, job.request.calls
+    records = {r["stem"]: r for r in job.state.records if not r.get("error")}
+    k = int(calls["method_options"].get("num_concepts", 5) or 5)
     ext = IMAGE_FORMATS[options.image_format]
     for item in items:
         record = records.get(item.stem)
         if record is None:
             continue
         try:
-            prepared = item.prepare(spec, load)
+            prepared = item.prepare(spec, job.load)
             image, x = prepared.image, prepared.x.to(device)
-            found = concepts(model, x, layers[0], num_concepts=k, top=TOP, multilabel=multilabel)[0]
+            layer, multilabel = job.request.layers[0], calls["multilabel"]
+            found = concepts(model, x, layer, num_concepts=k, top=TOP, multilabel=multilabel)[0]
             name = f"{item.stem}.concepts.{ext}"
-            _save(concept_grid(image, found, spec, options), out / name, options.image_format)
+            _save(concept_grid(image, found, spec, options), job.writer.out / name, ext)
         except (CamscopeError, OSError, RuntimeError) as err:
             reason = str(err)
             log.debug("concepts failed", exc_info=True)
             record["concepts_error"] = reason
-            reporter.warning(f"{item.source}: no concepts: {reason}")
+            job.reporter.warning(f"{item.source}: no concepts: {reason}")
             continue
         record["files"].append(name)
         record["concepts"] = concept_entries(found, spec)

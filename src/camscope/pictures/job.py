@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -19,16 +20,15 @@ from ..data.dataset import LoadOptions, Prepared, Sample
 from ..data.walk import Walk, name_images
 from ..errors import UsageError
 from .files import PictureWriter
-from .plan import plan_image
+from .plan import ImagePlan, plan_image
 
 if TYPE_CHECKING:
     import torch
     from PIL import Image
-    from torch import nn
 
     from ..core.result import Explanation
     from ..data.progress import Progress
-    from ..models import ModelSpec
+    from ..models.recipe import LoadedModel
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +91,11 @@ class PictureRequest:
     calls: dict[str, Any] = field(default_factory=dict)
     batch_size: int = 1
 
+    @property
+    def layer(self) -> str | list[str]:
+        """The ``layer`` of :func:`camscope.explain`: one name, or the list to fuse."""
+        return self.layers if len(self.layers) > 1 else self.layers[0]
+
 
 @dataclass
 class LoadedImage:
@@ -102,24 +107,68 @@ class LoadedImage:
     seconds: float
 
 
+@dataclass
+class FileJob:
+    """One run of the per-image job: the model, what to explain, how images load, the writer of
+    the files, what was done so far and who is told."""
+
+    loaded: LoadedModel
+    request: PictureRequest
+    load: LoadOptions
+    writer: PictureWriter
+    state: JobState
+    reporter: Reporter
+
+    def fail(self, item: Sample, reason: str, seconds: float) -> None:
+        """The record of an input that failed (the walker told the reporter)."""
+        self.state.failed += 1
+        self.state.records.append(
+            {
+                "source": item.source,
+                "stem": item.stem,
+                "error": reason,
+                "files": [],
+                "seconds": round(seconds, 4),
+            }
+        )
+
+    def said(self, result: Explanation, warnings: list[str]) -> None:
+        """Each skipped method and each warning of ``result`` told once per job."""
+        for key, reason in result.skipped.items():
+            if key not in self.state.skipped:
+                self.state.skipped[key] = reason
+                self.reporter.method_skipped(key, reason)
+        for text in warnings:
+            if text not in self.state.warnings:
+                self.state.warnings.append(text)
+                self.reporter.warning(text)
+
+    def submit(self, plan: ImagePlan, result: Explanation, seconds: float) -> None:
+        """Queue an image's files and keep its record."""
+        record = self.writer.submit(plan)
+        record["skipped"] = dict(result.skipped)
+        record["warnings"] = list(result.warnings)
+        record["seconds"] = round(seconds, 4)
+        self.state.records.append(record)
+
+    def report_writes(self, failed: list[dict[str, Any]]) -> None:
+        for record in failed:
+            self.state.failed += 1
+            self.reporter.input_failed(record["source"], str(record["error"]))
+
+
 def explain_to_files(
-    model: nn.Module,
-    spec: ModelSpec,
-    device: torch.device,
+    job: FileJob,
     items: list[Sample],
-    request: PictureRequest,
-    load: LoadOptions,
-    writer: PictureWriter,
-    state: JobState,
-    reporter: Reporter,
     progress: Progress | None = None,
+    alone: Callable[[LoadedImage, Walk[Prepared]], None] | None = None,
 ) -> None:
-    """Explain every item and write its pictures; records go to ``state`` as images finish
-    (``progress`` advances by each batch)."""
-    methods = list(request.methods)
+    """Explain every item and write its pictures; records go to ``job.state`` as images finish
+    (``progress`` advances by each batch). ``alone`` explains and writes one image per call
+    instead (a detector's, segmentation or embedding model's task: :mod:`.tasks`)."""
     walk: Walk[Prepared] = Walk(
-        items, spec=spec, options=load, batch_size=request.batch_size, progress=progress,
-        on_skip=reporter.input_failed,
+        items, spec=job.loaded.spec, options=job.load, progress=progress,
+        batch_size=1 if alone else job.request.batch_size, on_skip=job.reporter.input_failed,
     )  # fmt: skip
     try:
         for batch in walk:
@@ -130,60 +179,33 @@ def explain_to_files(
             ]
             for o in batch.outcomes:
                 if o.error is not None:
-                    _fail(state, o.sample, o.error, o.seconds)
-            for group, outcome in explain_groups(
-                model, loaded, methods, request, device, state, reporter
-            ):
-                for i, entry in enumerate(group):
-                    if isinstance(outcome, str):
-                        walk.skip(entry.item, outcome)
-                        _fail(state, entry.item, outcome, entry.seconds)
-                        continue
-                    result, seconds = outcome
-                    began = time.perf_counter()
-                    plan = plan_image(
-                        entry.item, entry.image, result, i, spec, methods, writer.options
-                    )
-                    record = writer.submit(plan)
-                    record["skipped"] = dict(result.skipped)
-                    record["warnings"] = list(result.warnings)
-                    share = entry.seconds + seconds / len(group)
-                    record["seconds"] = round(share + time.perf_counter() - began, 4)
-                    state.records.append(record)
-            _report_writes(writer.collect(), state, reporter)
+                    job.fail(o.sample, o.error, o.seconds)
+            if alone is not None:
+                for entry in loaded:
+                    alone(entry, walk)
+            else:
+                _explain_batch(job, loaded, walk)
+            job.report_writes(job.writer.collect())
     finally:
-        _report_writes(writer.close(), state, reporter)
+        job.report_writes(job.writer.close())
 
 
-def _report_writes(failed: list[dict[str, Any]], state: JobState, reporter: Reporter) -> None:
-    for record in failed:
-        state.failed += 1
-        reporter.input_failed(record["source"], str(record["error"]))
+def _explain_batch(job: FileJob, loaded: list[LoadedImage], walk: Walk[Prepared]) -> None:
+    for group, outcome in explain_groups(job, loaded):
+        for i, entry in enumerate(group):
+            if isinstance(outcome, str):
+                walk.skip(entry.item, outcome)
+                job.fail(entry.item, outcome, entry.seconds)
+                continue
+            result, seconds = outcome
+            began = time.perf_counter()
+            spec, methods, options = job.loaded.spec, job.request.methods, job.writer.options
+            plan = plan_image(entry.item, entry.image, result, i, spec, methods, options)
+            share = entry.seconds + seconds / len(group)
+            job.submit(plan, result, share + time.perf_counter() - began)
 
 
-def _fail(state: JobState, item: Sample, reason: str, seconds: float) -> None:
-    """The record of an input that failed (the walker told the reporter)."""
-    state.failed += 1
-    state.records.append(
-        {
-            "source": item.source,
-            "stem": item.stem,
-            "error": reason,
-            "files": [],
-            "seconds": round(seconds, 4),
-        }
-    )
-
-
-def explain_groups(
-    model: nn.Module,
-    loaded: list[LoadedImage],
-    methods: list[str],
-    request: PictureRequest,
-    device: torch.device,
-    state: JobState,
-    reporter: Reporter,
-) -> list[tuple[list[LoadedImage], Any]]:
+def explain_groups(job: FileJob, loaded: list[LoadedImage]) -> list[tuple[list[LoadedImage], Any]]:
     """Explain a chunk in one call: ``[(images, (result, seconds) or error text)]``.
 
     Methods (and layers) that cannot run are skipped by the engine (``strict=False``) and
@@ -198,21 +220,23 @@ def explain_groups(
 
     if not loaded:
         return []
-    layer: str | list[str] = request.layers if len(request.layers) > 1 else request.layers[0]
+    request, (model, _, device, _) = job.request, job.loaded
 
     def attempt(group: list[LoadedImage]) -> tuple[Explanation, float]:
         began = time.perf_counter()
         x = torch.cat([entry.x for entry in group]).to(device)
         with warnings_reported_by_caller():  # said once below, naming the files
             result = explain(
-                model, x, methods, layer, request.target, **request.calls, strict=False
+                model,
+                x,
+                request.methods,
+                request.layer,
+                request.target,
+                **request.calls,
+                strict=False,
             )
-        for key, reason in result.skipped.items():
-            _skip(state, reporter, key, reason)
-        for text in (name_images(w, [entry.item for entry in group]) for w in result.warnings):
-            if text not in state.warnings:
-                state.warnings.append(text)
-                reporter.warning(text)
+        items = [entry.item for entry in group]
+        job.said(result, [name_images(w, items) for w in result.warnings])
         return result, time.perf_counter() - began
 
     try:
@@ -225,11 +249,5 @@ def explain_groups(
             return [(loaded, f"{type(err).__name__}: {err}")]
     results: list[tuple[list[LoadedImage], Any]] = []
     for entry in loaded:
-        results.extend(explain_groups(model, [entry], methods, request, device, state, reporter))
+        results.extend(explain_groups(job, [entry]))
     return results
-
-
-def _skip(state: JobState, reporter: Reporter, key: str, reason: str) -> None:
-    if key not in state.skipped:
-        state.skipped[key] = reason
-        reporter.method_skipped(key, reason)

@@ -87,14 +87,64 @@ class ImagePlan:
     heat_legend: str = ""
     grid_picture: Image.Image | None = None  # the grid's input picture, when not ``display``
 
+    def set_grid(
+        self,
+        rows: list[tuple[str, list[Panel | None]]],
+        ext: str,
+        model: str,
+        layers: list[str],
+        legend: str,
+        what: str = "",
+    ) -> None:
+        """The grid file: its rows, and a title naming the image, the model, ``what`` (a task)
+        and the layers (their count when the names are long)."""
+        from ..viz import printable
 
-def display_size(size: tuple[int, int], max_side: int | None) -> tuple[int, int]:
-    """``(width, height)`` shrunk so that the longer side is at most ``max_side`` (0/None: as is)."""
-    width, height = size
-    if not max_side or max(width, height) <= max_side:
-        return width, height
-    scale = max_side / max(width, height)
-    return max(1, round(width * scale)), max(1, round(height * scale))
+        stem, text = self.record["stem"], ", ".join(layers)
+        text = text if len(text) <= 60 else f"{len(layers)} layers"
+        said = ("layer" if len(layers) == 1 else "layers") + f": {text}"
+        self.grid_title = "  |  ".join(printable(p) for p in (stem, model, what, said) if p)
+        self.grid_name, self.grid_rows, self.heat_legend = f"{stem}.grid.{ext}", rows, legend
+
+
+def new_plan(
+    item: Sample,
+    image: Image.Image,
+    display: Image.Image,
+    result: Explanation,
+    methods: list[str],
+    targets: list[dict[str, Any]],
+    top5: list[dict[str, Any]],
+    kind: str,
+    task: str | None = None,
+) -> ImagePlan:
+    """An image's plan with its record for ``summary.json`` (the files and seconds are filled in
+    as they are written)."""
+    from .. import io
+
+    record: dict[str, Any] = {
+        "source": item.source,
+        "stem": item.stem,
+        "size": [image.width, image.height],
+        "display_size": [display.width, display.height],
+    }
+    if task is not None:
+        record["task"] = task
+    record.update(
+        top5=top5,
+        probability_kind=kind,
+        target=targets[0] if targets else None,
+        targets=targets,
+        layers=result.layer_names,
+        methods=methods,
+        files=[],
+        seconds=0.0,
+        error=None,
+    )
+    meta = io.image_meta(image)
+    if meta:
+        record["input"] = meta
+    return ImagePlan(record=record, display=display)
 
 
 def class_label(spec: ModelSpec, cls: int, single_logit: bool = False) -> str:
@@ -147,7 +197,7 @@ def plan_image(
     options: PictureOptions,
 ) -> ImagePlan:
     """The pictures and record for image ``i`` of ``result`` (see the module docstring)."""
-    from .. import io, viz
+    from .. import viz
     from ..methods import get_method
 
     per_class = result.targets.ndim == 2
@@ -158,7 +208,7 @@ def plan_image(
         else [None] * len(class_ids)
     )
     kind = result.probability_kind
-    layer_names = [result.layer] if isinstance(result.layer, str) else list(result.layer)
+    layer_names = result.layer_names
     drawn = [m for m in methods if m in result.maps]
     ext = IMAGE_FORMATS[options.image_format]
     shared = per_class and len(class_ids) > 1 and options.class_scale == "shared"
@@ -181,25 +231,8 @@ def plan_image(
     top5 = []
     if prediction is not None:
         top5 = [_entry(spec, c, p, single) for c, p in prediction.ranked(i, 5)]
-    record: dict[str, Any] = {
-        "source": item.source,
-        "stem": item.stem,
-        "size": [image.width, image.height],
-        "display_size": [display.width, display.height],
-        "top5": top5,
-        "probability_kind": kind,
-        "target": _entry(spec, class_ids[0], probs[0], single),
-        "targets": [_entry(spec, c, p, single) for c, p in zip(class_ids, probs)],
-        "layers": layer_names,
-        "methods": drawn,
-        "files": [],
-        "seconds": 0.0,
-        "error": None,
-    }
-    meta = io.image_meta(image)
-    if meta:
-        record["input"] = meta
-    plan = ImagePlan(record=record, display=display)
+    targets = [_entry(spec, c, p, single) for c, p in zip(class_ids, probs)]
+    plan = new_plan(item, image, display, result, drawn, targets, top5, kind)
     rows: list[tuple[str, list[viz.Panel | None]]] = []
     for k in range(len(class_ids)):
         if per_class:
@@ -266,21 +299,12 @@ def plan_image(
             layer_rows.append((f"layer {name}", panels))
         rows = layer_rows + rows
     if options.grid:
-        layer_text = ", ".join(layer_names)
-        if len(layer_text) > 60:
-            layer_text = f"{len(layer_names)} layers"
-        plan.grid_name = f"{item.stem}.grid.{ext}"
-        plan.grid_rows = rows
-        plan.grid_title = (
-            f"{viz.printable(item.stem)}  |  {viz.printable(spec.name)}  |  "
-            + ("layer" if len(layer_names) == 1 else "layers")
-            + f": {viz.printable(layer_text)}"
-        )
-        plan.heat_legend = (
+        legend = (
             "relevance; the classes' maps share one scale per method"
             if shared
             else "relevance, each map scaled to its own maximum"
         )
+        plan.set_grid(rows, ext, spec.name, layer_names, legend)
     return plan
 
 

@@ -19,13 +19,15 @@ import json
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..data.dataset import LoadOptions
 from .files import PictureWriter
-from .job import JobState, PictureRequest, Reporter, explain_to_files
+from .job import FileJob, JobState, PictureRequest, Reporter, explain_to_files
 from .plan import PictureOptions
+from .tasks import explain_task_image
 
 if TYPE_CHECKING:
     from ..data.dataset import Sample
@@ -131,27 +133,14 @@ def run_picture_job(
     }
     request = PictureRequest(choice.methods, choice.layers, target, calls, job.batch_size)
     result = PictureResult(state, choice.methods, choice.layers, choice.left_out, task)
-    writer = PictureWriter(job.out, job.pictures)
+    work = FileJob(loaded, request, job.load, PictureWriter(job.out, job.pictures), state, reporter)
+    alone = None if task is None else partial(explain_task_image, work, task)
     try:
-        if task is None:
-            explain_to_files(
-                model, spec, device, items, request, job.load, writer, state, reporter, progress
-            )
-        else:
-            from .tasks import explain_task_to_files
-
-            explain_task_to_files(
-                *(model, spec, device, items, request, task, job.load, writer, state, reporter),
-                progress=progress,
-            )
+        explain_to_files(work, items, progress, alone)
         if job.concepts:
             from .concepts import add_concepts
 
-            add_concepts(
-                *(model, spec, device, items, choice.layers, job.method_options, job.load),
-                *(job.out, job.pictures, state, reporter),
-                multilabel=job.multilabel,
-            )
+            add_concepts(work, items)
     except KeyboardInterrupt:
         write_summary(job, loaded, result, interrupted=True)
         raise

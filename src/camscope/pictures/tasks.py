@@ -22,20 +22,16 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from ..data.dataset import LoadOptions, Prepared, Sample
-from ..data.walk import Walk
 from ..errors import NothingToExplain, UsageError
-from .files import PictureWriter
-from .job import JobState, PictureRequest, Reporter, _fail
-from .plan import IMAGE_FORMATS, ImagePlan, NpyFile, PictureFile, PictureOptions
+from .job import FileJob, LoadedImage
+from .plan import IMAGE_FORMATS, ImagePlan, NpyFile, PictureFile, PictureOptions, new_plan
 
 if TYPE_CHECKING:
-    import torch
     from PIL import Image
-    from torch import nn
 
     from ..core.result import Explanation
-    from ..data.progress import Progress
+    from ..data.dataset import Sample
+    from ..data.walk import Walk
     from ..models import ModelSpec
     from ..tasks import PreparedTask
     from ..viz import Box
@@ -43,88 +39,44 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def explain_task_to_files(
-    model: nn.Module,
-    spec: ModelSpec,
-    device: torch.device,
-    items: list[Sample],
-    request: PictureRequest,
-    task: PreparedTask,
-    load: LoadOptions,
-    writer: PictureWriter,
-    state: JobState,
-    reporter: Reporter,
-    progress: Progress | None = None,
+def explain_task_image(
+    job: FileJob, task: PreparedTask, entry: LoadedImage, walk: Walk[Any]
 ) -> None:
-    """Explain every item for ``task`` (one image per call: each has its own boxes, region or
-    reference) and write its pictures; records go to ``state`` as images finish."""
+    """Explain one image for ``task`` (each image has its own boxes, region or reference: one
+    image per call) and write its pictures; its record goes to ``job.state``."""
     from ..core.engine import explain
 
-    layer: str | list[str] = request.layers if len(request.layers) > 1 else request.layers[0]
-    walk: Walk[Prepared] = Walk(
-        items, spec=spec, options=load, batch_size=1, progress=progress,
-        on_skip=reporter.input_failed,
-    )  # fmt: skip
+    item, image, request = entry.item, entry.image, job.request
+    began = time.perf_counter() - entry.seconds
+    target = task.target((image.width, image.height))
+    x = entry.x.to(job.loaded.device)
     try:
-        for batch in walk:
-            for outcome in batch.outcomes:
-                item = outcome.sample
-                if outcome.value is None:
-                    _fail(state, item, outcome.error or "unreadable", outcome.seconds)
-                    continue
-                began = time.perf_counter() - outcome.seconds
-                image, x = outcome.value.image, outcome.value.x.to(device)
-                target = task.target((image.width, image.height))
-                try:
-                    result = explain(model, x, request.methods, layer, target, **request.calls)
-                except NothingToExplain as err:  # no box above the threshold, no class pixel
-                    _nothing(state, reporter, item, image, task, str(err), began)
-                    continue
-                except UsageError:
-                    raise  # the request's fault: every image would fail alike
-                except (RuntimeError, ValueError) as err:
-                    log.debug("explain failed", exc_info=True)
-                    reason = f"{type(err).__name__}: {err}"
-                    walk.skip(item, reason)
-                    _fail(state, item, reason, time.perf_counter() - began)
-                    continue
-                for key, reason in result.skipped.items():
-                    if key not in state.skipped:
-                        state.skipped[key] = reason
-                        reporter.method_skipped(key, reason)
-                for text in result.warnings:
-                    if text not in state.warnings:
-                        state.warnings.append(text)
-                        reporter.warning(text)
-                entries = task.describe(target, result, 0, (image.width, image.height))
-                plan = plan_task_image(
-                    item, image, result, spec, request.methods, writer.options, task, entries
-                )
-                record = writer.submit(plan)
-                record["skipped"] = dict(result.skipped)
-                record["warnings"] = list(result.warnings)
-                record["seconds"] = round(time.perf_counter() - began, 4)
-                state.records.append(record)
-            for failed in writer.collect():
-                state.failed += 1
-                reporter.input_failed(failed["source"], str(failed["error"]))
-    finally:
-        for failed in writer.close():
-            state.failed += 1
-            reporter.input_failed(failed["source"], str(failed["error"]))
+        result = explain(
+            job.loaded.model, x, request.methods, request.layer, target, **request.calls
+        )
+    except NothingToExplain as err:  # no box above the threshold, no class pixel
+        _nothing(job, item, image, task, str(err), began)
+        return
+    except UsageError:
+        raise  # the request's fault: every image would fail alike
+    except (RuntimeError, ValueError) as err:
+        log.debug("explain failed", exc_info=True)
+        reason = f"{type(err).__name__}: {err}"
+        walk.skip(item, reason)
+        job.fail(item, reason, time.perf_counter() - began)
+        return
+    job.said(result, result.warnings)
+    entries = task.describe(target, result, 0, (image.width, image.height))
+    spec, options = job.loaded.spec, job.writer.options
+    plan = plan_task_image(item, image, result, spec, request.methods, options, task, entries)
+    job.submit(plan, result, time.perf_counter() - began)
 
 
 def _nothing(
-    state: JobState,
-    reporter: Reporter,
-    item: Sample,
-    image: Image.Image,
-    task: PreparedTask,
-    note: str,
-    began: float,
+    job: FileJob, item: Sample, image: Image.Image, task: PreparedTask, note: str, began: float
 ) -> None:
-    reporter.warning(f"{item.source}: {note}")
-    state.records.append(
+    job.reporter.warning(f"{item.source}: {note}")
+    job.state.records.append(
         {
             "source": item.source,
             "stem": item.stem,
@@ -171,34 +123,14 @@ def plan_task_image(
     """The pictures and record of one image explained for ``task`` (image 0 of ``result``)."""
     import numpy as np
 
-    from .. import io, viz
+    from .. import viz
     from ..methods import get_method
 
     ext = IMAGE_FORMATS[options.image_format]
     display = viz.to_display_rgb(image, options.max_side)
-    layer_names = [result.layer] if isinstance(result.layer, str) else list(result.layer)
     drawn = [m for m in methods if m in result.maps]
     count = len(entries)
-    record: dict[str, Any] = {
-        "source": item.source,
-        "stem": item.stem,
-        "size": [image.width, image.height],
-        "display_size": [display.width, display.height],
-        "task": task.task,
-        "top5": [],
-        "probability_kind": "none",
-        "target": entries[0] if entries else None,
-        "targets": entries,
-        "layers": layer_names,
-        "methods": drawn,
-        "files": [],
-        "seconds": 0.0,
-        "error": None,
-    }
-    meta = io.image_meta(image)
-    if meta:
-        record["input"] = meta
-    plan = ImagePlan(record=record, display=display)
+    plan = new_plan(item, image, display, result, drawn, entries, [], "none", task.task)
     boxes = _display_boxes(entries, image, display)
     if boxes:
         plan.grid_picture = viz.draw_boxes(display, boxes)
@@ -234,14 +166,8 @@ def plan_task_image(
                 heat = maps[k].cpu().numpy()
                 plan.npys.append(NpyFile(f"{item.stem}.{method}{suffix}.npy", heat, size))
     if options.grid:
-        plan.grid_name = f"{item.stem}.grid.{ext}"
-        plan.grid_rows = rows
-        layer_text = ", ".join(layer_names)
-        plan.grid_title = (
-            f"{viz.printable(item.stem)}  |  {viz.printable(spec.name)}  |  {task.task}  |  "
-            f"layer: {viz.printable(layer_text if len(layer_text) <= 60 else f'{len(layer_names)} layers')}"
-        )
-        plan.heat_legend = "relevance, each map scaled to its own maximum"
+        legend = "relevance, each map scaled to its own maximum"
+        plan.set_grid(rows, ext, spec.name, result.layer_names, legend, task.task)
     return plan
 
 

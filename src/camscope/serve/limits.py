@@ -26,7 +26,7 @@ from typing import Any
 
 import anyio
 
-from ..errors import CamscopeError, ImageLoadError, ModelLoadError, UsageError
+from ..errors import CamscopeError, ModelLoadError, UsageError
 from .guards import answer, header
 from .viewer.jobs import ExplainCancelled, ServerStopping
 
@@ -67,9 +67,7 @@ def status_of(err: CamscopeError) -> int:
         return 409
     if isinstance(err, ModelLoadError):
         return 503
-    if isinstance(err, (UsageError, ImageLoadError)):
-        return 400
-    return 400
+    return 400  # UsageError, ImageLoadError and the rest: the request's fault
 
 
 def too_large_message(size: int | None, limit: int) -> str:

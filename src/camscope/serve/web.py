@@ -11,7 +11,6 @@ flag when the client goes away before its answer.
 
 from __future__ import annotations
 
-import importlib.metadata
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +23,7 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from ..errors import CamscopeError
+from ..outputs import camscope_version
 from .guards import SameOrigin
 from .limits import ENVELOPE, SMALL_BODY, BodyLimit, UploadTooLarge, status_of, too_large_message
 
@@ -36,14 +36,6 @@ STATIC = Path(__file__).resolve().parent / "static"
 T = TypeVar("T")
 
 
-def installed_version() -> str:
-    """camscope's version as installed (the package root is not this room's to import)."""
-    try:
-        return importlib.metadata.version("camscope")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
-
-
 def base_app(title: str, upload_limit: int, description: str = "") -> FastAPI:
     """A FastAPI app with camscope's error answers, body limits, same-origin rule and an
     offline ``/docs`` page. Routes that take an image (``/api/explain``, ``/api/preview`` and the
@@ -53,7 +45,7 @@ def base_app(title: str, upload_limit: int, description: str = "") -> FastAPI:
     from fastapi_offline import FastAPIOffline
 
     app = FastAPIOffline(
-        title=title, version=installed_version(), description=description, redoc_url=None
+        title=title, version=camscope_version(), description=description, redoc_url=None
     )
 
     @app.exception_handler(CamscopeError)

@@ -123,10 +123,6 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return state
 
 
-def progress_from(state: dict[str, Any]) -> Progress:
-    return Progress(**state["progress"])
-
-
 def save_best(path: Path, model: nn.Module, epoch: int, follows: str | None = None) -> str:
     """Write the model's weights as safetensors (contiguous copies; channels_last is a layout),
     with a plain file's permissions (safetensors' own ``save_file`` makes them ``0o600``).

@@ -14,6 +14,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from ..errors import DatasetError, UsageError
+from ..models.spec import model_device
 from ..outputs import write_json
 from .checkpoint import BEST_WEIGHTS, CHECKPOINT, Progress, restore_rng, save_best, save_checkpoint
 from .config import TrainConfig
@@ -46,11 +47,12 @@ def epoch_seed(seed: int, epoch: int, rank: int) -> int:
     return int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1)[0])
 
 
-def _reseed(seed: int) -> None:
+def seed_everything(seed: int) -> None:
+    """Seed Python's, numpy's and torch's generators (all devices)."""
     import random
 
     random.seed(seed)
-    np.random.seed(seed)
+    np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
 
 
@@ -150,7 +152,7 @@ def run_epochs(
             config.stop_after is not None and len(throughput) >= config.stop_after
         ):
             break
-        _reseed(epoch_seed(config.seed, epoch, world.rank))
+        seed_everything(epoch_seed(config.seed, epoch, world.rank))
         sampler.set_epoch(epoch)
         bar = _bar(show, len(sampler), f"epoch {epoch}/{config.epochs}")
         try:
@@ -312,9 +314,7 @@ def _finish(
 
         from .grids import write_grids
 
-        model.load_state_dict(
-            load_file(str(out / BEST_WEIGHTS), device=str(next(model.parameters()).device))
-        )
+        model.load_state_dict(load_file(str(out / BEST_WEIGHTS), device=str(model_device(model))))
         model.eval()
         summary["explain"] = write_grids(
             model,

@@ -25,6 +25,7 @@ from ..core.engine import explain
 from ..core.layers import resolve_layers
 from ..data.dataset import Sample
 from ..metrics.localization import energy_pointing
+from ..models.spec import model_device
 from ..viz import Panel, save_grid
 from .transforms import ImageTransform, Normalize
 
@@ -55,7 +56,7 @@ def write_grids(
     Returns one record per image: name, true and predicted class, and per layer its name, map
     size and (with boxes) the energy share inside the box.
     """
-    device = next(iter(model.parameters())).device
+    device = model_device(model)
     transform = ImageTransform(image_size, interpolation, "eval")
     normalize = Normalize(mean, std, device)
     out_dir.mkdir(parents=True, exist_ok=True)

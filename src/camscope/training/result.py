@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..outputs import write_json
+from ..outputs import camscope_version, write_json
 
 
 @dataclass
@@ -39,14 +39,12 @@ class TrainResult:
 
 def versions() -> dict[str, str]:
     """Library versions for ``config.json``."""
-    import sys
-
     import timm
     import torch
     import torchvision
 
     return {
-        "camscope": str(getattr(sys.modules["camscope"], "__version__", "unknown")),
+        "camscope": camscope_version(),
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
         "timm": timm.__version__,

@@ -22,11 +22,9 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from ..errors import UsageError
@@ -35,11 +33,11 @@ from ..models.recipe import choose_device
 from ..models.run_folder import FORMAT_VERSION, MARKER
 from ..models.spec import IMAGENET_MEAN, IMAGENET_STD
 from ..outputs import output_lock
-from .checkpoint import CHECKPOINT, Progress, check_best, load_checkpoint, progress_from
+from .checkpoint import CHECKPOINT, Progress, check_best, load_checkpoint
 from .config import TrainConfig
 from .data import TrainingData, load_training_data
 from .distributed import World, barrier, join, launch, leave
-from .epochs import run_epochs
+from .epochs import run_epochs, seed_everything
 from .result import TrainResult, read_result
 
 log = logging.getLogger(__name__)
@@ -151,13 +149,6 @@ def _check_gpus_for(processes: int, device: str) -> None:
         )
 
 
-def seed_everything(seed: int) -> None:
-    """Seed Python's, numpy's and torch's generators (all devices)."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
 def _resolve_size(config: TrainConfig) -> int:
     if config.image_size is not None:
         return config.image_size
@@ -267,7 +258,7 @@ def _train_on(
     state = (
         load_checkpoint(out / CHECKPOINT) if config.resume and (out / CHECKPOINT).exists() else None
     )
-    progress = progress_from(state) if state is not None else Progress()
+    progress = Progress(**state["progress"]) if state is not None else Progress()
     if state is not None:
         check_best(out, progress)
         _check_same_start(out, facts)

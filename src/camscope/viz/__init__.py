@@ -28,9 +28,11 @@ from __future__ import annotations
 
 from .boxes import Box, draw_boxes
 from .colour import (
+    CHART_COLOURS,
     DEFAULT_COLORMAP,
     RECOMMENDED_COLORMAPS,
     blend,
+    chart_colour,
     check_colormap,
     colorize,
     colormap_lut,
@@ -44,12 +46,14 @@ from .confusion import confusion_png
 from .grid import GridLayout, Panel, compose_grid, grid_figure, grid_layout, printable, save_grid
 
 __all__ = [
+    "CHART_COLOURS",
     "DEFAULT_COLORMAP",
     "RECOMMENDED_COLORMAPS",
     "Box",
     "GridLayout",
     "Panel",
     "blend",
+    "chart_colour",
     "check_colormap",
     "colorize",
     "colormap_lut",

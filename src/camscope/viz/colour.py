@@ -24,6 +24,16 @@ DEFAULT_COLORMAP = "inferno"
 #: Colour maps suggested in messages and ``--help``; any matplotlib colour map name works.
 RECOMMENDED_COLORMAPS = ("inferno", "magma", "viridis", "plasma", "cividis", "turbo", "jet")
 BLOCK_PIXELS = 1 << 16  # pixels blended at a time (about 2 MB of temporaries)
+#: Colours of the series of a chart (methods, classes): Okabe & Ito's eight (told apart by
+#: colour-blind eyes too), then grey and Paul Tol's; the ``i``-th series takes ``chart_colour(i)``.
+CHART_COLOURS = (
+    "#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000",
+    "#999999", "#882255", "#44AA99", "#117733", "#332288", "#AA4499", "#DDCC77", "#88CCEE",
+)  # fmt: skip
+
+
+def chart_colour(index: int) -> str:
+    return CHART_COLOURS[index % len(CHART_COLOURS)]
 
 
 def get_colormap(name: str) -> Colormap:

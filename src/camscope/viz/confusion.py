@@ -14,10 +14,11 @@ Example:
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 
 import numpy as np
+
+from ..outputs import encoded
 
 #: Counts are printed in the cells up to this many columns.
 MAX_NUMBERED = 20
@@ -56,6 +57,4 @@ def confusion_png(
     if title:
         ax.set_title(title, fontsize=10, parse_math=False)
     fig.colorbar(image, ax=ax, fraction=0.04, label="share of the true class")
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    return buf.getvalue()
+    return encoded(fig, "png", dpi=110, bbox_inches="tight")

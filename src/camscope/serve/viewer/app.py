@@ -41,25 +41,25 @@ from ...data.inputs import DEMO_IMAGES
 from ...errors import ImageLoadError, UsageError
 from ...io import DEFAULT_MAX_PIXELS
 from ...models.default import DEFAULT_MODEL
-from ...viz import DEFAULT_COLORMAP, RECOMMENDED_COLORMAPS
+from ...outputs import camscope_version, encoded
+from ...viz import DEFAULT_COLORMAP, RECOMMENDED_COLORMAPS, to_display_rgb
 from ..limits import ServerBusy, URLFetchDisabled
 from ..web import (
     STATIC,
     base_app,
-    installed_version,
     read_upload,
     run_work,
     until_disconnected,
     upload_name,
 )
 from .catalogue import colormap_luts, method_catalogue
-from .encode import display_copy, png_bytes
+from .encode import DISPLAY_SIDE
 from .jobs import JobBoard
 from .pool import ModelPool
 from .service import INPUT_BYTES, MAP_BYTES, MAX_TOPK, Explainer, ExplainRequest, LazyImage
 from .tasks import TaskCall, TaskService, parse_box
 
-__version__ = installed_version()
+__version__ = camscope_version()
 
 
 @dataclass
@@ -224,7 +224,9 @@ def create_app(
                 if not demo_cache:
                     from ...data.inputs import demo_images
 
-                    demo_cache.update({n: png_bytes(img, 1) for n, img in demo_images()})
+                    demo_cache.update(
+                        {n: encoded(img, compress_level=1) for n, img in demo_images()}
+                    )
                 return demo_cache[name]
 
         return Response(await run_work(load), media_type="image/png")
@@ -265,7 +267,7 @@ def create_app(
                     f"the download did not finish within {deadline:g} s, this server's limit "
                     "for image URLs; download the image yourself and upload the file",
                 ) from err
-            return png_bytes(image, 1)
+            return encoded(image, compress_level=1)
 
         with anyio.move_on_after(deadline) as waiting:  # a queue's wait, not a download's
             data = await run_work(load, fetch_pool)
@@ -281,9 +283,8 @@ def create_app(
         def load() -> bytes:
             from ...io import load_image_bytes
 
-            return png_bytes(
-                display_copy(load_image_bytes(data, name, max_pixels=config.max_pixels)), 1
-            )
+            image = load_image_bytes(data, name, max_pixels=config.max_pixels)
+            return encoded(to_display_rgb(image, DISPLAY_SIDE), compress_level=1)
 
         return Response(await run_work(load), media_type="image/png")
 

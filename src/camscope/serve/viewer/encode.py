@@ -4,8 +4,8 @@
   [0, 1]) as little-endian float16, row-major, base64. float16 keeps about three decimal digits
   (steps of 2^-11 near 1), well below what a colour map can show, at half the bytes of float32.
 * ``overlay_png``: the map over the picture with the requested colour map at opacity 0.5, drawn
-  at the display copy of the picture (longer side at most :data:`DISPLAY_SIDE` pixels, never
-  enlarged), PNG, base64. With several target classes the overlays stand side by side in target
+  at the display copy of the picture (:func:`camscope.viz.to_display_rgb`, longer side at most
+  :data:`DISPLAY_SIDE` pixels, never enlarged), PNG, base64. With several target classes the overlays stand side by side in target
   order. The overlays are :func:`camscope.viz.overlay`'s, so the viewer's downloads and the
   command line's files are the same pictures.
 """
@@ -13,26 +13,18 @@
 from __future__ import annotations
 
 import base64
-import io as _io
 from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
+
+from ...outputs import encoded
 
 if TYPE_CHECKING:
     import torch
 
 DISPLAY_SIDE = 1024
 OVERLAY_ALPHA = 0.5
-
-
-def display_copy(image: Image.Image, side: int = DISPLAY_SIDE) -> Image.Image:
-    """The picture shrunk so its longer side is at most ``side`` (a copy; never enlarged)."""
-    scale = side / max(image.size)
-    if scale >= 1.0:
-        return image.copy()
-    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-    return image.resize(size, Image.Resampling.BILINEAR)
 
 
 def map_to_base64(heatmap: torch.Tensor) -> str:
@@ -48,15 +40,8 @@ def map_from_base64(text: str, shape: list[int]) -> np.ndarray:
 
 
 def png_base64(image: Image.Image) -> str:
-    buffer = _io.BytesIO()
-    image.save(buffer, format="PNG", compress_level=1)  # speed over size: the page is local
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def png_bytes(image: Image.Image, compress_level: int = 6) -> bytes:
-    buffer = _io.BytesIO()
-    image.save(buffer, format="PNG", compress_level=compress_level)
-    return buffer.getvalue()
+    # speed over size: the page is local
+    return base64.b64encode(encoded(image, compress_level=1)).decode("ascii")
 
 
 def overlay_png(display: Image.Image, maps: torch.Tensor, colormap: str) -> str:

@@ -101,7 +101,7 @@ class ModelSlot:
 
 
 class ModelPool:
-    """The named models of one server, loaded on first use (or all at once by :meth:`load_all`).
+    """The named models of one server, each loaded on first use.
 
     Args:
         names: the model names offered, in the order the page lists them (the first one is the
@@ -176,11 +176,6 @@ class ModelPool:
                 self._slots[chosen] = slot
                 log.info("model %s loaded on %s", chosen, device)
             return slot
-
-    def load_all(self) -> None:
-        """Load every model now (the command line does this, so a bad name fails at start)."""
-        for name in self._names:
-            self.get(name)
 
     def loaded(self, name: str) -> bool:
         return name in self._slots

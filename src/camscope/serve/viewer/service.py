@@ -29,11 +29,11 @@ from typing import TYPE_CHECKING, Any
 
 from ...core.cost import DEFAULT_PASS_BUDGET
 from ...errors import UsageError
-from ...viz import DEFAULT_COLORMAP, check_colormap
+from ...viz import DEFAULT_COLORMAP, check_colormap, to_display_rgb
 from .budget import check_budget, slot_passes
 from .cache import LRU, CachedMaps, InputRecord
 from .catalogue import FEW, GUIDED_PASS, ONE_PASS, PERTURBATION, method_cost
-from .encode import display_copy, map_to_base64, overlay_png
+from .encode import DISPLAY_SIDE, map_to_base64, overlay_png
 from .jobs import Job, JobBoard
 
 if TYPE_CHECKING:
@@ -243,7 +243,9 @@ class Explainer:
         began = time.perf_counter()
         image = source.load()
         x = io.preprocess(image, slot.spec).to(slot.device)
-        record = self.inputs.put(key, InputRecord(x, display_copy(image), image.size))
+        record = self.inputs.put(
+            key, InputRecord(x, to_display_rgb(image, DISPLAY_SIDE), image.size)
+        )
         return record, time.perf_counter() - began
 
     def _known_targets(

@@ -212,7 +212,7 @@ class TaskService:
             (found,) = concepts(
                 slot.model, record.x, layers[0], num_concepts=count, multilabel=slot.multilabel
             )
-        out = []
+        out, tops = [], found.tops(slot.spec.label)
         for k in range(found.maps.shape[0]):
             heat = found.maps[k].float()
             heat = heat / heat.max().clamp(min=1e-12)
@@ -221,16 +221,7 @@ class TaskService:
                     "index": k,
                     "map": map_to_base64(heat),
                     "shape": [int(v) for v in heat.shape],
-                    "top": [
-                        {
-                            "class": int(c),
-                            "label": slot.spec.label(int(c)),
-                            "probability": round(float(p), 6),
-                        }
-                        for c, p in zip(
-                            found.top_classes[k].tolist(), found.top_probabilities[k].tolist()
-                        )
-                    ],
+                    "top": tops[k],
                 }
             )
         return {
