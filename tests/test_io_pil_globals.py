@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import io
 import threading
-import types
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+from module_writes import recorded_writes
 from PIL import Image, ImageFile
 
 from camscope.errors import ImageLoadError
@@ -29,31 +29,12 @@ def noise(width: int, height: int, seed: int = 0) -> Image.Image:
     return Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
 
 
-class _Watched(types.ModuleType):
-    """A module class that records every attribute written (assigned to a module's __class__)."""
-
-    written: list[str]
-
-    def __setattr__(self, name: str, value: object) -> None:
-        type(self).written.append(f"{self.__name__}.{name}")
-        super().__setattr__(name, value)
-
-
 @pytest.fixture()
 def watched() -> Iterator[list[str]]:
-    """Every write of PIL's two settings and of the warnings module's filters during the test."""
-    written: list[str] = []
-    watcher = type("Watcher", (_Watched,), {"written": written})
-    modules = (Image, ImageFile, warnings)
-    saved = [m.__class__ for m in modules]
+    """Every write of PIL's settings and of the warnings module's filters during the test."""
     filters = list(warnings.filters)
-    for module in modules:
-        module.__class__ = watcher
-    try:
+    with recorded_writes(Image, ImageFile, warnings) as written:
         yield written
-    finally:
-        for module, cls in zip(modules, saved):
-            module.__class__ = cls
     assert warnings.filters == filters
 
 

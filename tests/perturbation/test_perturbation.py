@@ -365,7 +365,7 @@ def test_several_classes_per_image_equal_separate_calls(method: str) -> None:
 
 def test_memory_per_row_is_measured_on_one_plain_pass(monkeypatch) -> None:
     from camscope.perturbation import masked as perturbation
-    from camscope.perturbation.fastpath import inference_model
+    from camscope.perturbation.fastpath import FastForward
 
     model, x = TinyNet(dead=3).eval(), inputs(1)
     seen: list[int] = []
@@ -376,7 +376,7 @@ def test_memory_per_row_is_measured_on_one_plain_pass(monkeypatch) -> None:
         lambda per_row, device, limit: seen.append(per_row) or real(per_row, device, limit),
     )
     explain(model, x, "scorecam", "stage")
-    fast = inference_model(model, x.device)
+    fast = FastForward(model, x.device).module()  # a copy like the one the call made
     with perturbation.output_bytes(fast) as used, torch.no_grad():
         fast(torch.zeros_like(x).contiguous(memory_format=torch.channels_last))
     assert seen == [used[0] + 3 * x.numel() * x.element_size()]

@@ -37,6 +37,7 @@ from torch import Tensor, nn
 
 from ..data.annotations import Sample
 from ..errors import ImageLoadError, UsageError
+from ..perturbation.fastpath import FastForward
 from .config import EvalConfig, config_differences
 from .scoring import CountingForward, Timing, evaluate_batch, to_input
 from .store import (
@@ -202,7 +203,7 @@ def _run_locked(
         else:
             log.warning("skipped %s: %s", source, reason)
 
-    forward = CountingForward(model)
+    forward = CountingForward(model, fast=FastForward(model, _device(model)))  # owned by the run
     timing = Timing()
     clock = _SessionClock(out / "timing.json")
     bar = None

@@ -37,6 +37,7 @@ Example:
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 
 import torch
 from torch import Tensor, nn
@@ -104,7 +105,10 @@ def occlusion(ctx: LayerContext) -> Tensor:
     ids = class_targets(ctx.class_ids, "occlusion")
     x = ctx.input.detach()
     size = (x.shape[-2], x.shape[-1])
-    scorer = Scorer(_float32_model(ctx.model), settings, x.device)
+    model = _float32_model(ctx.model)
+    if model is not ctx.model:  # the caller's fast copy is of the half-precision model
+        settings = replace(settings, fast_model=None)
+    scorer = Scorer(model, settings, x.device)
     rows, cols = occlusion_grid(size, patch, stride)
     progress = Progress(x.shape[0] * (len(rows) * len(cols) + 1), settings.progress, "occlusion")
     ids_dev = ids.to(x.device)

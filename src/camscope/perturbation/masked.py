@@ -41,7 +41,7 @@ from ..core.concurrency import PassScope
 from ..core.layers import preserved_modes
 from ..core.targets import ClassHead
 from ..errors import UsageError
-from .fastpath import FastForward
+from .fastpath import FastForward, Run
 from .options import Progress, Settings
 
 log = logging.getLogger(__name__)
@@ -117,8 +117,14 @@ def output_bytes(model: nn.Module) -> Iterator[list[int]]:
 
 
 class Scorer:
-    """Runs batches through the fast copy of the model (:mod:`camscope.perturbation.fastpath`) in
-    eval mode and returns target scores (``head``: softmax, single-logit or multi-label sigmoid)."""
+    """Runs batches in eval mode and returns target scores (``head``: softmax, single-logit or
+    multi-label sigmoid), inside :meth:`running`.
+
+    The passes run on the :class:`~camscope.perturbation.fastpath.FastForward` the caller passed
+    as ``method_options={"fast_model": ...}`` (checked against the model at the start of the
+    call), else with ``optimize=True`` (default) on a fast copy made for this call and dropped
+    with it, else (``optimize=False``) on the model itself.
+    """
 
     def __init__(
         self,
@@ -127,19 +133,31 @@ class Scorer:
         device: torch.device,
         head: ClassHead | None = None,
     ) -> None:
-        self.forward = FastForward(
-            model, device, optimize=settings.optimize, precision=settings.precision
-        )
+        owned = settings.fast_model
+        if owned is not None:
+            _check_fast_model(owned, model, settings)
+            self.forward = owned
+        else:
+            self.forward = FastForward(
+                model, device, optimize=settings.optimize, precision=settings.precision
+            )
         self.original = model
         self.settings = settings
         self.head = head or ClassHead()
+        self._run: Run | None = None
 
     @property
     def model(self) -> nn.Module:
-        return self.forward.module()
+        """The eager module that runs the passes (inside :meth:`running`)."""
+        return self._current().module
+
+    def _current(self) -> Run:
+        if self._run is None:
+            raise RuntimeError("Scorer passes run inside `with scorer.running():`")
+        return self._run
 
     def logits(self, batch: Tensor, *, traced: bool = True) -> Tensor:
-        out = self.settings.adapter(self.forward(batch, traced=traced))
+        out = self.settings.adapter(self._current()(batch, traced=traced))
         if out.ndim != 2 or out.shape[0] != batch.shape[0]:
             raise UsageError(
                 f"perturbation methods need (batch, classes) scores; the model gave "
@@ -160,10 +178,30 @@ class Scorer:
 
     @contextmanager
     def running(self) -> Iterator[None]:
-        with preserved_modes(self.original), torch.inference_mode():
+        """One use of the forward: the fast copy is checked against the model (or made) once."""
+        with self.forward.use() as run, preserved_modes(self.original), torch.inference_mode():
             self.original.eval()
-            self.model.eval()
-            yield
+            run.module.eval()
+            self._run = run
+            try:
+                yield
+            finally:
+                self._run = None
+
+
+def _check_fast_model(owned: FastForward, model: nn.Module, settings: Settings) -> None:
+    if owned.model is not model:
+        raise UsageError(
+            "method option 'fast_model' is a FastForward of another model; make it with "
+            "FastForward(model, device) of the model you explain"
+        )
+    if not settings.optimize:
+        raise UsageError("method options 'fast_model' and optimize=False contradict each other")
+    if owned.precision != settings.precision:
+        raise UsageError(
+            f"method option 'fast_model' runs in precision {owned.precision!r} but "
+            f"'precision' is {settings.precision!r}; pass the same precision to both"
+        )
 
 
 @dataclass
