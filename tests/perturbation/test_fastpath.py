@@ -134,6 +134,19 @@ def test_no_side_effects_and_the_copy_follows_parameter_changes() -> None:
     assert not net._forward_hooks and not net[0]._forward_hooks
 
 
+def test_the_folded_copy_made_for_cuda_keeps_its_reference() -> None:
+    # On CUDA the eager copy has batch-norm folded (torch.fx); the values it is checked against
+    # are the model's as copied, not the folded ones. Built here for a CPU model.
+    net, x = conv_net(), batch(2)
+    made = fastpath._Copy(net, torch.device("cuda"), trace=False, max_graphs=1)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in made.module.modules())
+    assert made.matches(net)
+    with torch.no_grad():
+        assert torch.allclose(made.module(x), net(x), atol=1e-5)
+        net[0].weight.data[0, 0, 0, 0] += 1.0
+    assert not made.matches(net)
+
+
 def test_bfloat16_is_close_but_opt_in() -> None:
     net, x = conv_net(), batch(4)
     with torch.no_grad():

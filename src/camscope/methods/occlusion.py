@@ -17,11 +17,11 @@ covering the region *raises* the score. ``maps`` keeps the positive part, normal
 Options (``method_options``): ``patch`` (default: a seventh of the shorter input side, 32 px at
 224 px), ``stride`` (default: half the patch), ``baseline`` (default 0 in model-input units, the
 normalisation mean colour: a grey square as in the paper), ``batch_size``, ``progress``,
-``optimize``, ``precision``. Cost: one forward per grid position and image (13 x 13 = 169 at 224
-px with the defaults), batched, on the folded eager copy of the model
-(:mod:`camscope.perturbation.fastpath`; not its TorchScript graph, which answers the first batch
-of each size with the eager result: drops are differences of close logits, and the two paths'
-rounding made repeated calls differ by 1e-5); the layer plays no part.
+``optimize``, ``fast_model``, ``precision``. Cost: one forward per grid position and image (13 x
+13 = 169 at 224 px with the defaults), batched, on the eager eval-mode copy of the model
+(:mod:`camscope.perturbation.fastpath`, made for the call or the caller's ``fast_model``; not its
+TorchScript graph: drops are differences of close logits, and every pass, the unoccluded one with
+its memory-measuring hooks included, must round the same way); the layer plays no part.
 
 Deviations: the last patch of a row or column is moved to touch the border, so every pixel is
 covered (Zeiler & Fergus and Captum stop where the stride stops); the passes run in eval mode;

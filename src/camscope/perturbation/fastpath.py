@@ -45,8 +45,13 @@ several seconds for one Score-CAM call). Not seen: changes of a module's non-ten
 hooks the model had when it was made); make a new ``FastForward`` after such an edit. Within a
 use the model must not change (:func:`camscope.explain` holds the model's lock for the call).
 
-**Memory.** The copy holds a copy of the weights, each frozen graph another (graphs are kept per
-input shape, at most ``max_graphs`` per ``FastForward``, least recently used dropped first).
+**Memory.** The copy holds a copy of the weights (on CUDA two: as copied, to check against, and
+folded), each frozen graph another (graphs are kept per input shape, at most ``max_graphs`` per
+``FastForward``, least recently used dropped first).
+
+**Warnings.** TorchScript is deprecated in recent torch releases, which say so with a
+``FutureWarning`` (shown once per process by Python's default filters). camscope installs no
+warning filters: they are process-wide.
 
 Passes run under ``torch.inference_mode()`` (or ``torch.no_grad()``) by the caller; the user's
 model is never modified.
@@ -134,11 +139,12 @@ class _Copy:
         twin.eval()
         for p in twin.parameters():
             p.requires_grad_(False)
-        # the copy's values as made, before folding or layout changes: what the model must equal
+        twin.to(memory_format=torch.channels_last)  # in place; the values stay
+        # the copy's values as made, before any folding: what the model must still equal
         self.reference = [t for _, t in _tensors(twin)]
         if device.type == "cuda":
-            twin = _folded(twin)
-        self.module = twin.to(memory_format=torch.channels_last)
+            twin = _folded(twin).to(memory_format=torch.channels_last)
+        self.module = twin
         self.copied, self.trace = True, trace
 
     def matches(self, model: nn.Module) -> bool:
@@ -174,7 +180,7 @@ def _folded(model: nn.Module) -> nn.Module:
     try:
         from torch.fx.experimental.optimization import fuse
 
-        return fuse(model)
+        return fuse(model, inplace=True)  # new convolutions: the reference values stay
     except Exception as err:  # untraceable control flow: keep the layers as they are
         log.debug("batch-norm folding skipped (%s: %s)", type(err).__name__, err)
         return model

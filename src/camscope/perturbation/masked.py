@@ -12,9 +12,12 @@ their definitions allow, and keeps the output equal to the one-pass-per-channel 
 * **Batched passes** under ``torch.inference_mode()``, in chunks whose size comes from free memory
   (override with ``batch_size``). Masked inputs are built chunk by chunk, never all at once.
 * **A faster model for the masked passes** (``optimize=True``, default): an eval-mode copy with
-  batch-norm folded and ``channels_last`` weights, on CPU a checked TorchScript graph of it
-  (:mod:`camscope.perturbation.fastpath`). It computes the same function up to float rounding.
-  ``precision="bfloat16"`` trades exactness for speed (opt-in).
+  ``channels_last`` weights, on CPU a checked, frozen TorchScript graph of it (batch-norm folded),
+  made for the call and dropped at its end; a caller that explains many inputs can make one
+  :class:`~camscope.perturbation.fastpath.FastForward` and pass it as ``fast_model`` to share it
+  between calls (it is checked against the model, exactly, at the start of each call). It
+  computes the same function up to float rounding. ``precision="bfloat16"`` trades exactness for
+  speed (opt-in).
 * **Ablation without the prefix.** One recording pass per image stores the outputs of the modules
   that finish before the target layer starts; the ablation passes replay them and the target layer
   returns the ablated batch, so nothing before the layer runs again (see
