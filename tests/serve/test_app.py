@@ -290,7 +290,7 @@ WATCHED: list = []  # the server's job board
 
 
 class SlowNet(torch.nn.Module):
-    """Score-CAM's 64 masks in batches of 8; after the first progress report, waits for the
+    """Score-CAM's 64 masks in batches of 4; after the first progress report, waits for the
     cancel."""
 
     def __init__(self) -> None:

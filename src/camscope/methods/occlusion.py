@@ -45,7 +45,7 @@ from torch import Tensor, nn
 from ..core.context import LayerContext
 from ..core.registry import PassQuery, register_method
 from ..errors import UsageError
-from ..perturbation.masked import Scorer, batch_size_for, output_bytes
+from ..perturbation.masked import CPU_CAP_WHOLE, Scorer, batch_size_for, output_bytes
 from ..perturbation.occlusion import (
     default_patch,
     occlusion_drops,
@@ -123,7 +123,7 @@ def occlusion(ctx: LayerContext) -> Tensor:
                 full = scorer.logits(x, traced=False).gather(1, ids_dev)
             progress.step(x.shape[0])
             per_row = used[0] // max(1, x.shape[0]) + 3 * x[:1].numel() * x.element_size()
-            batch = settings.batch_size or batch_size_for(per_row, x.device, 1 << 30)
+            batch = settings.batch_size or batch_size_for(per_row, x.device, 1 << 30, CPU_CAP_WHOLE)
             drops = occlusion_drops(
                 score_fn,
                 x,

@@ -49,7 +49,14 @@ from .options import Progress, Settings
 
 log = logging.getLogger(__name__)
 
-_CPU_CAP = 8  # measured: batches of 4-8 run fastest per image on CPU; 64 was 1.3-1.7x slower
+# Rows per pass on CPU, measured on a 2-core CPU (one thread, EfficientNet-Lite0, CPU seconds of
+# one call, the median of 3): whole-model passes (Score-CAM, occlusion) at batch 4 took
+# 2.2 s / 3.1 s against 3.3 s / 3.9 s at batch 8 (with glibc's default allocator, which re-faults
+# the larger activation buffers of batch 8 on every pass; with camscope.allocator's thresholds
+# 2.3 s against 2.4 s); Ablation-CAM's passes through the layers after the target, whose buffers
+# are small, at batch 8 0.35 s against 0.42 s at 4. Batches of 64 were 1.3-1.7x slower.
+CPU_CAP_WHOLE = 4
+CPU_CAP = 8
 _GPU_CAP = 512
 
 
@@ -90,10 +97,13 @@ def _memory_free(device: torch.device) -> int:
         return 4 << 30
 
 
-def batch_size_for(per_row_bytes: int, device: torch.device, limit: int) -> int:
+def batch_size_for(
+    per_row_bytes: int, device: torch.device, limit: int, cpu_cap: int = CPU_CAP
+) -> int:
     """Rows per pass: a quarter of free memory divided by the measured bytes per row, capped
-    (8 on CPU, where larger batches run slower per image; 512 on GPU) and at most ``limit``."""
-    cap = _GPU_CAP if device.type == "cuda" else _CPU_CAP
+    (``cpu_cap`` on CPU, where larger batches run slower per image: :data:`CPU_CAP_WHOLE` for
+    passes through the whole model; 512 on GPU) and at most ``limit``."""
+    cap = _GPU_CAP if device.type == "cuda" else cpu_cap
     fit = int(_memory_free(device) * 0.25) // max(per_row_bytes, 1)
     return max(1, min(cap, fit, limit))
 
@@ -321,7 +331,7 @@ def masked_channel_scores(
                 zero_scores = scorer.score_logits(zero_logits.expand(b, -1), class_ids.to(device))
                 progress.step(int(need_zero))
                 per_row = used[0] + 3 * x[:1].numel() * x.element_size()
-                batch = batch or batch_size_for(per_row, device, max(total, 1))
+                batch = batch or batch_size_for(per_row, device, max(total, 1), CPU_CAP_WHOLE)
             ids_dev = class_ids.to(device)
             for start in range(0, rows_mask.numel(), batch):
                 sl = slice(start, start + batch)
