@@ -128,7 +128,9 @@ def scorecam_rows(
     if not skip_unoptimised:
         variants["camscope optimize=False"] = {"optimize": False}
     calls: dict[str, Callable[[], Tensor]] = {
-        label: partial(ours, model, x, layer, "scorecam", cls, score="channel-softmax", **opts)
+        label: partial(
+            ours, model, x, layer, "scorecam", cls, **{"score": "channel-softmax", **opts}
+        )
         for label, opts in variants.items()
     }
     # A caller that explains many inputs owns one fast copy and passes it to every call: the
