@@ -411,7 +411,7 @@ def test_several_classes_per_image_equal_separate_calls(method: str) -> None:
 
 def test_memory_per_row_is_measured_on_one_plain_pass(monkeypatch) -> None:
     from camscope.perturbation import masked as perturbation
-    from camscope.perturbation.fastpath import inference_model
+    from camscope.perturbation.fastpath import FastForward
 
     model, x = TinyNet(dead=3).eval(), inputs(1)
     seen: list[int] = []
@@ -419,10 +419,27 @@ def test_memory_per_row_is_measured_on_one_plain_pass(monkeypatch) -> None:
     monkeypatch.setattr(
         perturbation,
         "batch_size_for",
-        lambda per_row, device, limit: seen.append(per_row) or real(per_row, device, limit),
+        lambda per_row, device, limit, cap: (
+            seen.append(per_row) or real(per_row, device, limit, cap)
+        ),
     )
     explain(model, x, "scorecam", "stage")
-    fast = inference_model(model, x.device)
+    fast = FastForward(model, x.device).module()  # a copy like the one the call made
     with perturbation.output_bytes(fast) as used, torch.no_grad():
         fast(torch.zeros_like(x).contiguous(memory_format=torch.channels_last))
     assert seen == [used[0] + 3 * x.numel() * x.element_size()]
+
+
+def test_whole_model_passes_run_in_batches_of_four_on_cpu() -> None:
+    sizes: list[int] = []
+    model, x = TinyNet().eval(), inputs(1)  # 12 distinct masks: 4 + 4 + 4
+    model.register_forward_pre_hook(lambda _m, args: sizes.append(args[0].shape[0]))
+    explain(model, x, "scorecam", "stage", method_options={"optimize": False})
+    assert sizes[-3:] == [4, 4, 4]
+    assert perturbation_batch(1 << 20, limit=100) == 4 and perturbation_batch(1 << 20, 3) == 3
+
+
+def perturbation_batch(per_row: int, limit: int) -> int:
+    from camscope.perturbation.masked import CPU_CAP_WHOLE, batch_size_for
+
+    return batch_size_for(per_row, torch.device("cpu"), limit, CPU_CAP_WHOLE)

@@ -42,6 +42,7 @@ from ..data.walk import SkipFn, Walk
 from ..errors import ImageLoadError, UsageError
 from ..models.spec import model_device
 from ..outputs import output_lock, write_atomic, write_json
+from ..perturbation.fastpath import FastForward
 from .config import EvalConfig, config_differences
 from .scoring import CountingForward, Timing, evaluate_batch, to_input
 from .store import append_rows, read_rows, row_key, scan_rows
@@ -181,7 +182,7 @@ def _run_locked(
         # at any moment leaves the old file or the new one, never an empty one
         write_atomic(jsonl, "".join(json.dumps(r) + "\n" for r in rows))
     todo = [i for i, sid in enumerate(ids) if sid not in done]
-    forward = CountingForward(model)
+    forward = CountingForward(model, fast=FastForward(model, model_device(model)))  # the run's own
     timing = Timing()
     clock = _SessionClock(out / "timing.json")
     device = model_device(model)

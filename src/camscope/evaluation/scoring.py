@@ -31,13 +31,21 @@ from .registry import metric_families
 class CountingForward:
     """Wraps a model as a ``forward`` for the metrics, counting images and time spent in it.
 
-    The passes run on the fast eval-mode copy of :mod:`camscope.perturbation.fastpath` (same function up to
-    float rounding), in chunks of ``chunk`` images on CPU, where small batches run fastest.
+    The passes run on ``fast``, a :class:`~camscope.perturbation.fastpath.FastForward` of
+    ``model`` that the caller owns (:func:`~camscope.evaluation.run.run_evaluation` makes one per
+    run: an eval-mode copy, on CPU its TorchScript graph; the same function up to float
+    rounding, checked exactly against the model at every call), or, without one, on ``model``
+    itself in the mode it is in; in chunks of ``chunk`` images on CPU, where small batches run
+    fastest.
     """
 
-    def __init__(self, model: nn.Module, chunk: int = 8) -> None:
+    def __init__(
+        self, model: nn.Module, chunk: int = 8, *, fast: FastForward | None = None
+    ) -> None:
         device = model_device(model)
-        self.forward = FastForward(model, device)
+        if fast is not None and fast.model is not model:
+            raise UsageError("CountingForward: `fast` is a FastForward of another model")
+        self.forward = fast or FastForward(model, device, optimize=False)
         self.chunk = chunk if device.type == "cpu" else None
         self.images = 0
         self.seconds = 0.0
@@ -46,18 +54,19 @@ class CountingForward:
     def __call__(self, x: Tensor) -> Tensor:
         start = time.perf_counter()
         step = self.chunk or x.shape[0]
-        out = torch.cat([self._scores(x[i : i + step]) for i in range(0, x.shape[0], step)])
+        with self.forward.use() as run:  # the copy is checked against the model once per call
+            out = torch.cat([_scores(run(x[i : i + step])) for i in range(0, x.shape[0], step)])
         self.seconds += time.perf_counter() - start
         self.images += x.shape[0]
         return out
 
-    def _scores(self, x: Tensor) -> Tensor:
-        out = self.forward(x)
-        if not isinstance(out, Tensor):
-            from ..core.targets import default_output_adapter
 
-            out = default_output_adapter(out)
-        return out
+def _scores(out: Any) -> Tensor:
+    if not isinstance(out, Tensor):
+        from ..core.targets import default_output_adapter
+
+        out = default_output_adapter(out)
+    return out
 
 
 def to_input(

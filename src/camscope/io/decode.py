@@ -4,6 +4,25 @@ The pixel cap is checked from the header before any pixel is decoded; a JPEG who
 short for its claimed size is reported as truncated before the decoder would fill the missing
 part with grey (:mod:`.jpeg`); DICOM and NIfTI files go to :mod:`.medical`.
 
+**PIL's process-wide settings stay as they are.** Nothing here writes ``PIL.Image.
+MAX_IMAGE_PIXELS`` or ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES``, installs warning filters or takes a
+lock, so decodes in different threads (the web server's, the batch job's) run side by side and
+other PIL code in the process sees its own settings:
+
+* *Pixel cap.* The format's reader is built the way :func:`PIL.Image.open` builds it (PIL's
+  registry of readers, ``Image.ID`` / ``Image.OPEN``), but without ``Image.open``'s bomb check
+  against PIL's global limit: our ``max_pixels`` is checked instead, so a cap above PIL's limit
+  works. A few of Pillow's readers also check sizes themselves while opening or loading (TIFF,
+  WebP, MPO, GIF frames larger than their screen): for those, Pillow's own limit still applies,
+  such a file more than twice ``MAX_IMAGE_PIXELS`` is refused with a message that names it, and
+  between once and twice it Pillow emits its ``DecompressionBombWarning``.
+* *Truncated data.* Decoding is strict: Pillow raises on missing or corrupt data, which becomes
+  an :class:`~camscope.errors.ImageLoadError`. If ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES`` has
+  been switched on in the process (by the program or another library), Pillow would fill
+  missing data in silently and there is no per-call way to turn that off, so every PIL decode is
+  refused with an error that says so and how to switch it off (DICOM and NIfTI, which do not go
+  through PIL's decoders, are unaffected).
+
 Memory: decoding costs the decoded picture (3 bytes per pixel) plus, for 16-bit and float
 images, the full-precision grey values (4 bytes per pixel) and a transient copy of the raw
 samples; nothing here works in float64 or keeps a second full-size copy.
@@ -14,13 +33,12 @@ from __future__ import annotations
 import io as _io
 import logging
 import re
-import threading
-import warnings
+import struct
 from pathlib import Path
 from typing import IO
 
 import numpy as np
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps
 
 from ..errors import ImageLoadError
 from . import medical
@@ -47,7 +65,6 @@ PHOTO_EXTENSIONS = (
 )
 IMAGE_EXTENSIONS = PHOTO_EXTENSIONS + medical.EXTENSIONS
 
-_PIL_LOCK = threading.Lock()  # PIL's bomb limit and truncation flag are process-wide settings
 _PIL_SIZE = re.compile(r"Image size \((\d+) pixels\)")
 
 
@@ -161,60 +178,101 @@ def _too_many(name: str, pixels: str, max_pixels: int) -> ImageLoadError:
     )
 
 
+def _truncation_flag_on(name: str) -> ImageLoadError | None:
+    if not ImageFile.LOAD_TRUNCATED_IMAGES:
+        return None
+    return ImageLoadError(
+        name,
+        "PIL.ImageFile.LOAD_TRUNCATED_IMAGES is switched on in this process (by your code or "
+        "another library): Pillow would then fill truncated or corrupt image data in without "
+        "an error, so camscope decodes nothing; set PIL.ImageFile.LOAD_TRUNCATED_IMAGES = False",
+    )
+
+
+def _open(name: str, handle: IO[bytes]) -> ImageFile.ImageFile:
+    """The format reader of ``handle``, built as :func:`PIL.Image.open` builds it (the first
+    reader in PIL's registry whose ``accept`` takes the first 16 bytes and whose constructor
+    parses the header), without :func:`PIL.Image.open`'s own decompression-bomb check against
+    the process-wide ``Image.MAX_IMAGE_PIXELS``: the caller checks its own ``max_pixels``."""
+    prefix = handle.read(16)
+    tried: set[str] = set()
+    for register in (Image.preinit, Image.init):  # common readers first, then every reader
+        register()
+        for kind in [k for k in Image.ID if k not in tried]:
+            tried.add(kind)
+            factory, accept = Image.OPEN[kind]
+            verdict = accept(prefix) if accept else True
+            if not verdict or isinstance(verdict, str):  # a str: "looks like it, unsupported"
+                continue
+            handle.seek(0)
+            try:
+                return factory(handle, "")
+            except (SyntaxError, IndexError, TypeError, struct.error):
+                continue  # not this format after all (Image.open's rule)
+    raise ImageLoadError(
+        name,
+        "not an image PIL can read (supported: "
+        + ", ".join(IMAGE_EXTENSIONS)
+        + "); check the file",
+    )
+
+
+def _pil_limit(name: str, err: Exception) -> ImageLoadError:
+    found = _PIL_SIZE.search(str(err))
+    return ImageLoadError(
+        name,
+        f"{found.group(1) if found else 'too many'} pixels exceed Pillow's own process-wide "
+        f"limit (PIL.Image.MAX_IMAGE_PIXELS = {Image.MAX_IMAGE_PIXELS}, refused above twice "
+        "that), which its reader for this format applies by itself; camscope never changes "
+        "it: raise it in your program only if you trust the image",
+    )
+
+
 def _decode(name: str, handle: IO[bytes], max_pixels: int) -> Image.Image:
-    with _PIL_LOCK, warnings.catch_warnings():
-        # Our own cap replaces PIL's global one; PIL's warning/error become ImageLoadError.
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        saved = Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES
-        Image.MAX_IMAGE_PIXELS = max(int(max_pixels), 1)
-        ImageFile.LOAD_TRUNCATED_IMAGES = False  # another library may have switched it on
+    """Decode with our own pixel cap, never touching PIL's process-wide settings (no lock, no
+    warning filters: decodes in different threads run side by side)."""
+    refused = _truncation_flag_on(name)
+    if refused is not None:
+        raise refused
+    try:
+        image = _open(name, handle)
+        width, height = image.size
+        if width * height > max_pixels:
+            raise _too_many(name, f"{width} x {height} = {width * height}", max_pixels)
+        if image.format == "JPEG":
+            position = handle.tell()
+            shortfall = jpeg_shortfall(handle)
+            handle.seek(position)
+            if shortfall:
+                raise ImageLoadError(
+                    name, f"truncated JPEG: {shortfall}; re-export or re-download it"
+                )
         try:
-            try:
-                image = Image.open(handle)
-            except UnidentifiedImageError as err:
-                raise ImageLoadError(
-                    name,
-                    "not an image PIL can read (supported: "
-                    + ", ".join(IMAGE_EXTENSIONS)
-                    + "); check the file",
-                ) from err
-            width, height = image.size
-            if width * height > max_pixels:
-                raise _too_many(name, f"{width} x {height} = {width * height}", max_pixels)
-            if image.format == "JPEG":
-                position = handle.tell()
-                shortfall = jpeg_shortfall(handle)
-                handle.seek(position)
-                if shortfall:
-                    raise ImageLoadError(
-                        name, f"truncated JPEG: {shortfall}; re-export or re-download it"
-                    )
-            try:
-                image.load()
-            except OSError as err:
-                raise ImageLoadError(
-                    name,
-                    f"corrupt or truncated image data ({err}); re-export or re-download it",
-                ) from err
-            rgb, grey = to_rgb_and_grey(_orient(image, name))
-            if rgb is image:
-                # Drop the reference to the encoded bytes, as PIL itself does after loading a
-                # file it opened: the picture is decoded and the handle is about to close.
-                setattr(rgb, "fp", None)  # noqa: B010
-            bits = 16 if image.mode.startswith("I") else 32 if image.mode == "F" else 8
-            return attach(rgb, SourcePixels(grey, {"format": image.format, "bits": bits}))
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-            found = _PIL_SIZE.search(str(err))
-            raise _too_many(name, found.group(1) if found else "more", max_pixels) from err
-        except ImageLoadError:
-            raise
-        except Exception as err:  # PIL plugins raise many kinds on broken data
+            image.load()
+        except OSError as err:
             raise ImageLoadError(
                 name,
-                f"corrupt or unreadable image data ({type(err).__name__}: {err}); re-export it",
+                f"corrupt or truncated image data ({err}); re-export or re-download it",
             ) from err
-        finally:
-            Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES = saved
+        refused = _truncation_flag_on(name)  # switched on by another thread meanwhile
+        if refused is not None:
+            raise refused
+        rgb, grey = to_rgb_and_grey(_orient(image, name))
+        if rgb is image:
+            # Drop the reference to the encoded bytes, as PIL itself does after loading a
+            # file it opened: the picture is decoded and the handle is about to close.
+            setattr(rgb, "fp", None)  # noqa: B010
+        bits = 16 if image.mode.startswith("I") else 32 if image.mode == "F" else 8
+        return attach(rgb, SourcePixels(grey, {"format": image.format, "bits": bits}))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise _pil_limit(name, err) from err
+    except ImageLoadError:
+        raise
+    except Exception as err:  # PIL plugins raise many kinds on broken data
+        raise ImageLoadError(
+            name,
+            f"corrupt or unreadable image data ({type(err).__name__}: {err}); re-export it",
+        ) from err
 
 
 def _orient(image: Image.Image, name: str) -> Image.Image:

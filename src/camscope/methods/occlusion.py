@@ -18,11 +18,11 @@ covering the region *raises* the score. ``maps`` keeps the positive part, normal
 Options (``method_options``): ``patch`` (default: a seventh of the shorter input side, 32 px at
 224 px), ``stride`` (default: half the patch), ``baseline`` (default 0 in model-input units, the
 normalisation mean colour: a grey square as in the paper), ``batch_size``, ``progress``,
-``optimize``, ``precision``. Cost: one forward per grid position and image (13 x 13 = 169 at 224
-px with the defaults), batched, on the folded eager copy of the model
-(:mod:`camscope.perturbation.fastpath`; not its TorchScript graph, which answers the first batch
-of each size with the eager result: drops are differences of close logits, and the two paths'
-rounding made repeated calls differ by 1e-5); the layer plays no part.
+``optimize``, ``fast_model``, ``precision``. Cost: one forward per grid position and image (13 x
+13 = 169 at 224 px with the defaults), batched, on the eager eval-mode copy of the model
+(:mod:`camscope.perturbation.fastpath`, made for the call or the caller's ``fast_model``; not its
+TorchScript graph: drops are differences of close logits, and every pass, the unoccluded one with
+its memory-measuring hooks included, must round the same way); the layer plays no part.
 
 Deviations: the last patch of a row or column is moved to touch the border, so every pixel is
 covered (Zeiler & Fergus and Captum stop where the stride stops); the passes run in eval mode;
@@ -38,6 +38,7 @@ Example:
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 
 import torch
 from torch import Tensor, nn
@@ -45,7 +46,7 @@ from torch import Tensor, nn
 from ..core.context import LayerContext
 from ..core.registry import PassQuery, register_method
 from ..errors import UsageError
-from ..perturbation.masked import Scorer, batch_size_for, output_bytes
+from ..perturbation.masked import CPU_CAP_WHOLE, Scorer, batch_size_for, output_bytes
 from ..perturbation.occlusion import (
     default_patch,
     occlusion_drops,
@@ -105,7 +106,10 @@ def occlusion(ctx: LayerContext) -> Tensor:
     ids = class_targets(ctx.class_ids, "occlusion")
     x = ctx.input.detach()
     size = (x.shape[-2], x.shape[-1])
-    scorer = Scorer(_float32_model(ctx.model), settings, x.device)
+    model = _float32_model(ctx.model)
+    if model is not ctx.model:  # the caller's fast copy is of the half-precision model
+        settings = replace(settings, fast_model=None)
+    scorer = Scorer(model, settings, x.device)
     rows, cols = occlusion_grid(size, patch, stride)
     progress = Progress(x.shape[0] * (len(rows) * len(cols) + 1), settings.progress, "occlusion")
     ids_dev = ids.to(x.device)
@@ -120,7 +124,7 @@ def occlusion(ctx: LayerContext) -> Tensor:
                 full = ctx.head.scores(scorer.logits(x, traced=False), ids_dev)
             progress.step(x.shape[0])
             per_row = used[0] // max(1, x.shape[0]) + 3 * x[:1].numel() * x.element_size()
-            batch = settings.batch_size or batch_size_for(per_row, x.device, 1 << 30)
+            batch = settings.batch_size or batch_size_for(per_row, x.device, 1 << 30, CPU_CAP_WHOLE)
             drops = occlusion_drops(
                 score_fn,
                 x,

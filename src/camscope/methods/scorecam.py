@@ -14,11 +14,14 @@ channel and drops out of the normalised map. For a single-logit (binary) or mult
 probability is the target's sigmoid instead of the softmax (:mod:`camscope.core.targets`).
 
 Speed: constant channels share one pass on the zero input, duplicate masks share a pass, passes
-are batched and run on a folded (on CPU: TorchScript) copy of the model (see
-:mod:`camscope.perturbation.masked` and :mod:`camscope.perturbation.fastpath`); the result equals one pass per
-channel up to float rounding.
+are batched and run on an eval-mode copy of the model made for the call (on CPU a frozen
+TorchScript graph with batch-norm folded; see :mod:`camscope.perturbation.masked` and
+:mod:`camscope.perturbation.fastpath`); the result equals one pass per channel up to float
+rounding. ``optimize=False`` runs the passes on the model itself.
 
 Options (``explain(..., method_options={...})``): ``batch_size``, ``progress``, ``optimize``,
+``fast_model`` (a :class:`~camscope.perturbation.FastForward` of the model that the caller owns
+and reuses across calls, instead of a copy made for each call),
 ``score="channel-softmax"`` for the variant of pytorch-grad-cam and torchcam (softmax over
 channels of the target logits instead of the softmax probability over classes);
 ``align_corners=True`` upsamples the masks as pytorch-grad-cam does (the authors' code and

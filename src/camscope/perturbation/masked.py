@@ -12,9 +12,12 @@ their definitions allow, and keeps the output equal to the one-pass-per-channel 
 * **Batched passes** under ``torch.inference_mode()``, in chunks whose size comes from free memory
   (override with ``batch_size``). Masked inputs are built chunk by chunk, never all at once.
 * **A faster model for the masked passes** (``optimize=True``, default): an eval-mode copy with
-  batch-norm folded and ``channels_last`` weights, on CPU a checked TorchScript graph of it
-  (:mod:`camscope.perturbation.fastpath`). It computes the same function up to float rounding.
-  ``precision="bfloat16"`` trades exactness for speed (opt-in).
+  ``channels_last`` weights, on CPU a checked, frozen TorchScript graph of it (batch-norm folded),
+  made for the call and dropped at its end; a caller that explains many inputs can make one
+  :class:`~camscope.perturbation.fastpath.FastForward` and pass it as ``fast_model`` to share it
+  between calls (it is checked against the model, exactly, at the start of each call). It
+  computes the same function up to float rounding. ``precision="bfloat16"`` trades exactness for
+  speed (opt-in).
 * **Ablation without the prefix.** One recording pass per image stores the outputs of the modules
   that finish before the target layer starts; the ablation passes replay them and the target layer
   returns the ablated batch, so nothing before the layer runs again (see
@@ -41,12 +44,19 @@ from ..core.concurrency import PassScope
 from ..core.layers import preserved_modes
 from ..core.targets import ClassHead
 from ..errors import UsageError
-from .fastpath import FastForward
+from .fastpath import FastForward, Run
 from .options import Progress, Settings
 
 log = logging.getLogger(__name__)
 
-_CPU_CAP = 8  # measured: batches of 4-8 run fastest per image on CPU; 64 was 1.3-1.7x slower
+# Rows per pass on CPU, measured on a 2-core CPU (one thread, EfficientNet-Lite0, CPU seconds of
+# one call, the median of 3): whole-model passes (Score-CAM, occlusion) at batch 4 took
+# 2.2 s / 3.1 s against 3.3 s / 3.9 s at batch 8 (with glibc's default allocator, which re-faults
+# the larger activation buffers of batch 8 on every pass; with camscope.allocator's thresholds
+# 2.3 s against 2.4 s); Ablation-CAM's passes through the layers after the target, whose buffers
+# are small, at batch 8 0.35 s against 0.42 s at 4. Batches of 64 were 1.3-1.7x slower.
+CPU_CAP_WHOLE = 4
+CPU_CAP = 8
 _GPU_CAP = 512
 
 
@@ -87,10 +97,13 @@ def _memory_free(device: torch.device) -> int:
         return 4 << 30
 
 
-def batch_size_for(per_row_bytes: int, device: torch.device, limit: int) -> int:
+def batch_size_for(
+    per_row_bytes: int, device: torch.device, limit: int, cpu_cap: int = CPU_CAP
+) -> int:
     """Rows per pass: a quarter of free memory divided by the measured bytes per row, capped
-    (8 on CPU, where larger batches run slower per image; 512 on GPU) and at most ``limit``."""
-    cap = _GPU_CAP if device.type == "cuda" else _CPU_CAP
+    (``cpu_cap`` on CPU, where larger batches run slower per image: :data:`CPU_CAP_WHOLE` for
+    passes through the whole model; 512 on GPU) and at most ``limit``."""
+    cap = _GPU_CAP if device.type == "cuda" else cpu_cap
     fit = int(_memory_free(device) * 0.25) // max(per_row_bytes, 1)
     return max(1, min(cap, fit, limit))
 
@@ -117,8 +130,14 @@ def output_bytes(model: nn.Module) -> Iterator[list[int]]:
 
 
 class Scorer:
-    """Runs batches through the fast copy of the model (:mod:`camscope.perturbation.fastpath`) in
-    eval mode and returns target scores (``head``: softmax, single-logit or multi-label sigmoid)."""
+    """Runs batches in eval mode and returns target scores (``head``: softmax, single-logit or
+    multi-label sigmoid), inside :meth:`running`.
+
+    The passes run on the :class:`~camscope.perturbation.fastpath.FastForward` the caller passed
+    as ``method_options={"fast_model": ...}`` (checked against the model at the start of the
+    call), else with ``optimize=True`` (default) on a fast copy made for this call and dropped
+    with it, else (``optimize=False``) on the model itself.
+    """
 
     def __init__(
         self,
@@ -127,19 +146,31 @@ class Scorer:
         device: torch.device,
         head: ClassHead | None = None,
     ) -> None:
-        self.forward = FastForward(
-            model, device, optimize=settings.optimize, precision=settings.precision
-        )
+        owned = settings.fast_model
+        if owned is not None:
+            _check_fast_model(owned, model, settings)
+            self.forward = owned
+        else:
+            self.forward = FastForward(
+                model, device, optimize=settings.optimize, precision=settings.precision
+            )
         self.original = model
         self.settings = settings
         self.head = head or ClassHead()
+        self._run: Run | None = None
 
     @property
     def model(self) -> nn.Module:
-        return self.forward.module()
+        """The eager module that runs the passes (inside :meth:`running`)."""
+        return self._current().module
+
+    def _current(self) -> Run:
+        if self._run is None:
+            raise RuntimeError("Scorer passes run inside `with scorer.running():`")
+        return self._run
 
     def logits(self, batch: Tensor, *, traced: bool = True) -> Tensor:
-        out = self.settings.adapter(self.forward(batch, traced=traced))
+        out = self.settings.adapter(self._current()(batch, traced=traced))
         if out.ndim != 2 or out.shape[0] != batch.shape[0]:
             raise UsageError(
                 f"perturbation methods need (batch, classes) scores; the model gave "
@@ -160,10 +191,30 @@ class Scorer:
 
     @contextmanager
     def running(self) -> Iterator[None]:
-        with preserved_modes(self.original), torch.inference_mode():
+        """One use of the forward: the fast copy is checked against the model (or made) once."""
+        with self.forward.use() as run, preserved_modes(self.original), torch.inference_mode():
             self.original.eval()
-            self.model.eval()
-            yield
+            run.module.eval()
+            self._run = run
+            try:
+                yield
+            finally:
+                self._run = None
+
+
+def _check_fast_model(owned: FastForward, model: nn.Module, settings: Settings) -> None:
+    if owned.model is not model:
+        raise UsageError(
+            "method option 'fast_model' is a FastForward of another model; make it with "
+            "FastForward(model, device) of the model you explain"
+        )
+    if not settings.optimize:
+        raise UsageError("method options 'fast_model' and optimize=False contradict each other")
+    if owned.precision != settings.precision:
+        raise UsageError(
+            f"method option 'fast_model' runs in precision {owned.precision!r} but "
+            f"'precision' is {settings.precision!r}; pass the same precision to both"
+        )
 
 
 @dataclass
@@ -280,7 +331,7 @@ def masked_channel_scores(
                 zero_scores = scorer.score_logits(zero_logits.expand(b, -1), class_ids.to(device))
                 progress.step(int(need_zero))
                 per_row = used[0] + 3 * x[:1].numel() * x.element_size()
-                batch = batch or batch_size_for(per_row, device, max(total, 1))
+                batch = batch or batch_size_for(per_row, device, max(total, 1), CPU_CAP_WHOLE)
             ids_dev = class_ids.to(device)
             for start in range(0, rows_mask.numel(), batch):
                 sl = slice(start, start + batch)

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from ..core.targets import OutputAdapter, default_output_adapter
 from ..errors import UsageError
-from .fastpath import precision_dtype
+from .fastpath import FastForward, precision_dtype
 
 ProgressFn = Callable[[int, int], None]
 
@@ -27,7 +27,8 @@ KNOWN_OPTIONS: dict[str, str] = {
     "progress": "callable(done, total) or True for a tqdm bar on stderr (default: silent)",
     "seed": "int: seed of the noise of sscam / smoothgradcam++ and of randomcam's weights (0)",
     "score": "'probability' (paper, default) or 'channel-softmax' (pytorch-grad-cam/torchcam)",
-    "optimize": "bool: masked passes on a folded, channels_last (CPU: TorchScript) copy (True)",
+    "optimize": "bool: passes on an eval-mode copy (CPU: TorchScript) made for the call (True)",
+    "fast_model": "FastForward: the caller's fast copy, reused across calls (default: one per call)",
     "precision": "'float32' (default), 'bfloat16' or 'float16' (CUDA): autocast masked passes",
     "align_corners": "bool: upsample masks with align_corners=True like pytorch-grad-cam (False)",
     "num_channels": "int: channels kept by faster-scorecam (default 64)",
@@ -105,6 +106,7 @@ class Settings:
     adapter: OutputAdapter
     precision: str = "float32"
     align_corners: bool = False
+    fast_model: FastForward | None = None
 
     @classmethod
     def read(cls, options: Mapping[str, Any]) -> Settings:
@@ -131,6 +133,7 @@ class Settings:
             adapter=adapter,
             precision=precision,
             align_corners=bool(option(options, "align_corners", False, bool)),
+            fast_model=option(options, "fast_model", None, FastForward),
         )
 
 
