@@ -32,14 +32,13 @@ if TYPE_CHECKING:
 
     from ..models import ModelSpec
 
-DATASET_BATCH_SIZE = 32
-
 _DESCRIPTION = """\
 With --format parquet, explain takes one folder (every image below it, ids = relative paths) or
 one list (LIST.csv with a header, or LIST.parquet: a 'path' column and an optional 'id' column)
 and writes Parquet shards OUT/maps-*.parquet (one row per image, layer, method and target: label,
 probability, top-5, the raw map as float16), errors.parquet and summary.json; committed exactly
-once, so --resume after any interruption finishes the job. --batch-size defaults to 32 here.
+once, so --resume after any interruption finishes the job. --batch-size, --threads and
+--decode-workers are measured on the first batches unless given.
 Read the maps back with camscope.batch.open_maps(OUT) or `camscope maps export`. See docs/scale.md.
 """
 
@@ -116,14 +115,28 @@ def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
         type=non_negative_int,
         default=None,
         metavar="N",
-        help="processes decoding images beside the model (local; default cores - 1, at most 4)",
+        help="processes decoding images beside the model (local; default: measured on the "
+        "first batches, see docs/scale.md)",
     )
     add(
         "--threads",
         type=positive_int,
         default=None,
         metavar="N",
-        help="torch threads of the model (local; default: cores minus decode workers)",
+        help="torch threads of the model (local; default: measured on the first batches)",
+    )
+    add(
+        "--precision",
+        choices=("fp32", "bf16", "fp16"),
+        default="fp32",
+        help="the forward pass under autocast (bf16; fp16 on a CUDA GPU); the maps are computed "
+        "in float32 either way (default fp32: see docs/scale.md for speed and agreement)",
+    )
+    add(
+        "--compile",
+        action="store_true",
+        help="torch.compile the model's trunk before the explained layer (pays off on long "
+        "jobs: compiling takes tens of seconds)",
     )
     add(
         "--shard-size",
@@ -225,9 +238,7 @@ def _run_dataset(
     method_options = parse_method_options(getattr(args, "option", None))
     layers = tuple(split_list(args.layer)) or ("auto",)
     methods = _within_budget(args, methods, loaded, layers, target, method_options, mode)
-    batch_size = args.batch_size
-    if isinstance(batch_size, _DefaultInt):
-        batch_size = DATASET_BATCH_SIZE
+    batch_size = None if isinstance(args.batch_size, _DefaultInt) else int(args.batch_size)
     job = DatasetJob(
         source=source,
         out=Path(args.out),
@@ -235,7 +246,7 @@ def _run_dataset(
         methods=tuple(methods),
         layers=layers,
         target=target,
-        batch_size=int(batch_size),
+        batch_size=batch_size,
         shard_size=args.shard_size,
         map_size=args.map_size,
         save_png=bool(args.save_png),
@@ -247,7 +258,9 @@ def _run_dataset(
         timeout=getattr(args, "timeout", None),
         window=getattr(args, "window", None),
         decode_workers=args.decode_workers,
-        torch_threads=args.threads or _default_threads(args.decode_workers),
+        torch_threads=args.threads,
+        precision=args.precision,
+        compile=bool(args.compile),
         aug_smooth=bool(getattr(args, "aug_smooth", False)),
         eigen_smooth=bool(getattr(args, "eigen_smooth", False)),
         method_options=method_options,
@@ -320,16 +333,6 @@ def _quiet_ray_data() -> None:
     import ray.data  # noqa: F401  (configures Ray Data's loggers, which this then adjusts)
 
     logging.getLogger("ray.data").setLevel(logging.WARNING)
-
-
-def _default_threads(decode_workers: int | None) -> int:
-    """The cores the decoding processes leave to the model (at least one)."""
-    import os
-
-    from ..batch.job import default_decode_workers
-
-    workers = default_decode_workers() if decode_workers is None else decode_workers
-    return max(1, (os.cpu_count() or 1) - workers)
 
 
 def _report(summary: dict[str, Any], out: Path) -> str:
