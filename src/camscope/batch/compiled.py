@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -39,6 +39,8 @@ from ..core.layers import hooked_dry_forward, preserved_modes
 from ..core.precision import forward_precision
 
 log = logging.getLogger(__name__)
+
+BACKEND = "inductor"  # torch.compile's backend (the tests use "eager": dynamo without codegen)
 
 
 def trunk_modules(
@@ -96,6 +98,7 @@ class CompiledTrunk:
         precision: the job's forward precision (the graphs are built under the same autocast).
         mode: ``"eval"`` compiles the eval-mode trunk (as ``explain`` runs it), ``"as-is"`` the
             modes the model has.
+        backend: :func:`torch.compile`'s backend (default :data:`BACKEND`, inductor).
     """
 
     def __init__(
@@ -105,6 +108,7 @@ class CompiledTrunk:
         example: torch.Tensor,
         precision: str = "fp32",
         mode: str = "eval",
+        backend: str | Callable[..., Any] | None = None,
     ) -> None:
         self.modules: list[tuple[str, nn.Module]] = []
         self.error: str | None = None
@@ -116,10 +120,10 @@ class CompiledTrunk:
         if not trunk:
             self.error = "no module runs before the explained layer"
             return
-        for _name, module in trunk:
-            module.compile()
         self.modules = trunk
         try:
+            for _name, module in trunk:
+                module.compile(backend=backend or BACKEND)
             with preserved_modes(model), torch.no_grad():
                 if mode == "eval":
                     model.eval()
@@ -127,7 +131,8 @@ class CompiledTrunk:
                     model(example)
         except Exception as err:  # any compiler failure: go on eagerly, and say so
             self.restore()
-            self.error = f"{type(err).__name__}: {err}".splitlines()[0][:300]
+            said = " ".join(f"{type(err).__name__}: {err}".split())  # dynamo's are many lines
+            self.error = said if len(said) <= 300 else said[:299] + "…"
 
     @property
     def names(self) -> list[str]:

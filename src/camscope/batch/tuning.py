@@ -19,7 +19,8 @@ its slowest thread: with one of two cores taken, a 2-thread pass collapses to a 
    * the decode workers: in the main process the job costs ``d + m(T)`` per image; with ``w``
      loader processes ``max(d / w, m(C - w))`` (``m(C - 1)`` measured, fewer threads estimated
      as linear). Workers are kept only when they are predicted at least 5% faster, and never
-     when another process holds a core (they would compete for it).
+     when another process seems to hold a core (``C - 1`` threads were not slower than ``C``):
+     they would compete for it.
 
 While the job runs, every 20 s one batch runs at the other thread count (``C - 1`` or ``C``) and
 the job switches when it was at least 10% faster than the recent batches: a process that starts
@@ -121,7 +122,8 @@ class Tuner:
         self.skipped: str | None = None
         self.probes = self._probes()
         self.measured: list[_Probe] = []
-        self.plan: Plan | None = None
+        self.plan: Plan | None = None  # the plan now (its threads may change while the job runs)
+        self.decided: Plan | None = None  # the plan after the probes
         self.reasons: list[str] = []
         self.switches: list[dict[str, Any]] = []
         self._recent: deque[float] = deque(maxlen=RECENT)
@@ -175,7 +177,7 @@ class Tuner:
         """The plan for the rest of the job, from the probes (defaults without them)."""
         probes = [p for p in self.measured[1:] if p.images]  # the first one warms up
         if not probes:
-            self.plan = self._fixed_or_default()
+            self.plan = self.decided = self._fixed_or_default()
             self.reasons.append(f"no probes: {self.skipped or 'the job ended during them'}")
             return self.plan
         images = sum(p.images for p in self.measured)
@@ -183,6 +185,7 @@ class Tuner:
         self.plan = (
             self._decide_gpu(probes, decode) if self.gpu else self._decide_cpu(probes, decode)
         )
+        self.decided = self.plan
         return self.plan
 
     def _decide_cpu(self, probes: list[_Probe], decode: float) -> Plan:
@@ -237,8 +240,11 @@ class Tuner:
                 estimate = max(decode / w, per_image)
                 if estimate < best * (1 - WORKERS_MARGIN):
                     workers, best = w, estimate
-        elif threads == self.cores and self.cores >= 2:  # no other process holds a core
+        elif threads == self.cores and self.cores >= 2:
             fewer = model(self.cores - 1, self.batch_size or CPU_BATCHES[0])
+            if fewer <= per_image:  # the last core gave nothing: another process holds it
+                self.reasons.append("0 decode workers: the last core did not speed the model up")
+                return 0, threads
             for w in range(1, min(MAX_CPU_WORKERS, self.cores - 1) + 1):
                 # fewer threads estimated as linear from C - 1 (pessimistic for the workers)
                 estimate = max(decode / w, fewer * (self.cores - 1) / (self.cores - w))
@@ -359,13 +365,18 @@ class Tuner:
                 }
                 for p in self.measured
             ],
-            "decided": None
-            if self.plan is None
-            else {
-                "batch_size": self.plan.batch_size,
-                "decode_workers": self.plan.decode_workers,
-                "threads": self.plan.threads,
-            },
+            "decided": _plan_dict(self.decided),
+            "final": _plan_dict(self.plan),
             "why": self.reasons,
             "thread_switches": self.switches,
         }
+
+
+def _plan_dict(plan: Plan | None) -> dict[str, Any] | None:
+    if plan is None:
+        return None
+    return {
+        "batch_size": plan.batch_size,
+        "decode_workers": plan.decode_workers,
+        "threads": plan.threads,
+    }
