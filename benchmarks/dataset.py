@@ -30,6 +30,11 @@ the model's automatic layer:
   second table compares their maps with (b)'s: top-1 agreement, and the Pearson r of the raw maps
   where both explained the same class.
 
+Every case runs ``--rounds`` times (3), the cases of a round back to back, so that outside load
+hits them alike; the table gives each case's median and best rate and the median over the rounds
+of its ratio to the better plain loop **of the same round** (the peer runs ``--peer-rounds``
+times, 1: it is slow and far behind).
+
 Situations (``--situations``): ``quiet`` (the machine as it is: the load average is printed and a
 table taken at a load above 1.5 says the machine was not quiet), ``busy`` (a busy-loop subprocess
 holds one core during every case: what a job meets beside another job). ``--startup`` also times
@@ -51,6 +56,7 @@ import datetime
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -337,7 +343,6 @@ def startup(folder: Path, model_name: str, repeats: int = 3) -> list[tuple[str, 
     ``camscope explain --format parquet`` run on the first 16 images of ``folder`` (with the
     seconds before and after its loop: the process start a small job pays)."""
     import json
-    import statistics
 
     small = Path(tempfile.mkdtemp(prefix="camscope-start-"))
     for i, path in enumerate(sorted(folder.rglob("img*"))[:16]):
@@ -383,34 +388,61 @@ def busy_core() -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-c", "while True: pass"])
 
 
-def table(rows: list[Row], markdown: bool) -> str:
-    """One table: each case against the better plain loop and the peer's better run."""
-    plain_rows = [r for r in rows if r.case.startswith("(p)") and ", 1 thread" not in r.case]
-    ref = max(plain_rows, key=lambda r: r.rate) if plain_rows else None
-    peers = [r for r in rows if r.case.startswith("(d)")]
-    peer = max(peers, key=lambda r: r.rate) if peers else None
+def _is_reference(row: Row) -> bool:
+    return row.case.startswith("(p)") and ", 1 thread" not in row.case
+
+
+def table(rounds: list[list[Row]], markdown: bool) -> str:
+    """One line per case: its median and best rate over the rounds, and the median over the
+    rounds of its ratio to the better plain loop of the same round (cases that ran back to back,
+    under the same outside load) and to the peer's run."""
+    cases: dict[str, list[Row]] = {}
+    for round_ in rounds:
+        for row in round_:
+            cases.setdefault(row.case, []).append(row)
+
+    def ratios(case: str, reference: Callable[[list[Row]], Row | None]) -> list[float]:
+        out = []
+        for round_ in rounds:
+            ref = reference(round_)
+            mine = next((r for r in round_ if r.case == case), None)
+            if ref is not None and mine is not None:
+                out.append(mine.rate / ref.rate)
+        return out
+
+    def best_plain(round_: list[Row]) -> Row | None:
+        plain = [r for r in round_ if _is_reference(r)]
+        return max(plain, key=lambda r: r.rate) if plain else None
+
+    peer_runs = [r for rs in cases.values() for r in rs if r.case.startswith("(d)")]
+    peer = max(peer_runs, key=lambda r: r.rate) if peer_runs else None
     header = [
         "case",
-        "images/s",
-        "x better plain loop",
+        "images/s, median (best)",
+        "x better plain loop, same round (median)",
         "x peer",
         "decided / note",
-        "load start / end",
+        "load",
         "RSS MiB start / middle / end",
         "tree PSS MiB",
     ]
     lines = []
-    for r in rows:
+    for case, runs in cases.items():
+        rates = [r.rate for r in runs]
+        to_plain = ratios(case, best_plain)
+        loads = [v for r in runs for v in r.memory.load]
+        last = runs[-1]
+        notes = sorted({r.note for r in runs if r.note})
         lines.append(
             [
-                r.case,
-                f"{r.rate:.1f}",
-                f"{r.rate / ref.rate:.2f}x" if ref else "-",
-                f"{r.rate / peer.rate:.2f}x" if peer else "-",
-                r.note or "",
-                " / ".join(f"{v:.1f}" for v in r.memory.load),
-                " / ".join(f"{v:.0f}" for v in r.memory.rss),
-                f"{r.memory.tree_pss:.0f}" if r.memory.tree_pss else "-",
+                case,
+                f"{statistics.median(rates):.1f} ({max(rates):.1f})",
+                f"{statistics.median(to_plain):.2f}x" if to_plain else "-",
+                f"{statistics.median(rates) / peer.rate:.2f}x" if peer else "-",
+                "; ".join(notes),
+                f"{min(loads):.1f}-{max(loads):.1f}",
+                " / ".join(f"{v:.0f}" for v in last.memory.rss),
+                f"{last.memory.tree_pss:.0f}" if last.memory.tree_pss else "-",
             ]
         )
     return _format(header, lines, markdown)
@@ -426,35 +458,35 @@ def _format(header: list[str], lines: list[list[str]], markdown: bool) -> str:
     return "\n".join([fmt.format(*header), *(fmt.format(*line) for line in lines)])
 
 
-def agreement_table(rows: list[Row], markdown: bool) -> str:
-    """(e) and (f) against (b): speed and maps."""
-    base = next((r for r in rows if r.case.startswith("(b)")), None)
-    others = [r for r in rows if r.case[:3] in ("(e)", "(f)") and r.out is not None]
-    if base is None or base.out is None or not others:
-        return ""
-    header = ["case", "x (b)", "rows", "same top-1", "r median", "r min", "share r >= 0.999"]
+def agreement_table(rounds: list[list[Row]], markdown: bool) -> str:
+    """(e) and (f) against (b) of the same round: speed and maps."""
+    header = ["case", "x (b), same round", "rows", "same top-1", "r median", "r min", "r >= 0.999"]
     lines = []
-    for r in others:
-        assert r.out is not None
-        a = agreement(base.out, r.out)
-        lines.append(
-            [
-                r.case,
-                f"{r.rate / base.rate:.2f}x",
-                str(a["rows"]),
-                f"{100 * a['top1']:.1f}%",
-                f"{a['r_median']:.5f}",
-                f"{a['r_min']:.5f}",
-                f"{100 * a['r_at_least_0999']:.1f}%",
-            ]
-        )
-    return _format(header, lines, markdown)
+    for round_ in rounds:
+        base = next((r for r in round_ if r.case.startswith("(b)")), None)
+        for r in round_:
+            if base is None or base.out is None or r.case[:3] not in ("(e)", "(f)") or not r.out:
+                continue
+            a = agreement(base.out, r.out)
+            lines.append(
+                [
+                    r.case,
+                    f"{r.rate / base.rate:.2f}x",
+                    str(a["rows"]),
+                    f"{100 * a['top1']:.1f}%",
+                    f"{a['r_median']:.5f}",
+                    f"{a['r_min']:.5f}",
+                    f"{100 * a['r_at_least_0999']:.1f}%",
+                ]
+            )
+    return _format(header, lines, markdown) if lines else ""
 
 
 def run_situation(
     situation: str, cases: set[str], args: argparse.Namespace, model: Any, spec: Any, layer: Any
-) -> list[Row]:
-    """Every case of ``cases`` once, in ``situation`` (``busy``: one core held throughout)."""
+) -> list[list[Row]]:
+    """``--rounds`` rounds of every case in ``cases``, in ``situation`` (``busy``: one core held
+    throughout); the peer only in the first ``--peer-rounds``."""
     cores = os.cpu_count() or 2
     device, folder, name = args.device, args.folder / f"images-{args.images}", args.model
     batch = args.batch_size or 32
@@ -464,59 +496,63 @@ def run_situation(
         "decode_workers": args.decode_workers,
         "torch_threads": args.threads,
     }
-    runs: list[Callable[[], Row]] = []
+    runs: list[tuple[str, Callable[[], Row]]] = []
     if "p" in cases:
         for size in (16, 32):
-            runs.append(lambda size=size: user_loop(model, spec, folder, size, cores, device))
+            runs.append(("p", lambda n=size: user_loop(model, spec, folder, n, cores, device)))
         if situation == "busy":
-            runs.append(lambda: user_loop(model, spec, folder, 16, 1, device))
+            runs.append(("p", lambda: user_loop(model, spec, folder, 16, 1, device)))
     if "a" in cases:
         workers = 1 if args.decode_workers is None else args.decode_workers
         threads = args.threads or max(1, cores - workers)
-        runs.append(lambda: plain(model, spec, folder, batch, workers, threads, device))
+        runs.append(("a", lambda: plain(model, spec, folder, batch, workers, threads, device)))
     if "b" in cases:
-        runs.append(lambda: camscope_job(loaded, name, folder, device, **fixed))
+        runs.append(("b", lambda: camscope_job(loaded, name, folder, device, **fixed)))
     if "e" in cases and situation == "quiet":
         label = "(e) camscope, precision bf16" if device == "cpu" else "(e) camscope, fp16"
-        precision = "bf16" if device == "cpu" else "fp16"
-        runs.append(
-            lambda: camscope_job(
-                loaded, name, folder, device, label=label, precision=precision, **fixed
-            )
-        )
+        options = {"label": label, "precision": "bf16" if device == "cpu" else "fp16", **fixed}
+        runs.append(("e", lambda: camscope_job(loaded, name, folder, device, **options)))
     if "f" in cases and situation == "quiet":
-        label = "(f) camscope, compile"
-        runs.append(
-            lambda: camscope_job(loaded, name, folder, device, label=label, compile=True, **fixed)
-        )
+        options = {"label": "(f) camscope, compile", "compile": True, **fixed}
+        runs.append(("f", lambda: camscope_job(loaded, name, folder, device, **options)))
     if "c" in cases:
         threads = args.threads or cores
         for actors in (int(v) for v in args.ray_actors.split(",")):
+            label = f"(c) camscope, Ray, {actors} actor(s)"
+            options = {
+                "label": label,
+                "actors": actors,
+                "ray_threads": threads,
+                "batch_size": batch,
+            }
             runs.append(
-                lambda n=actors: camscope_job(
-                    loaded, name, folder, device, "ray", label=f"(c) camscope, Ray, {n} actor(s)",
-                    actors=n, ray_threads=threads, batch_size=batch,
-                )
-            )  # fmt: skip
-    if "d" in cases:
-        runs.append(lambda: peer_loop(model, spec, layer, folder, batch, cores, device))
-    holder = busy_core() if situation == "busy" else None
-    rows: list[Row] = []
-    try:
-        for run in runs:
-            row = run()
-            print(
-                f"[{situation}] {row.case}: {row.rate:.1f} images/s ({row.seconds:.1f} s, load "
-                f"{' -> '.join(f'{v:.1f}' for v in row.memory.load)}) {row.note}",
-                file=sys.stderr,
-                flush=True,
+                ("c", lambda o=options: camscope_job(loaded, name, folder, device, "ray", **o))
             )
-            rows.append(row)
+    if "d" in cases:
+        runs.append(("d", lambda: peer_loop(model, spec, layer, folder, batch, cores, device)))
+    holder = busy_core() if situation == "busy" else None
+    rounds: list[list[Row]] = []
+    try:
+        for number in range(args.rounds):
+            rows: list[Row] = []
+            for key, run in runs:
+                if key == "d" and number >= args.peer_rounds:
+                    continue  # the peer is slow and far behind: fewer rounds
+                row = run()
+                print(
+                    f"[{situation} {number + 1}] {row.case}: {row.rate:.1f} images/s "
+                    f"({row.seconds:.1f} s, load "
+                    f"{' -> '.join(f'{v:.1f}' for v in row.memory.load)}) {row.note}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                rows.append(row)
+            rounds.append(rows)
     finally:
         if holder is not None:
             holder.kill()
             holder.wait()
-    return rows
+    return rounds
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -534,6 +570,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", default="p,b,d", help="comma list of p, a, b, c, d, e, f")
     parser.add_argument("--situations", default="quiet,busy", help="quiet, busy or both")
     parser.add_argument("--ray-actors", default="1,2")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of every case, interleaved")
+    parser.add_argument("--peer-rounds", type=int, default=1, help="rounds of the slow peer (d)")
     parser.add_argument("--startup", action="store_true", help="also time the process start")
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args(argv)
@@ -565,22 +603,23 @@ def main(argv: list[str] | None = None) -> int:
         _start_ray()
     threads = torch.get_num_threads()
     for situation in args.situations.split(","):
-        rows = run_situation(situation, cases, args, model, spec, layer)
+        rounds = run_situation(situation, cases, args, model, spec, layer)
         torch.set_num_threads(threads)
-        loads = [v for r in rows for v in r.memory.load]
+        loads = [v for rows in rounds for r in rows for v in r.memory.load]
         said = f"## {situation}: load average {min(loads):.1f} to {max(loads):.1f}"
         if situation == "quiet" and max(loads) > 1.5:
             said += " (NOT a quiet machine: other processes ran; the ratios are indicative)"
         print(said)
-        print(table(rows, args.markdown))
-        compared = agreement_table(rows, args.markdown)
+        print(table(rounds, args.markdown))
+        compared = agreement_table(rounds, args.markdown)
         if compared:
             print()
             print(compared)
         print()
-        for row in rows:
-            if row.out is not None:
-                shutil.rmtree(row.out, ignore_errors=True)
+        for rows in rounds:
+            for row in rows:
+                if row.out is not None:
+                    shutil.rmtree(row.out, ignore_errors=True)
     if args.startup:
         lines = [[name, f"{seconds:.2f}"] for name, seconds in startup(folder, args.model)]
         print(f"## process start (load average {os.getloadavg()[0]:.1f})")

@@ -3,8 +3,9 @@
 :mod:`.job` holds the job's settings (its inputs are listed by :mod:`camscope.data.lists`),
 :mod:`.decode` loads images in loader workers of the batch walker (:mod:`camscope.data.walk`), :mod:`.rows` explains a batch into rows,
 :mod:`.parquet` commits shards exactly once (:mod:`.lock`: one job per folder), :mod:`.pipeline`
-runs the streaming job (:mod:`.ray_backend` on Ray Data), :mod:`.maps` reads the maps back
-(:func:`open_maps`). The picture job (``--format png``) is :mod:`camscope.pictures`.
+runs the streaming job (:mod:`.local` its local loop, whose threads, decode workers and batch size
+:mod:`.tuning` measures; :mod:`.ray_backend` on Ray Data; :mod:`.compiled` the compiled trunk),
+:mod:`.maps` reads the maps back (:func:`open_maps`). The picture job (``--format png``) is :mod:`camscope.pictures`.
 
 This package may import core, methods, perturbation, models, io, viz, data and metrics; never the
 CLI. pyarrow and Ray are imported only where they are used.
