@@ -20,6 +20,7 @@ from camscope.batch import DatasetJob, ModelRecipe, open_maps, run_dataset_job
 from camscope.batch import compiled as compiled_module
 from camscope.batch.compiled import CompiledTrunk, trunk_modules
 from camscope.batch.decode import DecodeSettings, decode_columns
+from camscope.batch.layout import ChannelsLast, check, to_layout
 from camscope.batch.parquet import ERROR
 from camscope.batch.ray_backend import ExplainActor
 from camscope.batch.rows import MapSettings
@@ -200,3 +201,39 @@ def test_a_ray_actor_runs_the_settings_it_is_given(
     table = actor(decode_columns(columns, DecodeSettings(spec, io.DEFAULT_MAX_PIXELS)))
     assert seen == [torch.bfloat16]  # the layer's output came from a bf16 convolution
     assert table.num_rows == 4 and table.column(ERROR).null_count == 4  # every image explained
+
+
+class Viewing(nn.Module):
+    """A model whose forward calls ``view`` on a feature map: it cannot run in channels-last."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.head = nn.Linear(4 * 8 * 8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.conv(x).view(x.shape[0], -1))
+
+
+def test_channels_last_is_checked_applied_and_given_back() -> None:
+    torch.manual_seed(0)
+    x = torch.randn(4, 3, 8, 8)
+    viewing = Viewing().eval()
+    assert "view size is not compatible" in (check(viewing, ChannelsLast(viewing), x) or "")
+    assert viewing.conv.weight.is_contiguous()  # given back after the failed try
+    net = Net().eval()
+    layout = ChannelsLast(net)
+    assert check(net, layout, x) is None
+    before = [(p.data_ptr(), p.detach().clone()) for p in net.parameters()]
+    eager = explain(net, x, METHODS, "body.1", "top1")
+    layout.apply()
+    assert net.stem[0].weight.is_contiguous(memory_format=torch.channels_last)
+    last = explain(net, to_layout(x, True), METHODS, "body.1", "top1")
+    layout.restore()
+    for method in METHODS:
+        assert last.maps[method].is_contiguous()
+        torch.testing.assert_close(last.maps[method], eager.maps[method], rtol=1e-4, atol=1e-5)
+    for p, (pointer, copy) in zip(net.parameters(), before):
+        assert p.data_ptr() == pointer and torch.equal(p, copy)
+    training = Net().train()
+    assert "train mode" in (check(training, ChannelsLast(training), x, mode="as-is") or "")

@@ -1,12 +1,13 @@
 """The local backend's loop: walk the pending inputs, explain each batch, hand the rows on.
 
 :func:`run_local` first runs the probe batches of a :class:`camscope.batch.tuning.Tuner` (each a
-walk of one batch decoded in this process, at the probe's thread count), then walks the rest of
-the inputs with the plan the tuner decided: its batch size, its decode workers (DataLoader
-processes of :class:`camscope.data.walk.Walk`) and its torch threads, which the tuner may change
-between batches. With ``compile`` the model's trunk is compiled once the batch size is known
+walk of one batch decoded in this process, at the probe's thread count and memory layout), then
+walks the rest of the inputs with the plan the tuner decided: its batch size, its decode workers
+(DataLoader processes of :class:`camscope.data.walk.Walk`), its layout
+(:mod:`camscope.batch.layout`) and its torch threads, which the tuner may change between
+batches. With ``compile`` the model's trunk is compiled once the batch size is known
 (:mod:`camscope.batch.compiled`). The caller's torch thread count is restored at the end, and the
-model given back uncompiled, also after an error or Ctrl-C.
+model given back uncompiled and in its own layout, also after an error or Ctrl-C.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from .layout import ChannelsLast, check
 from .tuning import Plan, Tuner
 
 if TYPE_CHECKING:
@@ -51,6 +53,7 @@ def run_local(
     and decided (and the compile's outcome), for ``summary.json``."""
     import torch
 
+    from ..io import model_channels
     from .rows import ExplainStep
 
     tuner = Tuner(
@@ -59,29 +62,42 @@ def run_local(
         batch_size=job.batch_size,
         decode_workers=job.decode_workers,
         threads=job.torch_threads,
+        channels_last=True,
         recheck=not settings.compile,
     )
     step = ExplainStep(model, spec, settings, device)
+    layout = ChannelsLast(model)
     threads_before = torch.get_num_threads()
     compiled: dict[str, Any] = {}
     start = 0
     try:
-        for plan in tuner.probes:
+        if tuner.skipped is None:  # only a job that probes tries the other layout
+            generator = torch.Generator().manual_seed(0)
+            example = torch.randn(2, model_channels(spec), *spec.input_size, generator=generator)
+            why_not = check(model, layout, example.to(device), settings.mode)
+            if why_not is not None:
+                tuner.forbid_channels_last(why_not)
+        else:
+            tuner.forbid_channels_last(tuner.skipped)
+        while (plan := tuner.next_probe()) is not None:
             chunk = todo[start : start + plan.batch_size]
             if len(chunk) == 0:
                 break
             start += len(chunk)
             _set_threads(plan.threads)
+            _set_layout(step, layout, plan.channels_last)
             for images, waited, explained in _explain(
                 job, inputs, chunk, plan, device, decode, step, shards, bar, timing
             ):
                 tuner.record(plan, images, waited, explained)
         plan = tuner.decide()
+        _set_layout(step, layout, plan.channels_last)
         log.info(
-            "batch size %d, %d decode worker(s), %s torch thread(s): %s",
+            "batch size %d, %d decode worker(s), %s torch thread(s), %s layout: %s",
             plan.batch_size,
             plan.decode_workers,
             plan.threads if plan.threads is not None else torch.get_num_threads(),
+            "channels-last" if plan.channels_last else "the model's",
             "; ".join(tuner.reasons),
         )
         rest = todo[start:]
@@ -104,11 +120,21 @@ def run_local(
                 tuner.observe(torch.get_num_threads(), images, explained)
     finally:
         step.close()
+        layout.restore()
         torch.set_num_threads(threads_before)
     report = tuner.report()
     if settings.compile:
         report["compile"] = compiled
     return report
+
+
+def _set_layout(step: ExplainStep, layout: ChannelsLast, channels_last: bool) -> None:
+    """The model's weights and the step's inputs in channels-last, or as the model came."""
+    if channels_last:
+        layout.apply()
+    else:
+        layout.restore()
+    step.channels_last = channels_last
 
 
 def _set_threads(threads: int | None) -> None:

@@ -88,6 +88,7 @@ class ExplainStep:
         self.model_name = model_name or spec.name
         self.schema = step_schema(settings.save_boxes, settings.save_masks)
         self.trunk: CompiledTrunk | None = None
+        self.channels_last = False  # inputs in channels-last (the local job's layout choice)
 
     def compile_for(self, batch_size: int) -> str | None:
         """Compile the model's trunk for batches of ``batch_size`` (``settings.compile``); the
@@ -97,6 +98,7 @@ class ExplainStep:
         from ..io import model_channels
         from ..methods import get_method
         from .compiled import CompiledTrunk
+        from .layout import to_layout
 
         s = self.settings
         if not s.compile or self.trunk is not None:
@@ -104,8 +106,11 @@ class ExplainStep:
         guided = [m for m in s.methods if get_method(m).needs_guided_gradients]
         if guided:
             return f"{', '.join(guided)} need(s) the trunk's input gradients"
-        example = torch.zeros(
-            batch_size, model_channels(self.spec), *self.spec.input_size, device=self.device
+        example = to_layout(
+            torch.zeros(
+                batch_size, model_channels(self.spec), *self.spec.input_size, device=self.device
+            ),
+            self.channels_last,
         )
         trunk = CompiledTrunk(self.model, s.layers, example, s.precision, s.mode)
         if trunk.error is not None:
@@ -167,6 +172,7 @@ class ExplainStep:
         import torch
 
         from ..core.engine import explain
+        from .layout import to_layout
 
         s = self.settings
         layer: str | list[str] = list(s.layers) if len(s.layers) > 1 else s.layers[0]
@@ -178,7 +184,7 @@ class ExplainStep:
         with torch.inference_mode(False), torch.enable_grad(), compiled:
             return explain(
                 self.model,
-                x.to(self.device, non_blocking=True),
+                to_layout(x.to(self.device, non_blocking=True), self.channels_last),
                 list(s.methods),
                 layer,
                 s.target,

@@ -1,39 +1,40 @@
-"""How a local data-set job sets its torch threads, decode workers and batch size: it measures.
+"""How a local data-set job sets its threads, decode workers, batch size and layout: it measures.
 
 A data-set job on ``C`` cores can decode in the main process between batches, or in ``w`` loader
 processes beside a model that keeps ``C - w`` threads; it can run the model with ``C`` OpenMP
 threads, or fewer when another process holds a core (an OpenMP pass waits at every barrier for
 its slowest thread: with one of two cores taken, a 2-thread pass collapses to a fraction of a
-1-thread one). Which is fastest depends on the model, the images and the machine, so the job
-**measures** it on its first batches (:class:`Tuner`), decoding them in the main process:
+1-thread one); and it can run the model in channels-last memory layout
+(:mod:`camscope.batch.layout`). Which is fastest depends on the model, the images and the
+machine, so the job **measures** it on its first batches (:class:`Tuner`), decoding them in the
+main process. On a CPU:
 
-1. a warm-up batch of 8 at ``C`` threads (the first rows come soon);
-2. a batch of 16 at ``C - 1`` threads, one of 16 at ``C`` (the same images' cost at both thread
-   counts), one of 32 at ``C``;
-3. with ``d`` the decoding seconds per image and ``m(T, B)`` the model's seconds per image at
-   ``T`` threads and batch ``B``, it keeps:
-
-   * the threads: ``C - 1`` when that was at least 10% faster than ``C`` (another process holds a
-     core), else ``C``;
-   * the batch size: 32 when it was at least 3% faster per image than 16, else 16;
-   * the decode workers: in the main process the job costs ``d + m(T)`` per image; with ``w``
-     loader processes ``max(d / w, m(C - w))`` (``m(C - 1)`` measured, fewer threads estimated
-     as linear). Workers are kept only when they are predicted at least 5% faster, and never
-     when another process seems to hold a core (``C - 1`` threads were not slower than ``C``):
-     they would compete for it.
+1. warm-up batches of 8 in each layout at ``C`` threads (the first rows come at once; their
+   times are not used);
+2. 16 images in each layout at ``C`` threads: the layout that was at least 3% faster per image
+   is kept (the default layout on a tie);
+3. 16 images at ``C - 1`` threads: kept when at least 10% faster than ``C`` (another process
+   holds a core), else ``C``;
+4. 32 images: batch 32 when at least 3% faster per image than 16, else 16;
+5. decode workers: with ``d`` the decoding seconds per image and ``m(T)`` the model's at ``T``
+   threads, the main process costs ``d + m(T)`` per image and ``w`` loader processes
+   ``max(d / w, m(C - w))`` (``m(C - 1)`` measured, fewer threads estimated as linear); workers
+   are kept when predicted at least 5% faster, and never when the last core gave the model
+   nothing (another process holds it: they would compete for it).
 
 While the job runs, every 20 s one batch runs at the other thread count (``C - 1`` or ``C``) and
-the job switches when it was at least 10% faster than the recent batches: a process that starts
-or stops beside a long job changes the choice.
+the job switches when it was at least 10% faster than its recent batches, so a process that
+starts or stops beside a long job changes the choice.
 
-**On a GPU** the model's threads matter little (torch's own setting is kept); the probes are
-batches of 32 (warm-up), 32, 64 and 128 decoded in the main process; the batch size is the
-smallest within 5% of the fastest per image, and the workers the fewest whose predicted
-``max(d / w, m)`` is within 5% of the best, at most ``min(8, C - 1)``.
+**On a GPU** torch's thread setting is kept; the probes are warm-ups of 32, 32 in each layout,
+then 64 and 128 in the faster layout; the batch size is the smallest within 5% of the fastest per
+image and the decode workers the fewest whose predicted ``max(d / w, m)`` is within 5% of the
+best, at most ``min(8, C - 1)``.
 
-Whatever the caller set (``batch_size``, ``decode_workers``, ``torch_threads``) is kept as
-given and not probed; a job of fewer images than the probes need skips the probes.
-``summary.json`` records what was measured and decided (``this_run.tuning``).
+Whatever the caller set (``batch_size``, ``decode_workers``, ``torch_threads``) is kept and not
+probed; a job of fewer inputs than twice the probes' skips them (16 images, ``C`` threads, no
+workers, the model's own layout). ``summary.json`` records what was measured and decided
+(``this_run.tuning``).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ import os
 import statistics
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ MAX_CPU_WORKERS = 4
 MAX_GPU_WORKERS = 8
 THREADS_MARGIN = 0.10  # fewer threads must be this much faster per image to be kept
 BATCH_MARGIN = 0.03  # a larger batch must be this much faster per image on CPU
+LAYOUT_MARGIN = 0.03  # channels-last must be this much faster per image
 WORKERS_MARGIN = 0.05  # decode workers must be predicted this much faster
 GPU_BATCH_MARGIN = 0.05
 RECHECK_SECONDS = 20.0
@@ -77,6 +79,7 @@ class Plan:
     batch_size: int
     decode_workers: int
     threads: int | None
+    channels_last: bool = False
 
 
 @dataclass
@@ -85,9 +88,10 @@ class _Probe:
     images: int = 0
     decode: float = 0.0  # seconds decoding (in the main process)
     model: float = 0.0  # seconds explaining
+    warmup: bool = False
 
     @property
-    def model_per_image(self) -> float:
+    def per_image(self) -> float:
         return self.model / self.images if self.images else math.inf
 
 
@@ -95,15 +99,16 @@ class _Probe:
 class Tuner:
     """Chooses a :class:`Plan` from the first batches (see the module docstring).
 
-    Use: run each plan of :attr:`probes` on one batch and :meth:`record` it, then :meth:`decide`;
-    during the rest of the job ask :meth:`threads_for_next_batch` before a batch and
-    :meth:`observe` it after.
+    Use: while :meth:`next_probe` gives a plan, run one batch with it and :meth:`record` it;
+    then :meth:`decide`; during the rest of the job ask :meth:`threads_for_next_batch` before a
+    batch and :meth:`observe` it after.
 
     Args:
         device: ``"cpu"`` or ``"cuda"`` (any other device is treated as a GPU).
-        cores: the cores the job may use (default :func:`available_cores`).
         pending: inputs the job has to do.
+        cores: the cores the job may use (default :func:`available_cores`).
         batch_size, decode_workers, threads: fixed by the caller (``None``: measured).
+        channels_last: whether the model may run in channels-last (``layout.check`` said so).
         recheck: rethink the thread count while the job runs (off for a compiled model, whose
             kernels keep the thread count they were built with).
     """
@@ -114,123 +119,172 @@ class Tuner:
     batch_size: int | None = None
     decode_workers: int | None = None
     threads: int | None = None
+    channels_last: bool = False
     recheck: bool = True
     clock: Any = time.monotonic
 
     def __post_init__(self) -> None:
         self.gpu = self.device != "cpu"
-        self.skipped: str | None = None
-        self.probes = self._probes()
         self.measured: list[_Probe] = []
         self.plan: Plan | None = None  # the plan now (its threads may change while the job runs)
         self.decided: Plan | None = None  # the plan after the probes
         self.reasons: list[str] = []
         self.switches: list[dict[str, Any]] = []
+        self.skipped = self._why_no_probes()
         self._recent: deque[float] = deque(maxlen=RECENT)
         self._last_check = 0.0
         self._trying: int | None = None
+        self._pending: tuple[Plan, bool] | None = None
+
+    def forbid_channels_last(self, reason: str) -> None:
+        """The model cannot run in channels-last (:func:`camscope.batch.layout.check`)."""
+        if self.channels_last:
+            self.channels_last = False
+            self.skipped = self._why_no_probes()
+            if self.skipped is None:  # else "no probes" says it all
+                self.reasons.append(f"default layout: {reason}")
 
     # -- probing ------------------------------------------------------------------------------
 
-    def _probes(self) -> list[Plan]:
+    @property
+    def _full(self) -> int | None:
+        return self.threads if self.gpu else self.threads or self.cores
+
+    @property
+    def _small(self) -> int:
+        return self.batch_size or (GPU_BATCHES[0] if self.gpu else CPU_BATCHES[0])
+
+    def _probe_images(self) -> int:
+        warm = self.batch_size or (GPU_BATCHES[0] if self.gpu else WARMUP_BATCH)
+        small = self._small
+        layouts = 2 if self.channels_last else 1
+        images = layouts * (warm + small)
+        if not self.gpu and not self.threads and self.cores >= 2:
+            images += small
+        if not self.batch_size:
+            images += sum(GPU_BATCHES[1:]) if self.gpu else CPU_BATCHES[1]
+        return images
+
+    def _why_no_probes(self) -> str | None:
+        fixed = self.batch_size and self.decode_workers is not None
+        if fixed and not self.channels_last and (self.threads or self.gpu or self.cores < 2):
+            return "set by the caller"
+        if self.pending < 2 * self._probe_images():
+            return "too few inputs"
+        return None
+
+    def next_probe(self) -> Plan | None:
+        """The plan of the next probe batch, or None when the probes are done."""
+        if self.skipped is not None:
+            return None
         workers = self.decode_workers or 0
-        if self.gpu:
-            sizes = [self.batch_size] * 2 if self.batch_size else [32, *GPU_BATCHES]
-            plans = [Plan(b, workers, self.threads) for b in sizes]
-        else:
-            full = self.threads or self.cores
-            fewer = None if self.threads or self.cores < 2 else self.cores - 1
-            first, small, large = (
-                (self.batch_size,) * 3
-                if self.batch_size
-                else (WARMUP_BATCH, CPU_BATCHES[0], CPU_BATCHES[1])
-            )
-            plans = [Plan(first, workers, full)]
-            if fewer is not None:
-                plans.append(Plan(small, workers, fewer))
-            plans.append(Plan(small, workers, full))
-            if not self.batch_size:
-                plans.append(Plan(large, workers, full))
-        # Nothing to choose, or too few inputs for the probes to pay: no probes.
-        if (
-            self.batch_size
-            and self.decode_workers is not None
-            and (self.threads or self.gpu or self.cores < 2)
-        ):
-            self.skipped = "set by the caller"
-            return []
-        if self.pending < 2 * sum(p.batch_size for p in plans):
-            self.skipped = "too few inputs"
-            return []
-        return plans
+        done = {(p.plan, p.warmup) for p in self.measured}
+        warm = self.batch_size or (GPU_BATCHES[0] if self.gpu else WARMUP_BATCH)
+        layouts = (False, True) if self.channels_last else (False,)
+        steps: list[tuple[Plan, bool]] = [
+            (Plan(warm, workers, self._full, cl), True) for cl in layouts
+        ]
+        steps += [(Plan(self._small, workers, self._full, cl), False) for cl in layouts]
+        layout = self._layout() if len(done) >= len(steps) else False
+        if not self.gpu and not self.threads and self.cores >= 2:
+            steps.append((Plan(self._small, workers, self.cores - 1, layout), False))
+        for plan, warmup in steps:
+            if (plan, warmup) not in done:
+                self._pending = (plan, warmup)
+                return plan
+        if not self.batch_size:
+            threads = self._threads() if not self.gpu else self._full
+            for size in GPU_BATCHES[1:] if self.gpu else CPU_BATCHES[1:]:
+                plan = Plan(size, workers, threads, layout)
+                if (plan, False) not in done:
+                    self._pending = (plan, False)
+                    return plan
+        return None
 
     def record(self, plan: Plan, images: int, decode_seconds: float, model_seconds: float) -> None:
-        """One probe batch: its images, the seconds spent decoding and explaining them."""
-        self.measured.append(_Probe(plan, images, decode_seconds, model_seconds))
+        """One probe batch (of the plan :meth:`next_probe` gave): its images, the seconds spent
+        decoding and explaining them."""
+        warmup = self._pending is not None and self._pending == (plan, True)
+        self._pending = None
+        self.measured.append(_Probe(plan, images, decode_seconds, model_seconds, warmup))
 
-    def _fixed_or_default(self) -> Plan:
-        batch = self.batch_size or (GPU_BATCHES[0] if self.gpu else CPU_BATCHES[0])
-        threads = self.threads if self.gpu else self.threads or self.cores
-        return Plan(batch, self.decode_workers or 0, threads)
+    def _time(self, batch: int, threads: int | None, channels_last: bool) -> float:
+        """The fewest seconds per image measured with that batch size, threads and layout."""
+        times = [
+            p.per_image
+            for p in self.measured
+            if not p.warmup
+            and p.plan.batch_size == batch
+            and p.plan.threads == threads
+            and p.plan.channels_last == channels_last
+        ]
+        return min(times) if times else math.inf
+
+    def _layout(self) -> bool:
+        if not self.channels_last:
+            return False
+        plain = self._time(self._small, self._full, False)
+        last = self._time(self._small, self._full, True)
+        return last < plain * (1 - LAYOUT_MARGIN)
+
+    def _threads(self) -> int | None:
+        full = self._full
+        if self.gpu or self.threads or self.cores < 2 or full is None:
+            return full
+        layout = self._layout()
+        fewer = self._time(self._small, self.cores - 1, layout)
+        at_full = self._time(self._small, full, layout)
+        return self.cores - 1 if fewer * (1 + THREADS_MARGIN) < at_full else full
 
     def decide(self) -> Plan:
         """The plan for the rest of the job, from the probes (defaults without them)."""
-        probes = [p for p in self.measured[1:] if p.images]  # the first one warms up
-        if not probes:
-            self.plan = self.decided = self._fixed_or_default()
+        if not any(not p.warmup and p.images for p in self.measured):
+            self.plan = self.decided = Plan(self._small, self.decode_workers or 0, self._full)
             self.reasons.append(f"no probes: {self.skipped or 'the job ended during them'}")
             return self.plan
         images = sum(p.images for p in self.measured)
         decode = sum(p.decode for p in self.measured) / max(1, images)
-        self.plan = (
-            self._decide_gpu(probes, decode) if self.gpu else self._decide_cpu(probes, decode)
-        )
-        self.decided = self.plan
-        return self.plan
-
-    def _decide_cpu(self, probes: list[_Probe], decode: float) -> Plan:
-        full = self.threads or self.cores
-
-        def model(threads: int, batch: int) -> float:
-            times = [
-                p.model_per_image
-                for p in probes
-                if p.plan.threads == threads and p.plan.batch_size == batch
-            ]
-            return min(times) if times else math.inf
-
-        small = self.batch_size or CPU_BATCHES[0]
-        at_full = model(full, small)
-        threads = full
-        if not self.threads and self.cores >= 2:
-            at_fewer = model(self.cores - 1, small)
-            if at_fewer * (1 + THREADS_MARGIN) < at_full:
-                threads = self.cores - 1
-                self.reasons.append(
-                    f"{threads} thread(s): {1e3 * at_fewer:.1f} ms/image against "
-                    f"{1e3 * at_full:.1f} at {full} (another process holds a core)"
-                )
-            else:
-                self.reasons.append(
-                    f"{full} threads: {1e3 * at_full:.1f} ms/image against "
-                    f"{1e3 * at_fewer:.1f} at {self.cores - 1}"
-                )
-        batch = small
-        if not self.batch_size:
-            large = model(full, CPU_BATCHES[1])
-            if large < at_full * (1 - BATCH_MARGIN):
-                batch = CPU_BATCHES[1]
+        layout = self._layout()
+        if self.channels_last:
+            plain = self._time(self._small, self._full, False)
+            last = self._time(self._small, self._full, True)
             self.reasons.append(
-                f"batch {batch}: {1e3 * at_full:.1f} ms/image at {CPU_BATCHES[0]}, "
-                f"{1e3 * large:.1f} at {CPU_BATCHES[1]}"
+                f"{'channels-last' if layout else 'default'} layout: {1e3 * last:.1f} ms/image "
+                f"channels-last, {1e3 * plain:.1f} default"
+            )
+        plan = self._decide_gpu(decode, layout) if self.gpu else self._decide_cpu(decode, layout)
+        self.plan = self.decided = plan
+        return plan
+
+    def _decide_cpu(self, decode: float, layout: bool) -> Plan:
+        full = self._full or self.cores
+        threads = self._threads() or full
+        small = self._small
+        if not self.threads and self.cores >= 2:
+            fewer = self._time(small, self.cores - 1, layout)
+            at_full = self._time(small, full, layout)
+            self.reasons.append(
+                f"{threads} thread(s): {1e3 * at_full:.1f} ms/image at {full}, "
+                f"{1e3 * fewer:.1f} at {self.cores - 1}"
+                + (" (another process holds a core)" if threads < full else "")
+            )
+        batch = small
+        per_image = self._time(small, threads, layout)
+        if not self.batch_size:
+            large = self._time(CPU_BATCHES[1], threads, layout)
+            if large < per_image * (1 - BATCH_MARGIN):
+                batch, per_image = CPU_BATCHES[1], large
+            self.reasons.append(
+                f"batch {batch}: {1e3 * self._time(small, threads, layout):.1f} ms/image at "
+                f"{small}, {1e3 * large:.1f} at {CPU_BATCHES[1]}"
             )
         workers = self.decode_workers or 0
         if self.decode_workers is None:
-            workers, threads = self._cpu_workers(decode, threads, model(threads, small), model)
-        return Plan(batch, workers, threads)
+            workers, threads = self._cpu_workers(decode, threads, per_image, layout)
+        return Plan(batch, workers, threads, layout)
 
     def _cpu_workers(
-        self, decode: float, threads: int, per_image: float, model: Any
+        self, decode: float, threads: int, per_image: float, layout: bool
     ) -> tuple[int, int]:
         """Decode workers (and the threads they leave the model) predicted fastest."""
         measured_at = threads
@@ -241,8 +295,8 @@ class Tuner:
                 if estimate < best * (1 - WORKERS_MARGIN):
                     workers, best = w, estimate
         elif threads == self.cores and self.cores >= 2:
-            fewer = model(self.cores - 1, self.batch_size or CPU_BATCHES[0])
-            if fewer <= per_image:  # the last core gave nothing: another process holds it
+            fewer = self._time(self._small, self.cores - 1, layout)
+            if fewer <= self._time(self._small, self.cores, layout):
                 self.reasons.append("0 decode workers: the last core did not speed the model up")
                 return 0, threads
             for w in range(1, min(MAX_CPU_WORKERS, self.cores - 1) + 1):
@@ -258,12 +312,10 @@ class Tuner:
         )
         return workers, threads
 
-    def _decide_gpu(self, probes: list[_Probe], decode: float) -> Plan:
-        per_size: dict[int, float] = {}
-        for p in probes:
-            per_size[p.plan.batch_size] = min(
-                per_size.get(p.plan.batch_size, math.inf), p.model_per_image
-            )
+    def _decide_gpu(self, decode: float, layout: bool) -> Plan:
+        sizes = sorted({p.plan.batch_size for p in self.measured if not p.warmup})
+        per_size = {b: self._time(b, self._full, layout) for b in sizes}
+        per_size = {b: t for b, t in per_size.items() if math.isfinite(t)}
         fastest = min(per_size.values())
         batch = min(b for b, t in per_size.items() if t <= fastest * (1 + GPU_BATCH_MARGIN))
         model = per_size[batch]
@@ -281,7 +333,7 @@ class Tuner:
                 f"{workers} decode worker(s): decoding {1e3 * decode:.2f} ms/image, the model "
                 f"{1e3 * model:.2f} ms/image"
             )
-        return Plan(batch, workers, self.threads)
+        return Plan(batch, workers, self._full, layout)
 
     # -- while the job runs -------------------------------------------------------------------
 
@@ -297,7 +349,8 @@ class Tuner:
 
     def threads_for_next_batch(self) -> int | None:
         """The thread count of the next batch: the plan's, or now and then the other one."""
-        assert self.plan is not None, "decide() first"
+        if self.plan is None:
+            raise RuntimeError("Tuner.decide() must come before the job's batches")
         now = self.clock()
         if not self._last_check:
             self._last_check = now
@@ -308,19 +361,14 @@ class Tuner:
             and now - self._last_check >= RECHECK_SECONDS
         ):
             current = self.plan.threads or 1
-            limit = (
-                self.cores - self.plan.decode_workers if self.plan.decode_workers else self.cores
-            )
-            self._trying = current - 1 if current >= limit else current + 1
-            self._trying = max(1, self._trying)
-            if self._trying == current:
-                self._trying = None
+            limit = self.cores - self.plan.decode_workers
+            other = current - 1 if current >= limit else current + 1
+            self._trying = other if 1 <= other != current else None
         return self._trying if self._trying is not None else self.plan.threads
 
     def observe(self, threads: int | None, images: int, model_seconds: float) -> None:
         """A batch of the running job at ``threads``: keep or switch the thread count."""
-        assert self.plan is not None, "decide() first"
-        if not images:
+        if self.plan is None or not images:
             return
         per_image = model_seconds / images
         if self._trying is None or threads != self._trying:
@@ -344,7 +392,7 @@ class Tuner:
                     "before_ms_per_image": round(1e3 * usual, 2),
                 }
             )
-            self.plan = Plan(self.plan.batch_size, self.plan.decode_workers, threads)
+            self.plan = replace(self.plan, threads=threads)
             self._recent.clear()
 
     def report(self) -> dict[str, Any]:
@@ -354,14 +402,13 @@ class Tuner:
             "device": self.device,
             "probes": [
                 {
-                    "batch_size": p.plan.batch_size,
-                    "threads": p.plan.threads,
-                    "decode_workers": p.plan.decode_workers,
+                    **(_plan_dict(p.plan) or {}),
+                    "warm_up": p.warmup,
                     "images": p.images,
                     "decode_ms_per_image": round(1e3 * p.decode / p.images, 2)
                     if p.images
                     else None,
-                    "model_ms_per_image": round(1e3 * p.model_per_image, 2) if p.images else None,
+                    "model_ms_per_image": round(1e3 * p.per_image, 2) if p.images else None,
                 }
                 for p in self.measured
             ],
@@ -379,4 +426,5 @@ def _plan_dict(plan: Plan | None) -> dict[str, Any] | None:
         "batch_size": plan.batch_size,
         "decode_workers": plan.decode_workers,
         "threads": plan.threads,
+        "channels_last": plan.channels_last,
     }

@@ -147,7 +147,8 @@ def _zeros_if_none(grad: Tensor | None, like: Tensor) -> Tensor:
 def _per_target_spatial(t: Tensor, shape_fn: ReshapeFn, name: str) -> Tensor:
     """``(B, K, ...)`` layer-shaped tensors -> ``(B, K, C, h, w)`` float32, as the methods read."""
     b, k = t.shape[:2]
-    flat = to_spatial(shape_fn(t.detach().flatten(0, 1)), name).float()
+    # contiguous: a channels-last model's maps reach the methods in the usual layout
+    flat = to_spatial(shape_fn(t.detach().flatten(0, 1)), name).float().contiguous()
     return flat.reshape(b, k, *flat.shape[1:])
 
 
@@ -312,7 +313,7 @@ def forward_backward(
         # token / channels-last outputs are laid out from the model's own facts (reshape.py)
         shape_fn = reshape or spatial_reshape(model, name, (x.shape[-2], x.shape[-1]))
         try:
-            spatial_act = to_spatial(shape_fn(act.detach()), name).float()
+            spatial_act = to_spatial(shape_fn(act.detach()), name).float().contiguous()
             spatial_grad = None
             own: dict[str, Tensor] = {}
             if grad is not None:
