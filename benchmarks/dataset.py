@@ -257,9 +257,10 @@ def camscope_job(
     assert counts["explained"] == counts["inputs"], counts
     note = ""
     if backend == "local":
+        layout = "channels-last" if run["tuning"]["decided"].get("channels_last") else "default"
         note = (
             f"batch {run['batch_size']}, {run['decode_workers']} decode worker(s), "
-            f"{run['torch_threads']} thread(s)"
+            f"{run['torch_threads']} thread(s), {layout} layout"
         )
         switches = run["tuning"]["thread_switches"]
         if switches:

@@ -55,12 +55,12 @@ def test_channels_last_is_measured_and_kept_when_faster() -> None:
     times = {**quiet(), (16, 2, True): 15.0, (16, 1, True): 24.0, (32, 2, True): 15.0}
     tuner = Tuner("cpu", 1000, cores=2, channels_last=True)
     assert probes(tuner, times) == [
-        Plan(8, 0, 2, False),  # the warm-ups of both layouts
-        Plan(8, 0, 2, True),
-        Plan(16, 0, 2, False),
+        Plan(8, 0, 2, False),  # warm-up
+        Plan(16, 0, 2, False),  # the threads, in the model's own layout
+        Plan(16, 0, 1, False),
+        Plan(8, 0, 2, True),  # warm-up, then channels-last at the threads kept
         Plan(16, 0, 2, True),
-        Plan(16, 0, 1, True),  # the rest in the faster layout
-        Plan(32, 0, 2, True),
+        Plan(32, 0, 2, True),  # the batch in the faster layout
     ]
     assert tuner.decided == Plan(16, 0, 2, True)
     slower = {**times, (16, 2, True): 24.5}  # within 3%: the model's own layout stays
@@ -82,6 +82,15 @@ def test_another_process_on_a_core_gives_one_thread() -> None:
     busy = {**quiet(), (16, 2, False): 120.0, (32, 1, False): 39.0}  # 2 threads collapse
     plan = measure(Tuner("cpu", 1000, cores=2), 2.0, busy)
     assert plan == Plan(16, 0, 1)  # and no decode worker to compete for the free core
+    # the layout is then measured at one thread, where the collapse does not drown it
+    busy_cl = {**busy, (16, 1, True): 22.0, (32, 1, True): 22.0}
+    tuner = Tuner("cpu", 1000, cores=2, channels_last=True)
+    assert measure(tuner, 2.0, busy_cl) == Plan(16, 0, 1, True)
+    assert [(p.plan.threads, p.plan.channels_last) for p in tuner.measured][3:] == [
+        (1, True),
+        (1, True),
+        (1, True),
+    ]
     # within the 10% margin two threads stay, but no worker takes the core that gave nothing
     assert measure(Tuner("cpu", 1000, cores=2), 2.0, quiet(ms16=25.0, ms1=23.0)) == Plan(16, 0, 2)
 
@@ -131,6 +140,17 @@ def test_a_gpu_takes_the_smallest_batch_near_the_fastest_and_enough_workers() ->
     # max(5/w, 1.2) to reach 1.2 ms, and 4 (1.25 ms) are within 5% of it
     assert measure(tuner, 5.0, per_image) == Plan(64, 4, None)
     assert [p.plan.batch_size for p in tuner.measured] == [32, 32, 64, 128]
+    tuner = Tuner("cuda", 10_000, cores=16, channels_last=True)
+    faster = {**per_image, (32, None, True): 1.5, (64, None, True): 1.0, (128, None, True): 0.99}
+    assert measure(tuner, 0.5, faster) == Plan(64, 1, None, True)
+    assert [(p.plan.batch_size, p.plan.channels_last) for p in tuner.measured] == [
+        (32, False),
+        (32, False),
+        (32, True),
+        (32, True),
+        (64, True),
+        (128, True),
+    ]
 
 
 class Clock:
@@ -201,10 +221,12 @@ def test_a_job_probes_then_runs_its_plan_and_gives_back_threads_and_weights(
         torch.set_num_threads(before)
     tuning = result.summary["this_run"]["tuning"]
     c = available_cores()
-    layouts = [False, True]  # the test model runs in channels-last too: both are measured
-    expected = [(1, c, cl, True) for cl in layouts] + [(1, c, cl, False) for cl in layouts]
-    if c > 1:
-        expected.append((1, c - 1, tuning["decided"]["channels_last"], False))
+    t = tuning["decided"]["threads"]
+    # warm-up, the threads in the model's layout, then channels-last (the test model runs in it
+    # too) at the threads kept
+    expected = [(1, c, False, True), (1, c, False, False)]
+    expected += [(1, c - 1, False, False)] if c > 1 else []
+    expected += [(1, t, True, True), (1, t, True, False)]
     got = [
         (p["batch_size"], p["threads"], p["channels_last"], p["warm_up"]) for p in tuning["probes"]
     ]

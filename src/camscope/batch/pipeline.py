@@ -368,6 +368,7 @@ def _run_settings(job: DatasetJob, tuning: dict[str, Any]) -> dict[str, Any]:
         "batch_size": decided.get("batch_size", job.batch_size),
         "decode_workers": decided.get("decode_workers", job.decode_workers),
         "torch_threads": decided.get("threads", job.torch_threads),
+        "channels_last": decided.get("channels_last", False),
         "precision": _precision(job),
         "tuning": tuning,
     }

@@ -9,12 +9,12 @@ its slowest thread: with one of two cores taken, a 2-thread pass collapses to a 
 machine, so the job **measures** it on its first batches (:class:`Tuner`), decoding them in the
 main process. On a CPU:
 
-1. warm-up batches of 8 in each layout at ``C`` threads (the first rows come at once; their
-   times are not used);
-2. 16 images in each layout at ``C`` threads: the layout that was at least 3% faster per image
-   is kept (the default layout on a tie);
-3. 16 images at ``C - 1`` threads: kept when at least 10% faster than ``C`` (another process
-   holds a core), else ``C``;
+1. a warm-up batch of 8 at ``C`` threads (the first rows come at once; its time is not used);
+2. 16 images at ``C`` threads and 16 at ``C - 1``, in the model's own layout: ``C - 1`` is kept
+   when at least 10% faster (another process holds a core), else ``C``;
+3. at that thread count, a warm-up of 8 and 16 images in channels-last: kept when at least 3%
+   faster per image than the model's own layout (settled after the threads, because a
+   collapsing thread count would drown the layouts' difference);
 4. 32 images: batch 32 when at least 3% faster per image than 16, else 16;
 5. decode workers: with ``d`` the decoding seconds per image and ``m(T)`` the model's at ``T``
    threads, the main process costs ``d + m(T)`` per image and ``w`` loader processes
@@ -26,8 +26,8 @@ While the job runs, every 20 s one batch runs at the other thread count (``C - 1
 the job switches when it was at least 10% faster than its recent batches, so a process that
 starts or stops beside a long job changes the choice.
 
-**On a GPU** torch's thread setting is kept; the probes are warm-ups of 32, 32 in each layout,
-then 64 and 128 in the faster layout; the batch size is the smallest within 5% of the fastest per
+**On a GPU** torch's thread setting is kept; the probes are a warm-up of 32 and 32 in the model's
+layout, a warm-up and 32 in channels-last, then 64 and 128 in the faster layout; the batch size is the smallest within 5% of the fastest per
 image and the decode workers the fewest whose predicted ``max(d / w, m)`` is within 5% of the
 best, at most ``min(8, C - 1)``.
 
@@ -174,32 +174,47 @@ class Tuner:
         return None
 
     def next_probe(self) -> Plan | None:
-        """The plan of the next probe batch, or None when the probes are done."""
+        """The plan of the next probe batch, or None when the probes are done.
+
+        The thread count is settled first (in the model's own layout), the layout then at that
+        thread count (a collapsing thread count would drown the layout's difference), the batch
+        size last.
+        """
         if self.skipped is not None:
             return None
         workers = self.decode_workers or 0
-        done = {(p.plan, p.warmup) for p in self.measured}
-        warm = self.batch_size or (GPU_BATCHES[0] if self.gpu else WARMUP_BATCH)
-        layouts = (False, True) if self.channels_last else (False,)
+        warm, small = self.batch_size or (GPU_BATCHES[0] if self.gpu else WARMUP_BATCH), self._small
         steps: list[tuple[Plan, bool]] = [
-            (Plan(warm, workers, self._full, cl), True) for cl in layouts
+            (Plan(warm, workers, self._full), True),
+            (Plan(small, workers, self._full), False),
         ]
-        steps += [(Plan(self._small, workers, self._full, cl), False) for cl in layouts]
-        layout = self._layout() if len(done) >= len(steps) else False
         if not self.gpu and not self.threads and self.cores >= 2:
-            steps.append((Plan(self._small, workers, self.cores - 1, layout), False))
+            steps.append((Plan(small, workers, self.cores - 1), False))
+        if self._step(steps):
+            return self._pending[0] if self._pending else None
+        threads = self._threads()
+        if self.channels_last:
+            steps = [
+                (Plan(warm, workers, threads, True), True),
+                (Plan(small, workers, threads, True), False),
+            ]
+            if self._step(steps):
+                return self._pending[0] if self._pending else None
+        if not self.batch_size:
+            layout = self._layout()
+            sizes = GPU_BATCHES[1:] if self.gpu else CPU_BATCHES[1:]
+            if self._step([(Plan(size, workers, threads, layout), False) for size in sizes]):
+                return self._pending[0] if self._pending else None
+        return None
+
+    def _step(self, steps: list[tuple[Plan, bool]]) -> bool:
+        """Make the first of ``steps`` not yet measured the pending probe (False: all done)."""
+        done = {(p.plan, p.warmup) for p in self.measured}
         for plan, warmup in steps:
             if (plan, warmup) not in done:
                 self._pending = (plan, warmup)
-                return plan
-        if not self.batch_size:
-            threads = self._threads() if not self.gpu else self._full
-            for size in GPU_BATCHES[1:] if self.gpu else CPU_BATCHES[1:]:
-                plan = Plan(size, workers, threads, layout)
-                if (plan, False) not in done:
-                    self._pending = (plan, False)
-                    return plan
-        return None
+                return True
+        return False
 
     def record(self, plan: Plan, images: int, decode_seconds: float, model_seconds: float) -> None:
         """One probe batch (of the plan :meth:`next_probe` gave): its images, the seconds spent
@@ -221,19 +236,21 @@ class Tuner:
         return min(times) if times else math.inf
 
     def _layout(self) -> bool:
+        """Channels-last when it was faster at the chosen thread count."""
         if not self.channels_last:
             return False
-        plain = self._time(self._small, self._full, False)
-        last = self._time(self._small, self._full, True)
+        threads = self._threads()
+        plain = self._time(self._small, threads, False)
+        last = self._time(self._small, threads, True)
         return last < plain * (1 - LAYOUT_MARGIN)
 
     def _threads(self) -> int | None:
+        """One thread fewer when that was faster in the model's own layout."""
         full = self._full
         if self.gpu or self.threads or self.cores < 2 or full is None:
             return full
-        layout = self._layout()
-        fewer = self._time(self._small, self.cores - 1, layout)
-        at_full = self._time(self._small, full, layout)
+        fewer = self._time(self._small, self.cores - 1, False)
+        at_full = self._time(self._small, full, False)
         return self.cores - 1 if fewer * (1 + THREADS_MARGIN) < at_full else full
 
     def decide(self) -> Plan:
@@ -246,8 +263,8 @@ class Tuner:
         decode = sum(p.decode for p in self.measured) / max(1, images)
         layout = self._layout()
         if self.channels_last:
-            plain = self._time(self._small, self._full, False)
-            last = self._time(self._small, self._full, True)
+            plain = self._time(self._small, self._threads(), False)
+            last = self._time(self._small, self._threads(), True)
             self.reasons.append(
                 f"{'channels-last' if layout else 'default'} layout: {1e3 * last:.1f} ms/image "
                 f"channels-last, {1e3 * plain:.1f} default"
@@ -261,8 +278,8 @@ class Tuner:
         threads = self._threads() or full
         small = self._small
         if not self.threads and self.cores >= 2:
-            fewer = self._time(small, self.cores - 1, layout)
-            at_full = self._time(small, full, layout)
+            fewer = self._time(small, self.cores - 1, False)
+            at_full = self._time(small, full, False)
             self.reasons.append(
                 f"{threads} thread(s): {1e3 * at_full:.1f} ms/image at {full}, "
                 f"{1e3 * fewer:.1f} at {self.cores - 1}"
@@ -295,10 +312,13 @@ class Tuner:
                 if estimate < best * (1 - WORKERS_MARGIN):
                     workers, best = w, estimate
         elif threads == self.cores and self.cores >= 2:
-            fewer = self._time(self._small, self.cores - 1, layout)
-            if fewer <= self._time(self._small, self.cores, layout):
+            small = self._small
+            fewer = self._time(small, self.cores - 1, False)
+            if fewer <= self._time(small, self.cores, False):
                 self.reasons.append("0 decode workers: the last core did not speed the model up")
                 return 0, threads
+            # C - 1 threads were measured in the default layout: scaled by the layout's gain
+            fewer *= self._time(small, threads, layout) / self._time(small, threads, False)
             for w in range(1, min(MAX_CPU_WORKERS, self.cores - 1) + 1):
                 # fewer threads estimated as linear from C - 1 (pessimistic for the workers)
                 estimate = max(decode / w, fewer * (self.cores - 1) / (self.cores - w))
