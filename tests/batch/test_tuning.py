@@ -58,7 +58,9 @@ def test_channels_last_is_measured_and_kept_when_faster() -> None:
         Plan(8, 0, 2, False),  # warm-up
         Plan(16, 0, 2, False),  # the threads, in the model's own layout
         Plan(16, 0, 1, False),
-        Plan(8, 0, 2, True),  # warm-up, then channels-last at the threads kept
+        Plan(8, 0, 2, True),  # warm-up, then both layouts twice at the threads kept
+        Plan(16, 0, 2, True),
+        Plan(16, 0, 2, False),
         Plan(16, 0, 2, True),
         Plan(32, 0, 2, True),  # the batch in the faster layout
     ]
@@ -71,7 +73,7 @@ def test_channels_last_is_measured_and_kept_when_faster() -> None:
 
 def test_a_model_that_cannot_run_channels_last_is_not_probed_in_it() -> None:
     tuner = Tuner("cpu", 150, cores=2, channels_last=True)
-    assert tuner.skipped == "too few inputs"  # 2 x 96 probe images with both layouts
+    assert tuner.skipped == "too few inputs"  # 2 x 128 probe images with both layouts
     tuner.forbid_channels_last("its outputs differ in channels-last")
     assert tuner.skipped is None  # 2 x 72 without
     assert all(not p.channels_last for p in probes(tuner, quiet()))
@@ -88,6 +90,8 @@ def test_another_process_on_a_core_gives_one_thread() -> None:
     assert measure(tuner, 2.0, busy_cl) == Plan(16, 0, 1, True)
     assert [(p.plan.threads, p.plan.channels_last) for p in tuner.measured][3:] == [
         (1, True),
+        (1, True),
+        (1, False),
         (1, True),
         (1, True),
     ]
@@ -147,6 +151,8 @@ def test_a_gpu_takes_the_smallest_batch_near_the_fastest_and_enough_workers() ->
         (32, False),
         (32, False),
         (32, True),
+        (32, True),
+        (32, False),
         (32, True),
         (64, True),
         (128, True),
@@ -209,9 +215,15 @@ def test_a_job_probes_then_runs_its_plan_and_gives_back_threads_and_weights(
     before = torch.get_num_threads()
     torch.set_num_threads(3)
     seen: list[int] = []
-    # batch 1 given: the probes are single images (warm-ups, layouts, one thread fewer): 10 of
-    # the 12 inputs, as a job probes only when it has at least twice the probes' images
-    job = DatasetJob(image_folder, tmp_path, model=ModelRecipe(MODEL), batch_size=1)
+    # batch 1 given: the probes are single images (warm-ups, threads, layouts): 7 of the 24
+    # inputs (every file twice, under two ids), as a job probes only when it has at least
+    # twice the probes' images
+    files = sorted(p for p in image_folder.rglob("*") if p.is_file())
+    listing = tmp_path / "list.csv"
+    rows = [f"{f},{k}-{f.name}\n" for k in (1, 2) for f in files]
+    listing.write_text("path,id\n" + "".join(rows))
+    out = tmp_path / "out"
+    job = DatasetJob(listing, out, model=ModelRecipe(MODEL), batch_size=1)
     try:
         result = run_dataset_job(
             job, progress=lambda done, total: seen.append(done), loaded=(model, spec)
@@ -226,14 +238,14 @@ def test_a_job_probes_then_runs_its_plan_and_gives_back_threads_and_weights(
     # too) at the threads kept
     expected = [(1, c, False, True), (1, c, False, False)]
     expected += [(1, c - 1, False, False)] if c > 1 else []
-    expected += [(1, t, True, True), (1, t, True, False)]
+    expected += [(1, t, True, True), (1, t, True, False), (1, t, False, False), (1, t, True, False)]
     got = [
         (p["batch_size"], p["threads"], p["channels_last"], p["warm_up"]) for p in tuning["probes"]
     ]
     assert got == expected and {p["images"] for p in tuning["probes"]} == {1}
     assert tuning["decided"]["batch_size"] == 1 and tuning["decided"]["threads"] in (c, c - 1)
     assert result.summary["this_run"]["torch_threads"] == tuning["decided"]["threads"]
-    assert seen[-1] == GOOD + 3 and len(open_maps(tmp_path).ids()) == GOOD
+    assert seen[-1] == 2 * (GOOD + 3) and len(open_maps(out).ids()) == 2 * GOOD
     # the very tensors it had, unchanged, whatever layout the job ran in
     for p, pointer, stride, copy in weights:
         assert (p.data_ptr(), p.stride()) == (pointer, stride) and torch.equal(p, copy)

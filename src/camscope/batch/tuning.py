@@ -12,9 +12,11 @@ main process. On a CPU:
 1. a warm-up batch of 8 at ``C`` threads (the first rows come at once; its time is not used);
 2. 16 images at ``C`` threads and 16 at ``C - 1``, in the model's own layout: ``C - 1`` is kept
    when at least 10% faster (another process holds a core), else ``C``;
-3. at that thread count, a warm-up of 8 and 16 images in channels-last: kept when at least 3%
-   faster per image than the model's own layout (settled after the threads, because a
-   collapsing thread count would drown the layouts' difference);
+3. at that thread count, a warm-up of 8 in channels-last, then 16 images in each layout, twice,
+   alternately: channels-last is kept when its faster batch was at least 3% faster per image
+   than the model's own layout's (settled after the threads, because a collapsing thread count
+   would drown the layouts' difference, and on two batches each, because a wrong layout costs
+   far more than a batch);
 4. 32 images: batch 32 when at least 3% faster per image than 16, else 16;
 5. decode workers: with ``d`` the decoding seconds per image and ``m(T)`` the model's at ``T``
    threads, the main process costs ``d + m(T)`` per image and ``w`` loader processes
@@ -27,7 +29,8 @@ the job switches when it was at least 10% faster than its recent batches, so a p
 starts or stops beside a long job changes the choice.
 
 **On a GPU** torch's thread setting is kept; the probes are a warm-up of 32 and 32 in the model's
-layout, a warm-up and 32 in channels-last, then 64 and 128 in the faster layout; the batch size is the smallest within 5% of the fastest per
+layout, a warm-up in channels-last and 32 in each layout twice, then 64 and 128 in the faster
+layout; the batch size is the smallest within 5% of the fastest per
 image and the decode workers the fewest whose predicted ``max(d / w, m)`` is within 5% of the
 best, at most ``min(8, C - 1)``.
 
@@ -44,7 +47,7 @@ import math
 import os
 import statistics
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -157,8 +160,9 @@ class Tuner:
     def _probe_images(self) -> int:
         warm = self.batch_size or (GPU_BATCHES[0] if self.gpu else WARMUP_BATCH)
         small = self._small
-        layouts = 2 if self.channels_last else 1
-        images = layouts * (warm + small)
+        images = warm + small
+        if self.channels_last:  # a warm-up, two batches in channels-last, one more in the other
+            images += warm + 3 * small
         if not self.gpu and not self.threads and self.cores >= 2:
             images += small
         if not self.batch_size:
@@ -194,10 +198,10 @@ class Tuner:
             return self._pending[0] if self._pending else None
         threads = self._threads()
         if self.channels_last:
-            steps = [
-                (Plan(warm, workers, threads, True), True),
-                (Plan(small, workers, threads, True), False),
-            ]
+            # each layout twice, alternately: a wrong layout costs far more than a batch
+            mine, last = Plan(small, workers, threads), Plan(small, workers, threads, True)
+            steps = [(Plan(warm, workers, threads, True), True), (last, False)]
+            steps += [(mine, False), (mine, False), (last, False)]
             if self._step(steps):
                 return self._pending[0] if self._pending else None
         if not self.batch_size:
@@ -208,12 +212,15 @@ class Tuner:
         return None
 
     def _step(self, steps: list[tuple[Plan, bool]]) -> bool:
-        """Make the first of ``steps`` not yet measured the pending probe (False: all done)."""
-        done = {(p.plan, p.warmup) for p in self.measured}
+        """Make the first of ``steps`` not yet measured the pending probe (False: all done);
+        a step listed twice is measured twice."""
+        done = Counter((p.plan, p.warmup) for p in self.measured)
         for plan, warmup in steps:
-            if (plan, warmup) not in done:
-                self._pending = (plan, warmup)
-                return True
+            if done[(plan, warmup)]:
+                done[(plan, warmup)] -= 1
+                continue
+            self._pending = (plan, warmup)
+            return True
         return False
 
     def record(self, plan: Plan, images: int, decode_seconds: float, model_seconds: float) -> None:
