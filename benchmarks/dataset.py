@@ -348,7 +348,8 @@ def startup(folder: Path, model_name: str, repeats: int = 3) -> list[tuple[str, 
     small = Path(tempfile.mkdtemp(prefix="camscope-start-"))
     for i, path in enumerate(sorted(folder.rglob("img*"))[:16]):
         shutil.copy(path, small / f"{i:02d}{path.suffix}")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), *sys.path[1:2]])}
+    paths = [str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
     commands = {
         "python -c 'import torch'": [sys.executable, "-c", "import torch"],
         f"load_model('{model_name}') in a fresh process": [
@@ -512,10 +513,10 @@ def run_situation(
     if "e" in cases and situation == "quiet":
         label = "(e) camscope, precision bf16" if device == "cpu" else "(e) camscope, fp16"
         options = {"label": label, "precision": "bf16" if device == "cpu" else "fp16", **fixed}
-        runs.append(("e", lambda: camscope_job(loaded, name, folder, device, **options)))
+        runs.append(("e", lambda o=options: camscope_job(loaded, name, folder, device, **o)))
     if "f" in cases and situation == "quiet":
         options = {"label": "(f) camscope, compile", "compile": True, **fixed}
-        runs.append(("f", lambda: camscope_job(loaded, name, folder, device, **options)))
+        runs.append(("f", lambda o=options: camscope_job(loaded, name, folder, device, **o)))
     if "c" in cases:
         threads = args.threads or cores
         for actors in (int(v) for v in args.ray_actors.split(",")):
