@@ -35,9 +35,11 @@ hits them alike; the table gives each case's median and best rate and the median
 of its ratio to the better plain loop **of the same round** (the peer runs ``--peer-rounds``
 times, 1: it is slow and far behind).
 
-Situations (``--situations``): ``quiet`` (the machine as it is: the load average is printed and a
-table taken at a load above 1.5 says the machine was not quiet), ``busy`` (a busy-loop subprocess
-holds one core during every case: what a job meets beside another job). ``--startup`` also times
+Situations (``--situations``): ``quiet`` (the machine as it is: the CPU time other processes
+used during each case is measured from /proc and printed, in cores, beside the load average,
+which counts this run's own threads too; a table where other processes used more than a quarter
+of a core says the machine was not quiet), ``busy`` (a busy-loop subprocess holds one core
+during every case: what a job meets beside another job). ``--startup`` also times
 the process start: ``python -m camscope explain`` on 16 images against ``import torch`` and
 loading the model in a fresh process (the medians of three runs).
 
@@ -80,7 +82,9 @@ class Memory:
     rss: list[float] = field(default_factory=list)
     tree_pss: float | None = None
     load: list[float] = field(default_factory=list)  # 1-minute load average at start and end
+    others: float | None = None  # cores other processes used during the case (Linux)
     _marks: set[str] = field(default_factory=set)
+    _cpu: tuple[float, float, float] | None = None
 
     def sample(self, mark: str, tree: bool = False) -> None:
         if mark in self._marks:
@@ -89,6 +93,13 @@ class Memory:
         self.rss.append(_proc_kib(os.getpid(), "status", "VmRSS:") / 1024)
         if mark in ("start", "end"):
             self.load.append(os.getloadavg()[0])
+            cpu = _cpu_seconds()
+            if mark == "start":
+                self._cpu = cpu
+            elif self._cpu is not None and cpu is not None:
+                wall = cpu[0] - self._cpu[0]
+                busy, ours = cpu[1] - self._cpu[1], cpu[2] - self._cpu[2]
+                self.others = max(0.0, (busy - ours) / wall) if wall > 0 else None
         if tree:
             pids = _descendants(os.getpid())
             self.tree_pss = sum(_proc_kib(p, "smaps_rollup", "Pss:") for p in pids) / 1024
@@ -96,6 +107,31 @@ class Memory:
     def progress(self, done: int, total: int) -> None:
         if done >= total // 2:
             self.sample("middle", tree=True)
+
+
+HOLDERS: set[int] = set()  # the busy-loop processes: other processes, though our children
+
+
+def _cpu_seconds() -> tuple[float, float, float] | None:
+    """(now, CPU seconds every process used, CPU seconds of this process and its children but
+    the HOLDERS), from /proc (Linux; None elsewhere)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+        user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+        busy = (user + nice + system + irq + softirq + steal) / tick
+        ours = 0.0
+        for pid in _descendants(os.getpid()):
+            if pid in HOLDERS:
+                continue
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            ours += sum(int(v) for v in stat[11:15]) / tick  # utime stime cutime cstime
+    except (OSError, ValueError, IndexError):
+        return None
+    return time.monotonic(), busy, ours
 
 
 def _proc_kib(pid: int, name: str, key: str) -> float:
@@ -387,7 +423,9 @@ def startup(folder: Path, model_name: str, repeats: int = 3) -> list[tuple[str, 
 
 def busy_core() -> subprocess.Popen[bytes]:
     """A process that holds one core (a busy loop) until it is stopped."""
-    return subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    holder = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    HOLDERS.add(holder.pid)
+    return holder
 
 
 def _is_reference(row: Row) -> bool:
@@ -425,6 +463,7 @@ def table(rounds: list[list[Row]], markdown: bool) -> str:
         "x peer",
         "decided / note",
         "load",
+        "other processes, cores",
         "RSS MiB start / middle / end",
         "tree PSS MiB",
     ]
@@ -443,11 +482,17 @@ def table(rounds: list[list[Row]], markdown: bool) -> str:
                 f"{statistics.median(rates) / peer.rate:.2f}x" if peer else "-",
                 "; ".join(notes),
                 f"{min(loads):.1f}-{max(loads):.1f}",
+                _span([r.memory.others for r in runs]),
                 " / ".join(f"{v:.0f}" for v in last.memory.rss),
                 f"{last.memory.tree_pss:.0f}" if last.memory.tree_pss else "-",
             ]
         )
     return _format(header, lines, markdown)
+
+
+def _span(values: list[float | None]) -> str:
+    known = [v for v in values if v is not None]
+    return f"{min(known):.2f}-{max(known):.2f}" if known else "-"
 
 
 def _format(header: list[str], lines: list[list[str]], markdown: bool) -> str:
@@ -544,7 +589,8 @@ def run_situation(
                 print(
                     f"[{situation} {number + 1}] {row.case}: {row.rate:.1f} images/s "
                     f"({row.seconds:.1f} s, load "
-                    f"{' -> '.join(f'{v:.1f}' for v in row.memory.load)}) {row.note}",
+                    f"{' -> '.join(f'{v:.1f}' for v in row.memory.load)}, other processes "
+                    f"{_span([row.memory.others])} cores) {row.note}",
                     file=sys.stderr,
                     flush=True,
                 )
@@ -608,8 +654,12 @@ def main(argv: list[str] | None = None) -> int:
         rounds = run_situation(situation, cases, args, model, spec, layer)
         torch.set_num_threads(threads)
         loads = [v for rows in rounds for r in rows for v in r.memory.load]
-        said = f"## {situation}: load average {min(loads):.1f} to {max(loads):.1f}"
-        if situation == "quiet" and max(loads) > 1.5:
+        others = [r.memory.others for rows in rounds for r in rows]
+        said = (
+            f"## {situation}: load average {min(loads):.1f} to {max(loads):.1f} (this run's own "
+            f"threads included); other processes used {_span(others)} cores during the cases"
+        )
+        if situation == "quiet" and max((v for v in others if v is not None), default=0) > 0.25:
             said += " (NOT a quiet machine: other processes ran; the ratios are indicative)"
         print(said)
         print(table(rounds, args.markdown))
