@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 RUNTIME := $(VENV)/.installed
 STAMP := $(VENV)/.installed-test
 
-.PHONY: demo test lint typecheck bench clean chromium bias-experiment
+.PHONY: demo test lint typecheck bench bench-gpu bench-cpu clean chromium bias-experiment
 
 $(RUNTIME): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,13 @@ test: lint typecheck chromium
 
 bench: $(STAMP)
 	$(PY) benchmarks/one_pass.py
+
+# Every headline figure in one table (benchmarks/results/): under 8 minutes on one GPU.
+bench-gpu: $(STAMP)
+	$(PY) benchmarks/run_all.py --device cuda --quick
+
+bench-cpu: $(STAMP)
+	$(PY) benchmarks/run_all.py --device cpu --quick
 
 clean:
 	rm -rf out .pytest_cache .mypy_cache .ruff_cache

@@ -229,12 +229,13 @@ def test_library_callers_get_the_commands_policies(
 ) -> None:
     """run_dataset_job settles what the command settles (issue 20, "Options once"): methods=all
     under the pass budget, a class name as the target, the preprocessing overrides and the torch
-    threads (cores minus decode workers), for a library caller as for the CLI."""
+    threads (batch.tuning: a job too small to measure keeps the cores its decode workers leave),
+    for a library caller as for the CLI."""
     import os
 
     from camscope.models import SpecOverrides
 
-    monkeypatch.setattr(os, "cpu_count", lambda: 6)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(6)), raising=False)
     said: list[str] = []
     recipe = ModelRecipe(MODEL, overrides=SpecOverrides(input_size=(48, 48)))
     result = run_dataset_job(

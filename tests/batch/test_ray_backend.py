@@ -68,6 +68,26 @@ def test_ray_and_local_backends_write_the_same_rows(
 
 
 @pytest.mark.slow
+def test_the_actors_run_the_jobs_precision(
+    ray_local: Any, image_folder: Path, tmp_path: Path
+) -> None:
+    # bf16 rows differ from float32 ones by far more than float16 storage: equal rows on both
+    # backends mean the actors ran the forward in bf16 too
+    local = run_dataset_job(job(image_folder, tmp_path / "local", "local", precision="bf16"))
+    on_ray = run_dataset_job(job(image_folder, tmp_path / "ray", "ray", precision="bf16"))
+    run_dataset_job(job(image_folder, tmp_path / "fp32", "local"))
+    assert on_ray.summary["this_run"]["precision"] == "bf16"
+    a, b, c = (sorted_rows(tmp_path / n) for n in ("local", "ray", "fp32"))
+    differs = 0
+    for x, y, z in zip(a, b, c):
+        raw = [np.asarray(r["map"], np.float32) * r["map_scale"] for r in (x, y, z)]
+        tolerance = 2.0**-10 * np.abs(raw[0]).max()
+        np.testing.assert_allclose(raw[0], raw[1], atol=tolerance, rtol=0)
+        differs += x["target"] != z["target"] or np.abs(raw[0] - raw[2]).max() > tolerance
+    assert differs > 0 and local.summary["counts"] == on_ray.summary["counts"]
+
+
+@pytest.mark.slow
 def test_ray_resumes_a_job_the_local_backend_began(
     ray_local: Any, image_folder: Path, tmp_path: Path
 ) -> None:

@@ -46,7 +46,9 @@ def test_a_folder_becomes_shards_with_the_options_given(
     assert set(map(tuple, table.column("map_shape").to_pylist())) == {(4, 5)}
     assert table.column("box").null_count == 0
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["this_run"]["batch_size"] == 32  # the data-set default
+    # not the pictures' --batch-size default: the tuner's, as 12 inputs are too few to measure
+    assert summary["this_run"]["batch_size"] == 16
+    assert summary["this_run"]["tuning"]["why"] == ["no probes: too few inputs"]
     assert summary["counts"]["shards"] == 3  # 12 inputs, 4 per shard
     overlay = Image.open(out / "png" / "a" / "img001.jpg.layercam.png")
     assert overlay.size == Image.open(folder / "a" / "img001.jpg").size

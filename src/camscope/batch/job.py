@@ -12,7 +12,6 @@ overrides (:class:`camscope.models.ModelRecipe`) and the torch threads
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -56,7 +55,8 @@ class DatasetJob:
     methods: tuple[str, ...] = ("gradcam",)  # names, or ("all",): every method under the budget
     layers: tuple[str, ...] = ("auto",)
     target: str | int = "top1"  # top1, top5, topk:K, a class index or a class name
-    batch_size: int = 32
+    # None: measured on the first batches (local backend, camscope.batch.tuning), 32 on Ray
+    batch_size: int | None = None
     shard_size: int = 1024
     map_size: tuple[int, int] | None = None
     save_png: bool = False
@@ -67,11 +67,13 @@ class DatasetJob:
     max_pixels: int | None = None
     timeout: float | None = None  # total seconds for one URL download (None: io's default)
     window: tuple[float, float] | None = None  # DICOM/NIfTI grey-value window (centre, width)
-    decode_workers: int | None = None  # default: cores - 1, at most 4
-    # torch threads of the model while a local job runs (then restored); None: the cores the
-    # decoding processes leave (default_torch_threads): an OpenMP pass whose threads share cores
-    # with the decoding processes waits at every barrier for the thread that was preempted.
+    # Local backend: decoding processes beside the model, and the model's torch threads while
+    # the job runs (then restored). None: measured on the first batches and kept up to date
+    # (camscope.batch.tuning: decoding against model time per image, the cores, the device).
+    decode_workers: int | None = None
     torch_threads: int | None = None
+    precision: str = "fp32"  # the forward under autocast: fp32, bf16, fp16 (CUDA); maps in fp32
+    compile: bool = False  # torch.compile the trunk before the explained layer (local and Ray)
     aug_smooth: bool = False
     eigen_smooth: bool = False
     method_options: dict[str, Any] = field(default_factory=dict)
@@ -106,11 +108,4 @@ class JobResult:
         return 1 if self.failed else 0
 
 
-def default_decode_workers() -> int:
-    return max(1, min(4, (os.cpu_count() or 2) - 1))
-
-
-def default_torch_threads(decode_workers: int | None) -> int:
-    """The cores the decoding processes leave to the model (at least one)."""
-    workers = default_decode_workers() if decode_workers is None else decode_workers
-    return max(1, (os.cpu_count() or 1) - workers)
+RAY_BATCH_SIZE = 32  # Ray's batches (the local backend measures its own)

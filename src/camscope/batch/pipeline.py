@@ -41,20 +41,12 @@ from ..errors import UsageError
 from ..outputs import camscope_version, output_lock, write_json
 from . import parquet as store
 from .decode import DecodeSettings
-from .job import (
-    BACKENDS,
-    FAILURES_IN_SUMMARY,
-    DatasetJob,
-    JobResult,
-    default_decode_workers,
-    default_torch_threads,
-)
+from .job import BACKENDS, FAILURES_IN_SUMMARY, RAY_BATCH_SIZE, DatasetJob, JobResult
 from .resume import plan_inputs
-from .rows import MapSettings, report_failures
+from .rows import MapSettings
 
 if TYPE_CHECKING:
     import numpy as np
-    import torch
     from torch import nn
 
     from ..models import ModelSpec
@@ -67,7 +59,10 @@ def _check(job: DatasetJob) -> None:
 
     if job.backend not in BACKENDS:
         raise UsageError(f"backend {job.backend!r} is not one of {', '.join(BACKENDS)}")
-    for name, value in (("batch_size", job.batch_size), ("shard_size", job.shard_size)):
+    for name, value in (
+        ("batch_size", 1 if job.batch_size is None else job.batch_size),
+        ("shard_size", job.shard_size),
+    ):
         if int(value) < 1:
             raise UsageError(f"{name} must be at least 1; got {value}")
     if job.map_size is not None and (len(job.map_size) != 2 or min(job.map_size) < 1):
@@ -94,6 +89,9 @@ def _check(job: DatasetJob) -> None:
         raise UsageError(
             "--refresh-changed needs --resume (it re-explains changed inputs of a job)"
         )
+    from ..core.precision import canonical_precision
+
+    canonical_precision(job.precision)
 
 
 def job_settings(
@@ -140,7 +138,15 @@ def job_settings(
         "method_options": options,
         "mode": job.mode,
         "multilabel": job.multilabel,
+        # only when reduced (jobs stored before the option resume as float32 ones)
+        **({"precision": precision} if (precision := _precision(job)) != "fp32" else {}),
     }
+
+
+def _precision(job: DatasetJob) -> str:
+    from ..core.precision import canonical_precision
+
+    return canonical_precision(job.precision)
 
 
 def _prepare_folder(out: Path, settings: dict[str, Any], resume: bool) -> None:
@@ -216,6 +222,7 @@ def run_dataset_job(
     import pyarrow.compute as pc
     import torch
 
+    from ..core.precision import autocast_dtype
     from ..data.classes import parse_target
     from ..methods import choose_methods
     from ..models.fingerprint import weights_digest
@@ -285,7 +292,10 @@ def run_dataset_job(
             colormap=job.colormap,
             alpha=job.alpha,
             task=job.task if task is not None else None,
+            precision=_precision(job),
+            compile=job.compile,
         )
+        autocast_dtype(map_settings.precision, device)  # fp16 on a CPU: said before any work
         from .. import io
 
         decode = DecodeSettings(
@@ -305,12 +315,15 @@ def run_dataset_job(
         timing = {"waiting_for_inputs": 0.0, "explain": 0.0, "write": 0.0}
         began = time.perf_counter()
         interrupted = False
+        tuning: dict[str, Any] = {}
         callback = progress if callable(progress) else None
         with Progress(len(todo), "explain", enabled=progress is True, callback=callback) as bar:
             try:
                 if job.backend == "local":
+                    from .local import run_local
+
                     args = (inputs, todo, model, spec, device, map_settings, decode)
-                    _run_local(job, *args, shards, bar, timing)
+                    tuning = run_local(job, *args, shards, bar, timing)
                 else:
                     from ..data.walk import Walk
                     from .ray_backend import run_on_ray
@@ -326,7 +339,7 @@ def run_dataset_job(
         seconds = time.perf_counter() - began
         summary = _finish(
             out, job, inputs, spec, device, layers, settled, shards, seconds, timing, started,
-            refreshed=len(plan.refreshed),
+            tuning, refreshed=len(plan.refreshed),
         )  # fmt: skip
         if task is not None:  # a classification job's summary stays as it was
             summary["task"] = settings["task"]
@@ -335,59 +348,6 @@ def run_dataset_job(
             log.warning("interrupted: the finished work is committed; --resume completes the job")
             raise KeyboardInterrupt
     return JobResult(out, summary)
-
-
-def _run_local(
-    job: DatasetJob,
-    inputs: LabelledData,
-    todo: np.ndarray,
-    model: nn.Module,
-    spec: ModelSpec,
-    device: torch.device,
-    settings: MapSettings,
-    decode: DecodeSettings,
-    shards: store.ShardLog,
-    bar: Progress,
-    timing: dict[str, float],
-) -> None:
-    import torch
-
-    from ..data.walk import Walk
-    from .decode import collate
-    from .rows import ExplainStep
-
-    workers = default_decode_workers() if job.decode_workers is None else job.decode_workers
-    walk: Walk[Any] = Walk(
-        inputs.items,
-        decode,
-        batch_size=job.batch_size,
-        positions=todo,  # type: ignore[arg-type]
-        progress=bar,
-        workers=workers,
-        collate=collate,
-        pin_memory=device.type == "cuda",
-    )
-    step = ExplainStep(model, spec, settings, device)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(job.torch_threads or default_torch_threads(job.decode_workers))
-    try:
-        batches = iter(walk)
-        while True:
-            t0 = time.perf_counter()
-            batch = next(batches, None)
-            t1 = time.perf_counter()
-            timing["waiting_for_inputs"] += t1 - t0
-            if batch is None:
-                break
-            rows = step(batch)
-            t2 = time.perf_counter()
-            timing["explain"] += t2 - t1
-            shards.add(rows)
-            timing["write"] += time.perf_counter() - t2
-            told = {i for i, error in zip(batch.ids, batch.errors) if error is not None}
-            report_failures(rows, walk.skip, told)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _finish(
@@ -402,6 +362,7 @@ def _finish(
     seconds: float,
     timing: dict[str, float],
     started: float,
+    tuning: dict[str, Any],
     refreshed: int = 0,
 ) -> dict[str, Any]:
     """Write ``errors.parquet`` and ``summary.json`` from the commit records (the whole job).
@@ -463,13 +424,7 @@ def _finish(
             "seconds": round(seconds, 3),
             "images_per_second": round(done_now / seconds, 3) if seconds > 0 else None,
             "stage_seconds": {k: round(v, 3) for k, v in timing.items()},
-            "batch_size": job.batch_size,
-            "decode_workers": job.decode_workers
-            if job.decode_workers is not None
-            else default_decode_workers(),
-            "torch_threads": (job.torch_threads or default_torch_threads(job.decode_workers))
-            if job.backend == "local"
-            else None,
+            **_run_settings(job, tuning),
             "started": _iso(started),
             "finished": _iso(time.time()),
         },
@@ -487,6 +442,21 @@ def _finish(
         }
     write_json(out / "summary.json", summary)
     return summary
+
+
+def _run_settings(job: DatasetJob, tuning: dict[str, Any]) -> dict[str, Any]:
+    """The batch size, decode workers and threads this run used (as set or as measured)."""
+    if job.backend != "local":
+        return {"batch_size": job.batch_size or RAY_BATCH_SIZE, "precision": _precision(job)}
+    decided = tuning.get("decided") or {}
+    return {
+        "batch_size": decided.get("batch_size", job.batch_size),
+        "decode_workers": decided.get("decode_workers", job.decode_workers),
+        "torch_threads": decided.get("threads", job.torch_threads),
+        "channels_last": decided.get("channels_last", False),
+        "precision": _precision(job),
+        "tuning": tuning,
+    }
 
 
 def _iso(timestamp: float) -> str:

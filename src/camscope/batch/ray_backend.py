@@ -54,7 +54,9 @@ STOP = "\x00camscope-stop:"  # error text of rows that stand for an actor's Cams
 class ExplainActor:
     """Ray Data actor: loads the model once, then explains decoded batches into rows."""
 
-    def __init__(self, recipe: ModelRecipe, settings: MapSettings, threads: int = 0) -> None:
+    def __init__(
+        self, recipe: ModelRecipe, settings: MapSettings, threads: int = 0, batch_size: int = 32
+    ) -> None:
         import torch
 
         from ..allocator import tune_allocator
@@ -66,6 +68,9 @@ class ExplainActor:
             torch.set_num_threads(threads)
         loaded = recipe.load()
         self.step = ExplainStep(loaded.model, loaded.spec, settings, loaded.device)
+        why_not = self.step.compile_for(batch_size)  # settings.compile: this actor's own model
+        if why_not is not None:
+            log.warning("compile: running eagerly (%s)", why_not)
         log.info("actor ready: %s on %s", recipe.name, loaded.device)
 
     def __call__(self, columns: dict[str, Any]) -> pa.Table:
@@ -120,6 +125,9 @@ def run_on_ray(
         raise UsageError("gpus_per_worker must be >= 0 and cpus_per_worker > 0")
     if len(todo) == 0:
         return
+    from .job import RAY_BATCH_SIZE
+
+    batch_size = job.batch_size or RAY_BATCH_SIZE
     started_here = not ray.is_initialized()
     if started_here:
         log.info("connecting to Ray (address=%s)", options.address)
@@ -137,17 +145,17 @@ def run_on_ray(
                 "stem": items.stem_column.take(positions),  # type: ignore[attr-defined]
             }
         )
-        dataset = ray.data.from_arrow(_blocks(pending, job.batch_size, options.num_workers))
+        dataset = ray.data.from_arrow(_blocks(pending, batch_size, options.num_workers))
         dataset = dataset.map_batches(
             decode_columns,
             fn_kwargs={"settings": decode},
-            batch_size=job.batch_size,
+            batch_size=batch_size,
             batch_format="numpy",
             num_cpus=options.decode_cpus,
             # Room for a batch of decoded images. Asking for it also keeps Ray Data from fusing
             # decoding into the actors (it fuses stages whose resource requests are equal), so
             # decoding overlaps the model and scales on its own.
-            memory=DECODE_BASE_BYTES + job.batch_size * DECODE_BYTES_PER_IMAGE,
+            memory=DECODE_BASE_BYTES + batch_size * DECODE_BYTES_PER_IMAGE,
         )
         dataset = dataset.map_batches(
             ExplainActor,
@@ -155,8 +163,9 @@ def run_on_ray(
                 "recipe": job.model,
                 "settings": settings,
                 "threads": max(1, int(options.cpus_per_worker)),
+                "batch_size": batch_size,
             },
-            batch_size=job.batch_size,
+            batch_size=batch_size,
             batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=options.num_workers),
             num_cpus=options.cpus_per_worker,

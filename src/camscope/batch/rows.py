@@ -16,6 +16,7 @@ around it is scaled to the image's own pixels (``--save-boxes``), the segment it
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from collections.abc import Callable
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from ..data.dataset import Sample
     from ..models import ModelSpec
     from ..tasks import TaskRequest
+    from .compiled import CompiledTrunk
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +66,11 @@ class MapSettings:
     colormap: str = "inferno"
     alpha: float = 0.5
     task: TaskRequest | None = None  # detection, segmentation, similarity (.task_rows)
+    # How the passes run (not what they compute): the forward at reduced precision
+    # (camscope.core.precision; the CAM math stays float32) and the trunk before the layer
+    # compiled (camscope.batch.compiled). Here, so that every Ray actor runs them alike.
+    precision: str = "fp32"
+    compile: bool = False
 
 
 class ExplainStep:
@@ -89,6 +96,45 @@ class ExplainStep:
             self.task = prepare_task(settings.task, model, spec, device)
         name = None if self.task is None else self.task.task
         self.schema = step_schema(settings.save_boxes, settings.save_masks, name)
+        self.trunk: CompiledTrunk | None = None
+        self.channels_last = False  # inputs in channels-last (the local job's layout choice)
+
+    def compile_for(self, batch_size: int) -> str | None:
+        """Compile the model's trunk for batches of ``batch_size`` (``settings.compile``); the
+        reason it runs eagerly instead, or None. :meth:`close` gives the model back."""
+        import torch
+
+        from ..io import model_channels
+        from ..methods import get_method
+        from .compiled import CompiledTrunk
+        from .layout import to_layout
+
+        s = self.settings
+        if not s.compile or self.trunk is not None:
+            return None
+        if self.task is not None:
+            return f"the {self.task.task} task explains its own outputs eagerly"
+        guided = [m for m in s.methods if get_method(m).needs_guided_gradients]
+        if guided:
+            return f"{', '.join(guided)} need(s) the trunk's input gradients"
+        example = to_layout(
+            torch.zeros(
+                batch_size, model_channels(self.spec), *self.spec.input_size, device=self.device
+            ),
+            self.channels_last,
+        )
+        trunk = CompiledTrunk(self.model, s.layers, example, s.precision, s.mode)
+        if trunk.error is not None:
+            return trunk.error
+        self.trunk = trunk
+        log.info("compiled the trunk before %s: %s", ", ".join(s.layers), ", ".join(trunk.names))
+        return None
+
+    def close(self) -> None:
+        """Give the model back as it came (its trunk uncompiled)."""
+        if self.trunk is not None:
+            self.trunk.restore()
+            self.trunk = None
 
     def __call__(self, batch: DecodedBatch) -> pa.Table:
         if self.task is not None:
@@ -142,6 +188,7 @@ class ExplainStep:
         import torch
 
         from ..core.engine import explain
+        from .layout import to_layout
 
         s = self.settings
         layer: str | list[str] = list(s.layers) if len(s.layers) > 1 else s.layers[0]
@@ -149,10 +196,11 @@ class ExplainStep:
         # switch them off; inference mode would refuse outright. Strict: every row must have
         # every method's map, so a method that cannot run at a layer stops the job with the
         # engine's reason (nothing of that batch is committed) instead of leaving rows out.
-        with torch.inference_mode(False), torch.enable_grad():
+        compiled = self.trunk.calls() if self.trunk is not None else contextlib.nullcontext()
+        with torch.inference_mode(False), torch.enable_grad(), compiled:
             return explain(
                 self.model,
-                x.to(self.device, non_blocking=True),
+                to_layout(x.to(self.device, non_blocking=True), self.channels_last),
                 list(s.methods),
                 layer,
                 s.target,
@@ -162,6 +210,7 @@ class ExplainStep:
                 strict=True,
                 mode=s.mode,
                 multilabel=s.multilabel,
+                precision=s.precision,
             )
 
     # -- rows -------------------------------------------------------------------------------

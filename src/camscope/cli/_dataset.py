@@ -16,14 +16,13 @@ from ..errors import UsageError
 from . import options, values
 from ._common import echo, warn
 
-DATASET_BATCH_SIZE = 32  # --batch-size of a data-set job
-
 _DESCRIPTION = """\
 With --format parquet, explain takes one folder (every image below it, ids = relative paths) or
 one list (LIST.csv with a header, or LIST.parquet: a 'path' column and an optional 'id' column)
 and writes Parquet shards OUT/maps-*.parquet (one row per image, layer, method and target: label,
 probability, top-5, the raw map as float16), errors.parquet and summary.json; committed exactly
-once, so --resume after any interruption finishes the job. --batch-size defaults to 32 here.
+once, so --resume after any interruption finishes the job. --batch-size, --threads and
+--decode-workers are measured on the first batches unless given.
 Read the maps back with camscope.batch.open_maps(OUT) or `camscope maps export`. See docs/scale.md.
 """
 
@@ -111,14 +110,28 @@ def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
         type=options.non_negative_int,
         default=None,
         metavar="N",
-        help="processes decoding images beside the model (local; default cores - 1, at most 4)",
+        help="processes decoding images beside the model (local; default: measured on the "
+        "first batches, see docs/scale.md)",
     )
     add(
         "--threads",
         type=options.positive_int,
         default=None,
         metavar="N",
-        help="torch threads of the model (local; default: cores minus decode workers)",
+        help="torch threads of the model (local; default: measured on the first batches)",
+    )
+    add(
+        "--precision",
+        choices=("fp32", "bf16", "fp16"),
+        default="fp32",
+        help="the forward pass under autocast (bf16; fp16 on a CUDA GPU); the maps are computed "
+        "in float32 either way (default fp32: see docs/scale.md for speed and agreement)",
+    )
+    add(
+        "--compile",
+        action="store_true",
+        help="torch.compile the model's trunk before the explained layer (pays off on long "
+        "jobs: compiling takes tens of seconds)",
     )
     add(
         "--shard-size",
@@ -195,7 +208,7 @@ def run_dataset(args: argparse.Namespace) -> int:
         methods=tuple(values.split_list(args.method)),
         layers=tuple(values.split_list(args.layer)) or ("auto",),
         target=args.target,
-        batch_size=args.batch_size or DATASET_BATCH_SIZE,
+        batch_size=args.batch_size,  # None: measured on the first batches (batch.tuning)
         shard_size=args.shard_size,
         map_size=args.map_size,
         save_png=bool(args.save_png),
@@ -208,6 +221,8 @@ def run_dataset(args: argparse.Namespace) -> int:
         window=args.window,
         decode_workers=args.decode_workers,
         torch_threads=args.threads,
+        precision=args.precision,
+        compile=bool(args.compile),
         aug_smooth=bool(args.aug_smooth),
         eigen_smooth=bool(args.eigen_smooth),
         method_options=values.method_options(args),

@@ -92,7 +92,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         out={"default": Path("out/explain")},
         batch_size={
             "default": None,
-            "help": "images per pass (default 1; 32 with --format parquet)",
+            "help": "images per pass (default 1; with --format parquet measured on the first batches)",
         },
     )
     parser.add_argument(

@@ -11,6 +11,7 @@
   output becomes a ``(B, C, h, w)`` map;
 * :mod:`.targets`, :mod:`.segmentation`: what is explained;
 * :mod:`.ops`, :mod:`.smoothing`: map arithmetic and test-time augmentation;
+* :mod:`.precision`: the forward passes under autocast (``precision="bf16"``);
 * :mod:`.unsupported`: TorchScript / ONNX models, refused with advice.
 
 Core imports :mod:`camscope.errors` and, in :mod:`.engine` alone, the method catalogue

@@ -33,6 +33,7 @@ from .concurrency import PassScope
 from .context import LayerContext
 from .extra_scores import SecondOrder, own_score_columns, second_order
 from .layers import ReshapeFn, to_spatial
+from .precision import forward_precision
 from .registry import OwnScoreFn
 from .reshape import spatial_reshape, token_facts
 from .targets import (
@@ -146,7 +147,8 @@ def _zeros_if_none(grad: Tensor | None, like: Tensor) -> Tensor:
 def _per_target_spatial(t: Tensor, shape_fn: ReshapeFn, name: str) -> Tensor:
     """``(B, K, ...)`` layer-shaped tensors -> ``(B, K, C, h, w)`` float32, as the methods read."""
     b, k = t.shape[:2]
-    flat = to_spatial(shape_fn(t.detach().flatten(0, 1)), name).float()
+    # contiguous: a channels-last model's maps reach the methods in the usual layout
+    flat = to_spatial(shape_fn(t.detach().flatten(0, 1)), name).float().contiguous()
     return flat.reshape(b, k, *flat.shape[1:])
 
 
@@ -235,17 +237,20 @@ def forward_backward(
     own_scores: Mapping[str, OwnScoreFn] | None = None,
     hessian_for: Collection[str] = (),
     method_options: Mapping[str, Any] | None = None,
+    precision: str = "fp32",
 ) -> Passes:
     """The shared forward (and, if ``need_gradients``, backward) pass; see the module docstring.
 
     With ``strict`` the first layer problem raises; otherwise it is recorded in ``failed``.
     ``own_scores`` (method -> its score rule, read with ``method_options``) add columns to the
-    backward, ``hessian_for`` names the methods that get Hessian-vector products.
+    backward, ``hessian_for`` names the methods that get Hessian-vector products. ``precision``
+    runs the forward under autocast (:mod:`camscope.core.precision`); the backward follows the
+    forward's dtypes, and what the methods read is cast to float32 below.
     """
     scope = PassScope()
     taps = [_Tap() for _ in layers]
     pairs = [(module, tap) for (_, module), tap in zip(layers, taps)]
-    with scoped_hooks(scope, pairs), scope.active():
+    with scoped_hooks(scope, pairs), scope.active(), forward_precision(precision, x.device):
         torch.set_grad_enabled(False)
         output = model(x)
         torch.set_grad_enabled(True)
@@ -308,7 +313,7 @@ def forward_backward(
         # token / channels-last outputs are laid out from the model's own facts (reshape.py)
         shape_fn = reshape or spatial_reshape(model, name, (x.shape[-2], x.shape[-1]))
         try:
-            spatial_act = to_spatial(shape_fn(act.detach()), name).float()
+            spatial_act = to_spatial(shape_fn(act.detach()), name).float().contiguous()
             spatial_grad = None
             own: dict[str, Tensor] = {}
             if grad is not None:
@@ -384,6 +389,7 @@ def guided_gradients(
     resolved: ResolvedTargets,
     targets: TargetSpec,
     adapter: OutputAdapter | None,
+    precision: str = "fp32",
 ) -> Tensor:
     """Input gradients with every activation module's backward passing positive gradients only.
 
@@ -392,7 +398,7 @@ def guided_gradients(
     scope = PassScope()
     gates = [(m, _gate) for m in model.modules() if isinstance(m, ACTIVATIONS)]
     x_leaf = x.detach().requires_grad_()
-    with scoped_hooks(scope, gates), scope.active():
+    with scoped_hooks(scope, gates), scope.active(), forward_precision(precision, x.device):
         torch.set_grad_enabled(True)
         output = model(x_leaf)
     if is_callable_target(targets) or resolved.head is None:

@@ -88,6 +88,7 @@ def aug_smooth_explain(
     strict: bool = False,
     mode: str = "eval",
     multilabel: bool = False,
+    precision: str = "fp32",
 ) -> Explanation:
     """Run ``explain_fn`` on each augmentation and average the maps (see the module docstring).
 
@@ -102,6 +103,7 @@ def aug_smooth_explain(
         "mode": mode,
         "multilabel": multilabel,
         "strict": strict,
+        "precision": precision,
     }
     base = explain_fn(model, x, methods, layer, targets, **common)
     methods = list(base.maps)

@@ -13,7 +13,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
-from ..errors import DatasetError, UsageError
+from ..core.precision import autocast_dtype as precision_dtype
+from ..errors import DatasetError
 from ..models.spec import model_device
 from ..outputs import write_json
 from .checkpoint import BEST_WEIGHTS, CHECKPOINT, Progress, restore_rng, save_best, save_checkpoint
@@ -30,16 +31,11 @@ log = logging.getLogger(__name__)
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for ``precision`` on ``device`` (None: float32 throughout)."""
-    if precision == "bf16":
-        return torch.bfloat16
-    if precision == "fp16":
-        if device.type != "cuda":
-            raise UsageError("--precision fp16 needs a CUDA GPU; use --precision bf16 on a CPU")
-        return torch.float16
-    if precision == "auto" and device.type == "cuda":
-        return torch.float16
-    return None
+    """The autocast dtype for ``precision`` on ``device`` (None: float32 throughout); ``auto``
+    is fp16 on a CUDA GPU and float32 elsewhere, the names are core.precision's."""
+    if precision == "auto":
+        return torch.float16 if device.type == "cuda" else None
+    return precision_dtype(precision, device)
 
 
 def epoch_seed(seed: int, epoch: int, rank: int) -> int:
