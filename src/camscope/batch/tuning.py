@@ -10,19 +10,24 @@ machine, so the job **measures** it on its first batches (:class:`Tuner`), decod
 main process. On a CPU:
 
 1. a warm-up batch of 8 at ``C`` threads (the first rows come at once; its time is not used);
-2. 16 images at ``C`` threads and 16 at ``C - 1``, in the model's own layout: ``C - 1`` is kept
+2. 8 images at ``C`` threads and 8 at ``C - 1``, in the model's own layout: ``C - 1`` is kept
    when at least 10% faster (another process holds a core), else ``C``;
-3. at that thread count, a warm-up of 8 in channels-last, then 16 images in each layout, twice,
+3. at that thread count, a warm-up of 8 in channels-last, then 8 images in each layout, twice,
    alternately: channels-last is kept when its faster batch was at least 3% faster per image
    than the model's own layout's (settled after the threads, because a collapsing thread count
    would drown the layouts' difference, and on two batches each, because a wrong layout costs
    far more than a batch);
-4. 32 images: batch 32 when at least 3% faster per image than 16, else 16;
+4. 16 and 32 images in the layout kept: batch 32 when at least 3% faster per image than 16,
+   else 16;
 5. decode workers: with ``d`` the decoding seconds per image and ``m(T)`` the model's at ``T``
    threads, the main process costs ``d + m(T)`` per image and ``w`` loader processes
    ``max(d / w, m(C - w))`` (``m(C - 1)`` measured, fewer threads estimated as linear); workers
    are kept when predicted at least 5% faster, and never when the last core gave the model
    nothing (another process holds it: they would compete for it).
+
+The thread and layout probes are batches of 8 (``PROBE_BATCH``): a probe in the slower setting
+costs the job time (on a 2-core CPU EfficientNet-Lite0's pass takes twice as long per image in
+its default layout as in channels-last), so small probes keep what a short job pays to measure.
 
 While the job runs, every 20 s one batch runs at the other thread count (``C - 1`` or ``C``) and
 the job switches when it was at least 10% faster than its recent batches, so a process that
@@ -54,6 +59,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 WARMUP_BATCH = 8
+PROBE_BATCH = 8  # CPU probes of the threads and the layout
 CPU_BATCHES = (16, 32)
 GPU_BATCHES = (32, 64, 128)
 MAX_CPU_WORKERS = 4
@@ -157,17 +163,26 @@ class Tuner:
     def _small(self) -> int:
         return self.batch_size or (GPU_BATCHES[0] if self.gpu else CPU_BATCHES[0])
 
+    @property
+    def _probe(self) -> int:
+        """The batch size of the thread and layout probes."""
+        return self.batch_size or (GPU_BATCHES[0] if self.gpu else PROBE_BATCH)
+
+    def _batch_sizes(self) -> tuple[int, ...]:
+        """The batch sizes compared in the layout kept (none when the caller set one)."""
+        if self.batch_size:
+            return ()
+        return GPU_BATCHES[1:] if self.gpu else CPU_BATCHES
+
     def _probe_images(self) -> int:
         warm = self.batch_size or (GPU_BATCHES[0] if self.gpu else WARMUP_BATCH)
-        small = self._small
-        images = warm + small
+        probe = self._probe
+        images = warm + probe
         if self.channels_last:  # a warm-up, two batches in channels-last, one more in the other
-            images += warm + 3 * small
+            images += warm + 3 * probe
         if not self.gpu and not self.threads and self.cores >= 2:
-            images += small
-        if not self.batch_size:
-            images += sum(GPU_BATCHES[1:]) if self.gpu else CPU_BATCHES[1]
-        return images
+            images += probe
+        return images + sum(self._batch_sizes())
 
     def _why_no_probes(self) -> str | None:
         fixed = self.batch_size and self.decode_workers is not None
@@ -187,28 +202,27 @@ class Tuner:
         if self.skipped is not None:
             return None
         workers = self.decode_workers or 0
-        warm, small = self.batch_size or (GPU_BATCHES[0] if self.gpu else WARMUP_BATCH), self._small
+        warm, probe = self.batch_size or (GPU_BATCHES[0] if self.gpu else WARMUP_BATCH), self._probe
         steps: list[tuple[Plan, bool]] = [
             (Plan(warm, workers, self._full), True),
-            (Plan(small, workers, self._full), False),
+            (Plan(probe, workers, self._full), False),
         ]
         if not self.gpu and not self.threads and self.cores >= 2:
-            steps.append((Plan(small, workers, self.cores - 1), False))
+            steps.append((Plan(probe, workers, self.cores - 1), False))
         if self._step(steps):
             return self._pending[0] if self._pending else None
         threads = self._threads()
         if self.channels_last:
             # each layout twice, alternately: a wrong layout costs far more than a batch
-            mine, last = Plan(small, workers, threads), Plan(small, workers, threads, True)
+            mine, last = Plan(probe, workers, threads), Plan(probe, workers, threads, True)
             steps = [(Plan(warm, workers, threads, True), True), (last, False)]
             steps += [(mine, False), (mine, False), (last, False)]
             if self._step(steps):
                 return self._pending[0] if self._pending else None
-        if not self.batch_size:
-            layout = self._layout()
-            sizes = GPU_BATCHES[1:] if self.gpu else CPU_BATCHES[1:]
-            if self._step([(Plan(size, workers, threads, layout), False) for size in sizes]):
-                return self._pending[0] if self._pending else None
+        layout = self._layout()
+        steps = [(Plan(size, workers, threads, layout), False) for size in self._batch_sizes()]
+        if self._step(steps):
+            return self._pending[0] if self._pending else None
         return None
 
     def _step(self, steps: list[tuple[Plan, bool]]) -> bool:
@@ -247,8 +261,8 @@ class Tuner:
         if not self.channels_last:
             return False
         threads = self._threads()
-        plain = self._time(self._small, threads, False)
-        last = self._time(self._small, threads, True)
+        plain = self._time(self._probe, threads, False)
+        last = self._time(self._probe, threads, True)
         return last < plain * (1 - LAYOUT_MARGIN)
 
     def _threads(self) -> int | None:
@@ -256,8 +270,8 @@ class Tuner:
         full = self._full
         if self.gpu or self.threads or self.cores < 2 or full is None:
             return full
-        fewer = self._time(self._small, self.cores - 1, False)
-        at_full = self._time(self._small, full, False)
+        fewer = self._time(self._probe, self.cores - 1, False)
+        at_full = self._time(self._probe, full, False)
         return self.cores - 1 if fewer * (1 + THREADS_MARGIN) < at_full else full
 
     def decide(self) -> Plan:
@@ -274,8 +288,8 @@ class Tuner:
         decode = sum(p.decode for p in self.measured) / max(1, images)
         layout = self._layout()
         if self.channels_last:
-            plain = self._time(self._small, self._threads(), False)
-            last = self._time(self._small, self._threads(), True)
+            plain = self._time(self._probe, self._threads(), False)
+            last = self._time(self._probe, self._threads(), True)
             self.reasons.append(
                 f"{'channels-last' if layout else 'default'} layout: {1e3 * last:.1f} ms/image "
                 f"channels-last, {1e3 * plain:.1f} default"
@@ -287,10 +301,10 @@ class Tuner:
     def _decide_cpu(self, decode: float, layout: bool) -> Plan:
         full = self._full or self.cores
         threads = self._threads() or full
-        small = self._small
+        small, probe = self._small, self._probe
         if not self.threads and self.cores >= 2:
-            fewer = self._time(small, self.cores - 1, False)
-            at_full = self._time(small, full, False)
+            fewer = self._time(probe, self.cores - 1, False)
+            at_full = self._time(probe, full, False)
             self.reasons.append(
                 f"{threads} thread(s): {1e3 * at_full:.1f} ms/image at {full}, "
                 f"{1e3 * fewer:.1f} at {self.cores - 1}"
@@ -323,13 +337,14 @@ class Tuner:
                 if estimate < best * (1 - WORKERS_MARGIN):
                     workers, best = w, estimate
         elif threads == self.cores and self.cores >= 2:
-            small = self._small
-            fewer = self._time(small, self.cores - 1, False)
-            if fewer <= self._time(small, self.cores, False):
+            probe = self._probe
+            fewer = self._time(probe, self.cores - 1, False)
+            if fewer <= self._time(probe, self.cores, False):
                 self.reasons.append("0 decode workers: the last core did not speed the model up")
                 return 0, threads
-            # C - 1 threads were measured in the default layout: scaled by the layout's gain
-            fewer *= self._time(small, threads, layout) / self._time(small, threads, False)
+            # C - 1 threads were measured in the default layout (at the probes' batch size):
+            # scaled to the batch and layout kept
+            fewer *= per_image / self._time(probe, threads, False)
             for w in range(1, min(MAX_CPU_WORKERS, self.cores - 1) + 1):
                 # fewer threads estimated as linear from C - 1 (pessimistic for the workers)
                 estimate = max(decode / w, fewer * (self.cores - 1) / (self.cores - w))
