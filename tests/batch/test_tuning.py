@@ -81,10 +81,10 @@ def test_channels_last_is_measured_and_kept_when_faster() -> None:
 
 
 def test_a_model_that_cannot_run_channels_last_is_not_probed_in_it() -> None:
-    tuner = Tuner("cpu", 150, cores=2, channels_last=True)
-    assert tuner.skipped == "too few inputs"  # 2 x 104 probe images with both layouts
+    tuner = Tuner("cpu", 110, cores=2, channels_last=True)
+    assert tuner.skipped == "too few inputs"  # 104 probe images with both layouts, then 16
     tuner.forbid_channels_last("its outputs differ in channels-last")
-    assert tuner.skipped is None  # 2 x 72 without
+    assert tuner.skipped is None  # 72 without, then 16
     assert all(not p.channels_last for p in probes(tuner, quiet()))
     assert tuner.report()["why"][0] == "default layout: its outputs differ in channels-last"
 
@@ -142,7 +142,8 @@ def test_what_the_caller_set_is_kept_and_not_probed() -> None:
 
 
 def test_too_few_inputs_skip_the_probes() -> None:
-    tuner = Tuner("cpu", 100, cores=2)  # the probes would take 72 of 100
+    tuner = Tuner("cpu", 87, cores=2)  # the probes would take 72 of 87, leaving no batch of 16
+    assert Tuner("cpu", 88, cores=2).skipped is None
     assert tuner.next_probe() is None and tuner.decide() == Plan(16, 0, 2)
     assert tuner.report()["why"] == ["no probes: too few inputs"]
 
@@ -226,8 +227,7 @@ def test_a_job_probes_then_runs_its_plan_and_gives_back_threads_and_weights(
     torch.set_num_threads(3)
     seen: list[int] = []
     # batch 1 given: the probes are single images (warm-ups, threads, layouts): 7 of the 24
-    # inputs (every file twice, under two ids), as a job probes only when it has at least
-    # twice the probes' images
+    # inputs (every file twice, under two ids)
     files = sorted(p for p in image_folder.rglob("*") if p.is_file())
     listing = tmp_path / "list.csv"
     rows = [f"{f},{k}-{f.name}\n" for k in (1, 2) for f in files]

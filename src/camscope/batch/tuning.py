@@ -40,7 +40,7 @@ image and the decode workers the fewest whose predicted ``max(d / w, m)`` is wit
 best, at most ``min(8, C - 1)``.
 
 Whatever the caller set (``batch_size``, ``decode_workers``, ``torch_threads``) is kept and not
-probed; a job of fewer inputs than twice the probes' skips them (16 images, ``C`` threads, no
+probed; a job without a batch of 16 beyond the probes' images skips them (16 images, ``C`` threads, no
 workers, the model's own layout; ``C - w`` threads beside ``w`` workers the caller set). ``summary.json`` records what was measured and decided
 (``this_run.tuning``).
 """
@@ -188,7 +188,8 @@ class Tuner:
         fixed = self.batch_size and self.decode_workers is not None
         if fixed and not self.channels_last and (self.threads or self.gpu or self.cores < 2):
             return "set by the caller"
-        if self.pending < 2 * self._probe_images():
+        # the probes explain real inputs, so they pay as soon as one batch runs on their plan
+        if self.pending < self._probe_images() + self._small:
             return "too few inputs"
         return None
 
