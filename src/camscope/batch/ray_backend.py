@@ -68,10 +68,39 @@ class ExplainActor:
             torch.set_num_threads(threads)
         loaded = recipe.load()
         self.step = ExplainStep(loaded.model, loaded.spec, settings, loaded.device)
+        self._choose_layout()  # before compiling: the compiled trunk keeps the layout
         why_not = self.step.compile_for(batch_size)  # settings.compile: this actor's own model
         if why_not is not None:
             log.warning("compile: running eagerly (%s)", why_not)
         log.info("actor ready: %s on %s", recipe.name, loaded.device)
+
+    def _choose_layout(self, images: int = 8) -> None:
+        """The model's memory layout, measured on a random batch as the local job's tuner does
+        on its first batches (the actor's model is its own: nothing to give back)."""
+        import torch
+
+        from ..io import model_channels
+        from .layout import ChannelsLast, check, faster_in_channels_last
+
+        step = self.step
+        if step.task is not None:  # a task's model (a detector, say) keeps its own layout
+            return
+        generator = torch.Generator().manual_seed(0)
+        shape = (images, model_channels(step.spec), *step.spec.input_size)
+        x = torch.randn(*shape, generator=generator).to(step.device)
+        layout = ChannelsLast(step.model)
+        why_not = check(step.model, layout, x[:2], step.settings.mode)
+        if why_not is not None:
+            log.info("default layout: %s", why_not)
+            return
+        try:
+            step.channels_last, why = faster_in_channels_last(layout, x, step.explain_inputs)
+        except CamscopeError as err:
+            # a request that cannot run (a method at a layer, say) fails every batch alike:
+            # __call__ reports it as the local backend does, not this constructor
+            layout.restore()
+            why = f"default layout, not measured: {err}"
+        log.info("%s", why)
 
     def __call__(self, columns: dict[str, Any]) -> pa.Table:
         batch = batch_from_columns(columns)

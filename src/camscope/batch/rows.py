@@ -171,7 +171,7 @@ class ExplainStep:
             return {}
         try:
             with naming_warnings([str(batch.ids[i]) for i in indices]):
-                result = self._call(batch.x[indices])
+                result = self.explain_inputs(batch.x[indices])
         except CamscopeError:
             raise  # a bad layer/target/method affects every image: stop the job
         except (RuntimeError, ValueError) as err:
@@ -184,7 +184,7 @@ class ExplainStep:
             return out
         return {i: (result, j) for j, i in enumerate(indices)}
 
-    def _call(self, x: torch.Tensor) -> Explanation:
+    def explain_inputs(self, x: torch.Tensor) -> Explanation:
         import torch
 
         from ..core.engine import explain
