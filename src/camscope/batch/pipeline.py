@@ -220,12 +220,12 @@ def run_dataset_job(
 
     import numpy as np
     import pyarrow.compute as pc
-    import torch
 
     from ..core.precision import autocast_dtype
     from ..data.classes import parse_target
     from ..methods import choose_methods
     from ..models.fingerprint import weights_digest
+    from ..models.spec import model_device
 
     say = notes or (lambda text: log.warning("%s", text))
     _check(job)
@@ -241,7 +241,7 @@ def run_dataset_job(
                 say(text)
         else:
             model, spec = loaded
-            device = next(iter(model.parameters()), torch.zeros(0)).device
+            device = model_device(model)
         target = parse_target(job.target, spec.class_names, model=spec.name, what="--target")
         layer = list(job.layers) if len(job.layers) > 1 else job.layers[0]
         choice = choose_methods(
