@@ -187,6 +187,8 @@ def test_ctrl_c_commits_the_finished_batches_and_resume_does_the_rest(
         run_dataset_job(job(image_folder, tmp_path, shard_size=100), progress=interrupt)
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["this_run"]["inputs"] == 4  # one batch, committed although the shard was short
+    # what the job measured and ran with is in the summary of an interrupted run too
+    assert summary["this_run"]["tuning"]["why"] and summary["this_run"]["batch_size"] == 4
     assert len(open_maps(tmp_path)) + summary["counts"]["failed"] == 4
     again = run_dataset_job(job(image_folder, tmp_path, resume=True))
     assert again.summary["counts"]["explained"] == GOOD

@@ -140,6 +140,48 @@ def test_a_compiler_that_fails_leaves_the_model_eager_and_says_why() -> None:
     assert "no C++ compiler here" in (trunk.error or "")
 
 
+def test_ctrl_c_while_compiling_gives_the_model_back_eager() -> None:
+    def interrupted(_graph: Any, _inputs: Any) -> Any:
+        raise KeyboardInterrupt
+
+    net = Net().eval()
+    with pytest.raises(KeyboardInterrupt):
+        CompiledTrunk(net, ["body.1"], torch.zeros(2, 3, 8, 8), backend=interrupted)
+    assert all(getattr(m, "_compiled_call_impl", None) is None for m in net.modules())
+
+
+def test_a_model_in_train_mode_explained_as_is_is_not_compiled() -> None:
+    """The compile's warm-up forward would update the user's batch-norm statistics."""
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 4, 3))
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    trunk = CompiledTrunk(net, ["3"], torch.randn(2, 3, 8, 8), mode="as-is", backend="eager")
+    assert trunk.error == "the model has modules in train mode (explained as-is)"
+    assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())
+    assert all(getattr(m, "_compiled_call_impl", None) is None for m in net.modules())
+
+
+def test_a_layout_change_cut_short_is_undone(monkeypatch: pytest.MonkeyPatch) -> None:
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Conv2d(4, 4, 3), nn.Conv2d(4, 4, 3))
+    tensors = [(p, p.data_ptr(), p.stride()) for p in net.parameters() if p.dim() == 4]
+    real, calls = torch.Tensor.contiguous, []
+
+    def second_one_interrupted(self: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(self, *args, **kwargs)
+
+    layout = ChannelsLast(net)
+    monkeypatch.setattr(torch.Tensor, "contiguous", second_one_interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        layout.apply()
+    monkeypatch.undo()
+    layout.restore()
+    assert len(calls) == 2  # cut short after the first weight was converted
+    # the very storage and strides it had
+    assert all((p.data_ptr(), p.stride()) == (ptr, stride) for p, ptr, stride in tensors)
+
+
 def rows(out: Path) -> dict[tuple[str, str], tuple[int, np.ndarray]]:
     maps = open_maps(out)
     return {

@@ -141,6 +141,23 @@ def test_what_the_caller_set_is_kept_and_not_probed() -> None:
     assert {p.plan.threads for p in threads_only.measured} == {1}
 
 
+def test_a_probe_whose_inputs_all_failed_runs_again() -> None:
+    tuner = Tuner("cpu", 1000, cores=2)
+    warm = tuner.next_probe()
+    assert warm is not None
+    tuner.record(warm, 0, 0.0, 0.001)  # nothing decoded: no time per image to learn from
+    assert tuner.next_probe() == warm and tuner.measured == []
+
+
+def test_the_callers_decode_workers_keep_their_cores() -> None:
+    # the probes decode in this process, so 2 threads measure fastest; beside the caller's two
+    # decoding processes the model gets the 6 cores they leave
+    tuner = Tuner("cpu", 1000, cores=8, decode_workers=2)
+    eight = {(16, 7, False): 8.0, (16, 8, False): 7.0, (32, 8, False): 7.0}
+    assert measure(tuner, 2.0, eight) == Plan(16, 2, 6)
+    assert Tuner("cpu", 10, cores=8, decode_workers=2).decide().threads == 6  # no probes
+
+
 def test_too_few_inputs_skip_the_probes() -> None:
     tuner = Tuner("cpu", 87, cores=2)  # the probes would take 72 of 87, leaving no batch of 16
     assert Tuner("cpu", 88, cores=2).skipped is None

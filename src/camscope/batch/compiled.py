@@ -120,6 +120,10 @@ class CompiledTrunk:
         if not trunk:
             self.error = "no module runs before the explained layer"
             return
+        if mode != "eval" and any(m.training for m in model.modules()):
+            # the warm-up forward would update the batch-norm statistics of the user's model
+            self.error = "the model has modules in train mode (explained as-is)"
+            return
         self.modules = trunk
         try:
             for _name, module in trunk:
@@ -133,6 +137,9 @@ class CompiledTrunk:
             self.restore()
             said = " ".join(f"{type(err).__name__}: {err}".split())  # dynamo's are many lines
             self.error = said if len(said) <= 300 else said[:299] + "…"
+        except BaseException:  # Ctrl-C while compiling: the model goes back uncompiled
+            self.restore()
+            raise
 
     @property
     def names(self) -> list[str]:

@@ -47,7 +47,9 @@ class ChannelsLast:
     def apply(self) -> None:
         if self._saved is not None:
             return
-        saved = []
+        # recorded before each change, so that restore() undoes an apply() cut short (Ctrl-C)
+        saved: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._saved = saved
         with torch.no_grad():
             for tensor in itertools.chain(self.model.parameters(), self.model.buffers()):
                 if tensor.dim() == 4 and not tensor.is_contiguous(
@@ -55,7 +57,6 @@ class ChannelsLast:
                 ):
                     saved.append((tensor, tensor.data))
                     tensor.data = tensor.data.contiguous(memory_format=torch.channels_last)
-        self._saved = saved
 
     def restore(self) -> None:
         """Give every tensor its own data back (the same storage it had before ``apply``)."""
@@ -86,8 +87,8 @@ def check(
         if mode == "eval":
             model.eval()
         reference = tree_leaves(model(x))
-        layout.apply()
         try:
+            layout.apply()
             got = tree_leaves(model(to_layout(x, True)))
         except (RuntimeError, ValueError) as err:  # a view on a feature map, say
             return f"{type(err).__name__}: {err}".splitlines()[0][:200]
@@ -131,6 +132,8 @@ def faster_in_channels_last(
                 layout.restore()
             began = time.perf_counter()
             run(to_layout(x, channels_last))
+            if x.is_cuda:
+                torch.cuda.synchronize(x.device)
             if repeat:  # the first round is the warm-up
                 times[channels_last].append(time.perf_counter() - began)
     own, last = min(times[False]), min(times[True])

@@ -48,9 +48,11 @@ def run_local(
     shards: store.ShardLog,
     bar: Progress,
     timing: dict[str, float],
-) -> dict[str, Any]:
-    """Explain the inputs at positions ``todo`` into ``shards``; returns what the tuner measured
-    and decided (and the compile's outcome), for ``summary.json``."""
+    report: dict[str, Any],
+) -> None:
+    """Explain the inputs at positions ``todo`` into ``shards``; ``report`` receives what the
+    tuner measured and decided (and the compile's outcome) for ``summary.json``, also when the
+    job is interrupted."""
     import torch
 
     from ..io import model_channels
@@ -71,14 +73,14 @@ def run_local(
     compiled: dict[str, Any] = {}
     start = 0
     try:
-        if tuner.skipped is None:  # only a job that probes tries the other layout
+        if step.task is not None:  # as on Ray: a task's model (a detector, say) keeps its layout
+            tuner.forbid_channels_last(f"the {step.task.task} task runs the model's own layout")
+        elif tuner.skipped is None:  # only a job that probes tries the other layout
             generator = torch.Generator().manual_seed(0)
             example = torch.randn(2, model_channels(spec), *spec.input_size, generator=generator)
             why_not = check(model, layout, example.to(device), settings.mode)
             if why_not is not None:
                 tuner.forbid_channels_last(why_not)
-        else:
-            tuner.forbid_channels_last(tuner.skipped)
         while (plan := tuner.next_probe()) is not None:
             chunk = todo[start : start + plan.batch_size]
             if len(chunk) == 0:
@@ -122,10 +124,9 @@ def run_local(
         step.close()
         layout.restore()
         torch.set_num_threads(threads_before)
-    report = tuner.report()
-    if settings.compile:
-        report["compile"] = compiled
-    return report
+        report.update(tuner.report())
+        if settings.compile:
+            report["compile"] = compiled
 
 
 def _set_layout(step: ExplainStep, layout: ChannelsLast, channels_last: bool) -> None:
@@ -196,7 +197,8 @@ def _explain(
         timing["write"] += time.perf_counter() - t2
         told = {i for i, error in zip(batch.ids, batch.errors) if error is not None}
         report_failures(rows, walk.skip, told)
-        yield len(batch), t1 - t0, t2 - t1
+        # the images explained: inputs that failed to decode cost the model nothing
+        yield sum(error is None for error in batch.errors), t1 - t0, t2 - t1
 
 
 def _timed(step: Callable[[DecodedBatch], Any], batch: DecodedBatch, device: torch.device) -> Any:

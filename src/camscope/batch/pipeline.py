@@ -323,7 +323,7 @@ def run_dataset_job(
                     from .local import run_local
 
                     args = (inputs, todo, model, spec, device, map_settings, decode)
-                    tuning = run_local(job, *args, shards, bar, timing)
+                    run_local(job, *args, shards, bar, timing, tuning)
                 else:
                     from ..data.walk import Walk
                     from .ray_backend import run_on_ray
@@ -448,12 +448,12 @@ def _run_settings(job: DatasetJob, tuning: dict[str, Any]) -> dict[str, Any]:
     """The batch size, decode workers and threads this run used (as set or as measured)."""
     if job.backend != "local":
         return {"batch_size": job.batch_size or RAY_BATCH_SIZE, "precision": _precision(job)}
-    decided = tuning.get("decided") or {}
+    final = tuning.get("final") or {}  # as decided, with the threads of any later switch
     return {
-        "batch_size": decided.get("batch_size", job.batch_size),
-        "decode_workers": decided.get("decode_workers", job.decode_workers),
-        "torch_threads": decided.get("threads", job.torch_threads),
-        "channels_last": decided.get("channels_last", False),
+        "batch_size": final.get("batch_size", job.batch_size),
+        "decode_workers": final.get("decode_workers", job.decode_workers),
+        "torch_threads": final.get("threads", job.torch_threads),
+        "channels_last": final.get("channels_last", False),
         "precision": _precision(job),
         "tuning": tuning,
     }

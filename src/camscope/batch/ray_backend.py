@@ -95,11 +95,12 @@ class ExplainActor:
             return
         try:
             step.channels_last, why = faster_in_channels_last(layout, x, step.explain_inputs)
-        except CamscopeError as err:
-            # a request that cannot run (a method at a layer, say) fails every batch alike:
-            # __call__ reports it as the local backend does, not this constructor
+        except (CamscopeError, RuntimeError, ValueError) as err:
+            # a request that cannot run (a method at a layer, say) fails every batch alike, and
+            # an input the model cannot take fails per image: __call__ reports either as the
+            # local backend does, not this constructor
             layout.restore()
-            why = f"default layout, not measured: {err}"
+            why = f"default layout, not measured: {type(err).__name__}: {err}"
         log.info("%s", why)
 
     def __call__(self, columns: dict[str, Any]) -> pa.Table:

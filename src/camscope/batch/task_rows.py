@@ -63,6 +63,7 @@ def task_rows(step: Any, task: PreparedTask, batch: DecodedBatch) -> dict[str, l
                     method_options=s.method_options,
                     strict=True,
                     mode=s.mode,
+                    precision=s.precision,
                 )
         except NothingToExplain as err:
             step._add_error(columns, batch, i, NOTHING + str(err))

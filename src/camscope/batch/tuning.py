@@ -241,6 +241,8 @@ class Tuner:
     def record(self, plan: Plan, images: int, decode_seconds: float, model_seconds: float) -> None:
         """One probe batch (of the plan :meth:`next_probe` gave): its images, the seconds spent
         decoding and explaining them."""
+        if images == 0:  # every input of the batch failed to decode: the probe runs again
+            return
         warmup = self._pending is not None and self._pending == (plan, True)
         self._pending = None
         self.measured.append(_Probe(plan, images, decode_seconds, model_seconds, warmup))
@@ -302,6 +304,9 @@ class Tuner:
     def _decide_cpu(self, decode: float, layout: bool) -> Plan:
         full = self._full or self.cores
         threads = self._threads() or full
+        if self.decode_workers and not self.threads:
+            # the caller's decode workers keep their cores (the probes decode in this process)
+            threads = min(threads, max(1, self.cores - self.decode_workers))
         small, probe = self._small, self._probe
         if not self.threads and self.cores >= 2:
             fewer = self._time(probe, self.cores - 1, False)
