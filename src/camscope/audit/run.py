@@ -360,12 +360,10 @@ def collect_examples(
         summary = run.classes[name]
         if summary.object_energy is not None:  # boxes: the lowest object energy of the class
             mine = [r for r in run.records if r.label == name and r.id in by_id]
-            ranked = [r.predicted_stats for r in mine]
         else:  # no boxes: the images predicted as the class that look most at its hot spot
             ids = next(r.accepted for r in run.records if r.label == name)
             mine = [r for r in run.records if r.predicted in ids and r.id in by_id]
-            ranked = [r.predicted_stats for r in mine]
-        picks = most_affected(summary, ranked, config.examples)
+        picks = most_affected(summary, [r.predicted_stats for r in mine], config.examples)
         chosen, loaded = [], []
         for r in (mine[i] for i in picks):
             try:
