@@ -206,10 +206,7 @@ def _strings(column: pa.ChunkedArray, path: Path, name: str) -> pa.Array:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    values = column.combine_chunks()
-    if not pa.types.is_string(values.type) and not pa.types.is_large_string(values.type):
-        values = pc.cast(values, pa.string())
-    values = values.cast(pa.string())
+    values = column.combine_chunks().cast(pa.string())
     empty = pc.or_(pc.is_null(values), pc.equal(pc.utf8_trim_whitespace(values), ""))
     bad = pc.sum(empty).as_py() or 0
     if bad:
