@@ -45,6 +45,7 @@ from .stats import (
     ImageStats,
     image_stats,
     most_affected,
+    nanmean,
     summarise_class,
 )
 
@@ -317,8 +318,8 @@ def _summaries(
         said = [r.predicted_stats for r in records if r.predicted in accepted[name]]
         extra = {
             "predicted_n": len(said),
-            "object_energy_true": _mean([r.stats.object_energy for r in mine]),
-            "mask_energy": _mean([r.mask_energy for r in mine]),
+            "object_energy_true": nanmean([r.stats.object_energy for r in mine]),
+            "mask_energy": nanmean([r.mask_energy for r in mine]),
         }
         out[name] = summarise_class(
             name,
@@ -329,11 +330,6 @@ def _summaries(
             extra=extra,
         )
     return out
-
-
-def _mean(values: list[float]) -> float | None:
-    kept = [v for v in values if not math.isnan(v)]
-    return sum(kept) / len(kept) if kept else None
 
 
 def illustrated_classes(run: AuditRun, limit: int) -> list[str]:
