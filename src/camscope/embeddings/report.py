@@ -148,11 +148,7 @@ def _write(
             "knn_accuracy": finite(layer.knn_accuracy, 4),
             "k": run.k,
             "dims": int(layer.features.shape[1]),
-            "explained_variance": (
-                [round(v, 4) for v in layer.explained_variance]
-                if layer.explained_variance is not None
-                else None
-            ),
+            "explained_variance": finite(layer.explained_variance, 4),  # None stays None
             "figure": figure,
             "points": [[round(float(v), 5) for v in p] for p in layer.points.tolist()],
         }
