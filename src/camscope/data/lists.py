@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import DatasetError, UsageError
 from .dataset import LabelledData, Sample
+from .spec import csv_header
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -186,20 +187,13 @@ def _read_list(path: Path, kind: str) -> pa.Table:
             from pyarrow import csv
 
             # Every column as text: ids like 007 must stay 007.
-            types = {name: pa.string() for name in _csv_header(path)}
+            types = {name: pa.string() for name in csv_header(path)}
             return csv.read_csv(path, convert_options=csv.ConvertOptions(column_types=types))
         import pyarrow.parquet as pq
 
         return pq.read_table(path)
     except (pa.ArrowInvalid, OSError) as err:
         raise DatasetError(f"cannot read the list {str(path)!r}: {err}") from err
-
-
-def _csv_header(path: Path) -> list[str]:
-    import csv
-
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        return next(csv.reader(handle), [])
 
 
 def _strings(column: pa.ChunkedArray, path: Path, name: str) -> pa.Array:
