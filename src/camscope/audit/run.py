@@ -45,6 +45,7 @@ from .stats import (
     ImageStats,
     image_stats,
     most_affected,
+    nanmean,
     summarise_class,
 )
 
@@ -317,8 +318,8 @@ def _summaries(
         said = [r.predicted_stats for r in records if r.predicted in accepted[name]]
         extra = {
             "predicted_n": len(said),
-            "object_energy_true": _mean([r.stats.object_energy for r in mine]),
-            "mask_energy": _mean([r.mask_energy for r in mine]),
+            "object_energy_true": nanmean([r.stats.object_energy for r in mine]),
+            "mask_energy": nanmean([r.mask_energy for r in mine]),
         }
         out[name] = summarise_class(
             name,
@@ -329,11 +330,6 @@ def _summaries(
             extra=extra,
         )
     return out
-
-
-def _mean(values: list[float]) -> float | None:
-    kept = [v for v in values if not math.isnan(v)]
-    return sum(kept) / len(kept) if kept else None
 
 
 def illustrated_classes(run: AuditRun, limit: int) -> list[str]:
@@ -360,12 +356,10 @@ def collect_examples(
         summary = run.classes[name]
         if summary.object_energy is not None:  # boxes: the lowest object energy of the class
             mine = [r for r in run.records if r.label == name and r.id in by_id]
-            ranked = [r.predicted_stats for r in mine]
         else:  # no boxes: the images predicted as the class that look most at its hot spot
             ids = next(r.accepted for r in run.records if r.label == name)
             mine = [r for r in run.records if r.predicted in ids and r.id in by_id]
-            ranked = [r.predicted_stats for r in mine]
-        picks = most_affected(summary, ranked, config.examples)
+        picks = most_affected(summary, [r.predicted_stats for r in mine], config.examples)
         chosen, loaded = [], []
         for r in (mine[i] for i in picks):
             try:

@@ -182,7 +182,8 @@ def _round(value: float | None, digits: int = 4) -> float | None:
     return round(float(value), digits)
 
 
-def _nanmean(values: Sequence[float]) -> float | None:
+def nanmean(values: Sequence[float]) -> float | None:
+    """The mean of the values that are not NaN (None when none is)."""
     kept = [v for v in values if not math.isnan(v)]
     return sum(kept) / len(kept) if kept else None
 
@@ -209,8 +210,8 @@ def summarise_class(
         raise UsageError(f"{len(stats)} image statistics but {len(correct)} correctness values")
     n = len(stats)
     accuracy = sum(bool(c) for c in correct) / n if n else math.nan
-    energy = _nanmean([s.object_energy for s in stats if s.energy > 0])
-    coverage = _nanmean([s.coverage for s in stats if s.energy > 0])
+    energy = nanmean([s.object_energy for s in stats if s.energy > 0])
+    coverage = nanmean([s.coverage for s in stats if s.energy > 0])
     live = [s for s in (stats if predicted is None else predicted) if s.energy > 0]
     spot: HotSpot | None = None
     hits: float | None = None

@@ -15,18 +15,6 @@ if TYPE_CHECKING:
     from .maps import MapRecord, MapStore, open_maps
     from .pipeline import run_dataset_job
 
-__all__ = [
-    "DatasetJob",
-    "ExportReport",
-    "MapRecord",
-    "MapStore",
-    "ModelRecipe",
-    "RayOptions",
-    "export_maps",
-    "open_maps",
-    "run_dataset_job",
-]
-
 
 _EXPORTS = {
     "job": "DatasetJob ModelRecipe RayOptions",
@@ -35,6 +23,7 @@ _EXPORTS = {
     "pipeline": "run_dataset_job",
 }
 _LAZY = {name: module for module, names in _EXPORTS.items() for name in names.split()}
+__all__ = sorted(_LAZY)
 
 
 def __getattr__(name: str) -> Any:

@@ -21,7 +21,7 @@ import bisect
 import json
 from collections import OrderedDict
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -100,15 +100,9 @@ class MapStore:
             )
         commits = store.read_commits(self.out)
         ok = commits.filter(commits.column("ok"))
+        columns = [ok.column(name).to_pylist() for name in ("id", "shard", "row", "rows", "source")]
         self._index: dict[str, tuple[str, int, int, str]] = {
-            id_: (shard, row, rows, source)
-            for id_, shard, row, rows, source in zip(
-                ok.column("id").to_pylist(),
-                ok.column("shard").to_pylist(),
-                ok.column("row").to_pylist(),
-                ok.column("rows").to_pylist(),
-                ok.column("source").to_pylist(),
-            )
+            id_: (shard, row, rows, source) for id_, shard, row, rows, source in zip(*columns)
         }
         self._errors = store.failed_inputs(commits)
         self._stems = recorded_stems(commits)
@@ -200,44 +194,21 @@ class MapStore:
         """The id's rows as :class:`MapRecord` s, optionally only one method, layer or target."""
         import numpy as np
 
+        wanted = {"method": method, "layer": layer, "target": target}
         out = []
         for row in self.rows(id_).to_pylist():
-            if method is not None and row["method"] != method:
+            if any(value is not None and row[key] != value for key, value in wanted.items()):
                 continue
-            if layer is not None and row["layer"] != layer:
-                continue
-            if target is not None and row["target"] != target:
-                continue
+            stored = {f.name: row.get(f.name) for f in fields(MapRecord)}
+            for name in ("box", "object_box"):
+                stored[name] = tuple(row[name]) if row.get(name) is not None else None
             values = np.asarray(row["map"], dtype=np.float16).astype(np.float32)
-            raw = values.reshape(row["map_shape"]) * np.float32(row["map_scale"])
-            mask = None
-            if row.get("mask") is not None:
+            stored["map"] = values.reshape(row["map_shape"]) * np.float32(row["map_scale"])
+            if stored["mask"] is not None:
                 shape = row["mask_shape"]
                 bits = np.unpackbits(np.frombuffer(row["mask"], dtype=np.uint8))
-                mask = bits[: int(np.prod(shape))].reshape(shape).astype(bool)
-            box = tuple(row["box"]) if row.get("box") is not None else None
-            found = row.get("object_box")
-            out.append(
-                MapRecord(
-                    id=row["id"],
-                    width=row["width"],
-                    height=row["height"],
-                    model=row["model"],
-                    layer=row["layer"],
-                    method=row["method"],
-                    rank=row["rank"],
-                    target=row["target"],
-                    label=row["label"],
-                    probability=row["probability"],
-                    top5=row["top5"],
-                    map=raw,
-                    box=box,
-                    mask=mask,
-                    score=row.get("score"),
-                    object_box=tuple(found) if found is not None else None,
-                    png=row.get("png"),
-                )
-            )
+                stored["mask"] = bits[: int(np.prod(shape))].reshape(shape).astype(bool)
+            out.append(MapRecord(**stored))
         return out
 
     def get(

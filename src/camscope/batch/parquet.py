@@ -191,11 +191,8 @@ def commit_files(out: Path) -> list[tuple[int, Path]]:
     folder = commits_dir(out)
     if not folder.is_dir():
         return []
-    found = []
-    for path in folder.iterdir():
-        if path.suffix == ".parquet" and path.stem.isdigit():
-            found.append((int(path.stem), path))
-    return sorted(found)
+    found = (p for p in folder.iterdir() if p.suffix == ".parquet" and p.stem.isdigit())
+    return sorted((int(path.stem), path) for path in found)
 
 
 def replaced_records(out: Path) -> dict[int, int]:

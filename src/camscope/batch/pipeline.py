@@ -27,7 +27,6 @@ Example:
 
 from __future__ import annotations
 
-import datetime
 import logging
 import time
 from collections.abc import Callable
@@ -42,7 +41,7 @@ from ..outputs import camscope_version, output_lock, write_json
 from . import parquet as store
 from .decode import DecodeSettings
 from .job import BACKENDS, FAILURES_IN_SUMMARY, RAY_BATCH_SIZE, DatasetJob, JobResult
-from .resume import plan_inputs
+from .resume import iso_utc, plan_inputs
 from .rows import MapSettings
 
 if TYPE_CHECKING:
@@ -381,13 +380,7 @@ def _finish(
     explained = int(pc.sum(pc.is_in(with_maps, value_set=listed)).as_py() or 0)
     shard_names = sorted({s for s in ok.column("shard").to_pylist() if s})
     done_now = shards.committed_inputs
-    failures = [
-        {"id": i, "reason": r}
-        for i, r in zip(
-            errors.column("id")[:FAILURES_IN_SUMMARY].to_pylist(),
-            errors.column("reason")[:FAILURES_IN_SUMMARY].to_pylist(),
-        )
-    ]
+    failures = errors.slice(0, FAILURES_IN_SUMMARY).to_pylist()  # [{"id", "reason"}, ...]
     summary = {
         "camscope": camscope_version(),
         "format": store.FORMAT_VERSION,
@@ -425,8 +418,8 @@ def _finish(
             "images_per_second": round(done_now / seconds, 3) if seconds > 0 else None,
             "stage_seconds": {k: round(v, 3) for k, v in timing.items()},
             **_run_settings(job, tuning),
-            "started": _iso(started),
-            "finished": _iso(time.time()),
+            "started": iso_utc(started),
+            "finished": iso_utc(time.time()),
         },
         "failures": failures,
         "failures_note": f"the first {FAILURES_IN_SUMMARY}; all are in errors.parquet"
@@ -457,9 +450,3 @@ def _run_settings(job: DatasetJob, tuning: dict[str, Any]) -> dict[str, Any]:
         "precision": _precision(job),
         "tuning": tuning,
     }
-
-
-def _iso(timestamp: float) -> str:
-    return datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc).isoformat(
-        timespec="seconds"
-    )

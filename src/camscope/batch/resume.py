@@ -189,7 +189,7 @@ def changed_inputs(
         else:
             why = (
                 f"the file changed: {row['size_was']} -> {row['size']} bytes, modified "
-                f"{_when(row['mtime_ns_was'])} -> {_when(row['mtime_ns'])}"
+                f"{iso_utc(row['mtime_ns_was'] / 1e9)} -> {iso_utc(row['mtime_ns'] / 1e9)}"
             )
         out.append((row["id"], why))
     return out
@@ -201,8 +201,9 @@ def _strings(values: set[str]) -> pa.Array:
     return pa.array(sorted(values), pa.string())
 
 
-def _when(ns: int) -> str:
-    moment = datetime.datetime.fromtimestamp(ns / 1e9, datetime.timezone.utc)
+def iso_utc(seconds: float) -> str:
+    """A POSIX time as an ISO 8601 UTC moment, to the second."""
+    moment = datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc)
     return moment.isoformat(timespec="seconds")
 
 

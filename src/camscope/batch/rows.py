@@ -350,13 +350,10 @@ class ExplainStep:
     def _table(self, columns: dict[str, list[Any]]) -> pa.Table:
         import pyarrow as pa
 
-        arrays = []
-        for f in self.schema:
-            values = columns[f.name]
-            if f.name == "map":
-                arrays.append(_half_lists(values))
-            else:
-                arrays.append(pa.array(values, f.type))
+        arrays = [
+            _half_lists(columns[f.name]) if f.name == "map" else pa.array(columns[f.name], f.type)
+            for f in self.schema
+        ]
         return pa.Table.from_arrays(arrays, schema=self.schema)
 
     # -- pictures -----------------------------------------------------------------------------

@@ -116,35 +116,24 @@ class BiasExperiment:
                 raise UsageError(f"{name} must be >= 1; got {getattr(self, name)}")
 
 
+def _bench(config: BiasExperiment, length: int, seed: int, bias: float | None) -> BiasedBenchmark:
+    return BiasedBenchmark(length, size=config.size, seed=seed, bias=bias, cue_size=config.cue_size)
+
+
 def write_data(config: BiasExperiment) -> dict[str, Path]:
     """Write the three splits under ``out/data`` and return their folders by name."""
     root = Path(config.out) / "data"
-
-    def bench(length: int, seed: int, bias: float | None) -> BiasedBenchmark:
-        return BiasedBenchmark(
-            length, size=config.size, seed=seed, bias=bias, cue_size=config.cue_size
-        )
-
     splits = {
-        "train-biased": (bench(config.train_images, config.seed, config.bias), "folders"),
-        "train-balanced": (bench(config.train_images, config.seed, None), "folders"),
+        "train-biased": (_bench(config, config.train_images, config.seed, config.bias), "folders"),
+        "train-balanced": (_bench(config, config.train_images, config.seed, None), "folders"),
         "test": (held_out_bench(config), "boxes"),
     }
-    paths = {}
-    for name, (split, layout) in splits.items():
-        paths[name] = write_split(split, root / name, layout)
-    return paths
+    return {name: write_split(split, root / name, how) for name, (split, how) in splits.items()}
 
 
 def held_out_bench(config: BiasExperiment) -> BiasedBenchmark:
     """The test split's generator (its ``cue_of`` and ``cue_box`` give each image's cue)."""
-    return BiasedBenchmark(
-        config.test_images,
-        size=config.size,
-        seed=config.seed + TEST_SEED_OFFSET,
-        bias=None,
-        cue_size=config.cue_size,
-    )
+    return _bench(config, config.test_images, config.seed + TEST_SEED_OFFSET, None)
 
 
 def train_model(config: BiasExperiment, data: Path, run_dir: Path) -> dict[str, Any]:

@@ -121,7 +121,7 @@ def read_dataset(
     PNG files ``masks/<image stem>.png`` beside the annotations. ``details`` counts the
     ``unmapped`` objects by label, the ``clipped`` boxes and the ``missing`` files.
     """
-    from .inputs import stem_of, unique_stems
+    from .inputs import with_stems
 
     layout = find_annotations(path, images)
     samples = layout.parse(allow_outside)
@@ -146,10 +146,7 @@ def read_dataset(
     root = Path(path).expanduser()
     masks_dir = (root if root.is_dir() else root.parent) / "masks"
     masks = {p.stem: p for p in masks_dir.glob("*.png")} if masks_dir.is_dir() else {}
-    stems = unique_stems([stem_of(s.source) for s in kept])
-    items = [
-        replace(s, stem=stem, mask=masks.get(Path(s.source).stem)) for s, stem in zip(kept, stems)
-    ]
+    items = [replace(s, mask=masks.get(Path(s.source).stem)) for s in with_stems(kept)]
     class_ids: dict[str, tuple[int, ...]] = {}
     for s in items:
         class_ids.setdefault(str(s.label), s.class_ids)

@@ -37,8 +37,7 @@ def parse_csv(csv_path: Path, dirs: list[Path], allow_outside: bool = False) -> 
         raise DatasetError(f"{csv_path}: cannot read ({err.strerror or err})") from None
     except (UnicodeDecodeError, csv.Error) as err:
         raise DatasetError(f"{csv_path}: not a readable CSV file ({err})") from None
-    order: list[str] = []
-    objects: dict[str, list[tuple[str, Box, str]]] = {}
+    objects: dict[str, list[tuple[str, Box, str]]] = {}  # file -> its objects, in file order
     for n, row in enumerate(rows, start=1):
         if not row or not "".join(row).strip() or row[0].lstrip().startswith("#"):
             continue
@@ -55,14 +54,11 @@ def parse_csv(csv_path: Path, dirs: list[Path], allow_outside: bool = False) -> 
         x0, y0, x1, y1 = (
             number(v, where, col) for v, col in zip(row[2:], ("x0", "y0", "x1", "y1"))
         )
-        if file not in objects:
-            order.append(file)
-            objects[file] = []
-        objects[file].append((label, (x0, y0, x1, y1), where))
-    if not order:
+        objects.setdefault(file, []).append((label, (x0, y0, x1, y1), where))
+    if not objects:
         raise DatasetError(f"{csv_path}: no annotation rows")
     return [
         make_sample(file, image_path(file, dirs, f"{csv_path} file {file!r}", allow_outside),
                 objects[file], None, str(csv_path))
-        for file in order
+        for file in objects
     ]  # fmt: skip

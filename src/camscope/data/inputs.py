@@ -11,6 +11,7 @@ import re
 import unicodedata
 import urllib.parse
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -81,6 +82,12 @@ def unique_stems(stems: Sequence[str], taken: Iterable[str] = ()) -> list[str]:
         used.add(candidate.casefold())
         result.append(candidate)
     return result
+
+
+def with_stems(samples: Sequence[Sample]) -> list[Sample]:
+    """``samples``, each given the unique stem of its source (:func:`stem_of`, :func:`unique_stems`)."""
+    stems = unique_stems([stem_of(s.source) for s in samples])
+    return [replace(s, stem=stem) for s, stem in zip(samples, stems)]
 
 
 _ASCII_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import DatasetError, UsageError
 from .dataset import LabelledData, Sample
+from .spec import csv_header
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -186,7 +187,7 @@ def _read_list(path: Path, kind: str) -> pa.Table:
             from pyarrow import csv
 
             # Every column as text: ids like 007 must stay 007.
-            types = {name: pa.string() for name in _csv_header(path)}
+            types = {name: pa.string() for name in csv_header(path)}
             return csv.read_csv(path, convert_options=csv.ConvertOptions(column_types=types))
         import pyarrow.parquet as pq
 
@@ -195,21 +196,11 @@ def _read_list(path: Path, kind: str) -> pa.Table:
         raise DatasetError(f"cannot read the list {str(path)!r}: {err}") from err
 
 
-def _csv_header(path: Path) -> list[str]:
-    import csv
-
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        return next(csv.reader(handle), [])
-
-
 def _strings(column: pa.ChunkedArray, path: Path, name: str) -> pa.Array:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    values = column.combine_chunks()
-    if not pa.types.is_string(values.type) and not pa.types.is_large_string(values.type):
-        values = pc.cast(values, pa.string())
-    values = values.cast(pa.string())
+    values = column.combine_chunks().cast(pa.string())
     empty = pc.or_(pc.is_null(values), pc.equal(pc.utf8_trim_whitespace(values), ""))
     bad = pc.sum(empty).as_py() or 0
     if bad:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import DatasetError, UsageError
 from .dataset import LabelledData, LazySamples, Sample, take
+from .inputs import with_stems
 from .spec import BUILTIN_SEED, DataOptions, is_builtin, parse_data
 
 if TYPE_CHECKING:
@@ -130,13 +131,6 @@ def is_annotated(data: str, images: str | None = None) -> bool:
     return True
 
 
-def _stems(samples: Sequence[Sample]) -> list[Sample]:
-    from .inputs import stem_of, unique_stems
-
-    stems = unique_stems([stem_of(s.source) for s in samples])
-    return [replace(s, stem=stem) for s, stem in zip(samples, stems)]
-
-
 def _unknown_labels(labels: list[str], where: str) -> DatasetError:
     return DatasetError(
         f"{len(labels)} class(es) in {where} are not classes of the model: "
@@ -166,7 +160,7 @@ def _folders(
         for path, index in found.items
     ]
     data = LabelledData(
-        _stems(samples),
+        with_stems(samples),
         found.classes,
         {},
         "folders",
@@ -237,7 +231,7 @@ def _plain_folder(root: Path) -> LabelledData:
         raise DatasetError(f"no images in {str(root)!r}")
     samples = [Sample(Path(s).relative_to(root).as_posix(), s) for s in sources]
     return LabelledData(
-        _stems(samples), kind="folder", description=f"images in {root}", root=str(root)
+        with_stems(samples), kind="folder", description=f"images in {root}", root=str(root)
     )
 
 

@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import csv
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,12 +132,15 @@ def parse_data(text: str) -> DataSpec:
     )
 
 
-def _has_path_column(path: Path) -> bool:
-    import csv
+def csv_header(path: Path) -> list[str]:
+    """The first row of a CSV file (a byte-order mark dropped); ``[]`` for an empty file."""
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        return next(csv.reader(handle), [])
 
+
+def _has_path_column(path: Path) -> bool:
     try:
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            header = next(csv.reader(handle), [])
+        header = csv_header(path)
     except (OSError, UnicodeDecodeError, csv.Error):
         return False
     return "path" in (name.strip().lower() for name in header)

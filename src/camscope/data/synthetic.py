@@ -161,7 +161,8 @@ BACKGROUNDS = (
 )
 
 
-def _load_photo(name: str) -> np.ndarray:
+@cache
+def _photo(name: str) -> np.ndarray:
     from skimage import data
 
     arr = getattr(data, name)()
@@ -173,11 +174,6 @@ def _load_photo(name: str) -> np.ndarray:
     if arr.dtype != np.uint8:
         arr = np.clip(arr * (255.0 if arr.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
     return np.ascontiguousarray(arr[..., :3])
-
-
-@cache
-def _photo(name: str) -> np.ndarray:
-    return _load_photo(name)
 
 
 def object_mask(spec: ObjectSpec) -> np.ndarray:

@@ -47,11 +47,9 @@ def _axis_names(run: EmbeddingRun, layer: LayerEmbedding) -> tuple[str, str]:
 
 def scatter_png(run: EmbeddingRun, layer: LayerEmbedding) -> bytes:
     """One layer's scatter: colour = class, black-edged cross = misclassified."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(5.6, 4.6))
-    FigureCanvasAgg(fig)
+    fig = Figure(figsize=(5.6, 4.6))  # savefig draws it on an Agg canvas
     ax = fig.add_subplot(1, 1, 1)
     points = layer.points.numpy()
     for ci, name in enumerate(run.classes):
@@ -150,11 +148,7 @@ def _write(
             "knn_accuracy": finite(layer.knn_accuracy, 4),
             "k": run.k,
             "dims": int(layer.features.shape[1]),
-            "explained_variance": (
-                [round(v, 4) for v in layer.explained_variance]
-                if layer.explained_variance is not None
-                else None
-            ),
+            "explained_variance": finite(layer.explained_variance, 4),  # None stays None
             "figure": figure,
             "points": [[round(float(v), 5) for v in p] for p in layer.points.tolist()],
         }

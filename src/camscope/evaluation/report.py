@@ -44,12 +44,9 @@ def _png(fig: Any) -> bytes:
 
 
 def _new_figure(width: float, height: float) -> Any:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width, height))
-    FigureCanvasAgg(fig)
-    return fig
+    return Figure(figsize=(width, height))  # savefig draws it on an Agg canvas
 
 
 def curves_figure(curves: dict[str, dict[str, list[float]]]) -> bytes | None:

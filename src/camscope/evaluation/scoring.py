@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..core.prediction import predict
+from ..core.prediction import default_output_adapter, predict
 from ..data.dataset import LoadOptions, Sample
 from ..data.walk import naming_warnings
 from ..errors import UsageError
@@ -55,18 +55,12 @@ class CountingForward:
         start = time.perf_counter()
         step = self.chunk or x.shape[0]
         with self.forward.use() as run:  # the copy is checked against the model once per call
-            out = torch.cat([_scores(run(x[i : i + step])) for i in range(0, x.shape[0], step)])
+            out = torch.cat(
+                [default_output_adapter(run(x[i : i + step])) for i in range(0, x.shape[0], step)]
+            )
         self.seconds += time.perf_counter() - start
         self.images += x.shape[0]
         return out
-
-
-def _scores(out: Any) -> Tensor:
-    if not isinstance(out, Tensor):
-        from ..core.targets import default_output_adapter
-
-        out = default_output_adapter(out)
-    return out
 
 
 def to_input(

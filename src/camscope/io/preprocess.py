@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 
     from ..models import ModelSpec
 
-_RESAMPLE = {
+#: The PIL resampling filter of each interpolation name a ModelSpec may give.
+RESAMPLE = {
     "nearest": Image.Resampling.NEAREST,
     "bilinear": Image.Resampling.BILINEAR,
     "bicubic": Image.Resampling.BICUBIC,
@@ -78,10 +79,10 @@ def preprocess(image: Image.Image, spec: ModelSpec) -> Tensor:
     if not np.all(std > 0):
         raise UsageError(f"the model spec's std must be positive, got {std.tolist()}")
     height, width = (int(v) for v in spec.input_size)
-    resample = _RESAMPLE.get(spec.interpolation)
+    resample = RESAMPLE.get(spec.interpolation)
     if resample is None:
         raise UsageError(
-            f"interpolation {spec.interpolation!r} is not one of {', '.join(_RESAMPLE)}"
+            f"interpolation {spec.interpolation!r} is not one of {', '.join(RESAMPLE)}"
         )
     source = source_pixels(image)
     grey = source.grey if source is not None else None

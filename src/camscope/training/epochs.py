@@ -78,12 +78,10 @@ def _loaders(
 
 
 def _better(config: TrainConfig, row: dict[str, float], progress: Progress) -> bool:
-    value = row[config.monitor]
-    if progress.best_value is None:
+    value, best = row[config.monitor], progress.best_value
+    if best is None:
         return True
-    if config.monitor == "val_loss":
-        return value < progress.best_value
-    return value > progress.best_value
+    return value < best if config.monitor == "val_loss" else value > best
 
 
 def run_epochs(

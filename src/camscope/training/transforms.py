@@ -25,12 +25,7 @@ from torch import Tensor
 
 from ..data.dataset import Sample
 from ..data.walk import Loading, Outcome
-
-_RESAMPLE = {
-    "bilinear": Image.Resampling.BILINEAR,
-    "bicubic": Image.Resampling.BICUBIC,
-    "nearest": Image.Resampling.NEAREST,
-}
+from ..io.preprocess import RESAMPLE
 
 
 def resize_whole(image: Image.Image | np.ndarray, size: int, interpolation: str) -> np.ndarray:
@@ -43,7 +38,7 @@ def resize_whole(image: Image.Image | np.ndarray, size: int, interpolation: str)
         image = image.convert("RGB")
     if image.size != (size, size):
         image = image.resize(
-            (size, size), resample=_RESAMPLE.get(interpolation, Image.Resampling.BILINEAR)
+            (size, size), resample=RESAMPLE.get(interpolation, Image.Resampling.BILINEAR)
         )
     return np.array(image, dtype=np.uint8)  # a writable copy: torch.from_numpy needs one
 
