@@ -162,6 +162,7 @@ def test_the_bar_writes_plain_lines_without_a_terminal_and_a_bar_on_one(monkeypa
     bar = Progress(4, "camscope embed")
     assert bar.bar is not None and bar.bar.total == 4
     bar.advance(2)
-    assert bar.bar.n == 2
+    bar.note(loss="0.412")  # figures beside the bar (camscope train's loss and accuracy)
+    assert bar.bar.n == 2 and bar.bar.postfix == "loss=0.412"
     bar.close()
     assert bar.bar is None

@@ -157,3 +157,17 @@ def test_dataloader_workers_keep_the_run_reproducible_across_a_resume(folder, tm
     b = torch.load(tmp_path / "resumed" / "last.ckpt", weights_only=True)["model"]
     for key in a:
         torch.testing.assert_close(b[key], a[key], rtol=1e-5, atol=1e-6)
+
+
+def test_the_epoch_bar_is_the_one_progress_bar() -> None:
+    """train's epoch bar is data.progress.Progress: the images of each step, loss and accuracy
+    beside it on a terminal."""
+    from camscope.data.progress import Progress
+    from camscope.training.epochs import _updater
+
+    steps: list[tuple[int, int]] = []
+    bar = Progress(10, "epoch 1/2", callback=lambda done, total: steps.append((done, total)))
+    update = _updater(bar)
+    update(4, 0.5, 0.25)
+    update(6, None, None)
+    assert steps == [(4, 10), (10, 10)]

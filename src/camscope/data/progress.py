@@ -96,6 +96,12 @@ class Progress:
         """``LABEL: skipped SOURCE: REASON`` (names printed safely): an ``on_skip`` of the walker."""
         self.write(f"{self.label}: skipped {shown(source)}: {shown(reason)}")
 
+    def note(self, **values: str) -> None:
+        """Figures shown beside the bar on a terminal (``loss="0.412"``); plain lines keep to
+        the count and the time left."""
+        if self.bar is not None:
+            self.bar.set_postfix(values, refresh=False)
+
     def advance(self, images: int = 1) -> None:
         """``images`` more settled (done, skipped or failed)."""
         self.done += images

@@ -53,7 +53,7 @@ from ..perturbation.occlusion import (
     occlusion_grid,
     spread_to_pixels,
 )
-from ..perturbation.options import Progress, Settings, class_targets, option, positive_int
+from ..perturbation.options import PassCounter, Settings, class_targets, option, positive_int
 
 
 def _float32_model(model: nn.Module) -> nn.Module:
@@ -111,7 +111,7 @@ def occlusion(ctx: LayerContext) -> Tensor:
         settings = replace(settings, fast_model=None)
     scorer = Scorer(model, settings, x.device)
     rows, cols = occlusion_grid(size, patch, stride)
-    progress = Progress(x.shape[0] * (len(rows) * len(cols) + 1), settings.progress, "occlusion")
+    progress = PassCounter(x.shape[0] * (len(rows) * len(cols) + 1), settings.progress, "occlusion")
     ids_dev = ids.to(x.device)
 
     def score_fn(inputs: Tensor, class_ids: Tensor) -> Tensor:

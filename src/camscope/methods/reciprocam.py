@@ -38,7 +38,7 @@ from ..core.context import LayerContext
 from ..core.registry import PassQuery, register_method
 from ..errors import UsageError
 from ..perturbation.ablation import tails
-from ..perturbation.options import Progress, Settings, class_targets
+from ..perturbation.options import PassCounter, Settings, class_targets
 
 
 def position_rows(act: Tensor, positions: Tensor) -> Tensor:
@@ -83,7 +83,7 @@ def reciprocam(ctx: LayerContext) -> Tensor:
             n = act.shape[-2] * act.shape[-1]
             probabilities = torch.empty(n, k, device=act.device)
             batch = tail.batch_size(n)
-            progress = Progress(n, settings.progress, "reciprocam")
+            progress = PassCounter(n, settings.progress, "reciprocam")
             try:
                 for start in range(0, n, batch):
                     positions = torch.arange(start, min(n, start + batch), device=act.device)

@@ -41,7 +41,7 @@ from ..core.context import LayerContext
 from ..core.registry import PassQuery, register_method
 from ..errors import UsageError
 from ..perturbation.ablation import tails
-from ..perturbation.options import Progress, Settings, class_targets
+from ..perturbation.options import PassCounter, Settings, class_targets
 
 #: The authors' 3x3 Gaussian kernel.
 GAUSSIAN = torch.tensor([[1 / 16, 1 / 8, 1 / 16], [1 / 8, 1 / 4, 1 / 8], [1 / 16, 1 / 8, 1 / 16]])
@@ -102,7 +102,7 @@ def vit_reciprocam(ctx: LayerContext) -> Tensor:
             weights = position_weights(h, w, act.dtype, act.device)
             probabilities = torch.empty(n, k, device=act.device)
             batch = tail.batch_size(n)
-            progress = Progress(n, settings.progress, "vit-reciprocam")
+            progress = PassCounter(n, settings.progress, "vit-reciprocam")
             try:
                 for start in range(0, n, batch):
                     positions = torch.arange(start, min(n, start + batch), device=act.device)

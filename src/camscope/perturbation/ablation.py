@@ -22,7 +22,7 @@ from ..core.layers import preserved_modes
 from ..core.targets import ClassHead
 from ..errors import UsageError
 from .masked import batch_size_for
-from .options import Progress, Settings
+from .options import PassCounter, Settings
 
 log = logging.getLogger(__name__)
 
@@ -257,7 +257,7 @@ def ablation_scores(
                 todo = todo[~skip[img].to(x.device)]
             batch = tail.batch_size(channels)
             scores = base[img].expand(channels, -1).clone()
-            progress = Progress(int(todo.numel()), settings.progress, "ablationcam")
+            progress = PassCounter(int(todo.numel()), settings.progress, "ablationcam")
             try:
                 for start in range(0, todo.numel(), batch):
                     chunk = todo[start : start + batch]

@@ -45,7 +45,7 @@ from ..core.layers import preserved_modes
 from ..core.targets import ClassHead
 from ..errors import UsageError
 from .fastpath import FastForward, Run
-from .options import Progress, Settings
+from .options import PassCounter, Settings
 
 log = logging.getLogger(__name__)
 
@@ -319,7 +319,7 @@ def masked_channel_scores(
     keys_all = torch.cat(row_key) if noisy else None
     need_zero = any(bool(((p.index < 0) & sel[i]).any()) for i, p in enumerate(plans))
     total = rows_mask.numel() + int(need_zero)
-    progress = Progress(total, scorer.settings.progress, desc)
+    progress = PassCounter(total, scorer.settings.progress, desc)
     row_scores = torch.empty(rows_mask.numel(), k, device=device)
     zero_scores = torch.zeros(b, k, device=device)
     try:

@@ -137,7 +137,7 @@ class Settings:
         )
 
 
-class Progress:
+class PassCounter:
     """Counts forward rows and reports them to a callback or a tqdm bar."""
 
     def __init__(self, total: int, target: ProgressFn | bool | None, desc: str) -> None:

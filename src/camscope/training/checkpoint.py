@@ -27,7 +27,7 @@ BEST_WEIGHTS = "model.safetensors"
 
 
 @dataclass
-class Progress:
+class TrainingState:
     """Where a run stands after its last finished epoch.
 
     Attributes:
@@ -89,7 +89,7 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer,
     scheduler: Any,
     scaler: Any,
-    progress: Progress,
+    progress: TrainingState,
 ) -> None:
     """Write ``last.ckpt`` (atomically)."""
     state = {
@@ -142,7 +142,7 @@ def save_best(path: Path, model: nn.Module, epoch: int, follows: str | None = No
     return bytes_digest(data)
 
 
-def check_best(out: Path, progress: Progress) -> None:
+def check_best(out: Path, progress: TrainingState) -> None:
     """Refuse to resume a run whose ``model.safetensors`` is not the one it wrote (replaced or
     deleted since): the resumed run would keep it as its best epoch unless a later epoch beats
     that epoch's score, and the folder would then describe weights it never trained.
@@ -170,7 +170,7 @@ def check_best(out: Path, progress: Progress) -> None:
         )
 
 
-def _written_after(path: Path, progress: Progress) -> bool:
+def _written_after(path: Path, progress: TrainingState) -> bool:
     """Whether ``path`` is the best file of an epoch after the checkpoint's (the run stopped
     between writing it and writing ``last.ckpt``; the resumed run computes that epoch again)."""
     from safetensors import SafetensorError, safe_open

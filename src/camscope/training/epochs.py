@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +15,18 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from ..core.precision import autocast_dtype as precision_dtype
+from ..data.progress import Progress
 from ..errors import DatasetError
 from ..models.spec import model_device
 from ..outputs import write_json
-from .checkpoint import BEST_WEIGHTS, CHECKPOINT, Progress, restore_rng, save_best, save_checkpoint
+from .checkpoint import (
+    BEST_WEIGHTS,
+    CHECKPOINT,
+    TrainingState,
+    restore_rng,
+    save_best,
+    save_checkpoint,
+)
 from .config import TrainConfig
 from .data import TrainingData
 from .distributed import World, gather_lists, sum_over_ranks, sum_tensor
@@ -77,7 +86,7 @@ def _loaders(
     return train_loader, val_loader, sampler
 
 
-def _better(config: TrainConfig, row: dict[str, float], progress: Progress) -> bool:
+def _better(config: TrainConfig, row: dict[str, float], progress: TrainingState) -> bool:
     value, best = row[config.monitor], progress.best_value
     if best is None:
         return True
@@ -91,7 +100,7 @@ def run_epochs(
     model: nn.Module,
     device: torch.device,
     world: World,
-    progress: Progress,
+    progress: TrainingState,
     state: dict[str, Any] | None,
     *,
     mean: tuple[float, ...],
@@ -148,12 +157,8 @@ def run_epochs(
             break
         seed_everything(epoch_seed(config.seed, epoch, world.rank))
         sampler.set_epoch(epoch)
-        bar = _bar(show, len(sampler), f"epoch {epoch}/{config.epochs}")
-        try:
-            train = train_epoch(step, train_loader, _updater(bar))
-        finally:
-            if bar is not None:
-                bar.close()
+        with Progress(len(sampler), f"epoch {epoch}/{config.epochs}", enabled=show) as bar:
+            train = train_epoch(step, train_loader, _updater(bar) if show else None)
         val = evaluate(step, val_loader, len(classes))
         row, confusion = _epoch_row(world, device, epoch, train, val, optimizer)
         for name, reason in gather_lists(world, train.skipped + val.skipped):
@@ -220,24 +225,11 @@ def _epoch_row(
     return row, confusion
 
 
-def _bar(show: bool, total: int, desc: str) -> Any:
-    if not show or not sys.stderr.isatty():  # a log file gets the epoch lines, not the redraws
-        return None
-    from tqdm import tqdm
-
-    return tqdm(
-        total=total, desc=desc, unit="img", leave=False, file=sys.stderr, dynamic_ncols=True
-    )
-
-
-def _updater(bar: Any) -> Any:
-    if bar is None:
-        return None
-
+def _updater(bar: Progress) -> Callable[[int, float | None, float | None], None]:
     def update(images: int, loss: float | None, acc: float | None) -> None:
-        bar.update(images)
         if loss is not None:
-            bar.set_postfix(loss=f"{loss:.3f}", acc=f"{acc:.3f}")
+            bar.note(loss=f"{loss:.3f}", acc=f"{acc:.3f}")
+        bar.advance(images)
 
     return update
 
@@ -260,7 +252,7 @@ def _finish(
     out: Path,
     data: TrainingData,
     model: nn.Module,
-    progress: Progress,
+    progress: TrainingState,
     throughput: list[tuple[int, float, float]],
     cam_layer: dict[str, Any],
     mean: tuple[float, ...],

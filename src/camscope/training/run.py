@@ -33,7 +33,7 @@ from ..models.recipe import choose_device
 from ..models.run_folder import FORMAT_VERSION, MARKER
 from ..models.spec import IMAGENET_MEAN, IMAGENET_STD
 from ..outputs import output_lock
-from .checkpoint import CHECKPOINT, Progress, check_best, load_checkpoint
+from .checkpoint import CHECKPOINT, TrainingState, check_best, load_checkpoint
 from .config import TrainConfig
 from .data import TrainingData, load_training_data
 from .distributed import World, barrier, join, launch, leave
@@ -258,7 +258,7 @@ def _train_on(
     state = (
         load_checkpoint(out / CHECKPOINT) if config.resume and (out / CHECKPOINT).exists() else None
     )
-    progress = Progress(**state["progress"]) if state is not None else Progress()
+    progress = TrainingState(**state["progress"]) if state is not None else TrainingState()
     if state is not None:
         check_best(out, progress)
         _check_same_start(out, facts)
