@@ -207,3 +207,18 @@ def test_bad_panel() -> None:
         viz.compose_grid(image, [("", [viz.Panel("empty")])])
     with pytest.raises(UsageError, match="at least one row"):
         viz.compose_grid(image, [])
+
+
+def test_boxes_in_one_colour_and_width() -> None:
+    """The reports' ground-truth boxes: every box in the given colour and width, the inside and
+    the outside untouched (one drawer for detections and reports)."""
+    from PIL import Image
+
+    from camscope.viz.boxes import GREEN, Box, draw_boxes
+
+    black = Image.new("RGB", (20, 20))
+    drawn = np.asarray(draw_boxes(black, [Box((4, 4, 15, 15))], colour=GREEN, width=2))
+    assert tuple(drawn[4, 10]) == GREEN and tuple(drawn[5, 10]) == GREEN  # two pixels wide
+    assert tuple(drawn[6, 10]) == (0, 0, 0) and tuple(drawn[3, 10]) == (0, 0, 0)
+    assert tuple(drawn[15, 10]) == GREEN and tuple(drawn[16, 10]) == (0, 0, 0)
+    assert np.asarray(black).max() == 0  # a copy: the caller's picture is left as it was

@@ -33,11 +33,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from ..data.inputs import safe_names
 from ..outputs import encoded, finite, output_lock, render_page, write_atomic, write_json
 from ..viz import colorize, overlay
+from ..viz.boxes import CYAN, GREEN, Box, draw_boxes
 from .hotspot import describe_place
 from .run import AuditRun, Example
 
@@ -81,9 +82,7 @@ def mean_map_picture(
     picture = Image.fromarray(rgb).resize((w * scale, h * scale), Image.Resampling.NEAREST)
     if box is not None:
         x0, y0, x1, y1 = (v * s for v, s in zip(box, (picture.width, picture.height) * 2))
-        ImageDraw.Draw(picture).rectangle(
-            [x0, y0, max(x0, x1 - 1), max(y0, y1 - 1)], outline=(0, 255, 255), width=2
-        )
+        picture = draw_boxes(picture, [Box((x0, y0, x1 - 1, y1 - 1))], colour=CYAN, width=2)
     return picture
 
 
@@ -92,10 +91,8 @@ def _example_row(example: Example) -> list[Image.Image]:
     pictures = []
     for heat in (example.true_map, example.predicted_map):
         pic = overlay(base, np.asarray(heat, dtype=np.float64), alpha=0.5)
-        draw = ImageDraw.Draw(pic)
-        for x0, y0, x1, y1 in example.boxes:
-            draw.rectangle([x0, y0, max(x0, x1 - 1), max(y0, y1 - 1)], outline=(0, 255, 0))
-        pictures.append(pic)
+        boxes = [Box((x0, y0, x1 - 1, y1 - 1)) for x0, y0, x1, y1 in example.boxes]
+        pictures.append(draw_boxes(pic, boxes, colour=GREEN, width=1))
     return [base, *pictures]
 
 

@@ -32,10 +32,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from ..outputs import encoded, render_page, write_atomic
 from ..viz import chart_colour, overlay
+from ..viz.boxes import GREEN, Box, draw_boxes
 from .summary import best_entries, column_decimals, shown, verdict
 
 
@@ -110,13 +111,6 @@ def error_bars(summary: dict[str, Any], key: str) -> tuple[list[float], list[flo
     return below, above
 
 
-def _draw_boxes(img: Image.Image, boxes: Sequence[Sequence[float]]) -> Image.Image:
-    draw = ImageDraw.Draw(img)
-    for x0, y0, x1, y1 in boxes:
-        draw.rectangle([x0, y0, x1 - 1, y1 - 1], outline=(0, 255, 0), width=2)
-    return img
-
-
 def examples_figure(method: str, items: list[dict[str, Any]]) -> bytes:
     """A row of overlays (map on image, ground-truth boxes in green) with each image's score."""
     fig = _new_figure(2.0 * max(1, len(items)), 2.4)
@@ -130,7 +124,8 @@ def examples_figure(method: str, items: list[dict[str, Any]]) -> bytes:
                     (base.width, base.height), Image.Resampling.BILINEAR
                 )
             )
-        pic = _draw_boxes(overlay(base, heat, alpha=0.5), item["boxes"])
+        ground_truth = [Box((x0, y0, x1 - 1, y1 - 1)) for x0, y0, x1, y1 in item["boxes"]]
+        pic = draw_boxes(overlay(base, heat, alpha=0.5), ground_truth, colour=GREEN, width=2)
         ax.imshow(np.asarray(pic))
         ax.set_axis_off()
         tag = "worst" if k < len(items) / 2 else "best"
