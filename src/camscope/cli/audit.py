@@ -90,7 +90,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="K",
         help="most affected images per flagged class in the report (default 4; 0: none)",
     )
-    parser.set_defaults(run=run)
     return parser
 
 

@@ -76,7 +76,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="N",
         help="images with a hover thumbnail in the HTML (default 2000)",
     )
-    parser.set_defaults(run=run)
     return parser
 
 

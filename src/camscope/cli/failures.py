@@ -67,7 +67,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="N",
         help="grids embedded in report.html, most confident mistakes first (default 100)",
     )
-    parser.set_defaults(run=run)
     return parser
 
 

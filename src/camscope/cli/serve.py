@@ -109,7 +109,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         seed={"default": None, "help": "seed of the trial order (default: drawn, recorded)"},
         limit={"help": "use at most N images"},
     )
-    parser.set_defaults(run=run)
     return parser
 
 

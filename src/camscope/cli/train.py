@@ -110,7 +110,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     add("--workers", type=int, help="DataLoader worker processes (0)")
     add("--stop-after", type=positive_int, metavar="N", help="stop after N epochs this session")
     add("--explain", type=int, metavar="N", help="Grad-CAM grids of N validation images at the end")
-    p.set_defaults(run=run)
     return p
 
 
