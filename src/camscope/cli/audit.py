@@ -59,11 +59,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "max_pixels",
         "option",
         "no_progress",
-        data={"required": True, "help": "the labelled images (see below)"},
+        data={"required": True},
         out={"default": Path("out/audit")},
         method={"help": "the CAM method of the audit's maps, one (default gradcam)"},
         batch_size={"default": 16, "help": "images per pass (default 16)"},
-        unmapped=options.unmapped_help(("error", "skip")),
     )
     share = (
         ("--hotspot-energy", 0.5, open_share),
