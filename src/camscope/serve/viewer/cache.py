@@ -111,12 +111,6 @@ class LRU(Generic[V]):
         with self._lock:
             return len(self._data)
 
-    def clear(self) -> None:
-        with self._lock:
-            self._data.clear()
-            self._sizes.clear()
-            self._bytes = 0
-
 
 @dataclass
 class InputRecord:

@@ -33,7 +33,6 @@ from ...core.registry import MethodSpec
 from ...viz import RECOMMENDED_COLORMAPS, get_colormap
 
 ONE_PASS, GUIDED_PASS, FEW, PERTURBATION = "one pass", "guided pass", "few passes", "perturbation"
-COSTS = (ONE_PASS, GUIDED_PASS, FEW, PERTURBATION)
 #: Passes per image at the reference layer up to which a method counts as "few passes".
 FEW_PASSES_MAX = 8
 #: The layer a method's cost class is judged at: channels, positions (h * w), input size.
