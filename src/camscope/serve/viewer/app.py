@@ -54,7 +54,6 @@ from ..web import (
 )
 from .catalogue import colormap_luts, method_catalogue
 from .encode import DISPLAY_SIDE
-from .jobs import JobBoard
 from .pool import ModelPool
 from .service import INPUT_BYTES, MAP_BYTES, MAX_TOPK, Explainer, ExplainRequest, LazyImage
 from .tasks import TaskCall, TaskService, parse_box
@@ -115,7 +114,6 @@ def create_app(
     pool = pool or (explainer.pool if explainer else ModelPool(config.models, device=config.device))
     explainer = explainer or Explainer(
         pool,
-        JobBoard(),
         input_entries=config.input_entries,
         map_entries=config.map_entries,
         input_bytes=config.input_bytes,

@@ -60,9 +60,7 @@ class TaskService:
 
     def __init__(self, explainer: Explainer) -> None:
         self.explainer = explainer
-
-    def _slot(self, model: str) -> ModelSlot:
-        return self.explainer.pool.get(model)
+        self.pool = explainer.pool
 
     def detect(
         self, model: str, source: LazyImage, threshold: float, class_name: str
@@ -70,7 +68,7 @@ class TaskService:
         """The detections scoring ``threshold`` or more (of ``class_name`` when given)."""
         from ...core.detection import detect
 
-        slot = self._slot(model)
+        slot = self.pool.get(model)
         if slot.spec.task != "detection":
             raise UsageError(f"{slot.name} is a {slot.spec.task} model, not a detector")
         if not 0.0 <= threshold <= 1.0:
@@ -117,7 +115,7 @@ class TaskService:
         from .service import parse_methods
 
         began = time.perf_counter()
-        slot = self._slot(call.model)
+        slot = self.pool.get(call.model)
         methods = parse_methods(call.methods)
         request = TaskRequest(
             task=call.task,
@@ -181,7 +179,7 @@ class TaskService:
         """The classes the segmentation model labels pixels with, most pixels first."""
         from ...core.segmentation import class_fractions
 
-        slot = self._slot(model)
+        slot = self.pool.get(model)
         if slot.spec.task != "segmentation":
             raise UsageError(f"{slot.name} is a {slot.spec.task} model, not a segmentation model")
         record, _ = self.explainer.prepare(slot, source)
@@ -203,7 +201,7 @@ class TaskService:
 
         if not 1 <= count <= MAX_CONCEPTS:
             raise UsageError(f"num_concepts must be 1..{MAX_CONCEPTS}; got {count}")
-        slot = self._slot(model)
+        slot = self.pool.get(model)
         if slot.spec.task != "classification":
             raise UsageError("DFF concepts are named by classes: they are for classifiers")
         record, _ = self.explainer.prepare(slot, source)
