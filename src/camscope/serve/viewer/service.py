@@ -33,7 +33,7 @@ from ...viz import DEFAULT_COLORMAP, check_colormap, to_display_rgb
 from .budget import check_budget, slot_passes
 from .cache import LRU, CachedMaps, InputRecord
 from .catalogue import FEW, GUIDED_PASS, ONE_PASS, PERTURBATION, method_cost
-from .encode import DISPLAY_SIDE, map_to_base64, overlay_png
+from .encode import DISPLAY_SIDE, map_entry, overlay_png
 from .jobs import Job, JobBoard
 
 if TYPE_CHECKING:
@@ -431,13 +431,11 @@ class Explainer:
             heat = found[method][0]
             if heat.shape[0] == 1 < len(ids):  # a class-agnostic map serves every target
                 heat = heat.expand(len(ids), *heat.shape[1:])
-            single = heat.shape[0] == 1
             maps[method] = {
                 "overlay_png": overlay_png(record.display, heat, request.colormap)
                 if request.overlays
                 else "",
-                "map": map_to_base64(heat[0] if single else heat),
-                "shape": [int(v) for v in (heat.shape[1:] if single else heat.shape)],
+                **map_entry(heat[0] if heat.shape[0] == 1 else heat),
             }
         top = [c for c, _ in prediction.ranked(0, 5)]
         seconds: dict[str, float] = {"decode": round(decode_seconds, 4)}

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ...errors import UsageError
-from .encode import map_to_base64
+from .encode import map_entry
 
 if TYPE_CHECKING:
     from .pool import ModelSlot
@@ -160,10 +160,6 @@ class TaskService:
                 strict=True,
             )
         entries = task.describe(target, result, 0, record.size)
-        maps = {}
-        for method in methods:
-            heat = result.maps[method][0].detach().float().cpu()
-            maps[method] = {"map": map_to_base64(heat), "shape": [int(v) for v in heat.shape]}
         return {
             "model": slot.name,
             "task": resolved,
@@ -171,7 +167,7 @@ class TaskService:
             "image_size": list(record.size),
             "targets": entries,
             "captions": [task.caption(e) for e in entries],
-            "maps": maps,
+            "maps": {m: map_entry(result.maps[m][0]) for m in methods},
             "seconds": {"total": round(time.perf_counter() - began, 4)},
         }
 
@@ -214,14 +210,7 @@ class TaskService:
         for k in range(found.maps.shape[0]):
             heat = found.maps[k].float()
             heat = heat / heat.max().clamp(min=1e-12)
-            out.append(
-                {
-                    "index": k,
-                    "map": map_to_base64(heat),
-                    "shape": [int(v) for v in heat.shape],
-                    "top": tops[k],
-                }
-            )
+            out.append({"index": k, **map_entry(heat), "top": tops[k]})
         return {
             "model": slot.name,
             "layer": found.layer,
