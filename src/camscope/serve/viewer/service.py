@@ -224,11 +224,7 @@ class Explainer:
         """The model's :class:`~camscope.core.prediction.Prediction` for the image (one row;
         cached with its input record)."""
         slot = self.pool.get(model)
-        record, _ = self.prepare(slot, source)
-        if record.prediction is None:
-            with slot.lock:
-                record.prediction = _classify(slot, record.x)
-        return record.prediction
+        return _predicted(slot, self.prepare(slot, source)[0])
 
     # -- steps ------------------------------------------------------------------------------------
 
@@ -303,9 +299,8 @@ class Explainer:
                     )
                     if ids is None:
                         ids = tuple(int(c) for c in result.targets.reshape(-1).tolist())
-                    prediction = result.prediction
-                    if prediction is not None and record.prediction is None:
-                        record.prediction = prediction.cpu()
+                    if result.prediction is not None and record.prediction is None:
+                        record.prediction = result.prediction.cpu()
                     for method in todo:
                         if method not in result.maps:  # an engine that skips what cannot run
                             skipped = getattr(result, "skipped", {}) or {}
@@ -325,11 +320,11 @@ class Explainer:
                     outcome.computed += todo
             if job is not None:
                 job.finished.extend(group)
-        if record.prediction is None:
-            with slot.lock:
-                record.prediction = _classify(slot, record.x)
+        prediction = _predicted(slot, record)
         assert ids is not None
-        outcome.body = self._body(slot, request, record, layers, ids, found, decode_seconds, began)
+        outcome.body = self._body(
+            slot, request, record, prediction, layers, ids, found, decode_seconds, began
+        )
         return outcome
 
     def _cached(
@@ -409,15 +404,13 @@ class Explainer:
         slot: ModelSlot,
         request: ExplainRequest,
         record: InputRecord,
+        prediction: Prediction,
         layers: tuple[str, ...],
         ids: tuple[int, ...],
         found: dict[str, tuple[torch.Tensor, float]],
         decode_seconds: float,
         began: float,
     ) -> dict[str, Any]:
-        prediction = record.prediction
-        assert prediction is not None
-
         def entry(index: int) -> dict[str, Any]:
             return {
                 "index": index,
@@ -453,9 +446,12 @@ class Explainer:
         }
 
 
-def _classify(slot: ModelSlot, x: torch.Tensor) -> Prediction:
-    """The model's prediction for ``x`` from one no-grad forward in eval mode (when every map
-    came from the cache but the prediction was evicted)."""
+def _predicted(slot: ModelSlot, record: InputRecord) -> Prediction:
+    """The model's prediction for ``record``, from one no-grad forward in eval mode when it is
+    not known yet (every map came from the cache but the prediction was evicted)."""
     from ...core.prediction import classify
 
-    return classify(slot.model, x, multilabel=slot.multilabel).cpu()
+    if record.prediction is None:
+        with slot.lock:
+            record.prediction = classify(slot.model, record.x, multilabel=slot.multilabel).cpu()
+    return record.prediction
