@@ -33,7 +33,7 @@ from typing import Annotated, Any
 
 import anyio
 from fastapi import FastAPI, File, Form, Query, Request, UploadFile
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
 from ...core.cost import DEFAULT_PASS_BUDGET
@@ -45,7 +45,6 @@ from ...outputs import camscope_version, encoded
 from ...viz import DEFAULT_COLORMAP, RECOMMENDED_COLORMAPS, to_display_rgb
 from ..limits import ServerBusy, URLFetchDisabled
 from ..web import (
-    STATIC,
     base_app,
     read_upload,
     run_work,
@@ -120,17 +119,14 @@ def create_app(
         map_bytes=config.map_bytes,
         max_passes=config.max_passes,
     )
-    app = base_app("camscope viewer", config.max_upload_bytes, __doc__ or "")
+    app = base_app(
+        "camscope viewer", config.max_upload_bytes, "index.html", explainer.jobs, __doc__ or ""
+    )
     app.state.explainer = explainer
-    app.state.jobs = explainer.jobs  # stopped all at once when the server shuts down
     fetch_pool = anyio.CapacityLimiter(max(1, config.fetch_workers))
     demo_cache: dict[str, bytes] = {}
     demo_lock = threading.Lock()
     luts = colormap_luts()
-
-    @app.get("/", include_in_schema=False)
-    async def page() -> FileResponse:
-        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
     @app.get("/healthz", summary="Liveness: the server answers")
     async def healthz() -> dict[str, Any]:
