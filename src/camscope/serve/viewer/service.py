@@ -97,9 +97,9 @@ class ExplainOutcome:
 def parse_methods(text: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
     """Comma-separated method names -> canonical registry names, without repeats."""
     from ...methods import get_method
+    from ...methods.selection import split_names
 
-    items = [text] if isinstance(text, str) else list(text)
-    names = [p.strip() for item in items for p in item.split(",") if p.strip()]
+    names = split_names(text)
     if not names:
         raise UsageError("no method requested; pass methods=gradcam,... (GET /api/methods)")
     return tuple(dict.fromkeys(get_method(n).name for n in names))
