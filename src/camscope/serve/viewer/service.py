@@ -27,8 +27,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ... import io
 from ...core.cost import DEFAULT_PASS_BUDGET
+from ...core.targets import parse_topk
+from ...data.classes import names_a_class, parse_target
 from ...errors import UsageError
+from ...methods import get_method
+from ...methods.selection import split_names
 from ...viz import DEFAULT_COLORMAP, check_colormap, to_display_rgb
 from .budget import check_budget, slot_passes
 from .cache import LRU, CachedMaps, InputRecord
@@ -79,8 +84,6 @@ class LazyImage:
 
     @classmethod
     def from_bytes(cls, data: bytes, name: str, max_pixels: int) -> LazyImage:
-        from ... import io
-
         digest = hashlib.sha256(data).hexdigest()
         return cls(digest, lambda: io.load_image_bytes(data, name, max_pixels=max_pixels))
 
@@ -96,9 +99,6 @@ class ExplainOutcome:
 
 def parse_methods(text: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
     """Comma-separated method names -> canonical registry names, without repeats."""
-    from ...methods import get_method
-    from ...methods.selection import split_names
-
     names = split_names(text)
     if not names:
         raise UsageError("no method requested; pass methods=gradcam,... (GET /api/methods)")
@@ -110,8 +110,6 @@ def slot_target(slot: ModelSlot, text: str, prediction: Prediction | None = None
     index (a class name is looked up in the model's names), by
     :func:`camscope.data.classes.parse_target`; the range is checked against the model's
     classes (its ``prediction``'s count once known, a single logit has two)."""
-    from ...data.classes import parse_target
-
     return parse_target(
         text,
         slot.spec.class_names,
@@ -123,8 +121,6 @@ def slot_target(slot: ModelSlot, text: str, prediction: Prediction | None = None
 
 def _syntax_only(text: str) -> str:
     """The target's canonical text when it needs no model (top-k, an index), else as given."""
-    from ...data.classes import names_a_class, parse_target
-
     spec = str(text).strip()
     if names_a_class(spec):
         return spec  # looked up in the model's names once it is loaded
@@ -134,8 +130,6 @@ def _syntax_only(text: str) -> str:
 def plan_groups(methods: tuple[str, ...]) -> list[list[str]]:
     """The explain calls a request needs: one-pass methods together, guided methods together,
     each perturbation method alone (its own progress and time)."""
-    from ...methods import get_method
-
     costs = {m: method_cost(get_method(m)) for m in methods}
     one = [m for m in methods if costs[m] in (ONE_PASS, FEW)]
     guided = [m for m in methods if costs[m] == GUIDED_PASS]
@@ -230,8 +224,6 @@ class Explainer:
 
     def prepare(self, slot: ModelSlot, source: LazyImage) -> tuple[InputRecord, float]:
         """The image's input record for this model (decoded and preprocessed on a miss)."""
-        from ... import io
-
         key = (source.key, slot.name)
         record = self.inputs.get(key)
         if record is not None:
@@ -248,8 +240,6 @@ class Explainer:
         self, slot: ModelSlot, record: InputRecord, target: str
     ) -> tuple[int, ...] | None:
         """The target's class ids when they are known without a forward pass, else None."""
-        from ...core.targets import parse_topk
-
         spec = slot_target(slot, target, record.prediction)
         if isinstance(spec, int):
             return (spec,)
@@ -266,8 +256,6 @@ class Explainer:
         job: Job | None,
         began: float,
     ) -> ExplainOutcome:
-        from ...core.targets import parse_topk
-        from ...methods import get_method
 
         layers = slot.resolve_layers(request.layer)
         record, decode_seconds = self.prepare(slot, source)
@@ -311,11 +299,7 @@ class Explainer:
                             raise UsageError(f"{method} cannot explain {slot.name} here: {why}")
                         maps = result.maps[method].detach().float().cpu()
                         maps = maps.reshape(-1, *maps.shape[-2:])
-                        agnostic = not get_method(method).class_specific
-                        entry = (maps[:1] if agnostic else maps, seconds)
-                        self._store(
-                            source.key, slot, layers, None if agnostic else ids, method, entry
-                        )
+                        self._store(source.key, slot, layers, ids, method, maps, seconds)
                         found[method] = (maps, seconds)
                     outcome.computed += todo
             if job is not None:
@@ -335,8 +319,6 @@ class Explainer:
         ids: tuple[int, ...] | None,
         methods: list[str],
     ) -> dict[str, tuple[torch.Tensor, float]]:
-        from ...methods import get_method
-
         hits: dict[str, tuple[torch.Tensor, float]] = {}
         for method in methods:
             agnostic = not get_method(method).class_specific
@@ -354,11 +336,14 @@ class Explainer:
         layers: tuple[str, ...],
         ids: tuple[int, ...] | None,
         method: str,
-        entry: tuple[torch.Tensor, float],
+        maps: torch.Tensor,
+        seconds: float,
     ) -> None:
-        key = (image_key, slot.name, layers, ids)
+
+        agnostic = not get_method(method).class_specific  # kept for every target: under None
+        key = (image_key, slot.name, layers, None if agnostic else ids)
         record = self.maps.get(key) or self.maps.put(key, CachedMaps())
-        record.maps[method] = entry
+        record.maps[method] = (maps[:1] if agnostic else maps, seconds)
         self.maps.resize(key)  # counted in bytes: the maps of every target
 
     def _run(
@@ -374,7 +359,6 @@ class Explainer:
         import torch
 
         from ...core.engine import explain
-        from ...methods import get_method
 
         options: dict[str, Any] = {}
         if job is not None and method_cost(get_method(methods[0])) == PERTURBATION:
