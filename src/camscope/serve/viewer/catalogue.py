@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 from ...core.cost import estimate
 from ...core.registry import MethodSpec
+from ...methods import method_specs
 from ...viz import RECOMMENDED_COLORMAPS, get_colormap
 
 ONE_PASS, GUIDED_PASS, FEW, PERTURBATION = "one pass", "guided pass", "few passes", "perturbation"
@@ -79,8 +80,6 @@ class MethodInfo:
 
 def method_catalogue() -> list[MethodInfo]:
     """Every registered method in registration order, with its cost."""
-    from ...methods import method_specs
-
     return [
         MethodInfo(s.name, method_cost(s), s.class_specific, s.summary, s.paper, s.passes_text)
         for s in method_specs()
