@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError, closest
+from ._common import warn
 from .options import PREPROCESSING
 
 if TYPE_CHECKING:
@@ -111,8 +112,6 @@ def read_labelled(
     options (``need``: what the command needs of each image); ``--limit``, where the command has
     it, keeps the first N images. What the user should know about the data (skipped folders,
     mapped labels) goes to stderr, one line each, prefixed with ``camscope COMMAND:``."""
-    import sys
-
     from ..data.read import read_data
     from ..data.spec import DataOptions
 
@@ -131,7 +130,7 @@ def read_labelled(
     if getattr(args, "limit", None):
         found.items = found.items[: args.limit]
     for line in found.notes:
-        sys.stderr.write(f"camscope {command}: {line}\n")
+        warn(f"camscope {command}: {line}")
     return found
 
 
