@@ -222,7 +222,7 @@ def _study_app(args: argparse.Namespace, models: list[str], device: str) -> Any:
     )
     multilabel = options.models if args.multilabel else []
     pool = ModelPool(options.models, device=device, multilabel=multilabel)
-    study = prepare_study(options, args.out, device=device, pool=pool)
+    study = prepare_study(options, args.out, pool=pool)
     echo(
         f"camscope serve: {study.kind} study, {len(study.trials)} trials per participant, "
         f"answers in {study.answers_path}"
