@@ -42,13 +42,12 @@ def one_method(args: argparse.Namespace, what: str) -> str:
     return methods[0]
 
 
-def model_recipe(args: argparse.Namespace, name: str | None = None) -> ModelRecipe:
-    """The model the options describe (``--model``, or ``name``), with the preprocessing
-    overrides the command takes."""
+def model_recipe(args: argparse.Namespace) -> ModelRecipe:
+    """The model the options describe, with the preprocessing overrides the command takes."""
     from ..models.recipe import ModelRecipe, SpecOverrides
 
     return ModelRecipe(
-        name=name or args.model,
+        name=args.model,
         weights=args.weights,
         trust_checkpoint=bool(args.trust_checkpoint),
         random_init=bool(args.random_init),
