@@ -256,7 +256,6 @@ class Explainer:
         job: Job | None,
         began: float,
     ) -> ExplainOutcome:
-
         layers = slot.resolve_layers(request.layer)
         record, decode_seconds = self.prepare(slot, source)
         ids = self._known_targets(slot, record, request.target)
@@ -339,7 +338,6 @@ class Explainer:
         maps: torch.Tensor,
         seconds: float,
     ) -> None:
-
         agnostic = not get_method(method).class_specific  # kept for every target: under None
         key = (image_key, slot.name, layers, None if agnostic else ids)
         record = self.maps.get(key) or self.maps.put(key, CachedMaps())
