@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-import math
 import socket
 from typing import Any
 
@@ -120,8 +119,6 @@ def run(args: argparse.Namespace) -> int:
 
     if args.max_upload_mb <= 0:
         raise UsageError(f"--max-upload-mb must be positive; got {args.max_upload_mb}")
-    if not math.isfinite(args.cache_mb):
-        raise UsageError(f"--cache-mb must be a finite number; got {args.cache_mb}")
     device = str(choose_device(args.device))
     sock = _bind(args.host, args.port)
     if args.study:
