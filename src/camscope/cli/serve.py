@@ -131,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
 
         offered = [*models, DEFAULT_MODEL] if DEFAULT_MODEL not in models else models
         multilabel = models if args.multilabel else []
-        pool = ModelPool(offered or [DEFAULT_MODEL], device=device, multilabel=multilabel)
+        pool = ModelPool(offered, device=device, multilabel=multilabel)
         for name in models or [DEFAULT_MODEL]:
             pool.get(name)  # a bad model name fails now, not at the first request
         config = ServeConfig(
