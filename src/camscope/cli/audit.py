@@ -103,14 +103,8 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import UsageError
 
     method = values.one_method(args, "the audit's map")
-    thresholds = AuditThresholds(
-        hotspot_energy=args.hotspot_energy,
-        max_hotspot_area=args.max_hotspot_area,
-        min_hotspot_hits=args.min_hotspot_hits,
-        min_images=args.min_images,
-        max_outside_energy=args.max_outside_energy,
-        min_object_lift=args.min_object_lift,
-    )
+    fields = AuditThresholds.__dataclass_fields__  # each is an option of the same name
+    thresholds = AuditThresholds(**{name: getattr(args, name) for name in fields})
     thresholds.validate()
     method_options = values.method_options(args)
     model, spec, _, _ = values.model_recipe(args).load(hints="cli")
@@ -137,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
         "layer": result.layer,
         "grid": config.grid,
         "notes": [f"data: {data.description}", *data.notes],
-        **{k: getattr(thresholds, k) for k in thresholds.__dataclass_fields__},
+        **{name: getattr(thresholds, name) for name in fields},
     }
     paths = write_audit(result, args.out, settings, title=f"camscope audit: {spec.name}")
     flagged = ", ".join(result.flagged) or "none"
