@@ -23,10 +23,11 @@ from camscope import explain, list_methods
 from camscope.data.inputs import demo_images
 from camscope.io import preprocess
 from camscope.models import ModelSpec
-from camscope.serve.viewer.app import STATIC, ServeConfig, create_app
+from camscope.serve.viewer.app import ServeConfig, create_app
 from camscope.serve.viewer.encode import map_from_base64
 from camscope.serve.viewer.jobs import Job
 from camscope.serve.viewer.pool import ModelPool
+from camscope.serve.web import STATIC
 
 KEYS = {"model", "layer", "probability_kind", "targets", "top5", "maps", "seconds"}
 

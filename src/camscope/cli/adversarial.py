@@ -113,7 +113,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="PX",
         help="pointing-game tolerance in pixels at the model input size (default 15)",
     )
-    parser.set_defaults(run=run)
     return parser
 
 

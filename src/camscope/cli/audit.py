@@ -59,11 +59,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "max_pixels",
         "option",
         "no_progress",
-        data={"required": True, "help": "the labelled images (see below)"},
+        data={"required": True},
         out={"default": Path("out/audit")},
         method={"help": "the CAM method of the audit's maps, one (default gradcam)"},
         batch_size={"default": 16, "help": "images per pass (default 16)"},
-        unmapped=options.unmapped_help(("error", "skip")),
     )
     share = (
         ("--hotspot-energy", 0.5, open_share),
@@ -90,7 +89,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="K",
         help="most affected images per flagged class in the report (default 4; 0: none)",
     )
-    parser.set_defaults(run=run)
     return parser
 
 
@@ -105,14 +103,8 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import UsageError
 
     method = values.one_method(args, "the audit's map")
-    thresholds = AuditThresholds(
-        hotspot_energy=args.hotspot_energy,
-        max_hotspot_area=args.max_hotspot_area,
-        min_hotspot_hits=args.min_hotspot_hits,
-        min_images=args.min_images,
-        max_outside_energy=args.max_outside_energy,
-        min_object_lift=args.min_object_lift,
-    )
+    fields = AuditThresholds.__dataclass_fields__  # each is an option of the same name
+    thresholds = AuditThresholds(**{name: getattr(args, name) for name in fields})
     thresholds.validate()
     method_options = values.method_options(args)
     model, spec, _, _ = values.model_recipe(args).load(hints="cli")
@@ -139,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
         "layer": result.layer,
         "grid": config.grid,
         "notes": [f"data: {data.description}", *data.notes],
-        **{k: getattr(thresholds, k) for k in thresholds.__dataclass_fields__},
+        **{name: getattr(thresholds, name) for name in fields},
     }
     paths = write_audit(result, args.out, settings, title=f"camscope audit: {spec.name}")
     flagged = ", ".join(result.flagged) or "none"

@@ -69,7 +69,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     add("--depth", type=positive_int, default=2, help="gapnet blocks (default 2)")
     add("--epochs", type=positive_int, default=12, help="epochs per model (default 12)")
     add("--lr", type=float, default=3e-3, help="peak AdamW learning rate (default 3e-3)")
-    p.set_defaults(run=run)
     return p
 
 

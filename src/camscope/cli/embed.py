@@ -55,7 +55,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "multilabel",
         "max_pixels",
         "no_progress",
-        data={"required": True, "help": "the labelled images (see below)"},
+        data={"required": True},
         layer={"help": f"layers, repeatable or comma list (default {DEFAULT_LAYERS})"},
         out={"default": Path("out/embed")},
         batch_size={"default": 32, "help": "images per pass (default 32)"},
@@ -76,7 +76,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="N",
         help="images with a hover thumbnail in the HTML (default 2000)",
     )
-    parser.set_defaults(run=run)
     return parser
 
 

@@ -147,7 +147,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="worst and best images per method in the report (default 3; 0: none)",
     )
     options.add(parser, "max_pixels", "option", "no_progress")
-    parser.set_defaults(run=run)
     return parser
 
 

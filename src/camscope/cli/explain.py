@@ -108,7 +108,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     add_picture_arguments(parser)
     add_dataset_arguments(parser)
-    parser.set_defaults(run=run)
     return parser
 
 

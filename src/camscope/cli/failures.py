@@ -57,7 +57,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
             "`camscope methods`)"
         },
         batch_size={"default": 8, "help": "images per pass (default 8)"},
-        data={"required": True, "help": "the labelled images (see below)"},
+        data={"required": True},
         unmapped=options.unmapped_help(("error", "skip"), folders="fail"),
     )
     parser.add_argument(
@@ -67,7 +67,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="N",
         help="grids embedded in report.html, most confident mistakes first (default 100)",
     )
-    parser.set_defaults(run=run)
     return parser
 
 

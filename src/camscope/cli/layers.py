@@ -32,7 +32,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="side of the square dummy input (default: the model's input size)",
     )
     options.add(parser, "json")
-    parser.set_defaults(run=run)
     return parser
 
 

@@ -73,7 +73,7 @@ examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The full argument parser (one subparser per command module)."""
+    """The full argument parser (one subparser per command module, carried out by its ``run``)."""
     parser = argparse.ArgumentParser(
         prog="camscope",
         description="Class Activation Maps for image classifiers: one pass, many methods.",
@@ -92,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers.required = True
     for command in _COMMANDS:
         sub = command.add_parser(subparsers)
+        sub.set_defaults(run=command.run)
         sub.add_argument(
             "-v",
             "--verbose",

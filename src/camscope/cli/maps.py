@@ -59,7 +59,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="find images as ROOT/ID instead of the paths the job read",
     )
     options.add(export, "colormap", "alpha")
-    parser.set_defaults(run=run)
     return parser
 
 

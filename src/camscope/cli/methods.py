@@ -24,7 +24,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         action="store_true",
         help="print the Markdown table of docs/methods.md (the docs are generated from it)",
     )
-    parser.set_defaults(run=run)
     return parser
 
 

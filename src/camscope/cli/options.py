@@ -157,6 +157,15 @@ _UNMAPPED = {
     "keep": "keep (embed them, judge no prediction)",
 }
 
+
+def unmapped_help(choices: Sequence[str], folders: str = "error") -> dict[str, Any]:
+    """The command's own ``--unmapped`` setting: ``choices`` (the first is the default);
+    ``folders="fail"``: unmapped class folders make their images fail (:class:`DataOptions`)."""
+    said = [_UNMAPPED["fail" if c == "error" and folders == "fail" else c] for c in choices]
+    help_text = f"labels that are no model class: {', '.join(said)}; default {choices[0]}"
+    return {"choices": tuple(choices), "default": choices[0], "help": help_text}
+
+
 OPTIONS: dict[str, Option] = {
     # the model
     "model": _opt("--model", default=DEFAULT_MODEL, metavar="NAME", help=_MODEL_HELP),
@@ -308,9 +317,7 @@ OPTIONS: dict[str, Option] = {
         "on any listed class counts as correct; [] marks a label as unmapped",
     ),
     "unmapped": _opt(
-        "--unmapped", choices=("error", "skip"), default="error", own="choices default help",
-        help="labels that are no model class: error (list them all), skip (leave out the objects "
-        "or class folders they label; counted); default error",
+        "--unmapped", own="choices default help", **unmapped_help(("error", "skip"))
     ),
     "allow_outside_paths": _opt(
         "--allow-outside-paths", action="store_true",
@@ -385,11 +392,3 @@ def add(
             target = groups[option.group]
         actions.append(target.add_argument(*option.flags, dest=option.dest or name, **kwargs))
     return actions
-
-
-def unmapped_help(choices: Sequence[str], folders: str = "error") -> dict[str, Any]:
-    """The command's own ``--unmapped`` setting: ``choices`` (the first is the default);
-    ``folders="fail"``: unmapped class folders make their images fail (:class:`DataOptions`)."""
-    said = [_UNMAPPED["fail" if c == "error" and folders == "fail" else c] for c in choices]
-    help_text = f"labels that are no model class: {', '.join(said)}; default {choices[0]}"
-    return {"choices": tuple(choices), "default": choices[0], "help": help_text}

@@ -34,7 +34,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="classes per image (default 5, or every class of a model with fewer)",
     )
     options.add(parser, "multilabel", "json", "max_pixels", *options.INPUTS, *options.PREPROCESSING)
-    parser.set_defaults(run=run)
     return parser
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-import math
 import socket
 from typing import Any
 
@@ -109,7 +108,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         seed={"default": None, "help": "seed of the trial order (default: drawn, recorded)"},
         limit={"help": "use at most N images"},
     )
-    parser.set_defaults(run=run)
     return parser
 
 
@@ -121,8 +119,6 @@ def run(args: argparse.Namespace) -> int:
 
     if args.max_upload_mb <= 0:
         raise UsageError(f"--max-upload-mb must be positive; got {args.max_upload_mb}")
-    if not math.isfinite(args.cache_mb):
-        raise UsageError(f"--cache-mb must be a finite number; got {args.cache_mb}")
     device = str(choose_device(args.device))
     sock = _bind(args.host, args.port)
     if args.study:
@@ -135,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
 
         offered = [*models, DEFAULT_MODEL] if DEFAULT_MODEL not in models else models
         multilabel = models if args.multilabel else []
-        pool = ModelPool(offered or [DEFAULT_MODEL], device=device, multilabel=multilabel)
+        pool = ModelPool(offered, device=device, multilabel=multilabel)
         for name in models or [DEFAULT_MODEL]:
             pool.get(name)  # a bad model name fails now, not at the first request
         config = ServeConfig(
@@ -223,7 +219,7 @@ def _study_app(args: argparse.Namespace, models: list[str], device: str) -> Any:
     )
     multilabel = options.models if args.multilabel else []
     pool = ModelPool(options.models, device=device, multilabel=multilabel)
-    study = prepare_study(options, args.out, device=device, pool=pool)
+    study = prepare_study(options, args.out, pool=pool)
     echo(
         f"camscope serve: {study.kind} study, {len(study.trials)} trials per participant, "
         f"answers in {study.answers_path}"

@@ -37,7 +37,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     summarize.add_argument("folder", type=Path, metavar="DIR", help="the study folder (--out)")
     options.add(summarize, "json")
-    parser.set_defaults(run=run)
     return parser
 
 

@@ -110,7 +110,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     add("--workers", type=int, help="DataLoader worker processes (0)")
     add("--stop-after", type=positive_int, metavar="N", help="stop after N epochs this session")
     add("--explain", type=int, metavar="N", help="Grad-CAM grids of N validation images at the end")
-    p.set_defaults(run=run)
     return p
 
 
@@ -125,10 +124,7 @@ def _given(args: argparse.Namespace) -> dict[str, Any]:
     arch = dict(
         values.key_value(t, "--arch-option", "drop_rate=0.2") for t in split_list(args.arch_option)
     )
-    if args.width is not None:
-        arch["width"] = args.width
-    if args.depth is not None:
-        arch["depth"] = args.depth
+    arch.update({k: getattr(args, k) for k in ("width", "depth") if getattr(args, k) is not None})
     if arch:
         given["arch_options"] = arch
     given["progress"] = not args.no_progress

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError, closest
+from ._common import warn
 from .options import PREPROCESSING
 
 if TYPE_CHECKING:
@@ -41,13 +42,12 @@ def one_method(args: argparse.Namespace, what: str) -> str:
     return methods[0]
 
 
-def model_recipe(args: argparse.Namespace, name: str | None = None) -> ModelRecipe:
-    """The model the options describe (``--model``, or ``name``), with the preprocessing
-    overrides the command takes."""
+def model_recipe(args: argparse.Namespace) -> ModelRecipe:
+    """The model the options describe, with the preprocessing overrides the command takes."""
     from ..models.recipe import ModelRecipe, SpecOverrides
 
     return ModelRecipe(
-        name=name or args.model,
+        name=args.model,
         weights=args.weights,
         trust_checkpoint=bool(args.trust_checkpoint),
         random_init=bool(args.random_init),
@@ -111,8 +111,6 @@ def read_labelled(
     options (``need``: what the command needs of each image); ``--limit``, where the command has
     it, keeps the first N images. What the user should know about the data (skipped folders,
     mapped labels) goes to stderr, one line each, prefixed with ``camscope COMMAND:``."""
-    import sys
-
     from ..data.read import read_data
     from ..data.spec import DataOptions
 
@@ -131,7 +129,7 @@ def read_labelled(
     if getattr(args, "limit", None):
         found.items = found.items[: args.limit]
     for line in found.notes:
-        sys.stderr.write(f"camscope {command}: {line}\n")
+        warn(f"camscope {command}: {line}")
     return found
 
 

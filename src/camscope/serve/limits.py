@@ -27,7 +27,7 @@ from typing import Any
 import anyio
 
 from ..errors import CamscopeError, ModelLoadError, UsageError
-from .guards import answer, header
+from .guards import Scope, answer, header
 from .viewer.jobs import ExplainCancelled, ServerStopping
 
 SMALL_BODY = 1 << 20  # form fields, answers, job ids
@@ -35,7 +35,6 @@ ENVELOPE = 1 << 20  # multipart boundaries and form fields around an upload
 DRAIN_BYTES = 64 << 20  # the most of an over-limit body read (and dropped) before the 413
 DRAIN_SECONDS = 10.0  # and for at most this long
 
-Scope = dict[str, Any]
 Message = dict[str, Any]
 
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, TypeVar
 import anyio
 import anyio.to_thread
 from fastapi import FastAPI, HTTPException, Request, UploadFile
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from ..errors import CamscopeError
@@ -28,7 +28,7 @@ from .guards import SameOrigin
 from .limits import ENVELOPE, SMALL_BODY, BodyLimit, UploadTooLarge, status_of, too_large_message
 
 if TYPE_CHECKING:
-    from .viewer.jobs import Job
+    from .viewer.jobs import Job, JobBoard
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +36,12 @@ STATIC = Path(__file__).resolve().parent / "static"
 T = TypeVar("T")
 
 
-def base_app(title: str, upload_limit: int, description: str = "") -> FastAPI:
-    """A FastAPI app with camscope's error answers, body limits, same-origin rule and an
-    offline ``/docs`` page. Routes that take an image (``/api/explain``, ``/api/preview`` and the
+def base_app(
+    title: str, upload_limit: int, page: str, jobs: JobBoard, description: str = ""
+) -> FastAPI:
+    """A FastAPI app with camscope's error answers, body limits, same-origin rule, the page
+    ``static/<page>`` at ``/``, an offline ``/docs`` page and ``jobs`` (stopped all at once when
+    the server shuts down). Routes that take an image (``/api/explain``, ``/api/preview`` and the
     task routes) take uploads of ``upload_limit`` bytes, ``/api/explain-task`` two of them (the
     image and a region mask or a reference); every other body is capped at
     :data:`.limits.SMALL_BODY`."""
@@ -68,6 +71,12 @@ def base_app(title: str, upload_limit: int, description: str = "") -> FastAPI:
     app.add_middleware(BodyLimit, limit_for=limit_for)
     app.add_middleware(SameOrigin)  # added last: runs first, before any body is read
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.state.jobs = jobs
+
+    @app.get("/", include_in_schema=False)
+    async def home() -> FileResponse:
+        return FileResponse(STATIC / page, headers={"Cache-Control": "no-cache"})
+
     return app
 
 

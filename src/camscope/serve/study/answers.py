@@ -137,33 +137,22 @@ def summarize(kind: str, rows: list[dict[str, str]], models: list[str]) -> list[
     for method, mine in groups:
         n = len(mine)
         if kind == "class-discrimination":
-            correct = sum(r["correct"] == "1" for r in mine)
-            low, high = wilson_interval(correct, n)
-            out.append(
-                {
-                    "method": method,
-                    "n": n,
-                    "correct": correct,
-                    "accuracy": correct / n if n else math.nan,
-                    "ci_low": low,
-                    "ci_high": high,
-                }
-            )
-        else:
-            a = sum(r["preferred"] == models[0] for r in mine)
+            hits = sum(r["correct"] == "1" for r in mine)
+            counts, share, of = {"correct": hits}, "accuracy", n
+        else:  # hits: answers preferring a, of the decided ones
+            hits = sum(r["preferred"] == models[0] for r in mine)
             b = sum(r["preferred"] == models[1] for r in mine)
-            decided = a + b
-            low, high = wilson_interval(a, decided)
-            out.append(
-                {
-                    "method": method,
-                    "n": n,
-                    "prefer_a": a,
-                    "prefer_b": b,
-                    "same": n - decided,
-                    "share_a": a / decided if decided else math.nan,
-                    "ci_low": low,
-                    "ci_high": high,
-                }
-            )
+            counts = {"prefer_a": hits, "prefer_b": b, "same": n - hits - b}
+            share, of = "share_a", hits + b
+        low, high = wilson_interval(hits, of)
+        out.append(
+            {
+                "method": method,
+                "n": n,
+                **counts,
+                share: hits / of if of else math.nan,
+                "ci_low": low,
+                "ci_high": high,
+            }
+        )
     return out

@@ -15,22 +15,16 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Form, Query
-from fastapi.responses import FileResponse
 
-from ..web import STATIC, base_app, run_work
+from ..web import base_app, run_work
 from .session import QUESTIONS, Study, check_participant
 
 _LABELS = {"left": "Left", "right": "Right", "same": "About the same"}
 
 
 def create_study_app(study: Study) -> FastAPI:
-    app = base_app(f"camscope study: {study.kind}", upload_limit=0)
+    app = base_app(f"camscope study: {study.kind}", 0, "study.html", study.explainer.jobs)
     app.state.study = study
-    app.state.jobs = study.explainer.jobs  # stopped all at once when the server shuts down
-
-    @app.get("/", include_in_schema=False)
-    async def page() -> FileResponse:
-        return FileResponse(STATIC / "study.html", headers={"Cache-Control": "no-cache"})
 
     @app.get("/healthz", summary="Liveness: the server answers")
     async def healthz() -> dict[str, Any]:

@@ -179,20 +179,13 @@ def check_participant(name: str) -> str:
     return text
 
 
-def prepare_study(
-    options: StudyOptions,
-    folder: Path,
-    *,
-    device: str = "cpu",
-    pool: ModelPool | None = None,
-) -> Study:
-    """Create the study in ``folder`` (or reopen it: the same settings continue where they were).
+def prepare_study(options: StudyOptions, folder: Path, *, pool: ModelPool) -> Study:
+    """Create the study in ``folder`` (or reopen it: the same settings continue where they were)
+    with the models of ``pool``.
 
     Raises:
         UsageError: an unknown kind, a folder holding a study of other settings, no usable image.
     """
-    from ..viewer.pool import ModelPool
-
     if options.kind not in KINDS:
         raise UsageError(f"unknown study {options.kind!r}; choose from {', '.join(KINDS)}")
     models = list(dict.fromkeys(options.models))
@@ -211,7 +204,6 @@ def prepare_study(
     }
     folder = Path(folder)
     plan_path = folder / "study.json"
-    pool = pool or ModelPool(models, device=device)
     explainer = Explainer(pool, input_entries=256, map_entries=256)
     images = study_images(options, pool.get(models[0]).spec)
     load = LoadOptions(options.max_pixels)

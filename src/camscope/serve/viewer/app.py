@@ -33,7 +33,7 @@ from typing import Annotated, Any
 
 import anyio
 from fastapi import FastAPI, File, Form, Query, Request, UploadFile
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
 from ...core.cost import DEFAULT_PASS_BUDGET
@@ -45,7 +45,6 @@ from ...outputs import camscope_version, encoded
 from ...viz import DEFAULT_COLORMAP, RECOMMENDED_COLORMAPS, to_display_rgb
 from ..limits import ServerBusy, URLFetchDisabled
 from ..web import (
-    STATIC,
     base_app,
     read_upload,
     run_work,
@@ -54,7 +53,6 @@ from ..web import (
 )
 from .catalogue import colormap_luts, method_catalogue
 from .encode import DISPLAY_SIDE
-from .jobs import JobBoard
 from .pool import ModelPool
 from .service import INPUT_BYTES, MAP_BYTES, MAX_TOPK, Explainer, ExplainRequest, LazyImage
 from .tasks import TaskCall, TaskService, parse_box
@@ -115,24 +113,20 @@ def create_app(
     pool = pool or (explainer.pool if explainer else ModelPool(config.models, device=config.device))
     explainer = explainer or Explainer(
         pool,
-        JobBoard(),
         input_entries=config.input_entries,
         map_entries=config.map_entries,
         input_bytes=config.input_bytes,
         map_bytes=config.map_bytes,
         max_passes=config.max_passes,
     )
-    app = base_app("camscope viewer", config.max_upload_bytes, __doc__ or "")
+    app = base_app(
+        "camscope viewer", config.max_upload_bytes, "index.html", explainer.jobs, __doc__ or ""
+    )
     app.state.explainer = explainer
-    app.state.jobs = explainer.jobs  # stopped all at once when the server shuts down
     fetch_pool = anyio.CapacityLimiter(max(1, config.fetch_workers))
     demo_cache: dict[str, bytes] = {}
     demo_lock = threading.Lock()
     luts = colormap_luts()
-
-    @app.get("/", include_in_schema=False)
-    async def page() -> FileResponse:
-        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
     @app.get("/healthz", summary="Liveness: the server answers")
     async def healthz() -> dict[str, Any]:

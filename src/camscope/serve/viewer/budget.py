@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ...errors import UsageError
+from ...methods import get_method, method_specs
 from .catalogue import method_passes
 
 if TYPE_CHECKING:
@@ -35,8 +36,6 @@ def slot_passes(
 ) -> dict[str, int]:
     """Passes per image each method (default: every registered one) adds on the slot's model at
     ``layers`` for ``targets`` classes."""
-    from ...methods import get_method, method_specs
-
     specs = [get_method(m) for m in methods] if methods else method_specs()
     height, width = (int(v) for v in slot.spec.input_size)
     return method_passes(specs, slot.layer_shapes(layers), (height, width), targets)
@@ -51,8 +50,6 @@ def check_budget(
 ) -> None:
     """Raise :class:`OverBudget` when ``methods`` add more than ``budget`` passes per image
     (None: no budget)."""
-    from ...methods import get_method
-
     if budget is None or not methods:
         return
     counts = slot_passes(slot, layers, methods, targets)

@@ -37,21 +37,16 @@ V = TypeVar("V")
 
 class LRU(Generic[V]):
     """A thread-safe least-recently-used mapping of at most ``capacity`` entries and
-    ``max_bytes`` bytes (as ``sizeof`` counts them; None: no byte bound).
+    ``max_bytes`` bytes (as ``sizeof`` counts them).
 
     A stored value that grows afterwards (maps added to a :class:`CachedMaps`) is measured again
     by :meth:`resize`.
     """
 
-    def __init__(
-        self,
-        capacity: int,
-        max_bytes: int | None = None,
-        sizeof: Callable[[V], int] | None = None,
-    ) -> None:
+    def __init__(self, capacity: int, max_bytes: int, sizeof: Callable[[V], int]) -> None:
         self.capacity = max(0, int(capacity))
-        self.max_bytes = None if max_bytes is None else max(0, int(max_bytes))
-        self._sizeof = sizeof or (lambda _v: 0)
+        self.max_bytes = max(0, int(max_bytes))
+        self._sizeof = sizeof
         self._data: OrderedDict[Hashable, V] = OrderedDict()
         self._sizes: dict[Hashable, int] = {}
         self._bytes = 0
@@ -92,9 +87,7 @@ class LRU(Generic[V]):
     def _evict(self, keep: Hashable) -> None:
         """Drop the least recently used entries but ``keep`` while over a bound; ``keep`` too
         when it alone is over the byte budget."""
-        while len(self._data) > self.capacity or (
-            self.max_bytes is not None and self._bytes > self.max_bytes
-        ):
+        while len(self._data) > self.capacity or self._bytes > self.max_bytes:
             victim = next((k for k in self._data if k != keep), keep)
             self._data.pop(victim)
             self._bytes -= self._sizes.pop(victim, 0)
@@ -110,12 +103,6 @@ class LRU(Generic[V]):
     def __len__(self) -> int:
         with self._lock:
             return len(self._data)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._data.clear()
-            self._sizes.clear()
-            self._bytes = 0
 
 
 @dataclass

@@ -30,10 +30,10 @@ from dataclasses import dataclass
 
 from ...core.cost import estimate
 from ...core.registry import MethodSpec
+from ...methods import method_specs
 from ...viz import RECOMMENDED_COLORMAPS, get_colormap
 
 ONE_PASS, GUIDED_PASS, FEW, PERTURBATION = "one pass", "guided pass", "few passes", "perturbation"
-COSTS = (ONE_PASS, GUIDED_PASS, FEW, PERTURBATION)
 #: Passes per image at the reference layer up to which a method counts as "few passes".
 FEW_PASSES_MAX = 8
 #: The layer a method's cost class is judged at: channels, positions (h * w), input size.
@@ -80,8 +80,6 @@ class MethodInfo:
 
 def method_catalogue() -> list[MethodInfo]:
     """Every registered method in registration order, with its cost."""
-    from ...methods import method_specs
-
     return [
         MethodInfo(s.name, method_cost(s), s.class_specific, s.summary, s.paper, s.passes_text)
         for s in method_specs()

@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 import base64
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
@@ -31,6 +31,11 @@ def map_to_base64(heatmap: torch.Tensor) -> str:
     """``(H, W)`` or ``(K, H, W)`` float map -> base64 of little-endian float16 bytes."""
     array = heatmap.detach().to("cpu").float().numpy().astype("<f2")
     return base64.b64encode(np.ascontiguousarray(array).tobytes()).decode("ascii")
+
+
+def map_entry(heatmap: torch.Tensor) -> dict[str, Any]:
+    """The ``map`` and ``shape`` of one ``(H, W)`` or ``(K, H, W)`` map in an answer."""
+    return {"map": map_to_base64(heatmap), "shape": [int(v) for v in heatmap.shape]}
 
 
 def map_from_base64(text: str, shape: list[int]) -> np.ndarray:

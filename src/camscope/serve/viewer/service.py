@@ -27,13 +27,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ... import io
 from ...core.cost import DEFAULT_PASS_BUDGET
+from ...core.targets import parse_topk
+from ...data.classes import names_a_class, parse_target
 from ...errors import UsageError
+from ...methods import get_method
+from ...methods.selection import split_names
 from ...viz import DEFAULT_COLORMAP, check_colormap, to_display_rgb
 from .budget import check_budget, slot_passes
 from .cache import LRU, CachedMaps, InputRecord
 from .catalogue import FEW, GUIDED_PASS, ONE_PASS, PERTURBATION, method_cost
-from .encode import DISPLAY_SIDE, map_to_base64, overlay_png
+from .encode import DISPLAY_SIDE, map_entry, overlay_png
 from .jobs import Job, JobBoard
 
 if TYPE_CHECKING:
@@ -79,8 +84,6 @@ class LazyImage:
 
     @classmethod
     def from_bytes(cls, data: bytes, name: str, max_pixels: int) -> LazyImage:
-        from ... import io
-
         digest = hashlib.sha256(data).hexdigest()
         return cls(digest, lambda: io.load_image_bytes(data, name, max_pixels=max_pixels))
 
@@ -96,10 +99,7 @@ class ExplainOutcome:
 
 def parse_methods(text: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
     """Comma-separated method names -> canonical registry names, without repeats."""
-    from ...methods import get_method
-
-    items = [text] if isinstance(text, str) else list(text)
-    names = [p.strip() for item in items for p in item.split(",") if p.strip()]
+    names = split_names(text)
     if not names:
         raise UsageError("no method requested; pass methods=gradcam,... (GET /api/methods)")
     return tuple(dict.fromkeys(get_method(n).name for n in names))
@@ -110,8 +110,6 @@ def slot_target(slot: ModelSlot, text: str, prediction: Prediction | None = None
     index (a class name is looked up in the model's names), by
     :func:`camscope.data.classes.parse_target`; the range is checked against the model's
     classes (its ``prediction``'s count once known, a single logit has two)."""
-    from ...data.classes import parse_target
-
     return parse_target(
         text,
         slot.spec.class_names,
@@ -123,8 +121,6 @@ def slot_target(slot: ModelSlot, text: str, prediction: Prediction | None = None
 
 def _syntax_only(text: str) -> str:
     """The target's canonical text when it needs no model (top-k, an index), else as given."""
-    from ...data.classes import names_a_class, parse_target
-
     spec = str(text).strip()
     if names_a_class(spec):
         return spec  # looked up in the model's names once it is loaded
@@ -134,8 +130,6 @@ def _syntax_only(text: str) -> str:
 def plan_groups(methods: tuple[str, ...]) -> list[list[str]]:
     """The explain calls a request needs: one-pass methods together, guided methods together,
     each perturbation method alone (its own progress and time)."""
-    from ...methods import get_method
-
     costs = {m: method_cost(get_method(m)) for m in methods}
     one = [m for m in methods if costs[m] in (ONE_PASS, FEW)]
     guided = [m for m in methods if costs[m] == GUIDED_PASS]
@@ -224,18 +218,12 @@ class Explainer:
         """The model's :class:`~camscope.core.prediction.Prediction` for the image (one row;
         cached with its input record)."""
         slot = self.pool.get(model)
-        record, _ = self.prepare(slot, source)
-        if record.prediction is None:
-            with slot.lock:
-                record.prediction = _classify(slot, record.x)
-        return record.prediction
+        return _predicted(slot, self.prepare(slot, source)[0])
 
     # -- steps ------------------------------------------------------------------------------------
 
     def prepare(self, slot: ModelSlot, source: LazyImage) -> tuple[InputRecord, float]:
         """The image's input record for this model (decoded and preprocessed on a miss)."""
-        from ... import io
-
         key = (source.key, slot.name)
         record = self.inputs.get(key)
         if record is not None:
@@ -252,8 +240,6 @@ class Explainer:
         self, slot: ModelSlot, record: InputRecord, target: str
     ) -> tuple[int, ...] | None:
         """The target's class ids when they are known without a forward pass, else None."""
-        from ...core.targets import parse_topk
-
         spec = slot_target(slot, target, record.prediction)
         if isinstance(spec, int):
             return (spec,)
@@ -270,9 +256,6 @@ class Explainer:
         job: Job | None,
         began: float,
     ) -> ExplainOutcome:
-        from ...core.targets import parse_topk
-        from ...methods import get_method
-
         layers = slot.resolve_layers(request.layer)
         record, decode_seconds = self.prepare(slot, source)
         ids = self._known_targets(slot, record, request.target)
@@ -303,9 +286,8 @@ class Explainer:
                     )
                     if ids is None:
                         ids = tuple(int(c) for c in result.targets.reshape(-1).tolist())
-                    prediction = result.prediction
-                    if prediction is not None and record.prediction is None:
-                        record.prediction = prediction.cpu()
+                    if result.prediction is not None and record.prediction is None:
+                        record.prediction = result.prediction.cpu()
                     for method in todo:
                         if method not in result.maps:  # an engine that skips what cannot run
                             skipped = getattr(result, "skipped", {}) or {}
@@ -316,20 +298,16 @@ class Explainer:
                             raise UsageError(f"{method} cannot explain {slot.name} here: {why}")
                         maps = result.maps[method].detach().float().cpu()
                         maps = maps.reshape(-1, *maps.shape[-2:])
-                        agnostic = not get_method(method).class_specific
-                        entry = (maps[:1] if agnostic else maps, seconds)
-                        self._store(
-                            source.key, slot, layers, None if agnostic else ids, method, entry
-                        )
+                        self._store(source.key, slot, layers, ids, method, maps, seconds)
                         found[method] = (maps, seconds)
                     outcome.computed += todo
             if job is not None:
                 job.finished.extend(group)
-        if record.prediction is None:
-            with slot.lock:
-                record.prediction = _classify(slot, record.x)
+        prediction = _predicted(slot, record)
         assert ids is not None
-        outcome.body = self._body(slot, request, record, layers, ids, found, decode_seconds, began)
+        outcome.body = self._body(
+            slot, request, record, prediction, layers, ids, found, decode_seconds, began
+        )
         return outcome
 
     def _cached(
@@ -340,8 +318,6 @@ class Explainer:
         ids: tuple[int, ...] | None,
         methods: list[str],
     ) -> dict[str, tuple[torch.Tensor, float]]:
-        from ...methods import get_method
-
         hits: dict[str, tuple[torch.Tensor, float]] = {}
         for method in methods:
             agnostic = not get_method(method).class_specific
@@ -359,11 +335,13 @@ class Explainer:
         layers: tuple[str, ...],
         ids: tuple[int, ...] | None,
         method: str,
-        entry: tuple[torch.Tensor, float],
+        maps: torch.Tensor,
+        seconds: float,
     ) -> None:
-        key = (image_key, slot.name, layers, ids)
+        agnostic = not get_method(method).class_specific  # kept for every target: under None
+        key = (image_key, slot.name, layers, None if agnostic else ids)
         record = self.maps.get(key) or self.maps.put(key, CachedMaps())
-        record.maps[method] = entry
+        record.maps[method] = (maps[:1] if agnostic else maps, seconds)
         self.maps.resize(key)  # counted in bytes: the maps of every target
 
     def _run(
@@ -379,7 +357,6 @@ class Explainer:
         import torch
 
         from ...core.engine import explain
-        from ...methods import get_method
 
         options: dict[str, Any] = {}
         if job is not None and method_cost(get_method(methods[0])) == PERTURBATION:
@@ -409,15 +386,13 @@ class Explainer:
         slot: ModelSlot,
         request: ExplainRequest,
         record: InputRecord,
+        prediction: Prediction,
         layers: tuple[str, ...],
         ids: tuple[int, ...],
         found: dict[str, tuple[torch.Tensor, float]],
         decode_seconds: float,
         began: float,
     ) -> dict[str, Any]:
-        prediction = record.prediction
-        assert prediction is not None
-
         def entry(index: int) -> dict[str, Any]:
             return {
                 "index": index,
@@ -431,13 +406,11 @@ class Explainer:
             heat = found[method][0]
             if heat.shape[0] == 1 < len(ids):  # a class-agnostic map serves every target
                 heat = heat.expand(len(ids), *heat.shape[1:])
-            single = heat.shape[0] == 1
             maps[method] = {
                 "overlay_png": overlay_png(record.display, heat, request.colormap)
                 if request.overlays
                 else "",
-                "map": map_to_base64(heat[0] if single else heat),
-                "shape": [int(v) for v in (heat.shape[1:] if single else heat.shape)],
+                **map_entry(heat[0] if heat.shape[0] == 1 else heat),
             }
         top = [c for c, _ in prediction.ranked(0, 5)]
         seconds: dict[str, float] = {"decode": round(decode_seconds, 4)}
@@ -455,9 +428,12 @@ class Explainer:
         }
 
 
-def _classify(slot: ModelSlot, x: torch.Tensor) -> Prediction:
-    """The model's prediction for ``x`` from one no-grad forward in eval mode (when every map
-    came from the cache but the prediction was evicted)."""
+def _predicted(slot: ModelSlot, record: InputRecord) -> Prediction:
+    """The model's prediction for ``record``, from one no-grad forward in eval mode when it is
+    not known yet (every map came from the cache but the prediction was evicted)."""
     from ...core.prediction import classify
 
-    return classify(slot.model, x, multilabel=slot.multilabel).cpu()
+    if record.prediction is None:
+        with slot.lock:
+            record.prediction = classify(slot.model, record.x, multilabel=slot.multilabel).cpu()
+    return record.prediction

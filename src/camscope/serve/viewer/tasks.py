@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ...errors import UsageError
-from .encode import map_to_base64
+from .encode import map_entry
 
 if TYPE_CHECKING:
     from .pool import ModelSlot
@@ -60,9 +60,7 @@ class TaskService:
 
     def __init__(self, explainer: Explainer) -> None:
         self.explainer = explainer
-
-    def _slot(self, model: str) -> ModelSlot:
-        return self.explainer.pool.get(model)
+        self.pool = explainer.pool
 
     def detect(
         self, model: str, source: LazyImage, threshold: float, class_name: str
@@ -70,7 +68,7 @@ class TaskService:
         """The detections scoring ``threshold`` or more (of ``class_name`` when given)."""
         from ...core.detection import detect
 
-        slot = self._slot(model)
+        slot = self.pool.get(model)
         if slot.spec.task != "detection":
             raise UsageError(f"{slot.name} is a {slot.spec.task} model, not a detector")
         if not 0.0 <= threshold <= 1.0:
@@ -117,7 +115,7 @@ class TaskService:
         from .service import parse_methods
 
         began = time.perf_counter()
-        slot = self._slot(call.model)
+        slot = self.pool.get(call.model)
         methods = parse_methods(call.methods)
         request = TaskRequest(
             task=call.task,
@@ -162,10 +160,6 @@ class TaskService:
                 strict=True,
             )
         entries = task.describe(target, result, 0, record.size)
-        maps = {}
-        for method in methods:
-            heat = result.maps[method][0].detach().float().cpu()
-            maps[method] = {"map": map_to_base64(heat), "shape": [int(v) for v in heat.shape]}
         return {
             "model": slot.name,
             "task": resolved,
@@ -173,7 +167,7 @@ class TaskService:
             "image_size": list(record.size),
             "targets": entries,
             "captions": [task.caption(e) for e in entries],
-            "maps": maps,
+            "maps": {m: map_entry(result.maps[m][0]) for m in methods},
             "seconds": {"total": round(time.perf_counter() - began, 4)},
         }
 
@@ -181,7 +175,7 @@ class TaskService:
         """The classes the segmentation model labels pixels with, most pixels first."""
         from ...core.segmentation import class_fractions
 
-        slot = self._slot(model)
+        slot = self.pool.get(model)
         if slot.spec.task != "segmentation":
             raise UsageError(f"{slot.name} is a {slot.spec.task} model, not a segmentation model")
         record, _ = self.explainer.prepare(slot, source)
@@ -203,7 +197,7 @@ class TaskService:
 
         if not 1 <= count <= MAX_CONCEPTS:
             raise UsageError(f"num_concepts must be 1..{MAX_CONCEPTS}; got {count}")
-        slot = self._slot(model)
+        slot = self.pool.get(model)
         if slot.spec.task != "classification":
             raise UsageError("DFF concepts are named by classes: they are for classifiers")
         record, _ = self.explainer.prepare(slot, source)
@@ -216,14 +210,7 @@ class TaskService:
         for k in range(found.maps.shape[0]):
             heat = found.maps[k].float()
             heat = heat / heat.max().clamp(min=1e-12)
-            out.append(
-                {
-                    "index": k,
-                    "map": map_to_base64(heat),
-                    "shape": [int(v) for v in heat.shape],
-                    "top": tops[k],
-                }
-            )
+            out.append({"index": k, **map_entry(heat), "top": tops[k]})
         return {
             "model": slot.name,
             "layer": found.layer,
