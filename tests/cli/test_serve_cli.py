@@ -119,7 +119,9 @@ def test_usage_errors_exit_2(captured_app, capsys, tmp_path) -> None:
         assert "pick another --port" in capsys.readouterr().err
     finally:
         busy.close()
-    assert main(["serve", "--port", "0", "--max-upload-mb", "0"]) == 2
+    for size in ("0", "-5", "nan", "inf"):  # a usage error naming the option, never a traceback
+        assert main(["serve", "--port", "0", "--max-upload-mb", size]) == 2
+        assert "--max-upload-mb: expected a" in capsys.readouterr().err
     assert main(["serve", "--port", "0", "--study", "trust"]) == 2
     assert "--data and --out" in capsys.readouterr().err
     study = [

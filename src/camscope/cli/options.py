@@ -60,6 +60,7 @@ non_negative_int = bounded(int, 0, what="a whole number >= 0")
 non_negative_float = bounded(float, 0, what="a number >= 0")
 unit_float = bounded(float, 0, 1, what="a number between 0 and 1")
 positive_seconds = bounded(float, 0, above=True, what="a positive number of seconds")
+positive_float = bounded(float, 0, above=True, what="a positive number")
 
 
 def number_list(text: str) -> tuple[float, ...]:

@@ -65,7 +65,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--max-upload-mb",
-        type=float,
+        type=options.positive_float,
         default=20.0,
         metavar="MB",
         help="largest upload accepted, answered 413 above (default 20)",
@@ -117,8 +117,6 @@ def run(args: argparse.Namespace) -> int:
     models = split_list(args.model)
     from ..serve.server import serve
 
-    if args.max_upload_mb <= 0:
-        raise UsageError(f"--max-upload-mb must be positive; got {args.max_upload_mb}")
     device = str(choose_device(args.device))
     sock = _bind(args.host, args.port)
     if args.study:
