@@ -20,9 +20,12 @@ def image_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def ray_local() -> Iterator[Any]:
-    """One small local Ray instance for the whole test session (starting one takes ~10 s)."""
+    """A small local Ray instance of the test's own (starting one takes about 5 s). One instance
+    for the whole session was faster, but Ray 2.60's raylet died there (`Check failed:
+    binary.size() == T::Size()` in HandleRequestWorkerLease) on a later job of the session,
+    taking the pytest process with it."""
     import ray
 
     ray.init(

@@ -189,6 +189,19 @@ def fit_state_dict(
     model.load_state_dict(state)
 
 
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a weights file (safetensors or a ``weights_only`` torch file), unwrapped
+    from ``{"state_dict": ...}``-style dicts and stripped of wrapper prefixes; no pickles.
+
+    Raises:
+        ModelLoadError: a missing, empty or unreadable file, or one that holds no state dict.
+    """
+    state = _unwrap_state_dict(read_checkpoint(path, trust=False), path)
+    if not isinstance(state, Mapping):
+        raise ModelLoadError(f"{str(path)!r} holds no state dict")
+    return {k: v for k, v in _strip_prefixes(state).items() if isinstance(v, torch.Tensor)}
+
+
 def _unwrap_state_dict(obj: Any, path: Path) -> Any:
     for _ in range(4):
         if isinstance(obj, nn.Module) or not isinstance(obj, Mapping):

@@ -20,13 +20,11 @@ import torch
 from torch import nn
 
 from ..errors import ModelLoadError, UsageError
-from ..models.checkpoints import check_tensors
+from ..models.checkpoints import check_tensors, read_state_dict
 from ..models.hub import local_timm_weights
 from ..models.run_folder import WEIGHTS_FILE, is_run_folder
 
 log = logging.getLogger(__name__)
-
-_PREFIXES = ("module.", "_orig_mod.")
 
 
 def timm_cache_file(name: str) -> str:
@@ -61,27 +59,9 @@ def _state_of(source: str) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise UsageError(f"--pretrained {source!r}: no such file (nor 'timm')")
     try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state: Any = load_file(str(path), device="cpu")
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise UsageError(f"--pretrained {source!r}: cannot read weights ({err})") from err
-    for key in ("state_dict", "model", "model_state_dict"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    if not isinstance(state, dict):
-        raise UsageError(f"--pretrained {source!r} holds no state dict")
-    out: dict[str, torch.Tensor] = {}
-    for key, value in state.items():
-        name = str(key)
-        for prefix in _PREFIXES:
-            name = name.removeprefix(prefix)
-        if isinstance(value, torch.Tensor):
-            out[name] = value
-    return out
+        return read_state_dict(path)  # the one reader of weights files (models.checkpoints)
+    except ModelLoadError as err:
+        raise UsageError(f"--pretrained {source!r}: {err}") from err
 
 
 def load_matching(model: nn.Module, source: str) -> dict[str, Any]:
