@@ -100,7 +100,7 @@ class Progress:
         """Figures shown beside the bar on a terminal (``loss="0.412"``); plain lines keep to
         the count and the time left."""
         if self.bar is not None:
-            self.bar.set_postfix(values, refresh=False)
+            self.bar.set_postfix(values)
 
     def advance(self, images: int = 1) -> None:
         """``images`` more settled (done, skipped or failed)."""
