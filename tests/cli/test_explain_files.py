@@ -110,7 +110,13 @@ def test_ctrl_c_still_writes_the_summary(tmp_path) -> None:
     env = {**os.environ, "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{tmp_path}"}
     command = [sys.executable, "-m", "camscope", "explain", *images, "--model", "slowmodel:make"]
     process = subprocess.Popen(
-        [*command, "--out", str(out)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        [*command, "--out", str(out)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        # a shell starts background jobs with SIGINT ignored, and the child would inherit that
+        # (`make test &`): Ctrl-C is what this test is about, so the child gets its default
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         deadline = time.monotonic() + 120
