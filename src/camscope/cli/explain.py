@@ -129,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
     # Everything that can be checked without the model is checked before loading it.
     parse_methods(args.method)
     viz.check_colormap(args.colormap)
-    method_options = values.method_options(args)
+    settings = values.explain_settings(args)  # -O keys checked before the model loads
     task = values.task_request(args)
     prepare_output(args.out, reserved=("summary.json",))
     items = list(open_images(args.images).items)
@@ -142,13 +142,7 @@ def run(args: argparse.Namespace) -> int:
         layers=values.split_list(args.layer),
         target=args.target,
         batch_size=args.batch_size or 1,
-        aug_smooth=bool(args.aug_smooth),
-        eigen_smooth=bool(args.eigen_smooth),
-        method_options=method_options,
-        mode="as-is" if args.as_is else "eval",
-        multilabel=bool(args.multilabel),
-        allow_slow=bool(args.allow_slow),
-        pass_budget=args.pass_budget,
+        **settings,
         pictures=PictureOptions(
             colormap=args.colormap,
             alpha=args.alpha,

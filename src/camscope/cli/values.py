@@ -83,6 +83,21 @@ def method_options(args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
+def explain_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """How ``explain`` explains, as the picture job and the data-set job both take it: the
+    smoothing flags, ``-O`` method options, eval or as-is mode, multi-label heads and the pass
+    budget of ``--method all``."""
+    return {
+        "aug_smooth": bool(args.aug_smooth),
+        "eigen_smooth": bool(args.eigen_smooth),
+        "method_options": method_options(args),
+        "mode": "as-is" if args.as_is else "eval",
+        "multilabel": bool(args.multilabel),
+        "allow_slow": bool(args.allow_slow),
+        "pass_budget": args.pass_budget,
+    }
+
+
 def key_value(text: str, option: str, example: str) -> tuple[str, Any]:
     """``KEY=VALUE`` with the value as a bool, int, float or text."""
     key, sep, raw = (part.strip() for part in text.partition("="))
