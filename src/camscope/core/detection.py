@@ -371,13 +371,7 @@ def detect(
 ) -> list[Detections]:
     """The detector's detections for ``x`` from one no-grad forward (eval mode by default, the
     model's modes restored afterwards, its lock held), detached, on the CPU."""
-    from .concurrency import model_lock
-    from .layers import preserved_modes
+    from .layers import no_grad_forward
 
-    if mode not in ("eval", "as-is"):
-        raise UsageError(f"mode must be 'eval' or 'as-is', got {mode!r}")
-    with model_lock(model), preserved_modes(model), torch.no_grad():
-        if mode == "eval":
-            model.eval()
-        output = model(x)
+    output = no_grad_forward(model, x, mode)
     return [d.detach() for d in (parse or torchvision_detections)(output)]

@@ -30,8 +30,8 @@ from typing import Any, Union
 import torch
 from torch import Tensor, nn
 
-from ..errors import LayerError, closest
-from .concurrency import Hook, PassScope
+from ..errors import LayerError, UsageError, closest
+from .concurrency import Hook, PassScope, model_lock
 
 LayerSpec = Union[str, nn.Module, Sequence[str | nn.Module]]
 ReshapeFn = Callable[[Tensor], Tensor]
@@ -77,6 +77,18 @@ def preserved_modes(model: nn.Module) -> Any:
     finally:
         for module, mode in modes:
             module.training = mode
+
+
+def no_grad_forward(model: nn.Module, x: Tensor, mode: str = "eval") -> Any:
+    """``model(x)`` without gradients, in eval mode (``mode="eval"``) or the model's own modes
+    (``"as-is"``), the modes restored afterwards and the model's lock held meanwhile, so an
+    ``explain`` on the same model in another thread never sees its modes change."""
+    if mode not in ("eval", "as-is"):
+        raise UsageError(f"mode must be 'eval' or 'as-is', got {mode!r}")
+    with model_lock(model), preserved_modes(model), torch.no_grad():
+        if mode == "eval":
+            model.eval()
+        return model(x)
 
 
 def _spatial(out: Any) -> Tensor | None:

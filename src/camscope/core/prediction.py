@@ -265,13 +265,7 @@ def classify(
     them. The model's lock (:func:`camscope.core.concurrency.model_lock`) is held meanwhile, so
     an :func:`explain` call on the same model in another thread never sees its modes change.
     """
-    from .concurrency import model_lock
-    from .layers import preserved_modes
+    from .layers import no_grad_forward
 
-    if mode not in ("eval", "as-is"):
-        raise UsageError(f"mode must be 'eval' or 'as-is', got {mode!r}")
-    with model_lock(model), preserved_modes(model), torch.no_grad():
-        if mode == "eval":
-            model.eval()
-        output = model(x)
+    output = no_grad_forward(model, x, mode)
     return predict(output, multilabel=multilabel, adapter=adapter)

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import TargetError, UsageError
+from ..errors import TargetError
 
 EMBEDDING_KEYS = ("image_embeds", "embeddings", "embedding", "pooler_output")
 
@@ -108,13 +108,7 @@ def embed(
 ) -> Tensor:
     """The ``(B, D)`` embeddings of ``x`` from one no-grad forward (eval mode by default, the
     model's modes restored afterwards, its lock held), detached."""
-    from .concurrency import model_lock
-    from .layers import preserved_modes
+    from .layers import no_grad_forward
 
-    if mode not in ("eval", "as-is"):
-        raise UsageError(f"mode must be 'eval' or 'as-is', got {mode!r}")
-    with model_lock(model), preserved_modes(model), torch.no_grad():
-        if mode == "eval":
-            model.eval()
-        output = model(x)
+    output = no_grad_forward(model, x, mode)
     return embedding_of(output, output_key).detach()
