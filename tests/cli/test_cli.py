@@ -436,3 +436,18 @@ def test_subprocess_smoke_with_default_model(tmp_path) -> None:
     assert 0.0 < record["target"]["probability"] <= 1.0
     with Image.open(out / "small.gradcam.png") as png:
         assert png.size == (48, 40)
+
+
+def test_torchs_torchscript_deprecation_is_not_the_users_to_read() -> None:
+    """The fast copy of the perturbation methods is TorchScript, which torch 2.x marks as
+    deprecated on every trace: a command says it only with -v."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        assert cli.main(["methods"]) == 0
+        warnings.warn_explicit(
+            "jit.trace is deprecated", FutureWarning, "t.py", 1, "torch.jit._trace"
+        )
+        warnings.warn_explicit("ours", FutureWarning, "t.py", 1, "camscope.core")
+    assert [str(w.message) for w in seen] == ["ours"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -159,6 +160,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     verbosity = int(getattr(args, "verbose", 0) or 0)
     _setup_logging(verbosity)
+    if verbosity <= 0:
+        # torch deprecates TorchScript, which the perturbation methods' fast copy is built on:
+        # a note for camscope's developers, not for someone running a command (-v shows it)
+        warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.jit\.")
     tune_allocator()  # this process is ours: keep activation buffers instead of re-faulting them
     try:
         return int(args.run(args))
