@@ -18,9 +18,10 @@ from typing import Any
 
 from ..errors import UsageError
 from . import options, values
-from ._common import echo
+from ._common import command_parser, echo
 from .failures import load_checked
 
+_HELP = "FGSM/PGD adversarial images and how the maps change under the attack"
 _EPILOG = """\
 inputs:
   image files, folders or URLs (default: the demo images), or one annotated data set
@@ -47,13 +48,7 @@ def pixel_budget(text: str) -> float:
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "adversarial",
-        help="FGSM/PGD adversarial images and how the maps change under the attack",
-        description=__doc__,
-        epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = command_parser(subparsers, "adversarial", _HELP, __doc__, _EPILOG)
     parser.add_argument(
         "inputs", nargs="*", metavar="IMAGES|DATA", help="images, folders, URLs or one data set"
     )

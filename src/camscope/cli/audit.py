@@ -13,8 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from . import options, values
-from ._common import echo
+from ._common import command_parser, echo
 
+_HELP = "find data-set bias and shortcuts: per-class object energy, hot spots and flags"
+_DESCRIPTION = (
+    "Explain every image for its predicted and its true class, and report per class how "
+    "much of the map lies on the objects and whether the maps peak at one fixed place."
+)
 _EPILOG = (
     options.DATA_HELP
     + """
@@ -34,16 +39,7 @@ examples:
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "audit",
-        help="find data-set bias and shortcuts: per-class object energy, hot spots and flags",
-        description=(
-            "Explain every image for its predicted and its true class, and report per class how "
-            "much of the map lies on the objects and whether the maps peak at one fixed place."
-        ),
-        epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = command_parser(subparsers, "audit", _HELP, _DESCRIPTION, _EPILOG)
     options.add(
         parser,
         *options.MODEL,

@@ -13,9 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from . import options, values
-from ._common import echo, warn
+from ._common import command_parser, echo, warn
 from .options import positive_int, unit_float
 
+_HELP = "train on a planted shortcut and on a rebalanced set, audit both (Grad-CAM Sec. 6.3)"
+_DESCRIPTION = (
+    "Reproduce the Grad-CAM paper's bias experiment offline: a planted corner cue goes "
+    "with the class in the biased training set and not in the rebalanced one; the audit "
+    "of both models on an independent test split shows the shortcut."
+)
 _EPILOG = """\
 output (--out DIR):
   data/train-biased, data/train-balanced, data/test   the three splits (PNG files)
@@ -31,17 +37,7 @@ examples:
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    p: argparse.ArgumentParser = subparsers.add_parser(
-        "bias-experiment",
-        help="train on a planted shortcut and on a rebalanced set, audit both (Grad-CAM Sec. 6.3)",
-        description=(
-            "Reproduce the Grad-CAM paper's bias experiment offline: a planted corner cue goes "
-            "with the class in the biased training set and not in the rebalanced one; the audit "
-            "of both models on an independent test split shows the shortcut."
-        ),
-        epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = command_parser(subparsers, "bias-experiment", _HELP, _DESCRIPTION, _EPILOG)
     add = p.add_argument
     options.add(
         p,

@@ -13,10 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from . import options, values
-from ._common import echo
+from ._common import command_parser, echo
 
 DEFAULT_LAYERS = "input,first,middle,last"
 
+_HELP = "layer embeddings: pooled features in 2-D, silhouette and k-NN accuracy per layer"
+_DESCRIPTION = (
+    "Pool the features of chosen layers for every image, project them to 2-D (PCA or "
+    "UMAP), and measure per layer how well they separate the classes."
+)
 _EPILOG = (
     options.DATA_HELP
     + """
@@ -32,16 +37,7 @@ examples:
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "embed",
-        help="layer embeddings: pooled features in 2-D, silhouette and k-NN accuracy per layer",
-        description=(
-            "Pool the features of chosen layers for every image, project them to 2-D (PCA or "
-            "UMAP), and measure per layer how well they separate the classes."
-        ),
-        epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = command_parser(subparsers, "embed", _HELP, _DESCRIPTION, _EPILOG)
     options.add(
         parser,
         *options.MODEL,

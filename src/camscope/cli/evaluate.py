@@ -14,10 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from . import options, values
-from ._common import echo, warn
+from ._common import command_parser, echo, warn
 
 DEFAULT_METHODS = "gradcam,gradcam++,xgradcam,layercam,eigencam,randomcam"
 
+_HELP = "score CAM methods with localization, faithfulness and sanity metrics"
+_DESCRIPTION = (
+    "Evaluate CAM methods on a data set with ground-truth boxes (VOC XML, COCO JSON, CSV) "
+    "or the built-in benchmark, and write a leaderboard report."
+)
 _EPILOG = """\
 metric families (--metrics, comma list or 'all'; default {default}):
 {families}
@@ -44,16 +49,7 @@ def _epilog() -> str:
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "evaluate",
-        help="score CAM methods with localization, faithfulness and sanity metrics",
-        description=(
-            "Evaluate CAM methods on a data set with ground-truth boxes (VOC XML, COCO JSON, CSV) "
-            "or the built-in benchmark, and write a leaderboard report."
-        ),
-        epilog=_epilog(),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = command_parser(subparsers, "evaluate", _HELP, _DESCRIPTION, _epilog())
     options.add(
         parser,
         *options.MODEL,

@@ -34,10 +34,11 @@ from pathlib import Path
 from typing import Any
 
 from . import options, values
-from ._common import echo, warn
+from ._common import command_parser, echo, warn
 from ._dataset import add_dataset_arguments, run_dataset, wants_dataset
 from ._pictures import add_picture_arguments
 
+_HELP = "write CAM heat maps for images (default: the demo images)"
 _EPILOG = """\
 targets:
   top1 (default), top5, topk:K   the model's own top classes (one map per class for k > 1)
@@ -61,13 +62,7 @@ examples:
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "explain",
-        help="write CAM heat maps for images (default: the demo images)",
-        description=__doc__,
-        epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = command_parser(subparsers, "explain", _HELP, __doc__, _EPILOG)
     parser.add_argument(
         "images",
         nargs="*",

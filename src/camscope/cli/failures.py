@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from . import options, values
-from ._common import echo
+from ._common import command_parser, echo
 
+_HELP = "explain every misclassified image of labelled data (failure-mode report)"
 _EPILOG = (
     options.DATA_HELP
     + """
@@ -28,13 +29,7 @@ examples:
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "failures",
-        help="explain every misclassified image of labelled data (failure-mode report)",
-        description=__doc__,
-        epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = command_parser(subparsers, "failures", _HELP, __doc__, _EPILOG)
     options.add(
         parser,
         *options.MODEL,

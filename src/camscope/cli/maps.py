@@ -14,8 +14,9 @@ from typing import Any
 
 from ..errors import UsageError
 from . import options, values
-from ._common import echo, warn
+from ._common import command_parser, echo, warn
 
+_HELP = "read the maps of `explain --format parquet`: info, export overlays"
 _EPILOG = """\
 examples:
   camscope maps info out/maps
@@ -25,13 +26,7 @@ examples:
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "maps",
-        help="read the maps of `explain --format parquet`: info, export overlays",
-        description=__doc__,
-        epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = command_parser(subparsers, "maps", _HELP, __doc__, _EPILOG)
     actions = parser.add_subparsers(dest="action", metavar="ACTION")
     actions.required = True
     info = actions.add_parser("info", help="settings and counts of a job's output")

@@ -20,12 +20,13 @@ from typing import Any
 
 from ..errors import UsageError
 from . import options
-from ._common import echo, warn
+from ._common import command_parser, echo, warn
 from .options import DEFAULT_MODEL
 from .values import split_list
 
 STUDY_KINDS = ("class-discrimination", "trust")
 
+_HELP = "a local web viewer and REST API (or a human study with --study)"
 _EPILOG = """\
 examples:
   camscope serve                                   # http://127.0.0.1:8000/, the default model
@@ -38,13 +39,7 @@ examples:
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "serve",
-        help="a local web viewer and REST API (or a human study with --study)",
-        description=__doc__,
-        epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = command_parser(subparsers, "serve", _HELP, __doc__, _EPILOG)
     options.add(
         parser,
         "models",
