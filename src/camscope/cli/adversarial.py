@@ -131,24 +131,18 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"--target {args.target!r}: name one class (an index or a name)")
         target = parsed
     settings = AttackSettings(
-        attack=args.attack,
-        eps=args.eps,
         steps=args.steps if args.attack == "pgd" else 1,
-        step_size=args.step_size,
         target=target,
-        random_start=bool(args.random_start),
-        seed=args.seed,
         methods=methods,
         layer=layer,
-        batch_size=args.batch_size,
-        tolerance=args.tolerance,
-        colormap=args.colormap,
-        alpha=args.alpha,
-        max_pixels=args.max_pixels,
         method_options=values.method_options(args),
         progress=bar,
         on_skip=bar.skipped,
-        multilabel=bool(args.multilabel),
+        **values.same_named(
+            args,
+            "attack eps step_size random_start seed batch_size tolerance colormap alpha "
+            "max_pixels multilabel",
+        ),
     )
     if len(args.inputs) == 1 and (
         args.images is not None or is_annotated(args.inputs[0], args.images)
@@ -160,26 +154,17 @@ def run(args: argparse.Namespace) -> int:
         data = open_images(args.inputs)
     with bar:
         result = run_adversarial(model, spec, data, args.out, settings)
-    summary = result.summary
-    done = len(summary["images"])
-    rate = summary["success_rate"]
-    echo(
-        f"attacked {done} image(s) with {args.attack.upper()} at eps {args.eps * 255:g}/255"
-        + (
-            f": success {100 * rate:.0f}% (8-bit {100 * summary['success_rate_8bit']:.0f}%)"
-            if rate is not None
-            else ""
-        )
-        + (
-            f" ({summary['already_target']} image(s) already the target class, not counted)"
-            if summary["already_target"]
-            else ""
-        )
-        + f"; files in {args.out}/"
-        + (
-            f"; {len(result.errors)} skipped (see stderr and adversarial.json)"
-            if result.errors
-            else ""
-        )
+    summary, rate = result.summary, result.summary["success_rate"]
+    text = (
+        f"attacked {len(summary['images'])} image(s) with {args.attack.upper()} at eps "
+        f"{args.eps * 255:g}/255"
     )
+    if rate is not None:
+        text += f": success {100 * rate:.0f}% (8-bit {100 * summary['success_rate_8bit']:.0f}%)"
+    if summary["already_target"]:
+        text += f" ({summary['already_target']} image(s) already the target class, not counted)"
+    text += f"; files in {args.out}/"
+    if result.errors:
+        text += f"; {len(result.errors)} skipped (see stderr and adversarial.json)"
+    echo(text)
     return 1 if result.errors else 0

@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
 
     method = values.one_method(args, "the audit's map")
     fields = AuditThresholds.__dataclass_fields__  # each is an option of the same name
-    thresholds = AuditThresholds(**{name: getattr(args, name) for name in fields})
+    thresholds = AuditThresholds(**values.same_named(args, " ".join(fields)))
     thresholds.validate()
     method_options = values.method_options(args)
     model, spec, _, _ = values.model_recipe(args).load(hints="cli")
@@ -110,13 +110,9 @@ def run(args: argparse.Namespace) -> int:
     config = AuditConfig(
         method=method,
         layer=values.layer_spec(args.layer),
-        batch_size=args.batch_size,
-        grid=args.grid,
         thresholds=thresholds,
-        examples=args.examples,
         method_options=method_options,
-        max_pixels=args.max_pixels,
-        multilabel=bool(args.multilabel),
+        **values.same_named(args, "batch_size grid examples max_pixels multilabel"),
     )
     with Progress(label="camscope audit", enabled=not args.no_progress) as bar:
         result = run_audit(model, spec, data, config, progress=bar, on_skip=bar.skipped)

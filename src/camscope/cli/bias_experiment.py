@@ -73,22 +73,13 @@ def run(args: argparse.Namespace) -> int:
 
     config = BiasExperiment(
         out=str(args.out),
-        bias=args.bias,
-        train_images=args.train_images,
-        test_images=args.test_images,
-        size=args.size,
-        cue_size=args.cue_size,
-        arch=args.arch,
-        width=args.width,
-        depth=args.depth,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        seed=args.seed,
         method=values.one_method(args, "the audit's map"),
-        device=args.device,
-        resume=args.resume,
         progress=not args.no_progress,
+        **values.same_named(
+            args,
+            "bias train_images test_images size cue_size arch width depth epochs batch_size lr "
+            "seed device resume",
+        ),
     )
     try:
         result = run_bias_experiment(config)

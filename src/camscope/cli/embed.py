@@ -94,15 +94,11 @@ def run(args: argparse.Namespace) -> int:
             spec,
             data,
             layers,
-            projection=args.projection,
-            k=args.k,
-            batch_size=args.batch_size,
-            seed=args.seed,
-            thumbnails=args.thumbnails,
             progress=bar,
             on_skip=bar.skipped,
-            max_pixels=args.max_pixels,
-            multilabel=bool(args.multilabel),
+            **values.same_named(
+                args, "projection k batch_size seed thumbnails max_pixels multilabel"
+            ),
         )
     settings = {"model": spec.name, "data": args.data, "layers": layers, "k": args.k}
     paths = write_embeddings(result, args.out, settings, title=f"camscope embed: {spec.name}")

@@ -161,34 +161,22 @@ def parse_metrics(text: str | None) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     from .. import evaluation
     from ..methods import parse_methods
-
-    metrics = parse_metrics(args.metrics)
-    methods = parse_methods(args.method)
-    layers = values.split_list(args.layer) or ["auto"]
-    method_options = values.method_options(args)
+    from ..outputs import output_lock
 
     # settings are checked before the model loads (NaN, ranges)
     config = evaluation.EvalConfig(
-        methods=methods,
-        layers=layers,
-        metrics=metrics,
-        batch_size=args.batch_size,
-        threshold=args.threshold,
-        tolerance=args.tolerance,
-        steps=args.steps,
-        deletion_substrate=args.deletion_substrate,
-        insertion_substrate=args.insertion_substrate,
-        sanity_images=args.sanity_images,
-        random_init=bool(args.random_init),
-        allow_outside_paths=bool(args.allow_outside_paths),
-        robustness_samples=args.robustness_samples,
-        robustness_radius=args.robustness_radius,
-        method_options=method_options,
-        multilabel=bool(args.multilabel),
+        methods=parse_methods(args.method),
+        layers=values.split_list(args.layer) or ["auto"],
+        metrics=parse_metrics(args.metrics),
+        method_options=values.method_options(args),
+        **values.same_named(
+            args,
+            "batch_size threshold tolerance steps deletion_substrate insertion_substrate "
+            "sanity_images random_init allow_outside_paths robustness_samples robustness_radius "
+            "multilabel",
+        ),
     )
     config.validate()
-    from ..outputs import output_lock
-
     # a bad --out or a busy one is said before the model loads; held until the report is written
     with output_lock(args.out, "camscope evaluate") as out:
         return _evaluate(args, config, out)
@@ -204,13 +192,7 @@ def _evaluate(args: argparse.Namespace, config: Any, out: Path) -> int:
         warn(f"camscope evaluate: {shown(line)}")
     data = values.read_labelled(args, spec, command="evaluate", need="boxes")
     data_notes = config.describe(
-        spec,
-        data,
-        args.data,
-        weights=args.weights,
-        class_map=args.class_map,
-        unmapped=args.unmapped,
-        images=args.images,
+        spec, data, args.data, **values.same_named(args, "weights class_map unmapped images")
     )
     with Progress(label="camscope evaluate", enabled=not args.no_progress) as bar:
         result = evaluation.run_evaluation(
@@ -219,11 +201,9 @@ def _evaluate(args: argparse.Namespace, config: Any, out: Path) -> int:
             data.items,
             config,
             args.out,
-            resume=args.resume,
             progress=bar,
-            examples=args.examples,
-            max_pixels=args.max_pixels,
             on_failure=bar.skipped,
+            **values.same_named(args, "resume examples max_pixels"),
         )
     html_path, _ = write_report(
         args.out,
@@ -232,9 +212,8 @@ def _evaluate(args: argparse.Namespace, config: Any, out: Path) -> int:
         title=f"camscope evaluate: {spec.name}",
         notes=[*config.report_notes(args.data), *data_notes],
     )
-    failed = len(result.failed)
-    echo(
-        f"{result.summary['images']} images evaluated; report: {shown(str(html_path))}"
-        + (f"; {failed} image(s) skipped (see stderr and the report)" if failed else "")
-    )
-    return 1 if failed else 0
+    text = f"{result.summary['images']} images evaluated; report: {shown(str(html_path))}"
+    if result.failed:
+        text += f"; {len(result.failed)} image(s) skipped (see stderr and the report)"
+    echo(text)
+    return 1 if result.failed else 0

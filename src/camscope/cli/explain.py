@@ -139,15 +139,10 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size or 1,
         **settings,
         pictures=PictureOptions(
-            colormap=args.colormap,
-            alpha=args.alpha,
             max_side=args.max_side or None,
             grid=not args.no_grid,
             overlays=not args.no_overlays,
-            image_format=args.image_format,
-            save_npy=bool(args.save_npy),
-            npy_size=args.npy_size,
-            class_scale=args.class_scale,
+            **values.same_named(args, "colormap alpha image_format save_npy npy_size class_scale"),
         ),
         load=LoadOptions(args.max_pixels, args.timeout, args.window),
         preprocessing=values.preprocessing(args),
@@ -167,16 +162,15 @@ def run(args: argparse.Namespace) -> int:
             f"{shown(args.out / 'summary.json')} lists them"
         )
         return 130
-    done = len(state.records) - state.failed
-    skipped = ""
-    if state.skipped:
-        keys = (key.replace("@", " at layer ", 1) for key in sorted(state.skipped))
-        skipped = f"; skipped {shown(', '.join(keys))}"
-    echo(
-        f"explained {done} of {len(state.records)} image(s) with "
+    text = (
+        f"explained {len(state.records) - state.failed} of {len(state.records)} image(s) with "
         f"{', '.join(m for m in result.methods if m not in state.skipped)}: {result.files} "
         f"file(s) in {shown(args.out)}/"
-        + (f"; {state.failed} failed (see stderr and summary.json)" if state.failed else "")
-        + skipped
     )
+    if state.failed:
+        text += f"; {state.failed} failed (see stderr and summary.json)"
+    if state.skipped:
+        keys = (key.replace("@", " at layer ", 1) for key in sorted(state.skipped))
+        text += f"; skipped {shown(', '.join(keys))}"
+    echo(text)
     return result.exit_code

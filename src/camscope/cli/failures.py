@@ -74,32 +74,23 @@ def run(args: argparse.Namespace) -> int:
     settings = FailureSettings(
         method=method,
         layer=values.layer_spec(args.layer),
-        batch_size=args.batch_size,
-        colormap=args.colormap,
-        alpha=args.alpha,
-        max_pixels=args.max_pixels,
         method_options=values.method_options(args),
         progress=bar,
         on_skip=bar.skipped,
-        embed=args.embed,
-        multilabel=bool(args.multilabel),
+        **values.same_named(args, "batch_size colormap alpha max_pixels embed multilabel"),
     )
     model, spec = load_checked(args, settings.layer)
     data = values.read_labelled(args, spec, command="failures", unmapped_folders="fail")
     with bar:
         result = diagnose_failures(model, spec, data, args.out, settings)
-    summary = result.summary
-    accuracy = summary["accuracy"]
-    echo(
-        f"{summary['classified']} image(s) classified"
-        + (f", accuracy {100 * accuracy:.1f}%" if accuracy is not None else "")
-        + f", {len(summary['failures'])} misclassified; report: {result.report}"
-        + (
-            f"; {len(result.errors)} skipped (see stderr and failures.json)"
-            if result.errors
-            else ""
-        )
-    )
+    summary, accuracy = result.summary, result.summary["accuracy"]
+    text = f"{summary['classified']} image(s) classified"
+    if accuracy is not None:
+        text += f", accuracy {100 * accuracy:.1f}%"
+    text += f", {len(summary['failures'])} misclassified; report: {result.report}"
+    if result.errors:
+        text += f"; {len(result.errors)} skipped (see stderr and failures.json)"
+    echo(text)
     return 1 if result.errors else 0
 
 

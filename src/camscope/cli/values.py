@@ -23,6 +23,12 @@ def split_list(values: str | Sequence[str] | None) -> list[str]:
     return [part.strip() for value in items for part in value.split(",") if part.strip()]
 
 
+def same_named(args: argparse.Namespace, names: str) -> dict[str, Any]:
+    """The options ``names`` (space-separated) as keywords of the same name: the fields of a
+    library settings object that take the parsed value as it is."""
+    return {name: getattr(args, name) for name in names.split()}
+
+
 def layer_spec(values: str | Sequence[str] | None) -> str | list[str]:
     """``--layer`` values -> ``"auto"``, one name, or a list of names."""
     names = split_list(values)
