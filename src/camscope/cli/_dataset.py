@@ -27,20 +27,6 @@ Read the maps back with camscope.batch.open_maps(OUT) or `camscope maps export`.
 """
 
 
-def map_size(text: str) -> tuple[int, int]:
-    """argparse type: ``H,W`` (or one number for a square), both >= 1."""
-    parts = [p.strip() for p in text.replace("x", ",").split(",") if p.strip()]
-    try:
-        numbers = [int(p) for p in parts]
-    except ValueError:
-        numbers = []
-    if len(numbers) == 1:
-        numbers *= 2
-    if len(numbers) != 2 or min(numbers) < 1:
-        raise argparse.ArgumentTypeError(f"expected H,W (e.g. 56,56) or one size, got {text!r}")
-    return numbers[0], numbers[1]
-
-
 def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
     """Register ``--format`` and the data-set options on ``explain``'s parser."""
     group = parser.add_argument_group("data-set scale (--format parquet)", _DESCRIPTION)
@@ -130,7 +116,7 @@ def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add(
         "--map-size",
-        type=map_size,
+        type=options.pixel_size,
         default=None,
         metavar="H,W",
         help="store maps resized to H,W (default: the layer's own resolution)",
