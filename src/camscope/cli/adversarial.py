@@ -49,31 +49,28 @@ def pixel_budget(text: str) -> float:
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = command_parser(subparsers, "adversarial", _HELP, __doc__, _EPILOG)
-    parser.add_argument(
-        "inputs", nargs="*", metavar="IMAGES|DATA", help="images, folders, URLs or one data set"
-    )
+    add = parser.add_argument
+    add("inputs", nargs="*", metavar="IMAGES|DATA", help="images, folders, URLs or one data set")
     options.add(parser, *options.MODEL)
-    parser.add_argument("--attack", choices=("fgsm", "pgd"), default="pgd", help="(default pgd)")
-    parser.add_argument(
+    add("--attack", choices=("fgsm", "pgd"), default="pgd", help="(default pgd)")
+    add(
         "--eps",
         type=pixel_budget,
         default=2 / 255,
         metavar="E",
         help="L-infinity budget on the [0, 1] pixel scale, e.g. 2/255 (default)",
     )
-    parser.add_argument(
+    add(
         "--steps", type=options.positive_int, default=10, metavar="N", help="PGD steps (default 10)"
     )
-    parser.add_argument(
+    add(
         "--step-size",
         type=pixel_budget,
         default=None,
         metavar="A",
         help="PGD step (default 2.5 * eps / steps, as Madry et al.)",
     )
-    parser.add_argument(
-        "--random-start", action="store_true", help="PGD starts at a random point of the ball"
-    )
+    add("--random-start", action="store_true", help="PGD starts at a random point of the ball")
     options.add(
         parser,
         "seed",
@@ -101,7 +98,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         out={"default": Path("out/adversarial")},
         batch_size={"default": 8, "help": "images per attack (default 8)"},
     )
-    parser.add_argument(
+    add(
         "--tolerance",
         type=options.non_negative_float,
         default=15.0,

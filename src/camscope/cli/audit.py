@@ -40,6 +40,7 @@ examples:
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = command_parser(subparsers, "audit", _HELP, _DESCRIPTION, _EPILOG)
+    add = parser.add_argument
     options.add(
         parser,
         *options.MODEL,
@@ -67,18 +68,16 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         ("--max-outside-energy", 0.5, options.unit_float),
     )
     for flag, default, kind in share:
-        parser.add_argument(flag, type=kind, default=default, metavar="SHARE")
-    parser.add_argument("--min-images", type=options.positive_int, default=5, metavar="N")
-    parser.add_argument(
-        "--min-object-lift", type=options.non_negative_float, default=2.0, metavar="X"
-    )
-    parser.add_argument(
+        add(flag, type=kind, default=default, metavar="SHARE")
+    add("--min-images", type=options.positive_int, default=5, metavar="N")
+    add("--min-object-lift", type=options.non_negative_float, default=2.0, metavar="X")
+    add(
         "--grid",
         type=options.positive_int,
         default=32,
         help="side of the pooled mean maps (default 32)",
     )
-    parser.add_argument(
+    add(
         "--examples",
         type=options.non_negative_int,
         default=4,

@@ -50,6 +50,7 @@ def _epilog() -> str:
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = command_parser(subparsers, "evaluate", _HELP, _DESCRIPTION, _epilog())
+    add = parser.add_argument
     options.add(
         parser,
         *options.MODEL,
@@ -76,9 +77,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         },
         seed={"help": "seed of the built-in benchmark (default 0)"},
     )
-    parser.add_argument(
-        "--metrics", default=None, metavar="LIST", help="metric families (see below) or 'all'"
-    )
+    add("--metrics", default=None, metavar="LIST", help="metric families (see below) or 'all'")
     options.add(
         parser,
         "out",
@@ -90,52 +89,48 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         limit={"help": "evaluate only the first N images"},
         batch_size={"default": 8, "help": "images per explain call (default 8)"},
     )
-    parser.add_argument(
+    add(
         "--threshold",
         type=float,
         default=0.15,
         help="WSOL threshold as a fraction of the map maximum (default 0.15)",
     )
-    parser.add_argument(
+    add(
         "--tolerance",
         type=float,
         default=15.0,
         help="pointing-game tolerance in pixels at the model input size (default 15)",
     )
-    parser.add_argument(
+    add(
         "--steps",
         type=options.positive_int,
         default=20,
         help="deletion/insertion steps (default 20)",
     )
-    parser.add_argument(
-        "--deletion-substrate", choices=("zero", "blur", "mean", "black"), default="zero"
-    )
-    parser.add_argument(
-        "--insertion-substrate", choices=("zero", "blur", "mean", "black"), default="blur"
-    )
-    parser.add_argument(
+    add("--deletion-substrate", choices=("zero", "blur", "mean", "black"), default="zero")
+    add("--insertion-substrate", choices=("zero", "blur", "mean", "black"), default="blur")
+    add(
         "--sanity-images",
         type=options.positive_int,
         default=8,
         metavar="N",
         help="images for the randomization test (default 8)",
     )
-    parser.add_argument(
+    add(
         "--robustness-samples",
         type=options.positive_int,
         default=8,
         metavar="N",
         help="noisy copies per image for the robustness family (default 8)",
     )
-    parser.add_argument(
+    add(
         "--robustness-radius",
         type=float,
         default=0.02,
         metavar="R",
         help="uniform noise radius on the [0, 1] pixel scale for the robustness family (default 0.02)",
     )
-    parser.add_argument(
+    add(
         "--examples",
         type=options.non_negative_int,
         default=3,

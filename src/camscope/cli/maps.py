@@ -32,13 +32,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     info = actions.add_parser("info", help="settings and counts of a job's output")
     info.add_argument("dir", type=Path, metavar="OUT", help="the job's output folder")
     export = actions.add_parser("export", help="overlays (--png) or raw maps (--npy) of some ids")
-    export.add_argument("dir", type=Path, metavar="OUT", help="the job's output folder")
-    export.add_argument("--ids", nargs="+", default=[], metavar="ID", help="ids to export")
-    export.add_argument(
-        "--ids-file", type=Path, default=None, metavar="FILE", help="more ids, one per line"
-    )
-    export.add_argument("--png", action="store_true", help="overlay PNGs at the image's size")
-    export.add_argument("--npy", action="store_true", help="raw maps as float32 .npy")
+    add = export.add_argument
+    add("dir", type=Path, metavar="OUT", help="the job's output folder")
+    add("--ids", nargs="+", default=[], metavar="ID", help="ids to export")
+    add("--ids-file", type=Path, default=None, metavar="FILE", help="more ids, one per line")
+    add("--png", action="store_true", help="overlay PNGs at the image's size")
+    add("--npy", action="store_true", help="raw maps as float32 .npy")
     options.add(
         export,
         "method",
@@ -46,7 +45,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         method={"default": None, "help": "only these methods (comma list; default: every one)"},
         out={"help": "where (default OUT/export)"},
     )
-    export.add_argument(
+    add(
         "--root",
         type=Path,
         default=None,

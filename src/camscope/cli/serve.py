@@ -40,6 +40,7 @@ examples:
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = command_parser(subparsers, "serve", _HELP, __doc__, _EPILOG)
+    add = parser.add_argument
     options.add(
         parser,
         "models",
@@ -49,23 +50,17 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
             "the viewer)"
         },
     )
-    parser.add_argument(
-        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
-    )
-    parser.add_argument(
-        "--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)"
-    )
-    parser.add_argument(
-        "--no-url", action="store_true", help="do not fetch image URLs on the server"
-    )
-    parser.add_argument(
+    add("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    add("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+    add("--no-url", action="store_true", help="do not fetch image URLs on the server")
+    add(
         "--max-upload-mb",
         type=options.positive_float,
         default=20.0,
         metavar="MB",
         help="largest upload accepted, answered 413 above (default 20)",
     )
-    parser.add_argument(
+    add(
         "--max-passes",
         type=options.positive_int,
         default=None,
@@ -74,7 +69,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "(`camscope methods`; default: the budget of `camscope explain -m all`); SS-CAM at the "
         "last layer of EfficientNet-Lite0 needs 44801",
     )
-    parser.add_argument(
+    add(
         "--cache-mb",
         type=options.non_negative_float,
         default=512.0,
