@@ -19,7 +19,7 @@ import socket
 from typing import Any
 
 from ..errors import UsageError
-from . import options
+from . import options, values
 from ._common import command_parser, echo, warn
 from .options import DEFAULT_MODEL
 from .values import split_list
@@ -197,13 +197,10 @@ def _study_app(args: argparse.Namespace, models: list[str], device: str) -> Any:
         raise UsageError("--study needs --data and --out (the study folder)")
     options = StudyOptions(
         kind=args.study,
-        data=args.data,
         methods=args.method,
         models=models or [DEFAULT_MODEL],
         layer=",".join(split_list(args.layer)) or "auto",
-        seed=args.seed,
-        limit=args.limit,
-        max_pixels=args.max_pixels,
+        **values.same_named(args, "data seed limit max_pixels"),
     )
     multilabel = options.models if args.multilabel else []
     pool = ModelPool(options.models, device=device, multilabel=multilabel)
