@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
 
     method = values.one_method(args, "the audit's map")
     fields = AuditThresholds.__dataclass_fields__  # each is an option of the same name
-    thresholds = AuditThresholds(**values.same_named(args, " ".join(fields)))
+    thresholds = AuditThresholds(**{name: getattr(args, name) for name in fields})
     thresholds.validate()
     method_options = values.method_options(args)
     model, spec, _, _ = values.model_recipe(args).load(hints="cli")
