@@ -32,7 +32,7 @@ from typing import Any
 
 from ..errors import DatasetError
 from .classes import ClassMapper
-from .dataset import LabelledData, Sample
+from .dataset import LabelledData, Sample, largest
 from .layouts import find_annotations
 from .spec import UNMAPPED
 
@@ -93,8 +93,8 @@ def _named(sample: Sample) -> Sample:
     """The sample labelled as its largest object (and that object's classes)."""
     if not sample.objects:
         return sample
-    largest = max(sample.objects, key=lambda o: (o.box[2] - o.box[0]) * (o.box[3] - o.box[1]))
-    return replace(sample, label=largest.label, class_ids=largest.class_ids)
+    top = largest(sample.objects)
+    return replace(sample, label=top.label, class_ids=top.class_ids)
 
 
 def read_dataset(

@@ -238,6 +238,11 @@ class ArrayImages:
         return Sample(self.ids[i], self.ids[i], label, ids, objects, self.images[i], self.ids[i])
 
 
+def largest(objects: Sequence[GroundTruth]) -> GroundTruth:
+    """The object with the largest box (a sample is labelled as its largest object)."""
+    return max(objects, key=lambda o: (o.box[2] - o.box[0]) * (o.box[3] - o.box[1]))
+
+
 def sample_ids(samples: Sequence[Sample]) -> list[str]:
     """The ids of ``samples``, without building or decoding a sample where the sequence can say
     them (``ids()``)."""
