@@ -30,6 +30,12 @@ from pathlib import Path
 from ..errors import DatasetError
 
 
+def _timm_list(name: str) -> str:
+    from importlib.resources import files
+
+    return (files("timm.data") / "_info" / name).read_text()
+
+
 @lru_cache(maxsize=1)
 def imagenet_synsets() -> list[str]:
     """The 1000 ImageNet-1k WordNet ids in class-index order.
@@ -38,13 +44,8 @@ def imagenet_synsets() -> list[str]:
     standard sorted order of the ILSVRC-2012 classes (index 0 = ``n01440764``, tench).
     """
     try:
-        from importlib.resources import files
-
-        text = (files("timm.data") / "_info" / "imagenet_synsets.txt").read_text()
-    except (
-        ModuleNotFoundError,
-        FileNotFoundError,
-    ) as err:  # pragma: no cover - timm is a dependency
+        text = _timm_list("imagenet_synsets.txt")
+    except (ModuleNotFoundError, FileNotFoundError) as err:  # pragma: no cover - timm is a dep
         raise DatasetError(
             f"cannot read the ImageNet synset list from timm ({err}); install timm or use class "
             "names / indices instead of synset ids"
@@ -66,18 +67,12 @@ def imagenet_names() -> list[str]:
 @lru_cache(maxsize=1)
 def _imagenet_lemmas() -> dict[str, str]:
     try:
-        from importlib.resources import files
-
-        text = (files("timm.data") / "_info" / "imagenet_synset_to_lemma.txt").read_text()
+        text = _timm_list("imagenet_synset_to_lemma.txt")
     except (ModuleNotFoundError, FileNotFoundError):  # pragma: no cover
         return {}
     wanted = set(imagenet_synsets())
-    out = {}
-    for line in text.splitlines():
-        wnid, _, lemmas = line.partition("\t")
-        if wnid in wanted:
-            out[wnid] = lemmas
-    return out
+    rows = (line.partition("\t") for line in text.splitlines())
+    return {wnid: lemmas for wnid, _, lemmas in rows if wnid in wanted}
 
 
 def _norm(text: str) -> str:

@@ -111,21 +111,16 @@ def open_images(images: Sequence[str]) -> LabelledData:
     """Command-line image arguments (files, folders, URLs) or, when none, the demo images."""
     from .. import io
 
-    if images:
-        sources = collect_inputs(list(images))
-        if not sources:
-            raise UsageError(
-                f"no images found in {', '.join(map(repr, images))}; image files end in "
-                f"{', '.join(io.IMAGE_EXTENSIONS)}"
-            )
-        pairs: list[tuple[str, Image.Image | None]] = [(s, None) for s in sources]
-        stems = unique_stems([stem_of(s) for s in sources])
-    else:
-        demo = demo_images()
-        pairs = [(f"demo:{name}", image) for name, image in demo]
-        stems = unique_stems([stem_of(name) for name, _ in demo])
-    items = [Sample(src, src, image=image, stem=stem) for (src, image), stem in zip(pairs, stems)]
-    return LabelledData(items, description=", ".join(images) if images else "demo images")
+    if not images:
+        demo = [Sample(f"demo:{n}", f"demo:{n}", image=image, stem=n) for n, image in demo_images()]
+        return LabelledData(demo, description="demo images")
+    sources = collect_inputs(list(images))
+    if not sources:
+        raise UsageError(
+            f"no images found in {', '.join(map(repr, images))}; image files end in "
+            f"{', '.join(io.IMAGE_EXTENSIONS)}"
+        )
+    return LabelledData(with_stems([Sample(s, s) for s in sources]), description=", ".join(images))
 
 
 def collect_inputs(items: Sequence[str]) -> list[str]:
