@@ -21,13 +21,15 @@ names here, so a name that one accepts the other accepts too.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 
 from ..errors import DatasetError
+from .checks import load_json
+
+_INDEX = re.compile(r"[+-]?\d+")
 
 
 def _timm_list(name: str) -> str:
@@ -178,7 +180,7 @@ class ClassMapper:
             return list(self._aliases[key])
         if key in self._lookup:
             return list(self._lookup[key])
-        if re.fullmatch(r"[+-]?\d+", key):
+        if _INDEX.fullmatch(key):
             idx = int(key)
             if not 0 <= idx < self.num_classes:
                 raise DatasetError(f"class index {idx} is out of range 0..{self.num_classes - 1}")
@@ -249,12 +251,7 @@ def read_class_map(path: str | Path, mapper: ClassMapper) -> dict[str, tuple[int
         ``{"cat": ["tabby", "tiger cat", 285], "person": []}``
     """
     where = Path(path)
-    try:
-        data = json.loads(where.read_text(encoding="utf-8"))
-    except OSError as err:
-        raise DatasetError(f"--class-map {where}: cannot read ({err.strerror or err})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
-        raise DatasetError(f"--class-map {where}: not valid JSON ({err})") from None
+    data = load_json(where, f"--class-map {where}")
     if not isinstance(data, dict):
         raise DatasetError(
             f'--class-map {where}: expected an object {{"data-set label": ["model class", ...]}}; '
@@ -285,9 +282,6 @@ def read_class_map(path: str | Path, mapper: ClassMapper) -> dict[str, tuple[int
             "cannot be resolved: " + "; ".join(problems)
         )
     return out
-
-
-_INDEX = re.compile(r"[+-]?\d+")
 
 
 def names_a_class(text: str) -> bool:
