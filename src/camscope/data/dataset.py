@@ -19,7 +19,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -294,6 +294,4 @@ class LabelledData:
 
     def subset(self, positions: Sequence[int]) -> LabelledData:
         """The same data with only the samples at ``positions``."""
-        from dataclasses import replace
-
         return replace(self, items=take(self.items, positions))

@@ -137,26 +137,19 @@ def collect_inputs(items: Sequence[str]) -> list[str]:
     """
     from ..io.decode import IMAGE_EXTENSIONS, is_url
 
-    out: list[str] = []
-    seen: set[str] = set()
-
-    def add(item: str) -> None:
-        key = item if is_url(item) else os.path.normcase(os.path.abspath(item))
-        if key not in seen:
-            seen.add(key)
-            out.append(item)
-
+    found: dict[str, str] = {}  # the normalised path -> the first item that names it
     for raw in items:
         item = str(raw)
+        paths = [item]
         if not is_url(item) and os.path.isdir(item):
-            found = images_below(item)
-            if not found:
+            paths = images_below(item)
+            if not paths:
                 log.warning("folder %s holds no images (%s)", item, ", ".join(IMAGE_EXTENSIONS))
-            for path in found:
-                add(path)
-        else:
-            add(item)
-    return out
+        for path in paths:
+            found.setdefault(
+                path if is_url(path) else os.path.normcase(os.path.abspath(path)), path
+            )
+    return list(found.values())
 
 
 def images_below(folder: str | Path, follow_links: bool = False) -> list[str]:
