@@ -201,18 +201,9 @@ def summarise(rows: list[dict[str, Any]], config: EvalConfig | None = None) -> d
 def column_decimals(summary: dict[str, Any], key: str) -> int:
     """Decimals a column is printed with: 1 when any of its means or bounds reaches 1 in
     magnitude (percentages, counts), else 3 (AUCs, correlations, IoU)."""
-    values = [
-        abs(float(v))
-        for stats in summary["leaderboard"].values()
-        if key in stats
-        for v in (
-            stats[key]["mean"],
-            stats[key].get("low", math.nan),
-            stats[key].get("high", math.nan),
-        )
-        if not math.isnan(float(v))
-    ]
-    return 1 if any(v >= 1 for v in values) else 3
+    found = [stats[key] for stats in summary["leaderboard"].values() if key in stats]
+    values = [s[k] for s in found for k in ("mean", "low", "high") if k in s]
+    return 1 if any(abs(float(v)) >= 1 for v in values) else 3  # NaN is not >= 1
 
 
 def display(value: float, decimals: int = 1) -> str:
