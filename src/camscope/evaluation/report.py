@@ -26,7 +26,7 @@ from __future__ import annotations
 import html
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -249,8 +249,7 @@ class _Page:
     flags: list[list[bool]]
     sanity: dict[str, Any] | None
     failed: list[dict[str, str]]
-    figures: list[tuple[str, str, bytes]]
-    titles: dict[str, str]
+    sections: dict[str, list[tuple[str, bytes]]]  # heading -> (file name, PNG) of its figures
 
 
 def write_report(
@@ -275,49 +274,44 @@ def write_report(
     out = Path(out_dir)
     figdir = out / "figures"
     figdir.mkdir(parents=True, exist_ok=True)
-    figures: list[tuple[str, str, bytes]] = []  # (section, name, png)
-    curves = curves_figure(summary.get("curves", {}))
-    if curves:
-        figures.append(("curves", "curves.png", curves))
-    for key in summary["columns"]:
-        figures.append(("bars", f"bar_{key}.png", bar_figure(summary, key)))
     sanity = summary.get("sanity")
-    sfig = sanity_figure(sanity) if sanity else None
-    if sfig:
-        figures.append(("sanity", "sanity.png", sfig))
+    curves = curves_figure(summary.get("curves", {}))
+    figures: list[tuple[str, str, bytes | None]] = [
+        ("Deletion and insertion curves", "curves.png", curves)
+    ]
+    for key in summary["columns"]:
+        figures.append(("Per-metric comparison", f"bar_{key}.png", bar_figure(summary, key)))
+    figures.append(
+        ("Randomization cascade", "sanity.png", sanity_figure(sanity) if sanity else None)
+    )
     for method, items in (examples or {}).items():
         if items:
             safe = "".join(ch if ch.isalnum() else "_" for ch in method)
-            figures.append(("examples", f"examples_{safe}.png", examples_figure(method, items)))
-    for _, name, png in figures:
-        write_atomic(figdir / name, png, durable=False)
-
+            grid = examples_figure(method, items)
+            figures.append(
+                ("Examples: worst and best images per method", f"examples_{safe}.png", grid)
+            )
+    sections: dict[str, list[tuple[str, bytes]]] = {}  # the figures that were drawn
+    for heading, name, png in figures:
+        if png:
+            write_atomic(figdir / name, png, durable=False)
+            sections.setdefault(heading, []).append((name, png))
     header, body, flags = leaderboard_rows(summary)
-    lines_intro = [*intro_lines(summary), *notes]
-    verdict_lines = verdict(summary)
+    intro = [*intro_lines(summary), *notes]
     failed = summary.get("failed") or []
-    titles = {
-        "curves": "Deletion and insertion curves",
-        "bars": "Per-metric comparison",
-        "sanity": "Randomization cascade",
-        "examples": "Examples: worst and best images per method",
-    }
-    page = _Page(
-        title, lines_intro, verdict_lines, header, body, flags, sanity, failed, figures, titles
+    page = _Page(title, intro, verdict(summary), header, body, flags, sanity, failed, sections)
+    cells = [list(zip(row, flag)) for row, flag in zip(body, flags)]
+    html_page = render_page(
+        "evaluation.html", title=title, page=page, cells=cells, sections=sections.items()
     )
-    return write_atomic(out / "report.html", _html(page)), write_atomic(
+    return write_atomic(out / "report.html", html_page), write_atomic(
         out / "report.md", _markdown(page)
     )
 
 
-def _html(page: _Page) -> str:
-    sections: dict[str, list[tuple[str, bytes]]] = {}
-    for section, name, png in page.figures:
-        sections.setdefault(page.titles[section], []).append((name, png))
-    cells = [list(zip(row, flag)) for row, flag in zip(page.body, page.flags)]
-    return render_page(
-        "evaluation.html", title=page.title, page=page, cells=cells, sections=sections.items()
-    )
+def _md_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(cells) + " |" for cells in [header, *rows]]
+    return [lines[0], "|" + "---|" * len(header), *lines[1:]]
 
 
 def _markdown(page: _Page) -> str:
@@ -331,32 +325,30 @@ def _markdown(page: _Page) -> str:
             "",
         ]
     md += ["## Leaderboard", ""]
-    md.append("| " + " | ".join(m(h) for h in page.header) + " |")
-    md.append("|" + "|".join("---" for _ in page.header) + "|")
+    rows = []
     for row, flag in zip(page.body, page.flags):
         cells = [m(row[0]), *row[1:]]  # the name is the user's; the numbers are ours
-        md.append("| " + " | ".join(f"**{c}**" if f else c for c, f in zip(cells, flag)) + " |")
+        rows.append([f"**{c}**" if f else c for c, f in zip(cells, flag)])
+    md += _md_table([m(h) for h in page.header], rows)
     if page.sanity and page.sanity.get("layers"):
-        md += [
-            "",
-            "## Sanity check (cascading randomization)",
-            "",
-            "| layer | method | Spearman | SSIM | verdict |",
-            "|---|---|---|---|---|",
+        md += ["", "## Sanity check (cascading randomization)", ""]
+        rows = [
+            [
+                m(layer),
+                m(name),
+                f"{data['spearman'][name][-1]:.3f}",
+                f"{data['ssim'][name][-1]:.3f}",
+                "pass" if ok else "FAIL",
+            ]
+            for layer, data in page.sanity["layers"].items()
+            for name, ok in data["passed"].items()
         ]
-        for layer, data in page.sanity["layers"].items():
-            for name, ok in data["passed"].items():
-                md.append(
-                    f"| {m(layer)} | {m(name)} | {data['spearman'][name][-1]:.3f} | "
-                    f"{data['ssim'][name][-1]:.3f} | {'pass' if ok else 'FAIL'} |"
-                )
+        md += _md_table(["layer", "method", "Spearman", "SSIM", "verdict"], rows)
     if page.failed:
-        md += ["", "## Skipped images", "", "| image | reason |", "|---|---|"]
-        md += [f"| {m(f['source'])} | {m(f['reason'])} |" for f in page.failed]
-    seen: set[str] = set()
-    for section, name, _ in page.figures:
-        if section not in seen:
-            md += ["", f"## {page.titles[section]}", ""]
-            seen.add(section)
-        md.append(f"![{m(name)}](figures/{name})")
+        md += ["", "## Skipped images", ""]
+        md += _md_table(
+            ["image", "reason"], [[m(f["source"]), m(f["reason"])] for f in page.failed]
+        )
+    for heading, figures in page.sections.items():
+        md += ["", f"## {heading}", "", *[f"![{m(name)}](figures/{name})" for name, _ in figures]]
     return "\n".join(md) + "\n"
