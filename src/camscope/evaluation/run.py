@@ -159,7 +159,7 @@ def run_evaluation(
         failed = [{"id": s.id, "source": s.source, "reason": s.reason} for s in walk.skipped]
         selected = set(ids)
         rows = [r for r in rows if r["id"] in selected]
-        summary = summarise(rows, config)
+        summary = summarise(rows)
         summary["sanity"] = None
         if "sanity" in config.metrics:
             skipped = {f["id"] for f in failed}
