@@ -15,7 +15,9 @@ model's own top classes.
 The output folder is locked for the run (:func:`camscope.outputs.output_lock`). The images still
 to do are walked by :class:`camscope.data.walk.Walk`, one batch at a time (so a large
 ``builtin:N`` or data set never sits in memory whole); an image that cannot be read is reported
-(``on_failure``, ``results.json``) and skipped, and the run goes on.
+(``on_failure``, ``results.json``) and skipped, and the run goes on. :func:`read_rows` reads
+``results.jsonl`` back, skipping a truncated last line and counting a row that two writers
+appended once.
 
 Example:
     >>> config = EvalConfig(methods=["gradcam", "layercam"], metrics=["loc", "drop"])  # doctest: +SKIP
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -42,11 +45,10 @@ from ..data.progress import Progress
 from ..data.walk import SkipFn, Walk
 from ..errors import ImageLoadError, UsageError
 from ..models.spec import model_device
-from ..outputs import output_lock, write_atomic, write_json
+from ..outputs import finite, output_lock, write_atomic, write_json
 from ..perturbation.fastpath import FastForward
 from .config import EvalConfig, config_differences
 from .scoring import CountingForward, Timing, evaluate_batch, to_input
-from .store import append_rows, read_rows, row_key, scan_rows
 from .summary import summarise, write_csv
 
 log = logging.getLogger(__name__)
@@ -214,6 +216,59 @@ def _stored_rows(
         # at any moment leaves the old file or the new one, never an empty one
         write_atomic(jsonl, "".join(json.dumps(r) + "\n" for r in rows))
     return rows
+
+
+def row_key(row: dict[str, Any]) -> tuple[str, str, str]:
+    """What makes a row unique: image id, method and the layer as asked."""
+    return str(row.get("id")), str(row.get("method")), str(row.get("asked_layer", row.get("layer")))
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """Rows of a ``results.jsonl``: a truncated line from an interrupted run is skipped, and a
+    row repeated for the same (image, method, layer) counts once (the first is kept)."""
+    return scan_rows(path)[0]
+
+
+def scan_rows(path: Path) -> tuple[list[dict[str, Any]], bool]:
+    """:func:`read_rows` and whether the file is clean (every line a new row, ending in a
+    newline), i.e. whether appending to it is safe as it is."""
+    rows: list[dict[str, Any]] = []
+    if not path.exists():
+        return rows, True
+    text = path.read_text(encoding="utf-8", errors="replace")
+    clean = not text or text.endswith("\n")
+    seen: set[tuple[str, str, str]] = set()
+    dropped = 0
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            log.warning("%s: skipping a truncated line (interrupted run)", path)
+            clean = False
+            continue
+        if not isinstance(row, dict) or "id" not in row:
+            clean = False
+            continue
+        key = row_key(row)
+        if key in seen:
+            dropped += 1
+            continue
+        seen.add(key)
+        rows.append(row)
+    if dropped:
+        log.warning("%s: %d repeated row(s) ignored (one row per image and method)", path, dropped)
+    return rows, clean and not dropped
+
+
+def append_rows(path: Path, rows: Iterable[dict[str, Any]]) -> None:
+    """Append rows as JSON lines and push them to disk (a kill loses at most the batch)."""
+    with path.open("a", encoding="utf-8") as fh:
+        for r in rows:
+            fh.write(json.dumps(finite(r)) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 class _SessionClock:
