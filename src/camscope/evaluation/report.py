@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from ..io.preprocess import resize_map
 from ..outputs import encoded, render_page, write_atomic
 from ..viz import chart_colour, overlay
 from ..viz.boxes import GREEN, Box, draw_boxes
@@ -117,13 +118,7 @@ def examples_figure(method: str, items: list[dict[str, Any]]) -> bytes:
     for k, item in enumerate(items):
         ax = fig.add_subplot(1, len(items), k + 1)
         base = Image.fromarray(item["image"])
-        heat = np.asarray(item["map"], dtype=np.float64)
-        if heat.shape != (base.height, base.width):
-            heat = np.asarray(
-                Image.fromarray(heat.astype(np.float32)).resize(
-                    (base.width, base.height), Image.Resampling.BILINEAR
-                )
-            )
+        heat = resize_map(np.asarray(item["map"]), (base.height, base.width))
         ground_truth = [Box((x0, y0, x1 - 1, y1 - 1)) for x0, y0, x1, y1 in item["boxes"]]
         pic = draw_boxes(overlay(base, heat, alpha=0.5), ground_truth, colour=GREEN, width=2)
         ax.imshow(np.asarray(pic))
