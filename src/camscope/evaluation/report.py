@@ -159,10 +159,6 @@ def sanity_figure(sanity: dict[str, Any]) -> bytes | None:
     return _png(fig)
 
 
-def _fmt(stats: dict[str, Any] | None, decimals: int = 1) -> str:
-    return shown(stats, decimals) if stats else "–"
-
-
 def leaderboard_rows(
     summary: dict[str, Any],
 ) -> tuple[list[str], list[list[str]], list[list[bool]]]:
@@ -178,7 +174,7 @@ def leaderboard_rows(
     floors = set(summary.get("baselines") or ())  # baseline methods: the floor, never best
     for name, stats in summary["leaderboard"].items():
         label = f"{name} (floor)" if name in floors else name
-        body.append([label] + [_fmt(stats.get(c), places[c]) for c in cols])
+        body.append([label] + [shown(stats[c], places[c]) if stats.get(c) else "–" for c in cols])
         flags.append([False] + [name in best[c] for c in cols])
     return header, body, flags
 
