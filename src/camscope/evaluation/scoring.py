@@ -149,18 +149,16 @@ def _explained(
     methods = list(config.methods)
     _, top_classes = prediction.top(5)
     k5 = top_classes.shape[1]
-    first = [
-        prediction.best_of(i, s.objects[0].class_ids)
-        if s.objects and s.objects[0].class_ids
-        else int(top_classes[i, 0])
-        for i, s in enumerate(samples)
-    ]
-    second = [
-        prediction.best_of(i, s.objects[1].class_ids)
-        if len(s.objects) >= 2 and s.objects[1].class_ids
-        else first[i]
-        for i, s in enumerate(samples)
-    ]
+
+    def best(i: int, j: int, otherwise: int) -> int:
+        """The accepted class of image i's object j the model scores highest, else otherwise."""
+        objects = samples[i].objects
+        if len(objects) > j and objects[j].class_ids:
+            return prediction.best_of(i, objects[j].class_ids)
+        return otherwise
+
+    first = [best(i, 0, int(top_classes[i, 0])) for i in range(len(samples))]
+    second = [best(i, 1, first[i]) for i in range(len(samples))]
     asked = torch.cat([top_classes.cpu(), torch.tensor([first, second]).T], dim=1)
 
     def timed(inputs: Tensor, classes: Tensor) -> Explanation:
