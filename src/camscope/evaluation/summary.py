@@ -311,14 +311,8 @@ def verdict(summary: dict[str, Any]) -> list[str]:
     other method's ("no clear winner" otherwise, or when the best values tie). Sanity lists the
     methods that fail the cascading randomization test.
     """
-    lines = [
-        line
-        for line in (
-            _aspect(summary, LOCALIZATION_COLUMNS, "Localizes best"),
-            _aspect(summary, FAITHFULNESS_COLUMNS, "Most faithful"),
-        )
-        if line
-    ]
+    aspects = [(LOCALIZATION_COLUMNS, "Localizes best"), (FAITHFULNESS_COLUMNS, "Most faithful")]
+    lines = [line for keys, doing in aspects if (line := _aspect(summary, keys, doing))]
     sanity = summary.get("sanity") or {}
     for layer, data in (sanity.get("layers") or {}).items():
         failed = [m for m, ok in data.get("passed", {}).items() if not ok]
