@@ -28,7 +28,6 @@ import anyio
 
 from ..errors import CamscopeError, ModelLoadError, UsageError
 from .guards import Scope, answer, header
-from .viewer.jobs import ExplainCancelled, ServerStopping
 
 SMALL_BODY = 1 << 20  # form fields, answers, job ids
 ENVELOPE = 1 << 20  # multipart boundaries and form fields around an upload
@@ -39,34 +38,31 @@ Message = dict[str, Any]
 
 
 class UploadTooLarge(CamscopeError):
-    """The upload is over the server's cap (answered 413)."""
+    """The upload is over the server's cap."""
+
+    http_status = 413
 
 
 class URLFetchDisabled(UsageError):
-    """The server was started with ``--no-url`` (answered 403)."""
+    """The server was started with ``--no-url``."""
+
+    http_status = 403
 
 
 class ServerBusy(CamscopeError):
-    """Every slot of a bounded pool stayed busy for the request's whole deadline (503)."""
+    """Every slot of a bounded pool stayed busy for the request's whole deadline."""
+
+    http_status = 503
 
 
 def status_of(err: CamscopeError) -> int:
-    """The HTTP status of an error camscope raises on purpose (an ``http_status`` of its own
-    first)."""
+    """The HTTP status of an error camscope raises on purpose: its class's ``http_status``
+    (the server's own errors, :mod:`.viewer.jobs`' 409 and 503), 503 for a model that cannot be
+    loaded, else 400 (``UsageError``, ``ImageLoadError`` and the rest: the request's fault)."""
     own = getattr(err, "http_status", None)
     if isinstance(own, int):
         return own
-    if isinstance(err, UploadTooLarge):
-        return 413
-    if isinstance(err, URLFetchDisabled):
-        return 403
-    if isinstance(err, (ServerStopping, ServerBusy)):
-        return 503
-    if isinstance(err, ExplainCancelled):
-        return 409
-    if isinstance(err, ModelLoadError):
-        return 503
-    return 400  # UsageError, ImageLoadError and the rest: the request's fault
+    return 503 if isinstance(err, ModelLoadError) else 400
 
 
 def too_large_message(size: int | None, limit: int) -> str:

@@ -35,9 +35,13 @@ _JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 class ExplainCancelled(CamscopeError):
     """The client cancelled the explanation (``POST /api/cancel``, or it went away)."""
 
+    http_status = 409
+
 
 class ServerStopping(ExplainCancelled):
-    """The server is shutting down: running explanations stop (answered 503)."""
+    """The server is shutting down: running explanations stop."""
+
+    http_status = 503
 
 
 @dataclass
