@@ -42,6 +42,7 @@ from ...errors import ImageLoadError, UsageError
 from ...io import DEFAULT_MAX_PIXELS
 from ...models.default import DEFAULT_MODEL
 from ...outputs import camscope_version, encoded
+from ...tasks import TaskRequest
 from ...viz import DEFAULT_COLORMAP, RECOMMENDED_COLORMAPS, to_display_rgb
 from ..limits import ServerBusy, URLFetchDisabled
 from ..web import base_app, read_upload, run_work, until_disconnected, upload_name
@@ -49,7 +50,7 @@ from .catalogue import colormap_luts, method_catalogue
 from .encode import DISPLAY_SIDE
 from .pool import ModelPool
 from .service import INPUT_BYTES, MAP_BYTES, MAX_TOPK, Explainer, ExplainRequest, LazyImage
-from .tasks import TaskCall, TaskService, parse_box
+from .tasks import TaskService, parse_box
 
 __version__ = camscope_version()
 
@@ -402,8 +403,11 @@ def create_app(
         refs = None
         if reference is not None:
             refs = [(upload_name(reference), await read_upload(reference, config.max_upload_bytes))]
-        call = TaskCall(model, (methods,), layer, task, parse_box(box), threshold, cls, iou)
-        return await run_work(lambda: tasks.explain(call, image, mask, refs))
+        boxes = parse_box(box)
+        request = TaskRequest(task, threshold, (boxes,) if boxes else (), cls or None, iou=iou)
+        return await run_work(
+            lambda: tasks.explain(model, methods, layer, request, image, mask, refs)
+        )
 
     @app.post("/api/segment-classes", summary="The classes a segmentation model sees, by pixels")
     async def segment_classes(image: ImageUpload, model: Model = "") -> dict[str, Any]:
