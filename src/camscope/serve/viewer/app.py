@@ -12,7 +12,7 @@ relative, so the server also works behind a reverse proxy under a path prefix.
 Model work runs on worker threads (``anyio.to_thread``), never on the event loop; a request on a
 model waits for that model's lock (:mod:`.pool`). An explain request whose client goes away
 stops at its next check (:func:`..web.until_disconnected`); one that would add more model passes
-than ``max_passes`` is refused (:mod:`.budget`). ``POST /api/fetch`` runs in a pool of its own
+than ``max_passes`` is refused (:mod:`.catalogue`). ``POST /api/fetch`` runs in a pool of its own
 (``fetch_workers`` threads) within ``url_deadline`` seconds, its wait for a slot included, so
 slow URLs never hold the threads that explain. Errors camscope raises on purpose become JSON
 ``{"detail": message}`` answers with the status of :func:`.limits.status_of`; anything else is
@@ -201,7 +201,7 @@ def create_app(
         ] = "",
         layer: Annotated[str, Query(description="auto, first, middle, last, a layer name")] = "",
     ) -> list[dict[str, Any]]:
-        rows = [vars(info) for info in method_catalogue()]
+        rows = method_catalogue()
         if not model and not layer:
             return rows
         counts = await run_work(lambda: explainer.passes(model, layer or "auto"))

@@ -11,7 +11,7 @@ A method's ``seconds`` are the wall time of the call that computed it: the one-p
 call share one pass and report the same seconds.
 
 **Pass budget.** Before anything runs, the passes the methods still to compute would add are
-estimated and a request over ``max_passes`` is refused (:mod:`.budget`).
+estimated and a request over ``max_passes`` is refused (:mod:`.catalogue`).
 
 **Stopping.** Every request runs under a :class:`~.jobs.Job`: its flag is checked before each
 group of methods, right after the model's lock is taken (a request that waited for the lock
@@ -35,9 +35,16 @@ from ...errors import UsageError
 from ...methods import get_method
 from ...methods.selection import split_names
 from ...viz import DEFAULT_COLORMAP, check_colormap, to_display_rgb
-from .budget import check_budget, slot_passes
 from .cache import LRU, CachedMaps, InputRecord
-from .catalogue import FEW, GUIDED_PASS, ONE_PASS, PERTURBATION, method_cost
+from .catalogue import (
+    FEW,
+    GUIDED_PASS,
+    ONE_PASS,
+    PERTURBATION,
+    check_budget,
+    method_cost,
+    slot_passes,
+)
 from .encode import DISPLAY_SIDE, map_entry, overlay_png
 from .jobs import Job, JobBoard
 
@@ -211,7 +218,7 @@ class Explainer:
         self, model: str, layer: str = "auto", methods: tuple[str, ...] | None = None
     ) -> dict[str, int]:
         """Passes per image each method (default: every registered one) adds on ``model`` at
-        ``layer`` for one target (:func:`.budget.slot_passes`)."""
+        ``layer`` for one target (:func:`.catalogue.slot_passes`)."""
         slot = self.pool.get(model)
         return slot_passes(slot, slot.resolve_layers(layer), methods)
 
