@@ -32,7 +32,7 @@ import math
 import random
 import secrets
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -58,28 +58,23 @@ TRUST_CHOICES = ("left", "right", "same")
 MAX_MS = 24 * 3600 * 1000  # a day: a longer "time to answer" is no measurement
 
 
+@dataclass
 class Study:
-    """A prepared study: its trials, images, models and answer log."""
+    """A prepared study: its plan (``study.json``), trials, image loaders, models and answers."""
 
-    def __init__(
-        self,
-        folder: Path,
-        plan: dict[str, Any],
-        trials: list[Trial],
-        images: dict[str, Any],
-        explainer: Explainer,
-    ) -> None:
-        self.folder = folder
-        self.plan = plan
-        self.kind: str = plan["kind"]
-        self.seed: int = int(plan["seed"])
-        self.models: list[str] = list(plan["models"])
-        self.trials = trials
-        self.images = images
-        self.explainer = explainer
-        self.answers_path = folder / "answers.csv"
+    folder: Path
+    plan: dict[str, Any]
+    trials: list[Trial]
+    images: dict[str, Any]
+    explainer: Explainer
+    sessions: SessionBook = field(default_factory=SessionBook)
+
+    def __post_init__(self) -> None:
+        self.kind: str = self.plan["kind"]
+        self.seed = int(self.plan["seed"])
+        self.models: list[str] = list(self.plan["models"])
+        self.answers_path = self.folder / "answers.csv"
         self.log = AnswerLog(self.answers_path)
-        self.sessions = SessionBook()
 
     def order(self, participant: str) -> list[int]:
         ids = [t.id for t in self.trials]
@@ -206,8 +201,7 @@ def prepare_study(options: StudyOptions, folder: Path, *, pool: ModelPool) -> St
     plan_path = folder / "study.json"
     explainer = Explainer(pool, input_entries=256, map_entries=256)
     images = study_images(options, pool.get(models[0]).spec)
-    load = LoadOptions(options.max_pixels)
-    loaders = {image.id: functools.partial(image.decode, load) for image in images}
+    loaders = {i.id: functools.partial(i.decode, LoadOptions(options.max_pixels)) for i in images}
     if plan_path.exists():
         plan = json.loads(plan_path.read_text(encoding="utf-8"))
         differ = {k: (plan.get(k), v) for k, v in settings.items() if plan.get(k) != v}
@@ -229,7 +223,7 @@ def prepare_study(options: StudyOptions, folder: Path, *, pool: ModelPool) -> St
             raise UsageError(f"--data {options.data!r} no longer holds images {missing[:5]}")
         log.info("continuing the study in %s (%d trials)", folder, len(trials))
         return Study(folder, plan, trials, loaders, explainer)
-    trials = build_trials(options.kind, images, methods, explainer, models, options.limit, load)
+    trials = build_trials(options.kind, images, methods, explainer, models, loaders, options.limit)
     if not trials:
         raise UsageError(
             f"--data {options.data!r} gives no trial for a {options.kind} study"

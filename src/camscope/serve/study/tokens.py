@@ -43,11 +43,10 @@ class StudySession:
     def ticket_for(self, trial_id: int) -> str:
         """The ticket under which ``trial_id`` is served (the same one when served again)."""
         with self.lock:
-            for ticket, served in self.tickets.items():
-                if served == trial_id:
-                    return ticket
-            ticket = secrets.token_urlsafe(12)
-            self.tickets[ticket] = trial_id
+            ticket = next((t for t, served in self.tickets.items() if served == trial_id), None)
+            if ticket is None:
+                ticket = secrets.token_urlsafe(12)
+                self.tickets[ticket] = trial_id
             return ticket
 
     def trial_of(self, ticket: str) -> int:
