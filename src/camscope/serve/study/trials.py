@@ -8,7 +8,7 @@ never all at once; ``limit`` keeps the first N usable images.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -74,7 +74,7 @@ def build_trials(
     methods: list[str],
     explainer: Explainer,
     models: list[str],
-    loaders: dict[str, Callable[[], Image.Image]],
+    loaders: Mapping[str, Callable[[], Image.Image]],
     limit: int | None = None,
 ) -> list[Trial]:
     """The trials of a study, in data order (:mod:`.study` shuffles them per participant);
