@@ -113,13 +113,11 @@ class JobBoard:
     def _forget_old(self) -> None:
         """Drop ended (or never started) jobs idle for KEEP_SECONDS; running ones stay."""
         now = time.monotonic()
-        stale = [
-            k
+        self._jobs = {
+            k: j
             for k, j in self._jobs.items()
-            if j.state != "running" and now - j.updated > KEEP_SECONDS
-        ]
-        for key in stale:
-            del self._jobs[key]
+            if j.state == "running" or now - j.updated <= KEEP_SECONDS
+        }
 
     def start(self, job_id: str) -> Job:
         """The job of a request that begins now (a cancel sent earlier stays in force)."""

@@ -69,19 +69,16 @@ class TaskService:
         width, height = record.size
         in_h, in_w = slot.spec.input_size
         scale = [width / in_w, height / in_h, width / in_w, height / in_h]
-        boxes: list[dict[str, Any]] = []
-        for k in keep.nonzero()[:, 0].tolist():
-            box = [round(float(v) * s, 2) for v, s in zip(found.boxes[k].tolist(), scale)]
-            label = int(found.labels[k])
-            boxes.append(
-                {
-                    "index": len(boxes),
-                    "box": box,
-                    "class": label,
-                    "label": slot.spec.label(label),
-                    "score": round(float(found.scores[k]), 6),
-                }
-            )
+        boxes = [
+            {
+                "index": i,
+                "box": [round(float(v) * s, 2) for v, s in zip(found.boxes[k].tolist(), scale)],
+                "class": int(found.labels[k]),
+                "label": slot.spec.label(int(found.labels[k])),
+                "score": round(float(found.scores[k]), 6),
+            }
+            for i, k in enumerate(keep.nonzero()[:, 0].tolist())
+        ]
         return {"model": slot.name, "image_size": [width, height], "boxes": boxes}
 
     def explain(
