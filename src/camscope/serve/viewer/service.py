@@ -24,7 +24,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from ... import io
@@ -182,14 +182,9 @@ class Explainer:
         else:
             target = _syntax_only(request.target)
         check_colormap(request.colormap)
-        return ExplainRequest(
-            model=model,
-            methods=parse_methods(request.methods),
-            layer=str(request.layer or "auto"),
-            target=target,
-            colormap=request.colormap,
-            overlays=bool(request.overlays),
-        )
+        methods = parse_methods(request.methods)
+        layer = str(request.layer or "auto")
+        return replace(request, model=model, methods=methods, layer=layer, target=target)
 
     def explain(
         self, request: ExplainRequest, source: LazyImage, job_id: str | Job | None = None

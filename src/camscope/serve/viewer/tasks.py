@@ -187,11 +187,11 @@ class TaskService:
             (found,) = concepts(
                 slot.model, record.x, layers[0], num_concepts=count, multilabel=slot.multilabel
             )
-        out, tops = [], found.tops(slot.spec.label)
-        for k in range(found.maps.shape[0]):
-            heat = found.maps[k].float()
-            heat = heat / heat.max().clamp(min=1e-12)
-            out.append({"index": k, **map_entry(heat), "top": tops[k]})
+        tops = found.tops(slot.spec.label)
+        out = [
+            {"index": k, **map_entry(heat / heat.max().clamp(min=1e-12)), "top": tops[k]}
+            for k, heat in enumerate(found.maps.float())
+        ]
         return {
             "model": slot.name,
             "layer": found.layer,
