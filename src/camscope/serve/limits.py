@@ -85,9 +85,11 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         limit = self.limit_for(scope.get("path", ""))
-        declared = _content_length(scope)
+        length = (header(scope, b"content-length") or "").strip()
+        declared = int(length) if length.isdigit() else None
         if declared is not None and declared > limit:
-            if declared <= DRAIN_BYTES and not _expects_continue(scope):
+            expects_continue = (header(scope, b"expect") or "").strip().lower() == "100-continue"
+            if declared <= DRAIN_BYTES and not expects_continue:
                 await drain(receive)
             await answer(send, 413, too_large_message(declared, limit))
             return
@@ -135,12 +137,3 @@ async def drain(receive: Any, budget: int = DRAIN_BYTES) -> None:
             budget -= len(message.get("body", b""))
             if not message.get("more_body", False):
                 return
-
-
-def _expects_continue(scope: Scope) -> bool:
-    return (header(scope, b"expect") or "").strip().lower() == "100-continue"
-
-
-def _content_length(scope: Scope) -> int | None:
-    text = (header(scope, b"content-length") or "").strip()
-    return int(text) if text.isdigit() else None

@@ -39,7 +39,8 @@ from pydantic import BaseModel
 from ...core.cost import DEFAULT_PASS_BUDGET
 from ...data.inputs import DEMO_IMAGES
 from ...errors import ImageLoadError, UsageError
-from ...io import DEFAULT_MAX_PIXELS
+from ...io import DEFAULT_MAX_PIXELS, load_image
+from ...io.download import DownloadDeadline
 from ...models.default import DEFAULT_MODEL
 from ...outputs import camscope_version, encoded
 from ...tasks import TaskRequest
@@ -289,9 +290,6 @@ def create_app(
         began = time.monotonic()
 
         def load() -> bytes:
-            from ...io import load_image
-            from ...io.download import DownloadDeadline
-
             left = deadline - (time.monotonic() - began)  # the wait for a slot counts
             if left <= 0.05:
                 raise ServerBusy(busy)
