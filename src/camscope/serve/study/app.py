@@ -6,7 +6,7 @@
 answer options and a ticket; no method, model or trial id); ``POST /api/study/answer`` (form
 ``session``, ``trial`` = the ticket, ``choice``, ``ms``) records one click and answers only after
 the row is on disk (:mod:`.answers`). Answers are accepted only for trials served to that session
-(:mod:`.tokens`); changes sent by another site's page are refused (:mod:`..guards`). The
+(:mod:`.session`); changes sent by another site's page are refused (:mod:`..guards`). The
 viewer's routes are absent, so participants cannot see which method drew a map.
 """
 
