@@ -113,17 +113,16 @@ class StudySession:
 class SessionBook:
     """The open sessions of one study server, by token."""
 
-    def __init__(self, limit: int = MAX_SESSIONS) -> None:
+    def __init__(self) -> None:
         self._sessions: OrderedDict[str, StudySession] = OrderedDict()
         self._lock = threading.Lock()
-        self._limit = limit
 
     def open(self, participant: str) -> str:
         """A new session for ``participant``; returns its token."""
         token = secrets.token_urlsafe(24)
         with self._lock:
             self._sessions[token] = StudySession(participant)
-            while len(self._sessions) > self._limit:
+            while len(self._sessions) > MAX_SESSIONS:
                 self._sessions.popitem(last=False)
         return token
 

@@ -148,17 +148,12 @@ async def explain_request(
 ImageUpload = Annotated[LazyImage, Depends(uploaded_image)]
 
 
-def create_app(
-    config: ServeConfig | None = None,
-    *,
-    pool: ModelPool | None = None,
-    explainer: Explainer | None = None,
-) -> FastAPI:
-    """The viewer's application. ``pool`` / ``explainer`` replace the ones ``config`` describes
-    (tests pass models already in memory)."""
+def create_app(config: ServeConfig | None = None, *, pool: ModelPool | None = None) -> FastAPI:
+    """The viewer's application. ``pool`` replaces the one ``config`` describes (tests pass
+    models already in memory)."""
     config = config or ServeConfig()
-    pool = pool or (explainer.pool if explainer else ModelPool(config.models, device=config.device))
-    explainer = explainer or Explainer(
+    pool = pool or ModelPool(config.models, device=config.device)
+    explainer = Explainer(
         pool,
         input_entries=config.input_entries,
         map_entries=config.map_entries,

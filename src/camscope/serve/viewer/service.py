@@ -150,7 +150,6 @@ class Explainer:
 
     Args:
         pool: the models.
-        jobs: progress and cancellation board (a new one by default).
         input_entries / map_entries: entries the caches keep at most (:mod:`.cache`; 0 = off).
         input_bytes / map_bytes: bytes the caches hold at most.
         max_passes: model passes per image one request may add (None: no budget).
@@ -159,7 +158,6 @@ class Explainer:
     def __init__(
         self,
         pool: ModelPool,
-        jobs: JobBoard | None = None,
         *,
         input_entries: int = 32,
         map_entries: int = 128,
@@ -168,7 +166,7 @@ class Explainer:
         max_passes: int | None = DEFAULT_PASS_BUDGET,
     ) -> None:
         self.pool = pool
-        self.jobs = jobs or JobBoard()
+        self.jobs = JobBoard()  # progress and cancellation
         self.inputs: LRU[InputRecord] = LRU(input_entries, input_bytes, lambda r: r.nbytes)
         self.maps: LRU[CachedMaps] = LRU(map_entries, map_bytes, lambda r: r.nbytes)
         self.max_passes = max_passes
