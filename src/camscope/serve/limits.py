@@ -1,4 +1,4 @@
-"""Request limits and the HTTP status of each error the server answers on purpose.
+"""Request limits, and the errors of the server's own (each with its HTTP ``http_status``).
 
 :class:`BodyLimit` is a small ASGI middleware: a request whose declared ``Content-Length`` is over
 the limit is answered 413 before a byte of its body is read; a body sent without a length (chunked)
@@ -26,7 +26,7 @@ from typing import Any
 
 import anyio
 
-from ..errors import CamscopeError, ModelLoadError, UsageError
+from ..errors import CamscopeError, UsageError
 from .guards import Scope, answer, header
 
 SMALL_BODY = 1 << 20  # form fields, answers, job ids
@@ -53,16 +53,6 @@ class ServerBusy(CamscopeError):
     """Every slot of a bounded pool stayed busy for the request's whole deadline."""
 
     http_status = 503
-
-
-def status_of(err: CamscopeError) -> int:
-    """The HTTP status of an error camscope raises on purpose: its class's ``http_status``
-    (the server's own errors, :mod:`.viewer.jobs`' 409 and 503), 503 for a model that cannot be
-    loaded, else 400 (``UsageError``, ``ImageLoadError`` and the rest: the request's fault)."""
-    own = getattr(err, "http_status", None)
-    if isinstance(own, int):
-        return own
-    return 503 if isinstance(err, ModelLoadError) else 400
 
 
 def too_large_message(size: int | None, limit: int) -> str:

@@ -15,7 +15,7 @@ stops at its next check (:func:`..web.until_disconnected`); one that would add m
 than ``max_passes`` is refused (:mod:`.catalogue`). ``POST /api/fetch`` runs in a pool of its own
 (``fetch_workers`` threads) within ``url_deadline`` seconds, its wait for a slot included, so
 slow URLs never hold the threads that explain. Errors camscope raises on purpose become JSON
-``{"detail": message}`` answers with the status of :func:`.limits.status_of`; anything else is
+``{"detail": message}`` answers with their status (:func:`..web.base_app`); anything else is
 logged with its traceback and answered 500. The server goes on serving after every bad request.
 
 Example:
