@@ -87,10 +87,9 @@ class Job:
         }
 
 
-def check_job_id(job_id: str) -> str:
+def check_job_id(job_id: str) -> None:
     if not _JOB_ID.match(job_id or ""):
         raise UsageError("job ids are 1 to 64 letters, digits, '-' or '_'")
-    return job_id
 
 
 class JobBoard:
@@ -126,8 +125,7 @@ class JobBoard:
             self._forget_old()
             job = self._jobs.get(job_id)
             if job is None or job.state in ("done", "error", "cancelled"):  # an id used again
-                job = self._jobs[job_id] = Job(job_id)
-            job.stopping = self.stopping
+                job = self._jobs[job_id] = Job(job_id, stopping=self.stopping)
             job.state = "running" if not job.cancel.is_set() else job.state
             job.updated = time.monotonic()
             return job
@@ -145,7 +143,7 @@ class JobBoard:
         check_job_id(job_id)
         with self._lock:
             job = self._jobs.get(job_id)
-            return job.as_dict() if job else {**Job(job_id).as_dict(), "state": "unknown"}
+            return (job or Job(job_id, state="unknown")).as_dict()
 
     def finish(self, job: Job, state: str) -> None:
         with self._lock:
