@@ -29,7 +29,7 @@ from .checkpoint import (
 )
 from .config import TrainConfig
 from .data import TrainingData
-from .distributed import World, gather_lists, sum_over_ranks, sum_tensor
+from .distributed import World, barrier, gather_lists, sum_tensor
 from .loop import EpochStats, Step, evaluate, train_epoch
 from .optim import build_optimizer, build_schedule
 from .report import per_class_accuracy, plot_confusion, plot_curves, write_metrics
@@ -190,8 +190,6 @@ def run_epochs(
                 _epoch_line(row, config.epochs, throughput[-1])
     if world.main:
         _finish(config, out, data, model, progress, throughput, cam_layer, mean, std)
-    from .distributed import barrier
-
     barrier(world)
     return read_result(out)
 
@@ -204,11 +202,8 @@ def _epoch_row(
     val: EpochStats,
     optimizer: torch.optim.Optimizer,
 ) -> tuple[dict[str, Any], list[list[int]]]:
-    totals = sum_over_ranks(
-        world,
-        [train.loss_sum, train.correct, train.images, val.loss_sum, val.correct, val.images],
-        device,
-    )
+    counts = [train.loss_sum, train.correct, train.images, val.loss_sum, val.correct, val.images]
+    totals = sum_tensor(world, torch.tensor(counts, dtype=torch.float64, device=device)).tolist()
     assert val.confusion is not None
     confusion = sum_tensor(world, val.confusion.clone()).cpu().tolist()
     t_loss, t_correct, t_images, v_loss, v_correct, v_images = totals
