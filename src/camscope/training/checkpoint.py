@@ -76,11 +76,7 @@ def restore_rng(states: dict[str, Any]) -> None:
     npy = states["numpy"]
     key = npy["key"].numpy().astype(np.uint32)
     np.random.set_state(("MT19937", key, npy["pos"], npy["has_gauss"], npy["cached_gaussian"]))
-    random.setstate(_as_tuple(states["python"]))
-
-
-def _as_tuple(value: Any) -> Any:
-    return tuple(_as_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value
+    random.setstate(states["python"])  # weights_only keeps its tuples tuples
 
 
 def save_checkpoint(

@@ -43,17 +43,12 @@ def per_class_accuracy(
     return out
 
 
-def _figure(width: float, height: float) -> Any:
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(width, height), dpi=100)  # no layout engine: it cost ~1 s per figure
-
-
 def plot_curves(path: Path, history: Sequence[dict[str, float]], title: str) -> None:
     """Loss and accuracy per epoch, training and validation."""
+    from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
-    fig = _figure(8.0, 3.2)
+    fig = Figure(figsize=(8.0, 3.2), dpi=100)  # no layout engine: it cost ~1 s per figure
     loss_ax, acc_ax = fig.subplots(1, 2)
     epochs = [row["epoch"] for row in history]
     for ax, key, label in ((loss_ax, "loss", "loss"), (acc_ax, "acc", "accuracy")):

@@ -37,23 +37,20 @@ class TrainResult:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
-def versions() -> dict[str, str]:
-    """Library versions for ``config.json``."""
+def write_config(out: Path, config: dict[str, Any]) -> None:
+    """``config.json``: ``config`` and the library versions."""
     import timm
     import torch
     import torchvision
 
-    return {
+    versions = {
         "camscope": camscope_version(),
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
         "timm": timm.__version__,
         "python": platform.python_version(),
     }
-
-
-def write_config(out: Path, config: dict[str, Any]) -> None:
-    write_json(out / "config.json", {**config, "versions": versions()})
+    write_json(out / "config.json", {**config, "versions": versions})
 
 
 def read_result(out: Path) -> TrainResult:
