@@ -55,10 +55,6 @@ class EpochStats:
     def loss(self) -> float:
         return self.loss_sum / max(1, self.images)
 
-    @property
-    def accuracy(self) -> float:
-        return self.correct / max(1, self.images)
-
 
 def _walk(
     step: Step, batches: Iterable[Batch], stats: EpochStats
