@@ -23,7 +23,7 @@ from .checkpoint import (
     BEST_WEIGHTS,
     CHECKPOINT,
     TrainingState,
-    restore_rng,
+    restore,
     save_best,
     save_checkpoint,
 )
@@ -32,8 +32,14 @@ from .data import TrainingData
 from .distributed import World, barrier, gather_lists, sum_tensor
 from .loop import EpochStats, Step, evaluate, train_epoch
 from .optim import build_optimizer, build_schedule
-from .report import per_class_accuracy, plot_confusion, plot_curves, write_metrics
-from .result import TrainResult, read_result
+from .result import (
+    TrainResult,
+    per_class_accuracy,
+    plot_confusion,
+    plot_curves,
+    read_result,
+    write_metrics,
+)
 from .transforms import ImageTransform, LabelledImages, Normalize, collate
 
 log = logging.getLogger(__name__)
@@ -130,11 +136,6 @@ def run_epochs(
     )
     dtype = autocast_dtype(config.precision, device)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-    if state is not None:
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        restore_rng(state["rng"])
     step = Step(
         net,
         optimizer,
@@ -147,6 +148,8 @@ def run_epochs(
         config.clip_grad,
         channels_last,
     )
+    if state is not None:
+        restore(step, state)
     classes = data.classes
     show = config.progress and world.main
     throughput: list[tuple[int, float, float]] = []
@@ -160,7 +163,7 @@ def run_epochs(
         with Progress(len(sampler), f"epoch {epoch}/{config.epochs}", enabled=show) as bar:
             train = train_epoch(step, train_loader, _updater(bar) if show else None)
         val = evaluate(step, val_loader, len(classes))
-        row, confusion = _epoch_row(world, device, epoch, train, val, optimizer)
+        row, confusion = _epoch_row(world, step, epoch, train, val)
         for name, reason in gather_lists(world, train.skipped + val.skipped):
             if name not in progress.skipped:
                 progress.skipped[name] = reason
@@ -184,7 +187,7 @@ def run_epochs(
         if config.patience is not None and progress.bad_epochs >= config.patience:
             progress.stopped_early = True
         if world.main:
-            save_checkpoint(out / CHECKPOINT, model, optimizer, schedule, scaler, progress)
+            save_checkpoint(out / CHECKPOINT, model, step, progress)
             write_metrics(out / "metrics.csv", progress.history)
             if show:
                 _epoch_line(row, config.epochs, throughput[-1])
@@ -195,15 +198,12 @@ def run_epochs(
 
 
 def _epoch_row(
-    world: World,
-    device: torch.device,
-    epoch: int,
-    train: EpochStats,
-    val: EpochStats,
-    optimizer: torch.optim.Optimizer,
+    world: World, step: Step, epoch: int, train: EpochStats, val: EpochStats
 ) -> tuple[dict[str, Any], list[list[int]]]:
     counts = [train.loss_sum, train.correct, train.images, val.loss_sum, val.correct, val.images]
-    totals = sum_tensor(world, torch.tensor(counts, dtype=torch.float64, device=device)).tolist()
+    totals = sum_tensor(
+        world, torch.tensor(counts, dtype=torch.float64, device=step.device)
+    ).tolist()
     assert val.confusion is not None
     confusion = sum_tensor(world, val.confusion.clone()).cpu().tolist()
     t_loss, t_correct, t_images, v_loss, v_correct, v_images = totals
@@ -213,7 +213,7 @@ def _epoch_row(
         "train_acc": t_correct / max(1.0, t_images),
         "val_loss": v_loss / max(1.0, v_images),
         "val_acc": v_correct / max(1.0, v_images),
-        "lr": float(optimizer.param_groups[0]["lr"]),
+        "lr": float(step.optimizer.param_groups[0]["lr"]),
         "seconds": train.seconds + val.seconds,
         "train_images": t_images,
     }
