@@ -35,7 +35,6 @@ class World:
 
     rank: int = 0
     size: int = 1
-    local_rank: int = 0
     owns_group: bool = False
 
     @property
@@ -49,15 +48,12 @@ def join(device_type: str) -> World:
     if size <= 1:
         return World()
     rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    owns = False
-    if not dist.is_initialized():
-        backend = "nccl" if device_type == "cuda" else "gloo"
-        if device_type == "cuda":
-            torch.cuda.set_device(local_rank)
-        dist.init_process_group(backend=backend)
-        owns = True
-    return World(rank, size, local_rank, owns)
+    if dist.is_initialized():
+        return World(rank, size)
+    if device_type == "cuda":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
+    return World(rank, size, owns_group=True)
 
 
 def leave(world: World) -> None:

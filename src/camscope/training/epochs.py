@@ -266,8 +266,7 @@ def _finish(
     if progress.best_confusion:
         plot_confusion(out / "confusion.png", progress.best_confusion, data.classes, title)
     best = next((r for r in history if r["epoch"] == progress.best_epoch), None)
-    images = sum(t[0] for t in throughput)
-    seconds = sum(t[1] for t in throughput)
+    images, seconds, wait = (sum(column) for column in zip((0, 0.0, 0.0), *throughput))
     summary: dict[str, Any] = {
         "status": status,
         "epochs_done": progress.epoch,
@@ -284,9 +283,7 @@ def _finish(
         "this_session": {
             "epochs": len(throughput),
             "train_images_per_second": round(images / seconds, 1) if seconds else None,
-            "data_wait_share": round(sum(t[2] for t in throughput) / seconds, 4)
-            if seconds
-            else None,
+            "data_wait_share": round(wait / seconds, 4) if seconds else None,
         },
         "history": history,
     }
