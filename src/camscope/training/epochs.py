@@ -19,14 +19,7 @@ from ..data.progress import Progress
 from ..errors import DatasetError
 from ..models.spec import model_device
 from ..outputs import write_json
-from .checkpoint import (
-    BEST_WEIGHTS,
-    CHECKPOINT,
-    TrainingState,
-    restore,
-    save_best,
-    save_checkpoint,
-)
+from .checkpoint import BEST_WEIGHTS, CHECKPOINT, TrainingState, restore, save_best, save_checkpoint
 from .config import TrainConfig
 from .data import TrainingData
 from .distributed import World, barrier, gather_lists, sum_tensor
@@ -272,9 +265,7 @@ def _finish(
         "epochs_done": progress.epoch,
         "epochs_planned": config.epochs,
         "best": None if best is None else {k: best[k] for k in ("epoch", "val_acc", "val_loss")},
-        "per_class_accuracy": per_class_accuracy(progress.best_confusion, data.classes)
-        if progress.best_confusion
-        else {},
+        "per_class_accuracy": per_class_accuracy(progress.best_confusion, data.classes),
         "skipped_files": {
             "count": len(progress.skipped),
             "files": [{"file": k, "reason": v} for k, v in sorted(progress.skipped.items())],

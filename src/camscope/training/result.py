@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ..outputs import camscope_version, write_atomic, write_json
 from ..viz import confusion_png
 
@@ -37,12 +35,12 @@ def write_metrics(path: Path, history: Sequence[dict[str, float]]) -> None:
 def per_class_accuracy(
     confusion: Sequence[Sequence[int]], classes: Sequence[str]
 ) -> dict[str, Any]:
-    """``{class: {"n": images, "accuracy": share correct}}`` from a confusion matrix (rows = true)."""
-    matrix = np.asarray(confusion, dtype=np.int64)
+    """``{class: {"n": images, "accuracy": share correct}}`` from a confusion matrix (rows = true;
+    none without one)."""
     out: dict[str, Any] = {}
-    for i, name in enumerate(classes):
-        n = int(matrix[i].sum()) if matrix.size else 0
-        out[name] = {"n": n, "accuracy": float(matrix[i, i] / n) if n else None}
+    for i, (name, row) in enumerate(zip(classes, confusion)):
+        n = int(sum(row))
+        out[name] = {"n": n, "accuracy": float(row[i] / n) if n else None}
     return out
 
 
