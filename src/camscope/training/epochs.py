@@ -108,9 +108,7 @@ def run_epochs(
 ) -> TrainResult:
     """Train from ``progress.epoch + 1`` to ``config.epochs`` (or ``stop_after`` epochs, or early
     stopping) and write the run folder's files (rank 0)."""
-    channels_last = (
-        config.channels_last if config.channels_last is not None else device.type == "cuda"
-    )
+    channels_last = device.type == "cuda" if config.channels_last is None else config.channels_last
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
