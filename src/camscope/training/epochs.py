@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,22 @@ from .transforms import ImageTransform, LabelledImages, Normalize, collate
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Run:
+    """What stays fixed while a run trains: its settings and folder, the data, the model (not
+    wrapped for DDP), where it trains, the normalisation and the CAM-layer check."""
+
+    config: TrainConfig
+    out: Path
+    data: TrainingData
+    model: nn.Module
+    device: torch.device
+    world: World
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    cam_layer: dict[str, Any]
+
+
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype for ``precision`` on ``device`` (None: float32 throughout); ``auto``
     is fp16 on a CUDA GPU and float32 elsewhere, the names are core.precision's."""
@@ -60,9 +77,8 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _loaders(
-    config: TrainConfig, data: TrainingData, world: World, device: torch.device
-) -> tuple[DataLoader, DataLoader, DistributedSampler]:
+def _loaders(run: Run) -> tuple[DataLoader, DataLoader, DistributedSampler]:
+    config, data, world = run.config, run.data, run.world
     size = int(config.image_size or 0)
     mode = config.augment
     if mode == "auto":
@@ -77,7 +93,7 @@ def _loaders(
     common: dict[str, Any] = {
         "num_workers": config.workers,
         "collate_fn": collate,
-        "pin_memory": device.type == "cuda",
+        "pin_memory": run.device.type == "cuda",
     }
     train_loader = DataLoader(train_set, batch_size=config.batch_size, sampler=sampler, **common)
     shard = Subset(val_set, list(range(world.rank, len(val_set), world.size)))
@@ -92,22 +108,10 @@ def _better(config: TrainConfig, row: dict[str, float], progress: TrainingState)
     return value < best if config.monitor == "val_loss" else value > best
 
 
-def run_epochs(
-    config: TrainConfig,
-    out: Path,
-    data: TrainingData,
-    model: nn.Module,
-    device: torch.device,
-    world: World,
-    progress: TrainingState,
-    state: dict[str, Any] | None,
-    *,
-    mean: tuple[float, ...],
-    std: tuple[float, ...],
-    cam_layer: dict[str, Any],
-) -> TrainResult:
+def run_epochs(run: Run, progress: TrainingState, state: dict[str, Any] | None) -> TrainResult:
     """Train from ``progress.epoch + 1`` to ``config.epochs`` (or ``stop_after`` epochs, or early
     stopping) and write the run folder's files (rank 0)."""
+    config, out, model, device, world = run.config, run.out, run.model, run.device, run.world
     channels_last = device.type == "cuda" if config.channels_last is None else config.channels_last
     model.to(device)
     if channels_last:
@@ -117,7 +121,7 @@ def run_epochs(
         net = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
-    train_loader, val_loader, sampler = _loaders(config, data, world, device)
+    train_loader, val_loader, sampler = _loaders(run)
     lr = config.lr or config.default_lr
     optimizer = build_optimizer(
         model, config.optimizer, lr, config.decay, config.momentum, config.nesterov
@@ -133,7 +137,7 @@ def run_epochs(
         schedule,
         scaler,
         nn.CrossEntropyLoss(label_smoothing=config.label_smoothing),
-        Normalize(mean, std, device),
+        Normalize(run.mean, run.std, device),
         device,
         dtype,
         config.clip_grad,
@@ -141,7 +145,6 @@ def run_epochs(
     )
     if state is not None:
         restore(step, state)
-    classes = data.classes
     show = config.progress and world.main
     throughput: list[tuple[int, float, float]] = []
     for epoch in range(progress.epoch + 1, config.epochs + 1):
@@ -153,7 +156,7 @@ def run_epochs(
         sampler.set_epoch(epoch)
         with Progress(len(sampler), f"epoch {epoch}/{config.epochs}", enabled=show) as bar:
             train = train_epoch(step, train_loader, _updater(bar) if show else None)
-        val = evaluate(step, val_loader, len(classes))
+        val = evaluate(step, val_loader, len(run.data.classes))
         row, confusion = _epoch_row(world, step, epoch, train, val)
         for name, reason in gather_lists(world, train.skipped + val.skipped):
             if name not in progress.skipped:
@@ -183,7 +186,7 @@ def run_epochs(
             if show:
                 _epoch_line(row, config.epochs, throughput[-1])
     if world.main:
-        _finish(config, out, data, model, progress, throughput, cam_layer, mean, std)
+        _finish(run, progress, throughput)
     barrier(world)
     return read_result(out)
 
@@ -233,17 +236,8 @@ def _epoch_line(row: dict[str, float], epochs: int, speed: tuple[int, float, flo
     )
 
 
-def _finish(
-    config: TrainConfig,
-    out: Path,
-    data: TrainingData,
-    model: nn.Module,
-    progress: TrainingState,
-    throughput: list[tuple[int, float, float]],
-    cam_layer: dict[str, Any],
-    mean: tuple[float, ...],
-    std: tuple[float, ...],
-) -> None:
+def _finish(run: Run, progress: TrainingState, throughput: list[tuple[int, float, float]]) -> None:
+    config, out, data, model = run.config, run.out, run.data, run.model
     if progress.stopped_early:
         status = "stopped early"
     elif progress.epoch >= config.epochs:
@@ -268,7 +262,7 @@ def _finish(
             "count": len(progress.skipped),
             "files": [{"file": k, "reason": v} for k, v in sorted(progress.skipped.items())],
         },
-        "cam_layer": cam_layer,
+        "cam_layer": run.cam_layer,
         "this_session": {
             "epochs": len(throughput),
             "train_images_per_second": round(images / seconds, 1) if seconds else None,
@@ -291,7 +285,7 @@ def _finish(
             out / "explain",
             image_size=int(config.image_size or 0),
             interpolation="bilinear",
-            mean=mean,
-            std=std,
+            mean=run.mean,
+            std=run.std,
         )
     write_json(out / "summary.json", summary)

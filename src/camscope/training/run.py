@@ -39,7 +39,7 @@ from .checkpoint import CHECKPOINT, TrainingState, check_best, load_checkpoint
 from .config import TrainConfig
 from .data import TrainingData, load_training_data
 from .distributed import World, barrier, join, launch, leave
-from .epochs import run_epochs, seed_everything
+from .epochs import Run, run_epochs, seed_everything
 from .result import TrainResult, read_result
 
 log = logging.getLogger(__name__)
@@ -276,16 +276,5 @@ def _train_on(
                 "training": config.stored(),  # no out, absolute paths: resumable anywhere
             },
         )
-    return run_epochs(
-        config,
-        out,
-        data,
-        built.model,
-        device,
-        world,
-        progress,
-        state,
-        mean=tuple(mean),
-        std=tuple(std),
-        cam_layer=cam_layer,
-    )
+    run = Run(config, out, data, built.model, device, world, tuple(mean), tuple(std), cam_layer)
+    return run_epochs(run, progress, state)
