@@ -184,12 +184,7 @@ def _build(config: TrainConfig, data: TrainingData) -> tuple[Any, dict[str, Any]
     timm_file = None
     mean, std = IMAGENET_MEAN, IMAGENET_STD
     if config.pretrained == "timm":
-        from ..models.architectures import resolve_arch
-
-        source, name = resolve_arch(config.arch)
-        if source != "timm":
-            raise UsageError(f"--pretrained timm needs a timm architecture; {config.arch!r} is not")
-        timm_file = timm_cache_file(name)
+        timm_file = timm_cache_file(config.arch)
     torch.manual_seed(config.seed)  # the same initial weights in every process and every run
     built = build_classifier(
         config.arch,
