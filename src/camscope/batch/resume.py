@@ -109,15 +109,11 @@ def input_stamps(sources: pa.Array) -> tuple[pa.Array, pa.Array]:
     mtimes: list[int | None] = []
     for source in sources.to_pylist():
         try:
-            if is_url(source):
-                raise OSError
-            status = os.stat(source)
+            status = None if is_url(source) else os.stat(source)
         except (OSError, ValueError):
-            sizes.append(None)
-            mtimes.append(None)
-            continue
-        sizes.append(status.st_size)
-        mtimes.append(status.st_mtime_ns)
+            status = None
+        sizes.append(status.st_size if status else None)
+        mtimes.append(status.st_mtime_ns if status else None)
     return pa.array(sizes, pa.int64()), pa.array(mtimes, pa.int64())
 
 
@@ -228,7 +224,7 @@ def _retire_from(out: Path, seq: int, ids: set[str], later: set[str]) -> None:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    path = store.commits_dir(out) / f"{seq:05d}.parquet"
+    path = store.record_path(out, seq)
     record = pq.read_table(path, schema=store.commit_schema())
     gone = _strings(ids)
     stays = pc.invert(pc.is_in(record.column("id"), gone))
@@ -240,29 +236,21 @@ def _retire_from(out: Path, seq: int, ids: set[str], later: set[str]) -> None:
         )
     )
     old_shard = store.shard_path(out, store.shard_name(seq))
-    new_seq = store.next_sequence(out)
-    name = store.shard_name(new_seq)
-    staged = store.staging_dir(out) / name
+    rows = kept.slice(0, 0)  # no input stays: no shard
     if len(kept):
         rows = pq.read_table(old_shard)
         rows = rows.filter(pc.invert(pc.is_in(rows.column("id"), gone)))
-        store.write_table(staged, rows, row_group_size=store.ROW_GROUP_ROWS)  # 1.
+    new_seq = store.next_sequence(out)
     counts = kept.column("rows").to_numpy(zero_copy_only=False).astype(np.int64)
     starts = np.r_[0, np.cumsum(counts)[:-1]] if len(counts) else counts
-    kept = kept.set_column(
-        kept.schema.get_field_index("shard"), "shard", pa.array([name] * len(kept), pa.string())
-    ).set_column(kept.schema.get_field_index("row"), "row", pa.array(starts, pa.int64()))
+    name = pa.array([store.shard_name(new_seq)] * len(kept), pa.string())
+    kept = kept.set_column(kept.schema.get_field_index("shard"), "shard", name)
+    kept = kept.set_column(kept.schema.get_field_index("row"), "row", pa.array(starts, pa.int64()))
     replacement = pa.concat_tables([kept, failed]).replace_schema_metadata(
         {store.REPLACES: str(seq).encode()}
     )
-    store.write_table(store.commits_dir(out) / f"{new_seq:05d}.parquet", replacement)  # 2.
+    store.publish(out, new_seq, rows, replacement, retired=old_shard)  # steps 1 to 4
     removed = len(record.filter(pc.and_(record.column("ok"), pc.invert(stays))))
     log.info("commit %d without its %d changed input(s) is commit %d", seq, removed, new_seq)
-    if old_shard.exists():
-        old_shard.unlink()  # 3.
-        sync_folder(old_shard.parent)
-    if len(kept):
-        os.replace(staged, out / name)  # 4.
-        sync_folder(out)
     path.unlink()  # 5.
     sync_folder(path.parent)
