@@ -147,18 +147,16 @@ class ExplainStep:
         for i in range(len(batch)):
             outcome = results.get(i)
             if isinstance(outcome, tuple):
-                result, j = outcome
-                self._add_rows(columns, batch, i, result, j)
+                self._add_classes(columns, batch, i, *outcome)
             else:
-                error = batch.errors[i] or outcome or "not explained"
-                self._add_error(columns, batch, i, error)
+                self.add_error(columns, batch, i, batch.errors[i] or outcome or "not explained")
         return self._table(columns)
 
     def failed_batch(self, batch: DecodedBatch, error: str) -> pa.Table:
         """Rows that record every input of ``batch`` as failed with ``error``."""
         columns: dict[str, list[Any]] = {name: [] for name in self.schema.names}
         for i in range(len(batch)):
-            self._add_error(columns, batch, i, error)
+            self.add_error(columns, batch, i, error)
         return self._table(columns)
 
     # -- the model's work -----------------------------------------------------------------------
@@ -184,7 +182,8 @@ class ExplainStep:
             return out
         return {i: (result, j) for j, i in enumerate(indices)}
 
-    def explain_inputs(self, x: torch.Tensor) -> Explanation:
+    def explain_inputs(self, x: torch.Tensor, target: Any = None) -> Explanation:
+        """One :func:`camscope.explain` call on ``x`` with the settings' target (or ``target``)."""
         import torch
 
         from ..core.engine import explain
@@ -203,7 +202,7 @@ class ExplainStep:
                 to_layout(x.to(self.device, non_blocking=True), self.channels_last),
                 list(s.methods),
                 layer,
-                s.target,
+                s.target if target is None else target,
                 aug_smooth=s.aug_smooth,
                 eigen_smooth=s.eigen_smooth,
                 method_options=s.method_options,
@@ -215,17 +214,14 @@ class ExplainStep:
 
     # -- rows -------------------------------------------------------------------------------
 
-    def _add_error(
+    def add_error(
         self, columns: dict[str, list[Any]], batch: DecodedBatch, i: int, error: str
     ) -> None:
-        for name in columns:
-            columns[name].append(None)
-        columns["id"][-1] = batch.ids[i]
-        columns[POSITION][-1] = int(batch.positions[i])
-        columns[SOURCE][-1] = batch.sources[i]
-        columns[ERROR][-1] = error
+        """The one row of input ``i``, which failed with ``error``."""
+        row = {"id": batch.ids[i], POSITION: int(batch.positions[i]), SOURCE: batch.sources[i]}
+        add_row(columns, {**row, ERROR: error})
 
-    def _add_rows(
+    def _add_classes(
         self,
         columns: dict[str, list[Any]],
         batch: DecodedBatch,
@@ -233,17 +229,36 @@ class ExplainStep:
         result: Explanation,
         j: int,
     ) -> None:
-        s = self.settings
-        per_class = result.targets.ndim == 2
-        classes = result.targets[j].reshape(-1).tolist()
+        classes = [int(c) for c in result.targets[j].reshape(-1).tolist()]
         probs = (
             result.probabilities[j].reshape(-1).tolist()
             if result.probabilities is not None
             else [None] * len(classes)
         )
         top5 = self._top5(result, j)
+        targets = [
+            {"target": c, "label": self.spec.label(c), "probability": p, "top5": top5}
+            for c, p in zip(classes, probs)
+        ]
+        self.add_rows(columns, batch, i, result, j, targets)
+
+    def add_rows(
+        self,
+        columns: dict[str, list[Any]],
+        batch: DecodedBatch,
+        i: int,
+        result: Explanation,
+        j: int,
+        targets: list[dict[str, Any]],
+    ) -> None:
+        """The rows of input ``i`` (image ``j`` of ``result``): one per layer, method and target;
+        ``targets[k]`` holds the columns of the k-th target (``target``, ``label``...), the maps
+        of every layer and method are stored as the shards keep them (:meth:`stored`), with the
+        weak labels and overlays the settings ask for."""
+        s = self.settings
+        per_class = result.targets.ndim == 2
         width, height = int(batch.widths[i]), int(batch.heights[i])
-        boxes = masks = None
+        classes = [target["target"] for target in targets]
         pngs = self._png_names(batch, i, classes, per_class)
         for layer in result.layer_names:
             for method in s.methods:
@@ -251,16 +266,26 @@ class ExplainStep:
                 raw = raw if per_class else raw.unsqueeze(0)  # (K, h, w) or guided (K, 3, H, W)
                 heat = result.layer_maps[layer][method][j]
                 heat = heat if per_class else heat.unsqueeze(0)  # (K, H, W) in [0, 1]
-                if s.save_boxes:
-                    boxes = self._boxes(heat, width, height)
-                if s.save_masks:
-                    masks = self._masks(heat)
+                boxes = self._boxes(heat, width, height) if s.save_boxes else None
+                masks = self._masks(heat) if s.save_masks else None
                 half, scale = self.stored(raw)
-                for k, cls in enumerate(classes):
-                    row = self.row(batch, i, (layer, method, k, int(cls)), half, scale)
-                    row["label"] = self.spec.label(int(cls))
-                    row["probability"], row["top5"] = probs[k], top5
-                    row["png"] = None if pngs is None else pngs[method, k]
+                for k, target in enumerate(targets):
+                    row = {
+                        **target,
+                        "id": batch.ids[i],
+                        "width": width,
+                        "height": height,
+                        "model": self.model_name,
+                        "layer": layer,
+                        "method": method,
+                        "rank": k,
+                        "map": half[k].reshape(-1),
+                        "map_shape": list(half[k].shape),
+                        "map_scale": float(scale[k]),
+                        "png": None if pngs is None else pngs[method, k],
+                        POSITION: int(batch.positions[i]),
+                        SOURCE: batch.sources[i],
+                    }
                     if boxes is not None:
                         row["box"] = boxes[k]
                     if masks is not None:
@@ -278,34 +303,6 @@ class ExplainStep:
         scale = stored.flatten(1).abs().amax(1)
         scale = torch.where(scale > 0, scale, torch.ones_like(scale))
         return (stored / scale.view(-1, *[1] * (stored.ndim - 1))).half().cpu().numpy(), scale
-
-    def row(
-        self,
-        batch: DecodedBatch,
-        i: int,
-        key: tuple[str, str, int, int],
-        half: np.ndarray,
-        scale: torch.Tensor,
-    ) -> dict[str, Any]:
-        """The columns every row of input ``i`` has, for ``key`` = (layer, method, rank, target)
-        and the stored maps of that layer and method."""
-        layer, method, k, target = key
-        return {
-            "id": batch.ids[i],
-            "width": int(batch.widths[i]),
-            "height": int(batch.heights[i]),
-            "model": self.model_name,
-            "layer": layer,
-            "method": method,
-            "rank": k,
-            "target": target,
-            "map": half[k].reshape(-1),
-            "map_shape": list(half[k].shape),
-            "map_scale": float(scale[k]),
-            POSITION: int(batch.positions[i]),
-            SOURCE: batch.sources[i],
-            ERROR: None,
-        }
 
     def _top5(self, result: Explanation, j: int) -> list[dict[str, Any]] | None:
         prediction = result.prediction  # softmax, or sigmoid for sigmoid heads
