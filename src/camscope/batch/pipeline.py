@@ -95,7 +95,6 @@ def _check(job: DatasetJob) -> None:
 def job_settings(
     job: DatasetJob,
     inputs: LabelledData,
-    layers: list[str],
     spec: ModelSpec,
     weights: str,
     task: str | None = None,
@@ -123,7 +122,7 @@ def job_settings(
         "weights_sha256": weights,
         "random_init": job.model.random_init,
         "methods": list(job.methods),
-        "layers": list(layers),
+        "layers": list(job.layers),
         "target": f"topk:{k}" if k is not None else job.target,
         "map_size": list(job.map_size) if job.map_size else None,
         "save_boxes": job.save_boxes,
@@ -253,15 +252,15 @@ def run_dataset_job(
         job = dataclasses.replace(
             job,
             methods=tuple(choice.methods),
+            layers=tuple(choice.layers),
             target=target,
             model=model_recipe,
             precision=canonical_precision(job.precision),
         )
-        layers = choice.layers
         from .task_rows import job_task
 
         task = job_task(job.task, spec, job)
-        settings = job_settings(job, inputs, layers, spec, weights_digest(model), task)
+        settings = job_settings(job, inputs, spec, weights_digest(model), task)
         _prepare_folder(out, settings, job.resume)
         store.recover(out)
         plan = plan_inputs(out, inputs, job.refresh_changed)
@@ -277,7 +276,6 @@ def run_dataset_job(
         map_settings = MapSettings(
             **{  # the job's fields of the same name
                 **{name: getattr(job, name) for name in same},
-                "layers": tuple(layers),
                 "map_size": tuple(job.map_size) if job.map_size else None,
                 "png_dir": str(out / "png") if job.save_png else None,
                 "task": job.task if task is not None else None,
@@ -326,12 +324,9 @@ def run_dataset_job(
             timing["write"] += time.perf_counter() - t0
         seconds = time.perf_counter() - began
         summary = _finish(
-            out, job, inputs, spec, device, layers, settled, shards, seconds, timing, started,
-            tuning, refreshed=len(plan.refreshed),
+            out, job, inputs, spec, device, settled, shards, seconds, timing, started, tuning,
+            len(plan.refreshed), settings.get("task"),
         )  # fmt: skip
-        if task is not None:  # a classification job's summary stays as it was
-            summary["task"] = settings["task"]
-            write_json(out / "summary.json", summary)
         if interrupted:
             log.warning("interrupted: the finished work is committed; --resume completes the job")
             raise KeyboardInterrupt
@@ -344,14 +339,14 @@ def _finish(
     inputs: LabelledData,
     spec: ModelSpec,
     device: Any,
-    layers: list[str],
     settled_before: np.ndarray,
     shards: store.ShardLog,
     seconds: float,
     timing: dict[str, float],
     started: float,
     tuning: dict[str, Any],
-    refreshed: int = 0,
+    refreshed: int,
+    task: dict[str, Any] | None,
 ) -> dict[str, Any]:
     """Write ``errors.parquet`` and ``summary.json`` from the commit records (the whole job).
 
@@ -378,7 +373,7 @@ def _finish(
         "spec": spec.to_dict(),
         "device": str(device),
         "methods": list(job.methods),
-        "layers": layers,
+        "layers": list(job.layers),
         "target": job.target,
         "mode": job.mode,
         "multilabel": job.multilabel,
@@ -418,6 +413,8 @@ def _finish(
     if job.backend == "ray":
         shown = ("address", "num_workers", "gpus_per_worker", "cpus_per_worker")
         summary["ray"] = {name: getattr(job.ray, name) for name in shown}
+    if task is not None:  # a classification job's summary stays as it was
+        summary["task"] = task
     write_json(out / "summary.json", summary)
     return summary
 
