@@ -79,7 +79,11 @@ def plan_inputs(out: Path, inputs: LabelledData, refresh: bool) -> InputPlan:
     commits = store.read_commits(out)
     sizes, mtimes = input_stamps(sources)
     columns = pa.table(
-        {"stem": assign_stems(ids, commits), "size": sizes, "mtime_ns": mtimes},
+        {
+            "stem": pa.array(stems_for(ids.to_pylist(), recorded_stems(commits)), pa.string()),
+            "size": sizes,
+            "mtime_ns": mtimes,
+        },
         schema=store.input_schema(),
     )
     changed = changed_inputs(ids, sources, columns, commits)
@@ -117,13 +121,6 @@ def input_stamps(sources: pa.Array) -> tuple[pa.Array, pa.Array]:
     return pa.array(sizes, pa.int64()), pa.array(mtimes, pa.int64())
 
 
-def assign_stems(ids: pa.Array, commits: pa.Table) -> pa.Array:
-    """The stem of each id's output files (:func:`stems_for` with the stems of ``commits``)."""
-    import pyarrow as pa
-
-    return pa.array(stems_for(ids.to_pylist(), recorded_stems(commits)), pa.string())
-
-
 def recorded_stems(commits: pa.Table) -> dict[str, str]:
     """``id -> stem`` as the commit records gave them out (the first record of an id wins)."""
     import pyarrow.compute as pc
@@ -158,14 +155,8 @@ def changed_inputs(
     ok = commits.filter(commits.column("ok"))
     if len(ok) == 0:
         return []
-    now = pa.table(
-        {
-            "id": ids,
-            "source": sources,
-            "size": columns.column("size"),
-            "mtime_ns": columns.column("mtime_ns"),
-        }
-    )
+    stamps = {name: columns.column(name) for name in ("size", "mtime_ns")}
+    now = pa.table({"id": ids, "source": sources, **stamps})
     was = ok.select(["id", "source", "size", "mtime_ns", "seq"])
     both = now.join(was, "id", join_type="inner", right_suffix="_was").sort_by("seq")
     moved = pc.fill_null(pc.not_equal(both.column("source"), both.column("source_was")), True)

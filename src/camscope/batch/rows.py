@@ -359,7 +359,7 @@ class ExplainStep:
         self, batch: DecodedBatch, i: int, classes: list[int], per_class: bool
     ) -> dict[tuple[str, int], str] | None:
         """``(method, rank) -> file`` below the PNG folder, from the input's stem (unique in the
-        job: :func:`camscope.batch.resume.assign_stems`), or None without ``--save-png``."""
+        job: :func:`camscope.batch.resume.plan_inputs`), or None without ``--save-png``."""
         if self.settings.png_dir is None:
             return None
         stem = (batch.stems[i] if batch.stems else "") or png_stem(batch.ids[i])
