@@ -82,13 +82,11 @@ class ExplainStep:
         spec: ModelSpec,
         settings: MapSettings,
         device: torch.device,
-        model_name: str | None = None,
     ) -> None:
         self.model = model
         self.spec = spec
         self.settings = settings
         self.device = device
-        self.model_name = model_name or spec.name
         self.task = None
         if settings.task is not None:
             from ..tasks import prepare_task
@@ -275,7 +273,7 @@ class ExplainStep:
                         "id": batch.ids[i],
                         "width": width,
                         "height": height,
-                        "model": self.model_name,
+                        "model": self.spec.name,
                         "layer": layer,
                         "method": method,
                         "rank": k,
@@ -292,7 +290,7 @@ class ExplainStep:
                         row["mask"], row["mask_shape"] = masks[k]
                     add_row(columns, row)
         if pngs is not None:
-            self._write_pngs(batch, i, result, j, classes, pngs)
+            self._write_pngs(batch, i, result, j, pngs)
 
     def stored(self, raw: torch.Tensor) -> tuple[np.ndarray, torch.Tensor]:
         """``(K, ...)`` raw maps as the shards keep them: at ``--map-size``, divided by their
@@ -375,7 +373,6 @@ class ExplainStep:
         i: int,
         result: Explanation,
         j: int,
-        classes: list[int],
         names: dict[tuple[str, int], str],
     ) -> None:
         from PIL import Image
@@ -391,16 +388,13 @@ class ExplainStep:
             else io.load_image(batch.sources[i], max_pixels=io.DEFAULT_MAX_PIXELS)
         )
         per_class = result.targets.ndim == 2
-        for method in s.methods:
-            maps = result.maps[method][j]
-            for k in range(len(classes)):
-                heat = io.resize_map(
-                    maps[k] if per_class else maps, (picture.height, picture.width)
-                )
-                target = Path(s.png_dir) / names[method, k]
-                target.parent.mkdir(parents=True, exist_ok=True)
-                # a killed job never leaves half a picture
-                write_picture(target, viz.overlay(picture, heat, s.colormap, s.alpha))
+        for (method, k), name in names.items():
+            maps = result.maps[method][j][k] if per_class else result.maps[method][j]
+            heat = io.resize_map(maps, (picture.height, picture.width))
+            target = Path(s.png_dir) / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            # a killed job never leaves half a picture
+            write_picture(target, viz.overlay(picture, heat, s.colormap, s.alpha))
 
 
 _UNSAFE_PART = re.compile(r"[^\w.+-]+")
