@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -57,9 +58,7 @@ def trunk_modules(
         return hook
 
     hooked_dry_forward(model, example, [(m, record(n)) for n, m in modules.items() if n])
-    calls: dict[str, int] = {}
-    for name in finished:
-        calls[name] = calls.get(name, 0) + 1
+    calls = Counter(finished)
     order = {name: i for i, name in enumerate(finished)}
     if any(layer not in order for layer in layers):
         return []

@@ -132,21 +132,15 @@ def decode_columns(columns: dict[str, Any], settings: DecodeSettings) -> dict[st
     """Ray Data ``map_batches`` function: ``{position, id, source, stem}`` -> decoded columns."""
     import numpy as np
 
-    from .. import io
-
     stems = columns.get("stem", [""] * len(columns["id"]))
     items = [
         decode_one(int(p), str(i), str(s), settings, str(stem or ""))
         for p, i, s, stem in zip(columns["position"], columns["id"], columns["source"], stems)
     ]
     batch = collate(items)
-    channels = io.model_channels(settings.spec)
-    height, width = (int(v) for v in settings.spec.input_size)
-    x = (
-        batch.x.numpy()
-        if batch.x.ndim == 4
-        else np.zeros((len(items), channels, height, width), "f4")
-    )
+    x = batch.x.numpy()
+    if x.ndim != 4:  # no input decoded: zeros of the model's input size
+        x = np.zeros((len(items), *settings.spec.example_input().shape[1:]), "f4")
     return {
         "position": batch.positions,
         "id": np.array(batch.ids, dtype=object),

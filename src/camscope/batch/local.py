@@ -55,7 +55,6 @@ def run_local(
     job is interrupted."""
     import torch
 
-    from ..io import model_channels
     from .rows import ExplainStep
 
     tuner = Tuner(
@@ -77,7 +76,7 @@ def run_local(
             tuner.forbid_channels_last(f"the {step.task.task} task runs the model's own layout")
         elif tuner.skipped is None:  # only a job that probes tries the other layout
             generator = torch.Generator().manual_seed(0)
-            example = torch.randn(2, model_channels(spec), *spec.input_size, generator=generator)
+            example = torch.randn(2, *spec.example_input().shape[1:], generator=generator)
             why_not = check(model, layout, example.to(device), settings.mode)
             if why_not is not None:
                 tuner.forbid_channels_last(why_not)

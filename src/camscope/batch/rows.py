@@ -100,9 +100,6 @@ class ExplainStep:
     def compile_for(self, batch_size: int) -> str | None:
         """Compile the model's trunk for batches of ``batch_size`` (``settings.compile``); the
         reason it runs eagerly instead, or None. :meth:`close` gives the model back."""
-        import torch
-
-        from ..io import model_channels
         from ..methods import get_method
         from .compiled import CompiledTrunk
         from .layout import to_layout
@@ -115,12 +112,8 @@ class ExplainStep:
         guided = [m for m in s.methods if get_method(m).needs_guided_gradients]
         if guided:
             return f"{', '.join(guided)} need(s) the trunk's input gradients"
-        example = to_layout(
-            torch.zeros(
-                batch_size, model_channels(self.spec), *self.spec.input_size, device=self.device
-            ),
-            self.channels_last,
-        )
+        zeros = self.spec.example_input(self.device).repeat(batch_size, 1, 1, 1)
+        example = to_layout(zeros, self.channels_last)
         trunk = CompiledTrunk(self.model, s.layers, example, s.precision, s.mode)
         if trunk.error is not None:
             return trunk.error
