@@ -206,16 +206,13 @@ def read_commits(out: Path) -> pa.Table:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    tables = []
+    tables = [commit_schema().append(pa.field("seq", pa.int32())).empty_table()]
     replaced = replaced_records(out)
     for seq, path in commit_files(out):
         if seq in replaced:
             continue
         table = pq.read_table(path, schema=commit_schema())
         tables.append(table.append_column("seq", pa.array([seq] * len(table), pa.int32())))
-    if not tables:
-        empty = commit_schema().append(pa.field("seq", pa.int32()))
-        return empty.empty_table()
     return pa.concat_tables(tables)
 
 
@@ -272,11 +269,8 @@ def recover(out: Path) -> None:
 
 def next_sequence(out: Path) -> int:
     """One more than any shard or record number in the folder (stray files included)."""
-    numbers = [seq for seq, _ in commit_files(out)]
-    for path in Path(out).glob("maps-*.parquet"):
-        match = SHARD_PATTERN.match(path.name)
-        if match:
-            numbers.append(int(match.group(1)))
+    shards = (SHARD_PATTERN.match(path.name) for path in Path(out).glob("maps-*.parquet"))
+    numbers = [seq for seq, _ in commit_files(out)] + [int(m.group(1)) for m in shards if m]
     return max(numbers, default=-1) + 1
 
 
