@@ -304,15 +304,14 @@ class ShardLog:
         self.failures = 0
         self.shards: list[str] = []
 
-    def add(self, step_rows: pa.Table) -> tuple[int, int]:
-        """Buffer a step's rows; commit every full shard. Returns (new inputs, failed inputs)."""
+    def add(self, step_rows: pa.Table) -> int:
+        """Buffer a step's rows; commit every full shard. Returns the number of new inputs."""
         import numpy as np
         import pyarrow as pa
-        import pyarrow.compute as pc
 
         positions = step_rows.column(POSITION).to_numpy()
         if len(positions) == 0:
-            return 0, 0
+            return 0
         fresh = ~self.settled[positions]
         if not fresh.all():
             log.warning("dropping %d row(s) of inputs that were already settled", (~fresh).sum())
@@ -320,12 +319,11 @@ class ShardLog:
             positions = positions[fresh]
         unique = np.unique(positions)
         self.settled[unique] = True
-        failed = step_rows.filter(pc.is_valid(step_rows.column(ERROR)))
         self._pending.append(step_rows)
         self._pending_inputs += len(unique)
         while self._pending_inputs >= self.shard_images:
             self._commit_full_shards()
-        return len(unique), len(failed)
+        return len(unique)
 
     def _commit_full_shards(self) -> None:
         import pyarrow as pa

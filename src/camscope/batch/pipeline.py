@@ -284,13 +284,8 @@ def run_dataset_job(
         autocast_dtype(map_settings.precision, device)  # fp16 on a CPU: said before any work
         from .. import io
 
-        decode = DecodeSettings(
-            spec,
-            job.max_pixels or io.DEFAULT_MAX_PIXELS,
-            job.save_png,
-            timeout=job.timeout,
-            window=job.window,
-        )
+        max_pixels = job.max_pixels or io.DEFAULT_MAX_PIXELS
+        decode = DecodeSettings(spec, max_pixels, job.save_png, job.timeout, job.window)
         shards = store.ShardLog(
             out,
             store.map_schema(job.save_boxes, job.save_masks, task),

@@ -205,7 +205,7 @@ def run_on_ray(
             t0 = time.perf_counter()
             timing["waiting_for_inputs"] += t0 - waited
             _raise_stop(rows)
-            new, _failed = shards.add(rows)
+            new = shards.add(rows)
             timing["write"] += time.perf_counter() - t0
             report_failures(rows, skip)
             bar.advance(new)
