@@ -93,14 +93,14 @@ class Plan:
 @dataclass
 class _Probe:
     plan: Plan
-    images: int = 0
-    decode: float = 0.0  # seconds decoding (in the main process)
-    model: float = 0.0  # seconds explaining
-    warmup: bool = False
+    images: int  # never 0: a batch that decoded nothing is not recorded
+    decode: float  # seconds decoding (in the main process)
+    model: float  # seconds explaining
+    warmup: bool
 
     @property
     def per_image(self) -> float:
-        return self.model / self.images if self.images else math.inf
+        return self.model / self.images
 
 
 @dataclass
@@ -274,7 +274,7 @@ class Tuner:
 
     def decide(self) -> Plan:
         """The plan for the rest of the job, from the probes (defaults without them)."""
-        if not any(not p.warmup and p.images for p in self.measured):
+        if all(p.warmup for p in self.measured):
             workers = self.decode_workers or 0
             full = self._full
             if full is not None and not self.threads and workers:
@@ -446,10 +446,8 @@ class Tuner:
                     **asdict(p.plan),
                     "warm_up": p.warmup,
                     "images": p.images,
-                    "decode_ms_per_image": round(1e3 * p.decode / p.images, 2)
-                    if p.images
-                    else None,
-                    "model_ms_per_image": round(1e3 * p.per_image, 2) if p.images else None,
+                    "decode_ms_per_image": round(1e3 * p.decode / p.images, 2),
+                    "model_ms_per_image": round(1e3 * p.per_image, 2),
                 }
                 for p in self.measured
             ],
