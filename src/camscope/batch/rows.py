@@ -137,10 +137,22 @@ class ExplainStep:
         results = self._explain(batch, ok)
         for i in range(len(batch)):
             outcome = results.get(i)
-            if isinstance(outcome, tuple):
-                self._add_classes(columns, batch, i, *outcome)
-            else:
+            if not isinstance(outcome, tuple):
                 self.add_error(columns, batch, i, batch.errors[i] or outcome or "not explained")
+                continue
+            result, j = outcome
+            classes = [int(c) for c in result.targets[j].reshape(-1).tolist()]
+            probs = (
+                result.probabilities[j].reshape(-1).tolist()
+                if result.probabilities is not None
+                else [None] * len(classes)
+            )
+            top5 = self._top5(result, j)
+            targets = [
+                {"target": c, "label": self.spec.label(c), "probability": p, "top5": top5}
+                for c, p in zip(classes, probs)
+            ]
+            self.add_rows(columns, batch, i, result, j, targets)
         return self._table(columns)
 
     def failed_batch(self, batch: DecodedBatch, error: str) -> pa.Table:
@@ -211,27 +223,6 @@ class ExplainStep:
         """The one row of input ``i``, which failed with ``error``."""
         row = {"id": batch.ids[i], POSITION: int(batch.positions[i]), SOURCE: batch.sources[i]}
         add_row(columns, {**row, ERROR: error})
-
-    def _add_classes(
-        self,
-        columns: dict[str, list[Any]],
-        batch: DecodedBatch,
-        i: int,
-        result: Explanation,
-        j: int,
-    ) -> None:
-        classes = [int(c) for c in result.targets[j].reshape(-1).tolist()]
-        probs = (
-            result.probabilities[j].reshape(-1).tolist()
-            if result.probabilities is not None
-            else [None] * len(classes)
-        )
-        top5 = self._top5(result, j)
-        targets = [
-            {"target": c, "label": self.spec.label(c), "probability": p, "top5": top5}
-            for c, p in zip(classes, probs)
-        ]
-        self.add_rows(columns, batch, i, result, j, targets)
 
     def add_rows(
         self,
