@@ -126,10 +126,8 @@ def recorded_stems(commits: pa.Table) -> dict[str, str]:
     import pyarrow.compute as pc
 
     given = commits.filter(pc.is_valid(commits.column("stem")))
-    known: dict[str, str] = {}
-    for id_, stem in zip(given.column("id").to_pylist(), given.column("stem").to_pylist()):
-        known.setdefault(id_, stem)
-    return known
+    pairs = list(zip(given.column("id").to_pylist(), given.column("stem").to_pylist()))
+    return dict(reversed(pairs))  # reversed: the first record of an id is the last word
 
 
 def stems_for(ids: list[str], known: dict[str, str]) -> list[str]:
