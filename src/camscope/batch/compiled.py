@@ -28,7 +28,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -38,8 +37,6 @@ from torch import nn
 
 from ..core.layers import hooked_dry_forward, preserved_modes
 from ..core.precision import forward_precision
-
-log = logging.getLogger(__name__)
 
 BACKEND = "inductor"  # torch.compile's backend (the tests use "eager": dynamo without codegen)
 

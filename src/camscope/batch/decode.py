@@ -10,7 +10,6 @@ chunk into a :class:`DecodedBatch` in the worker, failed entries holding zeros i
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -22,8 +21,6 @@ if TYPE_CHECKING:
     import torch
 
     from ..models import ModelSpec
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
