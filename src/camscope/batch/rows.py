@@ -320,9 +320,7 @@ class ExplainStep:
 
         from ..metrics.localization import largest_component, threshold_mask
 
-        maps = heat.float()
-        if self.settings.map_size is not None:
-            maps = self._resize(maps)
+        maps = self._resize(heat.float())
         keep = largest_component(threshold_mask(maps, self.settings.threshold)).cpu().numpy()
         return [(np.packbits(m.reshape(-1)).tobytes(), list(m.shape)) for m in keep]
 
@@ -404,8 +402,7 @@ def _half_lists(values: list[np.ndarray | None]) -> pa.Array:
     import pyarrow as pa
 
     lengths = [0 if v is None else len(v) for v in values]
-    offsets = np.zeros(len(values) + 1, dtype=np.int32)
-    np.cumsum(lengths, out=offsets[1:])
+    offsets = np.r_[0, np.cumsum(lengths)].astype(np.int32)
     flat = [v for v in values if v is not None]
     data = np.concatenate(flat) if flat else np.zeros(0, dtype=np.float16)
     mask = pa.array([v is None for v in values])
