@@ -99,14 +99,11 @@ def collate(items: list[Outcome[Decoded]]) -> DecodedBatch:
     import torch
 
     values = [item.value for item in items]
-    shape = next((v.x.shape for v in values if v is not None), None)
-    if shape is None:
-        x = torch.zeros(len(items), 0)
-    else:
-        x = torch.zeros(len(items), *shape)
-        for i, v in enumerate(values):
-            if v is not None:
-                x[i] = v.x
+    shape = next((v.x.shape for v in values if v is not None), (0,))  # (0,): none decoded
+    x = torch.zeros(len(items), *shape)
+    for i, v in enumerate(values):
+        if v is not None:
+            x[i] = v.x
     images = [v.image if v else None for v in values]
     return DecodedBatch(
         positions=np.array([item.position for item in items], dtype=np.int64),
