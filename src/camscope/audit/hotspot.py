@@ -35,7 +35,7 @@ it does not segment it.
 Example:
     >>> import torch
     >>> maps = torch.zeros(3, 4, 4); maps[:, 0, 0] = 1.0  # every map peaks top-left
-    >>> spot = find_hotspot(mean_energy_map(maps), share=0.5)
+    >>> spot = find_hotspot(unit_sum(maps).mean(0), share=0.5)
     >>> spot.box, spot.area, hits_in_box(peak_fractions(maps), spot.box).float().mean().item()
     ((0.0, 0.0, 0.25, 0.25), 0.0625, 1.0)
 """
@@ -85,19 +85,6 @@ def unit_sum(maps: Tensor) -> Tensor:
     maps = _check(maps)
     total = maps.flatten(1).sum(1)[:, None, None]
     return torch.where(total > 0, maps / total.clamp(min=1e-30), torch.zeros_like(maps))
-
-
-def mean_energy_map(maps: Tensor) -> Tensor:
-    """Mean of the unit-sum maps of the maps that have energy: ``(H, W)`` summing to 1.
-
-    Raises:
-        UsageError: no map has any energy.
-    """
-    maps = _check(maps)
-    keep = maps.flatten(1).sum(1) > 0
-    if not bool(keep.any()):
-        raise UsageError("every map is zero; there is no energy to average")
-    return unit_sum(maps[keep]).mean(0)
 
 
 @dataclass(frozen=True)

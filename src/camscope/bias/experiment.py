@@ -56,6 +56,7 @@ log = logging.getLogger(__name__)
 
 MODELS = ("biased", "balanced")
 TEST_SEED_OFFSET = 1000  # the test split's generator seed: no image in common with training
+_PER_CLASS = ("accuracy", "object_energy", "hotspot_box", "hotspot_hits", "flags")  # of audit.json
 
 
 @dataclass(frozen=True)
@@ -248,14 +249,7 @@ def compare(run: AuditRun, bench: BiasedBenchmark, spec: ModelSpec) -> dict[str,
         "cue_agreement": round(float(np.mean(agree)), 4) if agree else None,
         "object_energy": round(float(np.mean(energies)), 4) if energies else None,
         "per_class": {
-            name: {
-                "accuracy": round(c.accuracy, 4),
-                "object_energy": None if c.object_energy is None else round(c.object_energy, 4),
-                "hotspot_box": [round(v, 4) for v in c.hotspot.box] if c.hotspot else None,
-                "hotspot_hits": None if c.hotspot_hits is None else round(c.hotspot_hits, 4),
-                "flags": list(c.flags),
-            }
-            for name, c in run.classes.items()
+            name: {key: c.to_json()[key] for key in _PER_CLASS} for name, c in run.classes.items()
         },
         "flagged": run.flagged,
         "hotspot_on_cue": on_cue(run, bench),
