@@ -160,10 +160,6 @@ def box_region(box: Box, size: tuple[int, int]) -> Tensor:
     return ((ys >= y0) & (ys <= y1))[:, None] & ((xs >= x0) & (xs <= x1))[None, :]
 
 
-_COLUMNS = ("left", "", "right")
-_ROWS = ("top", "", "bottom")
-
-
 def describe_place(box: Box) -> str:
     """Where a fraction box lies, from its centre in a 3 x 3 grid: ``"top-left"``, ``"top"``,
     ``"centre"``, ``"bottom-right"``...
@@ -172,8 +168,8 @@ def describe_place(box: Box) -> str:
     ('top-left', 'centre')
     """
     cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-    row = _ROWS[min(2, int(cy * 3))]
-    col = _COLUMNS[min(2, int(cx * 3))]
+    row = ("top", "", "bottom")[min(2, int(cy * 3))]
+    col = ("left", "", "right")[min(2, int(cx * 3))]
     return "-".join(p for p in (row, col) if p) or "centre"
 
 

@@ -276,51 +276,47 @@ def machine() -> str:
 def run_bias_experiment(config: BiasExperiment) -> dict[str, Any]:
     """Run the whole experiment (see the module docstring); returns what ``bias.json`` holds.
     The output folder is locked for the run."""
-    config.validate()
-    with output_lock(config.out, "camscope bias-experiment") as out:
-        return _run(config, out)
-
-
-def _run(config: BiasExperiment, out: Path) -> dict[str, Any]:
     from .figures import write_grid
 
-    for name in MODELS:  # before the data are rewritten
-        if (out / "runs" / name / "config.json").exists() and not config.resume:
-            raise UsageError(
-                f"{out} already holds the experiment's training runs; pass --resume to continue "
-                "(finished runs are reused) or choose another --out"
-            )
-    tic = time.perf_counter()
-    paths = write_data(config)
-    bench = held_out_bench(config)
-    models: dict[str, Any] = {}
-    runs: dict[str, AuditRun] = {}
-    loaded: dict[str, tuple[nn.Module, ModelSpec]] = {}
-    for name in MODELS:
-        run_dir = out / "runs" / name
-        log.info("training the %s model into %s", name, run_dir)
-        trained = train_model(config, paths[f"train-{name}"], run_dir)
-        log.info("auditing the %s model on %s", name, paths["test"])
-        run, model, spec = audit_model(config, run_dir, paths["test"], out / f"audit-{name}")
-        runs[name], loaded[name] = run, (model, spec)
-        models[name] = {**trained, **compare(run, bench, spec), "audit": f"audit-{name}"}
-    biased, balanced = models["biased"], models["balanced"]
-    result = {
-        "settings": asdict(config),
-        "machine": machine(),
-        "seconds": round(time.perf_counter() - tic, 1),
-        "chance": round(1 / len(bench.names), 4),
-        "models": models,
-        "gaps": {
-            "test_accuracy": _gap(balanced["test_accuracy"], biased["test_accuracy"]),
-            "object_energy": _gap(balanced["object_energy"], biased["object_energy"]),
-            "cue_agreement": _gap(biased["cue_agreement"], balanced["cue_agreement"]),
-        },
-    }
-    write_grid(runs, loaded, bench, out / "bias_grid.png", config.method)
-    result["grid"] = "bias_grid.png"
-    write_json(out / "bias.json", result)
-    return result
+    config.validate()
+    with output_lock(config.out, "camscope bias-experiment") as out:
+        for name in MODELS:  # before the data are rewritten
+            if (out / "runs" / name / "config.json").exists() and not config.resume:
+                raise UsageError(
+                    f"{out} already holds the experiment's training runs; pass --resume to "
+                    "continue (finished runs are reused) or choose another --out"
+                )
+        tic = time.perf_counter()
+        paths = write_data(config)
+        bench = held_out_bench(config)
+        models: dict[str, Any] = {}
+        runs: dict[str, AuditRun] = {}
+        loaded: dict[str, tuple[nn.Module, ModelSpec]] = {}
+        for name in MODELS:
+            run_dir = out / "runs" / name
+            log.info("training the %s model into %s", name, run_dir)
+            trained = train_model(config, paths[f"train-{name}"], run_dir)
+            log.info("auditing the %s model on %s", name, paths["test"])
+            run, model, spec = audit_model(config, run_dir, paths["test"], out / f"audit-{name}")
+            runs[name], loaded[name] = run, (model, spec)
+            models[name] = {**trained, **compare(run, bench, spec), "audit": f"audit-{name}"}
+        biased, balanced = models["biased"], models["balanced"]
+        result: dict[str, Any] = {
+            "settings": asdict(config),
+            "machine": machine(),
+            "seconds": round(time.perf_counter() - tic, 1),
+            "chance": round(1 / len(bench.names), 4),
+            "models": models,
+            "gaps": {
+                "test_accuracy": _gap(balanced["test_accuracy"], biased["test_accuracy"]),
+                "object_energy": _gap(balanced["object_energy"], biased["object_energy"]),
+                "cue_agreement": _gap(biased["cue_agreement"], balanced["cue_agreement"]),
+            },
+        }
+        write_grid(runs, loaded, bench, out / "bias_grid.png", config.method)
+        result["grid"] = "bias_grid.png"
+        write_json(out / "bias.json", result)
+        return result
 
 
 def _gap(a: float | None, b: float | None) -> float | None:

@@ -132,34 +132,28 @@ def write_embeddings(
     """Write ``embeddings.json``, one ``embed_<layer>.png`` per layer and ``embeddings.html``
     (the folder locked while they are written)."""
     with output_lock(out_dir, "camscope embed") as out:
-        return _write(run, out, settings, title)
-
-
-def _write(
-    run: EmbeddingRun, out: Path, settings: Mapping[str, Any], title: str
-) -> dict[str, Path]:
-    names = safe_names(list(run.layers))
-    layers: dict[str, Any] = {}
-    for name, layer in run.layers.items():
-        figure = f"embed_{names[name]}.png"
-        write_atomic(out / figure, scatter_png(run, layer), durable=False)
-        layers[name] = {
-            "silhouette": finite(layer.silhouette, 4),
-            "knn_accuracy": finite(layer.knn_accuracy, 4),
-            "k": run.k,
-            "dims": int(layer.features.shape[1]),
-            "explained_variance": finite(layer.explained_variance, 4),  # None stays None
-            "figure": figure,
-            "points": [[round(float(v), 5) for v in p] for p in layer.points.tolist()],
+        names = safe_names(list(run.layers))
+        layers: dict[str, Any] = {}
+        for name, layer in run.layers.items():
+            figure = f"embed_{names[name]}.png"
+            write_atomic(out / figure, scatter_png(run, layer), durable=False)
+            layers[name] = {
+                "silhouette": finite(layer.silhouette, 4),
+                "knn_accuracy": finite(layer.knn_accuracy, 4),
+                "k": run.k,
+                "dims": int(layer.features.shape[1]),
+                "explained_variance": finite(layer.explained_variance, 4),  # None stays None
+                "figure": figure,
+                "points": [[round(float(v), 5) for v in p] for p in layer.points.tolist()],
+            }
+        doc = {
+            "layers": layers,
+            "images": run.images,
+            "classes": run.classes,
+            "projection": run.projection,
+            "settings": dict(settings),
+            "failed": [{"id": i, "reason": r} for i, r in run.failed],
         }
-    doc = {
-        "layers": layers,
-        "images": run.images,
-        "classes": run.classes,
-        "projection": run.projection,
-        "settings": dict(settings),
-        "failed": [{"id": i, "reason": r} for i, r in run.failed],
-    }
-    write_json(out / "embeddings.json", doc, indent=1)
-    write_atomic(out / "embeddings.html", embeddings_html(run, title))
+        write_json(out / "embeddings.json", doc, indent=1)
+        write_atomic(out / "embeddings.html", embeddings_html(run, title))
     return {"json": out / "embeddings.json", "html": out / "embeddings.html"}
