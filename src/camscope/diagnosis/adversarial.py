@@ -295,7 +295,9 @@ def run_adversarial(
     return AdversarialResult(summary)
 
 
-def _mean(values: list[float]) -> float | None:
+def _mean(rows: list[dict[str, Any]], key: str) -> float | None:
+    """The mean of ``key`` over the rows that have it (None when none has), to 4 decimals."""
+    values = [float(row[key]) for row in rows if row.get(key) is not None]
     return round(sum(values) / len(values), 4) if values else None
 
 
@@ -317,7 +319,7 @@ def _summary(
 
     def means(method: str) -> dict[str, float | None]:
         sims = [r["similarity_by_method"][method] for r in records]
-        return {key: _mean([float(x[key]) for x in sims if key in x]) for key in keys}
+        return {key: _mean(sims, key) for key in keys}
 
     left_out = ("progress", "colormap", "alpha", "max_pixels", "batch_size", "on_skip")
     settings = {f.name: getattr(s, f.name) for f in fields(s) if f.name not in left_out}
@@ -328,10 +330,8 @@ def _summary(
         "data": data.description,
         "settings": settings,
         "images": records,
-        "success_rate": _mean([float(r["success"]) for r in records if r["success"] is not None]),
-        "success_rate_8bit": _mean(
-            [float(r["success_8bit"]) for r in records if r["success_8bit"] is not None]
-        ),
+        "success_rate": _mean(records, "success"),
+        "success_rate_8bit": _mean(records, "success_8bit"),
         "already_target": sum(r["already_target"] for r in records),
         "similarity": means(s.methods[0]),
         "similarity_by_method": {m: means(m) for m in s.methods},
