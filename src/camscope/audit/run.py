@@ -99,7 +99,8 @@ class AuditConfig:
 
 @dataclass
 class ImageRecord:
-    """One audited image."""
+    """One audited image: ``stats`` of the true class's map, ``predicted_stats`` of the predicted
+    class's map (the same map when the prediction is right)."""
 
     id: str
     label: str
@@ -111,9 +112,6 @@ class ImageRecord:
     mask_energy: float
     stats: ImageStats
     predicted_stats: ImageStats
-
-    # ``stats``: the true class's map; ``predicted_stats``: the predicted class's map (the same
-    # map when the prediction is right).
 
 
 @dataclass

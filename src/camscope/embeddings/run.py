@@ -72,7 +72,7 @@ class EmbeddingRun:
         return [image["id"] for image in self.images]
 
 
-def _thumbnail(item: Prepared, side: int) -> str:
+def _thumbnail(item: Prepared, side: int = 64) -> str:
     picture = item.image.convert("RGB")
     picture.thumbnail((side, side))
     return data_uri(encoded(picture, "JPEG", quality=80), "image/jpeg")
@@ -89,7 +89,6 @@ def embed_dataset(
     batch_size: int = 32,
     seed: int = 0,
     thumbnails: int = 2000,
-    thumbnail_side: int = 64,
     progress: bool | Progress = False,
     on_skip: SkipFn | None = None,
     max_pixels: int | None = None,
@@ -135,9 +134,7 @@ def embed_dataset(
         predicted.extend(top)
         probabilities.extend(prediction.probability(i, c) for i, c in enumerate(top))
         samples.extend(sample for sample, _ in batch.ok)
-        thumbs.extend(
-            _thumbnail(p, thumbnail_side) for _, p in batch.ok[: max(thumbnails - len(thumbs), 0)]
-        )
+        thumbs.extend(_thumbnail(p) for _, p in batch.ok[: max(thumbnails - len(thumbs), 0)])
     if not samples:
         raise UsageError("no image could be read, so there is nothing to embed")
     labels = [str(sample.label or "") for sample in samples]
