@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import platform
 import time
@@ -50,7 +49,7 @@ from ..audit.run import AuditConfig, AuditRun, run_audit
 from ..data.biased import BiasedBenchmark, write_split
 from ..errors import UsageError
 from ..models import ModelSpec
-from ..outputs import output_lock, write_json
+from ..outputs import finite, output_lock, write_json
 
 log = logging.getLogger(__name__)
 
@@ -320,6 +319,5 @@ def run_bias_experiment(config: BiasExperiment) -> dict[str, Any]:
 
 
 def _gap(a: float | None, b: float | None) -> float | None:
-    if a is None or b is None or math.isnan(a) or math.isnan(b):
-        return None
-    return round(a - b, 4)
+    """``a - b`` to 4 decimals; None when either is undefined (None or NaN)."""
+    return None if a is None or b is None else finite(a - b, 4)
