@@ -125,20 +125,17 @@ def new_plan(
         "stem": item.stem,
         "size": [image.width, image.height],
         "display_size": [display.width, display.height],
+        **({} if task is None else {"task": task}),  # the records of a task only
+        "top5": top5,
+        "probability_kind": kind,
+        "target": targets[0] if targets else None,
+        "targets": targets,
+        "layers": result.layer_names,
+        "methods": methods,
+        "files": [],
+        "seconds": 0.0,
+        "error": None,
     }
-    if task is not None:
-        record["task"] = task
-    record.update(
-        top5=top5,
-        probability_kind=kind,
-        target=targets[0] if targets else None,
-        targets=targets,
-        layers=result.layer_names,
-        methods=methods,
-        files=[],
-        seconds=0.0,
-        error=None,
-    )
     meta = io.image_meta(image)
     if meta:
         record["input"] = meta
