@@ -33,6 +33,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import errno
+import functools
 import io
 import json
 import math
@@ -285,7 +286,20 @@ def percent(value: float | None, decimals: int = 1, missing: str = "–") -> str
     return f"{100 * value:.{decimals}f}%"
 
 
-_ENVIRONMENT: Any = None
+@functools.cache
+def _environment() -> Any:
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("camscope", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,  # a missing value is an error, not an empty cell
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["data_uri"] = data_uri
+    env.filters["percent"] = percent
+    return env
 
 
 def render_page(template: str, **context: Any) -> str:
@@ -294,18 +308,4 @@ def render_page(template: str, **context: Any) -> str:
     Example:
         >>> render_page("audit.html", title="<b>x</b>", ...)  # doctest: +SKIP
     """
-    global _ENVIRONMENT
-    if _ENVIRONMENT is None:
-        import jinja2
-
-        env = jinja2.Environment(
-            loader=jinja2.PackageLoader("camscope", "templates"),
-            autoescape=True,
-            undefined=jinja2.StrictUndefined,  # a missing value is an error, not an empty cell
-            trim_blocks=True,
-            lstrip_blocks=True,
-        )
-        env.filters["data_uri"] = data_uri
-        env.filters["percent"] = percent
-        _ENVIRONMENT = env
-    return str(_ENVIRONMENT.get_template(template).render(**context))
+    return str(_environment().get_template(template).render(**context))

@@ -12,7 +12,6 @@ from camscope.audit.hotspot import (
     describe_place,
     find_hotspot,
     hits_in_box,
-    mean_energy_map,
     object_energy,
     peak_fractions,
 )
@@ -200,7 +199,9 @@ def test_mean_map_weighs_every_image_equally() -> None:
     maps = torch.zeros(2, 2, 2)
     maps[0, 0, 0] = 100.0  # a strong map does not outweigh a weak one
     maps[1, 1, 1] = 0.01
-    torch.testing.assert_close(mean_energy_map(maps), torch.tensor([[0.5, 0.0], [0.0, 0.5]]))
+    summary = summarise_class("x", image_stats(maps, None, grid=2), [True] * 2, AuditThresholds())
+    assert summary.mean_map is not None
+    torch.testing.assert_close(summary.mean_map, torch.tensor([[0.5, 0.0], [0.0, 0.5]]))
 
 
 @pytest.mark.parametrize(

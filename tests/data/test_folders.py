@@ -22,12 +22,12 @@ def test_classes_are_sorted_folder_names_and_files_are_found_recursively(tmp_pat
             _write(tmp_path / rel)
     data = scan_class_folders(tmp_path)
     assert data.classes == ["cat", "dog"]
-    assert [(p.relative_to(tmp_path).as_posix(), c) for p, c in data.items] == [
-        ("cat/sub/a.png", 0),
-        ("cat/z.JPG", 0),
-        ("dog/b.png", 1),
+    assert [(s.id, s.source, s.label) for s in data.items] == [
+        ("cat/sub/a.png", str(tmp_path / "cat/sub/a.png"), "cat"),
+        ("cat/z.JPG", str(tmp_path / "cat/z.JPG"), "cat"),
+        ("dog/b.png", str(tmp_path / "dog/b.png"), "dog"),
     ]
-    assert data.counts() == {"cat": 2, "dog": 1}
+    assert [s.stem for s in data.items] == ["a", "z", "b"]
 
 
 def test_empty_class_folder_is_left_out_and_named(tmp_path: Path) -> None:
@@ -38,7 +38,8 @@ def test_empty_class_folder_is_left_out_and_named(tmp_path: Path) -> None:
     _write(tmp_path / "cat" / "a.png")
     _write(tmp_path / "dog" / "a.png")
     data = scan_class_folders(tmp_path)
-    assert data.classes == ["cat", "dog"] and data.empty == ["bird"]
+    assert data.classes == ["cat", "dog"]
+    assert data.skipped == [("bird", "class folder without images")]
 
 
 def test_too_few_classes_and_loose_images_say_what_to_do(tmp_path: Path) -> None:

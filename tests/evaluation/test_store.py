@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from camscope.evaluation.store import read_rows, scan_rows
+from camscope.evaluation.run import read_rows, scan_rows
 
 
 def test_read_rows_counts_a_repeated_row_once_and_skips_a_truncated_line(tmp_path):

@@ -35,7 +35,7 @@ it does not segment it.
 Example:
     >>> import torch
     >>> maps = torch.zeros(3, 4, 4); maps[:, 0, 0] = 1.0  # every map peaks top-left
-    >>> spot = find_hotspot(mean_energy_map(maps), share=0.5)
+    >>> spot = find_hotspot(unit_sum(maps).mean(0), share=0.5)
     >>> spot.box, spot.area, hits_in_box(peak_fractions(maps), spot.box).float().mean().item()
     ((0.0, 0.0, 0.25, 0.25), 0.0625, 1.0)
 """
@@ -85,19 +85,6 @@ def unit_sum(maps: Tensor) -> Tensor:
     maps = _check(maps)
     total = maps.flatten(1).sum(1)[:, None, None]
     return torch.where(total > 0, maps / total.clamp(min=1e-30), torch.zeros_like(maps))
-
-
-def mean_energy_map(maps: Tensor) -> Tensor:
-    """Mean of the unit-sum maps of the maps that have energy: ``(H, W)`` summing to 1.
-
-    Raises:
-        UsageError: no map has any energy.
-    """
-    maps = _check(maps)
-    keep = maps.flatten(1).sum(1) > 0
-    if not bool(keep.any()):
-        raise UsageError("every map is zero; there is no energy to average")
-    return unit_sum(maps[keep]).mean(0)
 
 
 @dataclass(frozen=True)
@@ -173,10 +160,6 @@ def box_region(box: Box, size: tuple[int, int]) -> Tensor:
     return ((ys >= y0) & (ys <= y1))[:, None] & ((xs >= x0) & (xs <= x1))[None, :]
 
 
-_COLUMNS = ("left", "", "right")
-_ROWS = ("top", "", "bottom")
-
-
 def describe_place(box: Box) -> str:
     """Where a fraction box lies, from its centre in a 3 x 3 grid: ``"top-left"``, ``"top"``,
     ``"centre"``, ``"bottom-right"``...
@@ -185,8 +168,8 @@ def describe_place(box: Box) -> str:
     ('top-left', 'centre')
     """
     cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-    row = _ROWS[min(2, int(cy * 3))]
-    col = _COLUMNS[min(2, int(cx * 3))]
+    row = ("top", "", "bottom")[min(2, int(cy * 3))]
+    col = ("left", "", "right")[min(2, int(cx * 3))]
     return "-".join(p for p in (row, col) if p) or "centre"
 
 

@@ -127,39 +127,35 @@ def write_audit(
     """Write every audit file into ``out_dir`` (locked while they are written); returns their
     paths by kind."""
     with output_lock(out_dir, "camscope audit") as out:
-        return _write(run, out, settings, title)
-
-
-def _write(run: AuditRun, out: Path, settings: Mapping[str, Any], title: str) -> dict[str, Path]:
-    names = safe_names(list(run.classes))
-    files: dict[str, str] = {}
-    pictures: dict[str, bytes] = {}
-    for name, c in run.classes.items():
-        if c.mean_map is None:
-            continue
-        data = encoded(mean_map_picture(c.mean_map.numpy(), c.hotspot.box if c.hotspot else None))
-        file = f"mean_map_{names[name]}.png"
-        write_atomic(out / file, data, durable=False)
-        files[name] = file
-        pictures[name] = data
-    doc = audit_json(run, settings, files)
-    write_json(out / "audit.json", doc)
-    lines = []
-    for r in run.records:
-        line = {
-            "id": r.id,
-            "class": r.label,
-            "target": r.target,
-            "predicted": r.predicted,
-            "probability": r.probability,
-            "correct": r.correct,
-            "object_energy": r.predicted_stats.object_energy,
-            "object_energy_true": r.stats.object_energy,
-            "mask_energy": r.mask_energy,
-            "peak": list(r.stats.peak) if r.stats.peak else None,
-        }
-        cleaned = {**finite(line, 4), "probability": round(r.probability, 6)}  # 6 decimals
-        lines.append(json.dumps(cleaned, ensure_ascii=False) + "\n")
-    write_atomic(out / "images.jsonl", "".join(lines))
-    write_atomic(out / "report.html", report_html(run, settings, pictures, title))
+        names = safe_names(list(run.classes))
+        files: dict[str, str] = {}
+        pictures: dict[str, bytes] = {}
+        for name, c in run.classes.items():
+            if c.mean_map is None:
+                continue
+            box = c.hotspot.box if c.hotspot else None
+            data = encoded(mean_map_picture(c.mean_map.numpy(), box))
+            file = f"mean_map_{names[name]}.png"
+            write_atomic(out / file, data, durable=False)
+            files[name] = file
+            pictures[name] = data
+        write_json(out / "audit.json", audit_json(run, settings, files))
+        lines = []
+        for r in run.records:
+            line = {
+                "id": r.id,
+                "class": r.label,
+                "target": r.target,
+                "predicted": r.predicted,
+                "probability": r.probability,
+                "correct": r.correct,
+                "object_energy": r.predicted_stats.object_energy,
+                "object_energy_true": r.stats.object_energy,
+                "mask_energy": r.mask_energy,
+                "peak": list(r.stats.peak) if r.stats.peak else None,
+            }
+            cleaned = {**finite(line, 4), "probability": round(r.probability, 6)}  # 6 decimals
+            lines.append(json.dumps(cleaned, ensure_ascii=False) + "\n")
+        write_atomic(out / "images.jsonl", "".join(lines))
+        write_atomic(out / "report.html", report_html(run, settings, pictures, title))
     return {"json": out / "audit.json", "html": out / "report.html", "images": out / "images.jsonl"}

@@ -99,7 +99,8 @@ class AuditConfig:
 
 @dataclass
 class ImageRecord:
-    """One audited image."""
+    """One audited image: ``stats`` of the true class's map, ``predicted_stats`` of the predicted
+    class's map (the same map when the prediction is right)."""
 
     id: str
     label: str
@@ -111,9 +112,6 @@ class ImageRecord:
     mask_energy: float
     stats: ImageStats
     predicted_stats: ImageStats
-
-    # ``stats``: the true class's map; ``predicted_stats``: the predicted class's map (the same
-    # map when the prediction is right).
 
 
 @dataclass
@@ -147,75 +145,41 @@ class AuditRun:
         return [name for name, c in self.classes.items() if c.flags]
 
 
-def _true_target(prediction: Prediction, i: int, accepted: tuple[int, ...], label: str) -> int:
+def _true_target(prediction: Prediction, i: int, sample: Sample) -> int:
     """The accepted class the model finds most probable for image ``i``."""
-    bad = [c for c in accepted if not 0 <= c < prediction.num_classes]
+    bad = [c for c in sample.class_ids if not 0 <= c < prediction.num_classes]
     if bad:
         raise UsageError(
-            f"class {label!r} maps to model class {bad[0]}, but the model has "
+            f"class {str(sample.label)!r} maps to model class {bad[0]}, but the model has "
             f"{prediction.num_classes} classes; check the data set's labels against the model's "
             "classes"
         )
-    return prediction.best_of(i, accepted)
+    return prediction.best_of(i, sample.class_ids)
 
 
 def _regions(
     loaded: list[Prepared], size: tuple[int, int], device: torch.device
 ) -> tuple[Tensor | None, Tensor | None]:
     """Box-union and mask regions ``(B, H, W)`` at the input size (None when no image has any)."""
+    from torch.nn.utils.rnn import pad_sequence
+
     from ..metrics.localization import box_masks
 
-    h, w = size
-    boxes_region = None
+    boxes_region = masks_region = None
     if any(p.sample.boxes for p in loaded):
-        m = max(len(p.sample.boxes) for p in loaded)
-        boxes = torch.zeros(len(loaded), m, 4)
-        valid = torch.zeros(len(loaded), m, dtype=torch.bool)
-        for i, p in enumerate(loaded):
-            n = len(p.sample.boxes)
-            boxes[i, :n] = p.scaled(p.sample.boxes)
-            valid[i, :n] = True
+        scaled = [p.scaled(p.sample.boxes) for p in loaded]
+        boxes = pad_sequence(scaled, batch_first=True)
+        valid = pad_sequence([torch.ones(len(b), dtype=torch.bool) for b in scaled], True)
         boxes_region = box_masks(boxes, valid, size).to(device)
     masks = [p.sample.read_mask(p.image.size) for p in loaded]
-    masks_region = None
     if any(mask is not None for mask in masks):
-        masks_region = torch.zeros(len(loaded), h, w, dtype=torch.bool)
+        masks_region = torch.zeros(len(loaded), *size, dtype=torch.bool)
         for i, mask in enumerate(masks):
             if mask is not None:
                 tensor = torch.from_numpy(mask.astype(np.float32))[None, None]
                 masks_region[i] = F.interpolate(tensor, size=size, mode="nearest")[0, 0] > 0.5
         masks_region = masks_region.to(device)
     return boxes_region, masks_region
-
-
-def _explain_pair(
-    model: nn.Module,
-    x: Tensor,
-    accepted: list[tuple[int, ...]],
-    labels: list[str],
-    config: AuditConfig,
-    samples: list[Sample],
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, str]:
-    """Predicted-class maps, true-class maps, predictions, true targets, probabilities, layer."""
-    with naming_warnings(samples):
-        res = config.explain(model, x, "top1")
-    prediction = res.prediction  # softmax, or sigmoid for single-logit and multi-label heads
-    if prediction is None:  # pragma: no cover - top1 targets always keep the logits
-        raise UsageError("the model's output has no class scores to audit")
-    pred_maps = res.maps[config.method]
-    predicted = res.targets.reshape(-1)
-    target = torch.tensor(
-        [_true_target(prediction, i, accepted[i], labels[i]) for i in range(x.shape[0])],
-        device=predicted.device,
-    )
-    true_maps = pred_maps.clone()
-    wrong = (target != predicted).nonzero().flatten()
-    if wrong.numel():
-        with naming_warnings([samples[int(k)] for k in wrong]):
-            res_true = config.explain(model, x[wrong], target[wrong])
-        true_maps[wrong] = res_true.maps[config.method]
-    layer = ",".join(res.layer_names)
-    return pred_maps, true_maps, predicted, target, prediction.probabilities, layer
 
 
 def run_audit(
@@ -238,8 +202,6 @@ def run_audit(
         on_skip: told ``(source, reason)`` of every image that cannot be read.
     """
     config.thresholds.validate()
-    device = model_device(model)
-    size = tuple(int(v) for v in spec.input_size)
     records: list[ImageRecord] = []
     layer = str(config.layer)
     walk: Walk[Prepared] = Walk(
@@ -248,7 +210,7 @@ def run_audit(
     )  # fmt: skip
     for batch in walk:
         if batch.ok:
-            layer = _audit_batch(model, [p for _, p in batch.ok], size, device, config, records)
+            layer = _audit_batch(model, spec, [p for _, p in batch.ok], config, records)
     classes = _summaries(records, data.classes, config.thresholds)
     failed = [(s.id, s.reason) for s in walk.skipped]
     run = AuditRun(classes, records, layer, failed, list(data.skipped))
@@ -259,50 +221,60 @@ def run_audit(
 
 def _audit_batch(
     model: nn.Module,
+    spec: Any,
     loaded: list[Prepared],
-    size: tuple[int, ...],
-    device: torch.device,
     config: AuditConfig,
     records: list[ImageRecord],
 ) -> str:
-    for p in loaded:
-        if not p.sample.class_ids:
+    """Explain a batch for the predicted and the true class, keep each image's record and
+    return the layer's name."""
+    samples = [p.sample for p in loaded]
+    for sample in samples:
+        if not sample.class_ids:
             raise UsageError(
-                f"{p.sample.id}: its class {p.sample.label!r} is no class of the model, so its "
+                f"{sample.id}: its class {sample.label!r} is no class of the model, so its "
                 "map cannot be audited; map the labels onto the model's classes"
             )
-    x = torch.cat([p.x for p in loaded]).to(device)
-    pred_maps, true_maps, predicted, target, probs, layer = _explain_pair(
-        model,
-        x,
-        [p.sample.class_ids for p in loaded],
-        [str(p.sample.label) for p in loaded],
-        config,
-        [p.sample for p in loaded],
+    x = torch.cat([p.x for p in loaded]).to(model_device(model))
+    with naming_warnings(samples):
+        res = config.explain(model, x, "top1")
+    prediction = res.prediction  # softmax, or sigmoid for single-logit and multi-label heads
+    if prediction is None:  # pragma: no cover - top1 targets always keep the logits
+        raise UsageError("the model's output has no class scores to audit")
+    pred_maps = res.maps[config.method]
+    predicted = res.targets.reshape(-1)
+    target = torch.tensor(
+        [_true_target(prediction, i, s) for i, s in enumerate(samples)], device=predicted.device
     )
-    hw = (int(size[0]), int(size[1]))
-    boxes_region, masks_region = _regions(loaded, hw, device)
+    true_maps = pred_maps.clone()  # the same map where the prediction is right
+    wrong = (target != predicted).nonzero().flatten()
+    if wrong.numel():
+        with naming_warnings([samples[int(k)] for k in wrong]):
+            true_maps[wrong] = config.explain(model, x[wrong], target[wrong]).maps[config.method]
+    size = (int(spec.input_size[0]), int(spec.input_size[1]))
+    boxes_region, masks_region = _regions(loaded, size, x.device)
     stats = image_stats(true_maps, boxes_region, config.grid)
     stats_pred = image_stats(pred_maps, boxes_region, config.grid)
-    nan = torch.full((len(loaded),), math.nan)
-    energy_mask = object_energy(pred_maps, masks_region).cpu() if masks_region is not None else nan
-    for i, p in enumerate(loaded):
-        no_mask = masks_region is None or p.sample.mask is None
+    energy_mask = None if masks_region is None else object_energy(pred_maps, masks_region).cpu()
+    for i, sample in enumerate(samples):
+        c = int(predicted[i])
         records.append(
             ImageRecord(
-                id=p.sample.id,
-                label=str(p.sample.label),
+                id=sample.id,
+                label=str(sample.label),
                 target=int(target[i]),
-                predicted=int(predicted[i]),
-                probability=float(probs[i, predicted[i]]),
-                correct=int(predicted[i]) in p.sample.class_ids,
-                accepted=p.sample.class_ids,
-                mask_energy=math.nan if no_mask else float(energy_mask[i]),
+                predicted=c,
+                probability=float(prediction.probabilities[i, c]),
+                correct=c in sample.class_ids,
+                accepted=sample.class_ids,
+                mask_energy=math.nan
+                if energy_mask is None or sample.mask is None
+                else float(energy_mask[i]),
                 stats=stats[i],
                 predicted_stats=stats_pred[i],
             )
         )
-    return layer
+    return ",".join(res.layer_names)
 
 
 def _summaries(

@@ -46,6 +46,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import UsageError
+from ..outputs import finite
 from .hotspot import (
     HotSpot,
     box_region,
@@ -163,23 +164,18 @@ class ClassSummary:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        """The class's entry in ``audit.json`` (exactly the documented keys)."""
+        """The class's entry in ``audit.json`` (exactly the documented keys, 4 decimals)."""
         spot = self.hotspot
-        return {
+        entry = {
             "n": self.n,
-            "accuracy": _round(self.accuracy),
-            "object_energy": _round(self.object_energy),
-            "hotspot_box": [round(v, 4) for v in spot.box] if spot else None,
-            "hotspot_share": _round(spot.area) if spot else None,
-            "hotspot_hits": _round(self.hotspot_hits),
+            "accuracy": self.accuracy,
+            "object_energy": self.object_energy,
+            "hotspot_box": list(spot.box) if spot else None,
+            "hotspot_share": spot.area if spot else None,
+            "hotspot_hits": self.hotspot_hits,
             "flags": list(self.flags),
         }
-
-
-def _round(value: float | None, digits: int = 4) -> float | None:
-    if value is None or math.isnan(value):
-        return None
-    return round(float(value), digits)
+        return finite(entry, 4)
 
 
 def nanmean(values: Sequence[float]) -> float | None:
@@ -205,44 +201,41 @@ def summarise_class(
         predicted: the class's map on each image predicted as the class, for the hot spot
             (default ``stats``).
     """
-    thresholds.validate()
+    t = thresholds
+    t.validate()
     if len(stats) != len(correct):
         raise UsageError(f"{len(stats)} image statistics but {len(correct)} correctness values")
     n = len(stats)
     accuracy = sum(bool(c) for c in correct) / n if n else math.nan
     energy = nanmean([s.object_energy for s in stats if s.energy > 0])
     coverage = nanmean([s.coverage for s in stats if s.energy > 0])
+    flags: list[str | None] = []
+    if energy is not None:
+        outside = outside_flag(
+            energy, coverage or 0.0, max_outside=t.max_outside_energy, min_lift=t.min_object_lift
+        )
+        flags.append(outside)
     live = [s for s in (stats if predicted is None else predicted) if s.energy > 0]
     spot: HotSpot | None = None
     hits: float | None = None
     mean_map: Tensor | None = None
     if live:
         mean_map = torch.stack([s.grid_map.float() for s in live]).mean(0)
-        spot = find_hotspot(mean_map, thresholds.hotspot_energy)
+        spot = find_hotspot(mean_map, t.hotspot_energy)
         peaks = torch.tensor([s.peak for s in live], dtype=torch.float64)
         hits = float(hits_in_box(peaks, spot.box).double().mean())
-    flags: list[str] = []
-    if energy is not None:
-        reason = outside_flag(
-            energy,
-            coverage or 0.0,
-            max_outside=thresholds.max_outside_energy,
-            min_lift=thresholds.min_object_lift,
-        )
-        if reason:
-            flags.append(reason)
-    if spot is not None and hits is not None:
-        reason = hotspot_flag(
+        which = "" if predicted is None else "predicted as this class"
+        flag = hotspot_flag(
             spot,
             hits,
             len(live),
-            max_area=thresholds.max_hotspot_area,
-            min_hits=thresholds.min_hotspot_hits,
-            min_images=thresholds.min_images,
-            which="" if predicted is None else "predicted as this class",
+            max_area=t.max_hotspot_area,
+            min_hits=t.min_hotspot_hits,
+            min_images=t.min_images,
+            which=which,
         )
-        if reason:
-            flags.append(reason)
+        flags.append(flag)
+    kept = [f for f in flags if f]
     return ClassSummary(
         name,
         n,
@@ -253,16 +246,9 @@ def summarise_class(
         hits,
         mean_map,
         len(live),
-        flags,
+        kept,
         dict(extra or {}),
     )
-
-
-def hotspot_energy_of(stat: ImageStats, box: tuple[float, float, float, float]) -> float:
-    """Share of one image's (pooled) map energy inside a fraction box: how much it follows the
-    class's hot spot."""
-    region = box_region(box, tuple(stat.grid_map.shape))  # type: ignore[arg-type]
-    return float((stat.grid_map.float() * region).sum())
 
 
 def most_affected(summary: ClassSummary, stats: Sequence[ImageStats], count: int) -> list[int]:
@@ -280,8 +266,9 @@ def most_affected(summary: ClassSummary, stats: Sequence[ImageStats], count: int
             return (2, 0.0)
         if not math.isnan(s.object_energy):
             return (0, s.object_energy)
-        if summary.hotspot is not None:
-            return (1, -hotspot_energy_of(s, summary.hotspot.box))
+        if summary.hotspot is not None:  # the share of its pooled map in the class's hot spot
+            region = box_region(summary.hotspot.box, tuple(s.grid_map.shape))  # type: ignore[arg-type]
+            return (1, -float((s.grid_map.float() * region).sum()))
         return (1, 0.0)
 
     return sorted(range(len(stats)), key=key)[:count]

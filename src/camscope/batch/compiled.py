@@ -28,7 +28,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import logging
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -37,8 +37,6 @@ from torch import nn
 
 from ..core.layers import hooked_dry_forward, preserved_modes
 from ..core.precision import forward_precision
-
-log = logging.getLogger(__name__)
 
 BACKEND = "inductor"  # torch.compile's backend (the tests use "eager": dynamo without codegen)
 
@@ -57,9 +55,7 @@ def trunk_modules(
         return hook
 
     hooked_dry_forward(model, example, [(m, record(n)) for n, m in modules.items() if n])
-    calls: dict[str, int] = {}
-    for name in finished:
-        calls[name] = calls.get(name, 0) + 1
+    calls = Counter(finished)
     order = {name: i for i, name in enumerate(finished)}
     if any(layer not in order for layer in layers):
         return []

@@ -10,7 +10,6 @@ chunk into a :class:`DecodedBatch` in the worker, failed entries holding zeros i
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -22,8 +21,6 @@ if TYPE_CHECKING:
     import torch
 
     from ..models import ModelSpec
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -102,14 +99,11 @@ def collate(items: list[Outcome[Decoded]]) -> DecodedBatch:
     import torch
 
     values = [item.value for item in items]
-    shape = next((v.x.shape for v in values if v is not None), None)
-    if shape is None:
-        x = torch.zeros(len(items), 0)
-    else:
-        x = torch.zeros(len(items), *shape)
-        for i, v in enumerate(values):
-            if v is not None:
-                x[i] = v.x
+    shape = next((v.x.shape for v in values if v is not None), (0,))  # (0,): none decoded
+    x = torch.zeros(len(items), *shape)
+    for i, v in enumerate(values):
+        if v is not None:
+            x[i] = v.x
     images = [v.image if v else None for v in values]
     return DecodedBatch(
         positions=np.array([item.position for item in items], dtype=np.int64),
@@ -132,21 +126,15 @@ def decode_columns(columns: dict[str, Any], settings: DecodeSettings) -> dict[st
     """Ray Data ``map_batches`` function: ``{position, id, source, stem}`` -> decoded columns."""
     import numpy as np
 
-    from .. import io
-
     stems = columns.get("stem", [""] * len(columns["id"]))
     items = [
         decode_one(int(p), str(i), str(s), settings, str(stem or ""))
         for p, i, s, stem in zip(columns["position"], columns["id"], columns["source"], stems)
     ]
     batch = collate(items)
-    channels = io.model_channels(settings.spec)
-    height, width = (int(v) for v in settings.spec.input_size)
-    x = (
-        batch.x.numpy()
-        if batch.x.ndim == 4
-        else np.zeros((len(items), channels, height, width), "f4")
-    )
+    x = batch.x.numpy()
+    if x.ndim != 4:  # no input decoded: zeros of the model's input size
+        x = np.zeros((len(items), *settings.spec.example_input().shape[1:]), "f4")
     return {
         "position": batch.positions,
         "id": np.array(batch.ids, dtype=object),

@@ -11,7 +11,6 @@ overrides (:class:`camscope.models.ModelRecipe`) and the torch threads
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,7 +22,6 @@ __all__ = ["DatasetJob", "JobResult", "ModelRecipe", "RayOptions"]
 if TYPE_CHECKING:
     from ..tasks import TaskRequest
 
-log = logging.getLogger(__name__)
 
 BACKENDS = ("local", "ray")
 FAILURES_IN_SUMMARY = 100

@@ -40,10 +40,6 @@ class ChannelsLast:
         self.model = model
         self._saved: list[tuple[torch.Tensor, torch.Tensor]] | None = None
 
-    @property
-    def applied(self) -> bool:
-        return self._saved is not None
-
     def apply(self) -> None:
         if self._saved is not None:
             return

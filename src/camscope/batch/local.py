@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from .layout import ChannelsLast, check
@@ -55,7 +55,6 @@ def run_local(
     job is interrupted."""
     import torch
 
-    from ..io import model_channels
     from .rows import ExplainStep
 
     tuner = Tuner(
@@ -77,7 +76,7 @@ def run_local(
             tuner.forbid_channels_last(f"the {step.task.task} task runs the model's own layout")
         elif tuner.skipped is None:  # only a job that probes tries the other layout
             generator = torch.Generator().manual_seed(0)
-            example = torch.randn(2, model_channels(spec), *spec.input_size, generator=generator)
+            example = torch.randn(2, *spec.example_input().shape[1:], generator=generator)
             why_not = check(model, layout, example.to(device), settings.mode)
             if why_not is not None:
                 tuner.forbid_channels_last(why_not)
@@ -115,11 +114,11 @@ def run_local(
                 compiled["trunk"] = step.trunk.names
             timing["compile"] = timing.get("compile", 0.0) + time.perf_counter() - began
         if len(rest):
-            threads = tuner.threads_for_next_batch()
-            _set_threads(threads)
+            _set_threads(tuner.threads_for_next_batch())
             steady = _explain(job, inputs, rest, plan, device, decode, step, shards, bar, timing)
-            for images, _waited, explained in _with_threads(steady, tuner):
+            for images, _waited, explained in steady:
                 tuner.observe(torch.get_num_threads(), images, explained)
+                _set_threads(tuner.threads_for_next_batch())  # for the next batch
     finally:
         step.close()
         layout.restore()
@@ -145,15 +144,6 @@ def _set_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
-def _with_threads(
-    batches: Iterator[tuple[int, float, float]], tuner: Tuner
-) -> Iterator[tuple[int, float, float]]:
-    """The batches of the steady walk, each run at the thread count the tuner asks for."""
-    for item in batches:
-        yield item
-        _set_threads(tuner.threads_for_next_batch())
-
-
 def _explain(
     job: DatasetJob,
     inputs: LabelledData,
@@ -168,6 +158,8 @@ def _explain(
 ) -> Iterator[tuple[int, float, float]]:
     """Walk ``positions`` with ``plan``; yields ``(images, seconds waited, seconds explained)``
     per batch after its rows are handed to ``shards``."""
+    import torch
+
     from ..data.walk import Walk
     from .decode import collate
     from .rows import report_failures
@@ -190,7 +182,9 @@ def _explain(
         timing["waiting_for_inputs"] += t1 - t0
         if batch is None:
             return
-        rows = _timed(step, batch, device)
+        rows = step(batch)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)  # its GPU work finished: its time is the model's
         t2 = time.perf_counter()
         timing["explain"] += t2 - t1
         shards.add(rows)
@@ -199,13 +193,3 @@ def _explain(
         report_failures(rows, walk.skip, told)
         # the images explained: inputs that failed to decode cost the model nothing
         yield sum(error is None for error in batch.errors), t1 - t0, t2 - t1
-
-
-def _timed(step: Callable[[DecodedBatch], Any], batch: DecodedBatch, device: torch.device) -> Any:
-    """``step(batch)``, its GPU work finished (so that its time is the model's)."""
-    import torch
-
-    rows = step(batch)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return rows

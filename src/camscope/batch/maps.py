@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import bisect
+import itertools
 import json
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -126,14 +127,12 @@ class MapStore:
     @property
     def settings(self) -> dict[str, Any]:
         """The job's settings (``_camscope/job.json``)."""
-        path = store.meta_dir(self.out) / "job.json"
-        return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+        return _read_json(store.meta_dir(self.out) / "job.json")
 
     @property
     def summary(self) -> dict[str, Any]:
         """``summary.json`` of the last finished run (empty while the first run is going)."""
-        path = self.out / "summary.json"
-        return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+        return _read_json(self.out / "summary.json")
 
     def errors(self) -> pa.Table:
         """``(id, reason)`` of the inputs that failed (latest attempt)."""
@@ -261,12 +260,14 @@ class MapStore:
             self._files.move_to_end(shard)
             return self._files[shard]
         file = pq.ParquetFile(store.shard_path(self.out, shard))
-        starts, total = [], 0
-        for g in range(file.num_row_groups):
-            starts.append(total)
-            total += file.metadata.row_group(g).num_rows
+        sizes = [file.metadata.row_group(g).num_rows for g in range(file.num_row_groups)]
+        starts = list(itertools.accumulate(sizes, initial=0))[:-1]
         self._files[shard] = (file, starts)
         while len(self._files) > OPEN_FILES:
             _, (old, _) = self._files.popitem(last=False)
             old.close()
         return file, starts
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}

@@ -77,6 +77,7 @@ def map_schema(
     beyond classification (``detection``, ``segmentation``, ``similarity``) or None."""
     import pyarrow as pa
 
+    top5 = pa.struct([("class", pa.int32()), ("label", pa.string()), ("probability", pa.float32())])
     fields = [
         pa.field("id", pa.string(), nullable=False),
         pa.field("width", pa.int32()),
@@ -88,7 +89,7 @@ def map_schema(
         pa.field("target", pa.int32()),
         pa.field("label", pa.string()),
         pa.field("probability", pa.float32()),
-        pa.field("top5", pa.list_(top5_type())),
+        pa.field("top5", pa.list_(top5)),
         pa.field("map", pa.list_(pa.float16())),
         pa.field("map_shape", pa.list_(pa.int32())),
         pa.field("map_scale", pa.float32()),
@@ -112,12 +113,6 @@ def add_row(columns: dict[str, list[Any]], row: dict[str, Any]) -> None:
         values.append(row.get(name))
 
 
-def top5_type() -> pa.DataType:
-    import pyarrow as pa
-
-    return pa.struct([("class", pa.int32()), ("label", pa.string()), ("probability", pa.float32())])
-
-
 def step_schema(
     save_boxes: bool = False, save_masks: bool = False, task: str | None = None
 ) -> pa.Schema:
@@ -126,11 +121,8 @@ def step_schema(
     import pyarrow as pa
 
     base = map_schema(save_boxes, save_masks, task)
-    return (
-        base.append(pa.field(POSITION, pa.int64()))
-        .append(pa.field(SOURCE, pa.string()))
-        .append(pa.field(ERROR, pa.string()))
-    )
+    internal = [(POSITION, pa.int64()), (SOURCE, pa.string()), (ERROR, pa.string())]
+    return pa.schema([*base, *(pa.field(n, t) for n, t in internal)], metadata=base.metadata)
 
 
 def commit_schema() -> pa.Schema:
@@ -214,16 +206,13 @@ def read_commits(out: Path) -> pa.Table:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    tables = []
+    tables = [commit_schema().append(pa.field("seq", pa.int32())).empty_table()]
     replaced = replaced_records(out)
     for seq, path in commit_files(out):
         if seq in replaced:
             continue
         table = pq.read_table(path, schema=commit_schema())
         tables.append(table.append_column("seq", pa.array([seq] * len(table), pa.int32())))
-    if not tables:
-        empty = commit_schema().append(pa.field("seq", pa.int32()))
-        return empty.empty_table()
     return pa.concat_tables(tables)
 
 
@@ -280,11 +269,8 @@ def recover(out: Path) -> None:
 
 def next_sequence(out: Path) -> int:
     """One more than any shard or record number in the folder (stray files included)."""
-    numbers = [seq for seq, _ in commit_files(out)]
-    for path in Path(out).glob("maps-*.parquet"):
-        match = SHARD_PATTERN.match(path.name)
-        if match:
-            numbers.append(int(match.group(1)))
+    shards = (SHARD_PATTERN.match(path.name) for path in Path(out).glob("maps-*.parquet"))
+    numbers = [seq for seq, _ in commit_files(out)] + [int(m.group(1)) for m in shards if m]
     return max(numbers, default=-1) + 1
 
 
@@ -318,15 +304,14 @@ class ShardLog:
         self.failures = 0
         self.shards: list[str] = []
 
-    def add(self, step_rows: pa.Table) -> tuple[int, int]:
-        """Buffer a step's rows; commit every full shard. Returns (new inputs, failed inputs)."""
+    def add(self, step_rows: pa.Table) -> int:
+        """Buffer a step's rows; commit every full shard. Returns the number of new inputs."""
         import numpy as np
         import pyarrow as pa
-        import pyarrow.compute as pc
 
         positions = step_rows.column(POSITION).to_numpy()
         if len(positions) == 0:
-            return 0, 0
+            return 0
         fresh = ~self.settled[positions]
         if not fresh.all():
             log.warning("dropping %d row(s) of inputs that were already settled", (~fresh).sum())
@@ -334,12 +319,11 @@ class ShardLog:
             positions = positions[fresh]
         unique = np.unique(positions)
         self.settled[unique] = True
-        failed = step_rows.filter(pc.is_valid(step_rows.column(ERROR)))
         self._pending.append(step_rows)
         self._pending_inputs += len(unique)
         while self._pending_inputs >= self.shard_images:
             self._commit_full_shards()
-        return len(unique), len(failed)
+        return len(unique)
 
     def _commit_full_shards(self) -> None:
         import pyarrow as pa
@@ -372,42 +356,30 @@ class ShardLog:
             return
         seq = self.seq
         self.seq += 1
-        name = shard_name(seq)
         is_ok = pc.is_null(rows.column(ERROR))
         good = rows.filter(is_ok)
         bad = rows.filter(pc.invert(is_ok))
         shard = good.select(self.schema.names).cast(self.schema)
-        staged = staging_dir(self.out) / name
-        if len(shard):
-            write_table(staged, shard, row_group_size=ROW_GROUP_ROWS)
-        # One record per input: its first row and row count in the shard.
-        positions = good.column(POSITION).to_numpy()
-        starts = _run_starts(positions)
+        # One record per input: its first row and row count in the shard (a failure: its row).
+        starts = _run_starts(good.column(POSITION).to_numpy())
         counts = np.diff(np.r_[starts, len(good)])
-        first = pa.array(starts, pa.int64())
+        heads = pa.concat_tables([good.take(pa.array(starts, pa.int64())), bad])
         n_ok, n_bad = len(starts), len(bad)
+        name = shard_name(seq)
         record = pa.table(
             {
-                "id": pa.concat_arrays(
-                    [_flat(good.column("id").take(first)), _flat(bad.column("id"))]
-                ),
-                "source": pa.concat_arrays(
-                    [_flat(good.column(SOURCE).take(first)), _flat(bad.column(SOURCE))]
-                ),
+                "id": heads.column("id"),
+                "source": heads.column(SOURCE),
                 "ok": pa.array([True] * n_ok + [False] * n_bad),
-                "reason": pa.concat_arrays([pa.nulls(n_ok, pa.string()), _flat(bad.column(ERROR))]),
+                "reason": heads.column(ERROR),
                 "shard": pa.array([name] * n_ok + [None] * n_bad, pa.string()),
                 "row": pa.array(starts.tolist() + [None] * n_bad, pa.int64()),
                 "rows": pa.array(counts.tolist() + [None] * n_bad, pa.int32()),
-                **self._input_columns(np.r_[positions[starts], bad.column(POSITION).to_numpy()]),
+                **self._input_columns(heads.column(POSITION)),
             },
             schema=commit_schema(),
         )
-        target = commits_dir(self.out) / f"{seq:05d}.parquet"
-        write_table(target, record)  # the commit
-        if len(shard):
-            os.replace(staged, self.out / name)
-            sync_folder(self.out)
+        if publish(self.out, seq, shard, record):
             self.shards.append(name)
         self.committed_inputs += n_ok + n_bad
         self.committed_ok += n_ok
@@ -417,15 +389,38 @@ class ShardLog:
             "committed %s: %d inputs (%d failed), %d rows", name, n_ok + n_bad, n_bad, len(shard)
         )
 
-    def _input_columns(self, positions: np.ndarray) -> dict[str, pa.Array]:
+    def _input_columns(self, positions: pa.ChunkedArray) -> dict[str, Any]:
         import pyarrow as pa
 
         if self.inputs is None:
             return {
                 n: pa.nulls(len(positions), input_schema().field(n).type) for n in INPUT_COLUMNS
             }
-        index = pa.array(positions, pa.int64())
-        return {n: _flat(self.inputs.column(n).take(index), n) for n in INPUT_COLUMNS}
+        return {n: self.inputs.column(n).take(positions) for n in INPUT_COLUMNS}
+
+
+def record_path(out: Path, seq: int) -> Path:
+    return commits_dir(out) / f"{seq:05d}.parquet"
+
+
+def publish(
+    out: Path, seq: int, shard: pa.Table, record: pa.Table, retired: Path | None = None
+) -> bool:
+    """Steps 1 to 3 of the commit protocol (module docstring) for shard ``seq``; ``retired``, a
+    shard that ``record`` replaces, is deleted between the commit and the rename. Returns
+    whether a shard was written (a record of failures alone has none)."""
+    name = shard_name(seq)
+    staged = staging_dir(out) / name
+    if len(shard):
+        write_table(staged, shard, row_group_size=ROW_GROUP_ROWS)  # 1.
+    write_table(record_path(out, seq), record)  # 2. the commit
+    if retired is not None and retired.exists():
+        retired.unlink()
+        sync_folder(retired.parent)
+    if len(shard):
+        os.replace(staged, out / name)  # 3.
+        sync_folder(out)
+    return bool(len(shard))
 
 
 def _run_starts(positions: np.ndarray) -> np.ndarray:
@@ -435,16 +430,6 @@ def _run_starts(positions: np.ndarray) -> np.ndarray:
     if len(positions) == 0:
         return np.zeros(0, dtype=np.int64)
     return np.flatnonzero(np.r_[True, positions[1:] != positions[:-1]])
-
-
-def _flat(column: pa.ChunkedArray | pa.Array, name: str | None = None) -> pa.Array:
-    """One array of the commit record's type for ``name`` (default: a string column)."""
-    import pyarrow as pa
-
-    kind = commit_schema().field(name).type if name else pa.string()
-    if isinstance(column, pa.ChunkedArray):
-        return column.combine_chunks().cast(kind)
-    return column.cast(kind)
 
 
 def settled_ids(commits: pa.Table) -> pa.Array:
@@ -459,17 +444,11 @@ def failed_inputs(commits: pa.Table) -> pa.Table:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    if len(commits) == 0:
-        return pa.table({"id": pa.array([], pa.string()), "reason": pa.array([], pa.string())})
     ok = settled_ids(commits)
     bad = commits.filter(
         pc.and_(pc.invert(commits.column("ok")), pc.invert(pc.is_in(commits.column("id"), ok)))
     )
     # Latest attempt per id: commits are in order, so keep each id's last row.
-    ids = bad.column("id").to_pylist()
-    last = {value: i for i, value in enumerate(ids)}
-    keep = sorted(last.values())
-    picked = bad.take(pa.array(keep, pa.int64()))
-    return pa.table(
-        {"id": picked.column("id"), "reason": picked.column("reason")},
-    )
+    last = {value: i for i, value in enumerate(bad.column("id").to_pylist())}
+    picked = bad.take(pa.array(sorted(last.values()), pa.int64()))
+    return pa.table({"id": picked.column("id"), "reason": picked.column("reason")})

@@ -53,50 +53,48 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+_LEAST = {
+    "batch_size": 1,
+    "shard_size": 1,
+    "torch_threads": 1,
+    "pass_budget": 1,
+    "decode_workers": 0,
+}
+
+
 def _check(job: DatasetJob) -> None:
+    from ..core.engine import MODES
+    from ..core.precision import canonical_precision
     from ..methods import parse_methods
+    from ..perturbation.options import KNOWN_OPTIONS
 
     if job.backend not in BACKENDS:
         raise UsageError(f"backend {job.backend!r} is not one of {', '.join(BACKENDS)}")
-    for name, value in (
-        ("batch_size", 1 if job.batch_size is None else job.batch_size),
-        ("shard_size", job.shard_size),
-    ):
-        if int(value) < 1:
-            raise UsageError(f"{name} must be at least 1; got {value}")
+    for name, least in _LEAST.items():
+        value = getattr(job, name)
+        if value is not None and int(value) < least:
+            floor = "at least 1" if least else "0 or more"
+            raise UsageError(f"{name} must be {floor}; got {value}")
     if job.map_size is not None and (len(job.map_size) != 2 or min(job.map_size) < 1):
         raise UsageError(f"map_size must be two positive numbers (H, W); got {job.map_size}")
-    from ..core.engine import MODES
-
     if job.mode not in MODES:
         raise UsageError(f"mode must be one of {list(MODES)}, got {job.mode!r}")
     if not job.methods:
         raise UsageError("no method requested; pass methods=('gradcam', ...)")
     parse_methods(job.methods)  # unknown names are said before the model loads
-    from ..perturbation.options import KNOWN_OPTIONS
-
     unknown = sorted(set(job.method_options) - set(KNOWN_OPTIONS))
     if unknown:
         raise UsageError(f"unknown method option(s) {unknown}; known: {sorted(KNOWN_OPTIONS)}")
-    if job.torch_threads is not None and job.torch_threads < 1:
-        raise UsageError(f"torch_threads must be at least 1; got {job.torch_threads}")
-    if job.pass_budget is not None and job.pass_budget < 1:
-        raise UsageError(f"pass_budget must be at least 1; got {job.pass_budget}")
-    if job.decode_workers is not None and job.decode_workers < 0:
-        raise UsageError(f"decode_workers must be 0 or more; got {job.decode_workers}")
     if job.refresh_changed and not job.resume:
         raise UsageError(
             "--refresh-changed needs --resume (it re-explains changed inputs of a job)"
         )
-    from ..core.precision import canonical_precision
-
     canonical_precision(job.precision)
 
 
 def job_settings(
     job: DatasetJob,
     inputs: LabelledData,
-    layers: list[str],
     spec: ModelSpec,
     weights: str,
     task: str | None = None,
@@ -124,7 +122,7 @@ def job_settings(
         "weights_sha256": weights,
         "random_init": job.model.random_init,
         "methods": list(job.methods),
-        "layers": list(layers),
+        "layers": list(job.layers),
         "target": f"topk:{k}" if k is not None else job.target,
         "map_size": list(job.map_size) if job.map_size else None,
         "save_boxes": job.save_boxes,
@@ -138,14 +136,8 @@ def job_settings(
         "mode": job.mode,
         "multilabel": job.multilabel,
         # only when reduced (jobs stored before the option resume as float32 ones)
-        **({"precision": precision} if (precision := _precision(job)) != "fp32" else {}),
+        **({"precision": job.precision} if job.precision != "fp32" else {}),
     }
-
-
-def _precision(job: DatasetJob) -> str:
-    from ..core.precision import canonical_precision
-
-    return canonical_precision(job.precision)
 
 
 def _prepare_folder(out: Path, settings: dict[str, Any], resume: bool) -> None:
@@ -220,7 +212,7 @@ def run_dataset_job(
     import numpy as np
     import pyarrow.compute as pc
 
-    from ..core.precision import autocast_dtype
+    from ..core.precision import autocast_dtype, canonical_precision
     from ..data.classes import parse_target
     from ..methods import choose_methods
     from ..models.fingerprint import weights_digest
@@ -258,13 +250,17 @@ def run_dataset_job(
             say(text)
         model_recipe = dataclasses.replace(job.model, spec=spec)  # every Ray actor alike
         job = dataclasses.replace(
-            job, methods=tuple(choice.methods), target=target, model=model_recipe
+            job,
+            methods=tuple(choice.methods),
+            layers=tuple(choice.layers),
+            target=target,
+            model=model_recipe,
+            precision=canonical_precision(job.precision),
         )
-        layers = choice.layers
         from .task_rows import job_task
 
         task = job_task(job.task, spec, job)
-        settings = job_settings(job, inputs, layers, spec, weights_digest(model), task)
+        settings = job_settings(job, inputs, spec, weights_digest(model), task)
         _prepare_folder(out, settings, job.resume)
         store.recover(out)
         plan = plan_inputs(out, inputs, job.refresh_changed)
@@ -275,35 +271,21 @@ def run_dataset_job(
         log.info(
             "%d inputs, %d already committed, %d to explain", len(inputs), settled.sum(), len(todo)
         )
+        fields = dataclasses.fields
+        same = {f.name for f in fields(MapSettings)} & {f.name for f in fields(DatasetJob)}
         map_settings = MapSettings(
-            methods=tuple(job.methods),
-            layers=tuple(layers),
-            target=job.target,
-            map_size=tuple(job.map_size) if job.map_size else None,  # type: ignore[arg-type]
-            save_boxes=job.save_boxes,
-            save_masks=job.save_masks,
-            aug_smooth=job.aug_smooth,
-            eigen_smooth=job.eigen_smooth,
-            method_options=dict(job.method_options),
-            mode=job.mode,
-            multilabel=job.multilabel,
-            png_dir=str(out / "png") if job.save_png else None,
-            colormap=job.colormap,
-            alpha=job.alpha,
-            task=job.task if task is not None else None,
-            precision=_precision(job),
-            compile=job.compile,
+            **{  # the job's fields of the same name
+                **{name: getattr(job, name) for name in same},
+                "map_size": tuple(job.map_size) if job.map_size else None,
+                "png_dir": str(out / "png") if job.save_png else None,
+                "task": job.task if task is not None else None,
+            }
         )
         autocast_dtype(map_settings.precision, device)  # fp16 on a CPU: said before any work
         from .. import io
 
-        decode = DecodeSettings(
-            spec,
-            job.max_pixels or io.DEFAULT_MAX_PIXELS,
-            job.save_png,
-            timeout=job.timeout,
-            window=job.window,
-        )
+        max_pixels = job.max_pixels or io.DEFAULT_MAX_PIXELS
+        decode = DecodeSettings(spec, max_pixels, job.save_png, job.timeout, job.window)
         shards = store.ShardLog(
             out,
             store.map_schema(job.save_boxes, job.save_masks, task),
@@ -337,12 +319,9 @@ def run_dataset_job(
             timing["write"] += time.perf_counter() - t0
         seconds = time.perf_counter() - began
         summary = _finish(
-            out, job, inputs, spec, device, layers, settled, shards, seconds, timing, started,
-            tuning, refreshed=len(plan.refreshed),
+            out, job, inputs, spec, device, settled, shards, seconds, timing, started, tuning,
+            len(plan.refreshed), settings.get("task"),
         )  # fmt: skip
-        if task is not None:  # a classification job's summary stays as it was
-            summary["task"] = settings["task"]
-            write_json(out / "summary.json", summary)
         if interrupted:
             log.warning("interrupted: the finished work is committed; --resume completes the job")
             raise KeyboardInterrupt
@@ -355,14 +334,14 @@ def _finish(
     inputs: LabelledData,
     spec: ModelSpec,
     device: Any,
-    layers: list[str],
     settled_before: np.ndarray,
     shards: store.ShardLog,
     seconds: float,
     timing: dict[str, float],
     started: float,
     tuning: dict[str, Any],
-    refreshed: int = 0,
+    refreshed: int,
+    task: dict[str, Any] | None,
 ) -> dict[str, Any]:
     """Write ``errors.parquet`` and ``summary.json`` from the commit records (the whole job).
 
@@ -389,7 +368,7 @@ def _finish(
         "spec": spec.to_dict(),
         "device": str(device),
         "methods": list(job.methods),
-        "layers": layers,
+        "layers": list(job.layers),
         "target": job.target,
         "mode": job.mode,
         "multilabel": job.multilabel,
@@ -427,12 +406,10 @@ def _finish(
         else "all failures; also in errors.parquet",
     }
     if job.backend == "ray":
-        summary["ray"] = {
-            "address": job.ray.address,
-            "num_workers": job.ray.num_workers,
-            "gpus_per_worker": job.ray.gpus_per_worker,
-            "cpus_per_worker": job.ray.cpus_per_worker,
-        }
+        shown = ("address", "num_workers", "gpus_per_worker", "cpus_per_worker")
+        summary["ray"] = {name: getattr(job.ray, name) for name in shown}
+    if task is not None:  # a classification job's summary stays as it was
+        summary["task"] = task
     write_json(out / "summary.json", summary)
     return summary
 
@@ -440,13 +417,13 @@ def _finish(
 def _run_settings(job: DatasetJob, tuning: dict[str, Any]) -> dict[str, Any]:
     """The batch size, decode workers and threads this run used (as set or as measured)."""
     if job.backend != "local":
-        return {"batch_size": job.batch_size or RAY_BATCH_SIZE, "precision": _precision(job)}
+        return {"batch_size": job.batch_size or RAY_BATCH_SIZE, "precision": job.precision}
     final = tuning.get("final") or {}  # as decided, with the threads of any later switch
     return {
         "batch_size": final.get("batch_size", job.batch_size),
         "decode_workers": final.get("decode_workers", job.decode_workers),
         "torch_threads": final.get("threads", job.torch_threads),
         "channels_last": final.get("channels_last", False),
-        "precision": _precision(job),
+        "precision": job.precision,
         "tuning": tuning,
     }

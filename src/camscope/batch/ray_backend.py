@@ -79,15 +79,14 @@ class ExplainActor:
         on its first batches (the actor's model is its own: nothing to give back)."""
         import torch
 
-        from ..io import model_channels
         from .layout import ChannelsLast, check, faster_in_channels_last
 
         step = self.step
         if step.task is not None:  # a task's model (a detector, say) keeps its own layout
             return
         generator = torch.Generator().manual_seed(0)
-        shape = (images, model_channels(step.spec), *step.spec.input_size)
-        x = torch.randn(*shape, generator=generator).to(step.device)
+        shape = (images, *step.spec.example_input().shape[1:])
+        x = torch.randn(shape, generator=generator).to(step.device)
         layout = ChannelsLast(step.model)
         why_not = check(step.model, layout, x[:2], step.settings.mode)
         if why_not is not None:
@@ -206,7 +205,7 @@ def run_on_ray(
             t0 = time.perf_counter()
             timing["waiting_for_inputs"] += t0 - waited
             _raise_stop(rows)
-            new, _failed = shards.add(rows)
+            new = shards.add(rows)
             timing["write"] += time.perf_counter() - t0
             report_failures(rows, skip)
             bar.advance(new)

@@ -79,7 +79,11 @@ def plan_inputs(out: Path, inputs: LabelledData, refresh: bool) -> InputPlan:
     commits = store.read_commits(out)
     sizes, mtimes = input_stamps(sources)
     columns = pa.table(
-        {"stem": assign_stems(ids, commits), "size": sizes, "mtime_ns": mtimes},
+        {
+            "stem": pa.array(stems_for(ids.to_pylist(), recorded_stems(commits)), pa.string()),
+            "size": sizes,
+            "mtime_ns": mtimes,
+        },
         schema=store.input_schema(),
     )
     changed = changed_inputs(ids, sources, columns, commits)
@@ -109,23 +113,12 @@ def input_stamps(sources: pa.Array) -> tuple[pa.Array, pa.Array]:
     mtimes: list[int | None] = []
     for source in sources.to_pylist():
         try:
-            if is_url(source):
-                raise OSError
-            status = os.stat(source)
+            status = None if is_url(source) else os.stat(source)
         except (OSError, ValueError):
-            sizes.append(None)
-            mtimes.append(None)
-            continue
-        sizes.append(status.st_size)
-        mtimes.append(status.st_mtime_ns)
+            status = None
+        sizes.append(status.st_size if status else None)
+        mtimes.append(status.st_mtime_ns if status else None)
     return pa.array(sizes, pa.int64()), pa.array(mtimes, pa.int64())
-
-
-def assign_stems(ids: pa.Array, commits: pa.Table) -> pa.Array:
-    """The stem of each id's output files (:func:`stems_for` with the stems of ``commits``)."""
-    import pyarrow as pa
-
-    return pa.array(stems_for(ids.to_pylist(), recorded_stems(commits)), pa.string())
 
 
 def recorded_stems(commits: pa.Table) -> dict[str, str]:
@@ -133,10 +126,8 @@ def recorded_stems(commits: pa.Table) -> dict[str, str]:
     import pyarrow.compute as pc
 
     given = commits.filter(pc.is_valid(commits.column("stem")))
-    known: dict[str, str] = {}
-    for id_, stem in zip(given.column("id").to_pylist(), given.column("stem").to_pylist()):
-        known.setdefault(id_, stem)
-    return known
+    pairs = list(zip(given.column("id").to_pylist(), given.column("stem").to_pylist()))
+    return dict(reversed(pairs))  # reversed: the first record of an id is the last word
 
 
 def stems_for(ids: list[str], known: dict[str, str]) -> list[str]:
@@ -162,14 +153,8 @@ def changed_inputs(
     ok = commits.filter(commits.column("ok"))
     if len(ok) == 0:
         return []
-    now = pa.table(
-        {
-            "id": ids,
-            "source": sources,
-            "size": columns.column("size"),
-            "mtime_ns": columns.column("mtime_ns"),
-        }
-    )
+    stamps = {name: columns.column(name) for name in ("size", "mtime_ns")}
+    now = pa.table({"id": ids, "source": sources, **stamps})
     was = ok.select(["id", "source", "size", "mtime_ns", "seq"])
     both = now.join(was, "id", join_type="inner", right_suffix="_was").sort_by("seq")
     moved = pc.fill_null(pc.not_equal(both.column("source"), both.column("source_was")), True)
@@ -228,7 +213,7 @@ def _retire_from(out: Path, seq: int, ids: set[str], later: set[str]) -> None:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    path = store.commits_dir(out) / f"{seq:05d}.parquet"
+    path = store.record_path(out, seq)
     record = pq.read_table(path, schema=store.commit_schema())
     gone = _strings(ids)
     stays = pc.invert(pc.is_in(record.column("id"), gone))
@@ -240,29 +225,21 @@ def _retire_from(out: Path, seq: int, ids: set[str], later: set[str]) -> None:
         )
     )
     old_shard = store.shard_path(out, store.shard_name(seq))
-    new_seq = store.next_sequence(out)
-    name = store.shard_name(new_seq)
-    staged = store.staging_dir(out) / name
+    rows = kept.slice(0, 0)  # no input stays: no shard
     if len(kept):
         rows = pq.read_table(old_shard)
         rows = rows.filter(pc.invert(pc.is_in(rows.column("id"), gone)))
-        store.write_table(staged, rows, row_group_size=store.ROW_GROUP_ROWS)  # 1.
+    new_seq = store.next_sequence(out)
     counts = kept.column("rows").to_numpy(zero_copy_only=False).astype(np.int64)
     starts = np.r_[0, np.cumsum(counts)[:-1]] if len(counts) else counts
-    kept = kept.set_column(
-        kept.schema.get_field_index("shard"), "shard", pa.array([name] * len(kept), pa.string())
-    ).set_column(kept.schema.get_field_index("row"), "row", pa.array(starts, pa.int64()))
+    name = pa.array([store.shard_name(new_seq)] * len(kept), pa.string())
+    kept = kept.set_column(kept.schema.get_field_index("shard"), "shard", name)
+    kept = kept.set_column(kept.schema.get_field_index("row"), "row", pa.array(starts, pa.int64()))
     replacement = pa.concat_tables([kept, failed]).replace_schema_metadata(
         {store.REPLACES: str(seq).encode()}
     )
-    store.write_table(store.commits_dir(out) / f"{new_seq:05d}.parquet", replacement)  # 2.
+    store.publish(out, new_seq, rows, replacement, retired=old_shard)  # steps 1 to 4
     removed = len(record.filter(pc.and_(record.column("ok"), pc.invert(stays))))
     log.info("commit %d without its %d changed input(s) is commit %d", seq, removed, new_seq)
-    if old_shard.exists():
-        old_shard.unlink()  # 3.
-        sync_folder(old_shard.parent)
-    if len(kept):
-        os.replace(staged, out / name)  # 4.
-        sync_folder(out)
     path.unlink()  # 5.
     sync_folder(path.parent)

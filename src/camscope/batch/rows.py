@@ -82,13 +82,11 @@ class ExplainStep:
         spec: ModelSpec,
         settings: MapSettings,
         device: torch.device,
-        model_name: str | None = None,
     ) -> None:
         self.model = model
         self.spec = spec
         self.settings = settings
         self.device = device
-        self.model_name = model_name or spec.name
         self.task = None
         if settings.task is not None:
             from ..tasks import prepare_task
@@ -102,9 +100,6 @@ class ExplainStep:
     def compile_for(self, batch_size: int) -> str | None:
         """Compile the model's trunk for batches of ``batch_size`` (``settings.compile``); the
         reason it runs eagerly instead, or None. :meth:`close` gives the model back."""
-        import torch
-
-        from ..io import model_channels
         from ..methods import get_method
         from .compiled import CompiledTrunk
         from .layout import to_layout
@@ -117,12 +112,8 @@ class ExplainStep:
         guided = [m for m in s.methods if get_method(m).needs_guided_gradients]
         if guided:
             return f"{', '.join(guided)} need(s) the trunk's input gradients"
-        example = to_layout(
-            torch.zeros(
-                batch_size, model_channels(self.spec), *self.spec.input_size, device=self.device
-            ),
-            self.channels_last,
-        )
+        zeros = self.spec.example_input(self.device).repeat(batch_size, 1, 1, 1)
+        example = to_layout(zeros, self.channels_last)
         trunk = CompiledTrunk(self.model, s.layers, example, s.precision, s.mode)
         if trunk.error is not None:
             return trunk.error
@@ -146,19 +137,29 @@ class ExplainStep:
         results = self._explain(batch, ok)
         for i in range(len(batch)):
             outcome = results.get(i)
-            if isinstance(outcome, tuple):
-                result, j = outcome
-                self._add_rows(columns, batch, i, result, j)
-            else:
-                error = batch.errors[i] or outcome or "not explained"
-                self._add_error(columns, batch, i, error)
+            if not isinstance(outcome, tuple):
+                self.add_error(columns, batch, i, batch.errors[i] or outcome or "not explained")
+                continue
+            result, j = outcome
+            classes = [int(c) for c in result.targets[j].reshape(-1).tolist()]
+            probs = (
+                result.probabilities[j].reshape(-1).tolist()
+                if result.probabilities is not None
+                else [None] * len(classes)
+            )
+            top5 = self._top5(result, j)
+            targets = [
+                {"target": c, "label": self.spec.label(c), "probability": p, "top5": top5}
+                for c, p in zip(classes, probs)
+            ]
+            self.add_rows(columns, batch, i, result, j, targets)
         return self._table(columns)
 
     def failed_batch(self, batch: DecodedBatch, error: str) -> pa.Table:
         """Rows that record every input of ``batch`` as failed with ``error``."""
         columns: dict[str, list[Any]] = {name: [] for name in self.schema.names}
         for i in range(len(batch)):
-            self._add_error(columns, batch, i, error)
+            self.add_error(columns, batch, i, error)
         return self._table(columns)
 
     # -- the model's work -----------------------------------------------------------------------
@@ -184,7 +185,8 @@ class ExplainStep:
             return out
         return {i: (result, j) for j, i in enumerate(indices)}
 
-    def explain_inputs(self, x: torch.Tensor) -> Explanation:
+    def explain_inputs(self, x: torch.Tensor, target: Any = None) -> Explanation:
+        """One :func:`camscope.explain` call on ``x`` with the settings' target (or ``target``)."""
         import torch
 
         from ..core.engine import explain
@@ -203,7 +205,7 @@ class ExplainStep:
                 to_layout(x.to(self.device, non_blocking=True), self.channels_last),
                 list(s.methods),
                 layer,
-                s.target,
+                s.target if target is None else target,
                 aug_smooth=s.aug_smooth,
                 eigen_smooth=s.eigen_smooth,
                 method_options=s.method_options,
@@ -215,35 +217,30 @@ class ExplainStep:
 
     # -- rows -------------------------------------------------------------------------------
 
-    def _add_error(
+    def add_error(
         self, columns: dict[str, list[Any]], batch: DecodedBatch, i: int, error: str
     ) -> None:
-        for name in columns:
-            columns[name].append(None)
-        columns["id"][-1] = batch.ids[i]
-        columns[POSITION][-1] = int(batch.positions[i])
-        columns[SOURCE][-1] = batch.sources[i]
-        columns[ERROR][-1] = error
+        """The one row of input ``i``, which failed with ``error``."""
+        row = {"id": batch.ids[i], POSITION: int(batch.positions[i]), SOURCE: batch.sources[i]}
+        add_row(columns, {**row, ERROR: error})
 
-    def _add_rows(
+    def add_rows(
         self,
         columns: dict[str, list[Any]],
         batch: DecodedBatch,
         i: int,
         result: Explanation,
         j: int,
+        targets: list[dict[str, Any]],
     ) -> None:
+        """The rows of input ``i`` (image ``j`` of ``result``): one per layer, method and target;
+        ``targets[k]`` holds the columns of the k-th target (``target``, ``label``...), the maps
+        of every layer and method are stored as the shards keep them (:meth:`stored`), with the
+        weak labels and overlays the settings ask for."""
         s = self.settings
         per_class = result.targets.ndim == 2
-        classes = result.targets[j].reshape(-1).tolist()
-        probs = (
-            result.probabilities[j].reshape(-1).tolist()
-            if result.probabilities is not None
-            else [None] * len(classes)
-        )
-        top5 = self._top5(result, j)
         width, height = int(batch.widths[i]), int(batch.heights[i])
-        boxes = masks = None
+        classes = [target["target"] for target in targets]
         pngs = self._png_names(batch, i, classes, per_class)
         for layer in result.layer_names:
             for method in s.methods:
@@ -251,23 +248,33 @@ class ExplainStep:
                 raw = raw if per_class else raw.unsqueeze(0)  # (K, h, w) or guided (K, 3, H, W)
                 heat = result.layer_maps[layer][method][j]
                 heat = heat if per_class else heat.unsqueeze(0)  # (K, H, W) in [0, 1]
-                if s.save_boxes:
-                    boxes = self._boxes(heat, width, height)
-                if s.save_masks:
-                    masks = self._masks(heat)
+                boxes = self._boxes(heat, width, height) if s.save_boxes else None
+                masks = self._masks(heat) if s.save_masks else None
                 half, scale = self.stored(raw)
-                for k, cls in enumerate(classes):
-                    row = self.row(batch, i, (layer, method, k, int(cls)), half, scale)
-                    row["label"] = self.spec.label(int(cls))
-                    row["probability"], row["top5"] = probs[k], top5
-                    row["png"] = None if pngs is None else pngs[method, k]
+                for k, target in enumerate(targets):
+                    row = {
+                        **target,
+                        "id": batch.ids[i],
+                        "width": width,
+                        "height": height,
+                        "model": self.spec.name,
+                        "layer": layer,
+                        "method": method,
+                        "rank": k,
+                        "map": half[k].reshape(-1),
+                        "map_shape": list(half[k].shape),
+                        "map_scale": float(scale[k]),
+                        "png": None if pngs is None else pngs[method, k],
+                        POSITION: int(batch.positions[i]),
+                        SOURCE: batch.sources[i],
+                    }
                     if boxes is not None:
                         row["box"] = boxes[k]
                     if masks is not None:
                         row["mask"], row["mask_shape"] = masks[k]
                     add_row(columns, row)
         if pngs is not None:
-            self._write_pngs(batch, i, result, j, classes, pngs)
+            self._write_pngs(batch, i, result, j, pngs)
 
     def stored(self, raw: torch.Tensor) -> tuple[np.ndarray, torch.Tensor]:
         """``(K, ...)`` raw maps as the shards keep them: at ``--map-size``, divided by their
@@ -278,34 +285,6 @@ class ExplainStep:
         scale = stored.flatten(1).abs().amax(1)
         scale = torch.where(scale > 0, scale, torch.ones_like(scale))
         return (stored / scale.view(-1, *[1] * (stored.ndim - 1))).half().cpu().numpy(), scale
-
-    def row(
-        self,
-        batch: DecodedBatch,
-        i: int,
-        key: tuple[str, str, int, int],
-        half: np.ndarray,
-        scale: torch.Tensor,
-    ) -> dict[str, Any]:
-        """The columns every row of input ``i`` has, for ``key`` = (layer, method, rank, target)
-        and the stored maps of that layer and method."""
-        layer, method, k, target = key
-        return {
-            "id": batch.ids[i],
-            "width": int(batch.widths[i]),
-            "height": int(batch.heights[i]),
-            "model": self.model_name,
-            "layer": layer,
-            "method": method,
-            "rank": k,
-            "target": target,
-            "map": half[k].reshape(-1),
-            "map_shape": list(half[k].shape),
-            "map_scale": float(scale[k]),
-            POSITION: int(batch.positions[i]),
-            SOURCE: batch.sources[i],
-            ERROR: None,
-        }
 
     def _top5(self, result: Explanation, j: int) -> list[dict[str, Any]] | None:
         prediction = result.prediction  # softmax, or sigmoid for sigmoid heads
@@ -341,9 +320,7 @@ class ExplainStep:
 
         from ..metrics.localization import largest_component, threshold_mask
 
-        maps = heat.float()
-        if self.settings.map_size is not None:
-            maps = self._resize(maps)
+        maps = self._resize(heat.float())
         keep = largest_component(threshold_mask(maps, self.settings.threshold)).cpu().numpy()
         return [(np.packbits(m.reshape(-1)).tobytes(), list(m.shape)) for m in keep]
 
@@ -362,7 +339,7 @@ class ExplainStep:
         self, batch: DecodedBatch, i: int, classes: list[int], per_class: bool
     ) -> dict[tuple[str, int], str] | None:
         """``(method, rank) -> file`` below the PNG folder, from the input's stem (unique in the
-        job: :func:`camscope.batch.resume.assign_stems`), or None without ``--save-png``."""
+        job: :func:`camscope.batch.resume.plan_inputs`), or None without ``--save-png``."""
         if self.settings.png_dir is None:
             return None
         stem = (batch.stems[i] if batch.stems else "") or png_stem(batch.ids[i])
@@ -378,7 +355,6 @@ class ExplainStep:
         i: int,
         result: Explanation,
         j: int,
-        classes: list[int],
         names: dict[tuple[str, int], str],
     ) -> None:
         from PIL import Image
@@ -394,16 +370,13 @@ class ExplainStep:
             else io.load_image(batch.sources[i], max_pixels=io.DEFAULT_MAX_PIXELS)
         )
         per_class = result.targets.ndim == 2
-        for method in s.methods:
-            maps = result.maps[method][j]
-            for k in range(len(classes)):
-                heat = io.resize_map(
-                    maps[k] if per_class else maps, (picture.height, picture.width)
-                )
-                target = Path(s.png_dir) / names[method, k]
-                target.parent.mkdir(parents=True, exist_ok=True)
-                # a killed job never leaves half a picture
-                write_picture(target, viz.overlay(picture, heat, s.colormap, s.alpha))
+        for (method, k), name in names.items():
+            maps = result.maps[method][j][k] if per_class else result.maps[method][j]
+            heat = io.resize_map(maps, (picture.height, picture.width))
+            target = Path(s.png_dir) / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            # a killed job never leaves half a picture
+            write_picture(target, viz.overlay(picture, heat, s.colormap, s.alpha))
 
 
 _UNSAFE_PART = re.compile(r"[^\w.+-]+")
@@ -429,8 +402,7 @@ def _half_lists(values: list[np.ndarray | None]) -> pa.Array:
     import pyarrow as pa
 
     lengths = [0 if v is None else len(v) for v in values]
-    offsets = np.zeros(len(values) + 1, dtype=np.int32)
-    np.cumsum(lengths, out=offsets[1:])
+    offsets = np.r_[0, np.cumsum(lengths)].astype(np.int32)
     flat = [v for v in values if v is not None]
     data = np.concatenate(flat) if flat else np.zeros(0, dtype=np.float16)
     mask = pa.array([v is None for v in values])

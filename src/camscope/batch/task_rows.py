@@ -38,72 +38,35 @@ def task_rows(step: Any, task: PreparedTask, batch: DecodedBatch) -> dict[str, l
     """The columns of one batch's rows (:func:`camscope.batch.parquet.step_schema`);
     ``step`` is the :class:`~camscope.batch.rows.ExplainStep` (its model, settings, schema and
     row helpers; not imported here, which would make an import circle)."""
-    import torch
-
-    from ..core.engine import explain
-
-    s = step.settings
-    layer: str | list[str] = list(s.layers) if len(s.layers) > 1 else s.layers[0]
     columns: dict[str, list[Any]] = {name: [] for name in step.schema.names}
     for i in range(len(batch)):
         if batch.errors[i] is not None:
-            step._add_error(columns, batch, i, str(batch.errors[i]))
+            step.add_error(columns, batch, i, str(batch.errors[i]))
             continue
         size = (int(batch.widths[i]), int(batch.heights[i]))
         target = task.target(size)
         try:
-            with torch.inference_mode(False), torch.enable_grad():
-                result = explain(
-                    step.model,
-                    batch.x[i : i + 1].to(step.device),
-                    list(s.methods),
-                    layer,
-                    target,
-                    eigen_smooth=s.eigen_smooth,
-                    method_options=s.method_options,
-                    strict=True,
-                    mode=s.mode,
-                    precision=s.precision,
-                )
+            result = step.explain_inputs(batch.x[i : i + 1], target)
         except NothingToExplain as err:
-            step._add_error(columns, batch, i, NOTHING + str(err))
+            step.add_error(columns, batch, i, NOTHING + str(err))
             continue
         except UsageError:
             raise  # a bad layer, method or class: every image alike, the job stops
         except (RuntimeError, ValueError) as err:
             log.debug("explain failed on %s", batch.ids[i], exc_info=True)
-            step._add_error(columns, batch, i, f"{type(err).__name__}: {err}")
+            step.add_error(columns, batch, i, f"{type(err).__name__}: {err}")
             continue
-        entries = task.describe(target, result, 0, size)
-        _add(step, columns, batch, i, result, entries)
+        targets = [
+            {
+                "target": int(e["class"]),
+                "label": e["label"],
+                "score": float(e["score"]),
+                "object_box": e.get("box"),
+            }
+            for e in task.describe(target, result, 0, size)
+        ]
+        step.add_rows(columns, batch, i, result, 0, targets)
     return columns
-
-
-def _add(
-    step: Any,
-    columns: dict[str, list[Any]],
-    batch: DecodedBatch,
-    i: int,
-    result: Any,
-    entries: list[dict[str, Any]],
-) -> None:
-    from .parquet import add_row
-
-    for layer in result.layer_names:
-        for method in step.settings.methods:
-            raw = result.layer_raw[layer][method][0]
-            half, scale = step.stored(_per_target(raw, result.targets.ndim == 2))
-            for k, entry in enumerate(entries):
-                row = step.row(batch, i, (layer, method, k, int(entry["class"])), half, scale)
-                row["label"], row["score"] = entry["label"], float(entry["score"])
-                if "object_box" in columns:
-                    row["object_box"] = entry.get("box")
-                add_row(columns, row)
-
-
-def _per_target(raw: Any, per_class: bool) -> Any:
-    """``(K, ...)`` maps of one image: a single target's map gets its K axis."""
-    return raw if per_class else raw.unsqueeze(0)
 
 
 def job_task(task: TaskRequest | None, spec: ModelSpec, job: Any) -> str | None:

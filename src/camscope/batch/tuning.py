@@ -53,13 +53,12 @@ import os
 import statistics
 import time
 from collections import Counter, deque
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 log = logging.getLogger(__name__)
 
-WARMUP_BATCH = 8
-PROBE_BATCH = 8  # CPU probes of the threads and the layout
+PROBE_BATCH = 8  # CPU warm-ups and probes of the threads and the layout
 CPU_BATCHES = (16, 32)
 GPU_BATCHES = (32, 64, 128)
 MAX_CPU_WORKERS = 4
@@ -94,14 +93,14 @@ class Plan:
 @dataclass
 class _Probe:
     plan: Plan
-    images: int = 0
-    decode: float = 0.0  # seconds decoding (in the main process)
-    model: float = 0.0  # seconds explaining
-    warmup: bool = False
+    images: int  # never 0: a batch that decoded nothing is not recorded
+    decode: float  # seconds decoding (in the main process)
+    model: float  # seconds explaining
+    warmup: bool
 
     @property
     def per_image(self) -> float:
-        return self.model / self.images if self.images else math.inf
+        return self.model / self.images
 
 
 @dataclass
@@ -165,7 +164,7 @@ class Tuner:
 
     @property
     def _probe(self) -> int:
-        """The batch size of the thread and layout probes."""
+        """The batch size of the warm-ups and of the thread and layout probes."""
         return self.batch_size or (GPU_BATCHES[0] if self.gpu else PROBE_BATCH)
 
     def _batch_sizes(self) -> tuple[int, ...]:
@@ -175,14 +174,12 @@ class Tuner:
         return GPU_BATCHES[1:] if self.gpu else CPU_BATCHES
 
     def _probe_images(self) -> int:
-        warm = self.batch_size or (GPU_BATCHES[0] if self.gpu else WARMUP_BATCH)
-        probe = self._probe
-        images = warm + probe
+        probes = 2  # a warm-up and one batch
         if self.channels_last:  # a warm-up, two batches in channels-last, one more in the other
-            images += warm + 3 * probe
+            probes += 4
         if not self.gpu and not self.threads and self.cores >= 2:
-            images += probe
-        return images + sum(self._batch_sizes())
+            probes += 1
+        return probes * self._probe + sum(self._batch_sizes())
 
     def _why_no_probes(self) -> str | None:
         fixed = self.batch_size and self.decode_workers is not None
@@ -202,32 +199,30 @@ class Tuner:
         """
         if self.skipped is not None:
             return None
-        workers = self.decode_workers or 0
-        warm, probe = self.batch_size or (GPU_BATCHES[0] if self.gpu else WARMUP_BATCH), self._probe
+        workers, probe = self.decode_workers or 0, self._probe
         steps: list[tuple[Plan, bool]] = [
-            (Plan(warm, workers, self._full), True),
+            (Plan(probe, workers, self._full), True),
             (Plan(probe, workers, self._full), False),
         ]
         if not self.gpu and not self.threads and self.cores >= 2:
             steps.append((Plan(probe, workers, self.cores - 1), False))
-        if self._step(steps):
-            return self._pending[0] if self._pending else None
+        if (plan := self._step(steps)) is not None:
+            return plan
         threads = self._threads()
         if self.channels_last:
             # each layout twice, alternately: a wrong layout costs far more than a batch
             mine, last = Plan(probe, workers, threads), Plan(probe, workers, threads, True)
-            steps = [(Plan(warm, workers, threads, True), True), (last, False)]
+            steps = [(Plan(probe, workers, threads, True), True), (last, False)]
             steps += [(mine, False), (mine, False), (last, False)]
-            if self._step(steps):
-                return self._pending[0] if self._pending else None
+            if (plan := self._step(steps)) is not None:
+                return plan
         layout = self._layout()
-        steps = [(Plan(size, workers, threads, layout), False) for size in self._batch_sizes()]
-        if self._step(steps):
-            return self._pending[0] if self._pending else None
-        return None
+        return self._step(
+            [(Plan(size, workers, threads, layout), False) for size in self._batch_sizes()]
+        )
 
-    def _step(self, steps: list[tuple[Plan, bool]]) -> bool:
-        """Make the first of ``steps`` not yet measured the pending probe (False: all done);
+    def _step(self, steps: list[tuple[Plan, bool]]) -> Plan | None:
+        """Make the first of ``steps`` not yet measured the pending probe (None: all done);
         a step listed twice is measured twice."""
         done = Counter((p.plan, p.warmup) for p in self.measured)
         for plan, warmup in steps:
@@ -235,8 +230,8 @@ class Tuner:
                 done[(plan, warmup)] -= 1
                 continue
             self._pending = (plan, warmup)
-            return True
-        return False
+            return plan
+        return None
 
     def record(self, plan: Plan, images: int, decode_seconds: float, model_seconds: float) -> None:
         """One probe batch (of the plan :meth:`next_probe` gave): its images, the seconds spent
@@ -279,7 +274,7 @@ class Tuner:
 
     def decide(self) -> Plan:
         """The plan for the rest of the job, from the probes (defaults without them)."""
-        if not any(not p.warmup and p.images for p in self.measured):
+        if all(p.warmup for p in self.measured):
             workers = self.decode_workers or 0
             full = self._full
             if full is not None and not self.threads and workers:
@@ -389,16 +384,6 @@ class Tuner:
 
     # -- while the job runs -------------------------------------------------------------------
 
-    def _can_recheck(self) -> bool:
-        return (
-            self.recheck
-            and not self.gpu
-            and not self.threads
-            and self.cores >= 2
-            and self.plan is not None
-            and self.plan.threads is not None
-        )
-
     def threads_for_next_batch(self) -> int | None:
         """The thread count of the next batch: the plan's, or now and then the other one."""
         if self.plan is None:
@@ -407,7 +392,11 @@ class Tuner:
         if not self._last_check:
             self._last_check = now
         if (
-            self._can_recheck()
+            self.recheck
+            and not self.gpu
+            and not self.threads
+            and self.cores >= 2
+            and self.plan.threads is not None
             and self._trying is None
             and len(self._recent) >= 3
             and now - self._last_check >= RECHECK_SECONDS
@@ -454,29 +443,16 @@ class Tuner:
             "device": self.device,
             "probes": [
                 {
-                    **(_plan_dict(p.plan) or {}),
+                    **asdict(p.plan),
                     "warm_up": p.warmup,
                     "images": p.images,
-                    "decode_ms_per_image": round(1e3 * p.decode / p.images, 2)
-                    if p.images
-                    else None,
-                    "model_ms_per_image": round(1e3 * p.per_image, 2) if p.images else None,
+                    "decode_ms_per_image": round(1e3 * p.decode / p.images, 2),
+                    "model_ms_per_image": round(1e3 * p.per_image, 2),
                 }
                 for p in self.measured
             ],
-            "decided": _plan_dict(self.decided),
-            "final": _plan_dict(self.plan),
+            "decided": asdict(self.decided) if self.decided else None,
+            "final": asdict(self.plan) if self.plan else None,
             "why": self.reasons,
             "thread_switches": self.switches,
         }
-
-
-def _plan_dict(plan: Plan | None) -> dict[str, Any] | None:
-    if plan is None:
-        return None
-    return {
-        "batch_size": plan.batch_size,
-        "decode_workers": plan.decode_workers,
-        "threads": plan.threads,
-        "channels_last": plan.channels_last,
-    }

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import platform
 import time
@@ -50,12 +49,13 @@ from ..audit.run import AuditConfig, AuditRun, run_audit
 from ..data.biased import BiasedBenchmark, write_split
 from ..errors import UsageError
 from ..models import ModelSpec
-from ..outputs import output_lock, write_json
+from ..outputs import finite, output_lock, write_json
 
 log = logging.getLogger(__name__)
 
 MODELS = ("biased", "balanced")
 TEST_SEED_OFFSET = 1000  # the test split's generator seed: no image in common with training
+_PER_CLASS = ("accuracy", "object_energy", "hotspot_box", "hotspot_hits", "flags")  # of audit.json
 
 
 @dataclass(frozen=True)
@@ -248,14 +248,7 @@ def compare(run: AuditRun, bench: BiasedBenchmark, spec: ModelSpec) -> dict[str,
         "cue_agreement": round(float(np.mean(agree)), 4) if agree else None,
         "object_energy": round(float(np.mean(energies)), 4) if energies else None,
         "per_class": {
-            name: {
-                "accuracy": round(c.accuracy, 4),
-                "object_energy": None if c.object_energy is None else round(c.object_energy, 4),
-                "hotspot_box": [round(v, 4) for v in c.hotspot.box] if c.hotspot else None,
-                "hotspot_hits": None if c.hotspot_hits is None else round(c.hotspot_hits, 4),
-                "flags": list(c.flags),
-            }
-            for name, c in run.classes.items()
+            name: {key: c.to_json()[key] for key in _PER_CLASS} for name, c in run.classes.items()
         },
         "flagged": run.flagged,
         "hotspot_on_cue": on_cue(run, bench),
@@ -282,54 +275,49 @@ def machine() -> str:
 def run_bias_experiment(config: BiasExperiment) -> dict[str, Any]:
     """Run the whole experiment (see the module docstring); returns what ``bias.json`` holds.
     The output folder is locked for the run."""
-    config.validate()
-    with output_lock(config.out, "camscope bias-experiment") as out:
-        return _run(config, out)
-
-
-def _run(config: BiasExperiment, out: Path) -> dict[str, Any]:
     from .figures import write_grid
 
-    for name in MODELS:  # before the data are rewritten
-        if (out / "runs" / name / "config.json").exists() and not config.resume:
-            raise UsageError(
-                f"{out} already holds the experiment's training runs; pass --resume to continue "
-                "(finished runs are reused) or choose another --out"
-            )
-    tic = time.perf_counter()
-    paths = write_data(config)
-    bench = held_out_bench(config)
-    models: dict[str, Any] = {}
-    runs: dict[str, AuditRun] = {}
-    loaded: dict[str, tuple[nn.Module, ModelSpec]] = {}
-    for name in MODELS:
-        run_dir = out / "runs" / name
-        log.info("training the %s model into %s", name, run_dir)
-        trained = train_model(config, paths[f"train-{name}"], run_dir)
-        log.info("auditing the %s model on %s", name, paths["test"])
-        run, model, spec = audit_model(config, run_dir, paths["test"], out / f"audit-{name}")
-        runs[name], loaded[name] = run, (model, spec)
-        models[name] = {**trained, **compare(run, bench, spec), "audit": f"audit-{name}"}
-    biased, balanced = models["biased"], models["balanced"]
-    result = {
-        "settings": asdict(config),
-        "machine": machine(),
-        "seconds": round(time.perf_counter() - tic, 1),
-        "chance": round(1 / len(bench.names), 4),
-        "models": models,
-        "gaps": {
-            "test_accuracy": _gap(balanced["test_accuracy"], biased["test_accuracy"]),
-            "object_energy": _gap(balanced["object_energy"], biased["object_energy"]),
-            "cue_agreement": _gap(biased["cue_agreement"], balanced["cue_agreement"]),
-        },
-    }
-    write_grid(runs, loaded, bench, out / "bias_grid.png", config.method)
-    result["grid"] = "bias_grid.png"
-    write_json(out / "bias.json", result)
-    return result
+    config.validate()
+    with output_lock(config.out, "camscope bias-experiment") as out:
+        for name in MODELS:  # before the data are rewritten
+            if (out / "runs" / name / "config.json").exists() and not config.resume:
+                raise UsageError(
+                    f"{out} already holds the experiment's training runs; pass --resume to "
+                    "continue (finished runs are reused) or choose another --out"
+                )
+        tic = time.perf_counter()
+        paths = write_data(config)
+        bench = held_out_bench(config)
+        models: dict[str, Any] = {}
+        runs: dict[str, AuditRun] = {}
+        loaded: dict[str, tuple[nn.Module, ModelSpec]] = {}
+        for name in MODELS:
+            run_dir = out / "runs" / name
+            log.info("training the %s model into %s", name, run_dir)
+            trained = train_model(config, paths[f"train-{name}"], run_dir)
+            log.info("auditing the %s model on %s", name, paths["test"])
+            run, model, spec = audit_model(config, run_dir, paths["test"], out / f"audit-{name}")
+            runs[name], loaded[name] = run, (model, spec)
+            models[name] = {**trained, **compare(run, bench, spec), "audit": f"audit-{name}"}
+        biased, balanced = models["biased"], models["balanced"]
+        result: dict[str, Any] = {
+            "settings": asdict(config),
+            "machine": machine(),
+            "seconds": round(time.perf_counter() - tic, 1),
+            "chance": round(1 / len(bench.names), 4),
+            "models": models,
+            "gaps": {
+                "test_accuracy": _gap(balanced["test_accuracy"], biased["test_accuracy"]),
+                "object_energy": _gap(balanced["object_energy"], biased["object_energy"]),
+                "cue_agreement": _gap(biased["cue_agreement"], balanced["cue_agreement"]),
+            },
+        }
+        write_grid(runs, loaded, bench, out / "bias_grid.png", config.method)
+        result["grid"] = "bias_grid.png"
+        write_json(out / "bias.json", result)
+        return result
 
 
 def _gap(a: float | None, b: float | None) -> float | None:
-    if a is None or b is None or math.isnan(a) or math.isnan(b):
-        return None
-    return round(a - b, 4)
+    """``a - b`` to 4 decimals; None when either is undefined (None or NaN)."""
+    return None if a is None or b is None else finite(a - b, 4)

@@ -1,9 +1,9 @@
 """Localization data sets: images with ground-truth boxes, and their labels mapped to model classes.
 
-The annotation formats are registered in files of their own (:mod:`.voc` with Oxford-IIIT Pet,
-:mod:`.coco`, :mod:`.csv_boxes`; :func:`camscope.data.layouts.register_format`), each reading
-into :class:`~camscope.data.dataset.Sample` records; :func:`read_dataset` finds the layout, parses
-it and maps the labels.
+Each annotation format is registered in a file of its own (:mod:`.voc` with Oxford-IIIT Pet,
+:mod:`.coco`, :mod:`.csv_boxes`; :func:`camscope.data.layouts.register_format`) and read into
+:class:`~camscope.data.dataset.Sample` records; :func:`read_dataset` finds the layout, parses it
+and maps the labels (:func:`map_labels`, with :class:`camscope.data.classes.ClassMapper`).
 
 Boxes everywhere are ``(x0, y0, x1, y1)`` floats in the image's own pixels, pixel column ``j``
 covering ``[j, j + 1)`` (see :mod:`camscope.metrics.localization`).
@@ -11,12 +11,8 @@ covering ``[j, j + 1)`` (see :mod:`camscope.metrics.localization`).
 Checks (each failure is a :class:`DatasetError` naming the file, the entry and the field): every
 field the reader needs is present and of the right type; coordinates and sizes are finite
 numbers; a box is not empty or inverted; a box reaching outside an image of known size is clipped
-to it (counted in the data's ``details["clipped"]``), one wholly outside is refused; image names that leave
-the data folder are refused unless ``allow_outside=True`` (:func:`camscope.data.layouts.safe_relative`).
-
-Labels go to model classes with :class:`camscope.data.classes.ClassMapper`; labels that map to no
-class are listed all at once (``unmapped="error"``) or their objects are skipped and counted
-(``unmapped="skip"``).
+to it (counted in ``details["clipped"]``), one wholly outside is refused; image names that leave
+the data folder are refused unless ``allow_outside=True`` (:func:`.layouts.safe_relative`).
 
 Example:
     >>> data = read_dataset("VOC2007", ClassMapper(), unmapped="skip")  # doctest: +SKIP
@@ -32,12 +28,9 @@ from typing import Any
 
 from ..errors import DatasetError
 from .classes import ClassMapper
-from .dataset import LabelledData, Sample
+from .dataset import LabelledData, Sample, largest
 from .layouts import find_annotations
 from .spec import UNMAPPED
-
-# ---------------------------------------------------------------------------------------------
-# Labels
 
 
 def map_labels(
@@ -93,8 +86,8 @@ def _named(sample: Sample) -> Sample:
     """The sample labelled as its largest object (and that object's classes)."""
     if not sample.objects:
         return sample
-    largest = max(sample.objects, key=lambda o: (o.box[2] - o.box[0]) * (o.box[3] - o.box[1]))
-    return replace(sample, label=largest.label, class_ids=largest.class_ids)
+    top = largest(sample.objects)
+    return replace(sample, label=top.label, class_ids=top.class_ids)
 
 
 def read_dataset(
@@ -129,14 +122,10 @@ def read_dataset(
     kept = [s for s in mapped if s.objects]
     empty = [s.id for s in mapped if not s.objects]
     if not kept:
-        raise DatasetError(
-            f"{layout.description}: no image with an object to localise"
-            + (
-                f" (every object's class is unmapped: {', '.join(sorted(skipped))})"
-                if skipped
-                else ""
-            )
+        why = (
+            f" (every object's class is unmapped: {', '.join(sorted(skipped))})" if skipped else ""
         )
+        raise DatasetError(f"{layout.description}: no image with an object to localise{why}")
     missing = [s.source for s in kept if not Path(s.source).is_file()]
     if missing and len(missing) == len(kept):
         raise DatasetError(

@@ -50,7 +50,7 @@ from PIL import Image
 
 from ..errors import UsageError
 from .dataset import GroundTruth, Sample
-from .synthetic import OBJECTS, SyntheticBenchmark, tight_box
+from .synthetic import OBJECTS, SyntheticBenchmark, generated, tight_box
 
 CUE_COLOURS = ((230, 25, 75), (0, 130, 200), (255, 225, 25), (145, 30, 180))
 CUE_PLACES = ("top-left", "top-right", "bottom-left", "bottom-right")
@@ -164,18 +164,9 @@ class BiasedBenchmark:
     def __getitem__(self, index: int) -> Sample:
         r = self.render(index)
         ids = next(o.class_ids for o in OBJECTS if o.name == r.label)
+        objects = [GroundTruth(r.label, ids, tight_box(r.mask))]
         sample_id = f"biased-{self.seed}-{index:06d}"
-        return Sample(
-            sample_id,
-            sample_id,
-            r.label,
-            ids,
-            (GroundTruth(r.label, ids, tight_box(r.mask)),),
-            Image.fromarray(r.image),
-            stem=sample_id,
-            size=(self.size, self.size),
-            extra={"cue": r.cue, "mask": r.mask, "cue_box": r.cue_box},
-        )
+        return generated(sample_id, r.image, objects, cue=r.cue, mask=r.mask, cue_box=r.cue_box)
 
 
 def write_split(bench: BiasedBenchmark, out_dir: str | Path, layout: str) -> Path:

@@ -74,16 +74,18 @@ def size_of(width: Any, height: Any, where: str) -> tuple[int, int] | None:
     )
 
 
-def load_json(json_path: Path) -> Any:
-    """A JSON file's content (unreadable, invalid or absurdly nested files are named)."""
+def load_json(json_path: Path, name: str | None = None) -> Any:
+    """A JSON file's content; an unreadable, invalid or absurdly nested file is named (as
+    ``name``, default the path)."""
+    name = name or str(json_path)
     try:
         return json.loads(json_path.read_text(encoding="utf-8"))
     except OSError as err:
-        raise DatasetError(f"{json_path}: cannot read ({err.strerror or err})") from None
+        raise DatasetError(f"{name}: cannot read ({err.strerror or err})") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise DatasetError(f"{json_path}: not valid JSON ({err})") from None
+        raise DatasetError(f"{name}: not valid JSON ({err})") from None
     except RecursionError:
-        raise DatasetError(f"{json_path}: JSON nested too deeply to be a COCO file") from None
+        raise DatasetError(f"{name}: JSON nested too deeply to read") from None
 
 
 def records(data: dict[str, Any], key: str, json_path: Path) -> list[dict[str, Any]]:

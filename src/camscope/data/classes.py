@@ -21,13 +21,21 @@ names here, so a name that one accepts the other accepts too.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 
 from ..errors import DatasetError
+from .checks import load_json
+
+_INDEX = re.compile(r"[+-]?\d+")
+
+
+def _timm_list(name: str) -> str:
+    from importlib.resources import files
+
+    return (files("timm.data") / "_info" / name).read_text()
 
 
 @lru_cache(maxsize=1)
@@ -38,13 +46,8 @@ def imagenet_synsets() -> list[str]:
     standard sorted order of the ILSVRC-2012 classes (index 0 = ``n01440764``, tench).
     """
     try:
-        from importlib.resources import files
-
-        text = (files("timm.data") / "_info" / "imagenet_synsets.txt").read_text()
-    except (
-        ModuleNotFoundError,
-        FileNotFoundError,
-    ) as err:  # pragma: no cover - timm is a dependency
+        text = _timm_list("imagenet_synsets.txt")
+    except (ModuleNotFoundError, FileNotFoundError) as err:  # pragma: no cover - timm is a dep
         raise DatasetError(
             f"cannot read the ImageNet synset list from timm ({err}); install timm or use class "
             "names / indices instead of synset ids"
@@ -66,18 +69,12 @@ def imagenet_names() -> list[str]:
 @lru_cache(maxsize=1)
 def _imagenet_lemmas() -> dict[str, str]:
     try:
-        from importlib.resources import files
-
-        text = (files("timm.data") / "_info" / "imagenet_synset_to_lemma.txt").read_text()
+        text = _timm_list("imagenet_synset_to_lemma.txt")
     except (ModuleNotFoundError, FileNotFoundError):  # pragma: no cover
         return {}
     wanted = set(imagenet_synsets())
-    out = {}
-    for line in text.splitlines():
-        wnid, _, lemmas = line.partition("\t")
-        if wnid in wanted:
-            out[wnid] = lemmas
-    return out
+    rows = (line.partition("\t") for line in text.splitlines())
+    return {wnid: lemmas for wnid, _, lemmas in rows if wnid in wanted}
 
 
 def _norm(text: str) -> str:
@@ -183,7 +180,7 @@ class ClassMapper:
             return list(self._aliases[key])
         if key in self._lookup:
             return list(self._lookup[key])
-        if re.fullmatch(r"[+-]?\d+", key):
+        if _INDEX.fullmatch(key):
             idx = int(key)
             if not 0 <= idx < self.num_classes:
                 raise DatasetError(f"class index {idx} is out of range 0..{self.num_classes - 1}")
@@ -254,12 +251,7 @@ def read_class_map(path: str | Path, mapper: ClassMapper) -> dict[str, tuple[int
         ``{"cat": ["tabby", "tiger cat", 285], "person": []}``
     """
     where = Path(path)
-    try:
-        data = json.loads(where.read_text(encoding="utf-8"))
-    except OSError as err:
-        raise DatasetError(f"--class-map {where}: cannot read ({err.strerror or err})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
-        raise DatasetError(f"--class-map {where}: not valid JSON ({err})") from None
+    data = load_json(where, f"--class-map {where}")
     if not isinstance(data, dict):
         raise DatasetError(
             f'--class-map {where}: expected an object {{"data-set label": ["model class", ...]}}; '
@@ -290,9 +282,6 @@ def read_class_map(path: str | Path, mapper: ClassMapper) -> dict[str, tuple[int
             "cannot be resolved: " + "; ".join(problems)
         )
     return out
-
-
-_INDEX = re.compile(r"[+-]?\d+")
 
 
 def names_a_class(text: str) -> bool:

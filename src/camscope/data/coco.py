@@ -16,6 +16,7 @@ from .layouts import (
     image_path,
     make_sample,
     register_format,
+    several_files,
     subdir,
     unique_dirs,
 )
@@ -46,10 +47,7 @@ def _pick(files: list[Path], where: Path) -> Path:
     instances = [p for p in files if p.name.startswith("instances_")]
     if len(instances) == 1:
         return instances[0]
-    raise DatasetError(
-        f"{where}: several annotation files ({', '.join(p.name for p in files)}); pass the one to "
-        "use as --data"
-    )
+    raise several_files(where, files)
 
 
 def _find(folder: Path) -> list[tuple[int, Layout]]:

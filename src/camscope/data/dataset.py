@@ -19,7 +19,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -238,6 +238,11 @@ class ArrayImages:
         return Sample(self.ids[i], self.ids[i], label, ids, objects, self.images[i], self.ids[i])
 
 
+def largest(objects: Sequence[GroundTruth]) -> GroundTruth:
+    """The object with the largest box (a sample is labelled as its largest object)."""
+    return max(objects, key=lambda o: (o.box[2] - o.box[0]) * (o.box[3] - o.box[1]))
+
+
 def sample_ids(samples: Sequence[Sample]) -> list[str]:
     """The ids of ``samples``, without building or decoding a sample where the sequence can say
     them (``ids()``)."""
@@ -289,6 +294,4 @@ class LabelledData:
 
     def subset(self, positions: Sequence[int]) -> LabelledData:
         """The same data with only the samples at ``positions``."""
-        from dataclasses import replace
-
         return replace(self, items=take(self.items, positions))

@@ -12,47 +12,24 @@ a model's classes with :class:`camscope.data.classes.ClassMapper`.
 
 Example:
     >>> data = scan_class_folders("pets")  # doctest: +SKIP
-    >>> data.classes, data.items[0]  # doctest: +SKIP
-    (['cat', 'dog'], (PosixPath('pets/cat/001.jpg'), 0))
+    >>> data.classes, data.items[0].id, data.items[0].label  # doctest: +SKIP
+    (['cat', 'dog'], 'cat/001.jpg', 'cat')
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import DatasetError
 from ..io.decode import has_image_extension
-from .inputs import images_below
+from .dataset import LabelledData, Sample
+from .inputs import images_below, with_stems
 
 
-@dataclass(frozen=True)
-class FolderDataset:
-    """A scanned class-folder data set.
-
-    Attributes:
-        root: the folder.
-        classes: class names (subfolder names), sorted; the index of a name is its label.
-        items: ``(image path, class index)`` in sorted path order.
-        empty: class folders that hold no image (left out).
-    """
-
-    root: Path
-    classes: list[str]
-    items: list[tuple[Path, int]]
-    empty: list[str] = field(default_factory=list)
-
-    def counts(self) -> dict[str, int]:
-        """Images per class name."""
-        out = dict.fromkeys(self.classes, 0)
-        for _, label in self.items:
-            out[self.classes[label]] += 1
-        return out
-
-
-def scan_class_folders(root: str | Path) -> FolderDataset:
-    """Scan ``root`` as one subfolder per class; class folders without images are left out and
-    listed in :attr:`FolderDataset.empty`.
+def scan_class_folders(root: str | Path) -> LabelledData:
+    """Scan ``root`` as one subfolder per class: each image labelled with its folder's name, its
+    id the path below ``root``; class folders without images are left out and listed in
+    :attr:`LabelledData.skipped` (labels are not mapped onto a model's classes here).
 
     Raises:
         DatasetError: ``root`` is not a folder or has no class folder with images.
@@ -66,22 +43,18 @@ def scan_class_folders(root: str | Path) -> FolderDataset:
         names, _ = find_classes(str(folder))
     except FileNotFoundError:
         names = []
-    classes: list[str] = []
-    items: list[tuple[Path, int]] = []
+    samples: list[Sample] = []
     skipped: list[str] = []
     for name in names:
         files = [Path(p) for p in images_below(folder / name, follow_links=True)]
+        samples.extend(Sample(p.relative_to(folder).as_posix(), str(p), name) for p in files)
         if not files:
             skipped.append(name)
-            continue
-        items.extend((path, len(classes)) for path in files)
-        classes.append(name)
+    classes = [name for name in names if name not in skipped]
     if not classes:
-        loose = [p.name for p in folder.iterdir() if p.is_file() and has_image_extension(p.name)][
-            :3
-        ]
+        loose = [p.name for p in folder.iterdir() if p.is_file() and has_image_extension(p.name)]
         hint = (
-            f"; it holds images directly ({', '.join(loose)}...): put them in one subfolder "
+            f"; it holds images directly ({', '.join(loose[:3])}...): put them in one subfolder "
             "per class"
             if loose
             else f" (one subfolder per class, e.g. {folder.name}/cat/*.jpg)"
@@ -90,4 +63,12 @@ def scan_class_folders(root: str | Path) -> FolderDataset:
         raise DatasetError(
             f"data folder {str(folder)!r} has no class folder with images{empty}{hint}"
         )
-    return FolderDataset(folder, classes, items, skipped)
+    return LabelledData(
+        with_stems(samples),
+        classes,
+        kind="folders",
+        description=f"class folders {folder}",
+        skipped=[(name, "class folder without images") for name in skipped],
+        root=str(folder.resolve()),
+        listing=str(folder.resolve()),
+    )

@@ -111,21 +111,16 @@ def open_images(images: Sequence[str]) -> LabelledData:
     """Command-line image arguments (files, folders, URLs) or, when none, the demo images."""
     from .. import io
 
-    if images:
-        sources = collect_inputs(list(images))
-        if not sources:
-            raise UsageError(
-                f"no images found in {', '.join(map(repr, images))}; image files end in "
-                f"{', '.join(io.IMAGE_EXTENSIONS)}"
-            )
-        pairs: list[tuple[str, Image.Image | None]] = [(s, None) for s in sources]
-        stems = unique_stems([stem_of(s) for s in sources])
-    else:
-        demo = demo_images()
-        pairs = [(f"demo:{name}", image) for name, image in demo]
-        stems = unique_stems([stem_of(name) for name, _ in demo])
-    items = [Sample(src, src, image=image, stem=stem) for (src, image), stem in zip(pairs, stems)]
-    return LabelledData(items, description=", ".join(images) if images else "demo images")
+    if not images:
+        demo = [Sample(f"demo:{n}", f"demo:{n}", image=image, stem=n) for n, image in demo_images()]
+        return LabelledData(demo, description="demo images")
+    sources = collect_inputs(list(images))
+    if not sources:
+        raise UsageError(
+            f"no images found in {', '.join(map(repr, images))}; image files end in "
+            f"{', '.join(io.IMAGE_EXTENSIONS)}"
+        )
+    return LabelledData(with_stems([Sample(s, s) for s in sources]), description=", ".join(images))
 
 
 def collect_inputs(items: Sequence[str]) -> list[str]:
@@ -142,26 +137,19 @@ def collect_inputs(items: Sequence[str]) -> list[str]:
     """
     from ..io.decode import IMAGE_EXTENSIONS, is_url
 
-    out: list[str] = []
-    seen: set[str] = set()
-
-    def add(item: str) -> None:
-        key = item if is_url(item) else os.path.normcase(os.path.abspath(item))
-        if key not in seen:
-            seen.add(key)
-            out.append(item)
-
+    found: dict[str, str] = {}  # the normalised path -> the first item that names it
     for raw in items:
         item = str(raw)
+        paths = [item]
         if not is_url(item) and os.path.isdir(item):
-            found = images_below(item)
-            if not found:
+            paths = images_below(item)
+            if not paths:
                 log.warning("folder %s holds no images (%s)", item, ", ".join(IMAGE_EXTENSIONS))
-            for path in found:
-                add(path)
-        else:
-            add(item)
-    return out
+        for path in paths:
+            found.setdefault(
+                path if is_url(path) else os.path.normcase(os.path.abspath(path)), path
+            )
+    return list(found.values())
 
 
 def images_below(folder: str | Path, follow_links: bool = False) -> list[str]:

@@ -142,6 +142,13 @@ def files_in(folder: Path | None, pattern: str) -> list[Path]:
     return sorted(p for p in folder.glob(pattern) if p.is_file()) if folder is not None else []
 
 
+def several_files(where: Path, files: list[Path]) -> DatasetError:
+    names = ", ".join(p.name for p in files)
+    return DatasetError(
+        f"{where}: several annotation files ({names}); pass the one to use as --data"
+    )
+
+
 def find_annotations(root: str | Path, images: str | Path | None = None) -> Layout:
     """The annotation format and files of a ``--data`` file or folder, and its image folders.
 
@@ -170,10 +177,7 @@ def find_annotations(root: str | Path, images: str | Path | None = None) -> Layo
     found = sorted((c for fmt in _FORMATS.values() for c in fmt.find(path)), key=lambda c: c[0])
     top = [f for priority, layout in found if priority == TOP_LEVEL for f in layout.files]
     if len(top) > 1:
-        raise DatasetError(
-            f"{path}: several annotation files ({', '.join(p.name for p in top)}); "
-            "pass the one to use as --data"
-        )
+        raise several_files(path, top)
     if not found:
         looked = "; ".join(f.looked_for for f in _FORMATS.values())
         raise DatasetError(

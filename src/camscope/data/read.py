@@ -107,7 +107,9 @@ def read_data(
                 f"{spec.text!r} has no 'label' column; this command needs each image's class"
             )
         return _mapped(found, class_names, mapper, options)
-    return _folders(path, class_names, mapper, options)
+    from .folders import scan_class_folders
+
+    return _mapped(scan_class_folders(path), class_names, mapper, options)
 
 
 def is_annotated(data: str, images: str | None = None) -> bool:
@@ -147,29 +149,6 @@ def _class_ids(
     if class_names is None:
         return {label: (i,) for i, label in enumerate(labels)}
     return {label: mapper.lookup(label) or () for label in labels}
-
-
-def _folders(
-    root: Path, class_names: Sequence[str] | None, mapper: ClassMapper, options: DataOptions
-) -> LabelledData:
-    from .folders import scan_class_folders
-
-    found = scan_class_folders(root)
-    samples = [
-        Sample(path.relative_to(root).as_posix(), str(path), found.classes[index])
-        for path, index in found.items
-    ]
-    data = LabelledData(
-        with_stems(samples),
-        found.classes,
-        {},
-        "folders",
-        f"class folders {root}",
-        [(name, "class folder without images") for name in found.empty],
-        root=str(root.resolve()),
-        listing=str(root.resolve()),
-    )
-    return _mapped(data, class_names, mapper, options)
 
 
 def _mapped(

@@ -75,14 +75,10 @@ class DataOptions:
     allow_outside: bool = False
 
     def check(self) -> None:
-        if self.unmapped not in UNMAPPED:
-            raise UsageError(
-                f"unmapped must be one of {', '.join(UNMAPPED)}; got {self.unmapped!r}"
-            )
-        if self.unmapped_folders not in ("error", "fail"):
-            raise UsageError(
-                f"unmapped_folders must be error or fail; got {self.unmapped_folders!r}"
-            )
+        for name, allowed in (("unmapped", UNMAPPED), ("unmapped_folders", ("error", "fail"))):
+            value = getattr(self, name)
+            if value not in allowed:
+                raise UsageError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
 
 
 def is_builtin(text: str) -> bool:

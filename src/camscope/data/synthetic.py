@@ -44,12 +44,13 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
 
 from ..errors import UsageError
-from .dataset import GroundTruth, Sample
+from .dataset import GroundTruth, Sample, largest
 
 STREAMS = ("eval", "train")
 
@@ -60,7 +61,7 @@ class ObjectSpec:
 
     name: str
     photo: str
-    polygons: tuple[tuple[tuple[int, int], ...], ...]
+    polygons: tuple[str, ...]  # each ``"x,y x,y ..."`` (SVG's points notation), photo pixels
     ellipses: tuple[tuple[int, int, int, int], ...]  # (left, top, right, bottom)
     class_ids: tuple[int, ...]
 
@@ -70,20 +71,7 @@ OBJECTS: tuple[ObjectSpec, ...] = (
         name="cat",
         photo="chelsea",
         polygons=(
-            (
-                (25, 299),
-                (5, 200),
-                (8, 120),
-                (30, 55),
-                (45, 10),
-                (75, 0),
-                (330, 0),
-                (385, 10),
-                (405, 60),
-                (395, 150),
-                (375, 230),
-                (345, 299),
-            ),
+            "25,299 5,200 8,120 30,55 45,10 75,0 330,0 385,10 405,60 395,150 375,230 345,299",
         ),
         ellipses=(),
         class_ids=(281, 282, 285),
@@ -91,26 +79,14 @@ OBJECTS: tuple[ObjectSpec, ...] = (
     ObjectSpec(
         name="cup",
         photo="coffee",
-        polygons=(((178, 75), (410, 75), (405, 215), (182, 215)),),
+        polygons=("178,75 410,75 405,215 182,215",),
         ellipses=((75, 100, 481, 390), (174, 15, 412, 130), (195, 225, 255, 300)),
         class_ids=(967, 968, 504),
     ),
     ObjectSpec(
         name="rocket",
         photo="rocket",
-        polygons=(
-            (
-                (321, 126),
-                (313, 138),
-                (309, 160),
-                (307, 210),
-                (305, 400),
-                (338, 400),
-                (336, 210),
-                (334, 160),
-                (330, 138),
-            ),
-        ),
+        polygons=("321,126 313,138 309,160 307,210 305,400 338,400 336,210 334,160 330,138",),
         ellipses=(),
         class_ids=(657, 744),
     ),
@@ -118,30 +94,9 @@ OBJECTS: tuple[ObjectSpec, ...] = (
         name="motorcycle",
         photo="stereo_motorcycle",
         polygons=(
-            (
-                (95, 205),
-                (150, 160),
-                (330, 185),
-                (460, 155),
-                (520, 100),
-                (560, 115),
-                (590, 170),
-                (560, 210),
-                (640, 280),
-                (685, 380),
-                (660, 445),
-                (590, 450),
-                (530, 380),
-                (460, 390),
-                (340, 375),
-                (335, 435),
-                (270, 395),
-                (200, 400),
-                (130, 370),
-                (120, 300),
-                (110, 245),
-                (95, 225),
-            ),
+            "95,205 150,160 330,185 460,155 520,100 560,115 590,170 560,210 640,280 685,380 "
+            "660,445 590,450 530,380 460,390 340,375 335,435 270,395 200,400 130,370 120,300 "
+            "110,245 95,225",
         ),
         ellipses=(),
         class_ids=(665, 670),
@@ -182,7 +137,7 @@ def object_mask(spec: ObjectSpec) -> np.ndarray:
     canvas = Image.new("L", (photo.shape[1], photo.shape[0]), 0)
     draw = ImageDraw.Draw(canvas)
     for poly in spec.polygons:
-        draw.polygon(list(poly), fill=255)
+        draw.polygon([(int(x), int(y)) for x, y in (p.split(",") for p in poly.split())], fill=255)
     for ell in spec.ellipses:
         draw.ellipse(list(ell), fill=255)
     return np.asarray(canvas) > 127
@@ -196,6 +151,24 @@ def _cutout(name: str) -> tuple[np.ndarray, np.ndarray]:
     ys, xs = np.nonzero(mask)
     y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
     return _photo(spec.photo)[y0:y1, x0:x1], mask[y0:y1, x0:x1]
+
+
+def generated(
+    sample_id: str, image: np.ndarray, objects: Sequence[GroundTruth], **extra: Any
+) -> Sample:
+    """A rendered image as a sample, labelled as its largest object."""
+    top = largest(objects)
+    return Sample(
+        sample_id,
+        sample_id,
+        top.label,
+        top.class_ids,
+        tuple(objects),
+        Image.fromarray(image),
+        stem=sample_id,
+        size=(image.shape[1], image.shape[0]),
+        extra=extra,
+    )
 
 
 def tight_box(mask: np.ndarray) -> tuple[float, float, float, float]:
@@ -299,23 +272,9 @@ class SyntheticBenchmark:
         if not 0 <= index < self.length:
             raise IndexError(index)
         r = self.render(index)
-        objects = []
-        for name, mask in zip(r.names, r.masks):
-            spec = next(o for o in self.specs if o.name == name)
-            ids = self.class_ids.get(name, spec.class_ids)
-            objects.append(GroundTruth(name, ids, tight_box(mask)))
-        largest = max(objects, key=lambda o: (o.box[2] - o.box[0]) * (o.box[3] - o.box[1]))
-        sample_id = self._id(index)
-        return Sample(
-            sample_id,
-            sample_id,
-            largest.label,
-            largest.class_ids,
-            tuple(objects),
-            Image.fromarray(r.image),
-            stem=sample_id,
-            size=(self.size, self.size),
-        )
+        ids = {o.name: self.class_ids.get(o.name, o.class_ids) for o in self.specs}
+        objects = [GroundTruth(n, ids[n], tight_box(mask)) for n, mask in zip(r.names, r.masks)]
+        return generated(self._id(index), r.image, objects)
 
     def render(self, index: int) -> Rendered:
         """Render image ``index`` (depends only on the seed and the index)."""

@@ -87,7 +87,6 @@ def outcome(
 ) -> Outcome[T]:
     """``load(sample)``, or the reason the sample is skipped (the one skip rule)."""
     began = time.perf_counter()
-    error: str | None = None
     try:
         if need_class and not sample.class_ids and not sample.error:
             error = f"label {sample.label!r} names no class of the model"

@@ -85,17 +85,16 @@ class AdversarialResult:
         return list(self.summary["errors"])
 
 
-def _norm(x: Tensor, spec: ModelSpec) -> Tensor:
+def _norm(x: Tensor, spec: ModelSpec, inverse: bool = False) -> Tensor:
+    """The model's normalisation ``(x - mean) / std`` of images in [0, 1] (or its inverse)."""
     mean = torch.tensor(spec.mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
     std = torch.tensor(spec.std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-    return (x - mean) / std
+    return x * std + mean if inverse else (x - mean) / std
 
 
 def unit_image(x: Tensor, spec: ModelSpec) -> Tensor:
     """A preprocessed input back in [0, 1], rounded to the 8-bit pixels it was made from."""
-    mean = torch.tensor(spec.mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-    std = torch.tensor(spec.std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-    return to_8bit(x * std + mean)
+    return to_8bit(_norm(x, spec, inverse=True))
 
 
 def _classify(model: nn.Module, x01: Tensor, spec: ModelSpec, multilabel: bool) -> Prediction:
@@ -272,36 +271,33 @@ def run_adversarial(
 ) -> AdversarialResult:
     """Attack every image of ``data`` and compare the maps (see the module docstring); the
     output folder is locked for the run."""
+    s = settings or AttackSettings()
     with output_lock(out_dir, "camscope adversarial"):
-        return _run(model, spec, data, out_dir, settings or AttackSettings())
-
-
-def _run(
-    model: nn.Module, spec: ModelSpec, data: LabelledData, out_dir: str | Path, s: AttackSettings
-) -> AdversarialResult:
-    run = DiagnosisRun(model, out_dir, s)
-    records: list[dict[str, Any]] = []
-    for walked in run.batches(data.items, spec):
-        loaded = [
-            (it, unit_image(p.x, spec).to(run.device), p.scaled(it.object_boxes))
-            for it, p in walked.ok
-        ]
-        if not loaded:
-            continue
-        try:
-            records.extend(_attack_batch(model, spec, loaded, run.out, s))
-        except CamscopeError:
-            raise  # a bad method, layer or target concerns every image: usage error
-        except (RuntimeError, ValueError) as err:
-            log.debug("the attack failed", exc_info=True)
-            for it, _, _ in loaded:
-                run.skip(it, f"{type(err).__name__}: {err}")
-    summary = _summary(spec, data, s, records, run.errors)
-    write_json(run.out / "adversarial.json", summary)
+        run = DiagnosisRun(model, out_dir, s)
+        records: list[dict[str, Any]] = []
+        for walked in run.batches(data.items, spec):
+            loaded = [
+                (it, unit_image(p.x, spec).to(run.device), p.scaled(it.object_boxes))
+                for it, p in walked.ok
+            ]
+            if not loaded:
+                continue
+            try:
+                records.extend(_attack_batch(model, spec, loaded, run.out, s))
+            except CamscopeError:
+                raise  # a bad method, layer or target concerns every image: usage error
+            except (RuntimeError, ValueError) as err:
+                log.debug("the attack failed", exc_info=True)
+                for it, _, _ in loaded:
+                    run.skip(it, f"{type(err).__name__}: {err}")
+        summary = _summary(spec, data, s, records, run.errors)
+        write_json(run.out / "adversarial.json", summary)
     return AdversarialResult(summary)
 
 
-def _mean(values: list[float]) -> float | None:
+def _mean(rows: list[dict[str, Any]], key: str) -> float | None:
+    """The mean of ``key`` over the rows that have it (None when none has), to 4 decimals."""
+    values = [float(row[key]) for row in rows if row.get(key) is not None]
     return round(sum(values) / len(values), 4) if values else None
 
 
@@ -323,7 +319,7 @@ def _summary(
 
     def means(method: str) -> dict[str, float | None]:
         sims = [r["similarity_by_method"][method] for r in records]
-        return {key: _mean([float(x[key]) for x in sims if key in x]) for key in keys}
+        return {key: _mean(sims, key) for key in keys}
 
     left_out = ("progress", "colormap", "alpha", "max_pixels", "batch_size", "on_skip")
     settings = {f.name: getattr(s, f.name) for f in fields(s) if f.name not in left_out}
@@ -334,10 +330,8 @@ def _summary(
         "data": data.description,
         "settings": settings,
         "images": records,
-        "success_rate": _mean([float(r["success"]) for r in records if r["success"] is not None]),
-        "success_rate_8bit": _mean(
-            [float(r["success_8bit"]) for r in records if r["success_8bit"] is not None]
-        ),
+        "success_rate": _mean(records, "success"),
+        "success_rate_8bit": _mean(records, "success_8bit"),
         "already_target": sum(r["already_target"] for r in records),
         "similarity": means(s.methods[0]),
         "similarity_by_method": {m: means(m) for m in s.methods},

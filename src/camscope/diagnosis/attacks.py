@@ -91,12 +91,6 @@ def gradient_sign(forward: PixelForward, x: Tensor, labels: Tensor, targeted: bo
     return -direction if targeted else direction
 
 
-def _guarded(model: nn.Module, run: Callable[[], Tensor]) -> Tensor:
-    with preserved_modes(model):
-        model.eval()
-        return run().detach()
-
-
 def fgsm(
     model: nn.Module,
     x: Tensor,
@@ -107,14 +101,10 @@ def fgsm(
     std: Sequence[float] = (1.0, 1.0, 1.0),
     targeted: bool = False,
 ) -> Tensor:
-    """One FGSM step of size ``eps`` away from ``labels`` (towards them when ``targeted``)."""
-    _check(x, labels, eps)
-    forward = pixel_forward(model, mean, std)
-
-    def run() -> Tensor:
-        return (x + eps * gradient_sign(forward, x, labels, targeted)).clamp(0.0, 1.0)
-
-    return _guarded(model, run)
+    """One FGSM step of size ``eps`` away from ``labels`` (towards them when ``targeted``): the
+    first step of :func:`pgd` with ``step_size=eps``, whose projection onto the ball then keeps
+    every pixel where the step put it."""
+    return pgd(model, x, labels, eps, 1, step_size=eps, mean=mean, std=std, targeted=targeted)
 
 
 def pgd(
@@ -141,8 +131,8 @@ def pgd(
         raise UsageError(f"the PGD step size must be > 0; got {alpha}")
     forward = pixel_forward(model, mean, std)
     x = x.detach()
-
-    def run() -> Tensor:
+    with preserved_modes(model):
+        model.eval()
         adv = x
         if random_start:
             gen = torch.Generator().manual_seed(seed)
@@ -151,9 +141,7 @@ def pgd(
         for _ in range(steps):
             adv = (adv + alpha * gradient_sign(forward, adv, labels, targeted)).clamp(0.0, 1.0)
             adv = (x + (adv - x).clamp(-eps, eps)).clamp(0.0, 1.0)
-        return adv
-
-    return _guarded(model, run)
+    return adv.detach()
 
 
 def default_step_size(eps: float, steps: int) -> float:
@@ -199,17 +187,3 @@ def attack(
 def to_8bit(x: Tensor) -> Tensor:
     """Round images in [0, 1] to the nearest of the 256 levels a PNG stores."""
     return torch.round(x.clamp(0.0, 1.0) * 255.0) / 255.0
-
-
-__all__ = [
-    "ATTACKS",
-    "PixelForward",
-    "attack",
-    "class_loss",
-    "default_step_size",
-    "fgsm",
-    "gradient_sign",
-    "pgd",
-    "pixel_forward",
-    "to_8bit",
-]

@@ -160,37 +160,32 @@ def diagnose_failures(
 ) -> FailuresResult:
     """Classify every image of ``data``, explain the mistakes and write the reports to
     ``out_dir`` (see the module docstring), which is locked for the run."""
+    s = settings or FailureSettings()
     with output_lock(out_dir, "camscope failures"):
-        return _diagnose(model, spec, data, out_dir, settings or FailureSettings())
-
-
-def _diagnose(
-    model: nn.Module, spec: ModelSpec, data: LabelledData, out_dir: str | Path, s: FailureSettings
-) -> FailuresResult:
-    run = DiagnosisRun(model, out_dir, s)
-    records: list[dict[str, Any]] = []
-    for walked in run.batches(data.items, spec, need_class=True):
-        loaded = walked.ok
-        if not loaded:
-            continue
-        x = torch.cat([p.x for _, p in loaded]).to(run.device)
-        prediction = classify(model, x, multilabel=s.multilabel).cpu()
-        batch = [_record(sample, prediction, i, spec) for i, (sample, _) in enumerate(loaded)]
-        wrong = [i for i, r in enumerate(batch) if not r["correct"]]
-        try:
-            if wrong:
-                failed = [batch[i] for i in wrong]
-                images = [loaded[i][1].image for i in wrong]
-                _explain_failures(model, x[wrong], failed, images, run.out, s)
-        except CamscopeError:
-            raise  # a bad method/layer/option concerns every image: usage error
-        except (RuntimeError, ValueError) as err:
-            log.debug("explaining the failures failed", exc_info=True)
-            for i in wrong:
-                run.skip(loaded[i][0], f"{type(err).__name__}: {err}")
-            batch = [r for i, r in enumerate(batch) if i not in wrong]
-        records.extend(batch)
-    return _write(run, spec, data, records, s)
+        run = DiagnosisRun(model, out_dir, s)
+        records: list[dict[str, Any]] = []
+        for walked in run.batches(data.items, spec, need_class=True):
+            loaded = walked.ok
+            if not loaded:
+                continue
+            x = torch.cat([p.x for _, p in loaded]).to(run.device)
+            prediction = classify(model, x, multilabel=s.multilabel).cpu()
+            batch = [_record(sample, prediction, i, spec) for i, (sample, _) in enumerate(loaded)]
+            wrong = [i for i, r in enumerate(batch) if not r["correct"]]
+            try:
+                if wrong:
+                    failed = [batch[i] for i in wrong]
+                    images = [loaded[i][1].image for i in wrong]
+                    _explain_failures(model, x[wrong], failed, images, run.out, s)
+            except CamscopeError:
+                raise  # a bad method/layer/option concerns every image: usage error
+            except (RuntimeError, ValueError) as err:
+                log.debug("explaining the failures failed", exc_info=True)
+                for i in wrong:
+                    run.skip(loaded[i][0], f"{type(err).__name__}: {err}")
+                batch = [r for i, r in enumerate(batch) if i not in wrong]
+            records.extend(batch)
+        return _write(run, spec, data, records, s)
 
 
 def _write(

@@ -44,7 +44,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..core.layers import preserved_modes, resolve_layers
+from ..core.layers import no_grad_forward, resolve_layers
 from ..core.prediction import Prediction, predict
 from ..core.reshape import spatial_reshape
 from ..errors import LayerError, UsageError
@@ -84,7 +84,6 @@ def pooled_features(
     model: nn.Module,
     x: Tensor,
     layers: Layers,
-    output_adapter: Callable[[Any], Tensor] | None = None,
     *,
     multilabel: bool = False,
 ) -> tuple[dict[str, Tensor], Prediction]:
@@ -111,16 +110,14 @@ def pooled_features(
         for name, module in layers:
             if module is not None:
                 handles.append(module.register_forward_hook(hook(name)))
-        with preserved_modes(model):
-            model.eval()
-            output = model(x)
+        output = no_grad_forward(model, x)  # eval mode, modes restored, the model's lock held
     finally:
         for handle in handles:
             handle.remove()
     missing = [name for name, _ in layers if name not in found]
     if missing:
         raise LayerError(f"layer(s) {missing} did not run in the forward pass; pick others")
-    prediction = predict(output, multilabel=multilabel, adapter=output_adapter)
+    prediction = predict(output, multilabel=multilabel)
     return {name: found[name].cpu() for name in found}, prediction
 
 

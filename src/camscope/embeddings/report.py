@@ -57,8 +57,8 @@ def scatter_png(run: EmbeddingRun, layer: LayerEmbedding) -> bytes:
         for wrong in (False, True):
             idx = [
                 i
-                for i, label in enumerate(run.labels)
-                if label == name and (run.correct[i] is False) == wrong
+                for i, image in enumerate(run.images)
+                if image["class"] == name and (image["correct"] is False) == wrong
             ]
             if not idx:
                 continue
@@ -74,7 +74,7 @@ def scatter_png(run: EmbeddingRun, layer: LayerEmbedding) -> bytes:
                 label=None if named else name,
             )
             named = True
-    if any(c is False for c in run.correct):
+    if any(image["correct"] is False for image in run.images):
         ax.scatter([], [], s=46, c="white", marker="X", edgecolors="black", label="misclassified")
     xlabel, ylabel = _axis_names(run, layer)
     ax.set_xlabel(xlabel, fontsize=8)
@@ -96,21 +96,21 @@ def _marks(
     sx = (side - 2 * pad) / (x1 - x0) if x1 > x0 else 0.0
     sy = (side - 2 * pad) / (y1 - y0) if y1 > y0 else 0.0
     marks = []
-    for i, (x, y) in enumerate(points):
-        wrong = run.correct[i] is False
+    for (x, y), image in zip(points, run.images):
+        wrong = image["correct"] is False
         marks.append(
             (
                 pad + (x - x0) * sx if sx else side / 2,
                 side - pad - (y - y0) * sy if sy else side / 2,
-                chart_colour(run.classes.index(run.labels[i])),
+                chart_colour(run.classes.index(image["class"])),
                 wrong,
-                f"{run.ids[i]} · {run.labels[i]}" + (" · misclassified" if wrong else ""),
+                f"{image['id']} · {image['class']}" + (" · misclassified" if wrong else ""),
             )
         )
     return marks
 
 
-def embeddings_html(run: EmbeddingRun, images: list[dict[str, Any]], title: str) -> str:
+def embeddings_html(run: EmbeddingRun, title: str) -> str:
     """The self-contained HTML page with one hoverable scatter per layer."""
     side = 420
     plots = [(_title(layer, run.k), _marks(run, layer, side)) for layer in run.layers.values()]
@@ -119,7 +119,7 @@ def embeddings_html(run: EmbeddingRun, images: list[dict[str, Any]], title: str)
         "embeddings.html",
         title=title,
         run=run,
-        images=images,
+        images=run.images,
         plots=plots,
         side=side,
         colours=colours,
@@ -132,47 +132,28 @@ def write_embeddings(
     """Write ``embeddings.json``, one ``embed_<layer>.png`` per layer and ``embeddings.html``
     (the folder locked while they are written)."""
     with output_lock(out_dir, "camscope embed") as out:
-        return _write(run, out, settings, title)
-
-
-def _write(
-    run: EmbeddingRun, out: Path, settings: Mapping[str, Any], title: str
-) -> dict[str, Path]:
-    names = safe_names(list(run.layers))
-    layers: dict[str, Any] = {}
-    for name, layer in run.layers.items():
-        figure = f"embed_{names[name]}.png"
-        write_atomic(out / figure, scatter_png(run, layer), durable=False)
-        layers[name] = {
-            "silhouette": finite(layer.silhouette, 4),
-            "knn_accuracy": finite(layer.knn_accuracy, 4),
-            "k": run.k,
-            "dims": int(layer.features.shape[1]),
-            "explained_variance": finite(layer.explained_variance, 4),  # None stays None
-            "figure": figure,
-            "points": [[round(float(v), 5) for v in p] for p in layer.points.tolist()],
+        names = safe_names(list(run.layers))
+        layers: dict[str, Any] = {}
+        for name, layer in run.layers.items():
+            figure = f"embed_{names[name]}.png"
+            write_atomic(out / figure, scatter_png(run, layer), durable=False)
+            layers[name] = {
+                "silhouette": finite(layer.silhouette, 4),
+                "knn_accuracy": finite(layer.knn_accuracy, 4),
+                "k": run.k,
+                "dims": int(layer.features.shape[1]),
+                "explained_variance": finite(layer.explained_variance, 4),  # None stays None
+                "figure": figure,
+                "points": [[round(float(v), 5) for v in p] for p in layer.points.tolist()],
+            }
+        doc = {
+            "layers": layers,
+            "images": run.images,
+            "classes": run.classes,
+            "projection": run.projection,
+            "settings": dict(settings),
+            "failed": [{"id": i, "reason": r} for i, r in run.failed],
         }
-    images = [
-        {
-            "id": i,
-            "class": c,
-            "predicted": p,
-            "predicted_class": index,
-            "probability": round(probability, 6),
-            "correct": ok,
-        }
-        for i, c, p, index, probability, ok in zip(
-            run.ids, run.labels, run.predicted_names, run.predicted, run.probabilities, run.correct
-        )
-    ]
-    doc = {
-        "layers": layers,
-        "images": images,
-        "classes": run.classes,
-        "projection": run.projection,
-        "settings": dict(settings),
-        "failed": [{"id": i, "reason": r} for i, r in run.failed],
-    }
-    write_json(out / "embeddings.json", doc, indent=1)
-    write_atomic(out / "embeddings.html", embeddings_html(run, images, title))
+        write_json(out / "embeddings.json", doc, indent=1)
+        write_atomic(out / "embeddings.html", embeddings_html(run, title))
     return {"json": out / "embeddings.json", "html": out / "embeddings.html"}

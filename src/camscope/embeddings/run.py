@@ -16,7 +16,6 @@ Example:
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,16 +23,20 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..data.dataset import LabelledData, LoadOptions, Prepared
+from ..data.dataset import LabelledData, LoadOptions, Prepared, Sample
 from ..data.progress import Progress
 from ..data.walk import SkipFn, Walk
 from ..errors import UsageError
 from ..models.spec import model_device
 from ..outputs import data_uri, encoded
-from .features import knn_accuracy, pca_2d, pooled_features, resolve_embedding_layers, silhouette
-from .features import umap_2d as _umap
-
-log = logging.getLogger(__name__)
+from .features import (
+    knn_accuracy,
+    pca_2d,
+    pooled_features,
+    resolve_embedding_layers,
+    silhouette,
+    umap_2d,
+)
 
 PROJECTIONS = ("pca", "umap")
 
@@ -52,23 +55,24 @@ class LayerEmbedding:
 
 @dataclass
 class EmbeddingRun:
-    """What :func:`embed_dataset` produced; per-image lists share one order."""
+    """What :func:`embed_dataset` produced. ``images`` are the entries of ``embeddings.json``'s
+    ``"images"`` (id, class, predicted, predicted_class, probability, correct), in the order of
+    every layer's points and of ``thumbnails``."""
 
     layers: dict[str, LayerEmbedding]
-    ids: list[str]
-    labels: list[str]
+    images: list[dict[str, Any]]
     classes: list[str]
-    predicted: list[int]
-    correct: list[bool | None]
     thumbnails: list[str]
-    predicted_names: list[str]
     projection: str
     k: int
     failed: list[tuple[str, str]] = field(default_factory=list)
-    probabilities: list[float] = field(default_factory=list)  # of each predicted class
+
+    @property
+    def ids(self) -> list[str]:
+        return [image["id"] for image in self.images]
 
 
-def _thumbnail(item: Prepared, side: int) -> str:
+def _thumbnail(item: Prepared, side: int = 64) -> str:
     picture = item.image.convert("RGB")
     picture.thumbnail((side, side))
     return data_uri(encoded(picture, "JPEG", quality=80), "image/jpeg")
@@ -85,7 +89,6 @@ def embed_dataset(
     batch_size: int = 32,
     seed: int = 0,
     thumbnails: int = 2000,
-    thumbnail_side: int = 64,
     progress: bool | Progress = False,
     on_skip: SkipFn | None = None,
     max_pixels: int | None = None,
@@ -108,11 +111,8 @@ def embed_dataset(
     if batch_size < 1 or k < 1:
         raise UsageError(f"batch_size and k must be at least 1; got {batch_size} and {k}")
     device = model_device(model)
-    chunks: dict[str, list[Tensor]] = {}
-    order: list[str] = []
-    ids: list[str] = []
-    labels: list[str] = []
-    accepted: list[tuple[int, ...]] = []
+    chunks: dict[str, list[Tensor]] = {}  # in depth order: the order the hooks fired in
+    samples: list[Sample] = []
     predicted: list[int] = []
     probabilities: list[float] = []
     thumbs: list[str] = []
@@ -128,47 +128,35 @@ def embed_dataset(
         if layers is None:
             layers = resolve_embedding_layers(model, list(layer_names), x)
         features, prediction = pooled_features(model, x, layers, multilabel=multilabel)
-        if not order:  # depth order: the order the hooks fired in
-            order = list(features)
-        for name in order:
-            chunks.setdefault(name, []).append(features[name])
+        for name, part in features.items():
+            chunks.setdefault(name, []).append(part)
         top = [int(c) for c in prediction.classes.cpu()]
         predicted.extend(top)
         probabilities.extend(prediction.probability(i, c) for i, c in enumerate(top))
-        for sample, p in batch.ok:
-            ids.append(sample.id)
-            labels.append(str(sample.label or ""))
-            accepted.append(sample.class_ids)
-            if len(thumbs) < thumbnails:
-                thumbs.append(_thumbnail(p, thumbnail_side))
-    failed = [(s.id, s.reason) for s in walk.skipped]
-    if not ids:
+        samples.extend(sample for sample, _ in batch.ok)
+        thumbs.extend(_thumbnail(p) for _, p in batch.ok[: max(thumbnails - len(thumbs), 0)])
+    if not samples:
         raise UsageError("no image could be read, so there is nothing to embed")
+    labels = [str(sample.label or "") for sample in samples]
     classes = list(data.classes) + sorted(set(labels) - set(data.classes))
     label_index = torch.tensor([classes.index(label) for label in labels])
     result: dict[str, LayerEmbedding] = {}
-    for name in order:
-        feats = torch.cat(chunks[name])
-        if projection == "pca":
-            points, ratios = pca_2d(feats)
-        else:
-            points, ratios = _umap(feats, seed=seed), None
+    for name, parts in chunks.items():
+        feats = torch.cat(parts)
+        points, ratios = pca_2d(feats) if projection == "pca" else (umap_2d(feats, seed=seed), None)
         score = silhouette(feats, label_index)
         accuracy = knn_accuracy(feats, label_index, k)
         result[name] = LayerEmbedding(name, feats, points, score, accuracy, ratios)
-    correct = [(p in ids_ if ids_ else None) for p, ids_ in zip(predicted, accepted)]
-    names = [spec.label(p) for p in predicted]
-    return EmbeddingRun(
-        result,
-        ids,
-        labels,
-        classes,
-        predicted,
-        correct,
-        thumbs,
-        names,
-        projection,
-        k,
-        failed,
-        probabilities,
-    )
+    images = [
+        {
+            "id": sample.id,
+            "class": label,
+            "predicted": spec.label(c),
+            "predicted_class": c,
+            "probability": round(probability, 6),
+            "correct": c in sample.class_ids if sample.class_ids else None,
+        }
+        for sample, label, c, probability in zip(samples, labels, predicted, probabilities)
+    ]
+    failed = [(s.id, s.reason) for s in walk.skipped]
+    return EmbeddingRun(result, images, classes, thumbs, projection, k, failed)

@@ -141,14 +141,10 @@ class EvalConfig:
                     f"unknown substrate {sub!r}; choose from {', '.join(fm.SUBSTRATES)}"
                 )
         counts = ("steps", "batch_size", "forward_batch", "occlusion_patch", "occlusion_stride")
-        for name in (*counts, "sanity_images"):
+        for name in (*counts, "sanity_images", "robustness_samples"):
             if int(getattr(self, name)) < 1:
-                raise UsageError(f"{name} must be >= 1; got {getattr(self, name)}")
-        if int(self.robustness_samples) < 1:
-            raise UsageError(
-                f"robustness_samples (--robustness-samples) must be >= 1; "
-                f"got {self.robustness_samples}"
-            )
+                option = " (--robustness-samples)" if name == "robustness_samples" else ""
+                raise UsageError(f"{name}{option} must be >= 1; got {getattr(self, name)}")
         _check_range("robustness_radius (--robustness-radius)", self.robustness_radius, 0.0, 1.0)
         _check_range("threshold (--threshold)", self.threshold, 0.0, 1.0)
         _check_range("tolerance (--tolerance, pixels)", self.tolerance, 0.0, math.inf)
@@ -192,8 +188,7 @@ def config_differences(stored: dict[str, Any], current: dict[str, Any]) -> list[
     out = []
     stored = {**_LATER_DEFAULTS, **stored}
     for key in sorted(set(stored) | set(current)):
-        if stored.get(key, "<not recorded>") != current.get(key, "<not recorded>"):
-            was = stored.get(key, "<not recorded>")
-            now = current.get(key, "<not recorded>")
+        was, now = stored.get(key, "<not recorded>"), current.get(key, "<not recorded>")
+        if was != now:
             out.append(f"{key} (stored {was!r:.80}, now {now!r:.80})")
     return out

@@ -34,34 +34,6 @@ class Boxes(NamedTuple):
     valid: Tensor  # (B, M)
 
 
-def object_boxes(
-    samples: Sequence[Sample],
-    scales: Sequence[tuple[float, float]],
-    size: tuple[int, int],
-    which: int | None = None,
-    device: torch.device | str = "cpu",
-) -> Boxes:
-    """The boxes of every object (``which=None``) or of object ``which`` only, scaled by
-    ``(sx, sy)`` to input pixels and clipped to ``size = (H, W)`` (annotations without an image
-    size may reach outside), on ``device``."""
-    m = max(1, max(len(s.objects) for s in samples))
-    s_max = max([1] + [len(o.class_ids) for s in samples for o in s.objects])
-    boxes = torch.zeros(len(samples), m, 4)
-    classes = torch.full((len(samples), m, s_max), -1, dtype=torch.long)
-    valid = torch.zeros(len(samples), m, dtype=torch.bool)
-    for i, (s, (sx, sy)) in enumerate(zip(samples, scales)):
-        for j, o in enumerate(s.objects):
-            if which is not None and j != which:
-                continue
-            x0, y0, x1, y1 = o.box
-            boxes[i, j] = torch.tensor([x0 * sx, y0 * sy, x1 * sx, y1 * sy])
-            boxes[i, j, 0::2] = boxes[i, j, 0::2].clamp(0, size[1])
-            boxes[i, j, 1::2] = boxes[i, j, 1::2].clamp(0, size[0])
-            classes[i, j, : len(o.class_ids)] = torch.tensor(o.class_ids, dtype=torch.long)
-            valid[i, j] = True
-    return Boxes(boxes.to(device), classes.to(device), valid.to(device))
-
-
 @dataclass
 class BatchContext:
     """One batch of images, explained at one layer, as every metric family reads it.
@@ -112,11 +84,29 @@ class BatchContext:
         return int(self.x.shape[-2]), int(self.x.shape[-1])
 
     def boxes(self, which: int | None = None) -> Boxes:
-        """Every object's boxes (``None``), or object ``which``'s only (0: the explained one)."""
-        if which not in self._boxes:
-            self._boxes[which] = object_boxes(
-                self.samples, self.scales, self.size, which, self.x.device
-            )
+        """Every object's boxes (``None``), or object ``which``'s only (0: the explained one),
+        scaled by ``(sx, sy)`` to input pixels and clipped to the input (annotations without an
+        image size may reach outside); computed once per batch."""
+        if which in self._boxes:
+            return self._boxes[which]
+        samples, (height, width) = self.samples, self.size
+        m = max(1, max(len(s.objects) for s in samples))
+        s_max = max([1] + [len(o.class_ids) for s in samples for o in s.objects])
+        boxes = torch.zeros(len(samples), m, 4)
+        classes = torch.full((len(samples), m, s_max), -1, dtype=torch.long)
+        valid = torch.zeros(len(samples), m, dtype=torch.bool)
+        for i, (s, (sx, sy)) in enumerate(zip(samples, self.scales)):
+            for j, o in enumerate(s.objects):
+                if which is not None and j != which:
+                    continue
+                x0, y0, x1, y1 = o.box
+                boxes[i, j] = torch.tensor([x0 * sx, y0 * sy, x1 * sx, y1 * sy])
+                boxes[i, j, 0::2] = boxes[i, j, 0::2].clamp(0, width)
+                boxes[i, j, 1::2] = boxes[i, j, 1::2].clamp(0, height)
+                classes[i, j, : len(o.class_ids)] = torch.tensor(o.class_ids, dtype=torch.long)
+                valid[i, j] = True
+        device = self.x.device
+        self._boxes[which] = Boxes(boxes.to(device), classes.to(device), valid.to(device))
         return self._boxes[which]
 
     def two_objects(self) -> list[int]:

@@ -112,10 +112,8 @@ def register_metric(
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         if name in _FAMILIES:
             raise ValueError(f"metric family {name!r} is registered twice")
-        taken = {c.key for f in _FAMILIES.values() for c in f.columns} | {
-            k for f in _FAMILIES.values() for k in f.extras
-        }
-        clash = sorted(taken & ({c.key for c in cols} | set(extras)))
+        taken = {k for f in _FAMILIES.values() for k in (*(c.key for c in f.columns), *f.extras)}
+        clash = sorted(taken & {*(c.key for c in cols), *extras})
         if clash:
             raise ValueError(f"metric family {name!r}: row key(s) {clash} already registered")
         _FAMILIES[name] = MetricFamily(

@@ -26,7 +26,7 @@ from __future__ import annotations
 import html
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from ..io.preprocess import resize_map
 from ..outputs import encoded, render_page, write_atomic
 from ..viz import chart_colour, overlay
 from ..viz.boxes import GREEN, Box, draw_boxes
@@ -117,13 +118,7 @@ def examples_figure(method: str, items: list[dict[str, Any]]) -> bytes:
     for k, item in enumerate(items):
         ax = fig.add_subplot(1, len(items), k + 1)
         base = Image.fromarray(item["image"])
-        heat = np.asarray(item["map"], dtype=np.float64)
-        if heat.shape != (base.height, base.width):
-            heat = np.asarray(
-                Image.fromarray(heat.astype(np.float32)).resize(
-                    (base.width, base.height), Image.Resampling.BILINEAR
-                )
-            )
+        heat = resize_map(np.asarray(item["map"]), (base.height, base.width))
         ground_truth = [Box((x0, y0, x1 - 1, y1 - 1)) for x0, y0, x1, y1 in item["boxes"]]
         pic = draw_boxes(overlay(base, heat, alpha=0.5), ground_truth, colour=GREEN, width=2)
         ax.imshow(np.asarray(pic))
@@ -164,10 +159,6 @@ def sanity_figure(sanity: dict[str, Any]) -> bytes | None:
     return _png(fig)
 
 
-def _fmt(stats: dict[str, Any] | None, decimals: int = 1) -> str:
-    return shown(stats, decimals) if stats else "–"
-
-
 def leaderboard_rows(
     summary: dict[str, Any],
 ) -> tuple[list[str], list[list[str]], list[list[bool]]]:
@@ -183,7 +174,7 @@ def leaderboard_rows(
     floors = set(summary.get("baselines") or ())  # baseline methods: the floor, never best
     for name, stats in summary["leaderboard"].items():
         label = f"{name} (floor)" if name in floors else name
-        body.append([label] + [_fmt(stats.get(c), places[c]) for c in cols])
+        body.append([label] + [shown(stats[c], places[c]) if stats.get(c) else "–" for c in cols])
         flags.append([False] + [name in best[c] for c in cols])
     return header, body, flags
 
@@ -249,8 +240,7 @@ class _Page:
     flags: list[list[bool]]
     sanity: dict[str, Any] | None
     failed: list[dict[str, str]]
-    figures: list[tuple[str, str, bytes]]
-    titles: dict[str, str]
+    sections: dict[str, list[tuple[str, bytes]]]  # heading -> (file name, PNG) of its figures
 
 
 def write_report(
@@ -275,49 +265,44 @@ def write_report(
     out = Path(out_dir)
     figdir = out / "figures"
     figdir.mkdir(parents=True, exist_ok=True)
-    figures: list[tuple[str, str, bytes]] = []  # (section, name, png)
-    curves = curves_figure(summary.get("curves", {}))
-    if curves:
-        figures.append(("curves", "curves.png", curves))
-    for key in summary["columns"]:
-        figures.append(("bars", f"bar_{key}.png", bar_figure(summary, key)))
     sanity = summary.get("sanity")
-    sfig = sanity_figure(sanity) if sanity else None
-    if sfig:
-        figures.append(("sanity", "sanity.png", sfig))
+    curves = curves_figure(summary.get("curves", {}))
+    figures: list[tuple[str, str, bytes | None]] = [
+        ("Deletion and insertion curves", "curves.png", curves)
+    ]
+    for key in summary["columns"]:
+        figures.append(("Per-metric comparison", f"bar_{key}.png", bar_figure(summary, key)))
+    figures.append(
+        ("Randomization cascade", "sanity.png", sanity_figure(sanity) if sanity else None)
+    )
     for method, items in (examples or {}).items():
         if items:
             safe = "".join(ch if ch.isalnum() else "_" for ch in method)
-            figures.append(("examples", f"examples_{safe}.png", examples_figure(method, items)))
-    for _, name, png in figures:
-        write_atomic(figdir / name, png, durable=False)
-
+            grid = examples_figure(method, items)
+            figures.append(
+                ("Examples: worst and best images per method", f"examples_{safe}.png", grid)
+            )
+    sections: dict[str, list[tuple[str, bytes]]] = {}  # the figures that were drawn
+    for heading, name, png in figures:
+        if png:
+            write_atomic(figdir / name, png, durable=False)
+            sections.setdefault(heading, []).append((name, png))
     header, body, flags = leaderboard_rows(summary)
-    lines_intro = [*intro_lines(summary), *notes]
-    verdict_lines = verdict(summary)
+    intro = [*intro_lines(summary), *notes]
     failed = summary.get("failed") or []
-    titles = {
-        "curves": "Deletion and insertion curves",
-        "bars": "Per-metric comparison",
-        "sanity": "Randomization cascade",
-        "examples": "Examples: worst and best images per method",
-    }
-    page = _Page(
-        title, lines_intro, verdict_lines, header, body, flags, sanity, failed, figures, titles
+    page = _Page(title, intro, verdict(summary), header, body, flags, sanity, failed, sections)
+    cells = [list(zip(row, flag)) for row, flag in zip(body, flags)]
+    html_page = render_page(
+        "evaluation.html", title=title, page=page, cells=cells, sections=sections.items()
     )
-    return write_atomic(out / "report.html", _html(page)), write_atomic(
+    return write_atomic(out / "report.html", html_page), write_atomic(
         out / "report.md", _markdown(page)
     )
 
 
-def _html(page: _Page) -> str:
-    sections: dict[str, list[tuple[str, bytes]]] = {}
-    for section, name, png in page.figures:
-        sections.setdefault(page.titles[section], []).append((name, png))
-    cells = [list(zip(row, flag)) for row, flag in zip(page.body, page.flags)]
-    return render_page(
-        "evaluation.html", title=page.title, page=page, cells=cells, sections=sections.items()
-    )
+def _md_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(cells) + " |" for cells in [header, *rows]]
+    return [lines[0], "|" + "---|" * len(header), *lines[1:]]
 
 
 def _markdown(page: _Page) -> str:
@@ -331,32 +316,30 @@ def _markdown(page: _Page) -> str:
             "",
         ]
     md += ["## Leaderboard", ""]
-    md.append("| " + " | ".join(m(h) for h in page.header) + " |")
-    md.append("|" + "|".join("---" for _ in page.header) + "|")
+    rows = []
     for row, flag in zip(page.body, page.flags):
         cells = [m(row[0]), *row[1:]]  # the name is the user's; the numbers are ours
-        md.append("| " + " | ".join(f"**{c}**" if f else c for c, f in zip(cells, flag)) + " |")
+        rows.append([f"**{c}**" if f else c for c, f in zip(cells, flag)])
+    md += _md_table([m(h) for h in page.header], rows)
     if page.sanity and page.sanity.get("layers"):
-        md += [
-            "",
-            "## Sanity check (cascading randomization)",
-            "",
-            "| layer | method | Spearman | SSIM | verdict |",
-            "|---|---|---|---|---|",
+        md += ["", "## Sanity check (cascading randomization)", ""]
+        rows = [
+            [
+                m(layer),
+                m(name),
+                f"{data['spearman'][name][-1]:.3f}",
+                f"{data['ssim'][name][-1]:.3f}",
+                "pass" if ok else "FAIL",
+            ]
+            for layer, data in page.sanity["layers"].items()
+            for name, ok in data["passed"].items()
         ]
-        for layer, data in page.sanity["layers"].items():
-            for name, ok in data["passed"].items():
-                md.append(
-                    f"| {m(layer)} | {m(name)} | {data['spearman'][name][-1]:.3f} | "
-                    f"{data['ssim'][name][-1]:.3f} | {'pass' if ok else 'FAIL'} |"
-                )
+        md += _md_table(["layer", "method", "Spearman", "SSIM", "verdict"], rows)
     if page.failed:
-        md += ["", "## Skipped images", "", "| image | reason |", "|---|---|"]
-        md += [f"| {m(f['source'])} | {m(f['reason'])} |" for f in page.failed]
-    seen: set[str] = set()
-    for section, name, _ in page.figures:
-        if section not in seen:
-            md += ["", f"## {page.titles[section]}", ""]
-            seen.add(section)
-        md.append(f"![{m(name)}](figures/{name})")
+        md += ["", "## Skipped images", ""]
+        md += _md_table(
+            ["image", "reason"], [[m(f["source"]), m(f["reason"])] for f in page.failed]
+        )
+    for heading, figures in page.sections.items():
+        md += ["", f"## {heading}", "", *[f"![{m(name)}](figures/{name})" for name, _ in figures]]
     return "\n".join(md) + "\n"

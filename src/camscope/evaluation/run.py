@@ -15,7 +15,9 @@ model's own top classes.
 The output folder is locked for the run (:func:`camscope.outputs.output_lock`). The images still
 to do are walked by :class:`camscope.data.walk.Walk`, one batch at a time (so a large
 ``builtin:N`` or data set never sits in memory whole); an image that cannot be read is reported
-(``on_failure``, ``results.json``) and skipped, and the run goes on.
+(``on_failure``, ``results.json``) and skipped, and the run goes on. :func:`read_rows` reads
+``results.jsonl`` back, skipping a truncated last line and counting a row that two writers
+appended once.
 
 Example:
     >>> config = EvalConfig(methods=["gradcam", "layercam"], metrics=["loc", "drop"])  # doctest: +SKIP
@@ -26,7 +28,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -41,11 +45,10 @@ from ..data.progress import Progress
 from ..data.walk import SkipFn, Walk
 from ..errors import ImageLoadError, UsageError
 from ..models.spec import model_device
-from ..outputs import output_lock, write_atomic, write_json
+from ..outputs import finite, output_lock, write_atomic, write_json
 from ..perturbation.fastpath import FastForward
 from .config import EvalConfig, config_differences
 from .scoring import CountingForward, Timing, evaluate_batch, to_input
-from .store import append_rows, read_rows, row_key, scan_rows
 from .summary import summarise, write_csv
 
 log = logging.getLogger(__name__)
@@ -119,57 +122,88 @@ def run_evaluation(
         dupes = sorted(k for k, v in Counter(ids).items() if v > 1)[:3]
         raise UsageError(f"sample ids must be unique; repeated: {dupes} (two images share a name)")
     with output_lock(out_dir, "camscope evaluate") as out:
-        return _run_locked(
-            model, spec, data, ids, config, out, resume, progress, examples, max_pixels, on_failure
+        from ..models.fingerprint import weights_digest
+
+        # the model's tensors, not its name or path: a run folder or file replaced since cannot resume
+        cfg = {**asdict(config), "weights_digest": weights_digest(model)}
+        cfg = json.loads(json.dumps(cfg))  # as read back
+        rows = _stored_rows(out, cfg, config, resume)
+        done = {r["id"] for r in rows}
+        device = model_device(model)
+        forward = CountingForward(model, fast=FastForward(model, device))  # the run's own
+        timing: Timing = defaultdict(float)
+        clock = _SessionClock(out / "timing.json")
+        evaluated = 0
+        walk: Walk[Any] = Walk(
+            data,
+            spec=spec,
+            options=LoadOptions(max_pixels),
+            batch_size=config.batch_size,
+            positions=[i for i, sid in enumerate(ids) if sid not in done],
+            progress=progress,
+            label="evaluate",
+            on_skip=on_failure,
         )
+        for chunk in walk:
+            batch = [sample for sample, _ in chunk.ok]
+            if batch:
+                x = torch.cat([p.x for _, p in chunk.ok]).to(device)
+                scales = [p.scale for _, p in chunk.ok]
+                new_rows: list[dict[str, Any]] = []
+                for layer in config.layers:
+                    new_rows += evaluate_batch(
+                        model, spec, batch, x, scales, config, layer, forward, timing
+                    )[0]
+                append_rows(out / "results.jsonl", new_rows)
+                rows.extend(new_rows)
+                evaluated += len(batch)
+            clock.update(evaluated, forward, timing)
+        failed = [{"id": s.id, "source": s.source, "reason": s.reason} for s in walk.skipped]
+        selected = set(ids)
+        rows = [r for r in rows if r["id"] in selected]
+        summary = summarise(rows)
+        summary["sanity"] = None
+        if "sanity" in config.metrics:
+            skipped = {f["id"] for f in failed}
+            summary["sanity"] = _sanity(model, spec, data, ids, config, out, max_pixels, skipped)
+        summary["timing"] = clock.update(evaluated, forward, timing)
+        summary["failed"] = failed
+        write_json(out / "results.json", {"config": cfg, **summary})
+        write_csv(out / "results.csv", summary)
+        shown: dict[str, Any] = {}
+        if examples:
+            shown = collect_examples(model, spec, data, rows, config, examples, max_pixels)
+        return RunResult(out, rows, summary, shown, failed)
 
 
-def _check_resume(out: Path, cfg: dict[str, Any], resume: bool) -> None:
+def _stored_rows(
+    out: Path, cfg: dict[str, Any], config: EvalConfig, resume: bool
+) -> list[dict[str, Any]]:
+    """Check a resumed run's stored settings against ``cfg`` and record ``cfg``; returns the
+    stored rows of the images that every method and layer has done (the others are dropped from
+    ``results.jsonl`` and evaluated again)."""
     jsonl, cfg_path = out / "results.jsonl", out / "config.json"
-    if not (jsonl.exists() and jsonl.stat().st_size > 0):
-        return
-    if not resume:
-        raise UsageError(
-            f"{jsonl} exists; pass --resume to continue that run or choose another --out"
-        )
-    try:
-        stored = json.loads(cfg_path.read_text()) if cfg_path.exists() else None
-    except (OSError, json.JSONDecodeError):
-        stored = None
-    if stored is None:
-        raise UsageError(f"cannot resume {out}: its config.json is missing or unreadable")
-    diff = config_differences(stored, cfg)
-    if diff:
-        raise UsageError(
-            f"cannot resume {out}: settings differ from the stored run: {'; '.join(diff)}. "
-            "Rerun with the stored settings or choose another --out"
-        )
-
-
-def _run_locked(
-    model: nn.Module,
-    spec: Any,
-    data: Sequence[Sample],
-    ids: list[str],
-    config: EvalConfig,
-    out: Path,
-    resume: bool,
-    progress: bool | Progress,
-    examples: int,
-    max_pixels: int | None,
-    on_failure: SkipFn | None,
-) -> RunResult:
-    jsonl = out / "results.jsonl"
-    from ..models.fingerprint import weights_digest
-
-    # the model's tensors, not its name or path: a run folder or file replaced since cannot resume
-    digest = weights_digest(model)
-    cfg = json.loads(json.dumps({**asdict(config), "weights_digest": digest}))  # as read back
-    _check_resume(out, cfg, resume)
+    if jsonl.exists() and jsonl.stat().st_size > 0:
+        if not resume:
+            raise UsageError(
+                f"{jsonl} exists; pass --resume to continue that run or choose another --out"
+            )
+        try:
+            stored_cfg = json.loads(cfg_path.read_text()) if cfg_path.exists() else None
+        except (OSError, json.JSONDecodeError):
+            stored_cfg = None
+        if stored_cfg is None:
+            raise UsageError(f"cannot resume {out}: its config.json is missing or unreadable")
+        diff = config_differences(stored_cfg, cfg)
+        if diff:
+            raise UsageError(
+                f"cannot resume {out}: settings differ from the stored run: {'; '.join(diff)}. "
+                "Rerun with the stored settings or choose another --out"
+            )
     if not resume:  # a fresh run: nothing of an earlier one in this folder counts
         for stale in ("timing.json", "sanity.json"):
             (out / stale).unlink(missing_ok=True)
-    write_json(out / "config.json", cfg)
+    write_json(cfg_path, cfg)
     stored, clean = scan_rows(jsonl) if resume else ([], True)
     expected = {(m, layer) for m in config.methods for layer in config.layers}
     have: dict[str, set[tuple[str, str]]] = {}
@@ -181,56 +215,60 @@ def _run_locked(
         # drop partial images (they are evaluated again) by writing aside and renaming: a kill
         # at any moment leaves the old file or the new one, never an empty one
         write_atomic(jsonl, "".join(json.dumps(r) + "\n" for r in rows))
-    todo = [i for i, sid in enumerate(ids) if sid not in done]
-    forward = CountingForward(model, fast=FastForward(model, model_device(model)))  # the run's own
-    timing = Timing()
-    clock = _SessionClock(out / "timing.json")
-    device = model_device(model)
-    evaluated = 0
-    walk: Walk[Any] = Walk(
-        data,
-        spec=spec,
-        options=LoadOptions(max_pixels),
-        batch_size=config.batch_size,
-        positions=todo,
-        progress=progress,
-        label="evaluate",
-        on_skip=on_failure,
-    )
-    for chunk in walk:
-        batch = [sample for sample, _ in chunk.ok]
-        if batch:
-            x = torch.cat([p.x for _, p in chunk.ok]).to(device)
-            scales = [p.scale for _, p in chunk.ok]
-            new_rows: list[dict[str, Any]] = []
-            for layer in config.layers:
-                layer_rows, _maps = evaluate_batch(
-                    model, spec, batch, x, scales, config, layer, forward, timing
-                )
-                new_rows.extend(layer_rows)
-            append_rows(jsonl, new_rows)
-            rows.extend(new_rows)
-            evaluated += len(batch)
-        clock.update(evaluated, forward, timing)
-    failed = [{"id": s.id, "source": s.source, "reason": s.reason} for s in walk.skipped]
-    selected = set(ids)
-    rows = [r for r in rows if r["id"] in selected]
-    failed_ids = {f["id"] for f in failed}
-    sanity = (
-        _sanity(model, spec, data, ids, config, out, max_pixels, failed_ids)
-        if "sanity" in config.metrics
-        else None
-    )
-    summary = summarise(rows, config)
-    summary["sanity"] = sanity
-    summary["timing"] = clock.update(evaluated, forward, timing)
-    summary["failed"] = failed
-    write_json(out / "results.json", {"config": cfg, **summary})
-    write_csv(out / "results.csv", summary)
-    shown = (
-        collect_examples(model, spec, data, rows, config, examples, max_pixels) if examples else {}
-    )
-    return RunResult(out, rows, summary, shown, failed)
+    return rows
+
+
+def row_key(row: dict[str, Any]) -> tuple[str, str, str]:
+    """What makes a row unique: image id, method and the layer as asked."""
+    return str(row.get("id")), str(row.get("method")), str(row.get("asked_layer", row.get("layer")))
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """Rows of a ``results.jsonl``: a truncated line from an interrupted run is skipped, and a
+    row repeated for the same (image, method, layer) counts once (the first is kept)."""
+    return scan_rows(path)[0]
+
+
+def scan_rows(path: Path) -> tuple[list[dict[str, Any]], bool]:
+    """:func:`read_rows` and whether the file is clean (every line a new row, ending in a
+    newline), i.e. whether appending to it is safe as it is."""
+    rows: list[dict[str, Any]] = []
+    if not path.exists():
+        return rows, True
+    text = path.read_text(encoding="utf-8", errors="replace")
+    clean = not text or text.endswith("\n")
+    seen: set[tuple[str, str, str]] = set()
+    dropped = 0
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            log.warning("%s: skipping a truncated line (interrupted run)", path)
+            clean = False
+            continue
+        if not isinstance(row, dict) or "id" not in row:
+            clean = False
+            continue
+        key = row_key(row)
+        if key in seen:
+            dropped += 1
+            continue
+        seen.add(key)
+        rows.append(row)
+    if dropped:
+        log.warning("%s: %d repeated row(s) ignored (one row per image and method)", path, dropped)
+    return rows, clean and not dropped
+
+
+def append_rows(path: Path, rows: Iterable[dict[str, Any]]) -> None:
+    """Append rows as JSON lines and push them to disk (a kill loses at most the batch)."""
+    with path.open("a", encoding="utf-8") as fh:
+        for r in rows:
+            fh.write(json.dumps(finite(r)) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 class _SessionClock:
@@ -254,7 +292,7 @@ class _SessionClock:
     def update(self, images: int, forward: CountingForward, timing: Timing) -> dict[str, Any]:
         old = self.old
         stages = dict(old.get("by_stage", {}))
-        for key, value in timing.seconds.items():
+        for key, value in timing.items():
             stages[key] = round(stages.get(key, 0.0) + value, 2)
         total = old.get("seconds_total", 0.0) + time.perf_counter() - self.start
         count = old.get("images", 0) + images

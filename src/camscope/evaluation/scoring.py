@@ -10,8 +10,8 @@ passes of the metrics go through :class:`CountingForward`.
 from __future__ import annotations
 
 import time
+from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -76,12 +76,8 @@ def to_input(
     return prepared.x[0], prepared.scale
 
 
-@dataclass
-class Timing:
-    seconds: dict[str, float] = field(default_factory=dict)
-
-    def add(self, key: str, value: float) -> None:
-        self.seconds[key] = self.seconds.get(key, 0.0) + value
+#: Seconds per stage (``classify``, ``explain``, each family's name), summed over batches.
+Timing = defaultdict[str, float]
 
 
 def evaluate_batch(
@@ -105,19 +101,19 @@ def evaluate_batch(
     Returns the per-image rows (one per image and method) and the maps of the explained class
     (method -> ``(B, H, W)``, for the report's example grids).
     """
-    timing = timing or Timing()
+    timing = defaultdict(float) if timing is None else timing
     ctx = _explained(model, spec, samples, x, scales, config, layer, forward, timing)
     rows = _base_rows(ctx, layer, list(getattr(spec, "class_names", None) or []))
     for family in metric_families():
         if family.scope != "image" or family.name not in config.metrics:
             continue
-        t0, explained = time.perf_counter(), timing.seconds.get("explain", 0.0)
+        t0, explained = time.perf_counter(), timing.get("explain", 0.0)
         scores = family.fn(ctx)
         for m, per_image in scores.items():
             for i, values in enumerate(per_image):
                 rows[i * len(ctx.methods) + ctx.methods.index(m)].update(values)
-        inner = timing.seconds.get("explain", 0.0) - explained  # explain calls it made itself
-        timing.add(family.name, time.perf_counter() - t0 - inner)
+        inner = timing.get("explain", 0.0) - explained  # explain calls it made itself
+        timing[family.name] += time.perf_counter() - t0 - inner
     return rows, ctx.maps
 
 
@@ -141,7 +137,7 @@ def _explained(
 
     t0 = time.perf_counter()
     prediction = predict(forward(x), multilabel=config.multilabel)
-    timing.add("classify", time.perf_counter() - t0)
+    timing["classify"] += time.perf_counter() - t0
     n = prediction.num_classes
     for s in samples:
         bad = sorted({c for o in s.objects for c in o.class_ids if not 0 <= c < n})
@@ -153,18 +149,16 @@ def _explained(
     methods = list(config.methods)
     _, top_classes = prediction.top(5)
     k5 = top_classes.shape[1]
-    first = [
-        prediction.best_of(i, s.objects[0].class_ids)
-        if s.objects and s.objects[0].class_ids
-        else int(top_classes[i, 0])
-        for i, s in enumerate(samples)
-    ]
-    second = [
-        prediction.best_of(i, s.objects[1].class_ids)
-        if len(s.objects) >= 2 and s.objects[1].class_ids
-        else first[i]
-        for i, s in enumerate(samples)
-    ]
+
+    def best(i: int, j: int, otherwise: int) -> int:
+        """The accepted class of image i's object j the model scores highest, else otherwise."""
+        objects = samples[i].objects
+        if len(objects) > j and objects[j].class_ids:
+            return prediction.best_of(i, objects[j].class_ids)
+        return otherwise
+
+    first = [best(i, 0, int(top_classes[i, 0])) for i in range(len(samples))]
+    second = [best(i, 1, first[i]) for i in range(len(samples))]
     asked = torch.cat([top_classes.cpu(), torch.tensor([first, second]).T], dim=1)
 
     def timed(inputs: Tensor, classes: Tensor) -> Explanation:
@@ -175,7 +169,7 @@ def _explained(
             model, inputs, methods, layer, classes, method_options=config.method_options,
             strict=True, multilabel=config.multilabel,
         )  # fmt: skip
-        timing.add("explain", time.perf_counter() - began)
+        timing["explain"] += time.perf_counter() - began
         return res
 
     def explain_again(inputs: Tensor, classes: Tensor) -> tuple[dict[str, Tensor], Tensor]:

@@ -38,8 +38,7 @@ import numpy as np
 
 from ..metrics.faithfulness import WIN_TIE_TOLERANCE, win_share
 from ..outputs import write_csv as csv_file
-from .config import EvalConfig
-from .registry import metric_column, metric_columns
+from .registry import metric_columns
 
 Z95 = 1.959963984540054
 #: Images whose explained class has a smaller probability are left out of the relative-drop columns.
@@ -132,7 +131,7 @@ def _low_confidence(row: dict[str, Any]) -> bool:
     return p is not None and float(p) < LOW_CONFIDENCE_P
 
 
-def summarise(rows: list[dict[str, Any]], config: EvalConfig | None = None) -> dict[str, Any]:
+def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Aggregate rows into the leaderboard: one entry per method (and layer when several) with
     ``mean``, ``low`` / ``high`` (95% interval), ``n`` and ``interval`` for each metric, plus mean
     deletion/insertion curves and the count of low-confidence images."""
@@ -173,18 +172,13 @@ def summarise(rows: list[dict[str, Any]], config: EvalConfig | None = None) -> d
             if cs:
                 curves.setdefault(e, {})[mode] = np.mean(np.array(cs), axis=0).round(5).tolist()
     columns = [c.key for c in all_columns if any(c.key in board[e] for e in entries)]
-    first = rows[0]["method"] if rows else None
-    first_layer = rows[0]["layer"] if rows else None
-    top1 = [
-        bool(r.get("top1_correct"))
-        for r in rows
-        if r["method"] == first and r["layer"] == first_layer
-    ]
+    first = (rows[0]["method"], rows[0]["layer"]) if rows else None
+    top1 = [bool(r.get("top1_correct")) for r in rows if (r["method"], r["layer"]) == first]
     drop_cols = [c.key for c in all_columns if c.relative and c.key in columns]
     return {
         "leaderboard": board,
         "columns": columns,
-        "column_info": {k: metric_column(k).info() for k in columns},
+        "column_info": {c.key: c.info() for c in all_columns if c.key in columns},
         "baselines": baseline_entries(entries),
         "curves": curves,
         "images": len({r["id"] for r in rows}),
@@ -201,18 +195,9 @@ def summarise(rows: list[dict[str, Any]], config: EvalConfig | None = None) -> d
 def column_decimals(summary: dict[str, Any], key: str) -> int:
     """Decimals a column is printed with: 1 when any of its means or bounds reaches 1 in
     magnitude (percentages, counts), else 3 (AUCs, correlations, IoU)."""
-    values = [
-        abs(float(v))
-        for stats in summary["leaderboard"].values()
-        if key in stats
-        for v in (
-            stats[key]["mean"],
-            stats[key].get("low", math.nan),
-            stats[key].get("high", math.nan),
-        )
-        if not math.isnan(float(v))
-    ]
-    return 1 if any(v >= 1 for v in values) else 3
+    found = [stats[key] for stats in summary["leaderboard"].values() if key in stats]
+    values = [s[k] for s in found for k in ("mean", "low", "high") if k in s]
+    return 1 if any(abs(float(v)) >= 1 for v in values) else 3  # NaN is not >= 1
 
 
 def display(value: float, decimals: int = 1) -> str:
@@ -326,14 +311,8 @@ def verdict(summary: dict[str, Any]) -> list[str]:
     other method's ("no clear winner" otherwise, or when the best values tie). Sanity lists the
     methods that fail the cascading randomization test.
     """
-    lines = [
-        line
-        for line in (
-            _aspect(summary, LOCALIZATION_COLUMNS, "Localizes best"),
-            _aspect(summary, FAITHFULNESS_COLUMNS, "Most faithful"),
-        )
-        if line
-    ]
+    aspects = [(LOCALIZATION_COLUMNS, "Localizes best"), (FAITHFULNESS_COLUMNS, "Most faithful")]
+    lines = [line for keys, doing in aspects if (line := _aspect(summary, keys, doing))]
     sanity = summary.get("sanity") or {}
     for layer, data in (sanity.get("layers") or {}).items():
         failed = [m for m, ok in data.get("passed", {}).items() if not ok]

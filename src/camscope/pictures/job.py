@@ -247,7 +247,4 @@ def explain_groups(job: FileJob, loaded: list[LoadedImage]) -> list[tuple[list[L
         if len(loaded) == 1:
             log.debug("explain failed", exc_info=True)
             return [(loaded, f"{type(err).__name__}: {err}")]
-    results: list[tuple[list[LoadedImage], Any]] = []
-    for entry in loaded:
-        results.extend(explain_groups(job, [entry]))
-    return results
+    return [group for entry in loaded for group in explain_groups(job, [entry])]

@@ -34,8 +34,6 @@ if TYPE_CHECKING:
     from ..viz import Box, Panel
 
 IMAGE_FORMATS = {"png": "png", "jpg": "jpg", "jpeg": "jpg", "webp": "webp"}
-NPY_SIZES = ("layer", "model", "image")
-CLASS_SCALES = ("shared", "own")
 _AGAINST = {"counterfactual"}  # methods whose map is the evidence against the class
 
 
@@ -127,20 +125,17 @@ def new_plan(
         "stem": item.stem,
         "size": [image.width, image.height],
         "display_size": [display.width, display.height],
+        **({} if task is None else {"task": task}),  # the records of a task only
+        "top5": top5,
+        "probability_kind": kind,
+        "target": targets[0] if targets else None,
+        "targets": targets,
+        "layers": result.layer_names,
+        "methods": methods,
+        "files": [],
+        "seconds": 0.0,
+        "error": None,
     }
-    if task is not None:
-        record["task"] = task
-    record.update(
-        top5=top5,
-        probability_kind=kind,
-        target=targets[0] if targets else None,
-        targets=targets,
-        layers=result.layer_names,
-        methods=methods,
-        files=[],
-        seconds=0.0,
-        error=None,
-    )
     meta = io.image_meta(image)
     if meta:
         record["input"] = meta
@@ -202,11 +197,9 @@ def plan_image(
 
     per_class = result.targets.ndim == 2
     class_ids = [int(c) for c in result.targets[i].reshape(-1).tolist()]
-    probs: list[float | None] = (
-        [float(p) for p in result.probabilities[i].reshape(-1).tolist()]
-        if result.probabilities is not None
-        else [None] * len(class_ids)
-    )
+    probs: list[float | None] = [None] * len(class_ids)
+    if result.probabilities is not None:
+        probs = [float(p) for p in result.probabilities[i].reshape(-1).tolist()]
     kind = result.probability_kind
     layer_names = result.layer_names
     drawn = [m for m in methods if m in result.maps]
@@ -233,18 +226,14 @@ def plan_image(
         top5 = [_entry(spec, c, p, single) for c, p in prediction.ranked(i, 5)]
     targets = [_entry(spec, c, p, single) for c, p in zip(class_ids, probs)]
     plan = new_plan(item, image, display, result, drawn, targets, top5, kind)
-    rows: list[tuple[str, list[viz.Panel | None]]] = []
-    for k in range(len(class_ids)):
-        if per_class:
-            row_label = f"top-{k + 1}: {caption(k)}"
-        else:
-            row_label = f"target: {caption(k)}"
-            if len(layer_names) > 1:
-                row_label += f"  |  mean of {len(layer_names)} layers"
-        rows.append((row_label, []))
+    rows: list[tuple[str, list[viz.Panel | None]]]
+    if per_class:
+        rows = [(f"top-{k + 1}: {caption(k)}", []) for k in range(len(class_ids))]
+    else:  # one class
+        mean = f"  |  mean of {len(layer_names)} layers" if len(layer_names) > 1 else ""
+        rows = [(f"target: {caption(0)}{mean}", [])]
     for method in drawn:
-        method_spec = get_method(method)
-        agnostic = not method_spec.class_specific
+        agnostic = not get_method(method).class_specific
         maps = _shared_maps(result, method, i, size) if shared else result.maps[method][i]
         maps = maps.float().reshape(len(class_ids), *size)
         raw = result.raw[method][i]
@@ -256,7 +245,6 @@ def plan_image(
                 rows[k][1].append(None)  # the same map for every class: drawn once
                 continue
             suffix = f".{class_ids[k]}" if per_class and not agnostic else ""
-            heat = maps[k].cpu().numpy()
             picture = PictureFile(f"{item.stem}.{method}{suffix}.{ext}")
             title = method
             if agnostic:
@@ -272,8 +260,8 @@ def plan_image(
                     title += f"\n(layer {layer_names[0]})"
                 panel = viz.Panel(title, rgb=picture.rgb, signed=True)
             else:
-                picture.heat = heat
-                panel = viz.Panel(title, heatmap=heat)
+                picture.heat = maps[k].cpu().numpy()
+                panel = viz.Panel(title, heatmap=picture.heat)
             if options.overlays:
                 plan.pictures.append(picture)
             rows[k][1].append(panel)

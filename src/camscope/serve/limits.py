@@ -1,4 +1,4 @@
-"""Request limits and the HTTP status of each error the server answers on purpose.
+"""Request limits, and the errors of the server's own (each with its HTTP ``http_status``).
 
 :class:`BodyLimit` is a small ASGI middleware: a request whose declared ``Content-Length`` is over
 the limit is answered 413 before a byte of its body is read; a body sent without a length (chunked)
@@ -26,9 +26,8 @@ from typing import Any
 
 import anyio
 
-from ..errors import CamscopeError, ModelLoadError, UsageError
+from ..errors import CamscopeError, UsageError
 from .guards import Scope, answer, header
-from .viewer.jobs import ExplainCancelled, ServerStopping
 
 SMALL_BODY = 1 << 20  # form fields, answers, job ids
 ENVELOPE = 1 << 20  # multipart boundaries and form fields around an upload
@@ -39,34 +38,21 @@ Message = dict[str, Any]
 
 
 class UploadTooLarge(CamscopeError):
-    """The upload is over the server's cap (answered 413)."""
+    """The upload is over the server's cap."""
+
+    http_status = 413
 
 
 class URLFetchDisabled(UsageError):
-    """The server was started with ``--no-url`` (answered 403)."""
+    """The server was started with ``--no-url``."""
+
+    http_status = 403
 
 
 class ServerBusy(CamscopeError):
-    """Every slot of a bounded pool stayed busy for the request's whole deadline (503)."""
+    """Every slot of a bounded pool stayed busy for the request's whole deadline."""
 
-
-def status_of(err: CamscopeError) -> int:
-    """The HTTP status of an error camscope raises on purpose (an ``http_status`` of its own
-    first)."""
-    own = getattr(err, "http_status", None)
-    if isinstance(own, int):
-        return own
-    if isinstance(err, UploadTooLarge):
-        return 413
-    if isinstance(err, URLFetchDisabled):
-        return 403
-    if isinstance(err, (ServerStopping, ServerBusy)):
-        return 503
-    if isinstance(err, ExplainCancelled):
-        return 409
-    if isinstance(err, ModelLoadError):
-        return 503
-    return 400  # UsageError, ImageLoadError and the rest: the request's fault
+    http_status = 503
 
 
 def too_large_message(size: int | None, limit: int) -> str:
@@ -89,9 +75,11 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         limit = self.limit_for(scope.get("path", ""))
-        declared = _content_length(scope)
+        length = (header(scope, b"content-length") or "").strip()
+        declared = int(length) if length.isdigit() else None
         if declared is not None and declared > limit:
-            if declared <= DRAIN_BYTES and not _expects_continue(scope):
+            expects_continue = (header(scope, b"expect") or "").strip().lower() == "100-continue"
+            if declared <= DRAIN_BYTES and not expects_continue:
                 await drain(receive)
             await answer(send, 413, too_large_message(declared, limit))
             return
@@ -139,12 +127,3 @@ async def drain(receive: Any, budget: int = DRAIN_BYTES) -> None:
             budget -= len(message.get("body", b""))
             if not message.get("more_body", False):
                 return
-
-
-def _expects_continue(scope: Scope) -> bool:
-    return (header(scope, b"expect") or "").strip().lower() == "100-continue"
-
-
-def _content_length(scope: Scope) -> int | None:
-    text = (header(scope, b"content-length") or "").strip()
-    return int(text) if text.isdigit() else None

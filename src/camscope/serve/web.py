@@ -1,9 +1,9 @@
 """What the viewer's and the study's FastAPI applications share.
 
 :func:`base_app` builds an application with camscope's error answers (``{"detail": message}`` with
-the status of :func:`.limits.status_of`), the body limits (:class:`.limits.BodyLimit`), the
-same-origin rule for state-changing requests (:class:`.guards.SameOrigin`), the pages' static
-files and the OpenAPI page at ``/docs``, whose Swagger UI files come from the ``fastapi-offline``
+the ``http_status`` of the error's class, 503 for a model that cannot be loaded, else 400: the
+request's fault), the body limits (:class:`.limits.BodyLimit`), the same-origin rule for
+state-changing requests (:class:`.guards.SameOrigin`), the pages' static files and the OpenAPI page at ``/docs``, whose Swagger UI files come from the ``fastapi-offline``
 package instead of a CDN: the page works without a network, as the rest of the viewer does.
 :func:`run_work` runs blocking work on a worker thread; :func:`until_disconnected` sets a job's
 flag when the client goes away before its answer.
@@ -22,10 +22,10 @@ from fastapi import FastAPI, HTTPException, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from ..errors import CamscopeError
+from ..errors import CamscopeError, ModelLoadError
 from ..outputs import camscope_version
 from .guards import SameOrigin
-from .limits import ENVELOPE, SMALL_BODY, BodyLimit, UploadTooLarge, status_of, too_large_message
+from .limits import ENVELOPE, SMALL_BODY, BodyLimit, UploadTooLarge, too_large_message
 
 if TYPE_CHECKING:
     from .viewer.jobs import Job, JobBoard
@@ -53,7 +53,8 @@ def base_app(
 
     @app.exception_handler(CamscopeError)
     async def camscope_error(_request: Request, err: CamscopeError) -> JSONResponse:
-        return JSONResponse({"detail": str(err)}, status_code=status_of(err))
+        status = getattr(err, "http_status", 503 if isinstance(err, ModelLoadError) else 400)
+        return JSONResponse({"detail": str(err)}, status_code=status)
 
     uploads = (
         "/api/explain",

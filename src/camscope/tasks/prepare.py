@@ -179,29 +179,17 @@ def prepare_task(
         width, height = prepared.input_size
         prepared.region = io.load_mask(request.region, (height, width))
     if task == "similarity":
-        prepared.references, prepared.reference_names = _embed_references(
-            request.references, model, spec, device, max_pixels
+        import torch
+
+        from ..core.similarity import embed
+        from ..data.dataset import LoadOptions, Sample
+
+        options = LoadOptions(max_pixels=max_pixels)  # decoded and preprocessed as any input
+        sources = request.references
+        inputs = [Sample(source, source).prepare(spec, options).x for source in sources]
+        prepared.references = embed(model, torch.cat(inputs).to(device))
+        prepared.reference_names = [s.replace("\\", "/").rsplit("/", 1)[-1] for s in sources]
+        log.info(
+            "similarity: %d reference embedding(s) of %d dimensions", *prepared.references.shape
         )
     return prepared
-
-
-def _embed_references(
-    sources: tuple[str, ...],
-    model: nn.Module,
-    spec: ModelSpec,
-    device: torch.device,
-    max_pixels: int | None,
-) -> tuple[torch.Tensor, list[str]]:
-    import torch
-
-    from .. import io
-    from ..core.similarity import embed
-
-    inputs, names = [], []
-    for source in sources:
-        image = io.load_image(source, max_pixels=max_pixels or io.DEFAULT_MAX_PIXELS)
-        inputs.append(io.preprocess(image, spec))
-        names.append(str(source).replace("\\", "/").rsplit("/", 1)[-1])
-    embeddings = embed(model, torch.cat(inputs).to(device))
-    log.info("similarity: %d reference embedding(s) of %d dimensions", *embeddings.shape)
-    return embeddings, names

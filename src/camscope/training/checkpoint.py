@@ -21,9 +21,11 @@ from torch import nn
 
 from ..errors import UsageError
 from ..outputs import write_atomic
+from .loop import Step
 
 CHECKPOINT = "last.ckpt"
 BEST_WEIGHTS = "model.safetensors"
+PARTS = ("optimizer", "scheduler", "scaler")  # the stateful parts of a training step
 
 
 @dataclass
@@ -69,35 +71,25 @@ def rng_states() -> dict[str, Any]:
     }
 
 
-def restore_rng(states: dict[str, Any]) -> None:
-    torch.set_rng_state(states["torch"])
-    if states.get("cuda") and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
-    npy = states["numpy"]
+def restore(step: Step, state: dict[str, Any]) -> None:
+    """Put a checkpoint's optimizer, scheduler, AMP-scaler and generator states back."""
+    for part in PARTS:
+        getattr(step, part).load_state_dict(state[part])
+    torch.set_rng_state(state["rng"]["torch"])
+    if state["rng"].get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+    npy = state["rng"]["numpy"]
     key = npy["key"].numpy().astype(np.uint32)
     np.random.set_state(("MT19937", key, npy["pos"], npy["has_gauss"], npy["cached_gaussian"]))
-    random.setstate(_as_tuple(states["python"]))
+    random.setstate(state["rng"]["python"])  # weights_only keeps its tuples tuples
 
 
-def _as_tuple(value: Any) -> Any:
-    return tuple(_as_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value
-
-
-def save_checkpoint(
-    path: Path,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: Any,
-    scaler: Any,
-    progress: TrainingState,
-) -> None:
+def save_checkpoint(path: Path, model: nn.Module, step: Step, progress: TrainingState) -> None:
     """Write ``last.ckpt`` (atomically)."""
     state = {
         "format": 1,
         "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "scaler": scaler.state_dict(),
+        **{part: getattr(step, part).state_dict() for part in PARTS},
         "rng": rng_states(),
         "progress": asdict(progress),
     }

@@ -208,16 +208,17 @@ class TrainConfig:
             and not _same(k, stored[k], mine[k])
         )
 
-    def differences_message(self, stored: dict[str, Any], run: str | Path) -> str:
-        """Why the run in ``run`` cannot resume with these settings, or ``""`` when it can."""
+    def check_resume(self, stored: dict[str, Any], run: str | Path) -> None:
+        """Raise :class:`UsageError` when the run in ``run`` (settings ``stored``) cannot resume
+        with these settings, naming each field that differs (:meth:`differences`)."""
         differ = self.differences(stored)
         if not differ:
-            return ""
+            return
         mine = self.to_dict()
         listed = "; ".join(f"{k} (stored {stored[k]!r}, now {mine[k]!r})" for k in differ)
         flags = ", ".join(sorted(k.replace("_", "-") for k in RESUMABLE if k != "resume"))
         what = "this setting differs" if len(differ) == 1 else "these settings differ"
-        return (
+        raise UsageError(
             f"cannot resume {str(run)!r}: {what} from the stored run's: {listed}. A resume may "
             f"change only {flags}; leave the others out (the stored values are used) or start a "
             "new run in another --out"

@@ -45,7 +45,6 @@ class TrainingData:
         kind: the data's kind (``"folders"``, ``"cifar10"``, ``"cifar100"``, ``"builtin"``...).
         classes: class names; a name's index is its label (each sample's ``class_ids[0]``).
         train / val: the splits.
-        native_size: the images' side when they all share one (CIFAR 32, builtin its render size).
         details: facts for the run's ``config.json`` (source, seed, split).
     """
 
@@ -53,7 +52,6 @@ class TrainingData:
     classes: list[str]
     train: LabelledData
     val: LabelledData
-    native_size: int | None = None
     details: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
@@ -111,22 +109,21 @@ def load_training_data(
                 raise DatasetError(
                     f"{spec.kind} test batch has no image of {', '.join(map(repr, missing))}"
                 )
-        return _split(found, held, val_split, seed, 32)
+        return _split(found, held, val_split, seed)
     if labels != "fine":
         raise UsageError("--labels coarse applies to cifar100:DIR only")
     if spec.kind == "builtin":
         if val not in (None, ""):
             raise UsageError("builtin:N is split with --val-split; --val does not apply")
-        size = max(32, image_size)
-        found = _in_memory(read_data(data, None, stream="train", size=size))
-        return _split(found, None, val_split, seed, size)
+        found = _in_memory(read_data(data, None, stream="train", size=max(32, image_size)))
+        return _split(found, None, val_split, seed)
     if val == "test":
         raise UsageError("--val test means CIFAR's test batch; give a folder for class-folder data")
     found = _checked(read_data(data, None), data)
     held = (
         None if val is None else _same_classes(found, _checked(read_data(val, None), val, 1), val)
     )
-    return _split(found, held, val_split, seed, None)
+    return _split(found, held, val_split, seed)
 
 
 def _checked(data: LabelledData, where: str, min_classes: int = 2) -> LabelledData:
@@ -178,7 +175,7 @@ def _in_memory(data: LabelledData) -> LabelledData:
 
 
 def _split(
-    data: LabelledData, held: LabelledData | None, fraction: float, seed: int, size: int | None
+    data: LabelledData, held: LabelledData | None, fraction: float, seed: int
 ) -> TrainingData:
     details = dict(data.details)
     details["source"] = details.get("source") or (
@@ -194,7 +191,7 @@ def _split(
         train_idx, val_idx = stratified_split(labels_of(data), data.classes, fraction, seed)
         details["split"] = {"val_split": fraction, "seed": seed}
         train, val = data.subset(train_idx), data.subset(val_idx)
-    return TrainingData(data.kind, data.classes, train, val, size, details)
+    return TrainingData(data.kind, data.classes, train, val, details)
 
 
 def stratified_split(

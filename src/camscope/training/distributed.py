@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.distributed as dist
 
 from ..errors import CamscopeError, UsageError
 
@@ -34,7 +35,6 @@ class World:
 
     rank: int = 0
     size: int = 1
-    local_rank: int = 0
     owns_group: bool = False
 
     @property
@@ -44,45 +44,26 @@ class World:
 
 def join(device_type: str) -> World:
     """Join the process group ``torchrun`` describes in the environment, if any."""
-    import torch.distributed as dist
-
     size = int(os.environ.get("WORLD_SIZE", "1"))
     if size <= 1:
         return World()
     rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    owns = False
-    if not dist.is_initialized():
-        backend = "nccl" if device_type == "cuda" else "gloo"
-        if device_type == "cuda":
-            torch.cuda.set_device(local_rank)
-        dist.init_process_group(backend=backend)
-        owns = True
-    return World(rank, size, local_rank, owns)
+    if dist.is_initialized():
+        return World(rank, size)
+    if device_type == "cuda":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
+    return World(rank, size, owns_group=True)
 
 
 def leave(world: World) -> None:
-    import torch.distributed as dist
-
     if world.owns_group and dist.is_initialized():
         dist.destroy_process_group()
 
 
-def sum_over_ranks(world: World, values: list[float], device: torch.device) -> list[float]:
-    """Element-wise sum of ``values`` over all ranks (identity without a group)."""
-    if world.size == 1:
-        return values
-    import torch.distributed as dist
-
-    tensor = torch.tensor(values, dtype=torch.float64, device=device)
-    dist.all_reduce(tensor)
-    return [float(v) for v in tensor.tolist()]
-
-
 def sum_tensor(world: World, tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` summed element-wise over all ranks, in place (as it is without a group)."""
     if world.size > 1:
-        import torch.distributed as dist
-
         dist.all_reduce(tensor)
     return tensor
 
@@ -91,8 +72,6 @@ def gather_lists(world: World, items: list[Any]) -> list[Any]:
     """All ranks' ``items`` concatenated (pickled objects; for short lists such as skipped files)."""
     if world.size == 1:
         return items
-    import torch.distributed as dist
-
     parts: list[Any] = [None] * world.size
     dist.all_gather_object(parts, items)
     return [item for part in parts for item in (part or [])]
@@ -100,8 +79,6 @@ def gather_lists(world: World, items: list[Any]) -> list[Any]:
 
 def barrier(world: World) -> None:
     if world.size > 1:
-        import torch.distributed as dist
-
         dist.barrier()
 
 

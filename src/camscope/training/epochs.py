@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,24 +20,39 @@ from ..data.progress import Progress
 from ..errors import DatasetError
 from ..models.spec import model_device
 from ..outputs import write_json
-from .checkpoint import (
-    BEST_WEIGHTS,
-    CHECKPOINT,
-    TrainingState,
-    restore_rng,
-    save_best,
-    save_checkpoint,
-)
+from .checkpoint import BEST_WEIGHTS, CHECKPOINT, TrainingState, restore, save_best, save_checkpoint
 from .config import TrainConfig
 from .data import TrainingData
-from .distributed import World, gather_lists, sum_over_ranks, sum_tensor
+from .distributed import World, barrier, gather_lists, sum_tensor
 from .loop import EpochStats, Step, evaluate, train_epoch
 from .optim import build_optimizer, build_schedule
-from .report import per_class_accuracy, plot_confusion, plot_curves, write_metrics
-from .result import TrainResult, read_result
+from .result import (
+    TrainResult,
+    per_class_accuracy,
+    plot_confusion,
+    plot_curves,
+    read_result,
+    write_metrics,
+)
 from .transforms import ImageTransform, LabelledImages, Normalize, collate
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Run:
+    """What stays fixed while a run trains: its settings and folder, the data, the model (not
+    wrapped for DDP), where it trains, the normalisation and the CAM-layer check."""
+
+    config: TrainConfig
+    out: Path
+    data: TrainingData
+    model: nn.Module
+    device: torch.device
+    world: World
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    cam_layer: dict[str, Any]
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
@@ -61,9 +77,8 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _loaders(
-    config: TrainConfig, data: TrainingData, world: World, device: torch.device
-) -> tuple[DataLoader, DataLoader, DistributedSampler]:
+def _loaders(run: Run) -> tuple[DataLoader, DataLoader, DistributedSampler]:
+    config, data, world = run.config, run.data, run.world
     size = int(config.image_size or 0)
     mode = config.augment
     if mode == "auto":
@@ -78,7 +93,7 @@ def _loaders(
     common: dict[str, Any] = {
         "num_workers": config.workers,
         "collate_fn": collate,
-        "pin_memory": device.type == "cuda",
+        "pin_memory": run.device.type == "cuda",
     }
     train_loader = DataLoader(train_set, batch_size=config.batch_size, sampler=sampler, **common)
     shard = Subset(val_set, list(range(world.rank, len(val_set), world.size)))
@@ -93,25 +108,11 @@ def _better(config: TrainConfig, row: dict[str, float], progress: TrainingState)
     return value < best if config.monitor == "val_loss" else value > best
 
 
-def run_epochs(
-    config: TrainConfig,
-    out: Path,
-    data: TrainingData,
-    model: nn.Module,
-    device: torch.device,
-    world: World,
-    progress: TrainingState,
-    state: dict[str, Any] | None,
-    *,
-    mean: tuple[float, ...],
-    std: tuple[float, ...],
-    cam_layer: dict[str, Any],
-) -> TrainResult:
+def run_epochs(run: Run, progress: TrainingState, state: dict[str, Any] | None) -> TrainResult:
     """Train from ``progress.epoch + 1`` to ``config.epochs`` (or ``stop_after`` epochs, or early
     stopping) and write the run folder's files (rank 0)."""
-    channels_last = (
-        config.channels_last if config.channels_last is not None else device.type == "cuda"
-    )
+    config, out, model, device, world = run.config, run.out, run.model, run.device, run.world
+    channels_last = device.type == "cuda" if config.channels_last is None else config.channels_last
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
@@ -120,7 +121,7 @@ def run_epochs(
         net = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
-    train_loader, val_loader, sampler = _loaders(config, data, world, device)
+    train_loader, val_loader, sampler = _loaders(run)
     lr = config.lr or config.default_lr
     optimizer = build_optimizer(
         model, config.optimizer, lr, config.decay, config.momentum, config.nesterov
@@ -130,24 +131,20 @@ def run_epochs(
     )
     dtype = autocast_dtype(config.precision, device)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-    if state is not None:
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        restore_rng(state["rng"])
     step = Step(
         net,
         optimizer,
         schedule,
         scaler,
         nn.CrossEntropyLoss(label_smoothing=config.label_smoothing),
-        Normalize(mean, std, device),
+        Normalize(run.mean, run.std, device),
         device,
         dtype,
         config.clip_grad,
         channels_last,
     )
-    classes = data.classes
+    if state is not None:
+        restore(step, state)
     show = config.progress and world.main
     throughput: list[tuple[int, float, float]] = []
     for epoch in range(progress.epoch + 1, config.epochs + 1):
@@ -159,8 +156,8 @@ def run_epochs(
         sampler.set_epoch(epoch)
         with Progress(len(sampler), f"epoch {epoch}/{config.epochs}", enabled=show) as bar:
             train = train_epoch(step, train_loader, _updater(bar) if show else None)
-        val = evaluate(step, val_loader, len(classes))
-        row, confusion = _epoch_row(world, device, epoch, train, val, optimizer)
+        val = evaluate(step, val_loader, len(run.data.classes))
+        row, confusion = _epoch_row(world, step, epoch, train, val)
         for name, reason in gather_lists(world, train.skipped + val.skipped):
             if name not in progress.skipped:
                 progress.skipped[name] = reason
@@ -184,31 +181,23 @@ def run_epochs(
         if config.patience is not None and progress.bad_epochs >= config.patience:
             progress.stopped_early = True
         if world.main:
-            save_checkpoint(out / CHECKPOINT, model, optimizer, schedule, scaler, progress)
+            save_checkpoint(out / CHECKPOINT, model, step, progress)
             write_metrics(out / "metrics.csv", progress.history)
             if show:
                 _epoch_line(row, config.epochs, throughput[-1])
     if world.main:
-        _finish(config, out, data, model, progress, throughput, cam_layer, mean, std)
-    from .distributed import barrier
-
+        _finish(run, progress, throughput)
     barrier(world)
     return read_result(out)
 
 
 def _epoch_row(
-    world: World,
-    device: torch.device,
-    epoch: int,
-    train: EpochStats,
-    val: EpochStats,
-    optimizer: torch.optim.Optimizer,
+    world: World, step: Step, epoch: int, train: EpochStats, val: EpochStats
 ) -> tuple[dict[str, Any], list[list[int]]]:
-    totals = sum_over_ranks(
-        world,
-        [train.loss_sum, train.correct, train.images, val.loss_sum, val.correct, val.images],
-        device,
-    )
+    counts = [train.loss_sum, train.correct, train.images, val.loss_sum, val.correct, val.images]
+    totals = sum_tensor(
+        world, torch.tensor(counts, dtype=torch.float64, device=step.device)
+    ).tolist()
     assert val.confusion is not None
     confusion = sum_tensor(world, val.confusion.clone()).cpu().tolist()
     t_loss, t_correct, t_images, v_loss, v_correct, v_images = totals
@@ -218,7 +207,7 @@ def _epoch_row(
         "train_acc": t_correct / max(1.0, t_images),
         "val_loss": v_loss / max(1.0, v_images),
         "val_acc": v_correct / max(1.0, v_images),
-        "lr": float(optimizer.param_groups[0]["lr"]),
+        "lr": float(step.optimizer.param_groups[0]["lr"]),
         "seconds": train.seconds + val.seconds,
         "train_images": t_images,
     }
@@ -247,17 +236,8 @@ def _epoch_line(row: dict[str, float], epochs: int, speed: tuple[int, float, flo
     )
 
 
-def _finish(
-    config: TrainConfig,
-    out: Path,
-    data: TrainingData,
-    model: nn.Module,
-    progress: TrainingState,
-    throughput: list[tuple[int, float, float]],
-    cam_layer: dict[str, Any],
-    mean: tuple[float, ...],
-    std: tuple[float, ...],
-) -> None:
+def _finish(run: Run, progress: TrainingState, throughput: list[tuple[int, float, float]]) -> None:
+    config, out, data, model = run.config, run.out, run.data, run.model
     if progress.stopped_early:
         status = "stopped early"
     elif progress.epoch >= config.epochs:
@@ -271,27 +251,22 @@ def _finish(
     if progress.best_confusion:
         plot_confusion(out / "confusion.png", progress.best_confusion, data.classes, title)
     best = next((r for r in history if r["epoch"] == progress.best_epoch), None)
-    images = sum(t[0] for t in throughput)
-    seconds = sum(t[1] for t in throughput)
+    images, seconds, wait = (sum(column) for column in zip((0, 0.0, 0.0), *throughput))
     summary: dict[str, Any] = {
         "status": status,
         "epochs_done": progress.epoch,
         "epochs_planned": config.epochs,
         "best": None if best is None else {k: best[k] for k in ("epoch", "val_acc", "val_loss")},
-        "per_class_accuracy": per_class_accuracy(progress.best_confusion, data.classes)
-        if progress.best_confusion
-        else {},
+        "per_class_accuracy": per_class_accuracy(progress.best_confusion, data.classes),
         "skipped_files": {
             "count": len(progress.skipped),
             "files": [{"file": k, "reason": v} for k, v in sorted(progress.skipped.items())],
         },
-        "cam_layer": cam_layer,
+        "cam_layer": run.cam_layer,
         "this_session": {
             "epochs": len(throughput),
             "train_images_per_second": round(images / seconds, 1) if seconds else None,
-            "data_wait_share": round(sum(t[2] for t in throughput) / seconds, 4)
-            if seconds
-            else None,
+            "data_wait_share": round(wait / seconds, 4) if seconds else None,
         },
         "history": history,
     }
@@ -310,7 +285,7 @@ def _finish(
             out / "explain",
             image_size=int(config.image_size or 0),
             interpolation="bilinear",
-            mean=mean,
-            std=std,
+            mean=run.mean,
+            std=run.std,
         )
     write_json(out / "summary.json", summary)

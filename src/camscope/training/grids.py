@@ -61,10 +61,9 @@ def write_grids(
     normalize = Normalize(mean, std, device)
     out_dir.mkdir(parents=True, exist_ok=True)
     records: list[dict[str, Any]] = []
-    index = 0
-    while len(records) < count and index < len(samples):
-        sample = samples[index]
-        index += 1
+    for sample in samples:
+        if len(records) >= count:
+            break
         try:
             picture = sample.image if sample.image is not None else sample.decode()
         except Exception as err:  # a corrupt file was reported during training already

@@ -10,7 +10,7 @@ waiting for the DataLoader is measured separately (``data_wait``), so a slow inp
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,17 +55,28 @@ class EpochStats:
     def loss(self) -> float:
         return self.loss_sum / max(1, self.images)
 
-    @property
-    def accuracy(self) -> float:
-        return self.correct / max(1, self.images)
 
-
-def _on_device(step: Step, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
-    """The uint8 batch normalised on the device (channels-last if asked) and its labels."""
-    x = step.normalize(images.to(step.device, non_blocking=True))
-    if step.channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    return x, labels.to(step.device, non_blocking=True)
+def _walk(
+    step: Step, batches: Iterable[Batch], stats: EpochStats
+) -> Iterator[tuple[Tensor, Tensor]]:
+    """The non-empty batches normalised on the device (channels-last if asked) with their labels;
+    the wait for each batch, its skipped files and its images counted in ``stats``."""
+    iterator = iter(batches)
+    while True:
+        wait_start = time.perf_counter()
+        try:
+            images, labels, skipped = next(iterator)
+        except StopIteration:
+            return
+        stats.data_wait += time.perf_counter() - wait_start
+        stats.skipped.extend(skipped)
+        if labels.numel() == 0:
+            continue
+        x = step.normalize(images.to(step.device, non_blocking=True))
+        if step.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        stats.images += labels.shape[0]
+        yield x, labels.to(step.device, non_blocking=True)
 
 
 def _autocast(step: Step) -> torch.autocast:
@@ -87,25 +98,12 @@ def train_epoch(
     """
     model = step.model
     model.train()
-    device = step.device
-    loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), dtype=torch.long, device=device)
+    loss_sum = torch.zeros((), device=step.device)
+    correct = torch.zeros((), dtype=torch.long, device=step.device)
     stats = EpochStats()
     start = time.perf_counter()
     last_report = 0.0  # the first step reports, then about twice a second
-    iterator = iter(batches)
-    while True:
-        wait_start = time.perf_counter()
-        try:
-            images, labels, skipped = next(iterator)
-        except StopIteration:
-            break
-        stats.data_wait += time.perf_counter() - wait_start
-        if skipped:
-            stats.skipped.extend(skipped)
-        if labels.numel() == 0:
-            continue
-        x, y = _on_device(step, images, labels)
+    for x, y in _walk(step, batches, stats):
         with _autocast(step):
             logits = model(x)
             loss = step.criterion(logits, y)
@@ -117,10 +115,9 @@ def train_epoch(
         step.scaler.step(step.optimizer)
         step.scaler.update()
         step.scheduler.step()
-        n = labels.shape[0]
+        n = y.shape[0]
         loss_sum += loss.detach().float() * n
         correct += (predict(logits).classes == y).sum()
-        stats.images += n
         if on_progress is not None:
             if time.perf_counter() - last_report > 0.5:  # reading the sums syncs the device
                 last_report = time.perf_counter()
@@ -136,26 +133,19 @@ def train_epoch(
 @torch.no_grad()
 def evaluate(step: Step, batches: Iterable[Batch], num_classes: int) -> EpochStats:
     """Validation: summed cross-entropy (no label smoothing), accuracy and the confusion matrix."""
-    model = step.model
-    model.eval()
-    device = step.device
-    loss_sum = torch.zeros((), device=device)
-    confusion = torch.zeros(num_classes * num_classes, dtype=torch.long, device=device)
+    step.model.eval()
+    loss_sum = torch.zeros((), device=step.device)
+    confusion = torch.zeros(num_classes * num_classes, dtype=torch.long, device=step.device)
     stats = EpochStats()
     start = time.perf_counter()
-    for images, labels, skipped in batches:
-        stats.skipped.extend(skipped)
-        if labels.numel() == 0:
-            continue
-        x, y = _on_device(step, images, labels)
+    for x, y in _walk(step, batches, stats):
         with _autocast(step):
-            logits = model(x)
+            logits = step.model(x)
         loss_sum += nn.functional.cross_entropy(logits.float(), y, reduction="sum")
         predicted = predict(logits).classes
         confusion += torch.bincount(y * num_classes + predicted, minlength=num_classes**2)
-        stats.images += labels.shape[0]
     stats.confusion = confusion.view(num_classes, num_classes)
     stats.loss_sum = float(loss_sum)
-    stats.correct = int(confusion.view(num_classes, num_classes).diagonal().sum())
+    stats.correct = int(stats.confusion.diagonal().sum())
     stats.seconds = time.perf_counter() - start
     return stats

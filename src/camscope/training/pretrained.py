@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from ..errors import ModelLoadError, UsageError
+from ..models.architectures import resolve_arch
 from ..models.checkpoints import check_tensors, read_state_dict
 from ..models.hub import local_timm_weights
 from ..models.run_folder import WEIGHTS_FILE, is_run_folder
@@ -27,15 +28,19 @@ from ..models.run_folder import WEIGHTS_FILE, is_run_folder
 log = logging.getLogger(__name__)
 
 
-def timm_cache_file(name: str) -> str:
-    """The locally cached pretrained weights of timm model ``name``
+def timm_cache_file(arch: str) -> str:
+    """The locally cached pretrained weights of timm architecture ``arch``
     (:func:`camscope.models.hub.local_timm_weights`: the Hugging Face and torch hub caches).
 
     Raises:
-        UsageError: timm has no weights for it, or they are not in the local cache.
+        UsageError: not a timm architecture, timm has no weights for it, or they are not in the
+            local cache.
     """
     import timm
 
+    source, name = resolve_arch(arch)
+    if source != "timm":
+        raise UsageError(f"--pretrained timm needs a timm architecture; {arch!r} is not")
     cfg = timm.get_pretrained_cfg(name)
     if cfg is None or (not cfg.hf_hub_id and not cfg.url):
         raise UsageError(f"--pretrained timm: timm has no pretrained weights for {name!r}")

@@ -20,8 +20,10 @@ on CPU, 2 epochs plus a resume to 4 give the same weights and ``metrics.csv`` (b
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +39,7 @@ from .checkpoint import CHECKPOINT, TrainingState, check_best, load_checkpoint
 from .config import TrainConfig
 from .data import TrainingData, load_training_data
 from .distributed import World, barrier, join, launch, leave
-from .epochs import run_epochs, seed_everything
+from .epochs import Run, run_epochs, seed_everything
 from .result import TrainResult, read_result
 
 log = logging.getLogger(__name__)
@@ -84,18 +86,15 @@ def resume_config(out: str | Path, **changes: Any) -> TrainConfig:
         UsageError: no run in ``out``, or a change that would alter what an epoch computes.
     """
     folder = Path(out)
-    stored = _stored_training(folder)
+    stored = _stored(folder)["training"]
     base = TrainConfig.from_dict({**stored, "out": str(folder), "resume": True})
     wanted = TrainConfig.from_dict({**base.to_dict(), **changes, "resume": True})
-    refusal = wanted.differences_message(stored, folder)
-    if refusal:
-        raise UsageError(refusal)
+    wanted.check_resume(stored, folder)
     return wanted
 
 
-def _stored_training(folder: Path) -> dict[str, Any]:
-    import json
-
+def _stored(folder: Path) -> dict[str, Any]:
+    """The ``config.json`` of the run in ``folder``, refused unless ``camscope train`` wrote it."""
     config = folder / "config.json"
     if not config.is_file():
         raise UsageError(f"--resume: {str(folder)!r} holds no run to continue (no config.json)")
@@ -111,7 +110,7 @@ def _stored_training(folder: Path) -> dict[str, Any]:
         or not isinstance(data.get("training"), dict)
     ):
         raise UsageError(f"--resume: {str(config)!r} was not written by camscope train")
-    return dict(data["training"])
+    return data
 
 
 def _check_folder(config: TrainConfig) -> Path:
@@ -124,9 +123,7 @@ def _check_folder(config: TrainConfig) -> Path:
             f"{out} already holds a run; pass --resume to continue it or choose another --out"
         )
     if config.resume:
-        refusal = config.differences_message(_stored_training(out), out)
-        if refusal:
-            raise UsageError(refusal)
+        config.check_resume(_stored(out)["training"], out)
     out.mkdir(parents=True, exist_ok=True)
     return out
 
@@ -149,15 +146,9 @@ def _check_gpus_for(processes: int, device: str) -> None:
         )
 
 
-def _resolve_size(config: TrainConfig) -> int:
-    if config.image_size is not None:
-        return config.image_size
-    return DEFAULT_SIZE.get(config.data.partition(":")[0], 224)
-
-
 def _train(config: TrainConfig) -> TrainResult:
-    size = _resolve_size(config)
-    config = TrainConfig.from_dict({**config.to_dict(), "image_size": size})
+    size = config.image_size or DEFAULT_SIZE.get(config.data.partition(":")[0], 224)
+    config = replace(config, image_size=size)
     out = _check_folder(config)
     device = choose_device(config.device, local_rank=int(os.environ.get("LOCAL_RANK", "0")))
     world = join(device.type)
@@ -193,12 +184,7 @@ def _build(config: TrainConfig, data: TrainingData) -> tuple[Any, dict[str, Any]
     timm_file = None
     mean, std = IMAGENET_MEAN, IMAGENET_STD
     if config.pretrained == "timm":
-        from ..models.architectures import resolve_arch
-
-        source, name = resolve_arch(config.arch)
-        if source != "timm":
-            raise UsageError(f"--pretrained timm needs a timm architecture; {config.arch!r} is not")
-        timm_file = timm_cache_file(name)
+        timm_file = timm_cache_file(config.arch)
     torch.manual_seed(config.seed)  # the same initial weights in every process and every run
     built = build_classifier(
         config.arch,
@@ -228,9 +214,7 @@ def _build(config: TrainConfig, data: TrainingData) -> tuple[Any, dict[str, Any]
 def _check_same_start(out: Path, facts: dict[str, Any]) -> None:
     """Refuse a resume whose ``--pretrained`` weights are not those the run started from (the
     file replaced since): ``config.json`` would describe weights the run never saw."""
-    import json
-
-    stored = json.loads((out / "config.json").read_text(encoding="utf-8")).get("model") or {}
+    stored = _stored(out).get("model") or {}
     was = (stored.get("pretrained") or {}).get("sha256")
     now = (facts.get("pretrained") or {}).get("sha256")
     if was is not None and now != was:
@@ -287,16 +271,5 @@ def _train_on(
                 "training": config.stored(),  # no out, absolute paths: resumable anywhere
             },
         )
-    return run_epochs(
-        config,
-        out,
-        data,
-        built.model,
-        device,
-        world,
-        progress,
-        state,
-        mean=tuple(mean),
-        std=tuple(std),
-        cam_layer=cam_layer,
-    )
+    run = Run(config, out, data, built.model, device, world, tuple(mean), tuple(std), cam_layer)
+    return run_epochs(run, progress, state)

@@ -16,7 +16,7 @@ on the device (``(x / 255 - mean) / std`` in float32, the same arithmetic as
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
@@ -108,15 +108,11 @@ class LabelledImages(Loading, torch.utils.data.Dataset):
     """
 
     def __init__(self, samples: Sequence[Sample], transform: ImageTransform) -> None:
-        super().__init__(samples, _Transformed(transform))
+        super().__init__(samples, partial(_transformed, transform))
 
 
-@dataclass(frozen=True)
-class _Transformed:
-    transform: ImageTransform
-
-    def __call__(self, sample: Sample) -> Tensor:
-        return self.transform(sample.image if sample.image is not None else sample.decode())
+def _transformed(transform: ImageTransform, sample: Sample) -> Tensor:
+    return transform(sample.image if sample.image is not None else sample.decode())
 
 
 def collate(items: Sequence[Outcome[Tensor]]) -> tuple[Tensor, Tensor, list[tuple[str, str]]]:

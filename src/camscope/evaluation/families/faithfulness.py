@@ -10,6 +10,7 @@ substrate is the model's own black pixel, ``(0 - mean) / std`` of its
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 from ..registry import MetricColumn, Scores, register_metric
@@ -53,7 +54,9 @@ def drop(ctx: BatchContext) -> Scores:
     return out
 
 
-def _curves(ctx: BatchContext, mode: str, substrate: str) -> Scores:
+def _curves(ctx: BatchContext, mode: str) -> Scores:
+    """Area under the class probability as the most relevant pixels are removed (deletion) or
+    put back (insertion) on the mode's substrate; ``<mode>_curve`` is the curve itself."""
     from ...metrics import faithfulness as fm
 
     out = ctx.empty()
@@ -65,7 +68,7 @@ def _curves(ctx: BatchContext, mode: str, substrate: str) -> Scores:
             ctx.targets,
             mode=mode,
             steps=ctx.config.steps,
-            substrate_kind=substrate,
+            substrate_kind=getattr(ctx.config, f"{mode}_substrate"),
             black=ctx.black,
             batch_size=ctx.config.forward_batch,
             head=ctx.prediction.head,
@@ -77,30 +80,15 @@ def _curves(ctx: BatchContext, mode: str, substrate: str) -> Scores:
     return out
 
 
-@register_metric(
-    "deletion",
-    order=60,
-    default=True,
-    summary="deletion AUC (RISE; --steps, --deletion-substrate)",
-    columns=(MetricColumn("deletion", "Deletion AUC", False),),
-    extras=("deletion_curve",),
-)
-def deletion(ctx: BatchContext) -> Scores:
-    """Area under the class probability as the most relevant pixels are removed."""
-    return _curves(ctx, "deletion", ctx.config.deletion_substrate)
-
-
-@register_metric(
-    "insertion",
-    order=70,
-    default=True,
-    summary="insertion AUC (RISE; --steps, --insertion-substrate)",
-    columns=(MetricColumn("insertion", "Insertion AUC", True),),
-    extras=("insertion_curve",),
-)
-def insertion(ctx: BatchContext) -> Scores:
-    """Area under the class probability as the most relevant pixels are put back."""
-    return _curves(ctx, "insertion", ctx.config.insertion_substrate)
+for _order, _mode, _higher_is_better in ((60, "deletion", False), (70, "insertion", True)):
+    register_metric(
+        _mode,
+        order=_order,
+        default=True,
+        summary=f"{_mode} AUC (RISE; --steps, --{_mode}-substrate)",
+        columns=(MetricColumn(_mode, f"{_mode.capitalize()} AUC", _higher_is_better),),
+        extras=(f"{_mode}_curve",),
+    )(functools.partial(_curves, mode=_mode))
 
 
 @register_metric(

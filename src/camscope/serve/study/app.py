@@ -6,7 +6,7 @@
 answer options and a ticket; no method, model or trial id); ``POST /api/study/answer`` (form
 ``session``, ``trial`` = the ticket, ``choice``, ``ms``) records one click and answers only after
 the row is on disk (:mod:`.answers`). Answers are accepted only for trials served to that session
-(:mod:`.tokens`); changes sent by another site's page are refused (:mod:`..guards`). The
+(:mod:`.session`); changes sent by another site's page are refused (:mod:`..guards`). The
 viewer's routes are absent, so participants cannot see which method drew a map.
 """
 
@@ -55,7 +55,6 @@ def create_study_app(study: Study) -> FastAPI:
                 return {"done": True, "position": total, "total": total}
             position, trial = found
             options, _ = study.layout(who, trial)
-            labels = [_LABELS.get(o, o) for o in options]
             return {
                 "done": False,
                 "position": position,
@@ -64,7 +63,7 @@ def create_study_app(study: Study) -> FastAPI:
                 "question": QUESTIONS[study.kind],
                 "label": trial.labels[0] if study.kind == "trust" else "",
                 "pictures": study.pictures(who, trial),
-                "options": [{"id": o, "label": label} for o, label in zip(options, labels)],
+                "options": [{"id": o, "label": _LABELS.get(o, o)} for o in options],
             }
 
         return await run_work(work)

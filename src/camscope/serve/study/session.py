@@ -17,10 +17,24 @@ Trials are one per (image, object) and method (class discrimination) or per imag
 the seed. Each participant sees every trial once, in an order shuffled with ``Random(f"{seed}/
 {participant}")``; the answer options and the left/right sides are shuffled the same way per
 trial. Method and model names never reach the page, nor do trial ids: the page gets a random
-ticket per trial, valid for the session it was served to (:mod:`.tokens`). ``answers.csv``
+ticket per trial, valid for the session it was served to (below). ``answers.csv``
 (:mod:`.answers`) gets one row per click; a restart reads it and each participant continues at
 their first unanswered trial. ``ms`` (the time from showing the trial to the click, measured by
 the page) must be a positive number of at most :data:`MAX_MS` (a day).
+
+**Sessions: who may answer which trial.** A participant opens a session by typing a name
+(``POST /api/study/session``) and gets a random token that only the study page reads (another
+site's page can send requests to the server but cannot read its answers, so it never learns a
+token). Each trial served to the session is handed out under a random ticket; an answer names its
+session and its ticket, and is accepted only for a trial that this session was served. So a page
+elsewhere cannot answer in a participant's name, nor answer trials the participant never saw (which
+used to lock the participant out of them), and the tickets say nothing about the trial behind them
+(the trial ids in ``study.json`` follow the data's order: with two methods, even ids were the first
+method).
+
+Sessions live in memory: after a restart the page opens a new one with the same name and the
+participant goes on at their first unanswered trial. At most :data:`MAX_SESSIONS` are kept; the
+least recently used goes first.
 """
 
 from __future__ import annotations
@@ -31,8 +45,10 @@ import logging
 import math
 import random
 import secrets
+import threading
 import time
-from dataclasses import asdict
+from collections import OrderedDict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,7 +57,6 @@ from ...errors import UsageError
 from ...outputs import write_json
 from ..viewer.service import Explainer, ExplainRequest, LazyImage, parse_methods
 from .answers import AnswerLog
-from .tokens import SessionBook
 from .trials import StudyOptions, Trial, build_trials, study_images
 
 if TYPE_CHECKING:
@@ -58,28 +73,88 @@ TRUST_CHOICES = ("left", "right", "same")
 MAX_MS = 24 * 3600 * 1000  # a day: a longer "time to answer" is no measurement
 
 
-class Study:
-    """A prepared study: its trials, images, models and answer log."""
+MAX_SESSIONS = 10_000
 
-    def __init__(
-        self,
-        folder: Path,
-        plan: dict[str, Any],
-        trials: list[Trial],
-        images: dict[str, Any],
-        explainer: Explainer,
-    ) -> None:
-        self.folder = folder
-        self.plan = plan
-        self.kind: str = plan["kind"]
-        self.seed: int = int(plan["seed"])
-        self.models: list[str] = list(plan["models"])
-        self.trials = trials
-        self.images = images
-        self.explainer = explainer
-        self.answers_path = folder / "answers.csv"
+
+class SessionUnknown(UsageError):
+    """The session token is not (or no longer) known to this server (answered 401)."""
+
+    http_status = 401
+
+
+@dataclass
+class StudySession:
+    """One participant's session: the trials served to it, by ticket."""
+
+    participant: str
+    tickets: dict[str, int] = field(default_factory=dict)  # ticket -> trial id
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def ticket_for(self, trial_id: int) -> str:
+        """The ticket under which ``trial_id`` is served (the same one when served again)."""
+        with self.lock:
+            ticket = next((t for t, served in self.tickets.items() if served == trial_id), None)
+            if ticket is None:
+                ticket = secrets.token_urlsafe(12)
+                self.tickets[ticket] = trial_id
+            return ticket
+
+    def trial_of(self, ticket: str) -> int:
+        """The trial served under ``ticket``; an unknown ticket is an error."""
+        with self.lock:
+            trial_id = self.tickets.get(str(ticket))
+        if trial_id is None:
+            raise UsageError(
+                "this trial was not served to your session; reload the page to get your next trial"
+            )
+        return trial_id
+
+
+class SessionBook:
+    """The open sessions of one study server, by token."""
+
+    def __init__(self) -> None:
+        self._sessions: OrderedDict[str, StudySession] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def open(self, participant: str) -> str:
+        """A new session for ``participant``; returns its token."""
+        token = secrets.token_urlsafe(24)
+        with self._lock:
+            self._sessions[token] = StudySession(participant)
+            while len(self._sessions) > MAX_SESSIONS:
+                self._sessions.popitem(last=False)
+        return token
+
+    def get(self, token: str) -> StudySession:
+        with self._lock:
+            session = self._sessions.get(str(token))
+            if session is None:
+                raise SessionUnknown(
+                    "your study session is not known to this server (it may have restarted); "
+                    "enter your name again to continue where you were"
+                )
+            self._sessions.move_to_end(str(token))
+            return session
+
+
+@dataclass
+class Study:
+    """A prepared study: its plan (``study.json``), trials, image loaders, models and answers."""
+
+    folder: Path
+    plan: dict[str, Any]
+    trials: list[Trial]
+    images: dict[str, Any]
+    explainer: Explainer
+    sessions: SessionBook = field(default_factory=SessionBook)
+
+    def __post_init__(self) -> None:
+        self.kind: str = self.plan["kind"]
+        self.seed = int(self.plan["seed"])
+        self.models: list[str] = list(self.plan["models"])
+        self.answers_path = self.folder / "answers.csv"
         self.log = AnswerLog(self.answers_path)
-        self.sessions = SessionBook()
 
     def order(self, participant: str) -> list[int]:
         ids = [t.id for t in self.trials]
@@ -206,8 +281,7 @@ def prepare_study(options: StudyOptions, folder: Path, *, pool: ModelPool) -> St
     plan_path = folder / "study.json"
     explainer = Explainer(pool, input_entries=256, map_entries=256)
     images = study_images(options, pool.get(models[0]).spec)
-    load = LoadOptions(options.max_pixels)
-    loaders = {image.id: functools.partial(image.decode, load) for image in images}
+    loaders = {i.id: functools.partial(i.decode, LoadOptions(options.max_pixels)) for i in images}
     if plan_path.exists():
         plan = json.loads(plan_path.read_text(encoding="utf-8"))
         differ = {k: (plan.get(k), v) for k, v in settings.items() if plan.get(k) != v}
@@ -229,7 +303,7 @@ def prepare_study(options: StudyOptions, folder: Path, *, pool: ModelPool) -> St
             raise UsageError(f"--data {options.data!r} no longer holds images {missing[:5]}")
         log.info("continuing the study in %s (%d trials)", folder, len(trials))
         return Study(folder, plan, trials, loaders, explainer)
-    trials = build_trials(options.kind, images, methods, explainer, models, options.limit, load)
+    trials = build_trials(options.kind, images, methods, explainer, models, loaders, options.limit)
     if not trials:
         raise UsageError(
             f"--data {options.data!r} gives no trial for a {options.kind} study"

@@ -8,12 +8,14 @@ never all at once; ``limit`` keeps the first N usable images.
 
 from __future__ import annotations
 
-import functools
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ...data.dataset import GroundTruth, LoadOptions, Sample
+    from PIL import Image
+
+    from ...data.dataset import GroundTruth, Sample
     from ...models import ModelSpec
     from ..viewer.service import Explainer
 
@@ -72,11 +74,11 @@ def build_trials(
     methods: list[str],
     explainer: Explainer,
     models: list[str],
+    loaders: Mapping[str, Callable[[], Image.Image]],
     limit: int | None = None,
-    load: LoadOptions | None = None,
 ) -> list[Trial]:
     """The trials of a study, in data order (:mod:`.study` shuffles them per participant);
-    ``load``: how the images are decoded."""
+    ``loaders``: each image's decoder, by id."""
     from ..viewer.service import LazyImage
 
     trials: list[Trial] = []
@@ -84,7 +86,7 @@ def build_trials(
     for image in images:
         if limit is not None and used >= limit:
             break
-        source = LazyImage(f"study:{image.id}", functools.partial(image.decode, load))
+        source = LazyImage(f"study:{image.id}", loaders[image.id])
         if kind == "class-discrimination":
             pair = _two_objects(image)
             if pair is None:

@@ -12,10 +12,10 @@ relative, so the server also works behind a reverse proxy under a path prefix.
 Model work runs on worker threads (``anyio.to_thread``), never on the event loop; a request on a
 model waits for that model's lock (:mod:`.pool`). An explain request whose client goes away
 stops at its next check (:func:`..web.until_disconnected`); one that would add more model passes
-than ``max_passes`` is refused (:mod:`.budget`). ``POST /api/fetch`` runs in a pool of its own
+than ``max_passes`` is refused (:mod:`.catalogue`). ``POST /api/fetch`` runs in a pool of its own
 (``fetch_workers`` threads) within ``url_deadline`` seconds, its wait for a slot included, so
 slow URLs never hold the threads that explain. Errors camscope raises on purpose become JSON
-``{"detail": message}`` answers with the status of :func:`.limits.status_of`; anything else is
+``{"detail": message}`` answers with their status (:func:`..web.base_app`); anything else is
 logged with its traceback and answered 500. The server goes on serving after every bad request.
 
 Example:
@@ -32,30 +32,26 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import anyio
-from fastapi import FastAPI, File, Form, Query, Request, UploadFile
+from fastapi import Depends, FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
 from ...core.cost import DEFAULT_PASS_BUDGET
 from ...data.inputs import DEMO_IMAGES
 from ...errors import ImageLoadError, UsageError
-from ...io import DEFAULT_MAX_PIXELS
+from ...io import DEFAULT_MAX_PIXELS, load_image
+from ...io.download import DownloadDeadline
 from ...models.default import DEFAULT_MODEL
 from ...outputs import camscope_version, encoded
+from ...tasks import TaskRequest
 from ...viz import DEFAULT_COLORMAP, RECOMMENDED_COLORMAPS, to_display_rgb
 from ..limits import ServerBusy, URLFetchDisabled
-from ..web import (
-    base_app,
-    read_upload,
-    run_work,
-    until_disconnected,
-    upload_name,
-)
+from ..web import base_app, read_upload, run_work, until_disconnected, upload_name
 from .catalogue import colormap_luts, method_catalogue
 from .encode import DISPLAY_SIDE
 from .pool import ModelPool
 from .service import INPUT_BYTES, MAP_BYTES, MAX_TOPK, Explainer, ExplainRequest, LazyImage
-from .tasks import TaskCall, TaskService, parse_box
+from .tasks import TaskService, parse_box
 
 __version__ = camscope_version()
 
@@ -101,17 +97,63 @@ class ExplainOut(BaseModel):
     seconds: dict[str, float]
 
 
-def create_app(
-    config: ServeConfig | None = None,
-    *,
-    pool: ModelPool | None = None,
-    explainer: Explainer | None = None,
-) -> FastAPI:
-    """The viewer's application. ``pool`` / ``explainer`` replace the ones ``config`` describes
-    (tests pass models already in memory)."""
+# The parameters the routes share. FastAPI reads the routes' annotations in this module's
+# globals: no name local to create_app may appear in them.
+Model = Annotated[str, Form(description="a name from GET /api/models (default: the first)")]
+ModelQuery = Annotated[str, Query(description="model name (default: the first)")]
+Methods = Annotated[str, Form(description="comma-separated names from GET /api/methods")]
+Layer = Annotated[
+    str,
+    Form(description="auto, first, middle, last, conv:N, a layer name, or a comma list (fused)"),
+]
+JobForm = Annotated[str, Form(description="the job id sent with the request")]
+Threshold = Annotated[float, Form(description="detection: least score of a box")]
+ClassForm = Annotated[str, Form(alias="class", description="the class (detection: only its boxes)")]
+
+
+async def uploaded_image(
+    http: Request,
+    image: Annotated[UploadFile, File(description="the image file (JPEG, PNG, WebP, TIFF, ...)")],
+) -> LazyImage:
+    """The upload, checked against the server's cap; decoded only when a route needs it."""
+    config: ServeConfig = http.app.state.config
+    data = await read_upload(image, config.max_upload_bytes)
+    return LazyImage.from_bytes(data, upload_name(image), config.max_pixels)
+
+
+async def explain_request(
+    http: Request,
+    model: Model = "",
+    methods: Methods = "gradcam",
+    layer: Layer = "auto",
+    target: Annotated[
+        str, Form(description=f"a class index, a class name, top1, or topk:K (K <= {MAX_TOPK})")
+    ] = "top1",
+    colormap: Annotated[
+        str, Form(description=f"for overlay_png: {', '.join(RECOMMENDED_COLORMAPS)}, ...")
+    ] = DEFAULT_COLORMAP,
+    overlays: Annotated[
+        bool,
+        Form(
+            description="true: also draw and encode overlay_png on the server (about 20 ms "
+            "more per map; the page colours the float16 map itself)"
+        ),
+    ] = False,
+) -> ExplainRequest:
+    """The choices of ``POST /api/explain``, checked before the upload is read."""
+    explainer: Explainer = http.app.state.explainer
+    return explainer.check(ExplainRequest(model, (methods,), layer, target, colormap, overlays))
+
+
+ImageUpload = Annotated[LazyImage, Depends(uploaded_image)]
+
+
+def create_app(config: ServeConfig | None = None, *, pool: ModelPool | None = None) -> FastAPI:
+    """The viewer's application. ``pool`` replaces the one ``config`` describes (tests pass
+    models already in memory)."""
     config = config or ServeConfig()
-    pool = pool or (explainer.pool if explainer else ModelPool(config.models, device=config.device))
-    explainer = explainer or Explainer(
+    pool = pool or ModelPool(config.models, device=config.device)
+    explainer = Explainer(
         pool,
         input_entries=config.input_entries,
         map_entries=config.map_entries,
@@ -123,6 +165,8 @@ def create_app(
         "camscope viewer", config.max_upload_bytes, "index.html", explainer.jobs, __doc__ or ""
     )
     app.state.explainer = explainer
+    app.state.config = config
+    tasks = TaskService(explainer)
     fetch_pool = anyio.CapacityLimiter(max(1, config.fetch_workers))
     demo_cache: dict[str, bytes] = {}
     demo_lock = threading.Lock()
@@ -153,7 +197,7 @@ def create_app(
         ] = "",
         layer: Annotated[str, Query(description="auto, first, middle, last, a layer name")] = "",
     ) -> list[dict[str, Any]]:
-        rows = [vars(info) for info in method_catalogue()]
+        rows = method_catalogue()
         if not model and not layer:
             return rows
         counts = await run_work(lambda: explainer.passes(model, layer or "auto"))
@@ -178,9 +222,7 @@ def create_app(
     @app.get(
         "/api/layers", summary="Layers of a model with output shapes; auto/first/middle/last marked"
     )
-    async def layers(
-        model: Annotated[str, Query(description="model name (default: the first)")] = "",
-    ) -> dict[str, Any]:
+    async def layers(model: ModelQuery = "") -> dict[str, Any]:
         slot = await run_work(lambda: pool.get(model))
         rows = await run_work(slot.layer_rows)
         return {
@@ -198,9 +240,7 @@ def create_app(
         }
 
     @app.get("/api/classes", summary="The class names of a model, by index")
-    async def classes(
-        model: Annotated[str, Query(description="model name (default: the first)")] = "",
-    ) -> dict[str, Any]:
+    async def classes(model: ModelQuery = "") -> dict[str, Any]:
         slot = await run_work(lambda: pool.get(model))
         return {"model": slot.name, "classes": list(slot.spec.class_names)}
 
@@ -238,15 +278,16 @@ def create_app(
         if not url.lower().startswith(("http://", "https://")):
             raise UsageError(f"{url[:200]!r} is not an http(s) URL")
         deadline = config.url_deadline
+        busy = (
+            f"the server is fetching {config.fetch_workers} other URL(s) and none finished within "
+            f"{deadline:g} s; try again shortly, or download the image and upload it"
+        )
         began = time.monotonic()
 
         def load() -> bytes:
-            from ...io import load_image
-            from ...io.download import DownloadDeadline
-
             left = deadline - (time.monotonic() - began)  # the wait for a slot counts
             if left <= 0.05:
-                raise ServerBusy(_busy_message(config))
+                raise ServerBusy(busy)
             try:
                 image = load_image(
                     url,
@@ -266,19 +307,13 @@ def create_app(
         with anyio.move_on_after(deadline) as waiting:  # a queue's wait, not a download's
             data = await run_work(load, fetch_pool)
         if waiting.cancelled_caught:
-            raise ServerBusy(_busy_message(config))
+            raise ServerBusy(busy)
         return Response(data, media_type="image/png")
 
     @app.post("/api/preview", summary="Decode an upload and return a display copy as PNG")
-    async def preview(image: Annotated[UploadFile, File(description="the image file")]) -> Response:
-        data = await read_upload(image, config.max_upload_bytes)
-        name = upload_name(image)
-
+    async def preview(image: ImageUpload) -> Response:
         def load() -> bytes:
-            from ...io import load_image_bytes
-
-            image = load_image_bytes(data, name, max_pixels=config.max_pixels)
-            return encoded(to_display_rgb(image, DISPLAY_SIDE), compress_level=1)
+            return encoded(to_display_rgb(image.load(), DISPLAY_SIDE), compress_level=1)
 
         return Response(await run_work(load), media_type="image/png")
 
@@ -305,54 +340,15 @@ def create_app(
     )
     async def explain(
         http: Request,
-        image: Annotated[
-            UploadFile, File(description="the image file (JPEG, PNG, WebP, TIFF, ...)")
-        ],
-        model: Annotated[
-            str, Form(description="a name from GET /api/models (default: the first)")
-        ] = "",
-        methods: Annotated[
-            str, Form(description="comma-separated names from GET /api/methods")
-        ] = "gradcam",
-        layer: Annotated[
-            str,
-            Form(
-                description="auto, first, middle, last, conv:N, a layer name, or a comma list (fused)",
-            ),
-        ] = "auto",
-        target: Annotated[
-            str,
-            Form(description=f"a class index, a class name, top1, or topk:K (K <= {MAX_TOPK})"),
-        ] = "top1",
-        colormap: Annotated[
-            str,
-            Form(
-                description=f"for overlay_png: {', '.join(RECOMMENDED_COLORMAPS)}, ...",
-            ),
-        ] = DEFAULT_COLORMAP,
-        overlays: Annotated[
-            bool,
-            Form(
-                description="true: also draw and encode overlay_png on the server (about 20 ms "
-                "more per map; the page colours the float16 map itself)"
-            ),
-        ] = False,
+        request: Annotated[ExplainRequest, Depends(explain_request)],
+        image: ImageUpload,
         job: Annotated[
             str, Form(description="an id of your choice to read progress and cancel")
         ] = "",
     ) -> JSONResponse:
-        request = explainer.check(
-            ExplainRequest(model, (methods,), layer, target, colormap, overlays)
-        )
-        data = await read_upload(image, config.max_upload_bytes)
-        name = upload_name(image)
         work = explainer.jobs.start(job) if job else explainer.jobs.private()
         outcome = await until_disconnected(
-            http,
-            work,
-            lambda: explainer.explain(
-                request, LazyImage.from_bytes(data, name, config.max_pixels), work
-            ),
+            http, work, lambda: explainer.explain(request, image, work)
         )
         headers = {
             "X-Camscope-Reused": ",".join(outcome.reused),
@@ -367,40 +363,14 @@ def create_app(
         return explainer.jobs.get(job)
 
     @app.post("/api/cancel", summary="Cancel a request sent with job=ID")
-    async def cancel(
-        job: Annotated[str, Form(description="the job id sent with the request")],
-    ) -> dict[str, Any]:
+    async def cancel(job: JobForm) -> dict[str, Any]:
         return explainer.jobs.cancel(job).as_dict()
-
-    _task_routes(app, TaskService(explainer), config)
-    return app
-
-
-def _busy_message(config: ServeConfig) -> str:
-    return (
-        f"the server is fetching {config.fetch_workers} other URL(s) and none finished within "
-        f"{config.url_deadline:g} s; try again shortly, or download the image and upload it"
-    )
-
-
-def _task_routes(app: FastAPI, tasks: TaskService, config: ServeConfig) -> None:
-    """The routes of detectors, segmentation models and DFF concepts (:mod:`.tasks`). FastAPI
-    reads the parameters' annotations in the module's globals: no local name may appear in
-    them."""
-
-    async def source(image: UploadFile) -> LazyImage:
-        data = await read_upload(image, config.max_upload_bytes)
-        return LazyImage.from_bytes(data, upload_name(image), config.max_pixels)
 
     @app.post("/api/detect", summary="The boxes a detector finds (image pixels)")
     async def detect(
-        image: Annotated[UploadFile, File(description="the image file")],
-        model: Annotated[str, Form(description="a name from GET /api/models")] = "",
-        threshold: Annotated[float, Form(description="least score of a box")] = 0.5,
-        cls: Annotated[str, Form(alias="class", description="only boxes of this class")] = "",
+        image: ImageUpload, model: Model = "", threshold: Threshold = 0.5, cls: ClassForm = ""
     ) -> dict[str, Any]:
-        lazy = await source(image)
-        return await run_work(lambda: tasks.detect(model, lazy, threshold, cls))
+        return await run_work(lambda: tasks.detect(model, image, threshold, cls))
 
     @app.post(
         "/api/explain-task",
@@ -408,42 +378,41 @@ def _task_routes(app: FastAPI, tasks: TaskService, config: ServeConfig) -> None:
         "a reference image",
     )
     async def explain_task(
-        image: Annotated[UploadFile, File(description="the image file")],
-        model: Annotated[str, Form(description="a name from GET /api/models")] = "",
-        methods: Annotated[str, Form(description="comma-separated method names")] = "gradcam",
-        layer: Annotated[str, Form(description="auto, a layer name, ...")] = "auto",
+        image: ImageUpload,
+        model: Model = "",
+        methods: Methods = "gradcam",
+        layer: Layer = "auto",
         task: Annotated[
             str, Form(description="auto, detection, segmentation, similarity")
         ] = "auto",
         box: Annotated[str, Form(description="x0,y0,x1,y1 in image pixels (detection)")] = "",
-        threshold: Annotated[float, Form(description="detection: least score")] = 0.5,
-        cls: Annotated[str, Form(alias="class", description="segmentation: the class")] = "",
+        threshold: Threshold = 0.5,
+        cls: ClassForm = "",
         iou: Annotated[str, Form(description="detection: none, multiply or add")] = "none",
         region: Annotated[UploadFile | None, File(description="segmentation: mask")] = None,
         reference: Annotated[UploadFile | None, File(description="similarity: image")] = None,
     ) -> dict[str, Any]:
-        lazy = await source(image)
         mask = None if region is None else await read_upload(region, config.max_upload_bytes)
         refs = None
         if reference is not None:
             refs = [(upload_name(reference), await read_upload(reference, config.max_upload_bytes))]
-        call = TaskCall(model, (methods,), layer, task, parse_box(box), threshold, cls, iou)
-        return await run_work(lambda: tasks.explain(call, lazy, mask, refs))
+        boxes = parse_box(box)
+        request = TaskRequest(task, threshold, (boxes,) if boxes else (), cls or None, iou=iou)
+        return await run_work(
+            lambda: tasks.explain(model, methods, layer, request, image, mask, refs)
+        )
 
     @app.post("/api/segment-classes", summary="The classes a segmentation model sees, by pixels")
-    async def segment_classes(
-        image: Annotated[UploadFile, File(description="the image file")],
-        model: Annotated[str, Form(description="a name from GET /api/models")] = "",
-    ) -> dict[str, Any]:
-        lazy = await source(image)
-        return await run_work(lambda: tasks.segment_classes(model, lazy))
+    async def segment_classes(image: ImageUpload, model: Model = "") -> dict[str, Any]:
+        return await run_work(lambda: tasks.segment_classes(model, image))
 
     @app.post("/api/concepts", summary="Deep Feature Factorization: concepts and top classes")
     async def concepts(
-        image: Annotated[UploadFile, File(description="the image file")],
-        model: Annotated[str, Form(description="a name from GET /api/models")] = "",
-        layer: Annotated[str, Form(description="auto or a layer name")] = "auto",
+        image: ImageUpload,
+        model: Model = "",
+        layer: Layer = "auto",
         num_concepts: Annotated[int, Form(description="how many concepts")] = 5,
     ) -> dict[str, Any]:
-        lazy = await source(image)
-        return await run_work(lambda: tasks.concepts(model, lazy, layer, num_concepts))
+        return await run_work(lambda: tasks.concepts(model, image, layer, num_concepts))
+
+    return app

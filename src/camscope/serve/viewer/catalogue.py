@@ -1,4 +1,5 @@
-"""What the viewer offers: every registered method with its cost, and colour-map lookup tables.
+"""What the viewer offers: every registered method with its cost and the pass budget of a
+request, and colour-map lookup tables.
 
 Costs are read from each :class:`~camscope.core.registry.MethodSpec`'s own declaration of the
 model passes it adds (``passes``, the registry's cost that :func:`camscope.methods.
@@ -21,17 +22,31 @@ badge and what the server's pass budget counts).
 
 Colour maps are read from matplotlib when the server starts (their 256-entry tables), so the page
 colourises maps in the browser with the colours :func:`camscope.viz.overlay` uses.
+
+**The pass budget**: what a request may cost before anything runs. A perturbation method adds
+tens to tens of thousands of model passes per image (SS-CAM at the last layer of
+EfficientNet-Lite0: 35 x 1280 + 1 = 44,801, minutes on a CPU). Before a request runs, the passes
+its methods would add are estimated for the model, the layers and the number of target classes
+(:func:`method_passes`, what ``camscope explain -m all`` weighs against
+:data:`camscope.core.cost.DEFAULT_PASS_BUDGET`); maps the server already keeps cost nothing. A
+request over the budget is refused with :class:`OverBudget` (answered 400), naming each method's
+estimate and the option that raises the budget (``camscope serve --max-passes N``). The guided
+pass is shared by the guided methods of a call and counted once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from ...core.cost import estimate
 from ...core.registry import MethodSpec
-from ...methods import method_specs
+from ...errors import UsageError
+from ...methods import get_method, method_specs
 from ...viz import RECOMMENDED_COLORMAPS, get_colormap
+
+if TYPE_CHECKING:
+    from .pool import ModelSlot
 
 ONE_PASS, GUIDED_PASS, FEW, PERTURBATION = "one pass", "guided pass", "few passes", "perturbation"
 #: Passes per image at the reference layer up to which a method counts as "few passes".
@@ -65,23 +80,19 @@ def method_cost(spec: MethodSpec) -> str:
     return FEW if passes <= FEW_PASSES_MAX else PERTURBATION
 
 
-@dataclass(frozen=True)
-class MethodInfo:
-    """One row of ``GET /api/methods``: ``passes_text`` is the registry's formula of the passes
-    the method adds (``C`` channels, ``N`` samples, ``K`` targets)."""
-
-    name: str
-    cost: str
-    class_specific: bool
-    summary: str
-    paper: str
-    passes_text: str
-
-
-def method_catalogue() -> list[MethodInfo]:
-    """Every registered method in registration order, with its cost."""
+def method_catalogue() -> list[dict[str, Any]]:
+    """The rows of ``GET /api/methods``: every registered method in registration order, with its
+    cost; ``passes_text`` is the registry's formula of the passes the method adds (``C``
+    channels, ``N`` samples, ``K`` targets)."""
     return [
-        MethodInfo(s.name, method_cost(s), s.class_specific, s.summary, s.paper, s.passes_text)
+        {
+            "name": s.name,
+            "cost": method_cost(s),
+            "class_specific": s.class_specific,
+            "summary": s.summary,
+            "paper": s.paper,
+            "passes_text": s.passes_text,
+        }
         for s in method_specs()
     ]
 
@@ -103,3 +114,46 @@ def colormap_luts(names: tuple[str, ...] = RECOMMENDED_COLORMAPS) -> dict[str, l
             rgb = np.asarray(cmap((np.arange(256) + 0.5) / 256.0))[:, :3]
         tables[name] = [int(v) for v in np.rint(rgb * 255.0).astype(np.uint8).reshape(-1)]
     return tables
+
+
+class OverBudget(UsageError):
+    """The request would add more model passes than the server allows (answered 400)."""
+
+
+def slot_passes(
+    slot: ModelSlot,
+    layers: tuple[str, ...],
+    methods: Sequence[str] | None = None,
+    targets: int = 1,
+) -> dict[str, int]:
+    """Passes per image each method (default: every registered one) adds on the slot's model at
+    ``layers`` for ``targets`` classes."""
+    specs = [get_method(m) for m in methods] if methods else method_specs()
+    height, width = (int(v) for v in slot.spec.input_size)
+    return method_passes(specs, slot.layer_shapes(layers), (height, width), targets)
+
+
+def check_budget(
+    slot: ModelSlot,
+    layers: tuple[str, ...],
+    methods: Sequence[str],
+    targets: int,
+    budget: int | None,
+) -> None:
+    """Raise :class:`OverBudget` when ``methods`` add more than ``budget`` passes per image
+    (None: no budget)."""
+    if budget is None or not methods:
+        return
+    counts = slot_passes(slot, layers, methods, targets)
+    guided = {m for m in counts if get_method(m).needs_guided_gradients}
+    total = sum(n for m, n in counts.items() if m not in guided)
+    total += max((counts[m] for m in guided), default=0)
+    if total <= budget:
+        return
+    listed = ", ".join(f"{m} {n:,}" for m, n in counts.items() if n)
+    raise OverBudget(
+        f"this request would run about {total:,} model passes per image ({listed}) on "
+        f"{slot.name} at layer {','.join(layers)}, more than this server allows per request "
+        f"({budget:,}); choose cheaper methods, a layer with fewer channels or fewer target "
+        f"classes, or start the server with --max-passes {total}"
+    )

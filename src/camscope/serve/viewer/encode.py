@@ -27,19 +27,16 @@ DISPLAY_SIDE = 1024
 OVERLAY_ALPHA = 0.5
 
 
-def map_to_base64(heatmap: torch.Tensor) -> str:
-    """``(H, W)`` or ``(K, H, W)`` float map -> base64 of little-endian float16 bytes."""
-    array = heatmap.detach().to("cpu").float().numpy().astype("<f2")
-    return base64.b64encode(np.ascontiguousarray(array).tobytes()).decode("ascii")
-
-
 def map_entry(heatmap: torch.Tensor) -> dict[str, Any]:
-    """The ``map`` and ``shape`` of one ``(H, W)`` or ``(K, H, W)`` map in an answer."""
-    return {"map": map_to_base64(heatmap), "shape": [int(v) for v in heatmap.shape]}
+    """The ``map`` (base64 of little-endian float16 bytes) and ``shape`` of one ``(H, W)`` or
+    ``(K, H, W)`` float map in an answer."""
+    array = heatmap.detach().to("cpu").float().numpy().astype("<f2")
+    text = base64.b64encode(np.ascontiguousarray(array).tobytes()).decode("ascii")
+    return {"map": text, "shape": [int(v) for v in heatmap.shape]}
 
 
 def map_from_base64(text: str, shape: list[int]) -> np.ndarray:
-    """The inverse of :func:`map_to_base64` (float32 array of ``shape``)."""
+    """The inverse of :func:`map_entry` (float32 array of ``shape``)."""
     raw = np.frombuffer(base64.b64decode(text), dtype="<f2")
     return raw.reshape(shape).astype(np.float32)
 

@@ -35,9 +35,13 @@ _JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 class ExplainCancelled(CamscopeError):
     """The client cancelled the explanation (``POST /api/cancel``, or it went away)."""
 
+    http_status = 409
+
 
 class ServerStopping(ExplainCancelled):
-    """The server is shutting down: running explanations stop (answered 503)."""
+    """The server is shutting down: running explanations stop."""
+
+    http_status = 503
 
 
 @dataclass
@@ -83,10 +87,9 @@ class Job:
         }
 
 
-def check_job_id(job_id: str) -> str:
+def check_job_id(job_id: str) -> None:
     if not _JOB_ID.match(job_id or ""):
         raise UsageError("job ids are 1 to 64 letters, digits, '-' or '_'")
-    return job_id
 
 
 class JobBoard:
@@ -109,13 +112,11 @@ class JobBoard:
     def _forget_old(self) -> None:
         """Drop ended (or never started) jobs idle for KEEP_SECONDS; running ones stay."""
         now = time.monotonic()
-        stale = [
-            k
+        self._jobs = {
+            k: j
             for k, j in self._jobs.items()
-            if j.state != "running" and now - j.updated > KEEP_SECONDS
-        ]
-        for key in stale:
-            del self._jobs[key]
+            if j.state == "running" or now - j.updated <= KEEP_SECONDS
+        }
 
     def start(self, job_id: str) -> Job:
         """The job of a request that begins now (a cancel sent earlier stays in force)."""
@@ -124,8 +125,7 @@ class JobBoard:
             self._forget_old()
             job = self._jobs.get(job_id)
             if job is None or job.state in ("done", "error", "cancelled"):  # an id used again
-                job = self._jobs[job_id] = Job(job_id)
-            job.stopping = self.stopping
+                job = self._jobs[job_id] = Job(job_id, stopping=self.stopping)
             job.state = "running" if not job.cancel.is_set() else job.state
             job.updated = time.monotonic()
             return job
@@ -143,7 +143,7 @@ class JobBoard:
         check_job_id(job_id)
         with self._lock:
             job = self._jobs.get(job_id)
-            return job.as_dict() if job else {**Job(job_id).as_dict(), "state": "unknown"}
+            return (job or Job(job_id, state="unknown")).as_dict()
 
     def finish(self, job: Job, state: str) -> None:
         with self._lock:

@@ -72,20 +72,18 @@ class ModelSlot:
         with self.lock:
             if key not in self._resolved:
                 spec: Any = parts[0] if len(parts) == 1 else parts
-                names = [n for n, _ in resolve_layers(self.model, spec, self.dummy())]
-                self._resolved[key] = tuple(dict.fromkeys(names))
+                found = resolve_layers(self.model, spec, self.dummy())  # without repeats
+                self._resolved[key] = tuple(name for name, _ in found)
             return self._resolved[key]
 
     def layer_shapes(self, layers: tuple[str, ...]) -> dict[str, tuple[int, int]]:
         """``(channels, positions h * w)`` of each layer as the methods see it, from one dry
         forward per layer choice (:func:`camscope.core.cost.layer_shapes`), kept."""
         from ...core.cost import layer_shapes
-        from ...core.layers import resolve_layers
 
         with self.lock:
             if layers not in self._shapes:
-                spec: Any = layers[0] if len(layers) == 1 else list(layers)
-                found = resolve_layers(self.model, spec, self.dummy())
+                found = [(name, self.model.get_submodule(name)) for name in layers]
                 self._shapes[layers] = layer_shapes(self.model, found, self.dummy())
             return self._shapes[layers]
 

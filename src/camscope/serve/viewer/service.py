@@ -11,7 +11,7 @@ A method's ``seconds`` are the wall time of the call that computed it: the one-p
 call share one pass and report the same seconds.
 
 **Pass budget.** Before anything runs, the passes the methods still to compute would add are
-estimated and a request over ``max_passes`` is refused (:mod:`.budget`).
+estimated and a request over ``max_passes`` is refused (:mod:`.catalogue`).
 
 **Stopping.** Every request runs under a :class:`~.jobs.Job`: its flag is checked before each
 group of methods, right after the model's lock is taken (a request that waited for the lock
@@ -23,8 +23,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from ... import io
@@ -35,9 +35,16 @@ from ...errors import UsageError
 from ...methods import get_method
 from ...methods.selection import split_names
 from ...viz import DEFAULT_COLORMAP, check_colormap, to_display_rgb
-from .budget import check_budget, slot_passes
 from .cache import LRU, CachedMaps, InputRecord
-from .catalogue import FEW, GUIDED_PASS, ONE_PASS, PERTURBATION, method_cost
+from .catalogue import (
+    FEW,
+    GUIDED_PASS,
+    ONE_PASS,
+    PERTURBATION,
+    check_budget,
+    method_cost,
+    slot_passes,
+)
 from .encode import DISPLAY_SIDE, map_entry, overlay_png
 from .jobs import Job, JobBoard
 
@@ -46,7 +53,6 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from ...core.prediction import Prediction
-    from ...core.result import Explanation
     from .pool import ModelPool, ModelSlot
 
 log = logging.getLogger(__name__)
@@ -56,6 +62,8 @@ MAX_TOPK = 20
 #: Bytes the kept maps and the kept inputs may hold by default (:mod:`.cache`).
 MAP_BYTES = 384 << 20
 INPUT_BYTES = 128 << 20
+#: Where maps are kept: (image hash, model, layers); with the target classes, a maps table key.
+Where = tuple[str, str, tuple[str, ...]]
 
 
 @dataclass(frozen=True)
@@ -142,7 +150,6 @@ class Explainer:
 
     Args:
         pool: the models.
-        jobs: progress and cancellation board (a new one by default).
         input_entries / map_entries: entries the caches keep at most (:mod:`.cache`; 0 = off).
         input_bytes / map_bytes: bytes the caches hold at most.
         max_passes: model passes per image one request may add (None: no budget).
@@ -151,7 +158,6 @@ class Explainer:
     def __init__(
         self,
         pool: ModelPool,
-        jobs: JobBoard | None = None,
         *,
         input_entries: int = 32,
         map_entries: int = 128,
@@ -160,7 +166,7 @@ class Explainer:
         max_passes: int | None = DEFAULT_PASS_BUDGET,
     ) -> None:
         self.pool = pool
-        self.jobs = jobs or JobBoard()
+        self.jobs = JobBoard()  # progress and cancellation
         self.inputs: LRU[InputRecord] = LRU(input_entries, input_bytes, lambda r: r.nbytes)
         self.maps: LRU[CachedMaps] = LRU(map_entries, map_bytes, lambda r: r.nbytes)
         self.max_passes = max_passes
@@ -174,43 +180,38 @@ class Explainer:
         else:
             target = _syntax_only(request.target)
         check_colormap(request.colormap)
-        return ExplainRequest(
-            model=model,
-            methods=parse_methods(request.methods),
-            layer=str(request.layer or "auto"),
-            target=target,
-            colormap=request.colormap,
-            overlays=bool(request.overlays),
-        )
+        methods = parse_methods(request.methods)
+        layer = str(request.layer or "auto")
+        return replace(request, model=model, methods=methods, layer=layer, target=target)
 
     def explain(
         self, request: ExplainRequest, source: LazyImage, job_id: str | Job | None = None
     ) -> ExplainOutcome:
         """Explain one image. ``job_id``: an id that makes progress readable and the run
         cancellable (:mod:`.jobs`), or the :class:`~.jobs.Job` the caller already started
-        (the server's, whose flag it sets when the client goes away)."""
+        (the server's, whose flag it sets when the client goes away); else a private job, which
+        still stops when the server shuts down."""
         began = time.perf_counter()
         request = self.check(request)
-        job = self.jobs.start(job_id) if isinstance(job_id, str) and job_id else job_id or None
+        if isinstance(job_id, Job):
+            job = job_id
+        else:
+            job = self.jobs.start(job_id) if job_id else self.jobs.private()
         try:
-            if job is not None:
-                job.check()
-            slot = self.pool.get(request.model)
-            outcome = self._explain(slot, request, source, job, began)
+            job.check()
+            outcome = self._explain(self.pool.get(request.model), request, source, job, began)
         except BaseException as err:
-            if job is not None:
-                self.jobs.finish(job, "cancelled" if job.cancel.is_set() else "error")
+            self.jobs.finish(job, "cancelled" if job.cancel.is_set() else "error")
             log.info("explain failed: %s", err)
             raise
-        if job is not None:
-            self.jobs.finish(job, "done")
+        self.jobs.finish(job, "done")
         return outcome
 
     def passes(
         self, model: str, layer: str = "auto", methods: tuple[str, ...] | None = None
     ) -> dict[str, int]:
         """Passes per image each method (default: every registered one) adds on ``model`` at
-        ``layer`` for one target (:func:`.budget.slot_passes`)."""
+        ``layer`` for one target (:func:`.catalogue.slot_passes`)."""
         slot = self.pool.get(model)
         return slot_passes(slot, slot.resolve_layers(layer), methods)
 
@@ -249,60 +250,34 @@ class Explainer:
         return tuple(int(i) for i in ids[0].tolist())
 
     def _explain(
-        self,
-        slot: ModelSlot,
-        request: ExplainRequest,
-        source: LazyImage,
-        job: Job | None,
-        began: float,
+        self, slot: ModelSlot, request: ExplainRequest, source: LazyImage, job: Job, began: float
     ) -> ExplainOutcome:
         layers = slot.resolve_layers(request.layer)
         record, decode_seconds = self.prepare(slot, source)
         ids = self._known_targets(slot, record, request.target)
         width = len(ids) if ids else parse_topk(request.target) or 1
-        kept = self._cached(source.key, slot, layers, ids, list(request.methods))
-        missing = [m for m in request.methods if m not in kept]
+        where = (source.key, slot.name, layers)
+        missing = [m for m in request.methods if m not in self._cached(where, ids, request.methods)]
         check_budget(slot, layers, missing, width, self.max_passes)
         found: dict[str, tuple[torch.Tensor, float]] = {}
         outcome = ExplainOutcome(body={})
         for group in plan_groups(request.methods):
-            if job is not None:
-                job.check()
-            found.update(self._cached(source.key, slot, layers, ids, group))
-            todo = [m for m in group if m not in found]
+            job.check()
+            found.update(self._cached(where, ids, group))
             outcome.reused += [m for m in group if m in found]
-            if not todo:
-                continue
-            with slot.lock:  # one run through this model's hooks at a time
-                if job is not None:
+            if any(m not in found for m in group):
+                with slot.lock:  # one run through this model's hooks at a time
                     job.check()  # the client may have gone while this request waited
-                fresh = self._cached(source.key, slot, layers, ids, todo)  # computed meanwhile?
-                found.update(fresh)
-                outcome.reused += list(fresh)
-                todo = [m for m in todo if m not in found]
-                if todo:
-                    result, seconds = self._run(
-                        slot, record, layers, ids, request.target, todo, job
-                    )
-                    if ids is None:
-                        ids = tuple(int(c) for c in result.targets.reshape(-1).tolist())
-                    if result.prediction is not None and record.prediction is None:
-                        record.prediction = result.prediction.cpu()
-                    for method in todo:
-                        if method not in result.maps:  # an engine that skips what cannot run
-                            skipped = getattr(result, "skipped", {}) or {}
-                            why = skipped.get(method) or next(
-                                (v for k, v in skipped.items() if k.startswith(f"{method}@")),
-                                "it gave no map",
-                            )
-                            raise UsageError(f"{method} cannot explain {slot.name} here: {why}")
-                        maps = result.maps[method].detach().float().cpu()
-                        maps = maps.reshape(-1, *maps.shape[-2:])
-                        self._store(source.key, slot, layers, ids, method, maps, seconds)
-                        found[method] = (maps, seconds)
-                    outcome.computed += todo
-            if job is not None:
-                job.finished.extend(group)
+                    fresh = self._cached(where, ids, [m for m in group if m not in found])
+                    found.update(fresh)  # computed meanwhile by another request
+                    outcome.reused += list(fresh)
+                    todo = [m for m in group if m not in found]
+                    if todo:
+                        ids = self._compute(
+                            slot, record, where, ids, request.target, todo, job, found
+                        )
+                        outcome.computed += todo
+            job.finished.extend(group)
         prediction = _predicted(slot, record)
         assert ids is not None
         outcome.body = self._body(
@@ -310,56 +285,48 @@ class Explainer:
         )
         return outcome
 
+    @staticmethod
+    def _map_key(where: Where, ids: tuple[int, ...] | None, method: str) -> tuple[Any, ...] | None:
+        """A class-agnostic method's maps are kept under the target None, for every target;
+        the others' key is None while the target classes are not known."""
+        if not get_method(method).class_specific:
+            return (*where, None)
+        return None if ids is None else (*where, ids)
+
     def _cached(
         self,
-        image_key: str,
-        slot: ModelSlot,
-        layers: tuple[str, ...],
+        where: Where,
         ids: tuple[int, ...] | None,
-        methods: list[str],
+        methods: Sequence[str],
     ) -> dict[str, tuple[torch.Tensor, float]]:
         hits: dict[str, tuple[torch.Tensor, float]] = {}
         for method in methods:
-            agnostic = not get_method(method).class_specific
-            if ids is None and not agnostic:
-                continue
-            record = self.maps.get((image_key, slot.name, layers, None if agnostic else ids))
+            key = self._map_key(where, ids, method)
+            record = None if key is None else self.maps.get(key)
             if record is not None and method in record.maps:
                 hits[method] = record.maps[method]
         return hits
 
-    def _store(
-        self,
-        image_key: str,
-        slot: ModelSlot,
-        layers: tuple[str, ...],
-        ids: tuple[int, ...] | None,
-        method: str,
-        maps: torch.Tensor,
-        seconds: float,
-    ) -> None:
-        agnostic = not get_method(method).class_specific  # kept for every target: under None
-        key = (image_key, slot.name, layers, None if agnostic else ids)
-        record = self.maps.get(key) or self.maps.put(key, CachedMaps())
-        record.maps[method] = (maps[:1] if agnostic else maps, seconds)
-        self.maps.resize(key)  # counted in bytes: the maps of every target
-
-    def _run(
+    def _compute(
         self,
         slot: ModelSlot,
         record: InputRecord,
-        layers: tuple[str, ...],
+        where: Where,
         ids: tuple[int, ...] | None,
         target: str,
         methods: list[str],
-        job: Job | None,
-    ) -> tuple[Explanation, float]:
+        job: Job,
+        found: dict[str, tuple[torch.Tensor, float]],
+    ) -> tuple[int, ...]:
+        """Run ``methods`` in one call (the model's lock held), keep and add their maps to
+        ``found``; returns the target classes (known now, if they were not)."""
         import torch
 
         from ...core.engine import explain
 
+        layers = where[2]
         options: dict[str, Any] = {}
-        if job is not None and method_cost(get_method(methods[0])) == PERTURBATION:
+        if method_cost(get_method(methods[0])) == PERTURBATION:
             job.method, job.done, job.total = methods[0], 0, 0
             options["progress"] = job.progress(methods[0])
         targets: Any
@@ -379,7 +346,28 @@ class Explainer:
             method_options=options or None,
             multilabel=slot.multilabel,
         )
-        return result, time.perf_counter() - began
+        seconds = time.perf_counter() - began
+        if ids is None:
+            ids = tuple(int(c) for c in result.targets.reshape(-1).tolist())
+        if result.prediction is not None and record.prediction is None:
+            record.prediction = result.prediction.cpu()
+        for method in methods:
+            if method not in result.maps:  # an engine that skips what cannot run
+                skipped = getattr(result, "skipped", {}) or {}
+                why = skipped.get(method) or next(
+                    (v for k, v in skipped.items() if k.startswith(f"{method}@")),
+                    "it gave no map",
+                )
+                raise UsageError(f"{method} cannot explain {slot.name} here: {why}")
+            maps = result.maps[method].detach().float().cpu()
+            maps = maps.reshape(-1, *maps.shape[-2:])
+            key = self._map_key(where, ids, method)
+            assert key is not None
+            kept = self.maps.get(key) or self.maps.put(key, CachedMaps())
+            kept.maps[method] = (maps[:1] if key[-1] is None else maps, seconds)
+            self.maps.resize(key)  # counted in bytes: the maps of every target
+            found[method] = (maps, seconds)
+        return ids
 
     def _body(
         self,

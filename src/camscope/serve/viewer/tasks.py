@@ -13,33 +13,19 @@ model's lock. Boxes travel in the image's own pixels; maps at the model input's 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from ...errors import UsageError
 from .encode import map_entry
 
 if TYPE_CHECKING:
+    from ...tasks import TaskRequest
     from .pool import ModelSlot
     from .service import Explainer, LazyImage
 
 #: the most concepts one request may ask for
 MAX_CONCEPTS = 12
-
-
-@dataclass(frozen=True)
-class TaskCall:
-    """The choices of ``POST /api/explain-task`` (``box``: ``x0, y0, x1, y1`` in the image's
-    pixels, or None for every box above ``threshold``)."""
-
-    model: str = ""
-    methods: tuple[str, ...] = ("gradcam",)
-    layer: str = "auto"
-    task: str = "auto"
-    box: tuple[float, float, float, float] | None = None
-    threshold: float = 0.5
-    class_name: str = ""
-    iou: str = "none"
 
 
 def parse_box(text: str) -> tuple[float, float, float, float] | None:
@@ -83,55 +69,50 @@ class TaskService:
         width, height = record.size
         in_h, in_w = slot.spec.input_size
         scale = [width / in_w, height / in_h, width / in_w, height / in_h]
-        boxes: list[dict[str, Any]] = []
-        for k in keep.nonzero()[:, 0].tolist():
-            box = [round(float(v) * s, 2) for v, s in zip(found.boxes[k].tolist(), scale)]
-            label = int(found.labels[k])
-            boxes.append(
-                {
-                    "index": len(boxes),
-                    "box": box,
-                    "class": label,
-                    "label": slot.spec.label(label),
-                    "score": round(float(found.scores[k]), 6),
-                }
-            )
+        boxes = [
+            {
+                "index": i,
+                "box": [round(float(v) * s, 2) for v, s in zip(found.boxes[k].tolist(), scale)],
+                "class": int(found.labels[k]),
+                "label": slot.spec.label(int(found.labels[k])),
+                "score": round(float(found.scores[k]), 6),
+            }
+            for i, k in enumerate(keep.nonzero()[:, 0].tolist())
+        ]
         return {"model": slot.name, "image_size": [width, height], "boxes": boxes}
 
     def explain(
         self,
-        call: TaskCall,
+        model: str,
+        methods: str,
+        layer: str,
+        request: TaskRequest,
         source: LazyImage,
         region: bytes | None = None,
         references: list[tuple[str, bytes]] | None = None,
     ) -> dict[str, Any]:
-        """The maps of one request (see :class:`TaskCall`) and what each explains."""
+        """The maps of ``methods`` (comma-separated) for ``request``'s targets (its boxes: ``x0,
+        y0, x1, y1`` in the image's pixels, none for every box above its threshold) and what
+        each explains; ``region``: a segmentation mask, ``references``: (name, bytes) images."""
         import torch
 
         from ... import io
         from ...core.engine import explain
         from ...core.similarity import embed
-        from ...tasks import PreparedTask, TaskRequest, prepare_task
+        from ...tasks import PreparedTask, prepare_task
         from .service import parse_methods
 
         began = time.perf_counter()
-        slot = self.pool.get(call.model)
-        methods = parse_methods(call.methods)
-        request = TaskRequest(
-            task=call.task,
-            box_threshold=call.threshold,
-            boxes=(call.box,) if call.box else (),
-            class_name=call.class_name or None,
-            references=tuple(name for name, _ in references or ()),
-            iou=call.iou,
-        )
+        slot = self.pool.get(model)
+        names = parse_methods(methods)
+        request = replace(request, references=tuple(name for name, _ in references or ()))
         resolved = request.resolve(slot.spec.task)
         if region is not None and resolved != "segmentation":
             raise UsageError(f"a region is for segmentation models; {slot.name} does {resolved}")
         if resolved == "classification":
             raise UsageError(f"{slot.name} is a classifier: use POST /api/explain")
         record, _ = self.explainer.prepare(slot, source)
-        layers = slot.resolve_layers(call.layer)
+        layers = slot.resolve_layers(layer)
         with slot.lock:
             if resolved == "similarity":  # the references come as uploads, not paths
                 images = [io.load_image_bytes(data, name) for name, data in references or ()]
@@ -154,7 +135,7 @@ class TaskService:
             result = explain(
                 slot.model,
                 record.x,
-                list(methods),
+                list(names),
                 layers[0] if len(layers) == 1 else list(layers),
                 target,
                 strict=True,
@@ -167,7 +148,7 @@ class TaskService:
             "image_size": list(record.size),
             "targets": entries,
             "captions": [task.caption(e) for e in entries],
-            "maps": {m: map_entry(result.maps[m][0]) for m in methods},
+            "maps": {m: map_entry(result.maps[m][0]) for m in names},
             "seconds": {"total": round(time.perf_counter() - began, 4)},
         }
 
@@ -206,11 +187,11 @@ class TaskService:
             (found,) = concepts(
                 slot.model, record.x, layers[0], num_concepts=count, multilabel=slot.multilabel
             )
-        out, tops = [], found.tops(slot.spec.label)
-        for k in range(found.maps.shape[0]):
-            heat = found.maps[k].float()
-            heat = heat / heat.max().clamp(min=1e-12)
-            out.append({"index": k, **map_entry(heat), "top": tops[k]})
+        tops = found.tops(slot.spec.label)
+        out = [
+            {"index": k, **map_entry(heat / heat.max().clamp(min=1e-12)), "top": tops[k]}
+            for k, heat in enumerate(found.maps.float())
+        ]
         return {
             "model": slot.name,
             "layer": found.layer,
