@@ -44,8 +44,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     options.add(
         parser,
         *options.MODEL,
-        "data",
-        *options.DATA,
+        *options.LABELLED,
         "out",
         "method",
         "layer",

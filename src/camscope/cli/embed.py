@@ -41,8 +41,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     options.add(
         parser,
         *options.MODEL,
-        "data",
-        *options.DATA,
+        *options.LABELLED,
         "layer",
         "out",
         "batch_size",

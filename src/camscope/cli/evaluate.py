@@ -58,8 +58,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         *options.PREPROCESSING,
         "method",
         "layer",
-        "data",
-        *options.DATA,
+        *options.LABELLED,
         "seed",
         method={
             "default": DEFAULT_METHODS,

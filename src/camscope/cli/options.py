@@ -367,6 +367,7 @@ TASKS = (
 EXPLAIN_MODE = ("as_is", "multilabel", "allow_slow", "pass_budget")
 INPUTS = ("timeout", "window")
 DATA = ("images", "class_map", "unmapped", "allow_outside_paths")
+LABELLED = ("data", *DATA)  # --data and how its labels and paths are read
 
 
 def add(
