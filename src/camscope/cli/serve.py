@@ -22,7 +22,6 @@ from ..errors import UsageError
 from . import options, values
 from ._common import command_parser, echo, warn
 from .options import DEFAULT_MODEL
-from .values import split_list
 
 STUDY_KINDS = ("class-discrimination", "trust")
 
@@ -103,10 +102,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from ..models.recipe import choose_device
-
-    models = split_list(args.model)
     from ..serve.server import serve
 
+    models = values.split_list(args.model)
     device = str(choose_device(args.device))
     sock = _bind(args.host, args.port)
     if args.study:
@@ -199,7 +197,7 @@ def _study_app(args: argparse.Namespace, models: list[str], device: str) -> Any:
         kind=args.study,
         methods=args.method,
         models=models or [DEFAULT_MODEL],
-        layer=",".join(split_list(args.layer)) or "auto",
+        layer=",".join(values.split_list(args.layer)) or "auto",
         **values.same_named(args, "data seed limit max_pixels"),
     )
     multilabel = options.models if args.multilabel else []
