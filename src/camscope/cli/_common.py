@@ -1,11 +1,27 @@
-"""What the commands print: one line to stdout (:func:`echo`) or stderr (:func:`warn`), and
-plain-text tables. The options are :mod:`camscope.cli.options`."""
+"""What the commands share beyond their options (:mod:`camscope.cli.options`): their parser
+(:func:`command_parser`), one line to stdout (:func:`echo`) or stderr (:func:`warn`), and
+plain-text tables."""
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Sequence
 from typing import Any
+
+
+def command_parser(
+    subparsers: Any, name: str, help: str, description: str | None, epilog: str | None = None
+) -> argparse.ArgumentParser:
+    """The parser of command ``name``; its description and epilog keep their own line breaks."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        name,
+        help=help,
+        description=description,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    return parser
 
 
 def echo(text: str = "") -> None:

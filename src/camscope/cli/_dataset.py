@@ -27,32 +27,6 @@ Read the maps back with camscope.batch.open_maps(OUT) or `camscope maps export`.
 """
 
 
-_PNG_ONLY = (
-    "save_npy",
-    "npy_size",
-    "max_side",
-    "no_grid",
-    "no_overlays",
-    "image_format",
-    "class_scale",
-    "concepts",
-)
-
-
-def map_size(text: str) -> tuple[int, int]:
-    """argparse type: ``H,W`` (or one number for a square), both >= 1."""
-    parts = [p.strip() for p in text.replace("x", ",").split(",") if p.strip()]
-    try:
-        numbers = [int(p) for p in parts]
-    except ValueError:
-        numbers = []
-    if len(numbers) == 1:
-        numbers *= 2
-    if len(numbers) != 2 or min(numbers) < 1:
-        raise argparse.ArgumentTypeError(f"expected H,W (e.g. 56,56) or one size, got {text!r}")
-    return numbers[0], numbers[1]
-
-
 def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
     """Register ``--format`` and the data-set options on ``explain``'s parser."""
     group = parser.add_argument_group("data-set scale (--format parquet)", _DESCRIPTION)
@@ -142,7 +116,7 @@ def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add(
         "--map-size",
-        type=map_size,
+        type=options.pixel_size,
         default=None,
         metavar="H,W",
         help="store maps resized to H,W (default: the layer's own resolution)",
@@ -154,9 +128,6 @@ def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
         help="add each map's WSOL box (15%% of the maximum, largest segment), in image pixels",
     )
     add("--save-masks", action="store_true", help="add each map's binary WSOL mask (weak labels)")
-    # The picture options of --format png, with their defaults: a data-set job refuses them
-    # rather than ignore them (its overlays are --save-png's, its maps are in the shards).
-    parser.set_defaults(_png_only={dest: parser.get_default(dest) for dest in _PNG_ONLY})
     parser.set_defaults(
         _parquet_only={action.dest: action.default for action in actions if action.dest != "format"}
     )
@@ -167,11 +138,19 @@ def wants_dataset(args: argparse.Namespace) -> bool:
     are a usage error rather than ignored."""
     if getattr(args, "format", "png") == "parquet":
         return True
-    for dest, default in getattr(args, "_parquet_only", {}).items():
-        if getattr(args, dest, default) != default:
-            option = "--" + dest.replace("_", "-")
-            raise UsageError(f"{option} needs --format parquet (a data-set job; see docs/scale.md)")
+    option = changed(args, "_parquet_only")
+    if option:
+        raise UsageError(f"{option} needs --format parquet (a data-set job; see docs/scale.md)")
     return False
+
+
+def changed(args: argparse.Namespace, defaults: str) -> str | None:
+    """The first option of the table ``defaults`` (``_png_only``, ``_parquet_only``: dest ->
+    default, set by the parser) that the user changed, as its flag."""
+    for dest, default in getattr(args, defaults, {}).items():
+        if getattr(args, dest, default) != default:
+            return "--" + dest.replace("_", "-")
+    return None
 
 
 def run_dataset(args: argparse.Namespace) -> int:
@@ -186,13 +165,12 @@ def run_dataset(args: argparse.Namespace) -> int:
             "--format parquet takes one folder or list file (DIR, LIST.csv or LIST.parquet); "
             f"got {len(args.images)} inputs"
         )
-    for dest, default in getattr(args, "_png_only", {}).items():
-        if getattr(args, dest, default) != default:
-            option = "--" + dest.replace("_", "-")
-            raise UsageError(
-                f"{option} is for --format png; a data-set job keeps its maps in the Parquet "
-                "shards (overlays with --save-png, or `camscope maps export`)"
-            )
+    option = changed(args, "_png_only")
+    if option:
+        raise UsageError(
+            f"{option} is for --format png; a data-set job keeps its maps in the Parquet "
+            "shards (overlays with --save-png, or `camscope maps export`)"
+        )
     if args.backend == "local" and (
         args.ray_address is not None or args.num_workers != 1 or args.gpus_per_worker
     ):
@@ -203,30 +181,18 @@ def run_dataset(args: argparse.Namespace) -> int:
         viz.check_colormap(args.colormap)
     job = DatasetJob(
         source=args.images[0],
-        out=Path(args.out),
         model=values.model_recipe(args),
         methods=tuple(values.split_list(args.method)),
         layers=tuple(values.split_list(args.layer)) or ("auto",),
-        target=args.target,
-        batch_size=args.batch_size,  # None: measured on the first batches (batch.tuning)
-        shard_size=args.shard_size,
-        map_size=args.map_size,
-        save_png=bool(args.save_png),
-        save_boxes=bool(args.save_boxes),
-        save_masks=bool(args.save_masks),
-        colormap=args.colormap,
-        alpha=args.alpha,
-        max_pixels=args.max_pixels,
-        timeout=args.timeout,
-        window=args.window,
-        decode_workers=args.decode_workers,
         torch_threads=args.threads,
-        precision=args.precision,
-        compile=bool(args.compile),
         **values.explain_settings(args),
-        resume=bool(args.resume),
-        refresh_changed=bool(args.refresh_changed),
-        backend=args.backend,
+        # batch_size None: measured on the first batches (batch.tuning)
+        **values.same_named(
+            args,
+            "out target batch_size shard_size map_size save_png save_boxes save_masks colormap "
+            "alpha max_pixels timeout window decode_workers precision compile resume "
+            "refresh_changed backend",
+        ),
         ray=RayOptions(
             address=args.ray_address,
             num_workers=args.num_workers,

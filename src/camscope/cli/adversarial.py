@@ -18,9 +18,10 @@ from typing import Any
 
 from ..errors import UsageError
 from . import options, values
-from ._common import echo
+from ._common import command_parser, echo
 from .failures import load_checked
 
+_HELP = "FGSM/PGD adversarial images and how the maps change under the attack"
 _EPILOG = """\
 inputs:
   image files, folders or URLs (default: the demo images), or one annotated data set
@@ -47,38 +48,29 @@ def pixel_budget(text: str) -> float:
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "adversarial",
-        help="FGSM/PGD adversarial images and how the maps change under the attack",
-        description=__doc__,
-        epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument(
-        "inputs", nargs="*", metavar="IMAGES|DATA", help="images, folders, URLs or one data set"
-    )
+    parser = command_parser(subparsers, "adversarial", _HELP, __doc__, _EPILOG)
+    add = parser.add_argument
+    add("inputs", nargs="*", metavar="IMAGES|DATA", help="images, folders, URLs or one data set")
     options.add(parser, *options.MODEL)
-    parser.add_argument("--attack", choices=("fgsm", "pgd"), default="pgd", help="(default pgd)")
-    parser.add_argument(
+    add("--attack", choices=("fgsm", "pgd"), default="pgd", help="(default pgd)")
+    add(
         "--eps",
         type=pixel_budget,
         default=2 / 255,
         metavar="E",
         help="L-infinity budget on the [0, 1] pixel scale, e.g. 2/255 (default)",
     )
-    parser.add_argument(
+    add(
         "--steps", type=options.positive_int, default=10, metavar="N", help="PGD steps (default 10)"
     )
-    parser.add_argument(
+    add(
         "--step-size",
         type=pixel_budget,
         default=None,
         metavar="A",
         help="PGD step (default 2.5 * eps / steps, as Madry et al.)",
     )
-    parser.add_argument(
-        "--random-start", action="store_true", help="PGD starts at a random point of the ball"
-    )
+    add("--random-start", action="store_true", help="PGD starts at a random point of the ball")
     options.add(
         parser,
         "seed",
@@ -106,7 +98,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         out={"default": Path("out/adversarial")},
         batch_size={"default": 8, "help": "images per attack (default 8)"},
     )
-    parser.add_argument(
+    add(
         "--tolerance",
         type=options.non_negative_float,
         default=15.0,
@@ -136,24 +128,18 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"--target {args.target!r}: name one class (an index or a name)")
         target = parsed
     settings = AttackSettings(
-        attack=args.attack,
-        eps=args.eps,
         steps=args.steps if args.attack == "pgd" else 1,
-        step_size=args.step_size,
         target=target,
-        random_start=bool(args.random_start),
-        seed=args.seed,
         methods=methods,
         layer=layer,
-        batch_size=args.batch_size,
-        tolerance=args.tolerance,
-        colormap=args.colormap,
-        alpha=args.alpha,
-        max_pixels=args.max_pixels,
         method_options=values.method_options(args),
         progress=bar,
         on_skip=bar.skipped,
-        multilabel=bool(args.multilabel),
+        **values.same_named(
+            args,
+            "attack eps step_size random_start seed batch_size tolerance colormap alpha "
+            "max_pixels multilabel",
+        ),
     )
     if len(args.inputs) == 1 and (
         args.images is not None or is_annotated(args.inputs[0], args.images)
@@ -165,26 +151,17 @@ def run(args: argparse.Namespace) -> int:
         data = open_images(args.inputs)
     with bar:
         result = run_adversarial(model, spec, data, args.out, settings)
-    summary = result.summary
-    done = len(summary["images"])
-    rate = summary["success_rate"]
-    echo(
-        f"attacked {done} image(s) with {args.attack.upper()} at eps {args.eps * 255:g}/255"
-        + (
-            f": success {100 * rate:.0f}% (8-bit {100 * summary['success_rate_8bit']:.0f}%)"
-            if rate is not None
-            else ""
-        )
-        + (
-            f" ({summary['already_target']} image(s) already the target class, not counted)"
-            if summary["already_target"]
-            else ""
-        )
-        + f"; files in {args.out}/"
-        + (
-            f"; {len(result.errors)} skipped (see stderr and adversarial.json)"
-            if result.errors
-            else ""
-        )
+    summary, rate = result.summary, result.summary["success_rate"]
+    text = (
+        f"attacked {len(summary['images'])} image(s) with {args.attack.upper()} at eps "
+        f"{args.eps * 255:g}/255"
     )
+    if rate is not None:
+        text += f": success {100 * rate:.0f}% (8-bit {100 * summary['success_rate_8bit']:.0f}%)"
+    if summary["already_target"]:
+        text += f" ({summary['already_target']} image(s) already the target class, not counted)"
+    text += f"; files in {args.out}/"
+    if result.errors:
+        text += f"; {len(result.errors)} skipped (see stderr and adversarial.json)"
+    echo(text)
     return 1 if result.errors else 0

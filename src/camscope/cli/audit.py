@@ -13,8 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from . import options, values
-from ._common import echo
+from ._common import command_parser, echo
 
+_HELP = "find data-set bias and shortcuts: per-class object energy, hot spots and flags"
+_DESCRIPTION = (
+    "Explain every image for its predicted and its true class, and report per class how "
+    "much of the map lies on the objects and whether the maps peak at one fixed place."
+)
 _EPILOG = (
     options.DATA_HELP
     + """
@@ -34,21 +39,12 @@ examples:
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "audit",
-        help="find data-set bias and shortcuts: per-class object energy, hot spots and flags",
-        description=(
-            "Explain every image for its predicted and its true class, and report per class how "
-            "much of the map lies on the objects and whether the maps peak at one fixed place."
-        ),
-        epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = command_parser(subparsers, "audit", _HELP, _DESCRIPTION, _EPILOG)
+    add = parser.add_argument
     options.add(
         parser,
         *options.MODEL,
-        "data",
-        *options.DATA,
+        *options.LABELLED,
         "out",
         "method",
         "layer",
@@ -71,18 +67,16 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         ("--max-outside-energy", 0.5, options.unit_float),
     )
     for flag, default, kind in share:
-        parser.add_argument(flag, type=kind, default=default, metavar="SHARE")
-    parser.add_argument("--min-images", type=options.positive_int, default=5, metavar="N")
-    parser.add_argument(
-        "--min-object-lift", type=options.non_negative_float, default=2.0, metavar="X"
-    )
-    parser.add_argument(
+        add(flag, type=kind, default=default, metavar="SHARE")
+    add("--min-images", type=options.positive_int, default=5, metavar="N")
+    add("--min-object-lift", type=options.non_negative_float, default=2.0, metavar="X")
+    add(
         "--grid",
         type=options.positive_int,
         default=32,
         help="side of the pooled mean maps (default 32)",
     )
-    parser.add_argument(
+    add(
         "--examples",
         type=options.non_negative_int,
         default=4,
@@ -114,13 +108,9 @@ def run(args: argparse.Namespace) -> int:
     config = AuditConfig(
         method=method,
         layer=values.layer_spec(args.layer),
-        batch_size=args.batch_size,
-        grid=args.grid,
         thresholds=thresholds,
-        examples=args.examples,
         method_options=method_options,
-        max_pixels=args.max_pixels,
-        multilabel=bool(args.multilabel),
+        **values.same_named(args, "batch_size grid examples max_pixels multilabel"),
     )
     with Progress(label="camscope audit", enabled=not args.no_progress) as bar:
         result = run_audit(model, spec, data, config, progress=bar, on_skip=bar.skipped)

@@ -13,9 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from . import options, values
-from ._common import echo, warn
+from ._common import command_parser, echo, warn
 from .options import positive_int, unit_float
 
+_HELP = "train on a planted shortcut and on a rebalanced set, audit both (Grad-CAM Sec. 6.3)"
+_DESCRIPTION = (
+    "Reproduce the Grad-CAM paper's bias experiment offline: a planted corner cue goes "
+    "with the class in the biased training set and not in the rebalanced one; the audit "
+    "of both models on an independent test split shows the shortcut."
+)
 _EPILOG = """\
 output (--out DIR):
   data/train-biased, data/train-balanced, data/test   the three splits (PNG files)
@@ -31,17 +37,7 @@ examples:
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    p: argparse.ArgumentParser = subparsers.add_parser(
-        "bias-experiment",
-        help="train on a planted shortcut and on a rebalanced set, audit both (Grad-CAM Sec. 6.3)",
-        description=(
-            "Reproduce the Grad-CAM paper's bias experiment offline: a planted corner cue goes "
-            "with the class in the biased training set and not in the rebalanced one; the audit "
-            "of both models on an independent test split shows the shortcut."
-        ),
-        epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = command_parser(subparsers, "bias-experiment", _HELP, _DESCRIPTION, _EPILOG)
     add = p.add_argument
     options.add(
         p,
@@ -77,22 +73,13 @@ def run(args: argparse.Namespace) -> int:
 
     config = BiasExperiment(
         out=str(args.out),
-        bias=args.bias,
-        train_images=args.train_images,
-        test_images=args.test_images,
-        size=args.size,
-        cue_size=args.cue_size,
-        arch=args.arch,
-        width=args.width,
-        depth=args.depth,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        seed=args.seed,
         method=values.one_method(args, "the audit's map"),
-        device=args.device,
-        resume=args.resume,
         progress=not args.no_progress,
+        **values.same_named(
+            args,
+            "bias train_images test_images size cue_size arch width depth epochs batch_size lr "
+            "seed device resume",
+        ),
     )
     try:
         result = run_bias_experiment(config)

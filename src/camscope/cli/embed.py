@@ -13,10 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from . import options, values
-from ._common import echo
+from ._common import command_parser, echo
 
 DEFAULT_LAYERS = "input,first,middle,last"
 
+_HELP = "layer embeddings: pooled features in 2-D, silhouette and k-NN accuracy per layer"
+_DESCRIPTION = (
+    "Pool the features of chosen layers for every image, project them to 2-D (PCA or "
+    "UMAP), and measure per layer how well they separate the classes."
+)
 _EPILOG = (
     options.DATA_HELP
     + """
@@ -32,21 +37,11 @@ examples:
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "embed",
-        help="layer embeddings: pooled features in 2-D, silhouette and k-NN accuracy per layer",
-        description=(
-            "Pool the features of chosen layers for every image, project them to 2-D (PCA or "
-            "UMAP), and measure per layer how well they separate the classes."
-        ),
-        epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = command_parser(subparsers, "embed", _HELP, _DESCRIPTION, _EPILOG)
     options.add(
         parser,
         *options.MODEL,
-        "data",
-        *options.DATA,
+        *options.LABELLED,
         "layer",
         "out",
         "batch_size",
@@ -98,15 +93,11 @@ def run(args: argparse.Namespace) -> int:
             spec,
             data,
             layers,
-            projection=args.projection,
-            k=args.k,
-            batch_size=args.batch_size,
-            seed=args.seed,
-            thumbnails=args.thumbnails,
             progress=bar,
             on_skip=bar.skipped,
-            max_pixels=args.max_pixels,
-            multilabel=bool(args.multilabel),
+            **values.same_named(
+                args, "projection k batch_size seed thumbnails max_pixels multilabel"
+            ),
         )
     settings = {"model": spec.name, "data": args.data, "layers": layers, "k": args.k}
     paths = write_embeddings(result, args.out, settings, title=f"camscope embed: {spec.name}")

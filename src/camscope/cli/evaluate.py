@@ -14,10 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from . import options, values
-from ._common import echo, warn
+from ._common import command_parser, echo, warn
 
 DEFAULT_METHODS = "gradcam,gradcam++,xgradcam,layercam,eigencam,randomcam"
 
+_HELP = "score CAM methods with localization, faithfulness and sanity metrics"
+_DESCRIPTION = (
+    "Evaluate CAM methods on a data set with ground-truth boxes (VOC XML, COCO JSON, CSV) "
+    "or the built-in benchmark, and write a leaderboard report."
+)
 _EPILOG = """\
 metric families (--metrics, comma list or 'all'; default {default}):
 {families}
@@ -44,16 +49,8 @@ def _epilog() -> str:
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "evaluate",
-        help="score CAM methods with localization, faithfulness and sanity metrics",
-        description=(
-            "Evaluate CAM methods on a data set with ground-truth boxes (VOC XML, COCO JSON, CSV) "
-            "or the built-in benchmark, and write a leaderboard report."
-        ),
-        epilog=_epilog(),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = command_parser(subparsers, "evaluate", _HELP, _DESCRIPTION, _epilog())
+    add = parser.add_argument
     options.add(
         parser,
         *options.MODEL,
@@ -61,8 +58,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         *options.PREPROCESSING,
         "method",
         "layer",
-        "data",
-        *options.DATA,
+        *options.LABELLED,
         "seed",
         method={
             "default": DEFAULT_METHODS,
@@ -80,9 +76,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         },
         seed={"help": "seed of the built-in benchmark (default 0)"},
     )
-    parser.add_argument(
-        "--metrics", default=None, metavar="LIST", help="metric families (see below) or 'all'"
-    )
+    add("--metrics", default=None, metavar="LIST", help="metric families (see below) or 'all'")
     options.add(
         parser,
         "out",
@@ -94,52 +88,48 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         limit={"help": "evaluate only the first N images"},
         batch_size={"default": 8, "help": "images per explain call (default 8)"},
     )
-    parser.add_argument(
+    add(
         "--threshold",
         type=float,
         default=0.15,
         help="WSOL threshold as a fraction of the map maximum (default 0.15)",
     )
-    parser.add_argument(
+    add(
         "--tolerance",
         type=float,
         default=15.0,
         help="pointing-game tolerance in pixels at the model input size (default 15)",
     )
-    parser.add_argument(
+    add(
         "--steps",
         type=options.positive_int,
         default=20,
         help="deletion/insertion steps (default 20)",
     )
-    parser.add_argument(
-        "--deletion-substrate", choices=("zero", "blur", "mean", "black"), default="zero"
-    )
-    parser.add_argument(
-        "--insertion-substrate", choices=("zero", "blur", "mean", "black"), default="blur"
-    )
-    parser.add_argument(
+    add("--deletion-substrate", choices=("zero", "blur", "mean", "black"), default="zero")
+    add("--insertion-substrate", choices=("zero", "blur", "mean", "black"), default="blur")
+    add(
         "--sanity-images",
         type=options.positive_int,
         default=8,
         metavar="N",
         help="images for the randomization test (default 8)",
     )
-    parser.add_argument(
+    add(
         "--robustness-samples",
         type=options.positive_int,
         default=8,
         metavar="N",
         help="noisy copies per image for the robustness family (default 8)",
     )
-    parser.add_argument(
+    add(
         "--robustness-radius",
         type=float,
         default=0.02,
         metavar="R",
         help="uniform noise radius on the [0, 1] pixel scale for the robustness family (default 0.02)",
     )
-    parser.add_argument(
+    add(
         "--examples",
         type=options.non_negative_int,
         default=3,
@@ -165,34 +155,22 @@ def parse_metrics(text: str | None) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     from .. import evaluation
     from ..methods import parse_methods
-
-    metrics = parse_metrics(args.metrics)
-    methods = parse_methods(args.method)
-    layers = values.split_list(args.layer) or ["auto"]
-    method_options = values.method_options(args)
+    from ..outputs import output_lock
 
     # settings are checked before the model loads (NaN, ranges)
     config = evaluation.EvalConfig(
-        methods=methods,
-        layers=layers,
-        metrics=metrics,
-        batch_size=args.batch_size,
-        threshold=args.threshold,
-        tolerance=args.tolerance,
-        steps=args.steps,
-        deletion_substrate=args.deletion_substrate,
-        insertion_substrate=args.insertion_substrate,
-        sanity_images=args.sanity_images,
-        random_init=bool(args.random_init),
-        allow_outside_paths=bool(args.allow_outside_paths),
-        robustness_samples=args.robustness_samples,
-        robustness_radius=args.robustness_radius,
-        method_options=method_options,
-        multilabel=bool(args.multilabel),
+        methods=parse_methods(args.method),
+        layers=values.split_list(args.layer) or ["auto"],
+        metrics=parse_metrics(args.metrics),
+        method_options=values.method_options(args),
+        **values.same_named(
+            args,
+            "batch_size threshold tolerance steps deletion_substrate insertion_substrate "
+            "sanity_images random_init allow_outside_paths robustness_samples robustness_radius "
+            "multilabel",
+        ),
     )
     config.validate()
-    from ..outputs import output_lock
-
     # a bad --out or a busy one is said before the model loads; held until the report is written
     with output_lock(args.out, "camscope evaluate") as out:
         return _evaluate(args, config, out)
@@ -208,13 +186,7 @@ def _evaluate(args: argparse.Namespace, config: Any, out: Path) -> int:
         warn(f"camscope evaluate: {shown(line)}")
     data = values.read_labelled(args, spec, command="evaluate", need="boxes")
     data_notes = config.describe(
-        spec,
-        data,
-        args.data,
-        weights=args.weights,
-        class_map=args.class_map,
-        unmapped=args.unmapped,
-        images=args.images,
+        spec, data, args.data, **values.same_named(args, "weights class_map unmapped images")
     )
     with Progress(label="camscope evaluate", enabled=not args.no_progress) as bar:
         result = evaluation.run_evaluation(
@@ -223,11 +195,9 @@ def _evaluate(args: argparse.Namespace, config: Any, out: Path) -> int:
             data.items,
             config,
             args.out,
-            resume=args.resume,
             progress=bar,
-            examples=args.examples,
-            max_pixels=args.max_pixels,
             on_failure=bar.skipped,
+            **values.same_named(args, "resume examples max_pixels"),
         )
     html_path, _ = write_report(
         args.out,
@@ -236,9 +206,8 @@ def _evaluate(args: argparse.Namespace, config: Any, out: Path) -> int:
         title=f"camscope evaluate: {spec.name}",
         notes=[*config.report_notes(args.data), *data_notes],
     )
-    failed = len(result.failed)
-    echo(
-        f"{result.summary['images']} images evaluated; report: {shown(str(html_path))}"
-        + (f"; {failed} image(s) skipped (see stderr and the report)" if failed else "")
-    )
-    return 1 if failed else 0
+    text = f"{result.summary['images']} images evaluated; report: {shown(str(html_path))}"
+    if result.failed:
+        text += f"; {len(result.failed)} image(s) skipped (see stderr and the report)"
+    echo(text)
+    return 1 if result.failed else 0

@@ -34,10 +34,10 @@ from pathlib import Path
 from typing import Any
 
 from . import options, values
-from ._common import echo, warn
+from ._common import command_parser, echo, warn
 from ._dataset import add_dataset_arguments, run_dataset, wants_dataset
-from ._pictures import add_picture_arguments
 
+_HELP = "write CAM heat maps for images (default: the demo images)"
 _EPILOG = """\
 targets:
   top1 (default), top5, topk:K   the model's own top classes (one map per class for k > 1)
@@ -61,13 +61,7 @@ examples:
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "explain",
-        help="write CAM heat maps for images (default: the demo images)",
-        description=__doc__,
-        epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = command_parser(subparsers, "explain", _HELP, __doc__, _EPILOG)
     parser.add_argument(
         "images",
         nargs="*",
@@ -111,6 +105,54 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
+def add_picture_arguments(parser: argparse.ArgumentParser) -> None:
+    """What is drawn and written for each image (``--format png``)."""
+    group = parser.add_argument_group("pictures and files")
+    options.add(group, "colormap", "alpha")
+    add = group.add_argument
+    png_only = [
+        add(
+            "--max-side",
+            type=options.non_negative_int,
+            default=1024,
+            metavar="PX",
+            help="longer side of the overlay files (default 1024; 0: the image's own size)",
+        ),
+        add("--no-grid", action="store_true", help="do not write <stem>.grid.png"),
+        add("--no-overlays", action="store_true", help="do not write one overlay file per method"),
+        add(
+            "--image-format",
+            choices=("png", "jpg", "webp"),
+            default="png",
+            help="format of the overlay and grid files (default png)",
+        ),
+        add(
+            "--class-scale",
+            choices=("shared", "own"),
+            default="shared",
+            help="top-k grids: one scale per method across the classes (default) or each map on "
+            "its own",
+        ),
+        add("--save-npy", action="store_true", help="also save each map as float32 .npy in [0, 1]"),
+        add(
+            "--concepts",
+            action="store_true",
+            help="also write <stem>.concepts.png: Deep Feature Factorization's concepts of the "
+            "(first) layer, each map with the classes it scores highest (-O num_concepts=K, "
+            "default 5)",
+        ),
+        add(
+            "--npy-size",
+            choices=("layer", "model", "image"),
+            default="model",
+            help="resolution of the .npy maps: the layer's, the model input's (default) or the image's",
+        ),
+    ]
+    # a data-set job refuses these rather than ignore them (its overlays are --save-png's, its
+    # maps are in the shards)
+    parser.set_defaults(_png_only={action.dest: action.default for action in png_only})
+
+
 def run(args: argparse.Namespace) -> int:
     """Returns 0, 1 when some images failed or methods were skipped, 130 when interrupted
     (``summary.json`` then lists what was done)."""
@@ -144,15 +186,10 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size or 1,
         **settings,
         pictures=PictureOptions(
-            colormap=args.colormap,
-            alpha=args.alpha,
             max_side=args.max_side or None,
             grid=not args.no_grid,
             overlays=not args.no_overlays,
-            image_format=args.image_format,
-            save_npy=bool(args.save_npy),
-            npy_size=args.npy_size,
-            class_scale=args.class_scale,
+            **values.same_named(args, "colormap alpha image_format save_npy npy_size class_scale"),
         ),
         load=LoadOptions(args.max_pixels, args.timeout, args.window),
         preprocessing=values.preprocessing(args),
@@ -172,16 +209,15 @@ def run(args: argparse.Namespace) -> int:
             f"{shown(args.out / 'summary.json')} lists them"
         )
         return 130
-    done = len(state.records) - state.failed
-    skipped = ""
-    if state.skipped:
-        keys = (key.replace("@", " at layer ", 1) for key in sorted(state.skipped))
-        skipped = f"; skipped {shown(', '.join(keys))}"
-    echo(
-        f"explained {done} of {len(state.records)} image(s) with "
+    text = (
+        f"explained {len(state.records) - state.failed} of {len(state.records)} image(s) with "
         f"{', '.join(m for m in result.methods if m not in state.skipped)}: {result.files} "
         f"file(s) in {shown(args.out)}/"
-        + (f"; {state.failed} failed (see stderr and summary.json)" if state.failed else "")
-        + skipped
     )
+    if state.failed:
+        text += f"; {state.failed} failed (see stderr and summary.json)"
+    if state.skipped:
+        keys = (key.replace("@", " at layer ", 1) for key in sorted(state.skipped))
+        text += f"; skipped {shown(', '.join(keys))}"
+    echo(text)
     return result.exit_code

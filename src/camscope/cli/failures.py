@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from . import options, values
-from ._common import echo
+from ._common import command_parser, echo
 
+_HELP = "explain every misclassified image of labelled data (failure-mode report)"
 _EPILOG = (
     options.DATA_HELP
     + """
@@ -28,13 +29,7 @@ examples:
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "failures",
-        help="explain every misclassified image of labelled data (failure-mode report)",
-        description=__doc__,
-        epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = command_parser(subparsers, "failures", _HELP, __doc__, _EPILOG)
     options.add(
         parser,
         *options.MODEL,
@@ -43,8 +38,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "layer",
         "batch_size",
         "seed",
-        "data",
-        *options.DATA,
+        *options.LABELLED,
         "colormap",
         "alpha",
         "multilabel",
@@ -79,32 +73,23 @@ def run(args: argparse.Namespace) -> int:
     settings = FailureSettings(
         method=method,
         layer=values.layer_spec(args.layer),
-        batch_size=args.batch_size,
-        colormap=args.colormap,
-        alpha=args.alpha,
-        max_pixels=args.max_pixels,
         method_options=values.method_options(args),
         progress=bar,
         on_skip=bar.skipped,
-        embed=args.embed,
-        multilabel=bool(args.multilabel),
+        **values.same_named(args, "batch_size colormap alpha max_pixels embed multilabel"),
     )
     model, spec = load_checked(args, settings.layer)
     data = values.read_labelled(args, spec, command="failures", unmapped_folders="fail")
     with bar:
         result = diagnose_failures(model, spec, data, args.out, settings)
-    summary = result.summary
-    accuracy = summary["accuracy"]
-    echo(
-        f"{summary['classified']} image(s) classified"
-        + (f", accuracy {100 * accuracy:.1f}%" if accuracy is not None else "")
-        + f", {len(summary['failures'])} misclassified; report: {result.report}"
-        + (
-            f"; {len(result.errors)} skipped (see stderr and failures.json)"
-            if result.errors
-            else ""
-        )
-    )
+    summary, accuracy = result.summary, result.summary["accuracy"]
+    text = f"{summary['classified']} image(s) classified"
+    if accuracy is not None:
+        text += f", accuracy {100 * accuracy:.1f}%"
+    text += f", {len(summary['failures'])} misclassified; report: {result.report}"
+    if result.errors:
+        text += f"; {len(result.errors)} skipped (see stderr and failures.json)"
+    echo(text)
     return 1 if result.errors else 0
 
 

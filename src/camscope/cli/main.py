@@ -12,6 +12,7 @@ model stack inside its ``run``.
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 import warnings
@@ -21,41 +22,26 @@ from typing import Any
 from .. import __version__
 from ..allocator import tune_allocator
 from ..errors import CamscopeError
-from . import (
-    adversarial,
-    audit,
-    bias_experiment,
-    embed,
-    evaluate,
-    explain,
-    failures,
-    layers,
-    maps,
-    methods,
-    predict,
-    serve,
-    study,
-    train,
-)
 
 log = logging.getLogger("camscope.cli")
 
-_COMMANDS = (
-    explain,
-    methods,
-    layers,
-    predict,
-    evaluate,
-    maps,
-    failures,
-    adversarial,
-    serve,
-    study,
-    train,
-    audit,
-    embed,
-    bias_experiment,
-)
+# the command modules, in the order of `camscope --help`; each has add_parser and run
+_COMMANDS = [
+    "explain",
+    "methods",
+    "layers",
+    "predict",
+    "evaluate",
+    "maps",
+    "failures",
+    "adversarial",
+    "serve",
+    "study",
+    "train",
+    "audit",
+    "embed",
+    "bias_experiment",
+]
 
 _EPILOG = """\
 examples:
@@ -91,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     subparsers.required = True
-    for command in _COMMANDS:
+    for name in _COMMANDS:
+        command = importlib.import_module(f"{__package__}.{name}")
         sub = command.add_parser(subparsers)
         sub.set_defaults(run=command.run)
         sub.add_argument(

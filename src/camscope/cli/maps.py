@@ -14,8 +14,9 @@ from typing import Any
 
 from ..errors import UsageError
 from . import options, values
-from ._common import echo, warn
+from ._common import command_parser, echo, warn
 
+_HELP = "read the maps of `explain --format parquet`: info, export overlays"
 _EPILOG = """\
 examples:
   camscope maps info out/maps
@@ -25,25 +26,18 @@ examples:
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "maps",
-        help="read the maps of `explain --format parquet`: info, export overlays",
-        description=__doc__,
-        epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = command_parser(subparsers, "maps", _HELP, __doc__, _EPILOG)
     actions = parser.add_subparsers(dest="action", metavar="ACTION")
     actions.required = True
     info = actions.add_parser("info", help="settings and counts of a job's output")
     info.add_argument("dir", type=Path, metavar="OUT", help="the job's output folder")
     export = actions.add_parser("export", help="overlays (--png) or raw maps (--npy) of some ids")
-    export.add_argument("dir", type=Path, metavar="OUT", help="the job's output folder")
-    export.add_argument("--ids", nargs="+", default=[], metavar="ID", help="ids to export")
-    export.add_argument(
-        "--ids-file", type=Path, default=None, metavar="FILE", help="more ids, one per line"
-    )
-    export.add_argument("--png", action="store_true", help="overlay PNGs at the image's size")
-    export.add_argument("--npy", action="store_true", help="raw maps as float32 .npy")
+    add = export.add_argument
+    add("dir", type=Path, metavar="OUT", help="the job's output folder")
+    add("--ids", nargs="+", default=[], metavar="ID", help="ids to export")
+    add("--ids-file", type=Path, default=None, metavar="FILE", help="more ids, one per line")
+    add("--png", action="store_true", help="overlay PNGs at the image's size")
+    add("--npy", action="store_true", help="raw maps as float32 .npy")
     options.add(
         export,
         "method",
@@ -51,7 +45,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         method={"default": None, "help": "only these methods (comma list; default: every one)"},
         out={"help": "where (default OUT/export)"},
     )
-    export.add_argument(
+    add(
         "--root",
         type=Path,
         default=None,

@@ -68,11 +68,18 @@ def number_list(text: str) -> tuple[float, ...]:
     return tuple(_number(part, float, "numbers separated by commas") for part in text.split(","))
 
 
-def input_size(text: str) -> tuple[int, int]:
-    """argparse type: ``224`` or ``256,320`` (height, width), each >= 1."""
-    values = [_number(part, int, "H or H,W in pixels") for part in text.split(",")]
+def pixel_size(text: str) -> tuple[int, int]:
+    """argparse type: ``256,320`` or ``256x320`` (height, width) or ``224`` (a square), each >= 1
+    (``--input-size``, ``explain --map-size``)."""
+    parts = [part.strip() for part in text.replace("x", ",").split(",") if part.strip()]
+    try:
+        values = [int(part) for part in parts]
+    except ValueError:
+        values = []
     if len(values) not in (1, 2) or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected H or H,W of positive pixels, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected H,W or one size in pixels >= 1 (e.g. 56,56 or 224), got {text!r}"
+        )
     return (values[0], values[-1])
 
 
@@ -237,7 +244,7 @@ OPTIONS: dict[str, Option] = {
         help="per-channel std, > 0",
     ),
     "input_size": _opt(
-        "--input-size", type=input_size, default=None, metavar="H[,W]", group=_PRE,
+        "--input-size", type=pixel_size, default=None, metavar="H[,W]", group=_PRE,
         help="size the whole image is resized to (one number: square)",
     ),
     "class_names": _opt(
@@ -360,6 +367,7 @@ TASKS = (
 EXPLAIN_MODE = ("as_is", "multilabel", "allow_slow", "pass_budget")
 INPUTS = ("timeout", "window")
 DATA = ("images", "class_map", "unmapped", "allow_outside_paths")
+LABELLED = ("data", *DATA)  # --data and how its labels and paths are read
 
 
 def add(

@@ -19,13 +19,13 @@ import socket
 from typing import Any
 
 from ..errors import UsageError
-from . import options
-from ._common import echo, warn
+from . import options, values
+from ._common import command_parser, echo, warn
 from .options import DEFAULT_MODEL
-from .values import split_list
 
 STUDY_KINDS = ("class-discrimination", "trust")
 
+_HELP = "a local web viewer and REST API (or a human study with --study)"
 _EPILOG = """\
 examples:
   camscope serve                                   # http://127.0.0.1:8000/, the default model
@@ -38,13 +38,8 @@ examples:
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "serve",
-        help="a local web viewer and REST API (or a human study with --study)",
-        description=__doc__,
-        epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = command_parser(subparsers, "serve", _HELP, __doc__, _EPILOG)
+    add = parser.add_argument
     options.add(
         parser,
         "models",
@@ -54,23 +49,17 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
             "the viewer)"
         },
     )
-    parser.add_argument(
-        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
-    )
-    parser.add_argument(
-        "--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)"
-    )
-    parser.add_argument(
-        "--no-url", action="store_true", help="do not fetch image URLs on the server"
-    )
-    parser.add_argument(
+    add("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    add("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+    add("--no-url", action="store_true", help="do not fetch image URLs on the server")
+    add(
         "--max-upload-mb",
         type=options.positive_float,
         default=20.0,
         metavar="MB",
         help="largest upload accepted, answered 413 above (default 20)",
     )
-    parser.add_argument(
+    add(
         "--max-passes",
         type=options.positive_int,
         default=None,
@@ -79,7 +68,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "(`camscope methods`; default: the budget of `camscope explain -m all`); SS-CAM at the "
         "last layer of EfficientNet-Lite0 needs 44801",
     )
-    parser.add_argument(
+    add(
         "--cache-mb",
         type=options.non_negative_float,
         default=512.0,
@@ -113,10 +102,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from ..models.recipe import choose_device
-
-    models = split_list(args.model)
     from ..serve.server import serve
 
+    models = values.split_list(args.model)
     device = str(choose_device(args.device))
     sock = _bind(args.host, args.port)
     if args.study:
@@ -207,13 +195,10 @@ def _study_app(args: argparse.Namespace, models: list[str], device: str) -> Any:
         raise UsageError("--study needs --data and --out (the study folder)")
     options = StudyOptions(
         kind=args.study,
-        data=args.data,
         methods=args.method,
         models=models or [DEFAULT_MODEL],
-        layer=",".join(split_list(args.layer)) or "auto",
-        seed=args.seed,
-        limit=args.limit,
-        max_pixels=args.max_pixels,
+        layer=",".join(values.split_list(args.layer)) or "auto",
+        **values.same_named(args, "data seed limit max_pixels"),
     )
     multilabel = options.models if args.multilabel else []
     pool = ModelPool(options.models, device=device, multilabel=multilabel)

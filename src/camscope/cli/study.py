@@ -13,7 +13,7 @@ from typing import Any
 from ..errors import UsageError
 from ..outputs import percent
 from . import options
-from ._common import echo, format_table
+from ._common import command_parser, echo, format_table
 
 _EPILOG = """\
 examples:
@@ -23,12 +23,8 @@ examples:
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "study",
-        help="summarise a human study (camscope serve --study)",
-        description=__doc__,
-        epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = command_parser(
+        subparsers, "study", "summarise a human study (camscope serve --study)", __doc__, _EPILOG
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", title="actions")
     actions.required = True

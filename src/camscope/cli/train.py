@@ -15,10 +15,16 @@ from typing import Any
 
 from ..errors import UsageError
 from . import options, values
-from ._common import echo, warn
+from ._common import command_parser, echo, warn
 from .options import positive_int, unit_float
 from .values import split_list
 
+_HELP = "train a classifier (class folders, CIFAR, the built-in set) into a run folder"
+_DESCRIPTION = (
+    "Train a classifier and write a run folder (config.json, model.safetensors, "
+    "last.ckpt, metrics.csv, curves.png, confusion.png, summary.json) that "
+    "`--model RUN_DIR` loads in every other command."
+)
 _EPILOG = """\
 data (--data, the one grammar of docs/architecture.md; the data's classes are the model's):
   DIR                   one subfolder per class (ImageFolder layout)
@@ -44,17 +50,7 @@ examples:
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    p: argparse.ArgumentParser = subparsers.add_parser(
-        "train",
-        help="train a classifier (class folders, CIFAR, the built-in set) into a run folder",
-        description=(
-            "Train a classifier and write a run folder (config.json, model.safetensors, "
-            "last.ckpt, metrics.csv, curves.png, confusion.png, summary.json) that "
-            "`--model RUN_DIR` loads in every other command."
-        ),
-        epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = command_parser(subparsers, "train", _HELP, _DESCRIPTION, _EPILOG)
     add = p.add_argument
     options.add(
         p,

@@ -23,6 +23,12 @@ def split_list(values: str | Sequence[str] | None) -> list[str]:
     return [part.strip() for value in items for part in value.split(",") if part.strip()]
 
 
+def same_named(args: argparse.Namespace, names: str) -> dict[str, Any]:
+    """The options ``names`` (space-separated) as keywords of the same name: the fields of a
+    library settings object that take the parsed value as it is."""
+    return {name: getattr(args, name) for name in names.split()}
+
+
 def layer_spec(values: str | Sequence[str] | None) -> str | list[str]:
     """``--layer`` values -> ``"auto"``, one name, or a list of names."""
     names = split_list(values)
@@ -48,12 +54,9 @@ def model_recipe(args: argparse.Namespace) -> ModelRecipe:
 
     return ModelRecipe(
         name=args.model,
-        weights=args.weights,
-        trust_checkpoint=bool(args.trust_checkpoint),
-        random_init=bool(args.random_init),
-        device=args.device,
         keep_mode=bool(getattr(args, "as_is", False)),
         overrides=SpecOverrides(**preprocessing(args)),
+        **same_named(args, "weights trust_checkpoint random_init device"),
     )
 
 
@@ -88,13 +91,9 @@ def explain_settings(args: argparse.Namespace) -> dict[str, Any]:
     smoothing flags, ``-O`` method options, eval or as-is mode, multi-label heads and the pass
     budget of ``--method all``."""
     return {
-        "aug_smooth": bool(args.aug_smooth),
-        "eigen_smooth": bool(args.eigen_smooth),
         "method_options": method_options(args),
         "mode": "as-is" if args.as_is else "eval",
-        "multilabel": bool(args.multilabel),
-        "allow_slow": bool(args.allow_slow),
-        "pass_budget": args.pass_budget,
+        **same_named(args, "aug_smooth eigen_smooth multilabel allow_slow pass_budget"),
     }
 
 
@@ -153,14 +152,12 @@ def task_request(args: argparse.Namespace) -> TaskRequest:
     from ..tasks.request import TaskRequest
 
     request = TaskRequest(
-        task=args.task,
-        box_threshold=args.box_threshold,
         boxes=tuple(args.box or ()),
         class_name=args.task_class,
         region=None if args.region is None else str(args.region),
         references=tuple(args.reference or ()),
         iou=args.box_iou,
-        iou_threshold=args.iou_threshold,
+        **same_named(args, "task box_threshold iou_threshold"),
     )
     request.check()
     return request
