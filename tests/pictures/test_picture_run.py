@@ -9,13 +9,16 @@ from typing import Any
 
 import pytest
 import torch
+from PIL import Image
 from torch import nn
 
 from camscope.data.inputs import open_images
 from camscope.data.progress import Progress
+from camscope.errors import UsageError
 from camscope.models import ModelSpec
 from camscope.models.recipe import LoadedModel
 from camscope.pictures.job import JobState
+from camscope.pictures.plan import PictureOptions
 from camscope.pictures.run import PictureJob, run_picture_job
 
 SPEC = ModelSpec("net", input_size=(16, 16), class_names=["a", "b", "c"])
@@ -50,8 +53,6 @@ def net() -> nn.Module:
 
 @pytest.fixture
 def images(tmp_path: Path) -> list[Any]:
-    from PIL import Image
-
     folder = tmp_path / "in"
     folder.mkdir()
     for i in range(4):
@@ -149,3 +150,24 @@ def test_method_all_and_the_progress_of_slow_methods(
     summary = json.loads((out / "summary.json").read_text())
     assert summary["images"][0]["target"]["class"] == 2  # the class name was resolved
     assert summary["methods_left_out"] == result.left_out and summary["interrupted"] is False
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("npy_size", "full"), ("class_scale", "each"), ("image_format", "gif")]
+)
+def test_picture_options_refuse_a_choice_they_do_not_have(field: str, value: str) -> None:
+    with pytest.raises(UsageError, match=rf"PictureOptions\.{field} must be one of .*'{value}'"):
+        PictureOptions(**{field: value})
+
+
+def test_a_library_caller_may_spell_jpg_as_jpeg(tmp_path: Path, images: list[Any]) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    job = PictureJob(out, methods="gradcam", pictures=PictureOptions(image_format="jpeg"))
+    run_picture_job(
+        job, LoadedModel(net(), SPEC, torch.device("cpu")), images[:1], JobState(), Told()
+    )
+    written = sorted(p.name for p in out.iterdir() if p.name != "summary.json")
+    assert written and all(name.endswith(".jpg") for name in written)
+    with Image.open(out / written[0]) as picture:
+        assert picture.format == "JPEG"

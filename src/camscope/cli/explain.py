@@ -33,6 +33,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from ..pictures.plan import CLASS_SCALES, NPY_SIZES
 from . import options, values
 from ._common import command_parser, echo, warn
 from ._dataset import add_dataset_arguments, run_dataset, wants_dataset
@@ -128,7 +129,7 @@ def add_picture_arguments(parser: argparse.ArgumentParser) -> None:
         ),
         add(
             "--class-scale",
-            choices=("shared", "own"),
+            choices=CLASS_SCALES,
             default="shared",
             help="top-k grids: one scale per method across the classes (default) or each map on "
             "its own",
@@ -143,7 +144,7 @@ def add_picture_arguments(parser: argparse.ArgumentParser) -> None:
         ),
         add(
             "--npy-size",
-            choices=("layer", "model", "image"),
+            choices=NPY_SIZES,
             default="model",
             help="resolution of the .npy maps: the layer's, the model input's (default) or the image's",
         ),

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..outputs import write_picture
-from .plan import ImagePlan, PictureOptions
+from .plan import IMAGE_FORMATS, ImagePlan, PictureOptions
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -62,7 +62,7 @@ def render(
                     drawn = drawn.resize(plan.display.size, Image.Resampling.BILINEAR)
             if picture.boxes:
                 drawn = viz.draw_boxes(drawn, picture.boxes, picture.highlight)
-            _save(drawn, target, options.image_format)
+            _save(drawn, target, IMAGE_FORMATS[options.image_format])
             written.append(picture.name)
         for npy in plan.npys:
             target = out / npy.name
@@ -80,7 +80,7 @@ def render(
                 heat_legend=plan.heat_legend,
                 max_columns=options.max_columns,
             )
-            _save(grid, target, options.image_format)
+            _save(grid, target, IMAGE_FORMATS[options.image_format])
             written.append(plan.grid_name)
     except OSError as err:
         reason = err.strerror or str(err)

@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from ..viz import Box, Panel
 
 IMAGE_FORMATS = {"png": "png", "jpg": "jpg", "jpeg": "jpg", "webp": "webp"}
+NPY_SIZES = ("layer", "model", "image")  # the .npy maps' resolution
+CLASS_SCALES = ("shared", "own")  # top-k grids: one scale per method, or each map its own
 _AGAINST = {"counterfactual"}  # methods whose map is the evidence against the class
 
 
@@ -51,6 +53,20 @@ class PictureOptions:
     npy_size: str = "model"
     class_scale: str = "shared"
     max_columns: int = 6
+
+    def __post_init__(self) -> None:
+        from ..errors import UsageError
+
+        for name, allowed in (
+            ("image_format", IMAGE_FORMATS),
+            ("npy_size", NPY_SIZES),
+            ("class_scale", CLASS_SCALES),
+        ):
+            if getattr(self, name) not in allowed:
+                raise UsageError(
+                    f"PictureOptions.{name} must be one of {', '.join(allowed)}, "
+                    f"got {getattr(self, name)!r}"
+                )
 
 
 @dataclass
