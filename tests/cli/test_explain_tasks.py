@@ -17,6 +17,7 @@ from camscope import io
 from camscope.core.detection import DetectionTarget
 from camscope.core.segmentation import SegmentationTarget
 from camscope.core.similarity import SimilarityTarget, embed
+from camscope.tasks import TaskRequest, prepare_task
 
 
 def summary(out: Path) -> dict:
@@ -170,6 +171,15 @@ def test_similarity_to_reference_images(tmp_path, capsys, monkeypatch) -> None:
     assert entry["reference"] == "b.png"
     res = camscope.explain(model, xa, "gradcam", targets=SimilarityTarget(embed(model, xb)[0]))
     assert float(res.scores[0]) == pytest.approx(entry["score"], abs=1e-5)
+
+
+def test_a_library_caller_may_name_references_by_path(tmp_path) -> None:
+    model, b = tiny_model(), make_image(tmp_path / "b.png", seed=3)
+    request = TaskRequest(task="similarity", references=(b,))  # type: ignore[arg-type]
+    prepared = prepare_task(request, model, SPEC, torch.device("cpu"))
+    assert prepared is not None and prepared.reference_names == ["b.png"]
+    xb = io.preprocess(Image.open(b).convert("RGB"), SPEC)
+    torch.testing.assert_close(prepared.references, embed(model, xb))
 
 
 def test_concepts_picture_and_record(tmp_path, capsys, monkeypatch) -> None:

@@ -3,12 +3,18 @@ against scikit-learn, no side effects."""
 
 from __future__ import annotations
 
+import gc
+import weakref
+from collections.abc import Sequence
+
 import numpy as np
 import pytest
 import torch
 from nets import A0, A1, GapNet, SmallNet, hook_counts, ramp
+from PIL import Image
 from torch import nn
 
+from camscope.data.dataset import LabelledData, Sample
 from camscope.embeddings.features import (
     INPUT,
     knn_accuracy,
@@ -17,7 +23,9 @@ from camscope.embeddings.features import (
     resolve_embedding_layers,
     silhouette,
 )
+from camscope.embeddings.run import embed_dataset
 from camscope.errors import LayerError, UsageError
+from camscope.models import ModelSpec
 
 
 def _clusters(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -149,3 +157,28 @@ def test_unknown_and_unpoolable_layers_are_layer_errors() -> None:
     with pytest.raises(LayerError, match="float tensor"):
         pooled_features(wrapped, x, layers)
     assert hook_counts(wrapped) == {}
+
+
+def test_the_run_keeps_no_decoded_image_of_a_batch_it_is_done_with() -> None:
+    # a generated data set (builtin:N) makes each image as it is read: a run must not hold every
+    # image until its end, only the batch at hand
+    made: list[weakref.ref[Image.Image]] = []
+    alive_at_the_end: list[int] = []
+
+    class Generated(Sequence[Sample]):
+        def __len__(self) -> int:
+            return 6
+
+        def __getitem__(self, i):  # type: ignore[override]
+            if i == 5:  # the third batch: the first one is long done
+                gc.collect()
+                alive_at_the_end.extend(k for k, ref in enumerate(made) if ref() is not None)
+            picture = Image.new("RGB", (8, 8), (40 * i, 0, 0))
+            made.append(weakref.ref(picture))
+            return Sample(f"g{i}", f"g{i}", "a" if i % 2 else "b", (i % 2,), image=picture)
+
+    spec = ModelSpec("net", input_size=(8, 8), class_names=["a", "b", "c", "d", "e"])
+    data = LabelledData(Generated())
+    run = embed_dataset(SmallNet().eval(), spec, data, ["features"], k=1, batch_size=2)
+    assert run.ids == [f"g{i}" for i in range(6)] and len(made) == 6
+    assert 0 not in alive_at_the_end and 1 not in alive_at_the_end

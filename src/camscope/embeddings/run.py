@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..data.dataset import LabelledData, LoadOptions, Prepared, Sample
+from ..data.dataset import LabelledData, LoadOptions, Prepared
 from ..data.progress import Progress
 from ..data.walk import SkipFn, Walk
 from ..errors import UsageError
@@ -112,7 +112,7 @@ def embed_dataset(
         raise UsageError(f"batch_size and k must be at least 1; got {batch_size} and {k}")
     device = model_device(model)
     chunks: dict[str, list[Tensor]] = {}  # in depth order: the order the hooks fired in
-    samples: list[Sample] = []
+    seen: list[tuple[str, str, tuple[int, ...]]] = []  # id, label, class_ids: not the images
     predicted: list[int] = []
     probabilities: list[float] = []
     thumbs: list[str] = []
@@ -133,11 +133,11 @@ def embed_dataset(
         top = [int(c) for c in prediction.classes.cpu()]
         predicted.extend(top)
         probabilities.extend(prediction.probability(i, c) for i, c in enumerate(top))
-        samples.extend(sample for sample, _ in batch.ok)
+        seen.extend((s.id, str(s.label or ""), s.class_ids) for s, _ in batch.ok)
         thumbs.extend(_thumbnail(p) for _, p in batch.ok[: max(thumbnails - len(thumbs), 0)])
-    if not samples:
+    if not seen:
         raise UsageError("no image could be read, so there is nothing to embed")
-    labels = [str(sample.label or "") for sample in samples]
+    labels = [label for _, label, _ in seen]
     classes = list(data.classes) + sorted(set(labels) - set(data.classes))
     label_index = torch.tensor([classes.index(label) for label in labels])
     result: dict[str, LayerEmbedding] = {}
@@ -149,14 +149,14 @@ def embed_dataset(
         result[name] = LayerEmbedding(name, feats, points, score, accuracy, ratios)
     images = [
         {
-            "id": sample.id,
+            "id": image_id,
             "class": label,
             "predicted": spec.label(c),
             "predicted_class": c,
             "probability": round(probability, 6),
-            "correct": c in sample.class_ids if sample.class_ids else None,
+            "correct": c in class_ids if class_ids else None,
         }
-        for sample, label, c, probability in zip(samples, labels, predicted, probabilities)
+        for (image_id, label, class_ids), c, probability in zip(seen, predicted, probabilities)
     ]
     failed = [(s.id, s.reason) for s in walk.skipped]
     return EmbeddingRun(result, images, classes, thumbs, projection, k, failed)

@@ -185,7 +185,7 @@ def prepare_task(
         from ..data.dataset import LoadOptions, Sample
 
         options = LoadOptions(max_pixels=max_pixels)  # decoded and preprocessed as any input
-        sources = request.references
+        sources = [str(source) for source in request.references]  # a library caller's Paths too
         inputs = [Sample(source, source).prepare(spec, options).x for source in sources]
         prepared.references = embed(model, torch.cat(inputs).to(device))
         prepared.reference_names = [s.replace("\\", "/").rsplit("/", 1)[-1] for s in sources]
