@@ -140,6 +140,36 @@ def test_hooks_and_modes_are_restored_when_the_forward_fails() -> None:
     assert hook_counts(net) == {} and all(m.training for m in net.modules())
 
 
+def test_another_threads_forward_during_ours_is_not_recorded() -> None:
+    """A user's plain ``model(x)`` in another thread runs while the hooks are on the model: its
+    features must not stand in for ours (the hooks keep a layer's first call)."""
+    import threading
+
+    class Gate(nn.Module):
+        """Runs another thread's whole forward of the model in the middle of the first one."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.opened = False
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if not self.opened:
+                self.opened = True
+                other = threading.Thread(target=net, args=(torch.full((1, 3, 4, 4), -5.0),))
+                other.start()
+                other.join()
+            return x
+
+    net = nn.Sequential(Gate(), nn.Conv2d(3, 2, 1), nn.Flatten(), nn.LazyLinear(2))
+    x = torch.ones(1, 3, 4, 4)
+    layers = resolve_embedding_layers(net, ["1"], x)  # also materialises the lazy layer
+    net[0].opened = False  # the gate opens in the next forward: pooled_features'
+    with torch.no_grad():
+        expected = net[1](x).mean(dim=(2, 3))
+    features, _ = pooled_features(net, x, layers)
+    torch.testing.assert_close(features["1"], expected)
+
+
 def test_unknown_and_unpoolable_layers_are_layer_errors() -> None:
     net = SmallNet().eval()
     x = torch.zeros(1, 3, 8, 8)

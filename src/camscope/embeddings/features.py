@@ -44,6 +44,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..core.concurrency import PassScope
 from ..core.layers import no_grad_forward, resolve_layers
 from ..core.prediction import Prediction, predict
 from ..core.reshape import spatial_reshape
@@ -98,6 +99,7 @@ def pooled_features(
     if any(module is None for _, module in layers):
         found[INPUT] = x.float().mean(dim=(2, 3))
     handles = []
+    scope = PassScope()  # another thread's forward of the model is not recorded
 
     def hook(name: str) -> Callable[[nn.Module, Any, Any], None]:
         def record(_module: nn.Module, _inputs: Any, output: Any) -> None:
@@ -109,8 +111,9 @@ def pooled_features(
     try:
         for name, module in layers:
             if module is not None:
-                handles.append(module.register_forward_hook(hook(name)))
-        output = no_grad_forward(model, x)  # eval mode, modes restored, the model's lock held
+                handles.append(module.register_forward_hook(scope.hook(hook(name))))
+        with scope.active():
+            output = no_grad_forward(model, x)  # eval mode, modes restored, the model's lock held
     finally:
         for handle in handles:
             handle.remove()
