@@ -162,3 +162,21 @@ def test_a_missing_chromium_fails_the_browser_tests(monkeypatch) -> None:
     monkeypatch.setattr(chromium, "CHROMIUM", "/no/such/chromium")
     with pytest.raises(pytest.fail.Exception, match="apt-get install chromium"):
         chromium.launch(None)
+
+
+def test_a_summary_read_back_from_results_json_gives_the_same_report(tmp_path):
+    """results.json stores NaN as null; write_report is documented to take that summary too."""
+    import json
+
+    from camscope.outputs import write_json
+
+    summary = _summary()
+    summary["top1_accuracy"] = math.nan
+    summary["curves"]["layercam"]["deletion"][1] = math.nan
+    summary["sanity"]["layers"]["blocks.6"]["ssim"]["gradcam"][1] = math.nan
+    write_json(tmp_path / "results.json", summary)
+    read_back = json.loads((tmp_path / "results.json").read_text())
+    assert read_back["leaderboard"]["layercam"]["energy"]["low"] is None
+    _, direct = write_report(tmp_path / "direct", summary, None, title="t")
+    _, again = write_report(tmp_path / "again", read_back, None, title="t")
+    assert again.read_text() == direct.read_text()

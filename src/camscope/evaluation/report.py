@@ -243,6 +243,15 @@ class _Page:
     sections: dict[str, list[tuple[str, bytes]]]  # heading -> (file name, PNG) of its figures
 
 
+def _nan_for_null(value: Any) -> Any:
+    """``results.json`` stores NaN as null (JSON has none); the report computes with NaN."""
+    if isinstance(value, dict):
+        return {key: _nan_for_null(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_nan_for_null(item) for item in value]
+    return math.nan if value is None else value
+
+
 def write_report(
     out_dir: str | Path,
     summary: dict[str, Any],
@@ -265,6 +274,8 @@ def write_report(
     out = Path(out_dir)
     figdir = out / "figures"
     figdir.mkdir(parents=True, exist_ok=True)
+    numbers = ("leaderboard", "curves", "sanity", "top1_accuracy")
+    summary = {**summary, **{k: _nan_for_null(summary[k]) for k in numbers if k in summary}}
     sanity = summary.get("sanity")
     curves = curves_figure(summary.get("curves", {}))
     figures: list[tuple[str, str, bytes | None]] = [
