@@ -17,7 +17,7 @@ from camscope.errors import TargetError, UsageError
 from camscope.io import preprocess
 from camscope.models import ModelSpec
 from camscope.serve.viewer.catalogue import colormap_luts, method_cost
-from camscope.serve.viewer.jobs import ExplainCancelled, Job, JobBoard
+from camscope.serve.viewer.jobs import KEEP_SECONDS, ExplainCancelled, Job, JobBoard
 from camscope.serve.viewer.pool import ModelPool
 from camscope.serve.viewer.service import (
     Explainer,
@@ -397,6 +397,19 @@ def test_job_ids_are_checked() -> None:
         with pytest.raises(UsageError):
             board.cancel(bad)
     assert board.get("never-seen")["state"] == "unknown"
+
+
+def test_idle_ended_jobs_are_forgotten_and_running_ones_kept() -> None:
+    board = JobBoard()
+    ended, running, recent = board.start("ended"), board.start("running"), board.start("recent")
+    board.finish(ended, "done")
+    board.finish(recent, "cancelled")
+    ended.updated -= KEEP_SECONDS + 1  # idle for longer than the board keeps ended jobs
+    running.updated -= KEEP_SECONDS + 1  # a long run: still going
+    board.cancel("other")  # any call that looks a job up drops the old ones
+    assert board.get("ended")["state"] == "unknown"
+    assert board.get("running")["state"] == "running"
+    assert board.get("recent")["state"] == "cancelled"
 
 
 def _decode(entry: dict) -> np.ndarray:
