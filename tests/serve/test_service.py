@@ -17,7 +17,13 @@ from camscope.errors import TargetError, UsageError
 from camscope.io import preprocess
 from camscope.models import ModelSpec
 from camscope.serve.viewer.catalogue import colormap_luts, method_cost
-from camscope.serve.viewer.jobs import KEEP_SECONDS, ExplainCancelled, Job, JobBoard
+from camscope.serve.viewer.jobs import (
+    KEEP_SECONDS,
+    ExplainCancelled,
+    Job,
+    JobBoard,
+    ServerStopping,
+)
 from camscope.serve.viewer.pool import ModelPool
 from camscope.serve.viewer.service import (
     Explainer,
@@ -389,6 +395,16 @@ def test_cancel_in_the_progress_callback_stops_a_perturbation_run(monkeypatch) -
     want = explain(model, x, "scorecam").maps["scorecam"][0].numpy()
     np.testing.assert_allclose(_decode(done.body["maps"]["scorecam"]), want, atol=1e-3)
     assert explainer.jobs.get("j3")["state"] == "done"
+
+
+def test_a_request_that_names_no_job_stops_when_the_server_shuts_down() -> None:
+    """The study's pictures name no job; they stop at shutdown as the viewer's requests do."""
+    pool, model = small_pool()
+    explainer = Explainer(pool)
+    explainer.jobs.stop_all()
+    with pytest.raises(ServerStopping, match="shutting down"):
+        explainer.explain(ExplainRequest("small"), source())
+    assert hook_counts(model) == {}
 
 
 def test_job_ids_are_checked() -> None:
