@@ -255,3 +255,19 @@ def test_library_callers_get_the_commands_policies(
     assert summary["spec"]["input_size"] == [48, 48]
     table = pq.read_table(sorted((tmp_path / "out").glob("maps-*.parquet")))
     assert set(table.column("target").to_pylist()) == {3}  # the class name was resolved
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("batch_size", 0), ("shard_size", 0), ("torch_threads", 0), ("pass_budget", 0),
+     ("decode_workers", -1)],
+)  # fmt: skip
+def test_a_library_callers_bad_numbers_are_named_before_anything_runs(
+    image_folder: Path, tmp_path: Path, field: str, value: int
+) -> None:
+    """The command's argparse types refuse these; run_dataset_job says the same to a library
+    caller, before the model loads or a file is written."""
+    floor = "0 or more" if field == "decode_workers" else "at least 1"
+    with pytest.raises(UsageError, match=rf"^{field} must be {floor}; got {value}$"):
+        run_dataset_job(job(image_folder, tmp_path / "out", **{field: value}))
+    assert not (tmp_path / "out").exists()

@@ -13,7 +13,7 @@ import pytest
 from cli_helpers import REPO
 
 from camscope.cli import main as cli
-from camscope.cli.options import OPTIONS, add
+from camscope.cli.options import OPTIONS, add, pixel_size
 
 
 def subcommands(parser: argparse.ArgumentParser, prefix: str = "") -> dict[str, Any]:
@@ -124,3 +124,18 @@ def test_every_help_page_formats() -> None:
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "--method NAMES, -m NAMES, --methods NAMES" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [("224", (224, 224)), ("256,320", (256, 320)), ("256x320", (256, 320)), (" 4 , 5 ", (4, 5))],
+)
+def test_one_size_type_reads_both_grammars_it_replaced(text: str, size: tuple[int, int]) -> None:
+    """--input-size's ``H`` / ``H,W`` and --map-size's ``HxW`` (both parse through it)."""
+    assert pixel_size(text) == size
+
+
+@pytest.mark.parametrize("text", ["0", "3,0", "-4", "a,b", "2.5", "1,2,3", ""])
+def test_a_size_that_is_no_positive_pixel_count_is_refused(text: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError, match=r"expected H,W or one size in pixels"):
+        pixel_size(text)

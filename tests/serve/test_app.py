@@ -21,6 +21,7 @@ from PIL import Image
 
 from camscope import explain, list_methods
 from camscope.data.inputs import demo_images
+from camscope.errors import ModelLoadError
 from camscope.io import preprocess
 from camscope.models import ModelSpec
 from camscope.serve.viewer.app import ServeConfig, create_app
@@ -140,6 +141,21 @@ def test_bad_requests_are_answered_and_the_server_goes_on(client, demo_pngs) -> 
     assert post(client, demo_pngs["coffee"]).status_code == 200
     named = post(client, demo_pngs["chelsea"], target="tabby")  # a class name, as the CLI takes
     assert named.status_code == 200 and named.json()["targets"][0]["index"] == 281
+
+
+def test_a_model_that_cannot_load_is_answered_503_and_the_server_goes_on(lite0) -> None:
+    """The server's fault, not the request's: 503 (the error handler's one default besides 400)."""
+
+    def loader(name: str):
+        if name == "broken":
+            raise ModelLoadError("run folder 'broken': cannot read config.json")
+        return lite0
+
+    pool = ModelPool(["efficientnet_lite0", "broken"], loader=loader)
+    client = TestClient(create_app(ServeConfig(allow_url=False), pool=pool))
+    reply = client.get("/api/classes", params={"model": "broken"})
+    assert reply.status_code == 503 and "cannot read config.json" in reply.json()["detail"]
+    assert client.get("/api/classes").status_code == 200
 
 
 def test_upload_and_pixel_caps(lite0, demo_pngs) -> None:

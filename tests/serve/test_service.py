@@ -17,7 +17,13 @@ from camscope.errors import TargetError, UsageError
 from camscope.io import preprocess
 from camscope.models import ModelSpec
 from camscope.serve.viewer.catalogue import colormap_luts, method_cost
-from camscope.serve.viewer.jobs import ExplainCancelled, Job, JobBoard
+from camscope.serve.viewer.jobs import (
+    KEEP_SECONDS,
+    ExplainCancelled,
+    Job,
+    JobBoard,
+    ServerStopping,
+)
 from camscope.serve.viewer.pool import ModelPool
 from camscope.serve.viewer.service import (
     Explainer,
@@ -391,12 +397,35 @@ def test_cancel_in_the_progress_callback_stops_a_perturbation_run(monkeypatch) -
     assert explainer.jobs.get("j3")["state"] == "done"
 
 
+def test_a_request_that_names_no_job_stops_when_the_server_shuts_down() -> None:
+    """The study's pictures name no job; they stop at shutdown as the viewer's requests do."""
+    pool, model = small_pool()
+    explainer = Explainer(pool)
+    explainer.jobs.stop_all()
+    with pytest.raises(ServerStopping, match="shutting down"):
+        explainer.explain(ExplainRequest("small"), source())
+    assert hook_counts(model) == {}
+
+
 def test_job_ids_are_checked() -> None:
     board = JobBoard()
     for bad in ("", "a/b", "../x", "x" * 65):
         with pytest.raises(UsageError):
             board.cancel(bad)
     assert board.get("never-seen")["state"] == "unknown"
+
+
+def test_idle_ended_jobs_are_forgotten_and_running_ones_kept() -> None:
+    board = JobBoard()
+    ended, running, recent = board.start("ended"), board.start("running"), board.start("recent")
+    board.finish(ended, "done")
+    board.finish(recent, "cancelled")
+    ended.updated -= KEEP_SECONDS + 1  # idle for longer than the board keeps ended jobs
+    running.updated -= KEEP_SECONDS + 1  # a long run: still going
+    board.cancel("other")  # any call that looks a job up drops the old ones
+    assert board.get("ended")["state"] == "unknown"
+    assert board.get("running")["state"] == "running"
+    assert board.get("recent")["state"] == "cancelled"
 
 
 def _decode(entry: dict) -> np.ndarray:

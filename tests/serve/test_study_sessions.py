@@ -10,8 +10,10 @@ from fastapi.testclient import TestClient
 from test_study import discrimination, next_trial, open_session, post_answer
 
 from camscope.cli.main import main
+from camscope.serve.study import session
 from camscope.serve.study.answers import AnswerLog
 from camscope.serve.study.app import create_study_app
+from camscope.serve.study.session import SessionBook, SessionUnknown
 
 
 @pytest.fixture(scope="module")
@@ -107,3 +109,16 @@ def test_cells_neutralised_and_restored() -> None:
         assert neutralise_cell(text).startswith("'") and restore_cell(neutralise_cell(text)) == text
     for text in ("-1", "+2.5", "1e-3", "-0.5E+2", "cat", "", "a=b"):
         assert neutralise_cell(text) == text and restore_cell(text) == text
+
+
+def test_the_server_keeps_at_most_max_sessions_dropping_the_least_recently_used(
+    monkeypatch,
+) -> None:
+    monkeypatch.setattr(session, "MAX_SESSIONS", 2)
+    book = SessionBook()
+    first, second = book.open("ann"), book.open("bob")
+    book.get(first)  # used again: bob's session is now the least recently used
+    third = book.open("cy")
+    with pytest.raises(SessionUnknown, match="enter your name again"):
+        book.get(second)
+    assert book.get(first).participant == "ann" and book.get(third).participant == "cy"
