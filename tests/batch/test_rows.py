@@ -98,3 +98,57 @@ def test_a_method_that_cannot_run_at_the_layer_stops_the_job_before_any_commit(
     assert not list(tmp_path.glob("maps-*.parquet"))
     with pytest.raises(UsageError, match="mode must be one of"):
         run_dataset_job(DatasetJob(image_folder, tmp_path / "x", mode="train"))
+
+
+@pytest.mark.parametrize("map_size", [None, (5, 6)])
+def test_aug_smooth_stores_the_smoothed_map(
+    image_folder: Path, map_size: tuple[int, int] | None
+) -> None:
+    """The raw maps come from the unaugmented pass (core.smoothing), so an --aug-smooth job that
+    stored them would pay four passes for the plain map: it stores the smoothed one."""
+    import torch.nn.functional as F
+
+    import camscope
+
+    model, spec = load_model(MODEL)
+    batch = decoded(image_folder, spec)
+    settings = MapSettings(methods=("gradcam",), layers=("3",), aug_smooth=True, map_size=map_size)
+    rows = ExplainStep(model, spec, settings, torch.device("cpu"))(batch).to_pylist()
+    plain = camscope.explain(model, batch.x, "gradcam", layer="3")
+    smooth = camscope.explain(model, batch.x, "gradcam", layer="3", aug_smooth=True)
+    size = map_size or tuple(plain.raw["gradcam"].shape[-2:])
+    expected = F.interpolate(
+        smooth.maps["gradcam"][:, None], size=size, mode="bilinear", antialias=True
+    )[:, 0]
+    for i, row in enumerate(rows):
+        stored = torch.tensor(row["map"], dtype=torch.float32).reshape(row["map_shape"])
+        assert row["map_shape"] == list(size)
+        torch.testing.assert_close(stored * row["map_scale"], expected[i], atol=2e-3, rtol=0)
+        assert stored.min() >= 0  # a [0, 1] map, not the signed raw one
+
+
+def test_an_aug_smooth_job_written_before_smoothed_maps_does_not_resume(
+    image_folder: Path, tmp_path: Path
+) -> None:
+    import json
+
+    from camscope.batch import open_maps
+
+    job = DatasetJob(image_folder, tmp_path, model=ModelRecipe(MODEL), aug_smooth=True)
+    run_dataset_job(job)
+    assert all(
+        float(r.map.min()) >= 0
+        for i in open_maps(tmp_path).ids()
+        for r in open_maps(tmp_path).records(i)
+    )
+    job_file = tmp_path / "_camscope" / "job.json"
+    stored = json.loads(job_file.read_text())
+    assert stored["aug_smooth_map"] == "smoothed"
+    del stored["aug_smooth_map"]  # as a job of the plain raw maps wrote it
+    job_file.write_text(json.dumps(stored))
+    with pytest.raises(UsageError, match=r"settings differ.*aug_smooth_map: None -> 'smoothed'"):
+        run_dataset_job(
+            DatasetJob(
+                image_folder, tmp_path, model=ModelRecipe(MODEL), aug_smooth=True, resume=True
+            )
+        )

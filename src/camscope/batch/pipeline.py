@@ -137,6 +137,8 @@ def job_settings(
         "multilabel": job.multilabel,
         # only when reduced (jobs stored before the option resume as float32 ones)
         **({"precision": job.precision} if job.precision != "fp32" else {}),
+        # aug-smooth jobs store the smoothed map; those stored before kept the plain raw map
+        **({"aug_smooth_map": "smoothed"} if job.aug_smooth else {}),
     }
 
 

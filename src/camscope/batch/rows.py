@@ -250,6 +250,11 @@ class ExplainStep:
                 heat = heat if per_class else heat.unsqueeze(0)  # (K, H, W) in [0, 1]
                 boxes = self._boxes(heat, width, height) if s.save_boxes else None
                 masks = self._masks(heat) if s.save_masks else None
+                if s.aug_smooth and raw.ndim == 3:
+                    # the raw maps of four scales do not add up (core.smoothing): the map kept
+                    # is the smoothed one, in [0, 1], at --map-size or else the raw map's size
+                    size = s.map_size or (int(raw.shape[-2]), int(raw.shape[-1]))
+                    raw = self._resize(heat, size, antialias=True)
                 half, scale = self.stored(raw)
                 for k, target in enumerate(targets):
                     row = {
@@ -295,16 +300,21 @@ class ExplainStep:
             for c, p in prediction.ranked(j, 5)
         ]
 
-    def _resize(self, raw: torch.Tensor) -> torch.Tensor:
-        """The raw map at ``--map-size`` (bilinear, as explain upsamples), else as it is."""
+    def _resize(
+        self, raw: torch.Tensor, size: tuple[int, int] | None = None, antialias: bool = False
+    ) -> torch.Tensor:
+        """The map at ``size`` (default ``--map-size``; bilinear, as explain upsamples), else as
+        it is."""
         import torch.nn.functional as F
 
-        size = self.settings.map_size
+        size = size or self.settings.map_size
         if size is None or tuple(raw.shape[-2:]) == tuple(size):
             return raw
         lead = raw.shape[:-2]
-        flat = raw.reshape(-1, 1, *raw.shape[-2:])
-        up = F.interpolate(flat, size=tuple(size), mode="bilinear", align_corners=False)
+        flat = raw.float().reshape(-1, 1, *raw.shape[-2:])
+        up = F.interpolate(
+            flat, size=tuple(size), mode="bilinear", align_corners=False, antialias=antialias
+        )
         return up.reshape(*lead, *size)
 
     def _boxes(self, heat: torch.Tensor, width: int, height: int) -> list[list[float]]:
