@@ -387,3 +387,26 @@ def test_progress_and_cancel_over_http(demo_pngs, monkeypatch) -> None:
     assert reply.status_code == 409 and "cancelled" in reply.json()["detail"]
     assert after["state"] == "cancelled" and 0 < after["done"] < after["total"]
     assert hook_counts(model) == {}
+
+
+def test_an_upload_is_hashed_off_the_event_loop(client, demo_pngs, monkeypatch) -> None:
+    """A 20 MB upload takes tens of milliseconds to hash: on the loop, every request would wait."""
+    import asyncio
+    import hashlib
+
+    from camscope.serve.viewer import service
+
+    on_loop: list[bool] = []
+    real = hashlib.sha256
+
+    def sha256(data: bytes):
+        try:
+            asyncio.get_running_loop()
+            on_loop.append(True)
+        except RuntimeError:
+            on_loop.append(False)
+        return real(data)
+
+    monkeypatch.setattr(service.hashlib, "sha256", sha256)
+    assert client.post("/api/preview", files={"image": ("c.png", demo_pngs["coffee"])}).is_success
+    assert on_loop == [False]

@@ -118,7 +118,8 @@ async def uploaded_image(
     """The upload, checked against the server's cap; decoded only when a route needs it."""
     config: ServeConfig = http.app.state.config
     data = await read_upload(image, config.max_upload_bytes)
-    return LazyImage.from_bytes(data, upload_name(image), config.max_pixels)
+    name = upload_name(image)  # hashing a large upload would stall every request on the loop
+    return await run_work(lambda: LazyImage.from_bytes(data, name, config.max_pixels))
 
 
 async def explain_request(
