@@ -164,16 +164,20 @@ def test_a_missing_chromium_fails_the_browser_tests(monkeypatch) -> None:
         chromium.launch(None)
 
 
-def test_a_summary_read_back_from_results_json_gives_the_same_report(tmp_path):
+@pytest.mark.parametrize("sanity", [True, False])
+def test_a_summary_read_back_from_results_json_gives_the_same_report(tmp_path, sanity):
     """results.json stores NaN as null; write_report is documented to take that summary too."""
     import json
 
     from camscope.outputs import write_json
 
     summary = _summary()
-    summary["top1_accuracy"] = math.nan
+    summary["top1_accuracy"] = None  # no labelled image: "n/a" (None in memory as in the file)
+    if sanity:
+        summary["sanity"]["layers"]["blocks.6"]["ssim"]["gradcam"][1] = math.nan
+    else:
+        summary["sanity"] = None  # --sanity not asked
     summary["curves"]["layercam"]["deletion"][1] = math.nan
-    summary["sanity"]["layers"]["blocks.6"]["ssim"]["gradcam"][1] = math.nan
     write_json(tmp_path / "results.json", summary)
     read_back = json.loads((tmp_path / "results.json").read_text())
     assert read_back["leaderboard"]["layercam"]["energy"]["low"] is None

@@ -274,8 +274,8 @@ def write_report(
     out = Path(out_dir)
     figdir = out / "figures"
     figdir.mkdir(parents=True, exist_ok=True)
-    numbers = ("leaderboard", "curves", "sanity", "top1_accuracy")
-    summary = {**summary, **{k: _nan_for_null(summary[k]) for k in numbers if k in summary}}
+    numbers = ("leaderboard", "curves", "sanity")  # None itself: no sanity check was run
+    summary = {**summary, **{k: _nan_for_null(summary[k]) for k in numbers if summary.get(k)}}
     sanity = summary.get("sanity")
     curves = curves_figure(summary.get("curves", {}))
     figures: list[tuple[str, str, bytes | None]] = [
