@@ -90,13 +90,6 @@ class SpecOverrides:
                 )
         else:
             spec = replace(spec, channels=channels)
-        if not notes and guessed_preprocessing(spec) and (self.mean is None or self.std is None):
-            notes.append(
-                f"model {spec.name!r} does not say how its inputs are prepared; using the "
-                f"ImageNet fallback: mean {list(spec.mean)}, std {list(spec.std)}, "
-                f"{spec.input_size[0]}x{spec.input_size[1]} {spec.interpolation} (pass --mean "
-                "and --std, and --input-size, with the values the model was trained with)"
-            )
         for what, values in (("mean", self.mean), ("std", self.std)):
             if values is None:
                 continue
@@ -115,6 +108,14 @@ class SpecOverrides:
             if min(height, width) < 1:
                 raise UsageError(f"--input-size must be positive pixels; got {self.input_size}")
             spec = replace(spec, input_size=(height, width))
+        # said after the overrides: the values it quotes are the ones in use
+        if not notes and guessed_preprocessing(spec) and (self.mean is None or self.std is None):
+            notes.append(
+                f"model {spec.name!r} does not say how its inputs are prepared; using the "
+                f"ImageNet fallback: mean {list(spec.mean)}, std {list(spec.std)}, "
+                f"{spec.input_size[0]}x{spec.input_size[1]} {spec.interpolation} (pass --mean "
+                "and --std, and --input-size, with the values the model was trained with)"
+            )
         if self.class_names is not None:
             names, where = self.class_names, "--class-names"
             if isinstance(names, (str, Path)):
