@@ -427,7 +427,7 @@ def test_a_mask_that_is_no_picture_is_named_without_python_internals(tmp_path: P
 
     path = tmp_path / "region.png"
     path.write_bytes(b"not a picture")
-    with pytest.raises(ImageLoadError, match="region.png: not a picture PIL can read") as err:
+    with pytest.raises(ImageLoadError, match=r"region\.png: not a picture PIL can read") as err:
         load_mask(path, (8, 8))
     assert "BytesIO" not in str(err.value) and " at 0x" not in str(err.value)
     with pytest.raises(ImageLoadError, match="upload: not a picture PIL can read") as err:
