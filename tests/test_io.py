@@ -420,3 +420,16 @@ def test_load_image_bytes_decodes_like_a_file(tmp_path: Path) -> None:
     assert info.value.source == "notes.jpg"
     with pytest.raises(ImageLoadError, match="max-pixels"):
         load_image_bytes(data, "a.png", max_pixels=10)
+
+
+def test_a_mask_that_is_no_picture_is_named_without_python_internals(tmp_path: Path) -> None:
+    from camscope.io.masks import load_mask
+
+    path = tmp_path / "region.png"
+    path.write_bytes(b"not a picture")
+    with pytest.raises(ImageLoadError, match=r"region\.png: not a picture PIL can read") as err:
+        load_mask(path, (8, 8))
+    assert "BytesIO" not in str(err.value) and " at 0x" not in str(err.value)
+    with pytest.raises(ImageLoadError, match="upload: not a picture PIL can read") as err:
+        load_mask(b"not a picture", (8, 8), name="upload")
+    assert "BytesIO" not in str(err.value)

@@ -94,8 +94,9 @@ def test_bad_masks_and_classes_are_explained() -> None:
     with pytest.raises(TargetError, match="output_key"):
         SegmentationTarget(0)({"seg": logits})
     logits[:, 1] = 1.0
-    with pytest.raises(TargetError, match="labels no pixel"):
+    with pytest.raises(TargetError, match="labels no pixel") as err:
         SegmentationTarget(0)(logits)
+    assert "--region" in str(err.value)  # what a camscope explain user passes
 
 
 def test_agrees_with_pytorch_grad_cam_semantic_segmentation_target() -> None:

@@ -340,3 +340,22 @@ def test_evaluate_reports_the_library_prediction(tmp_path, kind, classes, sign) 
         o = 1 / (1 + math.exp(-zo)) if row["target"] else 1 / (1 + math.exp(zo))
         y = row["p_target"]
         assert row["avg_drop"] == pytest.approx(100 * max(0.0, y - o) / y, abs=1e-4)
+
+
+def test_warnings_of_every_explain_call_name_the_images(tmp_path, caplog) -> None:
+    """The example grids and the sanity check explain images again: their engine warnings name
+    the images' ids, as the scoring pass's do, never batch positions such as ``image(s) [0]``."""
+    model, spec = Net(2).eval(), _spec(2)
+    with torch.no_grad():
+        model.fc.weight[1] = -model.fc.weight[1].abs()  # class 1: no positive evidence anywhere
+    samples = [
+        Sample(f"neg{k}", f"neg{k}", objects=(GroundTruth("x", (1,), (0, 0, 32, 32)),), image=im)
+        for k, im in enumerate(_images()[:2])
+    ]
+    config = _config(metrics=["pointing", "sanity"], sanity_images=1)
+    config.methods = ["gradcam"]
+    with caplog.at_level("WARNING", logger="camscope"):
+        run_evaluation(model, spec, samples, config, tmp_path / "ev", progress=False, examples=1)
+    said = [r.getMessage() for r in caplog.records if "zero everywhere" in r.getMessage()]
+    assert said and all("neg" in m for m in said), said
+    assert not any("image(s) [" in m for m in said), said

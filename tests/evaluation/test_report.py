@@ -184,3 +184,16 @@ def test_a_summary_read_back_from_results_json_gives_the_same_report(tmp_path, s
     _, direct = write_report(tmp_path / "direct", summary, None, title="t")
     _, again = write_report(tmp_path / "again", read_back, None, title="t")
     assert again.read_text() == direct.read_text()
+
+
+def test_a_run_without_the_sanity_metric_or_an_accuracy_writes_its_report(tmp_path):
+    """evaluate stores sanity = None and top1_accuracy = None when they were not measured."""
+    summary = _summary()
+    summary["sanity"] = None
+    summary["top1_accuracy"] = None
+    html, md = write_report(tmp_path, summary, None, title="t")
+    text = md.read_text()
+    assert "model top-1 accuracy on them: n/a" in text
+    assert "Randomization cascade" not in text and "nan%" not in text
+    assert not (tmp_path / "figures" / "sanity.png").exists()
+    assert html.exists()

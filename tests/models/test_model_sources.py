@@ -101,6 +101,16 @@ def test_a_fallback_preprocessing_is_said_once_with_the_flags(
     assert capsys.readouterr().err.count(FALLBACK) == 1
 
 
+def test_the_fallback_note_names_the_input_size_in_use(
+    factories: Path, picture: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--input-size alone leaves the fallback mean/std to say, at the size actually used."""
+    args = ["predict", str(picture), "--model", f"{factories}:plain", "--input-size", "48"]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert err.count(FALLBACK) == 1 and "48x48 bilinear" in err and "224x224" not in err, err
+
+
 def test_a_hugging_face_folder_without_a_processor_config_says_so_once(
     tmp_path: Path, picture: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -53,6 +53,32 @@ def test_overrides_fit_the_channels_the_model_reads(tmp_path: Path) -> None:
     assert rgb.mean == (0.3, 0.3, 0.3) and rgb.channels == 3  # one value for every channel
 
 
+class GreyToRGB(nn.Module):
+    """Takes one channel and repeats it for a first convolution that reads three."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 5)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x.expand(-1, 3, -1, -1))
+
+
+def test_channels_the_model_cannot_take_are_refused_by_name() -> None:
+    """--channels 1 on a model whose first convolution reads 3 used to fail at the first
+    forward with an internal error; a model that takes them anyway (it repeats the channel
+    itself) keeps the override."""
+    rgb = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 5))
+    rgb.train()
+    with pytest.raises(UsageError, match="--channels 1: the model does not take 1-channel input"):
+        SpecOverrides(channels=1).apply(rgb, RGB)
+    assert rgb.training and all(m.training for m in rgb.modules())  # modes as they were
+    spec, _ = SpecOverrides(channels=1).apply(GreyToRGB(), RGB)
+    assert spec.channels == 1 and spec.mean == (0.4,)
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [

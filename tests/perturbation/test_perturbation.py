@@ -387,6 +387,10 @@ def test_bad_options_and_callable_targets_are_usage_errors() -> None:
         explain(model, x, "scorecam", "stage", method_options={"batch_sise": 4})
     with pytest.raises(UsageError, match="batch_size"):
         explain(model, x, "scorecam", "stage", method_options={"batch_size": 0})
+    # -O batch_size=abc reaches the method as text: the message names the type and the value
+    with pytest.raises(UsageError, match="'batch_size' must be an int, got str 'abc'") as err:
+        explain(model, x, "scorecam", "stage", method_options={"batch_size": "abc"})
+    assert "<class" not in str(err.value)
     with pytest.raises(UsageError, match="callable target"):
         explain(model, x, "ablationcam", "stage", targets=lambda out: out[:, 0])
 

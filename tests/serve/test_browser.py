@@ -104,6 +104,7 @@ def test_viewer_in_chromium(server, tmp_path, lite0) -> None:
         )
         assert page.inner_text("label[data-method=scorecam] .badge") == "1,281 passes"
         assert page.inner_text("label[data-method=fullgrad] .badge") == "2 passes"
+        assert page.inner_text("label[data-method=attention-rollout] .badge") == "1 pass"
         assert page.inner_text("label[data-method=gradcam] .badge") == "one pass"
         assert "over" in (page.get_attribute("label[data-method=sscam]", "class") or "")
         assert "over" not in (page.get_attribute("label[data-method=scorecam]", "class") or "")

@@ -97,7 +97,8 @@ class SegmentationTarget:
             if bool((mask.flatten(1).sum(1) == 0).any()):
                 raise NothingToExplain(
                     f"the model labels no pixel of at least one image as class {self.class_id}; "
-                    "pass mask=<(H, W) tensor> to say which pixels to explain"
+                    "pass mask=<(H, W) tensor> (on the command line: --region MASK.png) to say "
+                    "which pixels to explain"
                 )
         else:
             mask = self.mask.to(device=scores.device, dtype=scores.dtype)

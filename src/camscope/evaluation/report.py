@@ -197,7 +197,7 @@ def intro_lines(summary: dict[str, Any]) -> list[str]:
     acc = summary.get("top1_accuracy")
     lines = [
         f"{summary.get('images', 0)} images; model top-1 accuracy on them: "
-        + (f"{acc:.1f}%" if acc is not None else "n/a"),
+        + (f"{acc:.1f}%" if acc is not None and not math.isnan(acc) else "n/a"),
         "Values are means over images with a 95% interval in brackets: Wilson score intervals for "
         "the hit-or-miss columns (localization error, GT-known loc., pointing, Increase in "
         "Confidence), percentile bootstrap intervals (2,000 resamples, seed 0) for the others. "
@@ -274,8 +274,12 @@ def write_report(
     out = Path(out_dir)
     figdir = out / "figures"
     figdir.mkdir(parents=True, exist_ok=True)
-    numbers = ("leaderboard", "curves", "sanity")  # None itself: no sanity check was run
-    summary = {**summary, **{k: _nan_for_null(summary[k]) for k in numbers if summary.get(k)}}
+    numbers = ("leaderboard", "curves", "sanity", "top1_accuracy")
+    # a top-level null is "not measured" (no sanity run, no accuracy), not a NaN
+    summary = {
+        **summary,
+        **{k: _nan_for_null(summary[k]) for k in numbers if summary.get(k) is not None},
+    }
     sanity = summary.get("sanity")
     curves = curves_figure(summary.get("curves", {}))
     figures: list[tuple[str, str, bytes | None]] = [

@@ -42,7 +42,7 @@ from torch import Tensor, nn
 
 from ..data.dataset import LoadOptions, Sample, sample_ids
 from ..data.progress import Progress
-from ..data.walk import SkipFn, Walk
+from ..data.walk import SkipFn, Walk, naming_warnings
 from ..errors import ImageLoadError, UsageError
 from ..models.spec import model_device
 from ..outputs import finite, output_lock, write_atomic, write_json
@@ -367,15 +367,16 @@ def collect_examples(
         if not loaded:
             continue
         x = torch.stack([t for _, _, t, _ in loaded])
-        res = explain(
-            model,
-            x.to(model_device(model)),
-            m,
-            layer=layer,
-            targets=[int(r["target"]) for r, *_ in loaded],
-            method_options=config.method_options,
-            strict=True,
-        )
+        with naming_warnings([r["id"] for r, *_ in loaded]):
+            res = explain(
+                model,
+                x.to(model_device(model)),
+                m,
+                layer=layer,
+                targets=[int(r["target"]) for r, *_ in loaded],
+                method_options=config.method_options,
+                strict=True,
+            )
         out[m] = [
             {
                 "id": r["id"],
@@ -413,6 +414,7 @@ def _sanity(
         except (OSError, json.JSONDecodeError):
             log.warning("%s is unreadable; running the sanity check again", path)
     tensors: list[Tensor] = []
+    used: list[str] = []
     for i, sid in enumerate(ids):
         if len(tensors) >= config.sanity_images:
             break
@@ -422,7 +424,9 @@ def _sanity(
             tensors.append(to_input(data[i], spec, max_pixels)[0].to(model_device(model)))
         except ImageLoadError:
             continue
-    result: dict[str, Any] = metric_family("sanity").fn(model, tensors, config)
+        used.append(sid)
+    with naming_warnings(used):
+        result: dict[str, Any] = metric_family("sanity").fn(model, tensors, config)
     if tensors:
         write_json(path, result)
     return result

@@ -55,7 +55,9 @@ def load_mask(
                     label, f"the mask has {opened.width} x {opened.height} pixels, over the cap"
                 )
             picture = opened.copy()
-    except (UnidentifiedImageError, OSError) as err:
+    except UnidentifiedImageError as err:  # its text names PIL's in-memory buffer, not the file
+        raise ImageLoadError(label, "not a picture PIL can read; save it as PNG") from err
+    except OSError as err:
         raise ImageLoadError(label, f"not a picture PIL can read ({err}); save it as PNG") from err
     if picture.mode in ("RGBA", "LA", "PA") or "transparency" in picture.info:
         plane = picture.convert("RGBA").getchannel("A")

@@ -90,13 +90,6 @@ class SpecOverrides:
                 )
         else:
             spec = replace(spec, channels=channels)
-        if not notes and guessed_preprocessing(spec) and (self.mean is None or self.std is None):
-            notes.append(
-                f"model {spec.name!r} does not say how its inputs are prepared; using the "
-                f"ImageNet fallback: mean {list(spec.mean)}, std {list(spec.std)}, "
-                f"{spec.input_size[0]}x{spec.input_size[1]} {spec.interpolation} (pass --mean "
-                "and --std, and --input-size, with the values the model was trained with)"
-            )
         for what, values in (("mean", self.mean), ("std", self.std)):
             if values is None:
                 continue
@@ -115,6 +108,17 @@ class SpecOverrides:
             if min(height, width) < 1:
                 raise UsageError(f"--input-size must be positive pixels; got {self.input_size}")
             spec = replace(spec, input_size=(height, width))
+        first = input_channels(model)
+        if self.channels is not None and first is not None and first != channels:
+            _check_channels(model, spec, channels, first)
+        # said after the overrides: the values it quotes are the ones in use
+        if not notes and guessed_preprocessing(spec) and (self.mean is None or self.std is None):
+            notes.append(
+                f"model {spec.name!r} does not say how its inputs are prepared; using the "
+                f"ImageNet fallback: mean {list(spec.mean)}, std {list(spec.std)}, "
+                f"{spec.input_size[0]}x{spec.input_size[1]} {spec.interpolation} (pass --mean "
+                "and --std, and --input-size, with the values the model was trained with)"
+            )
         if self.class_names is not None:
             names, where = self.class_names, "--class-names"
             if isinstance(names, (str, Path)):
@@ -126,6 +130,26 @@ class SpecOverrides:
                 raise UsageError(f"{where} has {len(names)} names; the model has {outputs} outputs")
             spec = replace(spec, class_names=list(names))
         return spec, notes
+
+
+def _check_channels(model: nn.Module, spec: ModelSpec, channels: int, first: int) -> None:
+    """``--channels`` against a first convolution that reads another count: one pass on a
+    zero image of the input size (eval mode, no gradients, the modes restored) says whether
+    the model takes them anyway (a model may repeat a grey channel itself)."""
+    import torch
+
+    from ..core.layers import no_grad_forward
+    from .spec import model_device
+
+    zeros = torch.zeros(1, channels, *spec.input_size, device=model_device(model))
+    try:
+        no_grad_forward(model, zeros)
+    except RuntimeError as err:
+        raise UsageError(
+            f"--channels {channels}: the model does not take {channels}-channel input (its "
+            f"first convolution reads {first}: {str(err).splitlines()[0]}); pass --channels "
+            f"{first} or leave it out"
+        ) from None
 
 
 def read_class_names(path: Path) -> list[str]:

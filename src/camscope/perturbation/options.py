@@ -64,15 +64,14 @@ def option(
     value = options.get(name, default)
     if value is None or value is default:
         return value
-    if (
-        isinstance(value, bool)
-        and kind is not bool
-        and bool not in (kind if isinstance(kind, tuple) else (kind,))
-    ):
-        raise UsageError(f"method option {name!r} must be {kind}, got a bool")
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    named = " or ".join(k.__name__ for k in kinds)
+    named = f"an {named}" if named[0] in "aeiou" else f"a {named}"
+    if isinstance(value, bool) and bool not in kinds:
+        raise UsageError(f"method option {name!r} must be {named}, got a bool")
     if not isinstance(value, kind):
         raise UsageError(
-            f"method option {name!r} must be of type {kind}, got {type(value).__name__}: "
+            f"method option {name!r} must be {named}, got {type(value).__name__} {value!r}: "
             f"{KNOWN_OPTIONS[name]}"
         )
     return value

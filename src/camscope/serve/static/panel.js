@@ -85,7 +85,8 @@ export async function refreshPasses() {
     if (!label) continue;
     const badge = label.querySelector(".badge");
     const costly = row.cost === "few passes" || row.cost === "perturbation";
-    badge.textContent = costly ? `${row.passes.toLocaleString("en")} passes` : row.cost;
+    const plural = row.passes === 1 ? "pass" : "passes";
+    badge.textContent = costly ? `${row.passes.toLocaleString("en")} ${plural}` : row.cost;
     label.classList.toggle("over", row.over_budget);
     label.title = [row.summary, row.paper].filter(Boolean).join(" | ") + (row.over_budget
       ? ` | over this server's budget of ${budget.toLocaleString("en")} passes per request (camscope serve --max-passes)`
