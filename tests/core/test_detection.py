@@ -85,7 +85,10 @@ def test_a_given_box_is_matched_and_weighted_by_its_iou() -> None:
         torch.testing.assert_close(res.raw["gradcam"][0, 0], weight * a)
         assert target.explained is not None and target.explained[0].labels.tolist() == [1]
     # a label given with the box: the detection of that label (box 1 would not overlap enough)
-    with pytest.raises(TargetError, match=r"no detection overlaps box \[0.0, 0.0, 1.0, 1.5\]"):
+    with pytest.raises(
+        TargetError,
+        match=r"no detection overlaps box \[0.0, 0.0, 1.0, 1.5\] \(in the model input's pixels\)",
+    ):
         camscope.explain(
             model, X, "gradcam", layer="conv", targets=DetectionTarget(boxes=drawn, class_id=2)
         )

@@ -309,7 +309,8 @@ class DetectionTarget:
                 best = float(ious[k].max()) if ious.shape[1] else 0.0
                 raise NothingToExplain(
                     f"image {image}: no detection overlaps box {[round(v, 1) for v in boxes[k].tolist()]} "
-                    f"with IoU >= {self.iou_threshold:g} (the best overlaps {best:.2f}, of "
+                    f"(in the model input's pixels) with IoU >= {self.iou_threshold:g} (the best "
+                    f"overlaps {best:.2f}, of "
                     f"{len(det)} detections); draw the box around a detected object or lower "
                     "the IoU threshold"
                 )
