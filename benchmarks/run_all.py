@@ -268,53 +268,23 @@ def dataset_section(scale: Scale) -> list[Result]:
 
 def training_section(scale: Scale) -> list[Result]:
     """camscope's training epoch against a hand-written loop on the same batches."""
-    from torch.utils.data import DataLoader
+    from training import contest, hand_written_epoch
 
-    from camscope.models.architectures import build_classifier
-    from camscope.models.spec import IMAGENET_MEAN, IMAGENET_STD
-    from camscope.training.data import load_training_data
-    from camscope.training.loop import Step, train_epoch
-    from camscope.training.optim import build_optimizer, build_schedule
-    from camscope.training.transforms import ImageTransform, LabelledImages, Normalize, collate
+    from camscope.training.loop import train_epoch
 
-    device = torch.device(scale.device)
     size, arch = 32, "gapnet-pooled"
-    data = load_training_data(f"builtin:{scale.training_images}", None, 0.1, 0, image_size=size)
-    images = LabelledImages(data.train.items, ImageTransform(size, "bilinear", "pad-crop"))
-    loader = DataLoader(images, batch_size=64, shuffle=True, collate_fn=collate)
-    torch.manual_seed(0)
-    base = build_classifier(arch, len(data.classes), size).model.to(device)
-    mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
-    hand_model = copy.deepcopy(base)
-    hand_opt = torch.optim.AdamW(hand_model.parameters(), lr=1e-3, weight_decay=0.05)
-    ours_model = copy.deepcopy(base)
-    ours_opt = build_optimizer(ours_model, "adamw", 1e-3, 0.05)
-    step = Step(
-        ours_model,
-        ours_opt,
-        build_schedule(ours_opt, len(loader), scale.training_rounds + 1, 1.0, 1e-3, 0.0),
-        torch.amp.GradScaler(device.type, enabled=False),
-        torch.nn.CrossEntropyLoss(),
-        Normalize(IMAGENET_MEAN, IMAGENET_STD, device),
-        device,
+    race = contest(
+        arch, scale.training_images, size, 64, 0, scale.training_rounds + 1, scale.device
     )
 
     def hand() -> float:
-        hand_model.train()
-        seen, began = 0, time.perf_counter()
-        for batch, labels, _ in loader:
-            x = (batch.to(device).float() / 255.0 - mean) / std
-            loss = torch.nn.functional.cross_entropy(hand_model(x), labels.to(device))
-            hand_opt.zero_grad(set_to_none=True)
-            loss.backward()
-            hand_opt.step()
-            seen += labels.shape[0]
-        _sync(scale.device)
-        return seen / (time.perf_counter() - began)
+        seen, seconds, _ = hand_written_epoch(
+            race.hand_model, race.loader, race.hand_opt, race.mean, race.std
+        )
+        return seen / seconds
 
     def camscope_loop() -> float:
-        stats = train_epoch(step, loader)
+        stats = train_epoch(race.step, race.loader)
         _sync(scale.device)
         return stats.images / stats.seconds
 
@@ -325,7 +295,7 @@ def training_section(scale: Scale) -> list[Result]:
         rates = {fn.__name__: fn() for fn in first}
         pairs.append((rates["hand"], rates["camscope_loop"]))
     ratio = statistics.median(ours / theirs for theirs, ours in pairs)
-    label = f"{arch}, {size} px, batch 64, {len(images)} images"
+    label = f"{arch}, {size} px, batch 64, {race.images} images"
     return [
         Result(
             "training",

@@ -33,6 +33,7 @@ import copy
 import statistics
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -51,6 +52,7 @@ from camscope.training.transforms import ImageTransform, LabelledImages, Normali
 def hand_written_epoch(model, loader, optimizer, mean, std) -> tuple[int, float, float]:
     """The minimal loop; returns (images, seconds, seconds waiting for data)."""
     model.train()
+    device = mean.device
     images_seen, wait = 0, 0.0
     start = time.perf_counter()
     iterator = iter(loader)
@@ -61,13 +63,64 @@ def hand_written_epoch(model, loader, optimizer, mean, std) -> tuple[int, float,
         except StopIteration:
             break
         wait += time.perf_counter() - t0
-        x = (images.float() / 255.0 - mean) / std
-        loss = F.cross_entropy(model(x), labels)
+        x = (images.to(device).float() / 255.0 - mean) / std
+        loss = F.cross_entropy(model(x), labels.to(device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         images_seen += labels.shape[0]
+    if device.type == "cuda":
+        torch.cuda.synchronize()
     return images_seen, time.perf_counter() - start, wait
+
+
+@dataclass
+class Contest:
+    """What both loops share: one DataLoader and two copies of one initial model, each with its
+    optimizer (the hand-written loop's AdamW, camscope's :class:`Step`)."""
+
+    images: int
+    loader: DataLoader
+    hand_model: torch.nn.Module
+    hand_opt: torch.optim.Optimizer
+    mean: torch.Tensor
+    std: torch.Tensor
+    step: Step
+
+
+def contest(
+    arch: str, images: int, size: int, batch_size: int, workers: int, epochs: int, device: str
+) -> Contest:
+    """The built-in set rendered once, pad-and-crop + flip, AdamW at 1e-3 for both loops."""
+    data = load_training_data(f"builtin:{images}", None, 0.1, 0, image_size=size)
+    dataset = LabelledImages(data.train.items, ImageTransform(size, "bilinear", "pad-crop"))
+    loader = DataLoader(
+        dataset, batch_size=batch_size, shuffle=True, num_workers=workers, collate_fn=collate
+    )
+    on = torch.device(device)
+    torch.manual_seed(0)
+    base = build_classifier(arch, len(data.classes), size).model.to(on)
+    hand_model = copy.deepcopy(base)
+    ours_model = copy.deepcopy(base)
+    ours_opt = build_optimizer(ours_model, "adamw", 1e-3, 0.05)
+    step = Step(
+        ours_model,
+        ours_opt,
+        build_schedule(ours_opt, len(loader), epochs, 1.0, 1e-3, 0.0),
+        torch.amp.GradScaler(on.type, enabled=False),
+        torch.nn.CrossEntropyLoss(),
+        Normalize(IMAGENET_MEAN, IMAGENET_STD, on),
+        on,
+    )
+    return Contest(
+        len(dataset),
+        loader,
+        hand_model,
+        torch.optim.AdamW(hand_model.parameters(), lr=1e-3, weight_decay=0.05),
+        torch.tensor(IMAGENET_MEAN, device=on).view(1, 3, 1, 1),
+        torch.tensor(IMAGENET_STD, device=on).view(1, 3, 1, 1),
+        step,
+    )
 
 
 def main() -> None:
@@ -82,36 +135,13 @@ def main() -> None:
     args = parser.parse_args()
 
     size = args.image_size
-    data = load_training_data(f"builtin:{args.images}", None, 0.1, 0, image_size=size)
-    dataset = LabelledImages(data.train.items, ImageTransform(size, "bilinear", "pad-crop"))
-    loader = DataLoader(
-        dataset,
-        batch_size=args.batch_size,
-        shuffle=True,
-        num_workers=args.workers,
-        collate_fn=collate,
+    race = contest(
+        args.arch, args.images, size, args.batch_size, args.workers, args.rounds + 1, "cpu"
     )
-    torch.manual_seed(0)
-    base = build_classifier(args.arch, len(data.classes), size).model
-    device = torch.device("cpu")
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-
-    hand_model = copy.deepcopy(base)
-    hand_opt = torch.optim.AdamW(hand_model.parameters(), lr=1e-3, weight_decay=0.05)
-    ours_model = copy.deepcopy(base)
-    ours_opt = build_optimizer(ours_model, "adamw", 1e-3, 0.05)
-    step = Step(
-        ours_model,
-        ours_opt,
-        build_schedule(ours_opt, len(loader), args.rounds + 1, 1.0, 1e-3, 0.0),
-        torch.amp.GradScaler("cpu", enabled=False),
-        torch.nn.CrossEntropyLoss(),
-        Normalize(IMAGENET_MEAN, IMAGENET_STD, device),
-        device,
-    )
+    hand_model, hand_opt, mean, std = race.hand_model, race.hand_opt, race.mean, race.std
+    loader, step = race.loader, race.step
     print(
-        f"arch={args.arch} size={size} train images={len(dataset)} batch={args.batch_size} "
+        f"arch={args.arch} size={size} train images={race.images} batch={args.batch_size} "
         f"workers={args.workers} threads={torch.get_num_threads()} torch={torch.__version__}"
     )
     hand_epoch = hand_written_epoch(hand_model, loader, hand_opt, mean, std)  # warm-up
@@ -163,7 +193,7 @@ def main() -> None:
         )
         wall = time.perf_counter() - start
     loop_rate = result.summary["this_session"]["train_images_per_second"]
-    end_to_end = len(dataset) * args.rounds / wall
+    end_to_end = race.images * args.rounds / wall
     print()
     header = (
         "| whole run | training-loop images/s | end-to-end images/s (wall) "
