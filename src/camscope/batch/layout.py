@@ -31,6 +31,7 @@ from torch import nn
 from torch.utils._pytree import tree_leaves
 
 from ..core.layers import preserved_modes
+from .tuning import LAYOUT_MARGIN
 
 
 class ChannelsLast:
@@ -114,11 +115,12 @@ def _same(got: list[Any], reference: list[Any]) -> bool:
 def faster_in_channels_last(
     layout: ChannelsLast, x: torch.Tensor, run: Callable[[torch.Tensor], Any], rounds: int = 2
 ) -> tuple[bool, str]:
-    """Whether ``run(x)`` (one explain call) is at least 3% faster with the model in
-    channels-last, timed on ``x`` after one warm-up in each layout, ``rounds`` times each,
-    alternately (the best time of each layout counts); the layout is left applied when it is.
-    For a process that explains without the data-set job's tuner (a Ray actor): call
-    :func:`check` first. Returns the choice and a line saying why."""
+    """Whether ``run(x)`` (one explain call) is faster with the model in channels-last by the
+    tuner's margin (:data:`camscope.batch.tuning.LAYOUT_MARGIN`, 3%), timed on ``x`` after one
+    warm-up in each layout, ``rounds`` times each, alternately (the best time of each layout
+    counts); the layout is left applied when it is. For a process that explains without the
+    data-set job's tuner (a Ray actor): call :func:`check` first. Returns the choice and a line
+    saying why."""
     times: dict[bool, list[float]] = {False: [], True: []}
     for repeat in range(rounds + 1):
         for channels_last in (False, True):
@@ -133,7 +135,7 @@ def faster_in_channels_last(
             if repeat:  # the first round is the warm-up
                 times[channels_last].append(time.perf_counter() - began)
     own, last = min(times[False]), min(times[True])
-    keep = last < own * (1 - 0.03)
+    keep = last < own * (1 - LAYOUT_MARGIN)
     if not keep:
         layout.restore()
     per_image = 1e3 / x.shape[0]
