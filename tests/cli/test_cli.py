@@ -367,6 +367,15 @@ def test_layers_marks_auto_and_convs(capsys, tiny) -> None:
     assert record["layers"][2]["shape"] == [6, 16, 16] and record["layers"][2]["conv_index"] == 1
 
 
+def test_layers_says_it_did_not_load_the_weights(capsys) -> None:
+    code, out, _ = run(capsys, "layers", "efficientnet_lite0")
+    assert code == 0 and "weights: not loaded (the layers do not depend on them" in out
+    code, out, _ = run(capsys, "layers", "efficientnet_lite0", "--json")
+    assert json.loads(out)["weights_skipped"] is True
+    code, out, _ = run(capsys, "layers", "efficientnet_lite0", "--json", "--random-init")
+    assert json.loads(out)["weights_skipped"] is False
+
+
 def test_layers_of_a_one_channel_model(capsys, monkeypatch) -> None:
     patch_loader(monkeypatch, tiny_model(in_channels=1), SPEC)  # the spec still says RGB
     code, out, err = run(capsys, "layers", "tiny", "--size", "16")

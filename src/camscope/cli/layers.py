@@ -44,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
     from ..core.layer_table import layer_table
 
     recipe = values.model_recipe(args)
-    if recipe.weights is None:  # the layout does not depend on the weights: skip loading them
+    skipped = recipe.weights is None and not recipe.random_init
+    if skipped:  # the layout does not depend on the weights: skip loading them
         recipe = dataclasses.replace(recipe, random_init=True)
     size, as_json = args.size, bool(args.json)
     model, spec, device, _ = recipe.load(hints="cli")  # the spec says the channels it reads
@@ -73,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
                 for index, row in enumerate(table)
             ],
             "spec": spec.to_dict(),
+            "weights_skipped": skipped,
         }
         echo(json.dumps(record, indent=2))
         return 0
@@ -97,6 +99,9 @@ def run(args: argparse.Namespace) -> int:
         if mark in picks:
             echo(f"--layer {mark} -> {picks[mark]}")
     echo()
+    if skipped:
+        echo("weights: not loaded (the layers do not depend on them; the model is built as it")
+        echo("would be for --random-init, so the source below says random initialisation)")
     echo("preprocessing:")
     for key, value in spec.to_dict().items():
         if key == "class_names":
