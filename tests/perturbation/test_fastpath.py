@@ -169,7 +169,7 @@ def test_bad_precision_names_the_choices() -> None:
 def test_the_module_keeps_no_cache() -> None:
     containers = (MutableMapping, MutableSequence, MutableSet)
     state = {k for k, v in vars(fastpath).items() if isinstance(v, containers) and k[:2] != "__"}
-    assert state == {"PRECISIONS", "_INT_VIEW", "_VALUE_READS"}  # constants only
+    assert state == {"_INT_VIEW", "_VALUE_READS"}  # constants only
     net, x = conv_net(), batch(2)
     one, two = FastForward(net, CPU), FastForward(net, CPU)
     with torch.no_grad():
@@ -342,3 +342,20 @@ def test_fast_model_option_is_checked() -> None:
     ):
         with pytest.raises(UsageError, match=message):
             explain(net, x, "scorecam", layer="features", targets=0, method_options=opts)
+
+
+def test_a_precision_has_one_name_in_every_spelling() -> None:
+    """The methods' -O precision reads names as explain(precision=...) does (core.precision)."""
+    from nets import SmallNet
+
+    from camscope import explain
+
+    net, x = SmallNet().eval(), torch.randn(1, 3, 16, 16)
+    assert FastForward(net, CPU, precision="bfloat16").precision == "bf16"
+    fast = FastForward(net, CPU, precision="bf16")
+    kwargs = {"layer": "features", "targets": 0}
+    long = explain(
+        net, x, "scorecam", **kwargs, method_options={"fast_model": fast, "precision": "bfloat16"}
+    )
+    short = explain(net, x, "scorecam", **kwargs, method_options={"precision": "bf16"})
+    torch.testing.assert_close(long.maps["scorecam"], short.maps["scorecam"])

@@ -46,15 +46,16 @@ def canonical_precision(precision: str) -> str:
     return name
 
 
-def autocast_dtype(precision: str, device: torch.device | str) -> torch.dtype | None:
+def autocast_dtype(precision: str, device: torch.device | str | None = None) -> torch.dtype | None:
     """The autocast dtype of ``precision`` on ``device``; ``None`` for float32 throughout.
+    ``device=None`` (not known yet) checks the name only.
 
     Raises:
         UsageError: an unknown name, or ``fp16`` on a device that is not a CUDA GPU.
     """
     name = canonical_precision(precision)
-    kind = torch.device(device).type
-    if name == "fp16" and kind != "cuda":
+    kind = None if device is None else torch.device(device).type
+    if name == "fp16" and kind not in (None, "cuda"):
         raise UsageError(f"precision fp16 needs a CUDA GPU (the device is {kind}); use bf16")
     return _DTYPES[name]
 

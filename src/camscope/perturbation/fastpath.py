@@ -77,28 +77,15 @@ from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_leaves
 
+from ..core.precision import autocast_dtype, canonical_precision
 from ..errors import UsageError
 
 log = logging.getLogger(__name__)
-
-PRECISIONS = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 #: Traced graphs a :class:`FastForward` keeps (one per input shape), by default.
 MAX_GRAPHS = 4
 
 _INT_VIEW = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
-
-
-def precision_dtype(precision: str, device: torch.device | None = None) -> torch.dtype | None:
-    """The autocast dtype of a ``precision`` name (``None`` for float32); bad names are errors,
-    and so is ``float16`` on a known non-CUDA ``device``."""
-    if precision not in PRECISIONS:
-        raise UsageError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
-    if precision == "float16" and device is not None and device.type != "cuda":
-        raise UsageError(
-            "precision 'float16' needs a CUDA device; on CPU use 'bfloat16' (or 'float32')"
-        )
-    return PRECISIONS[precision]
 
 
 def _structure(model: nn.Module) -> tuple[Any, ...]:
@@ -210,8 +197,8 @@ class FastForward:
         self.model = model
         self.device = device
         self.optimize = optimize
-        self.precision = precision
-        self.autocast = precision_dtype(precision, device)
+        self.precision = canonical_precision(precision)  # "bfloat16" and "bf16" are one
+        self.autocast = autocast_dtype(precision, device)
         self.trace = optimize and device.type == "cpu" and self.autocast is None
         self.max_graphs = max_graphs
         self.builds = 0  # how many copies were made (a rebuild after a change counts)

@@ -14,9 +14,10 @@ from typing import Any
 
 from torch import Tensor
 
+from ..core.precision import canonical_precision
 from ..core.targets import OutputAdapter, default_output_adapter
 from ..errors import UsageError
-from .fastpath import FastForward, precision_dtype
+from .fastpath import FastForward
 
 ProgressFn = Callable[[int, int], None]
 
@@ -29,7 +30,8 @@ KNOWN_OPTIONS: dict[str, str] = {
     "score": "'probability' (paper, default) or 'channel-softmax' (pytorch-grad-cam/torchcam)",
     "optimize": "bool: passes on an eval-mode copy (CPU: TorchScript) made for the call (True)",
     "fast_model": "FastForward: the caller's fast copy, reused across calls (default: one per call)",
-    "precision": "'float32' (default), 'bfloat16' or 'float16' (CUDA): autocast masked passes",
+    "precision": "'float32' (default), 'bfloat16' or 'float16' (CUDA; or fp32/bf16/fp16): "
+    "autocast masked passes",
     "align_corners": "bool: upsample masks with align_corners=True like pytorch-grad-cam (False)",
     "num_channels": "int: channels kept by faster-scorecam (default 64)",
     "num_samples": "int: noisy copies / integration steps (sscam 35, iscam 10, smoothgradcam++ 8)",
@@ -103,7 +105,7 @@ class Settings:
     score: str
     optimize: bool
     adapter: OutputAdapter
-    precision: str = "float32"
+    precision: str = "fp32"
     align_corners: bool = False
     fast_model: FastForward | None = None
 
@@ -114,8 +116,8 @@ class Settings:
             raise UsageError(
                 f"method option 'score' must be 'probability' or 'channel-softmax', got {score!r}"
             )
-        precision = option(options, "precision", "float32", str)
-        precision_dtype(precision)  # the name is checked even where no pass uses it
+        # the name is checked (core.precision) even where no pass uses it
+        precision = canonical_precision(option(options, "precision", "float32", str))
         progress = options.get("progress")
         if progress is not None and not (
             progress is True or progress is False or callable(progress)
