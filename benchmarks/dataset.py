@@ -368,13 +368,10 @@ def peer_loop(
 def agreement(reference: Path, other: Path) -> dict[str, float]:
     """Top-1 agreement of two jobs' rows, and the Pearson r of their raw maps where both
     explained the same class (the float16 maps times their scale)."""
-    import pyarrow.dataset as ds
+    from camscope.batch import open_maps
 
     def read(folder: Path) -> dict[tuple[str, str], tuple[int, np.ndarray]]:
-        files = sorted(str(p) for p in folder.glob("maps-*.parquet"))
-        table = ds.dataset(files, format="parquet").to_table(
-            columns=["id", "method", "target", "map", "map_scale"]
-        )
+        table = open_maps(folder).table(["id", "method", "target", "map", "map_scale"])
         rows = {}
         for id_, method, target, values, scale in zip(*(c.to_pylist() for c in table.columns)):
             rows[(id_, method)] = (target, np.asarray(values, np.float64) * scale)
