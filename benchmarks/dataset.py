@@ -225,11 +225,6 @@ def load(model_name: str, device: str) -> tuple[Any, Any, str, Any]:
     return model, spec, layer_name, layer
 
 
-def _sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
-
-
 def plain(
     model: Any, spec: Any, folder: Path, batch: int, workers: int, threads: int, device: str
 ) -> Row:
