@@ -72,6 +72,7 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+FOLDER = ROOT / "out" / "bench-dataset"  # the generated images, one folder per count
 CASES = ("a", "b", "c", "d")
 
 
@@ -202,9 +203,26 @@ def make_images(folder: Path, count: int, seed: int = 0) -> None:
             image.save(sub / f"img{i:05d}.jpg", quality=90)
 
 
-def _sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
+def image_folder(root: Path, count: int) -> Path:
+    """``root/images-<count>``: ``count`` images of :func:`make_images`, made once and reused."""
+    folder = root / f"images-{count}"
+    if not folder.is_dir() or len(list(folder.rglob("img*"))) != count:
+        shutil.rmtree(folder, ignore_errors=True)
+        print(f"generating {count} images in {folder} ...", file=sys.stderr)
+        make_images(folder, count)
+    return folder
+
+
+def load(model_name: str, device: str) -> tuple[Any, Any, str, Any]:
+    """The model on ``device``, its spec, and the name and module of its automatic layer."""
+    from camscope import load_model
+    from camscope.core.layers import resolve_layers
+
+    model, spec = load_model(model_name)
+    model = model.to(device)
+    example = torch.zeros(1, 3, *spec.input_size, device=device)
+    ((layer_name, layer),) = resolve_layers(model, "auto", example)
+    return model, spec, layer_name, layer
 
 
 def plain(
@@ -345,13 +363,10 @@ def peer_loop(
 def agreement(reference: Path, other: Path) -> dict[str, float]:
     """Top-1 agreement of two jobs' rows, and the Pearson r of their raw maps where both
     explained the same class (the float16 maps times their scale)."""
-    import pyarrow.dataset as ds
+    from camscope.batch import open_maps
 
     def read(folder: Path) -> dict[tuple[str, str], tuple[int, np.ndarray]]:
-        files = sorted(str(p) for p in folder.glob("maps-*.parquet"))
-        table = ds.dataset(files, format="parquet").to_table(
-            columns=["id", "method", "target", "map", "map_scale"]
-        )
+        table = open_maps(folder).table(["id", "method", "target", "map", "map_scale"])
         rows = {}
         for id_, method, target, values, scale in zip(*(c.to_pylist() for c in table.columns)):
             rows[(id_, method)] = (target, np.asarray(values, np.float64) * scale)
@@ -606,7 +621,7 @@ def run_situation(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--images", type=int, default=600)
-    parser.add_argument("--folder", type=Path, default=ROOT / "out" / "bench-dataset")
+    parser.add_argument("--folder", type=Path, default=FOLDER)
     parser.add_argument("--model", default="efficientnet_lite0")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument(
@@ -625,21 +640,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     cases = set(args.cases.split(","))
     sys.path.insert(0, str(ROOT / "src"))
-    from camscope import load_model
     from camscope.allocator import tune_allocator
 
     tune_allocator()  # as the camscope command does; for every case alike (Ray actors do it too)
-    from camscope.core.layers import resolve_layers
-
-    folder = args.folder / f"images-{args.images}"
-    if not folder.is_dir() or len(list(folder.rglob("img*"))) != args.images:
-        shutil.rmtree(folder, ignore_errors=True)
-        print(f"generating {args.images} images in {folder} ...", file=sys.stderr)
-        make_images(folder, args.images)
-    model, spec = load_model(args.model)
-    model = model.to(args.device)
-    example = torch.zeros(1, 3, *spec.input_size, device=args.device)
-    ((layer_name, layer),) = resolve_layers(model, "auto", example)
+    folder = image_folder(args.folder, args.images)
+    model, spec, layer_name, layer = load(args.model, args.device)
     print(
         f"# {args.images} images, {args.model} at {layer_name}, Grad-CAM top-1, {args.device}; "
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "

@@ -214,18 +214,9 @@ def dataset_section(scale: Scale) -> list[Result]:
     """The data-set job at its defaults against the better plain loop and the peer's loop."""
     import dataset as bench
 
-    from camscope import load_model
-    from camscope.core.layers import resolve_layers
-
     name = "efficientnet_lite0"
-    folder = ROOT / "out" / "bench-dataset" / f"images-{scale.dataset_images}"
-    if not folder.is_dir() or len(list(folder.rglob("img*"))) != scale.dataset_images:
-        shutil.rmtree(folder, ignore_errors=True)
-        bench.make_images(folder, scale.dataset_images)
-    model, spec = load_model(name)
-    model = model.to(scale.device)
-    example = torch.zeros(1, 3, *spec.input_size, device=scale.device)
-    ((_layer_name, layer),) = resolve_layers(model, "auto", example)
+    folder = bench.image_folder(bench.FOLDER, scale.dataset_images)
+    model, spec, _layer_name, layer = bench.load(name, scale.device)
     cores = os.cpu_count() or 1
     threads = torch.get_num_threads()
     try:

@@ -248,7 +248,8 @@ def compare(run: AuditRun, bench: BiasedBenchmark, spec: ModelSpec) -> dict[str,
         "cue_agreement": round(float(np.mean(agree)), 4) if agree else None,
         "object_energy": round(float(np.mean(energies)), 4) if energies else None,
         "per_class": {
-            name: {key: c.to_json()[key] for key in _PER_CLASS} for name, c in run.classes.items()
+            name: {key: value for key, value in c.to_json().items() if key in _PER_CLASS}
+            for name, c in run.classes.items()
         },
         "flagged": run.flagged,
         "hotspot_on_cue": on_cue(run, bench),
