@@ -433,3 +433,32 @@ def test_a_mask_that_is_no_picture_is_named_without_python_internals(tmp_path: P
     with pytest.raises(ImageLoadError, match="upload: not a picture PIL can read") as err:
         load_mask(b"not a picture", (8, 8), name="upload")
     assert "BytesIO" not in str(err.value)
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG whose header claims ``width`` x ``height`` pixels, with one empty data chunk (readers
+    that check the size refuse it before decoding)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", b"") + chunk(b"IEND", b"")
+
+
+def test_a_mask_past_pils_own_pixel_limit_is_an_image_load_error(tmp_path: Path) -> None:
+    """Over twice PIL.Image.MAX_IMAGE_PIXELS, PIL's open raises DecompressionBombError, which is
+    not an OSError: it was an internal error for a region and an annotation mask."""
+    from camscope.data.dataset import Sample
+    from camscope.io.masks import load_mask
+
+    path = tmp_path / "huge.png"
+    path.write_bytes(_png_header(20_000, 20_000))
+    with pytest.raises(ImageLoadError, match=r"huge\.png: the mask has too many pixels"):
+        load_mask(path, (8, 8))
+    sample = Sample(id="x", source=str(path), mask=path)
+    with pytest.raises(ImageLoadError, match=r"object mask cannot be read"):
+        sample.read_mask((8, 8))

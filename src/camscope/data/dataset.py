@@ -163,7 +163,7 @@ class Sample:
                 if mask.size != size:
                     mask = mask.resize(size, Image.Resampling.NEAREST)
                 return np.asarray(mask) > 0
-        except OSError as err:
+        except (OSError, Image.DecompressionBombError) as err:
             raise ImageLoadError(str(self.mask), f"object mask cannot be read ({err})") from None
 
 

@@ -57,6 +57,8 @@ def load_mask(
             picture = opened.copy()
     except UnidentifiedImageError as err:  # its text names PIL's in-memory buffer, not the file
         raise ImageLoadError(label, "not a picture PIL can read; save it as PNG") from err
+    except Image.DecompressionBombError as err:  # over twice PIL's own process-wide limit
+        raise ImageLoadError(label, f"the mask has too many pixels ({err})") from err
     except OSError as err:
         raise ImageLoadError(label, f"not a picture PIL can read ({err}); save it as PNG") from err
     if picture.mode in ("RGBA", "LA", "PA") or "transparency" in picture.info:
